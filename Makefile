@@ -1,0 +1,190 @@
+# roost build. Plain make: out-of-tree objects, flags from pkg-config,
+# header dependencies from -MMD -MP, rebuild when flags change.
+#
+#   make              build everything into build/
+#   make test         install missing packages, build, run every test (prove)
+#   make check-asan   the same tests under ASan + UBSan in build-asan/
+#   make bench-micro  build and run the micro-benchmarks
+#   make fuzz         run each libFuzzer target for FUZZ_SECONDS (default 60)
+#   make format       clang-format in place; make format-check to verify
+#   V=1               show the commands
+
+PKG_CONFIG ?= pkg-config
+CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+BUILD ?= build
+SAN ?= 0
+FUZZ_SECONDS ?= 60
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+PKGS := liburcu-qsbr liburcu-cds libngtcp2 libngtcp2_crypto_gnutls gnutls opus
+DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
+CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -pthread -g $(WARN) -Ilib $(DEP_CFLAGS)
+
+ifeq ($(SAN),1)
+# libc malloc under the sanitizers: ASan must own the allocator.
+OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+CFLAGS_BASE += -DROOST_SANITIZE=1
+ALLOC_LIBS :=
+else
+OPT := -O2
+ALLOC_LIBS := $(shell $(PKG_CONFIG) --libs jemalloc 2>/dev/null || echo -ljemalloc)
+endif
+
+ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
+ALL_LDFLAGS := -pthread $(OPT) $(LDFLAGS)
+LIBS := $(DEP_LIBS) $(ALLOC_LIBS) -lm
+
+# ---------------------------------------------------------------- sources
+
+LIB_SRCS := $(sort $(wildcard lib/*/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIBROOST := $(BUILD)/libroost.a
+
+TESTLIB_SRCS := $(sort $(wildcard test/common/*.c))
+TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
+TESTLIB := $(BUILD)/libroosttest.a
+
+RELAY_SRCS := $(sort $(wildcard relay/*.c))
+CLI_SRCS := $(sort $(wildcard relay/cli/*.c))
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+MICRO_SRCS := $(sort $(wildcard bench/micro/*.c))
+
+PROGS :=
+ifneq ($(RELAY_SRCS),)
+PROGS += $(BUILD)/roost-relay
+endif
+ifneq ($(CLI_SRCS),)
+PROGS += $(BUILD)/roost-cli
+endif
+ifneq ($(BENCH_SRCS),)
+PROGS += $(BUILD)/roost-bench
+endif
+MICRO_BINS := $(MICRO_SRCS:bench/micro/%.c=$(BUILD)/bench/micro/%)
+
+UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/unit/%)
+INTEG_SRCS := $(sort $(wildcard test/integration/test_*.c))
+INTEG_BINS := $(INTEG_SRCS:test/integration/%.c=$(BUILD)/test/integration/%)
+# Test programs that are not themselves tests (e.g. the echo server).
+TESTPROG_SRCS := $(sort $(wildcard test/integration/prog_*.c))
+TESTPROG_BINS := $(TESTPROG_SRCS:test/integration/%.c=$(BUILD)/test/integration/%)
+INTEG_SCRIPTS := $(sort $(wildcard test/integration/test_*.sh test/integration/test_*.py))
+
+FUZZ_SRCS := $(sort $(wildcard test/fuzz/fuzz_*.c))
+FUZZ_NAMES := $(FUZZ_SRCS:test/fuzz/fuzz_%.c=%)
+REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/test/fuzz/replay_%)
+
+ALL_OBJS := $(LIB_OBJS) $(TESTLIB_OBJS) $(RELAY_SRCS:%.c=$(BUILD)/%.o) \
+	$(CLI_SRCS:%.c=$(BUILD)/%.o) $(BENCH_SRCS:%.c=$(BUILD)/%.o) \
+	$(MICRO_SRCS:%.c=$(BUILD)/%.o) $(UNIT_SRCS:%.c=$(BUILD)/%.o) \
+	$(INTEG_SRCS:%.c=$(BUILD)/%.o) $(TESTPROG_SRCS:%.c=$(BUILD)/%.o) \
+	$(FUZZ_SRCS:%.c=$(BUILD)/%.o)
+
+TEST_BINS := $(UNIT_BINS) $(INTEG_BINS) $(REPLAY_BINS)
+
+# ---------------------------------------------------------------- targets
+
+.PHONY: all deps test test-run check-asan bench-micro bench fuzz format format-check clean run
+
+all: $(LIBROOST) $(PROGS) $(MICRO_BINS) $(TEST_BINS) $(TESTPROG_BINS)
+
+deps:
+	$(Q)scripts/install-deps
+
+# Recursive so that pkg-config runs again after deps installed packages.
+test: deps
+	$(Q)$(MAKE) --no-print-directory test-run
+
+check-asan: deps
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 test-run
+
+# prove reads cmocka's TAP output; its last line is the summary CI reads.
+test-run: all
+	$(Q)CMOCKA_MESSAGE_OUTPUT=TAP ROOST_BUILD=$(BUILD) prove --exec '' --timer \
+		$(TEST_BINS) $(INTEG_SCRIPTS)
+
+bench-micro: $(MICRO_BINS)
+	$(Q)set -e; for b in $(MICRO_BINS); do echo "== $$b"; $$b; done
+
+# ------------------------------------------------------------------ rules
+
+FLAGS_FILE := $(BUILD)/.flags
+FLAGS_NOW := $(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(LIBS)
+$(FLAGS_FILE): FORCE
+	@mkdir -p $(@D)
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(FLAGS_NOW)' ]; then echo '$(FLAGS_NOW)' > $@; fi
+FORCE:
+
+# Keep objects: they are not throwaway intermediates.
+.SECONDARY:
+
+$(BUILD)/%.o: %.c $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBROOST): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(TESTLIB): $(TESTLIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^ $(if $(TESTLIB_OBJS),,&& ar rcs $@)
+
+LINK = @$(if $(Q),echo "  LD      $@"); mkdir -p $(@D); \
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LIBS)
+
+$(BUILD)/roost-relay: $(RELAY_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
+	$(LINK)
+$(BUILD)/roost-cli: $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
+	$(LINK)
+$(BUILD)/roost-bench: $(BENCH_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
+	$(LINK)
+$(BUILD)/bench/micro/%: $(BUILD)/bench/micro/%.o $(LIBROOST)
+	$(LINK)
+
+$(BUILD)/test/unit/%: $(BUILD)/test/unit/%.o $(TESTLIB) $(LIBROOST)
+	$(LINK) $(CMOCKA_LIBS)
+$(BUILD)/test/integration/%: $(BUILD)/test/integration/%.o $(TESTLIB) $(LIBROOST)
+	$(LINK) $(CMOCKA_LIBS)
+
+# Replay builds: each fuzz target linked with a main that runs its corpus.
+$(BUILD)/test/fuzz/replay_%: $(BUILD)/test/fuzz/fuzz_%.o $(BUILD)/test/fuzz/replay/main.o $(LIBROOST)
+	$(LINK)
+
+# libFuzzer builds with clang, ASan and UBSan, in build-fuzz/.
+FUZZ_BUILD := build-fuzz
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Ilib $(DEP_CFLAGS) -DROOST_SANITIZE=1 \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz: deps
+	$(Q)set -e; mkdir -p $(FUZZ_BUILD); for n in $(FUZZ_NAMES); do \
+		echo "== fuzz $$n ($(FUZZ_SECONDS)s)"; \
+		clang $(FUZZ_CFLAGS) -o $(FUZZ_BUILD)/fuzz_$$n test/fuzz/fuzz_$$n.c $(LIB_SRCS) $(DEP_LIBS) -lm; \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
+		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			$(FUZZ_BUILD)/corpus/$$n test/fuzz/corpus/$$n 2>&1 | tail -25; \
+	done
+
+FORMAT_SRCS = $(shell find lib relay bench test -name '*.[ch]' 2>/dev/null)
+format:
+	$(Q)clang-format -i $(FORMAT_SRCS)
+format-check:
+	$(Q)clang-format --dry-run -Werror $(FORMAT_SRCS)
+
+clean:
+	$(Q)rm -rf build build-asan build-fuzz
+
+-include $(ALL_OBJS:.o=.d)

@@ -1,0 +1,43 @@
+/* Counted buffers: the only payload memory that crosses workers.
+ *
+ * A buffer is written once by the worker that creates it, then shared
+ * read-only; each holder owns one reference. buf_ref/buf_unref are the only
+ * atomic read-modify-writes on the per-packet path (DESIGN.md §1).
+ * A process-wide gauge of live buffers (relaxed, per-thread deltas summed on
+ * read) lets tests prove every buffer came back. */
+#ifndef ROOST_CORE_BUF_H
+#define ROOST_CORE_BUF_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf {
+    _Atomic uint32_t refs;
+    uint32_t len; /* bytes used */
+    uint32_t cap; /* bytes allocated after the header */
+    uint32_t reserved;
+    uint8_t data[];
+};
+
+/* Allocates a buffer of `cap` bytes with one reference and len 0.
+ * Returns NULL on allocation failure. Any thread. */
+struct buf *buf_new(uint32_t cap);
+
+/* Takes another reference. Any thread holding a reference. */
+static inline struct buf *buf_ref(struct buf *b)
+{
+    /* relaxed: the caller already holds a reference, so the object is alive
+     * and its contents were published to this thread by whatever handed over
+     * that reference (a ring push/pop pair). */
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+    return b;
+}
+
+/* Drops a reference; frees on the last. Accepts NULL. Any thread. */
+void buf_unref(struct buf *b);
+
+/* Number of buffers allocated and not yet freed, process-wide. */
+int64_t buf_live(void);
+
+#endif

@@ -1,0 +1,145 @@
+/* Worker runtime: N pinned threads, each with an epoll loop, timers, and one
+ * SPSC ring from every other worker (N x (N-1) rings). DESIGN.md §1.
+ *
+ * A worker owns its fds, its timers and whatever its ops create; the only way
+ * to reach another worker is worker_send(). Each loop turn:
+ *   1. read the clock once (worker_now), run expired timers;
+ *   2. drain every inbound ring (and the spill/inbox queues) into ops->on_msg;
+ *   3. dispatch ready fds;
+ *   4. ops->on_turn_end (flush send batches), publish ring indices, wake
+ *      consumers whose ring went empty -> non-empty while they slept;
+ *   5. rcu_quiescent_state(); go offline around a blocking epoll_wait.
+ *
+ * Thread safety, per function:
+ *   worker_pool_*           : the thread that created the pool (main), except
+ *                             worker_pool_request_stop (any thread, async-signal-safe)
+ *                             and worker_pool_post (any non-worker thread).
+ *   worker_* taking a worker: only that worker's own thread.
+ */
+#ifndef ROOST_CORE_WORKER_H
+#define ROOST_CORE_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define WORKER_MAX 64 /* worker id must fit the first byte of a CID */
+
+struct worker;
+struct worker_pool;
+struct timers;
+
+/* Fixed-size ring message: one cache line. `type` is the application's;
+ * values >= 0xff00 are reserved for the runtime. Payload carries handles,
+ * counted references (struct buf *) or small values, never bare pointers to
+ * RCU-protected memory. */
+struct worker_msg {
+    uint16_t type;
+    uint16_t flags;
+    uint32_t from; /* sender worker id; set by worker_send */
+    union {
+        uint8_t bytes[56];
+        uint32_t u32[14];
+        uint64_t u64[7];
+        void *ptr[7];
+    } u;
+};
+_Static_assert(sizeof(struct worker_msg) == 64, "worker_msg is one cache line");
+
+/* Control messages are never dropped: a full ring spills to a local overflow
+ * queue drained in order before newer messages. Media meeting a full ring is
+ * dropped and counted. */
+enum worker_msg_class {
+    WORKER_MSG_CONTROL = 0,
+    WORKER_MSG_MEDIA = 1,
+};
+
+struct worker_config {
+    unsigned n_workers;     /* 0: one per CPU in the process affinity mask */
+    const int *cpus;        /* optional CPU list (overrides the mask), n_cpus entries */
+    unsigned n_cpus;        /* workers run on cpus[i % n_cpus] */
+    unsigned ring_capacity; /* messages per ring, power of two; 0: 4096 */
+    bool no_pin;            /* tests only: skip pinning */
+};
+
+struct worker_ops {
+    /* On the worker thread, registered with RCU, before the first turn.
+     * A non-zero return aborts worker_pool_start. */
+    int (*start)(struct worker *w, void *arg);
+    /* On the worker thread after its last turn; release everything it owns.
+     * All workers have left their loops before any stop() runs. */
+    void (*stop)(struct worker *w, void *arg);
+    /* A message from another worker or from worker_pool_post. */
+    void (*on_msg)(struct worker *w, const struct worker_msg *msg, void *arg);
+    /* Once per loop turn after events and messages: flush batches here. */
+    void (*on_turn_end)(struct worker *w, void *arg);
+    /* Messages still queued at shutdown are handed here (on the receiving
+     * worker's thread, after stop()) so counted references are released. */
+    void (*on_discard)(struct worker *w, const struct worker_msg *msg, void *arg);
+};
+
+struct worker_stats {
+    uint64_t turns;
+    uint64_t wakeups; /* eventfd wakeups received */
+    uint64_t msgs_in;
+    uint64_t msgs_out;
+    uint64_t ring_drops;  /* media dropped on a full ring */
+    uint64_t ring_spills; /* control messages that went to the spill queue */
+    uint64_t busy_ns;     /* time not spent blocked in epoll_wait */
+};
+
+/* Creates (does not start) a pool. ops and arg are borrowed for the pool's
+ * life. Returns 0, ROOST_EINVAL (bad config: capacity not a power of two,
+ * too many workers, CPU not allowed), ROOST_ENOMEM or ROOST_ESYS. */
+int worker_pool_new(struct worker_pool **out, const struct worker_config *cfg,
+                    const struct worker_ops *ops, void *arg);
+/* Starts every thread and waits until each ran ops->start. On failure no
+ * thread is left running. */
+int worker_pool_start(struct worker_pool *p);
+/* Asks every worker to leave its loop. Any thread; async-signal-safe. */
+void worker_pool_request_stop(struct worker_pool *p);
+/* request_stop + join every thread. Idempotent. */
+void worker_pool_stop(struct worker_pool *p);
+/* Stops if needed and frees everything. Accepts NULL. */
+void worker_pool_del(struct worker_pool *p);
+unsigned worker_pool_size(const struct worker_pool *p);
+struct worker *worker_pool_get(struct worker_pool *p, unsigned id);
+/* Posts a control message to worker `to` from a non-worker thread (main,
+ * admin): a mutex-protected inbox, never on the hot path. msg->from is set
+ * to WORKER_MAX. Returns 0, ROOST_EINVAL or ROOST_ENOMEM. */
+int worker_pool_post(struct worker_pool *p, unsigned to, const struct worker_msg *msg);
+/* Sums relaxed reads of a worker's counters. Any thread (values may lag). */
+void worker_pool_stats(struct worker_pool *p, unsigned id, struct worker_stats *out);
+
+unsigned worker_id(const struct worker *w);
+unsigned worker_count(const struct worker *w);
+int worker_cpu(const struct worker *w); /* -1 when not pinned */
+/* Monotonic ns, read once at the start of the current loop turn. */
+uint64_t worker_now(const struct worker *w);
+/* Application data for this worker (e.g. its QUIC endpoint). */
+void worker_set_user(struct worker *w, void *user);
+void *worker_user(const struct worker *w);
+struct timers *worker_timers(struct worker *w);
+struct worker_pool *worker_pool(struct worker *w);
+
+/* Queues msg to worker `to` (!= self). Producer index is published at the
+ * end of the turn (or by worker_flush) - one publish per burst.
+ * Returns 0; ROOST_EAGAIN when a media message met a full ring (dropped,
+ * counted); ROOST_ENOMEM if a control spill could not allocate;
+ * ROOST_EINVAL for a bad destination. */
+int worker_send(struct worker *w, unsigned to, const struct worker_msg *msg,
+                enum worker_msg_class cls);
+/* Publishes pending ring writes now and wakes sleeping consumers. */
+void worker_flush(struct worker *w);
+
+/* fd readiness callback, on the worker's thread. */
+typedef void (*worker_fd_cb)(struct worker *w, int fd, uint32_t events, void *arg);
+/* Registers fd with the worker's epoll (events: EPOLLIN/EPOLLOUT...).
+ * Returns 0, ROOST_ESYS or ROOST_ENOMEM. */
+int worker_fd_add(struct worker *w, int fd, uint32_t events, worker_fd_cb cb, void *arg);
+int worker_fd_mod(struct worker *w, int fd, uint32_t events);
+int worker_fd_del(struct worker *w, int fd);
+
+/* Ask to run another turn without blocking (e.g. work left in a batch). */
+void worker_wake_self(struct worker *w);
+
+#endif
