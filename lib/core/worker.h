@@ -73,7 +73,10 @@ struct worker_ops {
     /* Once per loop turn after events and messages: flush batches here. */
     void (*on_turn_end)(struct worker *w, void *arg);
     /* Messages still queued at shutdown are handed here (on the receiving
-     * worker's thread, after stop()) so counted references are released. */
+     * worker's thread, after stop()) so counted references are released.
+     * Exception: for a worker whose thread never ran (pool never started,
+     * or thread creation failed) worker_pool_del calls it on its own thread.
+     * It must not send messages. */
     void (*on_discard)(struct worker *w, const struct worker_msg *msg, void *arg);
 };
 
@@ -93,7 +96,10 @@ struct worker_stats {
 int worker_pool_new(struct worker_pool **out, const struct worker_config *cfg,
                     const struct worker_ops *ops, void *arg);
 /* Starts every thread and waits until each ran ops->start. On failure no
- * thread is left running. */
+ * thread is left running: workers whose start() succeeded get stop(), and
+ * messages they sent go to on_discard. Returns 0, the first non-zero start()
+ * result, ROOST_ESYS (thread creation or pinning failed) or ROOST_EINVAL
+ * (already started or stopped). */
 int worker_pool_start(struct worker_pool *p);
 /* Asks every worker to leave its loop. Any thread; async-signal-safe. */
 void worker_pool_request_stop(struct worker_pool *p);
@@ -105,7 +111,10 @@ unsigned worker_pool_size(const struct worker_pool *p);
 struct worker *worker_pool_get(struct worker_pool *p, unsigned id);
 /* Posts a control message to worker `to` from a non-worker thread (main,
  * admin): a mutex-protected inbox, never on the hot path. msg->from is set
- * to WORKER_MAX. Returns 0, ROOST_EINVAL or ROOST_ENOMEM. */
+ * to WORKER_MAX. Posting before worker_pool_start is allowed (delivered on
+ * the first turn). Returns 0, ROOST_EINVAL, ROOST_ENOMEM, or ROOST_ECLOSED
+ * once that worker has shut down (the message is not taken: the caller
+ * still owns its references). */
 int worker_pool_post(struct worker_pool *p, unsigned to, const struct worker_msg *msg);
 /* Sums relaxed reads of a worker's counters. Any thread (values may lag). */
 void worker_pool_stats(struct worker_pool *p, unsigned id, struct worker_stats *out);
@@ -134,7 +143,10 @@ void worker_flush(struct worker *w);
 /* fd readiness callback, on the worker's thread. */
 typedef void (*worker_fd_cb)(struct worker *w, int fd, uint32_t events, void *arg);
 /* Registers fd with the worker's epoll (events: EPOLLIN/EPOLLOUT...).
- * Returns 0, ROOST_ESYS or ROOST_ENOMEM. */
+ * Returns 0, ROOST_ESYS, ROOST_ENOMEM, ROOST_EINVAL (fd < 0 or no cb) or
+ * ROOST_EEXIST (fd already registered). fd_mod and fd_del return 0,
+ * ROOST_ENOENT (fd not registered) or ROOST_ESYS. After fd_del, events of
+ * that fd still pending in the current turn are not delivered. */
 int worker_fd_add(struct worker *w, int fd, uint32_t events, worker_fd_cb cb, void *arg);
 int worker_fd_mod(struct worker *w, int fd, uint32_t events);
 int worker_fd_del(struct worker *w, int fd);
