@@ -1,0 +1,234 @@
+#include "quic/ctlstream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "proto/frame.h"
+
+#define CHUNK_SIZE 8192
+
+struct ctl_chunk {
+    struct ctl_chunk *next;
+    uint64_t start; /* stream offset of data[0] */
+    size_t len;
+    uint8_t data[CHUNK_SIZE];
+};
+
+void ctl_tx_init(struct ctl_tx *q, size_t limit)
+{
+    memset(q, 0, sizeof(*q));
+    q->limit = limit;
+}
+
+void ctl_tx_free(struct ctl_tx *q)
+{
+    struct ctl_chunk *c = q->head;
+    while (c != NULL) {
+        struct ctl_chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+    q->head = q->tail = NULL;
+    q->chunks = 0;
+}
+
+static int append(struct ctl_tx *q, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        struct ctl_chunk *t = q->tail;
+        if (t == NULL || t->len == CHUNK_SIZE) {
+            struct ctl_chunk *c = malloc(sizeof(*c));
+            if (c == NULL)
+                return ROOST_ENOMEM;
+            c->next = NULL;
+            c->start = q->end;
+            c->len = 0;
+            if (t == NULL)
+                q->head = c;
+            else
+                t->next = c;
+            q->tail = t = c;
+            q->chunks++;
+        }
+        size_t room = CHUNK_SIZE - t->len;
+        size_t k = n < room ? n : room;
+        /* Appending after bytes ngtcp2 already references never moves them. */
+        memcpy(t->data + t->len, p, k);
+        t->len += k;
+        q->end += k;
+        p += k;
+        n -= k;
+    }
+    return 0;
+}
+
+int ctl_tx_push(struct ctl_tx *q, const uint8_t *body, size_t len)
+{
+    uint8_t hdr[FRAME_MAX_HDR];
+    if (len == 0)
+        return ROOST_EINVAL;
+    int h = frame_put_header(hdr, sizeof(hdr), len);
+    if (h < 0)
+        return h;
+    if (ctl_tx_pending(q) + (size_t)h + len > q->limit)
+        return ROOST_EFULL;
+    /* Reserve memory first so a failed push leaves the stream consistent:
+     * a half-queued frame would corrupt the peer's framing. */
+    uint64_t end0 = q->end;
+    int rc = append(q, hdr, (size_t)h);
+    if (rc == 0)
+        rc = append(q, body, len);
+    if (rc < 0) {
+        /* Roll back: drop bytes beyond end0 (chunks past it are fresh). */
+        struct ctl_chunk *c = q->head, *keep = NULL;
+        while (c != NULL && c->start < end0) {
+            keep = c;
+            c = c->next;
+        }
+        while (c != NULL) {
+            struct ctl_chunk *n = c->next;
+            free(c);
+            q->chunks--;
+            c = n;
+        }
+        if (keep != NULL) {
+            keep->next = NULL;
+            keep->len = (size_t)(end0 - keep->start);
+        } else {
+            q->head = NULL;
+        }
+        q->tail = keep;
+        q->end = end0;
+    }
+    return rc;
+}
+
+size_t ctl_tx_peek(const struct ctl_tx *q, const uint8_t **data)
+{
+    for (struct ctl_chunk *c = q->head; c != NULL; c = c->next) {
+        uint64_t cend = c->start + c->len;
+        if (q->sent < cend) {
+            *data = c->data + (q->sent - c->start);
+            return (size_t)(cend - q->sent);
+        }
+    }
+    *data = NULL;
+    return 0;
+}
+
+void ctl_tx_sent(struct ctl_tx *q, size_t n)
+{
+    q->sent += n;
+}
+
+void ctl_tx_acked(struct ctl_tx *q, uint64_t offset, uint64_t len)
+{
+    /* ngtcp2 reports acks in order of the contiguous acked prefix. */
+    if (offset + len > q->acked)
+        q->acked = offset + len;
+    while (q->head != NULL && q->head->start + q->head->len <= q->acked &&
+           (q->head->len == CHUNK_SIZE || q->head != q->tail)) {
+        struct ctl_chunk *c = q->head;
+        q->head = c->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        free(c);
+        q->chunks--;
+    }
+    /* A fully acked, partially filled tail chunk is kept for appends. */
+}
+
+size_t ctl_tx_pending(const struct ctl_tx *q)
+{
+    return (size_t)(q->end - q->acked);
+}
+
+bool ctl_tx_has_unsent(const struct ctl_tx *q)
+{
+    return q->sent < q->end;
+}
+
+void ctl_rx_init(struct ctl_rx *r)
+{
+    r->buf = NULL;
+    r->len = 0;
+}
+
+void ctl_rx_free(struct ctl_rx *r)
+{
+    free(r->buf);
+    r->buf = NULL;
+    r->len = 0;
+}
+
+/* Tries to deliver one message from p[0..n); returns bytes used, 0 when
+ * incomplete, or an error. */
+static int deliver_one(const uint8_t *p, size_t n, ctl_body_cb cb, void *arg)
+{
+    size_t hl, bl;
+    int rc = frame_parse(p, n, &hl, &bl);
+    if (rc == ROOST_ETRUNC)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (bl == 0)
+        return ROOST_EMALFORMED;
+    if (n - hl < bl)
+        return 0;
+    cb(p + hl, bl, arg);
+    return (int)(hl + bl);
+}
+
+int ctl_rx_feed(struct ctl_rx *r, const uint8_t *data, size_t len, ctl_body_cb cb, void *arg)
+{
+    size_t used = 0;
+    /* Finish a message left over from earlier bytes, copying only what it
+     * needs so later whole messages are delivered in place. */
+    while (r->len > 0 && used < len) {
+        size_t cap = FRAME_MAX_HDR + FRAME_MAX_BODY;
+        size_t hl, bl;
+        int rc = frame_parse(r->buf, r->len, &hl, &bl);
+        size_t want;
+        if (rc == ROOST_ETRUNC)
+            want = r->len + 1;
+        else if (rc < 0)
+            return rc;
+        else if (bl == 0)
+            return ROOST_EMALFORMED;
+        else
+            want = hl + bl;
+        if (want > cap)
+            return ROOST_ETOOBIG;
+        size_t k = want - r->len;
+        if (k > len - used)
+            k = len - used;
+        memcpy(r->buf + r->len, data + used, k);
+        r->len += k;
+        used += k;
+        if (rc == 0 && r->len == want) {
+            cb(r->buf + hl, bl, arg);
+            r->len = 0;
+        }
+    }
+    while (used < len) {
+        int n = deliver_one(data + used, len - used, cb, arg);
+        if (n < 0)
+            return n;
+        if (n == 0)
+            break;
+        used += (size_t)n;
+    }
+    if (used < len) {
+        if (r->buf == NULL) {
+            r->buf = malloc(FRAME_MAX_HDR + FRAME_MAX_BODY);
+            if (r->buf == NULL)
+                return ROOST_ENOMEM;
+        }
+        /* The rest is one incomplete message whose header (if present) is
+         * valid, so it fits the buffer. */
+        memcpy(r->buf, data + used, len - used);
+        r->len = len - used;
+    }
+    return (int)len;
+}

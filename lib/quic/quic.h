@@ -1,0 +1,181 @@
+/* The QUIC server on the worker runtime (DESIGN.md §1-§3).
+ *
+ * Process level: a `quic_shared` is created by main before the worker pool
+ * starts. It loads the certificate and key once, loads (or creates) the
+ * static secrets in the state directory, opens one SO_REUSEPORT UDP socket
+ * per worker in worker order, and holds the global rate limits and the
+ * per-worker counters.
+ *
+ * Worker level: each worker creates its `quic_server` in its ops->start and
+ * routes its runtime hooks here:
+ *   ops->on_msg      -> quic_server_on_msg (types QUIC_MSG_FIRST..LAST)
+ *   ops->on_turn_end -> quic_server_turn_end
+ *   ops->on_discard  -> quic_server_discard
+ *   ops->stop        -> quic_server_del
+ * A server owns its socket, its connections and their timers; everything
+ * runs on its worker's thread.
+ *
+ * Connections: the application sees them through quic_app_ops. Every
+ * connection that was created ends with exactly one on_close, whatever the
+ * cause (close by either side, idle timeout, handshake timeout, stateless
+ * reset, error, server shutdown); after on_close the connection must not be
+ * used (keep a quic_handle to refer to it later, it goes stale).
+ *
+ * Thread safety: quic_shared_* from main (quic_shared_stats: any thread);
+ * everything else on the owning worker's thread. */
+#ifndef ROOST_QUIC_QUIC_H
+#define ROOST_QUIC_QUIC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/worker.h"
+#include "proto/errcode.h"
+
+struct buf;
+struct quic_shared;
+struct quic_server;
+struct quic_conn;
+
+#define QUIC_ALPN "roost/1"
+
+/* Application error codes this layer closes with (docs/PROTOCOL.md §6). */
+#define QUIC_APP_NO_ERROR PROTO_ERR_NO_ERROR
+#define QUIC_APP_INTERNAL PROTO_ERR_INTERNAL
+#define QUIC_APP_PROTOCOL_VIOLATION PROTO_ERR_PROTOCOL_VIOLATION
+#define QUIC_APP_SERVER_FULL PROTO_ERR_SERVER_FULL
+#define QUIC_APP_TOO_SLOW PROTO_ERR_TOO_SLOW
+#define QUIC_APP_GOING_AWAY PROTO_ERR_GOING_AWAY
+#define QUIC_APP_IDLE_TIMEOUT PROTO_ERR_IDLE_TIMEOUT
+
+/* Ring message types owned by this layer (0x0100-0x01ff). */
+#define QUIC_MSG_FIRST 0x0100
+#define QUIC_MSG_FWD 0x0100 /* u.ptr[0]: struct buf * holding a mis-routed packet */
+#define QUIC_MSG_LAST 0x01ff
+
+struct quic_shared_config {
+    const char *cert_file; /* PEM certificate chain */
+    const char *key_file;  /* PEM private key */
+    const char *state_dir; /* holds quic-secrets (created 0600 if absent); NULL: random per run */
+    const char *addr;      /* numeric IPv4 or IPv6 address */
+    uint16_t port;         /* 0: ephemeral, chosen by the first socket */
+    unsigned n_workers;    /* sockets to open, 1..WORKER_MAX */
+    uint64_t idle_timeout_ns;      /* 0: 30 s */
+    uint64_t handshake_timeout_ns; /* 0: 5 s */
+    unsigned retry_threshold;      /* half-open conns per worker before Retry; 0: 256 */
+    bool force_retry;              /* always validate addresses with Retry */
+    unsigned max_conns;            /* per worker; 0: 100000 */
+    size_t control_queue_max;      /* unacked control bytes per conn; 0: 256 KiB */
+    unsigned dgram_queue_max;      /* queued datagrams per conn; 0: 256 */
+    int sock_buf;                  /* requested SO_RCVBUF/SO_SNDBUF; 0: 4 MiB */
+    uint32_t retry_rate, vn_rate, reset_rate, close_rate; /* per second, 0: 1000 */
+    uint32_t rate_burst;                                  /* 0: 100 */
+};
+
+/* Per-worker counters; written only by the worker (relaxed). */
+struct quic_stats {
+    uint64_t pkts_in, pkts_out, bytes_in, bytes_out;
+    uint64_t handshakes_ok, handshakes_failed, handshake_timeouts, idle_timeouts;
+    uint64_t conns_open, conns_half_open, conns_closed, resets_received;
+    uint64_t retry_sent, vn_sent, reset_sent, close_sent, rate_limited;
+    uint64_t fwd_out, fwd_in, fwd_dropped;
+    uint64_t malformed, unknown_cid;
+    uint64_t control_in, control_out, too_slow;
+    uint64_t dgram_in, dgram_out, dgram_lost, dgram_drop_cwnd, dgram_drop_too_large,
+        dgram_drop_queue, dgram_drop_state;
+    uint64_t sock_eagain, sock_errors;
+};
+
+/* Creates the shared state. Returns 0; ROOST_EINVAL (bad config/address),
+ * ROOST_ECRYPTO (certificate/key unreadable), ROOST_EIO (state dir),
+ * ROOST_ESYS (socket), ROOST_ENOMEM. Main thread, before the pool starts. */
+int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *cfg);
+/* Frees; sockets not taken by a server are closed. Accepts NULL. Main
+ * thread, after every server was deleted. */
+void quic_shared_del(struct quic_shared *sh);
+/* The bound UDP port (useful with port 0). */
+uint16_t quic_shared_port(const struct quic_shared *sh);
+/* Reads one worker's counters (values may lag). Any thread. */
+void quic_shared_stats(const struct quic_shared *sh, unsigned worker, struct quic_stats *out);
+/* Sum of every worker's counters. Any thread. */
+void quic_shared_stats_total(const struct quic_shared *sh, struct quic_stats *out);
+
+struct quic_app_ops {
+    /* Handshake complete. Return 0 to accept, or an application error code
+     * (> 0) to close the connection with it. */
+    int (*on_open)(struct quic_conn *c, void *arg);
+    /* One control-message body (type + fields, no length prefix). The bytes
+     * are borrowed for the call. */
+    void (*on_control)(struct quic_conn *c, const uint8_t *body, size_t len, void *arg);
+    /* One DATAGRAM payload, borrowed for the call. */
+    void (*on_datagram)(struct quic_conn *c, const uint8_t *data, size_t len, void *arg);
+    /* The connection ended (see the file comment). app_error is the code
+     * the connection was closed with (ours or the peer's), QUIC_APP_IDLE_TIMEOUT
+     * for idle/handshake timeouts, QUIC_APP_GOING_AWAY for shutdown,
+     * QUIC_APP_INTERNAL for transport errors and resets. */
+    void (*on_close)(struct quic_conn *c, uint64_t app_error, void *arg);
+};
+
+/* Creates worker w's server on the socket the shared state opened for it.
+ * sh, ops and arg are borrowed for the server's life. Returns 0,
+ * ROOST_EINVAL (worker id out of range or socket already taken),
+ * ROOST_ENOMEM, ROOST_ESYS. On w's thread (ops->start). */
+int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shared *sh,
+                    const struct quic_app_ops *ops, void *arg);
+/* Ends every connection (on_close with QUIC_APP_GOING_AWAY, a best-effort
+ * CONNECTION_CLOSE is sent), closes the socket and frees. Accepts NULL. */
+void quic_server_del(struct quic_server *s);
+/* Handles a ring message of this layer. Returns true when it was ours. */
+bool quic_server_on_msg(struct quic_server *s, const struct worker_msg *msg);
+/* Writes packets for every connection with work and flushes the send batch. */
+void quic_server_turn_end(struct quic_server *s);
+/* Releases what a discarded message of this layer holds. Returns true
+ * when it was ours. Any worker thread. */
+bool quic_server_discard(const struct worker_msg *msg);
+/* Live connections on this server. */
+unsigned quic_server_conn_count(const struct quic_server *s);
+
+struct quic_handle {
+    uint16_t worker;
+    uint16_t pad;
+    uint32_t slot;
+    uint32_t gen;
+};
+
+/* The connection a handle names, or NULL when it ended. */
+struct quic_conn *quic_server_conn(struct quic_server *s, struct quic_handle h);
+struct quic_handle quic_conn_handle(const struct quic_conn *c);
+
+/* Frames and queues a control message (1..FRAME_MAX_BODY bytes, copied).
+ * Returns 0; ROOST_EINVAL / ROOST_ETOOBIG (bad length); ROOST_ECLOSED
+ * (not open); ROOST_EFULL when the peer stopped reading: the connection
+ * is then being closed with QUIC_APP_TOO_SLOW; ROOST_ENOMEM. */
+int quic_conn_send_control(struct quic_conn *c, const uint8_t *body, size_t len);
+/* Queues b[off, off+len) as one DATAGRAM; takes its own reference to b.
+ * The datagram is encrypted into the send batch at the end of the loop
+ * turn. Returns 0, or ROOST_EFULL / ROOST_ECLOSED (dropped and counted). */
+int quic_conn_queue_datagram(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t len);
+/* Copying convenience for small payloads: allocates a buffer. Returns as
+ * quic_conn_queue_datagram, or ROOST_ENOMEM. */
+int quic_conn_send_datagram(struct quic_conn *c, const uint8_t *data, size_t len);
+/* Closes with an application error; on_close runs before this returns
+ * (unless the connection already ended). reason may be NULL. */
+void quic_conn_close(struct quic_conn *c, uint64_t app_error, const char *reason);
+void quic_conn_set_user(struct quic_conn *c, void *u);
+void *quic_conn_user(const struct quic_conn *c);
+/* True once on_open ran (the handshake completed and was accepted). */
+bool quic_conn_opened(const struct quic_conn *c);
+struct quic_server *quic_conn_server(const struct quic_conn *c);
+
+struct quic_conn_stats {
+    uint64_t srtt_ns, min_rtt_ns, latest_rtt_ns;
+    uint64_t cwnd, bytes_in_flight;
+    uint64_t dgram_in, dgram_out, dgram_acked, dgram_lost;
+    uint64_t dgram_drop_cwnd, dgram_drop_too_large, dgram_drop_queue;
+    uint64_t bytes_in, bytes_out;
+    uint64_t control_pending; /* unacked control bytes */
+};
+void quic_conn_stats(struct quic_conn *c, struct quic_conn_stats *out);
+
+#endif

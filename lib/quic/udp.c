@@ -1,0 +1,252 @@
+#include "quic/udp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/log.h"
+
+int udp_addr_parse(struct udp_addr *out, const char *host, uint16_t port)
+{
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, host, &out->u.in.sin_addr) == 1) {
+        out->u.in.sin_family = AF_INET;
+        out->u.in.sin_port = htons(port);
+        out->len = sizeof(out->u.in);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &out->u.in6.sin6_addr) == 1) {
+        out->u.in6.sin6_family = AF_INET6;
+        out->u.in6.sin6_port = htons(port);
+        out->len = sizeof(out->u.in6);
+        return 0;
+    }
+    return ROOST_EINVAL;
+}
+
+uint16_t udp_addr_port(const struct udp_addr *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return ntohs(a->u.in.sin_port);
+    if (a->u.sa.sa_family == AF_INET6)
+        return ntohs(a->u.in6.sin6_port);
+    return 0;
+}
+
+bool udp_addr_equal(const struct udp_addr *a, const struct udp_addr *b)
+{
+    if (a->u.sa.sa_family != b->u.sa.sa_family)
+        return false;
+    if (a->u.sa.sa_family == AF_INET)
+        return a->u.in.sin_port == b->u.in.sin_port &&
+               a->u.in.sin_addr.s_addr == b->u.in.sin_addr.s_addr;
+    if (a->u.sa.sa_family == AF_INET6)
+        return a->u.in6.sin6_port == b->u.in6.sin6_port &&
+               memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0;
+    return false;
+}
+
+int udp_socket_open(const struct udp_addr *addr, bool reuseport, int bufsize, int *rcv, int *snd)
+{
+    int one = 1;
+    int fam = addr->u.sa.sa_family;
+    int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return ROOST_ESYS;
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+        goto fail;
+    if (fam == AF_INET) {
+        if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) == -1)
+            goto fail;
+    } else {
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) == -1)
+            goto fail;
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
+            goto fail;
+    }
+    if (bufsize > 0) {
+        /* Failure to enlarge is not fatal: the granted size is reported. */
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof(bufsize));
+    }
+    int g;
+    socklen_t gl = sizeof(g);
+    if (rcv != NULL && getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &g, &gl) == 0)
+        *rcv = g;
+    gl = sizeof(g);
+    if (snd != NULL && getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &g, &gl) == 0)
+        *snd = g;
+    if (bind(fd, &addr->u.sa, addr->len) == -1)
+        goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return ROOST_ESYS;
+}
+
+int udp_socket_local(int fd, struct udp_addr *out)
+{
+    memset(out, 0, sizeof(*out));
+    socklen_t l = sizeof(out->u);
+    if (getsockname(fd, &out->u.sa, &l) == -1)
+        return ROOST_ESYS;
+    out->len = l;
+    return 0;
+}
+
+int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound)
+{
+    for (unsigned i = 0; i < UDP_BATCH; i++) {
+        rx->iov[i].iov_base = rx->data[i];
+        rx->iov[i].iov_len = UDP_RX_MAX;
+        struct msghdr *h = &rx->msgs[i].msg_hdr;
+        h->msg_name = &rx->remote[i].u;
+        h->msg_namelen = sizeof(rx->remote[i].u);
+        h->msg_iov = &rx->iov[i];
+        h->msg_iovlen = 1;
+        h->msg_control = rx->ctl[i];
+        h->msg_controllen = sizeof(rx->ctl[i]);
+        h->msg_flags = 0;
+    }
+    int n;
+    do {
+        n = recvmmsg(fd, rx->msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
+    } while (n == -1 && errno == EINTR);
+    if (n == -1)
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : ROOST_ESYS;
+    for (int i = 0; i < n; i++) {
+        struct msghdr *h = &rx->msgs[i].msg_hdr;
+        rx->remote[i].len = h->msg_namelen;
+        if (h->msg_flags & MSG_TRUNC)
+            rx->msgs[i].msg_len = 0;
+        struct udp_addr *l = &rx->local[i];
+        l->len = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+                struct in_pktinfo pi;
+                memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+                memset(l, 0, sizeof(*l));
+                l->u.in.sin_family = AF_INET;
+                l->u.in.sin_addr = pi.ipi_addr;
+                l->u.in.sin_port = htons(bound != NULL ? udp_addr_port(bound) : 0);
+                l->len = sizeof(l->u.in);
+            } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+                struct in6_pktinfo pi;
+                memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+                memset(l, 0, sizeof(*l));
+                l->u.in6.sin6_family = AF_INET6;
+                l->u.in6.sin6_addr = pi.ipi6_addr;
+                l->u.in6.sin6_port = htons(bound != NULL ? udp_addr_port(bound) : 0);
+                l->len = sizeof(l->u.in6);
+            }
+        }
+        if (l->len == 0 && bound != NULL)
+            *l = *bound;
+    }
+    return n;
+}
+
+void udp_tx_init(struct udp_tx *tx, int fd)
+{
+    memset(tx, 0, offsetof(struct udp_tx, msgs));
+    tx->fd = fd;
+}
+
+struct udp_txpkt *udp_tx_slot(struct udp_tx *tx)
+{
+    if (tx->n == UDP_BATCH) {
+        (void)udp_tx_flush(tx);
+        if (tx->n == UDP_BATCH)
+            return NULL;
+    }
+    return &tx->pkts[tx->n];
+}
+
+void udp_tx_commit(struct udp_tx *tx, size_t len, const struct udp_addr *remote,
+                   const struct udp_addr *local)
+{
+    struct udp_txpkt *p = &tx->pkts[tx->n++];
+    p->len = len;
+    p->remote = *remote;
+    if (local != NULL)
+        p->local = *local;
+    else
+        p->local.len = 0;
+}
+
+static void set_pktinfo(struct msghdr *h, uint8_t *ctl, size_t cap, const struct udp_addr *local)
+{
+    h->msg_control = NULL;
+    h->msg_controllen = 0;
+    if (local->len == 0)
+        return;
+    memset(ctl, 0, cap);
+    h->msg_control = ctl;
+    struct cmsghdr *c;
+    if (local->u.sa.sa_family == AF_INET) {
+        h->msg_controllen = CMSG_SPACE(sizeof(struct in_pktinfo));
+        c = CMSG_FIRSTHDR(h);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+        struct in_pktinfo pi = {.ipi_spec_dst = local->u.in.sin_addr};
+        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+    } else {
+        h->msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
+        c = CMSG_FIRSTHDR(h);
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
+        struct in6_pktinfo pi = {.ipi6_addr = local->u.in6.sin6_addr};
+        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+    }
+}
+
+int udp_tx_flush(struct udp_tx *tx)
+{
+    while (tx->head < tx->n) {
+        unsigned cnt = tx->n - tx->head;
+        for (unsigned k = 0; k < cnt; k++) {
+            struct udp_txpkt *p = &tx->pkts[tx->head + k];
+            struct msghdr *h = &tx->msgs[k].msg_hdr;
+            tx->iov[k].iov_base = p->data;
+            tx->iov[k].iov_len = p->len;
+            h->msg_name = &p->remote.u;
+            h->msg_namelen = p->remote.len;
+            h->msg_iov = &tx->iov[k];
+            h->msg_iovlen = 1;
+            h->msg_flags = 0;
+            set_pktinfo(h, tx->ctl[k], sizeof(tx->ctl[k]), &p->local);
+        }
+        int r = sendmmsg(tx->fd, tx->msgs, cnt, 0);
+        if (r == -1) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                tx->eagain++;
+                tx->blocked = true;
+                /* Move the unsent tail to the front so slots free up. */
+                if (tx->head > 0) {
+                    memmove(&tx->pkts[0], &tx->pkts[tx->head], cnt * sizeof(tx->pkts[0]));
+                    tx->n = cnt;
+                    tx->head = 0;
+                }
+                return ROOST_EAGAIN;
+            }
+            /* The first packet was refused (e.g. unreachable): drop it. */
+            tx->errors++;
+            tx->head++;
+            continue;
+        }
+        tx->sent += (unsigned)r;
+        tx->head += (unsigned)r;
+    }
+    tx->head = tx->n = 0;
+    tx->blocked = false;
+    return 0;
+}

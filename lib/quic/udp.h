@@ -1,0 +1,92 @@
+/* UDP batches: sockets with IP_PKTINFO / IPV6_RECVPKTINFO, a recvmmsg
+ * receive batch and a sendmmsg send batch. Replies carry the local address
+ * the client used (pktinfo), so a server bound to a wildcard address answers
+ * from the right one.
+ *
+ * Thread safety: none; a socket's batches belong to one thread. */
+#ifndef ROOST_QUIC_UDP_H
+#define ROOST_QUIC_UDP_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define UDP_BATCH 64
+#define UDP_RX_MAX 2048 /* larger datagrams are truncated and dropped */
+#define UDP_TX_MAX 1472
+
+struct udp_addr {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } u;
+    socklen_t len; /* 0: unset */
+};
+
+/* Parses a numeric IPv4/IPv6 address and port. Returns 0 or ROOST_EINVAL. */
+int udp_addr_parse(struct udp_addr *out, const char *host, uint16_t port);
+uint16_t udp_addr_port(const struct udp_addr *a);
+bool udp_addr_equal(const struct udp_addr *a, const struct udp_addr *b);
+
+/* Opens a non-blocking UDP socket bound to addr (port 0: ephemeral), with
+ * pktinfo on, SO_REUSEPORT when reuseport, and send/receive buffers of
+ * bufsize bytes requested (0: leave default). The granted sizes are read
+ * back into *rcv / *snd (may be NULL). Returns the fd, or ROOST_ESYS. */
+int udp_socket_open(const struct udp_addr *addr, bool reuseport, int bufsize, int *rcv, int *snd);
+/* The socket's bound address. Returns 0 or ROOST_ESYS. */
+int udp_socket_local(int fd, struct udp_addr *out);
+
+struct udp_rx {
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    struct udp_addr remote[UDP_BATCH];
+    struct udp_addr local[UDP_BATCH];
+    uint8_t ctl[UDP_BATCH][64];
+    uint8_t data[UDP_BATCH][UDP_RX_MAX];
+};
+
+/* Receives up to UDP_BATCH datagrams. Returns how many (0 when none are
+ * waiting), or ROOST_ESYS. For each i < n: data[i], msgs[i].msg_len bytes,
+ * remote[i], local[i] (local address from pktinfo with the bound port of
+ * `bound`; len 0 when absent). Truncated datagrams have msg_len set to 0. */
+int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound);
+
+struct udp_txpkt {
+    size_t len;
+    struct udp_addr remote;
+    struct udp_addr local; /* len 0: let the kernel choose */
+    uint8_t data[UDP_TX_MAX];
+};
+
+struct udp_tx {
+    int fd;
+    unsigned head, n; /* queued packets are pkts[head..n) */
+    bool blocked;     /* last flush met EAGAIN */
+    uint64_t sent, errors, eagain;
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    uint8_t ctl[UDP_BATCH][64];
+    struct udp_txpkt pkts[UDP_BATCH];
+};
+
+void udp_tx_init(struct udp_tx *tx, int fd);
+/* Next free packet slot (write up to UDP_TX_MAX bytes into ->data), or NULL
+ * when the batch is full and could not be flushed (blocked). Flushes a full
+ * batch first. */
+struct udp_txpkt *udp_tx_slot(struct udp_tx *tx);
+/* Queues the slot returned by udp_tx_slot with len bytes. */
+void udp_tx_commit(struct udp_tx *tx, size_t len, const struct udp_addr *remote,
+                   const struct udp_addr *local);
+/* Sends every queued packet. Returns 0 when the batch is empty afterwards,
+ * ROOST_EAGAIN when the socket is full (packets stay queued; wait for
+ * EPOLLOUT). Packets the kernel rejects otherwise are dropped and counted. */
+int udp_tx_flush(struct udp_tx *tx);
+static inline bool udp_tx_empty(const struct udp_tx *tx)
+{
+    return tx->head == tx->n;
+}
+
+#endif
