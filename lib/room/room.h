@@ -1,0 +1,154 @@
+/* Rooms: owner shards, RCU-published participant snapshots, cross-shard
+ * joins and fan-out over the worker rings (DESIGN.md §1-§2).
+ *
+ * Two sides live in every worker's shard:
+ *   - the OWNER side holds the rooms whose id hashes to this worker
+ *     (owner(room) = siphash(key, room id) mod N). It alone changes a room:
+ *     it applies the joins and leaves drained in one loop turn as one batch,
+ *     publishes the next snapshot with rcu_assign_pointer, answers joiners
+ *     (JOINED / JOIN_REJECTED) and fans out one PARTICIPANT_EVENTS per turn.
+ *   - the MEMBER side holds the participants whose connection lives on this
+ *     worker (struct room_member, one per connection), their handles
+ *     (slot + generation, so a stale snapshot entry is skipped) and the
+ *     delivery of media and control to them through `struct room_ops`.
+ *
+ * Fan-out: a member's datagram becomes one counted buffer (relay header +
+ * payload, written once); the member's worker reads the room's snapshot in
+ * one read-side section, delivers to its own members and sends one FANOUT
+ * (room handle + buffer reference) to each other worker that has members.
+ * Nothing crossing a ring is a bare pointer to RCU-protected memory: rooms
+ * travel as (owner, slot, generation) handles resolved through the owner's
+ * RCU-published slot table.
+ *
+ * The endpoint behind a member is opaque (`void *ep`): a QUIC connection in
+ * the relay, a fake in unit tests, later a trunk or a WebSocket.
+ *
+ * Thread safety: room_shared_* on the main thread (before the workers start
+ * and after they stop), room_shared_rooms/room_shared_participants from any
+ * thread. Everything taking a shard or a member: only that shard's worker.
+ */
+#ifndef ROOST_ROOM_ROOM_H
+#define ROOST_ROOM_ROOM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf;
+struct worker;
+struct worker_msg;
+struct room_shared;
+struct room_shard;
+struct room_member;
+
+/* Ring message types used by this module: 0x0200..0x02ff. */
+#define ROOM_MSG_FIRST 0x0200
+#define ROOM_MSG_LAST 0x02ff
+
+#define ROOM_PERM_PUBLISH 0x01   /* = MSG_PERM_PUBLISH */
+#define ROOM_PERM_SUBSCRIBE 0x02 /* = MSG_PERM_SUBSCRIBE */
+
+struct room_limits {
+    uint32_t max_rooms;   /* rooms on this server; 0: 10000 */
+    uint32_t max_members; /* participants per room; 0: 500 */
+};
+
+/* Delivery to an endpoint, on the endpoint's worker. */
+struct room_ops {
+    /* A relay media datagram: bytes [off, off+len) of b. Borrowed for the
+     * call: take a reference (buf_ref) to keep it. Returns 0 or an error
+     * (counted as a delivery drop, e.g. queue full). */
+    int (*media)(void *ep, struct buf *b, uint32_t off, uint32_t len, void *arg);
+    /* One control message body (type + fields, no length prefix). */
+    void (*control)(void *ep, const uint8_t *body, size_t len, void *arg);
+    /* The join finished: code 0 (JOINED was just sent through control) or
+     * a proto error code (JOIN_REJECTED was just sent). Optional. */
+    void (*joined)(void *ep, uint32_t code, void *arg);
+    /* A newer join with the same identity replaced this member; it is
+     * already out of the room. The endpoint should be closed (REPLACED). */
+    void (*replaced)(void *ep, void *arg);
+};
+
+struct room_stats {
+    uint64_t rooms_created;
+    uint64_t rooms_destroyed;
+    uint64_t joins;  /* accepted, on the owner */
+    uint64_t leaves; /* removals applied, on the owner */
+    uint64_t rejects_room_full;
+    uint64_t rejects_server_full;
+    uint64_t replaced;
+    uint64_t snapshots; /* snapshots published */
+    uint64_t media_in;  /* datagrams accepted for fan-out */
+    uint64_t media_dropped_not_joined;
+    uint64_t media_dropped_no_publish;
+    uint64_t media_dropped_malformed;
+    uint64_t media_dropped_nomem;
+    uint64_t media_out;         /* deliveries handed to ops->media */
+    uint64_t media_out_failed;  /* ops->media returned an error */
+    uint64_t fanout_sent;       /* FANOUT messages pushed */
+    uint64_t fanout_ring_drops; /* FANOUT dropped on a full ring */
+    uint64_t stale_handles;     /* snapshot entries skipped: member gone */
+    uint64_t events_sent;       /* PARTICIPANT_EVENTS messages delivered */
+};
+
+/* Process-wide state: the hash key, limits and the per-owner room slot
+ * tables. Returns 0, ROOST_EINVAL (n_workers 0 or > WORKER_MAX),
+ * ROOST_ENOMEM or ROOST_ESYS (no randomness for the key). */
+int room_shared_new(struct room_shared **out, unsigned n_workers, const struct room_limits *lim);
+/* Frees it; every shard must be gone and rcu_barrier() done. Accepts NULL. */
+void room_shared_del(struct room_shared *sh);
+/* The worker owning a room id. Any thread. */
+unsigned room_shared_owner(const struct room_shared *sh, const uint8_t *room_id, size_t len);
+/* Live rooms and participants, server-wide (relaxed counters). */
+int64_t room_shared_rooms(const struct room_shared *sh);
+int64_t room_shared_participants(const struct room_shared *sh);
+
+/* Creates the shard of worker w, on w's thread (ops->start). ops and arg are
+ * borrowed for the shard's life. Returns 0 or ROOST_ENOMEM/ROOST_EINVAL. */
+int room_shard_new(struct room_shard **out, struct room_shared *sh, struct worker *w,
+                   const struct room_ops *ops, void *arg);
+/* On w's thread (ops->stop): frees the rooms it owns and its member table.
+ * Members must have been deleted by their owners first. Accepts NULL. */
+void room_shard_del(struct room_shard *s);
+/* Handles a ring message in ROOM_MSG_FIRST..LAST; returns false for any
+ * other type (not consumed). */
+bool room_shard_on_msg(struct room_shard *s, const struct worker_msg *msg);
+/* Releases the references a message still holds (worker ops->on_discard).
+ * Any thread. Returns false for types not in this module's range. */
+bool room_msg_discard(const struct worker_msg *msg);
+/* Once per loop turn (ops->on_turn_end, before the transport flushes):
+ * applies this turn's joins and leaves, one snapshot per changed room,
+ * sends answers and presence. */
+void room_shard_flush(struct room_shard *s);
+void room_shard_stats(const struct room_shard *s, struct room_stats *out);
+
+/* A participant on this worker; `ep` is its endpoint (borrowed until
+ * room_member_del). Allocates its participant id (unique server-wide,
+ * never 0). Returns 0 or ROOST_ENOMEM. */
+int room_member_new(struct room_shard *s, void *ep, struct room_member **out);
+/* The one leave path: leaves the room if joined or joining, then frees.
+ * Every end of a connection (LEAVE, close, idle timeout, reset) calls this.
+ * Accepts NULL. */
+void room_member_del(struct room_member *m);
+uint32_t room_member_pid(const struct room_member *m);
+/* True once JOINED was delivered and until it leaves. */
+bool room_member_joined(const struct room_member *m);
+
+/* Asks the owner of room_id to add this member. Strings are copied; limits
+ * (ROOM_ID_MAX, identity and display name 64 bytes) are checked here.
+ * perms: ROOM_PERM_*. The answer arrives through ops->control (+ joined).
+ * Returns 0, ROOST_EEXIST (already joining or joined), ROOST_EINVAL, or
+ * ROOST_ENOMEM. */
+int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
+              const uint8_t *identity, size_t identity_len, const uint8_t *display,
+              size_t display_len, unsigned perms);
+/* Leaves the room (LEAVE message); the member stays allocated and may join
+ * again. Returns 0 or ROOST_ENOENT when not in a room. */
+int room_leave(struct room_member *m);
+/* A client->relay media datagram from this member: fans it out to every
+ * other member of its room that may subscribe. Returns 0 or the reason it
+ * was dropped (and counted): ROOST_ENOENT not joined, ROOST_EACCES no
+ * publish permission, ROOST_EMALFORMED bad header, ROOST_ENOMEM. */
+int room_publish(struct room_member *m, const uint8_t *dgram, size_t len);
+
+#endif
