@@ -31,7 +31,7 @@ CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
-CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -pthread -g $(WARN) -Ilib $(DEP_CFLAGS)
+CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -pthread -g $(WARN) -I. -Ilib $(DEP_CFLAGS)
 
 ifeq ($(SAN),1)
 # libc malloc under the sanitizers: ASan must own the allocator.
@@ -57,13 +57,17 @@ TESTLIB_SRCS := $(sort $(wildcard test/common/*.c))
 TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 TESTLIB := $(BUILD)/libroosttest.a
 
+# relay/*.c except main.c form librelay.a, so tests run the relay in-process.
+RELAY_MAIN := relay/main.c
 RELAY_SRCS := $(sort $(wildcard relay/*.c))
+RELAYLIB_SRCS := $(filter-out $(RELAY_MAIN),$(RELAY_SRCS))
+RELAYLIB := $(BUILD)/librelay.a
 CLI_SRCS := $(sort $(wildcard relay/cli/*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 MICRO_SRCS := $(sort $(wildcard bench/micro/*.c))
 
 PROGS :=
-ifneq ($(RELAY_SRCS),)
+ifneq ($(wildcard $(RELAY_MAIN)),)
 PROGS += $(BUILD)/roost-relay
 endif
 ifneq ($(CLI_SRCS),)
@@ -97,7 +101,7 @@ TEST_BINS := $(UNIT_BINS) $(INTEG_BINS) $(REPLAY_BINS)
 
 # ---------------------------------------------------------------- targets
 
-.PHONY: all deps test test-run check-asan bench-micro bench fuzz format format-check clean run
+.PHONY: all deps test test-run check-asan bench-micro bench fuzz format format-check clean run programs
 
 all: $(LIBROOST) $(PROGS) $(MICRO_BINS) $(TEST_BINS) $(TESTPROG_BINS)
 
@@ -115,6 +119,23 @@ check-asan: deps
 test-run: all
 	$(Q)CMOCKA_MESSAGE_OUTPUT=TAP ROOST_BUILD=$(BUILD) prove --exec '' --timer \
 		$(TEST_BINS) $(INTEG_SCRIPTS)
+
+# make run: everything a fresh machine needs, then the relay in the foreground
+# on 127.0.0.1:4433 with a dev certificate and token key in build/state/.
+RUN_STATE := $(BUILD)/state
+RUN_ARGS ?=
+run: deps
+	$(Q)$(MAKE) --no-print-directory programs
+	$(Q)scripts/dev-cert $(RUN_STATE) >/dev/null
+	$(Q)test -s $(RUN_STATE)/token.keys || $(BUILD)/roost-cli keygen --out $(RUN_STATE)/token.keys
+	@echo "roost: mint a token for a client with:"
+	@echo "  $(BUILD)/roost-cli token --key-file $(RUN_STATE)/token.keys --room demo --identity alice --ttl 1h"
+	@echo "roost: clients trust $(RUN_STATE)/ca.pem; Ctrl-C stops the relay"
+	$(Q)exec $(BUILD)/roost-relay --listen 127.0.0.1 --port 4433 \
+		--cert $(RUN_STATE)/server.pem --key $(RUN_STATE)/server.key \
+		--token-keys $(RUN_STATE)/token.keys --state-dir $(RUN_STATE) $(RUN_ARGS)
+
+programs: $(PROGS)
 
 bench-micro: $(MICRO_BINS)
 	$(Q)set -e; for b in $(MICRO_BINS); do echo "== $$b"; $$b; done
@@ -140,6 +161,10 @@ $(LIBROOST): $(LIB_OBJS)
 	@mkdir -p $(@D)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(RELAYLIB): $(RELAYLIB_SRCS:%.c=$(BUILD)/%.o)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^ $(if $(RELAYLIB_SRCS),,&& ar rcs $@)
+
 $(TESTLIB): $(TESTLIB_OBJS)
 	@mkdir -p $(@D)
 	$(Q)rm -f $@ && ar rcs $@ $^ $(if $(TESTLIB_OBJS),,&& ar rcs $@)
@@ -147,7 +172,7 @@ $(TESTLIB): $(TESTLIB_OBJS)
 LINK = @$(if $(Q),echo "  LD      $@"); mkdir -p $(@D); \
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LIBS)
 
-$(BUILD)/roost-relay: $(RELAY_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
+$(BUILD)/roost-relay: $(BUILD)/relay/main.o $(RELAYLIB) $(LIBROOST)
 	$(LINK)
 $(BUILD)/roost-cli: $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
 	$(LINK)
@@ -156,9 +181,9 @@ $(BUILD)/roost-bench: $(BENCH_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
 $(BUILD)/bench/micro/%: $(BUILD)/bench/micro/%.o $(LIBROOST)
 	$(LINK)
 
-$(BUILD)/test/unit/%: $(BUILD)/test/unit/%.o $(TESTLIB) $(LIBROOST)
+$(BUILD)/test/unit/%: $(BUILD)/test/unit/%.o $(TESTLIB) $(RELAYLIB) $(LIBROOST)
 	$(LINK) $(CMOCKA_LIBS)
-$(BUILD)/test/integration/%: $(BUILD)/test/integration/%.o $(TESTLIB) $(LIBROOST)
+$(BUILD)/test/integration/%: $(BUILD)/test/integration/%.o $(TESTLIB) $(RELAYLIB) $(LIBROOST)
 	$(LINK) $(CMOCKA_LIBS)
 
 # Replay builds: each fuzz target linked with a main that runs its corpus.

@@ -726,7 +726,7 @@ static void test_keyring_ops(void **state)
     (void)state;
     struct token_keyring r;
     uint8_t s[TOKEN_KEY_LEN] = {1};
-    char id[16];
+    char id[24];
     token_keyring_init(&r);
     assert_null(token_keyring_signer(&r));
     assert_int_equal(token_keyring_add(&r, "", 0, s), ROOST_EINVAL);
