@@ -374,7 +374,7 @@ static void test_limits(void **state)
 static void test_churn(void **state)
 {
     (void)state;
-    enum { ROOMS = 8, WAVES = 10, PER_WAVE = 100 };
+    enum { ROOMS = 8, WAVES = 20, PER_WAVE = 100 };
     int64_t base = buf_live();
     struct test_relay tr;
     struct relay_config cfg = {.n_workers = 2, .idle_timeout_ns = 1000000000ull};
