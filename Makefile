@@ -24,7 +24,8 @@ else
 Q := @
 endif
 
-PKGS := liburcu-qsbr liburcu-cds libngtcp2 libngtcp2_crypto_gnutls gnutls opus
+PKGS := liburcu-qsbr liburcu-cds libngtcp2 libngtcp2_crypto_gnutls gnutls opus inih \
+	libmicrohttpd jansson
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
@@ -139,6 +140,11 @@ run: deps
 		--token-keys $(RUN_STATE)/token.keys --state-dir $(RUN_STATE) $(RUN_ARGS)
 
 programs: $(PROGS)
+
+# make bench: a relay and the default scenario (20 rooms x 5, 10 s), then
+# the same against the built-in UDP floor, and the ratios.
+bench: all
+	$(Q)BUILD=$(BUILD) scripts/bench-default
 
 bench-micro: $(MICRO_BINS)
 	$(Q)set -e; for b in $(MICRO_BINS); do echo "== $$b"; $$b; done
