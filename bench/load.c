@@ -1,0 +1,1064 @@
+#include "bench/load.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench/floor.h"
+#include "client/client.h"
+#include "core/error.h"
+#include "core/timer.h"
+#include "proto/media.h"
+#include "proto/msg.h"
+
+#define SATURATED_UTIL 0.90 /* a bench thread busier than this may have been the bottleneck */
+#define SEND_RATIO_MIN 0.95 /* achieved / target send rate below this: inconclusive */
+#define RX_BATCH 32
+#define RX_MAX 2048
+
+enum phase {
+    PH_JOIN = 0,
+    PH_MEASURE = 1,
+    PH_CLOSE = 2,
+};
+
+enum bp_state {
+    BP_IDLE = 0,
+    BP_CONNECTING,
+    BP_JOINING, /* JOIN sent */
+    BP_JOINED,
+    BP_FAILED,
+};
+
+/* What a receiver knows about one speaker of its room. */
+struct rxs {
+    uint32_t next; /* highest sequence seen + 1 */
+    uint64_t win;  /* bit i: sequence next-1-i was received */
+    uint64_t got;  /* distinct frames received */
+};
+
+struct lthread;
+
+/* One simulated participant. */
+struct bp {
+    struct lthread *t;
+    struct roost_conn *c; /* QUIC */
+    int fd;               /* floor: connected UDP socket */
+    uint32_t idx, room, member;
+    bool speaker, storm;
+    uint8_t st;
+    uint64_t t_join; /* JOIN sent */
+    uint32_t pid;
+    /* Sender. */
+    struct timer tm;
+    struct talk talk;
+    uint64_t next; /* the slot the timer fires for */
+    uint32_t seq, pos;
+    uint64_t target, sent, skipped, failed;
+    /* Receiver: one entry per speaker of the room. */
+    struct rxs *rx;
+    uint64_t dup, reordered, foreign;
+};
+
+struct load;
+
+struct lthread {
+    struct load *L;
+    unsigned id;
+    pthread_t th;
+    bool started;
+    int cpu;
+    struct roost_client *cl;
+    int epfd; /* floor mode */
+    struct timers *timers;
+    struct bp *p; /* base participants then storm participants */
+    uint32_t n_base, n_storm;
+    uint32_t next_base, next_storm; /* next to connect */
+    uint32_t answered_base;
+    uint64_t join_t0;
+    bool ready, measuring, finished;
+    uint64_t cpu0, wall0;
+    uint64_t max_late;
+    struct msg msg; /* decode scratch */
+    struct hist lat, join, sjoin;
+    uint64_t joins_ok, joins_failed, closed_early, storm_ok, storm_failed;
+    char server_name[72];
+    unsigned max_datagram;
+    /* Frozen at the end of the drain. */
+    struct load_rx_stat *rxs;
+    struct load_tx_stat *txs;
+    uint32_t n_rxs, n_txs;
+    struct load_thread_stat ts;
+    uint8_t rbuf[RX_BATCH][RX_MAX];
+};
+
+struct load {
+    const struct load_config *cfg;
+    struct lthread **t;
+    _Atomic int phase;
+    _Atomic unsigned ready, done;
+    /* Written before the release store of PH_MEASURE, read after the
+     * acquire load that sees it. */
+    uint64_t start_ns, end_ns;
+    struct udp_dest {
+        struct sockaddr_storage ss;
+        socklen_t len;
+    } dest;
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void wr32be(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t rd32be(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void wr_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t rd_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* ------------------------------------------------------------ receive */
+
+/* A media payload arrived at receiver r at time now. */
+static void rx_frame(struct bp *r, uint32_t seq, const uint8_t *pl, size_t len, uint64_t now)
+{
+    struct lthread *t = r->t;
+    const struct load_config *cfg = t->L->cfg;
+    if (len < LOAD_PAYLOAD_HDR) {
+        r->foreign++;
+        return;
+    }
+    uint64_t sent_at = rd_le(pl, 8);
+    uint32_t idx = (uint32_t)rd_le(pl + 8, 4);
+    uint32_t room = idx / cfg->size, m = idx % cfg->size;
+    if (room != r->room || m >= cfg->speakers || m == r->member || r->rx == NULL) {
+        r->foreign++;
+        return;
+    }
+    struct rxs *s = &r->rx[m];
+    bool fresh;
+    if (seq >= s->next) {
+        uint32_t shift = seq - s->next + 1;
+        s->win = shift >= 64 ? 0 : s->win << shift;
+        s->win |= 1;
+        s->next = seq + 1;
+        fresh = true;
+    } else {
+        uint32_t d = s->next - 1 - seq;
+        r->reordered++;
+        if (d < 64) {
+            fresh = !(s->win & (1ull << d));
+            s->win |= 1ull << d;
+        } else {
+            fresh = true; /* too old to tell; a duplicate this late is unlikely */
+        }
+        if (!fresh) {
+            r->reordered--;
+            r->dup++;
+        }
+    }
+    if (!fresh)
+        return;
+    s->got++;
+    if (t->measuring && now >= sent_at)
+        hist_record(&t->lat, now - sent_at);
+}
+
+/* ---------------------------------------------------------------- send */
+
+static size_t build_media(struct bp *p, uint8_t *out, size_t cap, bool dtx, uint64_t now)
+{
+    const struct load_config *cfg = p->t->L->cfg;
+    const struct audio_table *a = cfg->audio;
+    const struct audio_frame *fr = dtx ? &a->dtx : &a->frames[p->pos++ % a->n];
+    size_t off = 0;
+    if (cfg->mode == LOAD_FLOOR) {
+        out[0] = FLOOR_MEDIA;
+        wr32be(out + 1, p->room);
+        wr32be(out + 5, p->member);
+        off = FLOOR_HDR_LEN;
+    }
+    size_t need = off + MEDIA_C2R_HDR_LEN + LOAD_PAYLOAD_HDR + fr->len;
+    if (need > cap)
+        return 0;
+    uint32_t samples = (uint32_t)(cfg->frame_ns * AUDIO_RATE / 1000000000ull);
+    struct media_hdr h = {
+        .stream_id = 0,
+        .flags = MEDIA_F_START | MEDIA_F_END,
+        .seq = p->seq,
+        .timestamp = p->seq * samples,
+    };
+    media_c2r_encode(&h, out + off, cap - off);
+    off += MEDIA_C2R_HDR_LEN;
+    wr_le(out + off, now, 8);
+    wr_le(out + off + 8, p->idx, 4);
+    off += LOAD_PAYLOAD_HDR;
+    memcpy(out + off, fr->data, fr->len);
+    return off + fr->len;
+}
+
+static void on_slot(struct timer *tm, uint64_t now, void *arg)
+{
+    (void)tm;
+    struct bp *p = arg;
+    struct lthread *t = p->t;
+    const struct load_config *cfg = t->L->cfg;
+    uint64_t slot = p->next;
+    if (slot >= t->L->end_ns)
+        return;
+    p->next += cfg->send_interval_ns;
+    (void)timer_arm(t->timers, &p->tm, p->next);
+    enum talk_frame k = talk_next(&p->talk);
+    if (k == TALK_SILENT)
+        return;
+    p->target++;
+    if (now > slot + cfg->send_interval_ns) {
+        /* More than a slot behind: this thread cannot keep the frame
+         * clock. Sending stale frames would hide that; skip them. */
+        p->skipped++;
+        return;
+    }
+    if (p->st != BP_JOINED) {
+        p->failed++;
+        return;
+    }
+    uint8_t d[MEDIA_C2R_HDR_LEN + FLOOR_HDR_LEN + LOAD_PAYLOAD_HDR + sizeof(cfg->audio->dtx.data)];
+    uint64_t ts = mono_ns();
+    size_t len = build_media(p, d, sizeof(d), k == TALK_DTX, ts);
+    int rc;
+    if (len == 0)
+        rc = ROOST_ETOOBIG;
+    else if (cfg->mode == LOAD_QUIC)
+        rc = roost_conn_send_datagram(p->c, d, len);
+    else
+        rc = send(p->fd, d, len, MSG_DONTWAIT) == (ssize_t)len ? 0 : ROOST_ESYS;
+    if (rc != 0) {
+        p->failed++;
+        return;
+    }
+    p->sent++;
+    p->seq++;
+    if (ts > slot && ts - slot > t->max_late)
+        t->max_late = ts - slot;
+}
+
+/* ------------------------------------------------------ join handling */
+
+static void joined(struct bp *p, uint64_t now, bool ok)
+{
+    struct lthread *t = p->t;
+    if (p->st == BP_JOINED || p->st == BP_FAILED)
+        return;
+    p->st = ok ? BP_JOINED : BP_FAILED;
+    if (p->storm) {
+        if (ok) {
+            t->storm_ok++;
+            hist_record(&t->sjoin, now - p->t_join);
+        } else {
+            t->storm_failed++;
+        }
+    } else {
+        t->answered_base++;
+        if (ok) {
+            t->joins_ok++;
+            hist_record(&t->join, now - p->t_join);
+        } else {
+            t->joins_failed++;
+        }
+    }
+}
+
+static void q_send_msg(struct bp *p, const struct msg *m)
+{
+    uint8_t body[FRAME_MAX_BODY];
+    int n = msg_encode_body(m, body, sizeof(body));
+    if (n > 0)
+        (void)roost_conn_send_control(p->c, body, (size_t)n);
+}
+
+static void q_open(struct roost_conn *c, void *arg)
+{
+    (void)arg;
+    struct bp *p = roost_conn_user(c);
+    struct msg m = {.type = MSG_HELLO};
+    m.u.hello.min_version = 1;
+    m.u.hello.max_version = 1;
+    m.u.hello.client_name.ptr = (const uint8_t *)"roost-bench";
+    m.u.hello.client_name.len = 11;
+    q_send_msg(p, &m);
+}
+
+static void q_control(struct roost_conn *c, const uint8_t *body, size_t len, void *arg)
+{
+    (void)arg;
+    struct bp *p = roost_conn_user(c);
+    struct lthread *t = p->t;
+    struct msg *m = &t->msg;
+    if (msg_decode(body, len, m) != 0)
+        return;
+    switch (m->type) {
+    case MSG_WELCOME: {
+        p->pid = m->u.welcome.participant_id;
+        if (t->server_name[0] == '\0') {
+            size_t n = m->u.welcome.server_name.len;
+            if (n >= sizeof(t->server_name))
+                n = sizeof(t->server_name) - 1;
+            memcpy(t->server_name, m->u.welcome.server_name.ptr, n);
+            t->server_name[n] = '\0';
+            t->max_datagram = m->u.welcome.max_datagram;
+        }
+        const struct load_config *cfg = t->L->cfg;
+        char room[ROOM_ID_MAX + 1], ident[32], tok[TOKEN_MAX_LEN + 1];
+        snprintf(room, sizeof(room), "%s%u", cfg->room_prefix, p->room);
+        snprintf(ident, sizeof(ident), "b%u", p->idx);
+        struct token_claims cl;
+        uint8_t id[TOKEN_ID_LEN] = {0};
+        wr_le(id, p->idx, 4);
+        wr_le(id + 4, mono_ns(), 8);
+        uint64_t now_s = (uint64_t)time(NULL);
+        int n = -1;
+        if (token_claims_set(&cl, room, strlen(room), ident, strlen(ident), TOKEN_PERM_ALL,
+                             now_s - 60, now_s + 24 * 3600, id) == 0)
+            n = token_mint(token_keyring_signer(cfg->keys), &cl, tok, sizeof(tok));
+        if (n < 0) {
+            joined(p, mono_ns(), false);
+            return;
+        }
+        struct msg j = {.type = MSG_JOIN};
+        j.u.join.room_id.ptr = (const uint8_t *)room;
+        j.u.join.room_id.len = strlen(room);
+        j.u.join.token.ptr = (const uint8_t *)tok;
+        j.u.join.token.len = (size_t)n;
+        j.u.join.display_name.ptr = (const uint8_t *)ident;
+        j.u.join.display_name.len = strlen(ident);
+        p->st = BP_JOINING;
+        p->t_join = mono_ns();
+        q_send_msg(p, &j);
+        break;
+    }
+    case MSG_JOINED:
+        joined(p, mono_ns(), true);
+        break;
+    case MSG_JOIN_REJECTED:
+        joined(p, mono_ns(), false);
+        break;
+    default:
+        break;
+    }
+}
+
+static void q_datagram(struct roost_conn *c, const uint8_t *data, size_t len, void *arg)
+{
+    (void)arg;
+    struct bp *p = roost_conn_user(c);
+    struct media_hdr h;
+    int off = media_r2c_decode(data, len, &h);
+    if (off < 0) {
+        p->foreign++;
+        return;
+    }
+    rx_frame(p, h.seq, data + off, len - (size_t)off, mono_ns());
+}
+
+static void q_close(struct roost_conn *c, const struct roost_close_info *info, void *arg)
+{
+    (void)arg;
+    (void)info;
+    struct bp *p = roost_conn_user(c);
+    struct lthread *t = p->t;
+    if (atomic_load_explicit(&t->L->phase, memory_order_relaxed) == PH_CLOSE)
+        return;
+    if (p->st == BP_JOINED)
+        t->closed_early++;
+    else
+        joined(p, mono_ns(), false);
+}
+
+static const struct roost_client_callbacks q_cbs = {
+    .on_open = q_open,
+    .on_control = q_control,
+    .on_datagram = q_datagram,
+    .on_close = q_close,
+};
+
+/* ------------------------------------------------------------- floor */
+
+static int f_connect(struct lthread *t, struct bp *p)
+{
+    const struct load *L = t->L;
+    int fd = socket(L->dest.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return ROOST_ESYS;
+    int buf = 1 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+    if (connect(fd, (const struct sockaddr *)&L->dest.ss, L->dest.len) == -1) {
+        close(fd);
+        return ROOST_ESYS;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
+    if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+        close(fd);
+        return ROOST_ESYS;
+    }
+    p->fd = fd;
+    uint8_t j[FLOOR_HDR_LEN] = {FLOOR_JOIN};
+    wr32be(j + 1, p->room);
+    wr32be(j + 5, p->member);
+    p->st = BP_JOINING;
+    p->t_join = mono_ns();
+    if (send(fd, j, sizeof(j), 0) != (ssize_t)sizeof(j))
+        return ROOST_ESYS;
+    return 0;
+}
+
+static void f_read(struct lthread *t, struct bp *p)
+{
+    struct mmsghdr msgs[RX_BATCH];
+    struct iovec iov[RX_BATCH];
+    for (;;) {
+        for (unsigned i = 0; i < RX_BATCH; i++) {
+            iov[i] = (struct iovec){.iov_base = t->rbuf[i], .iov_len = RX_MAX};
+            memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(p->fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            return;
+        uint64_t now = mono_ns();
+        for (int i = 0; i < n; i++) {
+            const uint8_t *d = t->rbuf[i];
+            size_t len = msgs[i].msg_len;
+            if (len == 5 && d[0] == FLOOR_JOINED) {
+                p->pid = rd32be(d + 1);
+                joined(p, now, true);
+            } else if (len >= FLOOR_HDR_LEN + MEDIA_C2R_HDR_LEN && d[0] == FLOOR_MEDIA) {
+                struct media_hdr h;
+                int off = media_c2r_decode(d + FLOOR_HDR_LEN, len - FLOOR_HDR_LEN, &h);
+                if (off < 0) {
+                    p->foreign++;
+                    continue;
+                }
+                size_t hl = FLOOR_HDR_LEN + (size_t)off;
+                rx_frame(p, h.seq, d + hl, len - hl, now);
+            } else {
+                p->foreign++;
+            }
+        }
+        if (n < RX_BATCH)
+            return;
+    }
+}
+
+/* ------------------------------------------------------ thread loop */
+
+static int connect_one(struct lthread *t, struct bp *p)
+{
+    const struct load_config *cfg = t->L->cfg;
+    p->st = BP_CONNECTING;
+    int rc;
+    if (cfg->mode == LOAD_QUIC)
+        rc = roost_client_connect(t->cl, cfg->host, cfg->port, p, &p->c);
+    else
+        rc = f_connect(t, p);
+    if (rc != 0)
+        joined(p, mono_ns(), false);
+    return rc;
+}
+
+/* Connects whoever is due; returns the time of the next due connect. */
+static uint64_t pace(struct lthread *t, uint64_t now)
+{
+    const struct load_config *cfg = t->L->cfg;
+    uint64_t next = UINT64_MAX;
+    double rate = cfg->join_rate / cfg->threads;
+    while (t->next_base < t->n_base) {
+        uint64_t due = rate > 0 ? t->join_t0 + (uint64_t)(t->next_base * 1e9 / rate) : 0;
+        if (due > now) {
+            next = due;
+            break;
+        }
+        connect_one(t, &t->p[t->next_base++]);
+    }
+    if (t->measuring && t->n_storm > 0) {
+        double srate = cfg->storm_rate / cfg->threads;
+        uint64_t t0 = t->L->start_ns;
+        while (t->next_storm < t->n_storm) {
+            uint64_t due = t0 + (uint64_t)(t->next_storm * 1e9 / srate);
+            if (due >= t->L->end_ns)
+                break;
+            if (due > now) {
+                if (due < next)
+                    next = due;
+                break;
+            }
+            connect_one(t, &t->p[t->n_base + t->next_storm++]);
+        }
+    }
+    return next;
+}
+
+static void start_window(struct lthread *t, uint64_t now)
+{
+    const struct load_config *cfg = t->L->cfg;
+    t->measuring = true;
+    t->cpu0 = thread_cpu_ns();
+    t->wall0 = now;
+    uint32_t ns = 0, k = 0;
+    for (uint32_t i = 0; i < t->n_base; i++)
+        ns += t->p[i].speaker;
+    for (uint32_t i = 0; i < t->n_base; i++) {
+        struct bp *p = &t->p[i];
+        if (!p->speaker)
+            continue;
+        /* Spread the speakers over one interval, as independent clients
+         * would be, instead of sending in bursts. */
+        p->next = t->L->start_ns + cfg->send_interval_ns * k++ / (ns ? ns : 1);
+        (void)timer_arm(t->timers, &p->tm, p->next);
+    }
+}
+
+static void finish_window(struct lthread *t, uint64_t now)
+{
+    const struct load_config *cfg = t->L->cfg;
+    t->finished = true;
+    t->ts.cpu_ns = thread_cpu_ns() - t->cpu0;
+    t->ts.wall_ns = now - t->wall0;
+    t->ts.util = t->ts.wall_ns ? (double)t->ts.cpu_ns / (double)t->ts.wall_ns : 0;
+    t->ts.saturated = t->ts.util > SATURATED_UTIL;
+    t->ts.max_late_ns = t->max_late;
+    t->ts.cpu = t->cpu;
+    t->ts.participants = t->n_base;
+    t->n_rxs = t->n_base;
+    t->n_txs = 0;
+    for (uint32_t i = 0; i < t->n_base; i++)
+        t->n_txs += t->p[i].speaker;
+    t->rxs = calloc(t->n_rxs ? t->n_rxs : 1, sizeof(*t->rxs));
+    t->txs = calloc(t->n_txs ? t->n_txs : 1, sizeof(*t->txs));
+    if (t->rxs == NULL || t->txs == NULL)
+        return; /* load_run reports the failure */
+    uint32_t tx = 0;
+    /* Rooms are contiguous in t->p: members 0..size-1 of a room follow each
+     * other, so a room's speakers are at p[base .. base + speakers). */
+    for (uint32_t i = 0; i < t->n_base; i++) {
+        struct bp *r = &t->p[i];
+        struct bp *room0 = r - r->member;
+        struct load_rx_stat *s = &t->rxs[i];
+        *s = (struct load_rx_stat){.idx = r->idx, .room = r->room, .member = r->member};
+        s->dup = r->dup;
+        s->reordered = r->reordered;
+        for (uint32_t m = 0; m < cfg->speakers; m++) {
+            if (m == r->member)
+                continue;
+            s->expected += room0[m].sent;
+            s->delivered += r->rx[m].got;
+        }
+        s->lost = s->expected > s->delivered ? s->expected - s->delivered : 0;
+        if (r->speaker) {
+            struct load_tx_stat *x = &t->txs[tx++];
+            *x = (struct load_tx_stat){.idx = r->idx, .room = r->room, .member = r->member};
+            x->target = r->target;
+            x->sent = r->sent;
+            x->skipped = r->skipped;
+            x->failed = r->failed;
+            x->expected = r->sent * (cfg->size - 1);
+            for (uint32_t m = 0; m < cfg->size; m++)
+                if (m != r->member)
+                    x->delivered += room0[m].rx[r->member].got;
+            t->ts.target += r->target;
+            t->ts.sent += r->sent;
+        }
+    }
+}
+
+static void wait_events(struct lthread *t, uint64_t timeout_ns)
+{
+    const struct load_config *cfg = t->L->cfg;
+    if (timeout_ns > 10000000)
+        timeout_ns = 10000000; /* see phase changes within 10 ms */
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)timeout_ns};
+    struct epoll_event evs[64];
+    int fd = cfg->mode == LOAD_QUIC ? roost_client_fd(t->cl) : t->epfd;
+    int n = epoll_pwait2(fd, evs, cfg->mode == LOAD_QUIC ? 1 : 64, &ts, NULL);
+    if (cfg->mode == LOAD_FLOOR)
+        for (int i = 0; i < n; i++)
+            f_read(t, evs[i].data.ptr);
+}
+
+static void *thread_main(void *arg)
+{
+    struct lthread *t = arg;
+    struct load *L = t->L;
+    const struct load_config *cfg = L->cfg;
+    t->join_t0 = mono_ns();
+    for (;;) {
+        uint64_t now = mono_ns();
+        int ph = atomic_load_explicit(&L->phase, memory_order_acquire);
+        if (ph == PH_CLOSE)
+            break;
+        /* Pairs with the release store of PH_MEASURE: start_ns/end_ns. */
+        if (ph == PH_MEASURE && !t->measuring)
+            start_window(t, now);
+        uint64_t next = pace(t, now);
+        timers_run(t->timers, now);
+        if (cfg->mode == LOAD_QUIC)
+            (void)roost_client_process(t->cl, mono_ns());
+        now = mono_ns();
+        if (!t->ready && t->answered_base == t->n_base) {
+            t->ready = true;
+            atomic_fetch_add_explicit(&L->ready, 1, memory_order_release);
+        }
+        if (t->measuring && !t->finished && now >= L->end_ns + cfg->drain_ns) {
+            finish_window(t, now);
+            /* Pairs with the acquire load in load_run: the frozen stats. */
+            atomic_fetch_add_explicit(&L->done, 1, memory_order_release);
+        }
+        uint64_t wait = next > now ? next - now : 0;
+        uint64_t tn = timers_next(t->timers);
+        if (tn != TIMER_NEVER)
+            wait = tn > now ? (tn - now < wait ? tn - now : wait) : 0;
+        if (cfg->mode == LOAD_QUIC) {
+            uint64_t c = roost_client_next_timeout(t->cl, now);
+            if (c < wait)
+                wait = c;
+        }
+        if (t->measuring && !t->finished) {
+            uint64_t e = L->end_ns + cfg->drain_ns;
+            if (e > now && e - now < wait)
+                wait = e - now;
+        }
+        wait_events(t, wait);
+    }
+    /* Close politely so the relay frees the sessions now, not at idle
+     * timeout. */
+    if (cfg->mode == LOAD_QUIC) {
+        for (uint32_t i = 0; i < t->n_base + t->n_storm; i++)
+            if (t->p[i].c != NULL && !roost_conn_is_closed(t->p[i].c))
+                roost_conn_close(t->p[i].c, 0);
+        (void)roost_client_process(t->cl, mono_ns());
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ /proc */
+
+double load_proc_cpu_s(int pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after the command name, which may hold spaces: skip to ')'. */
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    unsigned long long ut = 0, st = 0;
+    /* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+}
+
+long load_proc_rss_kb(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* ------------------------------------------------------------ run */
+
+static void free_thread(struct lthread *t)
+{
+    if (t == NULL)
+        return;
+    for (uint32_t i = 0; t->p != NULL && i < t->n_base + t->n_storm; i++) {
+        free(t->p[i].rx);
+        if (t->p[i].fd >= 0)
+            close(t->p[i].fd);
+    }
+    roost_client_del(t->cl);
+    if (t->epfd >= 0)
+        close(t->epfd);
+    timers_del(t->timers);
+    free(t->p);
+    free(t->rxs);
+    free(t->txs);
+    free(t);
+}
+
+static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, struct lthread **out)
+{
+    const struct load_config *cfg = L->cfg;
+    int rc = ROOST_ENOMEM;
+    struct lthread *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return rc;
+    t->L = L;
+    t->id = id;
+    t->epfd = -1;
+    t->cpu = -1;
+    hist_init(&t->lat);
+    hist_init(&t->join);
+    hist_init(&t->sjoin);
+    uint32_t my_rooms = 0;
+    for (uint32_t r = id; r < cfg->rooms; r += cfg->threads)
+        my_rooms++;
+    t->n_base = my_rooms * cfg->size;
+    for (uint32_t j = 0; j < n_storm_total; j++)
+        if ((cfg->rooms + j / cfg->size) % cfg->threads == id)
+            t->n_storm++;
+    uint32_t total = t->n_base + t->n_storm;
+    t->p = calloc(total ? total : 1, sizeof(*t->p));
+    if (t->p == NULL || timers_new(&t->timers) != 0)
+        goto fail;
+    uint32_t k = 0;
+    for (uint32_t r = id; r < cfg->rooms; r += cfg->threads) {
+        for (uint32_t m = 0; m < cfg->size; m++, k++) {
+            struct bp *p = &t->p[k];
+            p->t = t;
+            p->fd = -1;
+            p->room = r;
+            p->member = m;
+            p->idx = r * cfg->size + m;
+            p->speaker = m < cfg->speakers;
+            p->rx = calloc(cfg->speakers ? cfg->speakers : 1, sizeof(*p->rx));
+            if (p->rx == NULL)
+                goto fail;
+            timer_init(&p->tm, on_slot, p);
+            struct talk_config tc = cfg->talk;
+            tc.frame_ns = cfg->frame_ns;
+            (void)talk_init(&p->talk, &tc, p->idx);
+            p->pos = p->idx * 7919u; /* different speakers, different frames */
+        }
+    }
+    for (uint32_t j = 0; j < n_storm_total; j++) {
+        uint32_t room = cfg->rooms + j / cfg->size;
+        if (room % cfg->threads != id)
+            continue;
+        struct bp *p = &t->p[k++];
+        p->t = t;
+        p->fd = -1;
+        p->room = room;
+        p->member = j % cfg->size;
+        p->idx = room * cfg->size + p->member;
+        p->storm = true;
+    }
+    if (cfg->mode == LOAD_QUIC) {
+        struct roost_client_config cc = {
+            .ca_file = cfg->ca_file,
+            .pinned_cert = cfg->pinned_cert,
+            .server_name = cfg->server_name,
+            .handshake_timeout_ns = cfg->join_timeout_ns,
+        };
+        rc = roost_client_new(&t->cl, &cc, &q_cbs, NULL);
+        if (rc != 0)
+            goto fail;
+    } else {
+        t->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (t->epfd == -1) {
+            rc = ROOST_ESYS;
+            goto fail;
+        }
+    }
+    *out = t;
+    return 0;
+fail:
+    free_thread(t);
+    return rc;
+}
+
+static void add_reason(struct load_result *res, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void add_reason(struct load_result *res, const char *fmt, ...)
+{
+    size_t n = strlen(res->reasons);
+    res->inconclusive = true;
+    if (n + 3 >= sizeof(res->reasons))
+        return;
+    if (n > 0) {
+        memcpy(res->reasons + n, "; ", 3);
+        n += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->reasons + n, sizeof(res->reasons) - n, fmt, ap);
+    va_end(ap);
+}
+
+static int aggregate(struct load *L, struct load_result *res)
+{
+    const struct load_config *cfg = L->cfg;
+    uint32_t n_rx = 0, n_tx = 0;
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        struct lthread *t = L->t[i];
+        if (t->rxs == NULL || t->txs == NULL)
+            return ROOST_ENOMEM;
+        n_rx += t->n_rxs;
+        n_tx += t->n_txs;
+    }
+    res->rx = calloc(n_rx ? n_rx : 1, sizeof(*res->rx));
+    res->tx = calloc(n_tx ? n_tx : 1, sizeof(*res->tx));
+    res->threads = calloc(cfg->threads, sizeof(*res->threads));
+    if (res->rx == NULL || res->tx == NULL || res->threads == NULL)
+        return ROOST_ENOMEM;
+    res->n_threads = cfg->threads;
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        struct lthread *t = L->t[i];
+        memcpy(res->rx + res->n_rx, t->rxs, t->n_rxs * sizeof(*t->rxs));
+        memcpy(res->tx + res->n_tx, t->txs, t->n_txs * sizeof(*t->txs));
+        res->n_rx += t->n_rxs;
+        res->n_tx += t->n_txs;
+        res->threads[i] = t->ts;
+        hist_merge(res->latency, &t->lat);
+        hist_merge(res->join, &t->join);
+        hist_merge(res->storm_join, &t->sjoin);
+        res->joins_ok += t->joins_ok;
+        res->joins_failed += t->joins_failed;
+        res->closed_early += t->closed_early;
+        res->storm_ok += t->storm_ok;
+        res->storm_failed += t->storm_failed;
+        for (uint32_t j = 0; j < t->n_base; j++) {
+            res->dup += t->p[j].dup;
+            res->reordered += t->p[j].reordered;
+            res->foreign += t->p[j].foreign;
+        }
+        if (res->server_name[0] == '\0' && t->server_name[0] != '\0') {
+            memcpy(res->server_name, t->server_name, sizeof(res->server_name));
+            res->max_datagram = t->max_datagram;
+        }
+    }
+    for (uint32_t i = 0; i < res->n_tx; i++) {
+        res->target += res->tx[i].target;
+        res->sent += res->tx[i].sent;
+        res->skipped += res->tx[i].skipped;
+        res->failed += res->tx[i].failed;
+    }
+    for (uint32_t i = 0; i < res->n_rx; i++) {
+        res->expected += res->rx[i].expected;
+        res->delivered += res->rx[i].delivered;
+        res->lost += res->rx[i].lost;
+    }
+    res->send_ratio = res->target ? (double)res->sent / (double)res->target : 1.0;
+    res->loss_ratio = res->expected ? (double)res->lost / (double)res->expected : 0.0;
+    if (res->send_ratio < SEND_RATIO_MIN)
+        add_reason(res, "achieved send rate %.1f%% of target (< %.0f%%)", res->send_ratio * 100,
+                   SEND_RATIO_MIN * 100);
+    for (unsigned i = 0; i < res->n_threads; i++)
+        if (res->threads[i].saturated)
+            add_reason(res, "bench thread %u saturated (%.0f%% CPU)", i,
+                       res->threads[i].util * 100);
+    if (res->joins_failed > 0)
+        add_reason(res, "%llu of %llu joins failed", (unsigned long long)res->joins_failed,
+                   (unsigned long long)(res->joins_ok + res->joins_failed));
+    if (res->closed_early > 0)
+        add_reason(res, "%llu connections closed during the run",
+                   (unsigned long long)res->closed_early);
+    return 0;
+}
+
+int load_run(const struct load_config *cfg, struct load_result *res, char *err, size_t err_len)
+{
+    int rc = 0;
+    struct load L = {.cfg = cfg};
+    struct floor_stats fs0 = {0}, fs1 = {0};
+    memset(res, 0, sizeof(*res));
+    res->server_cpu_s = -1;
+    res->rss_before_kb = res->rss_joined_kb = -1;
+    snprintf(err, err_len, "ok");
+    if (cfg->threads == 0 || cfg->rooms == 0 || cfg->size < 2 || cfg->speakers > cfg->size ||
+        cfg->frame_ns == 0 || cfg->send_interval_ns == 0 || cfg->audio == NULL ||
+        (cfg->mode == LOAD_QUIC && cfg->keys == NULL)) {
+        snprintf(err, err_len, "invalid load configuration");
+        return ROOST_EINVAL;
+    }
+    res->latency = malloc(sizeof(struct hist));
+    res->join = malloc(sizeof(struct hist));
+    res->storm_join = malloc(sizeof(struct hist));
+    L.t = calloc(cfg->threads, sizeof(*L.t));
+    if (res->latency == NULL || res->join == NULL || res->storm_join == NULL || L.t == NULL) {
+        rc = ROOST_ENOMEM;
+        goto out;
+    }
+    hist_init(res->latency);
+    hist_init(res->join);
+    hist_init(res->storm_join);
+    if (cfg->mode == LOAD_FLOOR) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&L.dest.ss;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&L.dest.ss;
+        if (inet_pton(AF_INET, cfg->host, &a->sin_addr) == 1) {
+            a->sin_family = AF_INET;
+            a->sin_port = htons(cfg->port);
+            L.dest.len = sizeof(*a);
+        } else if (inet_pton(AF_INET6, cfg->host, &a6->sin6_addr) == 1) {
+            a6->sin6_family = AF_INET6;
+            a6->sin6_port = htons(cfg->port);
+            L.dest.len = sizeof(*a6);
+        } else {
+            snprintf(err, err_len, "bad address %s", cfg->host);
+            rc = ROOST_EINVAL;
+            goto out;
+        }
+    }
+    double dur_s = (double)cfg->duration_ns / 1e9;
+    uint32_t n_storm = cfg->storm_rate > 0 ? (uint32_t)(cfg->storm_rate * dur_s) : 0;
+    res->storm_planned = n_storm;
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        rc = make_thread(&L, i, n_storm, &L.t[i]);
+        if (rc != 0) {
+            snprintf(err, err_len, "bench thread set-up: %s", roost_strerror(rc));
+            goto out;
+        }
+    }
+    if (cfg->relay_pid > 0)
+        res->rss_before_kb = load_proc_rss_kb(cfg->relay_pid);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        struct lthread *t = L.t[i];
+        if (pthread_create(&t->th, NULL, thread_main, t) != 0) {
+            rc = ROOST_ESYS;
+            snprintf(err, err_len, "pthread_create failed");
+            goto stop;
+        }
+        t->started = true;
+        if (cfg->n_cpus > 0 || (cfg->pin && ncpu > 0)) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            t->cpu = cfg->n_cpus ? cfg->cpus[i % cfg->n_cpus] : (int)(i % (unsigned)ncpu);
+            CPU_SET(t->cpu, &set);
+            if (pthread_setaffinity_np(t->th, sizeof(set), &set) != 0)
+                t->cpu = -1;
+        }
+    }
+    /* Joins. */
+    uint64_t t0 = mono_ns();
+    /* Pairs with the release increments of each thread once all its
+     * participants have answered. */
+    while (atomic_load_explicit(&L.ready, memory_order_acquire) < cfg->threads) {
+        if (mono_ns() - t0 > cfg->join_timeout_ns) {
+            uint64_t answered = 0, all = 0;
+            for (unsigned i = 0; i < cfg->threads; i++) {
+                answered += L.t[i]->answered_base; /* racy read, for the message only */
+                all += L.t[i]->n_base;
+            }
+            snprintf(err, err_len, "joins did not complete within %.0f s (%llu of %llu answered)",
+                     (double)cfg->join_timeout_ns / 1e9, (unsigned long long)answered,
+                     (unsigned long long)all);
+            rc = ROOST_ETIMEDOUT;
+            goto stop;
+        }
+        usleep(2000);
+    }
+    if (cfg->relay_pid > 0)
+        res->rss_joined_kb = load_proc_rss_kb(cfg->relay_pid);
+    /* The window. */
+    double cpu_before = cfg->relay_pid > 0 ? load_proc_cpu_s(cfg->relay_pid) : -1;
+    if (cfg->floor != NULL)
+        floor_stats(cfg->floor, &fs0);
+    L.start_ns = mono_ns() + 20000000;
+    L.end_ns = L.start_ns + cfg->duration_ns;
+    atomic_store_explicit(&L.phase, PH_MEASURE, memory_order_release);
+    uint64_t deadline = L.end_ns + cfg->drain_ns + 10000000000ull;
+    /* Pairs with the release increments after each thread froze its stats. */
+    while (atomic_load_explicit(&L.done, memory_order_acquire) < cfg->threads) {
+        if (mono_ns() > deadline) {
+            snprintf(err, err_len, "bench threads did not finish the window");
+            rc = ROOST_ETIMEDOUT;
+            goto stop;
+        }
+        usleep(2000);
+    }
+    res->window_ns = cfg->duration_ns;
+    if (cfg->relay_pid > 0) {
+        double cpu_after = load_proc_cpu_s(cfg->relay_pid);
+        if (cpu_before >= 0 && cpu_after >= 0)
+            res->server_cpu_s = cpu_after - cpu_before;
+    }
+    if (cfg->floor != NULL) {
+        floor_stats(cfg->floor, &fs1);
+        res->server_cpu_s = (double)(fs1.cpu_ns - fs0.cpu_ns) / 1e9;
+    }
+stop:
+    atomic_store_explicit(&L.phase, PH_CLOSE, memory_order_release);
+    for (unsigned i = 0; i < cfg->threads; i++)
+        if (L.t[i] != NULL && L.t[i]->started)
+            pthread_join(L.t[i]->th, NULL);
+    if (rc == 0) {
+        rc = aggregate(&L, res);
+        if (rc != 0)
+            snprintf(err, err_len, "out of memory");
+        res->egress_datagrams =
+            cfg->floor != NULL ? fs1.tx - fs0.tx : res->delivered; /* see load.h */
+    }
+out:
+    for (unsigned i = 0; L.t != NULL && i < cfg->threads; i++)
+        free_thread(L.t[i]);
+    free(L.t);
+    return rc;
+}
+
+void load_result_free(struct load_result *res)
+{
+    free(res->latency);
+    free(res->join);
+    free(res->storm_join);
+    free(res->rx);
+    free(res->tx);
+    free(res->threads);
+    memset(res, 0, sizeof(*res));
+}

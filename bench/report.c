@@ -1,0 +1,387 @@
+#include "bench/report.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ JSON */
+
+void jw_escape(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f); /* UTF-8 passes through */
+        }
+    }
+    fputc('"', f);
+}
+
+void jw_init(struct jw *w, FILE *f)
+{
+    w->f = f;
+    w->depth = 0;
+    w->first[0] = true;
+}
+
+static void pre(struct jw *w, const char *key)
+{
+    if (!w->first[w->depth])
+        fputc(',', w->f);
+    w->first[w->depth] = false;
+    if (w->depth > 0) {
+        fputc('\n', w->f);
+        for (int i = 0; i < w->depth; i++)
+            fputs("  ", w->f);
+    }
+    if (key != NULL) {
+        jw_escape(w->f, key);
+        fputs(": ", w->f);
+    }
+}
+
+static void open_(struct jw *w, const char *key, char c)
+{
+    pre(w, key);
+    fputc(c, w->f);
+    if (w->depth + 1 < JW_DEPTH)
+        w->depth++;
+    w->first[w->depth] = true;
+}
+
+static void close_(struct jw *w, char c)
+{
+    bool empty = w->first[w->depth];
+    if (w->depth > 0)
+        w->depth--;
+    if (!empty) {
+        fputc('\n', w->f);
+        for (int i = 0; i < w->depth; i++)
+            fputs("  ", w->f);
+    }
+    fputc(c, w->f);
+    if (w->depth == 0)
+        fputc('\n', w->f);
+}
+
+void jw_obj(struct jw *w, const char *key)
+{
+    open_(w, key, '{');
+}
+
+void jw_obj_end(struct jw *w)
+{
+    close_(w, '}');
+}
+
+void jw_arr(struct jw *w, const char *key)
+{
+    open_(w, key, '[');
+}
+
+void jw_arr_end(struct jw *w)
+{
+    close_(w, ']');
+}
+
+void jw_str(struct jw *w, const char *key, const char *v)
+{
+    pre(w, key);
+    if (v == NULL)
+        fputs("null", w->f);
+    else
+        jw_escape(w->f, v);
+}
+
+void jw_u64(struct jw *w, const char *key, uint64_t v)
+{
+    pre(w, key);
+    fprintf(w->f, "%" PRIu64, v);
+}
+
+void jw_i64(struct jw *w, const char *key, int64_t v)
+{
+    pre(w, key);
+    fprintf(w->f, "%" PRId64, v);
+}
+
+void jw_dbl(struct jw *w, const char *key, double v)
+{
+    pre(w, key);
+    if (isfinite(v))
+        fprintf(w->f, "%.6g", v);
+    else
+        fputs("null", w->f);
+}
+
+void jw_bool(struct jw *w, const char *key, bool v)
+{
+    pre(w, key);
+    fputs(v ? "true" : "false", w->f);
+}
+
+/* --------------------------------------------------------- machine */
+
+void report_machine(struct machine_info *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->cores = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(m->cpu_model, sizeof(m->cpu_model), "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f != NULL) {
+        char line[512];
+        while (fgets(line, sizeof(line), f) != NULL) {
+            if (strncmp(line, "model name", 10) == 0) {
+                char *c = strchr(line, ':');
+                if (c != NULL) {
+                    c++;
+                    while (*c == ' ' || *c == '\t')
+                        c++;
+                    c[strcspn(c, "\n")] = '\0';
+                    snprintf(m->cpu_model, sizeof(m->cpu_model), "%s", c);
+                }
+                break;
+            }
+        }
+        fclose(f);
+    }
+    struct utsname u;
+    if (uname(&u) == 0) {
+        snprintf(m->kernel, sizeof(m->kernel), "%.64s %.64s %.64s", u.sysname, u.release,
+                 u.machine);
+        snprintf(m->hostname, sizeof(m->hostname), "%.64s", u.nodename);
+    }
+}
+
+void report_machine_json(struct jw *w, const struct machine_info *m)
+{
+    jw_obj(w, "machine");
+    jw_i64(w, "cores", m->cores);
+    jw_str(w, "cpu_model", m->cpu_model);
+    jw_str(w, "kernel", m->kernel);
+    jw_str(w, "hostname", m->hostname);
+    jw_obj_end(w);
+}
+
+/* --------------------------------------------------------- results */
+
+double report_egress_per_cpu_s(const struct load_result *r)
+{
+    return r->server_cpu_s > 0 ? (double)r->egress_datagrams / r->server_cpu_s : -1;
+}
+
+double report_delivered_per_cpu_s(const struct load_result *r)
+{
+    return r->server_cpu_s > 0 ? (double)r->delivered / r->server_cpu_s : -1;
+}
+
+static double us(uint64_t ns)
+{
+    return (double)ns / 1000.0;
+}
+
+static void hist_line(FILE *f, const char *name, const struct hist *h, double div, const char *unit)
+{
+    if (h->n == 0) {
+        fprintf(f, "  %-14s (no samples)\n", name);
+        return;
+    }
+    fprintf(f, "  %-14s %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f  %s  n=%" PRIu64 "\n", name,
+            (double)hist_quantile(h, 0.5) / div, (double)hist_quantile(h, 0.9) / div,
+            (double)hist_quantile(h, 0.99) / div, (double)hist_quantile(h, 0.999) / div,
+            (double)h->max / div, hist_mean(h) / div, unit, h->n);
+}
+
+void report_summary(FILE *f, const struct load_config *cfg, const struct load_result *r)
+{
+    fprintf(f, "  %-14s %9s %9s %9s %9s %9s %9s\n", "", "p50", "p90", "p99", "p99.9", "max",
+            "mean");
+    hist_line(f, "latency", r->latency, 1000.0, "us");
+    hist_line(f, "join", r->join, 1e6, "ms");
+    if (r->storm_planned > 0)
+        hist_line(f, "storm join", r->storm_join, 1e6, "ms");
+    fprintf(f,
+            "  frames sent    %" PRIu64 " of %" PRIu64 " target (%.2f%%), skipped %" PRIu64
+            ", failed %" PRIu64 "\n",
+            r->sent, r->target, r->send_ratio * 100, r->skipped, r->failed);
+    fprintf(f,
+            "  delivered      %" PRIu64 " of %" PRIu64 " expected, lost %" PRIu64
+            " (%.4f%%), dup %" PRIu64 ", reordered %" PRIu64 "\n",
+            r->delivered, r->expected, r->lost, r->loss_ratio * 100, r->dup, r->reordered);
+    fprintf(f, "  joins          %" PRIu64 " ok, %" PRIu64 " failed\n", r->joins_ok,
+            r->joins_failed);
+    if (r->storm_planned > 0) {
+        double s = (double)r->window_ns / 1e9;
+        fprintf(f,
+                "  join storm     %" PRIu64 " planned, %" PRIu64 " ok, %" PRIu64
+                " failed, %.1f joins/s\n",
+                r->storm_planned, r->storm_ok, r->storm_failed, s > 0 ? r->storm_ok / s : 0);
+    }
+    const char *who = cfg->mode == LOAD_FLOOR ? "floor" : "relay";
+    if (r->server_cpu_s >= 0) {
+        fprintf(f,
+                "  %s CPU      %.3f s over the window: %.0f egress datagrams/CPU-s, %.0f "
+                "delivered frames/CPU-s\n",
+                who, r->server_cpu_s, report_egress_per_cpu_s(r), report_delivered_per_cpu_s(r));
+    } else {
+        fprintf(f, "  %s CPU      unknown (give --relay-pid)\n", who);
+    }
+    if (r->rss_before_kb >= 0 && r->rss_joined_kb >= 0 && r->joins_ok > 0)
+        fprintf(f, "  relay RSS      %ld KiB -> %ld KiB joined: %.0f bytes per participant\n",
+                r->rss_before_kb, r->rss_joined_kb,
+                (double)(r->rss_joined_kb - r->rss_before_kb) * 1024.0 / (double)r->joins_ok);
+    fprintf(f, "  bench threads ");
+    for (unsigned i = 0; i < r->n_threads; i++)
+        fprintf(f, " [%u cpu%d %.0f%%%s]", i, r->threads[i].cpu, r->threads[i].util * 100,
+                r->threads[i].saturated ? " SATURATED" : "");
+    fprintf(f, "\n  verdict        %s%s%s\n", r->inconclusive ? "INCONCLUSIVE" : "OK",
+            r->inconclusive ? ": " : "", r->reasons);
+}
+
+static void hist_json(struct jw *w, const char *key, const struct hist *h)
+{
+    jw_obj(w, key);
+    jw_u64(w, "n", h->n);
+    jw_u64(w, "min", h->n ? h->min : 0);
+    jw_u64(w, "p50", hist_quantile(h, 0.5));
+    jw_u64(w, "p90", hist_quantile(h, 0.9));
+    jw_u64(w, "p99", hist_quantile(h, 0.99));
+    jw_u64(w, "p999", hist_quantile(h, 0.999));
+    jw_u64(w, "max", h->max);
+    jw_dbl(w, "mean", hist_mean(h));
+    jw_obj_end(w);
+}
+
+void report_result_json(struct jw *w, const char *key, const struct load_config *cfg,
+                        const struct load_result *r, bool per_participant)
+{
+    jw_obj(w, key);
+    jw_str(w, "verdict", r->inconclusive ? "INCONCLUSIVE" : "OK");
+    jw_bool(w, "inconclusive", r->inconclusive);
+    jw_str(w, "reasons", r->reasons);
+    jw_u64(w, "rooms", cfg->rooms);
+    jw_u64(w, "participants", (uint64_t)cfg->rooms * cfg->size);
+    jw_dbl(w, "window_s", (double)r->window_ns / 1e9);
+    jw_obj(w, "frames");
+    jw_u64(w, "target", r->target);
+    jw_u64(w, "sent", r->sent);
+    jw_u64(w, "skipped", r->skipped);
+    jw_u64(w, "failed", r->failed);
+    jw_dbl(w, "send_ratio", r->send_ratio);
+    jw_dbl(w, "target_per_s", (double)r->target * 1e9 / (double)(r->window_ns ? r->window_ns : 1));
+    jw_obj_end(w);
+    jw_obj(w, "delivery");
+    jw_u64(w, "expected", r->expected);
+    jw_u64(w, "delivered", r->delivered);
+    jw_u64(w, "lost", r->lost);
+    jw_dbl(w, "loss_ratio", r->loss_ratio);
+    jw_u64(w, "duplicated", r->dup);
+    jw_u64(w, "reordered", r->reordered);
+    jw_u64(w, "foreign", r->foreign);
+    jw_obj_end(w);
+    hist_json(w, "latency_ns", r->latency);
+    hist_json(w, "join_ns", r->join);
+    jw_obj(w, "joins");
+    jw_u64(w, "ok", r->joins_ok);
+    jw_u64(w, "failed", r->joins_failed);
+    jw_u64(w, "closed_early", r->closed_early);
+    jw_obj_end(w);
+    if (r->storm_planned > 0) {
+        jw_obj(w, "join_storm");
+        jw_u64(w, "planned", r->storm_planned);
+        jw_u64(w, "ok", r->storm_ok);
+        jw_u64(w, "failed", r->storm_failed);
+        double s = (double)r->window_ns / 1e9;
+        jw_dbl(w, "joins_per_s", s > 0 ? r->storm_ok / s : 0);
+        hist_json(w, "join_ns", r->storm_join);
+        jw_obj_end(w);
+    }
+    jw_obj(w, "server");
+    jw_str(w, "kind", cfg->mode == LOAD_FLOOR ? "floor" : "relay");
+    if (r->server_cpu_s >= 0)
+        jw_dbl(w, "cpu_s", r->server_cpu_s);
+    else
+        jw_str(w, "cpu_s", NULL);
+    jw_u64(w, "egress_datagrams", r->egress_datagrams);
+    jw_str(w, "egress_datagrams_source",
+           cfg->mode == LOAD_FLOOR ? "floor counters (exact)"
+                                   : "media datagrams delivered to the bench (lower bound)");
+    jw_dbl(w, "egress_datagrams_per_cpu_s", report_egress_per_cpu_s(r));
+    jw_dbl(w, "delivered_frames_per_cpu_s", report_delivered_per_cpu_s(r));
+    jw_i64(w, "rss_before_kb", r->rss_before_kb);
+    jw_i64(w, "rss_joined_kb", r->rss_joined_kb);
+    if (r->rss_before_kb >= 0 && r->rss_joined_kb >= 0 && r->joins_ok > 0)
+        jw_dbl(w, "rss_per_participant_bytes",
+               (double)(r->rss_joined_kb - r->rss_before_kb) * 1024.0 / (double)r->joins_ok);
+    jw_obj_end(w);
+    jw_arr(w, "bench_threads");
+    for (unsigned i = 0; i < r->n_threads; i++) {
+        const struct load_thread_stat *t = &r->threads[i];
+        jw_obj(w, NULL);
+        jw_i64(w, "cpu", t->cpu);
+        jw_u64(w, "participants", t->participants);
+        jw_dbl(w, "util", t->util);
+        jw_dbl(w, "cpu_s", (double)t->cpu_ns / 1e9);
+        jw_u64(w, "target", t->target);
+        jw_u64(w, "sent", t->sent);
+        jw_dbl(w, "max_late_us", us(t->max_late_ns));
+        jw_bool(w, "saturated", t->saturated);
+        jw_obj_end(w);
+    }
+    jw_arr_end(w);
+    if (per_participant) {
+        jw_arr(w, "receivers");
+        for (uint32_t i = 0; i < r->n_rx; i++) {
+            const struct load_rx_stat *x = &r->rx[i];
+            jw_obj(w, NULL);
+            jw_u64(w, "idx", x->idx);
+            jw_u64(w, "room", x->room);
+            jw_u64(w, "member", x->member);
+            jw_u64(w, "expected", x->expected);
+            jw_u64(w, "delivered", x->delivered);
+            jw_u64(w, "lost", x->lost);
+            jw_u64(w, "duplicated", x->dup);
+            jw_u64(w, "reordered", x->reordered);
+            jw_obj_end(w);
+        }
+        jw_arr_end(w);
+        jw_arr(w, "senders");
+        for (uint32_t i = 0; i < r->n_tx; i++) {
+            const struct load_tx_stat *x = &r->tx[i];
+            jw_obj(w, NULL);
+            jw_u64(w, "idx", x->idx);
+            jw_u64(w, "room", x->room);
+            jw_u64(w, "member", x->member);
+            jw_u64(w, "target", x->target);
+            jw_u64(w, "sent", x->sent);
+            jw_u64(w, "skipped", x->skipped);
+            jw_u64(w, "failed", x->failed);
+            jw_u64(w, "expected", x->expected);
+            jw_u64(w, "delivered", x->delivered);
+            jw_obj_end(w);
+        }
+        jw_arr_end(w);
+    }
+    jw_obj_end(w);
+}
