@@ -14,7 +14,7 @@ struct buf *buf_new(uint32_t cap)
     atomic_init(&b->refs, 1);
     b->len = 0;
     b->cap = cap;
-    b->reserved = 0;
+    b->stamp = 0;
     atomic_fetch_add_explicit(&buf_live_count, 1, memory_order_relaxed);
     return b;
 }

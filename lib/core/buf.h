@@ -14,9 +14,9 @@
 
 struct buf {
     _Atomic uint32_t refs;
-    uint32_t len; /* bytes used */
-    uint32_t cap; /* bytes allocated after the header */
-    uint32_t reserved;
+    uint32_t len;   /* bytes used */
+    uint32_t cap;   /* bytes allocated after the header */
+    uint32_t stamp; /* ingress time: low 32 bits of ns | 1; 0 = none (latency metrics) */
     uint8_t data[];
 };
 

@@ -14,6 +14,8 @@
 #include "proto/frame.h"
 #include "proto/media.h"
 #include "proto/msg.h"
+#include "room/kfcache.h"
+#include "room/quality.h"
 #include "room/snapshot.h"
 
 /* Ring messages of this module. */
@@ -24,12 +26,23 @@ enum {
     ROOM_MSG_FANOUT,                /* sender worker -> member worker: struct fanout_msg */
     ROOM_MSG_EVENTS,                /* owner -> member worker: struct events_msg */
     ROOM_MSG_REPLACED,              /* owner -> member worker: struct replaced_msg */
+    ROOM_MSG_KFREQ,                 /* requester worker -> sender worker: struct kfreq_msg */
+    ROOM_MSG_QREPORT, /* member worker -> owner: struct qreport_hdr + entries in a buf */
+    ROOM_MSG_QSUM,    /* owner -> publisher worker: struct qsum_entry[] in a buf */
 };
 
 #define IDENTITY_MAX 64
 #define ROOM_DEFAULT_MAX_ROOMS 10000u
 #define ROOM_DEFAULT_MAX_MEMBERS 500u
 #define ROOM_TABLE_MAX (1u << 20)
+/* Published cache views by member slot: a fixed directory of chunks, so a
+ * reader never sees a table move (chunks are only added, freed at exit). */
+#define KFDIR_CHUNK_BITS 12
+#define KFDIR_CHUNK (1u << KFDIR_CHUNK_BITS)
+#define KFDIR_CHUNKS 256 /* 1M member slots per worker */
+#define KFREQ_DEFAULT_WINDOW_NS (200ull * 1000000ull)
+#define QUALITY_DEFAULT_INTERVAL_NS (1000ull * 1000000ull)
+#define STREAMS 256
 
 /* ------------------------------------------------------------------ types */
 
@@ -51,6 +64,10 @@ struct room_shared {
     struct room_table tables[WORKER_MAX];
     _Atomic int64_t rooms;        /* live rooms, server-wide (control path only) */
     _Atomic int64_t participants; /* members in rooms, server-wide */
+    /* Keyframe caches: kfdir[w][chunk][i] is the view published by the
+     * member in slot chunk*KFDIR_CHUNK+i of worker w. Chunks and views are
+     * written by worker w only (rcu_assign_pointer), read by any worker. */
+    struct kfcache_view *_Atomic *_Atomic kfdir[WORKER_MAX][KFDIR_CHUNKS];
 };
 
 /* The owner's record of one member: what JOINED lists and what duplicate
@@ -95,6 +112,9 @@ struct room {
     uint32_t n_acks, cap_acks;
     struct room_event *events; /* this turn's presence deltas */
     uint32_t n_events, cap_events;
+    /* Latest subscriber report of each worker (quality), and when. */
+    struct buf *qrep[WORKER_MAX];
+    uint64_t qrep_t[WORKER_MAX];
 };
 
 enum member_state {
@@ -118,6 +138,13 @@ struct room_member {
     uint64_t joined_version; /* snapshot version that added us */
     uint8_t room_len;
     uint8_t room_id[ROOM_ID_MAX];
+    /* Room state, on this member's worker. */
+    struct kfcache *kc;   /* publishing members: keyframe cache + prefill */
+    uint64_t *kfreq_last; /* per stream: when a KEYFRAME_REQUEST last went out (+1) */
+    struct room_link q_prev;
+    bool q_have;
+    uint16_t q_loss; /* permille, last interval */
+    uint32_t q_rtt_us;
 };
 
 struct room_shard {
@@ -184,8 +211,32 @@ struct replaced_msg {
     uint32_t slot, gen, pid;
 };
 
+struct kfreq_msg {
+    uint32_t slot, gen, pid; /* the sender (target) */
+    uint32_t from;           /* the requester */
+    uint8_t stream;
+};
+
+struct qreport_hdr {
+    uint32_t room_slot, room_gen;
+    uint16_t worker;
+    uint32_t n;
+};
+
+struct qreport_entry {
+    uint32_t pid;
+    uint16_t loss; /* permille */
+    uint32_t rtt_us;
+};
+
+struct qsum_entry {
+    uint32_t slot, gen, pid; /* the publisher */
+    struct quality_summary sum;
+};
+
 _Static_assert(sizeof(struct fanout_msg) <= 56, "fits a ring message");
 _Static_assert(sizeof(struct events_msg) <= 56, "fits a ring message");
+_Static_assert(sizeof(struct kfreq_msg) <= 56, "fits a ring message");
 
 /* Counters are written only by the shard's worker; relaxed stores keep the
  * admin reader's loads well-defined without a read-modify-write. */
@@ -230,6 +281,12 @@ int room_shared_new(struct room_shared **out, unsigned n_workers, const struct r
     sh->n_workers = n_workers;
     sh->lim.max_rooms = lim && lim->max_rooms ? lim->max_rooms : ROOM_DEFAULT_MAX_ROOMS;
     sh->lim.max_members = lim && lim->max_members ? lim->max_members : ROOM_DEFAULT_MAX_MEMBERS;
+    sh->lim.keyframe_cap = lim && lim->keyframe_cap ? lim->keyframe_cap : KFCACHE_DEFAULT_CAP;
+    sh->lim.prefill_ms = lim ? lim->prefill_ms : 0;
+    sh->lim.kfreq_window_ns =
+        lim && lim->kfreq_window_ns ? lim->kfreq_window_ns : KFREQ_DEFAULT_WINDOW_NS;
+    sh->lim.quality_interval_ns =
+        lim && lim->quality_interval_ns ? lim->quality_interval_ns : QUALITY_DEFAULT_INTERVAL_NS;
     int rc = hash_key_random(&sh->key);
     if (rc != 0)
         goto fail;
@@ -264,6 +321,8 @@ void room_shared_del(struct room_shared *sh)
         free(sh->tables[i].slots);
         free(sh->tables[i].gens);
         free(sh->tables[i].free_slots);
+        for (unsigned c = 0; c < KFDIR_CHUNKS; c++)
+            free(atomic_load_explicit(&sh->kfdir[i][c], memory_order_relaxed));
     }
     free(sh);
 }
@@ -271,6 +330,11 @@ void room_shared_del(struct room_shared *sh)
 unsigned room_shared_owner(const struct room_shared *sh, const uint8_t *room_id, size_t len)
 {
     return hash_owner(&sh->key, room_id, len, sh->n_workers);
+}
+
+uint64_t room_shared_quality_interval(const struct room_shared *sh)
+{
+    return sh->lim.quality_interval_ns;
 }
 
 int64_t room_shared_rooms(const struct room_shared *sh)
@@ -334,6 +398,8 @@ static void room_free(struct room *r)
     free(r->changes);
     free(r->acks);
     free(r->events);
+    for (unsigned w = 0; w < WORKER_MAX; w++)
+        buf_unref(r->qrep[w]);
     free(r);
 }
 
@@ -390,6 +456,8 @@ int room_member_new(struct room_shard *s, void *ep, struct room_member **out)
     if (s->n_mfree == 0) {
         uint32_t old = s->mcap;
         uint32_t ncap = old ? old * 2 : 64;
+        if (ncap > KFDIR_CHUNKS * KFDIR_CHUNK)
+            return ROOST_ENOMEM; /* the cache directory's bound */
         struct room_member **ms = realloc(s->mslots, ncap * sizeof(*ms));
         if (ms == NULL)
             return ROOST_ENOMEM;
@@ -437,6 +505,109 @@ bool room_member_joined(const struct room_member *m)
     return m->state == MEMBER_JOINED;
 }
 
+/* ------------------------------------------------------ keyframe caches */
+
+/* The directory entry of member slot `slot` on this worker, allocating its
+ * chunk on first use. NULL without memory. */
+static struct kfcache_view *_Atomic *cache_slot(struct room_shard *s, uint32_t slot)
+{
+    struct kfcache_view *_Atomic *_Atomic *cp = &s->sh->kfdir[s->id][slot >> KFDIR_CHUNK_BITS];
+    struct kfcache_view *_Atomic *chunk = atomic_load_explicit(cp, memory_order_relaxed);
+    if (chunk == NULL) {
+        chunk = calloc(KFDIR_CHUNK, sizeof(*chunk));
+        if (chunk == NULL)
+            return NULL;
+        /* Pairs with the acquire load in cache_view. */
+        atomic_store_explicit(cp, chunk, memory_order_release);
+    }
+    return &chunk[slot & (KFDIR_CHUNK - 1)];
+}
+
+/* The view a snapshot member published, if it is still that member's and
+ * in this room. Inside a read-side section. */
+static const struct kfcache_view *cache_view(struct room_shared *sh,
+                                             const struct snapshot_member *e, unsigned owner,
+                                             uint32_t room_slot, uint32_t room_gen)
+{
+    /* Pairs with the release store in cache_slot. */
+    struct kfcache_view *_Atomic *chunk = atomic_load_explicit(
+        &sh->kfdir[e->worker][e->slot >> KFDIR_CHUNK_BITS], memory_order_acquire);
+    if (chunk == NULL)
+        return NULL;
+    /* Pairs with rcu_assign_pointer in kfcache (publish). */
+    const struct kfcache_view *v = rcu_dereference(chunk[e->slot & (KFDIR_CHUNK - 1)]);
+    if (v == NULL)
+        return NULL;
+    const struct kfcache_tag *t = kfcache_view_tag(v);
+    if (t->pid != e->participant_id || t->gen != e->gen || t->owner != owner ||
+        t->room_slot != room_slot || t->room_gen != room_gen)
+        return NULL;
+    return v;
+}
+
+/* Cleared when the sender leaves its room (every leave path). */
+static void member_cache_stop(struct room_member *m)
+{
+    kfcache_del(m->kc);
+    m->kc = NULL;
+}
+
+/* A publishing member just joined: its cache starts empty, tagged with the
+ * room, so that views never leak into another room. */
+static void member_cache_start(struct room_shard *s, struct room_member *m)
+{
+    member_cache_stop(m);
+    if (!(m->perms & ROOM_PERM_PUBLISH))
+        return;
+    struct kfcache_view *_Atomic *slot = cache_slot(s, m->slot);
+    struct kfcache_config cfg = {.cap_bytes = s->sh->lim.keyframe_cap,
+                                 .prefill_ms = s->sh->lim.prefill_ms};
+    if (slot == NULL || kfcache_new(&m->kc, &cfg, slot) != 0) {
+        log_error("event=kfcache_failed pid=%u reason=nomem", m->pid);
+        return; /* media still flows; late joiners wait for a keyframe */
+    }
+    struct kfcache_tag tag = {.pid = m->pid,
+                              .gen = m->gen,
+                              .owner = m->owner,
+                              .room_slot = m->room_slot,
+                              .room_gen = m->room_gen};
+    kfcache_set_tag(m->kc, &tag);
+}
+
+/* Right after JOINED: the cached keyframes (then the audio prefill) of
+ * every other sender, before any live frame can reach the joiner (it is
+ * marked JOINED only after this, on this thread). */
+static void replay_caches(struct room_shard *s, struct room_member *m)
+{
+    if (!(m->perms & ROOM_PERM_SUBSCRIBE))
+        return;
+    /* A sender that promoted a keyframe and then fanned out with a
+     * snapshot without us fences between the two; this fence pairs with
+     * it so that we see that keyframe here (store/load on both sides). */
+    atomic_thread_fence(memory_order_seq_cst);
+    rcu_read_lock();
+    struct room *r = room_resolve(s->sh, m->owner, m->room_slot, m->room_gen);
+    uint32_t n = 0;
+    const struct snapshot_member *e = r ? snapshot_members(rcu_dereference(r->snap), &n) : NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        if (e[i].participant_id == m->pid || !(e[i].flags & SNAPSHOT_MAY_PUBLISH))
+            continue;
+        const struct kfcache_view *v =
+            cache_view(s->sh, &e[i], m->owner, m->room_slot, m->room_gen);
+        uint32_t cnt = kfcache_view_count(v);
+        for (uint32_t k = 0; k < cnt; k++) {
+            struct buf *b = kfcache_view_packet(v, k);
+            if (s->ops->media(m->ep, b, 0, b->len, s->arg) == 0) {
+                STAT_INC(s, media_out);
+                STAT_INC(s, kf_replayed);
+            } else {
+                STAT_INC(s, media_out_failed);
+            }
+        }
+    }
+    rcu_read_unlock();
+}
+
 static void member_send_leave(struct room_member *m)
 {
     struct room_shard *s = m->s;
@@ -465,6 +636,7 @@ int room_leave(struct room_member *m)
     if (m->state == MEMBER_IDLE)
         return ROOST_ENOENT;
     member_send_leave(m);
+    member_cache_stop(m);
     m->state = MEMBER_IDLE;
     return 0;
 }
@@ -476,6 +648,8 @@ void room_member_del(struct room_member *m)
     struct room_shard *s = m->s;
     if (m->state != MEMBER_IDLE)
         member_send_leave(m);
+    member_cache_stop(m);
+    free(m->kfreq_last);
     /* Bumping the generation invalidates every snapshot entry that still
      * names this slot. */
     s->mgens[m->slot]++;
@@ -569,6 +743,9 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len)
         STAT_INC(s, media_dropped_nomem);
         return ROOST_ENOMEM;
     }
+    /* Ingress stamp for the fan-out latency histogram (wraps after 4.3 s,
+     * far beyond any queueing delay). */
+    b->stamp = (uint32_t)worker_now(s->w) | 1;
     /* The frame is written once; every delivery shares it. */
     int n = media_relay_datagram(dgram, len, m->pid, b->data, b->cap);
     if (n < 0) {
@@ -578,6 +755,21 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len)
     }
     b->len = (uint32_t)n;
     STAT_INC(s, media_in);
+    if (m->kc != NULL) {
+        int ev = kfcache_feed(m->kc, b, worker_now(s->w));
+        if (ev > 0) {
+            if (ev & KFCACHE_EV_PROMOTED) {
+                STAT_INC(s, kf_cached);
+                /* Pairs with the fence in replay_caches: the new view is
+                 * visible to a joiner that our snapshot read below misses. */
+                atomic_thread_fence(memory_order_seq_cst);
+            }
+            if (ev & KFCACHE_EV_DISCARDED)
+                STAT_INC(s, kf_discarded);
+            if (ev & KFCACHE_EV_OVER_CAP)
+                STAT_INC(s, kf_over_cap);
+        }
+    }
 
     rcu_read_lock();
     struct room *r = room_resolve(s->sh, m->owner, m->room_slot, m->room_gen);
@@ -1138,15 +1330,21 @@ static void on_ack(struct room_shard *s, struct buf *b)
     if (m == NULL || m->state != MEMBER_JOINING || m->join_seq != a->join_seq)
         return;
     if (a->code == 0) {
-        m->state = MEMBER_JOINED;
         m->owner = a->owner;
         m->room_slot = a->room_slot;
         m->room_gen = a->room_gen;
         m->joined_version = a->version;
+        member_cache_start(s, m);
     } else {
         m->state = MEMBER_IDLE;
     }
     deliver_frames(s, m, b->data + sizeof(*a), a->frames_len);
+    if (a->code == 0) {
+        /* JOINED went out; the other senders' caches follow, then live
+         * frames (fan-out skips members not yet JOINED). */
+        replay_caches(s, m);
+        m->state = MEMBER_JOINED;
+    }
     if (s->ops->joined)
         s->ops->joined(m->ep, a->code, s->arg);
 }
@@ -1178,8 +1376,356 @@ static void on_replaced(struct room_shard *s, const struct replaced_msg *rm)
     if (m == NULL || m->pid != rm->pid || m->state == MEMBER_IDLE)
         return;
     m->state = MEMBER_IDLE; /* the owner already removed it */
+    member_cache_stop(m);
     if (s->ops->replaced)
         s->ops->replaced(m->ep, s->arg);
+}
+
+/* ----------------------------------------------------- keyframe requests */
+
+int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream)
+{
+    struct room_shard *s = m->s;
+    if (m->state != MEMBER_JOINED)
+        return ROOST_ENOENT;
+    struct kfreq_msg km = {.from = m->pid, .stream = stream};
+    bool found = false;
+    rcu_read_lock();
+    struct room *r = room_resolve(s->sh, m->owner, m->room_slot, m->room_gen);
+    const struct snapshot_member *e =
+        r && target != m->pid ? snapshot_find(rcu_dereference(r->snap), target) : NULL;
+    if (e != NULL) {
+        km.slot = e->slot;
+        km.gen = e->gen;
+        km.pid = e->participant_id;
+        found = true;
+    }
+    unsigned to = e ? e->worker : 0;
+    rcu_read_unlock();
+    if (!found) {
+        STAT_INC(s, kfreq_unknown);
+        return ROOST_ENOENT;
+    }
+    /* Suppression happens on the sender's worker: requests from receivers
+     * on every worker meet there. */
+    struct worker_msg wm;
+    msg_put(&wm, ROOM_MSG_KFREQ, &km, sizeof(km));
+    shard_deliver_msg(s, to, &wm, WORKER_MSG_CONTROL);
+    return 0;
+}
+
+static void on_kfreq(struct room_shard *s, const struct kfreq_msg *km)
+{
+    struct room_member *m = member_resolve(s, km->slot, km->gen);
+    if (m == NULL || m->pid != km->pid || m->state != MEMBER_JOINED)
+        return;
+    uint64_t now = worker_now(s->w);
+    if (m->kfreq_last == NULL) {
+        m->kfreq_last = calloc(STREAMS, sizeof(*m->kfreq_last));
+        if (m->kfreq_last == NULL)
+            return;
+    }
+    /* Stored as now+1 so that 0 means "never". */
+    uint64_t last = m->kfreq_last[km->stream];
+    if (last != 0 && now + 1 - last < s->sh->lim.kfreq_window_ns) {
+        STAT_INC(s, kfreq_suppressed);
+        return;
+    }
+    m->kfreq_last[km->stream] = now + 1;
+    struct msg *msg = s->scratch;
+    memset(msg, 0, sizeof(msg->type) + sizeof(msg->u.keyframe_request));
+    msg->type = MSG_KEYFRAME_REQUEST;
+    msg->u.keyframe_request.participant_id = km->from;
+    msg->u.keyframe_request.stream_id = km->stream;
+    uint8_t body[64];
+    int n = msg_encode_body(msg, body, sizeof(body));
+    if (n < 0)
+        return;
+    s->ops->control(m->ep, body, (size_t)n, s->arg);
+    STAT_INC(s, kfreq_relayed);
+}
+
+/* ----------------------------------------------------------- link quality */
+
+struct qrow {
+    uint32_t owner, room_slot, room_gen;
+    struct qreport_entry e;
+    bool subscriber;
+};
+
+static int qrow_cmp(const void *a, const void *b)
+{
+    const struct qrow *x = a, *y = b;
+    if (x->owner != y->owner)
+        return x->owner < y->owner ? -1 : 1;
+    if (x->room_slot != y->room_slot)
+        return x->room_slot < y->room_slot ? -1 : 1;
+    if (x->room_gen != y->room_gen)
+        return x->room_gen < y->room_gen ? -1 : 1;
+    return 0;
+}
+
+/* Own link: counters since the previous tick. */
+static void member_quality(struct room_shard *s, struct room_member *m, uint64_t interval_ns)
+{
+    struct room_link l;
+    if (s->ops->link_stats(m->ep, &l, s->arg) != 0)
+        return;
+    struct room_link p = m->q_have ? m->q_prev : (struct room_link){0};
+    uint64_t lost = l.dgram_lost - p.dgram_lost;
+    uint64_t acked = l.dgram_acked - p.dgram_acked;
+    uint64_t dropped = l.dgram_dropped - p.dgram_dropped;
+    uint64_t bytes_out = l.bytes_out - p.bytes_out;
+    m->q_prev = l;
+    m->q_have = true;
+    m->q_loss = lost + acked ? (uint16_t)(lost * QUALITY_LOSS_MAX / (lost + acked)) : 0;
+    m->q_rtt_us = (uint32_t)(l.srtt_ns / 1000u);
+
+    struct msg *msg = s->scratch;
+    memset(msg, 0, sizeof(msg->type) + sizeof(msg->u.quality));
+    msg->type = MSG_QUALITY;
+    struct msg_quality *q = &msg->u.quality;
+    q->participant_id = m->pid;
+    q->interval_ms = (uint32_t)(interval_ns / 1000000u);
+    q->rtt_us = m->q_rtt_us;
+    q->rttvar_us = (uint32_t)(l.rttvar_ns / 1000u);
+    q->loss_permille = m->q_loss;
+    q->dropped = (uint32_t)dropped;
+    /* What we managed to send towards it: kbit/s over the interval. */
+    q->est_kbps = interval_ns ? (uint32_t)(bytes_out * 8u * 1000000u / interval_ns) : 0;
+    uint8_t body[64];
+    int n = msg_encode_body(msg, body, sizeof(body));
+    if (n < 0)
+        return;
+    s->ops->control(m->ep, body, (size_t)n, s->arg);
+    STAT_INC(s, quality_sent);
+}
+
+/* One report per room to its owner: this worker's subscribers. */
+static void send_reports(struct room_shard *s, struct qrow *rows, uint32_t n)
+{
+    qsort(rows, n, sizeof(*rows), qrow_cmp);
+    uint32_t i = 0;
+    while (i < n) {
+        uint32_t j = i;
+        uint32_t subs = 0;
+        while (j < n && qrow_cmp(&rows[i], &rows[j]) == 0)
+            subs += rows[j++].subscriber;
+        struct buf *b =
+            buf_new((uint32_t)(sizeof(struct qreport_hdr) + subs * sizeof(struct qreport_entry)));
+        if (b != NULL) {
+            struct qreport_hdr *h = (struct qreport_hdr *)b->data;
+            struct qreport_entry *e = (struct qreport_entry *)(h + 1);
+            memset(h, 0, sizeof(*h));
+            h->room_slot = rows[i].room_slot;
+            h->room_gen = rows[i].room_gen;
+            h->worker = (uint16_t)s->id;
+            for (uint32_t k = i; k < j; k++)
+                if (rows[k].subscriber)
+                    e[h->n++] = rows[k].e;
+            b->len = (uint32_t)(sizeof(*h) + h->n * sizeof(*e));
+            struct worker_msg wm;
+            msg_put(&wm, ROOM_MSG_QREPORT, &b, sizeof(b));
+            shard_deliver_msg(s, rows[i].owner, &wm, WORKER_MSG_CONTROL);
+        }
+        i = j;
+    }
+}
+
+static void on_qreport(struct room_shard *s, struct buf *b)
+{
+    const struct qreport_hdr *h = (const struct qreport_hdr *)b->data;
+    struct room_table *t = &s->sh->tables[s->id];
+    if (h->room_slot >= t->cap || h->worker >= WORKER_MAX)
+        return;
+    struct room *r = t->slots[h->room_slot]; /* owner: no read section needed */
+    if (r == NULL || r->gen != h->room_gen)
+        return;
+    buf_unref(r->qrep[h->worker]);
+    r->qrep[h->worker] = buf_ref(b);
+    r->qrep_t[h->worker] = worker_now(s->w);
+}
+
+static int u16_cmp(const void *a, const void *b)
+{
+    uint16_t x = *(const uint16_t *)a, y = *(const uint16_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median and maximum of sorted v[0..n) without one occurrence of `skip`
+ * (the publisher's own entry, when it subscribes too). */
+static void stat_skip_u16(const uint16_t *v, uint32_t n, bool has_skip, uint16_t skip,
+                          uint16_t *med, uint16_t *max)
+{
+    uint32_t si = n;
+    if (has_skip)
+        for (uint32_t i = 0; i < n; i++)
+            if (v[i] == skip) {
+                si = i;
+                break;
+            }
+    uint32_t m = si < n ? n - 1 : n;
+    if (m == 0) {
+        *med = *max = 0;
+        return;
+    }
+    uint32_t k = m / 2;
+    *med = v[k >= si ? k + 1 : k];
+    *max = v[m - 1 >= si ? m : m - 1];
+}
+
+static void stat_skip_u32(const uint32_t *v, uint32_t n, bool has_skip, uint32_t skip,
+                          uint32_t *med, uint32_t *max)
+{
+    uint32_t si = n;
+    if (has_skip)
+        for (uint32_t i = 0; i < n; i++)
+            if (v[i] == skip) {
+                si = i;
+                break;
+            }
+    uint32_t m = si < n ? n - 1 : n;
+    if (m == 0) {
+        *med = *max = 0;
+        return;
+    }
+    uint32_t k = m / 2;
+    *med = v[k >= si ? k + 1 : k];
+    *max = v[m - 1 >= si ? m : m - 1];
+}
+
+/* Owner: every publisher of r gets a summary of the other subscribers,
+ * one QSUM message per worker that has publishers. */
+static void room_summarise(struct room_shard *s, struct room *r, uint64_t now)
+{
+    uint64_t stale = 2 * s->sh->lim.quality_interval_ns;
+    uint32_t total = 0;
+    for (unsigned w = 0; w < s->sh->n_workers; w++)
+        if (r->qrep[w] != NULL && r->qrep_t[w] + stale >= now)
+            total += ((const struct qreport_hdr *)r->qrep[w]->data)->n;
+    struct qreport_entry *all = malloc((total + 1) * sizeof(*all));
+    uint16_t *loss = malloc((total + 1) * sizeof(*loss));
+    uint32_t *rtt = malloc((total + 1) * sizeof(*rtt));
+    struct qsum_entry *out = malloc((r->n_infos + 1) * sizeof(*out));
+    if (all == NULL || loss == NULL || rtt == NULL || out == NULL)
+        goto done;
+    uint32_t n = 0;
+    for (unsigned w = 0; w < s->sh->n_workers; w++) {
+        if (r->qrep[w] == NULL || r->qrep_t[w] + stale < now)
+            continue;
+        const struct qreport_hdr *h = (const struct qreport_hdr *)r->qrep[w]->data;
+        memcpy(&all[n], h + 1, h->n * sizeof(*all));
+        n += h->n;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        loss[i] = all[i].loss;
+        rtt[i] = all[i].rtt_us;
+    }
+    qsort(loss, n, sizeof(*loss), u16_cmp);
+    qsort(rtt, n, sizeof(*rtt), u32_cmp);
+    /* Per worker, the publishers it delivers to. */
+    for (unsigned w = 0; w < s->sh->n_workers; w++) {
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < r->n_infos; i++) {
+            const struct room_info *in = &r->infos[i];
+            if (in->worker != w || !(in->flags & SNAPSHOT_MAY_PUBLISH))
+                continue;
+            const struct qreport_entry *self = NULL;
+            for (uint32_t a = 0; a < n && self == NULL; a++)
+                if (all[a].pid == in->pid)
+                    self = &all[a];
+            struct qsum_entry *q = &out[k++];
+            memset(q, 0, sizeof(*q));
+            q->slot = in->slot;
+            q->gen = in->gen;
+            q->pid = in->pid;
+            q->sum.receivers = self ? n - 1 : n;
+            stat_skip_u16(loss, n, self != NULL, self ? self->loss : 0, &q->sum.loss_median,
+                          &q->sum.loss_worst);
+            stat_skip_u32(rtt, n, self != NULL, self ? self->rtt_us : 0, &q->sum.rtt_median_us,
+                          &q->sum.rtt_worst_us);
+            /* Name the receiver with the worst loss (PROTOCOL.md §4.9:
+             * a QUALITY about a subscriber's link). */
+            q->sum.worst_pid = 0;
+            uint16_t wl = 0;
+            for (uint32_t a = 0; a < n; a++)
+                if (&all[a] != self && (q->sum.worst_pid == 0 || all[a].loss > wl)) {
+                    q->sum.worst_pid = all[a].pid;
+                    wl = all[a].loss;
+                }
+        }
+        if (k == 0)
+            continue;
+        struct buf *b = buf_new((uint32_t)(k * sizeof(*out)));
+        if (b == NULL)
+            continue;
+        memcpy(b->data, out, k * sizeof(*out));
+        b->len = (uint32_t)(k * sizeof(*out));
+        struct worker_msg wm;
+        msg_put(&wm, ROOM_MSG_QSUM, &b, sizeof(b));
+        shard_deliver_msg(s, w, &wm, WORKER_MSG_CONTROL);
+    }
+done:
+    free(all);
+    free(loss);
+    free(rtt);
+    free(out);
+}
+
+static void on_qsum(struct room_shard *s, struct buf *b)
+{
+    uint32_t n = b->len / sizeof(struct qsum_entry);
+    const struct qsum_entry *q = (const struct qsum_entry *)b->data;
+    uint64_t interval_ms = s->sh->lim.quality_interval_ns / 1000000u;
+    for (uint32_t i = 0; i < n; i++) {
+        struct room_member *m = member_resolve(s, q[i].slot, q[i].gen);
+        if (m == NULL || m->pid != q[i].pid || m->state != MEMBER_JOINED)
+            continue;
+        if (q[i].sum.receivers == 0)
+            continue; /* nobody to describe */
+        uint8_t body[128];
+        int len = quality_summary_encode(&q[i].sum, (uint32_t)interval_ms, body, sizeof(body));
+        if (len < 0)
+            continue;
+        s->ops->control(m->ep, body, (size_t)len, s->arg);
+        STAT_INC(s, quality_sent);
+    }
+}
+
+void room_shard_quality(struct room_shard *s, uint64_t now)
+{
+    if (s->ops->link_stats == NULL)
+        return;
+    uint64_t interval = s->sh->lim.quality_interval_ns;
+    uint32_t live = s->mcap - s->n_mfree;
+    struct qrow *rows = live ? malloc(live * sizeof(*rows)) : NULL;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->mcap; i++) {
+        struct room_member *m = s->mslots[i];
+        if (m == NULL || m->state != MEMBER_JOINED)
+            continue;
+        member_quality(s, m, interval);
+        if (rows != NULL && n < live)
+            rows[n++] =
+                (struct qrow){.owner = m->owner,
+                              .room_slot = m->room_slot,
+                              .room_gen = m->room_gen,
+                              .e = {.pid = m->pid, .loss = m->q_loss, .rtt_us = m->q_rtt_us},
+                              .subscriber = (m->perms & ROOM_PERM_SUBSCRIBE) != 0};
+    }
+    if (rows != NULL)
+        send_reports(s, rows, n);
+    free(rows);
+    /* Owner side: summaries from the latest reports. */
+    for (uint32_t bk = 0; bk <= s->bucket_mask; bk++)
+        for (struct room *r = s->buckets[bk]; r != NULL; r = r->hnext)
+            room_summarise(s, r, now);
 }
 
 /* ------------------------------------------------------------- messaging */
@@ -1221,6 +1767,22 @@ bool room_shard_on_msg(struct room_shard *s, const struct worker_msg *wm)
         on_replaced(s, &rm);
         return true;
     }
+    case ROOM_MSG_KFREQ: {
+        struct kfreq_msg km;
+        memcpy(&km, wm->u.bytes, sizeof(km));
+        on_kfreq(s, &km);
+        return true;
+    }
+    case ROOM_MSG_QREPORT:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        on_qreport(s, b);
+        buf_unref(b);
+        return true;
+    case ROOM_MSG_QSUM:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        on_qsum(s, b);
+        buf_unref(b);
+        return true;
     default:
         return false;
     }
@@ -1233,6 +1795,8 @@ bool room_msg_discard(const struct worker_msg *wm)
     case ROOM_MSG_JOIN:
     case ROOM_MSG_ACK:
     case ROOM_MSG_LEAVE:
+    case ROOM_MSG_QREPORT:
+    case ROOM_MSG_QSUM:
         memcpy(&b, wm->u.bytes, sizeof(b));
         buf_unref(b);
         return true;
@@ -1249,6 +1813,7 @@ bool room_msg_discard(const struct worker_msg *wm)
         return true;
     }
     case ROOM_MSG_REPLACED:
+    case ROOM_MSG_KFREQ:
         return true;
     default:
         return false;

@@ -51,6 +51,19 @@ struct room_member;
 struct room_limits {
     uint32_t max_rooms;   /* rooms on this server; 0: 10000 */
     uint32_t max_members; /* participants per room; 0: 500 */
+    /* Room state (issue 6). */
+    uint32_t keyframe_cap;        /* bytes per (sender, stream); 0: 200 KiB */
+    uint32_t prefill_ms;          /* audio prefill for joiners; 0: off */
+    uint64_t kfreq_window_ns;     /* KEYFRAME_REQUEST suppression; 0: 200 ms */
+    uint64_t quality_interval_ns; /* QUALITY period (room_shard_quality); 0: 1 s */
+};
+
+/* Cumulative link counters of one endpoint (room_ops.link_stats). */
+struct room_link {
+    uint64_t srtt_ns, min_rtt_ns, rttvar_ns;
+    uint64_t dgram_out, dgram_acked, dgram_lost; /* media sent, acked, declared lost */
+    uint64_t dgram_dropped;                      /* congestion control or queue limits */
+    uint64_t bytes_in, bytes_out;
 };
 
 /* Delivery to an endpoint, on the endpoint's worker. */
@@ -67,6 +80,10 @@ struct room_ops {
     /* A newer join with the same identity replaced this member; it is
      * already out of the room. The endpoint should be closed (REPLACED). */
     void (*replaced)(void *ep, void *arg);
+    /* Fills the endpoint's cumulative link counters (room_shard_quality).
+     * Optional: without it no QUALITY is sent. Returns 0 or an error (the
+     * endpoint is skipped). */
+    int (*link_stats)(void *ep, struct room_link *out, void *arg);
 };
 
 struct room_stats {
@@ -89,6 +106,14 @@ struct room_stats {
     uint64_t fanout_ring_drops; /* FANOUT dropped on a full ring */
     uint64_t stale_handles;     /* snapshot entries skipped: member gone */
     uint64_t events_sent;       /* PARTICIPANT_EVENTS messages delivered */
+    uint64_t kf_cached;         /* keyframes promoted into a sender's cache */
+    uint64_t kf_discarded;      /* partial keyframes flushed */
+    uint64_t kf_over_cap;       /* keyframes larger than the cap, not cached */
+    uint64_t kf_replayed;       /* cached packets delivered to joiners */
+    uint64_t kfreq_relayed;     /* KEYFRAME_REQUEST delivered to senders */
+    uint64_t kfreq_suppressed;  /* duplicates inside the window */
+    uint64_t kfreq_unknown;     /* target not in the room */
+    uint64_t quality_sent;      /* QUALITY messages delivered */
 };
 
 /* Process-wide state: the hash key, limits and the per-owner room slot
@@ -150,5 +175,23 @@ int room_leave(struct room_member *m);
  * was dropped (and counted): ROOST_ENOENT not joined, ROOST_EACCES no
  * publish permission, ROOST_EMALFORMED bad header, ROOST_ENOMEM. */
 int room_publish(struct room_member *m, const uint8_t *dgram, size_t len);
+
+/* A KEYFRAME_REQUEST from this (joined) member for (target, stream): relayed
+ * to the target's worker, which delivers KEYFRAME_REQUEST(participant_id =
+ * m's id, stream) through ops->control unless one for the same (target,
+ * stream) went out within kfreq_window_ns (suppressed and counted there).
+ * Returns 0, ROOST_ENOENT (m not joined, or target not in m's room: answer
+ * NOT_JOINED) or ROOST_ENOMEM. Member's worker. */
+int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream);
+
+/* Link quality tick, every quality_interval on each worker (the caller's
+ * timer; now = worker_now). Samples ops->link_stats of every joined member
+ * of this worker and sends it its own QUALITY; sends the room owner one
+ * summary message per room with this worker's subscribers; on the owner,
+ * combines the latest summaries of every worker into one QUALITY summary
+ * per publisher (see lib/room/quality.h). No per-packet work. */
+void room_shard_quality(struct room_shard *s, uint64_t now);
+/* The configured quality interval (ns). */
+uint64_t room_shared_quality_interval(const struct room_shared *sh);
 
 #endif
