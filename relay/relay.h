@@ -12,7 +12,12 @@
 #define ROOST_RELAY_RELAY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "core/worker.h"
+#include "quic/quic.h"
+#include "room/room.h"
 
 struct relay;
 
@@ -35,6 +40,14 @@ struct relay_config {
     uint32_t max_rooms;            /* 0: 10000 */
     uint32_t max_members;          /* per room; 0: 500 */
     unsigned max_conns_per_worker; /* 0: 100000 */
+    unsigned max_half_open;        /* per worker, handshakes in flight before Retry; 0: 256 */
+    uint32_t handshake_rate;       /* new handshakes/s server-wide before Retry; 0: unlimited */
+    uint32_t drain_ms;             /* announced in GOAWAY; 0: 30000 */
+    int sock_buf;                  /* UDP SO_RCVBUF/SO_SNDBUF bytes; 0: 4 MiB */
+    uint32_t keyframe_cap;         /* keyframe cache bytes per (sender, stream); 0: 200 KiB */
+    uint32_t prefill_ms;           /* audio prefill sent to joiners; 0: off */
+    uint64_t kfreq_window_ns;      /* KEYFRAME_REQUEST duplicate window; 0: 200 ms */
+    uint64_t quality_interval_ns;  /* QUALITY reports; 0: 1 s */
 };
 
 /* Totals over every worker (relaxed reads; may lag by a loop turn). */
@@ -68,5 +81,85 @@ void relay_stop(struct relay *r);
 /* Stops if needed and frees. Accepts NULL. */
 void relay_del(struct relay *r);
 void relay_stats(struct relay *r, struct relay_stats *out);
+
+/* ---------------------------------------------------------- operations
+ * (relay/admin.c, relay/main.c; docs/OPERATIONS.md) */
+
+/* Latency histogram: bucket i counts samples <= RELAY_HIST_BOUND_NS(i),
+ * not cumulative; bucket RELAY_HIST_N - 1 is +Inf. Written only by its
+ * worker (relaxed stores), summed by the admin thread. */
+#define RELAY_HIST_N 13
+#define RELAY_HIST_BOUND_NS(i) (1024ull << (2 * (i))) /* 1.02 us .. 4.29 s */
+struct relay_hist {
+    uint64_t bucket[RELAY_HIST_N];
+    uint64_t count, sum_ns;
+};
+
+/* Relay-level counters of one worker (written only by it). */
+struct relay_wcounters {
+    uint64_t sessions_opened, sessions_closed;
+    uint64_t joins_ok, join_rejects;
+    uint64_t rejects_bad_token, rejects_not_permitted, rejects_draining;
+    uint64_t protocol_violations;
+    uint64_t dgram_not_joined;
+    uint64_t goaway_sent;
+    uint64_t leaves; /* sessions that were in a room when they ended */
+};
+
+/* Everything one worker counts, read with relaxed loads (values may lag). */
+struct relay_worker_stats {
+    struct relay_wcounters relay;
+    struct relay_hist join_latency;   /* JOIN received -> JOINED answered */
+    struct relay_hist fanout_latency; /* datagram ingress -> queued on egress worker */
+    struct quic_stats quic;
+    struct room_stats room;
+    struct worker_stats worker;
+    int cpu; /* -1: not pinned */
+};
+/* Any thread; worker < relay_workers(r). */
+void relay_worker_stats(struct relay *r, unsigned worker, struct relay_worker_stats *out);
+/* Adds one sample to h (the caller is h's only writer). */
+void relay_hist_add(struct relay_hist *h, uint64_t ns);
+
+/* The limits in force (reload may change some). Any thread. */
+struct relay_limits {
+    uint32_t max_rooms, max_members;
+    unsigned max_conns_per_worker, max_half_open;
+    uint32_t handshake_rate;
+};
+void relay_limits(struct relay *r, struct relay_limits *out);
+
+/* Drain (SIGTERM): new Initials are refused, new sessions closed with
+ * GOING_AWAY, and every open session gets GOAWAY(drain_ms). Relaying goes
+ * on; the caller stops the relay once relay_stats().rooms is 0 or its
+ * deadline passed. Main thread. Returns 0 or ROOST_ENOMEM (a worker could
+ * not be told; it still refuses new connections). */
+int relay_drain(struct relay *r);
+bool relay_draining(const struct relay *r);
+
+/* Reload (SIGHUP) from cfg: token keys (new sessions verify with the new
+ * keyring; joined members stay), max_conns_per_worker (lowered only) and
+ * max_half_open. Other changed settings are logged as needing a restart.
+ * cfg's strings must outlive the relay. Main thread. Returns 0, or
+ * ROOST_EBADKEY (key file unusable: the old keys stay, logged). */
+int relay_reload(struct relay *r, const struct relay_config *cfg);
+
+/* One member as seen by its worker (for /rooms). */
+struct relay_member_info {
+    char room[65]; /* NUL-terminated room id (may hold any UTF-8) */
+    size_t room_len;
+    char display[65];
+    uint32_t pid;
+    unsigned worker, owner;
+    bool joined; /* false while the JOIN is in flight */
+    uint64_t joined_for_ms;
+    struct quic_conn_stats link;
+};
+/* Asks every worker for its members (a message through worker_pool_post;
+ * waits for the answers). *out is malloc'd (free it), *n its entries.
+ * Admin thread or main. Returns 0 or ROOST_ENOMEM. */
+int relay_members(struct relay *r, struct relay_member_info **out, size_t *n);
+/* The worker owning a room id. Any thread. */
+unsigned relay_room_owner(struct relay *r, const char *room, size_t len);
 
 #endif

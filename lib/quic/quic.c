@@ -61,7 +61,10 @@ struct quic_shared {
     uint8_t retry_secret[SECRET_LEN];
     struct udp_addr bound;
     int fds[WORKER_MAX];
-    struct tbucket tb_retry, tb_vn, tb_reset, tb_close;
+    struct tbucket tb_retry, tb_vn, tb_reset, tb_close, tb_hs;
+    /* Changed by main at run time (drain, reload); read per Initial. */
+    _Atomic bool draining;
+    _Atomic unsigned live_max_conns, live_retry_threshold;
     struct stats_slot stats[WORKER_MAX];
 };
 
@@ -207,6 +210,10 @@ int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *c
     tbucket_init(&sh->tb_vn, c->vn_rate ? c->vn_rate : 1000, burst);
     tbucket_init(&sh->tb_reset, c->reset_rate ? c->reset_rate : 1000, burst);
     tbucket_init(&sh->tb_close, c->close_rate ? c->close_rate : 1000, burst);
+    tbucket_init(&sh->tb_hs, c->handshake_rate, c->handshake_rate ? c->handshake_rate : 1);
+    atomic_init(&sh->draining, false);
+    atomic_init(&sh->live_max_conns, c->max_conns);
+    atomic_init(&sh->live_retry_threshold, c->retry_threshold);
 
     rc = udp_addr_parse(&sh->bound, cfg->addr, cfg->port);
     if (rc < 0)
@@ -288,6 +295,26 @@ void quic_shared_stats(const struct quic_shared *sh, unsigned worker, struct qui
     uint64_t *o = (uint64_t *)out;
     for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
         o[i] = atomic_load_explicit(&sh->stats[worker].v[i], memory_order_relaxed);
+}
+
+void quic_shared_set_draining(struct quic_shared *sh, bool on)
+{
+    atomic_store_explicit(&sh->draining, on, memory_order_relaxed);
+}
+
+bool quic_shared_draining(const struct quic_shared *sh)
+{
+    return atomic_load_explicit(&sh->draining, memory_order_relaxed);
+}
+
+void quic_shared_set_limits(struct quic_shared *sh, unsigned max_conns, unsigned retry_threshold)
+{
+    if (max_conns != 0)
+        atomic_store_explicit(&sh->live_max_conns,
+                              max_conns < sh->cfg.max_conns ? max_conns : sh->cfg.max_conns,
+                              memory_order_relaxed);
+    if (retry_threshold != 0)
+        atomic_store_explicit(&sh->live_retry_threshold, retry_threshold, memory_order_relaxed);
 }
 
 void quic_shared_stats_total(const struct quic_shared *sh, struct quic_stats *out)
@@ -1134,11 +1161,28 @@ static void new_connection(struct quic_server *s, const uint8_t *data, size_t le
         hd.token.base = NULL;
         hd.token.len = 0;
     }
-    if (pocid == NULL && (s->sh->cfg.force_retry || s->half_open >= s->sh->cfg.retry_threshold)) {
-        send_retry(s, &hd, remote, local);
+    /* Relaxed: these are settings main changes rarely (drain, reload). */
+    if (atomic_load_explicit(&s->sh->draining, memory_order_relaxed)) {
+        STAT_INC(s, refused_draining);
+        send_stateless_close(s, &hd, NGTCP2_CONNECTION_REFUSED, remote, local);
         return;
     }
-    if (s->live >= s->sh->cfg.max_conns) {
+    if (pocid == NULL) {
+        bool over = s->half_open >=
+                    atomic_load_explicit(&s->sh->live_retry_threshold, memory_order_relaxed);
+        if (over)
+            STAT_INC(s, retry_half_open);
+        else if (!s->sh->cfg.force_retry && !tbucket_take(&s->sh->tb_hs, now_ns(s))) {
+            STAT_INC(s, retry_rate);
+            over = true;
+        }
+        if (over || s->sh->cfg.force_retry) {
+            send_retry(s, &hd, remote, local);
+            return;
+        }
+    }
+    if (s->live >= atomic_load_explicit(&s->sh->live_max_conns, memory_order_relaxed)) {
+        STAT_INC(s, refused_full);
         send_stateless_close(s, &hd, NGTCP2_CONNECTION_REFUSED, remote, local);
         return;
     }

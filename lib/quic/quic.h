@@ -71,6 +71,7 @@ struct quic_shared_config {
     int sock_buf;                  /* requested SO_RCVBUF/SO_SNDBUF; 0: 4 MiB */
     uint32_t retry_rate, vn_rate, reset_rate, close_rate; /* per second, 0: 1000 */
     uint32_t rate_burst;                                  /* 0: 100 */
+    uint32_t handshake_rate;                              /* new ones/s before Retry; 0: no cap */
 };
 
 /* Per-worker counters; written only by the worker (relaxed). */
@@ -85,6 +86,9 @@ struct quic_stats {
     uint64_t dgram_in, dgram_out, dgram_lost, dgram_drop_cwnd, dgram_drop_too_large,
         dgram_drop_queue, dgram_drop_state;
     uint64_t sock_eagain, sock_errors;
+    /* Admission: Initials answered with Retry (half-open limit / handshake
+     * rate) or refused with a stateless CONNECTION_CLOSE (full / draining). */
+    uint64_t retry_half_open, retry_rate, refused_full, refused_draining;
 };
 
 /* Creates the shared state. Returns 0; ROOST_EINVAL (bad config/address),
@@ -100,6 +104,15 @@ uint16_t quic_shared_port(const struct quic_shared *sh);
 void quic_shared_stats(const struct quic_shared *sh, unsigned worker, struct quic_stats *out);
 /* Sum of every worker's counters. Any thread. */
 void quic_shared_stats_total(const struct quic_shared *sh, struct quic_stats *out);
+/* Draining: every new Initial is refused with a stateless CONNECTION_CLOSE
+ * (CONNECTION_REFUSED); existing connections are untouched. Any thread. */
+void quic_shared_set_draining(struct quic_shared *sh, bool on);
+bool quic_shared_draining(const struct quic_shared *sh);
+/* Changes the half-open threshold (Retry above it; 0: keep) and lowers the
+ * per-worker connection limit (0: keep; values above the start-up limit are
+ * clamped to it, the slot table is sized once). Takes effect for the next
+ * Initial. Any thread (SIGHUP reload on main). */
+void quic_shared_set_limits(struct quic_shared *sh, unsigned max_conns, unsigned retry_threshold);
 
 struct quic_app_ops {
     /* Handshake complete. Return 0 to accept, or an application error code

@@ -1,0 +1,593 @@
+#include "relay/config.h"
+
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <ini.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/keyring.h"
+#include "quic/udp.h"
+
+enum key_id {
+    K_LISTEN,
+    K_PORT,
+    K_WORKERS,
+    K_CPUS,
+    K_STATE_DIR,
+    K_LOG_LEVEL,
+    K_UDP_BUFFER,
+    K_CERT,
+    K_KEY,
+    K_TOKEN_KEYS,
+    K_TOKEN_SKEW,
+    K_INSECURE_NO_AUTH,
+    K_MAX_ROOMS,
+    K_MAX_MEMBERS,
+    K_MAX_CONNS,
+    K_MAX_HALF_OPEN,
+    K_HANDSHAKE_RATE,
+    K_IDLE_TIMEOUT,
+    K_HANDSHAKE_TIMEOUT,
+    K_FORCE_RETRY,
+    K_ADMIN,
+    K_ADMIN_LISTEN,
+    K_ADMIN_PORT,
+    K_DRAIN_TIMEOUT,
+    K_COUNT,
+};
+
+#define S (1000000000ull)
+static const struct config_key keys[K_COUNT] = {
+    [K_LISTEN] = {"server", "listen", CONFIG_STR, "127.0.0.1", 0, 0, false,
+                  "numeric IPv4/IPv6 address the QUIC sockets bind"},
+    [K_PORT] = {"server", "port", CONFIG_UINT, "4433", 1, 65535, false, "UDP port"},
+    [K_WORKERS] = {"server", "workers", CONFIG_UINT, "0", 0, WORKER_MAX, false,
+                   "worker threads; 0: one per CPU in `cpus` or in the affinity mask"},
+    [K_CPUS] = {"server", "cpus", CONFIG_CPUS, "", 0, 0, false,
+                "pin workers to these CPUs, e.g. 2-5,8; empty: the affinity mask"},
+    [K_STATE_DIR] = {"server", "state_dir", CONFIG_PATH, "", 0, 0, false,
+                     "keeps the stateless-reset/Retry secret across restarts"},
+    [K_LOG_LEVEL] = {"server", "log_level", CONFIG_LEVEL, "info", 0, 0, true,
+                     "error|warn|info|debug"},
+    [K_UDP_BUFFER] = {"server", "udp_buffer", CONFIG_SIZE, "4m", 64 * 1024, 1ull << 30, false,
+                      "SO_RCVBUF/SO_SNDBUF per socket (capped by net.core.[rw]mem_max)"},
+    [K_CERT] = {"tls", "cert", CONFIG_PATH, "", 0, 0, false, "PEM certificate chain (required)"},
+    [K_KEY] = {"tls", "key", CONFIG_PATH, "", 0, 0, false, "PEM private key (required)"},
+    [K_TOKEN_KEYS] = {"auth", "token_keys", CONFIG_PATH, "", 0, 0, true,
+                      "join-token key file (required unless insecure_no_auth)"},
+    [K_TOKEN_SKEW] = {"auth", "token_skew", CONFIG_DURATION, "30s", 0, 3600 * S, false,
+                      "clock skew allowed on token validity"},
+    [K_INSECURE_NO_AUTH] = {"auth", "insecure_no_auth", CONFIG_BOOL, "false", 0, 0, false,
+                            "DEV ONLY: accept every JOIN without a token"},
+    [K_MAX_ROOMS] = {"limits", "max_rooms", CONFIG_UINT, "10000", 1, UINT32_MAX, false,
+                     "rooms on this server"},
+    [K_MAX_MEMBERS] = {"limits", "max_members", CONFIG_UINT, "500", 1, UINT32_MAX, false,
+                       "participants per room"},
+    [K_MAX_CONNS] = {"limits", "max_conns", CONFIG_UINT, "100000", 1, UINT32_MAX, true,
+                     "connections per worker (reload may only lower it)"},
+    [K_MAX_HALF_OPEN] = {"limits", "max_half_open", CONFIG_UINT, "256", 1, UINT32_MAX, true,
+                         "handshakes in flight per worker before Retry"},
+    [K_HANDSHAKE_RATE] = {"limits", "handshake_rate", CONFIG_UINT, "0", 0, UINT32_MAX, false,
+                          "new handshakes per second before Retry; 0: unlimited"},
+    [K_IDLE_TIMEOUT] = {"limits", "idle_timeout", CONFIG_DURATION, "30s", S / 10, 3600 * S, false,
+                        "QUIC idle timeout"},
+    [K_HANDSHAKE_TIMEOUT] = {"limits", "handshake_timeout", CONFIG_DURATION, "5s", S / 10, 600 * S,
+                             false, "handshake, HELLO and JOIN deadline"},
+    [K_FORCE_RETRY] = {"limits", "force_retry", CONFIG_BOOL, "false", 0, 0, false,
+                       "validate every client address with Retry"},
+    [K_ADMIN] = {"admin", "admin", CONFIG_BOOL, "true", 0, 0, false,
+                 "serve /metrics /capacity /rooms /healthz"},
+    [K_ADMIN_LISTEN] = {"admin", "admin_listen", CONFIG_STR, "127.0.0.1", 0, 0, false,
+                        "numeric address of the admin endpoint"},
+    [K_ADMIN_PORT] = {"admin", "admin_port", CONFIG_UINT, "9464", 0, 65535, false,
+                      "TCP port of the admin endpoint; 0: ephemeral"},
+    [K_DRAIN_TIMEOUT] = {"drain", "drain_timeout", CONFIG_DURATION, "30s", 0, 3600 * S, true,
+                         "SIGTERM: keep relaying until rooms are empty or this long"},
+};
+#undef S
+
+const struct config_key *config_keys(size_t *n)
+{
+    *n = K_COUNT;
+    return keys;
+}
+
+static int key_find(const char *name)
+{
+    for (int i = 0; i < K_COUNT; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* ------------------------------------------------------------- parsers */
+
+static int parse_u64(const char *s, uint64_t *v, const char **end)
+{
+    char *e;
+    if (*s < '0' || *s > '9')
+        return ROOST_EINVAL;
+    errno = 0;
+    unsigned long long x = strtoull(s, &e, 10);
+    if (errno != 0)
+        return ROOST_ERANGE;
+    *v = x;
+    *end = e;
+    return 0;
+}
+
+int config_parse_duration(const char *s, uint64_t *ns)
+{
+    uint64_t v;
+    const char *u;
+    int rc = parse_u64(s, &v, &u);
+    if (rc != 0)
+        return rc;
+    uint64_t mul;
+    if (*u == '\0' || strcmp(u, "s") == 0)
+        mul = 1000000000ull;
+    else if (strcmp(u, "ms") == 0)
+        mul = 1000000ull;
+    else if (strcmp(u, "m") == 0 || strcmp(u, "min") == 0)
+        mul = 60ull * 1000000000ull;
+    else if (strcmp(u, "h") == 0)
+        mul = 3600ull * 1000000000ull;
+    else
+        return ROOST_EINVAL;
+    if (v > UINT64_MAX / mul)
+        return ROOST_ERANGE;
+    *ns = v * mul;
+    return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *bytes)
+{
+    uint64_t v;
+    const char *u;
+    int rc = parse_u64(s, &v, &u);
+    if (rc != 0)
+        return rc;
+    unsigned shift;
+    if (*u == '\0' || strcasecmp(u, "b") == 0)
+        shift = 0;
+    else if (strcasecmp(u, "k") == 0 || strcasecmp(u, "kb") == 0 || strcasecmp(u, "kib") == 0)
+        shift = 10;
+    else if (strcasecmp(u, "m") == 0 || strcasecmp(u, "mb") == 0 || strcasecmp(u, "mib") == 0)
+        shift = 20;
+    else if (strcasecmp(u, "g") == 0 || strcasecmp(u, "gb") == 0 || strcasecmp(u, "gib") == 0)
+        shift = 30;
+    else
+        return ROOST_EINVAL;
+    if (v > (UINT64_MAX >> shift))
+        return ROOST_ERANGE;
+    *bytes = v << shift;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return ROOST_EINVAL;
+}
+
+/* "0,2-5"; returns the count or an error. */
+static int parse_cpus(const char *s, int *cpus, unsigned max)
+{
+    unsigned n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long a = strtol(p, &end, 10);
+        if (end == p || a < 0 || a >= CPU_SETSIZE)
+            return ROOST_EINVAL;
+        long b = a;
+        p = end;
+        if (*p == '-') {
+            b = strtol(p + 1, &end, 10);
+            if (end == p + 1 || b < a || b >= CPU_SETSIZE)
+                return ROOST_EINVAL;
+            p = end;
+        }
+        for (long c = a; c <= b; c++) {
+            if (n >= max)
+                return ROOST_ERANGE;
+            cpus[n++] = (int)c;
+        }
+        if (*p == ',')
+            p++;
+        else if (*p != '\0')
+            return ROOST_EINVAL;
+    }
+    return (int)n;
+}
+
+/* ------------------------------------------------------------- storage */
+
+static int store_str(struct config *c, int id, const char *value, const char **dst)
+{
+    char *d = strdup(value);
+    if (d == NULL)
+        return ROOST_ENOMEM;
+    free(c->strs[id]);
+    c->strs[id] = d;
+    *dst = *d ? d : NULL; /* empty: unset */
+    return 0;
+}
+
+static void ferr(char *err, size_t len, const char *fmt, const char *a)
+{
+    if (err != NULL && len > 0)
+        snprintf(err, len, fmt, a);
+}
+
+int config_set(struct config *c, const char *name, const char *value, const char *file, int line,
+               char *err, size_t err_len)
+{
+    int id = key_find(name);
+    if (id < 0) {
+        ferr(err, err_len, "unknown key '%s'", name);
+        return ROOST_ENOENT;
+    }
+    const struct config_key *k = &keys[id];
+    struct relay_config *r = &c->relay;
+    uint64_t v = 0;
+    bool b = false;
+    int rc = 0;
+    switch (k->type) {
+    case CONFIG_UINT:
+    case CONFIG_DURATION:
+    case CONFIG_SIZE:
+        if (k->type == CONFIG_UINT) {
+            const char *end;
+            rc = parse_u64(value, &v, &end);
+            if (rc == 0 && *end != '\0')
+                rc = ROOST_EINVAL;
+        } else if (k->type == CONFIG_DURATION) {
+            rc = config_parse_duration(value, &v);
+        } else {
+            rc = config_parse_size(value, &v);
+        }
+        if (rc == ROOST_EINVAL) {
+            ferr(err, err_len, "%s",
+                 k->type == CONFIG_UINT       ? "expected a decimal number"
+                 : k->type == CONFIG_DURATION ? "expected a duration such as 250ms, 30s, 2m, 1h"
+                                              : "expected a size such as 65536, 64k, 4m, 1g");
+            return rc;
+        }
+        if (rc != 0 || v < k->min || (k->max != 0 && v > k->max)) {
+            if (err != NULL)
+                snprintf(err, err_len, "out of range (%llu..%llu%s)", (unsigned long long)k->min,
+                         (unsigned long long)k->max,
+                         k->type == CONFIG_DURATION ? " ns"
+                         : k->type == CONFIG_SIZE   ? " bytes"
+                                                    : "");
+            return ROOST_ERANGE;
+        }
+        break;
+    case CONFIG_BOOL:
+        if (parse_bool(value, &b) != 0) {
+            ferr(err, err_len, "%s", "expected true or false");
+            return ROOST_EINVAL;
+        }
+        break;
+    case CONFIG_LEVEL:
+        if (log_parse_level(value, &c->log_level) != 0) {
+            ferr(err, err_len, "%s", "expected error, warn, info or debug");
+            return ROOST_EINVAL;
+        }
+        break;
+    case CONFIG_CPUS:
+        if (*value == '\0') {
+            r->n_cpus = 0;
+            r->cpus = NULL;
+            break;
+        }
+        rc = parse_cpus(value, c->cpus, WORKER_MAX);
+        if (rc <= 0) {
+            ferr(err, err_len, "%s",
+                 rc == ROOST_ERANGE ? "too many CPUs" : "expected a CPU list such as 0,2-5");
+            return rc == 0 ? ROOST_EINVAL : rc;
+        }
+        r->n_cpus = (unsigned)rc;
+        r->cpus = c->cpus;
+        rc = 0;
+        break;
+    case CONFIG_STR:
+    case CONFIG_PATH:
+        break;
+    }
+
+    switch ((enum key_id)id) {
+    case K_LISTEN:
+        if (*value == '\0') {
+            ferr(err, err_len, "%s", "must not be empty");
+            return ROOST_EINVAL;
+        }
+        rc = store_str(c, id, value, &r->addr);
+        break;
+    case K_PORT:
+        r->port = (uint16_t)v;
+        break;
+    case K_WORKERS:
+        r->n_workers = (unsigned)v;
+        break;
+    case K_STATE_DIR:
+        rc = store_str(c, id, value, &r->state_dir);
+        break;
+    case K_UDP_BUFFER:
+        r->sock_buf = (int)v;
+        break;
+    case K_CERT:
+        rc = store_str(c, id, value, &r->cert_file);
+        break;
+    case K_KEY:
+        rc = store_str(c, id, value, &r->key_file);
+        break;
+    case K_TOKEN_KEYS:
+        rc = store_str(c, id, value, &r->token_key_file);
+        break;
+    case K_TOKEN_SKEW:
+        r->token_skew_s = (uint32_t)(v / 1000000000ull);
+        break;
+    case K_INSECURE_NO_AUTH:
+        r->insecure_no_auth = b;
+        break;
+    case K_MAX_ROOMS:
+        r->max_rooms = (uint32_t)v;
+        break;
+    case K_MAX_MEMBERS:
+        r->max_members = (uint32_t)v;
+        break;
+    case K_MAX_CONNS:
+        r->max_conns_per_worker = (unsigned)v;
+        break;
+    case K_MAX_HALF_OPEN:
+        r->max_half_open = (unsigned)v;
+        break;
+    case K_HANDSHAKE_RATE:
+        r->handshake_rate = (uint32_t)v;
+        break;
+    case K_IDLE_TIMEOUT:
+        r->idle_timeout_ns = v;
+        break;
+    case K_HANDSHAKE_TIMEOUT:
+        r->handshake_timeout_ns = v;
+        break;
+    case K_FORCE_RETRY:
+        r->force_retry = b;
+        break;
+    case K_ADMIN:
+        c->admin = b;
+        break;
+    case K_ADMIN_LISTEN:
+        rc = store_str(c, id, value, &c->admin_listen);
+        break;
+    case K_ADMIN_PORT:
+        c->admin_port = (uint16_t)v;
+        break;
+    case K_DRAIN_TIMEOUT:
+        c->drain_timeout_ns = v;
+        r->drain_ms = (uint32_t)(v / 1000000u);
+        break;
+    case K_CPUS:
+    case K_LOG_LEVEL:
+    case K_COUNT:
+        break;
+    }
+    if (rc != 0) {
+        ferr(err, err_len, "%s", "out of memory");
+        return rc;
+    }
+    c->origin[id].file = file;
+    c->origin[id].line = line;
+    c->set[id] = true;
+    return 0;
+}
+
+int config_init(struct config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->strs = calloc(K_COUNT, sizeof(*c->strs));
+    c->origin = calloc(K_COUNT, sizeof(*c->origin));
+    c->set = calloc(K_COUNT, sizeof(*c->set));
+    if (c->strs == NULL || c->origin == NULL || c->set == NULL) {
+        config_free(c);
+        return ROOST_ENOMEM;
+    }
+    for (int i = 0; i < K_COUNT; i++) {
+        char err[128];
+        int rc = config_set(c, keys[i].name, keys[i].def, NULL, 0, err, sizeof(err));
+        if (rc != 0) {
+            config_free(c);
+            return rc;
+        }
+        c->set[i] = false;
+    }
+    return 0;
+}
+
+void config_free(struct config *c)
+{
+    if (c->strs != NULL)
+        for (int i = 0; i < K_COUNT; i++)
+            free(c->strs[i]);
+    free(c->strs);
+    free(c->origin);
+    free(c->set);
+    free(c->file);
+    memset(c, 0, sizeof(*c));
+}
+
+/* ------------------------------------------------------------ INI file */
+
+struct load_ctx {
+    struct config *c;
+    FILE *f;
+    int line; /* of the line inih is working on: counted by our reader */
+    int errors;
+    config_error_cb cb;
+    void *arg;
+};
+
+static void report(struct load_ctx *x, const char *key, const char *msg)
+{
+    x->errors++;
+    if (x->cb != NULL)
+        x->cb(x->arg, x->c->file, x->line, key, msg);
+}
+
+/* inih calls its reader once per line and its handler for that line before
+ * reading the next one, so counting here gives the handler its line. */
+static char *line_reader(char *str, int num, void *stream)
+{
+    struct load_ctx *x = stream;
+    char *s = fgets(str, num, x->f);
+    if (s != NULL && strchr(s, '\n') != NULL)
+        x->line++;
+    else if (s != NULL && feof(x->f))
+        x->line++;
+    return s;
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *x = user;
+    int id = key_find(name);
+    char msg[200];
+    if (id < 0) {
+        report(x, name, "unknown key");
+        return 1;
+    }
+    if (strcmp(section, keys[id].section) != 0) {
+        snprintf(msg, sizeof(msg), "belongs in section [%s], found in [%s]", keys[id].section,
+                 section);
+        report(x, name, msg);
+        return 1;
+    }
+    if (x->c->set[id] && x->c->origin[id].file == x->c->file && x->c->origin[id].line != 0) {
+        snprintf(msg, sizeof(msg), "set twice (first on line %d)", x->c->origin[id].line);
+        report(x, name, msg);
+        return 1;
+    }
+    int rc = config_set(x->c, name, value, x->c->file, x->line, msg, sizeof(msg));
+    if (rc != 0) {
+        char full[300];
+        snprintf(full, sizeof(full), "%s: '%s'", msg, value);
+        report(x, name, full);
+    }
+    return 1;
+}
+
+int config_load_file(struct config *c, const char *path, config_error_cb cb, void *arg)
+{
+    free(c->file);
+    c->file = strdup(path);
+    if (c->file == NULL)
+        return ROOST_ENOMEM;
+    struct load_ctx x = {.c = c, .cb = cb, .arg = arg};
+    x.f = fopen(path, "r");
+    if (x.f == NULL) {
+        int e = errno;
+        if (cb != NULL)
+            cb(arg, c->file, 0, "", strerror(e));
+        return e == ENOENT ? ROOST_ENOENT : ROOST_EIO;
+    }
+    int rc = ini_parse_stream(line_reader, &x, on_ini, &x);
+    fclose(x.f);
+    if (rc > 0) {
+        /* inih reports the first line it could not parse. */
+        x.line = rc;
+        report(&x, "", "syntax error: expected [section], key = value or a # comment");
+    } else if (rc < 0) {
+        report(&x, "", "cannot read or allocate");
+    }
+    return x.errors;
+}
+
+/* ------------------------------------------------------------ validate */
+
+static int verr(const struct config *c, int id, config_error_cb cb, void *arg, const char *msg)
+{
+    if (cb != NULL)
+        cb(arg, c->origin[id].file ? c->origin[id].file : (c->file ? c->file : "command line"),
+           c->origin[id].line, keys[id].name, msg);
+    return 1;
+}
+
+int config_validate(const struct config *c, config_error_cb cb, void *arg)
+{
+    const struct relay_config *r = &c->relay;
+    int n = 0;
+    char msg[400];
+    if (r->cert_file == NULL)
+        n += verr(c, K_CERT, cb, arg, "required");
+    if (r->key_file == NULL)
+        n += verr(c, K_KEY, cb, arg, "required");
+    if (r->cert_file != NULL && access(r->cert_file, R_OK) != 0) {
+        snprintf(msg, sizeof(msg), "cannot read '%s': %s", r->cert_file, strerror(errno));
+        n += verr(c, K_CERT, cb, arg, msg);
+    } else if (r->key_file != NULL && access(r->key_file, R_OK) != 0) {
+        snprintf(msg, sizeof(msg), "cannot read '%s': %s", r->key_file, strerror(errno));
+        n += verr(c, K_KEY, cb, arg, msg);
+    } else if (r->cert_file != NULL && r->key_file != NULL) {
+        gnutls_certificate_credentials_t cred;
+        if (gnutls_certificate_allocate_credentials(&cred) == 0) {
+            int g = gnutls_certificate_set_x509_key_file(cred, r->cert_file, r->key_file,
+                                                         GNUTLS_X509_FMT_PEM);
+            if (g < 0) {
+                snprintf(msg, sizeof(msg), "certificate and key do not load: %s",
+                         gnutls_strerror(g));
+                n += verr(c, K_CERT, cb, arg, msg);
+            }
+            gnutls_certificate_free_credentials(cred);
+        }
+    }
+    if (!r->insecure_no_auth) {
+        if (r->token_key_file == NULL) {
+            n += verr(c, K_TOKEN_KEYS, cb, arg, "required (or insecure_no_auth = true, dev only)");
+        } else {
+            struct token_keyring *kr = malloc(sizeof(*kr));
+            if (kr != NULL && keyring_load(r->token_key_file, kr, msg, sizeof(msg)) != 0)
+                n += verr(c, K_TOKEN_KEYS, cb, arg, msg);
+            if (kr != NULL)
+                token_keyring_wipe(kr);
+            free(kr);
+        }
+    }
+    struct udp_addr a;
+    if (r->addr != NULL && udp_addr_parse(&a, r->addr, r->port) != 0)
+        n += verr(c, K_LISTEN, cb, arg, "not a numeric IPv4/IPv6 address");
+    if (c->admin && c->admin_listen != NULL && udp_addr_parse(&a, c->admin_listen, 0) != 0)
+        n += verr(c, K_ADMIN_LISTEN, cb, arg, "not a numeric IPv4/IPv6 address");
+    if (r->n_cpus > 0) {
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0)
+            for (unsigned i = 0; i < r->n_cpus; i++)
+                if (!CPU_ISSET(c->cpus[i], &set)) {
+                    snprintf(msg, sizeof(msg), "CPU %d is not in this process's affinity mask",
+                             c->cpus[i]);
+                    n += verr(c, K_CPUS, cb, arg, msg);
+                    break;
+                }
+    }
+    if (r->n_cpus > 0 && r->n_workers > r->n_cpus)
+        n += verr(c, K_WORKERS, cb, arg, "more workers than CPUs in `cpus`");
+    return n;
+}

@@ -1,0 +1,257 @@
+#include "relay/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "relay/relay.h"
+
+/* Growing text buffer; a failed allocation sticks and is reported once. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool nomem;
+};
+
+__attribute__((format(printf, 2, 3))) static void put(struct sbuf *b, const char *fmt, ...)
+{
+    if (b->nomem)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->nomem = true;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap + (size_t)n + 1) * 2;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) {
+            b->nomem = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+static void head(struct sbuf *b, const char *name, const char *type, const char *help)
+{
+    put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A family with one sample per worker: value(ws) picks the field. */
+#define PER_WORKER(b, name, type, help, expr)                                                      \
+    do {                                                                                           \
+        head(b, name, type, help);                                                                 \
+        for (unsigned i_ = 0; i_ < n; i_++) {                                                      \
+            const struct relay_worker_stats *s = &ws[i_];                                          \
+            put(b, "%s{worker=\"%u\"} %llu\n", name, i_, (unsigned long long)(expr));              \
+        }                                                                                          \
+    } while (0)
+
+struct labelled {
+    const char *label;
+    size_t off; /* offset of a uint64_t inside struct relay_worker_stats */
+};
+
+static void per_worker_labelled(struct sbuf *b, const struct relay_worker_stats *ws, unsigned n,
+                                const char *name, const char *help, const char *key,
+                                const struct labelled *v, size_t nv)
+{
+    head(b, name, "counter", help);
+    for (unsigned i = 0; i < n; i++)
+        for (size_t k = 0; k < nv; k++) {
+            const uint64_t *p = (const uint64_t *)((const char *)&ws[i] + v[k].off);
+            put(b, "%s{worker=\"%u\",%s=\"%s\"} %llu\n", name, i, key, v[k].label,
+                (unsigned long long)*p);
+        }
+}
+
+static void histogram(struct sbuf *b, const struct relay_worker_stats *ws, unsigned n,
+                      const char *name, const char *help, size_t off)
+{
+    head(b, name, "histogram", help);
+    for (unsigned i = 0; i < n; i++) {
+        const struct relay_hist *h = (const struct relay_hist *)((const char *)&ws[i] + off);
+        uint64_t cum = 0;
+        for (unsigned k = 0; k < RELAY_HIST_N - 1; k++) {
+            cum += h->bucket[k];
+            put(b, "%s_bucket{worker=\"%u\",le=\"%.9g\"} %llu\n", name, i,
+                (double)RELAY_HIST_BOUND_NS(k) / 1e9, (unsigned long long)cum);
+        }
+        /* +Inf must equal _count: take the larger in case the worker moved
+         * between our reads of the buckets and of the count. */
+        cum += h->bucket[RELAY_HIST_N - 1];
+        uint64_t count = h->count > cum ? h->count : cum;
+        put(b, "%s_bucket{worker=\"%u\",le=\"+Inf\"} %llu\n", name, i, (unsigned long long)count);
+        put(b, "%s_sum{worker=\"%u\"} %.9f\n", name, i, (double)h->sum_ns / 1e9);
+        put(b, "%s_count{worker=\"%u\"} %llu\n", name, i, (unsigned long long)count);
+    }
+}
+
+#define OFF(f) offsetof(struct relay_worker_stats, f)
+
+int metrics_render(struct relay *r, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    unsigned n = relay_workers(r);
+    struct relay_worker_stats *ws = calloc(n, sizeof(*ws));
+    if (ws == NULL)
+        return ROOST_ENOMEM;
+    for (unsigned i = 0; i < n; i++)
+        relay_worker_stats(r, i, &ws[i]);
+    struct relay_stats tot;
+    relay_stats(r, &tot);
+    struct relay_limits lim;
+    relay_limits(r, &lim);
+
+    struct sbuf b = {0};
+    head(&b, "roost_build_info", "gauge", "Version of the running relay.");
+    put(&b, "roost_build_info{version=\"0.1\"} 1\n");
+    head(&b, "roost_workers", "gauge", "Worker threads.");
+    put(&b, "roost_workers %u\n", n);
+    head(&b, "roost_draining", "gauge", "1 while draining after SIGTERM.");
+    put(&b, "roost_draining %d\n", relay_draining(r) ? 1 : 0);
+    head(&b, "roost_server_rooms", "gauge", "Live rooms, server-wide.");
+    put(&b, "roost_server_rooms %lld\n", (long long)tot.rooms);
+    head(&b, "roost_server_participants", "gauge", "Room members, server-wide.");
+    put(&b, "roost_server_participants %lld\n", (long long)tot.participants);
+    head(&b, "roost_server_connections", "gauge", "Open QUIC connections, server-wide.");
+    uint64_t conns = 0;
+    for (unsigned i = 0; i < n; i++)
+        conns += ws[i].quic.conns_open;
+    put(&b, "roost_server_connections %llu\n", (unsigned long long)conns);
+    head(&b, "roost_limit", "gauge", "Configured admission limits.");
+    put(&b, "roost_limit{limit=\"max_rooms\"} %u\n", lim.max_rooms);
+    put(&b, "roost_limit{limit=\"max_members\"} %u\n", lim.max_members);
+    put(&b, "roost_limit{limit=\"max_conns_per_worker\"} %u\n", lim.max_conns_per_worker);
+    put(&b, "roost_limit{limit=\"max_half_open\"} %u\n", lim.max_half_open);
+    put(&b, "roost_limit{limit=\"handshake_rate\"} %u\n", lim.handshake_rate);
+
+    PER_WORKER(&b, "roost_connections", "gauge", "Open QUIC connections.", s->quic.conns_open);
+    PER_WORKER(&b, "roost_connections_half_open", "gauge", "Handshakes in progress.",
+               s->quic.conns_half_open);
+    PER_WORKER(&b, "roost_rooms", "gauge", "Rooms owned by this worker.",
+               s->room.rooms_created - s->room.rooms_destroyed);
+    PER_WORKER(&b, "roost_participants", "gauge", "Members of rooms owned by this worker.",
+               s->room.joins - s->room.leaves);
+    PER_WORKER(&b, "roost_sessions_opened_total", "counter", "Protocol sessions opened.",
+               s->relay.sessions_opened);
+    PER_WORKER(&b, "roost_sessions_closed_total", "counter", "Protocol sessions closed.",
+               s->relay.sessions_closed);
+
+    static const struct labelled hs[] = {
+        {"ok", OFF(quic.handshakes_ok)},
+        {"failed", OFF(quic.handshakes_failed)},
+        {"timeout", OFF(quic.handshake_timeouts)},
+    };
+    per_worker_labelled(&b, ws, n, "roost_handshakes_total", "QUIC handshakes by result.", "result",
+                        hs, sizeof(hs) / sizeof(hs[0]));
+    static const struct labelled stateless[] = {
+        {"retry", OFF(quic.retry_sent)},
+        {"stateless_reset", OFF(quic.reset_sent)},
+        {"version_negotiation", OFF(quic.vn_sent)},
+        {"connection_close", OFF(quic.close_sent)},
+    };
+    per_worker_labelled(&b, ws, n, "roost_stateless_sent_total",
+                        "Stateless packets sent (Retry, reset, VN, CONNECTION_CLOSE).", "kind",
+                        stateless, sizeof(stateless) / sizeof(stateless[0]));
+    PER_WORKER(&b, "roost_stateless_rate_limited_total", "counter",
+               "Stateless answers suppressed by their rate limit.", s->quic.rate_limited);
+
+    PER_WORKER(&b, "roost_packets_received_total", "counter", "UDP datagrams received.",
+               s->quic.pkts_in);
+    PER_WORKER(&b, "roost_packets_sent_total", "counter", "UDP datagrams sent.", s->quic.pkts_out);
+    PER_WORKER(&b, "roost_bytes_received_total", "counter", "UDP payload bytes received.",
+               s->quic.bytes_in);
+    PER_WORKER(&b, "roost_bytes_sent_total", "counter", "UDP payload bytes sent.",
+               s->quic.bytes_out);
+    PER_WORKER(&b, "roost_datagrams_received_total", "counter", "QUIC DATAGRAM frames received.",
+               s->quic.dgram_in);
+    PER_WORKER(&b, "roost_datagrams_sent_total", "counter", "QUIC DATAGRAM frames sent.",
+               s->quic.dgram_out);
+    PER_WORKER(&b, "roost_media_in_total", "counter", "Media datagrams accepted for fan-out.",
+               s->room.media_in);
+    PER_WORKER(&b, "roost_media_out_total", "counter", "Media deliveries to members.",
+               s->room.media_out);
+    static const struct labelled drops[] = {
+        {"cwnd", OFF(quic.dgram_drop_cwnd)},
+        {"too_large", OFF(quic.dgram_drop_too_large)},
+        {"queue_full", OFF(quic.dgram_drop_queue)},
+        {"conn_state", OFF(quic.dgram_drop_state)},
+        {"lost", OFF(quic.dgram_lost)},
+        {"not_joined", OFF(relay.dgram_not_joined)},
+        {"no_publish", OFF(room.media_dropped_no_publish)},
+        {"malformed", OFF(room.media_dropped_malformed)},
+        {"nomem", OFF(room.media_dropped_nomem)},
+        {"delivery_failed", OFF(room.media_out_failed)},
+        {"fanout_ring_full", OFF(room.fanout_ring_drops)},
+    };
+    per_worker_labelled(&b, ws, n, "roost_datagrams_dropped_total", "Datagrams dropped, by reason.",
+                        "reason", drops, sizeof(drops) / sizeof(drops[0]));
+    PER_WORKER(&b, "roost_ring_drops_total", "counter",
+               "Media messages dropped on a full inter-worker ring.", s->worker.ring_drops);
+    PER_WORKER(&b, "roost_ring_spills_total", "counter",
+               "Control messages spilled to the overflow queue.", s->worker.ring_spills);
+    PER_WORKER(&b, "roost_fanout_messages_total", "counter", "FANOUT messages to other workers.",
+               s->room.fanout_sent);
+
+    PER_WORKER(&b, "roost_joins_total", "counter", "Joins answered with JOINED.",
+               s->relay.joins_ok);
+    PER_WORKER(&b, "roost_leaves_total", "counter", "Members that left a room (any cause).",
+               s->relay.leaves);
+    static const struct labelled rej[] = {
+        {"bad_token", OFF(relay.rejects_bad_token)},
+        {"not_permitted", OFF(relay.rejects_not_permitted)},
+        {"room_full", OFF(room.rejects_room_full)},
+        {"server_full", OFF(room.rejects_server_full)},
+    };
+    per_worker_labelled(&b, ws, n, "roost_join_rejections_total", "JOIN_REJECTED answers, by code.",
+                        "code", rej, sizeof(rej) / sizeof(rej[0]));
+    static const struct labelled adm[] = {
+        {"retry_half_open", OFF(quic.retry_half_open)},
+        {"retry_handshake_rate", OFF(quic.retry_rate)},
+        {"refused_conn_limit", OFF(quic.refused_full)},
+        {"refused_draining", OFF(quic.refused_draining)},
+        {"closed_draining", OFF(relay.rejects_draining)},
+    };
+    per_worker_labelled(&b, ws, n, "roost_admission_rejections_total",
+                        "New connections answered with Retry or refused, by reason.", "reason", adm,
+                        sizeof(adm) / sizeof(adm[0]));
+    PER_WORKER(&b, "roost_goaway_sent_total", "counter", "GOAWAY messages sent (drain).",
+               s->relay.goaway_sent);
+    PER_WORKER(&b, "roost_protocol_violations_total", "counter",
+               "Sessions closed for a protocol violation.", s->relay.protocol_violations);
+
+    histogram(&b, ws, n, "roost_join_latency_seconds", "JOIN received to JOINED sent.",
+              OFF(join_latency));
+    histogram(&b, ws, n, "roost_fanout_latency_seconds",
+              "Relay-internal delay from datagram ingress to queueing on the egress worker.",
+              OFF(fanout_latency));
+
+    head(&b, "roost_worker_busy_seconds_total", "counter",
+         "Time each worker spent outside epoll_wait.");
+    for (unsigned i = 0; i < n; i++)
+        put(&b, "roost_worker_busy_seconds_total{worker=\"%u\"} %.6f\n", i,
+            (double)ws[i].worker.busy_ns / 1e9);
+    PER_WORKER(&b, "roost_worker_turns_total", "counter", "Event loop turns.", s->worker.turns);
+
+    free(ws);
+    if (b.nomem) {
+        free(b.p);
+        return ROOST_ENOMEM;
+    }
+    *out = b.p;
+    *len = b.len;
+    return 0;
+}

@@ -1,0 +1,833 @@
+/* Relay operations end to end: the admin endpoint against a live in-process
+ * relay (JSON parsed with jansson, Prometheus text with python3's
+ * prometheus_client parser), admission limits and what /capacity says,
+ * drain (GOAWAY, refusal of new connections, relaying goes on), SIGHUP-style
+ * key rotation, and the roost-relay process itself: SIGTERM drains and exits
+ * 0 once rooms are empty, or at the deadline, or at once on a second signal. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/echo_app.h"
+#include "../common/participant.h"
+#include "core/error.h"
+#include "core/keyring.h"
+#include "proto/errcode.h"
+#include "proto/msg.h"
+#include "relay/admin.h"
+#include "relay/relay.h"
+
+#define WAIT_MS 10000
+
+/* ------------------------------------------------ participants + GOAWAY */
+
+struct opart {
+    struct part p; /* first: roost_conn_user() points here */
+    unsigned goaway;
+    uint32_t goaway_ms;
+};
+
+static void op_control(struct roost_conn *c, const uint8_t *body, size_t len, void *arg)
+{
+    struct opart *op = roost_conn_user(c);
+    struct msg *m = malloc(sizeof(*m));
+    if (m != NULL && msg_decode(body, len, m) == 0 && m->type == MSG_GOAWAY) {
+        op->goaway++;
+        op->goaway_ms = m->u.goaway.drain_ms;
+    }
+    free(m);
+    part_cbs.on_control(c, body, len, arg);
+}
+
+/* part_cbs with GOAWAY counting (part_cbs is not a constant expression). */
+static struct roost_client_callbacks cbs_rt;
+
+static struct roost_client *client_new(void)
+{
+    cbs_rt = part_cbs;
+    cbs_rt.on_control = op_control;
+    char ca[600];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", echo_cert_dir(false));
+    struct roost_client_config cc = {.ca_file = ca};
+    struct roost_client *cl = NULL;
+    assert_int_equal(roost_client_new(&cl, &cc, &cbs_rt, NULL), 0);
+    return cl;
+}
+
+static void setup_op(const struct test_relay *tr, struct opart *op, const char *room,
+                     const char *identity)
+{
+    memset(op, 0, sizeof(*op));
+    snprintf(op->p.room, sizeof(op->p.room), "%s", room);
+    snprintf(op->p.name, sizeof(op->p.name), "%s", identity);
+    test_token(tr, room, identity, TOKEN_PERM_ALL, 0, 600, op->p.token, sizeof(op->p.token));
+}
+
+struct ops {
+    struct opart *v;
+    unsigned n;
+};
+
+static bool all_answered(void *arg)
+{
+    struct ops *o = arg;
+    for (unsigned i = 0; i < o->n; i++)
+        if (!o->v[i].p.answered && !o->v[i].p.closed)
+            return false;
+    return true;
+}
+
+static bool all_goaway(void *arg)
+{
+    struct ops *o = arg;
+    for (unsigned i = 0; i < o->n; i++)
+        if (o->v[i].goaway == 0)
+            return false;
+    return true;
+}
+
+static bool all_closed(void *arg)
+{
+    struct ops *o = arg;
+    for (unsigned i = 0; i < o->n; i++)
+        if (!o->v[i].p.closed)
+            return false;
+    return true;
+}
+
+static void join(struct roost_client *cl, uint16_t port, struct opart *v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(part_connect(cl, port, &v[i].p), 0);
+    struct ops o = {v, n};
+    assert_true(echo_client_until(cl, all_answered, &o, WAIT_MS));
+}
+
+struct media_wait {
+    struct opart *v;
+    unsigned n;
+    uint32_t want;
+};
+
+static bool got_media(void *arg)
+{
+    struct media_wait *w = arg;
+    for (unsigned i = 0; i < w->n; i++)
+        if (w->v[i].p.n_media < w->want)
+            return false;
+    return true;
+}
+
+struct stats_wait {
+    struct relay *r;
+    int64_t rooms;
+};
+
+static bool rooms_are(void *arg)
+{
+    struct stats_wait *w = arg;
+    struct relay_stats st;
+    relay_stats(w->r, &st);
+    return st.rooms == w->rooms && (w->rooms != 0 || st.participants == 0);
+}
+
+/* ------------------------------------------------------------------ HTTP */
+
+/* GET over HTTP/1.0 (the server closes when done). Returns the body
+ * (malloc'd, NUL-terminated) and the status. */
+static char *http_get(uint16_t port, const char *path, int *status)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char req[512];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        assert_true(poll(&pfd, 1, 5000) == 1);
+        if (len + 4096 > cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        ssize_t k = read(fd, buf + len, cap - len - 1);
+        assert_true(k >= 0);
+        if (k == 0)
+            break;
+        len += (size_t)k;
+    }
+    close(fd);
+    buf[len] = '\0';
+    assert_int_equal(sscanf(buf, "HTTP/1.%*d %d", status), 1);
+    char *body = strstr(buf, "\r\n\r\n");
+    assert_non_null(body);
+    char *out = strdup(body + 4);
+    free(buf);
+    return out;
+}
+
+static json_t *get_json(uint16_t port, const char *path, int want_status)
+{
+    int status;
+    char *body = http_get(port, path, &status);
+    assert_int_equal(status, want_status);
+    json_error_t je;
+    json_t *j = json_loads(body, 0, &je);
+    if (j == NULL)
+        fail_msg("%s: not JSON: %s", path, je.text);
+    free(body);
+    return j;
+}
+
+static json_int_t jint(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    assert_non_null(v);
+    assert_true(json_is_integer(v));
+    return json_integer_value(v);
+}
+
+/* Prometheus text parsed by python3-prometheus-client: the script prints
+ * one "name{labels} value" line per sample. Returns NULL (the test is
+ * skipped) when the parser is not installed. */
+static const char prom_py[] =
+    "import sys\n"
+    "try:\n"
+    "    from prometheus_client.parser import text_string_to_metric_families as f\n"
+    "except ImportError:\n"
+    "    sys.exit(3)\n"
+    "for fam in f(open(sys.argv[1]).read()):\n"
+    "    for s in fam.samples:\n"
+    "        l = ','.join('%s=%s' % kv for kv in sorted(s.labels.items()))\n"
+    "        print('%s{%s} %r' % (s.name, l, float(s.value)))\n";
+
+static char *prom_parse(const char *text)
+{
+    char path[] = "/tmp/roost-test-metrics-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    char script[] = "/tmp/roost-test-prom-XXXXXX";
+    fd = mkstemp(script);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, prom_py, strlen(prom_py)), (ssize_t)strlen(prom_py));
+    close(fd);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s %s", script, path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 20, len = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    size_t k;
+    while ((k = fread(out + len, 1, cap - len - 1, p)) > 0) {
+        len += k;
+        if (len + 1 >= cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+            assert_non_null(out);
+        }
+    }
+    out[len] = '\0';
+    int st = pclose(p);
+    unlink(path);
+    unlink(script);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 3) {
+        free(out);
+        return NULL;
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("prometheus_client rejected the exposition (status %d)", st);
+    return out;
+}
+
+/* Sum of the samples of `name` whose labels contain `label` (NULL: all). */
+static double prom_sum(const char *parsed, const char *name, const char *label)
+{
+    double sum = 0;
+    size_t nl = strlen(name);
+    for (const char *l = parsed; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, name, nl) != 0 || l[nl] != '{')
+            continue;
+        const char *close = strchr(l, '}');
+        const char *eol = strchr(l, '\n');
+        if (close == NULL || (eol && close > eol))
+            continue;
+        if (label != NULL) {
+            char lab[256];
+            size_t ll = (size_t)(close - l - (long)nl - 1);
+            if (ll >= sizeof(lab))
+                continue;
+            memcpy(lab, l + nl + 1, ll);
+            lab[ll] = '\0';
+            if (strstr(lab, label) == NULL)
+                continue;
+        }
+        sum += strtod(close + 2, NULL);
+    }
+    return sum;
+}
+
+/* ------------------------------------------------------------- admin */
+
+static void start_admin(struct test_relay *tr, struct admin **adm, uint16_t *port)
+{
+    struct admin_config ac = {.addr = "127.0.0.1", .port = 0, .drain_timeout_ns = 2000000000ull};
+    assert_int_equal(admin_new(adm, tr->r, &ac), 0);
+    *port = admin_port(*adm);
+    assert_true(*port != 0);
+}
+
+static void test_admin_endpoints(void **state)
+{
+    (void)state;
+    struct test_relay tr;
+    struct relay_config cfg = {.n_workers = 2};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct admin *adm;
+    uint16_t ap;
+    start_admin(&tr, &adm, &ap);
+    struct roost_client *cl = client_new();
+    struct opart v[4];
+    setup_op(&tr, &v[0], "ops-room", "alice");
+    setup_op(&tr, &v[1], "ops-room", "bob");
+    setup_op(&tr, &v[2], "ops-room", "carol");
+    setup_op(&tr, &v[3], "other", "dave");
+    join(cl, tr.port, v, 4);
+    for (unsigned i = 0; i < 4; i++)
+        assert_true(v[i].p.joined);
+    for (uint32_t k = 0; k < 5; k++)
+        for (unsigned i = 0; i < 3; i++)
+            assert_int_equal(part_send(&v[i].p, i * 100 + k), 0);
+    struct media_wait mw = {v, 3, 10};
+    assert_true(echo_client_until(cl, got_media, &mw, WAIT_MS));
+
+    int status;
+    char *h = http_get(ap, "/healthz", &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(h, "ok\n");
+    free(h);
+
+    /* /rooms: both rooms, the three members of ops-room with their ids. */
+    json_t *j = get_json(ap, "/rooms", 200);
+    assert_int_equal(jint(j, "count"), 2);
+    json_t *rooms = json_object_get(j, "rooms");
+    assert_int_equal(json_array_size(rooms), 2);
+    json_t *room = json_array_get(rooms, 0); /* sorted by id: ops-room < other */
+    assert_string_equal(json_string_value(json_object_get(room, "id")), "ops-room");
+    assert_int_equal(jint(room, "owner_worker"), relay_room_owner(tr.r, "ops-room", 8));
+    assert_int_equal(jint(room, "member_count"), 3);
+    json_t *members = json_object_get(room, "members");
+    for (unsigned i = 0; i < 3; i++) {
+        bool found = false;
+        size_t k;
+        json_t *m;
+        json_array_foreach(members, k, m)
+        {
+            if (jint(m, "participant_id") == v[i].p.pid) {
+                found = true;
+                assert_string_equal(json_string_value(json_object_get(m, "display_name")),
+                                    v[i].p.name);
+                assert_true(json_is_true(json_object_get(m, "joined")));
+                json_t *link = json_object_get(m, "link");
+                assert_true(jint(link, "datagrams_in") >= 5);
+                assert_true(jint(link, "bytes_in") > 0);
+            }
+        }
+        assert_true(found);
+    }
+    json_decref(j);
+
+    j = get_json(ap, "/rooms/other", 200);
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "other");
+    assert_int_equal(jint(j, "member_count"), 1);
+    json_decref(j);
+    j = get_json(ap, "/rooms/nope", 404);
+    json_decref(j);
+
+    /* /capacity reflects the members and rooms. */
+    j = get_json(ap, "/capacity", 200);
+    assert_int_equal(jint(j, "participants"), 4);
+    assert_int_equal(jint(j, "rooms"), 2);
+    assert_int_equal(jint(j, "connections"), 4);
+    assert_int_equal(json_array_size(json_object_get(j, "workers")), 2);
+    assert_true(json_is_true(json_object_get(j, "can_accept_more")));
+    assert_int_equal(jint(j, "suggested_backoff_ms"), 0);
+    json_decref(j);
+
+    /* /metrics: valid exposition; the counters moved. */
+    char *text = http_get(ap, "/metrics", &status);
+    assert_int_equal(status, 200);
+    char *parsed = prom_parse(text);
+    free(text);
+    if (parsed != NULL) {
+        assert_true(prom_sum(parsed, "roost_joins_total", NULL) == 4);
+        assert_true(prom_sum(parsed, "roost_server_participants", NULL) == 4);
+        assert_true(prom_sum(parsed, "roost_server_rooms", NULL) == 2);
+        assert_true(prom_sum(parsed, "roost_rooms", NULL) == 2);
+        assert_true(prom_sum(parsed, "roost_participants", NULL) == 4);
+        assert_true(prom_sum(parsed, "roost_connections", NULL) == 4);
+        assert_true(prom_sum(parsed, "roost_handshakes_total", "result=ok") == 4);
+        assert_true(prom_sum(parsed, "roost_media_in_total", NULL) >= 15);
+        assert_true(prom_sum(parsed, "roost_media_out_total", NULL) >= 30);
+        assert_true(prom_sum(parsed, "roost_join_latency_seconds_count", NULL) == 4);
+        assert_true(prom_sum(parsed, "roost_join_latency_seconds_bucket", "le=+Inf") == 4);
+        assert_true(prom_sum(parsed, "roost_bytes_received_total", NULL) > 0);
+        assert_true(prom_sum(parsed, "roost_worker_busy_seconds_total", NULL) > 0);
+        /* No room or identity labels anywhere. */
+        assert_null(strstr(parsed, "ops-room"));
+        assert_null(strstr(parsed, "alice"));
+        free(parsed);
+    } else {
+        print_message("python3-prometheus-client missing: exposition not parsed\n");
+    }
+
+    admin_del(adm);
+    roost_client_del(cl);
+    test_relay_stop(&tr);
+}
+
+/* -------------------------------------------------------- admission */
+
+static bool closed_or_open(void *arg)
+{
+    struct part *p = arg;
+    return p->closed || p->opened;
+}
+
+static void test_admission_limits(void **state)
+{
+    (void)state;
+    struct test_relay tr;
+    struct relay_config cfg = {
+        .n_workers = 1, .max_members = 2, .max_rooms = 2, .max_conns_per_worker = 5};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct admin *adm;
+    uint16_t ap;
+    start_admin(&tr, &adm, &ap);
+    struct roost_client *cl = client_new();
+    struct opart v[6];
+    setup_op(&tr, &v[0], "A", "a1");
+    setup_op(&tr, &v[1], "A", "a2");
+    setup_op(&tr, &v[2], "A", "a3"); /* room full */
+    setup_op(&tr, &v[3], "B", "b1");
+    setup_op(&tr, &v[4], "C", "c1"); /* server full: max_rooms 2 */
+    setup_op(&tr, &v[5], "B", "b2"); /* 6th connection: over max_conns */
+    join(cl, tr.port, v, 2);
+    join(cl, tr.port, v + 2, 1);
+    join(cl, tr.port, v + 3, 1);
+    join(cl, tr.port, v + 4, 1);
+    assert_true(v[0].p.joined && v[1].p.joined && v[3].p.joined);
+    assert_false(v[2].p.joined);
+    assert_int_equal(v[2].p.reject_code, PROTO_ERR_ROOM_FULL);
+    assert_false(v[4].p.joined);
+    assert_int_equal(v[4].p.reject_code, PROTO_ERR_SERVER_FULL);
+    assert_int_equal(part_connect(cl, tr.port, &v[5].p), 0);
+    assert_true(echo_client_until(cl, closed_or_open, &v[5].p, WAIT_MS));
+    assert_true(v[5].p.closed);
+    assert_false(v[5].p.ci.opened); /* refused before the handshake */
+
+    json_t *j = get_json(ap, "/capacity", 200);
+    assert_false(json_is_true(json_object_get(j, "can_accept_more")));
+    assert_true(jint(j, "suggested_backoff_ms") > 0);
+    json_t *rej = json_object_get(j, "rejections");
+    assert_int_equal(jint(rej, "room_full"), 1);
+    assert_int_equal(jint(rej, "server_full"), 1);
+    assert_true(jint(rej, "conn_limit") >= 1);
+    assert_int_equal(jint(j, "rooms"), 2);
+    assert_int_equal(jint(j, "max_rooms"), 2);
+    json_t *w0 = json_array_get(json_object_get(j, "workers"), 0);
+    assert_true(json_is_true(json_object_get(w0, "full")));
+    json_decref(j);
+
+    int status;
+    char *text = http_get(ap, "/metrics", &status);
+    char *parsed = prom_parse(text);
+    free(text);
+    if (parsed != NULL) {
+        assert_true(prom_sum(parsed, "roost_join_rejections_total", "code=room_full") == 1);
+        assert_true(prom_sum(parsed, "roost_join_rejections_total", "code=server_full") == 1);
+        assert_true(
+            prom_sum(parsed, "roost_admission_rejections_total", "reason=refused_conn_limit") >= 1);
+        free(parsed);
+    }
+    admin_del(adm);
+    roost_client_del(cl);
+    test_relay_stop(&tr);
+}
+
+/* Above the handshake rate new clients are sent a Retry; they still get in. */
+static void test_handshake_rate_retry(void **state)
+{
+    (void)state;
+    struct test_relay tr;
+    struct relay_config cfg = {.n_workers = 1, .handshake_rate = 1};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct roost_client *cl = client_new();
+    struct opart v[3];
+    for (unsigned i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "u%u", i);
+        setup_op(&tr, &v[i], "R", id);
+    }
+    join(cl, tr.port, v, 3);
+    for (unsigned i = 0; i < 3; i++)
+        assert_true(v[i].p.joined);
+    struct relay_worker_stats ws;
+    relay_worker_stats(tr.r, 0, &ws);
+    assert_true(ws.quic.retry_rate >= 1);
+    assert_true(ws.quic.retry_sent >= 1);
+    roost_client_del(cl);
+    test_relay_stop(&tr);
+}
+
+/* ------------------------------------------------------------- drain */
+
+static void test_drain_in_process(void **state)
+{
+    (void)state;
+    struct test_relay tr;
+    struct relay_config cfg = {.n_workers = 2, .drain_ms = 1234};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct admin *adm;
+    uint16_t ap;
+    start_admin(&tr, &adm, &ap);
+    struct roost_client *cl = client_new();
+    struct opart v[4];
+    setup_op(&tr, &v[0], "D", "d1");
+    setup_op(&tr, &v[1], "D", "d2");
+    setup_op(&tr, &v[2], "D", "d3");
+    setup_op(&tr, &v[3], "D", "late");
+    join(cl, tr.port, v, 3);
+
+    assert_false(relay_draining(tr.r));
+    assert_int_equal(relay_drain(tr.r), 0);
+    assert_true(relay_draining(tr.r));
+    struct ops o = {v, 3};
+    assert_true(echo_client_until(cl, all_goaway, &o, WAIT_MS));
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(v[i].goaway, 1);
+        assert_int_equal(v[i].goaway_ms, 1234);
+        assert_false(v[i].p.closed);
+    }
+    int status;
+    free(http_get(ap, "/healthz", &status));
+    assert_int_equal(status, 503);
+    json_t *j = get_json(ap, "/capacity", 200);
+    assert_false(json_is_true(json_object_get(j, "can_accept_more")));
+    assert_true(json_is_true(json_object_get(j, "draining")));
+    assert_int_equal(jint(j, "suggested_backoff_ms"), 2000);
+    json_decref(j);
+
+    /* A new connection is refused... */
+    assert_int_equal(part_connect(cl, tr.port, &v[3].p), 0);
+    assert_true(echo_client_until(cl, closed_or_open, &v[3].p, WAIT_MS));
+    assert_true(v[3].p.closed);
+    assert_false(v[3].p.ci.opened);
+    /* ...while the members still relay media. */
+    assert_int_equal(part_send(&v[0].p, 7), 0);
+    struct media_wait mw = {v + 1, 2, 1};
+    assert_true(echo_client_until(cl, got_media, &mw, WAIT_MS));
+
+    /* Members leave: the rooms empty, which is what ends a drain. */
+    for (unsigned i = 0; i < 3; i++)
+        part_leave(&v[i].p);
+    assert_true(echo_client_until(cl, all_closed, &o, WAIT_MS));
+    struct stats_wait sw = {tr.r, 0};
+    assert_true(echo_client_until(cl, rooms_are, &sw, WAIT_MS));
+    struct relay_worker_stats ws0, ws1;
+    relay_worker_stats(tr.r, 0, &ws0);
+    relay_worker_stats(tr.r, 1, &ws1);
+    assert_int_equal(ws0.relay.goaway_sent + ws1.relay.goaway_sent, 3);
+    assert_true(ws0.quic.refused_draining + ws1.quic.refused_draining >= 1);
+    admin_del(adm);
+    roost_client_del(cl);
+    test_relay_stop(&tr);
+}
+
+/* ------------------------------------------------------------ reload */
+
+static void test_reload_key_rotation(void **state)
+{
+    (void)state;
+    struct test_relay tr;
+    struct relay_config cfg = {.n_workers = 2};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct roost_client *cl = client_new();
+    struct opart v[3];
+    setup_op(&tr, &v[0], "K", "old-member");
+    setup_op(&tr, &v[1], "K", "old-key-late"); /* minted now with the old key */
+    join(cl, tr.port, v, 1);
+    assert_true(v[0].p.joined);
+
+    /* Rotate: the new file holds only a new key. */
+    struct test_relay nk; /* only keys and key_file are used */
+    memset(&nk, 0, sizeof(nk));
+    snprintf(nk.key_file, sizeof(nk.key_file), "%.200s.new", tr.key_file);
+    unlink(nk.key_file);
+    char err[256];
+    assert_int_equal(keyring_generate(nk.key_file, "rotated", &nk.keys, err, sizeof(err)), 0);
+    struct relay_config rc = cfg;
+    rc.token_key_file = nk.key_file;
+    assert_int_equal(relay_reload(tr.r, &rc), 0);
+    setup_op(&nk, &v[2], "K", "new-member");
+
+    join(cl, tr.port, v + 1, 2);
+    assert_false(v[1].p.joined);
+    assert_int_equal(v[1].p.reject_code, PROTO_ERR_BAD_TOKEN);
+    assert_true(v[2].p.joined);
+    /* The member admitted under the old key is still there and hears the
+     * new one. */
+    assert_false(v[0].p.closed);
+    assert_int_equal(part_send(&v[2].p, 1), 0);
+    struct media_wait mw = {v, 1, 1};
+    assert_true(echo_client_until(cl, got_media, &mw, WAIT_MS));
+    assert_int_equal(v[0].p.media[0].sender, v[2].p.pid);
+
+    /* A broken key file keeps the current keys. */
+    struct relay_config bad = cfg;
+    bad.token_key_file = "/nonexistent/keys";
+    assert_int_equal(relay_reload(tr.r, &bad), ROOST_EBADKEY);
+    struct opart v4;
+    setup_op(&nk, &v4, "K", "after-bad-reload");
+    join(cl, tr.port, &v4, 1);
+    assert_true(v4.p.joined);
+
+    unlink(nk.key_file);
+    token_keyring_wipe(&nk.keys);
+    roost_client_del(cl);
+    test_relay_stop(&tr);
+}
+
+/* ------------------------------------------------- the process itself */
+
+struct child {
+    pid_t pid;
+    int err_fd;
+    uint16_t port;
+    char log[16384];
+    size_t log_len;
+};
+
+static void child_read(struct child *ch, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = ch->err_fd, .events = POLLIN};
+    while (poll(&pfd, 1, timeout_ms) == 1) {
+        ssize_t k = read(ch->err_fd, ch->log + ch->log_len, sizeof(ch->log) - ch->log_len - 1);
+        if (k <= 0)
+            break;
+        ch->log_len += (size_t)k;
+        ch->log[ch->log_len] = '\0';
+        timeout_ms = 0;
+    }
+}
+
+/* A UDP port free right now (the relay must be given a non-zero port). */
+static uint16_t free_udp_port(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void child_start(struct child *ch, const struct test_relay *keys, const char *drain)
+{
+    memset(ch, 0, sizeof(*ch));
+    const char *b = getenv("ROOST_BUILD");
+    char bin[300], cert[600], key[600];
+    snprintf(bin, sizeof(bin), "%s/roost-relay", b ? b : "build");
+    snprintf(cert, sizeof(cert), "%s/server.pem", echo_cert_dir(false));
+    snprintf(key, sizeof(key), "%s/server.key", echo_cert_dir(false));
+    if (access(bin, X_OK) != 0)
+        fail_msg("%s not built", bin);
+    char port[16];
+    snprintf(port, sizeof(port), "%u", free_udp_port());
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    ch->pid = fork();
+    assert_true(ch->pid >= 0);
+    if (ch->pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        execl(bin, bin, "--port", port, "--workers", "2", "--cert", cert, "--key", key,
+              "--token-keys", keys->key_file, "--admin=false", "--drain-timeout", drain,
+              "--max-members", "50", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    ch->err_fd = p[0];
+    uint64_t end = echo_now_ms() + WAIT_MS;
+    char *at = NULL;
+    while (at == NULL && echo_now_ms() < end) {
+        child_read(ch, 100);
+        at = strstr(ch->log, "listen=127.0.0.1:");
+    }
+    if (at == NULL)
+        fail_msg("roost-relay did not start:\n%s", ch->log);
+    ch->port = (uint16_t)atoi(at + strlen("listen=127.0.0.1:"));
+    assert_true(ch->port != 0);
+}
+
+/* Waits up to ms for the child to exit; returns its wait status or -1. */
+static int child_wait(struct child *ch, struct roost_client *cl, int ms)
+{
+    uint64_t end = echo_now_ms() + (uint64_t)ms;
+    while (echo_now_ms() < end) {
+        int st;
+        pid_t w = waitpid(ch->pid, &st, WNOHANG);
+        if (w == ch->pid) {
+            child_read(ch, 0);
+            close(ch->err_fd);
+            return st;
+        }
+        if (cl != NULL)
+            roost_client_step(cl, 20);
+        else
+            usleep(20000);
+        child_read(ch, 0);
+    }
+    return -1;
+}
+
+static void keys_for_child(struct test_relay *k)
+{
+    memset(k, 0, sizeof(*k));
+    snprintf(k->key_file, sizeof(k->key_file), "%s/opskeys-%d", echo_cert_dir(false),
+             (int)getpid());
+    unlink(k->key_file);
+    char err[256];
+    assert_int_equal(keyring_generate(k->key_file, "proc", &k->keys, err, sizeof(err)), 0);
+}
+
+/* SIGTERM with members: GOAWAY, still running; members leave -> exit 0. */
+static void test_process_drain_rooms_empty(void **state)
+{
+    (void)state;
+    struct test_relay k;
+    keys_for_child(&k);
+    struct child ch;
+    child_start(&ch, &k, "20s");
+    struct roost_client *cl = client_new();
+    struct opart v[2];
+    setup_op(&k, &v[0], "P", "p1");
+    setup_op(&k, &v[1], "P", "p2");
+    join(cl, ch.port, v, 2);
+    assert_true(v[0].p.joined && v[1].p.joined);
+    assert_int_equal(kill(ch.pid, SIGTERM), 0);
+    struct ops o = {v, 2};
+    assert_true(echo_client_until(cl, all_goaway, &o, WAIT_MS));
+    assert_int_equal(v[0].goaway_ms, 20000);
+    /* Rooms are not empty: the relay keeps running. */
+    assert_int_equal(child_wait(&ch, cl, 300), -1);
+    part_leave(&v[0].p);
+    part_leave(&v[1].p);
+    int st = child_wait(&ch, cl, WAIT_MS);
+    assert_true(st != -1);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_non_null(strstr(ch.log, "event=drain_done reason=rooms_empty"));
+    assert_non_null(strstr(ch.log, "event=conn_closed"));
+    /* Tokens never reach the log. */
+    assert_null(strstr(ch.log, v[0].p.token));
+    roost_client_del(cl);
+    unlink(k.key_file);
+}
+
+/* SIGTERM with members that stay: exit 0 at the deadline. */
+static void test_process_drain_deadline(void **state)
+{
+    (void)state;
+    struct test_relay k;
+    keys_for_child(&k);
+    struct child ch;
+    child_start(&ch, &k, "1s");
+    struct roost_client *cl = client_new();
+    struct opart v[1];
+    setup_op(&k, &v[0], "Q", "q1");
+    join(cl, ch.port, v, 1);
+    assert_true(v[0].p.joined);
+    uint64_t t0 = echo_now_ms();
+    assert_int_equal(kill(ch.pid, SIGTERM), 0);
+    int st = child_wait(&ch, cl, WAIT_MS);
+    assert_true(st != -1);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_true(echo_now_ms() - t0 >= 900); /* not before the deadline */
+    assert_non_null(strstr(ch.log, "event=drain_done reason=timeout"));
+    struct ops o = {v, 1};
+    assert_true(echo_client_until(cl, all_closed, &o, WAIT_MS));
+    assert_int_equal(v[0].goaway, 1);
+    roost_client_del(cl);
+    unlink(k.key_file);
+}
+
+/* A second signal ends the drain at once. */
+static void test_process_second_signal(void **state)
+{
+    (void)state;
+    struct test_relay k;
+    keys_for_child(&k);
+    struct child ch;
+    child_start(&ch, &k, "60s");
+    struct roost_client *cl = client_new();
+    struct opart v[1];
+    setup_op(&k, &v[0], "S", "s1");
+    join(cl, ch.port, v, 1);
+    assert_int_equal(kill(ch.pid, SIGTERM), 0);
+    struct ops o = {v, 1};
+    assert_true(echo_client_until(cl, all_goaway, &o, WAIT_MS));
+    assert_int_equal(kill(ch.pid, SIGINT), 0);
+    int st = child_wait(&ch, cl, 5000);
+    assert_true(st != -1);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_non_null(strstr(ch.log, "event=drain_abort"));
+    roost_client_del(cl);
+    unlink(k.key_file);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_admin_endpoints),
+        cmocka_unit_test(test_admission_limits),
+        cmocka_unit_test(test_handshake_rate_retry),
+        cmocka_unit_test(test_drain_in_process),
+        cmocka_unit_test(test_reload_key_rotation),
+        cmocka_unit_test(test_process_drain_rooms_empty),
+        cmocka_unit_test(test_process_drain_deadline),
+        cmocka_unit_test(test_process_second_signal),
+    };
+    return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
+}
