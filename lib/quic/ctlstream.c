@@ -127,8 +127,10 @@ void ctl_tx_acked(struct ctl_tx *q, uint64_t offset, uint64_t len)
     /* ngtcp2 reports acks in order of the contiguous acked prefix. */
     if (offset + len > q->acked)
         q->acked = offset + len;
-    while (q->head != NULL && q->head->start + q->head->len <= q->acked &&
-           (q->head->len == CHUNK_SIZE || q->head != q->tail)) {
+    /* A fully acked chunk is freed even when it is the partly filled tail:
+     * idle connections then hold no send buffer (the next append allocates
+     * a fresh chunk), which matters more than one malloc per message. */
+    while (q->head != NULL && q->head->start + q->head->len <= q->acked) {
         struct ctl_chunk *c = q->head;
         q->head = c->next;
         if (q->head == NULL)
@@ -136,7 +138,6 @@ void ctl_tx_acked(struct ctl_tx *q, uint64_t offset, uint64_t len)
         free(c);
         q->chunks--;
     }
-    /* A fully acked, partially filled tail chunk is kept for appends. */
 }
 
 size_t ctl_tx_pending(const struct ctl_tx *q)

@@ -55,7 +55,16 @@ static void test_tx_queue(void **state)
     assert_int_equal(ctl_tx_pending(&q), 3 * framed - 8192);
     ctl_tx_acked(&q, 8192, 3 * framed - 8192);
     assert_int_equal(ctl_tx_pending(&q), 0);
+    /* Everything acked: no chunk is kept, not even the partly filled tail
+     * (idle connections hold no send buffer). */
+    assert_int_equal(q.chunks, 0);
     assert_int_equal(ctl_tx_push(&q, body, sizeof(body)), 0);
+    assert_int_equal(q.chunks, 1);
+    n = ctl_tx_peek(&q, &p);
+    assert_int_equal(n, framed); /* the new message starts a fresh chunk */
+    ctl_tx_sent(&q, n);
+    ctl_tx_acked(&q, 3 * framed, framed);
+    assert_int_equal(q.chunks, 0);
     ctl_tx_free(&q);
     assert_int_equal(q.chunks, 0);
 }
