@@ -170,11 +170,13 @@ static int room_cb_media(void *ep, struct buf *b, uint32_t off, uint32_t len, vo
     struct session *ss = ep;
     if (ss->c == NULL)
         return ROOST_ECLOSED;
-    /* b->stamp: low 32 bits of the ingress worker_now(), | 1 so 0 means
-     * unstamped; 32 bits cover 4.29 s, far above any relay delay. */
+    /* b->stamp: buf_stamp_now() at ingress, 0 when unstamped. The frame is
+     * encrypted and sent at the end of this loop turn. */
     uint32_t t0 = b->stamp;
-    if (t0 != 0)
-        relay_hist_add(&ss->rw->h_fanout, (uint32_t)((uint32_t)worker_now(ss->rw->w) - t0));
+    if (t0 != 0) {
+        uint32_t d = buf_stamp_now() - t0;
+        relay_hist_add(&ss->rw->h_fanout, d < (1u << 31) ? d : 0);
+    }
     return quic_conn_queue_datagram(ss->c, b, off, len);
 }
 

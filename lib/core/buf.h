@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct buf {
     _Atomic uint32_t refs;
@@ -32,6 +33,18 @@ static inline struct buf *buf_ref(struct buf *b)
      * that reference (a ring push/pop pair). */
     atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
     return b;
+}
+
+/* Low 32 bits of CLOCK_MONOTONIC in ns, never 0: the ingress stamp of a
+ * media buffer and its egress reading, for the fan-out latency metric. Read
+ * directly (vDSO, tens of ns) because the turn-start times of two workers
+ * are not comparable: the egress worker's turn may have begun before the
+ * ingress worker's. 32 bits cover 4.29 s. */
+static inline uint32_t buf_stamp_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) | 1u;
 }
 
 /* Drops a reference; frees on the last. Accepts NULL. Any thread. */

@@ -743,9 +743,7 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len)
         STAT_INC(s, media_dropped_nomem);
         return ROOST_ENOMEM;
     }
-    /* Ingress stamp for the fan-out latency histogram (wraps after 4.3 s,
-     * far beyond any queueing delay). */
-    b->stamp = (uint32_t)worker_now(s->w) | 1;
+    b->stamp = buf_stamp_now(); /* fan-out latency metric */
     /* The frame is written once; every delivery shares it. */
     int n = media_relay_datagram(dgram, len, m->pid, b->data, b->cap);
     if (n < 0) {

@@ -395,6 +395,12 @@ static void test_admin_endpoints(void **state)
         assert_true(prom_sum(parsed, "roost_media_out_total", NULL) >= 30);
         assert_true(prom_sum(parsed, "roost_join_latency_seconds_count", NULL) == 4);
         assert_true(prom_sum(parsed, "roost_join_latency_seconds_bucket", "le=+Inf") == 4);
+        /* Every delivery is timed, and none by more than a second: ingress
+         * and egress read one clock (turn starts of two workers are not
+         * comparable and once produced wrapped negative delays). */
+        double fo = prom_sum(parsed, "roost_fanout_latency_seconds_count", NULL);
+        assert_true(fo >= 30);
+        assert_true(prom_sum(parsed, "roost_fanout_latency_seconds_bucket", "le=1.07374182") == fo);
         assert_true(prom_sum(parsed, "roost_bytes_received_total", NULL) > 0);
         assert_true(prom_sum(parsed, "roost_worker_busy_seconds_total", NULL) > 0);
         /* No room or identity labels anywhere. */
