@@ -82,7 +82,7 @@ struct relay {
     struct token_keyring *keys;
     _Atomic bool draining;
     _Atomic unsigned live_max_conns, live_max_half_open;
-    time_t started_wall;
+    time_t cert_loaded_wall;
     unsigned n_workers;
     bool started;
     struct relay_worker *rw; /* n_workers */
@@ -696,7 +696,7 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
     if (r == NULL)
         return ROOST_ENOMEM;
     r->cfg = *cfg;
-    r->started_wall = time(NULL);
+    r->cert_loaded_wall = time(NULL);
     atomic_init(&r->draining, false);
     atomic_init(&r->live_max_conns, cfg->max_conns_per_worker ? cfg->max_conns_per_worker : 100000);
     atomic_init(&r->live_max_half_open, cfg->max_half_open ? cfg->max_half_open : 256);
@@ -976,6 +976,25 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
     atomic_store_explicit(&r->live_max_half_open, ho, memory_order_relaxed);
     quic_shared_set_limits(r->qsh, mc, ho);
     log_info("event=reload what=limits max_conns=%u max_half_open=%u", mc, ho);
+    /* Certificate and key: new sessions get the new ones, sessions in
+     * progress keep theirs (counted credentials in lib/quic). */
+    if (cfg->cert_file != NULL && cfg->key_file != NULL &&
+        (str_differs(cfg->cert_file, r->cfg.cert_file) ||
+         str_differs(cfg->key_file, r->cfg.key_file) ||
+         file_newer(cfg->cert_file, r->cert_loaded_wall) ||
+         file_newer(cfg->key_file, r->cert_loaded_wall))) {
+        int rc = quic_shared_reload_cert(r->qsh, cfg->cert_file, cfg->key_file);
+        if (rc != 0) {
+            log_error("event=reload_failed what=cert err=\"%s\" keeping=old_cert",
+                      roost_strerror(rc));
+            ret = rc;
+        } else {
+            r->cfg.cert_file = cfg->cert_file;
+            r->cfg.key_file = cfg->key_file;
+            r->cert_loaded_wall = time(NULL); /* later reloads compare against this load */
+            log_info("event=reload what=cert cert=%s", cfg->cert_file);
+        }
+    }
     /* What is fixed at start: say so rather than silently ignore it. */
     struct {
         const char *key;
@@ -984,10 +1003,6 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"listen", str_differs(cfg->addr, r->cfg.addr)},
         {"port", cfg->port != r->cfg.port},
         {"workers", cfg->n_workers != r->cfg.n_workers},
-        {"cert", str_differs(cfg->cert_file, r->cfg.cert_file) ||
-                     file_newer(r->cfg.cert_file, r->started_wall)},
-        {"key", str_differs(cfg->key_file, r->cfg.key_file) ||
-                    file_newer(r->cfg.key_file, r->started_wall)},
         {"state_dir", str_differs(cfg->state_dir, r->cfg.state_dir)},
         {"insecure_no_auth", cfg->insecure_no_auth != r->cfg.insecure_no_auth},
         {"max_rooms", cfg->max_rooms != r->cfg.max_rooms},

@@ -16,6 +16,8 @@
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 
+#include <urcu-qsbr.h>
+
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -53,9 +55,19 @@ struct stats_slot {
 #define STAT_INC(s, f) STAT_ADD(s, f, 1)
 #define STAT_DEC(s, f) STAT_ADD(s, f, -1)
 
+/* Certificate credentials, counted: gnutls does not own them, and a
+ * session must keep its credentials until it is deinitialised. Each
+ * connection holds one reference; quic_shared holds one for the current
+ * credentials, published with RCU so SIGHUP can swap them while workers
+ * accept new connections. */
+struct quic_creds {
+    _Atomic uint32_t refs;
+    gnutls_certificate_credentials_t cred;
+};
+
 struct quic_shared {
     struct quic_shared_config cfg;
-    gnutls_certificate_credentials_t cred;
+    struct quic_creds *creds; /* RCU-published by quic_shared_reload_cert */
     gnutls_priority_t prio;
     uint8_t reset_secret[SECRET_LEN];
     uint8_t retry_secret[SECRET_LEN];
@@ -84,6 +96,7 @@ struct dgram_item {
 
 struct quic_conn {
     ngtcp2_crypto_conn_ref ref; /* gnutls session pointer */
+    struct quic_creds *creds;   /* counted; NULL until tls_init */
     struct quic_server *s;
     ngtcp2_conn *conn;
     gnutls_session_t tls;
@@ -177,6 +190,52 @@ out:
     return 0;
 }
 
+static int creds_load(const char *cert, const char *key, struct quic_creds **out)
+{
+    struct quic_creds *cr = calloc(1, sizeof(*cr));
+    if (cr == NULL)
+        return ROOST_ENOMEM;
+    if (gnutls_certificate_allocate_credentials(&cr->cred) != 0) {
+        free(cr);
+        return ROOST_ECRYPTO;
+    }
+    int g = gnutls_certificate_set_x509_key_file(cr->cred, cert, key, GNUTLS_X509_FMT_PEM);
+    if (g < 0) {
+        log_error("msg=\"cannot load certificate\" cert=%s key=%s err=\"%s\"", cert, key,
+                  gnutls_strerror(g));
+        gnutls_certificate_free_credentials(cr->cred);
+        free(cr);
+        return ROOST_ECRYPTO;
+    }
+    atomic_init(&cr->refs, 1);
+    *out = cr;
+    return 0;
+}
+
+static void creds_unref(struct quic_creds *cr)
+{
+    /* acq_rel: the last holder sees every other holder's use finished. */
+    if (cr != NULL && atomic_fetch_sub_explicit(&cr->refs, 1, memory_order_acq_rel) == 1) {
+        gnutls_certificate_free_credentials(cr->cred);
+        free(cr);
+    }
+}
+
+int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const char *key_file)
+{
+    struct quic_creds *nc;
+    int rc = creds_load(cert_file, key_file, &nc);
+    if (rc < 0)
+        return rc;
+    /* Pairs with rcu_dereference in tls_init. After the grace period no
+     * worker can still be between reading the old pointer and taking its
+     * reference, so dropping ours is safe; connections keep theirs. */
+    struct quic_creds *old = rcu_xchg_pointer(&sh->creds, nc);
+    synchronize_rcu();
+    creds_unref(old);
+    return 0;
+}
+
 int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *cfg)
 {
     if (cfg->cert_file == NULL || cfg->key_file == NULL || cfg->addr == NULL ||
@@ -221,18 +280,10 @@ int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *c
     rc = load_secrets(sh, cfg->state_dir);
     if (rc < 0)
         goto fail;
+    rc = creds_load(cfg->cert_file, cfg->key_file, &sh->creds);
+    if (rc < 0)
+        goto fail;
     rc = ROOST_ECRYPTO;
-    if (gnutls_certificate_allocate_credentials(&sh->cred) != 0) {
-        sh->cred = NULL;
-        goto fail;
-    }
-    int g = gnutls_certificate_set_x509_key_file(sh->cred, cfg->cert_file, cfg->key_file,
-                                                 GNUTLS_X509_FMT_PEM);
-    if (g < 0) {
-        log_error("msg=\"cannot load certificate\" cert=%s key=%s err=\"%s\"", cfg->cert_file,
-                  cfg->key_file, gnutls_strerror(g));
-        goto fail;
-    }
     if (gnutls_priority_init(&sh->prio, priority_str, NULL) != 0) {
         sh->prio = NULL;
         goto fail;
@@ -275,8 +326,7 @@ void quic_shared_del(struct quic_shared *sh)
             close(sh->fds[i]);
     if (sh->prio != NULL)
         gnutls_priority_deinit(sh->prio);
-    if (sh->cred != NULL)
-        gnutls_certificate_free_credentials(sh->cred);
+    creds_unref(sh->creds);
     gnutls_memset(sh->reset_secret, 0, SECRET_LEN);
     gnutls_memset(sh->retry_secret, 0, SECRET_LEN);
     free(sh);
@@ -401,6 +451,7 @@ static void conn_free(struct quic_conn *c)
     cid_table_remove(s->cids, c->odcid.data, c->odcid.datalen, c);
     if (c->tls != NULL)
         gnutls_deinit(c->tls);
+    creds_unref(c->creds); /* after the session that used them */
     ctl_tx_free(&c->tx);
     ctl_rx_free(&c->rx);
     for (unsigned i = 0; i < c->dq_n; i++)
@@ -674,7 +725,13 @@ static int tls_init(struct quic_conn *c)
     if (ngtcp2_crypto_gnutls_configure_server_session(c->tls) != 0)
         return ROOST_ECRYPTO;
     gnutls_session_set_ptr(c->tls, &c->ref);
-    if (gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, sh->cred) != 0)
+    /* New sessions use the current credentials; the reference keeps them
+     * alive for this session across a reload. Workers are QSBR readers. */
+    rcu_read_lock();
+    c->creds = rcu_dereference(sh->creds);
+    atomic_fetch_add_explicit(&c->creds->refs, 1, memory_order_relaxed);
+    rcu_read_unlock();
+    if (gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, c->creds->cred) != 0)
         return ROOST_ECRYPTO;
     /* MANDATORY: a client offering no common protocol gets the
      * no_application_protocol alert. */

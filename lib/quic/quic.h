@@ -98,6 +98,12 @@ int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *c
 /* Frees; sockets not taken by a server are closed. Accepts NULL. Main
  * thread, after every server was deleted. */
 void quic_shared_del(struct quic_shared *sh);
+/* Loads a new certificate chain and key for NEW connections; existing
+ * sessions keep the credentials they started with, freed when the last of
+ * them ends. On error (logged) the current credentials stay. Main thread,
+ * while the workers run (it waits for an RCU grace period). Returns 0,
+ * ROOST_ECRYPTO or ROOST_ENOMEM. */
+int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const char *key_file);
 /* The bound UDP port (useful with port 0). */
 uint16_t quic_shared_port(const struct quic_shared *sh);
 /* Reads one worker's counters (values may lag). Any thread. */

@@ -58,16 +58,22 @@ static void op_control(struct roost_conn *c, const uint8_t *body, size_t len, vo
 /* part_cbs with GOAWAY counting (part_cbs is not a constant expression). */
 static struct roost_client_callbacks cbs_rt;
 
-static struct roost_client *client_new(void)
+/* A client trusting the test CA, or (other) the unrelated second CA. */
+static struct roost_client *client_new_ca(bool other)
 {
     cbs_rt = part_cbs;
     cbs_rt.on_control = op_control;
     char ca[600];
-    snprintf(ca, sizeof(ca), "%s/ca.pem", echo_cert_dir(false));
+    snprintf(ca, sizeof(ca), "%s/ca.pem", echo_cert_dir(other));
     struct roost_client_config cc = {.ca_file = ca};
     struct roost_client *cl = NULL;
     assert_int_equal(roost_client_new(&cl, &cc, &cbs_rt, NULL), 0);
     return cl;
+}
+
+static struct roost_client *client_new(void)
+{
+    return client_new_ca(false);
 }
 
 static void setup_op(const struct test_relay *tr, struct opart *op, const char *room,
@@ -628,6 +634,66 @@ static void test_reload_key_rotation(void **state)
     test_relay_stop(&tr);
 }
 
+/* SIGHUP certificate reload: new sessions get the new certificate, a
+ * session from before keeps working, and a bad file keeps the current one. */
+static void test_reload_certificate(void **state)
+{
+    (void)state;
+    struct test_relay tr;
+    struct relay_config cfg = {.n_workers = 2};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct roost_client *old_ca = client_new_ca(false);
+    struct opart a;
+    setup_op(&tr, &a, "C", "before");
+    join(old_ca, tr.port, &a, 1);
+    assert_true(a.p.joined);
+
+    /* The second test certificate is signed by an unrelated CA. */
+    static char cert[600], key[600];
+    snprintf(cert, sizeof(cert), "%s/server.pem", echo_cert_dir(true));
+    snprintf(key, sizeof(key), "%s/server.key", echo_cert_dir(true));
+    struct relay_config rc = cfg;
+    rc.cert_file = cert;
+    rc.key_file = key;
+    assert_int_equal(relay_reload(tr.r, &rc), 0);
+
+    /* A client trusting only the new CA now connects; one trusting only
+     * the old CA no longer can. */
+    struct roost_client *new_ca = client_new_ca(true);
+    struct opart b, c;
+    setup_op(&tr, &b, "C", "after");
+    join(new_ca, tr.port, &b, 1);
+    assert_true(b.p.joined);
+    setup_op(&tr, &c, "C", "old-trust");
+    join(old_ca, tr.port, &c, 1);
+    assert_false(c.p.joined);
+    assert_true(c.p.closed && !c.p.ci.opened);
+
+    /* The session from before the reload is untouched and hears b. */
+    assert_false(a.p.closed);
+    assert_int_equal(part_send(&b.p, 1), 0);
+    struct media_wait mw = {&a, 1, 1};
+    for (int i = 0; i < 500 && a.p.n_media == 0; i++) {
+        roost_client_step(new_ca, 2);
+        roost_client_step(old_ca, 2);
+    }
+    assert_true(got_media(&mw));
+    assert_int_equal(a.p.media[0].sender, b.p.pid);
+
+    /* A missing file: reload fails, the current certificate stays. */
+    struct relay_config bad = rc;
+    bad.cert_file = "/nonexistent/cert.pem";
+    assert_int_equal(relay_reload(tr.r, &bad), ROOST_ECRYPTO);
+    struct opart d;
+    setup_op(&tr, &d, "C", "after-bad");
+    join(new_ca, tr.port, &d, 1);
+    assert_true(d.p.joined);
+
+    roost_client_del(new_ca);
+    roost_client_del(old_ca);
+    test_relay_stop(&tr);
+}
+
 /* ------------------------------------------------- the process itself */
 
 struct child {
@@ -831,6 +897,7 @@ int main(void)
         cmocka_unit_test(test_handshake_rate_retry),
         cmocka_unit_test(test_drain_in_process),
         cmocka_unit_test(test_reload_key_rotation),
+        cmocka_unit_test(test_reload_certificate),
         cmocka_unit_test(test_process_drain_rooms_empty),
         cmocka_unit_test(test_process_drain_deadline),
         cmocka_unit_test(test_process_second_signal),
