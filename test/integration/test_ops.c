@@ -516,6 +516,32 @@ static void test_handshake_rate_retry(void **state)
     test_relay_stop(&tr);
 }
 
+/* Half-open handshakes above max_half_open are answered with Retry: eight
+ * clients start at once against a limit of one; all still get in. */
+static void test_half_open_retry(void **state)
+{
+    (void)state;
+    struct test_relay tr;
+    struct relay_config cfg = {.n_workers = 1, .max_half_open = 1};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct roost_client *cl = client_new();
+    struct opart v[8];
+    for (unsigned i = 0; i < 8; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "h%u", i);
+        setup_op(&tr, &v[i], "H", id);
+    }
+    join(cl, tr.port, v, 8);
+    for (unsigned i = 0; i < 8; i++)
+        assert_true(v[i].p.joined);
+    struct relay_worker_stats ws;
+    relay_worker_stats(tr.r, 0, &ws);
+    assert_true(ws.quic.retry_half_open >= 1);
+    assert_true(ws.quic.retry_sent >= ws.quic.retry_half_open);
+    roost_client_del(cl);
+    test_relay_stop(&tr);
+}
+
 /* ------------------------------------------------------------- drain */
 
 static void test_drain_in_process(void **state)
@@ -898,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_drain_in_process),
         cmocka_unit_test(test_reload_key_rotation),
         cmocka_unit_test(test_reload_certificate),
+        cmocka_unit_test(test_half_open_retry),
         cmocka_unit_test(test_process_drain_rooms_empty),
         cmocka_unit_test(test_process_drain_deadline),
         cmocka_unit_test(test_process_second_signal),
