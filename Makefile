@@ -105,7 +105,7 @@ TEST_BINS := $(UNIT_BINS) $(INTEG_BINS) $(REPLAY_BINS)
 
 # ---------------------------------------------------------------- targets
 
-.PHONY: all deps test test-run check-asan bench-micro bench fuzz format format-check clean run programs
+.PHONY: all deps test test-run check-asan bench-micro bench fuzz format format-check clean run programs capacity
 
 all: $(LIBROOST) $(PROGS) $(MICRO_BINS) $(TEST_BINS) $(TESTPROG_BINS)
 
@@ -140,6 +140,11 @@ run: deps
 		--token-keys $(RUN_STATE)/token.keys --state-dir $(RUN_STATE) $(RUN_ARGS)
 
 programs: $(PROGS)
+
+# make capacity: quick sweep (about a minute on 2 cores), cost model and
+# report (markdown + PNGs) in $(BUILD)/capacity/.
+capacity: programs
+	$(Q)BUILD=$(BUILD) scripts/capacity/all --quick --out $(BUILD)/capacity
 
 # make bench: a relay and the default scenario (20 rooms x 5, 10 s), then
 # the same against the built-in UDP floor, and the ratios.

@@ -1,0 +1,346 @@
+# Shared code of the capacity scripts (model, plan, report): reading a
+# results directory written by `sweep`, the cost-model fit, utilisation at
+# the SLO, and predictions. Python 3 standard library only, so that model and
+# plan run where matplotlib is not installed (only the plots need it).
+import glob
+import json
+import math
+import os
+import re
+import statistics
+
+# The bench samples the relay's CPU from 20 ms before the window opens
+# (bench/load.c: start = now + 20 ms) until the drain has ended, so the CPU
+# interval is window + drain + 20 ms.
+CPU_START_LEAD_S = 0.020
+# /proc/PID/stat counts CPU in clock ticks (USER_HZ = 100): every CPU figure
+# is +- 10 ms, and a short idle cell can read 0.
+CPU_TICK_S = 0.010
+
+COEFS = (
+    ("ingress_frame", "relay CPU per ingress media frame (one datagram in)"),
+    ("egress_datagram", "relay CPU per egress media datagram (one datagram out)"),
+    ("idle_participant_s", "relay CPU per connected participant per second"),
+    ("join", "relay CPU per join (handshake + HELLO + JOIN)"),
+)
+
+
+class CapacityError(Exception):
+    """An input the scripts refuse, with a message for the user."""
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _workers_from_config(cfg, fallback):
+    """Worker count from the relay's command line (--workers N)."""
+    if not cfg:
+        return fallback
+    m = re.search(r"--workers[ =](\d+)", cfg)
+    if m and int(m.group(1)) > 0:
+        return int(m.group(1))
+    m = re.search(r"--cpus[ =]([0-9,\-]+)", cfg)
+    if m:
+        n = 0
+        for part in m.group(1).split(","):
+            a, _, b = part.partition("-")
+            n += (int(b) - int(a) + 1) if b else 1
+        return n
+    return fallback
+
+
+def read_results(rdir):
+    """Every roost-bench JSON of a results directory, as a list of dicts:
+    {name, path, data, kind ('relay'|'floor'), workers, status}. The sweep's
+    index.json (when present) supplies the status of each cell, including the
+    ones that produced no JSON (failed or skipped), returned as `missing`."""
+    if not os.path.isdir(rdir):
+        raise CapacityError("%s: not a results directory" % rdir)
+    index = {}
+    missing = []
+    ip = os.path.join(rdir, "index.json")
+    if os.path.exists(ip):
+        for c in load_json(ip).get("cells", []):
+            index[c.get("file") or c["name"]] = c
+    files = []
+    for path in sorted(glob.glob(os.path.join(rdir, "*.json"))):
+        base = os.path.basename(path)
+        if base in ("index.json", "machine.json", "model.json"):
+            continue
+        try:
+            d = load_json(path)
+        except (OSError, ValueError) as e:
+            raise CapacityError("%s: not JSON (%s)" % (path, e))
+        if d.get("tool") != "roost-bench":
+            continue
+        srv = d.get("server", {})
+        kind = srv.get("kind", "relay")
+        cores = d.get("machine", {}).get("cores", 1)
+        if kind == "floor":
+            workers = srv.get("workers", cores)
+        else:
+            workers = _workers_from_config(srv.get("config"), cores)
+        cell = index.get(base, {})
+        files.append({
+            "name": os.path.splitext(base)[0],
+            "path": path,
+            "data": d,
+            "kind": kind,
+            "workers": int(cell.get("workers", workers)),
+            "status": cell.get("status"),
+        })
+    present = {f["name"] + ".json" for f in files}
+    for key, c in index.items():
+        if key not in present:
+            missing.append(c)
+    if not files:
+        raise CapacityError("%s: no roost-bench JSON files" % rdir)
+    return files, missing
+
+
+def _step_results(f):
+    """(label, rooms, result, pass) for each step of a ramp, or the one result
+    of a steady / join-storm run."""
+    d = f["data"]
+    if d.get("mode") == "ramp":
+        out = []
+        for i, s in enumerate(d.get("steps", [])):
+            out.append(("%s#%d" % (f["name"], i + 1), s.get("rooms"), s["result"], s.get("pass")))
+        return out
+    r = d.get("result")
+    return [(f["name"], r.get("rooms") if r else None, r, None)] if r else []
+
+
+def rows_of(files, kind="relay"):
+    """One fit row per step with a measured server CPU."""
+    rows = []
+    for f in files:
+        if f["kind"] != kind:
+            continue
+        cfg = f["data"].get("config", {})
+        drain_s = cfg.get("drain_ms", 500) / 1000.0
+        for label, rooms, r, passed in _step_results(f):
+            srv = r.get("server", {})
+            cpu = srv.get("cpu_s")
+            if cpu is None or cpu < 0:
+                continue
+            window = r.get("window_s") or cfg.get("duration_s", 0)
+            interval = window + drain_s + CPU_START_LEAD_S
+            base = r.get("joins", {}).get("ok", r.get("participants", 0))
+            storm = (r.get("join_storm") or {}).get("ok", 0)
+            # Storm joins are spread evenly over the window: each stays
+            # connected for the rest of the interval, window/2 less on average.
+            idle = base * interval + storm * (interval - window / 2.0)
+            lat = r.get("latency_ns", {})
+            rows.append({
+                "cell": label,
+                "file": f["name"],
+                "workers": f["workers"],
+                "size": cfg.get("size"),
+                "speakers": cfg.get("speakers"),
+                "rooms": rooms,
+                "participants": r.get("participants"),
+                "inconclusive": bool(r.get("inconclusive")),
+                "reasons": r.get("reasons", ""),
+                "pass": passed,
+                "cpu_s": cpu,
+                "interval_s": interval,
+                "x": [float(r.get("frames", {}).get("sent", 0)),
+                      float(srv.get("egress_datagrams", 0)), float(idle), float(storm)],
+                "p99_ns": lat.get("p99"),
+                "loss": r.get("delivery", {}).get("loss_ratio"),
+                "rss_pp": srv.get("rss_per_participant_bytes"),
+                "frame_ms": cfg.get("frame_ms", 20),
+            })
+    return rows
+
+
+# ------------------------------------------------------------ linear algebra
+
+
+def _invert(m):
+    """Gauss-Jordan inverse of a small square matrix; None when singular."""
+    n = len(m)
+    a = [list(map(float, row)) + [1.0 if i == j else 0.0 for j in range(n)]
+         for i, row in enumerate(m)]
+    scale = max(abs(v) for row in m for v in row) or 1.0
+    for c in range(n):
+        p = max(range(c, n), key=lambda r: abs(a[r][c]))
+        if abs(a[p][c]) <= 1e-12 * scale:
+            return None
+        a[c], a[p] = a[p], a[c]
+        piv = a[c][c]
+        a[c] = [v / piv for v in a[c]]
+        for r in range(n):
+            if r != c and a[r][c] != 0.0:
+                k = a[r][c]
+                a[r] = [vr - k * vc for vr, vc in zip(a[r], a[c])]
+    return [row[n:] for row in a]
+
+
+def fit(rows, names=None):
+    """Weighted least squares of cpu_s = sum(coef_j * x_j), no intercept, each
+    row weighted by 1/(cpu_s + one clock tick): relative error, so that a
+    short cell and a long one weigh the same, with the tick as the floor of
+    a measurement's error (a cell that read 0 CPU still counts). Columns that are zero in
+    every row are not identifiable and come back as None. Returns a dict with
+    the coefficients, their standard errors, the relative residual of every
+    row and the cells each coefficient came from."""
+    names = names or [c[0] for c in COEFS]
+    p_all = len(names)
+    used = [j for j in range(p_all) if any(r["x"][j] != 0 for r in rows)]
+    try:
+        return _fit(rows, names, used)
+    except CapacityError as e:
+        if "singular" not in str(e):
+            raise
+    # The cells do not separate every coefficient (e.g. no idle cell: the
+    # connected-participant column is then proportional to the frames of
+    # all-speaker rooms). Leave out the last coefficient that makes it
+    # singular and say so, rather than fail.
+    for j in reversed(used):
+        try:
+            out = _fit(rows, names, [u for u in used if u != j])
+        except CapacityError:
+            continue
+        out["coefficients"][names[j]]["note"] = ("not separable from the others with these "
+                                                 "cells (left out of the fit)")
+        return out
+    return _fit(rows, names, used)
+
+
+def _fit(rows, names, used):
+    p_all = len(names)
+    n, p = len(rows), len(used)
+    out = {"n_rows": n, "coefficients": {}, "rows": []}
+    if p == 0 or n < p:
+        raise CapacityError("%d usable cells for %d coefficients: not enough to fit "
+                            "(run the sweep with more cells)" % (n, p))
+    wt = [1.0 / (r["cpu_s"] + CPU_TICK_S) for r in rows]
+    X = [[r["x"][j] * wt[i] for j in used] for i, r in enumerate(rows)]
+    y = [r["cpu_s"] * wt[i] for i, r in enumerate(rows)]
+    xtx = [[sum(X[i][a] * X[i][b] for i in range(n)) for b in range(p)] for a in range(p)]
+    xty = [sum(X[i][a] * y[i] for i in range(n)) for a in range(p)]
+    inv = _invert(xtx)
+    if inv is None:
+        raise CapacityError("the cells do not separate the coefficients (singular fit): "
+                            "vary room size and speakers, and include idle and join-storm "
+                            "cells")
+    beta = [sum(inv[a][b] * xty[b] for b in range(p)) for a in range(p)]
+    resid = [y[i] - sum(X[i][a] * beta[a] for a in range(p)) for i in range(n)]
+    dof = n - p
+    s2 = sum(e * e for e in resid) / dof if dof > 0 else float("nan")
+    for k, j in enumerate(used):
+        # Where the coefficient came from: each row's share of the CPU it
+        # explains through this coefficient.
+        contrib = []
+        for r in rows:
+            if r["x"][j] != 0:
+                contrib.append((r["cell"], beta[k] * r["x"][j] / r["cpu_s"] if r["cpu_s"] > 0
+                                else None))
+        se = math.sqrt(s2 * inv[k][k]) if dof > 0 and inv[k][k] >= 0 else float("nan")
+        out["coefficients"][names[j]] = {
+            "value_s": beta[k],
+            "stderr_s": se,
+            "rel_err": (se / abs(beta[k])) if beta[k] != 0 and not math.isnan(se) else None,
+            "cells": [{"cell": c, "share_of_cpu": s} for c, s in contrib],
+        }
+    for j in range(p_all):
+        if j not in used:
+            out["coefficients"][names[j]] = {"value_s": None, "stderr_s": None,
+                                             "rel_err": None, "cells": [],
+                                             "note": "no cell exercises it"}
+    for i, r in enumerate(rows):
+        pred = sum(beta[a] * r["x"][used[a]] for a in range(p))
+        out["rows"].append({"cell": r["cell"], "workers": r["workers"], "cpu_s": r["cpu_s"],
+                            "predicted_cpu_s": pred,
+                            "rel_residual": (r["cpu_s"] - pred) / (r["cpu_s"] + CPU_TICK_S),
+                            "inconclusive": r["inconclusive"]})
+    out["dof"] = dof
+    out["rms_rel_residual"] = math.sqrt(sum(e * e for e in resid) / n)
+    out["cpu_tick_s"] = CPU_TICK_S
+    return out
+
+
+def none_to_zero(v):
+    return 0.0 if v is None else v
+
+
+# ------------------------------------------------------ utilisation at SLO
+
+
+def util_at_slo(files, p99_ms, loss_pct):
+    """For each relay ramp: the relay CPU utilisation (CPU-s per second per
+    worker) of the largest leading run of steps that are conclusive and meet
+    p99 <= p99_ms and loss <= loss_pct. A ramp whose steps all met it is a
+    lower bound (marked). Returns a list of per-cell dicts."""
+    out = []
+    for f in files:
+        d = f["data"]
+        if f["kind"] != "relay" or d.get("mode") != "ramp":
+            continue
+        cfg = d.get("config", {})
+        drain_s = cfg.get("drain_ms", 500) / 1000.0
+        best = None
+        all_met = True
+        best_p99 = None
+        for s in d.get("steps", []):
+            r = s["result"]
+            cpu = r.get("server", {}).get("cpu_s")
+            p99 = r.get("latency_ns", {}).get("p99", 0) / 1e6
+            loss = r.get("delivery", {}).get("loss_ratio", 1) * 100
+            best_p99 = p99 if best_p99 is None else min(best_p99, p99)
+            if r.get("inconclusive") or p99 > p99_ms or loss > loss_pct or cpu is None:
+                all_met = False
+                break
+            interval = r.get("window_s", cfg.get("duration_s", 0)) + drain_s + CPU_START_LEAD_S
+            best = {"cell": f["name"], "workers": f["workers"], "size": cfg.get("size"),
+                    "speakers": cfg.get("speakers"), "rooms": s.get("rooms"),
+                    "participants": r.get("participants"),
+                    "util": cpu / interval / f["workers"]}
+        if best is not None:
+            best["lower_bound"] = all_met
+            out.append(best)
+        else:
+            out.append({"cell": f["name"], "workers": f["workers"], "size": cfg.get("size"),
+                        "speakers": cfg.get("speakers"), "util": None,
+                        "lowest_p99_ms": best_p99})
+    return out
+
+
+def summarise_util(cells):
+    vals = [c["util"] for c in cells if c.get("util") is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
+            "n": len(vals)}
+
+
+# ------------------------------------------------------------- prediction
+
+
+def room_cost_s(coefs, size, speakers, fps):
+    """Relay CPU-seconds per second for one room in steady state."""
+    k = min(speakers, size)
+    a = none_to_zero(coefs["ingress_frame"]["value_s"])
+    b = none_to_zero(coefs["egress_datagram"]["value_s"])
+    c = none_to_zero(coefs["idle_participant_s"]["value_s"])
+    return a * k * fps + b * k * (size - 1) * fps + c * size
+
+
+def predict_capacity(model, size, speakers, workers):
+    """Participants at the SLO for rooms of `size` with `speakers` speakers on
+    `workers` workers: usable CPU (util at SLO x workers) / cost per room."""
+    # The utilisation reached at the SLO depends on the worker count (and on
+    # the cores the bench shares): use the ramps of the same count if any.
+    same = [c["util"] for c in model.get("util_at_slo_cells", [])
+            if c.get("util") is not None and c.get("workers") == workers]
+    u = statistics.median(same) if same else model["util_at_slo"]["median"]
+    fps = 1000.0 / model["frame_ms"]
+    cost = room_cost_s(model["coefficients"], size, speakers, fps)
+    rooms = u * workers / cost
+    return {"rooms": rooms, "participants": rooms * size, "room_cost_s": cost, "util": u,
+            "util_cells": len(same) if same else model["util_at_slo"]["n"],
+            "util_same_workers": bool(same), "fps": fps}

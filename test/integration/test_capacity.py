@@ -1,0 +1,210 @@
+#!/usr/bin/python3
+"""Capacity scripts (TAP): scripts/capacity/model and plan on the checked-in
+fixture test/fixtures/capacity, whose relay CPU figures were generated from
+known costs (20 us per ingress frame, 5 us per egress datagram, 10 us per
+participant-second, 200 us per join; CPU interval 10 s window + 480 ms drain
++ 20 ms = 10.5 s). The fit must give those coefficients back, every plan
+figure is recomputed here by hand, and impossible inputs must be refused
+with a clear message. Runs no relay and no bench: a second or two."""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+FIX = "test/fixtures/capacity"
+MODEL = "scripts/capacity/model"
+PLAN = "scripts/capacity/plan"
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+A, B, C, D = 20e-6, 5e-6, 10e-6, 200e-6
+T = 10.5
+
+n = 0
+failed = False
+TESTS = 28
+
+
+def ok(cond, desc, why=""):
+    global n, failed
+    n += 1
+    print("%sok %d - %s" % ("" if cond else "not ", n, desc))
+    if not cond:
+        failed = True
+        for line in str(why).splitlines()[:30]:
+            print("# " + line)
+
+
+def run(*args):
+    p = subprocess.run([PY] + list(args), capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def close(a, b, rel=1e-9):
+    return a is not None and abs(a - b) <= rel * max(abs(a), abs(b), 1e-300)
+
+
+def plan(*extra, json_out=True, src=("--results", FIX)):
+    rc, out, err = run(PLAN, *src, *extra, *(["--json"] if json_out else []))
+    if rc != 0 or not json_out:
+        return rc, out, err
+    return rc, json.loads(out), err
+
+
+print("1..%d" % TESTS)
+tmp = tempfile.mkdtemp()
+try:
+    # ---------------------------------------------------------------- model
+    rc, out, err = run(MODEL, FIX, "--json", os.path.join(tmp, "model.json"),
+                       "--predict", "7:2:1")
+    ok(rc == 0, "model fits the fixture", err)
+    m = json.load(open(os.path.join(tmp, "model.json"))) if rc == 0 else {}
+    co = m.get("coefficients", {})
+    got = {k: co.get(k, {}).get("value_s") for k in
+           ("ingress_frame", "egress_datagram", "idle_participant_s", "join")}
+    ok(close(got["ingress_frame"], A) and close(got["egress_datagram"], B),
+       "model: 20 us per ingress frame, 5 us per egress datagram", got)
+    ok(close(got["idle_participant_s"], C) and close(got["join"], D),
+       "model: 10 us per participant-second, 200 us per join", got)
+    ok(all(co[k]["stderr_s"] is not None and co[k]["stderr_s"] < 1e-12 for k in co)
+       and m["fit"]["rms_rel_residual"] < 1e-9 and m["fit"]["rows"] == 7 and m["fit"]["dof"] == 3,
+       "model: exact data fit with zero error, 7 rows, 3 degrees of freedom", m.get("fit"))
+    ok([c["cell"] for c in co["join"]["cells"]] == ["storm-w1"]
+       and {c["cell"] for c in co["idle_participant_s"]["cells"]} >= {"idle-s10-w1", "storm-w1"}
+       and "idle-s10-w1" not in {c["cell"] for c in co["ingress_frame"]["cells"]},
+       "model: each coefficient names the cells it came from", json.dumps(co, indent=1)[:2000])
+    ok(m["fit"]["inconclusive_rows"] == 1
+       and any(r["cell"] == "relay-s10-k1-w1#2" and r["inconclusive"] for r in m["fit"]["residuals"])
+       and "INCONCLUSIVE" in out,
+       "model: the INCONCLUSIVE step is kept and marked", out)
+    ok(any(c.get("status") == "skipped" and "speakers" in c.get("reason", "")
+           for c in m["cells_without_json"]) and "relay-s2-k3-w1 (skipped" in out,
+       "model: a skipped cell is reported, not silently dropped", out)
+    # Utilisation at the SLO: s2 ramp passes steps 1-2 (5.042 CPU-s), the
+    # s10 ramp passes step 1 (3.355 CPU-s); step 2 is INCONCLUSIVE.
+    u2, u10 = 5.042 / T, 3.355 / T
+    ok(close(m["util_at_slo"]["median"], (u2 + u10) / 2, 1e-9)
+       and close(m["util_at_slo"]["min"], u10, 1e-9),
+       "model: utilisation at the SLO per ramp, median of the cells", m.get("util_at_slo"))
+    ok(close(m["memory"]["bytes_per_participant"], 20480) and len(m["relay_vs_floor"]) == 1
+       and close(m["relay_vs_floor"][0]["ratio"], (5.042 / 200000) / (0.5 / 200000), 1e-9),
+       "model: memory per participant and relay/floor CPU ratio", m.get("relay_vs_floor"))
+    pr = m["predictions"][0] if m.get("predictions") else {}
+    cost7 = A * 2 * 50 + B * 2 * 6 * 50 + C * 7
+    ok(close(pr.get("participants"), (u2 + u10) / 2 / cost7 * 7, 1e-9),
+       "model --predict 7:2:1: util / CPU per room x size", pr)
+    rc2, out2, _ = run(MODEL, FIX, "--conclusive-only", "--json", "-")
+    m2 = json.loads(out2) if rc2 == 0 else {}
+    ok(rc2 == 0 and m2["fit"]["rows"] == 6 and m2["excluded_inconclusive"] == ["relay-s10-k1-w1#2"]
+       and close(m2["coefficients"]["egress_datagram"]["value_s"], B),
+       "model --conclusive-only leaves the INCONCLUSIVE step out and says so", out2[:500])
+
+    # Noise: one cell 10% off makes the errors non-zero and the residual show.
+    noisy = os.path.join(tmp, "noisy")
+    shutil.copytree(FIX, noisy)
+    p = os.path.join(noisy, "relay-s2-kall-w1.json")
+    d = json.load(open(p))
+    d["steps"][1]["result"]["server"]["cpu_s"] *= 1.1
+    json.dump(d, open(p, "w"))
+    rc3, out3, _ = run(MODEL, noisy, "--json", "-")
+    m3 = json.loads(out3) if rc3 == 0 else {"coefficients": {}}
+    ok(rc3 == 0 and all(v["stderr_s"] > 0 for v in m3["coefficients"].values())
+       and m3["fit"]["rms_rel_residual"] > 0.005,
+       "model: a perturbed cell gives non-zero fit errors", out3[:800])
+
+    # Cells that do not separate every coefficient: without the idle cell the
+    # fit leaves one coefficient out and says so; with one room shape only it
+    # refuses with a clear message.
+    part = os.path.join(tmp, "part")
+    shutil.copytree(FIX, part)
+    os.remove(os.path.join(part, "idle-s10-w1.json"))
+    rc4, out4, err4 = run(MODEL, part, "--json", "-")
+    m4 = json.loads(out4) if rc4 == 0 else {"coefficients": {}}
+    ok(rc4 == 0 and m4["coefficients"]["join"]["value_s"] is None
+       and "not separable" in m4["coefficients"]["join"]["note"]
+       and m4["coefficients"]["egress_datagram"]["value_s"] is not None,
+       "model: a coefficient the cells cannot separate is left out and named", out4[:800] + err4)
+    for f in ("storm-w1.json", "relay-s10-k1-w1.json"):
+        os.remove(os.path.join(part, f))
+    rc5, out5, err5 = run(MODEL, part)
+    ok(rc5 == 1 and "do not separate the coefficients" in err5,
+       "model: one room shape only is refused with a clear message", out5 + err5)
+
+    # ----------------------------------------------------------------- plan
+    u = (u2 + u10) / 2
+    rc, p, err = plan("--participants", "1000", "--room-size", "10", "--speakers", "1",
+                      "--cores", "8", "--nic-gbps", "10", "--memory-gb", "1", "--headroom", "20")
+    ok(rc == 0, "plan: 1000 participants in rooms of 10, 1 speaker", err)
+    cpu = A * 100 * 50 + B * 100 * 9 * 50 + C * 1000 + D * 1000 / 1800.0
+    per_core = u * 0.8
+    ok(close(p["workload"]["cpu_core_s_per_s"], cpu, 1e-9)
+       and close(p["cores_needed"], cpu / per_core, 1e-9) and p["cores_needed_rounded"] == 2,
+       "plan: CPU %.4f core-s/s, %.3f cores" % (cpu, cpu / per_core), p.get("workload"))
+    cap_cpu = 8 * per_core * 1000 / cpu
+    ok(p["binding"] == "cpu" and p["servers"] == 1
+       and close(p["per_server_capacity_participants"], cap_cpu, 1e-9)
+       and p["relay_config_per_server"]["max_conns"] == math.ceil(math.floor(cap_cpu) / 8)
+       and p["relay_config_per_server"]["max_rooms"] == math.floor(cap_cpu) // 10
+       and p["relay_config_per_server"]["max_members"] == 10
+       and p["relay_config_per_server"]["handshake_rate"] == int((8 * u - cpu) / D),
+       "plan: CPU binds, one server, per-server limits from %.0f participants" % cap_cpu,
+       {k: p.get(k) for k in ("binding", "servers", "relay_config_per_server")})
+    bw = 1000 / (45000 * (4000 / 50 + 122) * 8 / 8e9)
+    mem = 2**30 * 0.8 / 20480
+    cs = p["constraints"]
+    ok(close(cs["nic_bandwidth"]["per_server_participants"], bw, 1e-9)
+       and close(cs["memory"]["per_server_participants"], mem, 1e-9)
+       and close(cs["nic_pps"]["per_server_participants"], 10e9 / 8 / 84 * 0.8 / 45, 1e-9),
+       "plan: NIC bandwidth, packets/s and memory limits by hand", cs)
+    # A NIC-bound plan: rooms of 50, everyone talking, 64 cores, 1 Mpps NIC.
+    rc, p, err = plan("--participants", "10000", "--room-size", "50", "--cores", "64",
+                      "--nic-gbps", "100", "--nic-mpps", "1", "--util-at-slo", "0.5",
+                      "--headroom", "0", "--join-rate", "0")
+    egr = 200 * 50 * 49 * 50
+    ok(rc == 0 and p["binding"] == "nic_pps" and p["servers"] == math.ceil(egr / 1e6)
+       and close(p["constraints"]["cpu"]["per_server_participants"],
+                 64 * 0.5 * 10000 / (A * 200 * 50 * 50 + B * egr + C * 10000), 1e-9),
+       "plan: 24.5 M datagrams/s on a 1 Mpps NIC needs 25 servers, NIC packets/s binds",
+       p if rc == 0 else err)
+    # A distribution of room sizes.
+    rc, p, err = plan("--participants", "1200", "--room-size", "2:0.5,10:0.5", "--speakers", "3",
+                      "--cores", "4", "--nic-gbps", "10", "--join-rate", "0")
+    ok(rc == 0 and close(p["workload"]["rooms"], 200)
+       and close(p["workload"]["ingress_frames_per_s"], 100 * 2 * 50 + 100 * 3 * 50)
+       and close(p["workload"]["egress_datagrams_per_s"], 100 * 2 * 1 * 50 + 100 * 3 * 9 * 50),
+       "plan: a room-size distribution; speakers capped at the room size",
+       p.get("workload") if rc == 0 else err)
+    rc, out, err = plan("--participants", "1000", "--room-size", "10", "--cores", "8",
+                        "--nic-gbps", "10", json_out=False)
+    ok(rc == 0 and "binding          cpu" in out and "arithmetic:" in out and "max_conns = " in out,
+       "plan: plain text shows the result and the arithmetic", out + err)
+
+    # ------------------------------------------------------------ refusals
+    def refused(desc, needle, *args, src=("--results", FIX)):
+        rc, out, err = plan(*args, src=src, json_out=False)
+        ok(rc == 1 and needle in err and not out, "plan refuses %s" % desc, "rc %d\n%s%s" % (rc, out, err))
+    base = ("--cores", "8", "--nic-gbps", "10")
+    refused("zero participants", "--participants must be > 0",
+            "--participants", "0", "--room-size", "6", *base)
+    refused("fractions that do not sum to 1", "sum to 0.9",
+            "--participants", "100", "--room-size", "2:0.4,6:0.5", *base)
+    refused("a room of 1", "at least 2 participants",
+            "--participants", "100", "--room-size", "1", *base)
+    refused("headroom of 100%", "--headroom must be in [0, 100)",
+            "--participants", "100", "--room-size", "6", "--headroom", "100", *base)
+    refused("an SLO no measured step met", "no measured ramp step met p99 <= 0.5 ms",
+            "--participants", "100", "--room-size", "6", "--slo-p99", "0.5", *base)
+    refused("a room that does not fit on one server", "must fit on one server",
+            "--participants", "1000", "--room-size", "500", "--cores", "1", "--nic-gbps", "10",
+            "--util-at-slo", "0.5")
+    refused("an SLO tighter than the model file's", "tighter than the model's",
+            "--participants", "100", "--room-size", "6", "--slo-p99", "2", *base,
+            src=("--model", os.path.join(tmp, "model.json")))
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+if n != TESTS:
+    print("# planned %d tests, ran %d" % (TESTS, n))
+    failed = True
+sys.exit(1 if failed else 0)

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# scripts/capacity/sweep's bookkeeping (TAP), with stand-in programs instead
+# of the relay and the bench (a few seconds, no load): every cell of the
+# matrix is recorded with its status; a cell whose speakers exceed its room
+# size is skipped with the reason; a bench that fails gives an `error` cell
+# with the bench's last line; an INCONCLUSIVE ramp is kept and marked; the
+# floor runs at the rooms of the ramp's capacity step; the relay gets the
+# worker count asked for; machine.json is written.
+set -u
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+n=0
+fail=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
+FIX=$PWD/test/fixtures/capacity
+
+mkdir -p "$T/b"
+cat >"$T/b/roost-relay" <<'EOF'
+#!/usr/bin/env bash
+echo "relay $*" >>"$RELAY_ARGS"
+exec sleep 60
+EOF
+cat >"$T/b/roost-cli" <<'EOF'
+#!/usr/bin/env bash
+[ "$1" = keygen ] && echo key >"$3"
+exit 0
+EOF
+# The bench copies a fixture JSON; rooms of 10 with 1 speaker fail.
+cat >"$T/b/roost-bench" <<'EOF'
+#!/usr/bin/env bash
+echo "bench $*"
+json= floor=0 ramp=0 storm=0 size= spk=
+while [ $# -gt 0 ]; do
+    case $1 in
+    --json) json=$2; shift ;; --floor) floor=1 ;; --ramp) ramp=1 ;;
+    --join-storm) storm=1 ;; --size) size=$2; shift ;; --speakers) spk=$2; shift ;;
+    esac
+    shift
+done
+if [ "$size:$spk" = "10:1" ] && [ $floor = 0 ]; then echo "roost-bench: joins did not complete"; exit 1; fi
+if [ $floor = 1 ]; then cp "$FIX/floor-s2-kall-w1.json" "$json"
+elif [ $ramp = 1 ] && [ "$size" = 5 ]; then cp "$FIX/relay-s10-k1-w1.json" "$json"
+elif [ $ramp = 1 ]; then cp "$FIX/relay-s2-kall-w1.json" "$json"
+elif [ $storm = 1 ]; then cp "$FIX/storm-w1.json" "$json"
+else cp "$FIX/idle-s10-w1.json" "$json"; fi
+EOF
+chmod +x "$T/b/"*
+
+echo "1..7"
+export FIX RELAY_ARGS=$T/relay.args
+BUILD=$T/b scripts/capacity/sweep --cells "2:3 2:all 5:all 10:1" --workers 1 --duration 1 \
+    --start 20 --step 20 --max 60 --out "$T/r" >"$T/out" 2>&1
+rc=$?
+if [ $rc -eq 0 ] && grep -q "^sweep: 9 cells" "$T/out"; then ok "sweep completes and counts 9 cells"; else
+    nok "sweep completes and counts 9 cells (exit $rc)"; sed 's/^/# /' "$T/out"; fi
+check() { # DESCRIPTION PYTHON-EXPRESSION-OVER-cells
+    if $PY - "$T/r/index.json" "$2" >"$T/why" 2>&1 <<'PYEOF'
+import json, sys
+cells = {c["name"]: c for c in json.load(open(sys.argv[1]))["cells"]}
+ok = eval(sys.argv[2])
+if not ok:
+    print(json.dumps(cells, indent=1))
+sys.exit(0 if ok else 1)
+PYEOF
+    then ok "$1"; else nok "$1"; head -60 "$T/why" | sed 's/^/# /'; fi
+}
+check "3 speakers in rooms of 2: skipped with the reason" \
+    'cells["relay-s2-k3-w1"]["status"] == "skipped" and "3 speakers > room size 2" in cells["relay-s2-k3-w1"]["reason"]'
+check "a failing bench: an error cell with the bench's message, its floor still run" \
+    'cells["relay-s10-k1-w1"]["status"] == "error" and "joins did not complete" in cells["relay-s10-k1-w1"]["reason"] and cells["relay-s10-k1-w1"]["file"] is None and cells["floor-s10-k1-w1"]["status"] == "ok"'
+check "an INCONCLUSIVE ramp is kept and marked with the step and reason" \
+    'cells["relay-s5-kall-w1"]["status"] == "inconclusive" and "step 2 INCONCLUSIVE" in cells["relay-s5-kall-w1"]["reason"] and cells["relay-s5-kall-w1"]["file"] == "relay-s5-kall-w1.json"'
+check "every cell of the matrix, floors, idle and storm are listed" \
+    'set(cells) == {"relay-s2-k3-w1", "relay-s2-kall-w1", "floor-s2-kall-w1", "relay-s5-kall-w1", "floor-s5-kall-w1", "relay-s10-k1-w1", "floor-s10-k1-w1", "idle-s10-w1", "storm-w1"}'
+if grep -q -- "--floor --floor-workers 1 --size 2 --speakers 2 --rooms 200 " "$T/r/floor-s2-kall-w1.log" &&
+    grep -q -- "--size 2 --speakers 2 --rooms 10 --ramp --ramp-step 10 --ramp-max 30 " "$T/r/relay-s2-kall-w1.log"; then
+    ok "ramp in participants rounded to rooms; the floor at the capacity step's rooms"; else
+    nok "ramp in participants rounded to rooms; the floor at the capacity step's rooms"
+    cat "$T/r/relay-s2-kall-w1.log" "$T/r/floor-s2-kall-w1.log" | sed 's/^/# /'; fi
+if grep -q -- "--workers 1 " "$T/relay.args" && $PY -c 'import json,sys; m=json.load(open(sys.argv[1])); assert m["cores"] >= 1 and "args" in m' "$T/r/machine.json"; then
+    ok "the relay gets --workers; machine.json written"; else nok "the relay gets --workers; machine.json written"; fi
+exit $fail
