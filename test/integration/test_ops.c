@@ -492,28 +492,38 @@ static void test_admission_limits(void **state)
 }
 
 /* Above the handshake rate new clients are sent a Retry; they still get in. */
+/* n clients start at once against a relay with cfg's admission limits;
+ * all must still get in. Returns worker 0's counters. */
+static void join_all_under_limit(struct relay_config *cfg, unsigned n, const char *room,
+                                 struct relay_worker_stats *ws)
+{
+    struct test_relay tr;
+    assert_int_equal(test_relay_start(&tr, cfg), 0);
+    struct roost_client *cl = client_new();
+    struct opart v[8];
+    assert_true(n <= 8);
+    for (unsigned i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "u%u", i);
+        setup_op(&tr, &v[i], room, id);
+    }
+    join(cl, tr.port, v, n);
+    for (unsigned i = 0; i < n; i++)
+        assert_true(v[i].p.joined);
+    relay_worker_stats(tr.r, 0, ws);
+    roost_client_del(cl);
+    test_relay_stop(&tr);
+}
+
+/* Above handshake_rate new clients are sent a Retry, and still join. */
 static void test_handshake_rate_retry(void **state)
 {
     (void)state;
-    struct test_relay tr;
     struct relay_config cfg = {.n_workers = 1, .handshake_rate = 1};
-    assert_int_equal(test_relay_start(&tr, &cfg), 0);
-    struct roost_client *cl = client_new();
-    struct opart v[3];
-    for (unsigned i = 0; i < 3; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "u%u", i);
-        setup_op(&tr, &v[i], "R", id);
-    }
-    join(cl, tr.port, v, 3);
-    for (unsigned i = 0; i < 3; i++)
-        assert_true(v[i].p.joined);
     struct relay_worker_stats ws;
-    relay_worker_stats(tr.r, 0, &ws);
+    join_all_under_limit(&cfg, 3, "R", &ws);
     assert_true(ws.quic.retry_rate >= 1);
     assert_true(ws.quic.retry_sent >= 1);
-    roost_client_del(cl);
-    test_relay_stop(&tr);
 }
 
 /* Half-open handshakes above max_half_open are answered with Retry: eight
@@ -521,25 +531,11 @@ static void test_handshake_rate_retry(void **state)
 static void test_half_open_retry(void **state)
 {
     (void)state;
-    struct test_relay tr;
     struct relay_config cfg = {.n_workers = 1, .max_half_open = 1};
-    assert_int_equal(test_relay_start(&tr, &cfg), 0);
-    struct roost_client *cl = client_new();
-    struct opart v[8];
-    for (unsigned i = 0; i < 8; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "h%u", i);
-        setup_op(&tr, &v[i], "H", id);
-    }
-    join(cl, tr.port, v, 8);
-    for (unsigned i = 0; i < 8; i++)
-        assert_true(v[i].p.joined);
     struct relay_worker_stats ws;
-    relay_worker_stats(tr.r, 0, &ws);
+    join_all_under_limit(&cfg, 8, "H", &ws);
     assert_true(ws.quic.retry_half_open >= 1);
     assert_true(ws.quic.retry_sent >= ws.quic.retry_half_open);
-    roost_client_del(cl);
-    test_relay_stop(&tr);
 }
 
 /* ------------------------------------------------------------- drain */
