@@ -58,11 +58,25 @@ ACCOUNT='all(x["delivered"] + x["lost"] == x["expected"] and x["expected"] > 0 f
 ORDERED='(lambda l: 0 < l["p50"] <= l["p90"] <= l["p99"] <= l["p999"] <= l["max"] and l["n"] == r["delivery"]["delivered"])(r["latency_ns"])'
 SENDERS='all(x["expected"] == 2 * x["sent"] and x["delivered"] + 0 <= x["expected"] and x["sent"] > 0 for x in r["senders"]) and sum(x["delivered"] for x in r["senders"]) == r["delivery"]["delivered"]'
 
-$BENCH "${COMMON[@]}" --relay-pid $pid --join-storm 5 --json "$T/relay.json" >"$T/relay.out" 2>&1
-rc=$?
+# A run the bench itself marks INCONCLUSIVE because this machine could not
+# keep the send rate (a scheduling hiccup in a 2 s window) measured nothing:
+# run it once more. Every assertion below applies to the run that counts.
+for attempt in 1 2; do
+    $BENCH "${COMMON[@]}" --relay-pid $pid --join-storm 5 --json "$T/relay.json" >"$T/relay.out" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ] && [ $attempt -eq 1 ] &&
+        $PY -c 'import json,sys; r=json.load(open(sys.argv[1]))["result"]; sys.exit(0 if r["inconclusive"] and "achieved send rate" in r["reasons"] else 1)' "$T/relay.json"; then
+        echo "# first relay run INCONCLUSIVE (send rate not kept by this machine): retrying once"
+        continue
+    fi
+    break
+done
 if [ $rc -eq 0 ]; then ok "relay run completes"; else nok "relay run completes (exit $rc)"; sed 's/^/# /' "$T/relay.out"; fi
 check_json "relay: delivered + lost = expected per receiver" "$T/relay.json" "$ACCOUNT"
-check_json "relay: zero loss, zero duplicates on loopback" "$T/relay.json" 'r["delivery"]["lost"] == 0 and r["delivery"]["duplicated"] == 0 and r["delivery"]["expected"] == 2 * 3 * 2 * 100'
+# Expected = every frame sent, to the 2 other members of its room of 3. A
+# speaker more than one slot late skips that slot (counted), so sent may be
+# a little under the 600-frame target; sent + skipped must make it up.
+check_json "relay: zero loss, zero duplicates on loopback" "$T/relay.json" 'r["delivery"]["lost"] == 0 and r["delivery"]["duplicated"] == 0 and r["delivery"]["expected"] == 2 * r["frames"]["sent"] and r["frames"]["sent"] + r["frames"]["skipped"] == r["frames"]["target"] == 2 * 3 * 100'
 check_json "relay: latency percentiles ordered" "$T/relay.json" "$ORDERED"
 check_json "relay: per-sender figures add up" "$T/relay.json" "$SENDERS"
 check_json "relay: verdict OK, every join answered, storm joined" "$T/relay.json" 'r["verdict"] == "OK" and not r["inconclusive"] and r["joins"]["ok"] == 6 and r["join_ns"]["n"] == 6 and r["join_storm"]["ok"] == r["join_storm"]["planned"] == 10'
