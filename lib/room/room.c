@@ -1544,12 +1544,6 @@ static void on_qreport(struct room_shard *s, struct buf *b)
     r->qrep_t[h->worker] = worker_now(s->w);
 }
 
-static int u16_cmp(const void *a, const void *b)
-{
-    uint16_t x = *(const uint16_t *)a, y = *(const uint16_t *)b;
-    return (x > y) - (x < y);
-}
-
 static int u32_cmp(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -1558,28 +1552,8 @@ static int u32_cmp(const void *a, const void *b)
 
 /* Median and maximum of sorted v[0..n) without one occurrence of `skip`
  * (the publisher's own entry, when it subscribes too). */
-static void stat_skip_u16(const uint16_t *v, uint32_t n, bool has_skip, uint16_t skip,
-                          uint16_t *med, uint16_t *max)
-{
-    uint32_t si = n;
-    if (has_skip)
-        for (uint32_t i = 0; i < n; i++)
-            if (v[i] == skip) {
-                si = i;
-                break;
-            }
-    uint32_t m = si < n ? n - 1 : n;
-    if (m == 0) {
-        *med = *max = 0;
-        return;
-    }
-    uint32_t k = m / 2;
-    *med = v[k >= si ? k + 1 : k];
-    *max = v[m - 1 >= si ? m : m - 1];
-}
-
-static void stat_skip_u32(const uint32_t *v, uint32_t n, bool has_skip, uint32_t skip,
-                          uint32_t *med, uint32_t *max)
+static void stat_skip(const uint32_t *v, uint32_t n, bool has_skip, uint32_t skip, uint32_t *med,
+                      uint32_t *max)
 {
     uint32_t si = n;
     if (has_skip)
@@ -1608,7 +1582,7 @@ static void room_summarise(struct room_shard *s, struct room *r, uint64_t now)
         if (r->qrep[w] != NULL && r->qrep_t[w] + stale >= now)
             total += ((const struct qreport_hdr *)r->qrep[w]->data)->n;
     struct qreport_entry *all = malloc((total + 1) * sizeof(*all));
-    uint16_t *loss = malloc((total + 1) * sizeof(*loss));
+    uint32_t *loss = malloc((total + 1) * sizeof(*loss)); /* permille, <= 1000 */
     uint32_t *rtt = malloc((total + 1) * sizeof(*rtt));
     struct qsum_entry *out = malloc((r->n_infos + 1) * sizeof(*out));
     if (all == NULL || loss == NULL || rtt == NULL || out == NULL)
@@ -1625,7 +1599,7 @@ static void room_summarise(struct room_shard *s, struct room *r, uint64_t now)
         loss[i] = all[i].loss;
         rtt[i] = all[i].rtt_us;
     }
-    qsort(loss, n, sizeof(*loss), u16_cmp);
+    qsort(loss, n, sizeof(*loss), u32_cmp);
     qsort(rtt, n, sizeof(*rtt), u32_cmp);
     /* Per worker, the publishers it delivers to. */
     for (unsigned w = 0; w < s->sh->n_workers; w++) {
@@ -1644,10 +1618,12 @@ static void room_summarise(struct room_shard *s, struct room *r, uint64_t now)
             q->gen = in->gen;
             q->pid = in->pid;
             q->sum.receivers = self ? n - 1 : n;
-            stat_skip_u16(loss, n, self != NULL, self ? self->loss : 0, &q->sum.loss_median,
-                          &q->sum.loss_worst);
-            stat_skip_u32(rtt, n, self != NULL, self ? self->rtt_us : 0, &q->sum.rtt_median_us,
-                          &q->sum.rtt_worst_us);
+            uint32_t lmed, lmax;
+            stat_skip(loss, n, self != NULL, self ? self->loss : 0, &lmed, &lmax);
+            q->sum.loss_median = (uint16_t)lmed;
+            q->sum.loss_worst = (uint16_t)lmax;
+            stat_skip(rtt, n, self != NULL, self ? self->rtt_us : 0, &q->sum.rtt_median_us,
+                      &q->sum.rtt_worst_us);
             /* Name the receiver with the worst loss (PROTOCOL.md §4.9:
              * a QUALITY about a subscriber's link). */
             q->sum.worst_pid = 0;
