@@ -1,5 +1,6 @@
 #include "proto/token.h"
 #include "core/error.h"
+#include "proto/perm.h"
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
@@ -466,4 +467,10 @@ int token_verify(const char *tok, size_t len, const struct token_keyring *keys, 
     if (now_s >= sat_add(out->exp, skew_s))
         return ROOST_EEXPIRED;
     return 0;
+}
+
+unsigned token_room_perms(unsigned token_perms)
+{
+    return ((token_perms & TOKEN_PERM_PUBLISH) ? PERM_PUBLISH : 0) |
+           ((token_perms & TOKEN_PERM_SUBSCRIBE) ? PERM_SUBSCRIBE : 0);
 }

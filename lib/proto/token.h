@@ -37,6 +37,11 @@ enum token_perm {
 };
 #define TOKEN_PERM_ALL (TOKEN_PERM_JOIN | TOKEN_PERM_PUBLISH | TOKEN_PERM_SUBSCRIBE)
 
+/* The room permissions (PERM_* of proto/perm.h) a token's bits grant: the
+ * one place token bits are translated. TOKEN_PERM_JOIN has no room bit; the
+ * relay checks it before joining. Pure. */
+unsigned token_room_perms(unsigned token_perms);
+
 struct token_key {
     char id[TOKEN_KEY_ID_MAX + 1]; /* NUL-terminated */
     uint8_t id_len;

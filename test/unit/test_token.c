@@ -15,6 +15,7 @@
 #include <gnutls/gnutls.h>
 
 #include "core/error.h"
+#include "proto/perm.h"
 #include "proto/token.h"
 
 #define NOW 1700000000u
@@ -751,6 +752,18 @@ static void test_keyring_ops(void **state)
     assert_int_equal(token_key_id_check("abcdefghijklmnopq", 17), ROOST_ETOOBIG);
 }
 
+/* Token bits are translated once into the room vocabulary: join alone
+ * grants no room permission; each of publish/subscribe maps to its bit. */
+static void test_room_perms(void **state)
+{
+    (void)state;
+    assert_int_equal(token_room_perms(0), 0);
+    assert_int_equal(token_room_perms(TOKEN_PERM_JOIN), 0);
+    assert_int_equal(token_room_perms(TOKEN_PERM_JOIN | TOKEN_PERM_PUBLISH), PERM_PUBLISH);
+    assert_int_equal(token_room_perms(TOKEN_PERM_SUBSCRIBE), PERM_SUBSCRIBE);
+    assert_int_equal(token_room_perms(TOKEN_PERM_ALL), PERM_ALL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -773,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_signed_bad_payload),
         cmocka_unit_test(test_mint_checks),
         cmocka_unit_test(test_keyring_ops),
+        cmocka_unit_test(test_room_perms),
     };
     return cmocka_run_group_tests_name("token", tests, NULL, NULL);
 }
