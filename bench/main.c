@@ -17,7 +17,7 @@
 #include "bench/load.h"
 #include "bench/report.h"
 #include "core/error.h"
-#include "core/keyring.h"
+#include "proto/keyfile.h"
 #include "proto/media.h"
 
 #define BENCH_VERSION "0.1"
@@ -574,7 +574,7 @@ int main(int argc, char **argv)
     char err[512];
     token_keyring_init(&keys);
     if (!o.floor) {
-        rc = keyring_load(o.token_key, &keys, err, sizeof(err));
+        rc = keyfile_load(o.token_key, &keys, err, sizeof(err));
         if (rc != 0) {
             fprintf(stderr, "roost-bench: %s\n", err);
             goto out;

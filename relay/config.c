@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "core/keyring.h"
+#include "proto/keyfile.h"
 #include "quic/udp.h"
 
 enum key_id {
@@ -564,7 +564,7 @@ int config_validate(const struct config *c, config_error_cb cb, void *arg)
             n += verr(c, K_TOKEN_KEYS, cb, arg, "required (or insecure_no_auth = true, dev only)");
         } else {
             struct token_keyring *kr = malloc(sizeof(*kr));
-            if (kr != NULL && keyring_load(r->token_key_file, kr, msg, sizeof(msg)) != 0)
+            if (kr != NULL && keyfile_load(r->token_key_file, kr, msg, sizeof(msg)) != 0)
                 n += verr(c, K_TOKEN_KEYS, cb, arg, msg);
             if (kr != NULL)
                 token_keyring_wipe(kr);
