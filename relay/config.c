@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/cpulist.h"
 #include "core/error.h"
 #include "proto/keyfile.h"
 #include "quic/udp.h"
@@ -187,37 +188,6 @@ static int parse_bool(const char *s, bool *out)
     return ROOST_EINVAL;
 }
 
-/* "0,2-5"; returns the count or an error. */
-static int parse_cpus(const char *s, int *cpus, unsigned max)
-{
-    unsigned n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        long a = strtol(p, &end, 10);
-        if (end == p || a < 0 || a >= CPU_SETSIZE)
-            return ROOST_EINVAL;
-        long b = a;
-        p = end;
-        if (*p == '-') {
-            b = strtol(p + 1, &end, 10);
-            if (end == p + 1 || b < a || b >= CPU_SETSIZE)
-                return ROOST_EINVAL;
-            p = end;
-        }
-        for (long c = a; c <= b; c++) {
-            if (n >= max)
-                return ROOST_ERANGE;
-            cpus[n++] = (int)c;
-        }
-        if (*p == ',')
-            p++;
-        else if (*p != '\0')
-            return ROOST_EINVAL;
-    }
-    return (int)n;
-}
-
 /* ------------------------------------------------------------- storage */
 
 static int store_str(struct config *c, int id, const char *value, const char **dst)
@@ -249,6 +219,7 @@ int config_set(struct config *c, const char *name, const char *value, const char
     struct relay_config *r = &c->relay;
     uint64_t v = 0;
     bool b = false;
+    unsigned n_cpus = 0;
     int rc = 0;
     switch (k->type) {
     case CONFIG_UINT:
@@ -299,15 +270,14 @@ int config_set(struct config *c, const char *name, const char *value, const char
             r->cpus = NULL;
             break;
         }
-        rc = parse_cpus(value, c->cpus, WORKER_MAX);
-        if (rc <= 0) {
+        rc = cpulist_parse(value, c->cpus, WORKER_MAX, &n_cpus);
+        if (rc != 0) {
             ferr(err, err_len, "%s",
                  rc == ROOST_ERANGE ? "too many CPUs" : "expected a CPU list such as 0,2-5");
-            return rc == 0 ? ROOST_EINVAL : rc;
+            return rc;
         }
-        r->n_cpus = (unsigned)rc;
+        r->n_cpus = n_cpus;
         r->cpus = c->cpus;
-        rc = 0;
         break;
     case CONFIG_STR:
     case CONFIG_PATH:
