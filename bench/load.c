@@ -17,6 +17,7 @@
 
 #include "bench/floor.h"
 #include "client/client.h"
+#include "core/be.h"
 #include "core/error.h"
 #include "core/timer.h"
 #include "proto/media.h"
@@ -131,19 +132,8 @@ static uint64_t thread_cpu_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void wr32be(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t rd32be(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
+/* Little-endian, not be.h: the payload's send time and sender index are a
+ * private format of roost-bench (written and read only here), fixed LE. */
 static void wr_le(uint8_t *p, uint64_t v, int n)
 {
     for (int i = 0; i < n; i++)
@@ -215,8 +205,8 @@ static size_t build_media(struct bp *p, uint8_t *out, size_t cap, bool dtx, uint
     size_t off = 0;
     if (cfg->mode == LOAD_FLOOR) {
         out[0] = FLOOR_MEDIA;
-        wr32be(out + 1, p->room);
-        wr32be(out + 5, p->member);
+        be_put32(out + 1, p->room);
+        be_put32(out + 5, p->member);
         off = FLOOR_HDR_LEN;
     }
     size_t need = off + MEDIA_C2R_HDR_LEN + LOAD_PAYLOAD_HDR + fr->len;
@@ -443,8 +433,8 @@ static int f_connect(struct lthread *t, struct bp *p)
     }
     p->fd = fd;
     uint8_t j[FLOOR_HDR_LEN] = {FLOOR_JOIN};
-    wr32be(j + 1, p->room);
-    wr32be(j + 5, p->member);
+    be_put32(j + 1, p->room);
+    be_put32(j + 5, p->member);
     p->st = BP_JOINING;
     p->t_join = mono_ns();
     if (send(fd, j, sizeof(j), 0) != (ssize_t)sizeof(j))
@@ -471,7 +461,7 @@ static void f_read(struct lthread *t, struct bp *p)
             const uint8_t *d = t->rbuf[i];
             size_t len = msgs[i].msg_len;
             if (len == 5 && d[0] == FLOOR_JOINED) {
-                p->pid = rd32be(d + 1);
+                p->pid = be_get32(d + 1);
                 joined(p, now, true);
             } else if (len >= FLOOR_HDR_LEN + MEDIA_C2R_HDR_LEN && d[0] == FLOOR_MEDIA) {
                 struct media_hdr h;
