@@ -5,7 +5,7 @@
 #   make test         install missing packages, build, run every test (prove)
 #   make check-asan   the same tests under ASan + UBSan in build-asan/
 #   make bench-micro  build and run the micro-benchmarks
-#   make fuzz         run each libFuzzer target for FUZZ_SECONDS (default 60)
+#   make fuzz         run each libFuzzer target (or FUZZ_TARGETS) for FUZZ_SECONDS (default 60)
 #   make format       clang-format in place; make format-check to verify
 #   V=1               show the commands
 
@@ -201,17 +201,25 @@ $(BUILD)/test/integration/%: $(BUILD)/test/integration/%.o $(TESTLIB) $(RELAYLIB
 	$(LINK) $(CMOCKA_LIBS)
 
 # Replay builds: each fuzz target linked with a main that runs its corpus.
+# A target may need sources outside lib/: FUZZ_EXTRA_<name> lists them.
+FUZZ_EXTRA_config := relay/config.c
 $(BUILD)/test/fuzz/replay_%: $(BUILD)/test/fuzz/fuzz_%.o $(BUILD)/test/fuzz/replay/main.o $(LIBROOST)
+	$(LINK)
+$(BUILD)/test/fuzz/replay_config: $(BUILD)/test/fuzz/fuzz_config.o $(BUILD)/test/fuzz/replay/main.o \
+		$(FUZZ_EXTRA_config:%.c=$(BUILD)/%.o) $(LIBROOST)
 	$(LINK)
 
 # libFuzzer builds with clang, ASan and UBSan, in build-fuzz/.
 FUZZ_BUILD := build-fuzz
-FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DURCU_INLINE_SMALL_FUNCTIONS -g -O1 -Ilib $(DEP_CFLAGS) -DROOST_SANITIZE=1 \
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DURCU_INLINE_SMALL_FUNCTIONS -g -O1 -I. -Ilib $(DEP_CFLAGS) -DROOST_SANITIZE=1 \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+# make fuzz FUZZ_TARGETS=config runs only the named targets.
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
 fuzz: deps
-	$(Q)set -e; mkdir -p $(FUZZ_BUILD); for n in $(FUZZ_NAMES); do \
+	$(Q)set -e; mkdir -p $(FUZZ_BUILD); for n in $(FUZZ_TARGETS); do \
+		case $$n in config) extra="$(FUZZ_EXTRA_config)";; *) extra=;; esac; \
 		echo "== fuzz $$n ($(FUZZ_SECONDS)s)"; \
-		clang $(FUZZ_CFLAGS) -o $(FUZZ_BUILD)/fuzz_$$n test/fuzz/fuzz_$$n.c $(LIB_SRCS) $(DEP_LIBS) -lm; \
+		clang $(FUZZ_CFLAGS) -o $(FUZZ_BUILD)/fuzz_$$n test/fuzz/fuzz_$$n.c $$extra $(LIB_SRCS) $(DEP_LIBS) -lm; \
 		mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 			$(FUZZ_BUILD)/corpus/$$n test/fuzz/corpus/$$n 2>&1 | tail -25; \

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 
+/* Little-endian, not be.h: RIFF/WAV stores its fields little-endian. */
 static uint32_t rd_le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

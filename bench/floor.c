@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/be.h"
 #include "core/error.h"
 
 #define RX_BATCH 64
@@ -50,11 +51,6 @@ struct floor {
     struct slot *slots; /* rooms * size */
     struct fworker *w;
 };
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static void flush(struct fworker *w, unsigned *n)
 {
@@ -121,7 +117,7 @@ static void *worker_main(void *arg)
                 size_t len = w->rmsg[i].msg_len;
                 if (len < FLOOR_HDR_LEN)
                     continue;
-                uint32_t room = rd32(d + 1), member = rd32(d + 5);
+                uint32_t room = be_get32(d + 1), member = be_get32(d + 5);
                 if (room >= f->cfg.rooms || member >= size)
                     continue;
                 struct slot *base = &f->slots[(size_t)room * size];
@@ -135,10 +131,7 @@ static void *worker_main(void *arg)
                     uint32_t pid = room * size + member + 1;
                     uint8_t *a = w->ack[i];
                     a[0] = FLOOR_JOINED;
-                    a[1] = (uint8_t)(pid >> 24);
-                    a[2] = (uint8_t)(pid >> 16);
-                    a[3] = (uint8_t)(pid >> 8);
-                    a[4] = (uint8_t)pid;
+                    be_put32(a + 1, pid);
                     queue(w, &tn, a, 5, &w->rsrc[i]);
                 } else if (d[0] == FLOOR_MEDIA) {
                     for (uint32_t m = 0; m < size; m++) {

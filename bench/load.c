@@ -1,4 +1,6 @@
 #include "bench/load.h"
+#include "bench/load_int.h"
+#include "bench/participant.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,112 +19,13 @@
 
 #include "bench/floor.h"
 #include "client/client.h"
+#include "core/be.h"
 #include "core/error.h"
 #include "core/timer.h"
 #include "proto/media.h"
-#include "proto/msg.h"
 
 #define SATURATED_UTIL 0.90 /* a bench thread busier than this may have been the bottleneck */
 #define SEND_RATIO_MIN 0.95 /* achieved / target send rate below this: inconclusive */
-#define RX_BATCH 32
-#define RX_MAX 2048
-
-enum phase {
-    PH_JOIN = 0,
-    PH_MEASURE = 1,
-    PH_CLOSE = 2,
-};
-
-enum bp_state {
-    BP_IDLE = 0,
-    BP_CONNECTING,
-    BP_JOINING, /* JOIN sent */
-    BP_JOINED,
-    BP_FAILED,
-};
-
-/* What a receiver knows about one speaker of its room. */
-struct rxs {
-    uint32_t next; /* highest sequence seen + 1 */
-    uint64_t win;  /* bit i: sequence next-1-i was received */
-    uint64_t got;  /* distinct frames received */
-};
-
-struct lthread;
-
-/* One simulated participant. */
-struct bp {
-    struct lthread *t;
-    struct roost_conn *c; /* QUIC */
-    int fd;               /* floor: connected UDP socket */
-    uint32_t idx, room, member;
-    bool speaker, storm;
-    uint8_t st;
-    uint64_t t_join; /* JOIN sent */
-    uint32_t pid;
-    /* Sender. */
-    struct timer tm;
-    struct talk talk;
-    uint64_t next; /* the slot the timer fires for */
-    uint32_t seq, pos;
-    uint64_t target, sent, skipped, failed;
-    /* Receiver: one entry per speaker of the room. */
-    struct rxs *rx;
-    uint64_t dup, reordered, foreign;
-};
-
-struct load;
-
-struct lthread {
-    struct load *L;
-    unsigned id;
-    pthread_t th;
-    bool started;
-    int cpu;
-    struct roost_client *cl;
-    int epfd; /* floor mode */
-    struct timers *timers;
-    struct bp *p; /* base participants then storm participants */
-    uint32_t n_base, n_storm;
-    uint32_t next_base, next_storm; /* next to connect */
-    uint32_t answered_base;
-    uint64_t join_t0;
-    bool ready, measuring, finished;
-    uint64_t cpu0, wall0;
-    uint64_t max_late;
-    struct msg msg; /* decode scratch */
-    struct hist lat, join, sjoin;
-    uint64_t joins_ok, joins_failed, closed_early, storm_ok, storm_failed;
-    char server_name[72];
-    unsigned max_datagram;
-    /* Frozen at the end of the drain. */
-    struct load_rx_stat *rxs;
-    struct load_tx_stat *txs;
-    uint32_t n_rxs, n_txs;
-    struct load_thread_stat ts;
-    uint8_t rbuf[RX_BATCH][RX_MAX];
-};
-
-struct load {
-    const struct load_config *cfg;
-    struct lthread **t;
-    _Atomic int phase;
-    _Atomic unsigned ready, done;
-    /* Written before the release store of PH_MEASURE, read after the
-     * acquire load that sees it. */
-    uint64_t start_ns, end_ns;
-    struct udp_dest {
-        struct sockaddr_storage ss;
-        socklen_t len;
-    } dest;
-};
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t thread_cpu_ns(void)
 {
@@ -130,297 +33,6 @@ static uint64_t thread_cpu_ns(void)
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
-
-static void wr32be(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t rd32be(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void wr_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t rd_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-/* ------------------------------------------------------------ receive */
-
-/* A media payload arrived at receiver r at time now. */
-static void rx_frame(struct bp *r, uint32_t seq, const uint8_t *pl, size_t len, uint64_t now)
-{
-    struct lthread *t = r->t;
-    const struct load_config *cfg = t->L->cfg;
-    if (len < LOAD_PAYLOAD_HDR) {
-        r->foreign++;
-        return;
-    }
-    uint64_t sent_at = rd_le(pl, 8);
-    uint32_t idx = (uint32_t)rd_le(pl + 8, 4);
-    uint32_t room = idx / cfg->size, m = idx % cfg->size;
-    if (room != r->room || m >= cfg->speakers || m == r->member || r->rx == NULL) {
-        r->foreign++;
-        return;
-    }
-    struct rxs *s = &r->rx[m];
-    bool fresh;
-    if (seq >= s->next) {
-        uint32_t shift = seq - s->next + 1;
-        s->win = shift >= 64 ? 0 : s->win << shift;
-        s->win |= 1;
-        s->next = seq + 1;
-        fresh = true;
-    } else {
-        uint32_t d = s->next - 1 - seq;
-        r->reordered++;
-        if (d < 64) {
-            fresh = !(s->win & (1ull << d));
-            s->win |= 1ull << d;
-        } else {
-            fresh = true; /* too old to tell; a duplicate this late is unlikely */
-        }
-        if (!fresh) {
-            r->reordered--;
-            r->dup++;
-        }
-    }
-    if (!fresh)
-        return;
-    s->got++;
-    if (t->measuring && now >= sent_at)
-        hist_record(&t->lat, now - sent_at);
-}
-
-/* ---------------------------------------------------------------- send */
-
-static size_t build_media(struct bp *p, uint8_t *out, size_t cap, bool dtx, uint64_t now)
-{
-    const struct load_config *cfg = p->t->L->cfg;
-    const struct audio_table *a = cfg->audio;
-    const struct audio_frame *fr = dtx ? &a->dtx : &a->frames[p->pos++ % a->n];
-    size_t off = 0;
-    if (cfg->mode == LOAD_FLOOR) {
-        out[0] = FLOOR_MEDIA;
-        wr32be(out + 1, p->room);
-        wr32be(out + 5, p->member);
-        off = FLOOR_HDR_LEN;
-    }
-    size_t need = off + MEDIA_C2R_HDR_LEN + LOAD_PAYLOAD_HDR + fr->len;
-    if (need > cap)
-        return 0;
-    uint32_t samples = (uint32_t)(cfg->frame_ns * AUDIO_RATE / 1000000000ull);
-    struct media_hdr h = {
-        .stream_id = 0,
-        .flags = MEDIA_F_START | MEDIA_F_END,
-        .seq = p->seq,
-        .timestamp = p->seq * samples,
-    };
-    media_c2r_encode(&h, out + off, cap - off);
-    off += MEDIA_C2R_HDR_LEN;
-    wr_le(out + off, now, 8);
-    wr_le(out + off + 8, p->idx, 4);
-    off += LOAD_PAYLOAD_HDR;
-    memcpy(out + off, fr->data, fr->len);
-    return off + fr->len;
-}
-
-static void on_slot(struct timer *tm, uint64_t now, void *arg)
-{
-    (void)tm;
-    struct bp *p = arg;
-    struct lthread *t = p->t;
-    const struct load_config *cfg = t->L->cfg;
-    uint64_t slot = p->next;
-    if (slot >= t->L->end_ns)
-        return;
-    p->next += cfg->send_interval_ns;
-    (void)timer_arm(t->timers, &p->tm, p->next);
-    enum talk_frame k = talk_next(&p->talk);
-    if (k == TALK_SILENT)
-        return;
-    p->target++;
-    if (now > slot + cfg->send_interval_ns) {
-        /* More than a slot behind: this thread cannot keep the frame
-         * clock. Sending stale frames would hide that; skip them. */
-        p->skipped++;
-        return;
-    }
-    if (p->st != BP_JOINED) {
-        p->failed++;
-        return;
-    }
-    uint8_t d[MEDIA_C2R_HDR_LEN + FLOOR_HDR_LEN + LOAD_PAYLOAD_HDR + sizeof(cfg->audio->dtx.data)];
-    uint64_t ts = mono_ns();
-    size_t len = build_media(p, d, sizeof(d), k == TALK_DTX, ts);
-    int rc;
-    if (len == 0)
-        rc = ROOST_ETOOBIG;
-    else if (cfg->mode == LOAD_QUIC)
-        rc = roost_conn_send_datagram(p->c, d, len);
-    else
-        rc = send(p->fd, d, len, MSG_DONTWAIT) == (ssize_t)len ? 0 : ROOST_ESYS;
-    if (rc != 0) {
-        p->failed++;
-        return;
-    }
-    p->sent++;
-    p->seq++;
-    if (ts > slot && ts - slot > t->max_late)
-        t->max_late = ts - slot;
-}
-
-/* ------------------------------------------------------ join handling */
-
-static void joined(struct bp *p, uint64_t now, bool ok)
-{
-    struct lthread *t = p->t;
-    if (p->st == BP_JOINED || p->st == BP_FAILED)
-        return;
-    p->st = ok ? BP_JOINED : BP_FAILED;
-    if (p->storm) {
-        if (ok) {
-            t->storm_ok++;
-            hist_record(&t->sjoin, now - p->t_join);
-        } else {
-            t->storm_failed++;
-        }
-    } else {
-        t->answered_base++;
-        if (ok) {
-            t->joins_ok++;
-            hist_record(&t->join, now - p->t_join);
-        } else {
-            t->joins_failed++;
-        }
-    }
-}
-
-static void q_send_msg(struct bp *p, const struct msg *m)
-{
-    uint8_t body[FRAME_MAX_BODY];
-    int n = msg_encode_body(m, body, sizeof(body));
-    if (n > 0)
-        (void)roost_conn_send_control(p->c, body, (size_t)n);
-}
-
-static void q_open(struct roost_conn *c, void *arg)
-{
-    (void)arg;
-    struct bp *p = roost_conn_user(c);
-    struct msg m = {.type = MSG_HELLO};
-    m.u.hello.min_version = 1;
-    m.u.hello.max_version = 1;
-    m.u.hello.client_name.ptr = (const uint8_t *)"roost-bench";
-    m.u.hello.client_name.len = 11;
-    q_send_msg(p, &m);
-}
-
-static void q_control(struct roost_conn *c, const uint8_t *body, size_t len, void *arg)
-{
-    (void)arg;
-    struct bp *p = roost_conn_user(c);
-    struct lthread *t = p->t;
-    struct msg *m = &t->msg;
-    if (msg_decode(body, len, m) != 0)
-        return;
-    switch (m->type) {
-    case MSG_WELCOME: {
-        p->pid = m->u.welcome.participant_id;
-        if (t->server_name[0] == '\0') {
-            size_t n = m->u.welcome.server_name.len;
-            if (n >= sizeof(t->server_name))
-                n = sizeof(t->server_name) - 1;
-            memcpy(t->server_name, m->u.welcome.server_name.ptr, n);
-            t->server_name[n] = '\0';
-            t->max_datagram = m->u.welcome.max_datagram;
-        }
-        const struct load_config *cfg = t->L->cfg;
-        char room[ROOM_ID_MAX + 1], ident[32], tok[TOKEN_MAX_LEN + 1];
-        snprintf(room, sizeof(room), "%s%u", cfg->room_prefix, p->room);
-        snprintf(ident, sizeof(ident), "b%u", p->idx);
-        struct token_claims cl;
-        uint8_t id[TOKEN_ID_LEN] = {0};
-        wr_le(id, p->idx, 4);
-        wr_le(id + 4, mono_ns(), 8);
-        uint64_t now_s = (uint64_t)time(NULL);
-        int n = -1;
-        if (token_claims_set(&cl, room, strlen(room), ident, strlen(ident), TOKEN_PERM_ALL,
-                             now_s - 60, now_s + 24 * 3600, id) == 0)
-            n = token_mint(token_keyring_signer(cfg->keys), &cl, tok, sizeof(tok));
-        if (n < 0) {
-            joined(p, mono_ns(), false);
-            return;
-        }
-        struct msg j = {.type = MSG_JOIN};
-        j.u.join.room_id.ptr = (const uint8_t *)room;
-        j.u.join.room_id.len = strlen(room);
-        j.u.join.token.ptr = (const uint8_t *)tok;
-        j.u.join.token.len = (size_t)n;
-        j.u.join.display_name.ptr = (const uint8_t *)ident;
-        j.u.join.display_name.len = strlen(ident);
-        p->st = BP_JOINING;
-        p->t_join = mono_ns();
-        q_send_msg(p, &j);
-        break;
-    }
-    case MSG_JOINED:
-        joined(p, mono_ns(), true);
-        break;
-    case MSG_JOIN_REJECTED:
-        joined(p, mono_ns(), false);
-        break;
-    default:
-        break;
-    }
-}
-
-static void q_datagram(struct roost_conn *c, const uint8_t *data, size_t len, void *arg)
-{
-    (void)arg;
-    struct bp *p = roost_conn_user(c);
-    struct media_hdr h;
-    int off = media_r2c_decode(data, len, &h);
-    if (off < 0) {
-        p->foreign++;
-        return;
-    }
-    rx_frame(p, h.seq, data + off, len - (size_t)off, mono_ns());
-}
-
-static void q_close(struct roost_conn *c, const struct roost_close_info *info, void *arg)
-{
-    (void)arg;
-    (void)info;
-    struct bp *p = roost_conn_user(c);
-    struct lthread *t = p->t;
-    if (atomic_load_explicit(&t->L->phase, memory_order_relaxed) == PH_CLOSE)
-        return;
-    if (p->st == BP_JOINED)
-        t->closed_early++;
-    else
-        joined(p, mono_ns(), false);
-}
-
-static const struct roost_client_callbacks q_cbs = {
-    .on_open = q_open,
-    .on_control = q_control,
-    .on_datagram = q_datagram,
-    .on_close = q_close,
-};
 
 /* ------------------------------------------------------------- floor */
 
@@ -443,8 +55,8 @@ static int f_connect(struct lthread *t, struct bp *p)
     }
     p->fd = fd;
     uint8_t j[FLOOR_HDR_LEN] = {FLOOR_JOIN};
-    wr32be(j + 1, p->room);
-    wr32be(j + 5, p->member);
+    be_put32(j + 1, p->room);
+    be_put32(j + 5, p->member);
     p->st = BP_JOINING;
     p->t_join = mono_ns();
     if (send(fd, j, sizeof(j), 0) != (ssize_t)sizeof(j))
@@ -471,8 +83,8 @@ static void f_read(struct lthread *t, struct bp *p)
             const uint8_t *d = t->rbuf[i];
             size_t len = msgs[i].msg_len;
             if (len == 5 && d[0] == FLOOR_JOINED) {
-                p->pid = rd32be(d + 1);
-                joined(p, now, true);
+                p->pid = be_get32(d + 1);
+                participant_joined(p, now, true);
             } else if (len >= FLOOR_HDR_LEN + MEDIA_C2R_HDR_LEN && d[0] == FLOOR_MEDIA) {
                 struct media_hdr h;
                 int off = media_c2r_decode(d + FLOOR_HDR_LEN, len - FLOOR_HDR_LEN, &h);
@@ -481,7 +93,7 @@ static void f_read(struct lthread *t, struct bp *p)
                     continue;
                 }
                 size_t hl = FLOOR_HDR_LEN + (size_t)off;
-                rx_frame(p, h.seq, d + hl, len - hl, now);
+                participant_rx_frame(p, h.seq, d + hl, len - hl, now);
             } else {
                 p->foreign++;
             }
@@ -503,7 +115,7 @@ static int connect_one(struct lthread *t, struct bp *p)
     else
         rc = f_connect(t, p);
     if (rc != 0)
-        joined(p, mono_ns(), false);
+        participant_joined(p, mono_ns(), false);
     return rc;
 }
 
@@ -779,7 +391,7 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
             p->rx = calloc(cfg->speakers ? cfg->speakers : 1, sizeof(*p->rx));
             if (p->rx == NULL)
                 goto fail;
-            timer_init(&p->tm, on_slot, p);
+            timer_init(&p->tm, participant_on_slot, p);
             struct talk_config tc = cfg->talk;
             tc.frame_ns = cfg->frame_ns;
             (void)talk_init(&p->talk, &tc, p->idx);
@@ -805,7 +417,7 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
             .server_name = cfg->server_name,
             .handshake_timeout_ns = cfg->join_timeout_ns,
         };
-        rc = roost_client_new(&t->cl, &cc, &q_cbs, NULL);
+        rc = roost_client_new(&t->cl, &cc, &participant_quic_cbs, NULL);
         if (rc != 0)
             goto fail;
     } else {

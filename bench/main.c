@@ -16,8 +16,9 @@
 #include "bench/floor.h"
 #include "bench/load.h"
 #include "bench/report.h"
+#include "core/cpulist.h"
 #include "core/error.h"
-#include "core/keyring.h"
+#include "proto/keyfile.h"
 #include "proto/media.h"
 
 #define BENCH_VERSION "0.1"
@@ -179,36 +180,6 @@ static int parse_hostport(const char *s, char *host, size_t cap, uint16_t *port)
         return ROOST_EINVAL;
     *port = (uint16_t)p;
     return 0;
-}
-
-static int parse_cpus(const char *s, int *cpus, unsigned *n)
-{
-    *n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        long a = strtol(p, &end, 10);
-        if (end == p || a < 0 || a >= CPU_SETSIZE)
-            return ROOST_EINVAL;
-        long b = a;
-        p = end;
-        if (*p == '-') {
-            b = strtol(p + 1, &end, 10);
-            if (end == p + 1 || b < a || b >= CPU_SETSIZE)
-                return ROOST_EINVAL;
-            p = end;
-        }
-        for (long c = a; c <= b; c++) {
-            if (*n >= MAX_CPUS)
-                return ROOST_ERANGE;
-            cpus[(*n)++] = (int)c;
-        }
-        if (*p == ',')
-            p++;
-        else if (*p != '\0')
-            return ROOST_EINVAL;
-    }
-    return *n ? 0 : ROOST_EINVAL;
 }
 
 enum {
@@ -399,7 +370,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             bad = parse_duration_s(optarg, &o->join_timeout_s) || o->join_timeout_s <= 0;
             break;
         case O_CPUS:
-            bad = parse_cpus(optarg, o->cpus, &o->n_cpus);
+            bad = cpulist_parse(optarg, o->cpus, MAX_CPUS, &o->n_cpus);
             break;
         case O_NO_PIN:
             o->no_pin = true;
@@ -574,7 +545,7 @@ int main(int argc, char **argv)
     char err[512];
     token_keyring_init(&keys);
     if (!o.floor) {
-        rc = keyring_load(o.token_key, &keys, err, sizeof(err));
+        rc = keyfile_load(o.token_key, &keys, err, sizeof(err));
         if (rc != 0) {
             fprintf(stderr, "roost-bench: %s\n", err);
             goto out;

@@ -10,8 +10,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/cpulist.h"
 #include "core/error.h"
-#include "core/keyring.h"
+#include "proto/keyfile.h"
 #include "quic/udp.h"
 
 enum key_id {
@@ -187,37 +188,6 @@ static int parse_bool(const char *s, bool *out)
     return ROOST_EINVAL;
 }
 
-/* "0,2-5"; returns the count or an error. */
-static int parse_cpus(const char *s, int *cpus, unsigned max)
-{
-    unsigned n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        long a = strtol(p, &end, 10);
-        if (end == p || a < 0 || a >= CPU_SETSIZE)
-            return ROOST_EINVAL;
-        long b = a;
-        p = end;
-        if (*p == '-') {
-            b = strtol(p + 1, &end, 10);
-            if (end == p + 1 || b < a || b >= CPU_SETSIZE)
-                return ROOST_EINVAL;
-            p = end;
-        }
-        for (long c = a; c <= b; c++) {
-            if (n >= max)
-                return ROOST_ERANGE;
-            cpus[n++] = (int)c;
-        }
-        if (*p == ',')
-            p++;
-        else if (*p != '\0')
-            return ROOST_EINVAL;
-    }
-    return (int)n;
-}
-
 /* ------------------------------------------------------------- storage */
 
 static int store_str(struct config *c, int id, const char *value, const char **dst)
@@ -249,6 +219,7 @@ int config_set(struct config *c, const char *name, const char *value, const char
     struct relay_config *r = &c->relay;
     uint64_t v = 0;
     bool b = false;
+    unsigned n_cpus = 0;
     int rc = 0;
     switch (k->type) {
     case CONFIG_UINT:
@@ -299,15 +270,14 @@ int config_set(struct config *c, const char *name, const char *value, const char
             r->cpus = NULL;
             break;
         }
-        rc = parse_cpus(value, c->cpus, WORKER_MAX);
-        if (rc <= 0) {
+        rc = cpulist_parse(value, c->cpus, WORKER_MAX, &n_cpus);
+        if (rc != 0) {
             ferr(err, err_len, "%s",
                  rc == ROOST_ERANGE ? "too many CPUs" : "expected a CPU list such as 0,2-5");
-            return rc == 0 ? ROOST_EINVAL : rc;
+            return rc;
         }
-        r->n_cpus = (unsigned)rc;
+        r->n_cpus = n_cpus;
         r->cpus = c->cpus;
-        rc = 0;
         break;
     case CONFIG_STR:
     case CONFIG_PATH:
@@ -439,7 +409,9 @@ void config_free(struct config *c)
 
 struct load_ctx {
     struct config *c;
-    FILE *f;
+    FILE *f;         /* config_load_file */
+    const char *mem; /* config_load_mem (f NULL): mem[0..mem_len), read to mem_pos */
+    size_t mem_len, mem_pos;
     int line; /* of the line inih is working on: counted by our reader */
     int errors;
     config_error_cb cb;
@@ -453,17 +425,57 @@ static void report(struct load_ctx *x, const char *key, const char *msg)
         x->cb(x->arg, x->c->file, x->line, key, msg);
 }
 
-/* inih calls its reader once per line and its handler for that line before
- * reading the next one, so counting here gives the handler its line. */
+static int next_char(struct load_ctx *x)
+{
+    if (x->f != NULL)
+        return getc(x->f);
+    return x->mem_pos < x->mem_len ? (unsigned char)x->mem[x->mem_pos++] : EOF;
+}
+
+/* inih's reader: one whole line per call (at most num - 1 bytes with its
+ * newline), NULL at the end. inih calls its handler for a line before
+ * reading the next one, so counting here gives the handler its line.
+ *
+ * A line that does not fit inih's buffer is reported and skipped whole:
+ * given in pieces, inih would parse the tail of a long comment or value as
+ * a line of its own (a key!) and count lines wrongly. A NUL byte, which
+ * would silently cut the line short, is reported and skips the line too. */
 static char *line_reader(char *str, int num, void *stream)
 {
     struct load_ctx *x = stream;
-    char *s = fgets(str, num, x->f);
-    if (s != NULL && strchr(s, '\n') != NULL)
-        x->line++;
-    else if (s != NULL && feof(x->f))
-        x->line++;
-    return s;
+    size_t n = 0;
+    int ch = EOF;
+    bool nul = false;
+    if (num < 2)
+        return NULL;
+    while (n + 1 < (size_t)num && (ch = next_char(x)) != EOF) {
+        str[n++] = (char)ch;
+        nul |= ch == '\0';
+        if (ch == '\n')
+            break;
+    }
+    if (n == 0)
+        return NULL;
+    str[n] = '\0';
+    x->line++;
+    if (ch != EOF && ch != '\n') {
+        /* The buffer is full: fine if the line ends right here. */
+        int c2 = next_char(x);
+        if (c2 != EOF && c2 != '\n') {
+            while ((c2 = next_char(x)) != EOF && c2 != '\n')
+                ;
+            char msg[64];
+            snprintf(msg, sizeof(msg), "line longer than %d bytes; ignored", num - 1);
+            report(x, "", msg);
+            str[0] = '\0';
+            return str;
+        }
+    }
+    if (nul) {
+        report(x, "", "NUL byte; line ignored");
+        str[0] = '\0';
+    }
+    return str;
 }
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
@@ -495,11 +507,33 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     return 1;
 }
 
+/* Parses what x reads; returns the number of errors reported. */
+static int load_stream(struct load_ctx *x)
+{
+    int rc = ini_parse_stream(line_reader, x, on_ini, x);
+    if (rc > 0) {
+        /* inih reports the first line it could not parse. */
+        x->line = rc;
+        report(x, "", "syntax error: expected [section], key = value or a # comment");
+    } else if (rc < 0) {
+        report(x, "", "cannot read or allocate");
+    }
+    return x->errors;
+}
+
+static int set_file(struct config *c, const char *name)
+{
+    char *f = strdup(name);
+    if (f == NULL)
+        return ROOST_ENOMEM;
+    free(c->file);
+    c->file = f;
+    return 0;
+}
+
 int config_load_file(struct config *c, const char *path, config_error_cb cb, void *arg)
 {
-    free(c->file);
-    c->file = strdup(path);
-    if (c->file == NULL)
+    if (set_file(c, path) != 0)
         return ROOST_ENOMEM;
     struct load_ctx x = {.c = c, .cb = cb, .arg = arg};
     x.f = fopen(path, "r");
@@ -509,16 +543,18 @@ int config_load_file(struct config *c, const char *path, config_error_cb cb, voi
             cb(arg, c->file, 0, "", strerror(e));
         return e == ENOENT ? ROOST_ENOENT : ROOST_EIO;
     }
-    int rc = ini_parse_stream(line_reader, &x, on_ini, &x);
+    int n = load_stream(&x);
     fclose(x.f);
-    if (rc > 0) {
-        /* inih reports the first line it could not parse. */
-        x.line = rc;
-        report(&x, "", "syntax error: expected [section], key = value or a # comment");
-    } else if (rc < 0) {
-        report(&x, "", "cannot read or allocate");
-    }
-    return x.errors;
+    return n;
+}
+
+int config_load_mem(struct config *c, const char *name, const char *text, size_t len,
+                    config_error_cb cb, void *arg)
+{
+    if (set_file(c, name) != 0)
+        return ROOST_ENOMEM;
+    struct load_ctx x = {.c = c, .mem = text, .mem_len = len, .cb = cb, .arg = arg};
+    return load_stream(&x);
 }
 
 /* ------------------------------------------------------------ validate */
@@ -564,7 +600,7 @@ int config_validate(const struct config *c, config_error_cb cb, void *arg)
             n += verr(c, K_TOKEN_KEYS, cb, arg, "required (or insecure_no_auth = true, dev only)");
         } else {
             struct token_keyring *kr = malloc(sizeof(*kr));
-            if (kr != NULL && keyring_load(r->token_key_file, kr, msg, sizeof(msg)) != 0)
+            if (kr != NULL && keyfile_load(r->token_key_file, kr, msg, sizeof(msg)) != 0)
                 n += verr(c, K_TOKEN_KEYS, cb, arg, msg);
             if (kr != NULL)
                 token_keyring_wipe(kr);

@@ -85,6 +85,13 @@ int config_set(struct config *c, const char *name, const char *value, const char
  * opened (also reported through cb with line 0). */
 int config_load_file(struct config *c, const char *path, config_error_cb cb, void *arg);
 
+/* As config_load_file, from the `len` bytes at `text` (no NUL needed);
+ * `name` stands for the file in origins and messages. Pure: no I/O, memory
+ * bounded by the key table (each value replaces the last). Returns the
+ * number of errors, or ROOST_ENOMEM. */
+int config_load_mem(struct config *c, const char *name, const char *text, size_t len,
+                    config_error_cb cb, void *arg);
+
 /* Checks what can only be checked as a whole or against the system:
  * required keys, certificate and key loadable, token keys loadable, CPU
  * numbers, the listen addresses. Each error goes to cb with the origin of

@@ -11,7 +11,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
-#include "core/keyring.h"
+#include "proto/keyfile.h"
 #include "core/log.h"
 #include "core/rcuptr.h"
 #include "core/timer.h"
@@ -708,7 +708,7 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
             rc = ROOST_ENOMEM;
             goto fail;
         }
-        rc = keyring_load(cfg->token_key_file, r->keys, err, sizeof(err));
+        rc = keyfile_load(cfg->token_key_file, r->keys, err, sizeof(err));
         if (rc != 0) {
             log_error("event=token_keys_failed msg=\"%s\"", err);
             rc = ROOST_EBADKEY;
@@ -947,7 +947,7 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         struct token_keyring *nk = calloc(1, sizeof(*nk));
         char err[256];
         int rc =
-            nk == NULL ? ROOST_ENOMEM : keyring_load(cfg->token_key_file, nk, err, sizeof(err));
+            nk == NULL ? ROOST_ENOMEM : keyfile_load(cfg->token_key_file, nk, err, sizeof(err));
         if (rc != 0) {
             log_error("event=reload_failed what=token_keys msg=\"%s\" keeping=old_keys",
                       nk == NULL ? "out of memory" : err);

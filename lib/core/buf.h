@@ -3,8 +3,10 @@
  * A buffer is written once by the worker that creates it, then shared
  * read-only; each holder owns one reference. buf_ref/buf_unref are the only
  * atomic read-modify-writes on the per-packet path (DESIGN.md §1).
- * A process-wide gauge of live buffers (relaxed, per-thread deltas summed on
- * read) lets tests prove every buffer came back. */
+ * A process-wide gauge of live buffers lets tests prove every buffer came
+ * back: each thread counts its allocations and frees in its own cache-line
+ * slot (relaxed load + store, no shared write per packet), and buf_live()
+ * sums the slots. */
 #ifndef ROOST_CORE_BUF_H
 #define ROOST_CORE_BUF_H
 
@@ -50,7 +52,10 @@ static inline uint32_t buf_stamp_now(void)
 /* Drops a reference; frees on the last. Accepts NULL. Any thread. */
 void buf_unref(struct buf *b);
 
-/* Number of buffers allocated and not yet freed, process-wide. */
+/* Number of buffers allocated and not yet freed, process-wide. Any thread.
+ * Exact once the threads that allocated and freed have synchronised with the
+ * caller (e.g. joined, or handed over through a ring); while they run, the
+ * sum may lag their latest buf_new/buf_unref. */
 int64_t buf_live(void);
 
 #endif

@@ -16,6 +16,7 @@ static inline uint64_t rotl64(uint64_t x, unsigned b)
     return (x << b) | (x >> (64 - b));
 }
 
+/* Little-endian, not be.h: SipHash is defined on little-endian words. */
 static inline uint64_t load_le64(const uint8_t *p)
 {
     /* Byte by byte: independent of host endianness and alignment; compilers

@@ -2,20 +2,8 @@
 
 #include <string.h>
 
+#include "core/be.h"
 #include "core/error.h"
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 int media_c2r_encode(const struct media_hdr *h, uint8_t *out, size_t cap)
 {
@@ -27,8 +15,8 @@ int media_c2r_encode(const struct media_hdr *h, uint8_t *out, size_t cap)
     out[1] = h->stream_id;
     out[2] = h->flags;
     out[3] = 0;
-    put_u32(out + 4, h->seq);
-    put_u32(out + 8, h->timestamp);
+    be_put32(out + 4, h->seq);
+    be_put32(out + 8, h->timestamp);
     return MEDIA_C2R_HDR_LEN;
 }
 
@@ -41,8 +29,8 @@ int media_c2r_decode(const uint8_t *buf, size_t len, struct media_hdr *h)
     h->participant_id = 0;
     h->stream_id = buf[1];
     h->flags = buf[2];
-    h->seq = get_u32(buf + 4);
-    h->timestamp = get_u32(buf + 8);
+    h->seq = be_get32(buf + 4);
+    h->timestamp = be_get32(buf + 8);
     return MEDIA_C2R_HDR_LEN;
 }
 
@@ -54,7 +42,7 @@ int media_r2c_encode(const struct media_hdr *h, uint8_t *out, size_t cap)
         return ROOST_EINVAL;
     if (cap < MEDIA_R2C_HDR_LEN)
         return ROOST_ENOSPC;
-    put_u32(out, h->participant_id);
+    be_put32(out, h->participant_id);
     return MEDIA_SENDER_LEN + media_c2r_encode(h, out + MEDIA_SENDER_LEN, cap - MEDIA_SENDER_LEN);
 }
 
@@ -65,7 +53,7 @@ int media_r2c_decode(const uint8_t *buf, size_t len, struct media_hdr *h)
     int rc = media_c2r_decode(buf + MEDIA_SENDER_LEN, len - MEDIA_SENDER_LEN, h);
     if (rc < 0)
         return rc;
-    uint32_t pid = get_u32(buf);
+    uint32_t pid = be_get32(buf);
     if (pid == 0)
         return ROOST_EMALFORMED;
     h->participant_id = pid;
@@ -84,7 +72,7 @@ int media_relay_datagram(const uint8_t *in, size_t in_len, uint32_t pid, uint8_t
         return ROOST_ETOOBIG;
     if (cap < MEDIA_SENDER_LEN || cap - MEDIA_SENDER_LEN < in_len)
         return ROOST_ENOSPC;
-    put_u32(out, pid);
+    be_put32(out, pid);
     memcpy(out + MEDIA_SENDER_LEN, in, in_len);
     return (int)(in_len + MEDIA_SENDER_LEN);
 }

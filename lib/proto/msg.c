@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "core/be.h"
 #include "core/error.h"
 #include "proto/utf8.h"
 #include "proto/varint.h"
@@ -39,7 +40,7 @@ static int rd_u16(struct rd *r, uint16_t *v)
 {
     if (r->len - r->pos < 2)
         return ROOST_ETRUNC;
-    *v = (uint16_t)((uint16_t)r->p[r->pos] << 8 | r->p[r->pos + 1]);
+    *v = be_get16(r->p + r->pos);
     r->pos += 2;
     return 0;
 }
@@ -48,8 +49,7 @@ static int rd_u32(struct rd *r, uint32_t *v)
 {
     if (r->len - r->pos < 4)
         return ROOST_ETRUNC;
-    const uint8_t *q = r->p + r->pos;
-    *v = (uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 | (uint32_t)q[2] << 8 | q[3];
+    *v = be_get32(r->p + r->pos);
     r->pos += 4;
     return 0;
 }
@@ -324,13 +324,15 @@ static int wr_u8(struct wr *w, uint8_t v)
 
 static int wr_u16(struct wr *w, uint16_t v)
 {
-    uint8_t b[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    uint8_t b[2];
+    be_put16(b, v);
     return wr_bytes(w, b, sizeof(b));
 }
 
 static int wr_u32(struct wr *w, uint32_t v)
 {
-    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    uint8_t b[4];
+    be_put32(b, v);
     return wr_bytes(w, b, sizeof(b));
 }
 

@@ -1,4 +1,5 @@
 #include "proto/token.h"
+#include "core/be.h"
 #include "core/error.h"
 #include "proto/perm.h"
 
@@ -78,22 +79,6 @@ static int text_ok(const uint8_t *s, size_t n)
         i += need + 1;
     }
     return 1;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
 }
 
 static uint64_t sat_add(uint64_t a, uint64_t b)
@@ -302,9 +287,9 @@ int token_mint(const struct token_key *key, const struct token_claims *c, char *
     size_t n = 0;
     p[n++] = TOKEN_PAYLOAD_VERSION;
     p[n++] = c->perms;
-    put_u64(p + n, c->nbf);
+    be_put64(p + n, c->nbf);
     n += 8;
-    put_u64(p + n, c->exp);
+    be_put64(p + n, c->exp);
     n += 8;
     memcpy(p + n, c->id, TOKEN_ID_LEN);
     n += TOKEN_ID_LEN;
@@ -330,9 +315,9 @@ static int parse_payload(const uint8_t *p, size_t n, struct token_claims *c)
     c->perms = p[o++];
     if ((c->perms & ~TOKEN_PERM_ALL) != 0)
         return ROOST_EMALFORMED;
-    c->nbf = get_u64(p + o);
+    c->nbf = be_get64(p + o);
     o += 8;
-    c->exp = get_u64(p + o);
+    c->exp = be_get64(p + o);
     o += 8;
     memcpy(c->id, p + o, TOKEN_ID_LEN);
     o += TOKEN_ID_LEN;

@@ -1,5 +1,6 @@
 #include "proto/varint.h"
 
+#include "core/be.h"
 #include "core/error.h"
 
 size_t varint_len(uint64_t v)
@@ -24,8 +25,20 @@ int varint_encode(uint8_t *out, size_t cap, uint64_t v)
         return ROOST_ENOSPC;
     /* Length class in the two top bits: 00 = 1, 01 = 2, 10 = 4, 11 = 8. */
     static const uint8_t prefix[9] = {[1] = 0x00, [2] = 0x40, [4] = 0x80, [8] = 0xc0};
-    for (size_t i = 0; i < n; i++)
-        out[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+    switch (n) {
+    case 1:
+        out[0] = (uint8_t)v;
+        break;
+    case 2:
+        be_put16(out, (uint16_t)v);
+        break;
+    case 4:
+        be_put32(out, (uint32_t)v);
+        break;
+    default:
+        be_put64(out, v);
+        break;
+    }
     out[0] |= prefix[n];
     return (int)n;
 }
@@ -37,9 +50,20 @@ int varint_decode(const uint8_t *buf, size_t len, uint64_t *v)
     size_t n = (size_t)1 << (buf[0] >> 6);
     if (len < n)
         return ROOST_ETRUNC;
-    uint64_t x = buf[0] & 0x3f;
-    for (size_t i = 1; i < n; i++)
-        x = (x << 8) | buf[i];
-    *v = x;
+    /* The value is the n big-endian bytes without the two prefix bits. */
+    switch (n) {
+    case 1:
+        *v = buf[0] & 0x3f;
+        break;
+    case 2:
+        *v = be_get16(buf) & 0x3fff;
+        break;
+    case 4:
+        *v = be_get32(buf) & 0x3fffffffu;
+        break;
+    default:
+        *v = be_get64(buf) & VARINT_MAX;
+        break;
+    }
     return (int)n;
 }

@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "core/error.h"
-#include "core/keyring.h"
+#include "proto/keyfile.h"
 #include "proto/token.h"
 
 enum exit_code {
@@ -146,7 +146,7 @@ static int exit_for(int rc)
 static int load_keys(const char *path, struct token_keyring *ring)
 {
     char err[512];
-    int rc = keyring_load(path, ring, err, sizeof(err));
+    int rc = keyfile_load(path, ring, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "roost-cli: %s\n", err);
         return EXIT_KEYFILE;
@@ -196,7 +196,7 @@ static int cmd_keygen(int argc, char **argv)
 
     struct token_keyring ring;
     char err[512];
-    int rc = keyring_generate(out, key_id, &ring, err, sizeof(err));
+    int rc = keyfile_generate(out, key_id, &ring, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "roost-cli: %s\n", err);
         return EXIT_KEYFILE;

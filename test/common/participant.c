@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "core/keyring.h"
+#include "proto/keyfile.h"
 #include "echo_app.h"
 #include "proto/media.h"
 #include "proto/msg.h"
@@ -150,9 +150,9 @@ int test_relay_start(struct test_relay *tr, struct relay_config *cfg)
              (long)time(NULL));
     unlink(tr->key_file);
     char err[256];
-    int rc = keyring_generate(tr->key_file, "test", &tr->keys, err, sizeof(err));
+    int rc = keyfile_generate(tr->key_file, "test", &tr->keys, err, sizeof(err));
     if (rc != 0) {
-        fprintf(stderr, "keyring_generate: %s\n", err);
+        fprintf(stderr, "keyfile_generate: %s\n", err);
         return rc;
     }
     cfg->cert_file = cert;

@@ -27,7 +27,7 @@
 #include "../common/echo_app.h"
 #include "../common/participant.h"
 #include "core/error.h"
-#include "core/keyring.h"
+#include "proto/keyfile.h"
 #include "proto/errcode.h"
 #include "proto/msg.h"
 #include "relay/admin.h"
@@ -623,7 +623,7 @@ static void test_reload_key_rotation(void **state)
     snprintf(nk.key_file, sizeof(nk.key_file), "%.200s.new", tr.key_file);
     unlink(nk.key_file);
     char err[256];
-    assert_int_equal(keyring_generate(nk.key_file, "rotated", &nk.keys, err, sizeof(err)), 0);
+    assert_int_equal(keyfile_generate(nk.key_file, "rotated", &nk.keys, err, sizeof(err)), 0);
     struct relay_config rc = cfg;
     rc.token_key_file = nk.key_file;
     assert_int_equal(relay_reload(tr.r, &rc), 0);
@@ -820,7 +820,7 @@ static void keys_for_child(struct test_relay *k)
              (int)getpid());
     unlink(k->key_file);
     char err[256];
-    assert_int_equal(keyring_generate(k->key_file, "proc", &k->keys, err, sizeof(err)), 0);
+    assert_int_equal(keyfile_generate(k->key_file, "proc", &k->keys, err, sizeof(err)), 0);
 }
 
 /* SIGTERM with members: GOAWAY, still running; members leave -> exit 0. */

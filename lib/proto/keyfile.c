@@ -1,4 +1,4 @@
-#include "core/keyring.h"
+#include "proto/keyfile.h"
 #include "core/error.h"
 
 #include <errno.h>
@@ -100,12 +100,12 @@ static int parse_line(const char *s, size_t n, const char *name, unsigned lineno
     return rc;
 }
 
-int keyring_parse(const char *text, size_t len, const char *name, struct token_keyring *out,
+int keyfile_parse(const char *text, size_t len, const char *name, struct token_keyring *out,
                   char *err, size_t err_len)
 {
     token_keyring_init(out);
-    if (len > KEYRING_FILE_MAX) {
-        set_err(err, err_len, "%s: larger than %d bytes", name, KEYRING_FILE_MAX);
+    if (len > KEYFILE_MAX) {
+        set_err(err, err_len, "%s: larger than %d bytes", name, KEYFILE_MAX);
         return ROOST_ETOOBIG;
     }
     unsigned lineno = 0;
@@ -144,7 +144,7 @@ out:
     return rc;
 }
 
-int keyring_load(const char *path, struct token_keyring *out, char *err, size_t err_len)
+int keyfile_load(const char *path, struct token_keyring *out, char *err, size_t err_len)
 {
     int fd = -1, rc = 0;
     char *buf = NULL;
@@ -176,12 +176,12 @@ int keyring_load(const char *path, struct token_keyring *out, char *err, size_t 
                 (unsigned)(st.st_mode & 07777), path);
         goto out;
     }
-    if (st.st_size > KEYRING_FILE_MAX) {
+    if (st.st_size > KEYFILE_MAX) {
         rc = ROOST_ETOOBIG;
-        set_err(err, err_len, "%s: larger than %d bytes", path, KEYRING_FILE_MAX);
+        set_err(err, err_len, "%s: larger than %d bytes", path, KEYFILE_MAX);
         goto out;
     }
-    buf = malloc(KEYRING_FILE_MAX + 1);
+    buf = malloc(KEYFILE_MAX + 1);
     if (buf == NULL) {
         rc = ROOST_ENOMEM;
         set_err(err, err_len, "%s: out of memory", path);
@@ -189,7 +189,7 @@ int keyring_load(const char *path, struct token_keyring *out, char *err, size_t 
     }
     /* Read to EOF, not st_size: the file may change under us; the cap holds. */
     for (;;) {
-        ssize_t r = read(fd, buf + len, KEYRING_FILE_MAX + 1 - len);
+        ssize_t r = read(fd, buf + len, KEYFILE_MAX + 1 - len);
         if (r == -1) {
             if (errno == EINTR)
                 continue;
@@ -200,16 +200,16 @@ int keyring_load(const char *path, struct token_keyring *out, char *err, size_t 
         if (r == 0)
             break;
         len += (size_t)r;
-        if (len > KEYRING_FILE_MAX) {
+        if (len > KEYFILE_MAX) {
             rc = ROOST_ETOOBIG;
-            set_err(err, err_len, "%s: larger than %d bytes", path, KEYRING_FILE_MAX);
+            set_err(err, err_len, "%s: larger than %d bytes", path, KEYFILE_MAX);
             goto out;
         }
     }
-    rc = keyring_parse(buf, len, path, out, err, err_len);
+    rc = keyfile_parse(buf, len, path, out, err, err_len);
 out:
     if (buf != NULL) {
-        explicit_bzero(buf, KEYRING_FILE_MAX + 1);
+        explicit_bzero(buf, KEYFILE_MAX + 1);
         free(buf);
     }
     if (fd != -1)
@@ -232,7 +232,7 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-int keyring_generate(const char *path, const char *key_id, struct token_keyring *out, char *err,
+int keyfile_generate(const char *path, const char *key_id, struct token_keyring *out, char *err,
                      size_t err_len)
 {
     struct token_keyring ring;

@@ -1,0 +1,124 @@
+/* Private to the load generator: the run, its bench threads and their
+ * simulated participants, shared by the driver (bench/load.c: threads,
+ * endpoints, ramp, join storm, verdict) and the participant model
+ * (bench/participant.c: talk schedule, frames, JOIN, per-receiver sequence
+ * and latency bookkeeping). Each struct bp and struct lthread is touched only
+ * by its bench thread, except where struct load says otherwise. */
+#ifndef ROOST_BENCH_LOAD_INT_H
+#define ROOST_BENCH_LOAD_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "bench/load.h"
+#include "client/client.h"
+#include "client/hist.h"
+#include "client/talk.h"
+#include "core/timer.h"
+#include "proto/msg.h"
+
+#define RX_BATCH 32
+#define RX_MAX 2048
+
+enum phase {
+    PH_JOIN = 0,
+    PH_MEASURE = 1,
+    PH_CLOSE = 2,
+};
+
+enum bp_state {
+    BP_IDLE = 0,
+    BP_CONNECTING,
+    BP_JOINING, /* JOIN sent */
+    BP_JOINED,
+    BP_FAILED,
+};
+
+/* What a receiver knows about one speaker of its room. */
+struct rxs {
+    uint32_t next; /* highest sequence seen + 1 */
+    uint64_t win;  /* bit i: sequence next-1-i was received */
+    uint64_t got;  /* distinct frames received */
+};
+
+struct lthread;
+
+/* One simulated participant. */
+struct bp {
+    struct lthread *t;
+    struct roost_conn *c; /* QUIC */
+    int fd;               /* floor: connected UDP socket */
+    uint32_t idx, room, member;
+    bool speaker, storm;
+    uint8_t st;
+    uint64_t t_join; /* JOIN sent */
+    uint32_t pid;
+    /* Sender. */
+    struct timer tm;
+    struct talk talk;
+    uint64_t next; /* the slot the timer fires for */
+    uint32_t seq, pos;
+    uint64_t target, sent, skipped, failed;
+    /* Receiver: one entry per speaker of the room. */
+    struct rxs *rx;
+    uint64_t dup, reordered, foreign;
+};
+
+struct load;
+
+struct lthread {
+    struct load *L;
+    unsigned id;
+    pthread_t th;
+    bool started;
+    int cpu;
+    struct roost_client *cl;
+    int epfd; /* floor mode */
+    struct timers *timers;
+    struct bp *p; /* base participants then storm participants */
+    uint32_t n_base, n_storm;
+    uint32_t next_base, next_storm; /* next to connect */
+    uint32_t answered_base;
+    uint64_t join_t0;
+    bool ready, measuring, finished;
+    uint64_t cpu0, wall0;
+    uint64_t max_late;
+    struct msg msg; /* decode scratch */
+    struct hist lat, join, sjoin;
+    uint64_t joins_ok, joins_failed, closed_early, storm_ok, storm_failed;
+    char server_name[72];
+    unsigned max_datagram;
+    /* Frozen at the end of the drain. */
+    struct load_rx_stat *rxs;
+    struct load_tx_stat *txs;
+    uint32_t n_rxs, n_txs;
+    struct load_thread_stat ts;
+    uint8_t rbuf[RX_BATCH][RX_MAX];
+};
+
+struct load {
+    const struct load_config *cfg;
+    struct lthread **t;
+    _Atomic int phase;
+    _Atomic unsigned ready, done;
+    /* Written before the release store of PH_MEASURE, read after the
+     * acquire load that sees it. */
+    uint64_t start_ns, end_ns;
+    struct udp_dest {
+        struct sockaddr_storage ss;
+        socklen_t len;
+    } dest;
+};
+
+static inline uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#endif

@@ -1,0 +1,292 @@
+#include "bench/participant.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "bench/floor.h"
+#include "core/be.h"
+#include "core/error.h"
+#include "proto/media.h"
+#include "proto/token.h"
+
+/* Little-endian, not be.h: the payload's send time and sender index are a
+ * private format of roost-bench (written and read only here), fixed LE. */
+static void wr_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t rd_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* ------------------------------------------------------------ receive */
+
+/* A media payload arrived at receiver r at time now. */
+void participant_rx_frame(struct bp *r, uint32_t seq, const uint8_t *pl, size_t len, uint64_t now)
+{
+    struct lthread *t = r->t;
+    const struct load_config *cfg = t->L->cfg;
+    if (len < LOAD_PAYLOAD_HDR) {
+        r->foreign++;
+        return;
+    }
+    uint64_t sent_at = rd_le(pl, 8);
+    uint32_t idx = (uint32_t)rd_le(pl + 8, 4);
+    uint32_t room = idx / cfg->size, m = idx % cfg->size;
+    if (room != r->room || m >= cfg->speakers || m == r->member || r->rx == NULL) {
+        r->foreign++;
+        return;
+    }
+    struct rxs *s = &r->rx[m];
+    bool fresh;
+    if (seq >= s->next) {
+        uint32_t shift = seq - s->next + 1;
+        s->win = shift >= 64 ? 0 : s->win << shift;
+        s->win |= 1;
+        s->next = seq + 1;
+        fresh = true;
+    } else {
+        uint32_t d = s->next - 1 - seq;
+        r->reordered++;
+        if (d < 64) {
+            fresh = !(s->win & (1ull << d));
+            s->win |= 1ull << d;
+        } else {
+            fresh = true; /* too old to tell; a duplicate this late is unlikely */
+        }
+        if (!fresh) {
+            r->reordered--;
+            r->dup++;
+        }
+    }
+    if (!fresh)
+        return;
+    s->got++;
+    if (t->measuring && now >= sent_at)
+        hist_record(&t->lat, now - sent_at);
+}
+
+/* ---------------------------------------------------------------- send */
+
+static size_t build_media(struct bp *p, uint8_t *out, size_t cap, bool dtx, uint64_t now)
+{
+    const struct load_config *cfg = p->t->L->cfg;
+    const struct audio_table *a = cfg->audio;
+    const struct audio_frame *fr = dtx ? &a->dtx : &a->frames[p->pos++ % a->n];
+    size_t off = 0;
+    if (cfg->mode == LOAD_FLOOR) {
+        out[0] = FLOOR_MEDIA;
+        be_put32(out + 1, p->room);
+        be_put32(out + 5, p->member);
+        off = FLOOR_HDR_LEN;
+    }
+    size_t need = off + MEDIA_C2R_HDR_LEN + LOAD_PAYLOAD_HDR + fr->len;
+    if (need > cap)
+        return 0;
+    uint32_t samples = (uint32_t)(cfg->frame_ns * AUDIO_RATE / 1000000000ull);
+    struct media_hdr h = {
+        .stream_id = 0,
+        .flags = MEDIA_F_START | MEDIA_F_END,
+        .seq = p->seq,
+        .timestamp = p->seq * samples,
+    };
+    media_c2r_encode(&h, out + off, cap - off);
+    off += MEDIA_C2R_HDR_LEN;
+    wr_le(out + off, now, 8);
+    wr_le(out + off + 8, p->idx, 4);
+    off += LOAD_PAYLOAD_HDR;
+    memcpy(out + off, fr->data, fr->len);
+    return off + fr->len;
+}
+
+void participant_on_slot(struct timer *tm, uint64_t now, void *arg)
+{
+    (void)tm;
+    struct bp *p = arg;
+    struct lthread *t = p->t;
+    const struct load_config *cfg = t->L->cfg;
+    uint64_t slot = p->next;
+    if (slot >= t->L->end_ns)
+        return;
+    p->next += cfg->send_interval_ns;
+    (void)timer_arm(t->timers, &p->tm, p->next);
+    enum talk_frame k = talk_next(&p->talk);
+    if (k == TALK_SILENT)
+        return;
+    p->target++;
+    if (now > slot + cfg->send_interval_ns) {
+        /* More than a slot behind: this thread cannot keep the frame
+         * clock. Sending stale frames would hide that; skip them. */
+        p->skipped++;
+        return;
+    }
+    if (p->st != BP_JOINED) {
+        p->failed++;
+        return;
+    }
+    uint8_t d[MEDIA_C2R_HDR_LEN + FLOOR_HDR_LEN + LOAD_PAYLOAD_HDR + sizeof(cfg->audio->dtx.data)];
+    uint64_t ts = mono_ns();
+    size_t len = build_media(p, d, sizeof(d), k == TALK_DTX, ts);
+    int rc;
+    if (len == 0)
+        rc = ROOST_ETOOBIG;
+    else if (cfg->mode == LOAD_QUIC)
+        rc = roost_conn_send_datagram(p->c, d, len);
+    else
+        rc = send(p->fd, d, len, MSG_DONTWAIT) == (ssize_t)len ? 0 : ROOST_ESYS;
+    if (rc != 0) {
+        p->failed++;
+        return;
+    }
+    p->sent++;
+    p->seq++;
+    if (ts > slot && ts - slot > t->max_late)
+        t->max_late = ts - slot;
+}
+
+/* ------------------------------------------------------ join handling */
+
+void participant_joined(struct bp *p, uint64_t now, bool ok)
+{
+    struct lthread *t = p->t;
+    if (p->st == BP_JOINED || p->st == BP_FAILED)
+        return;
+    p->st = ok ? BP_JOINED : BP_FAILED;
+    if (p->storm) {
+        if (ok) {
+            t->storm_ok++;
+            hist_record(&t->sjoin, now - p->t_join);
+        } else {
+            t->storm_failed++;
+        }
+    } else {
+        t->answered_base++;
+        if (ok) {
+            t->joins_ok++;
+            hist_record(&t->join, now - p->t_join);
+        } else {
+            t->joins_failed++;
+        }
+    }
+}
+
+static void q_send_msg(struct bp *p, const struct msg *m)
+{
+    uint8_t body[FRAME_MAX_BODY];
+    int n = msg_encode_body(m, body, sizeof(body));
+    if (n > 0)
+        (void)roost_conn_send_control(p->c, body, (size_t)n);
+}
+
+static void q_open(struct roost_conn *c, void *arg)
+{
+    (void)arg;
+    struct bp *p = roost_conn_user(c);
+    struct msg m = {.type = MSG_HELLO};
+    m.u.hello.min_version = 1;
+    m.u.hello.max_version = 1;
+    m.u.hello.client_name.ptr = (const uint8_t *)"roost-bench";
+    m.u.hello.client_name.len = 11;
+    q_send_msg(p, &m);
+}
+
+static void q_control(struct roost_conn *c, const uint8_t *body, size_t len, void *arg)
+{
+    (void)arg;
+    struct bp *p = roost_conn_user(c);
+    struct lthread *t = p->t;
+    struct msg *m = &t->msg;
+    if (msg_decode(body, len, m) != 0)
+        return;
+    switch (m->type) {
+    case MSG_WELCOME: {
+        p->pid = m->u.welcome.participant_id;
+        if (t->server_name[0] == '\0') {
+            size_t n = m->u.welcome.server_name.len;
+            if (n >= sizeof(t->server_name))
+                n = sizeof(t->server_name) - 1;
+            memcpy(t->server_name, m->u.welcome.server_name.ptr, n);
+            t->server_name[n] = '\0';
+            t->max_datagram = m->u.welcome.max_datagram;
+        }
+        const struct load_config *cfg = t->L->cfg;
+        char room[ROOM_ID_MAX + 1], ident[32], tok[TOKEN_MAX_LEN + 1];
+        snprintf(room, sizeof(room), "%s%u", cfg->room_prefix, p->room);
+        snprintf(ident, sizeof(ident), "b%u", p->idx);
+        struct token_claims cl;
+        uint8_t id[TOKEN_ID_LEN] = {0};
+        wr_le(id, p->idx, 4);
+        wr_le(id + 4, mono_ns(), 8);
+        uint64_t now_s = (uint64_t)time(NULL);
+        int n = -1;
+        if (token_claims_set(&cl, room, strlen(room), ident, strlen(ident), TOKEN_PERM_ALL,
+                             now_s - 60, now_s + 24 * 3600, id) == 0)
+            n = token_mint(token_keyring_signer(cfg->keys), &cl, tok, sizeof(tok));
+        if (n < 0) {
+            participant_joined(p, mono_ns(), false);
+            return;
+        }
+        struct msg j = {.type = MSG_JOIN};
+        j.u.join.room_id.ptr = (const uint8_t *)room;
+        j.u.join.room_id.len = strlen(room);
+        j.u.join.token.ptr = (const uint8_t *)tok;
+        j.u.join.token.len = (size_t)n;
+        j.u.join.display_name.ptr = (const uint8_t *)ident;
+        j.u.join.display_name.len = strlen(ident);
+        p->st = BP_JOINING;
+        p->t_join = mono_ns();
+        q_send_msg(p, &j);
+        break;
+    }
+    case MSG_JOINED:
+        participant_joined(p, mono_ns(), true);
+        break;
+    case MSG_JOIN_REJECTED:
+        participant_joined(p, mono_ns(), false);
+        break;
+    default:
+        break;
+    }
+}
+
+static void q_datagram(struct roost_conn *c, const uint8_t *data, size_t len, void *arg)
+{
+    (void)arg;
+    struct bp *p = roost_conn_user(c);
+    struct media_hdr h;
+    int off = media_r2c_decode(data, len, &h);
+    if (off < 0) {
+        p->foreign++;
+        return;
+    }
+    participant_rx_frame(p, h.seq, data + off, len - (size_t)off, mono_ns());
+}
+
+static void q_close(struct roost_conn *c, const struct roost_close_info *info, void *arg)
+{
+    (void)arg;
+    (void)info;
+    struct bp *p = roost_conn_user(c);
+    struct lthread *t = p->t;
+    if (atomic_load_explicit(&t->L->phase, memory_order_relaxed) == PH_CLOSE)
+        return;
+    if (p->st == BP_JOINED)
+        t->closed_early++;
+    else
+        participant_joined(p, mono_ns(), false);
+}
+
+const struct roost_client_callbacks participant_quic_cbs = {
+    .on_open = q_open,
+    .on_control = q_control,
+    .on_datagram = q_datagram,
+    .on_close = q_close,
+};
