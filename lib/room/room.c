@@ -268,6 +268,8 @@ static void msg_put(struct worker_msg *wm, uint16_t type, const void *payload, s
 
 static void shard_deliver_msg(struct room_shard *s, unsigned to, struct worker_msg *wm,
                               enum worker_msg_class cls);
+static void shard_handle_msg(struct worker *w, const struct worker_msg *wm, void *arg);
+static void shard_discard_msg(const struct worker_msg *wm);
 
 /* ------------------------------------------------------------ shared state */
 
@@ -387,6 +389,16 @@ int room_shard_new(struct room_shard **out, struct room_shared *sh, struct worke
         return ROOST_ENOMEM;
     }
     s->bucket_mask = nb - 1;
+    /* The runtime hands this module's messages straight to the shard. */
+    struct worker_handler h = {.first = ROOM_MSG_FIRST,
+                               .last = ROOM_MSG_LAST,
+                               .on_msg = shard_handle_msg,
+                               .discard = shard_discard_msg};
+    int rc = worker_handle(w, &h, s);
+    if (rc != 0) {
+        room_shard_del(s);
+        return rc;
+    }
     *out = s;
     return 0;
 }
@@ -1809,4 +1821,15 @@ static void shard_deliver_msg(struct room_shard *s, unsigned to, struct worker_m
                   roost_strerror(rc));
         room_msg_discard(wm);
     }
+}
+
+static void shard_handle_msg(struct worker *w, const struct worker_msg *wm, void *arg)
+{
+    (void)w;
+    room_shard_on_msg(arg, wm);
+}
+
+static void shard_discard_msg(const struct worker_msg *wm)
+{
+    room_msg_discard(wm);
 }

@@ -128,15 +128,19 @@ unsigned room_shared_owner(const struct room_shared *sh, const uint8_t *room_id,
 int64_t room_shared_rooms(const struct room_shared *sh);
 int64_t room_shared_participants(const struct room_shared *sh);
 
-/* Creates the shard of worker w, on w's thread (ops->start). ops and arg are
- * borrowed for the shard's life. Returns 0 or ROOST_ENOMEM/ROOST_EINVAL. */
+/* Creates the shard of worker w, on w's thread (ops->start), and registers
+ * it with the runtime for ROOM_MSG_FIRST..LAST (worker_handle): room
+ * messages never reach the worker's ops->on_msg / on_discard. ops and arg
+ * are borrowed for the shard's life. Returns 0 or ROOST_ENOMEM/ROOST_EINVAL
+ * (also: a shard already registered on w). */
 int room_shard_new(struct room_shard **out, struct room_shared *sh, struct worker *w,
                    const struct room_ops *ops, void *arg);
 /* On w's thread (ops->stop): frees the rooms it owns and its member table.
  * Members must have been deleted by their owners first. Accepts NULL. */
 void room_shard_del(struct room_shard *s);
 /* Handles a ring message in ROOM_MSG_FIRST..LAST; returns false for any
- * other type (not consumed). */
+ * other type (not consumed). The shard's registered handler calls it; kept
+ * exported until the relay no longer chains it. */
 bool room_shard_on_msg(struct room_shard *s, const struct worker_msg *msg);
 /* Releases the references a message still holds (worker ops->on_discard).
  * Any thread. Returns false for types not in this module's range. */
