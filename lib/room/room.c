@@ -1806,15 +1806,13 @@ bool room_msg_discard(const struct worker_msg *wm)
     }
 }
 
-/* Control messages to self are handled inline; to others through the ring
- * (control never dropped: the runtime spills). */
+/* Every room message goes through the runtime, to this worker included:
+ * the local FIFO delivers it in the message phase, never on the sender's
+ * stack, so a local join runs in the same order as a remote one. Control
+ * is never dropped (rings spill; the local FIFO grows). */
 static void shard_deliver_msg(struct room_shard *s, unsigned to, struct worker_msg *wm,
                               enum worker_msg_class cls)
 {
-    if (to == s->id) {
-        room_shard_on_msg(s, wm);
-        return;
-    }
     int rc = worker_send(s->w, to, wm, cls);
     if (rc != 0) {
         log_error("event=room_msg_send_failed type=0x%x to=%u err=\"%s\"", wm->type, to,
