@@ -34,6 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/perm.h"
+
 struct buf;
 struct worker;
 struct worker_msg;
@@ -45,16 +47,25 @@ struct room_member;
 #define ROOM_MSG_FIRST 0x0200
 #define ROOM_MSG_LAST 0x02ff
 
-#define ROOM_PERM_PUBLISH 0x01   /* = MSG_PERM_PUBLISH */
-#define ROOM_PERM_SUBSCRIBE 0x02 /* = MSG_PERM_SUBSCRIBE */
+/* Temporary: removed when relay/ moves to PERM_* (proto/perm.h), the one
+ * permission vocabulary. Nothing in lib/room uses these. */
+#define ROOM_PERM_PUBLISH PERM_PUBLISH
+#define ROOM_PERM_SUBSCRIBE PERM_SUBSCRIBE
+
+/* What a zero in struct room_limits means (relay/config.c uses them too). */
+#define ROOM_DEFAULT_MAX_ROOMS 10000u
+#define ROOM_DEFAULT_MAX_MEMBERS 500u
+#define ROOM_DEFAULT_KEYFRAME_CAP (200u * 1024u) /* = KFCACHE_DEFAULT_CAP */
+#define ROOM_DEFAULT_KFREQ_WINDOW_NS (200ull * 1000000ull)
+#define ROOM_DEFAULT_QUALITY_INTERVAL_NS (1000ull * 1000000ull)
 
 struct room_limits {
-    uint32_t max_rooms;   /* rooms on this server; 0: 10000 */
-    uint32_t max_members; /* participants per room; 0: 500 */
+    uint32_t max_rooms;   /* rooms on this server; 0: ROOM_DEFAULT_MAX_ROOMS */
+    uint32_t max_members; /* participants per room; 0: ROOM_DEFAULT_MAX_MEMBERS */
     /* Room state (issue 6). */
-    uint32_t keyframe_cap;        /* bytes per (sender, stream); 0: 200 KiB */
+    uint32_t keyframe_cap;        /* bytes per (sender, stream); 0: ROOM_DEFAULT_KEYFRAME_CAP */
     uint32_t prefill_ms;          /* audio prefill for joiners; 0: off */
-    uint64_t kfreq_window_ns;     /* KEYFRAME_REQUEST suppression; 0: 200 ms */
+    uint64_t kfreq_window_ns;     /* KEYFRAME_REQUEST suppression; 0: ..._KFREQ_WINDOW_NS */
     uint64_t quality_interval_ns; /* QUALITY period (room_shard_quality); 0: 1 s */
 };
 
@@ -165,7 +176,7 @@ bool room_member_joined(const struct room_member *m);
 
 /* Asks the owner of room_id to add this member. Strings are copied; limits
  * (ROOM_ID_MAX, identity and display name 64 bytes) are checked here.
- * perms: ROOM_PERM_*. The answer arrives through ops->control (+ joined).
+ * perms: PERM_* (proto/perm.h). The answer arrives through ops->control (+ joined).
  * Returns 0, ROOST_EEXIST (already joining or joined), ROOST_EINVAL, or
  * ROOST_ENOMEM. */
 int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
@@ -193,7 +204,7 @@ int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream
  * of this worker and sends it its own QUALITY; sends the room owner one
  * summary message per room with this worker's subscribers; on the owner,
  * combines the latest summaries of every worker into one QUALITY summary
- * per publisher (see lib/room/quality.h). No per-packet work. */
+ * per publisher (see proto/quality.h). No per-packet work. */
 void room_shard_quality(struct room_shard *s, uint64_t now);
 /* The configured quality interval (ns). */
 uint64_t room_shared_quality_interval(const struct room_shared *sh);

@@ -25,6 +25,7 @@
 #include "proto/errcode.h"
 #include "proto/media.h"
 #include "proto/msg.h"
+#include "proto/perm.h"
 #include "room/room.h"
 
 #define MAX_EP 256
@@ -412,8 +413,6 @@ static void sum_stats(struct room_stats *tot)
     }
 }
 
-#define PERM_ALL (ROOM_PERM_PUBLISH | ROOM_PERM_SUBSCRIBE)
-
 /* ------------------------------------------------------------------ tests */
 
 /* Every member of R rooms x S members sends K datagrams; each receives
@@ -671,8 +670,8 @@ static void test_permissions(void **state)
     env_start(2, 0, 0);
     struct ep *pub = new_member(0), *subonly = new_member(1), *pubonly = new_member(1);
     join_wait(pub, "perm", "pub", PERM_ALL, 0);
-    join_wait(subonly, "perm", "sub", ROOM_PERM_SUBSCRIBE, 0);
-    join_wait(pubonly, "perm", "po", ROOM_PERM_PUBLISH, 0);
+    join_wait(subonly, "perm", "sub", PERM_SUBSCRIBE, 0);
+    join_wait(pubonly, "perm", "po", PERM_PUBLISH, 0);
     cmd_one(CMD_SEND, subonly, NULL, NULL, 0, 0, 5, ROOST_EACCES);
     cmd_one(CMD_SEND, pub, NULL, NULL, 0, 100, 5, 0);
     for (int t = 0; t < 5000 && media_count(subonly) < 5; t++)

@@ -55,7 +55,7 @@ static struct snapshot_change add(uint32_t id, uint16_t worker, uint32_t slot, u
         .op = SNAPSHOT_ADD,
         .member = {.participant_id = id,
                    .worker = worker,
-                   .flags = SNAPSHOT_MAY_PUBLISH | SNAPSHOT_MAY_SUBSCRIBE,
+                   .flags = PERM_PUBLISH | PERM_SUBSCRIBE,
                    .slot = slot,
                    .gen = gen},
     };
@@ -125,7 +125,7 @@ static void assert_member(const struct snapshot *s, uint32_t id, uint16_t worker
     assert_int_equal(m->worker, worker);
     assert_int_equal(m->slot, slot);
     assert_int_equal(m->gen, gen);
-    assert_int_equal(m->flags, SNAPSHOT_MAY_PUBLISH | SNAPSHOT_MAY_SUBSCRIBE);
+    assert_int_equal(m->flags, PERM_PUBLISH | PERM_SUBSCRIBE);
 }
 
 static void test_empty(void **state)
