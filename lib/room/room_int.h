@@ -190,6 +190,12 @@ struct room_shard {
     struct msg *scratch; /* large (lists of 200); control path only */
     /* Written by this shard's worker only (stat_inc); read by any thread. */
     _Atomic uint64_t st[STAT_N(struct room_stats)];
+
+    /* The seam of the owner tests (test_owner): when set, room_send hands
+     * control messages here instead of to the runtime, and the hook takes
+     * over their references. NULL in the relay. Never on the media path. */
+    void (*send_hook)(void *arg, unsigned to, struct worker_msg *wm);
+    void *send_hook_arg;
 };
 
 #define ROOM_STAT_INC(s, field) stat_inc((s)->st, STAT_IDX(struct room_stats, field))
@@ -327,6 +333,10 @@ static inline bool room_msg_release(const struct worker_msg *wm)
  * is never dropped (rings spill; the local FIFO grows). */
 static inline void room_send(struct room_shard *s, unsigned to, struct worker_msg *wm)
 {
+    if (s->send_hook != NULL) {
+        s->send_hook(s->send_hook_arg, to, wm);
+        return;
+    }
     int rc = worker_send(s->w, to, wm, WORKER_MSG_CONTROL);
     if (rc != 0) {
         log_error("event=room_msg_send_failed type=0x%x to=%u err=\"%s\"", wm->type, to,
