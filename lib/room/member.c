@@ -97,6 +97,7 @@ static const struct kfcache_view *cache_view(struct room_shared *sh,
                                              const struct snapshot_member *e, unsigned owner,
                                              uint32_t room_slot, uint32_t room_gen)
 {
+    RCUPTR_ASSERT_READER();
     /* Pairs with the release store in cache_slot. */
     struct kfcache_view *_Atomic *chunk = atomic_load_explicit(
         &sh->kfdir[e->worker][e->slot >> KFDIR_CHUNK_BITS], memory_order_acquire);

@@ -31,6 +31,7 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/rcuptr.h"
 #include "core/stat.h"
 #include "core/worker.h"
 #include "proto/msg.h"
@@ -356,6 +357,7 @@ static inline unsigned room_owner_of(const struct room_shared *sh, const uint8_t
 static inline struct room *room_resolve(struct room_shared *sh, unsigned owner, uint32_t slot,
                                         uint32_t gen)
 {
+    RCUPTR_ASSERT_READER();
     if (owner >= sh->n_workers || slot >= sh->tables[owner].cap)
         return NULL;
     /* Pairs with rcu_assign_pointer in room_create/room_destroy. */

@@ -95,7 +95,10 @@ struct rcu_head *snapshot_rcu_head(struct snapshot *s);
 void snapshot_free_rcu(struct rcu_head *head);
 
 /* Read side. Each accepts NULL as the empty room (nothing published) and
- * returns pointers borrowed from `s`: valid as long as `s` is. */
+ * returns pointers borrowed from `s`: valid as long as `s` is. The member
+ * readers (find, worker_members, group, members) check the read-side rule
+ * in sanitizer/debug builds (RCUPTR_ASSERT_READER, core/rcuptr.h): the
+ * caller is a registered, online RCU thread. */
 
 /* Number of members. */
 uint32_t snapshot_count(const struct snapshot *s);
