@@ -1,6 +1,9 @@
 #include "core/rcuptr.h"
 
 #include <assert.h>
+#include <stdlib.h>
+
+#include "core/log.h"
 
 /* Our own record of registration: liburcu dies on a double registration and
  * does not say whether a thread is registered. Thread-local, so no
@@ -93,4 +96,12 @@ void rcuptr_barrier(void)
 {
     /* rcu_barrier puts an online QSBR caller offline for the wait itself. */
     rcu_barrier();
+}
+
+void rcuptr_reader_violation(const char *func)
+{
+    log_error("msg=\"RCU read outside a read-side section (thread not registered or "
+              "offline)\" func=%s",
+              func);
+    abort();
 }

@@ -138,6 +138,32 @@ static inline void *rcuptr_deref(const struct rcuptr *slot)
     return rcu_dereference(slot->ptr);
 }
 
+/* The read-side rule, checked. Every accessor that reads RCU-protected
+ * memory (snapshot and keyframe-cache readers, room handle resolution)
+ * starts with RCUPTR_ASSERT_READER(). Under QSBR rcu_read_lock() records
+ * nothing, so rcu_read_ongoing() is true exactly when the calling thread is
+ * registered and online: the check catches a read on an unregistered
+ * thread or during an offline period (around a blocking wait), where the
+ * object may be freed under the reader - not a forgotten rcu_read_lock on
+ * an online worker, which QSBR makes harmless until the next quiescent
+ * state. In the sanitizer and debug builds (ROOST_SANITIZE, set by make
+ * check-asan, or ROOST_DEBUG) a violation logs the function and aborts; in
+ * the optimised build the macro compiles to nothing (no cost on the
+ * fan-out path). */
+#if defined(ROOST_SANITIZE) || defined(ROOST_DEBUG)
+#define RCUPTR_ASSERT_READER()                                                                     \
+    do {                                                                                           \
+        if (!rcu_read_ongoing())                                                                   \
+            rcuptr_reader_violation(__func__);                                                     \
+    } while (0)
+#else
+#define RCUPTR_ASSERT_READER() ((void)0)
+#endif
+
+/* Reports a read outside a read-side section (RCUPTR_ASSERT_READER) and
+ * aborts. */
+void rcuptr_reader_violation(const char *func) __attribute__((noreturn, cold));
+
 /* ------------------------------------------------------------- writer */
 
 /* Initialises an empty slot whose objects embed their struct rcu_head at

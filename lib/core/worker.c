@@ -38,6 +38,7 @@
 #define MAX_EVENTS 64
 #define EVFD_TAG UINT64_MAX /* epoll data of the wakeup eventfd */
 #define CACHE_LINE 64
+#define HANDLERS_MAX 8 /* type ranges per worker: one per module (quic, room, relay) */
 
 /* Growable FIFO of messages: spill queues and the inbox. Grows by doubling
  * and keeps its storage, so a steady state does not allocate. */
@@ -53,6 +54,12 @@ struct fd_entry {
     void *arg;
     uint32_t gen; /* bumped on del: stale events of a reused fd are ignored */
     bool used;
+};
+
+/* A registered type range (worker_handle). */
+struct handler_ent {
+    struct worker_handler h;
+    void *arg;
 };
 
 struct worker_counters {
@@ -89,6 +96,14 @@ struct worker {
     int start_rc;
     pthread_t thread;
     struct msgq inbox_work; /* inbox messages being delivered this turn */
+    /* Messages this worker sent to itself, delivered in the message phase
+     * (after the rings and the inbox), never inside the sending call. */
+    struct msgq selfq;
+    /* Handlers by type range, scanned in order on every message: few (one
+     * per module), so a linear scan of one or two cache lines. */
+    struct handler_ent handlers[HANDLERS_MAX];
+    unsigned n_handlers;
+    uint8_t *unhandled_seen; /* bitmap by type: unhandled types already logged */
     struct worker_msg batch[RING_BURST];
     struct epoll_event events[MAX_EVENTS];
 
@@ -249,13 +264,21 @@ static bool spill_drain(struct worker *w, unsigned to)
 int worker_send(struct worker *w, unsigned to, const struct worker_msg *msg,
                 enum worker_msg_class cls)
 {
-    if (to >= w->n || to == w->id)
+    if (to >= w->n)
         return ROOST_EINVAL;
     if (cls != WORKER_MSG_CONTROL && cls != WORKER_MSG_MEDIA)
         return ROOST_EINVAL;
 
     struct worker_msg m = *msg;
     m.from = w->id;
+    if (to == w->id) {
+        /* No ring to self: the local FIFO, drained in the message phase. */
+        int rc = msgq_push(&w->selfq, &m);
+        if (rc != 0)
+            return rc;
+        stat_add(&w->st.msgs_out, 1);
+        return 0;
+    }
     /* Older spilled messages go first, so that nothing overtakes them. */
     if (spill_drain(w, to) && ring_stage_burst(w->out[to], &m, 1) == 1) {
         stat_add(&w->st.msgs_out, 1);
@@ -283,10 +306,55 @@ void worker_flush(struct worker *w)
 
 /* ---------------------------------------------------------- receiving */
 
+static void on_unhandled(struct worker *w, const struct worker_msg *m)
+{
+    /* Logged once per type: a sender bug would otherwise flood the log. */
+    if (w->unhandled_seen == NULL)
+        w->unhandled_seen = calloc(65536 / 8, 1);
+    if (w->unhandled_seen != NULL) {
+        uint8_t bit = (uint8_t)(1u << (m->type & 7));
+        if (w->unhandled_seen[m->type >> 3] & bit)
+            return;
+        w->unhandled_seen[m->type >> 3] |= bit;
+    }
+    log_warn("event=unhandled_ring_msg type=0x%x from=%u", m->type, m->from);
+}
+
+/* The per-message dispatch: the registered range holding the type, else
+ * ops->on_msg. */
+static inline void dispatch_msg(struct worker *w, const struct worker_msg *m)
+{
+    for (unsigned i = 0; i < w->n_handlers; i++) {
+        const struct handler_ent *e = &w->handlers[i];
+        /* One unsigned compare: first <= type <= last. */
+        if ((uint16_t)(m->type - e->h.first) <= (uint16_t)(e->h.last - e->h.first)) {
+            e->h.on_msg(w, m, e->arg);
+            return;
+        }
+    }
+    if (w->pool->ops->on_msg != NULL)
+        w->pool->ops->on_msg(w, m, w->pool->arg);
+    else
+        on_unhandled(w, m);
+}
+
+int worker_handle(struct worker *w, const struct worker_handler *h, void *arg)
+{
+    if (h == NULL || h->on_msg == NULL || h->first > h->last)
+        return ROOST_EINVAL;
+    for (unsigned i = 0; i < w->n_handlers; i++) {
+        const struct worker_handler *o = &w->handlers[i].h;
+        if (h->first <= o->last && o->first <= h->last)
+            return ROOST_EINVAL;
+    }
+    if (w->n_handlers == HANDLERS_MAX)
+        return ROOST_ENOMEM;
+    w->handlers[w->n_handlers++] = (struct handler_ent){.h = *h, .arg = arg};
+    return 0;
+}
+
 static void deliver_rings(struct worker *w)
 {
-    const struct worker_ops *ops = w->pool->ops;
-    void *arg = w->pool->arg;
     for (unsigned from = 0; from < w->n; from++) {
         struct ring *r = w->in[from];
         if (r == NULL)
@@ -299,7 +367,7 @@ static void deliver_rings(struct worker *w)
             taken += k;
             stat_add(&w->st.msgs_in, k);
             for (unsigned i = 0; i < k; i++)
-                ops->on_msg(w, &w->batch[i], arg);
+                dispatch_msg(w, &w->batch[i]);
         }
         if (taken >= RING_TURN_BUDGET)
             w->more = true;
@@ -325,9 +393,30 @@ static void deliver_inbox(struct worker *w)
     while (q->len > 0) {
         struct worker_msg m = *msgq_front(q);
         msgq_pop(q);
-        w->pool->ops->on_msg(w, &m, w->pool->arg);
+        dispatch_msg(w, &m);
     }
     q->head = 0;
+}
+
+/* Messages to self, oldest first, including those the handlers append while
+ * this runs; bounded like a ring so that a handler that keeps sending to
+ * itself cannot starve fds and timers. */
+static void deliver_self(struct worker *w)
+{
+    struct msgq *q = &w->selfq;
+    unsigned taken = 0;
+    while (q->len > 0) {
+        if (taken == RING_TURN_BUDGET) {
+            w->more = true;
+            return;
+        }
+        /* Copied out: the handler may push and so move the storage. */
+        struct worker_msg m = *msgq_front(q);
+        msgq_pop(q);
+        taken++;
+        stat_add(&w->st.msgs_in, 1);
+        dispatch_msg(w, &m);
+    }
 }
 
 /* ----------------------------------------------------------- the loop */
@@ -361,7 +450,8 @@ static bool sleep_prepare(struct worker *w)
      * tails, the inbox flag and the stop flag below; pairs with the fence in
      * publish_all (and worker_pool_post) taken after their stores. */
     atomic_thread_fence(memory_order_seq_cst);
-    bool idle = atomic_load_explicit(&w->pool->stop, memory_order_relaxed) == 0 &&
+    bool idle = w->selfq.len == 0 &&
+                atomic_load_explicit(&w->pool->stop, memory_order_relaxed) == 0 &&
                 atomic_load_explicit(&w->inbox_pending, memory_order_relaxed) == 0;
     for (unsigned from = 0; idle && from < w->n; from++) {
         if (w->in[from] != NULL && !ring_empty(w->in[from]))
@@ -374,7 +464,7 @@ static bool sleep_prepare(struct worker *w)
 
 static int turn_timeout(struct worker *w)
 {
-    if (w->more || w->wake_self || w->n_spilling > 0)
+    if (w->more || w->wake_self || w->n_spilling > 0 || w->selfq.len > 0)
         return 0;
     uint64_t next = timers_next(w->timers);
     if (next == TIMER_NEVER)
@@ -428,6 +518,7 @@ static void run_loop(struct worker *w)
         }
         deliver_rings(w);
         deliver_inbox(w);
+        deliver_self(w);
         dispatch_events(w, n);
         if (ops->on_turn_end)
             ops->on_turn_end(w, arg);
@@ -460,13 +551,20 @@ static void pool_barrier(struct worker_pool *p)
 
 static void discard_msg(struct worker *w, const struct worker_msg *m)
 {
+    for (unsigned i = 0; i < w->n_handlers; i++) {
+        const struct worker_handler *h = &w->handlers[i].h;
+        if (m->type >= h->first && m->type <= h->last && h->discard != NULL) {
+            h->discard(m);
+            return;
+        }
+    }
     if (w->pool->ops->on_discard)
         w->pool->ops->on_discard(w, m, w->pool->arg);
 }
 
-/* Hands every message still addressed to `w` to on_discard: rings (oldest),
- * then each producer's spill queue (newer), then the inbox. Runs when no
- * producer can send any more. */
+/* Hands every message still addressed to `w` to its discard: rings (oldest),
+ * then each producer's spill queue (newer), then the inbox, then what it
+ * sent itself. Runs when no producer can send any more. */
 static void discard_inbound(struct worker *w)
 {
     struct worker_pool *p = w->pool;
@@ -497,6 +595,11 @@ static void discard_inbound(struct worker *w)
         discard_msg(w, &m);
     }
     msgq_free(&q);
+    while (w->selfq.len > 0) {
+        m = *msgq_front(&w->selfq);
+        msgq_pop(&w->selfq);
+        discard_msg(w, &m);
+    }
 }
 
 static int pin_self(struct worker *w)
@@ -638,6 +741,8 @@ static void worker_free(struct worker *w)
     free(w->fds);
     msgq_free(&w->inbox_work);
     msgq_free(&w->inbox);
+    msgq_free(&w->selfq);
+    free(w->unhandled_seen);
     pthread_mutex_destroy(&w->inbox_lock);
     free(w);
 }
@@ -734,7 +839,7 @@ int worker_pool_new(struct worker_pool **out, const struct worker_config *cfg,
                     const struct worker_ops *ops, void *arg)
 {
     *out = NULL;
-    if (cfg == NULL || ops == NULL || ops->on_msg == NULL)
+    if (cfg == NULL || ops == NULL)
         return ROOST_EINVAL;
     if (cfg->n_workers > WORKER_MAX || (cfg->cpus == NULL && cfg->n_cpus > 0))
         return ROOST_EINVAL;

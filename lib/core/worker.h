@@ -4,7 +4,9 @@
  * A worker owns its fds, its timers and whatever its ops create; the only way
  * to reach another worker is worker_send(). Each loop turn:
  *   1. read the clock once (worker_now), run expired timers;
- *   2. drain every inbound ring (and the spill/inbox queues) into ops->on_msg;
+ *   2. message phase: drain every inbound ring, then the inbox, then the
+ *      messages this worker sent itself, each into the handler registered
+ *      for its type (worker_handle) or else ops->on_msg;
  *   3. dispatch ready fds;
  *   4. ops->on_turn_end (flush send batches), publish ring indices, wake
  *      consumers whose ring went empty -> non-empty while they slept;
@@ -68,23 +70,38 @@ struct worker_ops {
     /* On the worker thread after its last turn; release everything it owns.
      * All workers have left their loops before any stop() runs. */
     void (*stop)(struct worker *w, void *arg);
-    /* A message from another worker or from worker_pool_post. */
+    /* A message (from another worker, from itself, or from
+     * worker_pool_post) whose type no worker_handle range holds. Optional:
+     * without it such a message is logged (once per type) and dropped. */
     void (*on_msg)(struct worker *w, const struct worker_msg *msg, void *arg);
     /* Once per loop turn after events and messages: flush batches here. */
     void (*on_turn_end)(struct worker *w, void *arg);
-    /* Messages still queued at shutdown are handed here (on the receiving
-     * worker's thread, after stop()) so counted references are released.
+    /* Messages still queued at shutdown (rings, spills, inbox, messages to
+     * self) whose type no worker_handle range with a discard holds are
+     * handed here (on the receiving worker's thread, after stop()) so
+     * counted references are released.
      * Exception: for a worker whose thread never ran (pool never started,
      * or thread creation failed) worker_pool_del calls it on its own thread.
      * It must not send messages. */
     void (*on_discard)(struct worker *w, const struct worker_msg *msg, void *arg);
 };
 
+/* Messages of one type range, for one module (0x01xx quic, 0x02xx room,
+ * 0x03xx relay): registered per worker with worker_handle. */
+struct worker_handler {
+    uint16_t first, last; /* inclusive type range */
+    void (*on_msg)(struct worker *w, const struct worker_msg *msg, void *arg);
+    /* Releases what a message of the range holds when it is discarded at
+     * shutdown (after stop(); must not use per-worker state). Optional:
+     * without it ops->on_discard gets the message. */
+    void (*discard)(const struct worker_msg *msg);
+};
+
 struct worker_stats {
     uint64_t turns;
-    uint64_t wakeups; /* eventfd wakeups received */
-    uint64_t msgs_in;
-    uint64_t msgs_out;
+    uint64_t wakeups;     /* eventfd wakeups received */
+    uint64_t msgs_in;     /* messages delivered, self-sent ones included */
+    uint64_t msgs_out;    /* messages sent, to self included */
     uint64_t ring_drops;  /* media dropped on a full ring */
     uint64_t ring_spills; /* control messages that went to the spill queue */
     uint64_t busy_ns;     /* time not spent blocked in epoll_wait */
@@ -130,11 +147,28 @@ void *worker_user(const struct worker *w);
 struct timers *worker_timers(struct worker *w);
 struct worker_pool *worker_pool(struct worker *w);
 
-/* Queues msg to worker `to` (!= self). Producer index is published at the
- * end of the turn (or by worker_flush) - one publish per burst.
+/* On w's own thread, normally from ops->start: messages of types
+ * [first, last] are delivered to h->on_msg(w, msg, arg). h is copied.
+ * Dispatch scans the registered ranges in order (they are few), then falls
+ * back to ops->on_msg. Returns 0, ROOST_EINVAL (bad range, overlaps a
+ * registered one), ROOST_ENOMEM (no free handler slot; a worker holds 8). */
+int worker_handle(struct worker *w, const struct worker_handler *h, void *arg);
+
+/* Queues msg to worker `to`. Producer index is published at the end of the
+ * turn (or by worker_flush) - one publish per burst.
+ * To self (to == worker_id(w)): appended to a local FIFO, never delivered
+ * inside this call. The FIFO is drained in the message phase, after the
+ * rings and the inbox, including what its handlers append while it drains
+ * (at most a ring's turn budget per turn; the worker does not sleep while
+ * it is non-empty). So a message sent to self from a timer or a handler
+ * is delivered in this turn's message phase, and one sent from an fd
+ * callback or on_turn_end in the next turn's - exactly when another worker
+ * would see a message published at this turn's end. Self messages are
+ * never dropped (media included); at shutdown they go to the discard like
+ * ring messages.
  * Returns 0; ROOST_EAGAIN when a media message met a full ring (dropped,
- * counted); ROOST_ENOMEM if a control spill could not allocate;
- * ROOST_EINVAL for a bad destination. */
+ * counted); ROOST_ENOMEM if a control spill or the self FIFO could not
+ * allocate; ROOST_EINVAL for a bad destination. */
 int worker_send(struct worker *w, unsigned to, const struct worker_msg *msg,
                 enum worker_msg_class cls);
 /* Publishes pending ring writes now and wakes sleeping consumers. */

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <urcu-qsbr.h>
 
+#include "core/rcuptr.h"
+
 #include "core/buf.h"
 #include "core/error.h"
 #include "proto/media.h"
@@ -302,15 +304,18 @@ void kfcache_stats(const struct kfcache *c, struct kfcache_stats *out)
 
 const struct kfcache_tag *kfcache_view_tag(const struct kfcache_view *v)
 {
+    RCUPTR_ASSERT_READER();
     return &v->tag;
 }
 
 uint32_t kfcache_view_count(const struct kfcache_view *v)
 {
+    RCUPTR_ASSERT_READER();
     return v ? v->n : 0;
 }
 
 struct buf *kfcache_view_packet(const struct kfcache_view *v, uint32_t i)
 {
+    RCUPTR_ASSERT_READER();
     return v->b[i];
 }

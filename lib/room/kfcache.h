@@ -91,7 +91,8 @@ int kfcache_feed(struct kfcache *c, struct buf *b, uint64_t now);
 void kfcache_stats(const struct kfcache *c, struct kfcache_stats *out);
 
 /* Reader side: inside an RCU read-side section, on a view obtained with
- * rcu_dereference(*slot). Borrowed pointers, valid until the section ends. */
+ * rcu_dereference(*slot). Borrowed pointers, valid until the section ends.
+ * Checked in sanitizer/debug builds (RCUPTR_ASSERT_READER, core/rcuptr.h). */
 const struct kfcache_tag *kfcache_view_tag(const struct kfcache_view *v);
 /* Number of packets: keyframes (stream order, packet order) then prefill. */
 uint32_t kfcache_view_count(const struct kfcache_view *v);

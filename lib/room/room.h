@@ -34,6 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/perm.h"
+
 struct buf;
 struct worker;
 struct worker_msg;
@@ -45,16 +47,25 @@ struct room_member;
 #define ROOM_MSG_FIRST 0x0200
 #define ROOM_MSG_LAST 0x02ff
 
-#define ROOM_PERM_PUBLISH 0x01   /* = MSG_PERM_PUBLISH */
-#define ROOM_PERM_SUBSCRIBE 0x02 /* = MSG_PERM_SUBSCRIBE */
+/* Temporary: removed when relay/ moves to PERM_* (proto/perm.h), the one
+ * permission vocabulary. Nothing in lib/room uses these. */
+#define ROOM_PERM_PUBLISH PERM_PUBLISH
+#define ROOM_PERM_SUBSCRIBE PERM_SUBSCRIBE
+
+/* What a zero in struct room_limits means (relay/config.c uses them too). */
+#define ROOM_DEFAULT_MAX_ROOMS 10000u
+#define ROOM_DEFAULT_MAX_MEMBERS 500u
+#define ROOM_DEFAULT_KEYFRAME_CAP (200u * 1024u) /* = KFCACHE_DEFAULT_CAP */
+#define ROOM_DEFAULT_KFREQ_WINDOW_NS (200ull * 1000000ull)
+#define ROOM_DEFAULT_QUALITY_INTERVAL_NS (1000ull * 1000000ull)
 
 struct room_limits {
-    uint32_t max_rooms;   /* rooms on this server; 0: 10000 */
-    uint32_t max_members; /* participants per room; 0: 500 */
+    uint32_t max_rooms;   /* rooms on this server; 0: ROOM_DEFAULT_MAX_ROOMS */
+    uint32_t max_members; /* participants per room; 0: ROOM_DEFAULT_MAX_MEMBERS */
     /* Room state (issue 6). */
-    uint32_t keyframe_cap;        /* bytes per (sender, stream); 0: 200 KiB */
+    uint32_t keyframe_cap;        /* bytes per (sender, stream); 0: ROOM_DEFAULT_KEYFRAME_CAP */
     uint32_t prefill_ms;          /* audio prefill for joiners; 0: off */
-    uint64_t kfreq_window_ns;     /* KEYFRAME_REQUEST suppression; 0: 200 ms */
+    uint64_t kfreq_window_ns;     /* KEYFRAME_REQUEST suppression; 0: ..._KFREQ_WINDOW_NS */
     uint64_t quality_interval_ns; /* QUALITY period (room_shard_quality); 0: 1 s */
 };
 
@@ -128,15 +139,19 @@ unsigned room_shared_owner(const struct room_shared *sh, const uint8_t *room_id,
 int64_t room_shared_rooms(const struct room_shared *sh);
 int64_t room_shared_participants(const struct room_shared *sh);
 
-/* Creates the shard of worker w, on w's thread (ops->start). ops and arg are
- * borrowed for the shard's life. Returns 0 or ROOST_ENOMEM/ROOST_EINVAL. */
+/* Creates the shard of worker w, on w's thread (ops->start), and registers
+ * it with the runtime for ROOM_MSG_FIRST..LAST (worker_handle): room
+ * messages never reach the worker's ops->on_msg / on_discard. ops and arg
+ * are borrowed for the shard's life. Returns 0 or ROOST_ENOMEM/ROOST_EINVAL
+ * (also: a shard already registered on w). */
 int room_shard_new(struct room_shard **out, struct room_shared *sh, struct worker *w,
                    const struct room_ops *ops, void *arg);
 /* On w's thread (ops->stop): frees the rooms it owns and its member table.
  * Members must have been deleted by their owners first. Accepts NULL. */
 void room_shard_del(struct room_shard *s);
 /* Handles a ring message in ROOM_MSG_FIRST..LAST; returns false for any
- * other type (not consumed). */
+ * other type (not consumed). The shard's registered handler calls it; kept
+ * exported until the relay no longer chains it. */
 bool room_shard_on_msg(struct room_shard *s, const struct worker_msg *msg);
 /* Releases the references a message still holds (worker ops->on_discard).
  * Any thread. Returns false for types not in this module's range. */
@@ -161,7 +176,7 @@ bool room_member_joined(const struct room_member *m);
 
 /* Asks the owner of room_id to add this member. Strings are copied; limits
  * (ROOM_ID_MAX, identity and display name 64 bytes) are checked here.
- * perms: ROOM_PERM_*. The answer arrives through ops->control (+ joined).
+ * perms: PERM_* (proto/perm.h). The answer arrives through ops->control (+ joined).
  * Returns 0, ROOST_EEXIST (already joining or joined), ROOST_EINVAL, or
  * ROOST_ENOMEM. */
 int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
@@ -189,7 +204,7 @@ int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream
  * of this worker and sends it its own QUALITY; sends the room owner one
  * summary message per room with this worker's subscribers; on the owner,
  * combines the latest summaries of every worker into one QUALITY summary
- * per publisher (see lib/room/quality.h). No per-packet work. */
+ * per publisher (see proto/quality.h). No per-packet work. */
 void room_shard_quality(struct room_shard *s, uint64_t now);
 /* The configured quality interval (ns). */
 uint64_t room_shared_quality_interval(const struct room_shared *sh);

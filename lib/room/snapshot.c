@@ -18,6 +18,8 @@
 #include <string.h>
 #include <urcu-qsbr.h>
 
+#include "core/rcuptr.h"
+
 #include "core/error.h"
 
 struct snapshot_group {
@@ -213,6 +215,7 @@ unsigned snapshot_n_workers(const struct snapshot *s)
 
 const struct snapshot_member *snapshot_find(const struct snapshot *s, uint32_t participant_id)
 {
+    RCUPTR_ASSERT_READER();
     if (s == NULL)
         return NULL;
     uint32_t lo = 0, hi = s->count;
@@ -232,6 +235,7 @@ const struct snapshot_member *snapshot_find(const struct snapshot *s, uint32_t p
 const struct snapshot_member *snapshot_worker_members(const struct snapshot *s, unsigned worker,
                                                       uint32_t *n)
 {
+    RCUPTR_ASSERT_READER();
     *n = 0;
     if (s == NULL)
         return NULL;
@@ -259,6 +263,7 @@ unsigned snapshot_group_count(const struct snapshot *s)
 const struct snapshot_member *snapshot_group(const struct snapshot *s, unsigned i, unsigned *worker,
                                              uint32_t *n)
 {
+    RCUPTR_ASSERT_READER();
     *n = 0;
     if (s == NULL || i >= s->n_groups)
         return NULL;
@@ -270,6 +275,7 @@ const struct snapshot_member *snapshot_group(const struct snapshot *s, unsigned 
 
 const struct snapshot_member *snapshot_members(const struct snapshot *s, uint32_t *n)
 {
+    RCUPTR_ASSERT_READER();
     *n = snapshot_count(s);
     return s ? s->members : NULL;
 }

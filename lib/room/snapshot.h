@@ -32,12 +32,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/perm.h"
+
 struct rcu_head; /* liburcu, <urcu-qsbr.h> */
 struct snapshot;
 
-/* Member flags. */
-#define SNAPSHOT_MAY_PUBLISH 0x0001u
-#define SNAPSHOT_MAY_SUBSCRIBE 0x0002u
+/* Temporary: removed when bench/micro/fanout.c moves to PERM_*; member
+ * flags are PERM_* (proto/perm.h). Nothing in lib/room uses these. */
+#define SNAPSHOT_MAY_PUBLISH PERM_PUBLISH
+#define SNAPSHOT_MAY_SUBSCRIBE PERM_SUBSCRIBE
 
 /* Largest n_workers accepted: a worker id is a uint16_t in a member. */
 #define SNAPSHOT_MAX_WORKERS 65536u
@@ -45,7 +48,7 @@ struct snapshot;
 struct snapshot_member {
     uint32_t participant_id; /* unique within the room */
     uint16_t worker;         /* the worker that delivers to this member */
-    uint16_t flags;          /* SNAPSHOT_MAY_* */
+    uint16_t flags;          /* PERM_* (proto/perm.h) */
     uint32_t slot;           /* endpoint handle on `worker`: table slot */
     uint32_t gen;            /* ... and its generation (stale: skip) */
 };
@@ -92,7 +95,10 @@ struct rcu_head *snapshot_rcu_head(struct snapshot *s);
 void snapshot_free_rcu(struct rcu_head *head);
 
 /* Read side. Each accepts NULL as the empty room (nothing published) and
- * returns pointers borrowed from `s`: valid as long as `s` is. */
+ * returns pointers borrowed from `s`: valid as long as `s` is. The member
+ * readers (find, worker_members, group, members) check the read-side rule
+ * in sanitizer/debug builds (RCUPTR_ASSERT_READER, core/rcuptr.h): the
+ * caller is a registered, online RCU thread. */
 
 /* Number of members. */
 uint32_t snapshot_count(const struct snapshot *s);

@@ -20,7 +20,7 @@
 #include "proto/errcode.h"
 #include "proto/media.h"
 #include "proto/msg.h"
-#include "room/quality.h"
+#include "proto/quality.h"
 
 #define WAIT_MS 10000
 #define XLOG 4096

@@ -1,8 +1,9 @@
 /* Rooms on the real worker runtime, with fake endpoints instead of QUIC
  * connections: joins and leaves across shards, snapshot batching, exact
  * fan-out, presence deltas, limits, duplicate identities, permissions and
- * teardown with nothing left behind. The test thread drives workers by
- * posting commands; each endpoint's log is read under its mutex. */
+ * teardown with nothing left behind, and the same order of events for a
+ * join whether the room's owner is the joiner's worker or another one. The test thread drives
+ * workers by posting commands; each endpoint's log is read under its mutex. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #include "proto/errcode.h"
 #include "proto/media.h"
 #include "proto/msg.h"
+#include "proto/perm.h"
 #include "room/room.h"
 
 #define MAX_EP 256
@@ -79,6 +81,39 @@ struct env {
 
 static struct env E;
 
+/* ----------------------------------------------------------------- trace */
+
+/* What endpoints saw, in order, while tracing is on (test_local_order). */
+enum {
+    TR_JOIN_CALL = 1, /* the command is about to call room_join */
+    TR_JOIN_RET,      /* room_join returned */
+    TR_REPLACED,      /* ops->replaced */
+    TR_JOINED_CB,     /* ops->joined, code 0 */
+    TR_CTRL = 0x100,  /* ops->control: TR_CTRL + message type */
+};
+
+#define TRACE_MAX 64
+
+struct trace_ent {
+    const struct ep *ep;
+    uint32_t what;
+};
+
+static pthread_mutex_t trace_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct trace_ent trace[TRACE_MAX];
+static unsigned n_trace;
+static _Atomic int trace_on;
+
+static void trace_add(const struct ep *ep, uint32_t what)
+{
+    if (!atomic_load(&trace_on))
+        return;
+    pthread_mutex_lock(&trace_mu);
+    if (n_trace < TRACE_MAX)
+        trace[n_trace++] = (struct trace_ent){.ep = ep, .what = what};
+    pthread_mutex_unlock(&trace_mu);
+}
+
 /* -------------------------------------------------------------- endpoint */
 
 static int ep_media(void *epv, struct buf *b, uint32_t off, uint32_t len, void *arg)
@@ -102,6 +137,7 @@ static void ep_control(void *epv, const uint8_t *body, size_t len, void *arg)
     struct msg *m = malloc(sizeof(*m));
     assert_non_null(m);
     assert_int_equal(msg_decode(body, len, m), 0);
+    trace_add(ep, TR_CTRL + m->type);
     pthread_mutex_lock(&ep->mu);
     switch (m->type) {
     case MSG_JOINED:
@@ -135,14 +171,22 @@ static void ep_replaced(void *epv, void *arg)
 {
     (void)arg;
     struct ep *ep = epv;
+    trace_add(ep, TR_REPLACED);
     pthread_mutex_lock(&ep->mu);
     ep->replaced = true;
     pthread_mutex_unlock(&ep->mu);
 }
 
+static void ep_joined(void *epv, uint32_t code, void *arg)
+{
+    (void)arg;
+    trace_add(epv, TR_JOINED_CB + code);
+}
+
 static const struct room_ops ep_ops = {
     .media = ep_media,
     .control = ep_control,
+    .joined = ep_joined,
     .replaced = ep_replaced,
 };
 
@@ -161,9 +205,11 @@ static void run_cmd(struct worker *w, struct cmd *c)
             break;
         case CMD_JOIN: {
             const char *id = c->identity[i] ? c->identity[i] : "";
+            trace_add(ep, TR_JOIN_CALL);
             c->rc[i] =
                 room_join(ep->m, (const uint8_t *)c->room, strlen(c->room), (const uint8_t *)id,
                           strlen(id), (const uint8_t *)"name", 4, c->perms);
+            trace_add(ep, TR_JOIN_RET);
             break;
         }
         case CMD_SEND:
@@ -366,8 +412,6 @@ static void sum_stats(struct room_stats *tot)
             d[k] += s[k];
     }
 }
-
-#define PERM_ALL (ROOM_PERM_PUBLISH | ROOM_PERM_SUBSCRIBE)
 
 /* ------------------------------------------------------------------ tests */
 
@@ -626,8 +670,8 @@ static void test_permissions(void **state)
     env_start(2, 0, 0);
     struct ep *pub = new_member(0), *subonly = new_member(1), *pubonly = new_member(1);
     join_wait(pub, "perm", "pub", PERM_ALL, 0);
-    join_wait(subonly, "perm", "sub", ROOM_PERM_SUBSCRIBE, 0);
-    join_wait(pubonly, "perm", "po", ROOM_PERM_PUBLISH, 0);
+    join_wait(subonly, "perm", "sub", PERM_SUBSCRIBE, 0);
+    join_wait(pubonly, "perm", "po", PERM_PUBLISH, 0);
     cmd_one(CMD_SEND, subonly, NULL, NULL, 0, 0, 5, ROOST_EACCES);
     cmd_one(CMD_SEND, pub, NULL, NULL, 0, 100, 5, 0);
     for (int t = 0; t < 5000 && media_count(subonly) < 5; t++)
@@ -678,6 +722,75 @@ static void test_shutdown_with_rooms(void **state)
     env_stop(); /* asserts zero rooms and every buffer returned */
 }
 
+/* One join on worker 0 that replaces a member with the same identity, with
+ * a third member on worker 0 too; the room's owner is worker 0 (local) or
+ * worker 1 (remote). Returns the trace as (role, event) pairs; role 0 the
+ * joiner, 1 the replaced member, 2 the bystander. */
+static unsigned traced_join(bool local, uint32_t *out, unsigned max)
+{
+    env_start(2, 0, 0);
+    char room[32];
+    for (unsigned k = 0;; k++) {
+        snprintf(room, sizeof(room), "order-%u", k);
+        if (room_shared_owner(E.sh, (const uint8_t *)room, strlen(room)) == (local ? 0u : 1u))
+            break;
+    }
+    struct ep *bystander = new_member(0), *old = new_member(0), *joiner = new_member(0);
+    join_wait(bystander, room, "by", PERM_ALL, 0);
+    join_wait(old, room, "dup", PERM_ALL, 0);
+    struct ev_wait w0 = {bystander, MSG_EV_JOIN, old->pid};
+    assert_true(wait_for(has_event, &w0));
+    usleep(20000); /* quiet */
+
+    pthread_mutex_lock(&trace_mu);
+    n_trace = 0;
+    pthread_mutex_unlock(&trace_mu);
+    atomic_store(&trace_on, 1);
+    join_wait(joiner, room, "dup", PERM_ALL, 0);
+    assert_true(wait_for(ep_replaced_p, old));
+    struct ev_wait w1 = {bystander, MSG_EV_JOIN, joiner->pid};
+    assert_true(wait_for(has_event, &w1));
+    usleep(20000); /* anything late would land in the trace */
+    atomic_store(&trace_on, 0);
+
+    pthread_mutex_lock(&trace_mu);
+    unsigned n = n_trace < max ? n_trace : max;
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t role = trace[i].ep == joiner ? 0 : trace[i].ep == old ? 1 : 2;
+        out[i] = role << 16 | trace[i].what;
+    }
+    pthread_mutex_unlock(&trace_mu);
+    cmd_one(CMD_DEL, bystander, NULL, NULL, 0, 0, 0, 0);
+    cmd_one(CMD_DEL, old, NULL, NULL, 0, 0, 0, 0);
+    cmd_one(CMD_DEL, joiner, NULL, NULL, 0, 0, 0, 0);
+    env_stop();
+    return n;
+}
+
+/* A local join (owner = the joiner's worker) takes the same order as a
+ * remote one: no room code runs on the stack of room_join, and the
+ * replaced member, the joiner and the bystander hear of it in the order
+ * the owner sent it. */
+static void test_local_order(void **state)
+{
+    (void)state;
+    uint32_t loc[TRACE_MAX], rem[TRACE_MAX];
+    unsigned nl = traced_join(true, loc, TRACE_MAX);
+    unsigned nr = traced_join(false, rem, TRACE_MAX);
+    static const uint32_t want[] = {
+        0u << 16 | TR_JOIN_CALL, 0u << 16 | TR_JOIN_RET,
+        1u << 16 | TR_REPLACED,  0u << 16 | (TR_CTRL + MSG_JOINED),
+        0u << 16 | TR_JOINED_CB, 2u << 16 | (TR_CTRL + MSG_PARTICIPANT_EVENTS),
+    };
+    unsigned nw = sizeof(want) / sizeof(want[0]);
+    for (unsigned i = 0; i < nr && i < nw; i++)
+        assert_int_equal(rem[i], want[i]);
+    assert_int_equal(nr, nw);
+    for (unsigned i = 0; i < nl && i < nr; i++)
+        assert_int_equal(loc[i], rem[i]);
+    assert_int_equal(nl, nr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -691,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_permissions),
         cmocka_unit_test(test_leave_while_joining),
         cmocka_unit_test(test_shutdown_with_rooms),
+        cmocka_unit_test(test_local_order),
     };
     return cmocka_run_group_tests_name("room", tests, NULL, NULL);
 }

@@ -55,7 +55,7 @@ static struct snapshot_change add(uint32_t id, uint16_t worker, uint32_t slot, u
         .op = SNAPSHOT_ADD,
         .member = {.participant_id = id,
                    .worker = worker,
-                   .flags = SNAPSHOT_MAY_PUBLISH | SNAPSHOT_MAY_SUBSCRIBE,
+                   .flags = PERM_PUBLISH | PERM_SUBSCRIBE,
                    .slot = slot,
                    .gen = gen},
     };
@@ -125,7 +125,7 @@ static void assert_member(const struct snapshot *s, uint32_t id, uint16_t worker
     assert_int_equal(m->worker, worker);
     assert_int_equal(m->slot, slot);
     assert_int_equal(m->gen, gen);
-    assert_int_equal(m->flags, SNAPSHOT_MAY_PUBLISH | SNAPSHOT_MAY_SUBSCRIBE);
+    assert_int_equal(m->flags, PERM_PUBLISH | PERM_SUBSCRIBE);
 }
 
 static void test_empty(void **state)
@@ -506,14 +506,35 @@ static void test_rcu_retire(void **state)
     rcu_unregister_thread();
 }
 
+/* The readers' rule (RCUPTR_ASSERT_READER): a registered thread inside a
+ * read-side section. Around every test that reads; test_rcu_retire
+ * registers itself. */
+static int reader_on(void **state)
+{
+    (void)state;
+    rcu_register_thread();
+    rcu_read_lock();
+    return 0;
+}
+
+static int reader_off(void **state)
+{
+    (void)state;
+    rcu_read_unlock();
+    rcu_unregister_thread();
+    return 0;
+}
+
+#define READER_TEST(f) cmocka_unit_test_setup_teardown(f, reader_on, reader_off)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty),           cmocka_unit_test(test_add),
-        cmocka_unit_test(test_remove),          cmocka_unit_test(test_regroup),
-        cmocka_unit_test(test_batch_last_wins), cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_invalid),         cmocka_unit_test(test_enomem),
-        cmocka_unit_test(test_random_batches),  cmocka_unit_test(test_rcu_retire),
+        READER_TEST(test_empty),           READER_TEST(test_add),
+        READER_TEST(test_remove),          READER_TEST(test_regroup),
+        READER_TEST(test_batch_last_wins), READER_TEST(test_limits),
+        READER_TEST(test_invalid),         READER_TEST(test_enomem),
+        READER_TEST(test_random_batches),  cmocka_unit_test(test_rcu_retire),
     };
     return cmocka_run_group_tests_name("snapshot", tests, NULL, NULL);
 }

@@ -2,7 +2,9 @@
  * workers), eventfd wakeups only for a sleeping consumer, control spill and
  * media drop on a full ring, timers through a worker, pinning, RCU QSBR
  * (synchronize_rcu completes with idle and busy workers), start failure, and
- * shutdown with counted buffers in flight (nothing leaks).
+ * shutdown with counted buffers in flight (nothing leaks), messages to self
+ * (next message phase, FIFO, never re-entrant, bounded per turn, discarded
+ * at shutdown) and handlers registered per type range.
  *
  * Worker threads never call cmocka asserts (not thread-safe): they record
  * into `struct ctx`, and the main thread checks after joining them. */
@@ -46,7 +48,7 @@ struct ctx {
     _Atomic uint64_t data_rx;
     _Atomic uint64_t order_err;
     _Atomic uint64_t send_err;
-    _Atomic uint64_t self_einval;
+    _Atomic uint64_t bad_dest_einval;
     _Atomic uint64_t posts_rx;
     _Atomic uint64_t media_rx;
     _Atomic uint64_t media_eagain;
@@ -162,9 +164,8 @@ static void t_on_msg(struct worker *w, const struct worker_msg *m, void *arg)
     switch (m->type) {
     case T_GO_ALL: {
         struct worker_msg x = {.type = T_DATA};
-        if (worker_send(w, me, &x, WORKER_MSG_CONTROL) == ROOST_EINVAL &&
-            worker_send(w, n, &x, WORKER_MSG_CONTROL) == ROOST_EINVAL)
-            atomic_fetch_add(&C.self_einval, 1);
+        if (worker_send(w, n, &x, WORKER_MSG_CONTROL) == ROOST_EINVAL)
+            atomic_fetch_add(&C.bad_dest_einval, 1);
         for (uint32_t i = 0; i < m->u.u32[0]; i++) {
             for (unsigned to = 0; to < n; to++) {
                 if (to != me)
@@ -315,7 +316,7 @@ static void all_to_all(unsigned n)
     assert_int_equal(atomic_load(&C.data_rx), want);
     assert_int_equal(atomic_load(&C.order_err), 0);
     assert_int_equal(atomic_load(&C.send_err), 0);
-    assert_int_equal(atomic_load(&C.self_einval), n);
+    assert_int_equal(atomic_load(&C.bad_dest_einval), n);
     assert_int_equal(atomic_load(&C.discarded), 0);
     for (unsigned to = 0; to < n; to++) {
         for (unsigned from = 0; from < n; from++)
@@ -645,16 +646,432 @@ static void test_never_started(void **state)
     assert_int_equal(buf_live(), live0);
 }
 
+/* ------------------------------------------------------- self delivery */
+
+enum {
+    S_GO = 0x10,   /* from the inbox: log, send S_SELF 1..3 to self, log */
+    S_SELF,        /* u32[0] = seq; 1 also sends 4, 4 arms a send from turn end */
+    S_CHAIN,       /* u32[0] = seq: sends itself the next until S_STOPCHAIN */
+    S_STOPCHAIN,   /* from the inbox */
+    S_BUF,         /* ptr[0] = struct buf * */
+    S_FROM_FD = 9, /* log marker: the fd callback sent seq 6 */
+};
+
+#define SLOG_MAX 64
+#define TE_MARK 1000u   /* log entry: on_turn_end */
+#define GO_BEGIN 2000u  /* log entry: S_GO handler entered */
+#define GO_END 2001u    /* log entry: S_GO handler returning */
+#define CHAIN_TURNS 512 /* chain messages delivered per turn, by turn */
+
+struct sctx {
+    /* Written by worker 0 only; read by the main thread after stop. */
+    uint32_t log[SLOG_MAX];
+    unsigned n_log;
+    bool logging;
+    int depth; /* inside a handler: re-entry detector */
+    unsigned reentered;
+    bool send_from_turn_end;
+    int pipe_rd;
+    unsigned n_te;
+    /* chain */
+    bool chain_stop;
+    uint32_t chain_next;
+    uint32_t chain_order_err;
+    uint32_t per_turn[CHAIN_TURNS];
+    unsigned turn;
+    _Atomic uint32_t chain_rx;
+    _Atomic int stopchain_rx;
+    /* shutdown */
+    unsigned self_bufs_at_stop;
+    _Atomic uint64_t discarded, discarded_bufs;
+    int send_rc;
+};
+
+static struct sctx S;
+
+static void slog(uint32_t v)
+{
+    if (S.logging && S.n_log < SLOG_MAX)
+        S.log[S.n_log++] = v;
+}
+
+static void s_send(struct worker *w, uint16_t type, uint32_t v)
+{
+    struct worker_msg m = {.type = type};
+    m.u.u32[0] = v;
+    int rc = worker_send(w, worker_id(w), &m, WORKER_MSG_CONTROL);
+    if (rc != 0)
+        S.send_rc = rc;
+}
+
+static void s_on_fd(struct worker *w, int fd, uint32_t events, void *arg)
+{
+    (void)arg;
+    (void)events;
+    char c;
+    if (read(fd, &c, 1) != 1)
+        return;
+    slog(S_FROM_FD);
+    s_send(w, S_SELF, 6);
+}
+
+static void s_on_msg(struct worker *w, const struct worker_msg *m, void *arg)
+{
+    (void)arg;
+    if (S.depth++ != 0)
+        S.reentered++;
+    switch (m->type) {
+    case S_GO:
+        S.logging = true;
+        slog(GO_BEGIN);
+        for (uint32_t i = 1; i <= 3; i++)
+            s_send(w, S_SELF, i);
+        slog(GO_END);
+        break;
+    case S_SELF:
+        slog(m->u.u32[0]);
+        if (m->u.u32[0] == 1)
+            s_send(w, S_SELF, 4); /* appended while the FIFO drains */
+        if (m->u.u32[0] == 4)
+            S.send_from_turn_end = true;
+        if (m->u.u32[0] == 5) /* sent from on_turn_end: now from an fd */
+            (void)worker_fd_add(w, S.pipe_rd, EPOLLIN, s_on_fd, NULL);
+        break;
+    case S_CHAIN:
+        if (m->u.u32[0] != S.chain_next)
+            S.chain_order_err++;
+        S.chain_next = m->u.u32[0] + 1;
+        if (S.turn < CHAIN_TURNS)
+            S.per_turn[S.turn]++;
+        atomic_store(&S.chain_rx, S.chain_next);
+        if (!S.chain_stop)
+            s_send(w, S_CHAIN, S.chain_next);
+        break;
+    case S_STOPCHAIN:
+        S.chain_stop = true;
+        atomic_store(&S.stopchain_rx, 1);
+        break;
+    case S_BUF:
+        buf_unref(m->u.ptr[0]);
+        break;
+    default:
+        break;
+    }
+    S.depth--;
+}
+
+static void s_on_turn_end(struct worker *w, void *arg)
+{
+    (void)arg;
+    S.turn++;
+    if (S.logging && S.n_te < 16) {
+        S.n_te++;
+        slog(TE_MARK);
+    }
+    if (S.send_from_turn_end) {
+        S.send_from_turn_end = false;
+        s_send(w, S_SELF, 5);
+    }
+}
+
+static void s_stop(struct worker *w, void *arg)
+{
+    (void)arg;
+    /* Sent after the last turn: only the discard can release them. */
+    for (unsigned i = 0; i < S.self_bufs_at_stop; i++) {
+        struct worker_msg m = {.type = S_BUF};
+        m.u.ptr[0] = buf_new(16);
+        if (m.u.ptr[0] == NULL || worker_send(w, worker_id(w), &m, WORKER_MSG_CONTROL) != 0)
+            S.send_rc = ROOST_ENOMEM;
+    }
+}
+
+static void s_on_discard(struct worker *w, const struct worker_msg *m, void *arg)
+{
+    (void)w;
+    (void)arg;
+    if (m->type == S_BUF) {
+        buf_unref(m->u.ptr[0]);
+        atomic_fetch_add(&S.discarded_bufs, 1);
+    }
+    atomic_fetch_add(&S.discarded, 1);
+}
+
+static const struct worker_ops SOPS = {
+    .stop = s_stop,
+    .on_msg = s_on_msg,
+    .on_turn_end = s_on_turn_end,
+    .on_discard = s_on_discard,
+};
+
+static struct worker_pool *s_pool(unsigned n)
+{
+    struct worker_config cfg = {.n_workers = n, .ring_capacity = 64, .no_pin = true};
+    struct worker_pool *p = NULL;
+    assert_int_equal(worker_pool_new(&p, &cfg, &SOPS, NULL), 0);
+    assert_int_equal(worker_pool_start(p), 0);
+    return p;
+}
+
+static void s_post(struct worker_pool *p, uint16_t type, uint32_t v)
+{
+    struct worker_msg m = {.type = type};
+    m.u.u32[0] = v;
+    assert_int_equal(worker_pool_post(p, 0, &m), 0);
+}
+
+/* Sent from a handler: the same message phase, after the handler returned,
+ * in FIFO order with what the drain itself appends. Sent from on_turn_end
+ * or an fd callback: the next turn's message phase. */
+static void test_self_send_order(void **state)
+{
+    (void)state;
+    memset(&S, 0, sizeof(S));
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    S.pipe_rd = pfd[0];
+    struct worker_pool *p = s_pool(1);
+    s_post(p, S_GO, 0);
+    usleep(50000);
+    assert_int_equal(write(pfd[1], "a", 1), 1);
+    usleep(50000);
+    worker_pool_stop(p);
+    static const uint32_t want[] = {
+        GO_BEGIN, GO_END,  1, 2, 3, 4, TE_MARK, /* turn of the post */
+        5,        TE_MARK,                      /* sent from on_turn_end */
+    };
+    /* The fd turn: callback after the message phase; 6 the turn after. */
+    static const uint32_t want_tail[] = {S_FROM_FD, TE_MARK, 6, TE_MARK};
+    assert_true(S.n_log >= 9);
+    for (unsigned i = 0; i < 9; i++)
+        assert_int_equal(S.log[i], want[i]);
+    /* Idle turns (e.g. the wakeup of the pipe) may add turn-end marks
+     * before the fd event; the tail is exact. */
+    unsigned k = 9;
+    while (k < S.n_log && S.log[k] == TE_MARK)
+        k++;
+    assert_int_equal(S.n_log - k, 4);
+    for (unsigned i = 0; i < 4; i++)
+        assert_int_equal(S.log[k + i], want_tail[i]);
+    assert_int_equal(S.reentered, 0);
+    assert_int_equal(S.send_rc, 0);
+    struct worker_stats st;
+    worker_pool_stats(p, 0, &st);
+    assert_int_equal(st.msgs_out, 6);    /* 1..6 to self */
+    assert_int_equal(st.msgs_in, 6 + 1); /* and the post */
+    worker_pool_del(p);
+    close(pfd[0]);
+    close(pfd[1]);
+}
+
+/* A handler that keeps sending itself a message gets at most a ring's turn
+ * budget per turn: turns go on and the inbox is still served. */
+static void test_self_send_bounded(void **state)
+{
+    (void)state;
+    memset(&S, 0, sizeof(S));
+    struct worker_pool *p = s_pool(1);
+    struct worker_msg m = {.type = S_CHAIN};
+    assert_int_equal(worker_pool_post(p, 0, &m), 0);
+    for (int i = 0; i < 5000 && atomic_load(&S.chain_rx) < 20000; i++)
+        usleep(1000);
+    s_post(p, S_STOPCHAIN, 0);
+    for (int i = 0; i < 5000 && !atomic_load(&S.stopchain_rx); i++)
+        usleep(1000);
+    assert_true(atomic_load(&S.stopchain_rx));
+    usleep(20000);
+    worker_pool_stop(p);
+    assert_true(S.chain_next >= 20000);
+    assert_int_equal(S.chain_order_err, 0);
+    assert_int_equal(S.reentered, 0);
+    unsigned busy_turns = 0;
+    for (unsigned t = 0; t < CHAIN_TURNS; t++) {
+        assert_true(S.per_turn[t] <= 1024 + 1); /* + the one from the inbox */
+        busy_turns += S.per_turn[t] > 0;
+    }
+    assert_true(busy_turns >= 20000 / 1025);
+    assert_int_equal(atomic_load(&S.discarded), 0);
+    worker_pool_del(p);
+}
+
+/* Messages a worker sent itself and never delivered reach on_discard. */
+static void test_self_send_discard(void **state)
+{
+    (void)state;
+    memset(&S, 0, sizeof(S));
+    int64_t live0 = buf_live();
+    S.self_bufs_at_stop = 5;
+    struct worker_pool *p = s_pool(2);
+    worker_pool_stop(p);
+    assert_int_equal(S.send_rc, 0);
+    assert_int_equal(atomic_load(&S.discarded_bufs), 5 * 2);
+    assert_int_equal(buf_live(), live0);
+    worker_pool_del(p);
+    assert_int_equal(buf_live(), live0);
+}
+
+/* ------------------------------------------------------------ handlers */
+
+struct hctx {
+    int rc_a, rc_b, rc_overlap, rc_inside, rc_bad, rc_null;
+    _Atomic unsigned a_rx, b_rx, fallback_rx;
+    _Atomic unsigned a_arg_ok;
+    _Atomic unsigned a_discard, ops_discard;
+    _Atomic uint16_t last_fallback;
+    unsigned rx_total;
+};
+
+static struct hctx H;
+
+static void h_a(struct worker *w, const struct worker_msg *m, void *arg)
+{
+    (void)w;
+    (void)m;
+    if (arg == &H.rc_a)
+        atomic_fetch_add(&H.a_arg_ok, 1);
+    atomic_fetch_add(&H.a_rx, 1);
+}
+
+static void h_b(struct worker *w, const struct worker_msg *m, void *arg)
+{
+    (void)w;
+    (void)m;
+    (void)arg;
+    atomic_fetch_add(&H.b_rx, 1);
+}
+
+static void h_a_discard(const struct worker_msg *m)
+{
+    buf_unref(m->u.ptr[0]);
+    atomic_fetch_add(&H.a_discard, 1);
+}
+
+static int h_start(struct worker *w, void *arg)
+{
+    (void)arg;
+    struct worker_handler a = {
+        .first = 0x0100, .last = 0x01ff, .on_msg = h_a, .discard = h_a_discard};
+    struct worker_handler b = {.first = 0x0200, .last = 0x02ff, .on_msg = h_b};
+    struct worker_handler overlap = {.first = 0x01ff, .last = 0x0200, .on_msg = h_b};
+    struct worker_handler inside = {.first = 0x0210, .last = 0x0220, .on_msg = h_b};
+    struct worker_handler bad = {.first = 0x0400, .last = 0x03ff, .on_msg = h_b};
+    struct worker_handler null_cb = {.first = 0x0500, .last = 0x05ff};
+    if (worker_id(w) == 0) {
+        H.rc_a = worker_handle(w, &a, &H.rc_a);
+        H.rc_b = worker_handle(w, &b, NULL);
+        H.rc_overlap = worker_handle(w, &overlap, NULL);
+        H.rc_inside = worker_handle(w, &inside, NULL);
+        H.rc_bad = worker_handle(w, &bad, NULL);
+        H.rc_null = worker_handle(w, &null_cb, NULL);
+    }
+    return 0;
+}
+
+static void h_fallback(struct worker *w, const struct worker_msg *m, void *arg)
+{
+    (void)w;
+    (void)arg;
+    atomic_store(&H.last_fallback, m->type);
+    atomic_fetch_add(&H.fallback_rx, 1);
+}
+
+static void h_stop(struct worker *w, void *arg)
+{
+    (void)arg;
+    if (worker_id(w) != 0)
+        return;
+    /* Left for the discard: one of range A, one of B (no discard: ops),
+     * one of no range (ops). */
+    static const uint16_t types[] = {0x0150, 0x0250, 0x0350};
+    for (unsigned i = 0; i < 3; i++) {
+        struct worker_msg m = {.type = types[i]};
+        m.u.ptr[0] = buf_new(8);
+        (void)worker_send(w, 0, &m, WORKER_MSG_CONTROL);
+    }
+}
+
+static void h_discard(struct worker *w, const struct worker_msg *m, void *arg)
+{
+    (void)w;
+    (void)arg;
+    buf_unref(m->u.ptr[0]);
+    atomic_fetch_add(&H.ops_discard, 1);
+}
+
+static void test_handlers(void **state)
+{
+    (void)state;
+    memset(&H, 0, sizeof(H));
+    int64_t live0 = buf_live();
+    static const struct worker_ops ops = {
+        .start = h_start, .stop = h_stop, .on_msg = h_fallback, .on_discard = h_discard};
+    struct worker_config cfg = {.n_workers = 1, .no_pin = true};
+    struct worker_pool *p = NULL;
+    assert_int_equal(worker_pool_new(&p, &cfg, &ops, NULL), 0);
+    assert_int_equal(worker_pool_start(p), 0);
+    assert_int_equal(H.rc_a, 0);
+    assert_int_equal(H.rc_b, 0);
+    assert_int_equal(H.rc_overlap, ROOST_EINVAL);
+    assert_int_equal(H.rc_inside, ROOST_EINVAL);
+    assert_int_equal(H.rc_bad, ROOST_EINVAL);
+    assert_int_equal(H.rc_null, ROOST_EINVAL);
+    static const uint16_t types[] = {0x0100, 0x01ff, 0x0150, 0x0200, 0x02ff, 0x00ff, 0x0300};
+    for (unsigned i = 0; i < 7; i++) {
+        struct worker_msg m = {.type = types[i]};
+        assert_int_equal(worker_pool_post(p, 0, &m), 0);
+    }
+    for (int i = 0; i < 5000 && H.a_rx + H.b_rx + H.fallback_rx < 7; i++)
+        usleep(1000);
+    worker_pool_stop(p);
+    assert_int_equal(atomic_load(&H.a_rx), 3);
+    assert_int_equal(atomic_load(&H.a_arg_ok), 3);
+    assert_int_equal(atomic_load(&H.b_rx), 2);
+    assert_int_equal(atomic_load(&H.fallback_rx), 2);
+    assert_int_equal(atomic_load(&H.last_fallback), 0x0300);
+    /* Discard: the range's own for A; ops->on_discard for the others. */
+    assert_int_equal(atomic_load(&H.a_discard), 1);
+    assert_int_equal(atomic_load(&H.ops_discard), 2);
+    assert_int_equal(buf_live(), live0);
+    worker_pool_del(p);
+}
+
+/* ops->on_msg is optional: a message nobody handles is dropped. */
+static void test_handlers_no_on_msg(void **state)
+{
+    (void)state;
+    memset(&H, 0, sizeof(H));
+    static const struct worker_ops ops = {.start = h_start};
+    struct worker_config cfg = {.n_workers = 1, .no_pin = true};
+    struct worker_pool *p = NULL;
+    assert_int_equal(worker_pool_new(&p, &cfg, &ops, NULL), 0);
+    assert_int_equal(worker_pool_start(p), 0);
+    for (unsigned i = 0; i < 3; i++) {
+        struct worker_msg m = {.type = (uint16_t)(i == 1 ? 0x0201 : 0x0777)};
+        assert_int_equal(worker_pool_post(p, 0, &m), 0);
+    }
+    for (int i = 0; i < 5000 && atomic_load(&H.b_rx) < 1; i++)
+        usleep(1000);
+    usleep(20000);
+    worker_pool_stop(p);
+    assert_int_equal(atomic_load(&H.b_rx), 1);
+    struct worker_stats st;
+    worker_pool_stats(p, 0, &st);
+    assert_int_equal(st.msgs_in, 3);
+    worker_pool_del(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_config),       cmocka_unit_test(test_all_to_all_1),
-        cmocka_unit_test(test_all_to_all_2),     cmocka_unit_test(test_all_to_all_4),
-        cmocka_unit_test(test_wakeup_edge),      cmocka_unit_test(test_spill_and_drop),
-        cmocka_unit_test(test_timers_in_worker), cmocka_unit_test(test_fd_callbacks),
-        cmocka_unit_test(test_pinning),          cmocka_unit_test(test_rcu_qsbr),
-        cmocka_unit_test(test_start_failure),    cmocka_unit_test(test_shutdown_in_flight),
-        cmocka_unit_test(test_never_started),
+        cmocka_unit_test(test_bad_config),        cmocka_unit_test(test_all_to_all_1),
+        cmocka_unit_test(test_all_to_all_2),      cmocka_unit_test(test_all_to_all_4),
+        cmocka_unit_test(test_wakeup_edge),       cmocka_unit_test(test_spill_and_drop),
+        cmocka_unit_test(test_timers_in_worker),  cmocka_unit_test(test_fd_callbacks),
+        cmocka_unit_test(test_pinning),           cmocka_unit_test(test_rcu_qsbr),
+        cmocka_unit_test(test_start_failure),     cmocka_unit_test(test_shutdown_in_flight),
+        cmocka_unit_test(test_never_started),     cmocka_unit_test(test_self_send_order),
+        cmocka_unit_test(test_self_send_bounded), cmocka_unit_test(test_self_send_discard),
+        cmocka_unit_test(test_handlers),          cmocka_unit_test(test_handlers_no_on_msg),
     };
     return cmocka_run_group_tests_name("worker", tests, NULL, NULL);
 }

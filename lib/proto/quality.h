@@ -1,5 +1,6 @@
 /* QUALITY summaries: what a publisher learns about its audience
- * (docs/PROTOCOL.md §4.9, issue 6).
+ * (docs/PROTOCOL.md §4.9, issue 6). The wire codec; the room computes the
+ * summaries (lib/room/quality.c).
  *
  * A summary travels as a QUALITY message about a subscriber's link (the
  * receiver with the worst loss: participant_id, loss_permille = worst loss,
@@ -15,8 +16,8 @@
  * extension.
  *
  * Pure functions: no I/O, no global state, any thread. */
-#ifndef ROOST_ROOM_QUALITY_H
-#define ROOST_ROOM_QUALITY_H
+#ifndef ROOST_PROTO_QUALITY_H
+#define ROOST_PROTO_QUALITY_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,0 +1,90 @@
+/* Rooms, the message switch: this module's ring messages to the side that
+ * handles them, registered with the runtime per shard (worker_handle). */
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/worker.h"
+#include "room/room_int.h"
+
+bool room_shard_on_msg(struct room_shard *s, const struct worker_msg *wm)
+{
+    struct buf *b;
+    switch (wm->type) {
+    case ROOM_MSG_JOIN:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        owner_on_join(s, (const struct join_req *)b->data);
+        buf_unref(b);
+        return true;
+    case ROOM_MSG_ACK:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        member_on_ack(s, b);
+        buf_unref(b);
+        return true;
+    case ROOM_MSG_LEAVE:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        owner_on_leave(s, (const struct leave_req *)b->data);
+        buf_unref(b);
+        return true;
+    case ROOM_MSG_FANOUT: {
+        struct fanout_msg fm;
+        memcpy(&fm, wm->u.bytes, sizeof(fm));
+        fanout_on_msg(s, &fm);
+        return true;
+    }
+    case ROOM_MSG_EVENTS: {
+        struct events_msg em;
+        memcpy(&em, wm->u.bytes, sizeof(em));
+        member_on_events(s, &em);
+        return true;
+    }
+    case ROOM_MSG_REPLACED: {
+        struct replaced_msg rm;
+        memcpy(&rm, wm->u.bytes, sizeof(rm));
+        member_on_replaced(s, &rm);
+        return true;
+    }
+    case ROOM_MSG_KFREQ: {
+        struct kfreq_msg km;
+        memcpy(&km, wm->u.bytes, sizeof(km));
+        member_on_kfreq(s, &km);
+        return true;
+    }
+    case ROOM_MSG_QREPORT:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        room_quality_on_report(s, b);
+        buf_unref(b);
+        return true;
+    case ROOM_MSG_QSUM:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        room_quality_on_summary(s, b);
+        buf_unref(b);
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool room_msg_discard(const struct worker_msg *wm)
+{
+    return room_msg_release(wm);
+}
+
+static void dispatch_msg(struct worker *w, const struct worker_msg *wm, void *arg)
+{
+    (void)w;
+    room_shard_on_msg(arg, wm);
+}
+
+static void dispatch_discard(const struct worker_msg *wm)
+{
+    room_msg_release(wm);
+}
+
+int room_dispatch_register(struct room_shard *s)
+{
+    struct worker_handler h = {.first = ROOM_MSG_FIRST,
+                               .last = ROOM_MSG_LAST,
+                               .on_msg = dispatch_msg,
+                               .discard = dispatch_discard};
+    return worker_handle(s->w, &h, s);
+}

@@ -1,0 +1,408 @@
+/* Rooms, the member side: the participants whose endpoint lives on this
+ * worker, their handles, their join/leave requests and the owner's answers,
+ * presence events, REPLACED, keyframe requests, and the keyframe caches
+ * (publishing a sender's view, replaying the others' to a joiner). */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <urcu-qsbr.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "proto/frame.h"
+#include "proto/msg.h"
+#include "room/kfcache.h"
+#include "room/room_int.h"
+#include "room/snapshot.h"
+
+/* --------------------------------------------------------- member handles */
+
+int room_member_new(struct room_shard *s, void *ep, struct room_member **out)
+{
+    if (s->n_mfree == 0) {
+        uint32_t old = s->mcap;
+        uint32_t ncap = old ? old * 2 : 64;
+        if (ncap > KFDIR_CHUNKS * KFDIR_CHUNK)
+            return ROOST_ENOMEM; /* the cache directory's bound */
+        struct room_member **ms = realloc(s->mslots, ncap * sizeof(*ms));
+        if (ms == NULL)
+            return ROOST_ENOMEM;
+        s->mslots = ms;
+        uint32_t *gens = realloc(s->mgens, ncap * sizeof(*gens));
+        if (gens == NULL)
+            return ROOST_ENOMEM;
+        s->mgens = gens;
+        uint32_t *fr = realloc(s->mfree, ncap * sizeof(*fr));
+        if (fr == NULL)
+            return ROOST_ENOMEM;
+        s->mfree = fr;
+        for (uint32_t i = old; i < ncap; i++) {
+            s->mslots[i] = NULL;
+            s->mgens[i] = 0;
+        }
+        for (uint32_t i = ncap; i > old; i--)
+            s->mfree[s->n_mfree++] = i - 1;
+        s->mcap = ncap;
+    }
+    struct room_member *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return ROOST_ENOMEM;
+    uint32_t slot = s->mfree[--s->n_mfree];
+    m->s = s;
+    m->ep = ep;
+    m->slot = slot;
+    m->gen = ++s->mgens[slot];
+    /* Unique server-wide: worker id in the low part, never 0. */
+    m->pid = s->pid_seq++ * s->sh->n_workers + s->id + 1;
+    if (m->pid == 0) /* wrapped */
+        m->pid = s->pid_seq++ * s->sh->n_workers + s->id + 1;
+    s->mslots[slot] = m;
+    *out = m;
+    return 0;
+}
+
+uint32_t room_member_pid(const struct room_member *m)
+{
+    return m->pid;
+}
+
+bool room_member_joined(const struct room_member *m)
+{
+    return m->state == MEMBER_JOINED;
+}
+
+/* ------------------------------------------------------ keyframe caches */
+
+/* The directory entry of member slot `slot` on this worker, allocating its
+ * chunk on first use. NULL without memory. */
+static struct kfcache_view *_Atomic *cache_slot(struct room_shard *s, uint32_t slot)
+{
+    struct kfcache_view *_Atomic *_Atomic *cp = &s->sh->kfdir[s->id][slot >> KFDIR_CHUNK_BITS];
+    struct kfcache_view *_Atomic *chunk = atomic_load_explicit(cp, memory_order_relaxed);
+    if (chunk == NULL) {
+        chunk = calloc(KFDIR_CHUNK, sizeof(*chunk));
+        if (chunk == NULL)
+            return NULL;
+        /* Pairs with the acquire load in cache_view. */
+        atomic_store_explicit(cp, chunk, memory_order_release);
+    }
+    return &chunk[slot & (KFDIR_CHUNK - 1)];
+}
+
+/* The view a snapshot member published, if it is still that member's and
+ * in this room. Inside a read-side section. */
+static const struct kfcache_view *cache_view(struct room_shared *sh,
+                                             const struct snapshot_member *e, unsigned owner,
+                                             uint32_t room_slot, uint32_t room_gen)
+{
+    RCUPTR_ASSERT_READER();
+    /* Pairs with the release store in cache_slot. */
+    struct kfcache_view *_Atomic *chunk = atomic_load_explicit(
+        &sh->kfdir[e->worker][e->slot >> KFDIR_CHUNK_BITS], memory_order_acquire);
+    if (chunk == NULL)
+        return NULL;
+    /* Pairs with rcu_assign_pointer in kfcache (publish). */
+    const struct kfcache_view *v = rcu_dereference(chunk[e->slot & (KFDIR_CHUNK - 1)]);
+    if (v == NULL)
+        return NULL;
+    const struct kfcache_tag *t = kfcache_view_tag(v);
+    if (t->pid != e->participant_id || t->gen != e->gen || t->owner != owner ||
+        t->room_slot != room_slot || t->room_gen != room_gen)
+        return NULL;
+    return v;
+}
+
+/* Cleared when the sender leaves its room (every leave path). */
+static void member_cache_stop(struct room_member *m)
+{
+    kfcache_del(m->kc);
+    m->kc = NULL;
+}
+
+/* A publishing member just joined: its cache starts empty, tagged with the
+ * room, so that views never leak into another room. */
+static void member_cache_start(struct room_shard *s, struct room_member *m)
+{
+    member_cache_stop(m);
+    if (!(m->perms & PERM_PUBLISH))
+        return;
+    struct kfcache_view *_Atomic *slot = cache_slot(s, m->slot);
+    struct kfcache_config cfg = {.cap_bytes = s->sh->lim.keyframe_cap,
+                                 .prefill_ms = s->sh->lim.prefill_ms};
+    if (slot == NULL || kfcache_new(&m->kc, &cfg, slot) != 0) {
+        log_error("event=kfcache_failed pid=%u reason=nomem", m->pid);
+        return; /* media still flows; late joiners wait for a keyframe */
+    }
+    struct kfcache_tag tag = {.pid = m->pid,
+                              .gen = m->gen,
+                              .owner = m->owner,
+                              .room_slot = m->room_slot,
+                              .room_gen = m->room_gen};
+    kfcache_set_tag(m->kc, &tag);
+}
+
+/* Right after JOINED: the cached keyframes (then the audio prefill) of
+ * every other sender, before any live frame can reach the joiner (it is
+ * marked JOINED only after this, on this thread). */
+static void replay_caches(struct room_shard *s, struct room_member *m)
+{
+    if (!(m->perms & PERM_SUBSCRIBE))
+        return;
+    /* A sender that promoted a keyframe and then fanned out with a
+     * snapshot without us fences between the two; this fence pairs with
+     * it so that we see that keyframe here (store/load on both sides). */
+    atomic_thread_fence(memory_order_seq_cst);
+    rcu_read_lock();
+    struct room *r = room_resolve(s->sh, m->owner, m->room_slot, m->room_gen);
+    uint32_t n = 0;
+    const struct snapshot_member *e = r ? snapshot_members(rcu_dereference(r->snap), &n) : NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        if (e[i].participant_id == m->pid || !(e[i].flags & PERM_PUBLISH))
+            continue;
+        const struct kfcache_view *v =
+            cache_view(s->sh, &e[i], m->owner, m->room_slot, m->room_gen);
+        uint32_t cnt = kfcache_view_count(v);
+        for (uint32_t k = 0; k < cnt; k++) {
+            struct buf *b = kfcache_view_packet(v, k);
+            if (s->ops->media(m->ep, b, 0, b->len, s->arg) == 0) {
+                ROOM_STAT_INC(s, media_out);
+                ROOM_STAT_INC(s, kf_replayed);
+            } else {
+                ROOM_STAT_INC(s, media_out_failed);
+            }
+        }
+    }
+    rcu_read_unlock();
+}
+
+static void member_send_leave(struct room_member *m)
+{
+    struct room_shard *s = m->s;
+    struct buf *b = buf_new(sizeof(struct leave_req));
+    if (b == NULL) {
+        /* Control is never dropped silently: without memory for the
+         * message the owner keeps a ghost entry; the delivery side skips
+         * it (stale handle) and it goes with the room. */
+        log_error("event=room_leave_lost pid=%u reason=nomem", m->pid);
+        return;
+    }
+    struct leave_req *lr = (struct leave_req *)b->data;
+    memset(lr, 0, sizeof(*lr));
+    lr->pid = m->pid;
+    lr->room_len = m->room_len;
+    memcpy(lr->room, m->room_id, m->room_len);
+    b->len = sizeof(*lr);
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_LEAVE, &b, sizeof(b));
+    room_send(s, room_owner_of(s->sh, m->room_id, m->room_len), &wm);
+}
+
+int room_leave(struct room_member *m)
+{
+    if (m->state == MEMBER_IDLE)
+        return ROOST_ENOENT;
+    member_send_leave(m);
+    member_cache_stop(m);
+    m->state = MEMBER_IDLE;
+    return 0;
+}
+
+void room_member_del(struct room_member *m)
+{
+    if (m == NULL)
+        return;
+    struct room_shard *s = m->s;
+    if (m->state != MEMBER_IDLE)
+        member_send_leave(m);
+    member_cache_stop(m);
+    free(m->kfreq_last);
+    /* Bumping the generation invalidates every snapshot entry that still
+     * names this slot. */
+    s->mgens[m->slot]++;
+    s->mslots[m->slot] = NULL;
+    s->mfree[s->n_mfree++] = m->slot;
+    free(m);
+}
+
+int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
+              const uint8_t *identity, size_t identity_len, const uint8_t *display,
+              size_t display_len, unsigned perms)
+{
+    if (m->state != MEMBER_IDLE)
+        return ROOST_EEXIST;
+    if (room_len == 0 || room_len > ROOM_ID_MAX || identity_len > IDENTITY_MAX ||
+        display_len > DISPLAY_NAME_MAX)
+        return ROOST_EINVAL;
+    struct room_shard *s = m->s;
+    struct buf *b = buf_new(sizeof(struct join_req));
+    if (b == NULL)
+        return ROOST_ENOMEM;
+    struct join_req *jr = (struct join_req *)b->data;
+    memset(jr, 0, sizeof(*jr));
+    jr->pid = m->pid;
+    jr->slot = m->slot;
+    jr->gen = m->gen;
+    jr->join_seq = ++m->join_seq;
+    jr->worker = (uint16_t)s->id;
+    jr->perms = (uint8_t)perms;
+    jr->room_len = (uint8_t)room_len;
+    jr->ident_len = (uint8_t)identity_len;
+    jr->name_len = (uint8_t)display_len;
+    memcpy(jr->room, room_id, room_len);
+    if (identity_len)
+        memcpy(jr->identity, identity, identity_len);
+    if (display_len)
+        memcpy(jr->name, display, display_len);
+    b->len = sizeof(*jr);
+
+    m->state = MEMBER_JOINING;
+    m->perms = (uint8_t)perms;
+    m->room_len = (uint8_t)room_len;
+    memcpy(m->room_id, room_id, room_len);
+
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
+    room_send(s, room_owner_of(s->sh, room_id, room_len), &wm);
+    return 0;
+}
+
+/* ----------------------------------------------------- answers and events */
+
+static void deliver_frames(struct room_shard *s, struct room_member *m, const uint8_t *p,
+                           size_t len)
+{
+    while (len > 0) {
+        size_t hl, bl;
+        if (frame_parse(p, len, &hl, &bl) != 0 || hl + bl > len)
+            return; /* our own encoding: cannot happen */
+        s->ops->control(m->ep, p + hl, bl, s->arg);
+        p += hl + bl;
+        len -= hl + bl;
+    }
+}
+
+void member_on_ack(struct room_shard *s, struct buf *b)
+{
+    const struct ack_hdr *a = (const struct ack_hdr *)b->data;
+    struct room_member *m = room_member_resolve(s, a->slot, a->gen);
+    /* A member that left or re-joined since: its LEAVE already went to the
+     * owner (after the JOIN, same ring), so just drop the answer. */
+    if (m == NULL || m->state != MEMBER_JOINING || m->join_seq != a->join_seq)
+        return;
+    if (a->code == 0) {
+        m->owner = a->owner;
+        m->room_slot = a->room_slot;
+        m->room_gen = a->room_gen;
+        m->joined_version = a->version;
+        member_cache_start(s, m);
+    } else {
+        m->state = MEMBER_IDLE;
+    }
+    deliver_frames(s, m, b->data + sizeof(*a), a->frames_len);
+    if (a->code == 0) {
+        /* JOINED went out; the other senders' caches follow, then live
+         * frames (fan-out skips members not yet JOINED). */
+        replay_caches(s, m);
+        m->state = MEMBER_JOINED;
+    }
+    if (s->ops->joined)
+        s->ops->joined(m->ep, a->code, s->arg);
+}
+
+void member_on_events(struct room_shard *s, const struct events_msg *em)
+{
+    rcu_read_lock();
+    struct room *r = room_resolve(s->sh, em->owner, em->room_slot, em->room_gen);
+    if (r != NULL) {
+        uint32_t n;
+        const struct snapshot_member *e =
+            snapshot_worker_members(rcu_dereference(r->snap), s->id, &n);
+        for (uint32_t i = 0; i < n; i++) {
+            struct room_member *m = room_member_resolve(s, e[i].slot, e[i].gen);
+            /* Joiners of this version (or later) got the state in JOINED. */
+            if (m == NULL || m->state != MEMBER_JOINED || m->joined_version >= em->version)
+                continue;
+            deliver_frames(s, m, em->b->data, em->b->len);
+            ROOM_STAT_INC(s, events_sent);
+        }
+    }
+    rcu_read_unlock();
+    buf_unref(em->b);
+}
+
+void member_on_replaced(struct room_shard *s, const struct replaced_msg *rm)
+{
+    struct room_member *m = room_member_resolve(s, rm->slot, rm->gen);
+    if (m == NULL || m->pid != rm->pid || m->state == MEMBER_IDLE)
+        return;
+    m->state = MEMBER_IDLE; /* the owner already removed it */
+    member_cache_stop(m);
+    if (s->ops->replaced)
+        s->ops->replaced(m->ep, s->arg);
+}
+
+/* ----------------------------------------------------- keyframe requests */
+
+int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream)
+{
+    struct room_shard *s = m->s;
+    if (m->state != MEMBER_JOINED)
+        return ROOST_ENOENT;
+    struct kfreq_msg km = {.from = m->pid, .stream = stream};
+    bool found = false;
+    rcu_read_lock();
+    struct room *r = room_resolve(s->sh, m->owner, m->room_slot, m->room_gen);
+    const struct snapshot_member *e =
+        r && target != m->pid ? snapshot_find(rcu_dereference(r->snap), target) : NULL;
+    if (e != NULL) {
+        km.slot = e->slot;
+        km.gen = e->gen;
+        km.pid = e->participant_id;
+        found = true;
+    }
+    unsigned to = e ? e->worker : 0;
+    rcu_read_unlock();
+    if (!found) {
+        ROOM_STAT_INC(s, kfreq_unknown);
+        return ROOST_ENOENT;
+    }
+    /* Suppression happens on the sender's worker: requests from receivers
+     * on every worker meet there. */
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_KFREQ, &km, sizeof(km));
+    room_send(s, to, &wm);
+    return 0;
+}
+
+void member_on_kfreq(struct room_shard *s, const struct kfreq_msg *km)
+{
+    struct room_member *m = room_member_resolve(s, km->slot, km->gen);
+    if (m == NULL || m->pid != km->pid || m->state != MEMBER_JOINED)
+        return;
+    uint64_t now = worker_now(s->w);
+    if (m->kfreq_last == NULL) {
+        m->kfreq_last = calloc(STREAMS, sizeof(*m->kfreq_last));
+        if (m->kfreq_last == NULL)
+            return;
+    }
+    /* Stored as now+1 so that 0 means "never". */
+    uint64_t last = m->kfreq_last[km->stream];
+    if (last != 0 && now + 1 - last < s->sh->lim.kfreq_window_ns) {
+        ROOM_STAT_INC(s, kfreq_suppressed);
+        return;
+    }
+    m->kfreq_last[km->stream] = now + 1;
+    struct msg *msg = s->scratch;
+    memset(msg, 0, sizeof(msg->type) + sizeof(msg->u.keyframe_request));
+    msg->type = MSG_KEYFRAME_REQUEST;
+    msg->u.keyframe_request.participant_id = km->from;
+    msg->u.keyframe_request.stream_id = km->stream;
+    uint8_t body[64];
+    int n = msg_encode_body(msg, body, sizeof(body));
+    if (n < 0)
+        return;
+    s->ops->control(m->ep, body, (size_t)n, s->arg);
+    ROOM_STAT_INC(s, kfreq_relayed);
+}

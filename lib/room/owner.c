@@ -1,0 +1,539 @@
+/* Rooms, the owner side: the rooms whose id hashes to this worker. Only
+ * this worker changes them: it applies the joins and leaves of one loop
+ * turn as one batch, publishes the next snapshot, answers the joiners
+ * (JOINED / JOIN_REJECTED) and fans out one PARTICIPANT_EVENTS per turn.
+ * Single-threaded code: everything here runs on the owner's worker. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <urcu-qsbr.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "proto/errcode.h"
+#include "proto/msg.h"
+#include "room/room_int.h"
+#include "room/snapshot.h"
+
+/* ------------------------------------------------------------ room table */
+
+static void room_free(struct room *r)
+{
+    snapshot_free(r->snap);
+    free(r->infos);
+    free(r->changes);
+    free(r->acks);
+    free(r->events);
+    for (unsigned w = 0; w < WORKER_MAX; w++)
+        buf_unref(r->qrep[w]);
+    free(r);
+}
+
+static void room_free_rcu(struct rcu_head *head)
+{
+    room_free(caa_container_of(head, struct room, rcu));
+}
+
+void owner_free_rooms(struct room_shard *s)
+{
+    /* Every worker has left its loop: no reader holds a room or snapshot,
+     * so the owner frees directly. */
+    for (uint32_t b = 0; b <= s->bucket_mask; b++) {
+        struct room *r = s->buckets[b];
+        while (r != NULL) {
+            struct room *next = r->hnext;
+            struct room_table *t = &s->sh->tables[s->id];
+            rcu_assign_pointer(t->slots[r->slot], NULL);
+            atomic_fetch_sub_explicit(&s->sh->rooms, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&s->sh->participants, r->n_infos, memory_order_relaxed);
+            room_free(r);
+            r = next;
+        }
+        s->buckets[b] = NULL;
+    }
+}
+
+static struct room *room_lookup(struct room_shard *s, const uint8_t *id, size_t len,
+                                uint64_t *hash_out)
+{
+    uint64_t h = hash_siphash24(&s->sh->key, id, len);
+    *hash_out = h;
+    /* High bits: the low bits chose the owner (mod N). */
+    for (struct room *r = s->buckets[(h >> 32) & s->bucket_mask]; r; r = r->hnext)
+        if (r->hash == h && r->id_len == len && memcmp(r->id, id, len) == 0)
+            return r;
+    return NULL;
+}
+
+static int room_create(struct room_shard *s, const uint8_t *id, size_t len, uint64_t h,
+                       struct room **out)
+{
+    struct room_table *t = &s->sh->tables[s->id];
+    int64_t n = atomic_fetch_add_explicit(&s->sh->rooms, 1, memory_order_relaxed);
+    if (n >= (int64_t)s->sh->lim.max_rooms || t->n_free == 0) {
+        atomic_fetch_sub_explicit(&s->sh->rooms, 1, memory_order_relaxed);
+        return ROOST_EFULL;
+    }
+    struct room *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        atomic_fetch_sub_explicit(&s->sh->rooms, 1, memory_order_relaxed);
+        return ROOST_ENOMEM;
+    }
+    r->slot = t->free_slots[--t->n_free];
+    r->gen = ++t->gens[r->slot];
+    r->id_len = (uint8_t)len;
+    memcpy(r->id, id, len);
+    r->hash = h;
+    uint32_t b = (uint32_t)(h >> 32) & s->bucket_mask;
+    r->hnext = s->buckets[b];
+    s->buckets[b] = r;
+    /* Pairs with rcu_dereference in room_resolve: the room's fields are
+     * visible before its pointer is. */
+    rcu_assign_pointer(t->slots[r->slot], r);
+    ROOM_STAT_INC(s, rooms_created);
+    *out = r;
+    return 0;
+}
+
+static void room_destroy(struct room_shard *s, struct room *r)
+{
+    struct room_table *t = &s->sh->tables[s->id];
+    uint32_t b = (uint32_t)(r->hash >> 32) & s->bucket_mask;
+    for (struct room **pp = &s->buckets[b]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == r) {
+            *pp = r->hnext;
+            break;
+        }
+    }
+    rcu_assign_pointer(t->slots[r->slot], NULL);
+    t->free_slots[t->n_free++] = r->slot;
+    atomic_fetch_sub_explicit(&s->sh->rooms, 1, memory_order_relaxed);
+    ROOM_STAT_INC(s, rooms_destroyed);
+    /* Readers that resolved the room before it was unpublished may still
+     * use it and its snapshot until their next quiescent state. */
+    call_rcu(&r->rcu, room_free_rcu);
+}
+
+static void room_mark_dirty(struct room_shard *s, struct room *r)
+{
+    if (r->dirty)
+        return;
+    r->dirty = true;
+    r->dirty_next = s->dirty_head;
+    s->dirty_head = r;
+}
+
+static int room_add_change(struct room *r, enum snapshot_op op, const struct room_info *in)
+{
+    int rc =
+        room_grow((void **)&r->changes, &r->cap_changes, r->n_changes + 1, sizeof(*r->changes));
+    if (rc != 0)
+        return rc;
+    struct snapshot_change *c = &r->changes[r->n_changes++];
+    memset(c, 0, sizeof(*c));
+    c->op = op;
+    c->member.participant_id = in->pid;
+    c->member.worker = in->worker;
+    c->member.flags = in->perms;
+    c->member.slot = in->slot;
+    c->member.gen = in->gen;
+    return 0;
+}
+
+static int room_add_event(struct room *r, uint8_t kind, uint32_t pid)
+{
+    int rc = room_grow((void **)&r->events, &r->cap_events, r->n_events + 1, sizeof(*r->events));
+    if (rc != 0)
+        return rc;
+    r->events[r->n_events++] = (struct room_event){.kind = kind, .pid = pid};
+    return 0;
+}
+
+static void send_replaced(struct room_shard *s, const struct room_info *old)
+{
+    struct replaced_msg rm = {.slot = old->slot, .gen = old->gen, .pid = old->pid};
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_REPLACED, &rm, sizeof(rm));
+    room_send(s, old->worker, &wm);
+}
+
+/* Removes member i from the room's current list and queues the change. */
+static void room_remove_info(struct room_shard *s, struct room *r, uint32_t i)
+{
+    struct room_info old = r->infos[i];
+    r->infos[i] = r->infos[--r->n_infos];
+    /* Not yet answered: the joiner never sees a JOINED for this room. */
+    for (uint32_t k = 0; k < r->n_acks; k++) {
+        if (r->acks[k].pid == old.pid) {
+            r->acks[k] = r->acks[--r->n_acks];
+            break;
+        }
+    }
+    /* Allocation failures below leave the snapshot one turn stale at worst;
+     * the next change of the room carries the removal (snapshot_build
+     * folds by participant id). */
+    if (room_add_change(r, SNAPSHOT_REMOVE, &old) != 0 ||
+        room_add_event(r, MSG_EV_LEAVE, old.pid) != 0)
+        log_error("event=room_change_nomem pid=%u", old.pid);
+    atomic_fetch_sub_explicit(&s->sh->participants, 1, memory_order_relaxed);
+    ROOM_STAT_INC(s, leaves);
+    room_mark_dirty(s, r);
+}
+
+/* Writes one framed message for *m into a fresh buffer region; returns
+ * bytes written or a negative error. */
+static int frame_into(struct buf **bp, const struct msg *m)
+{
+    int need = msg_encoded_len(m);
+    if (need < 0)
+        return need;
+    struct buf *b = *bp;
+    if (b == NULL || b->cap - b->len < (uint32_t)need) {
+        uint32_t used = b ? b->len : 0;
+        uint32_t cap = used + (uint32_t)need;
+        if (b != NULL && cap < b->cap * 2)
+            cap = b->cap * 2;
+        struct buf *nb = buf_new(cap);
+        if (nb == NULL)
+            return ROOST_ENOMEM;
+        if (b != NULL) {
+            memcpy(nb->data, b->data, used);
+            nb->len = used;
+            buf_unref(b);
+        }
+        *bp = b = nb;
+    }
+    int n = msg_encode(m, b->data + b->len, b->cap - b->len);
+    if (n < 0)
+        return n;
+    b->len += (uint32_t)n;
+    return n;
+}
+
+static void send_ack(struct room_shard *s, const struct join_req *jr, uint32_t code,
+                     const struct room *r, uint64_t version, struct buf *frames)
+{
+    uint32_t flen = frames ? frames->len : 0;
+    struct buf *b = buf_new((uint32_t)sizeof(struct ack_hdr) + flen);
+    if (b == NULL) {
+        buf_unref(frames);
+        log_error("event=room_ack_lost pid=%u reason=nomem", jr->pid);
+        return;
+    }
+    struct ack_hdr *a = (struct ack_hdr *)b->data;
+    memset(a, 0, sizeof(*a));
+    a->pid = jr->pid;
+    a->slot = jr->slot;
+    a->gen = jr->gen;
+    a->join_seq = jr->join_seq;
+    a->code = code;
+    if (r != NULL) {
+        a->room_slot = r->slot;
+        a->room_gen = r->gen;
+    }
+    a->owner = (uint16_t)s->id;
+    a->version = version;
+    a->frames_len = flen;
+    if (flen)
+        memcpy(b->data + sizeof(*a), frames->data, flen);
+    b->len = (uint32_t)sizeof(*a) + flen;
+    buf_unref(frames);
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_ACK, &b, sizeof(b));
+    room_send(s, jr->worker, &wm);
+}
+
+static void send_reject(struct room_shard *s, const struct join_req *jr, uint32_t code,
+                        const char *reason, uint32_t retry_ms)
+{
+    struct msg *m = s->scratch;
+    memset(m, 0, sizeof(m->type) + sizeof(m->u.join_rejected));
+    m->type = MSG_JOIN_REJECTED;
+    m->u.join_rejected.code = code;
+    m->u.join_rejected.retry_after_ms = retry_ms;
+    m->u.join_rejected.reason.ptr = (const uint8_t *)reason;
+    m->u.join_rejected.reason.len = strlen(reason);
+    struct buf *frames = NULL;
+    if (frame_into(&frames, m) < 0) {
+        buf_unref(frames);
+        frames = NULL;
+    }
+    send_ack(s, jr, code, NULL, 0, frames);
+}
+
+void owner_on_join(struct room_shard *s, const struct join_req *jr)
+{
+    uint64_t h;
+    struct room *r = room_lookup(s, jr->room, jr->room_len, &h);
+    if (r != NULL) {
+        /* Count only the members not being replaced. */
+        bool dup = false;
+        for (uint32_t i = 0; i < r->n_infos && jr->ident_len; i++)
+            if (r->infos[i].ident_len == jr->ident_len &&
+                memcmp(r->infos[i].identity, jr->identity, jr->ident_len) == 0)
+                dup = true;
+        if (!dup && r->n_infos >= s->sh->lim.max_members) {
+            ROOM_STAT_INC(s, rejects_room_full);
+            send_reject(s, jr, PROTO_ERR_ROOM_FULL, "room is full", 5000);
+            return;
+        }
+    } else {
+        int rc = room_create(s, jr->room, jr->room_len, h, &r);
+        if (rc != 0) {
+            ROOM_STAT_INC(s, rejects_server_full);
+            send_reject(s, jr, rc == ROOST_EFULL ? PROTO_ERR_SERVER_FULL : PROTO_ERR_INTERNAL,
+                        rc == ROOST_EFULL ? "server has no room for another room" : "out of memory",
+                        5000);
+            return;
+        }
+    }
+
+    /* Duplicate identity: the newer join replaces the older connection. */
+    for (uint32_t i = 0; i < r->n_infos && jr->ident_len; i++) {
+        struct room_info *o = &r->infos[i];
+        if (o->ident_len == jr->ident_len &&
+            memcmp(o->identity, jr->identity, jr->ident_len) == 0) {
+            send_replaced(s, o);
+            ROOM_STAT_INC(s, replaced);
+            room_remove_info(s, r, i);
+            break;
+        }
+    }
+
+    struct room_info in = {
+        .pid = jr->pid,
+        .worker = jr->worker,
+        .perms = (uint16_t)(jr->perms & PERM_ALL),
+        .slot = jr->slot,
+        .gen = jr->gen,
+        .join_seq = jr->join_seq,
+        .ident_len = jr->ident_len,
+        .name_len = jr->name_len,
+    };
+    memcpy(in.identity, jr->identity, jr->ident_len);
+    memcpy(in.name, jr->name, jr->name_len);
+    if (room_grow((void **)&r->infos, &r->cap_infos, r->n_infos + 1, sizeof(*r->infos)) != 0 ||
+        room_grow((void **)&r->acks, &r->cap_acks, r->n_acks + 1, sizeof(*r->acks)) != 0 ||
+        room_add_change(r, SNAPSHOT_ADD, &in) != 0 || room_add_event(r, MSG_EV_JOIN, in.pid) != 0) {
+        send_reject(s, jr, PROTO_ERR_INTERNAL, "out of memory", 1000);
+        if (r->n_infos == 0 && !r->dirty)
+            room_destroy(s, r);
+        return;
+    }
+    r->infos[r->n_infos++] = in;
+    r->acks[r->n_acks++] = in;
+    atomic_fetch_add_explicit(&s->sh->participants, 1, memory_order_relaxed);
+    ROOM_STAT_INC(s, joins);
+    room_mark_dirty(s, r);
+}
+
+void owner_on_leave(struct room_shard *s, const struct leave_req *lr)
+{
+    uint64_t h;
+    struct room *r = room_lookup(s, lr->room, lr->room_len, &h);
+    if (r == NULL)
+        return; /* already replaced and the room went away */
+    for (uint32_t i = 0; i < r->n_infos; i++) {
+        if (r->infos[i].pid == lr->pid) {
+            room_remove_info(s, r, i);
+            return;
+        }
+    }
+}
+
+static uint8_t info_member_flags(const struct room_info *in)
+{
+    return (in->perms & PERM_PUBLISH) ? MSG_MEMBER_PUBLISHER : 0;
+}
+
+static const struct room_info *room_find_info(const struct room *r, uint32_t pid)
+{
+    for (uint32_t i = 0; i < r->n_infos; i++)
+        if (r->infos[i].pid == pid)
+            return &r->infos[i];
+    return NULL;
+}
+
+/* JOINED for one joiner: the other members, the first JOINED_MAX_MEMBERS in
+ * JOINED (MORE set when there are more), the rest as JOIN events. */
+static int build_joined(struct room_shard *s, const struct room *r, const struct room_info *j,
+                        struct buf **frames)
+{
+    struct msg *m = s->scratch;
+    memset(m, 0, sizeof(*m));
+    m->type = MSG_JOINED;
+    struct msg_joined *jd = &m->u.joined;
+    jd->room_id.ptr = r->id;
+    jd->room_id.len = r->id_len;
+    jd->permissions = (uint8_t)(j->perms & PERM_ALL); /* PERM_* are the wire bits */
+    jd->member_total = r->n_infos - 1;
+    uint32_t i = 0;
+    for (; i < r->n_infos && jd->n_members < JOINED_MAX_MEMBERS; i++) {
+        const struct room_info *o = &r->infos[i];
+        if (o->pid == j->pid)
+            continue;
+        struct msg_member *mm = &jd->members[jd->n_members++];
+        mm->participant_id = o->pid;
+        mm->flags = info_member_flags(o);
+        mm->display_name.ptr = o->name;
+        mm->display_name.len = o->name_len;
+    }
+    bool more = false;
+    for (uint32_t k = i; k < r->n_infos; k++)
+        if (r->infos[k].pid != j->pid)
+            more = true;
+    if (more)
+        jd->flags |= MSG_JOINED_MORE;
+    int rc = frame_into(frames, m);
+    if (rc < 0 || !more)
+        return rc < 0 ? rc : 0;
+    while (i < r->n_infos) {
+        memset(m, 0, sizeof(m->type) + sizeof(m->u.events));
+        m->type = MSG_PARTICIPANT_EVENTS;
+        struct msg_events *ev = &m->u.events;
+        for (; i < r->n_infos && ev->n_events < EVENTS_MAX; i++) {
+            const struct room_info *o = &r->infos[i];
+            if (o->pid == j->pid)
+                continue;
+            struct msg_event *e = &ev->events[ev->n_events++];
+            e->kind = MSG_EV_JOIN;
+            e->participant_id = o->pid;
+            e->flags = info_member_flags(o);
+            e->display_name.ptr = o->name;
+            e->display_name.len = o->name_len;
+        }
+        bool last = true;
+        for (uint32_t k = i; k < r->n_infos; k++)
+            if (r->infos[k].pid != j->pid)
+                last = false;
+        if (last)
+            ev->flags |= MSG_EVENTS_SYNC_DONE;
+        if (ev->n_events && (rc = frame_into(frames, m)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* This turn's presence deltas as framed PARTICIPANT_EVENTS, coalesced: a
+ * participant that joined and left in the same turn appears only as LEAVE
+ * (harmless for the others: unknown LEAVEs are ignored). */
+static int build_events(struct room_shard *s, const struct room *r, struct buf **frames)
+{
+    struct msg *m = s->scratch;
+    uint32_t i = 0;
+    while (i < r->n_events) {
+        memset(m, 0, sizeof(m->type) + sizeof(m->u.events));
+        m->type = MSG_PARTICIPANT_EVENTS;
+        struct msg_events *ev = &m->u.events;
+        for (; i < r->n_events && ev->n_events < EVENTS_MAX; i++) {
+            const struct room_event *re = &r->events[i];
+            struct msg_event *e = &ev->events[ev->n_events];
+            e->participant_id = re->pid;
+            if (re->kind == MSG_EV_JOIN) {
+                const struct room_info *in = room_find_info(r, re->pid);
+                if (in == NULL)
+                    continue; /* left again this turn: its LEAVE follows */
+                e->kind = MSG_EV_JOIN;
+                e->flags = info_member_flags(in);
+                e->display_name.ptr = in->name;
+                e->display_name.len = in->name_len;
+            } else {
+                e->kind = MSG_EV_LEAVE;
+            }
+            ev->n_events++;
+        }
+        if (ev->n_events) {
+            int rc = frame_into(frames, m);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static void room_flush_one(struct room_shard *s, struct room *r)
+{
+    struct snapshot *prev = r->snap;
+    struct snapshot *next = NULL;
+    int rc = snapshot_build(prev, r->changes, r->n_changes, s->sh->n_workers,
+                            s->sh->lim.max_members, &next);
+    if (rc != 0) {
+        /* Keep the batch; try again next turn. */
+        log_error("event=snapshot_build_failed room_slot=%u err=\"%s\"", r->slot,
+                  roost_strerror(rc));
+        room_mark_dirty(s, r);
+        return;
+    }
+    /* Pairs with rcu_dereference(r->snap) on the fan-out path. */
+    rcu_assign_pointer(r->snap, next);
+    if (prev != NULL)
+        call_rcu(snapshot_rcu_head(prev), snapshot_free_rcu);
+    ROOM_STAT_INC(s, snapshots);
+    uint64_t version = snapshot_version(next);
+    r->n_changes = 0;
+
+    /* Answers to this turn's joiners. */
+    for (uint32_t k = 0; k < r->n_acks; k++) {
+        const struct room_info *j = &r->acks[k];
+        struct join_req jr = {
+            .pid = j->pid,
+            .slot = j->slot,
+            .gen = j->gen,
+            .join_seq = j->join_seq,
+            .worker = j->worker,
+        };
+        struct buf *frames = NULL;
+        if (build_joined(s, r, j, &frames) != 0) {
+            buf_unref(frames);
+            frames = NULL;
+            log_error("event=joined_encode_failed pid=%u", j->pid);
+        }
+        send_ack(s, &jr, 0, r, version, frames);
+    }
+    r->n_acks = 0;
+
+    /* One PARTICIPANT_EVENTS per turn, fanned out like media: one message
+     * per worker that has members. */
+    if (r->n_events && snapshot_count(next) > 0) {
+        struct buf *frames = NULL;
+        if (build_events(s, r, &frames) == 0 && frames != NULL) {
+            unsigned ng = snapshot_group_count(next);
+            for (unsigned g = 0; g < ng; g++) {
+                unsigned wid;
+                uint32_t cnt;
+                snapshot_group(next, g, &wid, &cnt);
+                struct events_msg em = {
+                    .owner = s->id,
+                    .room_slot = r->slot,
+                    .room_gen = r->gen,
+                    .version = version,
+                    .b = buf_ref(frames),
+                };
+                struct worker_msg wm;
+                room_msg_put(&wm, ROOM_MSG_EVENTS, &em, sizeof(em));
+                room_send(s, wid, &wm);
+            }
+        }
+        buf_unref(frames);
+    }
+    r->n_events = 0;
+
+    if (r->n_infos == 0)
+        room_destroy(s, r);
+}
+
+void room_shard_flush(struct room_shard *s)
+{
+    struct room *r = s->dirty_head;
+    s->dirty_head = NULL;
+    while (r != NULL) {
+        struct room *next = r->dirty_next;
+        r->dirty = false;
+        r->dirty_next = NULL;
+        room_flush_one(s, r);
+        r = next;
+    }
+}

@@ -1,0 +1,403 @@
+/* Rooms, private: the structs every side of lib/room shares, the ring
+ * payloads, and the plumbing (handle resolution, sending) as static inline
+ * functions. Not for use outside lib/room.
+ *
+ * The files of the module and what each calls (no cycle; each arrow is
+ * "calls a function defined in"):
+ *
+ *   room.c     (shared/shard lifecycle, stats)   -> dispatch.c, owner.c
+ *   dispatch.c (the message switch, the handler) -> owner.c, member.c,
+ *                                                   fanout.c, quality.c
+ *   owner.c    (room table, joins/leaves, snapshots, JOINED/EVENTS)
+ *   member.c   (members, join/leave requests, answers, events, replaced,
+ *               keyframe requests, keyframe cache views and replay)
+ *   fanout.c   (the media hot path)
+ *   quality.c  (link quality reports and summaries)
+ *
+ * owner.c, member.c, fanout.c and quality.c call only this header's
+ * inline functions and other modules. The plumbing is inline for that
+ * reason and because the fan-out path resolves a handle per recipient. */
+#ifndef ROOST_ROOM_ROOM_INT_H
+#define ROOST_ROOM_ROOM_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <urcu-qsbr.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/rcuptr.h"
+#include "core/stat.h"
+#include "core/worker.h"
+#include "proto/msg.h"
+#include "proto/perm.h"
+#include "proto/quality.h"
+#include "room/room.h"
+
+struct kfcache;
+struct kfcache_view;
+struct snapshot;
+
+/* Ring messages of this module. */
+enum {
+    ROOM_MSG_JOIN = ROOM_MSG_FIRST, /* member worker -> owner: struct join_req in a buf */
+    ROOM_MSG_ACK,                   /* owner -> member worker: struct ack_hdr + frames in a buf */
+    ROOM_MSG_LEAVE,                 /* member worker -> owner: struct leave_req in a buf */
+    ROOM_MSG_FANOUT,                /* sender worker -> member worker: struct fanout_msg */
+    ROOM_MSG_EVENTS,                /* owner -> member worker: struct events_msg */
+    ROOM_MSG_REPLACED,              /* owner -> member worker: struct replaced_msg */
+    ROOM_MSG_KFREQ,                 /* requester worker -> sender worker: struct kfreq_msg */
+    ROOM_MSG_QREPORT, /* member worker -> owner: struct qreport_hdr + entries in a buf */
+    ROOM_MSG_QSUM,    /* owner -> publisher worker: struct qsum_entry[] in a buf */
+};
+
+#define IDENTITY_MAX 64
+#define ROOM_TABLE_MAX (1u << 20)
+/* Published cache views by member slot: a fixed directory of chunks, so a
+ * reader never sees a table move (chunks are only added, freed at exit). */
+#define KFDIR_CHUNK_BITS 12
+#define KFDIR_CHUNK (1u << KFDIR_CHUNK_BITS)
+#define KFDIR_CHUNKS 256 /* 1M member slots per worker */
+#define STREAMS 256
+
+/* ------------------------------------------------------------------ types */
+
+/* Per-owner table of room slots. slots[] entries are RCU-published by the
+ * owner (rcu_assign_pointer) and read by every worker (rcu_dereference);
+ * gens[] is owner-only. */
+struct room_table {
+    uint32_t cap;
+    struct room **slots;
+    uint32_t *gens;
+    uint32_t *free_slots; /* stack of unused slot numbers, owner-only */
+    uint32_t n_free;
+};
+
+struct room_shared {
+    unsigned n_workers;
+    struct hash_key key;
+    struct room_limits lim;
+    struct room_table tables[WORKER_MAX];
+    _Atomic int64_t rooms;        /* live rooms, server-wide (control path only) */
+    _Atomic int64_t participants; /* members in rooms, server-wide */
+    /* Keyframe caches: kfdir[w][chunk][i] is the view published by the
+     * member in slot chunk*KFDIR_CHUNK+i of worker w. Chunks and views are
+     * written by worker w only (rcu_assign_pointer), read by any worker. */
+    struct kfcache_view *_Atomic *_Atomic kfdir[WORKER_MAX][KFDIR_CHUNKS];
+};
+
+/* The owner's record of one member: what JOINED lists and what duplicate
+ * identities are matched against. */
+struct room_info {
+    uint32_t pid;
+    uint16_t worker;
+    uint16_t perms; /* PERM_* (also the snapshot member's flags) */
+    uint32_t slot;
+    uint32_t gen;
+    uint32_t join_seq;
+    uint8_t ident_len;
+    uint8_t name_len;
+    uint8_t identity[IDENTITY_MAX];
+    uint8_t name[DISPLAY_NAME_MAX];
+};
+
+struct room_event {
+    uint8_t kind; /* MSG_EV_JOIN / MSG_EV_LEAVE */
+    uint32_t pid;
+};
+
+struct room {
+    /* Read by any worker inside a read-side section. */
+    struct snapshot *snap; /* RCU-published */
+    uint32_t gen;
+    /* Owner-only below. */
+    struct rcu_head rcu;
+    uint32_t slot;
+    uint8_t id_len;
+    uint8_t id[ROOM_ID_MAX];
+    uint64_t hash;
+    struct room *hnext;
+    struct room *dirty_next;
+    bool dirty;
+
+    struct room_info *infos; /* current members (pending changes applied) */
+    uint32_t n_infos, cap_infos;
+    struct snapshot_change *changes; /* this turn's batch */
+    uint32_t n_changes, cap_changes;
+    struct room_info *acks; /* joiners accepted this turn */
+    uint32_t n_acks, cap_acks;
+    struct room_event *events; /* this turn's presence deltas */
+    uint32_t n_events, cap_events;
+    /* Latest subscriber report of each worker (quality), and when. */
+    struct buf *qrep[WORKER_MAX];
+    uint64_t qrep_t[WORKER_MAX];
+};
+
+enum member_state {
+    MEMBER_IDLE = 0,
+    MEMBER_JOINING,
+    MEMBER_JOINED,
+};
+
+struct room_member {
+    struct room_shard *s;
+    void *ep;
+    uint32_t pid;
+    uint32_t slot;
+    uint32_t gen;
+    uint32_t join_seq;
+    enum member_state state;
+    uint8_t perms; /* PERM_* */
+    uint16_t owner;
+    uint32_t room_slot;
+    uint32_t room_gen;
+    uint64_t joined_version; /* snapshot version that added us */
+    uint8_t room_len;
+    uint8_t room_id[ROOM_ID_MAX];
+    /* Room state, on this member's worker. */
+    struct kfcache *kc;   /* publishing members: keyframe cache + prefill */
+    uint64_t *kfreq_last; /* per stream: when a KEYFRAME_REQUEST last went out (+1) */
+    struct room_link q_prev;
+    bool q_have;
+    uint16_t q_loss; /* permille, last interval */
+    uint32_t q_rtt_us;
+};
+
+struct room_shard {
+    struct room_shared *sh;
+    struct worker *w;
+    unsigned id;
+    const struct room_ops *ops;
+    void *arg;
+
+    /* Owner side: rooms by id. */
+    struct room **buckets;
+    uint32_t bucket_mask;
+    struct room *dirty_head;
+
+    /* Member side: handle table. */
+    struct room_member **mslots;
+    uint32_t *mgens;
+    uint32_t mcap;
+    uint32_t *mfree;
+    uint32_t n_mfree;
+    uint32_t pid_seq;
+
+    struct msg *scratch; /* large (lists of 200); control path only */
+    /* Written by this shard's worker only (stat_inc); read by any thread. */
+    _Atomic uint64_t st[STAT_N(struct room_stats)];
+
+    /* The seam of the owner tests (test_owner): when set, room_send hands
+     * control messages here instead of to the runtime, and the hook takes
+     * over their references. NULL in the relay. Never on the media path. */
+    void (*send_hook)(void *arg, unsigned to, struct worker_msg *wm);
+    void *send_hook_arg;
+};
+
+#define ROOM_STAT_INC(s, field) stat_inc((s)->st, STAT_IDX(struct room_stats, field))
+
+/* Payloads. */
+struct join_req {
+    uint32_t pid, slot, gen, join_seq;
+    uint16_t worker;
+    uint8_t perms, room_len, ident_len, name_len;
+    uint8_t room[ROOM_ID_MAX];
+    uint8_t identity[IDENTITY_MAX];
+    uint8_t name[DISPLAY_NAME_MAX];
+};
+
+struct ack_hdr {
+    uint32_t pid, slot, gen, join_seq;
+    uint32_t code; /* 0 or proto errcode */
+    uint32_t room_slot, room_gen;
+    uint16_t owner;
+    uint64_t version;
+    uint32_t frames_len; /* framed messages follow */
+};
+
+struct leave_req {
+    uint32_t pid;
+    uint8_t room_len;
+    uint8_t room[ROOM_ID_MAX];
+};
+
+struct fanout_msg {
+    uint32_t owner, room_slot, room_gen, sender;
+    struct buf *b;
+};
+
+struct events_msg {
+    uint32_t owner, room_slot, room_gen;
+    uint64_t version;
+    struct buf *b; /* framed PARTICIPANT_EVENTS messages */
+};
+
+struct replaced_msg {
+    uint32_t slot, gen, pid;
+};
+
+struct kfreq_msg {
+    uint32_t slot, gen, pid; /* the sender (target) */
+    uint32_t from;           /* the requester */
+    uint8_t stream;
+};
+
+struct qreport_hdr {
+    uint32_t room_slot, room_gen;
+    uint16_t worker;
+    uint32_t n;
+};
+
+struct qreport_entry {
+    uint32_t pid;
+    uint16_t loss; /* permille */
+    uint32_t rtt_us;
+};
+
+struct qsum_entry {
+    uint32_t slot, gen, pid; /* the publisher */
+    struct quality_summary sum;
+};
+
+_Static_assert(sizeof(struct fanout_msg) <= 56, "fits a ring message");
+_Static_assert(sizeof(struct events_msg) <= 56, "fits a ring message");
+_Static_assert(sizeof(struct kfreq_msg) <= 56, "fits a ring message");
+
+/* --------------------------------------------------------------- plumbing */
+
+/* Grows *arr (of elem-sized entries, capacity *cap) to hold need entries. */
+static inline int room_grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    uint32_t ncap = *cap ? *cap : 4;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (p == NULL)
+        return ROOST_ENOMEM;
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+static inline void room_msg_put(struct worker_msg *wm, uint16_t type, const void *payload,
+                                size_t len)
+{
+    memset(wm, 0, sizeof(*wm));
+    wm->type = type;
+    memcpy(wm->u.bytes, payload, len);
+}
+
+/* Releases the references a message of this module holds. Returns false
+ * for a type that is not this module's. */
+static inline bool room_msg_release(const struct worker_msg *wm)
+{
+    struct buf *b;
+    switch (wm->type) {
+    case ROOM_MSG_JOIN:
+    case ROOM_MSG_ACK:
+    case ROOM_MSG_LEAVE:
+    case ROOM_MSG_QREPORT:
+    case ROOM_MSG_QSUM:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        buf_unref(b);
+        return true;
+    case ROOM_MSG_FANOUT: {
+        struct fanout_msg fm;
+        memcpy(&fm, wm->u.bytes, sizeof(fm));
+        buf_unref(fm.b);
+        return true;
+    }
+    case ROOM_MSG_EVENTS: {
+        struct events_msg em;
+        memcpy(&em, wm->u.bytes, sizeof(em));
+        buf_unref(em.b);
+        return true;
+    }
+    case ROOM_MSG_REPLACED:
+    case ROOM_MSG_KFREQ:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Every control message goes through the runtime, to this worker included:
+ * the local FIFO delivers it in the message phase, never on the sender's
+ * stack, so a local join runs in the same order as a remote one. Control
+ * is never dropped (rings spill; the local FIFO grows). */
+static inline void room_send(struct room_shard *s, unsigned to, struct worker_msg *wm)
+{
+    if (s->send_hook != NULL) {
+        s->send_hook(s->send_hook_arg, to, wm);
+        return;
+    }
+    int rc = worker_send(s->w, to, wm, WORKER_MSG_CONTROL);
+    if (rc != 0) {
+        log_error("event=room_msg_send_failed type=0x%x to=%u err=\"%s\"", wm->type, to,
+                  roost_strerror(rc));
+        room_msg_release(wm);
+    }
+}
+
+static inline unsigned room_owner_of(const struct room_shared *sh, const uint8_t *room_id,
+                                     size_t len)
+{
+    return hash_owner(&sh->key, room_id, len, sh->n_workers);
+}
+
+/* Resolves a room handle. Caller is inside a read-side section; the result
+ * is valid until it leaves it. */
+static inline struct room *room_resolve(struct room_shared *sh, unsigned owner, uint32_t slot,
+                                        uint32_t gen)
+{
+    RCUPTR_ASSERT_READER();
+    if (owner >= sh->n_workers || slot >= sh->tables[owner].cap)
+        return NULL;
+    /* Pairs with rcu_assign_pointer in room_create/room_destroy. */
+    struct room *r = rcu_dereference(sh->tables[owner].slots[slot]);
+    if (r == NULL || r->gen != gen)
+        return NULL;
+    return r;
+}
+
+/* A member of this shard by handle; NULL when the slot was reused. */
+static inline struct room_member *room_member_resolve(struct room_shard *s, uint32_t slot,
+                                                      uint32_t gen)
+{
+    if (slot >= s->mcap || s->mgens[slot] != gen)
+        return NULL;
+    return s->mslots[slot];
+}
+
+/* ------------------------------------------------------ between the files */
+
+/* dispatch.c: registers the shard's handler for ROOM_MSG_FIRST..LAST. */
+int room_dispatch_register(struct room_shard *s);
+
+/* owner.c */
+void owner_on_join(struct room_shard *s, const struct join_req *jr);
+void owner_on_leave(struct room_shard *s, const struct leave_req *lr);
+/* Frees every room this shard owns (room_shard_del: no reader is left). */
+void owner_free_rooms(struct room_shard *s);
+
+/* member.c */
+void member_on_ack(struct room_shard *s, struct buf *b);
+void member_on_events(struct room_shard *s, const struct events_msg *em);
+void member_on_replaced(struct room_shard *s, const struct replaced_msg *rm);
+void member_on_kfreq(struct room_shard *s, const struct kfreq_msg *km);
+
+/* fanout.c */
+void fanout_on_msg(struct room_shard *s, const struct fanout_msg *fm);
+
+/* quality.c */
+void room_quality_on_report(struct room_shard *s, struct buf *b);
+void room_quality_on_summary(struct room_shard *s, struct buf *b);
+
+#endif
