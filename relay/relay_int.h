@@ -30,12 +30,15 @@
 #define RELAY_MSG_DRAIN 0x0300   /* send GOAWAY to every session */
 #define RELAY_MSG_MEMBERS 0x0301 /* u.ptr[0]: struct members_req * */
 
+/* What the session knows and the room does not. Whether the session is in
+ * a room is the room's fact alone: room_member_joined(ss->m), true from the
+ * moment JOINED was delivered (lib/room sets it before ops->joined) until
+ * LEAVE or REPLACED. */
 enum session_state {
     SESSION_OPEN = 0, /* waiting for HELLO */
-    SESSION_WELCOMED, /* waiting for JOIN */
-    SESSION_JOINING,  /* JOIN sent to the room's owner */
-    SESSION_JOINED,
-    SESSION_LEAVING, /* LEAVE received; closing */
+    SESSION_WELCOMED, /* HELLO answered; JOIN may come (or came and was answered) */
+    SESSION_JOINING,  /* JOIN sent to the room's owner, no answer yet */
+    SESSION_LEAVING,  /* LEAVE received or replaced; closing */
 };
 
 struct relay_worker;
@@ -53,7 +56,7 @@ struct session {
     struct session *grave_next;
     struct session *prev, *next; /* rw->live: open sessions (GOAWAY, /rooms) */
     uint64_t opened_ns, join_ns, joined_ns;
-    bool was_joined;
+    bool was_joined; /* was in a room at some point (leaves counter, close log) */
     uint8_t room_len;
     char room[ROOM_ID_MAX + 1]; /* of the last JOIN, for /rooms and logs */
     char display[DISPLAY_NAME_MAX + 1];

@@ -7,6 +7,7 @@
  * relay_members (admin or main thread) and session_members_done. */
 #include "relay/relay_int.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -117,8 +118,12 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
     struct session *ss = ep;
     if (ss->state != SESSION_JOINING)
         return;
+    /* The JOIN is answered: from here on the room says whether the session
+     * is in it. on_ack in lib/room marked the member JOINED (or idle, on a
+     * reject) before calling ops->joined. */
+    ss->state = SESSION_WELCOMED;
     if (code == 0) {
-        ss->state = SESSION_JOINED;
+        assert(room_member_joined(ss->m));
         ss->was_joined = true;
         timer_cancel(worker_timers(ss->rw->w), &ss->deadline);
         WSTAT_INC(ss->rw, joins_ok);
@@ -127,7 +132,6 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
         return;
     }
     /* JOIN_REJECTED already went out through room_cb_control. */
-    ss->state = SESSION_WELCOMED;
     WSTAT_INC(ss->rw, join_rejects);
     if (++ss->rejects >= RELAY_MAX_REJECTS)
         session_close(ss, code, "too many rejected joins");
@@ -236,13 +240,16 @@ static void on_join(struct session *ss, const struct msg_join *j)
         ident = (const uint8_t *)cl.identity;
         ident_len = cl.identity_len;
     }
+    /* JOINING before room_join: when this worker owns the room, a reject
+     * (room or server full) is answered within room_join, and room_cb_joined
+     * must then find the JOIN in flight to count it and return to WELCOMED. */
+    ss->state = SESSION_JOINING;
     int rc = room_join(ss->m, j->room_id.ptr, j->room_id.len, ident, ident_len, j->display_name.ptr,
                        j->display_name.len, perms);
     if (rc != 0) {
+        ss->state = SESSION_WELCOMED;
         session_reject(ss, PROTO_ERR_INTERNAL, roost_strerror(rc));
-        return;
     }
-    ss->state = SESSION_JOINING;
 }
 
 static void conn_on_control(struct quic_conn *c, const uint8_t *body, size_t len, void *arg)
@@ -277,15 +284,15 @@ static void conn_on_control(struct quic_conn *c, const uint8_t *body, size_t len
     case MSG_JOIN:
         if (ss->state == SESSION_OPEN)
             session_violation(ss, "JOIN before HELLO");
-        else if (ss->state == SESSION_JOINING || ss->state == SESSION_JOINED)
+        else if (ss->state == SESSION_JOINING || room_member_joined(ss->m))
             session_error(ss, PROTO_ERR_ALREADY_JOINED, MSG_JOIN, "already joined or joining");
         else if (ss->state == SESSION_WELCOMED)
-            on_join(ss, &m->u.join);
+            on_join(ss, &m->u.join); /* LEAVING: ignored, the connection is closing */
         break;
     case MSG_LEAVE:
         if (ss->state == SESSION_OPEN) {
             session_violation(ss, "LEAVE before HELLO");
-        } else if (ss->state != SESSION_JOINED) {
+        } else if (!room_member_joined(ss->m)) {
             session_error(ss, PROTO_ERR_NOT_JOINED, MSG_LEAVE, "not joined");
         } else {
             room_leave(ss->m);
@@ -296,7 +303,7 @@ static void conn_on_control(struct quic_conn *c, const uint8_t *body, size_t len
     case MSG_KEYFRAME_REQUEST:
         if (ss->state == SESSION_OPEN)
             session_violation(ss, "KEYFRAME_REQUEST before HELLO");
-        else if (ss->state != SESSION_JOINED)
+        else if (!room_member_joined(ss->m))
             session_error(ss, PROTO_ERR_NOT_JOINED, MSG_KEYFRAME_REQUEST, "not joined");
         else if (room_keyframe_request(ss->m, m->u.keyframe_request.participant_id,
                                        m->u.keyframe_request.stream_id) != 0)
@@ -321,7 +328,7 @@ static void conn_on_datagram(struct quic_conn *c, const uint8_t *data, size_t le
 {
     (void)arg;
     struct session *ss = quic_conn_user(c);
-    if (ss == NULL || ss->state != SESSION_JOINED) {
+    if (ss == NULL || !room_member_joined(ss->m)) {
         if (ss != NULL)
             WSTAT_INC(ss->rw, dgram_not_joined);
         return;
@@ -334,7 +341,8 @@ static void session_deadline(struct timer *t, uint64_t now, void *arg)
     (void)t;
     (void)now;
     struct session *ss = arg;
-    if (ss->state == SESSION_OPEN || ss->state == SESSION_WELCOMED)
+    /* room_cb_joined cancels the deadline; the room test only says so. */
+    if ((ss->state == SESSION_OPEN || ss->state == SESSION_WELCOMED) && !room_member_joined(ss->m))
         session_close(ss, PROTO_ERR_IDLE_TIMEOUT, "no HELLO or JOIN in time");
 }
 
@@ -447,11 +455,11 @@ void session_members_collect(struct relay_worker *rw, struct members_req *q)
 {
     uint64_t now = worker_now(rw->w);
     for (struct session *ss = rw->live; ss != NULL; ss = ss->next) {
-        if (ss->c == NULL || (ss->state != SESSION_JOINED && ss->state != SESSION_JOINING))
+        bool joined = room_member_joined(ss->m);
+        if (ss->c == NULL || (!joined && ss->state != SESSION_JOINING))
             continue;
-        struct relay_member_info mi = {.pid = room_member_pid(ss->m),
-                                       .worker = worker_id(rw->w),
-                                       .joined = ss->state == SESSION_JOINED};
+        struct relay_member_info mi = {
+            .pid = room_member_pid(ss->m), .worker = worker_id(rw->w), .joined = joined};
         memcpy(mi.room, ss->room, ss->room_len + 1u);
         mi.room_len = ss->room_len;
         memcpy(mi.display, ss->display, sizeof(mi.display));
