@@ -28,7 +28,7 @@
 static void relay_quality_tick(struct timer *t, uint64_t now, void *arg)
 {
     struct relay_worker *rw = arg;
-    room_shard_quality(rw->rs, now);
+    room_shard_quality(relay_worker_shard(rw), now);
     timer_arm(worker_timers(rw->w), t, now + room_shared_quality_interval(rw->r->rsh));
 }
 
@@ -38,13 +38,18 @@ static int w_start(struct worker *w, void *arg)
     struct relay_worker *rw = &r->rw[worker_id(w)];
     rw->r = r;
     rw->w = w;
-    int rc = room_shard_new(&rw->rs, r->rsh, w, &session_room_ops, rw);
+    struct room_shard *rs;
+    int rc = room_shard_new(&rs, r->rsh, w, &session_room_ops, rw);
     if (rc != 0)
         return rc;
+    /* Published before the QUIC server can open a session that uses it;
+     * pairs with the acquire loads in relay_stats/relay_worker_stats
+     * (relay/stats.c): the shard is initialised before readers see it. */
+    atomic_store_explicit(&rw->rs, rs, memory_order_release);
     rc = quic_server_new(&rw->qs, w, r->qsh, &session_quic_ops, rw);
     if (rc != 0) {
-        room_shard_del(rw->rs);
-        rw->rs = NULL;
+        atomic_store_explicit(&rw->rs, NULL, memory_order_relaxed);
+        room_shard_del(rs);
         return rc;
     }
     timer_init(&rw->quality, relay_quality_tick, rw);
@@ -61,8 +66,11 @@ static void w_stop(struct worker *w, void *arg)
     quic_server_del(rw->qs);
     rw->qs = NULL;
     session_bury(rw);
-    room_shard_del(rw->rs);
-    rw->rs = NULL;
+    /* Readers that load NULL skip the shard; readers may not overlap the
+     * stop itself (relay.h: relay_stats, relay_worker_stats). */
+    struct room_shard *rs = relay_worker_shard(rw);
+    atomic_store_explicit(&rw->rs, NULL, memory_order_relaxed);
+    room_shard_del(rs);
 }
 
 /* This module's ring messages (RELAY_MSG_*); false for other types. */
@@ -87,7 +95,7 @@ static void w_msg(struct worker *w, const struct worker_msg *msg, void *arg)
     struct relay_worker *rw = &r->rw[worker_id(w)];
     if (relay_on_msg(rw, msg))
         return;
-    if (room_shard_on_msg(rw->rs, msg))
+    if (room_shard_on_msg(relay_worker_shard(rw), msg))
         return;
     if (quic_server_on_msg(rw->qs, msg))
         return;
@@ -99,7 +107,7 @@ static void w_turn_end(struct worker *w, void *arg)
     struct relay *r = arg;
     struct relay_worker *rw = &r->rw[worker_id(w)];
     session_bury(rw);
-    room_shard_flush(rw->rs);
+    room_shard_flush(relay_worker_shard(rw));
     quic_server_turn_end(rw->qs);
 }
 

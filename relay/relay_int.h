@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "core/stat.h"
 #include "core/timer.h"
 #include "core/worker.h"
 #include "proto/msg.h"
@@ -65,13 +66,20 @@ struct session {
 struct relay_worker {
     struct relay *r;
     struct worker *w;
-    struct quic_server *qs;
-    struct room_shard *rs;
+    struct quic_server *qs; /* this worker only (admin reads quic_shared_stats) */
+    /* The room shard. Set by w_start with a release store once the shard
+     * is ready and cleared by w_stop before room_shard_del. Other threads
+     * (relay_stats, relay_worker_stats) load it with acquire; this worker
+     * reads it relaxed through relay_worker_shard(). */
+    _Atomic(struct room_shard *) rs;
     struct session *grave; /* closed sessions to free at turn end */
     struct session *live;  /* open sessions */
     struct timer quality;  /* QUALITY reports (room_shard_quality) */
-    struct relay_wcounters st;
-    struct relay_hist h_join, h_fanout; /* written only by this worker */
+    /* Counters (core/stat.h), written only by this worker, laid out as the
+     * public structs that relay_worker_stats fills. */
+    _Atomic uint64_t st[STAT_N(struct relay_wcounters)];
+    _Atomic uint64_t h_join[STAT_N(struct relay_hist)];
+    _Atomic uint64_t h_fanout[STAT_N(struct relay_hist)];
 } __attribute__((aligned(64)));
 
 struct relay {
@@ -90,7 +98,20 @@ struct relay {
     struct relay_worker *rw; /* n_workers */
 };
 
-#define WSTAT_INC(rw, f) __atomic_store_n(&(rw)->st.f, (rw)->st.f + 1, __ATOMIC_RELAXED)
+/* One event in a counter of struct relay_wcounters; rw's worker only. */
+#define WSTAT_INC(rw, f) stat_inc((rw)->st, STAT_IDX(struct relay_wcounters, f))
+
+/* The worker's own shard (its worker only: it stored it, relaxed is enough). */
+static inline struct room_shard *relay_worker_shard(struct relay_worker *rw)
+{
+    return atomic_load_explicit(&rw->rs, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------- stats.c */
+
+/* Adds one sample of ns to the histogram slots h (STAT_N(struct
+ * relay_hist), laid out as struct relay_hist). h's worker only. */
+void relay_hist_add(_Atomic uint64_t *h, uint64_t ns);
 
 /* ----------------------------------------------------------- session.c */
 

@@ -99,7 +99,7 @@ static int room_cb_media(void *ep, struct buf *b, uint32_t off, uint32_t len, vo
     uint32_t t0 = b->stamp;
     if (t0 != 0) {
         uint32_t d = buf_stamp_now() - t0;
-        relay_hist_add(&ss->rw->h_fanout, d < (1u << 31) ? d : 0);
+        relay_hist_add(ss->rw->h_fanout, d < (1u << 31) ? d : 0);
     }
     return quic_conn_queue_datagram(ss->c, b, off, len);
 }
@@ -128,7 +128,7 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
         timer_cancel(worker_timers(ss->rw->w), &ss->deadline);
         WSTAT_INC(ss->rw, joins_ok);
         ss->joined_ns = worker_now(ss->rw->w);
-        relay_hist_add(&ss->rw->h_join, ss->joined_ns - ss->join_ns);
+        relay_hist_add(ss->rw->h_join, ss->joined_ns - ss->join_ns);
         return;
     }
     /* JOIN_REJECTED already went out through room_cb_control. */
@@ -359,7 +359,7 @@ static int conn_on_open(struct quic_conn *c, void *arg)
     ss->rw = rw;
     ss->c = c;
     ss->opened_ns = worker_now(rw->w);
-    if (room_member_new(rw->rs, ss, &ss->m) != 0) {
+    if (room_member_new(relay_worker_shard(rw), ss, &ss->m) != 0) {
         free(ss);
         return PROTO_ERR_SERVER_FULL;
     }

@@ -6,10 +6,15 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/stat.h"
 #include "quic/quic.h"
 #include "room/room.h"
 
-void relay_hist_add(struct relay_hist *h, uint64_t ns)
+/* The slot arrays are read back as these structs. */
+_Static_assert(sizeof(struct relay_wcounters) % sizeof(uint64_t) == 0, "only uint64_t fields");
+_Static_assert(sizeof(struct relay_hist) % sizeof(uint64_t) == 0, "only uint64_t fields");
+
+void relay_hist_add(_Atomic uint64_t *h, uint64_t ns)
 {
     /* Bounds are powers of two (4^i KiB-ns): the bucket is a bit count. */
     unsigned i = 0;
@@ -19,14 +24,17 @@ void relay_hist_add(struct relay_hist *h, uint64_t ns)
         if (i > RELAY_HIST_N - 1)
             i = RELAY_HIST_N - 1;
     }
-    __atomic_store_n(&h->bucket[i], h->bucket[i] + 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&h->sum_ns, h->sum_ns + ns, __ATOMIC_RELAXED);
+    stat_inc(h, STAT_IDX(struct relay_hist, bucket) + i);
+    stat_inc(h, STAT_IDX(struct relay_hist, count));
+    stat_add(h, STAT_IDX(struct relay_hist, sum_ns), ns);
 }
 
-static uint64_t rd(const uint64_t *p)
+/* Another worker's room shard, or NULL before its start and after its stop.
+ * The acquire pairs with the release store in w_start (relay/relay.c): a
+ * non-NULL shard was initialised before it was published. */
+static struct room_shard *shard_of(struct relay_worker *rw)
 {
-    return __atomic_load_n(p, __ATOMIC_RELAXED);
+    return atomic_load_explicit(&rw->rs, memory_order_acquire);
 }
 
 void relay_stats(struct relay *r, struct relay_stats *out)
@@ -34,19 +42,15 @@ void relay_stats(struct relay *r, struct relay_stats *out)
     memset(out, 0, sizeof(*out));
     out->rooms = room_shared_rooms(r->rsh);
     out->participants = room_shared_participants(r->rsh);
+    struct relay_wcounters c;
+    memset(&c, 0, sizeof(c));
     for (unsigned i = 0; i < r->n_workers; i++) {
         struct relay_worker *rw = &r->rw[i];
-        out->sessions_opened += rd(&rw->st.sessions_opened);
-        out->sessions_closed += rd(&rw->st.sessions_closed);
-        out->joins_ok += rd(&rw->st.joins_ok);
-        out->join_rejects += rd(&rw->st.join_rejects);
-        out->rejects_bad_token += rd(&rw->st.rejects_bad_token);
-        out->rejects_not_permitted += rd(&rw->st.rejects_not_permitted);
-        out->protocol_violations += rd(&rw->st.protocol_violations);
-        out->dgram_not_joined += rd(&rw->st.dgram_not_joined);
-        if (rw->rs != NULL) {
+        stat_sum((uint64_t *)&c, rw->st, STAT_N(struct relay_wcounters));
+        struct room_shard *shard = shard_of(rw);
+        if (shard != NULL) {
             struct room_stats rs;
-            room_shard_stats(rw->rs, &rs);
+            room_shard_stats(shard, &rs);
             out->rejects_room_full += rs.rejects_room_full;
             out->rejects_server_full += rs.rejects_server_full;
             out->replaced += rs.replaced;
@@ -59,6 +63,14 @@ void relay_stats(struct relay *r, struct relay_stats *out)
             out->snapshots += rs.snapshots;
         }
     }
+    out->sessions_opened = c.sessions_opened;
+    out->sessions_closed = c.sessions_closed;
+    out->joins_ok = c.joins_ok;
+    out->join_rejects = c.join_rejects;
+    out->rejects_bad_token = c.rejects_bad_token;
+    out->rejects_not_permitted = c.rejects_not_permitted;
+    out->protocol_violations = c.protocol_violations;
+    out->dgram_not_joined = c.dgram_not_joined;
     out->conns_open = out->sessions_opened - out->sessions_closed;
     struct quic_stats qs;
     quic_shared_stats_total(r->qsh, &qs);
@@ -72,21 +84,11 @@ void relay_worker_stats(struct relay *r, unsigned worker, struct relay_worker_st
     if (worker >= r->n_workers)
         return;
     struct relay_worker *rw = &r->rw[worker];
-    const uint64_t *src = (const uint64_t *)&rw->st;
-    uint64_t *dst = (uint64_t *)&out->relay;
-    for (size_t i = 0; i < sizeof(out->relay) / sizeof(uint64_t); i++)
-        dst[i] = rd(&src[i]);
-    const struct relay_hist *hs[2] = {&rw->h_join, &rw->h_fanout};
-    struct relay_hist *hd[2] = {&out->join_latency, &out->fanout_latency};
-    for (int k = 0; k < 2; k++) {
-        for (unsigned i = 0; i < RELAY_HIST_N; i++)
-            hd[k]->bucket[i] = rd(&hs[k]->bucket[i]);
-        hd[k]->count = rd(&hs[k]->count);
-        hd[k]->sum_ns = rd(&hs[k]->sum_ns);
-    }
+    stat_read((uint64_t *)&out->relay, rw->st, STAT_N(struct relay_wcounters));
+    stat_read((uint64_t *)&out->join_latency, rw->h_join, STAT_N(struct relay_hist));
+    stat_read((uint64_t *)&out->fanout_latency, rw->h_fanout, STAT_N(struct relay_hist));
     quic_shared_stats(r->qsh, worker, &out->quic);
-    /* The shard pointer is set once by its worker at start; relaxed read. */
-    struct room_shard *shard = __atomic_load_n(&rw->rs, __ATOMIC_ACQUIRE);
+    struct room_shard *shard = shard_of(rw);
     if (shard != NULL)
         room_shard_stats(shard, &out->room);
     if (r->pool != NULL) {
