@@ -22,12 +22,20 @@
 #include "core/worker.h"
 #include "proto/errcode.h"
 #include "proto/msg.h"
+#include "proto/perm.h"
 #include "proto/token.h"
 #include "quic/quic.h"
 #include "room/room.h"
 
 #define RELAY_SERVER_NAME "roost-relay/0.1"
 #define RELAY_MAX_REJECTS 3 /* JOIN_REJECTED answers before the connection is closed */
+
+/* room_join takes PERM_* (proto/perm.h). While lib/room still has its own
+ * names for the same bits, check that they agree. */
+#ifdef ROOM_PERM_PUBLISH
+_Static_assert(ROOM_PERM_PUBLISH == PERM_PUBLISH && ROOM_PERM_SUBSCRIBE == PERM_SUBSCRIBE,
+               "lib/room permission bits are the PERM_* bits");
+#endif
 
 /* -------------------------------------------------------------- helpers */
 
@@ -201,7 +209,7 @@ static void on_join(struct session *ss, const struct msg_join *j)
 {
     struct relay *r = ss->rw->r;
     struct token_claims cl;
-    unsigned perms;
+    unsigned perms; /* PERM_* */
     const uint8_t *ident = NULL;
     size_t ident_len = 0;
 
@@ -214,7 +222,7 @@ static void on_join(struct session *ss, const struct msg_join *j)
         memcpy(ss->display, j->display_name.ptr, dl);
     ss->display[dl] = '\0';
     if (r->cfg.insecure_no_auth) {
-        perms = ROOM_PERM_PUBLISH | ROOM_PERM_SUBSCRIBE;
+        perms = PERM_ALL;
     } else {
         /* Pairs with rcu_xchg_pointer in relay_reload; used only in this
          * call, before the worker's next quiescent state. */
@@ -235,8 +243,7 @@ static void on_join(struct session *ss, const struct msg_join *j)
             session_reject(ss, PROTO_ERR_NOT_PERMITTED, "token does not grant joining");
             return;
         }
-        perms = ((cl.perms & TOKEN_PERM_PUBLISH) ? ROOM_PERM_PUBLISH : 0) |
-                ((cl.perms & TOKEN_PERM_SUBSCRIBE) ? ROOM_PERM_SUBSCRIBE : 0);
+        perms = token_room_perms(cl.perms); /* the one translation of token bits */
         ident = (const uint8_t *)cl.identity;
         ident_len = cl.identity_len;
     }
