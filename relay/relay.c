@@ -73,7 +73,12 @@ static void w_stop(struct worker *w, void *arg)
     room_shard_del(rs);
 }
 
-/* This module's ring messages (RELAY_MSG_*); false for other types. */
+/* Ring messages: one handler per message-type range, each returning false
+ * for types outside its range: relay_on_msg/relay_msg_discard for
+ * RELAY_MSG_*, room_shard_on_msg/room_msg_discard for ROOM_MSG_*,
+ * quic_server_on_msg/quic_server_discard for QUIC_MSG_*. */
+
+/* RELAY_MSG_FIRST..RELAY_MSG_LAST on the worker. */
 static bool relay_on_msg(struct relay_worker *rw, const struct worker_msg *msg)
 {
     switch (msg->type) {
@@ -83,6 +88,20 @@ static bool relay_on_msg(struct relay_worker *rw, const struct worker_msg *msg)
     case RELAY_MSG_MEMBERS:
         session_members_collect(rw, msg->u.ptr[0]);
         session_members_done(msg->u.ptr[0]);
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* RELAY_MSG_* that no worker will handle (shutdown). Any thread. */
+static bool relay_msg_discard(const struct worker_msg *msg)
+{
+    switch (msg->type) {
+    case RELAY_MSG_DRAIN:
+        return true;
+    case RELAY_MSG_MEMBERS:
+        session_members_done(msg->u.ptr[0]); /* the waiter must not hang at shutdown */
         return true;
     default:
         return false;
@@ -115,12 +134,11 @@ static void w_discard(struct worker *w, const struct worker_msg *msg, void *arg)
 {
     (void)w;
     (void)arg;
-    if (msg->type == RELAY_MSG_MEMBERS) {
-        session_members_done(msg->u.ptr[0]); /* the waiter must not hang at shutdown */
+    if (relay_msg_discard(msg))
         return;
-    }
-    if (!room_msg_discard(msg))
-        quic_server_discard(msg);
+    if (room_msg_discard(msg))
+        return;
+    quic_server_discard(msg);
 }
 
 static const struct worker_ops relay_worker_ops = {

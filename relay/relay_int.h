@@ -2,8 +2,9 @@
  * drain, reload), session.c (one client connection's protocol state, the
  * room and QUIC callbacks) and stats.c (counters and their readers) share.
  *
- * Layering: relay.c calls session.c and stats.c; session.c calls stats.c;
- * stats.c calls neither. This header includes only relay/relay.h and lib/.
+ * Layering: relay.c calls session.c, session.c calls stats.c
+ * (relay_hist_add), stats.c calls neither; nothing calls back into relay.c.
+ * This header includes only relay/relay.h and lib/.
  *
  * Thread safety: a struct relay_worker and its sessions belong to their
  * worker thread; fields other threads read say so. */
@@ -27,9 +28,12 @@
 #define RELAY_DEFAULT_HANDSHAKE_NS (5ull * 1000000000ull)
 #define RELAY_DEFAULT_IDLE_NS (30ull * 1000000000ull)
 #define RELAY_DEFAULT_DRAIN_MS 30000u
-/* Ring messages of this module (posted by main/admin): 0x0300-0x03ff. */
+/* Ring messages of this module (posted by main/admin), beside lib/quic's
+ * QUIC_MSG_* (0x01xx) and lib/room's ROOM_MSG_* (0x02xx). */
+#define RELAY_MSG_FIRST 0x0300
 #define RELAY_MSG_DRAIN 0x0300   /* send GOAWAY to every session */
 #define RELAY_MSG_MEMBERS 0x0301 /* u.ptr[0]: struct members_req * */
+#define RELAY_MSG_LAST 0x03ff
 
 /* What the session knows and the room does not. Whether the session is in
  * a room is the room's fact alone: room_member_joined(ss->m), true from the
