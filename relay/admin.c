@@ -198,7 +198,8 @@ static json_t *rooms_json(struct admin *a, const char *only, bool *found)
     *found = false;
     if (relay_members(a->r, &v, &n) != 0)
         return NULL;
-    qsort(v, n, sizeof(*v), cmp_member);
+    if (n > 1) /* v is NULL when no worker has a member: qsort(NULL, 0) is undefined */
+        qsort(v, n, sizeof(*v), cmp_member);
     json_t *rooms = json_array();
     json_t *members = NULL;
     const char *cur_id = NULL;

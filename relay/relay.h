@@ -80,14 +80,16 @@ void relay_request_stop(struct relay *r);
 void relay_stop(struct relay *r);
 /* Stops if needed and frees. Accepts NULL. */
 void relay_del(struct relay *r);
+/* Any thread, but not concurrently with relay_stop or relay_del (they free
+ * the room shards it reads). */
 void relay_stats(struct relay *r, struct relay_stats *out);
 
 /* ---------------------------------------------------------- operations
  * (relay/admin.c, relay/main.c; docs/OPERATIONS.md) */
 
 /* Latency histogram: bucket i counts samples <= RELAY_HIST_BOUND_NS(i),
- * not cumulative; bucket RELAY_HIST_N - 1 is +Inf. Written only by its
- * worker (relaxed stores), summed by the admin thread. */
+ * not cumulative; bucket RELAY_HIST_N - 1 is +Inf. A worker keeps it as
+ * core/stat.h slots (only it writes); relay_worker_stats copies them out. */
 #define RELAY_HIST_N 13
 #define RELAY_HIST_BOUND_NS(i) (1024ull << (2 * (i))) /* 1.02 us .. 4.29 s */
 struct relay_hist {
@@ -95,7 +97,8 @@ struct relay_hist {
     uint64_t count, sum_ns;
 };
 
-/* Relay-level counters of one worker (written only by it). */
+/* Relay-level counters of one worker (written only by it; core/stat.h slots
+ * inside, read with relay_worker_stats). Only uint64_t fields. */
 struct relay_wcounters {
     uint64_t sessions_opened, sessions_closed;
     uint64_t joins_ok, join_rejects;
@@ -116,10 +119,10 @@ struct relay_worker_stats {
     struct worker_stats worker;
     int cpu; /* -1: not pinned */
 };
-/* Any thread; worker < relay_workers(r). */
+/* Any thread; worker < relay_workers(r). Not concurrently with relay_stop
+ * or relay_del (they free the room shards it reads): stop the admin
+ * endpoint first. */
 void relay_worker_stats(struct relay *r, unsigned worker, struct relay_worker_stats *out);
-/* Adds one sample to h (the caller is h's only writer). */
-void relay_hist_add(struct relay_hist *h, uint64_t ns);
 
 /* The limits in force (reload may change some). Any thread. */
 struct relay_limits {

@@ -1,0 +1,140 @@
+/* Private to relay/: the structures that relay.c (lifecycle, worker ops,
+ * drain, reload), session.c (one client connection's protocol state, the
+ * room and QUIC callbacks) and stats.c (counters and their readers) share.
+ *
+ * Layering: relay.c calls session.c, session.c calls stats.c
+ * (relay_hist_add), stats.c calls neither; nothing calls back into relay.c.
+ * This header includes only relay/relay.h and lib/.
+ *
+ * Thread safety: a struct relay_worker and its sessions belong to their
+ * worker thread; fields other threads read say so. */
+#ifndef ROOST_RELAY_RELAY_INT_H
+#define ROOST_RELAY_RELAY_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "core/stat.h"
+#include "core/timer.h"
+#include "core/worker.h"
+#include "proto/msg.h"
+#include "proto/token.h"
+#include "quic/quic.h"
+#include "relay/relay.h"
+#include "room/room.h"
+
+#define RELAY_DEFAULT_HANDSHAKE_NS (5ull * 1000000000ull)
+#define RELAY_DEFAULT_IDLE_NS (30ull * 1000000000ull)
+#define RELAY_DEFAULT_DRAIN_MS 30000u
+/* Ring messages of this module (posted by main/admin), beside lib/quic's
+ * QUIC_MSG_* (0x01xx) and lib/room's ROOM_MSG_* (0x02xx). */
+#define RELAY_MSG_FIRST 0x0300
+#define RELAY_MSG_DRAIN 0x0300   /* send GOAWAY to every session */
+#define RELAY_MSG_MEMBERS 0x0301 /* u.ptr[0]: struct members_req * */
+#define RELAY_MSG_LAST 0x03ff
+
+/* What the session knows and the room does not. Whether the session is in
+ * a room is the room's fact alone: room_member_joined(ss->m), true from the
+ * moment JOINED was delivered (lib/room sets it before ops->joined) until
+ * LEAVE or REPLACED. */
+enum session_state {
+    SESSION_OPEN = 0, /* waiting for HELLO */
+    SESSION_WELCOMED, /* HELLO answered; JOIN may come (or came and was answered) */
+    SESSION_JOINING,  /* JOIN sent to the room's owner, no answer yet */
+    SESSION_LEAVING,  /* LEAVE received or replaced; closing */
+};
+
+struct relay_worker;
+
+/* One client connection's protocol state. Owned by its worker; freed at
+ * the end of the loop turn in which its connection closed, so that no
+ * callback in progress (room delivery, control) sees it vanish. */
+struct session {
+    struct relay_worker *rw;
+    struct quic_conn *c; /* NULL once closed */
+    struct room_member *m;
+    enum session_state state;
+    unsigned rejects;
+    struct timer deadline; /* HELLO / JOIN must arrive in time */
+    struct session *grave_next;
+    struct session *prev, *next; /* rw->live: open sessions (GOAWAY, /rooms) */
+    uint64_t opened_ns, join_ns, joined_ns;
+    bool was_joined; /* was in a room at some point (leaves counter, close log) */
+    uint8_t room_len;
+    char room[ROOM_ID_MAX + 1]; /* of the last JOIN, for /rooms and logs */
+    char display[DISPLAY_NAME_MAX + 1];
+};
+
+struct relay_worker {
+    struct relay *r;
+    struct worker *w;
+    struct quic_server *qs; /* this worker only (admin reads quic_shared_stats) */
+    /* The room shard. Set by w_start with a release store once the shard
+     * is ready and cleared by w_stop before room_shard_del. Other threads
+     * (relay_stats, relay_worker_stats) load it with acquire; this worker
+     * reads it relaxed through relay_worker_shard(). */
+    _Atomic(struct room_shard *) rs;
+    struct session *grave; /* closed sessions to free at turn end */
+    struct session *live;  /* open sessions */
+    struct timer quality;  /* QUALITY reports (room_shard_quality) */
+    /* Counters (core/stat.h), written only by this worker, laid out as the
+     * public structs that relay_worker_stats fills. */
+    _Atomic uint64_t st[STAT_N(struct relay_wcounters)];
+    _Atomic uint64_t h_join[STAT_N(struct relay_hist)];
+    _Atomic uint64_t h_fanout[STAT_N(struct relay_hist)];
+} __attribute__((aligned(64)));
+
+struct relay {
+    struct relay_config cfg;
+    struct quic_shared *qsh;
+    struct room_shared *rsh;
+    struct worker_pool *pool;
+    /* RCU-published (QSBR): workers read it in on_join; reload swaps it,
+     * waits a grace period and frees the old one. */
+    struct token_keyring *keys;
+    _Atomic bool draining;
+    _Atomic unsigned live_max_conns, live_max_half_open;
+    time_t cert_loaded_wall;
+    unsigned n_workers;
+    bool started;
+    struct relay_worker *rw; /* n_workers */
+};
+
+/* One event in a counter of struct relay_wcounters; rw's worker only. */
+#define WSTAT_INC(rw, f) stat_inc((rw)->st, STAT_IDX(struct relay_wcounters, f))
+
+/* The worker's own shard (its worker only: it stored it, relaxed is enough). */
+static inline struct room_shard *relay_worker_shard(struct relay_worker *rw)
+{
+    return atomic_load_explicit(&rw->rs, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------- stats.c */
+
+/* Adds one sample of ns to the histogram slots h (STAT_N(struct
+ * relay_hist), laid out as struct relay_hist). h's worker only. */
+void relay_hist_add(_Atomic uint64_t *h, uint64_t ns);
+
+/* ----------------------------------------------------------- session.c */
+
+/* The callbacks lib/room and lib/quic call on a worker (arg: its struct
+ * relay_worker). */
+extern const struct room_ops session_room_ops;
+extern const struct quic_app_ops session_quic_ops;
+
+/* Frees the sessions whose connection closed this turn (turn end, stop). */
+void session_bury(struct relay_worker *rw);
+/* RELAY_MSG_DRAIN: GOAWAY to every welcomed session, closes the others. */
+void session_goaway_all(struct relay_worker *rw);
+/* RELAY_MSG_MEMBERS: appends this worker's members to q (relay_members);
+ * session_members_done then counts the answer as given. */
+struct members_req;
+void session_members_collect(struct relay_worker *rw, struct members_req *q);
+/* Counts one worker's answer to q as given, also for a RELAY_MSG_MEMBERS
+ * discarded at shutdown, so that relay_members does not wait for a worker
+ * that is gone. Any thread. */
+void session_members_done(struct members_req *q);
+
+#endif
