@@ -54,6 +54,18 @@ struct quic_conn;
 #define QUIC_MSG_FWD 0x0100 /* u.ptr[0]: struct buf * holding a mis-routed packet */
 #define QUIC_MSG_LAST 0x01ff
 
+/* Defaults for a zero field of quic_shared_config (relay/config.c uses them
+ * too, so a default is written once). */
+#define QUIC_DEFAULT_IDLE_TIMEOUT_NS (30ULL * 1000000000ULL)
+#define QUIC_DEFAULT_HANDSHAKE_TIMEOUT_NS (5ULL * 1000000000ULL)
+#define QUIC_DEFAULT_RETRY_THRESHOLD 256
+#define QUIC_DEFAULT_MAX_CONNS 100000
+#define QUIC_DEFAULT_CONTROL_QUEUE_MAX (256 * 1024)
+#define QUIC_DEFAULT_DGRAM_QUEUE_MAX 256
+#define QUIC_DEFAULT_SOCK_BUF (4 << 20)
+#define QUIC_DEFAULT_RATE 1000 /* retry, vn, reset and close replies per second */
+#define QUIC_DEFAULT_RATE_BURST 100
+
 struct quic_shared_config {
     const char *cert_file; /* PEM certificate chain */
     const char *key_file;  /* PEM private key */
