@@ -1,8 +1,9 @@
-/* One server connection: the ngtcp2 callbacks, reading, the write loop,
- * closing and the conn API of quic.h. See quic_int.h for the file layout. */
+/* One connection of either end: the ngtcp2 callbacks both ends share,
+ * reading, the write loop, closing, timers and the conn API of quic.h.
+ * Where the ends differ this file asks c->ep->role (see quic_int.h); it
+ * calls neither server.c nor client.c. */
 #include "quic/quic.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,25 +13,25 @@
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 
-#include <urcu-qsbr.h>
-
 #include "core/buf.h"
 #include "core/error.h"
 #include "proto/frame.h"
-#include "quic/cid.h"
 #include "quic/quic_int.h"
 
 #define CLOSE_RESENDS 4
-/* Our receive windows: small, and extended as control bytes are consumed. */
-#define STREAM_WINDOW (32 * 1024)
-#define CONN_WINDOW (64 * 1024)
-#define MAX_DGRAM_FRAME 1400
 
-/* ------------------------------------------------------ connections */
-
-static uint64_t now_ns(struct quic_server *s)
+static bool is_server(const struct quic_conn *c)
 {
-    return worker_now(s->w);
+    return c->ep->role == QUIC_ROLE_SERVER;
+}
+
+void quic_path_init(ngtcp2_path *p, const struct udp_addr *local, const struct udp_addr *remote)
+{
+    p->local.addr = (ngtcp2_sockaddr *)&local->u.sa;
+    p->local.addrlen = local->len;
+    p->remote.addr = (ngtcp2_sockaddr *)&remote->u.sa;
+    p->remote.addrlen = remote->len;
+    p->user_data = NULL;
 }
 
 void quic_conn_mark_dirty(struct quic_conn *c)
@@ -38,101 +39,96 @@ void quic_conn_mark_dirty(struct quic_conn *c)
     if (c->dirty)
         return;
     c->dirty = true;
-    c->dirty_next = c->s->dirty_head;
-    c->s->dirty_head = c;
+    c->dirty_next = c->ep->dirty_head;
+    c->ep->dirty_head = c;
 }
 
 static void leave_half_open(struct quic_conn *c)
 {
     if (c->half_open) {
         c->half_open = false;
-        c->s->half_open--;
-        stat_dec(c->s->st, QS(conns_half_open));
+        c->ep->half_open--;
+        stat_dec(c->ep->st, QS(conns_half_open));
     }
 }
 
 /* The one leave path: on_close exactly once per connection. */
-static void notify_close(struct quic_conn *c, uint64_t app_error)
+void quic_conn_notify(struct quic_conn *c, uint64_t app_error)
 {
     if (c->closed_cb)
         return;
     c->closed_cb = true;
     leave_half_open(c);
-    if (c->s->ops->on_close != NULL)
-        c->s->ops->on_close(c, app_error, c->s->arg);
+    if (c->ep->ops->on_close != NULL)
+        c->ep->ops->on_close(c, app_error, c->ep->arg);
 }
 
+/* The code on_close reports for what info recorded. */
+static uint64_t close_code(const struct quic_conn *c)
+{
+    return c->info.app ? c->info.code : QUIC_APP_INTERNAL;
+}
+
+/* Over: the server frees it at turn end, the client keeps it until
+ * quic_client_conn_del. */
 static void set_dead(struct quic_conn *c)
 {
+    if (c->state != CS_DEAD)
+        c->ep->active--;
     c->state = CS_DEAD;
-    timer_cancel(worker_timers(c->s->w), &c->timer);
+    timer_cancel(c->ep->timers, &c->timer);
     quic_conn_mark_dirty(c);
 }
 
-/* Starts the closing/draining wait: 3 PTO, then the connection is freed. */
-static void start_wait(struct quic_conn *c, enum conn_state st)
+/* Ends the connection now and tells the app (if not yet told). The app is
+ * told last: a client's app may free the connection from on_close, so
+ * nothing here or in the callers touches c after this. */
+static void end_now(struct quic_conn *c, uint64_t app_error)
 {
-    c->state = st;
-    uint64_t pto = ngtcp2_conn_get_pto(c->conn);
-    if (timer_arm(worker_timers(c->s->w), &c->timer, now_ns(c->s) + 3 * pto) < 0)
-        set_dead(c);
+    set_dead(c);
+    quic_conn_notify(c, app_error);
 }
 
-void quic_conn_free(struct quic_conn *c)
+/* After a close was sent (CS_CLOSING) or received (CS_DRAINING): the server
+ * waits 3 PTO, then frees; the client ends at once. Tells the app last. */
+static void linger(struct quic_conn *c, enum conn_state st, uint64_t app_error)
 {
-    struct quic_server *s = c->s;
-    notify_close(c, QUIC_APP_GOING_AWAY);
-    leave_half_open(c);
-    timer_cancel(worker_timers(s->w), &c->timer);
-    if (c->conn != NULL) {
-        size_t n = ngtcp2_conn_get_num_scid(c->conn);
-        ngtcp2_cid *ids = calloc(n ? n : 1, sizeof(*ids));
-        if (ids != NULL) {
-            ngtcp2_conn_get_scid(c->conn, ids);
-            for (size_t i = 0; i < n; i++)
-                cid_table_remove(s->cids, ids[i].data, ids[i].datalen, c);
-            free(ids);
-        }
-        ngtcp2_conn_del(c->conn);
+    if (!is_server(c)) {
+        end_now(c, app_error);
+        return;
     }
-    /* Any CID still naming this connection (e.g. one ngtcp2 retired but
-     * we never saw removed) must not dangle: the odcid is removed here; the
-     * others were removed through remove_connection_id or above. */
-    cid_table_remove(s->cids, c->odcid.data, c->odcid.datalen, c);
-    if (c->tls != NULL)
-        gnutls_deinit(c->tls);
-    quic_creds_unref(c->creds); /* after the session that used them */
-    ctl_tx_free(&c->tx);
-    ctl_rx_free(&c->rx);
-    for (unsigned i = 0; i < c->dq_n; i++)
-        buf_unref(c->dq[(c->dq_head + i) % s->sh->cfg.dgram_queue_max].b);
-    free(c->dq);
-    free(c->close_pkt);
-    struct conn_slot *sl = &s->slots[c->slot];
-    sl->c = NULL;
-    sl->gen++;
-    sl->next_free = s->free_head;
-    s->free_head = c->slot;
-    s->live--;
-    stat_dec(s->st, QS(conns_open));
-    stat_inc(s->st, QS(conns_closed));
-    free(c);
+    c->state = st;
+    uint64_t pto = ngtcp2_conn_get_pto(c->conn);
+    if (timer_arm(c->ep->timers, &c->timer, quic_ep_now(c->ep) + 3 * pto) < 0)
+        set_dead(c);
+    quic_conn_notify(c, app_error);
 }
 
 /* Records a local close; the CONNECTION_CLOSE packet is written at turn
- * end, outside any ngtcp2 callback. */
+ * end, outside any ngtcp2 callback. tell: on_close now (see quic_int.h). */
 static void close_with(struct quic_conn *c, const ngtcp2_connection_close_error *e,
-                       uint64_t app_error)
+                       uint64_t app_error, bool tell)
 {
-    if (c->state != CS_HANDSHAKE && c->state != CS_OPEN)
+    if (!quic_conn_live(c))
         return;
     c->ccerr = *e;
     c->ccerr.reason = NULL;
     c->ccerr.reasonlen = 0;
-    c->close_error = app_error;
+    c->info.remote = false;
+    c->info.app = e->type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+    c->info.code = e->error_code;
     c->state = CS_CLOSE_PENDING;
     quic_conn_mark_dirty(c);
-    notify_close(c, app_error);
+    if (tell)
+        quic_conn_notify(c, app_error);
+}
+
+static void close_app(struct quic_conn *c, uint64_t app_error, bool tell)
+{
+    ngtcp2_connection_close_error e;
+    ngtcp2_connection_close_error_default(&e);
+    ngtcp2_connection_close_error_set_application_error(&e, app_error, NULL, 0);
+    close_with(c, &e, app_error, tell);
 }
 
 static void close_liberr(struct quic_conn *c, int liberr)
@@ -145,44 +141,44 @@ static void close_liberr(struct quic_conn *c, int liberr)
     else
         ngtcp2_connection_close_error_set_transport_error_liberr(&e, liberr, NULL, 0);
     if (!c->opened)
-        stat_inc(c->s->st, QS(handshakes_failed));
-    close_with(c, &e, QUIC_APP_INTERNAL);
+        stat_inc(c->ep->st, QS(handshakes_failed));
+    if (quic_conn_live(c))
+        c->info.liberr = liberr;
+    close_with(c, &e, QUIC_APP_INTERNAL, is_server(c));
 }
 
 void quic_conn_close(struct quic_conn *c, uint64_t app_error, const char *reason)
 {
     (void)reason; /* reason phrases are not sent: they would need storage
                      until the deferred write */
-    ngtcp2_connection_close_error e;
-    ngtcp2_connection_close_error_default(&e);
-    ngtcp2_connection_close_error_set_application_error(&e, app_error, NULL, 0);
-    close_with(c, &e, app_error);
+    close_app(c, app_error, false);
+    /* A close pending from an earlier error the client was not yet told of
+     * is told now too: the application hears of the end before this
+     * returns. */
+    if (c->state == CS_CLOSE_PENDING)
+        quic_conn_notify(c, app_error);
 }
 
 static void on_timer(struct timer *t, uint64_t now, void *arg)
 {
     (void)t;
     struct quic_conn *c = arg;
-    switch (c->state) {
-    case CS_CLOSING:
-    case CS_DRAINING:
-        set_dead(c);
-        return;
-    case CS_HANDSHAKE:
-    case CS_OPEN:
-        break;
-    default:
+    if (c->state == CS_CLOSING || c->state == CS_DRAINING) {
+        set_dead(c); /* the 3 PTO wait is over */
         return;
     }
+    if (!quic_conn_live(c))
+        return;
     int rv = ngtcp2_conn_handle_expiry(c->conn, now);
     if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
         /* Silent close: the peer is gone or never finished. */
         if (c->opened)
-            stat_inc(c->s->st, QS(idle_timeouts));
+            stat_inc(c->ep->st, QS(idle_timeouts));
         else
-            stat_inc(c->s->st, QS(handshake_timeouts));
-        notify_close(c, QUIC_APP_IDLE_TIMEOUT);
-        set_dead(c);
+            stat_inc(c->ep->st, QS(handshake_timeouts));
+        c->info.idle = true;
+        c->info.liberr = rv;
+        end_now(c, QUIC_APP_IDLE_TIMEOUT);
         return;
     }
     if (rv != 0) {
@@ -205,69 +201,31 @@ static void rand_cb(uint8_t *dest, size_t destlen, const ngtcp2_rand_ctx *ctx)
     (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, destlen);
 }
 
-static int get_new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen,
-                          void *user_data)
-{
-    (void)conn;
-    (void)cidlen; /* ngtcp2 asks for the length of our initial SCID */
-    struct quic_conn *c = user_data;
-    for (int tries = 0; tries < 4; tries++) {
-        if (cid_generate(cid->data, c->s->id) < 0)
-            return NGTCP2_ERR_CALLBACK_FAILURE;
-        cid->datalen = QUIC_CID_LEN;
-        int rc = cid_table_put(c->s->cids, cid->data, cid->datalen, c);
-        if (rc == ROOST_EEXIST)
-            continue;
-        if (rc < 0)
-            return NGTCP2_ERR_CALLBACK_FAILURE;
-        if (ngtcp2_crypto_generate_stateless_reset_token(token, c->s->sh->reset_secret, SECRET_LEN,
-                                                         cid) != 0) {
-            cid_table_remove(c->s->cids, cid->data, cid->datalen, c);
-            return NGTCP2_ERR_CALLBACK_FAILURE;
-        }
-        return 0;
-    }
-    return NGTCP2_ERR_CALLBACK_FAILURE;
-}
-
-static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *user_data)
-{
-    (void)conn;
-    struct quic_conn *c = user_data;
-    cid_table_remove(c->s->cids, cid->data, cid->datalen, c);
-    return 0;
-}
-
 static int handshake_completed_cb(ngtcp2_conn *conn, void *user_data)
 {
-    (void)conn;
     struct quic_conn *c = user_data;
+    /* The client opens the one control stream; the server accepts it. */
+    if (!is_server(c) && ngtcp2_conn_open_bidi_stream(conn, &c->ctl_stream, NULL) != 0)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
     leave_half_open(c);
-    stat_inc(c->s->st, QS(handshakes_ok));
+    stat_inc(c->ep->st, QS(handshakes_ok));
     c->state = CS_OPEN;
     c->opened = true;
-    int r = c->s->ops->on_open != NULL ? c->s->ops->on_open(c, c->s->arg) : 0;
+    c->info.opened = true;
+    int r = c->ep->ops->on_open != NULL ? c->ep->ops->on_open(c, c->ep->arg) : 0;
     if (r > 0)
         quic_conn_close(c, (uint64_t)r, NULL);
-    return 0;
-}
-
-static int stream_open_cb(ngtcp2_conn *conn, int64_t stream_id, void *user_data)
-{
-    (void)conn;
-    struct quic_conn *c = user_data;
-    /* One client bidi stream is allowed by our transport parameters. */
-    if (c->ctl_stream < 0 && (stream_id & 0x3) == 0)
-        c->ctl_stream = stream_id;
+    quic_conn_mark_dirty(c);
     return 0;
 }
 
 static void deliver_body(const uint8_t *body, size_t len, void *arg)
 {
     struct quic_conn *c = arg;
-    stat_inc(c->s->st, QS(control_in));
-    if (c->state == CS_OPEN && c->s->ops->on_control != NULL)
-        c->s->ops->on_control(c, body, len, c->s->arg);
+    c->cs.control_in++;
+    stat_inc(c->ep->st, QS(control_in));
+    if (c->state == CS_OPEN && c->ep->ops->on_control != NULL)
+        c->ep->ops->on_control(c, body, len, c->ep->arg);
 }
 
 static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t stream_id,
@@ -285,7 +243,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t stream
     if (rc < 0) {
         if (rc == ROOST_ENOMEM)
             return NGTCP2_ERR_CALLBACK_FAILURE;
-        quic_conn_close(c, QUIC_APP_PROTOCOL_VIOLATION, "bad control frame");
+        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, is_server(c));
         return 0;
     }
     /* Bytes are consumed once copied out (a partial message is bounded by
@@ -313,9 +271,9 @@ static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t *da
     (void)flags;
     struct quic_conn *c = user_data;
     c->cs.dgram_in++;
-    stat_inc(c->s->st, QS(dgram_in));
-    if (c->state == CS_OPEN && c->s->ops->on_datagram != NULL)
-        c->s->ops->on_datagram(c, data, datalen, c->s->arg);
+    stat_inc(c->ep->st, QS(dgram_in));
+    if (c->state == CS_OPEN && c->ep->ops->on_datagram != NULL)
+        c->ep->ops->on_datagram(c, data, datalen, c->ep->arg);
     return 0;
 }
 
@@ -333,196 +291,147 @@ static int lost_datagram_cb(ngtcp2_conn *conn, uint64_t id, void *user_data)
     (void)id;
     struct quic_conn *c = user_data;
     c->cs.dgram_lost++;
-    stat_inc(c->s->st, QS(dgram_lost));
+    stat_inc(c->ep->st, QS(dgram_lost));
     return 0;
 }
 
-static const ngtcp2_callbacks server_callbacks = {
-    .recv_client_initial = ngtcp2_crypto_recv_client_initial_cb,
-    .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
-    .handshake_completed = handshake_completed_cb,
-    .encrypt = ngtcp2_crypto_encrypt_cb,
-    .decrypt = ngtcp2_crypto_decrypt_cb,
-    .hp_mask = ngtcp2_crypto_hp_mask_cb,
-    .recv_stream_data = recv_stream_data_cb,
-    .acked_stream_data_offset = acked_stream_cb,
-    .stream_open = stream_open_cb,
-    .rand = rand_cb,
-    .get_new_connection_id = get_new_cid_cb,
-    .remove_connection_id = remove_cid_cb,
-    .update_key = ngtcp2_crypto_update_key_cb,
-    .delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb,
-    .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
-    .recv_datagram = recv_datagram_cb,
-    .ack_datagram = ack_datagram_cb,
-    .lost_datagram = lost_datagram_cb,
-    .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
-    .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
-};
-
-/* ------------------------------------------------------ conn create */
-
-static int tls_init(struct quic_conn *c)
+void quic_ep_init(struct quic_ep *ep, enum quic_role role, const struct quic_app_ops *ops,
+                  void *arg, size_t control_queue_max, unsigned dgram_queue_max)
 {
-    struct quic_shared *sh = c->s->sh;
-    if (gnutls_init(&c->tls, GNUTLS_SERVER | GNUTLS_NO_TICKETS | GNUTLS_NO_END_OF_EARLY_DATA) !=
-        0) {
+    ep->role = role;
+    ep->ops = ops;
+    ep->arg = arg;
+    ep->control_queue_max = control_queue_max;
+    ep->dgram_queue_max = dgram_queue_max;
+    ngtcp2_callbacks *cb = &ep->callbacks;
+    memset(cb, 0, sizeof(*cb));
+    cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+    cb->handshake_completed = handshake_completed_cb;
+    cb->encrypt = ngtcp2_crypto_encrypt_cb;
+    cb->decrypt = ngtcp2_crypto_decrypt_cb;
+    cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
+    cb->recv_stream_data = recv_stream_data_cb;
+    cb->acked_stream_data_offset = acked_stream_cb;
+    cb->rand = rand_cb;
+    cb->update_key = ngtcp2_crypto_update_key_cb;
+    cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+    cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+    cb->recv_datagram = recv_datagram_cb;
+    cb->ack_datagram = ack_datagram_cb;
+    cb->lost_datagram = lost_datagram_cb;
+    cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+    cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+}
+
+/* -------------------------------------------------- create and free */
+
+int quic_conn_init(struct quic_conn *c, struct quic_ep *ep)
+{
+    c->ep = ep;
+    c->ref.get_conn = get_conn;
+    c->ref.user_data = c;
+    c->fd = -1;
+    c->ctl_stream = -1;
+    c->state = CS_HANDSHAKE;
+    ctl_tx_init(&c->tx, ep->control_queue_max);
+    ctl_rx_init(&c->rx);
+    timer_init(&c->timer, on_timer, c);
+    ep->active++;
+    c->dq = calloc(ep->dgram_queue_max, sizeof(*c->dq));
+    return c->dq != NULL ? 0 : ROOST_ENOMEM;
+}
+
+int quic_conn_tls_init(struct quic_conn *c, gnutls_priority_t prio, struct quic_creds *creds,
+                       const char *alpn)
+{
+    c->creds = creds;
+    bool server = is_server(c);
+    unsigned flags = server ? GNUTLS_SERVER | GNUTLS_NO_TICKETS | GNUTLS_NO_END_OF_EARLY_DATA
+                            : GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA;
+    if (gnutls_init(&c->tls, flags) != 0) {
         c->tls = NULL;
         return ROOST_ECRYPTO;
     }
-    if (gnutls_priority_set(c->tls, sh->prio) != 0)
+    if (gnutls_priority_set(c->tls, prio) != 0)
         return ROOST_ECRYPTO;
-    if (ngtcp2_crypto_gnutls_configure_server_session(c->tls) != 0)
+    if ((server ? ngtcp2_crypto_gnutls_configure_server_session(c->tls)
+                : ngtcp2_crypto_gnutls_configure_client_session(c->tls)) != 0)
         return ROOST_ECRYPTO;
     gnutls_session_set_ptr(c->tls, &c->ref);
-    /* New sessions use the current credentials; the reference keeps them
-     * alive for this session across a reload. Workers are QSBR readers. */
-    rcu_read_lock();
-    c->creds = rcu_dereference(sh->creds);
-    atomic_fetch_add_explicit(&c->creds->refs, 1, memory_order_relaxed);
-    rcu_read_unlock();
-    if (gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, c->creds->cred) != 0)
+    if (gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, creds->cred) != 0)
         return ROOST_ECRYPTO;
-    /* MANDATORY: a client offering no common protocol gets the
+    /* MANDATORY: a peer offering no common protocol gets the
      * no_application_protocol alert. */
-    gnutls_datum_t alpn = {.data = (unsigned char *)QUIC_ALPN, .size = sizeof(QUIC_ALPN) - 1};
-    if (gnutls_alpn_set_protocols(c->tls, &alpn, 1,
-                                  GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE) != 0)
+    gnutls_datum_t a = {.data = (unsigned char *)alpn, .size = (unsigned)strlen(alpn)};
+    if (gnutls_alpn_set_protocols(c->tls, &a, 1,
+                                  GNUTLS_ALPN_MANDATORY |
+                                      (server ? GNUTLS_ALPN_SERVER_PRECEDENCE : 0)) != 0)
         return ROOST_ECRYPTO;
     ngtcp2_conn_set_tls_native_handle(c->conn, c->tls);
     return 0;
 }
 
-struct quic_conn *quic_conn_new(struct quic_server *s, const ngtcp2_pkt_hd *hd,
-                                const ngtcp2_cid *ocid, const struct udp_addr *remote,
-                                const struct udp_addr *local)
+void quic_conn_fini(struct quic_conn *c)
 {
-    struct quic_shared *sh = s->sh;
-    if (s->free_head == UINT32_MAX)
-        return NULL;
-    struct quic_conn *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return NULL;
-    c->dq = calloc(sh->cfg.dgram_queue_max, sizeof(*c->dq));
-    if (c->dq == NULL) {
-        free(c);
-        return NULL;
-    }
-    c->s = s;
-    c->ref.get_conn = get_conn;
-    c->ref.user_data = c;
-    c->ctl_stream = -1;
-    c->remote = *remote;
-    c->local = *local;
-    c->odcid = hd->dcid;
-    c->state = CS_HANDSHAKE;
-    ctl_tx_init(&c->tx, sh->cfg.control_queue_max);
-    ctl_rx_init(&c->rx);
-    timer_init(&c->timer, on_timer, c);
-    /* Take a slot now so quic_conn_free can release it on any failure below. */
-    c->slot = s->free_head;
-    struct conn_slot *sl = &s->slots[c->slot];
-    s->free_head = sl->next_free;
-    sl->c = c;
-    c->gen = sl->gen;
-    s->live++;
-    stat_inc(s->st, QS(conns_open));
-    c->half_open = true;
-    s->half_open++;
-    stat_inc(s->st, QS(conns_half_open));
-    c->closed_cb = true; /* nothing to tell the application if setup fails */
-
-    ngtcp2_cid scid;
-    scid.datalen = QUIC_CID_LEN;
-    for (int tries = 0;; tries++) {
-        if (tries == 4 || cid_generate(scid.data, s->id) < 0)
-            goto fail;
-        if (cid_table_get(s->cids, scid.data, scid.datalen) == NULL)
-            break;
-    }
-    ngtcp2_settings settings;
-    ngtcp2_settings_default(&settings);
-    settings.initial_ts = now_ns(s);
-    settings.handshake_timeout = sh->cfg.handshake_timeout_ns;
-    settings.no_pmtud = 1;
-    settings.token = hd->token;
-    ngtcp2_transport_params params;
-    ngtcp2_transport_params_default(&params);
-    params.initial_max_streams_bidi = 1;
-    params.initial_max_streams_uni = 0;
-    params.initial_max_stream_data_bidi_remote = STREAM_WINDOW;
-    params.initial_max_stream_data_bidi_local = 0;
-    params.initial_max_stream_data_uni = 0;
-    params.initial_max_data = CONN_WINDOW;
-    params.max_idle_timeout = sh->cfg.idle_timeout_ns;
-    params.max_datagram_frame_size = MAX_DGRAM_FRAME + 64;
-    params.active_connection_id_limit = 4;
-    params.stateless_reset_token_present = 1;
-    if (ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, sh->reset_secret,
-                                                     SECRET_LEN, &scid) != 0)
-        goto fail;
-    if (ocid != NULL) {
-        params.original_dcid = *ocid;
-        params.retry_scid = hd->dcid;
-        params.retry_scid_present = 1;
-    } else {
-        params.original_dcid = hd->dcid;
-    }
-    ngtcp2_path path = {
-        .local = {.addr = (ngtcp2_sockaddr *)&c->local.u.sa, .addrlen = c->local.len},
-        .remote = {.addr = (ngtcp2_sockaddr *)&c->remote.u.sa, .addrlen = c->remote.len},
-    };
-    if (ngtcp2_conn_server_new(&c->conn, &hd->scid, &scid, &path, hd->version, &server_callbacks,
-                               &settings, &params, NULL, c) != 0) {
-        c->conn = NULL;
-        goto fail;
-    }
-    if (tls_init(c) < 0)
-        goto fail;
-    if (cid_table_put(s->cids, scid.data, scid.datalen, c) < 0)
-        goto fail;
-    if (cid_table_put(s->cids, hd->dcid.data, hd->dcid.datalen, c) < 0)
-        goto fail;
-    c->closed_cb = false;
-    return c;
-fail:
-    quic_conn_free(c);
-    return NULL;
+    if (c->state != CS_DEAD)
+        c->ep->active--;
+    leave_half_open(c);
+    timer_cancel(c->ep->timers, &c->timer);
+    if (c->conn != NULL)
+        ngtcp2_conn_del(c->conn);
+    if (c->tls != NULL)
+        gnutls_deinit(c->tls);
+    quic_creds_unref(c->creds); /* after the session that used them */
+    ctl_tx_free(&c->tx);
+    ctl_rx_free(&c->rx);
+    if (c->dq != NULL)
+        for (unsigned i = 0; i < c->dq_n; i++)
+            buf_unref(c->dq[(c->dq_head + i) % c->ep->dgram_queue_max].b);
+    free(c->dq);
+    free(c->close_pkt);
 }
 
 /* ------------------------------------------------------------ write */
 
-void quic_send_raw(struct quic_server *s, const uint8_t *p, size_t n, const struct udp_addr *remote,
+void quic_send_raw(struct quic_ep *ep, const uint8_t *p, size_t n, const struct udp_addr *remote,
                    const struct udp_addr *local)
 {
-    struct udp_txpkt *pkt = udp_tx_slot(s->tx);
+    struct udp_txpkt *pkt = udp_tx_slot(ep->tx);
     if (pkt == NULL || n > UDP_TX_MAX)
         return;
     memcpy(pkt->data, p, n);
-    udp_tx_commit(s->tx, n, remote, local);
-    stat_inc(s->st, QS(pkts_out));
-    stat_add(s->st, QS(bytes_out), (uint64_t)n);
+    udp_tx_commit(ep->tx, n, remote, local);
+    stat_inc(ep->st, QS(pkts_out));
+    stat_add(ep->st, QS(bytes_out), n);
 }
 
-void quic_conn_write_close(struct quic_conn *c)
+/* The source address to send with: none on a connected socket of its own
+ * (the kernel knows it), else the path's local address (pktinfo). */
+static const struct udp_addr *tx_local(const struct quic_conn *c, const struct udp_addr *local)
 {
-    struct quic_server *s = c->s;
+    return c->fd >= 0 ? NULL : local;
+}
+
+static void write_close(struct quic_conn *c)
+{
     uint8_t pktbuf[UDP_TX_MAX];
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
-    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->conn, &ps.path, NULL, pktbuf,
-                                                        sizeof(pktbuf), &c->ccerr, now_ns(s));
+    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
+        c->conn, &ps.path, NULL, pktbuf, sizeof(pktbuf), &c->ccerr, quic_ep_now(c->ep));
     if (n <= 0) {
-        set_dead(c);
+        end_now(c, close_code(c));
         return;
     }
-    c->close_pkt = malloc((size_t)n);
-    if (c->close_pkt != NULL) {
-        memcpy(c->close_pkt, pktbuf, (size_t)n);
-        c->close_len = (size_t)n;
+    if (is_server(c)) {
+        c->close_pkt = malloc((size_t)n);
+        if (c->close_pkt != NULL) {
+            memcpy(c->close_pkt, pktbuf, (size_t)n);
+            c->close_len = (size_t)n;
+        }
     }
-    quic_send_raw(s, pktbuf, (size_t)n, &c->remote, &c->local);
-    start_wait(c, CS_CLOSING);
+    quic_send_raw(c->ep, pktbuf, (size_t)n, &c->remote, tx_local(c, &c->local));
+    linger(c, CS_CLOSING, close_code(c));
 }
 
 static void drop_dgram(struct quic_conn *c, int why)
@@ -530,39 +439,49 @@ static void drop_dgram(struct quic_conn *c, int why)
     struct dgram_item *d = &c->dq[c->dq_head];
     buf_unref(d->b);
     d->b = NULL;
-    c->dq_head = (c->dq_head + 1) % c->s->sh->cfg.dgram_queue_max;
+    c->dq_head = (c->dq_head + 1) % c->ep->dgram_queue_max;
     c->dq_n--;
     if (why == 1) {
         c->cs.dgram_drop_cwnd++;
-        stat_inc(c->s->st, QS(dgram_drop_cwnd));
+        stat_inc(c->ep->st, QS(dgram_drop_cwnd));
     } else if (why == 2) {
         c->cs.dgram_drop_too_large++;
-        stat_inc(c->s->st, QS(dgram_drop_too_large));
+        stat_inc(c->ep->st, QS(dgram_drop_too_large));
     } else if (why == 3) {
-        stat_inc(c->s->st, QS(dgram_drop_state));
+        c->cs.dgram_drop_state++;
+        stat_inc(c->ep->st, QS(dgram_drop_state));
     }
 }
 
-/* Writes every packet the connection has ready into the send batch.
- * Returns false when the batch is blocked (the connection stays dirty). */
+static void arm_timer(struct quic_conn *c)
+{
+    uint64_t exp = ngtcp2_conn_get_expiry(c->conn);
+    if (exp == UINT64_MAX)
+        timer_cancel(c->ep->timers, &c->timer);
+    else if (timer_arm(c->ep->timers, &c->timer, exp) < 0)
+        close_liberr(c, NGTCP2_ERR_NOMEM);
+}
+
 bool quic_conn_write(struct quic_conn *c)
 {
-    struct quic_server *s = c->s;
+    struct quic_ep *ep = c->ep;
     if (c->state == CS_CLOSE_PENDING) {
-        quic_conn_write_close(c);
+        write_close(c);
         return true;
     }
-    if (c->state != CS_HANDSHAKE && c->state != CS_OPEN)
+    if (!quic_conn_live(c))
         return true;
-    uint64_t now = now_ns(s);
+    uint64_t now = quic_ep_now(ep);
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
     bool stream_blocked = false;
     for (;;) {
-        struct udp_txpkt *pkt = udp_tx_slot(s->tx);
-        if (pkt == NULL)
+        struct udp_txpkt *pkt = udp_tx_slot(ep->tx);
+        if (pkt == NULL) {
+            arm_timer(c);
             return false;
+        }
         ngtcp2_ssize n;
         const uint8_t *sdata = NULL;
         size_t slen = 0;
@@ -593,7 +512,7 @@ bool quic_conn_write(struct quic_conn *c)
                 c->dgram_seq++;
                 c->cs.dgram_out++;
                 c->cs.bytes_out += d->len;
-                stat_inc(s->st, QS(dgram_out));
+                stat_inc(ep->st, QS(dgram_out));
                 drop_dgram(c, 0);
                 if (n == NGTCP2_ERR_WRITE_MORE)
                     continue;
@@ -624,66 +543,54 @@ bool quic_conn_write(struct quic_conn *c)
         r.len = ps.path.remote.addrlen;
         memcpy(&l.u, ps.path.local.addr, ps.path.local.addrlen);
         l.len = ps.path.local.addrlen;
-        udp_tx_commit(s->tx, (size_t)n, &r, &l);
-        stat_inc(s->st, QS(pkts_out));
-        stat_add(s->st, QS(bytes_out), (uint64_t)n);
+        udp_tx_commit(ep->tx, (size_t)n, &r, tx_local(c, &l));
+        stat_inc(ep->st, QS(pkts_out));
+        stat_add(ep->st, QS(bytes_out), (uint64_t)n);
     }
-    uint64_t exp = ngtcp2_conn_get_expiry(c->conn);
-    if (exp == UINT64_MAX)
-        timer_cancel(worker_timers(s->w), &c->timer);
-    else if (timer_arm(worker_timers(s->w), &c->timer, exp) < 0)
-        close_liberr(c, NGTCP2_ERR_NOMEM);
+    arm_timer(c);
     return true;
 }
 
 /* ------------------------------------------------------------- read */
 
-void quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
+bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
                     const struct udp_addr *remote, const struct udp_addr *local)
 {
-    struct quic_server *s = c->s;
-    switch (c->state) {
-    case CS_CLOSING:
-        if (c->close_pkt != NULL && c->close_resends < CLOSE_RESENDS) {
-            c->close_resends++;
-            quic_send_raw(s, c->close_pkt, c->close_len, remote, local);
-        }
-        return;
-    case CS_HANDSHAKE:
-    case CS_OPEN:
-        break;
-    default:
-        return;
+    if (c->state == CS_CLOSING && c->close_pkt != NULL && c->close_resends < CLOSE_RESENDS) {
+        c->close_resends++;
+        quic_send_raw(c->ep, c->close_pkt, c->close_len, remote, tx_local(c, local));
     }
-    ngtcp2_path path = {
-        .local = {.addr = (ngtcp2_sockaddr *)&local->u.sa, .addrlen = local->len},
-        .remote = {.addr = (ngtcp2_sockaddr *)&remote->u.sa, .addrlen = remote->len},
-    };
+    if (!quic_conn_live(c))
+        return false;
+    ngtcp2_path path;
+    quic_path_init(&path, local, remote);
     ngtcp2_pkt_info pi = {0};
-    int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now_ns(s));
+    int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, quic_ep_now(c->ep));
+    if (rv == NGTCP2_ERR_DRAINING) {
+        /* The peer closed (CONNECTION_CLOSE, or a stateless reset the
+         * client recognised). */
+        ngtcp2_connection_close_error e;
+        ngtcp2_conn_get_connection_close_error(c->conn, &e);
+        c->info.remote = true;
+        c->info.app = e.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+        c->info.code = e.error_code;
+        if (!c->opened)
+            stat_inc(c->ep->st, QS(handshakes_failed));
+        linger(c, CS_DRAINING, close_code(c));
+        return false;
+    }
     if (rv != 0) {
-        switch (rv) {
-        case NGTCP2_ERR_DRAINING: {
-            ngtcp2_connection_close_error e;
-            ngtcp2_conn_get_connection_close_error(c->conn, &e);
-            uint64_t code = e.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION
-                                ? e.error_code
-                                : QUIC_APP_INTERNAL;
-            if (!c->opened)
-                stat_inc(s->st, QS(handshakes_failed));
-            notify_close(c, code);
-            start_wait(c, CS_DRAINING);
-            return;
+        if (c->info.reset || rv == NGTCP2_ERR_DROP_CONN || rv == NGTCP2_ERR_RETRY) {
+            /* Nothing to send: a reset peer has no state, and ngtcp2 asks
+             * for DROP_CONN/RETRY connections to vanish silently. */
+            c->info.remote = c->info.reset;
+            if (!c->info.reset)
+                c->info.liberr = rv;
+            end_now(c, QUIC_APP_INTERNAL);
+            return false;
         }
-        case NGTCP2_ERR_DROP_CONN:
-        case NGTCP2_ERR_RETRY:
-            notify_close(c, QUIC_APP_INTERNAL);
-            set_dead(c);
-            return;
-        default:
-            close_liberr(c, rv);
-            return;
-        }
+        close_liberr(c, rv);
+        return false;
     }
     /* Remember the current path: closes and raw replies use it. */
     const ngtcp2_path *p = ngtcp2_conn_get_path(c->conn);
@@ -692,44 +599,41 @@ void quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
     memcpy(&c->local.u, p->local.addr, p->local.addrlen);
     c->local.len = p->local.addrlen;
     quic_conn_mark_dirty(c);
-}
-
-struct quic_handle quic_conn_handle(const struct quic_conn *c)
-{
-    struct quic_handle h = {.worker = (uint16_t)c->s->id, .slot = c->slot, .gen = c->gen};
-    return h;
+    return true;
 }
 
 /* ------------------------------------------------------ conn API */
 
 int quic_conn_send_control(struct quic_conn *c, const uint8_t *body, size_t len)
 {
-    if (c->state != CS_OPEN)
+    /* Queued during the handshake too: written once the stream is open. */
+    if (!quic_conn_live(c))
         return ROOST_ECLOSED;
     int rc = ctl_tx_push(&c->tx, body, len);
-    if (rc == ROOST_EFULL) {
-        stat_inc(c->s->st, QS(too_slow));
+    if (rc == ROOST_EFULL && is_server(c)) {
+        stat_inc(c->ep->st, QS(too_slow));
         quic_conn_close(c, QUIC_APP_TOO_SLOW, "control queue full");
         return rc;
     }
     if (rc < 0)
         return rc;
-    stat_inc(c->s->st, QS(control_out));
+    c->cs.control_out++;
+    stat_inc(c->ep->st, QS(control_out));
     quic_conn_mark_dirty(c);
     return 0;
 }
 
 int quic_conn_queue_datagram(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t len)
 {
-    struct quic_server *s = c->s;
+    struct quic_ep *ep = c->ep;
     if (c->state != CS_OPEN) {
-        stat_inc(s->st, QS(dgram_drop_state));
+        stat_inc(ep->st, QS(dgram_drop_state));
         return ROOST_ECLOSED;
     }
-    unsigned cap = s->sh->cfg.dgram_queue_max;
+    unsigned cap = ep->dgram_queue_max;
     if (c->dq_n == cap) {
         c->cs.dgram_drop_queue++;
-        stat_inc(s->st, QS(dgram_drop_queue));
+        stat_inc(ep->st, QS(dgram_drop_queue));
         return ROOST_EFULL;
     }
     struct dgram_item *d = &c->dq[(c->dq_head + c->dq_n) % cap];
@@ -745,6 +649,8 @@ int quic_conn_send_datagram(struct quic_conn *c, const uint8_t *data, size_t len
 {
     if (len > UINT32_MAX)
         return ROOST_EINVAL;
+    if (c->state != CS_OPEN)
+        return quic_conn_queue_datagram(c, NULL, 0, 0); /* counts the drop */
     struct buf *b = buf_new((uint32_t)len);
     if (b == NULL)
         return ROOST_ENOMEM;
@@ -770,12 +676,22 @@ bool quic_conn_opened(const struct quic_conn *c)
     return c->opened;
 }
 
-struct quic_server *quic_conn_server(const struct quic_conn *c)
+bool quic_conn_is_open(const struct quic_conn *c)
 {
-    return c->s;
+    return c->state == CS_OPEN;
 }
 
-void quic_conn_stats(struct quic_conn *c, struct quic_conn_stats *out)
+bool quic_conn_is_closed(const struct quic_conn *c)
+{
+    return c->state == CS_DEAD;
+}
+
+void quic_conn_close_info(const struct quic_conn *c, struct quic_close_info *out)
+{
+    *out = c->info;
+}
+
+void quic_conn_stats(const struct quic_conn *c, struct quic_conn_stats *out)
 {
     *out = c->cs;
     ngtcp2_conn_stat st;
@@ -783,6 +699,7 @@ void quic_conn_stats(struct quic_conn *c, struct quic_conn_stats *out)
     out->srtt_ns = st.smoothed_rtt;
     out->min_rtt_ns = st.min_rtt;
     out->latest_rtt_ns = st.latest_rtt;
+    out->rttvar_ns = st.rttvar;
     out->cwnd = st.cwnd;
     out->bytes_in_flight = st.bytes_in_flight;
     out->control_pending = ctl_tx_pending(&c->tx);

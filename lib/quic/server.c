@@ -1,10 +1,11 @@
-/* A worker's QUIC server: accepting, stateless replies (version
+/* A worker's QUIC server: accepting connections (the server's ngtcp2
+ * callbacks: CID table, reset tokens), stateless replies (version
  * negotiation, reset, Retry, close), forwarding mis-routed packets to the
  * owning worker, the dirty list and socket readiness, and the quic_server_*
  * lifecycle. See quic_int.h for the file layout. */
 #include "quic/quic.h"
 
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -15,17 +16,204 @@
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
+#include <urcu-qsbr.h>
+
 #include "core/buf.h"
 #include "core/error.h"
 #include "quic/cid.h"
 #include "quic/quic_int.h"
 
 #define RETRY_TOKEN_TIMEOUT (10ULL * NGTCP2_SECONDS)
+/* Our receive windows: small, and extended as control bytes are consumed. */
+#define STREAM_WINDOW (32 * 1024)
+#define CONN_WINDOW (64 * 1024)
+#define MAX_DGRAM_FRAME 1400
 #define RX_BATCHES_PER_FLUSH 16
 
 static uint64_t now_ns(struct quic_server *s)
 {
     return worker_now(s->w);
+}
+
+/* ------------------------------------------------ server connections */
+
+static struct quic_server *server_of(const struct quic_conn *c)
+{
+    return (struct quic_server *)((char *)c->ep - offsetof(struct quic_server, ep));
+}
+
+static int get_new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t cidlen,
+                          void *user_data)
+{
+    (void)conn;
+    (void)cidlen; /* ngtcp2 asks for the length of our initial SCID */
+    struct quic_conn *c = user_data;
+    struct quic_server *s = server_of(c);
+    for (int tries = 0; tries < 4; tries++) {
+        if (cid_generate(cid->data, s->id) < 0)
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        cid->datalen = QUIC_CID_LEN;
+        int rc = cid_table_put(s->cids, cid->data, cid->datalen, c);
+        if (rc == ROOST_EEXIST)
+            continue;
+        if (rc < 0)
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        if (ngtcp2_crypto_generate_stateless_reset_token(token, s->sh->reset_secret, SECRET_LEN,
+                                                         cid) != 0) {
+            cid_table_remove(s->cids, cid->data, cid->datalen, c);
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        }
+        return 0;
+    }
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+}
+
+static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *user_data)
+{
+    (void)conn;
+    struct quic_conn *c = user_data;
+    cid_table_remove(server_of(c)->cids, cid->data, cid->datalen, c);
+    return 0;
+}
+
+static int stream_open_cb(ngtcp2_conn *conn, int64_t stream_id, void *user_data)
+{
+    (void)conn;
+    struct quic_conn *c = user_data;
+    /* One client bidi stream is allowed by our transport parameters. */
+    if (c->ctl_stream < 0 && (stream_id & 0x3) == 0)
+        c->ctl_stream = stream_id;
+    return 0;
+}
+
+/* Frees now: on_close (GOING_AWAY) if not yet told, every CID out of the
+ * table, the slot released. */
+static void conn_free(struct quic_conn *c)
+{
+    struct quic_server *s = server_of(c);
+    quic_conn_notify(c, QUIC_APP_GOING_AWAY);
+    if (c->conn != NULL) {
+        size_t n = ngtcp2_conn_get_num_scid(c->conn);
+        ngtcp2_cid *ids = calloc(n ? n : 1, sizeof(*ids));
+        if (ids != NULL) {
+            ngtcp2_conn_get_scid(c->conn, ids);
+            for (size_t i = 0; i < n; i++)
+                cid_table_remove(s->cids, ids[i].data, ids[i].datalen, c);
+            free(ids);
+        }
+    }
+    quic_conn_fini(c);
+    /* Any CID still naming this connection (e.g. one ngtcp2 retired but
+     * we never saw removed) must not dangle: the odcid is removed here; the
+     * others were removed through remove_connection_id or above. */
+    cid_table_remove(s->cids, c->odcid.data, c->odcid.datalen, c);
+    struct conn_slot *sl = &s->slots[c->slot];
+    sl->c = NULL;
+    sl->gen++;
+    sl->next_free = s->free_head;
+    s->free_head = c->slot;
+    s->live--;
+    stat_dec(s->ep.st, QS(conns_open));
+    stat_inc(s->ep.st, QS(conns_closed));
+    free(c);
+}
+
+static int tls_init(struct quic_conn *c, struct quic_shared *sh)
+{
+    /* New sessions use the current credentials; the reference keeps them
+     * alive for this session across a reload. Workers are QSBR readers;
+     * pairs with rcu_xchg_pointer in quic_shared_reload_cert. */
+    rcu_read_lock();
+    struct quic_creds *cr = quic_creds_ref(rcu_dereference(sh->creds));
+    rcu_read_unlock();
+    return quic_conn_tls_init(c, sh->prio, cr, QUIC_ALPN);
+}
+
+/* Creates the connection for a client Initial (hd) that passed admission;
+ * ocid: the original DCID a Retry token vouched for, or NULL. Returns NULL
+ * when the slot table is full or setup failed (nothing to tell the app). */
+static struct quic_conn *conn_accept(struct quic_server *s, const ngtcp2_pkt_hd *hd,
+                                     const ngtcp2_cid *ocid, const struct udp_addr *remote,
+                                     const struct udp_addr *local)
+{
+    struct quic_shared *sh = s->sh;
+    if (s->free_head == UINT32_MAX)
+        return NULL;
+    struct quic_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    /* Take a slot now so conn_free can release it on any failure below. */
+    c->slot = s->free_head;
+    struct conn_slot *sl = &s->slots[c->slot];
+    s->free_head = sl->next_free;
+    sl->c = c;
+    c->gen = sl->gen;
+    s->live++;
+    stat_inc(s->ep.st, QS(conns_open));
+    c->closed_cb = true; /* nothing to tell the application if setup fails */
+    c->remote = *remote;
+    c->local = *local;
+    c->odcid = hd->dcid;
+    if (quic_conn_init(c, &s->ep) < 0)
+        goto fail;
+    c->half_open = true;
+    s->ep.half_open++;
+    stat_inc(s->ep.st, QS(conns_half_open));
+
+    ngtcp2_cid scid;
+    scid.datalen = QUIC_CID_LEN;
+    for (int tries = 0;; tries++) {
+        if (tries == 4 || cid_generate(scid.data, s->id) < 0)
+            goto fail;
+        if (cid_table_get(s->cids, scid.data, scid.datalen) == NULL)
+            break;
+    }
+    ngtcp2_settings settings;
+    ngtcp2_settings_default(&settings);
+    settings.initial_ts = now_ns(s);
+    settings.handshake_timeout = sh->cfg.handshake_timeout_ns;
+    settings.no_pmtud = 1;
+    settings.token = hd->token;
+    ngtcp2_transport_params params;
+    ngtcp2_transport_params_default(&params);
+    params.initial_max_streams_bidi = 1;
+    params.initial_max_streams_uni = 0;
+    params.initial_max_stream_data_bidi_remote = STREAM_WINDOW;
+    params.initial_max_stream_data_bidi_local = 0;
+    params.initial_max_stream_data_uni = 0;
+    params.initial_max_data = CONN_WINDOW;
+    params.max_idle_timeout = sh->cfg.idle_timeout_ns;
+    params.max_datagram_frame_size = MAX_DGRAM_FRAME + 64;
+    params.active_connection_id_limit = 4;
+    params.stateless_reset_token_present = 1;
+    if (ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, sh->reset_secret,
+                                                     SECRET_LEN, &scid) != 0)
+        goto fail;
+    if (ocid != NULL) {
+        params.original_dcid = *ocid;
+        params.retry_scid = hd->dcid;
+        params.retry_scid_present = 1;
+    } else {
+        params.original_dcid = hd->dcid;
+    }
+    ngtcp2_path path;
+    quic_path_init(&path, &c->local, &c->remote);
+    if (ngtcp2_conn_server_new(&c->conn, &hd->scid, &scid, &path, hd->version, &s->ep.callbacks,
+                               &settings, &params, NULL, c) != 0) {
+        c->conn = NULL;
+        goto fail;
+    }
+    if (tls_init(c, sh) < 0)
+        goto fail;
+    if (cid_table_put(s->cids, scid.data, scid.datalen, c) < 0)
+        goto fail;
+    if (cid_table_put(s->cids, hd->dcid.data, hd->dcid.datalen, c) < 0)
+        goto fail;
+    c->closed_cb = false;
+    return c;
+fail:
+    conn_free(c);
+    return NULL;
 }
 
 static void set_epollout(struct quic_server *s, bool on)
@@ -38,12 +226,12 @@ static void set_epollout(struct quic_server *s, bool on)
 
 static void process_dirty(struct quic_server *s)
 {
-    while (s->dirty_head != NULL) {
-        struct quic_conn *c = s->dirty_head;
-        s->dirty_head = c->dirty_next;
+    while (s->ep.dirty_head != NULL) {
+        struct quic_conn *c = s->ep.dirty_head;
+        s->ep.dirty_head = c->dirty_next;
         c->dirty = false;
         if (c->state == CS_DEAD) {
-            quic_conn_free(c);
+            conn_free(c);
             continue;
         }
         if (!quic_conn_write(c)) {
@@ -53,8 +241,8 @@ static void process_dirty(struct quic_server *s)
         /* quic_conn_write may have ended it (set_dead re-marks it dirty). */
     }
     int rc = udp_tx_flush(s->tx);
-    set_epollout(s, rc == ROOST_EAGAIN || s->dirty_head != NULL);
-    if (rc == 0 && s->dirty_head != NULL)
+    set_epollout(s, rc == ROOST_EAGAIN || s->ep.dirty_head != NULL);
+    if (rc == 0 && s->ep.dirty_head != NULL)
         worker_wake_self(s->w);
 }
 
@@ -67,7 +255,7 @@ static void send_version_negotiation(struct quic_server *s, const ngtcp2_version
                                      const struct udp_addr *remote, const struct udp_addr *local)
 {
     if (!tbucket_take(&s->sh->tb_vn, now_ns(s))) {
-        stat_inc(s->st, QS(rate_limited));
+        stat_inc(s->ep.st, QS(rate_limited));
         return;
     }
     uint8_t out[256];
@@ -77,8 +265,8 @@ static void send_version_negotiation(struct quic_server *s, const ngtcp2_version
     ngtcp2_ssize n = ngtcp2_pkt_write_version_negotiation(
         out, sizeof(out), r, vc->scid, vc->scidlen, vc->dcid, vc->dcidlen, sv, 1);
     if (n > 0) {
-        quic_send_raw(s, out, (size_t)n, remote, local);
-        stat_inc(s->st, QS(vn_sent));
+        quic_send_raw(&s->ep, out, (size_t)n, remote, local);
+        stat_inc(s->ep.st, QS(vn_sent));
     }
 }
 
@@ -91,7 +279,7 @@ static void send_stateless_reset(struct quic_server *s, const ngtcp2_version_cid
     if (pktlen < 1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN + NGTCP2_STATELESS_RESET_TOKENLEN + 1)
         return;
     if (!tbucket_take(&s->sh->tb_reset, now_ns(s))) {
-        stat_inc(s->st, QS(rate_limited));
+        stat_inc(s->ep.st, QS(rate_limited));
         return;
     }
     ngtcp2_cid cid;
@@ -106,8 +294,8 @@ static void send_stateless_reset(struct quic_server *s, const ngtcp2_version_cid
     uint8_t out[64];
     ngtcp2_ssize n = ngtcp2_pkt_write_stateless_reset(out, sizeof(out), token, rnd, randlen);
     if (n > 0) {
-        quic_send_raw(s, out, (size_t)n, remote, local);
-        stat_inc(s->st, QS(reset_sent));
+        quic_send_raw(&s->ep, out, (size_t)n, remote, local);
+        stat_inc(s->ep.st, QS(reset_sent));
     }
 }
 
@@ -115,7 +303,7 @@ static void send_retry(struct quic_server *s, const ngtcp2_pkt_hd *hd,
                        const struct udp_addr *remote, const struct udp_addr *local)
 {
     if (!tbucket_take(&s->sh->tb_retry, now_ns(s))) {
-        stat_inc(s->st, QS(rate_limited));
+        stat_inc(s->ep.st, QS(rate_limited));
         return;
     }
     ngtcp2_cid scid;
@@ -132,8 +320,8 @@ static void send_retry(struct quic_server *s, const ngtcp2_pkt_hd *hd,
     ngtcp2_ssize n = ngtcp2_crypto_write_retry(out, sizeof(out), hd->version, &hd->scid, &scid,
                                                &hd->dcid, token, (size_t)tl);
     if (n > 0) {
-        quic_send_raw(s, out, (size_t)n, remote, local);
-        stat_inc(s->st, QS(retry_sent));
+        quic_send_raw(&s->ep, out, (size_t)n, remote, local);
+        stat_inc(s->ep.st, QS(retry_sent));
     }
 }
 
@@ -141,15 +329,15 @@ static void send_stateless_close(struct quic_server *s, const ngtcp2_pkt_hd *hd,
                                  const struct udp_addr *remote, const struct udp_addr *local)
 {
     if (!tbucket_take(&s->sh->tb_close, now_ns(s))) {
-        stat_inc(s->st, QS(rate_limited));
+        stat_inc(s->ep.st, QS(rate_limited));
         return;
     }
     uint8_t out[UDP_TX_MAX];
     ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(out, sizeof(out), hd->version, &hd->scid,
                                                           &hd->dcid, error, NULL, 0);
     if (n > 0) {
-        quic_send_raw(s, out, (size_t)n, remote, local);
-        stat_inc(s->st, QS(close_sent));
+        quic_send_raw(&s->ep, out, (size_t)n, remote, local);
+        stat_inc(s->ep.st, QS(close_sent));
     }
 }
 
@@ -162,7 +350,7 @@ static void forward(struct quic_server *s, unsigned owner, const uint8_t *data, 
 {
     struct buf *b = buf_new((uint32_t)(sizeof(struct fwd_hdr) + len));
     if (b == NULL) {
-        stat_inc(s->st, QS(fwd_dropped));
+        stat_inc(s->ep.st, QS(fwd_dropped));
         return;
     }
     struct fwd_hdr h = {.remote = *remote, .local = *local};
@@ -174,10 +362,10 @@ static void forward(struct quic_server *s, unsigned owner, const uint8_t *data, 
     /* Media class: a full ring drops (a lost packet, recovered by QUIC). */
     if (worker_send(s->w, owner, &m, WORKER_MSG_MEDIA) != 0) {
         buf_unref(b);
-        stat_inc(s->st, QS(fwd_dropped));
+        stat_inc(s->ep.st, QS(fwd_dropped));
         return;
     }
-    stat_inc(s->st, QS(fwd_out));
+    stat_inc(s->ep.st, QS(fwd_out));
 }
 
 static void new_connection(struct quic_server *s, const uint8_t *data, size_t len,
@@ -185,7 +373,7 @@ static void new_connection(struct quic_server *s, const uint8_t *data, size_t le
 {
     ngtcp2_pkt_hd hd;
     if (ngtcp2_accept(&hd, data, len) != 0 || hd.type != NGTCP2_PKT_INITIAL) {
-        stat_inc(s->st, QS(malformed));
+        stat_inc(s->ep.st, QS(malformed));
         return;
     }
     ngtcp2_cid ocid, *pocid = NULL;
@@ -204,17 +392,17 @@ static void new_connection(struct quic_server *s, const uint8_t *data, size_t le
     }
     /* Relaxed: these are settings main changes rarely (drain, reload). */
     if (atomic_load_explicit(&s->sh->draining, memory_order_relaxed)) {
-        stat_inc(s->st, QS(refused_draining));
+        stat_inc(s->ep.st, QS(refused_draining));
         send_stateless_close(s, &hd, NGTCP2_CONNECTION_REFUSED, remote, local);
         return;
     }
     if (pocid == NULL) {
-        bool over = s->half_open >=
+        bool over = s->ep.half_open >=
                     atomic_load_explicit(&s->sh->live_retry_threshold, memory_order_relaxed);
         if (over)
-            stat_inc(s->st, QS(retry_half_open));
+            stat_inc(s->ep.st, QS(retry_half_open));
         else if (!s->sh->cfg.force_retry && !tbucket_take(&s->sh->tb_hs, now_ns(s))) {
-            stat_inc(s->st, QS(retry_rate));
+            stat_inc(s->ep.st, QS(retry_rate));
             over = true;
         }
         if (over || s->sh->cfg.force_retry) {
@@ -223,13 +411,13 @@ static void new_connection(struct quic_server *s, const uint8_t *data, size_t le
         }
     }
     if (s->live >= atomic_load_explicit(&s->sh->live_max_conns, memory_order_relaxed)) {
-        stat_inc(s->st, QS(refused_full));
+        stat_inc(s->ep.st, QS(refused_full));
         send_stateless_close(s, &hd, NGTCP2_CONNECTION_REFUSED, remote, local);
         return;
     }
-    struct quic_conn *c = quic_conn_new(s, &hd, pocid, remote, local);
+    struct quic_conn *c = conn_accept(s, &hd, pocid, remote, local);
     if (c == NULL) {
-        stat_inc(s->st, QS(handshakes_failed));
+        stat_inc(s->ep.st, QS(handshakes_failed));
         return;
     }
     quic_conn_read(c, data, len, remote, local);
@@ -239,10 +427,10 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
                           const struct udp_addr *remote, const struct udp_addr *local,
                           bool forwarded)
 {
-    stat_inc(s->st, QS(pkts_in));
-    stat_add(s->st, QS(bytes_in), (uint64_t)len);
+    stat_inc(s->ep.st, QS(pkts_in));
+    stat_add(s->ep.st, QS(bytes_in), (uint64_t)len);
     if (len == 0) {
-        stat_inc(s->st, QS(malformed));
+        stat_inc(s->ep.st, QS(malformed));
         return;
     }
     ngtcp2_version_cid vc;
@@ -252,11 +440,11 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
         if (len >= NGTCP2_MAX_UDP_PAYLOAD_SIZE)
             send_version_negotiation(s, &vc, remote, local);
         else
-            stat_inc(s->st, QS(malformed));
+            stat_inc(s->ep.st, QS(malformed));
         return;
     }
     if (rv != 0) {
-        stat_inc(s->st, QS(malformed));
+        stat_inc(s->ep.st, QS(malformed));
         return;
     }
     struct quic_conn *c = cid_table_get(s->cids, vc.dcid, vc.dcidlen);
@@ -277,11 +465,11 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
             forward(s, (unsigned)owner, data, len, remote, local);
             return;
         }
-        stat_inc(s->st, QS(unknown_cid));
+        stat_inc(s->ep.st, QS(unknown_cid));
         return;
     }
     if (owner < 0 || (unsigned)owner >= s->n_workers) {
-        stat_inc(s->st, QS(malformed));
+        stat_inc(s->ep.st, QS(malformed));
         return;
     }
     if ((unsigned)owner != s->id) {
@@ -289,10 +477,10 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
         if (!forwarded)
             forward(s, (unsigned)owner, data, len, remote, local);
         else
-            stat_inc(s->st, QS(unknown_cid));
+            stat_inc(s->ep.st, QS(unknown_cid));
         return;
     }
-    stat_inc(s->st, QS(unknown_cid));
+    stat_inc(s->ep.st, QS(unknown_cid));
     send_stateless_reset(s, &vc, len, remote, local);
 }
 
@@ -310,7 +498,7 @@ static void on_socket(struct worker *w, int fd, uint32_t events, void *arg)
         int n = udp_rx_recv(s->fd, s->rx, &s->sh->bound);
         if (n <= 0) {
             if (n < 0)
-                stat_inc(s->st, QS(sock_errors));
+                stat_inc(s->ep.st, QS(sock_errors));
             break;
         }
         for (int i = 0; i < n; i++)
@@ -330,7 +518,7 @@ bool quic_server_on_msg(struct quic_server *s, const struct worker_msg *msg)
         struct buf *b = msg->u.ptr[0];
         struct fwd_hdr h;
         memcpy(&h, b->data, sizeof(h));
-        stat_inc(s->st, QS(fwd_in));
+        stat_inc(s->ep.st, QS(fwd_in));
         handle_packet(s, b->data + sizeof(h), b->len - sizeof(h), &h.remote, &h.local, true);
         buf_unref(b);
     }
@@ -360,11 +548,18 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
     int rc = ROOST_ENOMEM;
     s->w = w;
     s->sh = sh;
-    s->ops = ops;
-    s->arg = arg;
+    quic_ep_init(&s->ep, QUIC_ROLE_SERVER, ops, arg, sh->cfg.control_queue_max,
+                 sh->cfg.dgram_queue_max);
+    s->ep.w = w;
+    s->ep.timers = worker_timers(w);
+    ngtcp2_callbacks *cb = &s->ep.callbacks;
+    cb->recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+    cb->stream_open = stream_open_cb;
+    cb->get_new_connection_id = get_new_cid_cb;
+    cb->remove_connection_id = remove_cid_cb;
     s->id = id;
     s->n_workers = sh->cfg.n_workers;
-    s->st = sh->stats[id].st;
+    s->ep.st = sh->stats[id].st;
     s->fd = -1;
     s->rx = malloc(sizeof(*s->rx));
     s->tx = malloc(sizeof(*s->tx));
@@ -380,6 +575,7 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
         goto fail;
     s->fd = sh->fds[id];
     udp_tx_init(s->tx, s->fd);
+    s->ep.tx = s->tx;
     rc = worker_fd_add(w, s->fd, EPOLLIN, on_socket, s);
     if (rc < 0) {
         s->fd = -1;
@@ -405,16 +601,16 @@ void quic_server_del(struct quic_server *s)
         struct quic_conn *c = s->slots[i].c;
         if (c == NULL)
             continue;
-        if (c->state == CS_HANDSHAKE || c->state == CS_OPEN)
+        if (quic_conn_live(c))
             quic_conn_close(c, QUIC_APP_GOING_AWAY, NULL);
         if (c->state == CS_CLOSE_PENDING)
-            quic_conn_write_close(c);
+            (void)quic_conn_write(c);
     }
     (void)udp_tx_flush(s->tx);
     for (uint32_t i = 0; i < s->n_slots; i++)
         if (s->slots[i].c != NULL)
-            quic_conn_free(s->slots[i].c);
-    s->dirty_head = NULL;
+            conn_free(s->slots[i].c);
+    s->ep.dirty_head = NULL;
     if (s->fd >= 0) {
         worker_fd_del(s->w, s->fd);
         close(s->fd);
@@ -439,4 +635,15 @@ struct quic_conn *quic_server_conn(struct quic_server *s, struct quic_handle h)
     if (sl->c == NULL || sl->gen != h.gen || sl->c->closed_cb)
         return NULL;
     return sl->c;
+}
+
+struct quic_handle quic_conn_handle(const struct quic_conn *c)
+{
+    struct quic_handle h = {.worker = (uint16_t)server_of(c)->id, .slot = c->slot, .gen = c->gen};
+    return h;
+}
+
+struct quic_server *quic_conn_server(const struct quic_conn *c)
+{
+    return server_of(c);
 }

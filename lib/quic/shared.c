@@ -65,7 +65,7 @@ out:
     return 0;
 }
 
-static int creds_load(const char *cert, const char *key, struct quic_creds **out)
+int quic_creds_new(struct quic_creds **out)
 {
     struct quic_creds *cr = calloc(1, sizeof(*cr));
     if (cr == NULL)
@@ -74,16 +74,42 @@ static int creds_load(const char *cert, const char *key, struct quic_creds **out
         free(cr);
         return ROOST_ECRYPTO;
     }
+    atomic_init(&cr->refs, 1);
+    *out = cr;
+    return 0;
+}
+
+static int creds_load(const char *cert, const char *key, struct quic_creds **out)
+{
+    struct quic_creds *cr;
+    int rc = quic_creds_new(&cr);
+    if (rc < 0)
+        return rc;
     int g = gnutls_certificate_set_x509_key_file(cr->cred, cert, key, GNUTLS_X509_FMT_PEM);
     if (g < 0) {
         log_error("msg=\"cannot load certificate\" cert=%s key=%s err=\"%s\"", cert, key,
                   gnutls_strerror(g));
-        gnutls_certificate_free_credentials(cr->cred);
-        free(cr);
+        quic_creds_unref(cr);
         return ROOST_ECRYPTO;
     }
-    atomic_init(&cr->refs, 1);
     *out = cr;
+    return 0;
+}
+
+struct quic_creds *quic_creds_ref(struct quic_creds *cr)
+{
+    /* relaxed: the caller holds a reference (or an RCU read section over a
+     * published one), so cr is alive. */
+    atomic_fetch_add_explicit(&cr->refs, 1, memory_order_relaxed);
+    return cr;
+}
+
+int quic_priority_init(gnutls_priority_t *out)
+{
+    if (gnutls_priority_init(out, priority_str, NULL) != 0) {
+        *out = NULL;
+        return ROOST_ECRYPTO;
+    }
     return 0;
 }
 
@@ -102,7 +128,7 @@ int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const
     int rc = creds_load(cert_file, key_file, &nc);
     if (rc < 0)
         return rc;
-    /* Pairs with rcu_dereference in tls_init. After the grace period no
+    /* Pairs with rcu_dereference in server.c tls_init. After the grace period no
      * worker can still be between reading the old pointer and taking its
      * reference, so dropping ours is safe; connections keep theirs. */
     struct quic_creds *old = rcu_xchg_pointer(&sh->creds, nc);
@@ -159,10 +185,8 @@ int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *c
     if (rc < 0)
         goto fail;
     rc = ROOST_ECRYPTO;
-    if (gnutls_priority_init(&sh->prio, priority_str, NULL) != 0) {
-        sh->prio = NULL;
+    if (quic_priority_init(&sh->prio) < 0)
         goto fail;
-    }
     /* Sockets in worker order: the SO_REUSEPORT group index of socket i is
      * i, which later kernel steering by CID byte can rely on. */
     for (unsigned i = 0; i < cfg->n_workers; i++) {
