@@ -1,4 +1,5 @@
-/* The QUIC server on the worker runtime (DESIGN.md §1-§3).
+/* The QUIC server on the worker runtime (DESIGN.md §1-§3), and the
+ * connection API both ends share (the client end is quic/client.h).
  *
  * Process level: a `quic_shared` is created by main before the worker pool
  * starts. It loads the certificate and key once, loads (or creates) the
@@ -53,6 +54,18 @@ struct quic_conn;
 #define QUIC_MSG_FIRST 0x0100
 #define QUIC_MSG_FWD 0x0100 /* u.ptr[0]: struct buf * holding a mis-routed packet */
 #define QUIC_MSG_LAST 0x01ff
+
+/* Defaults for a zero field of quic_shared_config (relay/config.c uses them
+ * too, so a default is written once). */
+#define QUIC_DEFAULT_IDLE_TIMEOUT_NS (30ULL * 1000000000ULL)
+#define QUIC_DEFAULT_HANDSHAKE_TIMEOUT_NS (5ULL * 1000000000ULL)
+#define QUIC_DEFAULT_RETRY_THRESHOLD 256
+#define QUIC_DEFAULT_MAX_CONNS 100000
+#define QUIC_DEFAULT_CONTROL_QUEUE_MAX (256 * 1024)
+#define QUIC_DEFAULT_DGRAM_QUEUE_MAX 256
+#define QUIC_DEFAULT_SOCK_BUF (4 << 20)
+#define QUIC_DEFAULT_RATE 1000 /* retry, vn, reset and close replies per second */
+#define QUIC_DEFAULT_RATE_BURST 100
 
 struct quic_shared_config {
     const char *cert_file; /* PEM certificate chain */
@@ -187,14 +200,32 @@ void *quic_conn_user(const struct quic_conn *c);
 bool quic_conn_opened(const struct quic_conn *c);
 struct quic_server *quic_conn_server(const struct quic_conn *c);
 
+/* True while the connection is open (handshake done, no close begun). */
+bool quic_conn_is_open(const struct quic_conn *c);
+/* True once the connection is over: nothing is sent or received any more. */
+bool quic_conn_is_closed(const struct quic_conn *c);
+
+/* How a connection ended (valid in and after on_close). */
+struct quic_close_info {
+    bool remote;   /* the peer closed it (CONNECTION_CLOSE or stateless reset) */
+    bool app;      /* code is an application code (PROTOCOL.md §6), else transport */
+    bool opened;   /* the handshake had completed */
+    bool idle;     /* idle or handshake timeout */
+    bool reset;    /* stateless reset received (client) */
+    uint64_t code; /* application or transport error code (TLS alert: 0x100 + alert) */
+    int liberr;    /* ngtcp2 error that ended it locally, 0 if none */
+};
+void quic_conn_close_info(const struct quic_conn *c, struct quic_close_info *out);
+
 struct quic_conn_stats {
-    uint64_t srtt_ns, min_rtt_ns, latest_rtt_ns;
+    uint64_t srtt_ns, min_rtt_ns, latest_rtt_ns, rttvar_ns;
     uint64_t cwnd, bytes_in_flight;
     uint64_t dgram_in, dgram_out, dgram_acked, dgram_lost;
-    uint64_t dgram_drop_cwnd, dgram_drop_too_large, dgram_drop_queue;
+    uint64_t dgram_drop_cwnd, dgram_drop_too_large, dgram_drop_queue, dgram_drop_state;
     uint64_t bytes_in, bytes_out;
-    uint64_t control_pending; /* unacked control bytes */
+    uint64_t control_in, control_out; /* control messages */
+    uint64_t control_pending;         /* unacked control bytes */
 };
-void quic_conn_stats(struct quic_conn *c, struct quic_conn_stats *out);
+void quic_conn_stats(const struct quic_conn *c, struct quic_conn_stats *out);
 
 #endif

@@ -1,0 +1,80 @@
+/* The client end of lib/quic: many connections driven from one thread.
+ *
+ * Each connection has its own connected UDP socket (its own source port,
+ * so a relay's SO_REUSEPORT spreads connections over workers); one epoll
+ * set and one timer heap serve them all. A connection verifies the server's
+ * certificate against a CA file (or, in dev mode, a pinned certificate),
+ * opens the control stream when the handshake completes, and then speaks
+ * the conn API of quic.h, like a server connection: the two ends share
+ * that code (quic_int.h says where they differ).
+ *
+ * The application sees connections through quic_app_ops: on_open's return
+ * value is honoured as on the server; on_close runs exactly once per
+ * connection (quic_conn_close_info tells how it ended), after which the
+ * connection stays allocated until quic_client_conn_del.
+ *
+ * lib/client wraps this as the public roost_* API.
+ *
+ * Thread safety: a client and its connections belong to the thread that
+ * created the client. Different clients are independent. */
+#ifndef ROOST_QUIC_CLIENT_H
+#define ROOST_QUIC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quic/quic.h"
+
+struct quic_client;
+
+#define QUIC_CLIENT_DEFAULT_HANDSHAKE_TIMEOUT_NS (10ULL * 1000000000ULL)
+#define QUIC_CLIENT_DEFAULT_CONTROL_QUEUE_MAX (1 << 20)
+
+struct quic_client_config {
+    const char *ca_file;           /* PEM trust anchors */
+    const char *pinned_cert;       /* dev mode: accept exactly this PEM certificate instead */
+    const char *server_name;       /* SNI and name checked in the certificate; NULL: "localhost" */
+    const char *alpn;              /* NULL: QUIC_ALPN */
+    uint64_t idle_timeout_ns;      /* 0: QUIC_DEFAULT_IDLE_TIMEOUT_NS */
+    uint64_t handshake_timeout_ns; /* 0: QUIC_CLIENT_DEFAULT_HANDSHAKE_TIMEOUT_NS */
+    size_t control_queue_max;      /* unacked control bytes; 0: 1 MiB */
+};
+
+/* cfg strings are read during the call; ops and arg are borrowed for the
+ * client's life. Returns 0, ROOST_EINVAL, ROOST_ECRYPTO (CA or pinned
+ * certificate unreadable), ROOST_ESYS, ROOST_ENOMEM. */
+int quic_client_new(struct quic_client **out, const struct quic_client_config *cfg,
+                    const struct quic_app_ops *ops, void *arg);
+/* Frees every connection (without callbacks) and the client. Accepts NULL. */
+void quic_client_del(struct quic_client *cl);
+
+/* Starts a connection to host (numeric IPv4/IPv6) and port; user is set as
+ * with quic_conn_set_user. Returns 0, ROOST_EINVAL, ROOST_ESYS,
+ * ROOST_ECRYPTO, ROOST_EQUIC, ROOST_ENOMEM. */
+int quic_client_connect(struct quic_client *cl, const char *host, uint16_t port, void *user,
+                        struct quic_conn **out);
+/* Frees a connection (closing it silently if still open: nothing is sent,
+ * no callback). Accepts NULL. */
+void quic_client_conn_del(struct quic_conn *c);
+/* Any connection of the client, or NULL (for callers that free them all). */
+struct quic_conn *quic_client_first(struct quic_client *cl);
+
+/* Reads what arrived, runs timers and sends what is ready, at time now
+ * (CLOCK_MONOTONIC ns). Never blocks. Returns 0 or ROOST_ESYS. */
+int quic_client_process(struct quic_client *cl, uint64_t now);
+/* ns until quic_client_process has work without input (UINT64_MAX: none). */
+uint64_t quic_client_next_timeout(const struct quic_client *cl, uint64_t now);
+/* The epoll fd, readable when quic_client_process has input. */
+int quic_client_fd(const struct quic_client *cl);
+/* Connections not yet over. */
+unsigned quic_client_active(const struct quic_client *cl);
+/* Test hook: drop this share (0..1) of received datagrams. */
+void quic_client_set_rx_drop(struct quic_client *cl, double share);
+
+/* Test hook (NAT rebinding): moves the connection to a new socket with a
+ * new source port. Returns 0 or ROOST_ESYS. */
+int quic_client_rebind(struct quic_conn *c);
+/* The connection's current local UDP port. */
+uint16_t quic_client_local_port(const struct quic_conn *c);
+
+#endif

@@ -1,0 +1,706 @@
+/* One connection of either end: the ngtcp2 callbacks both ends share,
+ * reading, the write loop, closing, timers and the conn API of quic.h.
+ * Where the ends differ this file asks c->ep->role (see quic_int.h); it
+ * calls neither server.c nor client.c. */
+#include "quic/quic.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "proto/frame.h"
+#include "quic/quic_int.h"
+
+#define CLOSE_RESENDS 4
+
+static bool is_server(const struct quic_conn *c)
+{
+    return c->ep->role == QUIC_ROLE_SERVER;
+}
+
+void quic_path_init(ngtcp2_path *p, const struct udp_addr *local, const struct udp_addr *remote)
+{
+    p->local.addr = (ngtcp2_sockaddr *)&local->u.sa;
+    p->local.addrlen = local->len;
+    p->remote.addr = (ngtcp2_sockaddr *)&remote->u.sa;
+    p->remote.addrlen = remote->len;
+    p->user_data = NULL;
+}
+
+void quic_conn_mark_dirty(struct quic_conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    c->dirty_next = c->ep->dirty_head;
+    c->ep->dirty_head = c;
+}
+
+static void leave_half_open(struct quic_conn *c)
+{
+    if (c->half_open) {
+        c->half_open = false;
+        c->ep->half_open--;
+        stat_dec(c->ep->st, QS(conns_half_open));
+    }
+}
+
+/* The one leave path: on_close exactly once per connection. */
+void quic_conn_notify(struct quic_conn *c, uint64_t app_error)
+{
+    if (c->closed_cb)
+        return;
+    c->closed_cb = true;
+    leave_half_open(c);
+    if (c->ep->ops->on_close != NULL)
+        c->ep->ops->on_close(c, app_error, c->ep->arg);
+}
+
+/* The code on_close reports for what info recorded. */
+static uint64_t close_code(const struct quic_conn *c)
+{
+    return c->info.app ? c->info.code : QUIC_APP_INTERNAL;
+}
+
+/* Over: the server frees it at turn end, the client keeps it until
+ * quic_client_conn_del. */
+static void set_dead(struct quic_conn *c)
+{
+    if (c->state != CS_DEAD)
+        c->ep->active--;
+    c->state = CS_DEAD;
+    timer_cancel(c->ep->timers, &c->timer);
+    quic_conn_mark_dirty(c);
+}
+
+/* Ends the connection now and tells the app (if not yet told). The app is
+ * told last: a client's app may free the connection from on_close, so
+ * nothing here or in the callers touches c after this. */
+static void end_now(struct quic_conn *c, uint64_t app_error)
+{
+    set_dead(c);
+    quic_conn_notify(c, app_error);
+}
+
+/* After a close was sent (CS_CLOSING) or received (CS_DRAINING): the server
+ * waits 3 PTO, then frees; the client ends at once. Tells the app last. */
+static void linger(struct quic_conn *c, enum conn_state st, uint64_t app_error)
+{
+    if (!is_server(c)) {
+        end_now(c, app_error);
+        return;
+    }
+    c->state = st;
+    uint64_t pto = ngtcp2_conn_get_pto(c->conn);
+    if (timer_arm(c->ep->timers, &c->timer, quic_ep_now(c->ep) + 3 * pto) < 0)
+        set_dead(c);
+    quic_conn_notify(c, app_error);
+}
+
+/* Records a local close; the CONNECTION_CLOSE packet is written at turn
+ * end, outside any ngtcp2 callback. tell: on_close now (see quic_int.h). */
+static void close_with(struct quic_conn *c, const ngtcp2_connection_close_error *e,
+                       uint64_t app_error, bool tell)
+{
+    if (!quic_conn_live(c))
+        return;
+    c->ccerr = *e;
+    c->ccerr.reason = NULL;
+    c->ccerr.reasonlen = 0;
+    c->info.remote = false;
+    c->info.app = e->type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+    c->info.code = e->error_code;
+    c->state = CS_CLOSE_PENDING;
+    quic_conn_mark_dirty(c);
+    if (tell)
+        quic_conn_notify(c, app_error);
+}
+
+static void close_app(struct quic_conn *c, uint64_t app_error, bool tell)
+{
+    ngtcp2_connection_close_error e;
+    ngtcp2_connection_close_error_default(&e);
+    ngtcp2_connection_close_error_set_application_error(&e, app_error, NULL, 0);
+    close_with(c, &e, app_error, tell);
+}
+
+static void close_liberr(struct quic_conn *c, int liberr)
+{
+    ngtcp2_connection_close_error e;
+    ngtcp2_connection_close_error_default(&e);
+    if (liberr == NGTCP2_ERR_CRYPTO)
+        ngtcp2_connection_close_error_set_transport_error_tls_alert(
+            &e, ngtcp2_conn_get_tls_alert(c->conn), NULL, 0);
+    else
+        ngtcp2_connection_close_error_set_transport_error_liberr(&e, liberr, NULL, 0);
+    if (!c->opened)
+        stat_inc(c->ep->st, QS(handshakes_failed));
+    if (quic_conn_live(c))
+        c->info.liberr = liberr;
+    close_with(c, &e, QUIC_APP_INTERNAL, is_server(c));
+}
+
+void quic_conn_close(struct quic_conn *c, uint64_t app_error, const char *reason)
+{
+    (void)reason; /* reason phrases are not sent: they would need storage
+                     until the deferred write */
+    close_app(c, app_error, false);
+    /* A close pending from an earlier error the client was not yet told of
+     * is told now too: the application hears of the end before this
+     * returns. */
+    if (c->state == CS_CLOSE_PENDING)
+        quic_conn_notify(c, app_error);
+}
+
+static void on_timer(struct timer *t, uint64_t now, void *arg)
+{
+    (void)t;
+    struct quic_conn *c = arg;
+    if (c->state == CS_CLOSING || c->state == CS_DRAINING) {
+        set_dead(c); /* the 3 PTO wait is over */
+        return;
+    }
+    if (!quic_conn_live(c))
+        return;
+    int rv = ngtcp2_conn_handle_expiry(c->conn, now);
+    if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+        /* Silent close: the peer is gone or never finished. */
+        if (c->opened)
+            stat_inc(c->ep->st, QS(idle_timeouts));
+        else
+            stat_inc(c->ep->st, QS(handshake_timeouts));
+        c->info.idle = true;
+        c->info.liberr = rv;
+        end_now(c, QUIC_APP_IDLE_TIMEOUT);
+        return;
+    }
+    if (rv != 0) {
+        close_liberr(c, rv);
+        return;
+    }
+    quic_conn_mark_dirty(c);
+}
+
+/* ------------------------------------------------- ngtcp2 callbacks */
+
+static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref)
+{
+    return ((struct quic_conn *)ref->user_data)->conn;
+}
+
+static void rand_cb(uint8_t *dest, size_t destlen, const ngtcp2_rand_ctx *ctx)
+{
+    (void)ctx;
+    (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, destlen);
+}
+
+static int handshake_completed_cb(ngtcp2_conn *conn, void *user_data)
+{
+    struct quic_conn *c = user_data;
+    /* The client opens the one control stream; the server accepts it. */
+    if (!is_server(c) && ngtcp2_conn_open_bidi_stream(conn, &c->ctl_stream, NULL) != 0)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    leave_half_open(c);
+    stat_inc(c->ep->st, QS(handshakes_ok));
+    c->state = CS_OPEN;
+    c->opened = true;
+    c->info.opened = true;
+    int r = c->ep->ops->on_open != NULL ? c->ep->ops->on_open(c, c->ep->arg) : 0;
+    if (r > 0)
+        quic_conn_close(c, (uint64_t)r, NULL);
+    quic_conn_mark_dirty(c);
+    return 0;
+}
+
+static void deliver_body(const uint8_t *body, size_t len, void *arg)
+{
+    struct quic_conn *c = arg;
+    c->cs.control_in++;
+    stat_inc(c->ep->st, QS(control_in));
+    if (c->state == CS_OPEN && c->ep->ops->on_control != NULL)
+        c->ep->ops->on_control(c, body, len, c->ep->arg);
+}
+
+static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t stream_id,
+                               uint64_t offset, const uint8_t *data, size_t datalen,
+                               void *user_data, void *stream_user_data)
+{
+    (void)flags;
+    (void)offset;
+    (void)stream_user_data;
+    struct quic_conn *c = user_data;
+    if (stream_id != c->ctl_stream || c->state != CS_OPEN)
+        return 0;
+    c->cs.bytes_in += datalen;
+    int rc = ctl_rx_feed(&c->rx, data, datalen, deliver_body, c);
+    if (rc < 0) {
+        if (rc == ROOST_ENOMEM)
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, is_server(c));
+        return 0;
+    }
+    /* Bytes are consumed once copied out (a partial message is bounded by
+     * FRAME_MAX_BODY), so the windows slide by what arrived. */
+    ngtcp2_conn_extend_max_stream_offset(conn, stream_id, datalen);
+    ngtcp2_conn_extend_max_offset(conn, datalen);
+    return 0;
+}
+
+static int acked_stream_cb(ngtcp2_conn *conn, int64_t stream_id, uint64_t offset, uint64_t datalen,
+                           void *user_data, void *stream_user_data)
+{
+    (void)conn;
+    (void)stream_user_data;
+    struct quic_conn *c = user_data;
+    if (stream_id == c->ctl_stream)
+        ctl_tx_acked(&c->tx, offset, datalen);
+    return 0;
+}
+
+static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t *data, size_t datalen,
+                            void *user_data)
+{
+    (void)conn;
+    (void)flags;
+    struct quic_conn *c = user_data;
+    c->cs.dgram_in++;
+    stat_inc(c->ep->st, QS(dgram_in));
+    if (c->state == CS_OPEN && c->ep->ops->on_datagram != NULL)
+        c->ep->ops->on_datagram(c, data, datalen, c->ep->arg);
+    return 0;
+}
+
+static int ack_datagram_cb(ngtcp2_conn *conn, uint64_t id, void *user_data)
+{
+    (void)conn;
+    (void)id;
+    ((struct quic_conn *)user_data)->cs.dgram_acked++;
+    return 0;
+}
+
+static int lost_datagram_cb(ngtcp2_conn *conn, uint64_t id, void *user_data)
+{
+    (void)conn;
+    (void)id;
+    struct quic_conn *c = user_data;
+    c->cs.dgram_lost++;
+    stat_inc(c->ep->st, QS(dgram_lost));
+    return 0;
+}
+
+void quic_ep_init(struct quic_ep *ep, enum quic_role role, const struct quic_app_ops *ops,
+                  void *arg, size_t control_queue_max, unsigned dgram_queue_max)
+{
+    ep->role = role;
+    ep->ops = ops;
+    ep->arg = arg;
+    ep->control_queue_max = control_queue_max;
+    ep->dgram_queue_max = dgram_queue_max;
+    ngtcp2_callbacks *cb = &ep->callbacks;
+    memset(cb, 0, sizeof(*cb));
+    cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+    cb->handshake_completed = handshake_completed_cb;
+    cb->encrypt = ngtcp2_crypto_encrypt_cb;
+    cb->decrypt = ngtcp2_crypto_decrypt_cb;
+    cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
+    cb->recv_stream_data = recv_stream_data_cb;
+    cb->acked_stream_data_offset = acked_stream_cb;
+    cb->rand = rand_cb;
+    cb->update_key = ngtcp2_crypto_update_key_cb;
+    cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+    cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+    cb->recv_datagram = recv_datagram_cb;
+    cb->ack_datagram = ack_datagram_cb;
+    cb->lost_datagram = lost_datagram_cb;
+    cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+    cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+}
+
+/* -------------------------------------------------- create and free */
+
+int quic_conn_init(struct quic_conn *c, struct quic_ep *ep)
+{
+    c->ep = ep;
+    c->ref.get_conn = get_conn;
+    c->ref.user_data = c;
+    c->fd = -1;
+    c->ctl_stream = -1;
+    c->state = CS_HANDSHAKE;
+    ctl_tx_init(&c->tx, ep->control_queue_max);
+    ctl_rx_init(&c->rx);
+    timer_init(&c->timer, on_timer, c);
+    ep->active++;
+    c->dq = calloc(ep->dgram_queue_max, sizeof(*c->dq));
+    return c->dq != NULL ? 0 : ROOST_ENOMEM;
+}
+
+int quic_conn_tls_init(struct quic_conn *c, gnutls_priority_t prio, struct quic_creds *creds,
+                       const char *alpn)
+{
+    c->creds = creds;
+    bool server = is_server(c);
+    unsigned flags = server ? GNUTLS_SERVER | GNUTLS_NO_TICKETS | GNUTLS_NO_END_OF_EARLY_DATA
+                            : GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA;
+    if (gnutls_init(&c->tls, flags) != 0) {
+        c->tls = NULL;
+        return ROOST_ECRYPTO;
+    }
+    if (gnutls_priority_set(c->tls, prio) != 0)
+        return ROOST_ECRYPTO;
+    if ((server ? ngtcp2_crypto_gnutls_configure_server_session(c->tls)
+                : ngtcp2_crypto_gnutls_configure_client_session(c->tls)) != 0)
+        return ROOST_ECRYPTO;
+    gnutls_session_set_ptr(c->tls, &c->ref);
+    if (gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, creds->cred) != 0)
+        return ROOST_ECRYPTO;
+    /* MANDATORY: a peer offering no common protocol gets the
+     * no_application_protocol alert. */
+    gnutls_datum_t a = {.data = (unsigned char *)alpn, .size = (unsigned)strlen(alpn)};
+    if (gnutls_alpn_set_protocols(c->tls, &a, 1,
+                                  GNUTLS_ALPN_MANDATORY |
+                                      (server ? GNUTLS_ALPN_SERVER_PRECEDENCE : 0)) != 0)
+        return ROOST_ECRYPTO;
+    ngtcp2_conn_set_tls_native_handle(c->conn, c->tls);
+    return 0;
+}
+
+void quic_conn_fini(struct quic_conn *c)
+{
+    if (c->state != CS_DEAD)
+        c->ep->active--;
+    leave_half_open(c);
+    timer_cancel(c->ep->timers, &c->timer);
+    if (c->conn != NULL)
+        ngtcp2_conn_del(c->conn);
+    if (c->tls != NULL)
+        gnutls_deinit(c->tls);
+    quic_creds_unref(c->creds); /* after the session that used them */
+    ctl_tx_free(&c->tx);
+    ctl_rx_free(&c->rx);
+    if (c->dq != NULL)
+        for (unsigned i = 0; i < c->dq_n; i++)
+            buf_unref(c->dq[(c->dq_head + i) % c->ep->dgram_queue_max].b);
+    free(c->dq);
+    free(c->close_pkt);
+}
+
+/* ------------------------------------------------------------ write */
+
+void quic_send_raw(struct quic_ep *ep, const uint8_t *p, size_t n, const struct udp_addr *remote,
+                   const struct udp_addr *local)
+{
+    struct udp_txpkt *pkt = udp_tx_slot(ep->tx);
+    if (pkt == NULL || n > UDP_TX_MAX)
+        return;
+    memcpy(pkt->data, p, n);
+    udp_tx_commit(ep->tx, n, remote, local);
+    stat_inc(ep->st, QS(pkts_out));
+    stat_add(ep->st, QS(bytes_out), n);
+}
+
+/* The source address to send with: none on a connected socket of its own
+ * (the kernel knows it), else the path's local address (pktinfo). */
+static const struct udp_addr *tx_local(const struct quic_conn *c, const struct udp_addr *local)
+{
+    return c->fd >= 0 ? NULL : local;
+}
+
+static void write_close(struct quic_conn *c)
+{
+    uint8_t pktbuf[UDP_TX_MAX];
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
+        c->conn, &ps.path, NULL, pktbuf, sizeof(pktbuf), &c->ccerr, quic_ep_now(c->ep));
+    if (n <= 0) {
+        end_now(c, close_code(c));
+        return;
+    }
+    if (is_server(c)) {
+        c->close_pkt = malloc((size_t)n);
+        if (c->close_pkt != NULL) {
+            memcpy(c->close_pkt, pktbuf, (size_t)n);
+            c->close_len = (size_t)n;
+        }
+    }
+    quic_send_raw(c->ep, pktbuf, (size_t)n, &c->remote, tx_local(c, &c->local));
+    linger(c, CS_CLOSING, close_code(c));
+}
+
+static void drop_dgram(struct quic_conn *c, int why)
+{
+    struct dgram_item *d = &c->dq[c->dq_head];
+    buf_unref(d->b);
+    d->b = NULL;
+    c->dq_head = (c->dq_head + 1) % c->ep->dgram_queue_max;
+    c->dq_n--;
+    if (why == 1) {
+        c->cs.dgram_drop_cwnd++;
+        stat_inc(c->ep->st, QS(dgram_drop_cwnd));
+    } else if (why == 2) {
+        c->cs.dgram_drop_too_large++;
+        stat_inc(c->ep->st, QS(dgram_drop_too_large));
+    } else if (why == 3) {
+        c->cs.dgram_drop_state++;
+        stat_inc(c->ep->st, QS(dgram_drop_state));
+    }
+}
+
+static void arm_timer(struct quic_conn *c)
+{
+    uint64_t exp = ngtcp2_conn_get_expiry(c->conn);
+    if (exp == UINT64_MAX)
+        timer_cancel(c->ep->timers, &c->timer);
+    else if (timer_arm(c->ep->timers, &c->timer, exp) < 0)
+        close_liberr(c, NGTCP2_ERR_NOMEM);
+}
+
+bool quic_conn_write(struct quic_conn *c)
+{
+    struct quic_ep *ep = c->ep;
+    if (c->state == CS_CLOSE_PENDING) {
+        write_close(c);
+        return true;
+    }
+    if (!quic_conn_live(c))
+        return true;
+    uint64_t now = quic_ep_now(ep);
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi;
+    bool stream_blocked = false;
+    for (;;) {
+        struct udp_txpkt *pkt = udp_tx_slot(ep->tx);
+        if (pkt == NULL) {
+            arm_timer(c);
+            return false;
+        }
+        ngtcp2_ssize n;
+        const uint8_t *sdata = NULL;
+        size_t slen = 0;
+        if (!stream_blocked && c->ctl_stream >= 0 && c->state == CS_OPEN)
+            slen = ctl_tx_peek(&c->tx, &sdata);
+        if (slen > 0) {
+            ngtcp2_vec v = {.base = (uint8_t *)sdata, .len = slen};
+            ngtcp2_ssize taken = -1;
+            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken,
+                                          NGTCP2_WRITE_STREAM_FLAG_MORE, c->ctl_stream, &v, 1, now);
+            if (taken > 0)
+                ctl_tx_sent(&c->tx, (size_t)taken);
+            if (n == NGTCP2_ERR_WRITE_MORE)
+                continue;
+            if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
+                n == NGTCP2_ERR_STREAM_NOT_FOUND) {
+                stream_blocked = true;
+                continue;
+            }
+        } else if (c->dq_n > 0 && c->state == CS_OPEN) {
+            struct dgram_item *d = &c->dq[c->dq_head];
+            ngtcp2_vec v = {.base = d->b->data + d->off, .len = d->len};
+            int accepted = 0;
+            n = ngtcp2_conn_writev_datagram(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX,
+                                            &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_MORE,
+                                            c->dgram_seq, &v, 1, now);
+            if (accepted) {
+                c->dgram_seq++;
+                c->cs.dgram_out++;
+                c->cs.bytes_out += d->len;
+                stat_inc(ep->st, QS(dgram_out));
+                drop_dgram(c, 0);
+                if (n == NGTCP2_ERR_WRITE_MORE)
+                    continue;
+            } else if (n == 0) {
+                /* Congestion window (or amplification limit): drop. */
+                drop_dgram(c, 1);
+                continue;
+            } else if (n == NGTCP2_ERR_INVALID_ARGUMENT) {
+                drop_dgram(c, 2);
+                continue;
+            } else if (n == NGTCP2_ERR_INVALID_STATE) {
+                drop_dgram(c, 3);
+                continue;
+            }
+            /* n > 0 and not accepted: the packet filled with other frames;
+             * the datagram goes in the next one. */
+        } else {
+            n = ngtcp2_conn_write_pkt(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, now);
+        }
+        if (n < 0) {
+            close_liberr(c, (int)n);
+            return true;
+        }
+        if (n == 0)
+            break;
+        struct udp_addr r, l;
+        memcpy(&r.u, ps.path.remote.addr, ps.path.remote.addrlen);
+        r.len = ps.path.remote.addrlen;
+        memcpy(&l.u, ps.path.local.addr, ps.path.local.addrlen);
+        l.len = ps.path.local.addrlen;
+        udp_tx_commit(ep->tx, (size_t)n, &r, tx_local(c, &l));
+        stat_inc(ep->st, QS(pkts_out));
+        stat_add(ep->st, QS(bytes_out), (uint64_t)n);
+    }
+    arm_timer(c);
+    return true;
+}
+
+/* ------------------------------------------------------------- read */
+
+bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
+                    const struct udp_addr *remote, const struct udp_addr *local)
+{
+    if (c->state == CS_CLOSING && c->close_pkt != NULL && c->close_resends < CLOSE_RESENDS) {
+        c->close_resends++;
+        quic_send_raw(c->ep, c->close_pkt, c->close_len, remote, tx_local(c, local));
+    }
+    if (!quic_conn_live(c))
+        return false;
+    ngtcp2_path path;
+    quic_path_init(&path, local, remote);
+    ngtcp2_pkt_info pi = {0};
+    int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, quic_ep_now(c->ep));
+    if (rv == NGTCP2_ERR_DRAINING) {
+        /* The peer closed (CONNECTION_CLOSE, or a stateless reset the
+         * client recognised). */
+        ngtcp2_connection_close_error e;
+        ngtcp2_conn_get_connection_close_error(c->conn, &e);
+        c->info.remote = true;
+        c->info.app = e.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+        c->info.code = e.error_code;
+        if (!c->opened)
+            stat_inc(c->ep->st, QS(handshakes_failed));
+        linger(c, CS_DRAINING, close_code(c));
+        return false;
+    }
+    if (rv != 0) {
+        if (c->info.reset || rv == NGTCP2_ERR_DROP_CONN || rv == NGTCP2_ERR_RETRY) {
+            /* Nothing to send: a reset peer has no state, and ngtcp2 asks
+             * for DROP_CONN/RETRY connections to vanish silently. */
+            c->info.remote = c->info.reset;
+            if (!c->info.reset)
+                c->info.liberr = rv;
+            end_now(c, QUIC_APP_INTERNAL);
+            return false;
+        }
+        close_liberr(c, rv);
+        return false;
+    }
+    /* Remember the current path: closes and raw replies use it. */
+    const ngtcp2_path *p = ngtcp2_conn_get_path(c->conn);
+    memcpy(&c->remote.u, p->remote.addr, p->remote.addrlen);
+    c->remote.len = p->remote.addrlen;
+    memcpy(&c->local.u, p->local.addr, p->local.addrlen);
+    c->local.len = p->local.addrlen;
+    quic_conn_mark_dirty(c);
+    return true;
+}
+
+/* ------------------------------------------------------ conn API */
+
+int quic_conn_send_control(struct quic_conn *c, const uint8_t *body, size_t len)
+{
+    /* Queued during the handshake too: written once the stream is open. */
+    if (!quic_conn_live(c))
+        return ROOST_ECLOSED;
+    int rc = ctl_tx_push(&c->tx, body, len);
+    if (rc == ROOST_EFULL && is_server(c)) {
+        stat_inc(c->ep->st, QS(too_slow));
+        quic_conn_close(c, QUIC_APP_TOO_SLOW, "control queue full");
+        return rc;
+    }
+    if (rc < 0)
+        return rc;
+    c->cs.control_out++;
+    stat_inc(c->ep->st, QS(control_out));
+    quic_conn_mark_dirty(c);
+    return 0;
+}
+
+int quic_conn_queue_datagram(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t len)
+{
+    struct quic_ep *ep = c->ep;
+    if (c->state != CS_OPEN) {
+        stat_inc(ep->st, QS(dgram_drop_state));
+        return ROOST_ECLOSED;
+    }
+    unsigned cap = ep->dgram_queue_max;
+    if (c->dq_n == cap) {
+        c->cs.dgram_drop_queue++;
+        stat_inc(ep->st, QS(dgram_drop_queue));
+        return ROOST_EFULL;
+    }
+    struct dgram_item *d = &c->dq[(c->dq_head + c->dq_n) % cap];
+    d->b = buf_ref(b);
+    d->off = off;
+    d->len = len;
+    c->dq_n++;
+    quic_conn_mark_dirty(c);
+    return 0;
+}
+
+int quic_conn_send_datagram(struct quic_conn *c, const uint8_t *data, size_t len)
+{
+    if (len > UINT32_MAX)
+        return ROOST_EINVAL;
+    if (c->state != CS_OPEN)
+        return quic_conn_queue_datagram(c, NULL, 0, 0); /* counts the drop */
+    struct buf *b = buf_new((uint32_t)len);
+    if (b == NULL)
+        return ROOST_ENOMEM;
+    memcpy(b->data, data, len);
+    b->len = (uint32_t)len;
+    int rc = quic_conn_queue_datagram(c, b, 0, (uint32_t)len);
+    buf_unref(b);
+    return rc;
+}
+
+void quic_conn_set_user(struct quic_conn *c, void *u)
+{
+    c->user = u;
+}
+
+void *quic_conn_user(const struct quic_conn *c)
+{
+    return c->user;
+}
+
+bool quic_conn_opened(const struct quic_conn *c)
+{
+    return c->opened;
+}
+
+bool quic_conn_is_open(const struct quic_conn *c)
+{
+    return c->state == CS_OPEN;
+}
+
+bool quic_conn_is_closed(const struct quic_conn *c)
+{
+    return c->state == CS_DEAD;
+}
+
+void quic_conn_close_info(const struct quic_conn *c, struct quic_close_info *out)
+{
+    *out = c->info;
+}
+
+void quic_conn_stats(const struct quic_conn *c, struct quic_conn_stats *out)
+{
+    *out = c->cs;
+    ngtcp2_conn_stat st;
+    ngtcp2_conn_get_conn_stat(c->conn, &st);
+    out->srtt_ns = st.smoothed_rtt;
+    out->min_rtt_ns = st.min_rtt;
+    out->latest_rtt_ns = st.latest_rtt;
+    out->rttvar_ns = st.rttvar;
+    out->cwnd = st.cwnd;
+    out->bytes_in_flight = st.bytes_in_flight;
+    out->control_pending = ctl_tx_pending(&c->tx);
+}

@@ -1,0 +1,243 @@
+/* Private to lib/quic: the structures shared by its files and the calls
+ * between them.
+ *
+ *   shared.c  process-level state: credentials, secrets, sockets, limits
+ *   conn.c    one connection: ngtcp2 callbacks, read, write loop, close
+ *   conn.c    one connection of either end: ngtcp2 callbacks both ends
+ *             share, read, write loop, close, timers, the conn API
+ *   server.c  a worker's server: accept, server callbacks (CID table,
+ *             reset tokens), stateless replies, forwarding, socket
+ *             readiness, its dirty list
+ *   client.c  the client end: TLS client sessions and verification, a
+ *             socket per connection, reset detection, rebinding
+ *
+ * Calls run one way: server.c and client.c -> conn.c -> shared.c
+ * (credentials); conn.c calls neither end, the ends never call each other,
+ * shared.c calls no other file.
+ *
+ * Thread safety: as quic.h; a server, its connections and its counters
+ * belong to its worker. */
+#ifndef ROOST_QUIC_QUIC_INT_H
+#define ROOST_QUIC_QUIC_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+
+#include "core/stat.h"
+#include "core/worker.h"
+#include "core/timer.h"
+#include "quic/ctlstream.h"
+#include "quic/quic.h"
+#include "quic/tbucket.h"
+#include "quic/udp.h"
+
+#define SECRET_LEN 32
+
+/* A quic_stats field's counter slot. */
+#define QS(field) STAT_IDX(struct quic_stats, field)
+
+/* One worker's counters, on their own cache lines: written by the worker,
+ * read by any thread. */
+struct quic_wstats {
+    _Alignas(64) _Atomic uint64_t st[STAT_N(struct quic_stats)];
+};
+
+/* Certificate credentials, counted: gnutls does not own them, and a
+ * session must keep its credentials until it is deinitialised. Each
+ * connection holds one reference; quic_shared holds one for the current
+ * credentials, published with RCU so SIGHUP can swap them while workers
+ * accept new connections. */
+struct quic_creds {
+    _Atomic uint32_t refs;
+    gnutls_certificate_credentials_t cred;
+};
+
+struct quic_shared {
+    struct quic_shared_config cfg;
+    struct quic_creds *creds; /* RCU-published by quic_shared_reload_cert */
+    gnutls_priority_t prio;
+    uint8_t reset_secret[SECRET_LEN];
+    uint8_t retry_secret[SECRET_LEN];
+    struct udp_addr bound;
+    int fds[WORKER_MAX];
+    struct tbucket tb_retry, tb_vn, tb_reset, tb_close, tb_hs;
+    /* Changed by main at run time (drain, reload); read per Initial. */
+    _Atomic bool draining;
+    _Atomic unsigned live_max_conns, live_retry_threshold;
+    struct quic_wstats stats[WORKER_MAX];
+};
+
+enum conn_state {
+    CS_HANDSHAKE,
+    CS_OPEN,
+    CS_CLOSE_PENDING, /* close asked; CONNECTION_CLOSE written at turn end */
+    CS_CLOSING,       /* we sent CONNECTION_CLOSE; waiting 3 PTO (server) */
+    CS_DRAINING,      /* the peer closed; waiting 3 PTO (server) */
+    CS_DEAD,          /* over: the server frees it at turn end, the client
+                         keeps it until quic_client_conn_del */
+};
+
+/* The two ends share conn.c; where they differ, conn.c asks the role:
+ * - the server tells its app of every local close at once (its app never
+ *   frees a connection), the client only when the CONNECTION_CLOSE is
+ *   written, outside any ngtcp2 callback (its app may free the connection
+ *   from on_close); quic_conn_close tells both at once;
+ * - the server waits 3 PTO in CLOSING/DRAINING (resending its close), the
+ *   client ends at once;
+ * - the client opens the control stream when the handshake completes, the
+ *   server accepts the one the client opened;
+ * - the server closes a connection whose control queue is full (TOO_SLOW),
+ *   the client returns ROOST_EFULL to its caller.
+ * Everything else (CID table, reset tokens, Retry; sockets per connection,
+ * reset detection, rebinding) lives in server.c or client.c. */
+enum quic_role {
+    QUIC_ROLE_SERVER,
+    QUIC_ROLE_CLIENT,
+};
+
+/* What a connection needs from the end that owns it. Embedded in
+ * struct quic_server and struct quic_client. */
+struct quic_ep {
+    enum quic_role role;
+    struct worker *w;      /* server: the clock of its worker; client: NULL */
+    uint64_t now;          /* client: the time of the current step */
+    struct timers *timers; /* connection timers */
+    struct udp_tx *tx;     /* the send batch */
+    _Atomic uint64_t *st;  /* counters (server: its worker's slots) */
+    const struct quic_app_ops *ops;
+    void *arg;
+    size_t control_queue_max;
+    unsigned dgram_queue_max;
+    struct quic_conn *dirty_head; /* written at the end of the turn/step */
+    unsigned half_open;           /* server: connections before handshake */
+    unsigned active;              /* connections not yet CS_DEAD */
+    ngtcp2_callbacks callbacks;   /* conn.c's, plus the role's own */
+};
+
+static inline uint64_t quic_ep_now(const struct quic_ep *ep)
+{
+    return ep->w != NULL ? worker_now(ep->w) : ep->now;
+}
+
+/* Datagram queue entry: a counted buffer reference and the bytes to send. */
+struct dgram_item {
+    struct buf *b;
+    uint32_t off, len;
+};
+
+struct quic_conn {
+    ngtcp2_crypto_conn_ref ref; /* gnutls session pointer */
+    struct quic_creds *creds;   /* counted; NULL until tls init */
+    struct quic_ep *ep;         /* borrowed: the owning server or client */
+    ngtcp2_conn *conn;
+    gnutls_session_t tls;
+    struct timer timer;
+    enum conn_state state;
+    bool dirty, opened, closed_cb, half_open;
+    struct quic_conn *dirty_next;
+    struct udp_addr remote, local;
+    int fd; /* client: its own connected socket; server: -1 (the worker's) */
+    int64_t ctl_stream;
+    struct ctl_tx tx;
+    struct ctl_rx rx;
+    struct dgram_item *dq; /* ring of ep->dgram_queue_max */
+    unsigned dq_head, dq_n;
+    uint64_t dgram_seq;
+    ngtcp2_connection_close_error ccerr;
+    struct quic_close_info info;
+    uint8_t *close_pkt; /* server: our CONNECTION_CLOSE, resent on input */
+    size_t close_len;
+    unsigned close_resends;
+    void *user;
+    struct quic_conn_stats cs;
+    /* server */
+    uint32_t slot, gen;
+    ngtcp2_cid odcid; /* the client's Initial DCID, also a table key */
+    /* client */
+    struct quic_conn *prev, *next; /* the client's connections */
+};
+
+/* Handshaking or open: no close begun. */
+static inline bool quic_conn_live(const struct quic_conn *c)
+{
+    return c->state == CS_HANDSHAKE || c->state == CS_OPEN;
+}
+
+struct conn_slot {
+    struct quic_conn *c;
+    uint32_t gen;
+    uint32_t next_free;
+};
+
+struct quic_server {
+    struct quic_ep ep;
+    struct worker *w;
+    struct quic_shared *sh;
+    unsigned id, n_workers;
+    int fd;
+    bool epollout;
+    struct cid_table *cids;
+    struct conn_slot *slots;
+    uint32_t n_slots, free_head, live;
+    struct udp_rx *rx;
+    struct udp_tx *tx;
+    uint64_t rx_batches;
+};
+
+/* shared.c */
+/* Empty credentials with one reference. Returns 0, ROOST_ENOMEM,
+ * ROOST_ECRYPTO. */
+int quic_creds_new(struct quic_creds **out);
+/* Takes another reference (the caller holds one, or reads a published
+ * pointer inside an RCU read section). Returns cr. */
+struct quic_creds *quic_creds_ref(struct quic_creds *cr);
+/* Drops a reference; frees on the last. Accepts NULL. Any thread. */
+void quic_creds_unref(struct quic_creds *cr);
+/* The TLS 1.3-only priorities both ends use. Returns 0 or ROOST_ECRYPTO
+ * (*out NULL). */
+int quic_priority_init(gnutls_priority_t *out);
+
+/* conn.c */
+/* Sets ep's role, app and queue limits, and fills ep->callbacks with the
+ * callbacks both ends share; the role adds its own (client_initial or
+ * recv_client_initial, CIDs, streams) and sets clock, timers, tx, st. */
+void quic_ep_init(struct quic_ep *ep, enum quic_role role, const struct quic_app_ops *ops,
+                  void *arg, size_t control_queue_max, unsigned dgram_queue_max);
+/* Sets up c (zeroed by the caller) for ep: queues, timer, state
+ * CS_HANDSHAKE, counted in ep->active. Returns 0 or ROOST_ENOMEM (then
+ * call quic_conn_fini). */
+int quic_conn_init(struct quic_conn *c, struct quic_ep *ep);
+/* Creates the TLS session for c->conn with prio and creds and offers
+ * (client) or requires (server) alpn. c takes over the caller's reference
+ * to creds, also on error. Returns 0 or ROOST_ECRYPTO. */
+int quic_conn_tls_init(struct quic_conn *c, gnutls_priority_t prio, struct quic_creds *creds,
+                       const char *alpn);
+/* Releases what quic_conn_init and quic_conn_tls_init set up, in order
+ * (ngtcp2, then the TLS session, then its credentials). Does not tell the
+ * app and does not free c. */
+void quic_conn_fini(struct quic_conn *c);
+/* The one on_close per connection (no-op after the first). */
+void quic_conn_notify(struct quic_conn *c, uint64_t app_error);
+/* Feeds one received packet. Returns false when the connection is not (or
+ * no longer) live; the app may then have been told of the end, and a
+ * client's app may have freed c: the caller must not touch c again. */
+bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
+                    const struct udp_addr *remote, const struct udp_addr *local);
+/* Writes every packet the connection has ready into ep->tx (and a pending
+ * CONNECTION_CLOSE). Returns false when the batch is blocked (the caller
+ * keeps it dirty or drops the batch). */
+bool quic_conn_write(struct quic_conn *c);
+/* Puts the connection on its end's dirty list. */
+void quic_conn_mark_dirty(struct quic_conn *c);
+/* Queues one packet that no connection writes (stateless replies). */
+void quic_send_raw(struct quic_ep *ep, const uint8_t *p, size_t n, const struct udp_addr *remote,
+                   const struct udp_addr *local);
+/* ngtcp2 path of two addresses (borrowed). */
+void quic_path_init(ngtcp2_path *p, const struct udp_addr *local, const struct udp_addr *remote);
+
+#endif
