@@ -32,14 +32,48 @@ static void relay_quality_tick(struct timer *t, uint64_t now, void *arg)
     timer_arm(worker_timers(rw->w), t, now + room_shared_quality_interval(rw->r->rsh));
 }
 
+/* RELAY_MSG_FIRST..RELAY_MSG_LAST, registered with the runtime in w_start
+ * (the room shard and the QUIC server register their own ranges). */
+static void relay_on_msg(struct worker *w, const struct worker_msg *msg, void *arg)
+{
+    (void)w;
+    struct relay_worker *rw = arg;
+    switch (msg->type) {
+    case RELAY_MSG_DRAIN:
+        session_goaway_all(rw);
+        break;
+    case RELAY_MSG_MEMBERS:
+        session_members_collect(rw, msg->u.ptr[0]);
+        session_members_done(msg->u.ptr[0]);
+        break;
+    default:
+        log_warn("event=unknown_ring_msg type=0x%x", msg->type);
+        break;
+    }
+}
+
+/* A RELAY_MSG_* no worker will handle (shutdown). Any thread. */
+static void relay_msg_discard(const struct worker_msg *msg)
+{
+    if (msg->type == RELAY_MSG_MEMBERS)
+        session_members_done(msg->u.ptr[0]); /* the waiter must not hang at shutdown */
+}
+
 static int w_start(struct worker *w, void *arg)
 {
     struct relay *r = arg;
     struct relay_worker *rw = &r->rw[worker_id(w)];
     rw->r = r;
     rw->w = w;
+    struct worker_handler h = {.first = RELAY_MSG_FIRST,
+                               .last = RELAY_MSG_LAST,
+                               .on_msg = relay_on_msg,
+                               .discard = relay_msg_discard};
+    int rc = worker_handle(w, &h, rw);
+    if (rc != 0)
+        return rc;
     struct room_shard *rs;
-    int rc = room_shard_new(&rs, r->rsh, w, &session_room_ops, rw);
+    rc = room_shard_new(&rs, r->rsh, w, &session_room_ops, rw);
     if (rc != 0)
         return rc;
     /* Published before the QUIC server can open a session that uses it;
@@ -73,54 +107,6 @@ static void w_stop(struct worker *w, void *arg)
     room_shard_del(rs);
 }
 
-/* Ring messages: one handler per message-type range, each returning false
- * for types outside its range: relay_on_msg/relay_msg_discard for
- * RELAY_MSG_*, room_shard_on_msg/room_msg_discard for ROOM_MSG_*,
- * quic_server_on_msg/quic_server_discard for QUIC_MSG_*. */
-
-/* RELAY_MSG_FIRST..RELAY_MSG_LAST on the worker. */
-static bool relay_on_msg(struct relay_worker *rw, const struct worker_msg *msg)
-{
-    switch (msg->type) {
-    case RELAY_MSG_DRAIN:
-        session_goaway_all(rw);
-        return true;
-    case RELAY_MSG_MEMBERS:
-        session_members_collect(rw, msg->u.ptr[0]);
-        session_members_done(msg->u.ptr[0]);
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* RELAY_MSG_* that no worker will handle (shutdown). Any thread. */
-static bool relay_msg_discard(const struct worker_msg *msg)
-{
-    switch (msg->type) {
-    case RELAY_MSG_DRAIN:
-        return true;
-    case RELAY_MSG_MEMBERS:
-        session_members_done(msg->u.ptr[0]); /* the waiter must not hang at shutdown */
-        return true;
-    default:
-        return false;
-    }
-}
-
-static void w_msg(struct worker *w, const struct worker_msg *msg, void *arg)
-{
-    struct relay *r = arg;
-    struct relay_worker *rw = &r->rw[worker_id(w)];
-    if (relay_on_msg(rw, msg))
-        return;
-    if (room_shard_on_msg(relay_worker_shard(rw), msg))
-        return;
-    if (quic_server_on_msg(rw->qs, msg))
-        return;
-    log_warn("event=unknown_ring_msg type=0x%x", msg->type);
-}
-
 static void w_turn_end(struct worker *w, void *arg)
 {
     struct relay *r = arg;
@@ -130,23 +116,10 @@ static void w_turn_end(struct worker *w, void *arg)
     quic_server_turn_end(rw->qs);
 }
 
-static void w_discard(struct worker *w, const struct worker_msg *msg, void *arg)
-{
-    (void)w;
-    (void)arg;
-    if (relay_msg_discard(msg))
-        return;
-    if (room_msg_discard(msg))
-        return;
-    quic_server_discard(msg);
-}
-
 static const struct worker_ops relay_worker_ops = {
     .start = w_start,
     .stop = w_stop,
-    .on_msg = w_msg,
     .on_turn_end = w_turn_end,
-    .on_discard = w_discard,
 };
 
 /* ----------------------------------------------------------------- api */

@@ -30,13 +30,6 @@
 #define RELAY_SERVER_NAME "roost-relay/0.1"
 #define RELAY_MAX_REJECTS 3 /* JOIN_REJECTED answers before the connection is closed */
 
-/* room_join takes PERM_* (proto/perm.h). While lib/room still has its own
- * names for the same bits, check that they agree. */
-#ifdef ROOM_PERM_PUBLISH
-_Static_assert(ROOM_PERM_PUBLISH == PERM_PUBLISH && ROOM_PERM_SUBSCRIBE == PERM_SUBSCRIBE,
-               "lib/room permission bits are the PERM_* bits");
-#endif
-
 /* -------------------------------------------------------------- helpers */
 
 static void session_send(struct session *ss, const struct msg *m)

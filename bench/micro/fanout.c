@@ -44,6 +44,7 @@
 #include <unistd.h>
 #include <urcu-qsbr.h>
 
+#include "proto/perm.h"
 #include "room/snapshot.h"
 
 #define N_READERS 2 /* = number of (simulated) workers */
@@ -250,11 +251,8 @@ static void *reader_main(void *p)
 
 static struct snapshot_member make_member(uint32_t id, uint16_t worker)
 {
-    return (struct snapshot_member){.participant_id = id,
-                                    .worker = worker,
-                                    .flags = SNAPSHOT_MAY_PUBLISH | SNAPSHOT_MAY_SUBSCRIBE,
-                                    .slot = id,
-                                    .gen = 1};
+    return (struct snapshot_member){
+        .participant_id = id, .worker = worker, .flags = PERM_ALL, .slot = id, .gen = 1};
 }
 
 static void die_err(const char *what, int err)

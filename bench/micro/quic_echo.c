@@ -67,27 +67,13 @@ static void w_stop(struct worker *w, void *arg)
     (void)arg;
     quic_server_del(worker_user(w));
 }
-static void w_msg(struct worker *w, const struct worker_msg *m, void *arg)
-{
-    (void)arg;
-    quic_server_on_msg(worker_user(w), m);
-}
 static void w_end(struct worker *w, void *arg)
 {
     (void)arg;
     quic_server_turn_end(worker_user(w));
 }
-static void w_discard(struct worker *w, const struct worker_msg *m, void *arg)
-{
-    (void)w;
-    (void)arg;
-    quic_server_discard(m);
-}
-static const struct worker_ops wops = {.start = w_start,
-                                       .stop = w_stop,
-                                       .on_msg = w_msg,
-                                       .on_turn_end = w_end,
-                                       .on_discard = w_discard};
+/* Ring messages: quic_server_new registers its range with the runtime. */
+static const struct worker_ops wops = {.start = w_start, .stop = w_stop, .on_turn_end = w_end};
 
 /* ---------------------------------------------------------------- client */
 

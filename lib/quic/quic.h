@@ -7,11 +7,10 @@
  * per worker in worker order, and holds the global rate limits and the
  * per-worker counters.
  *
- * Worker level: each worker creates its `quic_server` in its ops->start and
- * routes its runtime hooks here:
- *   ops->on_msg      -> quic_server_on_msg (types QUIC_MSG_FIRST..LAST)
+ * Worker level: each worker creates its `quic_server` in its ops->start
+ * (which registers the ring messages QUIC_MSG_FIRST..LAST with the runtime,
+ * worker_handle) and routes its other runtime hooks here:
  *   ops->on_turn_end -> quic_server_turn_end
- *   ops->on_discard  -> quic_server_discard
  *   ops->stop        -> quic_server_del
  * A server owns its socket, its connections and their timers; everything
  * runs on its worker's thread.
@@ -158,13 +157,8 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
 /* Ends every connection (on_close with QUIC_APP_GOING_AWAY, a best-effort
  * CONNECTION_CLOSE is sent), closes the socket and frees. Accepts NULL. */
 void quic_server_del(struct quic_server *s);
-/* Handles a ring message of this layer. Returns true when it was ours. */
-bool quic_server_on_msg(struct quic_server *s, const struct worker_msg *msg);
 /* Writes packets for every connection with work and flushes the send batch. */
 void quic_server_turn_end(struct quic_server *s);
-/* Releases what a discarded message of this layer holds. Returns true
- * when it was ours. Any worker thread. */
-bool quic_server_discard(const struct worker_msg *msg);
 /* Live connections on this server. */
 unsigned quic_server_conn_count(const struct quic_server *s);
 

@@ -510,10 +510,11 @@ static void on_socket(struct worker *w, int fd, uint32_t events, void *arg)
     }
 }
 
-bool quic_server_on_msg(struct quic_server *s, const struct worker_msg *msg)
+/* QUIC_MSG_FIRST..LAST, registered with the runtime by quic_server_new. */
+static void server_on_msg(struct worker *w, const struct worker_msg *msg, void *arg)
 {
-    if (msg->type < QUIC_MSG_FIRST || msg->type > QUIC_MSG_LAST)
-        return false;
+    (void)w;
+    struct quic_server *s = arg;
     if (msg->type == QUIC_MSG_FWD) {
         struct buf *b = msg->u.ptr[0];
         struct fwd_hdr h;
@@ -522,16 +523,13 @@ bool quic_server_on_msg(struct quic_server *s, const struct worker_msg *msg)
         handle_packet(s, b->data + sizeof(h), b->len - sizeof(h), &h.remote, &h.local, true);
         buf_unref(b);
     }
-    return true;
 }
 
-bool quic_server_discard(const struct worker_msg *msg)
+/* A QUIC_MSG_* no worker will handle (shutdown): release its buffer. */
+static void server_discard(const struct worker_msg *msg)
 {
-    if (msg->type < QUIC_MSG_FIRST || msg->type > QUIC_MSG_LAST)
-        return false;
     if (msg->type == QUIC_MSG_FWD)
         buf_unref(msg->u.ptr[0]);
-    return true;
 }
 
 /* ----------------------------------------------------------- server */
@@ -576,6 +574,16 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
     s->fd = sh->fds[id];
     udp_tx_init(s->tx, s->fd);
     s->ep.tx = s->tx;
+    /* Forwarded packets for this worker's CIDs arrive as ring messages. A
+     * start that fails after this aborts the pool, so the handler never
+     * sees a message with the freed server (discard takes no server). */
+    struct worker_handler h = {.first = QUIC_MSG_FIRST,
+                               .last = QUIC_MSG_LAST,
+                               .on_msg = server_on_msg,
+                               .discard = server_discard};
+    rc = worker_handle(w, &h, s);
+    if (rc < 0)
+        goto fail;
     rc = worker_fd_add(w, s->fd, EPOLLIN, on_socket, s);
     if (rc < 0) {
         s->fd = -1;

@@ -3,76 +3,71 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/log.h"
 #include "core/worker.h"
 #include "room/room_int.h"
 
-bool room_shard_on_msg(struct room_shard *s, const struct worker_msg *wm)
+/* Every type of ROOM_MSG_FIRST..LAST is listed; the runtime only hands us
+ * that range, so an unknown type is a message this build does not know. */
+static void dispatch_msg(struct worker *w, const struct worker_msg *wm, void *arg)
 {
+    (void)w;
+    struct room_shard *s = arg;
     struct buf *b;
     switch (wm->type) {
     case ROOM_MSG_JOIN:
         memcpy(&b, wm->u.bytes, sizeof(b));
         owner_on_join(s, (const struct join_req *)b->data);
         buf_unref(b);
-        return true;
+        return;
     case ROOM_MSG_ACK:
         memcpy(&b, wm->u.bytes, sizeof(b));
         member_on_ack(s, b);
         buf_unref(b);
-        return true;
+        return;
     case ROOM_MSG_LEAVE:
         memcpy(&b, wm->u.bytes, sizeof(b));
         owner_on_leave(s, (const struct leave_req *)b->data);
         buf_unref(b);
-        return true;
+        return;
     case ROOM_MSG_FANOUT: {
         struct fanout_msg fm;
         memcpy(&fm, wm->u.bytes, sizeof(fm));
         fanout_on_msg(s, &fm);
-        return true;
+        return;
     }
     case ROOM_MSG_EVENTS: {
         struct events_msg em;
         memcpy(&em, wm->u.bytes, sizeof(em));
         member_on_events(s, &em);
-        return true;
+        return;
     }
     case ROOM_MSG_REPLACED: {
         struct replaced_msg rm;
         memcpy(&rm, wm->u.bytes, sizeof(rm));
         member_on_replaced(s, &rm);
-        return true;
+        return;
     }
     case ROOM_MSG_KFREQ: {
         struct kfreq_msg km;
         memcpy(&km, wm->u.bytes, sizeof(km));
         member_on_kfreq(s, &km);
-        return true;
+        return;
     }
     case ROOM_MSG_QREPORT:
         memcpy(&b, wm->u.bytes, sizeof(b));
         room_quality_on_report(s, b);
         buf_unref(b);
-        return true;
+        return;
     case ROOM_MSG_QSUM:
         memcpy(&b, wm->u.bytes, sizeof(b));
         room_quality_on_summary(s, b);
         buf_unref(b);
-        return true;
+        return;
     default:
-        return false;
+        log_warn("event=unknown_room_msg type=0x%x", wm->type);
+        return;
     }
-}
-
-bool room_msg_discard(const struct worker_msg *wm)
-{
-    return room_msg_release(wm);
-}
-
-static void dispatch_msg(struct worker *w, const struct worker_msg *wm, void *arg)
-{
-    (void)w;
-    room_shard_on_msg(arg, wm);
 }
 
 static void dispatch_discard(const struct worker_msg *wm)

@@ -47,11 +47,6 @@ struct room_member;
 #define ROOM_MSG_FIRST 0x0200
 #define ROOM_MSG_LAST 0x02ff
 
-/* Temporary: removed when relay/ moves to PERM_* (proto/perm.h), the one
- * permission vocabulary. Nothing in lib/room uses these. */
-#define ROOM_PERM_PUBLISH PERM_PUBLISH
-#define ROOM_PERM_SUBSCRIBE PERM_SUBSCRIBE
-
 /* What a zero in struct room_limits means (relay/config.c uses them too). */
 #define ROOM_DEFAULT_MAX_ROOMS 10000u
 #define ROOM_DEFAULT_MAX_MEMBERS 500u
@@ -149,13 +144,6 @@ int room_shard_new(struct room_shard **out, struct room_shared *sh, struct worke
 /* On w's thread (ops->stop): frees the rooms it owns and its member table.
  * Members must have been deleted by their owners first. Accepts NULL. */
 void room_shard_del(struct room_shard *s);
-/* Handles a ring message in ROOM_MSG_FIRST..LAST; returns false for any
- * other type (not consumed). The shard's registered handler calls it; kept
- * exported until the relay no longer chains it. */
-bool room_shard_on_msg(struct room_shard *s, const struct worker_msg *msg);
-/* Releases the references a message still holds (worker ops->on_discard).
- * Any thread. Returns false for types not in this module's range. */
-bool room_msg_discard(const struct worker_msg *msg);
 /* Once per loop turn (ops->on_turn_end, before the transport flushes):
  * applies this turn's joins and leaves, one snapshot per changed room,
  * sends answers and presence. */

@@ -37,11 +37,6 @@
 struct rcu_head; /* liburcu, <urcu-qsbr.h> */
 struct snapshot;
 
-/* Temporary: removed when bench/micro/fanout.c moves to PERM_*; member
- * flags are PERM_* (proto/perm.h). Nothing in lib/room uses these. */
-#define SNAPSHOT_MAY_PUBLISH PERM_PUBLISH
-#define SNAPSHOT_MAY_SUBSCRIBE PERM_SUBSCRIBE
-
 /* Largest n_workers accepted: a worker id is a uint16_t in a member. */
 #define SNAPSHOT_MAX_WORKERS 65536u
 

@@ -77,31 +77,16 @@ static void w_stop(struct worker *w, void *arg)
     worker_set_user(w, NULL);
 }
 
-static void w_msg(struct worker *w, const struct worker_msg *m, void *arg)
-{
-    (void)arg;
-    quic_server_on_msg(worker_user(w), m);
-}
-
 static void w_turn_end(struct worker *w, void *arg)
 {
     (void)arg;
     quic_server_turn_end(worker_user(w));
 }
 
-static void w_discard(struct worker *w, const struct worker_msg *m, void *arg)
-{
-    (void)w;
-    (void)arg;
-    quic_server_discard(m);
-}
-
 static const struct worker_ops echo_worker_ops = {
     .start = w_start,
     .stop = w_stop,
-    .on_msg = w_msg,
-    .on_turn_end = w_turn_end,
-    .on_discard = w_discard,
+    .on_turn_end = w_turn_end, /* ring messages: quic_server_new registers them */
 };
 
 const char *echo_cert_dir(bool other)
