@@ -13,7 +13,9 @@
 #include "core/cpulist.h"
 #include "core/error.h"
 #include "proto/keyfile.h"
+#include "quic/quic.h"
 #include "quic/udp.h"
+#include "room/room.h"
 
 enum key_id {
     K_LISTEN,
@@ -44,6 +46,9 @@ enum key_id {
 };
 
 #define S (1000000000ull)
+/* Defaults that belong to a layer are that layer's constants, printed. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 static const struct config_key keys[K_COUNT] = {
     [K_LISTEN] = {"server", "listen", CONFIG_STR, "127.0.0.1", 0, 0, false,
                   "numeric IPv4/IPv6 address the QUIC sockets bind"},
@@ -66,14 +71,14 @@ static const struct config_key keys[K_COUNT] = {
                       "clock skew allowed on token validity"},
     [K_INSECURE_NO_AUTH] = {"auth", "insecure_no_auth", CONFIG_BOOL, "false", 0, 0, false,
                             "DEV ONLY: accept every JOIN without a token"},
-    [K_MAX_ROOMS] = {"limits", "max_rooms", CONFIG_UINT, "10000", 1, UINT32_MAX, false,
-                     "rooms on this server"},
-    [K_MAX_MEMBERS] = {"limits", "max_members", CONFIG_UINT, "500", 1, UINT32_MAX, false,
-                       "participants per room"},
-    [K_MAX_CONNS] = {"limits", "max_conns", CONFIG_UINT, "100000", 1, UINT32_MAX, true,
-                     "connections per worker (reload may only lower it)"},
-    [K_MAX_HALF_OPEN] = {"limits", "max_half_open", CONFIG_UINT, "256", 1, UINT32_MAX, true,
-                         "handshakes in flight per worker before Retry"},
+    [K_MAX_ROOMS] = {"limits", "max_rooms", CONFIG_UINT, STR(ROOM_DEFAULT_MAX_ROOMS), 1, UINT32_MAX,
+                     false, "rooms on this server"},
+    [K_MAX_MEMBERS] = {"limits", "max_members", CONFIG_UINT, STR(ROOM_DEFAULT_MAX_MEMBERS), 1,
+                       UINT32_MAX, false, "participants per room"},
+    [K_MAX_CONNS] = {"limits", "max_conns", CONFIG_UINT, STR(QUIC_DEFAULT_MAX_CONNS), 1, UINT32_MAX,
+                     true, "connections per worker (reload may only lower it)"},
+    [K_MAX_HALF_OPEN] = {"limits", "max_half_open", CONFIG_UINT, STR(QUIC_DEFAULT_RETRY_THRESHOLD),
+                         1, UINT32_MAX, true, "handshakes in flight per worker before Retry"},
     [K_HANDSHAKE_RATE] = {"limits", "handshake_rate", CONFIG_UINT, "0", 0, UINT32_MAX, false,
                           "new handshakes per second before Retry; 0: unlimited"},
     [K_IDLE_TIMEOUT] = {"limits", "idle_timeout", CONFIG_DURATION, "30s", S / 10, 3600 * S, false,
@@ -92,6 +97,8 @@ static const struct config_key keys[K_COUNT] = {
                          "SIGTERM: keep relaying until rooms are empty or this long"},
 };
 #undef S
+#undef STR
+#undef STR_
 
 const struct config_key *config_keys(size_t *n)
 {

@@ -151,8 +151,10 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
     r->cfg = *cfg;
     r->cert_loaded_wall = time(NULL);
     atomic_init(&r->draining, false);
-    atomic_init(&r->live_max_conns, cfg->max_conns_per_worker ? cfg->max_conns_per_worker : 100000);
-    atomic_init(&r->live_max_half_open, cfg->max_half_open ? cfg->max_half_open : 256);
+    atomic_init(&r->live_max_conns,
+                cfg->max_conns_per_worker ? cfg->max_conns_per_worker : QUIC_DEFAULT_MAX_CONNS);
+    atomic_init(&r->live_max_half_open,
+                cfg->max_half_open ? cfg->max_half_open : QUIC_DEFAULT_RETRY_THRESHOLD);
     int rc;
     if (!cfg->insecure_no_auth) {
         char err[256];
@@ -334,15 +336,16 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
             log_info("event=reload what=token_keys keys=%u", nk->n);
         }
     }
-    unsigned mc = cfg->max_conns_per_worker ? cfg->max_conns_per_worker : 100000;
-    unsigned start_mc = r->cfg.max_conns_per_worker ? r->cfg.max_conns_per_worker : 100000;
+    unsigned mc = cfg->max_conns_per_worker ? cfg->max_conns_per_worker : QUIC_DEFAULT_MAX_CONNS;
+    unsigned start_mc =
+        r->cfg.max_conns_per_worker ? r->cfg.max_conns_per_worker : QUIC_DEFAULT_MAX_CONNS;
     if (mc > start_mc) {
         log_warn("event=reload_needs_restart key=max_conns msg=\"can only be lowered at run "
                  "time\" running=%u wanted=%u",
                  start_mc, mc);
         mc = start_mc;
     }
-    unsigned ho = cfg->max_half_open ? cfg->max_half_open : 256;
+    unsigned ho = cfg->max_half_open ? cfg->max_half_open : QUIC_DEFAULT_RETRY_THRESHOLD;
     atomic_store_explicit(&r->live_max_conns, mc, memory_order_relaxed);
     atomic_store_explicit(&r->live_max_half_open, ho, memory_order_relaxed);
     quic_shared_set_limits(r->qsh, mc, ho);

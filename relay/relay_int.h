@@ -25,8 +25,8 @@
 #include "relay/relay.h"
 #include "room/room.h"
 
-#define RELAY_DEFAULT_HANDSHAKE_NS (5ull * 1000000000ull)
-#define RELAY_DEFAULT_IDLE_NS (30ull * 1000000000ull)
+#define RELAY_DEFAULT_HANDSHAKE_NS QUIC_DEFAULT_HANDSHAKE_TIMEOUT_NS
+#define RELAY_DEFAULT_IDLE_NS QUIC_DEFAULT_IDLE_TIMEOUT_NS
 #define RELAY_DEFAULT_DRAIN_MS 30000u
 /* Ring messages of this module (posted by main/admin), beside lib/quic's
  * QUIC_MSG_* (0x01xx) and lib/room's ROOM_MSG_* (0x02xx). */

@@ -191,7 +191,7 @@ static void on_hello(struct session *ss, const struct msg_hello *h)
     m.u.welcome.idle_timeout_ms = (uint32_t)(idle / 1000000u);
     m.u.welcome.max_datagram = 1200; /* fits any path QUIC allows */
     m.u.welcome.max_stream_id = 255;
-    m.u.welcome.max_members = r->cfg.max_members ? r->cfg.max_members : 500;
+    m.u.welcome.max_members = r->cfg.max_members ? r->cfg.max_members : ROOM_DEFAULT_MAX_MEMBERS;
     m.u.welcome.server_name.ptr = (const uint8_t *)RELAY_SERVER_NAME;
     m.u.welcome.server_name.len = strlen(RELAY_SERVER_NAME);
     ss->state = SESSION_WELCOMED;

@@ -101,8 +101,8 @@ void relay_worker_stats(struct relay *r, unsigned worker, struct relay_worker_st
 
 void relay_limits(struct relay *r, struct relay_limits *out)
 {
-    out->max_rooms = r->cfg.max_rooms ? r->cfg.max_rooms : 10000;
-    out->max_members = r->cfg.max_members ? r->cfg.max_members : 500;
+    out->max_rooms = r->cfg.max_rooms ? r->cfg.max_rooms : ROOM_DEFAULT_MAX_ROOMS;
+    out->max_members = r->cfg.max_members ? r->cfg.max_members : ROOM_DEFAULT_MAX_MEMBERS;
     out->max_conns_per_worker = atomic_load_explicit(&r->live_max_conns, memory_order_relaxed);
     out->max_half_open = atomic_load_explicit(&r->live_max_half_open, memory_order_relaxed);
     out->handshake_rate = r->cfg.handshake_rate;

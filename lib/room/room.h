@@ -48,8 +48,8 @@ struct room_member;
 #define ROOM_MSG_LAST 0x02ff
 
 /* What a zero in struct room_limits means (relay/config.c uses them too). */
-#define ROOM_DEFAULT_MAX_ROOMS 10000u
-#define ROOM_DEFAULT_MAX_MEMBERS 500u
+#define ROOM_DEFAULT_MAX_ROOMS 10000 /* plain integers: relay/config.c prints them */
+#define ROOM_DEFAULT_MAX_MEMBERS 500
 #define ROOM_DEFAULT_KEYFRAME_CAP (200u * 1024u) /* = KFCACHE_DEFAULT_CAP */
 #define ROOM_DEFAULT_KFREQ_WINDOW_NS (200ull * 1000000ull)
 #define ROOM_DEFAULT_QUALITY_INTERVAL_NS (1000ull * 1000000ull)
