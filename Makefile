@@ -7,6 +7,7 @@
 #   make bench-micro  build and run the micro-benchmarks
 #   make fuzz         run each libFuzzer target (or FUZZ_TARGETS) for FUZZ_SECONDS (default 60)
 #   make format       clang-format in place; make format-check to verify
+#   make lint         the shape rules (scripts/lint)
 #   V=1               show the commands
 
 PKG_CONFIG ?= pkg-config
@@ -105,7 +106,7 @@ TEST_BINS := $(UNIT_BINS) $(INTEG_BINS) $(REPLAY_BINS)
 
 # ---------------------------------------------------------------- targets
 
-.PHONY: all deps test test-run check-asan bench-micro bench fuzz format format-check clean run programs capacity
+.PHONY: all deps test test-run check-asan bench-micro bench fuzz format format-check clean run programs capacity lint
 
 all: $(LIBROOST) $(PROGS) $(MICRO_BINS) $(TEST_BINS) $(TESTPROG_BINS)
 
@@ -224,6 +225,11 @@ fuzz: deps
 		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 			$(FUZZ_BUILD)/corpus/$$n test/fuzz/corpus/$$n 2>&1 | tail -25; \
 	done
+
+# make lint: the shape rules of docs/HACKING.md (no locks on the lock-free
+# paths, layers pointing down, no oversized files).
+lint:
+	$(Q)scripts/lint
 
 FORMAT_SRCS = $(shell find lib relay bench test -name '*.[ch]' 2>/dev/null)
 format:
