@@ -377,7 +377,12 @@ static void test_churn(void **state)
     enum { ROOMS = 8, WAVES = 20, PER_WAVE = 100 };
     int64_t base = buf_live();
     struct test_relay tr;
-    struct relay_config cfg = {.n_workers = 2, .idle_timeout_ns = 1000000000ull};
+    /* The idle timeout ends the vanished members; it is also how long a
+     * joiner may stall between HELLO and JOIN before the relay drops it.
+     * 3 s leaves room for a loaded machine under ASan (1 s did not: a few
+     * of 2000 joiners were idled out before their JOIN was read). */
+    const uint64_t idle_ns = 3000000000ull;
+    struct relay_config cfg = {.n_workers = 2, .idle_timeout_ns = idle_ns};
     assert_int_equal(test_relay_start(&tr, &cfg), 0);
     struct roost_client *cl;
     assert_int_equal(test_client_new(&cl), 0);
@@ -432,8 +437,10 @@ static void test_churn(void **state)
         roost_conn_close(stable[r].c, PROTO_ERR_NO_ERROR);
     roost_client_step(cl, 5);
     struct relay_wait w = {&tr, 0, 0};
-    /* Vanished members go at the relay's 1 s idle timeout. */
-    for (int i = 0; i < 1000 && !relay_drained(&w); i++)
+    /* Vanished members go at the relay's idle timeout: wait three of them
+     * (ngtcp2 closes at max(idle, 3 PTO)) plus slack, polling. */
+    uint64_t wait_ms = 3 * idle_ns / 1000000u + 10000;
+    for (uint64_t i = 0; i < wait_ms / 10 && !relay_drained(&w); i++)
         usleep(10000);
     struct relay_stats st;
     relay_stats(tr.r, &st);
