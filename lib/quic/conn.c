@@ -623,25 +623,38 @@ int quic_conn_send_control(struct quic_conn *c, const uint8_t *body, size_t len)
     return 0;
 }
 
-int quic_conn_queue_datagram(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t len)
+/* Counts and refuses a datagram the connection cannot queue now. */
+static int dq_check(struct quic_conn *c)
 {
-    struct quic_ep *ep = c->ep;
     if (c->state != CS_OPEN) {
-        stat_inc(ep->st, QS(dgram_drop_state));
+        stat_inc(c->ep->st, QS(dgram_drop_state));
         return ROOST_ECLOSED;
     }
-    unsigned cap = ep->dgram_queue_max;
-    if (c->dq_n == cap) {
+    if (c->dq_n == c->ep->dgram_queue_max) {
         c->cs.dgram_drop_queue++;
-        stat_inc(ep->st, QS(dgram_drop_queue));
+        stat_inc(c->ep->st, QS(dgram_drop_queue));
         return ROOST_EFULL;
     }
-    struct dgram_item *d = &c->dq[(c->dq_head + c->dq_n) % cap];
-    d->b = buf_ref(b);
+    return 0;
+}
+
+/* Queues b[off, off+len); the queue takes over the caller's reference. */
+static void dq_push(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t len)
+{
+    struct dgram_item *d = &c->dq[(c->dq_head + c->dq_n) % c->ep->dgram_queue_max];
+    d->b = b;
     d->off = off;
     d->len = len;
     c->dq_n++;
     quic_conn_mark_dirty(c);
+}
+
+int quic_conn_queue_datagram(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t len)
+{
+    int rc = dq_check(c);
+    if (rc < 0)
+        return rc;
+    dq_push(c, buf_ref(b), off, len);
     return 0;
 }
 
@@ -649,16 +662,17 @@ int quic_conn_send_datagram(struct quic_conn *c, const uint8_t *data, size_t len
 {
     if (len > UINT32_MAX)
         return ROOST_EINVAL;
-    if (c->state != CS_OPEN)
-        return quic_conn_queue_datagram(c, NULL, 0, 0); /* counts the drop */
+    /* Checked before allocating: a refused datagram costs no buffer. */
+    int rc = dq_check(c);
+    if (rc < 0)
+        return rc;
     struct buf *b = buf_new((uint32_t)len);
     if (b == NULL)
         return ROOST_ENOMEM;
     memcpy(b->data, data, len);
     b->len = (uint32_t)len;
-    int rc = quic_conn_queue_datagram(c, b, 0, (uint32_t)len);
-    buf_unref(b);
-    return rc;
+    dq_push(c, b, 0, (uint32_t)len); /* our reference goes to the queue */
+    return 0;
 }
 
 void quic_conn_set_user(struct quic_conn *c, void *u)
