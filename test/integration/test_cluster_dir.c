@@ -8,7 +8,9 @@
  * within the wait bound with a clear reason, the home drops its lease by
  * its own clock; Redis restarted on the same port: the same client
  * re-registers, claims again, and restores a lease that was still valid;
- * placement; shutdown with requests pending.
+ * placement; a real child process paused with SIGSTOP past its lease
+ * (then SIGCONT) never believes it is home after the other claimed;
+ * shutdown with requests pending.
  *
  * Timings are short (500 ms leases) and every wait polls against a
  * deadline derived from them. Callbacks run on the cluster threads and
@@ -27,7 +29,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../common/redis_server.h"
 #include "cluster/dir.h"
@@ -682,6 +688,130 @@ static void test_place(void **state)
 
 /* dir_del with requests pending (no Redis at all): each is answered once,
  * ROOST_ECLOSED; leases held are released in Redis at shutdown. */
+/* The split-brain test with a real paused process, as the issue asks:
+ * a child process holds the lease, gets SIGSTOP past it, the other relay
+ * claims with a higher generation, then SIGCONT: the child's own clock
+ * says it is not home (and its deadline was before the other's claim;
+ * CLOCK_MONOTONIC is system-wide, so the two processes compare). The child
+ * uses no cmocka (its asserts would unwind into the parent's copy). */
+struct child_report {
+    uint64_t gen;
+    uint64_t until;
+    uint32_t valid;
+};
+
+static bool read_full(int fd, void *buf, size_t n, unsigned ms)
+{
+    uint8_t *p = buf;
+    uint64_t deadline = redis_test_now_ms() + ms;
+    while (n > 0) {
+        uint64_t now = redis_test_now_ms();
+        if (now >= deadline)
+            return false;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+            continue;
+        ssize_t r = read(fd, p, n);
+        if (r <= 0)
+            return false;
+        p += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+static void child_main(int wfd, int rfd)
+{
+    struct dir_config cfg = {.redis_host = "127.0.0.1",
+                             .redis_port = shared.port,
+                             .prefix = "t9",
+                             .relay_id = "c",
+                             .trunk_addr = "127.0.0.1:5002",
+                             .timing = fast_timing()};
+    struct dir *d = NULL;
+    if (dir_new(&d, &cfg) != 0)
+        _exit(2);
+    struct box b;
+    box_init(&b);
+    if (dir_claim(d, "stop", 4, box_cb, &b) != 0 || !box_wait(&b, ANSWER_MS) || b.res.err != 0 ||
+        b.res.lease == NULL)
+        _exit(3);
+    struct child_report rep = {.gen = b.res.gen, .valid = 1};
+    if (write(wfd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
+        _exit(4);
+    /* Parent: SIGSTOP ... SIGCONT, then one byte: report the belief now. */
+    char go;
+    if (read(rfd, &go, 1) != 1)
+        _exit(5);
+    rep.valid = dir_lease_valid(b.res.lease, dir_now());
+    rep.until = dir_lease_until(b.res.lease);
+    if (write(wfd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
+        _exit(6);
+    dir_lease_put(b.res.lease);
+    dir_del(d);
+    _exit(0);
+}
+
+static void test_sigstop_home(void **state)
+{
+    (void)state;
+    int up[2], down[2];
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    pid_t pid = fork();
+    assert_true(pid != -1);
+    if (pid == 0) {
+        close(up[0]);
+        close(down[1]);
+        child_main(up[1], down[0]);
+    }
+    close(up[1]);
+    close(down[0]);
+    struct child_report rep;
+    assert_true(read_full(up[0], &rep, sizeof(rep), ANSWER_MS));
+    assert_true(rep.gen > 0);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    uint64_t stopped_at = dir_now();
+
+    struct relay *b = relay_new("t9", "b", shared.port, fast_timing());
+    struct box c;
+    uint64_t deadline = redis_test_now_ms() + LEASE_MS + ANSWER_MS;
+    for (;;) {
+        call(b, CLAIM, "stop", &c);
+        assert_int_equal(c.res.err, 0);
+        if (c.res.home_is_self || redis_test_now_ms() > deadline)
+            break;
+        assert_string_equal(c.res.home_id, "c");
+        box_fini(&c);
+        nap(5);
+    }
+    uint64_t b_home_at = dir_now();
+    assert_true(c.res.home_is_self);
+    struct dir_lease *lb = c.res.lease;
+    box_fini(&c);
+    assert_true(dir_lease_gen(lb) > rep.gen);
+    assert_true(b_home_at - stopped_at >= (LEASE_MS - MARGIN_MS) * MS / 2);
+
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    assert_int_equal(write(down[1], "g", 1), 1);
+    assert_true(read_full(up[0], &rep, sizeof(rep), ANSWER_MS));
+    assert_int_equal(rep.valid, 0);
+    /* Its deadline (or 0 once its thread saw it pass) precedes b's claim. */
+    assert_true(rep.until <= b_home_at);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    close(up[0]);
+    close(down[1]);
+    assert_true(dir_lease_valid(lb, dir_now()));
+    /* The resumed child's renew found b's value (or it had expired first):
+     * b is still home. */
+    assert_true(lookup_home_is(b, "stop", "b"));
+    dir_release(b->d, lb);
+    relay_del(b);
+}
+
 static void test_shutdown(void **state)
 {
     (void)state;
@@ -750,7 +880,8 @@ int main(void)
         cmocka_unit_test(test_register_list), cmocka_unit_test(test_claim_renew_release),
         cmocka_unit_test(test_stalled_home),  cmocka_unit_test(test_taken),
         cmocka_unit_test(test_redis_down),    cmocka_unit_test(test_redis_restart_restore),
-        cmocka_unit_test(test_place),         cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_place),         cmocka_unit_test(test_sigstop_home),
+        cmocka_unit_test(test_shutdown),
     };
     return cmocka_run_group_tests_name("cluster_dir", tests, group_setup, group_teardown);
 }
