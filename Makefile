@@ -26,7 +26,7 @@ Q := @
 endif
 
 PKGS := liburcu-qsbr liburcu-cds libngtcp2 libngtcp2_crypto_gnutls gnutls opus inih \
-	libmicrohttpd jansson
+	libmicrohttpd jansson hiredis
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
