@@ -260,12 +260,81 @@ def _fit(rows, names, used):
                             "inconclusive": r["inconclusive"]})
     out["dof"] = dof
     out["rms_rel_residual"] = math.sqrt(sum(e * e for e in resid) / n)
+    # Covariance of the coefficients (s^2 (X'WX)^-1), for the error band of
+    # a prediction: the coefficients' errors are correlated, so the band of
+    # a sum of them needs the whole matrix, not only the standard errors.
+    out["covariance"] = {"names": [names[j] for j in used],
+                         "matrix": [[s2 * inv[a][b] if dof > 0 else float("nan")
+                                     for b in range(p)] for a in range(p)]}
     out["cpu_tick_s"] = CPU_TICK_S
     return out
 
 
 def none_to_zero(v):
     return 0.0 if v is None else v
+
+
+# ------------------------------------------------------------ error bands
+
+# The band of a predicted CPU figure (docs/CAPACITY.md, "Error bands"):
+#   fit  = 2 x sqrt(coef^2 + resid^2), with coef = sqrt(x' C x) / cpu the
+#          relative standard error the coefficients' covariance C gives the
+#          workload x, and resid = the fit's rms relative residual (the
+#          scatter of one measurement around the model);
+#   band = max(fit, the largest hold-out CPU error recorded by `validate`).
+# Figures derived from capacity at the SLO also take the largest hold-out
+# capacity error. Two standard errors: about 95 % if the errors were normal.
+BAND_SIGMAS = 2.0
+# plan refuses a model whose fit residual is larger than this (relative).
+MAX_RESIDUAL = 0.10
+
+
+def coef_rel_err(model, amounts, cpu):
+    """sqrt(x' C x) / cpu for the workload amounts {name: amount}."""
+    cov = model.get("fit", {}).get("covariance")
+    if not cov or not cpu > 0:
+        return None
+    names = cov["names"]
+    x = [amounts.get(n, 0.0) for n in names]
+    v = sum(x[a] * cov["matrix"][a][b] * x[b] for a in range(len(x)) for b in range(len(x)))
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return math.sqrt(max(v, 0.0)) / cpu
+
+
+def holdout_errors(model):
+    """(largest |CPU error|, largest |capacity error|) of the recorded
+    hold-out validation, relative; None where not recorded."""
+    h = model.get("holdout") or {}
+    cpu = [abs(s["cpu_rel_err"]) for s in h.get("shapes", []) if s.get("cpu_rel_err") is not None]
+    cap = [abs(s["capacity_rel_err"]) for s in h.get("shapes", [])
+           if s.get("capacity_rel_err") is not None]
+    return (max(cpu) if cpu else None, max(cap) if cap else None)
+
+
+def cpu_band(model, amounts, cpu):
+    """The relative error band of a predicted relay CPU, with its sources."""
+    coef = coef_rel_err(model, amounts, cpu)
+    resid = model.get("fit", {}).get("rms_rel_residual")
+    hcpu, hcap = holdout_errors(model)
+    fit_rel = None
+    if coef is not None or resid is not None:
+        fit_rel = BAND_SIGMAS * math.sqrt(none_to_zero(coef) ** 2 + none_to_zero(resid) ** 2)
+    parts = [v for v in (fit_rel, hcpu) if v is not None]
+    rel = max(parts) if parts else None
+    cap_parts = [v for v in (rel, hcap) if v is not None]
+    return {"rel": rel, "capacity_rel": max(cap_parts) if cap_parts else None,
+            "coef_rel": coef, "resid_rel": resid, "fit_rel": fit_rel,
+            "holdout_cpu_rel": hcpu, "holdout_capacity_rel": hcap,
+            "how": "max(%g x sqrt(coef^2 + resid^2), hold-out CPU error); capacity figures: "
+                   "also the hold-out capacity error" % BAND_SIGMAS}
+
+
+def banded(value, rel):
+    """{value, low, high} for a figure with a relative band (None: unknown)."""
+    if rel is None:
+        return {"value": value, "low": None, "high": None, "rel": None}
+    return {"value": value, "low": value * (1 - rel), "high": value * (1 + rel), "rel": rel}
 
 
 # ------------------------------------------------------ utilisation at SLO

@@ -24,7 +24,7 @@ T = 10.5
 
 n = 0
 failed = False
-TESTS = 28
+TESTS = 37
 
 
 def ok(cond, desc, why=""):
@@ -69,16 +69,16 @@ try:
     ok(close(got["idle_participant_s"], C) and close(got["join"], D),
        "model: 10 us per participant-second, 200 us per join", got)
     ok(all(co[k]["stderr_s"] is not None and co[k]["stderr_s"] < 1e-12 for k in co)
-       and m["fit"]["rms_rel_residual"] < 1e-9 and m["fit"]["rows"] == 7 and m["fit"]["dof"] == 3,
-       "model: exact data fit with zero error, 7 rows, 3 degrees of freedom", m.get("fit"))
+       and m["fit"]["rms_rel_residual"] < 1e-9 and m["fit"]["rows"] == 6 and m["fit"]["dof"] == 2,
+       "model: exact data fit with zero error, 6 conclusive rows, 2 degrees of freedom", m.get("fit"))
     ok([c["cell"] for c in co["join"]["cells"]] == ["storm-w1"]
        and {c["cell"] for c in co["idle_participant_s"]["cells"]} >= {"idle-s10-w1", "storm-w1"}
        and "idle-s10-w1" not in {c["cell"] for c in co["ingress_frame"]["cells"]},
        "model: each coefficient names the cells it came from", json.dumps(co, indent=1)[:2000])
-    ok(m["fit"]["inconclusive_rows"] == 1
-       and any(r["cell"] == "relay-s10-k1-w1#2" and r["inconclusive"] for r in m["fit"]["residuals"])
-       and "INCONCLUSIVE" in out,
-       "model: the INCONCLUSIVE step is kept and marked", out)
+    ok(m["fit"]["inconclusive_rows"] == 0 and m["excluded_inconclusive"] == ["relay-s10-k1-w1#2"]
+       and not any(r["cell"] == "relay-s10-k1-w1#2" for r in m["fit"]["residuals"])
+       and "left out of the fit (INCONCLUSIVE" in out,
+       "model: the INCONCLUSIVE step is left out of the fit by default and named", out)
     ok(any(c.get("status") == "skipped" and "speakers" in c.get("reason", "")
            for c in m["cells_without_json"]) and "relay-s2-k3-w1 (skipped" in out,
        "model: a skipped cell is reported, not silently dropped", out)
@@ -95,11 +95,13 @@ try:
     cost7 = A * 2 * 50 + B * 2 * 6 * 50 + C * 7
     ok(close(pr.get("participants"), (u2 + u10) / 2 / cost7 * 7, 1e-9),
        "model --predict 7:2:1: util / CPU per room x size", pr)
-    rc2, out2, _ = run(MODEL, FIX, "--conclusive-only", "--json", "-")
+    rc2, out2, _ = run(MODEL, FIX, "--include-inconclusive", "--json", "-")
     m2 = json.loads(out2) if rc2 == 0 else {}
-    ok(rc2 == 0 and m2["fit"]["rows"] == 6 and m2["excluded_inconclusive"] == ["relay-s10-k1-w1#2"]
+    ok(rc2 == 0 and m2["fit"]["rows"] == 7 and m2["excluded_inconclusive"] == []
+       and m2["fit"]["inconclusive_rows"] == 1
+       and any(r["cell"] == "relay-s10-k1-w1#2" and r["inconclusive"] for r in m2["fit"]["residuals"])
        and close(m2["coefficients"]["egress_datagram"]["value_s"], B),
-       "model --conclusive-only leaves the INCONCLUSIVE step out and says so", out2[:500])
+       "model --include-inconclusive keeps the INCONCLUSIVE step, marked", out2[:500])
 
     # Noise: one cell 10% off makes the errors non-zero and the residual show.
     noisy = os.path.join(tmp, "noisy")
@@ -202,6 +204,89 @@ try:
     refused("an SLO tighter than the model file's", "tighter than the model's",
             "--participants", "100", "--room-size", "6", "--slo-p99", "2", *base,
             src=("--model", os.path.join(tmp, "model.json")))
+
+    # ------------------------------------------ trust: refusals and bands
+    neg = json.load(open(os.path.join(tmp, "model.json")))
+    neg["coefficients"]["egress_datagram"]["value_s"] = -1.5e-6
+    json.dump(neg, open(os.path.join(tmp, "neg.json"), "w"))
+    refused("a model with a negative coefficient, saying what to re-measure",
+            "'egress_datagram' coefficient is negative (-1.500 us",
+            "--participants", "100", "--room-size", "6", *base,
+            src=("--model", os.path.join(tmp, "neg.json")))
+    rc, out, err = plan("--participants", "100", "--room-size", "6", *base, json_out=False,
+                        src=("--model", os.path.join(tmp, "neg.json")))
+    ok("Re-measure: cells that vary the room size" in err,
+       "plan: the negative-coefficient refusal names the cells to re-measure", err)
+    bad = os.path.join(tmp, "bad")
+    shutil.copytree(FIX, bad)
+    pb = os.path.join(bad, "relay-s2-kall-w1.json")
+    d = json.load(open(pb))
+    d["steps"][1]["result"]["server"]["cpu_s"] *= 1.8
+    json.dump(d, open(pb, "w"))
+    refused("a fit whose residual is above the threshold, naming the worst cells",
+            "above the 10.0% threshold",
+            "--participants", "100", "--room-size", "6", *base, src=("--results", bad))
+    rc, out, err = plan("--participants", "100", "--room-size", "6", *base, json_out=False,
+                        src=("--results", bad))
+    ok("relay-s2-kall-w1#2" in err and "Re-measure" in err,
+       "plan: the residual refusal names the worst-fitting cell", err)
+    rc, p, err = plan("--participants", "100", "--room-size", "6", *base,
+                      "--max-residual", "90", src=("--results", bad))
+    ok(rc == 0 and p["band"]["resid_rel"] > 0.10,
+       "plan --max-residual 90 accepts that fit, and its band shows the residual",
+       p.get("band") if rc == 0 else err)
+
+    # The band on the noisy fixture, recomputed by hand from the model's
+    # covariance and residual: 2 x sqrt(coef^2 + resid^2).
+    rc, mn, err = run(MODEL, noisy, "--json", "-")
+    mn = json.loads(mn)
+    rc, p, err = plan("--participants", "1000", "--room-size", "10", "--speakers", "1",
+                      "--cores", "8", "--nic-gbps", "10", "--join-rate", "2",
+                      src=("--results", noisy))
+    wl = p["workload"] if rc == 0 else {}
+    amounts = {"ingress_frame": 5000.0, "egress_datagram": 45000.0,
+               "idle_participant_s": 1000.0, "join": 2.0}
+    cov = mn["fit"]["covariance"]
+    xs = [amounts[k] for k in cov["names"]]
+    var = sum(xs[i] * cov["matrix"][i][j] * xs[j] for i in range(len(xs)) for j in range(len(xs)))
+    cpu_n = wl.get("cpu_core_s_per_s", 0)
+    coef = math.sqrt(var) / cpu_n if cpu_n else 0
+    band = 2 * math.sqrt(coef ** 2 + mn["fit"]["rms_rel_residual"] ** 2)
+    bd = p.get("bands", {}) if rc == 0 else {}
+    ok(rc == 0 and close(p["band"]["rel"], band, 1e-6) and close(p["band"]["coef_rel"], coef, 1e-6)
+       and band > 0.005
+       and close(bd["cpu_core_s_per_s"]["low"], cpu_n * (1 - band), 1e-6)
+       and close(bd["cpu_core_s_per_s"]["high"], cpu_n * (1 + band), 1e-6)
+       and close(bd["cores_needed"]["high"], p["cores_needed"] * (1 + band), 1e-6),
+       "plan --json: band = 2 sqrt(coef^2 + resid^2) = %.2f%% on CPU and cores" % (band * 100),
+       p.get("band") if rc == 0 else err)
+    cap = p.get("per_server_capacity_participants", 0)
+    ok(rc == 0 and close(bd["per_server_capacity_participants"]["low"], cap / (1 + band), 1e-6)
+       and close(bd["per_server_capacity_participants"]["high"], cap / (1 - band), 1e-6)
+       and bd["servers"]["low"] <= p["servers"] <= bd["servers"]["high"]
+       and bd["max_conns"]["low"] <= p["relay_config_per_server"]["max_conns"] <= bd["max_conns"]["high"],
+       "plan --json: per-server capacity, servers and max_conns carry the band", bd)
+    # A recorded hold-out error wider than the fit's band takes over.
+    json.dump({"tool": "roost-capacity-validate", "bound_cpu": 0.1, "bound_capacity": 0.15,
+               "shapes": [{"shape": "7:2", "cpu_rel_err": -0.25, "capacity_rel_err": None},
+                          {"shape": "30:1", "cpu_rel_err": 0.05, "capacity_rel_err": 0.4}]},
+              open(os.path.join(noisy, "holdout.json"), "w"))
+    rc, p, err = plan("--participants", "1000", "--room-size", "10", "--speakers", "1",
+                      "--cores", "8", "--nic-gbps", "10", "--join-rate", "2",
+                      src=("--results", noisy))
+    ok(rc == 0 and close(p["band"]["rel"], 0.25) and close(p["band"]["capacity_rel"], 0.4)
+       and close(p["bands"]["cpu_core_s_per_s"]["high"], cpu_n * 1.25, 1e-6)
+       and close(p["bands"]["cores_needed"]["low"], p["cores_needed"] * 0.6, 1e-6),
+       "plan: the recorded hold-out error (25% CPU, 40% capacity) widens the band",
+       p.get("band") if rc == 0 else err)
+    rc, out, err = plan("--participants", "1000", "--room-size", "10", "--speakers", "1",
+                        "--cores", "8", "--nic-gbps", "10", json_out=False, src=("--results", noisy))
+    lines = [l for l in out.split("arithmetic:")[0].splitlines() if l.strip().startswith(
+        ("relay CPU ", "cores needed", "servers ", "per server ", "max_conns", "max_rooms",
+         "handshake_rate"))]
+    ok(rc == 0 and len(lines) == 7 and all(" .. " in l for l in lines)
+       and "hold-out CPU 25.0%" in out,
+       "plan: every printed figure carries its band", out + err)
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 if n != TESTS:
