@@ -90,6 +90,8 @@ def read_results(rdir):
             "kind": kind,
             "workers": int(cell.get("workers", workers)),
             "status": cell.get("status"),
+            # The sweep marks cells where relay and bench had to share CPUs.
+            "shared": bool(cell.get("shared_cpus", cell.get("shared_cores", False))),
         })
     present = {f["name"] + ".json" for f in files}
     for key, c in index.items():
@@ -143,6 +145,7 @@ def rows_of(files, kind="relay"):
                 "rooms": rooms,
                 "participants": r.get("participants"),
                 "inconclusive": bool(r.get("inconclusive")),
+                "shared": f["shared"],
                 "reasons": r.get("reasons", ""),
                 "pass": passed,
                 "cpu_s": cpu,

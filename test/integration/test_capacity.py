@@ -24,7 +24,7 @@ T = 10.5
 
 n = 0
 failed = False
-TESTS = 37
+TESTS = 38
 
 
 def ok(cond, desc, why=""):
@@ -133,6 +133,24 @@ try:
     rc5, out5, err5 = run(MODEL, part)
     ok(rc5 == 1 and "do not separate the coefficients" in err5,
        "model: one room shape only is refused with a clear message", out5 + err5)
+
+    # A cell where relay and bench shared CPUs is left out by default.
+    sh = os.path.join(tmp, "shared")
+    shutil.copytree(FIX, sh)
+    ix = json.load(open(os.path.join(sh, "index.json")))
+    for c in ix["cells"]:
+        if c["name"] == "relay-s10-k1-w1":
+            c["shared_cpus"] = True
+    json.dump(ix, open(os.path.join(sh, "index.json"), "w"))
+    rc6, out6, err6 = run(MODEL, sh, "--json", "-")
+    m6 = json.loads(out6) if rc6 == 0 else {"fit": {}}
+    rc7, out7, err7 = run(MODEL, sh, "--include-shared", "--json", "-")
+    m7 = json.loads(out7) if rc7 == 0 else {"fit": {}}
+    ok(rc6 == 0 and m6["excluded_shared_cpus"] == ["relay-s10-k1-w1"] and m6["fit"]["rows"] == 5
+       and [c["cell"] for c in m6["util_at_slo_cells"]] == ["relay-s2-kall-w1"]
+       and rc7 == 0 and m7["fit"]["rows"] == 6,
+       "model: a shared_cpus cell is left out of the fit and the utilisation unless --include-shared",
+       out6[:1500] + err6 + err7)
 
     # ----------------------------------------------------------------- plan
     u = (u2 + u10) / 2

@@ -32,6 +32,7 @@ EOF
 cat >"$T/b/roost-bench" <<'EOF'
 #!/usr/bin/env bash
 echo "bench $*"
+echo "bench-cpus $(grep Cpus_allowed_list /proc/$$/status | cut -f2) $*" >>"$RELAY_ARGS"
 json= floor=0 ramp=0 storm=0 size= spk=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -49,7 +50,7 @@ else cp "$FIX/idle-s10-w1.json" "$json"; fi
 EOF
 chmod +x "$T/b/"*
 
-echo "1..7"
+echo "1..9"
 export FIX RELAY_ARGS=$T/relay.args
 BUILD=$T/b scripts/capacity/sweep --cells "2:3 2:all 5:all 10:1" --workers 1 --duration 1 \
     --start 20 --step 20 --max 60 --out "$T/r" >"$T/out" 2>&1
@@ -82,4 +83,27 @@ if grep -q -- "--floor --floor-workers 1 --size 2 --speakers 2 --rooms 200 " "$T
     cat "$T/r/relay-s2-kall-w1.log" "$T/r/floor-s2-kall-w1.log" | sed 's/^/# /'; fi
 if grep -q -- "--workers 1 " "$T/relay.args" && $PY -c 'import json,sys; m=json.load(open(sys.argv[1])); assert m["cores"] >= 1 and "args" in m' "$T/r/machine.json"; then
     ok "the relay gets --workers; machine.json written"; else nok "the relay gets --workers; machine.json written"; fi
+# Relay and bench on disjoint CPUs: 1 worker pinned to the last CPU, the
+# bench confined (taskset) to the others; as many workers as CPUs: shared,
+# marked shared_cpus.
+C=$(nproc)
+: >"$RELAY_ARGS"
+BUILD=$T/b scripts/capacity/sweep --cells "2:all" --workers "1 $C" --duration 1 --start 2 \
+    --step 2 --max 4 --no-floor --no-idle --no-storm --out "$T/r2" >"$T/out2" 2>&1
+if [ "$C" -lt 2 ]; then
+    ok "# SKIP one CPU: relay and bench cannot be separated"
+elif grep -q -- "--workers 1 --cpus $((C - 1)) " "$RELAY_ARGS" &&
+    grep "^bench-cpus" "$RELAY_ARGS" | head -1 | grep -q "^bench-cpus 0$([ "$C" -gt 2 ] && echo "-$((C - 2))") .*--cpus 0$([ "$C" -gt 2 ] && echo "-$((C - 2))") "; then
+    ok "1 worker: relay on CPU $((C - 1)), the bench under taskset on the others"
+else
+    nok "1 worker: relay on CPU $((C - 1)), the bench under taskset on the others"
+    sed 's/^/# /' "$RELAY_ARGS" "$T/out2"
+fi
+mv "$T/r" "$T/r1" && mv "$T/r2" "$T/r"
+if [ "$C" -lt 2 ]; then
+    ok "# SKIP one CPU"
+else
+    check "as many workers as CPUs: marked shared_cpus; 1 worker: not" \
+        "cells['relay-s2-kall-w1']['shared_cpus'] is False and cells['relay-s2-kall-w$C']['shared_cpus'] is True"
+fi
 exit $fail
