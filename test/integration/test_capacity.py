@@ -24,7 +24,7 @@ T = 10.5
 
 n = 0
 failed = False
-TESTS = 38
+TESTS = 41
 
 
 def ok(cond, desc, why=""):
@@ -68,7 +68,8 @@ try:
        "model: 20 us per ingress frame, 5 us per egress datagram", got)
     ok(close(got["idle_participant_s"], C) and close(got["join"], D),
        "model: 10 us per participant-second, 200 us per join", got)
-    ok(all(co[k]["stderr_s"] is not None and co[k]["stderr_s"] < 1e-12 for k in co)
+    ok(all(co[k]["stderr_s"] is not None and co[k]["stderr_s"] < 1e-12 for k in co if k != "turn")
+       and co["turn"]["value_s"] is None and m["fit"]["source"] == "bench"
        and m["fit"]["rms_rel_residual"] < 1e-9 and m["fit"]["rows"] == 6 and m["fit"]["dof"] == 2,
        "model: exact data fit with zero error, 6 conclusive rows, 2 degrees of freedom", m.get("fit"))
     ok([c["cell"] for c in co["join"]["cells"]] == ["storm-w1"]
@@ -112,7 +113,7 @@ try:
     json.dump(d, open(p, "w"))
     rc3, out3, _ = run(MODEL, noisy, "--json", "-")
     m3 = json.loads(out3) if rc3 == 0 else {"coefficients": {}}
-    ok(rc3 == 0 and all(v["stderr_s"] > 0 for v in m3["coefficients"].values())
+    ok(rc3 == 0 and all(v["stderr_s"] > 0 for k, v in m3["coefficients"].items() if k != "turn")
        and m3["fit"]["rms_rel_residual"] > 0.005,
        "model: a perturbed cell gives non-zero fit errors", out3[:800])
 
@@ -222,6 +223,56 @@ try:
     refused("an SLO tighter than the model file's", "tighter than the model's",
             "--participants", "100", "--room-size", "6", "--slo-p99", "2", *base,
             src=("--model", os.path.join(tmp, "model.json")))
+
+    # ------------------------------------------ hold cells (the CPU model)
+    # Synthetic hold records from known costs: 20 us per ingress frame, 5 us
+    # per egress datagram, 30 us per loop turn, 10 us per participant-second,
+    # 200 us per join; turns = (0.5 ingress + 0.02 egress + participant-s) x
+    # a factor per cell (batching varies: turns linear in the workload would
+    # not be separable from it). The fit must use them, not the bench rows,
+    # and give every coefficient back.
+    hd = os.path.join(tmp, "holds")
+    shutil.copytree(FIX, hd)
+    TT = 30e-6
+
+    def hold_rec(name, size, k, rooms, joins=0, dt=2.0, f=1.0):
+        ing, egr, P = rooms * k * 50 * dt, rooms * k * (size - 1) * 50 * dt, rooms * size
+        turns = (0.5 * ing + 0.02 * egr + P * dt) * f
+        cpu = A * ing + B * egr + TT * turns + C * P * dt + D * joins
+        json.dump({"tool": "roost-capacity-hold", "hold_s": dt, "inconclusive": False,
+                   "reasons": "", "relay": {"cpu_s": cpu},
+                   "counters": {"media_in": ing, "datagrams_sent": egr, "turns": turns,
+                                "joins": joins},
+                   "participant_s": P * dt, "config": {"size": size, "speakers": k, "frame_ms": 20},
+                   "bench": {"rooms": rooms, "participants": P}},
+                  open(os.path.join(hd, name + ".hold.json"), "w"))
+    for args in (("hold-a", 2, 2, 10, 0, 2.0, 1.2), ("hold-b", 5, 1, 8, 0, 2.0, 0.8),
+                 ("hold-c", 10, 3, 3, 0, 2.0, 1.1), ("hold-d", 20, 1, 2, 0, 2.0, 0.9),
+                 ("hold-e", 5, 5, 4, 0, 2.0, 1.0), ("idle-h", 10, 0, 30),
+                 ("storm-h", 2, 0, 1, 300)):
+        hold_rec(*args)
+    rc, out, err = run(MODEL, hd, "--json", "-")
+    mh = json.loads(out) if rc == 0 else {"coefficients": {}, "fit": {}}
+    gh = {k: v["value_s"] for k, v in mh["coefficients"].items()}
+    tm = (mh.get("turn_model") or {}).get("coefficients", {})
+    ok(rc == 0 and mh["fit"]["source"] == "hold" and mh["fit"]["rows"] == 7
+       and close(gh["ingress_frame"], A, 1e-6) and close(gh["egress_datagram"], B, 1e-6)
+       and close(gh["turn"], TT, 1e-6) and close(gh["idle_participant_s"], C, 1e-6)
+       and close(gh["join"], D, 1e-6),
+       "model: the hold cells are the fit's rows; 5 coefficients, turns included", out[:1500] + err)
+    ok(all(tm.get(k, 0) > 0 for k in ("ingress_per_s", "egress_per_s", "participants"))
+       and 0.01 < mh["turn_model"]["rms_rel_residual"] < 0.3,
+       "model: the turn model (turns/s from the workload's rates) and its scatter",
+       mh.get("turn_model"))
+    rc, p, err = plan("--participants", "700", "--room-size", "7", "--speakers", "2",
+                      "--cores", "4", "--nic-gbps", "10", "--join-rate", "0",
+                      "--util-at-slo", "0.5", src=("--results", hd))
+    ing7, egr7 = 100 * 2 * 50, 100 * 2 * 6 * 50
+    cpu7 = A * ing7 + B * egr7 + C * 700 + TT * (tm.get("ingress_per_s", 0) * ing7 + tm.get(
+        "egress_per_s", 0) * egr7 + tm.get("participants", 0) * 700)
+    ok(rc == 0 and close(p["workload"]["cpu_core_s_per_s"], cpu7, 1e-6),
+       "plan: CPU of an unseen shape from the workload alone (turns predicted): %.4f" % cpu7,
+       p.get("workload") if rc == 0 else err)
 
     # ------------------------------------------ trust: refusals and bands
     neg = json.load(open(os.path.join(tmp, "model.json")))

@@ -52,7 +52,7 @@ chmod +x "$T/b/"*
 
 echo "1..9"
 export FIX RELAY_ARGS=$T/relay.args
-BUILD=$T/b scripts/capacity/sweep --cells "2:3 2:all 5:all 10:1" --workers 1 --duration 1 \
+BUILD=$T/b scripts/capacity/sweep --cells "2:3 2:all 5:all 10:1" --workers 1 --duration 1 --no-hold \
     --start 20 --step 20 --max 60 --out "$T/r" >"$T/out" 2>&1
 rc=$?
 if [ $rc -eq 0 ] && grep -q "^sweep: 9 cells" "$T/out"; then ok "sweep completes and counts 9 cells"; else
@@ -89,7 +89,7 @@ if grep -q -- "--workers 1 " "$T/relay.args" && $PY -c 'import json,sys; m=json.
 C=$(nproc)
 : >"$RELAY_ARGS"
 BUILD=$T/b scripts/capacity/sweep --cells "2:all" --workers "1 $C" --duration 1 --start 2 \
-    --step 2 --max 4 --no-floor --no-idle --no-storm --out "$T/r2" >"$T/out2" 2>&1
+    --step 2 --max 4 --no-floor --no-idle --no-storm --no-hold --out "$T/r2" >"$T/out2" 2>&1
 if [ "$C" -lt 2 ]; then
     ok "# SKIP one CPU: relay and bench cannot be separated"
 elif grep -q -- "--workers 1 --cpus $((C - 1)) " "$RELAY_ARGS" &&
