@@ -99,14 +99,16 @@ def read_results(rdir):
             "status": cell.get("status"),
             # The sweep marks cells where relay and bench had to share CPUs.
             "shared": bool(cell.get("shared_cpus", cell.get("shared_cores", False))),
+            # validate's hold-out ramps: never fitted.
+            "role": cell.get("role", "holdout" if base.startswith("holdout-") else "fit"),
         })
     present = {f["name"] + ".json" for f in files}
     present |= {os.path.basename(p) for p in glob.glob(os.path.join(rdir, "*.hold.json"))}
     for key, c in index.items():
         if key not in present:
             missing.append(c)
-    if not files:
-        raise CapacityError("%s: no roost-bench JSON files" % rdir)
+    if not files and not glob.glob(os.path.join(rdir, "*.hold.json")):
+        raise CapacityError("%s: no roost-bench JSON files and no hold cells" % rdir)
     return files, missing
 
 
@@ -190,7 +192,8 @@ def read_holds(rdir, role=None):
         h = {"name": base[:-len(".hold.json")], "path": path, "data": d,
              "workers": int(cell.get("workers", d.get("workers", 1))),
              "shared": bool(cell.get("shared_cpus", d.get("shared_cpus", False))),
-             "role": cell.get("role", d.get("role", "fit")), "status": cell.get("status")}
+             "role": cell.get("role", "holdout" if base.startswith("holdout-") else "fit"),
+             "status": cell.get("status")}
         if role is None or h["role"] == role:
             out.append(h)
     return out

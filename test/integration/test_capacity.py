@@ -24,7 +24,7 @@ T = 10.5
 
 n = 0
 failed = False
-TESTS = 41
+TESTS = 45
 
 
 def ok(cond, desc, why=""):
@@ -273,6 +273,39 @@ try:
     ok(rc == 0 and close(p["workload"]["cpu_core_s_per_s"], cpu7, 1e-6),
        "plan: CPU of an unseen shape from the workload alone (turns predicted): %.4f" % cpu7,
        p.get("workload") if rc == 0 else err)
+
+    # validate --no-measure on the synthetic holds: hold-outs generated from
+    # the same costs (their turns off the turn model by +-5 %) are predicted
+    # within the bound; one whose CPU is 30 % higher is not (exit 1); the
+    # record is written where plan finds it.
+    VALIDATE = "scripts/capacity/validate"
+    hold_rec("holdout-s7-k2-r10-w1", 7, 2, 10, 0, 3.0, 1.05)
+    hold_rec("holdout-s30-k1-r4-w1", 30, 1, 4, 0, 3.0, 0.95)
+    hold_rec("holdout-s100-k3-r3-w1", 100, 3, 3, 0, 3.0, 1.0)
+    rc, out, err = run(VALIDATE, "--results", hd, "--no-measure")
+    hr = json.load(open(os.path.join(hd, "holdout.json"))) if os.path.exists(
+        os.path.join(hd, "holdout.json")) else {"shapes": []}
+    errs = {x["shape"]: x["cpu_rel_err"] for x in hr["shapes"]}
+    ok(rc == 0 and hr.get("tool") == "roost-capacity-validate" and len(errs) == 3
+       and all(e is not None and abs(e) <= 0.10 for e in errs.values()) and "PASS" in out
+       and hr["fit"]["rows"] == 7,
+       "validate --no-measure: 3 hold-outs predicted within 10%%, recorded (%s)" % errs,
+       out + err)
+    ok(all(abs(x["conditional_rel_err"]) < 1e-6 for x in hr["shapes"]),
+       "validate: with the hold-outs' own counters the coefficients are exact", hr["shapes"])
+    pb = os.path.join(hd, "holdout-s30-k1-r4-w1.hold.json")
+    d = json.load(open(pb))
+    d["relay"]["cpu_s"] *= 1.3
+    json.dump(d, open(pb, "w"))
+    rc, out, err = run(VALIDATE, "--results", hd, "--no-measure")
+    ok(rc == 1 and "OFF" in out and "FAIL" in out,
+       "validate: a hold-out 30% off the prediction fails (exit 1)", out + err)
+    d["inconclusive"], d["reasons"] = True, "ingress 100/s is not the nominal 250/s"
+    json.dump(d, open(pb, "w"))
+    rc, out, err = run(VALIDATE, "--results", hd, "--no-measure")
+    ok(rc == 2 and "INCOMPLETE" in out and "not the nominal" in out,
+       "validate: an INCONCLUSIVE hold-out makes the validation incomplete (exit 2)", out + err)
+    os.remove(os.path.join(hd, "holdout.json"))
 
     # ------------------------------------------ trust: refusals and bands
     neg = json.load(open(os.path.join(tmp, "model.json")))
