@@ -60,8 +60,8 @@ then ok "hold cells: relay CPU and the relay's counters over the hold"; else
 if grep -q "^## Cost model" "$T/cap/report.md" 2>/dev/null && grep -q "^## Worked plan" "$T/cap/report.md"; then
     ok "report.md has the model and a worked plan"; else nok "report.md has the model and a worked plan"; fi
 if $PY -c 'import matplotlib' 2>/dev/null; then
-    if [ -s "$T/cap/latency.png" ] && [ -s "$T/cap/capacity.png" ] && [ -s "$T/cap/scaling.png" ] && [ -s "$T/cap/floor.png" ]; then
-        ok "four PNG plots"; else nok "four PNG plots"; ls "$T/cap" | sed 's/^/# /'; fi
+    if [ -s "$T/cap/latency.png" ] && [ -s "$T/cap/capacity.png" ] && [ -s "$T/cap/cpu.png" ] && [ -s "$T/cap/scaling.png" ] && [ -s "$T/cap/floor.png" ]; then
+        ok "PNG plots: capacity, cpu, latency, scaling, floor"; else nok "PNG plots: capacity, cpu, latency, scaling, floor"; ls "$T/cap" | sed 's/^/# /'; fi
 else
     ok "# SKIP python3-matplotlib not installed"
 fi
