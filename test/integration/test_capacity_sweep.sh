@@ -45,7 +45,7 @@ done
 # The fine ramp after the s2 fixture (passes 200 rooms, fails 300 on p99):
 # steps from --rooms by --ramp-step, passing below 250 rooms.
 if [ $ramp = 1 ] && [ "$rooms" -gt 100 ]; then
-    python3 - "$FIX/relay-s2-kall-w1.json" "$json" "$rooms" "$step" "$max" <<'PY'
+    "$PY" - "$FIX/relay-s2-kall-w1.json" "$json" "$rooms" "$step" "$max" <<'PY'
 import copy, json, sys
 d = json.load(open(sys.argv[1]))
 r, st, mx = (int(x) for x in sys.argv[3:6])
@@ -73,7 +73,7 @@ EOF
 chmod +x "$T/b/"*
 
 echo "1..10"
-export FIX RELAY_ARGS=$T/relay.args
+export FIX PY RELAY_ARGS=$T/relay.args
 BUILD=$T/b scripts/capacity/sweep --cells "2:3 2:all 5:all 10:1" --workers 1 --duration 1 --no-hold --fine 0 \
     --start 20 --step 20 --max 60 --out "$T/r" >"$T/out" 2>&1
 rc=$?
@@ -128,7 +128,7 @@ BUILD=$T/b scripts/capacity/sweep --cells "2:all" --workers 1 --duration 1 --sta
     --step 200 --max 600 --fine 4 --no-floor --no-idle --no-storm --no-hold --out "$T/r3" \
     >"$T/out3" 2>&1
 if grep -q -- "--rooms 220 --ramp --ramp-step 20 --ramp-max 299 " "$T/r3/relay-s2-kall-w1.log" &&
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); c=d["capacity"]; r=[s["rooms"] for s in d["steps"]]; assert c == {"rooms": 240, "participants": 480, "limited_by": "slo-p99"} and r == [100, 200, 220, 240, 260], (c, r); assert d["ramp"]["fine_step_rooms"] == 20' "$T/r3/relay-s2-kall-w1.json" 2>"$T/why"; then
+    $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); c=d["capacity"]; r=[s["rooms"] for s in d["steps"]]; assert c == {"rooms": 240, "participants": 480, "limited_by": "slo-p99"} and r == [100, 200, 220, 240, 260], (c, r); assert d["ramp"]["fine_step_rooms"] == 20' "$T/r3/relay-s2-kall-w1.json" 2>"$T/why"; then
     ok "coarse then fine: 4 steps of 20 rooms between 200 and 300, merged, capacity 480"
 else
     nok "coarse then fine: 4 steps of 20 rooms between 200 and 300, merged, capacity 480"
