@@ -16,13 +16,19 @@ CPU_START_LEAD_S = 0.020
 # /proc/PID/stat counts CPU in clock ticks (USER_HZ = 100): every CPU figure
 # is +- 10 ms, and a short idle cell can read 0.
 CPU_TICK_S = 0.010
+# The hold cells read schedstat (ns): their floor is 1 ms.
+HOLD_FLOOR_S = 0.001
 
 COEFS = (
     ("ingress_frame", "relay CPU per ingress media frame (one datagram in)"),
     ("egress_datagram", "relay CPU per egress media datagram (one datagram out)"),
+    ("turn", "relay CPU per event-loop turn (a wake-up: the light-load cost)"),
     ("idle_participant_s", "relay CPU per connected participant per second"),
     ("join", "relay CPU per join (handshake + HELLO + JOIN)"),
 )
+# The turn model: loop turns per second from the workload's rates, so that a
+# workload's CPU can be predicted without measuring its turns.
+TURN_COLS = ("ingress_per_s", "egress_per_s", "participants")
 
 
 class CapacityError(Exception):
@@ -67,7 +73,8 @@ def read_results(rdir):
     files = []
     for path in sorted(glob.glob(os.path.join(rdir, "*.json"))):
         base = os.path.basename(path)
-        if base in ("index.json", "machine.json", "model.json"):
+        if base in ("index.json", "machine.json", "model.json", "holdout.json") or \
+                base.endswith(".hold.json"):
             continue
         try:
             d = load_json(path)
@@ -90,13 +97,18 @@ def read_results(rdir):
             "kind": kind,
             "workers": int(cell.get("workers", workers)),
             "status": cell.get("status"),
+            # The sweep marks cells where relay and bench had to share CPUs.
+            "shared": bool(cell.get("shared_cpus", cell.get("shared_cores", False))),
+            # validate's hold-out ramps: never fitted.
+            "role": cell.get("role", "holdout" if base.startswith("holdout-") else "fit"),
         })
     present = {f["name"] + ".json" for f in files}
+    present |= {os.path.basename(p) for p in glob.glob(os.path.join(rdir, "*.hold.json"))}
     for key, c in index.items():
         if key not in present:
             missing.append(c)
-    if not files:
-        raise CapacityError("%s: no roost-bench JSON files" % rdir)
+    if not files and not glob.glob(os.path.join(rdir, "*.hold.json")):
+        raise CapacityError("%s: no roost-bench JSON files and no hold cells" % rdir)
     return files, missing
 
 
@@ -143,18 +155,128 @@ def rows_of(files, kind="relay"):
                 "rooms": rooms,
                 "participants": r.get("participants"),
                 "inconclusive": bool(r.get("inconclusive")),
+                "shared": f["shared"],
                 "reasons": r.get("reasons", ""),
                 "pass": passed,
                 "cpu_s": cpu,
                 "interval_s": interval,
                 "x": [float(r.get("frames", {}).get("sent", 0)),
-                      float(srv.get("egress_datagrams", 0)), float(idle), float(storm)],
+                      float(srv.get("egress_datagrams", 0)), 0.0, float(idle), float(storm)],
                 "p99_ns": lat.get("p99"),
                 "loss": r.get("delivery", {}).get("loss_ratio"),
                 "rss_pp": srv.get("rss_per_participant_bytes"),
                 "frame_ms": cfg.get("frame_ms", 20),
             })
     return rows
+
+
+def read_holds(rdir, role=None):
+    """The steady hold records (`hold`) of a results directory, as dicts
+    {name, data, workers, shared, role ('fit'|'holdout'), status}; `role`
+    selects one kind."""
+    index = {}
+    ip = os.path.join(rdir, "index.json")
+    if os.path.exists(ip):
+        for c in load_json(ip).get("cells", []):
+            index[c.get("file") or c["name"]] = c
+    out = []
+    for path in sorted(glob.glob(os.path.join(rdir, "*.hold.json"))):
+        base = os.path.basename(path)
+        try:
+            d = load_json(path)
+        except (OSError, ValueError) as e:
+            raise CapacityError("%s: not JSON (%s)" % (path, e))
+        if d.get("tool") != "roost-capacity-hold":
+            continue
+        cell = index.get(base, {})
+        h = {"name": base[:-len(".hold.json")], "path": path, "data": d,
+             "workers": int(cell.get("workers", d.get("workers", 1))),
+             "shared": bool(cell.get("shared_cpus", d.get("shared_cpus", False))),
+             "role": cell.get("role", "holdout" if base.startswith("holdout-") else "fit"),
+             "status": cell.get("status")}
+        if role is None or h["role"] == role:
+            out.append(h)
+    return out
+
+
+def hold_rows(holds):
+    """One fit row per hold record with a measured CPU."""
+    rows = []
+    for h in holds:
+        d = h["data"]
+        c = d.get("counters")
+        cpu = (d.get("relay") or {}).get("cpu_s")
+        if not c or cpu is None or not d.get("hold_s"):
+            continue
+        cfg = d.get("config", {})
+        dt = d["hold_s"]
+        turns = c["wakeups"] if c.get("wakeups") else c.get("turns", 0.0)
+        b = d.get("bench") or {}
+        lat = b.get("latency_ns") or {}
+        rows.append({
+            "cell": h["name"], "file": h["name"], "workers": h["workers"],
+            "size": cfg.get("size"), "speakers": cfg.get("speakers"), "rooms": b.get("rooms"),
+            "participants": b.get("participants"), "inconclusive": bool(d.get("inconclusive")),
+            "shared": h["shared"], "reasons": d.get("reasons", ""), "pass": None,
+            "cpu_s": cpu, "interval_s": dt, "hold_s": dt,
+            "x": [float(c.get("media_in", 0)), float(c.get("datagrams_sent", 0)), float(turns),
+                  float(d.get("participant_s", 0)), float(c.get("joins", 0))],
+            "p99_ns": lat.get("p99"), "p50_ns": lat.get("p50"), "p999_ns": lat.get("p999"),
+            "loss": b.get("loss_ratio"), "rss_pp": None,
+            "frame_ms": cfg.get("frame_ms", 20),
+        })
+    return rows
+
+
+def fit_turns(rows):
+    """Least squares (relative, no intercept) of loop turns per second on the
+    workload's ingress/s, egress/s and participants. Returns {coefficients,
+    rms_rel_residual, rows} or None without rows."""
+    tr = []
+    for r in rows:
+        dt = r["hold_s"]
+        if not dt or r["x"][2] <= 0:
+            continue
+        tr.append({"cell": r["cell"], "workers": r["workers"], "cpu_s": r["x"][2] / dt,
+                   "inconclusive": r["inconclusive"],
+                   "x": [r["x"][0] / dt, r["x"][1] / dt, r["x"][3] / dt]})
+    if len(tr) < len(TURN_COLS):
+        return None
+    # Weighted by 1/(turns/s + 1): relative error with a floor of one turn.
+    f = fit(tr, list(TURN_COLS), floor=1.0)
+    return {"coefficients": {k: v["value_s"] for k, v in f["coefficients"].items()},
+            "stderr": {k: v["stderr_s"] for k, v in f["coefficients"].items()},
+            "rms_rel_residual": f["rms_rel_residual"], "rows": f["rows"]}
+
+
+def predict_turns(model, ingress, egress, participants):
+    tm = model.get("turn_model")
+    if not tm:
+        return 0.0
+    c = tm["coefficients"]
+    return (none_to_zero(c.get("ingress_per_s")) * ingress
+            + none_to_zero(c.get("egress_per_s")) * egress
+            + none_to_zero(c.get("participants")) * participants)
+
+
+def workload_amounts(model, size, speakers, rooms, fps, joins_per_s=0.0):
+    """Per second amounts of every coefficient for `rooms` rooms of `size`
+    with `speakers` speakers: what the CPU prediction multiplies."""
+    k = min(speakers, size)
+    ing = rooms * k * fps
+    egr = rooms * k * (size - 1) * fps
+    P = rooms * size
+    amounts = {"ingress_frame": ing, "egress_datagram": egr,
+               "turn": predict_turns(model, ing, egr, P),
+               "idle_participant_s": P, "join": joins_per_s}
+    return amounts
+
+
+def predict_cpu(model, amounts):
+    """Relay CPU-s per second of per-second amounts, with its band."""
+    co = model["coefficients"]
+    cpu = sum(none_to_zero(co.get(n, {}).get("value_s")) * a for n, a in amounts.items())
+    return cpu, cpu_band(model, amounts, cpu)
 
 
 # ------------------------------------------------------------ linear algebra
@@ -180,7 +302,7 @@ def _invert(m):
     return [row[n:] for row in a]
 
 
-def fit(rows, names=None):
+def fit(rows, names=None, floor=CPU_TICK_S):
     """Weighted least squares of cpu_s = sum(coef_j * x_j), no intercept, each
     row weighted by 1/(cpu_s + one clock tick): relative error, so that a
     short cell and a long one weigh the same, with the tick as the floor of
@@ -192,7 +314,7 @@ def fit(rows, names=None):
     p_all = len(names)
     used = [j for j in range(p_all) if any(r["x"][j] != 0 for r in rows)]
     try:
-        return _fit(rows, names, used)
+        return _fit(rows, names, used, floor)
     except CapacityError as e:
         if "singular" not in str(e):
             raise
@@ -202,23 +324,23 @@ def fit(rows, names=None):
     # singular and say so, rather than fail.
     for j in reversed(used):
         try:
-            out = _fit(rows, names, [u for u in used if u != j])
+            out = _fit(rows, names, [u for u in used if u != j], floor)
         except CapacityError:
             continue
         out["coefficients"][names[j]]["note"] = ("not separable from the others with these "
                                                  "cells (left out of the fit)")
         return out
-    return _fit(rows, names, used)
+    return _fit(rows, names, used, floor)
 
 
-def _fit(rows, names, used):
+def _fit(rows, names, used, floor):
     p_all = len(names)
     n, p = len(rows), len(used)
     out = {"n_rows": n, "coefficients": {}, "rows": []}
     if p == 0 or n < p:
         raise CapacityError("%d usable cells for %d coefficients: not enough to fit "
                             "(run the sweep with more cells)" % (n, p))
-    wt = [1.0 / (r["cpu_s"] + CPU_TICK_S) for r in rows]
+    wt = [1.0 / (r["cpu_s"] + floor) for r in rows]
     X = [[r["x"][j] * wt[i] for j in used] for i, r in enumerate(rows)]
     y = [r["cpu_s"] * wt[i] for i, r in enumerate(rows)]
     xtx = [[sum(X[i][a] * X[i][b] for i in range(n)) for b in range(p)] for a in range(p)]
@@ -256,16 +378,92 @@ def _fit(rows, names, used):
         pred = sum(beta[a] * r["x"][used[a]] for a in range(p))
         out["rows"].append({"cell": r["cell"], "workers": r["workers"], "cpu_s": r["cpu_s"],
                             "predicted_cpu_s": pred,
-                            "rel_residual": (r["cpu_s"] - pred) / (r["cpu_s"] + CPU_TICK_S),
+                            "rel_residual": (r["cpu_s"] - pred) / (r["cpu_s"] + floor),
                             "inconclusive": r["inconclusive"]})
     out["dof"] = dof
     out["rms_rel_residual"] = math.sqrt(sum(e * e for e in resid) / n)
-    out["cpu_tick_s"] = CPU_TICK_S
+    # Covariance of the coefficients (s^2 (X'WX)^-1), for the error band of
+    # a prediction: the coefficients' errors are correlated, so the band of
+    # a sum of them needs the whole matrix, not only the standard errors.
+    out["covariance"] = {"names": [names[j] for j in used],
+                         "matrix": [[s2 * inv[a][b] if dof > 0 else float("nan")
+                                     for b in range(p)] for a in range(p)]}
+    out["cpu_tick_s"] = floor
     return out
 
 
 def none_to_zero(v):
     return 0.0 if v is None else v
+
+
+# ------------------------------------------------------------ error bands
+
+# The band of a predicted CPU figure (docs/CAPACITY.md, "Error bands"):
+#   fit  = 2 x sqrt(coef^2 + resid^2), with coef = sqrt(x' C x) / cpu the
+#          relative standard error the coefficients' covariance C gives the
+#          workload x, and resid = the fit's rms relative residual (the
+#          scatter of one measurement around the model);
+#   band = max(fit, the largest hold-out CPU error recorded by `validate`).
+# Figures derived from capacity at the SLO also take the largest hold-out
+# capacity error. Two standard errors: about 95 % if the errors were normal.
+BAND_SIGMAS = 2.0
+# plan refuses a model whose fit residual is larger than this (relative).
+MAX_RESIDUAL = 0.10
+
+
+def coef_rel_err(model, amounts, cpu):
+    """sqrt(x' C x) / cpu for the workload amounts {name: amount}."""
+    cov = model.get("fit", {}).get("covariance")
+    if not cov or not cpu > 0:
+        return None
+    names = cov["names"]
+    x = [amounts.get(n, 0.0) for n in names]
+    v = sum(x[a] * cov["matrix"][a][b] * x[b] for a in range(len(x)) for b in range(len(x)))
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return math.sqrt(max(v, 0.0)) / cpu
+
+
+def holdout_errors(model):
+    """(largest |CPU error|, largest |capacity error|) of the recorded
+    hold-out validation, relative; None where not recorded."""
+    h = model.get("holdout") or {}
+    cpu = [abs(s["cpu_rel_err"]) for s in h.get("shapes", []) if s.get("cpu_rel_err") is not None]
+    cap = [abs(s["capacity_rel_err"]) for s in h.get("shapes", [])
+           if s.get("capacity_rel_err") is not None]
+    return (max(cpu) if cpu else None, max(cap) if cap else None)
+
+
+def cpu_band(model, amounts, cpu):
+    """The relative error band of a predicted relay CPU, with its sources."""
+    coef = coef_rel_err(model, amounts, cpu)
+    resid = model.get("fit", {}).get("rms_rel_residual")
+    # Turns are predicted, not measured: the turn model's scatter, times
+    # the share of the CPU the turns explain, adds to the residual.
+    tm = model.get("turn_model")
+    tco = (model.get("coefficients", {}).get("turn") or {}).get("value_s")
+    if tm and tco and cpu > 0 and resid is not None:
+        share = tco * amounts.get("turn", 0.0) / cpu
+        resid = math.sqrt(resid ** 2 + (share * tm["rms_rel_residual"]) ** 2)
+    hcpu, hcap = holdout_errors(model)
+    fit_rel = None
+    if coef is not None or resid is not None:
+        fit_rel = BAND_SIGMAS * math.sqrt(none_to_zero(coef) ** 2 + none_to_zero(resid) ** 2)
+    parts = [v for v in (fit_rel, hcpu) if v is not None]
+    rel = max(parts) if parts else None
+    cap_parts = [v for v in (rel, hcap) if v is not None]
+    return {"rel": rel, "capacity_rel": max(cap_parts) if cap_parts else None,
+            "coef_rel": coef, "resid_rel": resid, "fit_rel": fit_rel,
+            "holdout_cpu_rel": hcpu, "holdout_capacity_rel": hcap,
+            "how": "max(%g x sqrt(coef^2 + resid^2), hold-out CPU error); capacity figures: "
+                   "also the hold-out capacity error" % BAND_SIGMAS}
+
+
+def banded(value, rel):
+    """{value, low, high} for a figure with a relative band (None: unknown)."""
+    if rel is None:
+        return {"value": value, "low": None, "high": None, "rel": None}
+    return {"value": value, "low": value * (1 - rel), "high": value * (1 + rel), "rel": rel}
 
 
 # ------------------------------------------------------ utilisation at SLO
@@ -321,13 +519,10 @@ def summarise_util(cells):
 # ------------------------------------------------------------- prediction
 
 
-def room_cost_s(coefs, size, speakers, fps):
-    """Relay CPU-seconds per second for one room in steady state."""
-    k = min(speakers, size)
-    a = none_to_zero(coefs["ingress_frame"]["value_s"])
-    b = none_to_zero(coefs["egress_datagram"]["value_s"])
-    c = none_to_zero(coefs["idle_participant_s"]["value_s"])
-    return a * k * fps + b * k * (size - 1) * fps + c * size
+def room_cost_s(model, size, speakers, fps):
+    """Relay CPU-seconds per second for one room in steady state (turns from
+    the turn model: linear in the rates, so per room)."""
+    return predict_cpu(model, workload_amounts(model, size, speakers, 1, fps))[0]
 
 
 def predict_capacity(model, size, speakers, workers):
@@ -339,7 +534,7 @@ def predict_capacity(model, size, speakers, workers):
             if c.get("util") is not None and c.get("workers") == workers]
     u = statistics.median(same) if same else model["util_at_slo"]["median"]
     fps = 1000.0 / model["frame_ms"]
-    cost = room_cost_s(model["coefficients"], size, speakers, fps)
+    cost = room_cost_s(model, size, speakers, fps)
     rooms = u * workers / cost
     return {"rooms": rooms, "participants": rooms * size, "room_cost_s": cost, "util": u,
             "util_cells": len(same) if same else model["util_at_slo"]["n"],

@@ -17,7 +17,7 @@ fail=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
 
-echo "1..6"
+echo "1..7"
 BUILD=$B scripts/capacity/all --smoke --out "$T/cap" >"$T/out" 2>&1
 rc=$?
 if [ $rc -eq 0 ]; then ok "scripts/capacity/all --smoke completes"; else
@@ -43,13 +43,25 @@ then ok "every cell is in index.json with a status, a JSON or a reason"; else
     nok "every cell is in index.json with a status, a JSON or a reason"; sed 's/^/# /' "$T/why"; fi
 if $PY -c 'import json,sys; m=json.load(open(sys.argv[1])); assert m["cores"] >= 1 and m["lscpu"] and m["profile"] == "smoke"' "$T/cap/results/machine.json" 2>"$T/why"; then
     ok "machine.json describes the machine"; else nok "machine.json describes the machine"; sed 's/^/# /' "$T/why"; fi
-if $PY -c 'import json,sys; m=json.load(open(sys.argv[1])); c=m["coefficients"]; assert set(c) == {"ingress_frame","egress_datagram","idle_participant_s","join"}; assert all("cells" in v and "stderr_s" in v for v in c.values()); assert m["fit"]["rows"] >= 4' "$T/cap/model.json" 2>"$T/why"; then
-    ok "model.json: four coefficients with errors and cells"; else nok "model.json: four coefficients with errors and cells"; sed 's/^/# /' "$T/why"; fi
+if $PY -c 'import json,sys; m=json.load(open(sys.argv[1])); c=m["coefficients"]; assert set(c) == {"ingress_frame","egress_datagram","turn","idle_participant_s","join"}; assert all("cells" in v and "stderr_s" in v for v in c.values()); assert m["fit"]["rows"] >= 3, m["fit"]' "$T/cap/model.json" 2>"$T/why"; then
+    ok "model.json: five coefficients with errors and cells"; else nok "model.json: five coefficients with errors and cells"; sed 's/^/# /' "$T/why"; fi
+# The hold cells: relay CPU from schedstat and the relay's own counters.
+if $PY - "$T/cap/results" >"$T/why" 2>&1 <<'PYEOF'
+import glob, json, os, sys
+hs = [json.load(open(p)) for p in glob.glob(os.path.join(sys.argv[1], "*.hold.json"))]
+assert len(hs) >= 3, "%d hold records" % len(hs)
+good = [h for h in hs if h.get("counters")]
+assert good, [h["reasons"] for h in hs]
+for h in good:
+    assert h["relay"]["cpu_s"] >= 0 and h["hold_s"] > 0 and "turns" in h["counters"], h
+PYEOF
+then ok "hold cells: relay CPU and the relay's counters over the hold"; else
+    nok "hold cells: relay CPU and the relay's counters over the hold"; sed 's/^/# /' "$T/why"; fi
 if grep -q "^## Cost model" "$T/cap/report.md" 2>/dev/null && grep -q "^## Worked plan" "$T/cap/report.md"; then
     ok "report.md has the model and a worked plan"; else nok "report.md has the model and a worked plan"; fi
 if $PY -c 'import matplotlib' 2>/dev/null; then
-    if [ -s "$T/cap/latency.png" ] && [ -s "$T/cap/capacity.png" ] && [ -s "$T/cap/scaling.png" ] && [ -s "$T/cap/floor.png" ]; then
-        ok "four PNG plots"; else nok "four PNG plots"; ls "$T/cap" | sed 's/^/# /'; fi
+    if [ -s "$T/cap/latency.png" ] && [ -s "$T/cap/capacity.png" ] && [ -s "$T/cap/cpu.png" ] && [ -s "$T/cap/scaling.png" ] && [ -s "$T/cap/floor.png" ]; then
+        ok "PNG plots: capacity, cpu, latency, scaling, floor"; else nok "PNG plots: capacity, cpu, latency, scaling, floor"; ls "$T/cap" | sed 's/^/# /'; fi
 else
     ok "# SKIP python3-matplotlib not installed"
 fi
