@@ -898,35 +898,48 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     return -1;
 }
 
+int ws_msg_parse(const uint8_t *msg, size_t len, const uint8_t **body, size_t *body_len)
+{
+    if (len == 0)
+        return ROOST_EMALFORMED;
+    if (msg[0] == WS_TAG_MEDIA) {
+        *body = msg + 1;
+        *body_len = len - 1;
+        return WS_TAG_MEDIA;
+    }
+    if (msg[0] != WS_TAG_CONTROL)
+        return ROOST_EMALFORMED;
+    size_t hl, bl;
+    int rc = frame_parse(msg + 1, len - 1, &hl, &bl);
+    if (rc < 0 || bl == 0 || hl + bl != len - 1)
+        return ROOST_EMALFORMED;
+    *body = msg + 1 + hl;
+    *body_len = bl;
+    return WS_TAG_CONTROL;
+}
+
 static void on_binary(struct ws_conn *c, const uint8_t *msg, size_t len)
 {
     struct ws_server *s = c->s;
-    if (len == 0) {
-        violation(c, "empty message");
-        return;
-    }
-    switch (msg[0]) {
-    case WS_TAG_CONTROL: {
-        size_t hl, bl;
-        int rc = frame_parse(msg + 1, len - 1, &hl, &bl);
-        if (rc < 0 || bl == 0 || hl + bl != len - 1) {
-            violation(c, "control message is not exactly one frame");
-            return;
-        }
+    const uint8_t *body;
+    size_t n;
+    switch (ws_msg_parse(msg, len, &body, &n)) {
+    case WS_TAG_CONTROL:
         c->cs.control_in++;
         ST_INC(s, control_in);
         if (s->ops->on_control != NULL)
-            s->ops->on_control(c, msg + 1 + hl, bl, s->arg);
+            s->ops->on_control(c, body, n, s->arg);
         return;
-    }
     case WS_TAG_MEDIA:
         c->cs.media_in++;
         ST_INC(s, media_in);
         if (s->ops->on_media != NULL)
-            s->ops->on_media(c, msg + 1, len - 1, s->arg);
+            s->ops->on_media(c, body, n, s->arg);
         return;
     default:
-        violation(c, "unknown channel tag");
+        violation(c, len == 0                   ? "empty message"
+                     : msg[0] == WS_TAG_CONTROL ? "control message is not exactly one frame"
+                                                : "unknown channel tag");
         return;
     }
 }

@@ -196,6 +196,14 @@ struct ws_conn_stats {
 /* Fills *out (TCP fields zero if the kernel does not answer). */
 void ws_conn_stats(struct ws_conn *c, struct ws_conn_stats *out);
 
+/* Classifies one received binary message (§11.2), pure. Returns
+ * WS_TAG_CONTROL with body[0..*body_len) the control body (type + fields,
+ * 1..FRAME_MAX_BODY bytes), WS_TAG_MEDIA with the media packet (any
+ * length, checked by the caller as a QUIC datagram would be), or
+ * ROOST_EMALFORMED: empty message, unknown tag, or a control message that
+ * is not exactly one §3.2 frame (a PROTOCOL_VIOLATION). */
+int ws_msg_parse(const uint8_t *msg, size_t len, const uint8_t **body, size_t *body_len);
+
 /* WebSocket close code for a roost code (§11.4), and back. */
 uint16_t ws_close_code_from_app(uint64_t app_error);
 uint64_t ws_app_from_close_code(uint16_t code);

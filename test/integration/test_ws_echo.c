@@ -89,6 +89,16 @@ static void app_control(struct ws_conn *c, const uint8_t *body, size_t len, void
                 return;
         return;
     }
+    if (strcmp(cmd, "stats") == 0) {
+        struct ws_conn_stats st;
+        ws_conn_stats(c, &st);
+        char out[128];
+        int l = snprintf(out, sizeof(out), "%llu %llu %llu %d", (unsigned long long)st.bytes_in,
+                         (unsigned long long)st.control_in, (unsigned long long)st.srtt_ns,
+                         ws_conn_tls(c) ? 1 : 0);
+        (void)ws_conn_send_control(c, (const uint8_t *)out, (size_t)l);
+        return;
+    }
     if (sscanf(cmd, "close:%u", &n) == 1) {
         ws_conn_close(c, n, "asked to");
         return;
@@ -350,12 +360,12 @@ static void test_upgrade(void **state)
     server_stop(e);
 }
 
-static void run_round_trips(bool plain)
+static void run_round_trips(bool plain, const char *addr)
 {
-    struct wse *e = server_start((struct ws_shared_config){.plain = plain});
+    struct wse *e = server_start((struct ws_shared_config){.plain = plain, .addr = addr});
     struct wsc *c = NULL;
-    assert_int_equal(
-        wsc_connect(&c, "127.0.0.1", ws_shared_port(e->sh), plain ? NULL : ca_path, 0, 5000), 0);
+    assert_int_equal(wsc_connect(&c, addr, ws_shared_port(e->sh), plain ? NULL : ca_path, 0, 5000),
+                     0);
     /* A control message written together with the request. */
     uint8_t early[64];
     const uint8_t ctl[] = {0x01, 0x05, 'e', 'a', 'r', 'l', 'y'};
@@ -409,9 +419,24 @@ static void run_round_trips(bool plain)
     assert_memory_equal(f.data, bm, big);
     free(bm);
 
+    /* The connection's own counters, as the application reads them. */
+    assert_int_equal(wsc_send_control(c, (const uint8_t *)"stats", 5), 0);
+    assert_int_equal(recv_app(c, &f, 5000), 1);
+    unsigned long long bytes_in = 0, control_in = 0, srtt = 0;
+    int tls = -1;
+    char txt[128];
+    size_t tl = f.len - 2 < sizeof(txt) - 1 ? f.len - 2 : sizeof(txt) - 1;
+    memcpy(txt, f.data + 2, tl);
+    txt[tl] = '\0';
+    assert_int_equal(sscanf(txt, "%llu %llu %llu %d", &bytes_in, &control_in, &srtt, &tls), 4);
+    assert_true(bytes_in > 60000);
+    assert_int_equal(control_in, 4);
+    assert_true(srtt > 0);
+    assert_int_equal(tls, plain ? 0 : 1);
+
     struct ws_stats st = stats(e);
     assert_int_equal(st.handshakes_ok, 1);
-    assert_int_equal(st.control_in, 3);
+    assert_int_equal(st.control_in, 4);
     assert_int_equal(st.media_in, 2);
     assert_int_equal(st.media_out, 2);
 
@@ -426,13 +451,47 @@ static void run_round_trips(bool plain)
 static void test_round_trips_tls(void **state)
 {
     (void)state;
-    run_round_trips(false);
+    run_round_trips(false, "127.0.0.1");
+}
+
+static void test_round_trips_v6(void **state)
+{
+    (void)state;
+    run_round_trips(false, "::1");
 }
 
 static void test_round_trips_plain(void **state)
 {
     (void)state;
-    run_round_trips(true);
+    run_round_trips(true, "127.0.0.1");
+}
+
+/* The relay closes on the application's word: Close 4000 + code, with the
+ * reason, after the control queued before it when the code is NO_ERROR. */
+static void test_app_close(void **state)
+{
+    (void)state;
+    struct wse *e = server_start((struct ws_shared_config){0});
+    struct wsc *c = open_ws(e, 0);
+    assert_int_equal(wsc_send_control(c, (const uint8_t *)"before", 6), 0);
+    assert_int_equal(wsc_send_control(c, (const uint8_t *)"close:0", 7), 0);
+    expect_control(c, "before");
+    assert_int_equal(expect_close(c, 5000), 1000);
+    expect_eof(c, 5000);
+    wsc_free(c);
+    c = open_ws(e, 0);
+    assert_int_equal(wsc_send_control(c, (const uint8_t *)"close:13", 8), 0);
+    struct wsc_frame f;
+    assert_int_equal(recv_app(c, &f, 5000), 1);
+    assert_int_equal(f.opcode, 0x8);
+    assert_int_equal(f.close_code, 4000 + PROTO_ERR_REPLACED);
+    assert_int_equal(f.len, 2 + strlen("asked to"));
+    assert_memory_equal(f.data + 2, "asked to", f.len - 2);
+    expect_eof(c, 5000);
+    wsc_free(c);
+    assert_true(wait_u64(&e->by_code[PROTO_ERR_REPLACED], 1, 5000));
+    assert_int_equal(atomic_load(&e->by_code[PROTO_ERR_NO_ERROR]), 1);
+    server_stop(e);
 }
 
 static void test_violations(void **state)
@@ -605,6 +664,49 @@ static void test_slow_reader(void **state)
     server_stop(e);
 }
 
+/* Control that waits longer than the control timeout closes with
+ * TOO_SLOW even below the byte bound. */
+static void test_control_timeout(void **state)
+{
+    (void)state;
+    const uint64_t ct_ms = 300;
+    struct ws_shared_config cfg = {
+        .out_buffer = 16 * 1024,
+        .sock_sndbuf = 16 * 1024,
+        .control_timeout_ns = ct_ms * 1000000,
+    };
+    struct wse *e = server_start(cfg);
+    struct wsc *slow = open_ws(e, 4096);
+    uint64_t t0 = wsc_now_ms();
+    assert_int_equal(wsc_send_control(slow, (const uint8_t *)"ctlflood:50", 11), 0);
+    assert_true(wait_u64(&e->by_code[PROTO_ERR_TOO_SLOW], 1, (int)(ct_ms * 20)));
+    assert_true(wsc_now_ms() - t0 >= ct_ms);
+    wsc_free(slow);
+    server_stop(e);
+}
+
+/* Pings from a client that does not read its Pongs: TOO_SLOW, not an
+ * unbounded Pong queue. */
+static void test_ping_flood(void **state)
+{
+    (void)state;
+    struct ws_shared_config cfg = {.out_buffer = 16 * 1024, .sock_sndbuf = 16 * 1024};
+    struct wse *e = server_start(cfg);
+    struct wsc *c = open_ws(e, 4096);
+    /* Fill the way back first, then ping without reading. */
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(wsc_send_control(c, (const uint8_t *)"flood:50", 8), 0);
+    assert_true(WAIT_STAT(e, media_drop_queue, 1, 5000));
+    uint8_t frames[400 * 8];
+    size_t n = 0;
+    for (int i = 0; i < 400; i++)
+        n += wsc_frame_encode(frames + n, sizeof(frames) - n, 0x9, true, true, NULL, 0);
+    assert_int_equal(wsc_send_raw(c, frames, n, 5000), 0);
+    assert_true(wait_u64(&e->by_code[PROTO_ERR_TOO_SLOW], 1, 5000));
+    wsc_free(c);
+    server_stop(e);
+}
+
 static void test_config(void **state)
 {
     (void)state;
@@ -652,10 +754,14 @@ int main(void)
         cmocka_unit_test(test_upgrade),
         cmocka_unit_test(test_round_trips_tls),
         cmocka_unit_test(test_round_trips_plain),
+        cmocka_unit_test(test_round_trips_v6),
+        cmocka_unit_test(test_app_close),
         cmocka_unit_test(test_violations),
         cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_slow_reader),
+        cmocka_unit_test(test_control_timeout),
+        cmocka_unit_test(test_ping_flood),
     };
     return cmocka_run_group_tests_name("ws_echo", tests, NULL, NULL);
 }
