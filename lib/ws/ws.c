@@ -673,6 +673,10 @@ static int conn_fill(struct ws_conn *c)
         if (c->ws != NULL && wslay_event_want_write(c->ws)) {
             if (wslay_event_send(c->ws) != 0)
                 return ROOST_EIO;
+            /* Our send callback takes everything, so wslay's queue is
+             * empty now; never spin on it if it is not. */
+            if (wslay_event_want_write(c->ws))
+                break;
             continue;
         }
         if (c->cq_head != NULL) {
