@@ -546,7 +546,7 @@ static void test_violations(void **state)
 static void test_keepalive(void **state)
 {
     (void)state;
-    const uint64_t idle_ms = 600;
+    const uint64_t idle_ms = 1000;
     struct wse *e = server_start((struct ws_shared_config){.idle_timeout_ns = idle_ms * 1000000});
     struct wsc *a = open_ws(e, 0);
     struct wsc *b = open_ws(e, 0); /* silent: answers nothing */
