@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
+#include <urcu-qsbr.h>
 #include <wslay/wslay.h>
 
 #include "core/buf.h"
@@ -44,9 +45,19 @@ struct stat_slot {
 #define ST_INC(s, f) stat_inc((s)->st, STAT_IDX(struct ws_stats, f))
 #define ST_DEC(s, f) stat_dec((s)->st, STAT_IDX(struct ws_stats, f))
 
+/* Certificate credentials, counted: a gnutls session must keep its
+ * credentials until it is deinitialised. Each TLS connection holds one
+ * reference; ws_shared holds one for the current credentials, published
+ * with RCU so that a reload can swap them while workers accept. */
+struct ws_creds {
+    _Atomic uint32_t refs;
+    gnutls_certificate_credentials_t cred;
+};
+
 struct ws_shared {
     struct ws_shared_config cfg;
-    gnutls_certificate_credentials_t cred; /* NULL when plain */
+    struct ws_creds *creds; /* NULL when plain; RCU-published by ws_shared_reload_cert */
+    _Atomic bool draining;
     gnutls_priority_t prio;
     struct sockaddr_storage bound;
     socklen_t bound_len;
@@ -86,7 +97,8 @@ struct ws_conn {
     bool rx_eof, rx_err;
     uint32_t events; /* current epoll mask */
     struct ws_conn *dirty_next;
-    gnutls_session_t tls; /* NULL for plain ws:// */
+    gnutls_session_t tls;   /* NULL for plain ws:// */
+    struct ws_creds *creds; /* counted; released after tls */
     wslay_event_context_ptr ws;
     struct timer timer;
     uint64_t timer_at;
@@ -191,6 +203,64 @@ bool ws_addr_is_loopback(const char *addr)
     return false;
 }
 
+static int creds_load(const char *cert, const char *key, struct ws_creds **out)
+{
+    struct ws_creds *cr = calloc(1, sizeof(*cr));
+    if (cr == NULL)
+        return ROOST_ENOMEM;
+    if (gnutls_certificate_allocate_credentials(&cr->cred) != 0) {
+        free(cr);
+        return ROOST_ECRYPTO;
+    }
+    int g = gnutls_certificate_set_x509_key_file(cr->cred, cert, key, GNUTLS_X509_FMT_PEM);
+    if (g < 0) {
+        log_error("msg=\"cannot load certificate\" cert=%s key=%s err=\"%s\"", cert, key,
+                  gnutls_strerror(g));
+        gnutls_certificate_free_credentials(cr->cred);
+        free(cr);
+        return ROOST_ECRYPTO;
+    }
+    atomic_init(&cr->refs, 1);
+    *out = cr;
+    return 0;
+}
+
+static void creds_unref(struct ws_creds *cr)
+{
+    /* acq_rel: the last holder sees every other holder's use finished. */
+    if (cr != NULL && atomic_fetch_sub_explicit(&cr->refs, 1, memory_order_acq_rel) == 1) {
+        gnutls_certificate_free_credentials(cr->cred);
+        free(cr);
+    }
+}
+
+int ws_shared_reload_cert(struct ws_shared *sh, const char *cert_file, const char *key_file)
+{
+    if (sh->creds == NULL)
+        return ROOST_EINVAL; /* plain */
+    struct ws_creds *nc;
+    int rc = creds_load(cert_file, key_file, &nc);
+    if (rc < 0)
+        return rc;
+    /* Pairs with rcu_dereference in tls_setup. After the grace period no
+     * worker is between reading the old pointer and taking its reference,
+     * so ours can go; connections keep theirs. */
+    struct ws_creds *old = rcu_xchg_pointer(&sh->creds, nc);
+    synchronize_rcu();
+    creds_unref(old);
+    return 0;
+}
+
+void ws_shared_set_draining(struct ws_shared *sh, bool on)
+{
+    atomic_store_explicit(&sh->draining, on, memory_order_relaxed);
+}
+
+bool ws_shared_draining(const struct ws_shared *sh)
+{
+    return atomic_load_explicit(&sh->draining, memory_order_relaxed);
+}
+
 static int listen_open(struct ws_shared *sh)
 {
     int fd = socket(sh->bound.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -259,19 +329,12 @@ int ws_shared_new(struct ws_shared **out, const struct ws_shared_config *cfg)
     int rc = addr_parse(cfg->addr, cfg->port, &sh->bound, &sh->bound_len);
     if (rc < 0)
         goto fail;
+    atomic_init(&sh->draining, false);
     if (!cfg->plain) {
+        rc = creds_load(cfg->cert_file, cfg->key_file, &sh->creds);
+        if (rc < 0)
+            goto fail;
         rc = ROOST_ECRYPTO;
-        if (gnutls_certificate_allocate_credentials(&sh->cred) != 0) {
-            sh->cred = NULL;
-            goto fail;
-        }
-        int g = gnutls_certificate_set_x509_key_file(sh->cred, cfg->cert_file, cfg->key_file,
-                                                     GNUTLS_X509_FMT_PEM);
-        if (g < 0) {
-            log_error("msg=\"cannot load certificate\" cert=%s key=%s err=\"%s\"", cfg->cert_file,
-                      cfg->key_file, gnutls_strerror(g));
-            goto fail;
-        }
         if (gnutls_priority_init(&sh->prio, priority_str, NULL) != 0) {
             sh->prio = NULL;
             goto fail;
@@ -315,8 +378,7 @@ void ws_shared_del(struct ws_shared *sh)
             close(sh->fds[i]);
     if (sh->prio != NULL)
         gnutls_priority_deinit(sh->prio);
-    if (sh->cred != NULL)
-        gnutls_certificate_free_credentials(sh->cred);
+    creds_unref(sh->creds);
     free(sh);
 }
 
@@ -430,6 +492,7 @@ static void conn_free(struct ws_conn *c)
         wslay_event_context_free(c->ws);
     if (c->tls != NULL)
         gnutls_deinit(c->tls);
+    creds_unref(c->creds); /* after the session that used them */
     drop_media(c);
     drop_control(c);
     free(c->mq);
@@ -1220,8 +1283,14 @@ static int tls_setup(struct ws_conn *c)
         c->tls = NULL;
         return ROOST_ECRYPTO;
     }
+    /* New sessions use the current credentials; the reference keeps them
+     * for this session across a reload. Workers are QSBR readers. */
+    rcu_read_lock();
+    c->creds = rcu_dereference(sh->creds);
+    atomic_fetch_add_explicit(&c->creds->refs, 1, memory_order_relaxed);
+    rcu_read_unlock();
     if (gnutls_priority_set(c->tls, sh->prio) != 0 ||
-        gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, sh->cred) != 0)
+        gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, c->creds->cred) != 0)
         return ROOST_ECRYPTO;
     /* Not mandatory: clients that offer no ALPN (or only h2) still get
      * HTTP/1.1, which is all we speak. */
@@ -1253,7 +1322,7 @@ static void conn_new(struct ws_server *s, int fd)
         (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cfg->sock_sndbuf, sizeof(cfg->sock_sndbuf));
     timer_init(&c->timer, on_timer, c);
     c->t_accept = c->last_rx = worker_now(s->w);
-    if (s->sh->cred != NULL) {
+    if (s->sh->creds != NULL) {
         if (tls_setup(c) < 0)
             goto fail;
         c->state = CS_TLS;
@@ -1278,6 +1347,7 @@ fail:
     if (c != NULL) {
         if (c->tls != NULL)
             gnutls_deinit(c->tls);
+        creds_unref(c->creds);
         free(c->mq);
         free(c);
     }
@@ -1301,6 +1371,11 @@ static void on_listen(struct worker *w, int fd, uint32_t events, void *arg)
         ST_INC(s, accepted);
         if (s->free_head == UINT32_MAX) {
             ST_INC(s, refused_full);
+            close(cfd);
+            continue;
+        }
+        if (ws_shared_draining(s->sh)) {
+            ST_INC(s, refused_draining);
             close(cfd);
             continue;
         }

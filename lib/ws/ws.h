@@ -83,7 +83,7 @@ struct ws_shared_config {
 
 /* Per-worker counters; written only by the worker (relaxed, lib/core/stat.h). */
 struct ws_stats {
-    uint64_t accepted, conns_open, conns_closed, refused_full;
+    uint64_t accepted, conns_open, conns_closed, refused_full, refused_draining;
     uint64_t handshakes_ok, tls_failed, http_rejected, handshake_timeouts;
     uint64_t idle_timeouts, pings_sent, too_slow, protocol_violations, peer_closed, peer_reset;
     uint64_t bytes_in, bytes_out;
@@ -103,6 +103,16 @@ int ws_shared_new(struct ws_shared **out, const struct ws_shared_config *cfg);
 void ws_shared_del(struct ws_shared *sh);
 /* The bound TCP port (useful with port 0). */
 uint16_t ws_shared_port(const struct ws_shared *sh);
+/* Loads a new certificate chain and key for NEW connections; existing
+ * sessions keep the credentials they started with, freed when the last of
+ * them ends. On error (logged) the current credentials stay. Main thread,
+ * while the workers run (it waits for an RCU grace period). Returns 0,
+ * ROOST_EINVAL (a plain ws:// listener), ROOST_ECRYPTO or ROOST_ENOMEM. */
+int ws_shared_reload_cert(struct ws_shared *sh, const char *cert_file, const char *key_file);
+/* Draining: new TCP connections are closed at once (counted in
+ * refused_draining); existing connections are untouched. Any thread. */
+void ws_shared_set_draining(struct ws_shared *sh, bool on);
+bool ws_shared_draining(const struct ws_shared *sh);
 /* True when the numeric address is a loopback address (127.0.0.0/8, ::1,
  * ::ffff:127.x.y.z): the only addresses plain ws:// may bind. */
 bool ws_addr_is_loopback(const char *addr);

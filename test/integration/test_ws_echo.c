@@ -211,8 +211,10 @@ static void server_stop(struct wse *e)
     worker_pool_stop(e->pool);
     struct ws_stats st = stats(e);
     assert_int_equal(atomic_load(&e->double_closes), 0);
-    assert_int_equal(atomic_load(&e->closes), st.accepted);
-    assert_int_equal(st.conns_closed, st.accepted);
+    /* Refused connections never became connections. */
+    uint64_t conns = st.accepted - st.refused_full - st.refused_draining;
+    assert_int_equal(atomic_load(&e->closes), conns);
+    assert_int_equal(st.conns_closed, conns);
     assert_int_equal(st.conns_open, 0);
     worker_pool_del(e->pool);
     ws_shared_del(e->sh);
@@ -707,6 +709,45 @@ static void test_ping_flood(void **state)
     server_stop(e);
 }
 
+/* A certificate reload serves new connections with the new certificate
+ * while old ones go on; draining refuses new connections only. */
+static void test_reload_and_drain(void **state)
+{
+    (void)state;
+    struct wse *e = server_start((struct ws_shared_config){0});
+    uint16_t port = ws_shared_port(e->sh);
+    struct wsc *a = open_ws(e, 0);
+    const char *other = echo_cert_dir(true);
+    char cert2[600], key2[600], ca2[600];
+    snprintf(cert2, sizeof(cert2), "%s/server.pem", other);
+    snprintf(key2, sizeof(key2), "%s/server.key", other);
+    snprintf(ca2, sizeof(ca2), "%s/ca.pem", other);
+    assert_int_equal(ws_shared_reload_cert(e->sh, cert2, key2), 0);
+    assert_int_equal(ws_shared_reload_cert(e->sh, "/nonexistent.pem", key2), ROOST_ECRYPTO);
+
+    struct wsc *b = NULL;
+    assert_true(wsc_connect(&b, "127.0.0.1", port, ca_path, 0, 5000) < 0);
+    assert_int_equal(wsc_connect(&b, "127.0.0.1", port, ca2, 0, 5000), 0);
+    int status = 0;
+    assert_int_equal(wsc_upgrade(b, "/ws", "roost.v1", NULL, 0, &status, 5000), 0);
+    control_round_trip(a, "old certificate");
+    control_round_trip(b, "new certificate");
+
+    ws_shared_set_draining(e->sh, true);
+    assert_true(ws_shared_draining(e->sh));
+    struct wsc *c = NULL;
+    assert_true(wsc_connect(&c, "127.0.0.1", port, ca2, 0, 5000) < 0);
+    assert_true(WAIT_STAT(e, refused_draining, 1, 5000));
+    control_round_trip(a, "draining");
+    control_round_trip(b, "draining");
+    ws_shared_set_draining(e->sh, false);
+    assert_int_equal(wsc_connect(&c, "127.0.0.1", port, ca2, 0, 5000), 0);
+    wsc_free(c);
+    wsc_free(a);
+    wsc_free(b);
+    server_stop(e);
+}
+
 static void test_config(void **state)
 {
     (void)state;
@@ -735,6 +776,11 @@ static void test_config(void **state)
     c.plain = true;
     c.max_message = WS_MESSAGE_MIN - 1;
     assert_int_equal(ws_shared_new(&sh, &c), ROOST_EINVAL);
+    /* Nothing to reload on a plain listener. */
+    c.max_message = 0;
+    assert_int_equal(ws_shared_new(&sh, &c), 0);
+    assert_int_equal(ws_shared_reload_cert(sh, "a.pem", "a.key"), ROOST_EINVAL);
+    ws_shared_del(sh);
 
     assert_int_equal(ws_close_code_from_app(PROTO_ERR_NO_ERROR), 1000);
     assert_int_equal(ws_close_code_from_app(PROTO_ERR_TOO_SLOW), 4011);
@@ -762,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_slow_reader),
         cmocka_unit_test(test_control_timeout),
         cmocka_unit_test(test_ping_flood),
+        cmocka_unit_test(test_reload_and_drain),
     };
     return cmocka_run_group_tests_name("ws_echo", tests, NULL, NULL);
 }
