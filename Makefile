@@ -50,7 +50,8 @@ endif
 
 ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
 ALL_LDFLAGS := -pthread $(OPT) $(LDFLAGS)
-LIBS := $(DEP_LIBS) $(ALLOC_LIBS) -lm
+# wslay (WebSocket framing) ships no pkg-config file in Debian.
+LIBS := $(DEP_LIBS) $(ALLOC_LIBS) -lwslay -lm
 
 # ---------------------------------------------------------------- sources
 
@@ -228,7 +229,7 @@ fuzz: deps
 	$(Q)set -e; mkdir -p $(FUZZ_BUILD); for n in $(FUZZ_TARGETS); do \
 		case $$n in config) extra="$(FUZZ_EXTRA_config)";; *) extra=;; esac; \
 		echo "== fuzz $$n ($(FUZZ_SECONDS)s)"; \
-		clang $(FUZZ_CFLAGS) -o $(FUZZ_BUILD)/fuzz_$$n test/fuzz/fuzz_$$n.c $$extra $(LIB_SRCS) $(DEP_LIBS) -lm; \
+		clang $(FUZZ_CFLAGS) -o $(FUZZ_BUILD)/fuzz_$$n test/fuzz/fuzz_$$n.c $$extra $(LIB_SRCS) $(DEP_LIBS) -lwslay -lm; \
 		mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 			$(FUZZ_BUILD)/corpus/$$n test/fuzz/corpus/$$n 2>&1 | tail -25; \
