@@ -103,8 +103,11 @@ static const struct kfcache_view *cache_view(struct room_shared *sh,
         &sh->kfdir[e->worker][e->slot >> KFDIR_CHUNK_BITS], memory_order_acquire);
     if (chunk == NULL)
         return NULL;
-    /* Pairs with rcu_assign_pointer in kfcache (publish). */
-    const struct kfcache_view *v = rcu_dereference(chunk[e->slot & (KFDIR_CHUNK - 1)]);
+    /* Pairs with rcu_assign_pointer (a release store) in kfcache's publish.
+     * An acquire load rather than rcu_dereference: the slot is _Atomic, which
+     * clang's __atomic builtins (inside rcu_dereference) refuse. */
+    const struct kfcache_view *v =
+        atomic_load_explicit(&chunk[e->slot & (KFDIR_CHUNK - 1)], memory_order_acquire);
     if (v == NULL)
         return NULL;
     const struct kfcache_tag *t = kfcache_view_tag(v);
