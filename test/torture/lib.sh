@@ -109,7 +109,7 @@ start_relay() {
         ASAN_OPTIONS=$RELAY_ASAN_OPTIONS "$RELAY" --listen 127.0.0.1 --port "$RPORT" \
             --admin-port "$APORT" --workers 2 --cert "$T/state/server.pem" \
             --key "$T/state/server.key" --token-keys "$T/state/token.keys" \
-            --state-dir "$T/state" --drain-timeout 1s --log-level warn "$@" >>"$RLOG" 2>&1 &
+            --state-dir "$T/state" --drain-timeout 1s --log-level "${RELAY_LOG_LEVEL:-warn}" "$@" >>"$RLOG" 2>&1 &
         RPID=$!
         PIDS+=("$RPID")
         # ASan start-up on a loaded 2-CPU machine takes seconds, not minutes.
