@@ -4,8 +4,9 @@
 # the JSON: per receiver delivered + lost = expected, zero loss and zero
 # duplicates, ordered latency percentiles; an impossible send target must
 # come out INCONCLUSIVE and --ramp must not report it as capacity; a WAV
-# in the wrong format is refused. Uses /work/shared/audio/speech-48k-mono.wav
-# (or $ROOST_BENCH_WAV) when present.
+# in the wrong format is refused. Uses shared/audio/speech-48k-mono.wav beside
+# the repository (CI: a fresh clone with shared/ next to it), else
+# /work/shared/audio/, or $ROOST_BENCH_WAV, when present.
 set -u
 B=${ROOST_BUILD:-build}
 R=$B/roost-relay
@@ -13,7 +14,9 @@ CLI=$B/roost-cli
 BENCH=$B/roost-bench
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-WAV=${ROOST_BENCH_WAV:-/work/shared/audio/speech-48k-mono.wav}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WAV=${ROOST_BENCH_WAV:-$ROOT/../shared/audio/speech-48k-mono.wav}
+[ -r "$WAV" ] || WAV=${ROOST_BENCH_WAV:-/work/shared/audio/speech-48k-mono.wav}
 T=$(mktemp -d)
 pid=
 cleanup() {
@@ -44,12 +47,20 @@ echo "1..18"
 scripts/dev-cert "$T/state" >/dev/null
 $CLI keygen --out "$T/state/token.keys" >/dev/null 2>&1
 
-port=$((25000 + RANDOM % 1000))
+# A free port (a random one can be taken when several test runs share the
+# machine), an ephemeral admin port (the default 9464 is shared by every
+# relay on the machine), and readiness from the start-up line instead of a
+# fixed sleep: an ASan relay on a loaded machine takes longer than any sleep.
+port=$($PY -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 $R --listen 127.0.0.1 --port $port --workers 2 --cert "$T/state/server.pem" \
-    --key "$T/state/server.key" --token-keys "$T/state/token.keys" --log-level warn \
-    2>"$T/relay.log" &
+    --key "$T/state/server.key" --token-keys "$T/state/token.keys" --admin-port 0 \
+    --log-level info 2>"$T/relay.log" &
 pid=$!
-sleep 0.3
+for _ in $(seq 1 300); do
+    grep -q "event=start" "$T/relay.log" && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.1
+done
 COMMON=(--relay 127.0.0.1:$port --token-key "$T/state/token.keys" --ca "$T/state/ca.pem"
     --rooms 2 --size 3 --duration 2 --threads 1 --no-pin --drain-ms 500)
 

@@ -26,13 +26,22 @@ check "port 0 is an invalid value" '[ $rc -eq 2 ] && grep -q "invalid value for 
 $R --cert "$T/state/server.pem" --key "$T/state/server.key" --port 24433 2>"$T/err" >/dev/null; rc=$?
 check "no token keys and no dev flag: refuses to start" '[ $rc -eq 1 ] && grep -q "token key file is required" "$T/err"'
 
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 for sig in TERM INT; do
-    port=$((24000 + RANDOM % 1000))
+    # A free UDP port and an ephemeral admin port (the default 9464 clashes
+    # with any other relay on the machine); up to 30 s to start, which an
+    # ASan build on a loaded machine can need.
+    port=$($PY -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     $R --listen 127.0.0.1 --port $port --workers 2 --cert "$T/state/server.pem" \
         --key "$T/state/server.key" --token-keys "$T/state/token.keys" \
-        --state-dir "$T/state" 2>"$T/log.$sig" &
+        --state-dir "$T/state" --admin-port 0 2>"$T/log.$sig" &
     pid=$!
-    for _ in $(seq 1 50); do grep -q "event=start" "$T/log.$sig" && break; sleep 0.1; done
+    for _ in $(seq 1 300); do
+        grep -q "event=start" "$T/log.$sig" && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.1
+    done
     check "starts (SIG$sig run)" 'grep -q "event=start .*workers=2" "$T/log.$sig"'
     kill -$sig $pid
     wait $pid; rc=$?
