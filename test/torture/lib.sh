@@ -47,18 +47,22 @@ trap 'fail "interrupted"; finish' INT TERM
 log() { echo "# $NAME: $*"; }
 fail() { REASONS+=("$*"); }
 elapsed() { $PY -c "import sys; print('%.0f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$T_START" "$(date +%s.%N)"; }
+# The machine's 1-minute load average at the end of the run: timing bounds
+# hold on a loaded machine, not on one whose other work starves the relay
+# (load many times its CPUs); the result line says which it was.
+machine() { echo "load $(cut -d' ' -f1 /proc/loadavg) on $(nproc) CPUs"; }
 
 # finish FIGURES: the one PASS/FAIL line, then exit 0/1.
 finish() {
     local figs=${1:-}
     if [ ${#REASONS[@]} -eq 0 ]; then
         RESULT=PASS
-        echo "PASS torture/$NAME ($(elapsed) s): $figs"
+        echo "PASS torture/$NAME ($(elapsed) s, $(machine)): $figs"
         exit 0
     fi
     RESULT=FAIL
     local IFS='; '
-    echo "FAIL torture/$NAME ($(elapsed) s): ${REASONS[*]}${figs:+ | $figs}"
+    echo "FAIL torture/$NAME ($(elapsed) s, $(machine)): ${REASONS[*]}${figs:+ | $figs}"
     exit 1
 }
 
