@@ -1,6 +1,7 @@
 #include "bench/load.h"
 #include "bench/load_int.h"
 #include "bench/participant.h"
+#include "bench/verdict.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,7 +26,20 @@
 #include "proto/media.h"
 
 #define SATURATED_UTIL 0.90 /* a bench thread busier than this may have been the bottleneck */
-#define SEND_RATIO_MIN 0.95 /* achieved / target send rate below this: inconclusive */
+
+/* The calling thread's time runnable but waiting for a CPU
+ * (/proc/thread-self/schedstat, second field), 0 when unknown. */
+static uint64_t thread_runq_ns(void)
+{
+    FILE *f = fopen("/proc/thread-self/schedstat", "r");
+    if (f == NULL)
+        return 0;
+    unsigned long long run = 0, wait = 0;
+    if (fscanf(f, "%llu %llu", &run, &wait) != 2)
+        wait = 0;
+    fclose(f);
+    return wait;
+}
 
 static uint64_t thread_cpu_ns(void)
 {
@@ -115,7 +129,7 @@ static int connect_one(struct lthread *t, struct bp *p)
     else
         rc = f_connect(t, p);
     if (rc != 0)
-        participant_joined(p, mono_ns(), false);
+        participant_ended(p, mono_ns(), LOAD_END_SETUP, (uint64_t)(int64_t)rc);
     return rc;
 }
 
@@ -156,6 +170,7 @@ static void start_window(struct lthread *t, uint64_t now)
     const struct load_config *cfg = t->L->cfg;
     t->measuring = true;
     t->cpu0 = thread_cpu_ns();
+    t->runq0 = thread_runq_ns();
     t->wall0 = now;
     uint32_t ns = 0, k = 0;
     for (uint32_t i = 0; i < t->n_base; i++)
@@ -180,6 +195,9 @@ static void finish_window(struct lthread *t, uint64_t now)
     t->ts.util = t->ts.wall_ns ? (double)t->ts.cpu_ns / (double)t->ts.wall_ns : 0;
     t->ts.saturated = t->ts.util > SATURATED_UTIL;
     t->ts.max_late_ns = t->max_late;
+    t->ts.max_stall_ns = t->max_stall;
+    uint64_t rq = thread_runq_ns();
+    t->ts.runq_ns = rq > t->runq0 ? rq - t->runq0 : 0;
     t->ts.cpu = t->cpu;
     t->ts.participants = t->n_base;
     t->n_rxs = t->n_base;
@@ -224,7 +242,10 @@ static void finish_window(struct lthread *t, uint64_t now)
     }
 }
 
-static void wait_events(struct lthread *t, uint64_t timeout_ns)
+/* Waits for events at most timeout_ns from now. Notes, in the window, the
+ * longest wait that ended by its timeout past its deadline (a stall seen
+ * from the thread; the summary's figure). */
+static void wait_events(struct lthread *t, uint64_t now, uint64_t timeout_ns)
 {
     const struct load_config *cfg = t->L->cfg;
     if (timeout_ns > 10000000)
@@ -233,9 +254,26 @@ static void wait_events(struct lthread *t, uint64_t timeout_ns)
     struct epoll_event evs[64];
     int fd = cfg->mode == LOAD_QUIC ? roost_client_fd(t->cl) : t->epfd;
     int n = epoll_pwait2(fd, evs, cfg->mode == LOAD_QUIC ? 1 : 64, &ts, NULL);
+    if (n == 0 && t->measuring && !t->finished) {
+        uint64_t woke = mono_ns(), deadline = now + timeout_ns;
+        if (woke > deadline && woke - deadline > t->max_stall)
+            t->max_stall = woke - deadline;
+    }
     if (cfg->mode == LOAD_FLOOR)
         for (int i = 0; i < n; i++)
             f_read(t, evs[i].data.ptr);
+}
+
+/* The join timeout passed (load_run): unanswered joins, and joins not yet
+ * started, end as LOAD_END_TIMEOUT so that the thread reports ready. */
+static void expire_joins(struct lthread *t, uint64_t now)
+{
+    for (uint32_t i = 0; i < t->n_base; i++) {
+        struct bp *p = &t->p[i];
+        if (p->st != BP_JOINED && p->st != BP_FAILED)
+            participant_ended(p, now, LOAD_END_TIMEOUT, 0);
+    }
+    t->next_base = t->n_base;
 }
 
 static void *thread_main(void *arg)
@@ -252,6 +290,9 @@ static void *thread_main(void *arg)
         /* Pairs with the release store of PH_MEASURE: start_ns/end_ns. */
         if (ph == PH_MEASURE && !t->measuring)
             start_window(t, now);
+        /* Pairs with the release store in load_run. */
+        if (!t->ready && atomic_load_explicit(&L->joins_expired, memory_order_acquire))
+            expire_joins(t, now);
         uint64_t next = pace(t, now);
         timers_run(t->timers, now);
         if (cfg->mode == LOAD_QUIC)
@@ -280,7 +321,7 @@ static void *thread_main(void *arg)
             if (e > now && e - now < wait)
                 wait = e - now;
         }
-        wait_events(t, wait);
+        wait_events(t, now, wait);
     }
     /* Close politely so the relay frees the sessions now, not at idle
      * timeout. */
@@ -315,6 +356,21 @@ double load_proc_cpu_s(int pid)
         return -1;
     long hz = sysconf(_SC_CLK_TCK);
     return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+}
+
+bool load_proc_alive(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    /* State Z (zombie) or X (dead): it exited, its parent has not reaped it. */
+    return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
 long load_proc_rss_kb(int pid)
@@ -434,25 +490,6 @@ fail:
     return rc;
 }
 
-static void add_reason(struct load_result *res, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void add_reason(struct load_result *res, const char *fmt, ...)
-{
-    size_t n = strlen(res->reasons);
-    res->inconclusive = true;
-    if (n + 3 >= sizeof(res->reasons))
-        return;
-    if (n > 0) {
-        memcpy(res->reasons + n, "; ", 3);
-        n += 2;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->reasons + n, sizeof(res->reasons) - n, fmt, ap);
-    va_end(ap);
-}
-
 static int aggregate(struct load *L, struct load_result *res)
 {
     const struct load_config *cfg = L->cfg;
@@ -485,6 +522,9 @@ static int aggregate(struct load *L, struct load_result *res)
         res->closed_early += t->closed_early;
         res->storm_ok += t->storm_ok;
         res->storm_failed += t->storm_failed;
+        for (unsigned e = 0; e < t->n_ends; e++)
+            verdict_end_add(res->ends, &res->n_ends, t->ends[e].kind, t->ends[e].joined,
+                            t->ends[e].code, t->ends[e].n);
         for (uint32_t j = 0; j < t->n_base; j++) {
             res->dup += t->p[j].dup;
             res->reordered += t->p[j].reordered;
@@ -507,20 +547,10 @@ static int aggregate(struct load *L, struct load_result *res)
         res->lost += res->rx[i].lost;
     }
     res->send_ratio = res->target ? (double)res->sent / (double)res->target : 1.0;
+    res->schedule_ratio =
+        res->target ? (double)(res->target - res->skipped) / (double)res->target : 1.0;
     res->loss_ratio = res->expected ? (double)res->lost / (double)res->expected : 0.0;
-    if (res->send_ratio < SEND_RATIO_MIN)
-        add_reason(res, "achieved send rate %.1f%% of target (< %.0f%%)", res->send_ratio * 100,
-                   SEND_RATIO_MIN * 100);
-    for (unsigned i = 0; i < res->n_threads; i++)
-        if (res->threads[i].saturated)
-            add_reason(res, "bench thread %u saturated (%.0f%% CPU)", i,
-                       res->threads[i].util * 100);
-    if (res->joins_failed > 0)
-        add_reason(res, "%llu of %llu joins failed", (unsigned long long)res->joins_failed,
-                   (unsigned long long)(res->joins_ok + res->joins_failed));
-    if (res->closed_early > 0)
-        add_reason(res, "%llu connections closed during the run",
-                   (unsigned long long)res->closed_early);
+    verdict_judge(cfg, res);
     return 0;
 }
 
@@ -601,21 +631,26 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
     uint64_t t0 = mono_ns();
     /* Pairs with the release increments of each thread once all its
      * participants have answered. */
+    bool expired = false;
     while (atomic_load_explicit(&L.ready, memory_order_acquire) < cfg->threads) {
-        if (mono_ns() - t0 > cfg->join_timeout_ns) {
-            uint64_t answered = 0, all = 0;
-            for (unsigned i = 0; i < cfg->threads; i++) {
-                answered += L.t[i]->answered_base; /* racy read, for the message only */
-                all += L.t[i]->n_base;
-            }
-            snprintf(err, err_len, "joins did not complete within %.0f s (%llu of %llu answered)",
-                     (double)cfg->join_timeout_ns / 1e9, (unsigned long long)answered,
-                     (unsigned long long)all);
+        uint64_t el = mono_ns() - t0;
+        if (!expired && el > cfg->join_timeout_ns) {
+            /* The unanswered joins are a FAIL (LOAD_END_TIMEOUT), not an
+             * error: the threads give them up and report ready. Pairs with
+             * the acquire load in thread_main. */
+            atomic_store_explicit(&L.joins_expired, true, memory_order_release);
+            expired = true;
+        } else if (expired && el > cfg->join_timeout_ns + 10000000000ull) {
+            snprintf(err, err_len, "bench threads did not give up their joins");
             rc = ROOST_ETIMEDOUT;
             goto stop;
         }
         usleep(2000);
     }
+    /* Every base participant has answered: joins_ok no longer changes. */
+    uint64_t joined = 0;
+    for (unsigned i = 0; i < cfg->threads; i++)
+        joined += L.t[i]->joins_ok;
     if (cfg->relay_pid > 0)
         res->rss_joined_kb = load_proc_rss_kb(cfg->relay_pid);
     /* The window. */
@@ -623,7 +658,9 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
     if (cfg->floor != NULL)
         floor_stats(cfg->floor, &fs0);
     L.start_ns = mono_ns() + 20000000;
-    L.end_ns = L.start_ns + cfg->duration_ns;
+    /* Nobody joined: nothing to measure, the verdict is already FAIL. */
+    res->window_ns = joined > 0 ? cfg->duration_ns : 0;
+    L.end_ns = L.start_ns + res->window_ns;
     atomic_store_explicit(&L.phase, PH_MEASURE, memory_order_release);
     uint64_t deadline = L.end_ns + cfg->drain_ns + 10000000000ull;
     /* Pairs with the release increments after each thread froze its stats. */
@@ -635,7 +672,8 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         }
         usleep(2000);
     }
-    res->window_ns = cfg->duration_ns;
+    if (cfg->relay_pid > 0 && !load_proc_alive(cfg->relay_pid))
+        res->relay_gone = true;
     if (cfg->relay_pid > 0) {
         double cpu_after = load_proc_cpu_s(cfg->relay_pid);
         if (cpu_before >= 0 && cpu_after >= 0)

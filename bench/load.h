@@ -41,6 +41,35 @@ enum load_mode {
     LOAD_FLOOR = 1,
 };
 
+/* The verdict of a run, and roost-bench's exit code (docs/BENCH.md). */
+enum load_verdict {
+    LOAD_OK = 0,           /* the relay met the SLO and the bench kept its schedule */
+    LOAD_FAIL = 1,         /* the relay's fault: see load_result.fail_reasons */
+    LOAD_INCONCLUSIVE = 2, /* the bench's fault: see load_result.bench_reasons */
+};
+
+/* How a participant's connection or join ended before the bench closed it;
+ * counted per (kind, code) in load_result.ends. */
+enum load_end_kind {
+    LOAD_END_REJECTED = 0, /* JOIN_REJECTED; code: its PROTOCOL.md section 6 code */
+    LOAD_END_CLOSED_APP,   /* CONNECTION_CLOSE from the relay; code: application code */
+    LOAD_END_CLOSED_QUIC,  /* CONNECTION_CLOSE from the relay; code: transport code */
+    LOAD_END_RESET,        /* stateless reset from the relay (it lost the connection) */
+    LOAD_END_IDLE,         /* idle or handshake timeout: the relay stopped answering */
+    LOAD_END_LOCAL,        /* the bench's QUIC stack closed it after an error; code: ngtcp2 error */
+    LOAD_END_TIMEOUT,      /* join not answered within the join timeout */
+    LOAD_END_SETUP,        /* the bench could not start it (socket, token): the bench's fault */
+    LOAD_END_KINDS,
+};
+
+struct load_end {
+    uint8_t kind;  /* enum load_end_kind */
+    bool joined;   /* after JOINED (closed early), else the join failed */
+    uint64_t code; /* see the kind; 0 if none */
+    uint64_t n;
+};
+#define LOAD_ENDS_MAX 16 /* distinct (kind, joined, code); more are merged into the last */
+
 struct load_config {
     enum load_mode mode;
     const char *host; /* numeric IPv4/IPv6 */
@@ -63,6 +92,8 @@ struct load_config {
     const struct audio_table *audio; /* borrowed for the run */
     const char *room_prefix;         /* room ids are "<prefix><n>" */
     int relay_pid;                   /* > 0: sample its CPU and RSS from /proc */
+    uint64_t slo_p99_ns;             /* latency SLO (p99 one-way), always evaluated */
+    double slo_loss;                 /* loss SLO, a ratio (0.001 = 0.1 %) */
     struct floor *floor;             /* LOAD_FLOOR: sample its counters */
 };
 
@@ -83,7 +114,9 @@ struct load_thread_stat {
     uint64_t cpu_ns, wall_ns; /* over the window and drain */
     double util;
     uint64_t target, sent;
-    uint64_t max_late_ns; /* latest send behind its slot */
+    uint64_t max_late_ns;  /* latest send behind its slot */
+    uint64_t max_stall_ns; /* longest timed wait that woke past its deadline */
+    uint64_t runq_ns;      /* time runnable but not running (schedstat run_delay); 0 unknown */
     bool saturated;
 };
 
@@ -91,9 +124,12 @@ struct load_result {
     /* Totals of the window. */
     uint64_t target, sent, skipped, failed;
     uint64_t expected, delivered, lost, dup, reordered, foreign;
-    double send_ratio; /* sent / target */
-    double loss_ratio; /* lost / expected */
+    double send_ratio;     /* sent / target */
+    double schedule_ratio; /* (target - skipped) / target: slots the bench reached in time */
+    double loss_ratio;     /* lost / expected */
     uint64_t joins_ok, joins_failed, closed_early;
+    struct load_end ends[LOAD_ENDS_MAX]; /* how failed joins and early closes ended */
+    unsigned n_ends;
     uint64_t storm_planned, storm_ok, storm_failed;
     uint64_t window_ns;
     struct hist *latency, *join, *storm_join; /* one-way latency, JOIN -> JOINED */
@@ -109,20 +145,39 @@ struct load_result {
     long rss_before_kb, rss_joined_kb; /* relay VmRSS before joins and once joined; -1 unknown */
     char server_name[72];              /* from WELCOME */
     unsigned max_datagram;
+    bool relay_gone; /* relay_pid exited (or is a zombie) by the end of the run */
+    /* The SLO, always evaluated (on the window's latency and loss). */
+    uint64_t p99_ns;
+    bool slo_p99_met, slo_loss_met;
+    /* The verdict (bench/verdict.h: what each means, and the precedence). */
+    enum load_verdict verdict;
+    bool relay_fault; /* a relay fault was seen (fail_reasons, not the SLO) */
+    /* The bench did not generate the workload asked for (send schedule not
+     * kept, a bench thread saturated, participants not set up): every
+     * figure, the relay's CPU included, measures the bench. Set even when a
+     * relay fault makes the verdict FAIL; not set for a stall that only
+     * explains a broken SLO (the verdict is INCONCLUSIVE, the workload was
+     * generated). */
     bool inconclusive;
-    char reasons[512];
+    char fail_reasons[512];  /* the relay's faults and broken SLO, "; "-separated */
+    char bench_reasons[512]; /* the bench's faults */
+    char reasons[1040];      /* both: fail_reasons, then bench_reasons */
 };
 
 /* Runs the workload. res is filled (free it with load_result_free, also
- * after an error). Returns 0 (the run completed; it may still be
- * INCONCLUSIVE), ROOST_EINVAL (bad config), ROOST_ETIMEDOUT (joins did not
- * complete in time), ROOST_ENOMEM, ROOST_ESYS; err describes failures. */
+ * after an error). Returns 0 (the run completed, with a verdict; joins
+ * that did not complete within the join timeout are a FAIL, not an
+ * error), ROOST_EINVAL (bad config), ROOST_ETIMEDOUT (the bench threads did
+ * not finish the window), ROOST_ENOMEM, ROOST_ESYS; err describes
+ * failures. */
 int load_run(const struct load_config *cfg, struct load_result *res, char *err, size_t err_len);
 void load_result_free(struct load_result *res);
 
 /* /proc helpers: CPU time (utime + stime) of a process in seconds, and its
- * VmRSS in KiB. Return < 0 when unreadable. */
+ * VmRSS in KiB. Return < 0 when unreadable. load_proc_alive: the process
+ * exists and is not a zombie. */
 double load_proc_cpu_s(int pid);
 long load_proc_rss_kb(int pid);
+bool load_proc_alive(int pid);
 
 #endif

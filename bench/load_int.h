@@ -1,6 +1,7 @@
 /* Private to the load generator: the run, its bench threads and their
  * simulated participants, shared by the driver (bench/load.c: threads,
- * endpoints, ramp, join storm, verdict) and the participant model
+ * endpoints, join storm, aggregation; bench/verdict.c judges the result) and
+ * the participant model
  * (bench/participant.c: talk schedule, frames, JOIN, per-receiver sequence
  * and latency bookkeeping). Each struct bp and struct lthread is touched only
  * by its bench thread, except where struct load says otherwise. */
@@ -87,9 +88,13 @@ struct lthread {
     bool ready, measuring, finished;
     uint64_t cpu0, wall0;
     uint64_t max_late;
-    struct msg msg; /* decode scratch */
+    uint64_t max_stall; /* longest wake-up past its deadline, in the window */
+    uint64_t runq0;     /* schedstat run_delay at the window's start */
+    struct msg msg;     /* decode scratch */
     struct hist lat, join, sjoin;
     uint64_t joins_ok, joins_failed, closed_early, storm_ok, storm_failed;
+    struct load_end ends[LOAD_ENDS_MAX];
+    unsigned n_ends;
     char server_name[72];
     unsigned max_datagram;
     /* Frozen at the end of the drain. */
@@ -105,6 +110,9 @@ struct load {
     struct lthread **t;
     _Atomic int phase;
     _Atomic unsigned ready, done;
+    /* Set by load_run when the join timeout passed: every thread gives up
+     * on its unanswered joins (LOAD_END_TIMEOUT) and reports ready. */
+    _Atomic bool joins_expired;
     /* Written before the release store of PH_MEASURE, read after the
      * acquire load that sees it. */
     uint64_t start_ns, end_ns;

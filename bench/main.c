@@ -16,12 +16,17 @@
 #include "bench/floor.h"
 #include "bench/load.h"
 #include "bench/report.h"
+#include "bench/verdict.h"
 #include "core/cpulist.h"
 #include "core/error.h"
 #include "proto/keyfile.h"
 #include "proto/media.h"
 
 #define BENCH_VERSION "0.1"
+/* Exit codes besides the verdicts (enum load_verdict: 0 OK, 1 FAIL, 2
+ * INCONCLUSIVE); docs/BENCH.md. */
+#define EXIT_ERROR 3  /* the bench could not run */
+#define EXIT_USAGE 64 /* bad command line (sysexits EX_USAGE) */
 #define MAX_CPUS 1024
 /* Payload room in a datagram: the relay's WELCOME promises 1200 bytes
  * client -> relay, and prepends 4 on the way out. */
@@ -83,13 +88,26 @@ static void usage(FILE *f)
                "  --ramp                   step the number of rooms up until the SLO fails\n"
                "  --ramp-step N            rooms added per step (default: --rooms)\n"
                "  --ramp-max N             stop at this many rooms (default 100000)\n"
-               "  --slo-p99 MS             latency SLO for --ramp (default 5)\n"
-               "  --slo-loss PCT           loss SLO for --ramp (default 0.1)\n"
+               "  --slo-p99 MS             latency SLO, one-way p99 (default 5), every run\n"
+               "  --slo-loss PCT           loss SLO (default 0.1), every run\n"
                "  --join-storm N           N joins/s of extra idle participants during the window\n"
                "output:\n"
                "  --json FILE              every figure, the command, machine and server\n"
                "  --quiet                  no summary table\n"
                "  -h, --help\n");
+    fputs("verdict and exit code (docs/BENCH.md):\n"
+          "  0 OK            the relay met the SLO and the bench kept its schedule\n"
+          "  1 FAIL          the relay's fault: a join rejected or timed out, a connection\n"
+          "                  closed by the relay, the relay gone, or the SLO broken while\n"
+          "                  the bench kept its schedule\n"
+          "  2 INCONCLUSIVE  the bench's fault: send schedule not kept, a bench thread\n"
+          "                  saturated, or a broken SLO explained by the machine stalling it\n"
+          "  3               error: the bench could not run (key file, audio, set-up, I/O)\n"
+          "  64              usage error\n"
+          "  --ramp: 0 the relay's limit was found (or --ramp-max reached), 1 the first\n"
+          "  step already failed by the relay's fault, 2 a step was INCONCLUSIVE first (the\n"
+          "  capacity is only a lower bound)\n",
+          f);
 }
 
 static int parse_duration_s(const char *s, double *out)
@@ -383,30 +401,30 @@ static int parse_args(int argc, char **argv, struct opts *o)
             exit(0);
         default:
             usage(stderr);
-            return 2;
+            return EXIT_USAGE;
         }
         if (bad) {
             fprintf(stderr, "roost-bench: invalid value for --%s: '%s'\n",
                     long_opts[opt - O_RELAY].name, optarg);
-            return 2;
+            return EXIT_USAGE;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "roost-bench: unexpected argument '%s'\n", argv[optind]);
-        return 2;
+        return EXIT_USAGE;
     }
     if (!o->speakers_set)
         o->speakers = o->size;
     if (o->speakers > o->size) {
         fprintf(stderr, "roost-bench: --speakers %u is more than --size %u\n", o->speakers,
                 o->size);
-        return 2;
+        return EXIT_USAGE;
     }
     if (!o->floor) {
         if (!o->have_relay || o->token_key == NULL || (o->ca == NULL && o->pin == NULL)) {
             fprintf(stderr, "roost-bench: --relay, --token-key and --ca (or --insecure-pin) are "
                             "required (or --floor)\n");
-            return 2;
+            return EXIT_USAGE;
         }
     }
     if (o->ramp_step == 0)
@@ -536,7 +554,7 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &o);
     if (rc != 0)
         return rc;
-    int ret = 1;
+    int ret = EXIT_ERROR;
     struct token_keyring keys;
     struct audio_table audio = {0};
     struct step *steps = NULL;
@@ -585,6 +603,8 @@ int main(int argc, char **argv)
         .talk = {.enabled = o.talk},
         .audio = &audio,
         .relay_pid = o.floor ? 0 : o.relay_pid,
+        .slo_p99_ns = (uint64_t)(o.slo_p99_ms * 1e6),
+        .slo_loss = o.slo_loss_pct / 100,
     };
     if (o.floor)
         base.host = "127.0.0.1";
@@ -595,7 +615,6 @@ int main(int argc, char **argv)
     if (steps == NULL)
         goto out;
     char prefix[64];
-    uint64_t slo_p99_ns = (uint64_t)(o.slo_p99_ms * 1e6);
     int capacity = -1;
     const char *limited_by = "ramp-max";
     for (unsigned s = 0; s < max_steps; s++) {
@@ -624,12 +643,18 @@ int main(int argc, char **argv)
         }
         if (!o.ramp)
             break;
-        uint64_t p99 = hist_quantile(st->res.latency, 0.99);
-        if (st->res.inconclusive)
+        /* Precedence (docs/BENCH.md): a relay fault (join rejected or
+         * timed out, connection closed by the relay, relay gone) stops the
+         * ramp as the relay's limit even when the bench also had trouble
+         * or the SLO broke with it; then the bench's own faults
+         * (INCONCLUSIVE: not a limit of the relay); then the SLO. */
+        if (st->res.relay_fault)
+            st->why = "fail";
+        else if (st->res.verdict == LOAD_INCONCLUSIVE)
             st->why = "inconclusive";
-        else if (p99 > slo_p99_ns)
+        else if (!st->res.slo_p99_met)
             st->why = "slo-p99";
-        else if (st->res.loss_ratio * 100 > o.slo_loss_pct)
+        else if (!st->res.slo_loss_met)
             st->why = "slo-loss";
         st->pass = st->why == NULL;
         if (!o.quiet)
@@ -717,6 +742,7 @@ int main(int argc, char **argv)
                 jw_u64(&w, "rooms", steps[s].rooms);
                 jw_bool(&w, "pass", steps[s].pass);
                 jw_str(&w, "failed", steps[s].why);
+                jw_str(&w, "verdict", verdict_name(steps[s].res.verdict));
                 report_result_json(&w, "result", &steps[s].cfg, &steps[s].res, false);
                 jw_obj_end(&w);
             }
@@ -745,7 +771,16 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    ret = 0;
+    if (!o.ramp)
+        ret = (int)steps[0].res.verdict;
+    else if (strcmp(limited_by, "error") == 0)
+        ret = EXIT_ERROR;
+    else if (strcmp(limited_by, "inconclusive") == 0)
+        ret = LOAD_INCONCLUSIVE; /* the bench stopped the ramp: a lower bound */
+    else if (capacity < 0 && strcmp(limited_by, "ramp-max") != 0)
+        ret = LOAD_FAIL; /* the relay failed the first step */
+    else
+        ret = LOAD_OK;
 out:
     if (steps != NULL)
         for (unsigned s = 0; s < n_steps; s++)

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "bench/floor.h"
+#include "bench/verdict.h"
 #include "core/be.h"
 #include "core/error.h"
 #include "proto/media.h"
@@ -178,6 +179,19 @@ void participant_joined(struct bp *p, uint64_t now, bool ok)
     }
 }
 
+void participant_ended(struct bp *p, uint64_t now, enum load_end_kind kind, uint64_t code)
+{
+    struct lthread *t = p->t;
+    if (p->st == BP_FAILED)
+        return;
+    bool joined = p->st == BP_JOINED;
+    verdict_end_add(t->ends, &t->n_ends, kind, joined, code, 1);
+    if (joined)
+        t->closed_early++;
+    else
+        participant_joined(p, now, false);
+}
+
 static void q_send_msg(struct bp *p, const struct msg *m)
 {
     uint8_t body[FRAME_MAX_BODY];
@@ -231,7 +245,7 @@ static void q_control(struct roost_conn *c, const uint8_t *body, size_t len, voi
                              now_s - 60, now_s + 24 * 3600, id) == 0)
             n = token_mint(token_keyring_signer(cfg->keys), &cl, tok, sizeof(tok));
         if (n < 0) {
-            participant_joined(p, mono_ns(), false);
+            participant_ended(p, mono_ns(), LOAD_END_SETUP, 0);
             return;
         }
         struct msg j = {.type = MSG_JOIN};
@@ -250,7 +264,7 @@ static void q_control(struct roost_conn *c, const uint8_t *body, size_t len, voi
         participant_joined(p, mono_ns(), true);
         break;
     case MSG_JOIN_REJECTED:
-        participant_joined(p, mono_ns(), false);
+        participant_ended(p, mono_ns(), LOAD_END_REJECTED, m->u.join_rejected.code);
         break;
     default:
         break;
@@ -273,15 +287,23 @@ static void q_datagram(struct roost_conn *c, const uint8_t *data, size_t len, vo
 static void q_close(struct roost_conn *c, const struct roost_close_info *info, void *arg)
 {
     (void)arg;
-    (void)info;
     struct bp *p = roost_conn_user(c);
     struct lthread *t = p->t;
     if (atomic_load_explicit(&t->L->phase, memory_order_relaxed) == PH_CLOSE)
         return;
-    if (p->st == BP_JOINED)
-        t->closed_early++;
-    else
-        participant_joined(p, mono_ns(), false);
+    enum load_end_kind k = LOAD_END_LOCAL;
+    uint64_t code = 0;
+    if (info->reset) {
+        k = LOAD_END_RESET;
+    } else if (info->remote) {
+        k = info->app ? LOAD_END_CLOSED_APP : LOAD_END_CLOSED_QUIC;
+        code = info->code;
+    } else if (info->idle) {
+        k = LOAD_END_IDLE;
+    } else {
+        code = (uint64_t)(int64_t)info->liberr;
+    }
+    participant_ended(p, mono_ns(), k, code);
 }
 
 const struct roost_client_callbacks participant_quic_cbs = {

@@ -24,6 +24,10 @@ void participant_on_slot(struct timer *tm, uint64_t now, void *arg);
 
 /* The participant's JOIN was answered (ok) or failed; counts it once. */
 void participant_joined(struct bp *p, uint64_t now, bool ok);
+/* The participant's join failed, or its connection ended early (after
+ * JOINED), in the way kind/code say (enum load_end_kind): counts it in its
+ * thread's ends and, before JOINED, as a failed join. */
+void participant_ended(struct bp *p, uint64_t now, enum load_end_kind kind, uint64_t code);
 
 /* lib/client callbacks of a participant's QUIC connection (user data: the
  * struct bp). */

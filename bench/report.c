@@ -6,6 +6,9 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "bench/verdict.h"
+#include "proto/errcode.h"
+
 /* ------------------------------------------------------------ JSON */
 
 void jw_escape(FILE *f, const char *s)
@@ -253,10 +256,28 @@ void report_summary(FILE *f, const struct load_config *cfg, const struct load_re
                 (double)(r->rss_joined_kb - r->rss_before_kb) * 1024.0 / (double)r->joins_ok);
     fprintf(f, "  bench threads ");
     for (unsigned i = 0; i < r->n_threads; i++)
-        fprintf(f, " [%u cpu%d %.0f%%%s]", i, r->threads[i].cpu, r->threads[i].util * 100,
-                r->threads[i].saturated ? " SATURATED" : "");
-    fprintf(f, "\n  verdict        %s%s%s\n", r->inconclusive ? "INCONCLUSIVE" : "OK",
-            r->inconclusive ? ": " : "", r->reasons);
+        fprintf(f, " [%u cpu%d %.0f%%%s, waited for a CPU %.1f%%]", i, r->threads[i].cpu,
+                r->threads[i].util * 100, r->threads[i].saturated ? " SATURATED" : "",
+                r->threads[i].wall_ns
+                    ? (double)r->threads[i].runq_ns * 100 / (double)r->threads[i].wall_ns
+                    : 0.0);
+    fprintf(f, "\n  SLO            p99 %.3f ms <= %.3f ms: %s; loss %.4f%% <= %.4f%%: %s\n",
+            (double)r->p99_ns / 1e6, (double)cfg->slo_p99_ns / 1e6,
+            r->slo_p99_met ? "met" : "BROKEN", r->loss_ratio * 100, cfg->slo_loss * 100,
+            r->slo_loss_met ? "met" : "BROKEN");
+    fprintf(f, "  verdict        %s%s%s\n", verdict_name(r->verdict), r->reasons[0] ? ": " : "",
+            r->reasons);
+}
+
+static const char *end_kind_name(uint8_t k)
+{
+    static const char *const names[LOAD_END_KINDS] = {
+        [LOAD_END_REJECTED] = "rejected",       [LOAD_END_CLOSED_APP] = "closed_app",
+        [LOAD_END_CLOSED_QUIC] = "closed_quic", [LOAD_END_RESET] = "stateless_reset",
+        [LOAD_END_IDLE] = "idle_timeout",       [LOAD_END_LOCAL] = "local_error",
+        [LOAD_END_TIMEOUT] = "join_timeout",    [LOAD_END_SETUP] = "bench_setup",
+    };
+    return k < LOAD_END_KINDS ? names[k] : "unknown";
 }
 
 static void hist_json(struct jw *w, const char *key, const struct hist *h)
@@ -277,9 +298,21 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
                         const struct load_result *r, bool per_participant)
 {
     jw_obj(w, key);
-    jw_str(w, "verdict", r->inconclusive ? "INCONCLUSIVE" : "OK");
+    jw_str(w, "verdict", verdict_name(r->verdict));
     jw_bool(w, "inconclusive", r->inconclusive);
     jw_str(w, "reasons", r->reasons);
+    jw_bool(w, "relay_fault", r->relay_fault);
+    jw_str(w, "fail_reasons", r->fail_reasons);
+    jw_str(w, "bench_reasons", r->bench_reasons);
+    jw_obj(w, "slo");
+    jw_dbl(w, "p99_ms", (double)cfg->slo_p99_ns / 1e6);
+    jw_dbl(w, "loss_pct", cfg->slo_loss * 100);
+    jw_u64(w, "measured_p99_ns", r->p99_ns);
+    jw_dbl(w, "measured_loss_pct", r->loss_ratio * 100);
+    jw_bool(w, "p99_met", r->slo_p99_met);
+    jw_bool(w, "loss_met", r->slo_loss_met);
+    jw_bool(w, "met", r->slo_p99_met && r->slo_loss_met);
+    jw_obj_end(w);
     jw_u64(w, "rooms", cfg->rooms);
     jw_u64(w, "participants", (uint64_t)cfg->rooms * cfg->size);
     jw_dbl(w, "window_s", (double)r->window_ns / 1e9);
@@ -289,6 +322,7 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
     jw_u64(w, "skipped", r->skipped);
     jw_u64(w, "failed", r->failed);
     jw_dbl(w, "send_ratio", r->send_ratio);
+    jw_dbl(w, "schedule_ratio", r->schedule_ratio);
     jw_dbl(w, "target_per_s", (double)r->target * 1e9 / (double)(r->window_ns ? r->window_ns : 1));
     jw_obj_end(w);
     jw_obj(w, "delivery");
@@ -307,6 +341,20 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
     jw_u64(w, "failed", r->joins_failed);
     jw_u64(w, "closed_early", r->closed_early);
     jw_obj_end(w);
+    jw_arr(w, "ends");
+    for (unsigned i = 0; i < r->n_ends; i++) {
+        const struct load_end *e = &r->ends[i];
+        jw_obj(w, NULL);
+        jw_str(w, "kind", end_kind_name(e->kind));
+        jw_bool(w, "after_join", e->joined);
+        jw_i64(w, "code", (int64_t)e->code);
+        if (e->kind == LOAD_END_REJECTED || e->kind == LOAD_END_CLOSED_APP)
+            jw_str(w, "name", proto_errcode_name(e->code));
+        jw_u64(w, "count", e->n);
+        jw_obj_end(w);
+    }
+    jw_arr_end(w);
+    jw_bool(w, "relay_gone", r->relay_gone);
     if (r->storm_planned > 0) {
         jw_obj(w, "join_storm");
         jw_u64(w, "planned", r->storm_planned);
@@ -346,6 +394,8 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
         jw_u64(w, "target", t->target);
         jw_u64(w, "sent", t->sent);
         jw_dbl(w, "max_late_us", us(t->max_late_ns));
+        jw_dbl(w, "max_stall_us", us(t->max_stall_ns));
+        jw_dbl(w, "runq_ms", (double)t->runq_ns / 1e6);
         jw_bool(w, "saturated", t->saturated);
         jw_obj_end(w);
     }

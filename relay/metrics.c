@@ -238,6 +238,12 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     histogram(&b, ws, n, "roost_fanout_latency_seconds",
               "Relay-internal delay from datagram ingress to queueing on the egress worker.",
               OFF(fanout_latency));
+    PER_WORKER(&b, "roost_join_latency_overflow_total", "counter",
+               "Join latencies too large or unknown for the histogram's bounds (+Inf).",
+               s->join_latency.overflow);
+    PER_WORKER(&b, "roost_fanout_latency_overflow_total", "counter",
+               "Fan-out latencies over 4.29 s or unknown (stamp wrapped), counted in +Inf.",
+               s->fanout_latency.overflow);
 
     head(&b, "roost_worker_busy_seconds_total", "counter",
          "Time each worker spent outside epoll_wait.");

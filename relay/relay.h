@@ -88,13 +88,16 @@ void relay_stats(struct relay *r, struct relay_stats *out);
  * (relay/admin.c, relay/main.c; docs/OPERATIONS.md) */
 
 /* Latency histogram: bucket i counts samples <= RELAY_HIST_BOUND_NS(i),
- * not cumulative; bucket RELAY_HIST_N - 1 is +Inf. A worker keeps it as
- * core/stat.h slots (only it writes); relay_worker_stats copies them out. */
+ * not cumulative; bucket RELAY_HIST_N - 1 is +Inf, and overflow counts the
+ * samples in it (above 4.29 s, or too old for the stamp to tell: they are
+ * never folded into a lower bucket). A worker keeps it as core/stat.h slots
+ * (only it writes); relay_worker_stats copies them out. */
 #define RELAY_HIST_N 13
 #define RELAY_HIST_BOUND_NS(i) (1024ull << (2 * (i))) /* 1.02 us .. 4.29 s */
 struct relay_hist {
     uint64_t bucket[RELAY_HIST_N];
     uint64_t count, sum_ns;
+    uint64_t overflow; /* samples in bucket RELAY_HIST_N - 1 */
 };
 
 /* Relay-level counters of one worker (written only by it; core/stat.h slots

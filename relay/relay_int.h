@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "core/buf.h"
 #include "core/stat.h"
 #include "core/timer.h"
 #include "core/worker.h"
@@ -114,8 +115,15 @@ static inline struct room_shard *relay_worker_shard(struct relay_worker *rw)
 /* ------------------------------------------------------------- stats.c */
 
 /* Adds one sample of ns to the histogram slots h (STAT_N(struct
- * relay_hist), laid out as struct relay_hist). h's worker only. */
+ * relay_hist), laid out as struct relay_hist). A sample above the top
+ * finite bound goes to the +Inf bucket and is counted in overflow; ns ==
+ * BUF_STAMP_UNKNOWN (an age the stamp cannot tell) likewise, adding the top
+ * finite bound to sum_ns. h's worker only. */
 void relay_hist_add(_Atomic uint64_t *h, uint64_t ns);
+/* Adds one stamp-based sample: d is the raw difference buf_stamp_now() -
+ * b->stamp (core/buf.h), unsigned, as computed; the histogram converts it
+ * (buf_stamp_ns) and handles the wrap. h's worker only. */
+void relay_hist_add_stamp(_Atomic uint64_t *h, uint32_t d);
 
 /* ----------------------------------------------------------- session.c */
 

@@ -99,8 +99,7 @@ static int room_cb_media(void *ep, struct buf *b, uint32_t off, uint32_t len, vo
      * encrypted and sent at the end of this loop turn. */
     uint32_t t0 = b->stamp;
     if (t0 != 0) {
-        uint32_t d = buf_stamp_now() - t0;
-        relay_hist_add(ss->rw->h_fanout, d < (1u << 31) ? d : 0);
+        relay_hist_add_stamp(ss->rw->h_fanout, buf_stamp_now() - t0);
     }
     return quic_conn_queue_datagram(ss->c, b, off, len);
 }

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/stat.h"
 #include "quic/quic.h"
 #include "room/room.h"
@@ -18,7 +19,10 @@ void relay_hist_add(_Atomic uint64_t *h, uint64_t ns)
 {
     /* Bounds are powers of two (4^i KiB-ns): the bucket is a bit count. */
     unsigned i = 0;
-    if (ns > 1024) {
+    if (ns == BUF_STAMP_UNKNOWN) {
+        i = RELAY_HIST_N - 1;
+        ns = RELAY_HIST_BOUND_NS(RELAY_HIST_N - 2); /* a lower bound for the sum */
+    } else if (ns > 1024) {
         unsigned bits = 64u - (unsigned)__builtin_clzll(ns - 1);
         i = (bits - 10 + 1) / 2;
         if (i > RELAY_HIST_N - 1)
@@ -27,6 +31,13 @@ void relay_hist_add(_Atomic uint64_t *h, uint64_t ns)
     stat_inc(h, STAT_IDX(struct relay_hist, bucket) + i);
     stat_inc(h, STAT_IDX(struct relay_hist, count));
     stat_add(h, STAT_IDX(struct relay_hist, sum_ns), ns);
+    if (i == RELAY_HIST_N - 1)
+        stat_inc(h, STAT_IDX(struct relay_hist, overflow));
+}
+
+void relay_hist_add_stamp(_Atomic uint64_t *h, uint32_t d)
+{
+    relay_hist_add(h, buf_stamp_ns(d));
 }
 
 /* Another worker's room shard, or NULL before its start and after its stop.

@@ -19,7 +19,7 @@ struct buf {
     _Atomic uint32_t refs;
     uint32_t len;   /* bytes used */
     uint32_t cap;   /* bytes allocated after the header */
-    uint32_t stamp; /* ingress time: low 32 bits of ns | 1; 0 = none (latency metrics) */
+    uint32_t stamp; /* ingress time: buf_stamp_now(); 0 = none (latency metrics) */
     uint8_t data[];
 };
 
@@ -37,16 +37,38 @@ static inline struct buf *buf_ref(struct buf *b)
     return b;
 }
 
-/* Low 32 bits of CLOCK_MONOTONIC in ns, never 0: the ingress stamp of a
- * media buffer and its egress reading, for the fan-out latency metric. Read
- * directly (vDSO, tens of ns) because the turn-start times of two workers
- * are not comparable: the egress worker's turn may have begun before the
- * ingress worker's. 32 bits cover 4.29 s. */
+/* The ingress stamp of a media buffer and its egress reading, for the
+ * fan-out latency metric: CLOCK_MONOTONIC in units of 2^BUF_STAMP_SHIFT ns
+ * (256 ns), low 32 bits, never 0. Read directly (vDSO, tens of ns) because
+ * the turn-start times of two workers are not comparable: the egress
+ * worker's turn may have begun before the ingress worker's.
+ *
+ * The reader passes the raw difference buf_stamp_now() - stamp (unsigned,
+ * so it is right across the wrap) to a histogram, which converts it with
+ * buf_stamp_ns. 32 bits of 256 ns units wrap after 2^40 ns (18.3 min), far
+ * above any latency bucket (the top finite one is 4.29 s): an age of half
+ * the wrap or more (9.2 min) reads as BUF_STAMP_UNKNOWN, and only a buffer
+ * held over 18.3 min (a keyframe cached that long) could read as its age
+ * modulo the wrap. */
+#define BUF_STAMP_SHIFT 8
+#define BUF_STAMP_UNKNOWN UINT64_MAX
+
 static inline uint32_t buf_stamp_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint32_t)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) | 1u;
+    uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return (uint32_t)(ns >> BUF_STAMP_SHIFT) | 1u;
+}
+
+/* A stamp difference (buf_stamp_now() - stamp) in ns, or BUF_STAMP_UNKNOWN
+ * when it is half the wrap period or more (older than 9.2 min, or not a
+ * difference of two stamps). Exact to 2^BUF_STAMP_SHIFT ns. */
+static inline uint64_t buf_stamp_ns(uint32_t d)
+{
+    if (d >= 1u << 31)
+        return BUF_STAMP_UNKNOWN;
+    return (uint64_t)d << BUF_STAMP_SHIFT;
 }
 
 /* Drops a reference; frees on the last. Accepts NULL. Any thread. */

@@ -3,9 +3,13 @@
 # roost-relay on loopback and against the built-in floor, checked through
 # the JSON: per receiver delivered + lost = expected, zero loss and zero
 # duplicates, ordered latency percentiles; an impossible send target must
-# come out INCONCLUSIVE and --ramp must not report it as capacity; a WAV
-# in the wrong format is refused. Uses shared/audio/speech-48k-mono.wav beside
-# the repository (CI: a fresh clone with shared/ next to it), else
+# come out INCONCLUSIVE (exit 2) and --ramp must not report it as capacity;
+# the relay's faults are FAIL (exit 1): joins rejected by a relay with
+# --max-members 2, an impossible SLO while the bench kept its schedule, a
+# relay stopped mid-window (connections closed early, with the close code);
+# a WAV in the wrong format is refused. Relays are waited for on /healthz,
+# never slept for. Uses shared/audio/speech-48k-mono.wav beside the
+# repository (CI: a fresh clone with shared/ next to it), else
 # /work/shared/audio/, or $ROOST_BENCH_WAV, when present.
 set -u
 B=${ROOST_BUILD:-build}
@@ -19,8 +23,10 @@ WAV=${ROOST_BENCH_WAV:-$ROOT/../shared/audio/speech-48k-mono.wav}
 [ -r "$WAV" ] || WAV=${ROOST_BENCH_WAV:-/work/shared/audio/speech-48k-mono.wav}
 T=$(mktemp -d)
 pid=
+pid2=
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    [ -n "$pid2" ] && kill -9 "$pid2" 2>/dev/null && wait "$pid2" 2>/dev/null
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -43,24 +49,62 @@ PYEOF
     then ok "$1"; else nok "$1"; sed 's/^/# /' "$T/why"; fi
 }
 
-echo "1..18"
+# The relay is ready when its admin endpoint answers /healthz (it binds its
+# UDP sockets before it starts the admin endpoint). The deadline is the
+# relay's start-up budget: loading the certificate and key and starting
+# its workers, ROOST_READY_S (default 10 s: an ASan build on a loaded
+# 2-vCPU machine).
+READY_S=${ROOST_READY_S:-10}
+# wait_http PID PORT PATH [METRIC MIN]: 0 once http://127.0.0.1:PORT/PATH
+# answers (and, with METRIC, the sum of that metric's samples in it has
+# reached MIN); 1 when PID is gone or the deadline passed: READY_S, plus
+# the join timeout and the window (20 s) when waiting for a metric.
+wait_http() {
+    $PY - "$@" "$READY_S" <<'PYEOF'
+import os, sys, time, urllib.request
+pid, port, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+metric = sys.argv[4] if len(sys.argv) > 6 else None
+end = time.monotonic() + float(sys.argv[-1]) + (20 if metric else 0)
+while time.monotonic() < end:
+    try:
+        os.kill(pid, 0)
+        body = urllib.request.urlopen("http://127.0.0.1:%s%s" % (port, path), timeout=1).read().decode()
+        if metric is None:
+            sys.exit(0)
+        v = sum(float(l.split()[-1]) for l in body.splitlines()
+                if l.startswith(metric + " ") or l.startswith(metric + "{"))
+        if v >= float(sys.argv[5]):
+            sys.exit(0)
+    except ProcessLookupError:
+        sys.exit(1)
+    except Exception:
+        pass
+    time.sleep(0.02)
+sys.exit(1)
+PYEOF
+}
+# start_relay VAR-PID VAR-PORT VAR-ADMIN LOG [relay options...]
+start_relay() {
+    local _p _a _pid
+    # Free ports from the kernel (UDP for QUIC, TCP for admin): fixed or
+    # random ones collide when several test runs share the machine.
+    _p=$($PY -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    _a=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    $R --listen 127.0.0.1 --port $_p --admin-port $_a --workers 2 --cert "$T/state/server.pem" \
+        --key "$T/state/server.key" --token-keys "$T/state/token.keys" --log-level warn \
+        "${@:5}" 2>"$4" &
+    _pid=$!
+    printf -v "$1" %s $_pid
+    printf -v "$2" %s $_p
+    printf -v "$3" %s $_a
+    wait_http $_pid $_a /healthz
+}
+
+echo "1..29"
 scripts/dev-cert "$T/state" >/dev/null
 $CLI keygen --out "$T/state/token.keys" >/dev/null 2>&1
 
-# A free port (a random one can be taken when several test runs share the
-# machine), an ephemeral admin port (the default 9464 is shared by every
-# relay on the machine), and readiness from the start-up line instead of a
-# fixed sleep: an ASan relay on a loaded machine takes longer than any sleep.
-port=$($PY -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-$R --listen 127.0.0.1 --port $port --workers 2 --cert "$T/state/server.pem" \
-    --key "$T/state/server.key" --token-keys "$T/state/token.keys" --admin-port 0 \
-    --log-level info 2>"$T/relay.log" &
-pid=$!
-for _ in $(seq 1 300); do
-    grep -q "event=start" "$T/relay.log" && break
-    kill -0 $pid 2>/dev/null || break
-    sleep 0.1
-done
+start_relay pid port admin "$T/relay.log" || { echo "Bail out! relay did not start"; cat "$T/relay.log"; exit 1; }
 COMMON=(--relay 127.0.0.1:$port --token-key "$T/state/token.keys" --ca "$T/state/ca.pem"
     --rooms 2 --size 3 --duration 2 --threads 1 --no-pin --drain-ms 500)
 
@@ -69,15 +113,19 @@ ACCOUNT='all(x["delivered"] + x["lost"] == x["expected"] and x["expected"] > 0 f
 ORDERED='(lambda l: 0 < l["p50"] <= l["p90"] <= l["p99"] <= l["p999"] <= l["max"] and l["n"] == r["delivery"]["delivered"])(r["latency_ns"])'
 SENDERS='all(x["expected"] == 2 * x["sent"] and x["delivered"] + 0 <= x["expected"] and x["sent"] > 0 for x in r["senders"]) and sum(x["delivered"] for x in r["senders"]) == r["delivery"]["delivered"]'
 
-# A run the bench itself marks INCONCLUSIVE because this machine could not
-# keep the send rate (a scheduling hiccup in a 2 s window) measured nothing:
-# run it once more. Every assertion below applies to the run that counts.
+# A run the bench itself marks INCONCLUSIVE (exit 2) because this machine
+# could not keep the send rate (a scheduling hiccup in a 2 s window)
+# measured nothing: run it once more. Every assertion below applies to the
+# run that counts. The SLO (p99 5 ms, loss 0.1 %) is evaluated on every
+# run: a hiccup that breaks it while the bench kept its schedule would be a
+# FAIL, so this run is given a loose latency SLO (it checks the accounting,
+# the impossible-SLO case below checks the verdict).
 for attempt in 1 2; do
-    $BENCH "${COMMON[@]}" --relay-pid $pid --join-storm 5 --json "$T/relay.json" >"$T/relay.out" 2>&1
+    $BENCH "${COMMON[@]}" --relay-pid $pid --join-storm 5 --slo-p99 1000 --json "$T/relay.json" >"$T/relay.out" 2>&1
     rc=$?
-    if [ $rc -eq 0 ] && [ $attempt -eq 1 ] &&
-        $PY -c 'import json,sys; r=json.load(open(sys.argv[1]))["result"]; sys.exit(0 if r["inconclusive"] and "achieved send rate" in r["reasons"] else 1)' "$T/relay.json"; then
-        echo "# first relay run INCONCLUSIVE (send rate not kept by this machine): retrying once"
+    if [ $rc -eq 2 ] && [ $attempt -eq 1 ]; then
+        echo "# first relay run INCONCLUSIVE (this machine did not keep the bench's schedule): retrying once"
+        $PY -c 'import json,sys; print("# " + json.load(open(sys.argv[1]))["result"]["bench_reasons"])' "$T/relay.json"
         continue
     fi
     break
@@ -91,17 +139,70 @@ check_json "relay: zero loss, zero duplicates on loopback" "$T/relay.json" 'r["d
 check_json "relay: latency percentiles ordered" "$T/relay.json" "$ORDERED"
 check_json "relay: per-sender figures add up" "$T/relay.json" "$SENDERS"
 check_json "relay: verdict OK, every join answered, storm joined" "$T/relay.json" 'r["verdict"] == "OK" and not r["inconclusive"] and r["joins"]["ok"] == 6 and r["join_ns"]["n"] == 6 and r["join_storm"]["ok"] == r["join_storm"]["planned"] == 10'
+check_json "relay: the SLO is evaluated and reported" "$T/relay.json" 'r["slo"]["met"] and r["slo"]["p99_ms"] == 1000 and r["slo"]["loss_pct"] == 0.1 and r["slo"]["measured_p99_ns"] == r["latency_ns"]["p99"] and not r["relay_fault"] and r["ends"] == []'
+if grep -q "SLO            p99 .* met; loss .* met" "$T/relay.out"; then ok "relay: summary shows the SLO"; else nok "relay: summary shows the SLO"; fi
 check_json "relay: command, machine, server recorded" "$T/relay.json" 'd["command"].startswith(d["argv"][0]) and d["machine"]["cores"] >= 1 and d["machine"]["kernel"] and d["server"]["version"].startswith("roost-relay") and "--token-keys" in d["server"]["config"] and r["server"]["cpu_s"] is not None and r["server"]["rss_joined_kb"] > 0'
 
 # Impossible target: a send slot every 5 us for every speaker.
 $BENCH "${COMMON[@]}" --send-interval-us 5 --json "$T/imp.json" >"$T/imp.out" 2>&1
 rc=$?
-if [ $rc -eq 0 ]; then ok "impossible target: run completes"; else nok "impossible target: run completes (exit $rc)"; fi
+if [ $rc -eq 2 ]; then ok "impossible target: run completes, exit 2 (INCONCLUSIVE)"; else nok "impossible target: run completes, exit 2 (INCONCLUSIVE) (exit $rc)"; fi
 check_json "impossible target: INCONCLUSIVE with a reason" "$T/imp.json" 'r["verdict"] == "INCONCLUSIVE" and r["inconclusive"] and "send rate" in r["reasons"] and r["frames"]["send_ratio"] < 0.95'
 if grep -q "verdict        INCONCLUSIVE" "$T/imp.out"; then ok "impossible target: summary says INCONCLUSIVE"; else nok "impossible target: summary says INCONCLUSIVE"; fi
 
 $BENCH "${COMMON[@]}" --duration 1 --send-interval-us 5 --ramp --ramp-max 4 --json "$T/ramp.json" >"$T/ramp.out" 2>&1
+rc=$?
 check_json "ramp: an inconclusive step is never capacity" "$T/ramp.json" 'd["capacity"]["rooms"] is None and d["capacity"]["limited_by"] == "inconclusive" and not d["steps"][0]["pass"]'
+if [ $rc -eq 2 ]; then ok "ramp stopped by the bench exits 2"; else nok "ramp stopped by the bench exits 2 (exit $rc)"; fi
+
+# An SLO no relay can meet (p99 1 us) on a healthy run: FAIL (exit 1), the
+# relay's, when the bench kept its schedule; INCONCLUSIVE (exit 2) only when
+# this machine did not let it (retried once).
+for attempt in 1 2; do
+    $BENCH "${COMMON[@]}" --slo-p99 0.001 --json "$T/slo.json" >"$T/slo.out" 2>&1
+    rc=$?
+    if [ $rc -eq 2 ] && [ $attempt -eq 1 ]; then
+        echo "# impossible SLO: first run INCONCLUSIVE (bench schedule not kept): retrying once"
+        $PY -c 'import json,sys; print("# " + json.load(open(sys.argv[1]))["result"]["bench_reasons"])' "$T/slo.json"
+        continue
+    fi
+    break
+done
+check_json "impossible SLO: FAIL naming the latency SLO, or INCONCLUSIVE naming the bench" "$T/slo.json" 'not r["slo"]["p99_met"] and not r["relay_fault"] and "latency p99" in r["fail_reasons"] and ((r["verdict"] == "FAIL" and r["bench_reasons"] == "" and '"$rc"' == 1) or (r["verdict"] == "INCONCLUSIVE" and r["bench_reasons"] != "" and '"$rc"' == 2))'
+if grep -q "SLO            p99 .* BROKEN" "$T/slo.out"; then ok "impossible SLO: summary says BROKEN"; else nok "impossible SLO: summary says BROKEN"; fi
+
+# A relay that rejects joins: rooms of 5 on a relay that takes 2 per room.
+if start_relay pid2 port2 admin2 "$T/relay2.log" --max-members 2; then
+    $BENCH "${COMMON[@]/127.0.0.1:$port/127.0.0.1:$port2}" --rooms 1 --size 5 --duration 1 \
+        --json "$T/rej.json" >"$T/rej.out" 2>&1
+    rc=$?
+    if [ $rc -eq 1 ]; then ok "rejected joins: exit 1 (FAIL)"; else nok "rejected joins: exit 1 (FAIL) (exit $rc)"; sed 's/^/# /' "$T/rej.out"; fi
+    check_json "rejected joins: FAIL, the reason names ROOM_FULL" "$T/rej.json" 'r["verdict"] == "FAIL" and r["relay_fault"] and "3 of 5 joins failed: rejected ROOM_FULL (0x08) x3" in r["reasons"] and r["joins"]["failed"] == 3 and r["ends"] == [{"kind": "rejected", "after_join": False, "code": 8, "name": "ROOM_FULL", "count": 3}]'
+    if grep -q "verdict        FAIL: .*ROOM_FULL" "$T/rej.out"; then ok "rejected joins: summary says FAIL"; else nok "rejected joins: summary says FAIL"; fi
+else
+    nok "rejected joins: relay did not start"; nok "rejected joins: JSON"; nok "rejected joins: summary"
+fi
+kill "$pid2" 2>/dev/null; wait "$pid2" 2>/dev/null; pid2=
+
+# A relay stopped mid-window: SIGTERM with a short drain closes every
+# connection with GOING_AWAY; the relay process is gone before the end.
+if start_relay pid2 port2 admin2 "$T/relay3.log" --drain-timeout 200ms; then
+    $BENCH "${COMMON[@]/127.0.0.1:$port/127.0.0.1:$port2}" --duration 4 --relay-pid $pid2 \
+        --json "$T/kill.json" >"$T/kill.out" 2>&1 &
+    bpid=$!
+    # Stop the relay inside the window: once it has relayed about 1 s of
+    # the 6 speakers' frames (50 each per second) of the 4 s window.
+    if wait_http $pid2 $admin2 /metrics roost_media_in_total 300; then
+        kill -TERM $pid2
+    fi
+    wait $bpid
+    rc=$?
+    if [ $rc -eq 1 ]; then ok "relay stopped mid-window: exit 1 (FAIL)"; else nok "relay stopped mid-window: exit 1 (FAIL) (exit $rc)"; sed 's/^/# /' "$T/kill.out"; fi
+    check_json "relay stopped mid-window: connections closed early, with the close code" "$T/kill.json" 'r["verdict"] == "FAIL" and r["relay_fault"] and "6 connections closed early: closed by the relay GOING_AWAY (0x0c) x6" in r["reasons"] and r["joins"]["closed_early"] == 6 and r["relay_gone"] and "exited during the run" in r["reasons"]'
+else
+    nok "relay stopped mid-window: relay did not start"; nok "relay stopped mid-window: JSON"
+fi
+wait "$pid2" 2>/dev/null; pid2=
 
 # The floor, with the talk-spurt model (DTX frames included).
 $BENCH --floor --floor-workers 1 --rooms 2 --size 3 --duration 2 --threads 1 --no-pin --talk \
@@ -133,5 +234,6 @@ else
 fi
 $BENCH --bogus >/dev/null 2>&1
 rc=$?
-if [ $rc -eq 2 ]; then ok "unknown option exits 2"; else nok "unknown option exits 2 (exit $rc)"; fi
+if [ $rc -eq 64 ]; then ok "unknown option exits 64 (usage; 2 is INCONCLUSIVE)"; else nok "unknown option exits 64 (exit $rc)"; fi
+if $BENCH --help | grep -q "2 INCONCLUSIVE"; then ok "--help documents the exit codes"; else nok "--help documents the exit codes"; fi
 exit $fail

@@ -1,5 +1,8 @@
-/* The latency histogram: bucket layout, nearest-rank percentiles against a
- * sorted reference, merging, edge values. */
+/* The latency histograms: the bench's (lib/client/hist: bucket layout,
+ * nearest-rank percentiles against a sorted reference, merging, edge
+ * values, huge latencies) and the relay's fan-out and join histograms
+ * (relay_hist_add, relay_hist_add_stamp: a huge or wrapped latency goes to
+ * the +Inf bucket and is counted as overflow, never into a low bucket). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +14,9 @@
 #include <string.h>
 
 #include "client/hist.h"
+#include "core/buf.h"
+#include "core/stat.h"
+#include "relay/relay_int.h"
 
 static struct hist *new_hist(void)
 {
@@ -184,6 +190,121 @@ static void test_extremes(void **state)
     free(h);
 }
 
+/* Latencies far above any real one keep their size: the top bucket ends at
+ * UINT64_MAX, so nothing overflows into a low bucket, and a tail of huge
+ * samples shows in p99. */
+static void test_huge_latencies(void **state)
+{
+    (void)state;
+    static const uint64_t huge[] = {2147483648ull,      4294967296ull,  4294967297ull,
+                                    600000000000ull,    1ull << 40,     1ull << 62,
+                                    (1ull << 63) + 123, UINT64_MAX - 1, UINT64_MAX};
+    for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+        unsigned b = hist_bucket(huge[i]);
+        assert_true(hist_bucket_high(b) >= huge[i]);
+        assert_true(b >= hist_bucket(2147483648ull));
+    }
+    struct hist *h = new_hist();
+    for (int i = 0; i < 98; i++)
+        hist_record(h, 1000000);   /* 1 ms */
+    hist_record(h, 5000000000ull); /* 5 s: past a 32-bit ns wrap */
+    hist_record(h, 1ull << 40);
+    assert_true(hist_quantile(h, 0.99) >= 5000000000ull);
+    assert_int_equal(hist_quantile(h, 1.0), 1ull << 40);
+    assert_true(hist_quantile(h, 0.5) >= 1000000 && hist_quantile(h, 0.5) < 1010000);
+    assert_true(hist_mean(h) > 1e10);
+    free(h);
+}
+
+/* ------------------------------------------------------ relay histogram */
+
+static void relay_hist_read(_Atomic uint64_t *slots, struct relay_hist *out)
+{
+    stat_read((uint64_t *)out, slots, STAT_N(struct relay_hist));
+}
+
+static void test_relay_hist_buckets(void **state)
+{
+    (void)state;
+    _Atomic uint64_t h[STAT_N(struct relay_hist)] = {0};
+    struct relay_hist r;
+    /* Each bound lands in its own bucket, one ns more in the next. */
+    for (unsigned i = 0; i + 1 < RELAY_HIST_N; i++) {
+        memset(h, 0, sizeof(h));
+        relay_hist_add(h, RELAY_HIST_BOUND_NS(i));
+        relay_hist_add(h, RELAY_HIST_BOUND_NS(i) + 1);
+        relay_hist_read(h, &r);
+        assert_int_equal(r.bucket[i], 1);
+        assert_int_equal(r.bucket[i + 1], 1);
+        assert_int_equal(r.count, 2);
+        assert_int_equal(r.overflow, i + 2 == RELAY_HIST_N ? 1 : 0);
+    }
+    memset(h, 0, sizeof(h));
+    relay_hist_add(h, 0);
+    relay_hist_add(h, 1024);
+    relay_hist_read(h, &r);
+    assert_int_equal(r.bucket[0], 2);
+    assert_int_equal(r.sum_ns, 1024);
+    assert_int_equal(r.overflow, 0);
+}
+
+/* Above the top finite bound (4.29 s): the +Inf bucket and overflow, with
+ * the true value in the sum; never bucket 0. */
+static void test_relay_hist_overflow(void **state)
+{
+    (void)state;
+    _Atomic uint64_t h[STAT_N(struct relay_hist)] = {0};
+    struct relay_hist r;
+    relay_hist_add(h, 2200000000ull); /* 2.2 s: >= 2^31 ns, finite bucket 11 */
+    relay_hist_add(h, 5000000000ull); /* 5 s */
+    relay_hist_add(h, UINT64_MAX - 1);
+    relay_hist_add(h, BUF_STAMP_UNKNOWN);
+    relay_hist_read(h, &r);
+    assert_int_equal(r.bucket[0], 0);
+    assert_int_equal(r.bucket[RELAY_HIST_N - 2], 1);
+    assert_int_equal(r.bucket[RELAY_HIST_N - 1], 3);
+    assert_int_equal(r.overflow, 3);
+    assert_int_equal(r.count, 4);
+}
+
+/* Stamps: the caller passes the raw 32-bit difference. Real differences
+ * convert at 256 ns a unit across the 32-bit wrap of the stamp itself; 2.1
+ * s and 5 s (which wrapped a 32-bit ns stamp) keep their size; a
+ * difference of half the wrap or more is unknown and overflows. */
+static void test_relay_hist_stamp(void **state)
+{
+    (void)state;
+    _Atomic uint64_t h[STAT_N(struct relay_hist)] = {0};
+    struct relay_hist r;
+    uint32_t u = 1u << BUF_STAMP_SHIFT;
+    assert_int_equal(buf_stamp_ns(0), 0);
+    assert_int_equal(buf_stamp_ns(40), 40 * u);
+    assert_int_equal(buf_stamp_ns((1u << 31) - 1), (uint64_t)((1u << 31) - 1) * u);
+    assert_true(buf_stamp_ns(1u << 31) == BUF_STAMP_UNKNOWN);
+    assert_true(buf_stamp_ns(UINT32_MAX) == BUF_STAMP_UNKNOWN);
+    /* The stamp counter wrapped between ingress and egress: 0xfffffff1 ->
+     * 0x00000011 is 32 units (8.2 us, bucket 2). */
+    uint32_t t0 = 0xfffffff1u, t1 = 0x00000011u;
+    relay_hist_add_stamp(h, t1 - t0);
+    relay_hist_read(h, &r);
+    assert_int_equal(r.bucket[2], 1);
+    assert_int_equal(r.sum_ns, 32 * u);
+    /* 2.2 s and 5 s after ingress. */
+    relay_hist_add_stamp(h, (uint32_t)(2200000000ull / u));
+    relay_hist_add_stamp(h, (uint32_t)(5000000000ull / u));
+    relay_hist_add_stamp(h, 0x90000000u); /* too old to tell */
+    relay_hist_read(h, &r);
+    assert_int_equal(r.bucket[0], 0);
+    assert_int_equal(r.bucket[RELAY_HIST_N - 2], 1);
+    assert_int_equal(r.bucket[RELAY_HIST_N - 1], 2);
+    assert_int_equal(r.overflow, 2);
+    assert_int_equal(r.count, 4);
+    /* buf_stamp_now: never 0, and two readings differ by a small count. */
+    uint32_t a = buf_stamp_now(), b = buf_stamp_now();
+    assert_true(a != 0 && b != 0);
+    assert_true(buf_stamp_ns(b - a) < 1000000000ull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +315,10 @@ int main(void)
         cmocka_unit_test(test_small_exact),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_extremes),
+        cmocka_unit_test(test_huge_latencies),
+        cmocka_unit_test(test_relay_hist_buckets),
+        cmocka_unit_test(test_relay_hist_overflow),
+        cmocka_unit_test(test_relay_hist_stamp),
     };
     return cmocka_run_group_tests_name("hist", tests, NULL, NULL);
 }
