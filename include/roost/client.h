@@ -260,7 +260,10 @@ struct roost_joined {
     uint32_t self_id;      /* this participant's id */
     unsigned permissions;  /* ROOST_PERM_* */
     uint32_t member_total; /* others in the room; each also arrives as a presence JOIN */
-    uint32_t max_datagram; /* largest media datagram the relay takes (header included) */
+    /* Largest media datagram (header included) roost_session_send takes:
+     * the relay's WELCOME.max_datagram, capped at 1100 so that it fits a
+     * 1200-byte QUIC packet on any path. */
+    uint32_t max_datagram;
 };
 
 enum roost_presence_kind {

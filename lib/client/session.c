@@ -22,6 +22,15 @@ _Static_assert(ROOST_MEDIA_KEYFRAME == MEDIA_F_KEYFRAME && ROOST_MEDIA_END == ME
 _Static_assert(ROOST_PERM_PUBLISH == MSG_PERM_PUBLISH && ROOST_PERM_SUBSCRIBE == MSG_PERM_SUBSCRIBE,
                "permission bits");
 
+/* The largest media datagram the session sends in one packet. QUIC packets
+ * stay at 1200 bytes of UDP payload until path MTU discovery says more, and
+ * a DATAGRAM frame shares them with the short header (CID up to 20 bytes),
+ * packet number, AEAD tag and frame header (about 44 bytes), and the relay
+ * adds 4 bytes towards the receivers: WELCOME.max_datagram (1200 from
+ * today's relay) alone would let the QUIC layer drop full-size packets
+ * locally. */
+#define PATH_SAFE_DATAGRAM 1100
+
 /* A member as seen at JOIN, so that a LEAVE can name who left. */
 struct peer {
     uint32_t pid;
@@ -170,7 +179,8 @@ static void on_message(struct roost_session *s, const struct msg *m)
     switch (m->type) {
     case MSG_WELCOME: {
         s->pid = m->u.welcome.participant_id;
-        s->max_datagram = m->u.welcome.max_datagram;
+        s->max_datagram = m->u.welcome.max_datagram < PATH_SAFE_DATAGRAM ? m->u.welcome.max_datagram
+                                                                         : PATH_SAFE_DATAGRAM;
         struct msg j;
         build_join(s, &j);
         if (send_msg(s, &j) < 0)
