@@ -356,5 +356,8 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(HELP_DOCS) $(INSTALL_DOCS)) tone.c)
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/roost $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/roost 2>/dev/null
 
+# The public header and the example keep the same format as lib/.
+FORMAT_SRCS += $(shell find include examples -name '*.[ch]' 2>/dev/null)
+
 -include $(CLIENT_PIC_OBJS:.o=.d)
 # ======================================== end libroost-client and install
