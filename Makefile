@@ -259,3 +259,123 @@ clean:
 	$(Q)rm -rf build build-asan build-fuzz
 
 -include $(ALL_OBJS:.o=.d)
+
+# ============================================ libroost-client and install
+# (issue 19; keep this block together.)
+#
+# The client library: the lib/ objects it needs compiled a second time with
+# -fPIC into $(BUILD)/pic/ (the lib/ objects are not PIC), always optimised
+# and without sanitizers (it is the product, linked by programs that are not
+# sanitized), then
+#   - libroost-client.so.1.0.0 (soname libroost-client.so.1) exporting only
+#     roost_* (version script lib/client/roost-client.map), unused code
+#     dropped by --gc-sections;
+#   - libroost-client.a: the same objects in one relocatable object whose
+#     symbols other than roost_* are made local, so the static and shared
+#     libraries have the same surface and no hist_/quic_/... clash with an
+#     application's names;
+#   - roost-client.pc from lib/client/roost-client.pc.in with PREFIX.
+# make install puts programs, library, header, .pc, --help texts, docs,
+# the systemd unit and the example config under PREFIX (FHS); configuration
+# goes to SYSCONFDIR = PREFIX/etc by default (packagers: SYSCONFDIR=/etc).
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DATADIR ?= $(PREFIX)/share
+DOCDIR ?= $(DATADIR)/doc/roost
+SYSCONFDIR ?= $(PREFIX)/etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+
+CLIENT_VERSION := 1.0.0
+CLIENT_SOMAJOR := 1
+CLIENT_SONAME := libroost-client.so.$(CLIENT_SOMAJOR)
+CLIENT_SO := $(BUILD)/libroost-client.so.$(CLIENT_VERSION)
+CLIENT_A := $(BUILD)/libroost-client.a
+CLIENT_PC := $(BUILD)/roost-client.pc
+CLIENT_MAP := lib/client/roost-client.map
+# lib/room is the relay's; the rest of lib/ is what a client links.
+CLIENT_LIB_SRCS := $(sort $(wildcard lib/core/*.c lib/proto/*.c lib/quic/*.c lib/client/*.c))
+CLIENT_PIC_OBJS := $(CLIENT_LIB_SRCS:%.c=$(BUILD)/pic/%.o)
+CLIENT_PKGS := libngtcp2 libngtcp2_crypto_gnutls gnutls liburcu-qsbr
+CLIENT_DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(CLIENT_PKGS) 2>/dev/null)
+PIC_CFLAGS := $(filter-out -DROOST_SANITIZE=1,$(CFLAGS_BASE)) -O2 -fPIC \
+	-ffunction-sections -fdata-sections $(CFLAGS)
+HELP_DOCS := $(PROGS:$(BUILD)/%=$(BUILD)/doc/%.txt)
+CLIENT_ALL := $(CLIENT_SO) $(BUILD)/$(CLIENT_SONAME) $(BUILD)/libroost-client.so \
+	$(CLIENT_A) $(CLIENT_PC)
+
+.PHONY: client-lib install uninstall client-pc-force
+all: $(CLIENT_ALL)
+client-lib: $(CLIENT_ALL)
+
+$(BUILD)/pic/%.o: %.c $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC PIC  $<")
+	$(Q)$(CC) $(PIC_CFLAGS) -MMD -MP -c $< -o $@
+
+$(CLIENT_SO): $(CLIENT_PIC_OBJS) $(CLIENT_MAP)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -pthread -Wl,-soname,$(CLIENT_SONAME) -Wl,--version-script,$(CLIENT_MAP) \
+		-Wl,--gc-sections -Wl,--no-undefined -Wl,--as-needed $(LDFLAGS) -o $@ \
+		$(CLIENT_PIC_OBJS) $(CLIENT_DEP_LIBS) -lm
+$(BUILD)/$(CLIENT_SONAME) $(BUILD)/libroost-client.so: $(CLIENT_SO)
+	$(Q)ln -sf $(notdir $<) $@
+
+$(CLIENT_A): $(CLIENT_PIC_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ $(BUILD)/pic/roost-client.o
+	$(Q)ld -r -o $(BUILD)/pic/roost-client.o $(CLIENT_PIC_OBJS)
+	$(Q)objcopy --wildcard --keep-global-symbol='roost_*' $(BUILD)/pic/roost-client.o
+	$(Q)ar rcs $@ $(BUILD)/pic/roost-client.o
+
+# Regenerated when PREFIX or LIBDIR change (make install PREFIX=... after make),
+# replaced only when its text changes.
+$(CLIENT_PC): lib/client/roost-client.pc.in client-pc-force
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(CLIENT_VERSION)|' \
+		-e 's|@REQUIRES_PRIVATE@|$(CLIENT_PKGS)|' $< > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+# Reference texts from the programs' own --help (they cannot drift).
+$(BUILD)/doc/%.txt: $(BUILD)/%
+	@mkdir -p $(@D)
+	$(Q)$< --help > $@.tmp 2>&1; test -s $@.tmp && mv $@.tmp $@
+
+INSTALL_DOCS := README.md $(wildcard docs/*.md)
+install: $(PROGS) $(CLIENT_ALL) $(HELP_DOCS)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(INCLUDEDIR)/roost $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/roost $(DESTDIR)$(SYSTEMDUNITDIR)
+	$(INSTALL) -m 0755 $(PROGS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0755 $(CLIENT_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(CLIENT_SO)) $(DESTDIR)$(LIBDIR)/$(CLIENT_SONAME)
+	ln -sf $(CLIENT_SONAME) $(DESTDIR)$(LIBDIR)/libroost-client.so
+	$(INSTALL) -m 0644 $(CLIENT_A) $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 0644 $(CLIENT_PC) $(DESTDIR)$(PKGCONFIGDIR)/
+	$(INSTALL) -m 0644 include/roost/client.h $(DESTDIR)$(INCLUDEDIR)/roost/
+	$(INSTALL) -m 0644 $(HELP_DOCS) $(INSTALL_DOCS) examples/tone.c $(DESTDIR)$(DOCDIR)/
+	sed -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/etc/roost|$(SYSCONFDIR)/roost|g' \
+		scripts/roost-relay.service > $(DESTDIR)$(SYSTEMDUNITDIR)/roost-relay.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/roost-relay.service
+	$(INSTALL) -m 0644 scripts/roost.conf.example $(DESTDIR)$(SYSCONFDIR)/roost/
+
+uninstall:
+	rm -f $(PROGS:$(BUILD)/%=$(DESTDIR)$(BINDIR)/%)
+	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(CLIENT_SO)) $(DESTDIR)$(LIBDIR)/$(CLIENT_SONAME) \
+		$(DESTDIR)$(LIBDIR)/libroost-client.so $(DESTDIR)$(LIBDIR)/libroost-client.a \
+		$(DESTDIR)$(PKGCONFIGDIR)/roost-client.pc $(DESTDIR)$(INCLUDEDIR)/roost/client.h \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/roost-relay.service \
+		$(DESTDIR)$(SYSCONFDIR)/roost/roost.conf.example
+	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(HELP_DOCS) $(INSTALL_DOCS)) tone.c)
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/roost $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/roost 2>/dev/null
+
+# The public header and the example keep the same format as lib/.
+FORMAT_SRCS += $(shell find include examples -name '*.[ch]' 2>/dev/null)
+
+-include $(CLIENT_PIC_OBJS:.o=.d)
+# ======================================== end libroost-client and install

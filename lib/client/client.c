@@ -1,20 +1,73 @@
 /* The public roost_* client API over the client end of lib/quic
  * (quic/client.h): a roost_conn is a small handle naming a quic_conn, and
- * the callbacks are translated between the two. */
+ * the callbacks are translated between the two. Also the thread mode
+ * (roost_client_run) and the checks that the public error codes are
+ * lib/core's. */
 #include "client/client.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "client/client_int.h"
 #include "core/error.h"
+#include "proto/errcode.h"
 #include "quic/client.h"
+
+/* The public header defines its codes without lib/core (it must be
+ * self-contained); both sides promise the same values. */
+#define SAME_CODE(pub, core) _Static_assert((int)(pub) == (int)(core), #pub " != " #core)
+SAME_CODE(ROOST_ERR_OK, ROOST_OK);
+SAME_CODE(ROOST_ERR_NOMEM, ROOST_ENOMEM);
+SAME_CODE(ROOST_ERR_INVAL, ROOST_EINVAL);
+SAME_CODE(ROOST_ERR_AGAIN, ROOST_EAGAIN);
+SAME_CODE(ROOST_ERR_NOENT, ROOST_ENOENT);
+SAME_CODE(ROOST_ERR_EXIST, ROOST_EEXIST);
+SAME_CODE(ROOST_ERR_NOSPC, ROOST_ENOSPC);
+SAME_CODE(ROOST_ERR_RANGE, ROOST_ERANGE);
+SAME_CODE(ROOST_ERR_IO, ROOST_EIO);
+SAME_CODE(ROOST_ERR_ACCES, ROOST_EACCES);
+SAME_CODE(ROOST_ERR_TIMEDOUT, ROOST_ETIMEDOUT);
+SAME_CODE(ROOST_ERR_TRUNC, ROOST_ETRUNC);
+SAME_CODE(ROOST_ERR_MALFORMED, ROOST_EMALFORMED);
+SAME_CODE(ROOST_ERR_TOOBIG, ROOST_ETOOBIG);
+SAME_CODE(ROOST_ERR_UNKNOWN, ROOST_EUNKNOWN);
+SAME_CODE(ROOST_ERR_BADTAG, ROOST_EBADTAG);
+SAME_CODE(ROOST_ERR_EXPIRED, ROOST_EEXPIRED);
+SAME_CODE(ROOST_ERR_NOTYET, ROOST_ENOTYET);
+SAME_CODE(ROOST_ERR_BADKEY, ROOST_EBADKEY);
+SAME_CODE(ROOST_ERR_WRONGROOM, ROOST_EWRONGROOM);
+SAME_CODE(ROOST_ERR_CRYPTO, ROOST_ECRYPTO);
+SAME_CODE(ROOST_ERR_QUIC, ROOST_EQUIC);
+SAME_CODE(ROOST_ERR_CLOSED, ROOST_ECLOSED);
+SAME_CODE(ROOST_ERR_FULL, ROOST_EFULL);
+SAME_CODE(ROOST_ERR_SYS, ROOST_ESYS);
+SAME_CODE(ROOST_CODE_BAD_TOKEN, PROTO_ERR_BAD_TOKEN);
+SAME_CODE(ROOST_CODE_TOKEN_EXPIRED, PROTO_ERR_TOKEN_EXPIRED);
+SAME_CODE(ROOST_CODE_ROOM_FULL, PROTO_ERR_ROOM_FULL);
+SAME_CODE(ROOST_CODE_NOT_PERMITTED, PROTO_ERR_NOT_PERMITTED);
+SAME_CODE(ROOST_CODE_GOING_AWAY, PROTO_ERR_GOING_AWAY);
+SAME_CODE(ROOST_CODE_REPLACED, PROTO_ERR_REPLACED);
 
 struct roost_client {
     struct quic_client *q;
     const struct roost_client_callbacks *cbs;
     void *arg;
+    bool sessions; /* created with cbs NULL: connections belong to sessions */
+    /* Thread mode. The lock is held by the internal thread while it
+     * processes (so callbacks run under it) and by other threads around
+     * their calls; released before the thread sleeps. */
+    pthread_mutex_t lock;
+    pthread_t thread;
+    atomic_bool running; /* written by run/stop only; read by unlock */
+    atomic_bool stop;    /* release by stop, acquire by the thread's loop */
+    int wake_fd;         /* eventfd: unlock and stop wake the thread */
+    int ep_fd;           /* the thread's epoll: quic fd + wake_fd */
 };
 
 struct roost_conn {
@@ -23,7 +76,7 @@ struct roost_conn {
     void *user;
 };
 
-static uint64_t mono_ns(void)
+uint64_t roost_client_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -89,8 +142,15 @@ int roost_client_new(struct roost_client **out, const struct roost_client_config
     struct roost_client *cl = calloc(1, sizeof(*cl));
     if (cl == NULL)
         return ROOST_ENOMEM;
-    cl->cbs = cbs;
+    cl->sessions = cbs == NULL;
+    cl->cbs = cbs != NULL ? cbs : &session_conn_cbs;
     cl->arg = arg;
+    cl->wake_fd = -1;
+    cl->ep_fd = -1;
+    if (pthread_mutex_init(&cl->lock, NULL) != 0) {
+        free(cl);
+        return ROOST_ESYS;
+    }
     struct quic_client_config qc = {
         .ca_file = cfg->ca_file,
         .pinned_cert = cfg->pinned_cert,
@@ -102,6 +162,7 @@ int roost_client_new(struct roost_client **out, const struct roost_client_config
     };
     int rc = quic_client_new(&cl->q, &qc, &trampolines, cl);
     if (rc < 0) {
+        pthread_mutex_destroy(&cl->lock);
         free(cl);
         return rc;
     }
@@ -113,15 +174,22 @@ void roost_client_del(struct roost_client *cl)
 {
     if (cl == NULL)
         return;
+    roost_client_stop(cl);
     struct quic_conn *q;
-    while ((q = quic_client_first(cl->q)) != NULL)
-        roost_conn_del(quic_conn_user(q));
+    while ((q = quic_client_first(cl->q)) != NULL) {
+        struct roost_conn *c = quic_conn_user(q);
+        if (cl->sessions)
+            roost_session_del(c->user); /* frees c too */
+        else
+            roost_conn_del(c);
+    }
     quic_client_del(cl->q);
+    pthread_mutex_destroy(&cl->lock);
     free(cl);
 }
 
-int roost_client_connect(struct roost_client *cl, const char *host, uint16_t port, void *user,
-                         struct roost_conn **out)
+static int connect_any(struct roost_client *cl, const char *host, uint16_t port, void *user,
+                       struct roost_conn **out)
 {
     struct roost_conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -137,6 +205,22 @@ int roost_client_connect(struct roost_client *cl, const char *host, uint16_t por
     return 0;
 }
 
+int roost_client_connect(struct roost_client *cl, const char *host, uint16_t port, void *user,
+                         struct roost_conn **out)
+{
+    if (cl->sessions)
+        return ROOST_EINVAL;
+    return connect_any(cl, host, port, user, out);
+}
+
+int client_connect_session(struct roost_client *cl, const char *host, uint16_t port,
+                           struct roost_session *s, struct roost_conn **out)
+{
+    if (!cl->sessions)
+        return ROOST_EINVAL;
+    return connect_any(cl, host, port, s, out);
+}
+
 int roost_client_process(struct roost_client *cl, uint64_t now)
 {
     return quic_client_process(cl->q, now);
@@ -149,7 +233,7 @@ uint64_t roost_client_next_timeout(const struct roost_client *cl, uint64_t now)
 
 int roost_client_step(struct roost_client *cl, int timeout_ms)
 {
-    uint64_t now = mono_ns();
+    uint64_t now = roost_client_now();
     uint64_t wait = roost_client_next_timeout(cl, now);
     int ms = timeout_ms;
     if (wait != UINT64_MAX && (uint64_t)ms * 1000000ULL > wait)
@@ -161,7 +245,7 @@ int roost_client_step(struct roost_client *cl, int timeout_ms)
             return ROOST_ESYS;
         /* The event is level-triggered: process() reads it again. */
     }
-    return roost_client_process(cl, mono_ns());
+    return roost_client_process(cl, roost_client_now());
 }
 
 int roost_client_fd(const struct roost_client *cl)
@@ -177,6 +261,95 @@ unsigned roost_client_active(const struct roost_client *cl)
 void roost_client_set_rx_drop(struct roost_client *cl, double share)
 {
     quic_client_set_rx_drop(cl->q, share);
+}
+
+/* ------------------------------------------------------ thread mode */
+
+static void *run_main(void *arg)
+{
+    struct roost_client *cl = arg;
+    pthread_mutex_lock(&cl->lock);
+    /* Pairs with the release store in roost_client_stop. */
+    while (!atomic_load_explicit(&cl->stop, memory_order_acquire)) {
+        uint64_t wait = roost_client_next_timeout(cl, roost_client_now());
+        /* Wake at least once a second even without timers: cheap, and a
+         * bound on any missed wake-up. */
+        int ms = wait >= 1000000000ULL ? 1000 : (int)((wait + 999999) / 1000000);
+        pthread_mutex_unlock(&cl->lock);
+        struct epoll_event ev[2];
+        int n = epoll_wait(cl->ep_fd, ev, 2, ms);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.fd == cl->wake_fd) {
+                uint64_t v;
+                (void)!read(cl->wake_fd, &v, sizeof(v));
+            }
+        }
+        pthread_mutex_lock(&cl->lock);
+        roost_client_process(cl, roost_client_now());
+    }
+    pthread_mutex_unlock(&cl->lock);
+    return NULL;
+}
+
+static void wake(struct roost_client *cl)
+{
+    uint64_t one = 1;
+    (void)!write(cl->wake_fd, &one, sizeof(one));
+}
+
+int roost_client_run(struct roost_client *cl)
+{
+    if (atomic_load_explicit(&cl->running, memory_order_relaxed))
+        return ROOST_EEXIST;
+    cl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    cl->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (cl->wake_fd == -1 || cl->ep_fd == -1)
+        goto fail;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = cl->wake_fd};
+    if (epoll_ctl(cl->ep_fd, EPOLL_CTL_ADD, cl->wake_fd, &ev) == -1)
+        goto fail;
+    ev.data.fd = quic_client_fd(cl->q);
+    if (epoll_ctl(cl->ep_fd, EPOLL_CTL_ADD, ev.data.fd, &ev) == -1)
+        goto fail;
+    atomic_store_explicit(&cl->stop, false, memory_order_relaxed);
+    if (pthread_create(&cl->thread, NULL, run_main, cl) != 0)
+        goto fail;
+    atomic_store_explicit(&cl->running, true, memory_order_relaxed);
+    return 0;
+fail:
+    if (cl->wake_fd != -1)
+        close(cl->wake_fd);
+    if (cl->ep_fd != -1)
+        close(cl->ep_fd);
+    cl->wake_fd = cl->ep_fd = -1;
+    return ROOST_ESYS;
+}
+
+void roost_client_stop(struct roost_client *cl)
+{
+    if (!atomic_load_explicit(&cl->running, memory_order_relaxed))
+        return;
+    /* Pairs with the acquire load in run_main's loop. */
+    atomic_store_explicit(&cl->stop, true, memory_order_release);
+    wake(cl);
+    pthread_join(cl->thread, NULL);
+    atomic_store_explicit(&cl->running, false, memory_order_relaxed);
+    close(cl->wake_fd);
+    close(cl->ep_fd);
+    cl->wake_fd = cl->ep_fd = -1;
+}
+
+void roost_client_lock(struct roost_client *cl)
+{
+    pthread_mutex_lock(&cl->lock);
+}
+
+void roost_client_unlock(struct roost_client *cl)
+{
+    pthread_mutex_unlock(&cl->lock);
+    /* What the caller queued goes out now rather than at the next timer. */
+    if (atomic_load_explicit(&cl->running, memory_order_relaxed))
+        wake(cl);
 }
 
 /* ------------------------------------------------------ conn API */
