@@ -172,7 +172,10 @@ static struct quic_conn *conn_accept(struct quic_server *s, const ngtcp2_pkt_hd 
     ngtcp2_settings_default(&settings);
     settings.initial_ts = now_ns(s);
     settings.handshake_timeout = sh->cfg.handshake_timeout_ns;
-    settings.no_pmtud = 1;
+    /* PMTUD stays on: ngtcp2 0.12 starts it after validating a migrated
+     * path even when no_pmtud is set, and then aborts on its own assertion
+     * (`!conn->local.settings.no_pmtud` in conn_start_pmtud; fixed upstream
+     * later). A client whose NAT rebinds must never abort the relay. */
     settings.token = hd->token;
     ngtcp2_transport_params params;
     ngtcp2_transport_params_default(&params);
