@@ -486,6 +486,21 @@ static const struct udp_addr *tx_local(const struct quic_conn *c, const struct u
     return c->fd >= 0 ? NULL : local;
 }
 
+/* Whether n more bytes may go to the peer's address: always for a client
+ * (the limit binds servers) and once the handshake completed (the address is validated), else
+ * within 3x what it sent us (ngtcp2 keeps its own packets inside the same budget; amp_tx counts
+ * them too). */
+static bool amp_allows(const struct quic_conn *c, size_t n)
+{
+    return !is_server(c) || c->opened || c->amp_tx + n <= 3 * c->amp_rx;
+}
+
+static void amp_sent(struct quic_conn *c, size_t n)
+{
+    if (!c->opened)
+        c->amp_tx += n;
+}
+
 static void write_close(struct quic_conn *c)
 {
     uint8_t pktbuf[UDP_TX_MAX];
@@ -504,7 +519,12 @@ static void write_close(struct quic_conn *c)
             c->close_len = (size_t)n;
         }
     }
-    quic_send_raw(c->ep, pktbuf, (size_t)n, &c->remote, tx_local(c, &c->local));
+    /* Over budget, the close waits for more bytes from the peer (a resend
+     * on its next packet), as RFC 9000 §10.2 allows. */
+    if (amp_allows(c, (size_t)n)) {
+        amp_sent(c, (size_t)n);
+        quic_send_raw(c->ep, pktbuf, (size_t)n, &c->remote, tx_local(c, &c->local));
+    }
     linger(c, CS_CLOSING, close_code(c));
 }
 
@@ -632,6 +652,7 @@ bool quic_conn_write(struct quic_conn *c)
         memcpy(&l.u, ps.path.local.addr, ps.path.local.addrlen);
         l.len = ps.path.local.addrlen;
         udp_tx_commit(ep->tx, (size_t)n, &r, tx_local(c, &l));
+        amp_sent(c, (size_t)n);
         stat_inc(ep->st, QS(pkts_out));
         stat_add(ep->st, QS(bytes_out), (uint64_t)n);
     }
@@ -644,9 +665,18 @@ bool quic_conn_write(struct quic_conn *c)
 bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
                     const struct udp_addr *remote, const struct udp_addr *local)
 {
+    if (!c->opened && udp_addr_equal(remote, &c->remote))
+        c->amp_rx += len;
     if (c->state == CS_CLOSING && c->close_pkt != NULL && c->close_resends < CLOSE_RESENDS) {
-        c->close_resends++;
-        quic_send_raw(c->ep, c->close_pkt, c->close_len, remote, tx_local(c, local));
+        /* Before the address is validated, only to it and inside the 3x
+         * budget: a spoofed source must not turn junk into a reflector. */
+        bool ok = c->opened || !is_server(c) ||
+                  (udp_addr_equal(remote, &c->remote) && amp_allows(c, c->close_len));
+        if (ok) {
+            c->close_resends++;
+            amp_sent(c, c->close_len);
+            quic_send_raw(c->ep, c->close_pkt, c->close_len, remote, tx_local(c, local));
+        }
     }
     if (!quic_conn_live(c))
         return false;

@@ -159,7 +159,12 @@ struct quic_conn {
     uint8_t reason[QUIC_REASON_MAX];
     size_t reason_len;
     bool ctl_fin, ctl_fin_sent; /* client test knob: FIN the control stream */
-    uint8_t *close_pkt;         /* server: our CONNECTION_CLOSE, resent on input */
+    /* Anti-amplification (RFC 9000 §8.1) for what we send besides ngtcp2
+     * (our CONNECTION_CLOSE and its resends): bytes received from and sent
+     * to c->remote before the handshake completed (the address is then
+     * validated). */
+    uint64_t amp_rx, amp_tx;
+    uint8_t *close_pkt; /* server: our CONNECTION_CLOSE, resent on input */
     size_t close_len;
     unsigned close_resends;
     void *user;
