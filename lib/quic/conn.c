@@ -705,6 +705,11 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
             c->info.remote = c->info.reset;
             if (!c->info.reset)
                 c->info.liberr = rv;
+            /* An Initial that cannot be decrypted, or a handshake ngtcp2
+             * gives up on, is a failed handshake (it is what a flood of bad
+             * Initials looks like in /metrics). */
+            if (!c->opened)
+                stat_inc(c->ep->st, QS(handshakes_failed));
             end_now(c, QUIC_APP_INTERNAL);
             return false;
         }

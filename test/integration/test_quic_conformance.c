@@ -8,18 +8,26 @@
  *   PROTOCOL_VIOLATION at handshake completion, never opened for the app,
  *   and counted as a failed handshake;
  * - a close's reason phrase reaches the peer (UNSUPPORTED_VERSION with
- *   "supported: 1", as §4.2 says it SHOULD). */
+ *   "supported: 1", as §4.2 says it SHOULD);
+ * - garbage is counted where /metrics exports it: well-formed Initials with
+ *   bad crypto each count as a failed handshake, and malformed datagrams
+ *   and unknown CIDs in their counters (read with
+ *   quic_shared_stats_total, which relay/metrics.c reads too). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 #include <cmocka.h>
 
 #include "core/error.h"
+#include "quic/cid.h"
 #include "quic/client.h"
 #include "../common/echo_app.h"
 
@@ -222,13 +230,96 @@ static void test_close_reason(void **state)
     quic_client_conn_del(t.c);
 }
 
+static uint64_t rng = 0x2545f4914f6cdd1dULL;
+static uint8_t rnd8(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint8_t)rng;
+}
+
+#define BAD_INITIALS 40
+
+static bool stats_reach(struct env *e, uint64_t failed, uint64_t malformed, uint64_t unknown)
+{
+    for (int i = 0; i < 400; i++) {
+        struct quic_stats st;
+        echo_server_stats(e->es, &st);
+        if (st.handshakes_failed >= failed && st.malformed >= malformed &&
+            st.unknown_cid >= unknown)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+static void test_garbage_counted(void **state)
+{
+    struct env *e = *state;
+    struct quic_stats before, after;
+    echo_server_stats(e->es, &before);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(echo_server_port(e->es))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    uint8_t p[1200];
+    /* Well-formed Initials (v1, 8-byte DCID, no token, a length that
+     * matches) whose protected payload is random: they fail to decrypt. */
+    for (int i = 0; i < BAD_INITIALS; i++) {
+        memset(p, 0, sizeof(p));
+        p[0] = 0xc3;
+        p[4] = 1;
+        p[5] = 8;
+        for (int k = 6; k < 14; k++)
+            p[k] = rnd8();
+        p[14] = 0; /* scid length */
+        p[15] = 0; /* token length */
+        size_t plen = sizeof(p) - 18;
+        p[16] = (uint8_t)(0x40 | (plen >> 8));
+        p[17] = (uint8_t)plen;
+        for (size_t k = 18; k < sizeof(p); k++)
+            p[k] = rnd8();
+        assert_int_equal(send(fd, p, sizeof(p), 0), (ssize_t)sizeof(p));
+        usleep(1000);
+    }
+    /* Malformed: a truncated long header. */
+    for (int i = 0; i < 10; i++) {
+        uint8_t t[3] = {0xc0, 0, 0};
+        assert_int_equal(send(fd, t, sizeof(t), 0), 3);
+    }
+    /* Unknown CID: a short header naming no connection of this worker. */
+    for (int i = 0; i < 10; i++) {
+        uint8_t s1[40];
+        for (size_t k = 0; k < sizeof(s1); k++)
+            s1[k] = rnd8();
+        s1[0] = 0x40;
+        cid_generate(s1 + 1, 0); /* names worker 0, which has no such CID */
+        assert_int_equal(send(fd, s1, sizeof(s1), 0), (ssize_t)sizeof(s1));
+    }
+    close(fd);
+    bool reached = stats_reach(e, before.handshakes_failed + BAD_INITIALS, before.malformed + 10,
+                               before.unknown_cid + 10);
+    echo_server_stats(e->es, &after);
+    print_message("# handshakes_failed +%llu malformed +%llu unknown_cid +%llu\n",
+                  (unsigned long long)(after.handshakes_failed - before.handshakes_failed),
+                  (unsigned long long)(after.malformed - before.malformed),
+                  (unsigned long long)(after.unknown_cid - before.unknown_cid));
+    print_message("# half_open %llu conns_open %llu pkts_in +%llu\n",
+                  (unsigned long long)after.conns_half_open, (unsigned long long)after.conns_open,
+                  (unsigned long long)(after.pkts_in - before.pkts_in));
+    assert_true(reached);
+    assert_int_equal(after.handshakes_failed, before.handshakes_failed + BAD_INITIALS);
+    assert_int_equal(after.handshakes_ok, before.handshakes_ok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fin_after_first_message),
-        cmocka_unit_test(test_reset_after_traffic),
-        cmocka_unit_test(test_no_datagram_support),
-        cmocka_unit_test(test_close_reason),
+        cmocka_unit_test(test_fin_after_first_message), cmocka_unit_test(test_reset_after_traffic),
+        cmocka_unit_test(test_no_datagram_support),     cmocka_unit_test(test_close_reason),
+        cmocka_unit_test(test_garbage_counted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
