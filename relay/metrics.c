@@ -171,6 +171,16 @@ int metrics_render(struct relay *r, char **out, size_t *len)
 
     PER_WORKER(&b, "roost_packets_received_total", "counter", "UDP datagrams received.",
                s->quic.pkts_in);
+    /* Garbage, so an operator can tell a flood from real load (bad
+     * Initials are roost_handshakes_total{result="failed"}). */
+    static const struct labelled pdrops[] = {
+        {"malformed", OFF(quic.malformed)},
+        {"unknown_cid", OFF(quic.unknown_cid)},
+        {"forward_failed", OFF(quic.fwd_dropped)},
+    };
+    per_worker_labelled(&b, ws, n, "roost_packets_dropped_total",
+                        "UDP datagrams dropped before reaching a connection, by reason.", "reason",
+                        pdrops, sizeof(pdrops) / sizeof(pdrops[0]));
     PER_WORKER(&b, "roost_packets_sent_total", "counter", "UDP datagrams sent.", s->quic.pkts_out);
     PER_WORKER(&b, "roost_bytes_received_total", "counter", "UDP payload bytes received.",
                s->quic.bytes_in);

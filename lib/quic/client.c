@@ -40,6 +40,7 @@ struct quic_client {
     struct timers *timers;
     struct quic_conn *conns;
     double rx_drop;
+    bool no_datagrams; /* test knob: max_datagram_frame_size 0 */
     uint64_t rng;
     struct udp_rx *rx;
     struct udp_tx *tx;
@@ -286,7 +287,7 @@ int quic_client_connect(struct quic_client *cl, const char *host, uint16_t port,
     params.initial_max_stream_data_bidi_local = STREAM_WINDOW;
     params.initial_max_data = CONN_WINDOW;
     params.max_idle_timeout = cl->idle_timeout_ns;
-    params.max_datagram_frame_size = 1500;
+    params.max_datagram_frame_size = cl->no_datagrams ? 0 : 1500;
     ngtcp2_path path;
     quic_path_init(&path, &c->local, &c->remote);
     rc = ROOST_EQUIC;
@@ -446,4 +447,38 @@ unsigned quic_client_active(const struct quic_client *cl)
 void quic_client_set_rx_drop(struct quic_client *cl, double share)
 {
     cl->rx_drop = share;
+}
+
+void quic_client_set_no_datagrams(struct quic_client *cl, bool on)
+{
+    cl->no_datagrams = on;
+}
+
+int quic_client_ctl_finish(struct quic_conn *c)
+{
+    if (c->state != CS_OPEN || c->ctl_stream < 0)
+        return ROOST_ECLOSED;
+    c->ctl_fin = true;
+    quic_conn_mark_dirty(c);
+    return 0;
+}
+
+int quic_client_ctl_reset(struct quic_conn *c, uint64_t app_error)
+{
+    if (c->state != CS_OPEN || c->ctl_stream < 0)
+        return ROOST_ECLOSED;
+    if (ngtcp2_conn_shutdown_stream_write(c->conn, c->ctl_stream, app_error) != 0)
+        return ROOST_EQUIC;
+    quic_conn_mark_dirty(c);
+    return 0;
+}
+
+size_t quic_client_close_reason(const struct quic_conn *c, char *out, size_t cap)
+{
+    if (cap == 0)
+        return 0;
+    size_t n = c->reason_len < cap - 1 ? c->reason_len : cap - 1;
+    memcpy(out, c->reason, n);
+    out[n] = '\0';
+    return n;
 }

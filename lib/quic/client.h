@@ -20,6 +20,7 @@
 #ifndef ROOST_QUIC_CLIENT_H
 #define ROOST_QUIC_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,19 @@ int quic_client_fd(const struct quic_client *cl);
 unsigned quic_client_active(const struct quic_client *cl);
 /* Test hook: drop this share (0..1) of received datagrams. */
 void quic_client_set_rx_drop(struct quic_client *cl, double share);
+
+/* Test hook (conformance): connections started from now on announce no
+ * max_datagram_frame_size (0); a relay must refuse them (PROTOCOL.md §2). */
+void quic_client_set_no_datagrams(struct quic_client *cl, bool on);
+/* Test hooks (conformance): finish (FIN after the queued bytes) or reset
+ * (RESET_STREAM with app_error) the control stream, which PROTOCOL.md §2
+ * forbids. Returns 0, ROOST_ECLOSED (not open), ROOST_EQUIC. */
+int quic_client_ctl_finish(struct quic_conn *c);
+int quic_client_ctl_reset(struct quic_conn *c, uint64_t app_error);
+/* The reason phrase of the connection's close (the peer's, or our own;
+ * empty if none or not closed), cut to QUIC_REASON_MAX bytes, copied into
+ * out as a C string (at most cap - 1 bytes). Returns its length. */
+size_t quic_client_close_reason(const struct quic_conn *c, char *out, size_t cap);
 
 /* Test hook (NAT rebinding): moves the connection to a new socket with a
  * new source port. Returns 0 or ROOST_ESYS. */

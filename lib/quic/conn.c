@@ -106,14 +106,31 @@ static void linger(struct quic_conn *c, enum conn_state st, uint64_t app_error)
 
 /* Records a local close; the CONNECTION_CLOSE packet is written at turn
  * end, outside any ngtcp2 callback. tell: on_close now (see quic_int.h). */
+/* Copies a reason phrase into c->reason, cut at QUIC_REASON_MAX bytes on
+ * a UTF-8 character boundary. */
+static void keep_reason(struct quic_conn *c, const uint8_t *r, size_t n)
+{
+    if (r == NULL)
+        n = 0;
+    if (n > sizeof(c->reason)) {
+        n = sizeof(c->reason);
+        while (n > 0 && (r[n] & 0xC0) == 0x80)
+            n--; /* r[n] continues a character: cut before that character */
+    }
+    if (n > 0)
+        memcpy(c->reason, r, n);
+    c->reason_len = n;
+}
+
 static void close_with(struct quic_conn *c, const ngtcp2_connection_close_error *e,
                        uint64_t app_error, bool tell)
 {
     if (!quic_conn_live(c))
         return;
     c->ccerr = *e;
-    c->ccerr.reason = NULL;
-    c->ccerr.reasonlen = 0;
+    keep_reason(c, e->reason, e->reasonlen);
+    c->ccerr.reason = c->reason_len > 0 ? c->reason : NULL;
+    c->ccerr.reasonlen = c->reason_len;
     c->info.remote = false;
     c->info.app = e->type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
     c->info.code = e->error_code;
@@ -123,11 +140,12 @@ static void close_with(struct quic_conn *c, const ngtcp2_connection_close_error 
         quic_conn_notify(c, app_error);
 }
 
-static void close_app(struct quic_conn *c, uint64_t app_error, bool tell)
+static void close_app(struct quic_conn *c, uint64_t app_error, const char *reason, bool tell)
 {
     ngtcp2_connection_close_error e;
     ngtcp2_connection_close_error_default(&e);
-    ngtcp2_connection_close_error_set_application_error(&e, app_error, NULL, 0);
+    ngtcp2_connection_close_error_set_application_error(&e, app_error, (const uint8_t *)reason,
+                                                        reason != NULL ? strlen(reason) : 0);
     close_with(c, &e, app_error, tell);
 }
 
@@ -149,9 +167,7 @@ static void close_liberr(struct quic_conn *c, int liberr)
 
 void quic_conn_close(struct quic_conn *c, uint64_t app_error, const char *reason)
 {
-    (void)reason; /* reason phrases are not sent: they would need storage
-                     until the deferred write */
-    close_app(c, app_error, false);
+    close_app(c, app_error, reason, false);
     /* A close pending from an earlier error the client was not yet told of
      * is told now too: the application hears of the end before this
      * returns. */
@@ -207,6 +223,15 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *user_data)
     /* The client opens the one control stream; the server accepts it. */
     if (!is_server(c) && ngtcp2_conn_open_bidi_stream(conn, &c->ctl_stream, NULL) != 0)
         return NGTCP2_ERR_CALLBACK_FAILURE;
+    if (is_server(c) &&
+        ngtcp2_conn_get_remote_transport_params(conn)->max_datagram_frame_size == 0) {
+        /* PROTOCOL.md §2: media travels in DATAGRAM frames; a client that
+         * cannot receive them cannot take part. A failed handshake: the
+         * app never sees the connection open. */
+        stat_inc(c->ep->st, QS(handshakes_failed));
+        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, "max_datagram_frame_size required", true);
+        return 0;
+    }
     leave_half_open(c);
     stat_inc(c->ep->st, QS(handshakes_ok));
     c->state = CS_OPEN;
@@ -232,24 +257,70 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t stream
                                uint64_t offset, const uint8_t *data, size_t datalen,
                                void *user_data, void *stream_user_data)
 {
-    (void)flags;
     (void)offset;
     (void)stream_user_data;
     struct quic_conn *c = user_data;
     if (stream_id != c->ctl_stream || c->state != CS_OPEN)
         return 0;
+    if (flags & NGTCP2_STREAM_DATA_FLAG_FIN) {
+        /* PROTOCOL.md §2: the control stream lives as long as the
+         * connection; finishing it is a violation (what came with the FIN
+         * is not delivered). */
+        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, "control stream finished", is_server(c));
+        return 0;
+    }
     c->cs.bytes_in += datalen;
     int rc = ctl_rx_feed(&c->rx, data, datalen, deliver_body, c);
     if (rc < 0) {
         if (rc == ROOST_ENOMEM)
             return NGTCP2_ERR_CALLBACK_FAILURE;
-        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, is_server(c));
+        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, "bad control frame", is_server(c));
         return 0;
     }
     /* Bytes are consumed once copied out (a partial message is bounded by
      * FRAME_MAX_BODY), so the windows slide by what arrived. */
     ngtcp2_conn_extend_max_stream_offset(conn, stream_id, datalen);
     ngtcp2_conn_extend_max_offset(conn, datalen);
+    return 0;
+}
+
+/* RESET_STREAM or STOP_SENDING on the control stream, or the stream
+ * closing while the connection lives: a PROTOCOL_VIOLATION (§2). */
+static void ctl_stream_gone(struct quic_conn *c, int64_t stream_id, const char *why)
+{
+    if (stream_id == c->ctl_stream && quic_conn_live(c))
+        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, why, is_server(c));
+}
+
+static int stream_reset_cb(ngtcp2_conn *conn, int64_t stream_id, uint64_t final_size,
+                           uint64_t app_error_code, void *user_data, void *stream_user_data)
+{
+    (void)conn;
+    (void)final_size;
+    (void)app_error_code;
+    (void)stream_user_data;
+    ctl_stream_gone(user_data, stream_id, "control stream reset");
+    return 0;
+}
+
+static int stream_stop_sending_cb(ngtcp2_conn *conn, int64_t stream_id, uint64_t app_error_code,
+                                  void *user_data, void *stream_user_data)
+{
+    (void)conn;
+    (void)app_error_code;
+    (void)stream_user_data;
+    ctl_stream_gone(user_data, stream_id, "control stream stopped");
+    return 0;
+}
+
+static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t stream_id,
+                           uint64_t app_error_code, void *user_data, void *stream_user_data)
+{
+    (void)conn;
+    (void)flags;
+    (void)app_error_code;
+    (void)stream_user_data;
+    ctl_stream_gone(user_data, stream_id, "control stream closed");
     return 0;
 }
 
@@ -312,6 +383,9 @@ void quic_ep_init(struct quic_ep *ep, enum quic_role role, const struct quic_app
     cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
     cb->recv_stream_data = recv_stream_data_cb;
     cb->acked_stream_data_offset = acked_stream_cb;
+    cb->stream_reset = stream_reset_cb;
+    cb->stream_stop_sending = stream_stop_sending_cb;
+    cb->stream_close = stream_close_cb;
     cb->rand = rand_cb;
     cb->update_key = ngtcp2_crypto_update_key_cb;
     cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
@@ -412,6 +486,21 @@ static const struct udp_addr *tx_local(const struct quic_conn *c, const struct u
     return c->fd >= 0 ? NULL : local;
 }
 
+/* Whether n more bytes may go to the peer's address: always for a client
+ * (the limit binds servers) and once the handshake completed (the address is validated), else
+ * within 3x what it sent us (ngtcp2 keeps its own packets inside the same budget; amp_tx counts
+ * them too). */
+static bool amp_allows(const struct quic_conn *c, size_t n)
+{
+    return !is_server(c) || c->opened || c->amp_tx + n <= 3 * c->amp_rx;
+}
+
+static void amp_sent(struct quic_conn *c, size_t n)
+{
+    if (!c->opened)
+        c->amp_tx += n;
+}
+
 static void write_close(struct quic_conn *c)
 {
     uint8_t pktbuf[UDP_TX_MAX];
@@ -430,7 +519,12 @@ static void write_close(struct quic_conn *c)
             c->close_len = (size_t)n;
         }
     }
-    quic_send_raw(c->ep, pktbuf, (size_t)n, &c->remote, tx_local(c, &c->local));
+    /* Over budget, the close waits for more bytes from the peer (a resend
+     * on its next packet), as RFC 9000 §10.2 allows. */
+    if (amp_allows(c, (size_t)n)) {
+        amp_sent(c, (size_t)n);
+        quic_send_raw(c->ep, pktbuf, (size_t)n, &c->remote, tx_local(c, &c->local));
+    }
     linger(c, CS_CLOSING, close_code(c));
 }
 
@@ -487,7 +581,21 @@ bool quic_conn_write(struct quic_conn *c)
         size_t slen = 0;
         if (!stream_blocked && c->ctl_stream >= 0 && c->state == CS_OPEN)
             slen = ctl_tx_peek(&c->tx, &sdata);
-        if (slen > 0) {
+        if (slen == 0 && c->ctl_fin && !c->ctl_fin_sent && !stream_blocked && c->ctl_stream >= 0 &&
+            c->state == CS_OPEN) {
+            /* Test knob (client): a FIN after the queued bytes. */
+            ngtcp2_ssize taken = -1;
+            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken,
+                                          NGTCP2_WRITE_STREAM_FLAG_FIN, c->ctl_stream, NULL, 0,
+                                          now);
+            if (taken >= 0)
+                c->ctl_fin_sent = true;
+            if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
+                n == NGTCP2_ERR_STREAM_NOT_FOUND) {
+                stream_blocked = true;
+                continue;
+            }
+        } else if (slen > 0) {
             ngtcp2_vec v = {.base = (uint8_t *)sdata, .len = slen};
             ngtcp2_ssize taken = -1;
             n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken,
@@ -544,6 +652,7 @@ bool quic_conn_write(struct quic_conn *c)
         memcpy(&l.u, ps.path.local.addr, ps.path.local.addrlen);
         l.len = ps.path.local.addrlen;
         udp_tx_commit(ep->tx, (size_t)n, &r, tx_local(c, &l));
+        amp_sent(c, (size_t)n);
         stat_inc(ep->st, QS(pkts_out));
         stat_add(ep->st, QS(bytes_out), (uint64_t)n);
     }
@@ -556,9 +665,18 @@ bool quic_conn_write(struct quic_conn *c)
 bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
                     const struct udp_addr *remote, const struct udp_addr *local)
 {
+    if (!c->opened && udp_addr_equal(remote, &c->remote))
+        c->amp_rx += len;
     if (c->state == CS_CLOSING && c->close_pkt != NULL && c->close_resends < CLOSE_RESENDS) {
-        c->close_resends++;
-        quic_send_raw(c->ep, c->close_pkt, c->close_len, remote, tx_local(c, local));
+        /* Before the address is validated, only to it and inside the 3x
+         * budget: a spoofed source must not turn junk into a reflector. */
+        bool ok = c->opened || !is_server(c) ||
+                  (udp_addr_equal(remote, &c->remote) && amp_allows(c, c->close_len));
+        if (ok) {
+            c->close_resends++;
+            amp_sent(c, c->close_len);
+            quic_send_raw(c->ep, c->close_pkt, c->close_len, remote, tx_local(c, local));
+        }
     }
     if (!quic_conn_live(c))
         return false;
@@ -574,6 +692,7 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
         c->info.remote = true;
         c->info.app = e.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
         c->info.code = e.error_code;
+        keep_reason(c, e.reason, e.reasonlen);
         if (!c->opened)
             stat_inc(c->ep->st, QS(handshakes_failed));
         linger(c, CS_DRAINING, close_code(c));
@@ -586,6 +705,11 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
             c->info.remote = c->info.reset;
             if (!c->info.reset)
                 c->info.liberr = rv;
+            /* An Initial that cannot be decrypted, or a handshake ngtcp2
+             * gives up on, is a failed handshake (it is what a flood of bad
+             * Initials looks like in /metrics). */
+            if (!c->opened)
+                stat_inc(c->ep->st, QS(handshakes_failed));
             end_now(c, QUIC_APP_INTERNAL);
             return false;
         }

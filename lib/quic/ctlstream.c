@@ -8,6 +8,13 @@
 
 #define CHUNK_SIZE 8192
 
+/* The receive buffer holds one incomplete message: its length prefix as the
+ * peer wrote it and up to FRAME_MAX_BODY bytes. A peer may write the
+ * prefix in any varint length (RFC 9000 does not require the minimal one),
+ * so the prefix takes up to 8 bytes, not FRAME_MAX_HDR. */
+#define RX_HDR_MAX 8
+#define RX_CAP (RX_HDR_MAX + FRAME_MAX_BODY)
+
 struct ctl_chunk {
     struct ctl_chunk *next;
     uint64_t start; /* stream offset of data[0] */
@@ -187,7 +194,7 @@ int ctl_rx_feed(struct ctl_rx *r, const uint8_t *data, size_t len, ctl_body_cb c
     /* Finish a message left over from earlier bytes, copying only what it
      * needs so later whole messages are delivered in place. */
     while (r->len > 0 && used < len) {
-        size_t cap = FRAME_MAX_HDR + FRAME_MAX_BODY;
+        size_t cap = RX_CAP;
         size_t hl, bl;
         int rc = frame_parse(r->buf, r->len, &hl, &bl);
         size_t want;
@@ -212,6 +219,16 @@ int ctl_rx_feed(struct ctl_rx *r, const uint8_t *data, size_t len, ctl_body_cb c
             r->len = 0;
         }
     }
+    if (r->len > 0) {
+        /* A prefix completed by the last byte is checked now, not on the
+         * next feed (which may never come). */
+        size_t hl, bl;
+        int rc = frame_parse(r->buf, r->len, &hl, &bl);
+        if (rc < 0 && rc != ROOST_ETRUNC)
+            return rc;
+        if (rc == 0 && bl == 0)
+            return ROOST_EMALFORMED;
+    }
     while (used < len) {
         int n = deliver_one(data + used, len - used, cb, arg);
         if (n < 0)
@@ -222,12 +239,16 @@ int ctl_rx_feed(struct ctl_rx *r, const uint8_t *data, size_t len, ctl_body_cb c
     }
     if (used < len) {
         if (r->buf == NULL) {
-            r->buf = malloc(FRAME_MAX_HDR + FRAME_MAX_BODY);
+            r->buf = malloc(RX_CAP);
             if (r->buf == NULL)
                 return ROOST_ENOMEM;
         }
-        /* The rest is one incomplete message whose header (if present) is
-         * valid, so it fits the buffer. */
+        /* The rest is one incomplete message: a partial prefix (< 8
+         * bytes) or a valid prefix (<= 8 bytes) and less than its body, so
+         * it fits RX_CAP. Checked anyway: an overrun here would be a heap
+         * write chosen by the peer. */
+        if (len - used > RX_CAP)
+            return ROOST_ETOOBIG;
         memcpy(r->buf, data + used, len - used);
         r->len = len - used;
     }

@@ -55,7 +55,7 @@ bool ctl_tx_has_unsent(const struct ctl_tx *q);
 typedef void (*ctl_body_cb)(const uint8_t *body, size_t len, void *arg);
 
 struct ctl_rx {
-    uint8_t *buf; /* FRAME_MAX_HDR + FRAME_MAX_BODY, allocated on first use */
+    uint8_t *buf; /* 8 + FRAME_MAX_BODY (any prefix length), allocated on first use */
     size_t len;
 };
 

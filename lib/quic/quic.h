@@ -103,7 +103,9 @@ struct quic_stats {
     uint64_t retry_half_open, retry_rate, refused_full, refused_draining;
 };
 
-/* Creates the shared state. Returns 0; ROOST_EINVAL (bad config/address),
+/* Creates the shared state. Returns 0; ROOST_EINVAL (bad config/address,
+ * quic-secrets not a regular file), ROOST_EACCES (quic-secrets readable
+ * or writable by group or others: logged with the chmod to run),
  * ROOST_ECRYPTO (certificate/key unreadable), ROOST_EIO (state dir),
  * ROOST_ESYS (socket), ROOST_ENOMEM. Main thread, before the pool starts. */
 int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *cfg);

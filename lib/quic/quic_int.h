@@ -37,6 +37,9 @@
 #include "quic/udp.h"
 
 #define SECRET_LEN 32
+/* Reason phrases are cut to this many bytes (PROTOCOL.md allows 256; ours
+ * are short, and a bound keeps struct quic_conn small). */
+#define QUIC_REASON_MAX 64
 
 /* A quic_stats field's counter slot. */
 #define QS(field) STAT_IDX(struct quic_stats, field)
@@ -148,8 +151,19 @@ struct quic_conn {
     struct dgram_item *dq; /* ring of ep->dgram_queue_max */
     unsigned dq_head, dq_n;
     uint64_t dgram_seq;
-    ngtcp2_connection_close_error ccerr;
+    ngtcp2_connection_close_error ccerr; /* reason points into reason[] */
     struct quic_close_info info;
+    /* The close's reason phrase (ours, or the peer's), bounded: kept here
+     * because the CONNECTION_CLOSE is written at turn end, after the
+     * caller's string may be gone. */
+    uint8_t reason[QUIC_REASON_MAX];
+    size_t reason_len;
+    bool ctl_fin, ctl_fin_sent; /* client test knob: FIN the control stream */
+    /* Anti-amplification (RFC 9000 §8.1) for what we send besides ngtcp2
+     * (our CONNECTION_CLOSE and its resends): bytes received from and sent
+     * to c->remote before the handshake completed (the address is then
+     * validated). */
+    uint64_t amp_rx, amp_tx;
     uint8_t *close_pkt; /* server: our CONNECTION_CLOSE, resent on input */
     size_t close_len;
     unsigned close_resends;

@@ -384,6 +384,7 @@ static void new_connection(struct quic_server *s, const uint8_t *data, size_t le
         if (ngtcp2_crypto_verify_retry_token(
                 &ocid, hd.token.base, hd.token.len, s->sh->retry_secret, SECRET_LEN, hd.version,
                 &remote->u.sa, remote->len, &hd.dcid, RETRY_TOKEN_TIMEOUT, now_ns(s)) != 0) {
+            stat_inc(s->ep.st, QS(handshakes_failed)); /* a failed Initial */
             send_stateless_close(s, &hd, NGTCP2_INVALID_TOKEN, remote, local);
             return;
         }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
@@ -37,6 +38,22 @@ static int load_secrets(struct quic_shared *sh, const char *dir)
         return ROOST_EINVAL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd != -1) {
+        /* As the token key files (lib/proto/keyfile.c): whoever reads the
+         * secrets can forge stateless resets and Retry tokens. Refuse,
+         * rather than warn. */
+        struct stat st;
+        if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+            close(fd);
+            log_error("msg=\"quic secrets file is not a regular file\" path=%s", path);
+            return ROOST_EINVAL;
+        }
+        if ((st.st_mode & 077) != 0) {
+            close(fd);
+            log_error("msg=\"quic secrets file gives group or others access; run: chmod 600 "
+                      "%s\" path=%s mode=%04o",
+                      path, path, (unsigned)(st.st_mode & 07777));
+            return ROOST_EACCES;
+        }
         ssize_t n = read(fd, both, sizeof(both));
         close(fd);
         if (n != (ssize_t)sizeof(both)) {

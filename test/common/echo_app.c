@@ -29,6 +29,11 @@ static void on_control(struct quic_conn *c, const uint8_t *body, size_t len, voi
                 return;
         return;
     }
+    if (len == ECHO_CLOSE_LEN && memcmp(body, ECHO_CLOSE_CMD, ECHO_CLOSE_LEN) == 0) {
+        /* Close the way the relay refuses a version: code and reason. */
+        quic_conn_close(c, PROTO_ERR_UNSUPPORTED_VERSION, ECHO_CLOSE_REASON);
+        return;
+    }
     (void)quic_conn_send_control(c, body, len);
 }
 

@@ -16,6 +16,11 @@
 /* A control body "blast" makes the echo app answer with this many bodies. */
 #define ECHO_BLAST_COUNT 32
 #define ECHO_BLAST_SIZE 4000
+/* A control body "close" makes the echo app close the connection with
+ * UNSUPPORTED_VERSION and this reason phrase. */
+#define ECHO_CLOSE_CMD "close"
+#define ECHO_CLOSE_LEN 5
+#define ECHO_CLOSE_REASON "supported: 1"
 
 struct echo_server {
     struct quic_shared *sh;

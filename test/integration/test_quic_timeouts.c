@@ -17,12 +17,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
 #include "core/buf.h"
+#include "core/error.h"
 #include "quic/cid.h"
 #include "../common/echo_app.h"
 
@@ -210,6 +212,41 @@ static void test_stateless_reset(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* quic-secrets is refused when group or others may access it (as the
+ * token key files are), and when it is not a regular file. */
+static void test_secrets_mode(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/roost-quic-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[600];
+    snprintf(path, sizeof(path), "%s/quic-secrets", dir);
+    struct echo_server *es = NULL;
+    struct quic_shared_config qc = {.n_workers = 1, .state_dir = dir};
+    assert_int_equal(echo_server_start(&es, &qc), 0); /* creates it, 0600 */
+    echo_server_stop(es);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    static const mode_t bad[] = {0640, 0604, 0660, 0644, 0620, 0602};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(chmod(path, bad[i]), 0);
+        es = NULL;
+        assert_int_equal(echo_server_start(&es, &qc), ROOST_EACCES);
+        assert_null(es);
+    }
+    assert_int_equal(chmod(path, 0400), 0);
+    assert_int_equal(echo_server_start(&es, &qc), 0); /* read-only for us is fine */
+    echo_server_stop(es);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkdir(path, 0700), 0);
+    es = NULL;
+    assert_int_equal(echo_server_start(&es, &qc), ROOST_EINVAL);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_reset_only_by_owner(void **state)
 {
     (void)state;
@@ -246,7 +283,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idle_timeout),        cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_forced_retry),        cmocka_unit_test(test_stateless_reset),
-        cmocka_unit_test(test_reset_only_by_owner),
+        cmocka_unit_test(test_reset_only_by_owner), cmocka_unit_test(test_secrets_mode),
     };
     return cmocka_run_group_tests_name("quic_timeouts", tests, NULL, NULL);
 }
