@@ -46,6 +46,17 @@ trap 'fail "interrupted"; finish' INT TERM
 
 log() { echo "# $NAME: $*"; }
 fail() { REASONS+=("$*"); }
+# Waits for a roost-bench run. Its verdict is not this run's: the bench
+# judges against its own SLO (exit 1 FAIL, 2 INCONCLUSIVE) while a torture
+# run impairs the rooms on purpose and checks its own bounds from the JSON.
+# Only a bench that could not run (exit >= 3) or wrote no JSON fails here.
+bench_wait() { # PID JSON WHAT
+    local rc=0
+    wait "$1" || rc=$?
+    if [ "$rc" -ge 3 ] || [ ! -s "$2" ]; then
+        fail "$3 exit $rc"
+    fi
+}
 elapsed() { $PY -c "import sys; print('%.0f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$T_START" "$(date +%s.%N)"; }
 # The machine's 1-minute load average at the end of the run: timing bounds
 # hold on a loaded machine, not on one whose other work starves the relay
