@@ -61,7 +61,8 @@ struct session {
     struct session *grave_next;
     struct session *prev, *next; /* rw->live: open sessions (GOAWAY, /rooms) */
     uint64_t opened_ns, join_ns, joined_ns;
-    bool was_joined; /* was in a room at some point (leaves counter, close log) */
+    uint64_t noperm_err_ns; /* last ERROR NOT_PERMITTED for media, +1; 0 = never */
+    bool was_joined;        /* was in a room at some point (leaves counter, close log) */
     uint8_t room_len;
     char room[ROOM_ID_MAX + 1]; /* of the last JOIN, for /rooms and logs */
     char display[DISPLAY_NAME_MAX + 1];

@@ -29,6 +29,9 @@
 
 #define RELAY_SERVER_NAME "roost-relay/0.1"
 #define RELAY_MAX_REJECTS 3 /* JOIN_REJECTED answers before the connection is closed */
+/* At most one ERROR NOT_PERMITTED per this interval for media from a member
+ * without PUBLISH (PROTOCOL.md §5). */
+#define RELAY_NOPERM_ERROR_INTERVAL_NS (1000ull * 1000000ull)
 
 /* -------------------------------------------------------------- helpers */
 
@@ -252,6 +255,17 @@ static void on_join(struct session *ss, const struct msg_join *j)
     }
 }
 
+static void on_keyframe_request(struct session *ss, const struct msg_keyframe_request *k)
+{
+    int rc = room_keyframe_request(ss->m, k->participant_id, k->stream_id);
+    if (rc == ROOST_EACCES)
+        session_error(ss, PROTO_ERR_NOT_PERMITTED, MSG_KEYFRAME_REQUEST,
+                      "keyframe requests need SUBSCRIBE");
+    else if (rc != 0)
+        session_error(ss, PROTO_ERR_NOT_JOINED, MSG_KEYFRAME_REQUEST,
+                      "no such participant in the room");
+}
+
 static void conn_on_control(struct quic_conn *c, const uint8_t *body, size_t len, void *arg)
 {
     (void)arg;
@@ -305,10 +319,8 @@ static void conn_on_control(struct quic_conn *c, const uint8_t *body, size_t len
             session_violation(ss, "KEYFRAME_REQUEST before HELLO");
         else if (!room_member_joined(ss->m))
             session_error(ss, PROTO_ERR_NOT_JOINED, MSG_KEYFRAME_REQUEST, "not joined");
-        else if (room_keyframe_request(ss->m, m->u.keyframe_request.participant_id,
-                                       m->u.keyframe_request.stream_id) != 0)
-            session_error(ss, PROTO_ERR_NOT_JOINED, MSG_KEYFRAME_REQUEST,
-                          "no such participant in the room");
+        else
+            on_keyframe_request(ss, &m->u.keyframe_request);
         break;
     case MSG_ERROR:
         if (ss->state == SESSION_OPEN)
@@ -333,7 +345,17 @@ static void conn_on_datagram(struct quic_conn *c, const uint8_t *data, size_t le
             WSTAT_INC(ss->rw, dgram_not_joined);
         return;
     }
-    room_publish(ss->m, data, len); /* drops are counted by the room layer */
+    /* Drops are counted by the room layer. */
+    if (room_publish(ss->m, data, len) == ROOST_EACCES) {
+        /* No PUBLISH: tell the client, rate-limited (stored as now+1 so
+         * that 0 means "never"). */
+        uint64_t now = worker_now(ss->rw->w);
+        if (ss->noperm_err_ns == 0 ||
+            now + 1 - ss->noperm_err_ns >= RELAY_NOPERM_ERROR_INTERVAL_NS) {
+            ss->noperm_err_ns = now + 1;
+            session_error(ss, PROTO_ERR_NOT_PERMITTED, 0, "no publish permission");
+        }
+    }
 }
 
 static void session_deadline(struct timer *t, uint64_t now, void *arg)

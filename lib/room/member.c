@@ -350,6 +350,8 @@ int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream
     struct room_shard *s = m->s;
     if (m->state != MEMBER_JOINED)
         return ROOST_ENOENT;
+    if (!(m->perms & PERM_SUBSCRIBE))
+        return ROOST_EACCES; /* a member that receives no media has no decoder to refresh */
     struct kfreq_msg km = {.from = m->pid, .stream = stream};
     bool found = false;
     rcu_read_lock();

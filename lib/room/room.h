@@ -184,7 +184,8 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len);
  * m's id, stream) through ops->control unless one for the same (target,
  * stream) went out within kfreq_window_ns (suppressed and counted there).
  * Returns 0, ROOST_ENOENT (m not joined, or target not in m's room: answer
- * NOT_JOINED) or ROOST_ENOMEM. Member's worker. */
+ * NOT_JOINED), ROOST_EACCES (m lacks PERM_SUBSCRIBE: answer NOT_PERMITTED)
+ * or ROOST_ENOMEM. Member's worker. */
 int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream);
 
 /* Link quality tick, every quality_interval on each worker (the caller's
