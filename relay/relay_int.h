@@ -58,6 +58,10 @@ struct session {
     enum session_state state;
     unsigned rejects;
     struct timer deadline; /* HELLO / JOIN must arrive in time */
+    struct timer linger;   /* close once queued control is delivered */
+    uint64_t linger_until; /* ... or at this time at the latest */
+    uint32_t linger_code;
+    const char *linger_reason; /* static storage */
     struct session *grave_next;
     struct session *prev, *next; /* rw->live: open sessions (GOAWAY, /rooms) */
     uint64_t opened_ns, join_ns, joined_ns;

@@ -54,6 +54,48 @@ static void session_close(struct session *ss, uint32_t code, const char *reason)
         quic_conn_close(ss->c, code, reason); /* on_close runs now; ss stays until turn end */
 }
 
+/* The close after the last allowed JOIN_REJECTED. quic_conn_close drops
+ * control bytes still queued or unacknowledged, so the client would see the
+ * close code without the rejection. lib/quic has no "close once the control
+ * stream is delivered", so the session lingers: it polls the connection's
+ * unacknowledged control bytes (quic_conn_stats.control_pending) every
+ * CLOSE_POLL and closes once they are 0, or after CLOSE_LINGER_MAX whatever
+ * the client did. Meanwhile the session is LEAVING: JOINs are ignored. */
+#define RELAY_CLOSE_POLL_NS (2ull * 1000000ull)
+#define RELAY_CLOSE_LINGER_MAX_NS (1000ull * 1000000ull)
+
+static void session_linger(struct timer *t, uint64_t now, void *arg)
+{
+    struct session *ss = arg;
+    if (ss->c == NULL)
+        return;
+    struct quic_conn_stats cs;
+    quic_conn_stats(ss->c, &cs);
+    if (cs.control_pending == 0 || now >= ss->linger_until) {
+        session_close(ss, ss->linger_code, ss->linger_reason);
+        return;
+    }
+    if (timer_arm(worker_timers(ss->rw->w), t, now + RELAY_CLOSE_POLL_NS) != 0)
+        session_close(ss, ss->linger_code, ss->linger_reason); /* no memory: close now */
+}
+
+/* reason: a string with static storage (it is used later). */
+static void session_close_after_control(struct session *ss, uint32_t code, const char *reason)
+{
+    if (ss->c == NULL)
+        return;
+    ss->state = SESSION_LEAVING;
+    ss->linger_code = code;
+    ss->linger_reason = reason;
+    uint64_t now = worker_now(ss->rw->w);
+    ss->linger_until = now + RELAY_CLOSE_LINGER_MAX_NS;
+    timer_cancel(worker_timers(ss->rw->w), &ss->deadline);
+    /* Not before the next turn: the bytes just queued are written at the
+     * end of this one. */
+    if (timer_arm(worker_timers(ss->rw->w), &ss->linger, now + RELAY_CLOSE_POLL_NS) != 0)
+        session_close(ss, code, reason); /* no memory: close now */
+}
+
 static void session_violation(struct session *ss, const char *what)
 {
     WSTAT_INC(ss->rw, protocol_violations);
@@ -80,7 +122,7 @@ static void session_reject(struct session *ss, uint32_t code, const char *reason
     session_send(ss, &m);
     WSTAT_INC(ss->rw, join_rejects);
     if (++ss->rejects >= RELAY_MAX_REJECTS)
-        session_close(ss, code, reason);
+        session_close_after_control(ss, code, reason);
 }
 
 static uint64_t wall_seconds(void)
@@ -138,7 +180,7 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
     /* JOIN_REJECTED already went out through room_cb_control. */
     WSTAT_INC(ss->rw, join_rejects);
     if (++ss->rejects >= RELAY_MAX_REJECTS)
-        session_close(ss, code, "too many rejected joins");
+        session_close_after_control(ss, code, "too many rejected joins");
 }
 
 static void room_cb_replaced(void *ep, void *arg)
@@ -389,6 +431,7 @@ static int conn_on_open(struct quic_conn *c, void *arg)
     uint64_t hs =
         r->cfg.handshake_timeout_ns ? r->cfg.handshake_timeout_ns : RELAY_DEFAULT_HANDSHAKE_NS;
     timer_init(&ss->deadline, session_deadline, ss);
+    timer_init(&ss->linger, session_linger, ss);
     timer_arm(worker_timers(rw->w), &ss->deadline, worker_now(rw->w) + hs);
     quic_conn_set_user(c, ss);
     ss->next = rw->live;
@@ -423,6 +466,7 @@ static void conn_on_close(struct quic_conn *c, uint64_t app_error, void *arg)
     quic_conn_set_user(c, NULL);
     ss->c = NULL;
     timer_cancel(worker_timers(rw->w), &ss->deadline);
+    timer_cancel(worker_timers(rw->w), &ss->linger);
     if (ss->prev != NULL)
         ss->prev->next = ss->next;
     else

@@ -1,6 +1,7 @@
 /* The session's answers end to end (issue 16): the rate-limited ERROR
  * NOT_PERMITTED for media without PUBLISH, KEYFRAME_REQUEST needing
- * SUBSCRIBE. */
+ * SUBSCRIBE, and every JOIN_REJECTED reaching the client before the close
+ * that follows the last allowed rejection. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -109,6 +110,12 @@ static bool first_errors(void *arg)
     return s->v[0]->p.n_errors >= s->want_errors;
 }
 
+static bool first_closed(void *arg)
+{
+    struct sps *s = arg;
+    return s->v[0]->p.closed;
+}
+
 static bool never(void *arg)
 {
     (void)arg;
@@ -202,11 +209,40 @@ static void test_kfreq_needs_subscribe(void **st)
     test_relay_stop(&tr);
 }
 
+/* Three bad JOINs back to back: the third rejection closes the connection,
+ * and the client reads all three JOIN_REJECTED before the close. */
+static void test_rejects_before_close(void **st)
+{
+    (void)st;
+    struct test_relay tr;
+    struct relay_config cfg = {.n_workers = 1};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct roost_client *cl = client_new();
+    for (unsigned round = 0; round < 5; round++) {
+        struct spart a;
+        setup_s(&tr, &a, "rj", "u", TOKEN_PERM_ALL);
+        a.p.token[strlen(a.p.token) - 5] ^= 1; /* tampered: BAD_TOKEN */
+        a.extra_joins = 2;
+        struct spart *v[1] = {&a};
+        assert_int_equal(part_connect(cl, tr.port, &a.p), 0);
+        struct sps s = {.v = v, .n = 1};
+        assert_true(echo_client_until(cl, first_closed, &s, WAIT_MS));
+        assert_true(a.p.ci.remote && a.p.ci.app);
+        assert_int_equal(a.p.ci.code, PROTO_ERR_BAD_TOKEN);
+        assert_int_equal(a.n_rejected, 3);
+        assert_int_equal(a.p.reject_code, PROTO_ERR_BAD_TOKEN);
+        roost_conn_del(a.p.c);
+    }
+    roost_client_del(cl);
+    test_relay_stop(&tr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_media_not_permitted),
         cmocka_unit_test(test_kfreq_needs_subscribe),
+        cmocka_unit_test(test_rejects_before_close),
     };
     return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }
