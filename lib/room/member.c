@@ -19,6 +19,66 @@
 
 /* --------------------------------------------------------- member handles */
 
+/* Participant ids: pid = k * n_workers + id + 1 for this worker's k =
+ * pid_seq, 0, 1, 2, ...: never 0, and the residue says which worker made it,
+ * so workers never collide. Ids are unique for the relay's life until k
+ * passes the last value whose pid fits a u32 (2^32 / n_workers ids per
+ * worker). Then k starts over at 0, skipping the k of every member alive at
+ * that moment (pid_skip, sorted): members made after the wrap have k that
+ * the new round has not reached yet, so a live id is never issued twice
+ * (PROTOCOL.md §4: unique while the participant lives). The skip list is
+ * rebuilt at each wrap: O(members) once per 2^32 / n_workers joins. */
+static int pid_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int pid_wrap(struct room_shard *s)
+{
+    unsigned n = s->sh->n_workers;
+    uint32_t cnt = 0;
+    for (uint32_t i = 0; i < s->mcap; i++)
+        cnt += s->mslots[i] != NULL;
+    uint32_t *skip = NULL;
+    if (cnt > 0) {
+        skip = malloc(cnt * sizeof(*skip));
+        if (skip == NULL)
+            return ROOST_ENOMEM;
+        uint32_t j = 0;
+        for (uint32_t i = 0; i < s->mcap; i++)
+            if (s->mslots[i] != NULL)
+                skip[j++] = (s->mslots[i]->pid - 1u - s->id) / n;
+        qsort(skip, cnt, sizeof(*skip), pid_cmp);
+    }
+    free(s->pid_skip);
+    s->pid_skip = skip;
+    s->n_pid_skip = cnt;
+    s->pid_seq = 0;
+    s->pid_wraps++;
+    log_info("event=pid_wrap worker=%u live=%u", s->id, cnt);
+    return 0;
+}
+
+static int pid_alloc(struct room_shard *s, uint32_t *out)
+{
+    unsigned n = s->sh->n_workers;
+    uint32_t kmax = (UINT32_MAX - 1u - s->id) / n; /* kmax * n + id + 1 <= UINT32_MAX */
+    for (;;) {
+        if (s->pid_seq > kmax) { /* kmax < UINT32_MAX: pid_seq cannot overflow */
+            int rc = pid_wrap(s);
+            if (rc != 0)
+                return rc;
+        }
+        uint32_t k = s->pid_seq++;
+        if (s->n_pid_skip > 0 &&
+            bsearch(&k, s->pid_skip, s->n_pid_skip, sizeof(k), pid_cmp) != NULL)
+            continue; /* alive since before the wrap */
+        *out = k * n + s->id + 1u;
+        return 0;
+    }
+}
+
 int room_member_new(struct room_shard *s, void *ep, struct room_member **out)
 {
     if (s->n_mfree == 0) {
@@ -54,10 +114,12 @@ int room_member_new(struct room_shard *s, void *ep, struct room_member **out)
     m->ep = ep;
     m->slot = slot;
     m->gen = ++s->mgens[slot];
-    /* Unique server-wide: worker id in the low part, never 0. */
-    m->pid = s->pid_seq++ * s->sh->n_workers + s->id + 1;
-    if (m->pid == 0) /* wrapped */
-        m->pid = s->pid_seq++ * s->sh->n_workers + s->id + 1;
+    int rc = pid_alloc(s, &m->pid);
+    if (rc != 0) {
+        s->mfree[s->n_mfree++] = slot;
+        free(m);
+        return rc;
+    }
     s->mslots[slot] = m;
     *out = m;
     return 0;

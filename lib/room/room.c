@@ -141,6 +141,7 @@ void room_shard_del(struct room_shard *s)
     free(s->mslots);
     free(s->mgens);
     free(s->mfree);
+    free(s->pid_skip);
     free(s->scratch);
     free(s);
 }

@@ -151,8 +151,10 @@ void room_shard_flush(struct room_shard *s);
 void room_shard_stats(const struct room_shard *s, struct room_stats *out);
 
 /* A participant on this worker; `ep` is its endpoint (borrowed until
- * room_member_del). Allocates its participant id (unique server-wide,
- * never 0). Returns 0 or ROOST_ENOMEM. */
+ * room_member_del). Allocates its participant id: never 0, unique
+ * server-wide among live participants always, and for the relay's life
+ * until a worker has issued 2^32 / n_workers ids (member.c pid_alloc).
+ * Returns 0 or ROOST_ENOMEM. */
 int room_member_new(struct room_shard *s, void *ep, struct room_member **out);
 /* The one leave path: leaves the room if joined or joining, then frees.
  * Every end of a connection (LEAVE, close, idle timeout, reset) calls this.

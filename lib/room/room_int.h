@@ -186,7 +186,13 @@ struct room_shard {
     uint32_t mcap;
     uint32_t *mfree;
     uint32_t n_mfree;
+    /* Participant ids (member.c pid_alloc): the next k, the k of members
+     * alive at the last wrap (sorted), and how often k wrapped. Tests may
+     * set pid_seq to start near the wrap. */
     uint32_t pid_seq;
+    uint32_t *pid_skip;
+    uint32_t n_pid_skip;
+    uint32_t pid_wraps;
 
     struct msg *scratch; /* large (lists of 200); control path only */
     /* Written by this shard's worker only (stat_inc); read by any thread. */
