@@ -129,6 +129,10 @@ void relay_hist_add(_Atomic uint64_t *h, uint64_t ns);
 extern const struct room_ops session_room_ops;
 extern const struct quic_app_ops session_quic_ops;
 
+/* Test hook: while set, a JOIN that passed the token check is not sent to
+ * the room's owner, so the session stays JOINING (its deadline test). */
+extern _Atomic bool session_test_hold_joins;
+
 /* Frees the sessions whose connection closed this turn (turn end, stop). */
 void session_bury(struct relay_worker *rw);
 /* RELAY_MSG_DRAIN: GOAWAY to every welcomed session, closes the others. */

@@ -243,6 +243,13 @@ static void on_hello(struct session *ss, const struct msg_hello *h)
     session_send(ss, &m);
 }
 
+_Atomic bool session_test_hold_joins;
+
+static uint64_t session_hs_timeout(const struct relay *r)
+{
+    return r->cfg.handshake_timeout_ns ? r->cfg.handshake_timeout_ns : RELAY_DEFAULT_HANDSHAKE_NS;
+}
+
 static void on_join(struct session *ss, const struct msg_join *j)
 {
     struct relay *r = ss->rw->r;
@@ -289,6 +296,11 @@ static void on_join(struct session *ss, const struct msg_join *j)
      * (room or server full) is answered within room_join, and room_cb_joined
      * must then find the JOIN in flight to count it and return to WELCOMED. */
     ss->state = SESSION_JOINING;
+    /* The answer is due within the handshake timeout too: an owner that
+     * never answers must not leave the session JOINING forever. */
+    timer_arm(worker_timers(ss->rw->w), &ss->deadline, ss->join_ns + session_hs_timeout(r));
+    if (atomic_load_explicit(&session_test_hold_joins, memory_order_relaxed))
+        return; /* test hook: the JOIN is "lost" on its way to the owner */
     int rc = room_join(ss->m, j->room_id.ptr, j->room_id.len, ident, ident_len, j->display_name.ptr,
                        j->display_name.len, perms);
     if (rc != 0) {
@@ -408,6 +420,8 @@ static void session_deadline(struct timer *t, uint64_t now, void *arg)
     /* room_cb_joined cancels the deadline; the room test only says so. */
     if ((ss->state == SESSION_OPEN || ss->state == SESSION_WELCOMED) && !room_member_joined(ss->m))
         session_close(ss, PROTO_ERR_IDLE_TIMEOUT, "no HELLO or JOIN in time");
+    else if (ss->state == SESSION_JOINING) /* armed again by on_join */
+        session_close(ss, PROTO_ERR_INTERNAL, "no answer to JOIN in time");
 }
 
 static int conn_on_open(struct quic_conn *c, void *arg)
@@ -427,9 +441,7 @@ static int conn_on_open(struct quic_conn *c, void *arg)
         free(ss);
         return PROTO_ERR_SERVER_FULL;
     }
-    struct relay *r = rw->r;
-    uint64_t hs =
-        r->cfg.handshake_timeout_ns ? r->cfg.handshake_timeout_ns : RELAY_DEFAULT_HANDSHAKE_NS;
+    uint64_t hs = session_hs_timeout(rw->r);
     timer_init(&ss->deadline, session_deadline, ss);
     timer_init(&ss->linger, session_linger, ss);
     timer_arm(worker_timers(rw->w), &ss->deadline, worker_now(rw->w) + hs);

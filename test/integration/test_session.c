@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "../common/echo_app.h"
 #include "../common/participant.h"
 #include "proto/errcode.h"
 #include "proto/msg.h"
+#include "relay/relay_int.h"
 
 #define WAIT_MS 10000
 
@@ -237,12 +239,42 @@ static void test_rejects_before_close(void **st)
     test_relay_stop(&tr);
 }
 
+/* A JOIN the owner never answers: the session does not stay JOINING
+ * forever; it is closed INTERNAL one handshake timeout after the JOIN. */
+static void test_joining_deadline(void **st)
+{
+    (void)st;
+    struct test_relay tr;
+    const uint64_t hs_ms = 500;
+    struct relay_config cfg = {.n_workers = 1, .handshake_timeout_ns = hs_ms * 1000000ull};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct roost_client *cl = client_new();
+    atomic_store(&session_test_hold_joins, true);
+    struct spart a;
+    setup_s(&tr, &a, "jd", "u", TOKEN_PERM_ALL);
+    struct spart *v[1] = {&a};
+    assert_int_equal(part_connect(cl, tr.port, &a.p), 0);
+    struct sps s = {.v = v, .n = 1};
+    uint64_t t0 = echo_now_ms();
+    assert_true(echo_client_until(cl, first_closed, &s, WAIT_MS));
+    assert_true(echo_now_ms() - t0 >= hs_ms / 2);
+    assert_false(a.p.answered);
+    assert_true(a.p.welcomed);
+    assert_true(a.p.ci.remote && a.p.ci.app);
+    assert_int_equal(a.p.ci.code, PROTO_ERR_INTERNAL);
+    atomic_store(&session_test_hold_joins, false);
+    roost_conn_del(a.p.c);
+    roost_client_del(cl);
+    test_relay_stop(&tr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_media_not_permitted),
         cmocka_unit_test(test_kfreq_needs_subscribe),
         cmocka_unit_test(test_rejects_before_close),
+        cmocka_unit_test(test_joining_deadline),
     };
     return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }
