@@ -192,7 +192,9 @@ static void member_cache_start(struct room_shard *s, struct room_member *m)
         return;
     struct kfcache_view *_Atomic *slot = cache_slot(s, m->slot);
     struct kfcache_config cfg = {.cap_bytes = s->sh->lim.keyframe_cap,
-                                 .prefill_ms = s->sh->lim.prefill_ms};
+                                 .prefill_ms = s->sh->lim.prefill_ms,
+                                 .sender_cap_bytes = s->sh->lim.keyframe_sender_bytes,
+                                 .sender_cap_pkts = s->sh->lim.keyframe_sender_pkts};
     if (slot == NULL || kfcache_new(&m->kc, &cfg, slot) != 0) {
         log_error("event=kfcache_failed pid=%u reason=nomem", m->pid);
         return; /* media still flows; late joiners wait for a keyframe */
@@ -205,9 +207,27 @@ static void member_cache_start(struct room_shard *s, struct room_member *m)
     kfcache_set_tag(m->kc, &tag);
 }
 
+struct replay {
+    struct room_shard *s;
+    struct room_member *m;
+};
+
+static int replay_one(struct buf *b, void *arg)
+{
+    struct replay *rp = arg;
+    if (rp->s->ops->media(rp->m->ep, b, 0, b->len, rp->s->arg) == 0) {
+        ROOM_STAT_INC(rp->s, media_out);
+        ROOM_STAT_INC(rp->s, kf_replayed);
+    } else {
+        ROOM_STAT_INC(rp->s, media_out_failed);
+    }
+    return 0;
+}
+
 /* Right after JOINED: the cached keyframes (then the audio prefill) of
  * every other sender, before any live frame can reach the joiner (it is
- * marked JOINED only after this, on this thread). */
+ * marked JOINED only after this, on this thread). At most replay_max_pkts
+ * packets in all (each sender's view is bounded by its packet cap). */
 static void replay_caches(struct room_shard *s, struct room_member *m)
 {
     if (!(m->perms & PERM_SUBSCRIBE))
@@ -218,23 +238,15 @@ static void replay_caches(struct room_shard *s, struct room_member *m)
     atomic_thread_fence(memory_order_seq_cst);
     rcu_read_lock();
     struct room *r = room_resolve(s->sh, m->owner, m->room_slot, m->room_gen);
-    uint32_t n = 0;
+    uint32_t n = 0, left = s->sh->lim.replay_max_pkts;
     const struct snapshot_member *e = r ? snapshot_members(rcu_dereference(r->snap), &n) : NULL;
-    for (uint32_t i = 0; i < n; i++) {
+    struct replay rp = {.s = s, .m = m};
+    for (uint32_t i = 0; i < n && left > 0; i++) {
         if (e[i].participant_id == m->pid || !(e[i].flags & PERM_PUBLISH))
             continue;
         const struct kfcache_view *v =
             cache_view(s->sh, &e[i], m->owner, m->room_slot, m->room_gen);
-        uint32_t cnt = kfcache_view_count(v);
-        for (uint32_t k = 0; k < cnt; k++) {
-            struct buf *b = kfcache_view_packet(v, k);
-            if (s->ops->media(m->ep, b, 0, b->len, s->arg) == 0) {
-                ROOM_STAT_INC(s, media_out);
-                ROOM_STAT_INC(s, kf_replayed);
-            } else {
-                ROOM_STAT_INC(s, media_out_failed);
-            }
-        }
+        left -= kfcache_view_walk(v, left, replay_one, &rp);
     }
     rcu_read_unlock();
 }

@@ -50,7 +50,10 @@ struct room_member;
 /* What a zero in struct room_limits means (relay/config.c uses them too). */
 #define ROOM_DEFAULT_MAX_ROOMS 10000 /* plain integers: relay/config.c prints them */
 #define ROOM_DEFAULT_MAX_MEMBERS 500
-#define ROOM_DEFAULT_KEYFRAME_CAP (200u * 1024u) /* = KFCACHE_DEFAULT_CAP */
+#define ROOM_DEFAULT_KEYFRAME_CAP (200u * 1024u)           /* = KFCACHE_DEFAULT_CAP */
+#define ROOM_DEFAULT_KEYFRAME_SENDER_BYTES (1024u * 1024u) /* = KFCACHE_DEFAULT_SENDER_BYTES */
+#define ROOM_DEFAULT_KEYFRAME_SENDER_PKTS 1024u            /* = KFCACHE_DEFAULT_SENDER_PKTS */
+#define ROOM_DEFAULT_REPLAY_MAX_PKTS 4096u
 #define ROOM_DEFAULT_KFREQ_WINDOW_NS (200ull * 1000000ull)
 #define ROOM_DEFAULT_QUALITY_INTERVAL_NS (1000ull * 1000000ull)
 
@@ -58,10 +61,15 @@ struct room_limits {
     uint32_t max_rooms;   /* rooms on this server; 0: ROOM_DEFAULT_MAX_ROOMS */
     uint32_t max_members; /* participants per room; 0: ROOM_DEFAULT_MAX_MEMBERS */
     /* Room state (issue 6). */
-    uint32_t keyframe_cap;        /* bytes per (sender, stream); 0: ROOM_DEFAULT_KEYFRAME_CAP */
-    uint32_t prefill_ms;          /* audio prefill for joiners; 0: off */
-    uint64_t kfreq_window_ns;     /* KEYFRAME_REQUEST suppression; 0: ..._KFREQ_WINDOW_NS */
-    uint64_t quality_interval_ns; /* QUALITY period (room_shard_quality); 0: 1 s */
+    uint32_t keyframe_cap; /* bytes per (sender, stream); 0: ROOM_DEFAULT_KEYFRAME_CAP */
+    uint32_t prefill_ms;   /* audio prefill for joiners; 0: off */
+    /* What one sender's cache may hold over all its streams: real memory
+     * (buffers with headers, not payload) and packets. 0: the defaults. */
+    uint32_t keyframe_sender_bytes; /* 0: ROOM_DEFAULT_KEYFRAME_SENDER_BYTES */
+    uint32_t keyframe_sender_pkts;  /* 0: ROOM_DEFAULT_KEYFRAME_SENDER_PKTS */
+    uint32_t replay_max_pkts;       /* cached packets one joiner gets, all senders; 0: 4096 */
+    uint64_t kfreq_window_ns;       /* KEYFRAME_REQUEST suppression; 0: ..._KFREQ_WINDOW_NS */
+    uint64_t quality_interval_ns;   /* QUALITY period (room_shard_quality); 0: 1 s */
 };
 
 /* Cumulative link counters of one endpoint (room_ops.link_stats). */
