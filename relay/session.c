@@ -234,7 +234,9 @@ static void on_hello(struct session *ss, const struct msg_hello *h)
     m.u.welcome.participant_id = room_member_pid(ss->m);
     uint64_t idle = r->cfg.idle_timeout_ns ? r->cfg.idle_timeout_ns : RELAY_DEFAULT_IDLE_NS;
     m.u.welcome.idle_timeout_ms = (uint32_t)(idle / 1000000u);
-    m.u.welcome.max_datagram = 1200; /* fits any path QUIC allows */
+    /* What the relay forwards; whether it fits a receiver's path is
+     * PROTOCOL.md §8.3 (dropped for that receiver, counted in QUALITY). */
+    m.u.welcome.max_datagram = ROOM_MAX_DATAGRAM;
     m.u.welcome.max_stream_id = 255;
     m.u.welcome.max_members = r->cfg.max_members ? r->cfg.max_members : ROOM_DEFAULT_MAX_MEMBERS;
     m.u.welcome.server_name.ptr = (const uint8_t *)RELAY_SERVER_NAME;

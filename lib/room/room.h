@@ -48,6 +48,9 @@ struct room_member;
 #define ROOM_MSG_LAST 0x02ff
 
 /* What a zero in struct room_limits means (relay/config.c uses them too). */
+/* Largest client->relay media datagram forwarded (WELCOME.max_datagram,
+ * PROTOCOL.md §8.3); larger ones are dropped as malformed. */
+#define ROOM_MAX_DATAGRAM 1200
 #define ROOM_DEFAULT_MAX_ROOMS 10000 /* plain integers: relay/config.c prints them */
 #define ROOM_DEFAULT_MAX_MEMBERS 500
 #define ROOM_DEFAULT_KEYFRAME_CAP (200u * 1024u)           /* = KFCACHE_DEFAULT_CAP */
@@ -186,7 +189,8 @@ int room_leave(struct room_member *m);
 /* A client->relay media datagram from this member: fans it out to every
  * other member of its room that may subscribe. Returns 0 or the reason it
  * was dropped (and counted): ROOST_ENOENT not joined, ROOST_EACCES no
- * publish permission, ROOST_EMALFORMED bad header, ROOST_ENOMEM. */
+ * publish permission, ROOST_EMALFORMED bad header or over ROOM_MAX_DATAGRAM,
+ * ROOST_ENOMEM. */
 int room_publish(struct room_member *m, const uint8_t *dgram, size_t len);
 
 /* A KEYFRAME_REQUEST from this (joined) member for (target, stream): relayed

@@ -27,7 +27,7 @@ struct spart {
     struct part p; /* first: roost_conn_user returns it */
     uint32_t n_rejected, n_kfreq;
     unsigned extra_joins; /* JOINs sent right after the first one */
-    bool closed_before_reject;
+    bool grease_first;    /* send an unknown message type before HELLO */
 };
 
 static void send_body(struct roost_conn *c, const struct msg *m)
@@ -68,12 +68,24 @@ static void s_control(struct roost_conn *c, const uint8_t *body, size_t len, voi
             send_join(x);
 }
 
+/* Before HELLO: a greased type (0x21, PROTOCOL.md §7) that must be ignored. */
+static void s_open(struct roost_conn *c, void *arg)
+{
+    struct spart *x = roost_conn_user(c);
+    if (x->grease_first) {
+        static const uint8_t grease[] = {0x21, 0xde, 0xad, 0xbe, 0xef};
+        assert_int_equal(roost_conn_send_control(c, grease, sizeof(grease)), 0);
+    }
+    part_cbs.on_open(c, arg);
+}
+
 static struct roost_client_callbacks scbs;
 
 static struct roost_client *client_new(void)
 {
     scbs = part_cbs;
     scbs.on_control = s_control;
+    scbs.on_open = s_open;
     struct roost_client *cl;
     char ca[600];
     snprintf(ca, sizeof(ca), "%s/ca.pem", echo_cert_dir(false));
@@ -268,13 +280,33 @@ static void test_joining_deadline(void **st)
     test_relay_stop(&tr);
 }
 
+/* An unknown message type before HELLO is ignored, not a violation
+ * (PROTOCOL.md §5 and §7 agree). */
+static void test_unknown_before_hello(void **st)
+{
+    (void)st;
+    struct test_relay tr;
+    struct relay_config cfg = {.n_workers = 1};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct roost_client *cl = client_new();
+    struct spart a;
+    setup_s(&tr, &a, "gr", "u", TOKEN_PERM_ALL);
+    a.grease_first = true;
+    struct spart *v[1] = {&a};
+    join(cl, &tr, v, 1);
+    assert_true(a.p.welcomed);
+    assert_true(a.p.joined);
+    assert_false(a.p.closed);
+    roost_client_del(cl);
+    test_relay_stop(&tr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_media_not_permitted),
-        cmocka_unit_test(test_kfreq_needs_subscribe),
-        cmocka_unit_test(test_rejects_before_close),
-        cmocka_unit_test(test_joining_deadline),
+        cmocka_unit_test(test_media_not_permitted),  cmocka_unit_test(test_kfreq_needs_subscribe),
+        cmocka_unit_test(test_rejects_before_close), cmocka_unit_test(test_joining_deadline),
+        cmocka_unit_test(test_unknown_before_hello),
     };
     return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }
