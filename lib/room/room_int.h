@@ -164,7 +164,8 @@ struct room_member {
     uint64_t *kfreq_last; /* per stream: when a KEYFRAME_REQUEST last went out (+1) */
     struct room_link q_prev;
     bool q_have;
-    uint16_t q_loss; /* permille, last interval */
+    uint16_t q_loss;   /* permille, last interval */
+    int64_t q_balance; /* quality_loss_permille's state */
     uint32_t q_rtt_us;
 };
 
