@@ -59,10 +59,15 @@ struct session {
     enum session_state state;
     unsigned rejects;
     struct timer deadline; /* HELLO / JOIN must arrive in time */
+    struct timer linger;   /* close once queued control is delivered */
+    uint64_t linger_until; /* ... or at this time at the latest */
+    uint32_t linger_code;
+    const char *linger_reason; /* static storage */
     struct session *grave_next;
     struct session *prev, *next; /* rw->live: open sessions (GOAWAY, /rooms) */
     uint64_t opened_ns, join_ns, joined_ns;
-    bool was_joined; /* was in a room at some point (leaves counter, close log) */
+    uint64_t noperm_err_ns; /* last ERROR NOT_PERMITTED for media, +1; 0 = never */
+    bool was_joined;        /* was in a room at some point (leaves counter, close log) */
     uint8_t room_len;
     char room[ROOM_ID_MAX + 1]; /* of the last JOIN, for /rooms and logs */
     char display[DISPLAY_NAME_MAX + 1];
@@ -131,6 +136,10 @@ void relay_hist_add_stamp(_Atomic uint64_t *h, uint32_t d);
  * relay_worker). */
 extern const struct room_ops session_room_ops;
 extern const struct quic_app_ops session_quic_ops;
+
+/* Test hook: while set, a JOIN that passed the token check is not sent to
+ * the room's owner, so the session stays JOINING (its deadline test). */
+extern _Atomic bool session_test_hold_joins;
 
 /* Frees the sessions whose connection closed this turn (turn end, stop). */
 void session_bury(struct relay_worker *rw);

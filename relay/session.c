@@ -29,6 +29,9 @@
 
 #define RELAY_SERVER_NAME "roost-relay/0.1"
 #define RELAY_MAX_REJECTS 3 /* JOIN_REJECTED answers before the connection is closed */
+/* At most one ERROR NOT_PERMITTED per this interval for media from a member
+ * without PUBLISH (PROTOCOL.md §5). */
+#define RELAY_NOPERM_ERROR_INTERVAL_NS (1000ull * 1000000ull)
 
 /* -------------------------------------------------------------- helpers */
 
@@ -49,6 +52,48 @@ static void session_close(struct session *ss, uint32_t code, const char *reason)
 {
     if (ss->c != NULL)
         quic_conn_close(ss->c, code, reason); /* on_close runs now; ss stays until turn end */
+}
+
+/* The close after the last allowed JOIN_REJECTED. quic_conn_close drops
+ * control bytes still queued or unacknowledged, so the client would see the
+ * close code without the rejection. lib/quic has no "close once the control
+ * stream is delivered", so the session lingers: it polls the connection's
+ * unacknowledged control bytes (quic_conn_stats.control_pending) every
+ * CLOSE_POLL and closes once they are 0, or after CLOSE_LINGER_MAX whatever
+ * the client did. Meanwhile the session is LEAVING: JOINs are ignored. */
+#define RELAY_CLOSE_POLL_NS (2ull * 1000000ull)
+#define RELAY_CLOSE_LINGER_MAX_NS (1000ull * 1000000ull)
+
+static void session_linger(struct timer *t, uint64_t now, void *arg)
+{
+    struct session *ss = arg;
+    if (ss->c == NULL)
+        return;
+    struct quic_conn_stats cs;
+    quic_conn_stats(ss->c, &cs);
+    if (cs.control_pending == 0 || now >= ss->linger_until) {
+        session_close(ss, ss->linger_code, ss->linger_reason);
+        return;
+    }
+    if (timer_arm(worker_timers(ss->rw->w), t, now + RELAY_CLOSE_POLL_NS) != 0)
+        session_close(ss, ss->linger_code, ss->linger_reason); /* no memory: close now */
+}
+
+/* reason: a string with static storage (it is used later). */
+static void session_close_after_control(struct session *ss, uint32_t code, const char *reason)
+{
+    if (ss->c == NULL)
+        return;
+    ss->state = SESSION_LEAVING;
+    ss->linger_code = code;
+    ss->linger_reason = reason;
+    uint64_t now = worker_now(ss->rw->w);
+    ss->linger_until = now + RELAY_CLOSE_LINGER_MAX_NS;
+    timer_cancel(worker_timers(ss->rw->w), &ss->deadline);
+    /* Not before the next turn: the bytes just queued are written at the
+     * end of this one. */
+    if (timer_arm(worker_timers(ss->rw->w), &ss->linger, now + RELAY_CLOSE_POLL_NS) != 0)
+        session_close(ss, code, reason); /* no memory: close now */
 }
 
 static void session_violation(struct session *ss, const char *what)
@@ -77,7 +122,7 @@ static void session_reject(struct session *ss, uint32_t code, const char *reason
     session_send(ss, &m);
     WSTAT_INC(ss->rw, join_rejects);
     if (++ss->rejects >= RELAY_MAX_REJECTS)
-        session_close(ss, code, reason);
+        session_close_after_control(ss, code, reason);
 }
 
 static uint64_t wall_seconds(void)
@@ -134,7 +179,7 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
     /* JOIN_REJECTED already went out through room_cb_control. */
     WSTAT_INC(ss->rw, join_rejects);
     if (++ss->rejects >= RELAY_MAX_REJECTS)
-        session_close(ss, code, "too many rejected joins");
+        session_close_after_control(ss, code, "too many rejected joins");
 }
 
 static void room_cb_replaced(void *ep, void *arg)
@@ -188,13 +233,22 @@ static void on_hello(struct session *ss, const struct msg_hello *h)
     m.u.welcome.participant_id = room_member_pid(ss->m);
     uint64_t idle = r->cfg.idle_timeout_ns ? r->cfg.idle_timeout_ns : RELAY_DEFAULT_IDLE_NS;
     m.u.welcome.idle_timeout_ms = (uint32_t)(idle / 1000000u);
-    m.u.welcome.max_datagram = 1200; /* fits any path QUIC allows */
+    /* What the relay forwards; whether it fits a receiver's path is
+     * PROTOCOL.md §8.3 (dropped for that receiver, counted in QUALITY). */
+    m.u.welcome.max_datagram = ROOM_MAX_DATAGRAM;
     m.u.welcome.max_stream_id = 255;
     m.u.welcome.max_members = r->cfg.max_members ? r->cfg.max_members : ROOM_DEFAULT_MAX_MEMBERS;
     m.u.welcome.server_name.ptr = (const uint8_t *)RELAY_SERVER_NAME;
     m.u.welcome.server_name.len = strlen(RELAY_SERVER_NAME);
     ss->state = SESSION_WELCOMED;
     session_send(ss, &m);
+}
+
+_Atomic bool session_test_hold_joins;
+
+static uint64_t session_hs_timeout(const struct relay *r)
+{
+    return r->cfg.handshake_timeout_ns ? r->cfg.handshake_timeout_ns : RELAY_DEFAULT_HANDSHAKE_NS;
 }
 
 static void on_join(struct session *ss, const struct msg_join *j)
@@ -243,12 +297,28 @@ static void on_join(struct session *ss, const struct msg_join *j)
      * (room or server full) is answered within room_join, and room_cb_joined
      * must then find the JOIN in flight to count it and return to WELCOMED. */
     ss->state = SESSION_JOINING;
+    /* The answer is due within the handshake timeout too: an owner that
+     * never answers must not leave the session JOINING forever. */
+    timer_arm(worker_timers(ss->rw->w), &ss->deadline, ss->join_ns + session_hs_timeout(r));
+    if (atomic_load_explicit(&session_test_hold_joins, memory_order_relaxed))
+        return; /* test hook: the JOIN is "lost" on its way to the owner */
     int rc = room_join(ss->m, j->room_id.ptr, j->room_id.len, ident, ident_len, j->display_name.ptr,
                        j->display_name.len, perms);
     if (rc != 0) {
         ss->state = SESSION_WELCOMED;
         session_reject(ss, PROTO_ERR_INTERNAL, roost_strerror(rc));
     }
+}
+
+static void on_keyframe_request(struct session *ss, const struct msg_keyframe_request *k)
+{
+    int rc = room_keyframe_request(ss->m, k->participant_id, k->stream_id);
+    if (rc == ROOST_EACCES)
+        session_error(ss, PROTO_ERR_NOT_PERMITTED, MSG_KEYFRAME_REQUEST,
+                      "keyframe requests need SUBSCRIBE");
+    else if (rc != 0)
+        session_error(ss, PROTO_ERR_NOT_JOINED, MSG_KEYFRAME_REQUEST,
+                      "no such participant in the room");
 }
 
 static void conn_on_control(struct quic_conn *c, const uint8_t *body, size_t len, void *arg)
@@ -304,10 +374,8 @@ static void conn_on_control(struct quic_conn *c, const uint8_t *body, size_t len
             session_violation(ss, "KEYFRAME_REQUEST before HELLO");
         else if (!room_member_joined(ss->m))
             session_error(ss, PROTO_ERR_NOT_JOINED, MSG_KEYFRAME_REQUEST, "not joined");
-        else if (room_keyframe_request(ss->m, m->u.keyframe_request.participant_id,
-                                       m->u.keyframe_request.stream_id) != 0)
-            session_error(ss, PROTO_ERR_NOT_JOINED, MSG_KEYFRAME_REQUEST,
-                          "no such participant in the room");
+        else
+            on_keyframe_request(ss, &m->u.keyframe_request);
         break;
     case MSG_ERROR:
         if (ss->state == SESSION_OPEN)
@@ -332,7 +400,17 @@ static void conn_on_datagram(struct quic_conn *c, const uint8_t *data, size_t le
             WSTAT_INC(ss->rw, dgram_not_joined);
         return;
     }
-    room_publish(ss->m, data, len); /* drops are counted by the room layer */
+    /* Drops are counted by the room layer. */
+    if (room_publish(ss->m, data, len) == ROOST_EACCES) {
+        /* No PUBLISH: tell the client, rate-limited (stored as now+1 so
+         * that 0 means "never"). */
+        uint64_t now = worker_now(ss->rw->w);
+        if (ss->noperm_err_ns == 0 ||
+            now + 1 - ss->noperm_err_ns >= RELAY_NOPERM_ERROR_INTERVAL_NS) {
+            ss->noperm_err_ns = now + 1;
+            session_error(ss, PROTO_ERR_NOT_PERMITTED, 0, "no publish permission");
+        }
+    }
 }
 
 static void session_deadline(struct timer *t, uint64_t now, void *arg)
@@ -343,6 +421,8 @@ static void session_deadline(struct timer *t, uint64_t now, void *arg)
     /* room_cb_joined cancels the deadline; the room test only says so. */
     if ((ss->state == SESSION_OPEN || ss->state == SESSION_WELCOMED) && !room_member_joined(ss->m))
         session_close(ss, PROTO_ERR_IDLE_TIMEOUT, "no HELLO or JOIN in time");
+    else if (ss->state == SESSION_JOINING) /* armed again by on_join */
+        session_close(ss, PROTO_ERR_INTERNAL, "no answer to JOIN in time");
 }
 
 static int conn_on_open(struct quic_conn *c, void *arg)
@@ -362,10 +442,9 @@ static int conn_on_open(struct quic_conn *c, void *arg)
         free(ss);
         return PROTO_ERR_SERVER_FULL;
     }
-    struct relay *r = rw->r;
-    uint64_t hs =
-        r->cfg.handshake_timeout_ns ? r->cfg.handshake_timeout_ns : RELAY_DEFAULT_HANDSHAKE_NS;
+    uint64_t hs = session_hs_timeout(rw->r);
     timer_init(&ss->deadline, session_deadline, ss);
+    timer_init(&ss->linger, session_linger, ss);
     timer_arm(worker_timers(rw->w), &ss->deadline, worker_now(rw->w) + hs);
     quic_conn_set_user(c, ss);
     ss->next = rw->live;
@@ -400,6 +479,7 @@ static void conn_on_close(struct quic_conn *c, uint64_t app_error, void *arg)
     quic_conn_set_user(c, NULL);
     ss->c = NULL;
     timer_cancel(worker_timers(rw->w), &ss->deadline);
+    timer_cancel(worker_timers(rw->w), &ss->linger);
     if (ss->prev != NULL)
         ss->prev->next = ss->next;
     else

@@ -69,3 +69,14 @@ out:
     free(m);
     return rc;
 }
+
+uint16_t quality_loss_permille(uint64_t sent, uint64_t acked, uint64_t lost, int64_t *balance)
+{
+    *balance += (int64_t)sent - (int64_t)acked;
+    uint64_t open = *balance > 0 ? (uint64_t)*balance : 0;
+    uint64_t real = lost < open ? lost : open;
+    if (real > sent)
+        real = sent; /* at most all of this interval's datagrams */
+    *balance -= (int64_t)real;
+    return sent ? (uint16_t)(real * QUALITY_LOSS_MAX / sent) : 0;
+}

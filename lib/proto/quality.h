@@ -45,4 +45,22 @@ int quality_summary_encode(const struct quality_summary *sum, uint32_t interval_
 int quality_summary_decode(const uint8_t *body, size_t len, struct msg_quality *q,
                            struct quality_summary *sum);
 
+/* Loss towards a receiver over one interval, per mille (0..1000), from the
+ * transport's datagram counters of that interval: sent, acked (every ACK of
+ * a datagram, including a late one for a datagram already declared lost)
+ * and lost (declared lost). The transport declares a reordered datagram
+ * lost (packet or time threshold) and then, when its ACK arrives, acked as
+ * well (ngtcp2 keeps the entry after loss and calls ack_datagram for it),
+ * so lost / (lost + acked) counts every reordering as a loss.
+ *
+ * The estimate: real = min(lost, balance), where *balance (per receiver,
+ * starting at 0) accumulates sent - acked - real over all intervals so far.
+ * Reordering raises `lost` but not the balance (its late ACK cancels it); a
+ * real loss raises both. The balance also holds the datagrams in flight at
+ * the interval's end (about rate x RTT): when that inflates one interval's
+ * estimate, the ACKs that follow lower the balance and the next intervals
+ * pay it back, so the reported loss never adds up to more than
+ * sent - acked over the receiver's life. Pure (state in *balance). */
+uint16_t quality_loss_permille(uint64_t sent, uint64_t acked, uint64_t lost, int64_t *balance);
+
 #endif

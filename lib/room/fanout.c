@@ -46,7 +46,7 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len)
         ROOM_STAT_INC(s, media_dropped_no_publish);
         return ROOST_EACCES;
     }
-    if (len > MEDIA_DATAGRAM_MAX) {
+    if (len > ROOM_MAX_DATAGRAM) { /* WELCOME.max_datagram */
         ROOM_STAT_INC(s, media_dropped_malformed);
         return ROOST_EMALFORMED;
     }

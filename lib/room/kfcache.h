@@ -7,11 +7,16 @@
  *     per stream until the end-of-frame flag, then promoted as the stream's
  *     latest complete keyframe; audio packets of the last `prefill_ms` are
  *     kept per stream. Only that worker calls kfcache_* on it.
- *   - after every change the owner builds an immutable `struct kfcache_view`
- *     (counted references to the cached packets, in order: keyframes of every
- *     stream, then the audio prefill) and publishes it with
- *     rcu_assign_pointer into a slot the caller provides; the previous view
- *     is retired with call_rcu, which drops its references.
+ *   - after a stream changes the owner builds an immutable sub-view of that
+ *     stream only (counted references to its packets) and a new
+ *     `struct kfcache_view` that shares the other streams' sub-views (one
+ *     pointer each; read in order: keyframes of every stream, then the
+ *     audio prefill), and publishes it with rcu_assign_pointer into a slot
+ *     the caller provides; the previous view is retired with call_rcu,
+ *     which frees the one sub-view it replaced.
+ *   - what a sender holds is capped per stream (payload bytes) and per
+ *     sender over all streams (real memory and packets), so that one
+ *     publishing connection cannot exhaust its worker.
  *   - any worker (the joiner's) reads the slot with rcu_dereference inside a
  *     read-side section and delivers the view's packets; buffers it wants to
  *     keep past the section are buf_ref'd (buffers are counted; views are
@@ -19,8 +24,8 @@
  *
  * Per-packet cost on the sender's worker: a flags test, and for keyframe or
  * prefill packets a buf_ref into a per-stream array; a view is rebuilt (one
- * allocation + call_rcu) when a keyframe completes, and for each audio
- * packet only while prefill is on.
+ * allocation for the stream's sub-view, one for the view, call_rcu) when a
+ * keyframe completes, and for each audio packet only while prefill is on.
  *
  * State per stream (keyframe): IDLE -> BUILDING (keyframe packet) ->
  * promoted on END | discarded by a non-keyframe packet | OVER (cap exceeded:
@@ -41,10 +46,20 @@ struct kfcache;
 struct kfcache_view;
 
 #define KFCACHE_DEFAULT_CAP (200u * 1024u)
+/* Per sender, over all its streams (keyframes being built, cached
+ * keyframes, prefill): real memory (kfcache_stats.mem: buffer header and
+ * capacity, allocator header, array and view slots) and packets. 1 MiB
+ * holds two 200 KiB keyframes being replaced on each of two streams; 1024
+ * packets bound the per-packet overhead of tiny packets and what a joiner
+ * replays of one sender. */
+#define KFCACHE_DEFAULT_SENDER_BYTES (1024u * 1024u)
+#define KFCACHE_DEFAULT_SENDER_PKTS 1024u
 
 struct kfcache_config {
-    uint32_t cap_bytes;  /* per stream (keyframe, and prefill); 0: KFCACHE_DEFAULT_CAP */
+    uint32_t cap_bytes;  /* payload per stream (keyframe, and prefill); 0: KFCACHE_DEFAULT_CAP */
     uint32_t prefill_ms; /* audio prefill window; 0: off */
+    uint32_t sender_cap_bytes; /* real memory, all streams; 0: KFCACHE_DEFAULT_SENDER_BYTES */
+    uint32_t sender_cap_pkts;  /* packets, all streams; 0: KFCACHE_DEFAULT_SENDER_PKTS */
 };
 
 /* Who the published view belongs to, checked by readers against the
@@ -64,6 +79,8 @@ struct kfcache_stats {
     uint64_t over_cap;   /* keyframes larger than the cap, not cached */
     uint64_t prefill_in; /* audio packets kept for prefill */
     uint64_t published;  /* views published */
+    uint64_t mem;        /* real memory held now (see KFCACHE_DEFAULT_SENDER_BYTES) */
+    uint64_t pkts;       /* packets held now */
 };
 
 /* A cache publishing its views into *slot (borrowed until kfcache_del;
@@ -96,7 +113,13 @@ void kfcache_stats(const struct kfcache *c, struct kfcache_stats *out);
 const struct kfcache_tag *kfcache_view_tag(const struct kfcache_view *v);
 /* Number of packets: keyframes (stream order, packet order) then prefill. */
 uint32_t kfcache_view_count(const struct kfcache_view *v);
-/* Packet i (< count): a whole relay datagram b->data[0, b->len). */
+/* Packet i (< count): a whole relay datagram b->data[0, b->len).
+ * O(streams) per call: for tests; delivery uses kfcache_view_walk. */
 struct buf *kfcache_view_packet(const struct kfcache_view *v, uint32_t i);
+/* Calls fn on the first (at most) max packets in count order (keyframes of
+ * every stream, then prefill); fn's result is ignored. Returns how many it
+ * visited. v may be NULL. */
+uint32_t kfcache_view_walk(const struct kfcache_view *v, uint32_t max,
+                           int (*fn)(struct buf *b, void *arg), void *arg);
 
 #endif

@@ -19,6 +19,66 @@
 
 /* --------------------------------------------------------- member handles */
 
+/* Participant ids: pid = k * n_workers + id + 1 for this worker's k =
+ * pid_seq, 0, 1, 2, ...: never 0, and the residue says which worker made it,
+ * so workers never collide. Ids are unique for the relay's life until k
+ * passes the last value whose pid fits a u32 (2^32 / n_workers ids per
+ * worker). Then k starts over at 0, skipping the k of every member alive at
+ * that moment (pid_skip, sorted): members made after the wrap have k that
+ * the new round has not reached yet, so a live id is never issued twice
+ * (PROTOCOL.md §4: unique while the participant lives). The skip list is
+ * rebuilt at each wrap: O(members) once per 2^32 / n_workers joins. */
+static int pid_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int pid_wrap(struct room_shard *s)
+{
+    unsigned n = s->sh->n_workers;
+    uint32_t cnt = 0;
+    for (uint32_t i = 0; i < s->mcap; i++)
+        cnt += s->mslots[i] != NULL;
+    uint32_t *skip = NULL;
+    if (cnt > 0) {
+        skip = malloc(cnt * sizeof(*skip));
+        if (skip == NULL)
+            return ROOST_ENOMEM;
+        uint32_t j = 0;
+        for (uint32_t i = 0; i < s->mcap; i++)
+            if (s->mslots[i] != NULL)
+                skip[j++] = (s->mslots[i]->pid - 1u - s->id) / n;
+        qsort(skip, cnt, sizeof(*skip), pid_cmp);
+    }
+    free(s->pid_skip);
+    s->pid_skip = skip;
+    s->n_pid_skip = cnt;
+    s->pid_seq = 0;
+    s->pid_wraps++;
+    log_info("event=pid_wrap worker=%u live=%u", s->id, cnt);
+    return 0;
+}
+
+static int pid_alloc(struct room_shard *s, uint32_t *out)
+{
+    unsigned n = s->sh->n_workers;
+    uint32_t kmax = (UINT32_MAX - 1u - s->id) / n; /* kmax * n + id + 1 <= UINT32_MAX */
+    for (;;) {
+        if (s->pid_seq > kmax) { /* kmax < UINT32_MAX: pid_seq cannot overflow */
+            int rc = pid_wrap(s);
+            if (rc != 0)
+                return rc;
+        }
+        uint32_t k = s->pid_seq++;
+        if (s->n_pid_skip > 0 &&
+            bsearch(&k, s->pid_skip, s->n_pid_skip, sizeof(k), pid_cmp) != NULL)
+            continue; /* alive since before the wrap */
+        *out = k * n + s->id + 1u;
+        return 0;
+    }
+}
+
 int room_member_new(struct room_shard *s, void *ep, struct room_member **out)
 {
     if (s->n_mfree == 0) {
@@ -54,10 +114,12 @@ int room_member_new(struct room_shard *s, void *ep, struct room_member **out)
     m->ep = ep;
     m->slot = slot;
     m->gen = ++s->mgens[slot];
-    /* Unique server-wide: worker id in the low part, never 0. */
-    m->pid = s->pid_seq++ * s->sh->n_workers + s->id + 1;
-    if (m->pid == 0) /* wrapped */
-        m->pid = s->pid_seq++ * s->sh->n_workers + s->id + 1;
+    int rc = pid_alloc(s, &m->pid);
+    if (rc != 0) {
+        s->mfree[s->n_mfree++] = slot;
+        free(m);
+        return rc;
+    }
     s->mslots[slot] = m;
     *out = m;
     return 0;
@@ -133,7 +195,9 @@ static void member_cache_start(struct room_shard *s, struct room_member *m)
         return;
     struct kfcache_view *_Atomic *slot = cache_slot(s, m->slot);
     struct kfcache_config cfg = {.cap_bytes = s->sh->lim.keyframe_cap,
-                                 .prefill_ms = s->sh->lim.prefill_ms};
+                                 .prefill_ms = s->sh->lim.prefill_ms,
+                                 .sender_cap_bytes = s->sh->lim.keyframe_sender_bytes,
+                                 .sender_cap_pkts = s->sh->lim.keyframe_sender_pkts};
     if (slot == NULL || kfcache_new(&m->kc, &cfg, slot) != 0) {
         log_error("event=kfcache_failed pid=%u reason=nomem", m->pid);
         return; /* media still flows; late joiners wait for a keyframe */
@@ -146,9 +210,27 @@ static void member_cache_start(struct room_shard *s, struct room_member *m)
     kfcache_set_tag(m->kc, &tag);
 }
 
+struct replay {
+    struct room_shard *s;
+    struct room_member *m;
+};
+
+static int replay_one(struct buf *b, void *arg)
+{
+    struct replay *rp = arg;
+    if (rp->s->ops->media(rp->m->ep, b, 0, b->len, rp->s->arg) == 0) {
+        ROOM_STAT_INC(rp->s, media_out);
+        ROOM_STAT_INC(rp->s, kf_replayed);
+    } else {
+        ROOM_STAT_INC(rp->s, media_out_failed);
+    }
+    return 0;
+}
+
 /* Right after JOINED: the cached keyframes (then the audio prefill) of
  * every other sender, before any live frame can reach the joiner (it is
- * marked JOINED only after this, on this thread). */
+ * marked JOINED only after this, on this thread). At most replay_max_pkts
+ * packets in all (each sender's view is bounded by its packet cap). */
 static void replay_caches(struct room_shard *s, struct room_member *m)
 {
     if (!(m->perms & PERM_SUBSCRIBE))
@@ -159,23 +241,15 @@ static void replay_caches(struct room_shard *s, struct room_member *m)
     atomic_thread_fence(memory_order_seq_cst);
     rcu_read_lock();
     struct room *r = room_resolve(s->sh, m->owner, m->room_slot, m->room_gen);
-    uint32_t n = 0;
+    uint32_t n = 0, left = s->sh->lim.replay_max_pkts;
     const struct snapshot_member *e = r ? snapshot_members(rcu_dereference(r->snap), &n) : NULL;
-    for (uint32_t i = 0; i < n; i++) {
+    struct replay rp = {.s = s, .m = m};
+    for (uint32_t i = 0; i < n && left > 0; i++) {
         if (e[i].participant_id == m->pid || !(e[i].flags & PERM_PUBLISH))
             continue;
         const struct kfcache_view *v =
             cache_view(s->sh, &e[i], m->owner, m->room_slot, m->room_gen);
-        uint32_t cnt = kfcache_view_count(v);
-        for (uint32_t k = 0; k < cnt; k++) {
-            struct buf *b = kfcache_view_packet(v, k);
-            if (s->ops->media(m->ep, b, 0, b->len, s->arg) == 0) {
-                ROOM_STAT_INC(s, media_out);
-                ROOM_STAT_INC(s, kf_replayed);
-            } else {
-                ROOM_STAT_INC(s, media_out_failed);
-            }
-        }
+        left -= kfcache_view_walk(v, left, replay_one, &rp);
     }
     rcu_read_unlock();
 }
@@ -353,6 +427,8 @@ int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream
     struct room_shard *s = m->s;
     if (m->state != MEMBER_JOINED)
         return ROOST_ENOENT;
+    if (!(m->perms & PERM_SUBSCRIBE))
+        return ROOST_EACCES; /* a member that receives no media has no decoder to refresh */
     struct kfreq_msg km = {.from = m->pid, .stream = stream};
     bool found = false;
     rcu_read_lock();

@@ -37,13 +37,16 @@ static void member_quality(struct room_shard *s, struct room_member *m, uint64_t
     if (s->ops->link_stats(m->ep, &l, s->arg) != 0)
         return;
     struct room_link p = m->q_have ? m->q_prev : (struct room_link){0};
+    if (!m->q_have)
+        m->q_balance = 0;
     uint64_t lost = l.dgram_lost - p.dgram_lost;
     uint64_t acked = l.dgram_acked - p.dgram_acked;
+    uint64_t sent = l.dgram_out - p.dgram_out;
     uint64_t dropped = l.dgram_dropped - p.dgram_dropped;
     uint64_t bytes_out = l.bytes_out - p.bytes_out;
     m->q_prev = l;
     m->q_have = true;
-    m->q_loss = lost + acked ? (uint16_t)(lost * QUALITY_LOSS_MAX / (lost + acked)) : 0;
+    m->q_loss = quality_loss_permille(sent, acked, lost, &m->q_balance); /* robust to reordering */
     m->q_rtt_us = (uint32_t)(l.srtt_ns / 1000u);
 
     struct msg *msg = s->scratch;

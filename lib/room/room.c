@@ -30,6 +30,14 @@ int room_shared_new(struct room_shared **out, unsigned n_workers, const struct r
     sh->lim.max_members = lim && lim->max_members ? lim->max_members : ROOM_DEFAULT_MAX_MEMBERS;
     sh->lim.keyframe_cap = lim && lim->keyframe_cap ? lim->keyframe_cap : ROOM_DEFAULT_KEYFRAME_CAP;
     sh->lim.prefill_ms = lim ? lim->prefill_ms : 0;
+    sh->lim.keyframe_sender_bytes = lim && lim->keyframe_sender_bytes
+                                        ? lim->keyframe_sender_bytes
+                                        : ROOM_DEFAULT_KEYFRAME_SENDER_BYTES;
+    sh->lim.keyframe_sender_pkts = lim && lim->keyframe_sender_pkts
+                                       ? lim->keyframe_sender_pkts
+                                       : ROOM_DEFAULT_KEYFRAME_SENDER_PKTS;
+    sh->lim.replay_max_pkts =
+        lim && lim->replay_max_pkts ? lim->replay_max_pkts : ROOM_DEFAULT_REPLAY_MAX_PKTS;
     sh->lim.kfreq_window_ns =
         lim && lim->kfreq_window_ns ? lim->kfreq_window_ns : ROOM_DEFAULT_KFREQ_WINDOW_NS;
     sh->lim.quality_interval_ns = lim && lim->quality_interval_ns
@@ -141,6 +149,7 @@ void room_shard_del(struct room_shard *s)
     free(s->mslots);
     free(s->mgens);
     free(s->mfree);
+    free(s->pid_skip);
     free(s->scratch);
     free(s);
 }

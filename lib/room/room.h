@@ -48,9 +48,15 @@ struct room_member;
 #define ROOM_MSG_LAST 0x02ff
 
 /* What a zero in struct room_limits means (relay/config.c uses them too). */
+/* Largest client->relay media datagram forwarded (WELCOME.max_datagram,
+ * PROTOCOL.md §8.3); larger ones are dropped as malformed. */
+#define ROOM_MAX_DATAGRAM 1200
 #define ROOM_DEFAULT_MAX_ROOMS 10000 /* plain integers: relay/config.c prints them */
 #define ROOM_DEFAULT_MAX_MEMBERS 500
-#define ROOM_DEFAULT_KEYFRAME_CAP (200u * 1024u) /* = KFCACHE_DEFAULT_CAP */
+#define ROOM_DEFAULT_KEYFRAME_CAP (200u * 1024u)           /* = KFCACHE_DEFAULT_CAP */
+#define ROOM_DEFAULT_KEYFRAME_SENDER_BYTES (1024u * 1024u) /* = KFCACHE_DEFAULT_SENDER_BYTES */
+#define ROOM_DEFAULT_KEYFRAME_SENDER_PKTS 1024u            /* = KFCACHE_DEFAULT_SENDER_PKTS */
+#define ROOM_DEFAULT_REPLAY_MAX_PKTS 4096u
 #define ROOM_DEFAULT_KFREQ_WINDOW_NS (200ull * 1000000ull)
 #define ROOM_DEFAULT_QUALITY_INTERVAL_NS (1000ull * 1000000ull)
 
@@ -58,10 +64,15 @@ struct room_limits {
     uint32_t max_rooms;   /* rooms on this server; 0: ROOM_DEFAULT_MAX_ROOMS */
     uint32_t max_members; /* participants per room; 0: ROOM_DEFAULT_MAX_MEMBERS */
     /* Room state (issue 6). */
-    uint32_t keyframe_cap;        /* bytes per (sender, stream); 0: ROOM_DEFAULT_KEYFRAME_CAP */
-    uint32_t prefill_ms;          /* audio prefill for joiners; 0: off */
-    uint64_t kfreq_window_ns;     /* KEYFRAME_REQUEST suppression; 0: ..._KFREQ_WINDOW_NS */
-    uint64_t quality_interval_ns; /* QUALITY period (room_shard_quality); 0: 1 s */
+    uint32_t keyframe_cap; /* bytes per (sender, stream); 0: ROOM_DEFAULT_KEYFRAME_CAP */
+    uint32_t prefill_ms;   /* audio prefill for joiners; 0: off */
+    /* What one sender's cache may hold over all its streams: real memory
+     * (buffers with headers, not payload) and packets. 0: the defaults. */
+    uint32_t keyframe_sender_bytes; /* 0: ROOM_DEFAULT_KEYFRAME_SENDER_BYTES */
+    uint32_t keyframe_sender_pkts;  /* 0: ROOM_DEFAULT_KEYFRAME_SENDER_PKTS */
+    uint32_t replay_max_pkts;       /* cached packets one joiner gets, all senders; 0: 4096 */
+    uint64_t kfreq_window_ns;       /* KEYFRAME_REQUEST suppression; 0: ..._KFREQ_WINDOW_NS */
+    uint64_t quality_interval_ns;   /* QUALITY period (room_shard_quality); 0: 1 s */
 };
 
 /* Cumulative link counters of one endpoint (room_ops.link_stats). */
@@ -151,8 +162,10 @@ void room_shard_flush(struct room_shard *s);
 void room_shard_stats(const struct room_shard *s, struct room_stats *out);
 
 /* A participant on this worker; `ep` is its endpoint (borrowed until
- * room_member_del). Allocates its participant id (unique server-wide,
- * never 0). Returns 0 or ROOST_ENOMEM. */
+ * room_member_del). Allocates its participant id: never 0, unique
+ * server-wide among live participants always, and for the relay's life
+ * until a worker has issued 2^32 / n_workers ids (member.c pid_alloc).
+ * Returns 0 or ROOST_ENOMEM. */
 int room_member_new(struct room_shard *s, void *ep, struct room_member **out);
 /* The one leave path: leaves the room if joined or joining, then frees.
  * Every end of a connection (LEAVE, close, idle timeout, reset) calls this.
@@ -176,7 +189,8 @@ int room_leave(struct room_member *m);
 /* A client->relay media datagram from this member: fans it out to every
  * other member of its room that may subscribe. Returns 0 or the reason it
  * was dropped (and counted): ROOST_ENOENT not joined, ROOST_EACCES no
- * publish permission, ROOST_EMALFORMED bad header, ROOST_ENOMEM. */
+ * publish permission, ROOST_EMALFORMED bad header or over ROOM_MAX_DATAGRAM,
+ * ROOST_ENOMEM. */
 int room_publish(struct room_member *m, const uint8_t *dgram, size_t len);
 
 /* A KEYFRAME_REQUEST from this (joined) member for (target, stream): relayed
@@ -184,7 +198,8 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len);
  * m's id, stream) through ops->control unless one for the same (target,
  * stream) went out within kfreq_window_ns (suppressed and counted there).
  * Returns 0, ROOST_ENOENT (m not joined, or target not in m's room: answer
- * NOT_JOINED) or ROOST_ENOMEM. Member's worker. */
+ * NOT_JOINED), ROOST_EACCES (m lacks PERM_SUBSCRIBE: answer NOT_PERMITTED)
+ * or ROOST_ENOMEM. Member's worker. */
 int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream);
 
 /* Link quality tick, every quality_interval on each worker (the caller's

@@ -164,7 +164,8 @@ struct room_member {
     uint64_t *kfreq_last; /* per stream: when a KEYFRAME_REQUEST last went out (+1) */
     struct room_link q_prev;
     bool q_have;
-    uint16_t q_loss; /* permille, last interval */
+    uint16_t q_loss;   /* permille, last interval */
+    int64_t q_balance; /* quality_loss_permille's state */
     uint32_t q_rtt_us;
 };
 
@@ -186,7 +187,13 @@ struct room_shard {
     uint32_t mcap;
     uint32_t *mfree;
     uint32_t n_mfree;
+    /* Participant ids (member.c pid_alloc): the next k, the k of members
+     * alive at the last wrap (sorted), and how often k wrapped. Tests may
+     * set pid_seq to start near the wrap. */
     uint32_t pid_seq;
+    uint32_t *pid_skip;
+    uint32_t n_pid_skip;
+    uint32_t pid_wraps;
 
     struct msg *scratch; /* large (lists of 200); control path only */
     /* Written by this shard's worker only (stat_inc); read by any thread. */

@@ -21,6 +21,7 @@
 #include "proto/media.h"
 #include "proto/msg.h"
 #include "proto/quality.h"
+#include "room/room.h"
 
 #define WAIT_MS 10000
 #define XLOG 4096
@@ -445,12 +446,79 @@ static void test_quality_loss(void **st)
     finish(cs, &tr, base);
 }
 
+static bool media_in_at_least(void *arg)
+{
+    uint64_t *want = arg; /* want[0]: count, want[1]: struct test_relay * */
+    struct relay_stats st;
+    relay_stats(((struct test_relay *)(uintptr_t)want[1])->r, &st);
+    return st.media_in >= want[0];
+}
+
+/* One publisher tries to exhaust the keyframe cache (issue 16): keyframes
+ * of 10 tiny packets on all 256 streams, alone in its room, so that only
+ * its cache holds buffers. What stays alive is bounded by the per-sender
+ * packet cap (the old per-stream cap let it keep 2560), and another room
+ * on the same relay still gets every datagram. */
+static void test_cache_exhaustion(void **st)
+{
+    (void)st;
+    int64_t base = buf_live();
+    struct test_relay tr;
+    struct relay_config cfg = {.n_workers = 1};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct roost_client *cl = client_new();
+    struct xpart *x = calloc(3, sizeof(*x));
+    assert_non_null(x);
+    setup_x(&tr, &x[0], "flood", "p");
+    setup_x(&tr, &x[1], "calm", "a");
+    setup_x(&tr, &x[2], "calm", "b");
+    struct xpart *v[3] = {&x[0], &x[1], &x[2]};
+    join(cl, &tr, v, 3);
+    struct relay_stats rs;
+    relay_stats(tr.r, &rs);
+    uint64_t in0 = rs.media_in, sent = 0;
+    uint32_t seq = 0;
+    for (unsigned s = 0; s < 256; s++) {
+        for (uint32_t k = 0; k < 10; k++) {
+            uint8_t d[MEDIA_C2R_HDR_LEN + 16];
+            uint8_t f = KF | (k == 0 ? MEDIA_F_START : 0) | (k == 9 ? MEDIA_F_END : 0);
+            struct media_hdr h = {.stream_id = (uint8_t)s, .flags = f, .seq = seq++};
+            assert_int_equal(media_c2r_encode(&h, d, sizeof(d)), MEDIA_C2R_HDR_LEN);
+            memset(d + MEDIA_C2R_HDR_LEN, 0x33, 16);
+            sent += roost_conn_send_datagram(x[0].p.c, d, sizeof(d)) == 0;
+        }
+        /* Paced: each stream's packets reach the relay before the next. */
+        uint64_t w[2] = {in0 + sent, (uint64_t)(uintptr_t)&tr};
+        pump(cl, NULL, media_in_at_least, w, 200);
+        if (s % 16 == 0) { /* the calm room, meanwhile */
+            send_media(&x[1], 0, 0, 1000 + s / 16);
+            roost_client_step(cl, 1);
+        }
+    }
+    /* Enough arrived that the old per-stream caps would keep > 2000. */
+    uint64_t want[2] = {in0 + 2000 + 255 / 16 + 1, (uint64_t)(uintptr_t)&tr};
+    bool ok = pump(cl, NULL, media_in_at_least, want, WAIT_MS);
+    relay_stats(tr.r, &rs);
+    print_message("# flood: sent=%llu in=%llu live=%lld\n", (unsigned long long)sent,
+                  (unsigned long long)(rs.media_in - in0), (long long)(buf_live() - base));
+    assert_true(ok);
+    struct xs cs = {.v = &v[2], .n = 1, .sender = x[1].p.pid, .want_seq = 1000 + 255 / 16};
+    assert_true(pump(cl, NULL, all_got, &cs, WAIT_MS));
+    for (uint32_t i = 0; i <= 255 / 16; i++)
+        assert_true(has_seq(&x[2], x[1].p.pid, 1000 + i));
+    pump(cl, NULL, NULL, NULL, 300);
+    /* The cache's packets (one buffer each) plus a little in flight. */
+    assert_true(buf_live() - base <= (int64_t)ROOM_DEFAULT_KEYFRAME_SENDER_PKTS + 64);
+    free(x);
+    finish(cl, &tr, base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_late_joiner_keyframe),   cmocka_unit_test(test_prefill),
         cmocka_unit_test(test_prefill_off_by_default), cmocka_unit_test(test_keyframe_request),
-        cmocka_unit_test(test_quality_loss),
+        cmocka_unit_test(test_quality_loss),           cmocka_unit_test(test_cache_exhaustion),
     };
     return cmocka_run_group_tests_name("roomstate", tests, NULL, NULL);
 }

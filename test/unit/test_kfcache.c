@@ -251,6 +251,66 @@ static void test_prefill_off_by_default(void **st)
     done(c);
 }
 
+/* One sender tries to exhaust its worker (issue 16): 256 streams of
+ * keyframes of 40 tiny packets each. What it holds stays within the
+ * sender's caps (real memory and packets, all streams together), and the
+ * buffers alive are those the caps allow. */
+static void test_sender_caps(void **st)
+{
+    (void)st;
+    struct kfcache *c;
+    struct kfcache_config cfg = {.sender_cap_bytes = 64u * 1024u, .sender_cap_pkts = 300};
+    atomic_store(&slot, NULL);
+    assert_int_equal(kfcache_new(&c, &cfg, &slot), 0);
+    uint32_t seq = 0;
+    for (unsigned round = 0; round < 3; round++)
+        for (unsigned s = 0; s < 256; s++)
+            for (uint32_t k = 0; k < 40; k++) {
+                uint8_t f = KF | (k == 0 ? MEDIA_F_START : 0) | (k == 39 ? MEDIA_F_END : 0);
+                feed(c, (uint8_t)s, f, seq++, 16, 0);
+                struct kfcache_stats cs;
+                kfcache_stats(c, &cs);
+                assert_true(cs.mem <= cfg.sender_cap_bytes);
+                assert_true(cs.pkts <= cfg.sender_cap_pkts);
+            }
+    struct kfcache_stats cs;
+    kfcache_stats(c, &cs);
+    assert_true(cs.promoted >= 7); /* 300 packets: 7 keyframes of 40 */
+    assert_true(cs.over_cap > 0);
+    rcu_barrier();
+    /* Held by the cache (once in its arrays, once in the view: one buffer). */
+    assert_true(buf_live() - base <= (int64_t)cfg.sender_cap_pkts);
+    rcu_read_lock();
+    assert_true(kfcache_view_count(atomic_load(&slot)) <= cfg.sender_cap_pkts);
+    rcu_read_unlock();
+    done(c);
+}
+
+/* A promotion republishes only its stream: the packets of the other
+ * streams are not referenced again (the old code took one reference per
+ * cached packet of every stream for every new view). */
+static void test_republish_one_stream(void **st)
+{
+    (void)st;
+    struct kfcache *c = mk(0, 0);
+    feed(c, 0, KF | MEDIA_F_START, 1, 100, 0);
+    feed(c, 0, KF | MEDIA_F_END, 2, 100, 0);
+    rcu_read_lock();
+    struct buf *b0 = kfcache_view_packet(atomic_load(&slot), 0);
+    rcu_read_unlock();
+    assert_int_equal(seq_of(b0), 1);
+    uint32_t refs = atomic_load(&b0->refs);
+    for (uint32_t i = 0; i < 50; i++)
+        feed(c, 1, KF | MEDIA_F_START | MEDIA_F_END, 100 + i, 100, 0);
+    assert_int_equal(atomic_load(&b0->refs), refs);
+    uint32_t s[8];
+    assert_int_equal(view_seqs(s, 8), 3);
+    assert_int_equal(s[0], 1);
+    assert_int_equal(s[1], 2);
+    assert_int_equal(s[2], 149);
+    done(c);
+}
+
 static int setup(void **st)
 {
     (void)st;
@@ -272,6 +332,8 @@ int main(void)
         cmocka_unit_test_setup(test_prefill_window, setup),
         cmocka_unit_test_setup(test_prefill_cap, setup),
         cmocka_unit_test_setup(test_prefill_off_by_default, setup),
+        cmocka_unit_test_setup(test_sender_caps, setup),
+        cmocka_unit_test_setup(test_republish_one_stream, setup),
     };
     int rc = cmocka_run_group_tests_name("kfcache", tests, NULL, NULL);
     rcu_unregister_thread();

@@ -449,6 +449,42 @@ static void test_duplicate_identity(void **state)
     env_stop();
 }
 
+/* Participant ids near the u32 wrap (issue 15): never 0, always this
+ * worker's residue, never the id of a live member. The test hook is
+ * s->pid_seq, set to start just before the last k that fits. */
+static void test_pid_wrap(void **state)
+{
+    (void)state;
+    env_start(0, 0);
+    int ep;
+    struct room_member *m[8];
+    E.s->pid_seq = 0;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(room_member_new(E.s, &ep, &m[i]), 0);
+    room_member_del(m[1]); /* k = 1 is free again; k = 0 and 2 stay alive */
+    uint32_t kmax = (UINT32_MAX - 1u - OWNER) / N_WORKERS;
+    E.s->pid_seq = kmax - 1;
+    for (int i = 3; i < 8; i++)
+        assert_int_equal(room_member_new(E.s, &ep, &m[i]), 0);
+    assert_int_equal(room_member_pid(m[3]), (kmax - 1) * N_WORKERS + OWNER + 1);
+    assert_int_equal(room_member_pid(m[4]), kmax * N_WORKERS + OWNER + 1);
+    assert_int_equal(room_member_pid(m[5]), 1 * N_WORKERS + OWNER + 1); /* m[1]'s, freed */
+    assert_int_equal(room_member_pid(m[6]), 3 * N_WORKERS + OWNER + 1); /* k = 2 is alive */
+    assert_int_equal(room_member_pid(m[7]), 4 * N_WORKERS + OWNER + 1);
+    int live[] = {0, 2, 3, 4, 5, 6, 7};
+    for (unsigned i = 0; i < 7; i++) {
+        uint32_t p = room_member_pid(m[live[i]]);
+        assert_int_not_equal(p, 0);
+        assert_int_equal(p % N_WORKERS, (OWNER + 1) % N_WORKERS);
+        for (unsigned j = 0; j < i; j++)
+            assert_int_not_equal(p, room_member_pid(m[live[j]]));
+    }
+    assert_int_equal(E.s->pid_wraps, 1);
+    for (unsigned i = 0; i < 7; i++)
+        room_member_del(m[live[i]]);
+    env_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_room_full),
         cmocka_unit_test(test_server_full),
         cmocka_unit_test(test_duplicate_identity),
+        cmocka_unit_test(test_pid_wrap),
     };
     return cmocka_run_group_tests_name("owner", tests, NULL, NULL);
 }

@@ -192,6 +192,10 @@ static const struct room_ops ep_ops = {
 
 /* --------------------------------------------------------------- workers */
 
+/* Payload bytes of CMD_SEND datagrams (set by the main thread between
+ * commands; post_wait orders it before the worker's read). */
+static size_t send_payload = 8;
+
 static void run_cmd(struct worker *w, struct cmd *c)
 {
     struct room_shard *s = E.shards[worker_id(w)];
@@ -214,11 +218,13 @@ static void run_cmd(struct worker *w, struct cmd *c)
         }
         case CMD_SEND:
             for (uint32_t k = 0; k < c->count; k++) {
-                uint8_t d[MEDIA_C2R_HDR_LEN + 8];
+                uint8_t d[ROOM_MAX_DATAGRAM + 16];
+                size_t pl = send_payload; /* 8 unless a test changes it */
+                assert_true(MEDIA_C2R_HDR_LEN + pl <= sizeof(d));
                 struct media_hdr h = {.stream_id = 1, .seq = c->seq_from + k, .timestamp = k};
                 assert_int_equal(media_c2r_encode(&h, d, sizeof(d)), MEDIA_C2R_HDR_LEN);
-                memset(d + MEDIA_C2R_HDR_LEN, 0xab, 8);
-                c->rc[i] = room_publish(ep->m, d, sizeof(d));
+                memset(d + MEDIA_C2R_HDR_LEN, 0xab, pl);
+                c->rc[i] = room_publish(ep->m, d, MEDIA_C2R_HDR_LEN + pl);
             }
             break;
         case CMD_LEAVE:
@@ -691,6 +697,29 @@ static void test_permissions(void **state)
     env_stop();
 }
 
+/* WELCOME.max_datagram is enforced: a datagram of ROOM_MAX_DATAGRAM bytes
+ * is forwarded, one byte more is dropped (PROTOCOL.md §8.3). */
+static void test_datagram_limit(void **state)
+{
+    (void)state;
+    env_start(1, 0, 0);
+    struct ep *pub = new_member(0), *sub = new_member(0);
+    join_wait(pub, "size", "pub", PERM_ALL, 0);
+    join_wait(sub, "size", "sub", PERM_ALL, 0);
+    send_payload = ROOM_MAX_DATAGRAM - MEDIA_C2R_HDR_LEN;
+    cmd_one(CMD_SEND, pub, NULL, NULL, 0, 0, 1, 0);
+    send_payload = ROOM_MAX_DATAGRAM - MEDIA_C2R_HDR_LEN + 1;
+    cmd_one(CMD_SEND, pub, NULL, NULL, 0, 1, 1, ROOST_EMALFORMED);
+    send_payload = 8;
+    for (int t = 0; t < 5000 && media_count(sub) < 1; t++)
+        usleep(1000);
+    usleep(20000);
+    assert_int_equal(media_count(sub), 1);
+    cmd_one(CMD_DEL, pub, NULL, NULL, 0, 0, 0, 0);
+    cmd_one(CMD_DEL, sub, NULL, NULL, 0, 0, 0, 0);
+    env_stop();
+}
+
 /* A member deleted while its join is in flight: the owner still removes it,
  * the room goes away and the late answer is dropped. */
 static void test_leave_while_joining(void **state)
@@ -804,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_server_full),
         cmocka_unit_test(test_duplicate_identity),
         cmocka_unit_test(test_permissions),
+        cmocka_unit_test(test_datagram_limit),
         cmocka_unit_test(test_leave_while_joining),
         cmocka_unit_test(test_shutdown_with_rooms),
         cmocka_unit_test(test_local_order),
