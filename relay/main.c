@@ -271,7 +271,9 @@ int main(int argc, char **argv)
     if (c->admin) {
         struct admin_config ac = {.addr = c->admin_listen,
                                   .port = c->admin_port,
-                                  .drain_timeout_ns = c->drain_timeout_ns};
+                                  .drain_timeout_ns = c->drain_timeout_ns,
+                                  .conn_limit = c->admin_conn_limit,
+                                  .conn_timeout_ns = c->admin_conn_timeout_ns};
         rc = admin_new(&adm, r, &ac);
         if (rc != 0) {
             fprintf(stderr, "roost-relay: cannot start the admin endpoint on %s:%u: %s\n",
