@@ -31,6 +31,8 @@ DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+# sd_notify (relay/main.c only): Debian libsystemd-dev.
+SYSTEMD_LIBS := $(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null || echo -lsystemd)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 # liburcu inlines its small functions (rcu_read_lock, rcu_dereference, quiescent
@@ -206,7 +208,7 @@ LINK = @$(if $(Q),echo "  LD      $@"); mkdir -p $(@D); \
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LIBS)
 
 $(BUILD)/roost-relay: $(BUILD)/relay/main.o $(RELAYLIB) $(LIBROOST)
-	$(LINK)
+	$(LINK) $(SYSTEMD_LIBS)
 $(BUILD)/roost-cli: $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
 	$(LINK)
 $(BUILD)/roost-bench: $(BENCH_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)

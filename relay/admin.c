@@ -281,7 +281,9 @@ int admin_new(struct admin **out, struct relay *r, const struct admin_config *cf
     const char *addr = cfg->addr ? cfg->addr : "127.0.0.1";
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* One internal thread on epoll: idle connections cost a descriptor and
+     * a small pool, never a thread, so the limit can be large. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
@@ -301,10 +303,19 @@ int admin_new(struct admin **out, struct relay *r, const struct admin_config *cf
     a->cfg = *cfg;
     a->cfg.addr = NULL;
     pthread_mutex_init(&a->mu, NULL);
-    /* One thread, few connections: this is for a scraper and an operator. */
+    /* Idle connections must not starve /healthz (a load balancer would
+     * drain a healthy relay): the limit is far above what a scraper, an
+     * operator and a balancer use; beyond it connections wait in the
+     * kernel's backlog, and every slot frees within conn_timeout, so a
+     * request waits at most about ceil(queued / limit) * timeout. */
+    unsigned limit = cfg->conn_limit ? cfg->conn_limit : ADMIN_DEFAULT_CONN_LIMIT;
+    uint64_t tmo_ns = cfg->conn_timeout_ns ? cfg->conn_timeout_ns : ADMIN_DEFAULT_CONN_TIMEOUT_NS;
+    unsigned tmo_s = (unsigned)((tmo_ns + 999999999ull) / 1000000000ull);
     a->d = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+                            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, limit,
+                            MHD_OPTION_CONNECTION_TIMEOUT, tmo_s,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+                            MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_END);
     if (a->d == NULL) {
         log_error("event=admin_failed addr=%s port=%u msg=\"cannot listen\"", addr, cfg->port);
         pthread_mutex_destroy(&a->mu);

@@ -24,7 +24,12 @@ struct admin_config {
     const char *addr;          /* numeric IPv4/IPv6; NULL: 127.0.0.1 */
     uint16_t port;             /* 0: ephemeral (see admin_port) */
     uint64_t drain_timeout_ns; /* backoff suggested while draining */
+    unsigned conn_limit;       /* connections served at once; 0: default */
+    uint64_t conn_timeout_ns;  /* idle connection closed after (whole seconds); 0: default */
 };
+
+#define ADMIN_DEFAULT_CONN_LIMIT 1024
+#define ADMIN_DEFAULT_CONN_TIMEOUT_NS (5ull * 1000000000ull)
 
 /* Starts the endpoint; r is borrowed and must outlive it (admin_del before
  * relay_stop). Returns 0, ROOST_EINVAL (bad address), ROOST_ESYS (cannot

@@ -42,6 +42,13 @@ enum key_id {
     K_ADMIN_LISTEN,
     K_ADMIN_PORT,
     K_DRAIN_TIMEOUT,
+    /* ops (issue 16/19): room tuning and admin connection limits */
+    K_KEYFRAME_CAP,
+    K_PREFILL,
+    K_KFREQ_WINDOW,
+    K_QUALITY_INTERVAL,
+    K_ADMIN_CONN_LIMIT,
+    K_ADMIN_CONN_TIMEOUT,
     K_COUNT,
 };
 
@@ -95,6 +102,19 @@ static const struct config_key keys[K_COUNT] = {
                       "TCP port of the admin endpoint; 0: ephemeral"},
     [K_DRAIN_TIMEOUT] = {"drain", "drain_timeout", CONFIG_DURATION, "30s", 0, 3600 * S, true,
                          "SIGTERM: keep relaying until rooms are empty or this long"},
+    /* ops (issue 16/19): room tuning and admin connection limits */
+    [K_KEYFRAME_CAP] = {"rooms", "keyframe_cap", CONFIG_SIZE, "200k", 1024, 64ull << 20, false,
+                        "keyframe cache bytes per (sender, stream)"},
+    [K_PREFILL] = {"rooms", "prefill", CONFIG_DURATION, "0", 0, 10 * S, false,
+                   "audio sent to a joiner from before it joined; 0: off"},
+    [K_KFREQ_WINDOW] = {"rooms", "keyframe_request_window", CONFIG_DURATION, "200ms", S / 1000,
+                        60 * S, false, "duplicate KEYFRAME_REQUESTs suppressed this long"},
+    [K_QUALITY_INTERVAL] = {"rooms", "quality_interval", CONFIG_DURATION, "1s", S / 10, 60 * S,
+                            false, "period of QUALITY reports to members"},
+    [K_ADMIN_CONN_LIMIT] = {"admin", "admin_conn_limit", CONFIG_UINT, "1024", 4, 65536, false,
+                            "admin TCP connections served at once"},
+    [K_ADMIN_CONN_TIMEOUT] = {"admin", "admin_conn_timeout", CONFIG_DURATION, "5s", S, 600 * S,
+                              false, "an idle admin connection is closed after this long"},
 };
 #undef S
 #undef STR
@@ -362,6 +382,25 @@ int config_set(struct config *c, const char *name, const char *value, const char
     case K_DRAIN_TIMEOUT:
         c->drain_timeout_ns = v;
         r->drain_ms = (uint32_t)(v / 1000000u);
+        break;
+    /* ops (issue 16/19) */
+    case K_KEYFRAME_CAP:
+        r->keyframe_cap = (uint32_t)v;
+        break;
+    case K_PREFILL:
+        r->prefill_ms = (uint32_t)(v / 1000000u);
+        break;
+    case K_KFREQ_WINDOW:
+        r->kfreq_window_ns = v;
+        break;
+    case K_QUALITY_INTERVAL:
+        r->quality_interval_ns = v;
+        break;
+    case K_ADMIN_CONN_LIMIT:
+        c->admin_conn_limit = (unsigned)v;
+        break;
+    case K_ADMIN_CONN_TIMEOUT:
+        c->admin_conn_timeout_ns = v;
         break;
     case K_CPUS:
     case K_LOG_LEVEL:

@@ -56,7 +56,9 @@ struct config {
     const char *admin_listen;
     uint16_t admin_port;
     uint64_t drain_timeout_ns;
-    char *file; /* the -c file, owned */
+    unsigned admin_conn_limit;      /* admin connections served at once */
+    uint64_t admin_conn_timeout_ns; /* idle admin connection closed after */
+    char *file;                     /* the -c file, owned */
     char **strs;
     struct config_origin *origin; /* per key */
     bool *set;                    /* per key: given in the file or the command line */

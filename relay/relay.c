@@ -385,6 +385,10 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"handshake_timeout", cfg->handshake_timeout_ns != r->cfg.handshake_timeout_ns},
         {"handshake_rate", cfg->handshake_rate != r->cfg.handshake_rate},
         {"force_retry", cfg->force_retry != r->cfg.force_retry},
+        {"keyframe_cap", cfg->keyframe_cap != r->cfg.keyframe_cap},
+        {"prefill", cfg->prefill_ms != r->cfg.prefill_ms},
+        {"keyframe_request_window", cfg->kfreq_window_ns != r->cfg.kfreq_window_ns},
+        {"quality_interval", cfg->quality_interval_ns != r->cfg.quality_interval_ns},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (fixed[i].changed)

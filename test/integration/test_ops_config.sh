@@ -6,7 +6,7 @@ B=${ROOST_BUILD:-build}
 R=$B/roost-relay
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
-echo "1..6"
+echo "1..7"
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 nok() { n=$((n + 1)); echo "not ok $n - $1"; }
@@ -49,3 +49,15 @@ out=$("$R" -c "$d/good.conf" --check-config --token-keys /nonexistent 2>&1); rc=
 out=$("$R" -c "$d/missing.conf" --check-config 2>&1); rc=$?
 [ $rc -ne 0 ] && grep -qF "$d/missing.conf" <<<"$out" && ok "missing file reported" \
     || { nok "missing file reported"; echo "$out" | sed 's/^/# /'; }
+
+# The shipped unit passes systemd's own checks (with the binary path of
+# this build, since /usr/local/bin may not hold one).
+if command -v systemd-analyze >/dev/null 2>&1; then
+    case $R in /*) rbin=$R ;; *) rbin=$PWD/$R ;; esac
+    sed "s|/usr/local/bin/roost-relay|$rbin|g" scripts/roost-relay.service >"$d/roost-relay.service"
+    out=$(systemd-analyze verify "$d/roost-relay.service" 2>&1); rc=$?
+    [ $rc -eq 0 ] && ok "systemd-analyze verify roost-relay.service" \
+        || { nok "systemd-analyze verify roost-relay.service"; echo "$out" | sed 's/^/# /'; }
+else
+    ok "# SKIP systemd-analyze not installed"
+fi

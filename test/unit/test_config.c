@@ -278,13 +278,56 @@ static void test_key_table(void **state)
     config_free(&c);
 }
 
+/* The room tuning and admin limits of issue 16/19: defaults, file, units. */
+static void test_room_and_admin_keys(void **state)
+{
+    (void)state;
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(c.relay.keyframe_cap, 200u * 1024u);
+    assert_int_equal(c.relay.prefill_ms, 0);
+    assert_int_equal(c.relay.kfreq_window_ns, 200ull * 1000000ull);
+    assert_int_equal(c.relay.quality_interval_ns, 1000000000ull);
+    assert_int_equal(c.admin_conn_limit, 1024);
+    assert_int_equal(c.admin_conn_timeout_ns, 5000000000ull);
+    static const char ini[] = "[rooms]\nkeyframe_cap = 1m\nprefill = 240ms\n"
+                              "keyframe_request_window = 500ms\nquality_interval = 2s\n"
+                              "[admin]\nadmin_conn_limit = 16\nadmin_conn_timeout = 2s\n";
+    struct errs e = {0};
+    assert_int_equal(config_load_mem(&c, "m.conf", ini, sizeof(ini) - 1, collect, &e), 0);
+    assert_int_equal(c.relay.keyframe_cap, 1u << 20);
+    assert_int_equal(c.relay.prefill_ms, 240);
+    assert_int_equal(c.relay.kfreq_window_ns, 500ull * 1000000ull);
+    assert_int_equal(c.relay.quality_interval_ns, 2000000000ull);
+    assert_int_equal(c.admin_conn_limit, 16);
+    assert_int_equal(c.admin_conn_timeout_ns, 2000000000ull);
+    char err[128];
+    assert_int_equal(config_set(&c, "prefill", "11s", "t", 1, err, sizeof(err)), ROOST_ERANGE);
+    assert_int_equal(config_set(&c, "quality_interval", "10ms", "t", 1, err, sizeof(err)),
+                     ROOST_ERANGE);
+    assert_int_equal(config_set(&c, "keyframe_cap", "12", "t", 1, err, sizeof(err)), ROOST_ERANGE);
+    assert_int_equal(config_set(&c, "admin_conn_timeout", "0", "t", 1, err, sizeof(err)),
+                     ROOST_ERANGE);
+    /* A room key in the wrong section is named. */
+    static const char bad[] = "[limits]\nprefill = 100ms\n";
+    struct errs e2 = {0};
+    assert_int_equal(config_load_mem(&c, "b.conf", bad, sizeof(bad) - 1, collect, &e2), 1);
+    assert_true(has_err(&e2, 2, "prefill", "belongs in section [rooms]"));
+    config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_units),
-        cmocka_unit_test(test_set_values),  cmocka_unit_test(test_file_ok_and_override),
-        cmocka_unit_test(test_file_errors), cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_validate),    cmocka_unit_test(test_key_table),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_units),
+        cmocka_unit_test(test_set_values),
+        cmocka_unit_test(test_file_ok_and_override),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_key_table),
+        cmocka_unit_test(test_room_and_admin_keys),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
