@@ -180,13 +180,15 @@ static void tickets_publish(struct quic_shared *sh, struct tickets_keys *next)
     }
 }
 
-int quic_shared_rotate_tickets(struct quic_shared *sh)
+/* A new current master key; the old one stays as the previous one, or
+ * (keep_prev false) is dropped with every ticket issued under either. */
+static int tickets_renew(struct quic_shared *sh, bool keep_prev)
 {
     if (sh->cfg.no_tickets)
         return ROOST_EINVAL;
     if (atomic_flag_test_and_set_explicit(&rotating, memory_order_acquire))
         return ROOST_EAGAIN;
-    char path[4200];
+    char path[4200] = "";
     int rc = tickets_path(sh, path, sizeof(path));
     struct tickets_keys *next = calloc(1, sizeof(*next));
     if (rc < 0 || next == NULL) {
@@ -196,7 +198,13 @@ int quic_shared_rotate_tickets(struct quic_shared *sh)
     /* Only rotators write sh->tickets, and the flag makes us the only one:
      * a plain read of the published pointer is enough here. */
     struct tickets_keys *cur = rcu_dereference(sh->tickets);
-    rc = tickets_rotate(rc == 1 ? path : NULL, cur, next, wall_s());
+    rc = tickets_rotate(NULL, cur, next, wall_s());
+    if (rc == 0 && !keep_prev) {
+        gnutls_memset(next->prev, 0, sizeof(next->prev));
+        next->has_prev = false;
+    }
+    if (rc == 0 && path[0] != '\0')
+        rc = tickets_write(path, next);
     if (rc < 0) {
         log_error("msg=\"cannot rotate ticket keys\" err=%s", roost_strerror(rc));
         goto out;
@@ -206,7 +214,7 @@ int quic_shared_rotate_tickets(struct quic_shared *sh)
                               memory_order_relaxed);
     tickets_publish(sh, next);
     next = NULL;
-    log_info("event=rotate what=tls_ticket_key");
+    log_info("event=rotate what=tls_ticket_key%s", keep_prev ? "" : " dropped=previous");
 out:
     if (next != NULL) {
         gnutls_memset(next, 0, sizeof(*next));
@@ -214,6 +222,11 @@ out:
     }
     atomic_flag_clear_explicit(&rotating, memory_order_release);
     return rc;
+}
+
+int quic_shared_rotate_tickets(struct quic_shared *sh)
+{
+    return tickets_renew(sh, true);
 }
 
 static void *tickets_timer_run(void *arg)
@@ -327,6 +340,11 @@ int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const
     struct quic_creds *old = rcu_xchg_pointer(&sh->creds, nc);
     synchronize_rcu();
     quic_creds_unref(old);
+    /* A resumed session skips the certificate: after a new one, every
+     * client must see (and verify) it once, so no ticket from before may
+     * resume. A failure here is logged and leaves the tickets valid. */
+    if (!sh->cfg.no_tickets)
+        (void)tickets_renew(sh, false);
     return 0;
 }
 

@@ -27,7 +27,7 @@ static bool all_zero(const uint8_t *p, size_t n)
     return acc == 0;
 }
 
-static int write_file(const char *path, const struct tickets_keys *k)
+int tickets_write(const char *path, const struct tickets_keys *k)
 {
     uint8_t b[FILE_LEN];
     memcpy(b, k->cur, TICKETS_KEY_LEN);
@@ -72,7 +72,7 @@ int tickets_load(const char *path, struct tickets_keys *out, uint64_t now_s, cha
         if (gnutls_rnd(GNUTLS_RND_KEY, out->cur, TICKETS_KEY_LEN) != 0)
             return ROOST_ECRYPTO;
         out->rotated_at = now_s;
-        int rc = write_file(path, out);
+        int rc = tickets_write(path, out);
         if (rc < 0)
             set_msg(msg, msglen, "cannot create '%s': %s", path, strerror(errno));
         return rc;
@@ -119,7 +119,7 @@ int tickets_rotate(const char *path, const struct tickets_keys *old, struct tick
     memcpy(next->prev, old->cur, TICKETS_KEY_LEN);
     next->has_prev = true;
     next->rotated_at = now_s;
-    return path != NULL ? write_file(path, next) : 0;
+    return path != NULL ? tickets_write(path, next) : 0;
 }
 
 int tickets_key_name(const uint8_t master[TICKETS_KEY_LEN], uint64_t now_s, unsigned lifetime_s,

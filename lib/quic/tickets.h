@@ -50,6 +50,9 @@ int tickets_load(const char *path, struct tickets_keys *out, uint64_t now_s, cha
  * Returns 0, ROOST_EIO, ROOST_ECRYPTO. */
 int tickets_rotate(const char *path, const struct tickets_keys *old, struct tickets_keys *next,
                    uint64_t now_s);
+/* Writes k to path through a temporary file and rename (0600). Returns 0
+ * or ROOST_EIO. */
+int tickets_write(const char *path, const struct tickets_keys *k);
 /* The key name gnutls 3.7 gives tickets made under master for wall-clock
  * second now_s and ticket lifetime lifetime_s, for its period `back`
  * periods ago (0 or 1): SHA3-512(be64(period) || master)[0..16). */

@@ -326,12 +326,39 @@ static void test_ed25519(void **state)
     echo_server_stop(es);
 }
 
+/* A certificate reload drops every ticket: a resumed session would skip
+ * the new certificate. */
+static void test_cert_reload_drops_tickets(void **state)
+{
+    (void)state;
+    char *d = state_dir();
+    struct echo_server *es = start(d, 0);
+    uint16_t port = echo_server_port(es);
+    struct quic_client *cl = NULL;
+    new_client(&cl);
+    assert_false(join(cl, port, true));
+    assert_true(join(cl, port, true));
+    char cert[600], key[600];
+    snprintf(cert, sizeof(cert), "%s/server.pem", echo_cert_dir(false));
+    snprintf(key, sizeof(key), "%s/server.key", echo_cert_dir(false));
+    assert_int_equal(quic_shared_reload_cert(es->sh, cert, key), 0);
+    assert_false(join(cl, port, true));
+    assert_true(join(cl, port, false));
+    quic_client_del(cl);
+    echo_server_stop(es);
+    rm_state(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_resume),   cmocka_unit_test(test_other_master_key),
-        cmocka_unit_test(test_rotation), cmocka_unit_test(test_key_file_mode),
-        cmocka_unit_test(test_priority), cmocka_unit_test(test_ed25519),
+        cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_other_master_key),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_key_file_mode),
+        cmocka_unit_test(test_priority),
+        cmocka_unit_test(test_ed25519),
+        cmocka_unit_test(test_cert_reload_drops_tickets),
     };
     return cmocka_run_group_tests_name("quic_resume", tests, NULL, NULL);
 }
