@@ -27,6 +27,9 @@ enum key_id {
     K_UDP_BUFFER,
     K_CERT,
     K_KEY,
+    K_TLS_PRIORITY,
+    K_TICKET_PERIOD,
+    K_SESSION_TICKETS,
     K_TOKEN_KEYS,
     K_TOKEN_SKEW,
     K_INSECURE_NO_AUTH,
@@ -72,6 +75,12 @@ static const struct config_key keys[K_COUNT] = {
                       "SO_RCVBUF/SO_SNDBUF per socket (capped by net.core.[rw]mem_max)"},
     [K_CERT] = {"tls", "cert", CONFIG_PATH, "", 0, 0, false, "PEM certificate chain (required)"},
     [K_KEY] = {"tls", "key", CONFIG_PATH, "", 0, 0, false, "PEM private key (required)"},
+    [K_TLS_PRIORITY] = {"tls", "priority", CONFIG_STR, "", 0, 0, false,
+                        "gnutls priority string; empty: TLS 1.3, X25519 first (OPERATIONS.md)"},
+    [K_TICKET_PERIOD] = {"tls", "ticket_rotation", CONFIG_DURATION, "6h", 60 * S, 302400 * S, false,
+                         "session ticket key rotation period (also on SIGHUP)"},
+    [K_SESSION_TICKETS] = {"tls", "session_tickets", CONFIG_BOOL, "true", 0, 0, false,
+                           "issue session tickets (resumed joins skip the certificate)"},
     [K_TOKEN_KEYS] = {"auth", "token_keys", CONFIG_PATH, "", 0, 0, true,
                       "join-token key file (required unless insecure_no_auth)"},
     [K_TOKEN_SKEW] = {"auth", "token_skew", CONFIG_DURATION, "30s", 0, 3600 * S, false,
@@ -336,6 +345,15 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_KEY:
         rc = store_str(c, id, value, &r->key_file);
+        break;
+    case K_TLS_PRIORITY:
+        rc = *value != '\0' ? store_str(c, id, value, &r->tls_priority) : 0;
+        break;
+    case K_TICKET_PERIOD:
+        r->ticket_period_s = (unsigned)(v / 1000000000ull);
+        break;
+    case K_SESSION_TICKETS:
+        r->no_tickets = !b;
         break;
     case K_TOKEN_KEYS:
         rc = store_str(c, id, value, &r->token_key_file);
@@ -641,6 +659,8 @@ int config_validate(const struct config *c, config_error_cb cb, void *arg)
             gnutls_certificate_free_credentials(cred);
         }
     }
+    if (r->tls_priority != NULL && quic_priority_check(r->tls_priority, msg, sizeof(msg)) != 0)
+        n += verr(c, K_TLS_PRIORITY, cb, arg, msg);
     if (!r->insecure_no_auth) {
         if (r->token_key_file == NULL) {
             n += verr(c, K_TOKEN_KEYS, cb, arg, "required (or insecure_no_auth = true, dev only)");

@@ -199,6 +199,9 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .retry_threshold = cfg->max_half_open,
         .handshake_rate = cfg->handshake_rate,
         .sock_buf = cfg->sock_buf,
+        .priority = cfg->tls_priority,
+        .ticket_period_s = cfg->ticket_period_s,
+        .no_tickets = cfg->no_tickets,
     };
     rc = quic_shared_new(&r->qsh, &qc);
     if (rc != 0) {

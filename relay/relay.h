@@ -31,6 +31,9 @@ struct relay_config {
     const char *cert_file;         /* PEM chain */
     const char *key_file;          /* PEM key */
     const char *state_dir;         /* reset/retry secrets; NULL: random per run */
+    const char *tls_priority;      /* gnutls priority string; NULL: QUIC_DEFAULT_PRIORITY */
+    unsigned ticket_period_s;      /* ticket key rotation; 0: QUIC_DEFAULT_TICKET_PERIOD_S */
+    bool no_tickets;               /* no session tickets (full handshakes only) */
     const char *token_key_file;    /* required unless insecure_no_auth */
     bool insecure_no_auth;         /* dev only: every JOIN is accepted, loudly logged */
     uint32_t token_skew_s;         /* 0: TOKEN_DEFAULT_SKEW_S */

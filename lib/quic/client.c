@@ -36,6 +36,8 @@ struct quic_client {
     struct quic_creds *creds; /* trust anchors or the pinned check */
     gnutls_priority_t prio;
     gnutls_datum_t pinned; /* DER */
+    bool no_tickets;
+    struct tickets_store *tickets; /* latest ticket per relay address */
     int epfd;
     struct timers *timers;
     struct quic_conn *conns;
@@ -171,8 +173,18 @@ int quic_client_new(struct quic_client **out, const struct quic_client_config *c
                                                       GNUTLS_X509_FMT_PEM) <= 0) {
         goto fail;
     }
-    if (quic_priority_init(&cl->prio) < 0)
+    if (cfg->priority != NULL && quic_priority_check(cfg->priority, NULL, 0) < 0) {
+        rc = ROOST_EINVAL;
         goto fail;
+    }
+    if (quic_priority_init(&cl->prio, cfg->priority) < 0)
+        goto fail;
+    cl->no_tickets = cfg->no_tickets;
+    cl->tickets = calloc(1, sizeof(*cl->tickets));
+    if (cl->tickets == NULL) {
+        rc = ROOST_ENOMEM;
+        goto fail;
+    }
     cl->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (cl->epfd == -1) {
         rc = ROOST_ESYS;
@@ -197,6 +209,9 @@ void quic_client_del(struct quic_client *cl)
         gnutls_priority_deinit(cl->prio);
     quic_creds_unref(cl->creds); /* after every session that used them */
     gnutls_free(cl->pinned.data);
+    if (cl->tickets != NULL)
+        tickets_store_clear(cl->tickets);
+    free(cl->tickets);
     timers_del(cl->timers);
     free(cl->rx);
     free(cl->tx);
@@ -233,6 +248,25 @@ static int open_socket(struct quic_conn *c)
     return fd;
 }
 
+/* After a NewSessionTicket was read (post-handshake, 1-RTT): keep the
+ * session for the relay's address. A failure only costs the next
+ * connection a full handshake. */
+static int ticket_hook(gnutls_session_t tls, unsigned htype, unsigned when, unsigned incoming,
+                       const gnutls_datum_t *msg)
+{
+    (void)msg;
+    if (htype != GNUTLS_HANDSHAKE_NEW_SESSION_TICKET || when != GNUTLS_HOOK_POST || !incoming)
+        return 0;
+    ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(tls);
+    struct quic_conn *c = ref->user_data;
+    gnutls_datum_t d = {NULL, 0};
+    if (gnutls_session_get_data2(tls, &d) == 0) {
+        (void)tickets_store_put(client_of(c)->tickets, &c->remote, d.data, d.size);
+        gnutls_free(d.data);
+    }
+    return 0;
+}
+
 static int tls_init(struct quic_conn *c)
 {
     struct quic_client *cl = client_of(c);
@@ -242,7 +276,30 @@ static int tls_init(struct quic_conn *c)
     gnutls_server_name_set(c->tls, GNUTLS_NAME_DNS, cl->server_name, strlen(cl->server_name));
     if (cl->pinned.data == NULL)
         gnutls_session_set_verify_cert(c->tls, cl->server_name, 0);
+    if (cl->no_tickets)
+        return 0;
+    /* Offer the last ticket from this address. A ticket the relay no
+     * longer accepts (other or expired key) just means a full handshake
+     * with certificate verification, in the same round trips. */
+    const struct tickets_entry *e = tickets_store_get(cl->tickets, &c->remote);
+    if (e != NULL && gnutls_session_set_data(c->tls, e->data, e->len) != 0)
+        tickets_store_forget(cl->tickets, &c->remote);
+    gnutls_handshake_set_hook_function(c->tls, GNUTLS_HANDSHAKE_NEW_SESSION_TICKET,
+                                       GNUTLS_HOOK_POST, ticket_hook);
     return 0;
+}
+
+void quic_client_forget_ticket(struct quic_client *cl, const char *host, uint16_t port)
+{
+    struct udp_addr a;
+    if (udp_addr_parse(&a, host, port) == 0)
+        tickets_store_forget(cl->tickets, &a);
+}
+
+bool quic_client_has_ticket(struct quic_client *cl, const char *host, uint16_t port)
+{
+    struct udp_addr a;
+    return udp_addr_parse(&a, host, port) == 0 && tickets_store_get(cl->tickets, &a) != NULL;
 }
 
 int quic_client_connect(struct quic_client *cl, const char *host, uint16_t port, void *user,

@@ -3,7 +3,8 @@
  * Each connection has its own connected UDP socket (its own source port,
  * so a relay's SO_REUSEPORT spreads connections over workers); one epoll
  * set and one timer heap serve them all. A connection verifies the server's
- * certificate against a CA file (or, in dev mode, a pinned certificate),
+ * certificate against a CA file (or, in dev mode, a pinned certificate)
+ * unless it resumes a session from a ticket the relay gave it earlier,
  * opens the control stream when the handshake completes, and then speaks
  * the conn API of quic.h, like a server connection: the two ends share
  * that code (quic_int.h says where they differ).
@@ -39,6 +40,11 @@ struct quic_client_config {
     uint64_t idle_timeout_ns;      /* 0: QUIC_DEFAULT_IDLE_TIMEOUT_NS */
     uint64_t handshake_timeout_ns; /* 0: QUIC_CLIENT_DEFAULT_HANDSHAKE_TIMEOUT_NS */
     size_t control_queue_max;      /* unacked control bytes; 0: 1 MiB */
+    const char *priority;          /* gnutls priority string; NULL: QUIC_DEFAULT_PRIORITY */
+    /* Session resumption: the client keeps the latest ticket per relay
+     * address (in memory, for the client's life) and offers it on the next
+     * connection there: a resumed handshake skips the certificate. */
+    bool no_tickets;
 };
 
 /* cfg strings are read during the call; ops and arg are borrowed for the
@@ -69,6 +75,11 @@ uint64_t quic_client_next_timeout(const struct quic_client *cl, uint64_t now);
 int quic_client_fd(const struct quic_client *cl);
 /* Connections not yet over. */
 unsigned quic_client_active(const struct quic_client *cl);
+/* Forgets the ticket kept for host:port (the next connection there makes
+ * a full handshake). */
+void quic_client_forget_ticket(struct quic_client *cl, const char *host, uint16_t port);
+/* True when the client keeps a ticket for host:port. */
+bool quic_client_has_ticket(struct quic_client *cl, const char *host, uint16_t port);
 /* Test hook: drop this share (0..1) of received datagrams. */
 void quic_client_set_rx_drop(struct quic_client *cl, double share);
 

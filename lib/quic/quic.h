@@ -65,6 +65,15 @@ struct quic_conn;
 #define QUIC_DEFAULT_SOCK_BUF (4 << 20)
 #define QUIC_DEFAULT_RATE 1000 /* retry, vn, reset and close replies per second */
 #define QUIC_DEFAULT_RATE_BURST 100
+/* TLS 1.3 only, AEADs we accept, X25519 first: both ends send their key
+ * share for the first group, so a roost client and relay use X25519
+ * (cheaper than P-256) and fall back to P-256/P-384 with other peers.
+ * PSK resumption uses psk_dhe_ke (docs/OPERATIONS.md says why). */
+#define QUIC_DEFAULT_PRIORITY                                                                      \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:"      \
+    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:%DISABLE_TLS13_COMPAT_MODE"
+/* Ticket master key rotation period; tickets live two periods at most. */
+#define QUIC_DEFAULT_TICKET_PERIOD_S (6u * 3600u)
 
 struct quic_shared_config {
     const char *cert_file; /* PEM certificate chain */
@@ -84,6 +93,13 @@ struct quic_shared_config {
     uint32_t retry_rate, vn_rate, reset_rate, close_rate; /* per second, 0: 1000 */
     uint32_t rate_burst;                                  /* 0: 100 */
     uint32_t handshake_rate;                              /* new ones/s before Retry; 0: no cap */
+    /* TLS: gnutls priority string (NULL: QUIC_DEFAULT_PRIORITY), checked by
+     * quic_shared_new; session tickets (keys in state_dir/quic-tickets, or
+     * random per run without a state_dir), rotated every ticket_period_s
+     * (0: QUIC_DEFAULT_TICKET_PERIOD_S); no_tickets: full handshakes only. */
+    const char *priority;
+    unsigned ticket_period_s;
+    bool no_tickets;
 };
 
 /* Per-worker counters; written only by the worker (relaxed). */
@@ -101,6 +117,8 @@ struct quic_stats {
     /* Admission: Initials answered with Retry (half-open limit / handshake
      * rate) or refused with a stateless CONNECTION_CLOSE (full / draining). */
     uint64_t retry_half_open, retry_rate, refused_full, refused_draining;
+    /* Handshakes that resumed a session from a ticket (no certificate). */
+    uint64_t tls_resumed;
 };
 
 /* Creates the shared state. Returns 0; ROOST_EINVAL (bad config/address,
@@ -118,6 +136,17 @@ void quic_shared_del(struct quic_shared *sh);
  * while the workers run (it waits for an RCU grace period). Returns 0,
  * ROOST_ECRYPTO or ROOST_ENOMEM. */
 int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const char *key_file);
+/* Makes a new ticket master key current; the current one stays valid as
+ * the previous one for one period, the previous one is dropped (its
+ * tickets get full handshakes). Also runs every ticket_period_s on the
+ * shared state's own timer thread. Main thread (SIGHUP), while the workers
+ * run (it waits for an RCU grace period). Returns 0; ROOST_EAGAIN (a
+ * rotation is under way), ROOST_EINVAL (tickets off), ROOST_EIO,
+ * ROOST_ECRYPTO, ROOST_ENOMEM; on error the keys stay. */
+int quic_shared_rotate_tickets(struct quic_shared *sh);
+/* Checks a gnutls priority string; on error writes the reason with the
+ * position gnutls stopped at into msg. Returns 0 or ROOST_EINVAL. */
+int quic_priority_check(const char *priority, char *msg, size_t msglen);
 /* The bound UDP port (useful with port 0). */
 uint16_t quic_shared_port(const struct quic_shared *sh);
 /* Reads one worker's counters (values may lag). Any thread. */
@@ -200,6 +229,8 @@ struct quic_server *quic_conn_server(const struct quic_conn *c);
 bool quic_conn_is_open(const struct quic_conn *c);
 /* True once the connection is over: nothing is sent or received any more. */
 bool quic_conn_is_closed(const struct quic_conn *c);
+/* True when the TLS handshake resumed a session (PSK from a ticket). */
+bool quic_conn_tls_resumed(const struct quic_conn *c);
 
 /* How a connection ended (valid in and after on_close). */
 struct quic_close_info {

@@ -34,6 +34,7 @@
 #include "quic/ctlstream.h"
 #include "quic/quic.h"
 #include "quic/tbucket.h"
+#include "quic/tickets.h"
 #include "quic/udp.h"
 
 #define SECRET_LEN 32
@@ -64,6 +65,9 @@ struct quic_shared {
     struct quic_shared_config cfg;
     struct quic_creds *creds; /* RCU-published by quic_shared_reload_cert */
     gnutls_priority_t prio;
+    struct tickets_keys *tickets; /* RCU-published; NULL: tickets off */
+    struct quic_tickets_timer *tickets_timer;
+    char state_dir[4096]; /* "" without one */
     uint8_t reset_secret[SECRET_LEN];
     uint8_t retry_secret[SECRET_LEN];
     struct udp_addr bound;
@@ -212,9 +216,11 @@ int quic_creds_new(struct quic_creds **out);
 struct quic_creds *quic_creds_ref(struct quic_creds *cr);
 /* Drops a reference; frees on the last. Accepts NULL. Any thread. */
 void quic_creds_unref(struct quic_creds *cr);
-/* The TLS 1.3-only priorities both ends use. Returns 0 or ROOST_ECRYPTO
- * (*out NULL). */
-int quic_priority_init(gnutls_priority_t *out);
+/* The TLS 1.3-only priorities both ends use (NULL: QUIC_DEFAULT_PRIORITY).
+ * Returns 0 or ROOST_ECRYPTO (*out NULL). */
+int quic_priority_init(gnutls_priority_t *out, const char *priority);
+/* Ticket lifetime for the period: two periods, within gnutls' bound. */
+unsigned quic_ticket_lifetime(unsigned period_s);
 
 /* conn.c */
 /* Sets ep's role, app and queue limits, and fills ep->callbacks with the

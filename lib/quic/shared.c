@@ -5,11 +5,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
@@ -21,9 +24,21 @@
 #include "core/log.h"
 #include "quic/quic_int.h"
 
-static const char priority_str[] =
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
-    "+CHACHA20-POLY1305:%DISABLE_TLS13_COMPAT_MODE";
+/* The rotation schedule: a thread that sleeps until the period ends or
+ * quic_shared_del wakes it through the pipe. */
+struct quic_tickets_timer {
+    pthread_t thread;
+    int pipe[2];
+    struct quic_shared *sh;
+    /* When the current keys were made; written by the rotator (under the
+     * flag below), read by the thread, which must not touch the keys: a
+     * SIGHUP rotation may free them under it. */
+    _Atomic uint64_t rotated_at;
+};
+
+/* One rotation at a time (SIGHUP on main vs the schedule): a try-flag, the
+ * loser returns ROOST_EAGAIN instead of waiting. */
+static atomic_flag rotating = ATOMIC_FLAG_INIT;
 
 static int load_secrets(struct quic_shared *sh, const char *dir)
 {
@@ -121,11 +136,202 @@ struct quic_creds *quic_creds_ref(struct quic_creds *cr)
     return cr;
 }
 
-int quic_priority_init(gnutls_priority_t *out)
+int quic_priority_init(gnutls_priority_t *out, const char *priority)
 {
-    if (gnutls_priority_init(out, priority_str, NULL) != 0) {
+    if (gnutls_priority_init(out, priority ? priority : QUIC_DEFAULT_PRIORITY, NULL) != 0) {
         *out = NULL;
         return ROOST_ECRYPTO;
+    }
+    return 0;
+}
+
+int quic_priority_check(const char *priority, char *msg, size_t msglen)
+{
+    gnutls_priority_t p;
+    const char *err = NULL;
+    int g = gnutls_priority_init(&p, priority, &err);
+    if (g == 0) {
+        gnutls_priority_deinit(p);
+        return 0;
+    }
+    if (msg != NULL && msglen > 0) {
+        size_t pos = err != NULL && err >= priority ? (size_t)(err - priority) : 0;
+        snprintf(msg, msglen, "invalid TLS priority at offset %zu ('%.32s'): %s", pos,
+                 err != NULL ? err : "", gnutls_strerror(g));
+    }
+    return ROOST_EINVAL;
+}
+
+unsigned quic_ticket_lifetime(unsigned period_s)
+{
+    uint64_t l = 2ull * period_s;
+    return l > TICKETS_MAX_LIFETIME_S ? TICKETS_MAX_LIFETIME_S : (unsigned)l;
+}
+
+/* ------------------------------------------------------------ tickets */
+
+static uint64_t wall_s(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+static int tickets_path(const struct quic_shared *sh, char *path, size_t n)
+{
+    if (sh->state_dir[0] == '\0')
+        return 0;
+    if ((size_t)snprintf(path, n, "%s/quic-tickets", sh->state_dir) >= n)
+        return ROOST_EINVAL;
+    return 1;
+}
+
+/* Publishes next, frees the old keys after a grace period. */
+static void tickets_publish(struct quic_shared *sh, struct tickets_keys *next)
+{
+    /* Pairs with rcu_dereference in server.c (tls_init, the ClientHello
+     * hook): after the grace period no worker reads the old keys. */
+    struct tickets_keys *old = rcu_xchg_pointer(&sh->tickets, next);
+    synchronize_rcu();
+    if (old != NULL) {
+        gnutls_memset(old, 0, sizeof(*old));
+        free(old);
+    }
+}
+
+/* A new current master key; the old one stays as the previous one, or
+ * (keep_prev false) is dropped with every ticket issued under either. */
+static int tickets_renew(struct quic_shared *sh, bool keep_prev)
+{
+    if (sh->cfg.no_tickets)
+        return ROOST_EINVAL;
+    if (atomic_flag_test_and_set_explicit(&rotating, memory_order_acquire))
+        return ROOST_EAGAIN;
+    char path[4200] = "";
+    int rc = tickets_path(sh, path, sizeof(path));
+    struct tickets_keys *next = calloc(1, sizeof(*next));
+    if (rc < 0 || next == NULL) {
+        rc = rc < 0 ? rc : ROOST_ENOMEM;
+        goto out;
+    }
+    /* Only rotators write sh->tickets, and the flag makes us the only one:
+     * a plain read of the published pointer is enough here. */
+    struct tickets_keys *cur = rcu_dereference(sh->tickets);
+    rc = tickets_rotate(NULL, cur, next, wall_s());
+    if (rc == 0 && !keep_prev) {
+        gnutls_memset(next->prev, 0, sizeof(next->prev));
+        next->has_prev = false;
+    }
+    if (rc == 0 && path[0] != '\0')
+        rc = tickets_write(path, next);
+    if (rc < 0) {
+        log_error("msg=\"cannot rotate ticket keys\" err=%s", roost_strerror(rc));
+        goto out;
+    }
+    if (sh->tickets_timer != NULL)
+        atomic_store_explicit(&sh->tickets_timer->rotated_at, next->rotated_at,
+                              memory_order_relaxed);
+    tickets_publish(sh, next);
+    next = NULL;
+    log_info("event=rotate what=tls_ticket_key%s", keep_prev ? "" : " dropped=previous");
+out:
+    if (next != NULL) {
+        gnutls_memset(next, 0, sizeof(*next));
+        free(next);
+    }
+    atomic_flag_clear_explicit(&rotating, memory_order_release);
+    return rc;
+}
+
+int quic_shared_rotate_tickets(struct quic_shared *sh)
+{
+    return tickets_renew(sh, true);
+}
+
+static void *tickets_timer_run(void *arg)
+{
+    struct quic_tickets_timer *t = arg;
+    struct quic_shared *sh = t->sh;
+    uint64_t period = sh->cfg.ticket_period_s;
+    for (;;) {
+        uint64_t now = wall_s();
+        uint64_t due = atomic_load_explicit(&t->rotated_at, memory_order_relaxed) + period;
+        uint64_t wait_ms = due > now ? (due - now) * 1000 : 0;
+        if (wait_ms > 0) {
+            struct pollfd p = {.fd = t->pipe[0], .events = POLLIN};
+            int n = poll(&p, 1, wait_ms > 3600000 ? 3600000 : (int)wait_ms);
+            if (n > 0)
+                return NULL; /* quic_shared_del */
+            continue;        /* timeout (or EINTR): look again */
+        }
+        if (quic_shared_rotate_tickets(sh) < 0) {
+            /* Keep the keys; try again in a minute rather than spin. */
+            struct pollfd p = {.fd = t->pipe[0], .events = POLLIN};
+            if (poll(&p, 1, 60000) > 0)
+                return NULL;
+        }
+    }
+}
+
+static void tickets_timer_stop(struct quic_tickets_timer *t)
+{
+    if (t == NULL)
+        return;
+    if (t->pipe[1] >= 0) {
+        char b = 1;
+        if (write(t->pipe[1], &b, 1) == 1)
+            pthread_join(t->thread, NULL);
+    }
+    if (t->pipe[0] >= 0)
+        close(t->pipe[0]);
+    if (t->pipe[1] >= 0)
+        close(t->pipe[1]);
+    free(t);
+}
+
+/* Loads (or creates) the ticket keys, rotates them when their period ran
+ * out while we were down, and starts the schedule. */
+static int tickets_init(struct quic_shared *sh)
+{
+    if (sh->cfg.ticket_period_s == 0)
+        sh->cfg.ticket_period_s = QUIC_DEFAULT_TICKET_PERIOD_S;
+    if (sh->cfg.no_tickets)
+        return 0;
+    struct tickets_keys *k = calloc(1, sizeof(*k));
+    if (k == NULL)
+        return ROOST_ENOMEM;
+    char path[4200], msg[4400];
+    int rc = tickets_path(sh, path, sizeof(path));
+    if (rc == 1) {
+        rc = tickets_load(path, k, wall_s(), msg, sizeof(msg));
+        if (rc < 0)
+            log_error("msg=\"cannot load ticket keys\" detail=\"%s\"", msg);
+    } else if (rc == 0) {
+        k->rotated_at = wall_s();
+        rc = gnutls_rnd(GNUTLS_RND_KEY, k->cur, TICKETS_KEY_LEN) == 0 ? 0 : ROOST_ECRYPTO;
+    }
+    if (rc < 0) {
+        free(k);
+        return rc;
+    }
+    rcu_set_pointer(&sh->tickets, k);
+    if (wall_s() >= k->rotated_at + sh->cfg.ticket_period_s) {
+        rc = quic_shared_rotate_tickets(sh);
+        if (rc < 0)
+            return rc;
+    }
+    struct quic_tickets_timer *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return ROOST_ENOMEM;
+    t->sh = sh;
+    t->pipe[0] = t->pipe[1] = -1;
+    /* Single-threaded still: the keys are ours to read. */
+    atomic_init(&t->rotated_at, rcu_dereference(sh->tickets)->rotated_at);
+    sh->tickets_timer = t;
+    if (pipe2(t->pipe, O_CLOEXEC) != 0)
+        return ROOST_ESYS;
+    if (pthread_create(&t->thread, NULL, tickets_timer_run, t) != 0) {
+        close(t->pipe[1]);
+        t->pipe[1] = -1; /* nothing to join */
+        return ROOST_ESYS;
     }
     return 0;
 }
@@ -151,6 +357,11 @@ int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const
     struct quic_creds *old = rcu_xchg_pointer(&sh->creds, nc);
     synchronize_rcu();
     quic_creds_unref(old);
+    /* A resumed session skips the certificate: after a new one, every
+     * client must see (and verify) it once, so no ticket from before may
+     * resume. A failure here is logged and leaves the tickets valid. */
+    if (!sh->cfg.no_tickets)
+        (void)tickets_renew(sh, false);
     return 0;
 }
 
@@ -168,6 +379,12 @@ int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *c
     sh->cfg = *cfg;
     struct quic_shared_config *c = &sh->cfg;
     c->cert_file = c->key_file = c->state_dir = c->addr = NULL; /* borrowed only here */
+    c->priority = NULL;
+    if (cfg->state_dir != NULL && (size_t)snprintf(sh->state_dir, sizeof(sh->state_dir), "%s",
+                                                   cfg->state_dir) >= sizeof(sh->state_dir)) {
+        rc = ROOST_EINVAL;
+        goto fail;
+    }
     if (c->idle_timeout_ns == 0)
         c->idle_timeout_ns = QUIC_DEFAULT_IDLE_TIMEOUT_NS;
     if (c->handshake_timeout_ns == 0)
@@ -201,8 +418,19 @@ int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *c
     rc = creds_load(cfg->cert_file, cfg->key_file, &sh->creds);
     if (rc < 0)
         goto fail;
+    if (cfg->priority != NULL) {
+        char msg[256];
+        rc = quic_priority_check(cfg->priority, msg, sizeof(msg));
+        if (rc < 0) {
+            log_error("msg=\"%s\"", msg);
+            goto fail;
+        }
+    }
     rc = ROOST_ECRYPTO;
-    if (quic_priority_init(&sh->prio) < 0)
+    if (quic_priority_init(&sh->prio, cfg->priority) < 0)
+        goto fail;
+    rc = tickets_init(sh);
+    if (rc < 0)
         goto fail;
     /* Sockets in worker order: the SO_REUSEPORT group index of socket i is
      * i, which later kernel steering by CID byte can rely on. */
@@ -242,10 +470,20 @@ void quic_shared_del(struct quic_shared *sh)
             close(sh->fds[i]);
     if (sh->prio != NULL)
         gnutls_priority_deinit(sh->prio);
+    tickets_timer_stop(sh->tickets_timer);
+    if (sh->tickets != NULL) {
+        gnutls_memset(sh->tickets, 0, sizeof(*sh->tickets));
+        free(sh->tickets);
+    }
     quic_creds_unref(sh->creds);
     gnutls_memset(sh->reset_secret, 0, SECRET_LEN);
     gnutls_memset(sh->retry_secret, 0, SECRET_LEN);
     free(sh);
+}
+
+bool quic_conn_tls_resumed(const struct quic_conn *c)
+{
+    return c->tls != NULL && gnutls_session_is_resumed(c->tls) != 0;
 }
 
 uint16_t quic_shared_port(const struct quic_shared *sh)
