@@ -248,6 +248,8 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     histogram(&b, ws, n, "roost_fanout_latency_seconds",
               "Relay-internal delay from datagram ingress to queueing on the egress worker.",
               OFF(fanout_latency));
+    PER_WORKER(&b, "roost_tls_resumed_total", "counter",
+               "Handshakes that resumed a TLS session from a ticket.", s->quic.tls_resumed);
     PER_WORKER(&b, "roost_join_latency_overflow_total", "counter",
                "Join latencies too large or unknown for the histogram's bounds (+Inf).",
                s->join_latency.overflow);

@@ -372,6 +372,10 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
             log_info("event=reload what=cert cert=%s", cfg->cert_file);
         }
     }
+    /* Session ticket keys rotate on SIGHUP too (and on their schedule);
+     * tickets of the previous key stay valid for one period. */
+    if (!r->cfg.no_tickets && quic_shared_rotate_tickets(r->qsh) == 0)
+        log_info("event=reload what=ticket_keys");
     /* What is fixed at start: say so rather than silently ignore it. */
     struct {
         const char *key;
