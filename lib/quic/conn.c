@@ -20,11 +20,6 @@
 
 #define CLOSE_RESENDS 4
 
-static bool is_server(const struct quic_conn *c)
-{
-    return c->ep->role == QUIC_ROLE_SERVER;
-}
-
 void quic_path_init(ngtcp2_path *p, const struct udp_addr *local, const struct udp_addr *remote)
 {
     p->local.addr = (ngtcp2_sockaddr *)&local->u.sa;
@@ -93,7 +88,7 @@ static void end_now(struct quic_conn *c, uint64_t app_error)
  * waits 3 PTO, then frees; the client ends at once. Tells the app last. */
 static void linger(struct quic_conn *c, enum conn_state st, uint64_t app_error)
 {
-    if (!is_server(c)) {
+    if (!quic_conn_is_server(c)) {
         end_now(c, app_error);
         return;
     }
@@ -162,7 +157,7 @@ static void close_liberr(struct quic_conn *c, int liberr)
         stat_inc(c->ep->st, QS(handshakes_failed));
     if (quic_conn_live(c))
         c->info.liberr = liberr;
-    close_with(c, &e, QUIC_APP_INTERNAL, is_server(c));
+    close_with(c, &e, QUIC_APP_INTERNAL, quic_conn_is_server(c));
 }
 
 void quic_conn_close(struct quic_conn *c, uint64_t app_error, const char *reason)
@@ -221,9 +216,9 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *user_data)
 {
     struct quic_conn *c = user_data;
     /* The client opens the one control stream; the server accepts it. */
-    if (!is_server(c) && ngtcp2_conn_open_bidi_stream(conn, &c->ctl_stream, NULL) != 0)
+    if (!quic_conn_is_server(c) && ngtcp2_conn_open_bidi_stream(conn, &c->ctl_stream, NULL) != 0)
         return NGTCP2_ERR_CALLBACK_FAILURE;
-    if (is_server(c) &&
+    if (quic_conn_is_server(c) &&
         ngtcp2_conn_get_remote_transport_params(conn)->max_datagram_frame_size == 0) {
         /* PROTOCOL.md §2: media travels in DATAGRAM frames; a client that
          * cannot receive them cannot take part. A failed handshake: the
@@ -266,7 +261,8 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t stream
         /* PROTOCOL.md §2: the control stream lives as long as the
          * connection; finishing it is a violation (what came with the FIN
          * is not delivered). */
-        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, "control stream finished", is_server(c));
+        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, "control stream finished",
+                  quic_conn_is_server(c));
         return 0;
     }
     c->cs.bytes_in += datalen;
@@ -274,7 +270,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t stream
     if (rc < 0) {
         if (rc == ROOST_ENOMEM)
             return NGTCP2_ERR_CALLBACK_FAILURE;
-        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, "bad control frame", is_server(c));
+        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, "bad control frame", quic_conn_is_server(c));
         return 0;
     }
     /* Bytes are consumed once copied out (a partial message is bounded by
@@ -289,7 +285,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t stream
 static void ctl_stream_gone(struct quic_conn *c, int64_t stream_id, const char *why)
 {
     if (stream_id == c->ctl_stream && quic_conn_live(c))
-        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, why, is_server(c));
+        close_app(c, QUIC_APP_PROTOCOL_VIOLATION, why, quic_conn_is_server(c));
 }
 
 static int stream_reset_cb(ngtcp2_conn *conn, int64_t stream_id, uint64_t final_size,
@@ -419,7 +415,7 @@ int quic_conn_tls_init(struct quic_conn *c, gnutls_priority_t prio, struct quic_
                        const char *alpn)
 {
     c->creds = creds;
-    bool server = is_server(c);
+    bool server = quic_conn_is_server(c);
     unsigned flags = server ? GNUTLS_SERVER | GNUTLS_NO_TICKETS | GNUTLS_NO_END_OF_EARLY_DATA
                             : GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA;
     if (gnutls_init(&c->tls, flags) != 0) {
@@ -492,7 +488,7 @@ static const struct udp_addr *tx_local(const struct quic_conn *c, const struct u
  * them too). */
 static bool amp_allows(const struct quic_conn *c, size_t n)
 {
-    return !is_server(c) || c->opened || c->amp_tx + n <= 3 * c->amp_rx;
+    return !quic_conn_is_server(c) || c->opened || c->amp_tx + n <= 3 * c->amp_rx;
 }
 
 static void amp_sent(struct quic_conn *c, size_t n)
@@ -512,7 +508,7 @@ static void write_close(struct quic_conn *c)
         end_now(c, close_code(c));
         return;
     }
-    if (is_server(c)) {
+    if (quic_conn_is_server(c)) {
         c->close_pkt = malloc((size_t)n);
         if (c->close_pkt != NULL) {
             memcpy(c->close_pkt, pktbuf, (size_t)n);
@@ -670,7 +666,7 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
     if (c->state == CS_CLOSING && c->close_pkt != NULL && c->close_resends < CLOSE_RESENDS) {
         /* Before the address is validated, only to it and inside the 3x
          * budget: a spoofed source must not turn junk into a reflector. */
-        bool ok = c->opened || !is_server(c) ||
+        bool ok = c->opened || !quic_conn_is_server(c) ||
                   (udp_addr_equal(remote, &c->remote) && amp_allows(c, c->close_len));
         if (ok) {
             c->close_resends++;
@@ -724,121 +720,4 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
     c->local.len = p->local.addrlen;
     quic_conn_mark_dirty(c);
     return true;
-}
-
-/* ------------------------------------------------------ conn API */
-
-int quic_conn_send_control(struct quic_conn *c, const uint8_t *body, size_t len)
-{
-    /* Queued during the handshake too: written once the stream is open. */
-    if (!quic_conn_live(c))
-        return ROOST_ECLOSED;
-    int rc = ctl_tx_push(&c->tx, body, len);
-    if (rc == ROOST_EFULL && is_server(c)) {
-        stat_inc(c->ep->st, QS(too_slow));
-        quic_conn_close(c, QUIC_APP_TOO_SLOW, "control queue full");
-        return rc;
-    }
-    if (rc < 0)
-        return rc;
-    c->cs.control_out++;
-    stat_inc(c->ep->st, QS(control_out));
-    quic_conn_mark_dirty(c);
-    return 0;
-}
-
-/* Counts and refuses a datagram the connection cannot queue now. */
-static int dq_check(struct quic_conn *c)
-{
-    if (c->state != CS_OPEN) {
-        stat_inc(c->ep->st, QS(dgram_drop_state));
-        return ROOST_ECLOSED;
-    }
-    if (c->dq_n == c->ep->dgram_queue_max) {
-        c->cs.dgram_drop_queue++;
-        stat_inc(c->ep->st, QS(dgram_drop_queue));
-        return ROOST_EFULL;
-    }
-    return 0;
-}
-
-/* Queues b[off, off+len); the queue takes over the caller's reference. */
-static void dq_push(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t len)
-{
-    struct dgram_item *d = &c->dq[(c->dq_head + c->dq_n) % c->ep->dgram_queue_max];
-    d->b = b;
-    d->off = off;
-    d->len = len;
-    c->dq_n++;
-    quic_conn_mark_dirty(c);
-}
-
-int quic_conn_queue_datagram(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t len)
-{
-    int rc = dq_check(c);
-    if (rc < 0)
-        return rc;
-    dq_push(c, buf_ref(b), off, len);
-    return 0;
-}
-
-int quic_conn_send_datagram(struct quic_conn *c, const uint8_t *data, size_t len)
-{
-    if (len > UINT32_MAX)
-        return ROOST_EINVAL;
-    /* Checked before allocating: a refused datagram costs no buffer. */
-    int rc = dq_check(c);
-    if (rc < 0)
-        return rc;
-    struct buf *b = buf_new((uint32_t)len);
-    if (b == NULL)
-        return ROOST_ENOMEM;
-    memcpy(b->data, data, len);
-    b->len = (uint32_t)len;
-    dq_push(c, b, 0, (uint32_t)len); /* our reference goes to the queue */
-    return 0;
-}
-
-void quic_conn_set_user(struct quic_conn *c, void *u)
-{
-    c->user = u;
-}
-
-void *quic_conn_user(const struct quic_conn *c)
-{
-    return c->user;
-}
-
-bool quic_conn_opened(const struct quic_conn *c)
-{
-    return c->opened;
-}
-
-bool quic_conn_is_open(const struct quic_conn *c)
-{
-    return c->state == CS_OPEN;
-}
-
-bool quic_conn_is_closed(const struct quic_conn *c)
-{
-    return c->state == CS_DEAD;
-}
-
-void quic_conn_close_info(const struct quic_conn *c, struct quic_close_info *out)
-{
-    *out = c->info;
-}
-
-void quic_conn_stats(const struct quic_conn *c, struct quic_conn_stats *out)
-{
-    *out = c->cs;
-    ngtcp2_conn_stat st;
-    ngtcp2_conn_get_conn_stat(c->conn, &st);
-    out->srtt_ns = st.smoothed_rtt;
-    out->min_rtt_ns = st.min_rtt;
-    out->latest_rtt_ns = st.latest_rtt;
-    out->rttvar_ns = st.rttvar;
-    out->cwnd = st.cwnd;
-    out->bytes_in_flight = st.bytes_in_flight;
-    out->control_pending = ctl_tx_pending(&c->tx);
 }

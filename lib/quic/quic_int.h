@@ -180,6 +180,12 @@ struct quic_conn {
     struct quic_conn *prev, *next; /* the client's connections */
 };
 
+/* Which end this connection is (the few places the ends differ). */
+static inline bool quic_conn_is_server(const struct quic_conn *c)
+{
+    return c->ep->role == QUIC_ROLE_SERVER;
+}
+
 /* Handshaking or open: no close begun. */
 static inline bool quic_conn_live(const struct quic_conn *c)
 {
