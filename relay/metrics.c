@@ -122,6 +122,9 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     put(&b, "roost_workers %u\n", n);
     head(&b, "roost_draining", "gauge", "1 while draining after SIGTERM.");
     put(&b, "roost_draining %d\n", relay_draining(r) ? 1 : 0);
+    head(&b, "roost_steering", "gauge",
+         "1 when the kernel steers packets to their connection's worker by CID.");
+    put(&b, "roost_steering %d\n", relay_steering(r) ? 1 : 0);
     head(&b, "roost_server_rooms", "gauge", "Live rooms, server-wide.");
     put(&b, "roost_server_rooms %lld\n", (long long)tot.rooms);
     head(&b, "roost_server_participants", "gauge", "Room members, server-wide.");
@@ -182,6 +185,10 @@ int metrics_render(struct relay *r, char **out, size_t *len)
                         "UDP datagrams dropped before reaching a connection, by reason.", "reason",
                         pdrops, sizeof(pdrops) / sizeof(pdrops[0]));
     PER_WORKER(&b, "roost_packets_sent_total", "counter", "UDP datagrams sent.", s->quic.pkts_out);
+    PER_WORKER(&b, "roost_packets_forwarded_total", "counter",
+               "UDP datagrams that arrived on another worker's socket and were passed to the "
+               "connection's owner through a ring (about 0 with steering).",
+               s->quic.fwd_out);
     PER_WORKER(&b, "roost_bytes_received_total", "counter", "UDP payload bytes received.",
                s->quic.bytes_in);
     PER_WORKER(&b, "roost_bytes_sent_total", "counter", "UDP payload bytes sent.",

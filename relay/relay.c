@@ -202,6 +202,7 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .priority = cfg->tls_priority,
         .ticket_period_s = cfg->ticket_period_s,
         .no_tickets = cfg->no_tickets,
+        .no_steering = cfg->no_steering,
     };
     rc = quic_shared_new(&r->qsh, &qc);
     if (rc != 0) {
@@ -303,6 +304,11 @@ bool relay_draining(const struct relay *r)
     return atomic_load_explicit(&r->draining, memory_order_relaxed);
 }
 
+bool relay_steering(const struct relay *r)
+{
+    return quic_shared_steering(r->qsh);
+}
+
 static bool str_differs(const char *a, const char *b)
 {
     if (a == NULL || b == NULL)
@@ -392,6 +398,7 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"handshake_timeout", cfg->handshake_timeout_ns != r->cfg.handshake_timeout_ns},
         {"handshake_rate", cfg->handshake_rate != r->cfg.handshake_rate},
         {"force_retry", cfg->force_retry != r->cfg.force_retry},
+        {"steering", cfg->no_steering != r->cfg.no_steering},
         {"keyframe_cap", cfg->keyframe_cap != r->cfg.keyframe_cap},
         {"prefill", cfg->prefill_ms != r->cfg.prefill_ms},
         {"keyframe_request_window", cfg->kfreq_window_ns != r->cfg.kfreq_window_ns},
