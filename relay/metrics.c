@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/memstat.h"
 #include "relay/relay.h"
 
 /* Growing text buffer; a failed allocation sticks and is reported once. */
@@ -100,6 +101,33 @@ static void histogram(struct sbuf *b, const struct relay_worker_stats *ws, unsig
 
 #define OFF(f) offsetof(struct relay_worker_stats, f)
 
+/* Heap per worker from its own jemalloc arena (core/memstat.h), and the
+ * measured figure per connection: every worker's live bytes over every
+ * worker's open connections. Absent without jemalloc. */
+static void heap(struct sbuf *b, const struct relay_worker_stats *ws, unsigned n)
+{
+    uint64_t live = 0, conns = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (!ws[i].heap_known)
+            return;
+        live += ws[i].heap_allocated;
+        conns += ws[i].quic.conns_open;
+    }
+    head(b, "roost_worker_heap_bytes", "gauge",
+         "Bytes in the worker's allocator arena: live (allocated) and active pages.");
+    for (unsigned i = 0; i < n; i++) {
+        put(b, "roost_worker_heap_bytes{worker=\"%u\",kind=\"allocated\"} %llu\n", i,
+            (unsigned long long)ws[i].heap_allocated);
+        put(b, "roost_worker_heap_bytes{worker=\"%u\",kind=\"active\"} %llu\n", i,
+            (unsigned long long)ws[i].heap_active);
+    }
+    head(b, "roost_heap_per_connection_bytes", "gauge",
+         "Workers' live heap divided by open connections (includes rooms and the "
+         "workers' fixed state; 0 without connections).");
+    put(b, "roost_heap_per_connection_bytes %llu\n",
+        (unsigned long long)(conns ? live / conns : 0));
+}
+
 int metrics_render(struct relay *r, char **out, size_t *len)
 {
     *out = NULL;
@@ -108,6 +136,7 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     struct relay_worker_stats *ws = calloc(n, sizeof(*ws));
     if (ws == NULL)
         return ROOST_ENOMEM;
+    (void)memstat_refresh(); /* one allocator snapshot for every worker */
     for (unsigned i = 0; i < n; i++)
         relay_worker_stats(r, i, &ws[i]);
     struct relay_stats tot;
@@ -142,6 +171,7 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     put(&b, "roost_limit{limit=\"handshake_rate\"} %u\n", lim.handshake_rate);
 
     PER_WORKER(&b, "roost_connections", "gauge", "Open QUIC connections.", s->quic.conns_open);
+    heap(&b, ws, n);
     PER_WORKER(&b, "roost_connections_half_open", "gauge", "Handshakes in progress.",
                s->quic.conns_half_open);
     PER_WORKER(&b, "roost_rooms", "gauge", "Rooms owned by this worker.",

@@ -13,6 +13,7 @@
 #include <urcu-qsbr.h>
 
 #include "core/error.h"
+#include "core/memstat.h"
 #include "proto/keyfile.h"
 #include "core/log.h"
 #include "core/rcuptr.h"
@@ -65,6 +66,9 @@ static int w_start(struct worker *w, void *arg)
     struct relay_worker *rw = &r->rw[worker_id(w)];
     rw->r = r;
     rw->w = w;
+    /* First, so the shard, the server and every connection of this worker
+     * are counted in its own arena. */
+    atomic_store_explicit(&rw->arena, memstat_thread_arena(), memory_order_relaxed);
     struct worker_handler h = {.first = RELAY_MSG_FIRST,
                                .last = RELAY_MSG_LAST,
                                .on_msg = relay_on_msg,
@@ -184,6 +188,8 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         goto fail;
     }
     memset(r->rw, 0, sizeof(*r->rw) * r->n_workers);
+    for (unsigned i = 0; i < r->n_workers; i++)
+        atomic_init(&r->rw[i].arena, MEMSTAT_NO_ARENA);
 
     struct quic_shared_config qc = {
         .cert_file = cfg->cert_file,

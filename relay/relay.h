@@ -125,6 +125,10 @@ struct relay_worker_stats {
     struct room_stats room;
     struct worker_stats worker;
     int cpu; /* -1: not pinned */
+    /* The worker's jemalloc arena at the last memstat_refresh(): live and
+     * active bytes; heap_known false without jemalloc. */
+    bool heap_known;
+    uint64_t heap_allocated, heap_active;
 };
 /* Any thread; worker < relay_workers(r). Not concurrently with relay_stop
  * or relay_del (they free the room shards it reads): stop the admin
