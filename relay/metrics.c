@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/memstat.h"
@@ -147,6 +148,13 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     struct sbuf b = {0};
     head(&b, "roost_build_info", "gauge", "Version of the running relay.");
     put(&b, "roost_build_info{version=\"0.1\"} 1\n");
+    /* Process CPU (every thread: workers, admin, RCU), so that CPU per join
+     * or per frame can be read as a ratio of two counters of one scrape. */
+    struct timespec cpu;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu) == 0) {
+        head(&b, "process_cpu_seconds_total", "counter", "User and system CPU of the relay.");
+        put(&b, "process_cpu_seconds_total %.6f\n", (double)cpu.tv_sec + cpu.tv_nsec / 1e9);
+    }
     head(&b, "roost_workers", "gauge", "Worker threads.");
     put(&b, "roost_workers %u\n", n);
     head(&b, "roost_draining", "gauge", "1 while draining after SIGTERM.");
