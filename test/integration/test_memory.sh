@@ -44,7 +44,7 @@ port=$(free_port DGRAM)
 aport=$(free_port STREAM)
 $R --listen 127.0.0.1 --port "$port" --workers 1 --cert "$T/server.pem" --key "$T/server.key" \
     --token-keys "$T/token.keys" --admin-port "$aport" --state-dir "$T" \
-    --max-members 5 --handshake-timeout 60s 2>"$T/relay.log" &
+    --max-members 5 --handshake-timeout 60s --idle-timeout 120s 2>"$T/relay.log" &
 relay_pid=$!
 # Up to 30 s to start (a loaded machine), then the admin endpoint answers.
 for _ in $(seq 1 300); do
@@ -64,7 +64,7 @@ heap0=$(heap)
 # The bench holds its participants for its whole window; the window is long
 # enough for the joins on a loaded machine and ends by itself.
 $B/roost-bench --relay "127.0.0.1:$port" --token-key "$T/token.keys" --insecure-pin "$T/server.pem" \
-    --rooms $N_ROOMS --size 5 --speakers 0 --duration 120s --join-rate 250 --join-timeout 100s --quiet --no-pin \
+    --rooms $N_ROOMS --size 5 --speakers 0 --duration 120s --join-rate 100 --join-timeout 100s --quiet --no-pin \
     >"$T/bench.out" 2>&1 &
 bench_pid=$!
 conns=0
