@@ -25,6 +25,7 @@ enum key_id {
     K_STATE_DIR,
     K_LOG_LEVEL,
     K_UDP_BUFFER,
+    K_STEERING,
     K_CERT,
     K_KEY,
     K_TLS_PRIORITY,
@@ -73,6 +74,8 @@ static const struct config_key keys[K_COUNT] = {
                      "error|warn|info|debug"},
     [K_UDP_BUFFER] = {"server", "udp_buffer", CONFIG_SIZE, "4m", 64 * 1024, 1ull << 30, false,
                       "SO_RCVBUF/SO_SNDBUF per socket (capped by net.core.[rw]mem_max)"},
+    [K_STEERING] = {"server", "steering", CONFIG_BOOL, "true", 0, 0, false,
+                    "kernel steers packets to their connection's worker (OPERATIONS.md)"},
     [K_CERT] = {"tls", "cert", CONFIG_PATH, "", 0, 0, false, "PEM certificate chain (required)"},
     [K_KEY] = {"tls", "key", CONFIG_PATH, "", 0, 0, false, "PEM private key (required)"},
     [K_TLS_PRIORITY] = {"tls", "priority", CONFIG_STR, "", 0, 0, false,
@@ -387,6 +390,9 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_FORCE_RETRY:
         r->force_retry = b;
+        break;
+    case K_STEERING:
+        r->no_steering = !b;
         break;
     case K_ADMIN:
         c->admin = b;

@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
+#include "core/memstat.h"
 #include "relay/relay.h"
 
 /* Growing text buffer; a failed allocation sticks and is reported once. */
@@ -100,6 +102,33 @@ static void histogram(struct sbuf *b, const struct relay_worker_stats *ws, unsig
 
 #define OFF(f) offsetof(struct relay_worker_stats, f)
 
+/* Heap per worker from its own jemalloc arena (core/memstat.h), and the
+ * measured figure per connection: every worker's live bytes over every
+ * worker's open connections. Absent without jemalloc. */
+static void heap(struct sbuf *b, const struct relay_worker_stats *ws, unsigned n)
+{
+    uint64_t live = 0, conns = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (!ws[i].heap_known)
+            return;
+        live += ws[i].heap_allocated;
+        conns += ws[i].quic.conns_open;
+    }
+    head(b, "roost_worker_heap_bytes", "gauge",
+         "Bytes in the worker's allocator arena: live (allocated) and active pages.");
+    for (unsigned i = 0; i < n; i++) {
+        put(b, "roost_worker_heap_bytes{worker=\"%u\",kind=\"allocated\"} %llu\n", i,
+            (unsigned long long)ws[i].heap_allocated);
+        put(b, "roost_worker_heap_bytes{worker=\"%u\",kind=\"active\"} %llu\n", i,
+            (unsigned long long)ws[i].heap_active);
+    }
+    head(b, "roost_heap_per_connection_bytes", "gauge",
+         "Workers' live heap divided by open connections (includes rooms and the "
+         "workers' fixed state; 0 without connections).");
+    put(b, "roost_heap_per_connection_bytes %llu\n",
+        (unsigned long long)(conns ? live / conns : 0));
+}
+
 int metrics_render(struct relay *r, char **out, size_t *len)
 {
     *out = NULL;
@@ -108,6 +137,7 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     struct relay_worker_stats *ws = calloc(n, sizeof(*ws));
     if (ws == NULL)
         return ROOST_ENOMEM;
+    (void)memstat_refresh(); /* one allocator snapshot for every worker */
     for (unsigned i = 0; i < n; i++)
         relay_worker_stats(r, i, &ws[i]);
     struct relay_stats tot;
@@ -118,10 +148,20 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     struct sbuf b = {0};
     head(&b, "roost_build_info", "gauge", "Version of the running relay.");
     put(&b, "roost_build_info{version=\"0.1\"} 1\n");
+    /* Process CPU (every thread: workers, admin, RCU), so that CPU per join
+     * or per frame can be read as a ratio of two counters of one scrape. */
+    struct timespec cpu;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu) == 0) {
+        head(&b, "process_cpu_seconds_total", "counter", "User and system CPU of the relay.");
+        put(&b, "process_cpu_seconds_total %.6f\n", (double)cpu.tv_sec + cpu.tv_nsec / 1e9);
+    }
     head(&b, "roost_workers", "gauge", "Worker threads.");
     put(&b, "roost_workers %u\n", n);
     head(&b, "roost_draining", "gauge", "1 while draining after SIGTERM.");
     put(&b, "roost_draining %d\n", relay_draining(r) ? 1 : 0);
+    head(&b, "roost_steering", "gauge",
+         "1 when the kernel steers packets to their connection's worker by CID.");
+    put(&b, "roost_steering %d\n", relay_steering(r) ? 1 : 0);
     head(&b, "roost_server_rooms", "gauge", "Live rooms, server-wide.");
     put(&b, "roost_server_rooms %lld\n", (long long)tot.rooms);
     head(&b, "roost_server_participants", "gauge", "Room members, server-wide.");
@@ -139,6 +179,7 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     put(&b, "roost_limit{limit=\"handshake_rate\"} %u\n", lim.handshake_rate);
 
     PER_WORKER(&b, "roost_connections", "gauge", "Open QUIC connections.", s->quic.conns_open);
+    heap(&b, ws, n);
     PER_WORKER(&b, "roost_connections_half_open", "gauge", "Handshakes in progress.",
                s->quic.conns_half_open);
     PER_WORKER(&b, "roost_rooms", "gauge", "Rooms owned by this worker.",
@@ -182,6 +223,10 @@ int metrics_render(struct relay *r, char **out, size_t *len)
                         "UDP datagrams dropped before reaching a connection, by reason.", "reason",
                         pdrops, sizeof(pdrops) / sizeof(pdrops[0]));
     PER_WORKER(&b, "roost_packets_sent_total", "counter", "UDP datagrams sent.", s->quic.pkts_out);
+    PER_WORKER(&b, "roost_packets_forwarded_total", "counter",
+               "UDP datagrams that arrived on another worker's socket and were passed to the "
+               "connection's owner through a ring (about 0 with steering).",
+               s->quic.fwd_out);
     PER_WORKER(&b, "roost_bytes_received_total", "counter", "UDP payload bytes received.",
                s->quic.bytes_in);
     PER_WORKER(&b, "roost_bytes_sent_total", "counter", "UDP payload bytes sent.",

@@ -13,6 +13,7 @@
 #include <urcu-qsbr.h>
 
 #include "core/error.h"
+#include "core/memstat.h"
 #include "proto/keyfile.h"
 #include "core/log.h"
 #include "core/rcuptr.h"
@@ -65,6 +66,9 @@ static int w_start(struct worker *w, void *arg)
     struct relay_worker *rw = &r->rw[worker_id(w)];
     rw->r = r;
     rw->w = w;
+    /* First, so the shard, the server and every connection of this worker
+     * are counted in its own arena. */
+    atomic_store_explicit(&rw->arena, memstat_thread_arena(), memory_order_relaxed);
     struct worker_handler h = {.first = RELAY_MSG_FIRST,
                                .last = RELAY_MSG_LAST,
                                .on_msg = relay_on_msg,
@@ -184,6 +188,8 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         goto fail;
     }
     memset(r->rw, 0, sizeof(*r->rw) * r->n_workers);
+    for (unsigned i = 0; i < r->n_workers; i++)
+        atomic_init(&r->rw[i].arena, MEMSTAT_NO_ARENA);
 
     struct quic_shared_config qc = {
         .cert_file = cfg->cert_file,
@@ -202,6 +208,7 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .priority = cfg->tls_priority,
         .ticket_period_s = cfg->ticket_period_s,
         .no_tickets = cfg->no_tickets,
+        .no_steering = cfg->no_steering,
     };
     rc = quic_shared_new(&r->qsh, &qc);
     if (rc != 0) {
@@ -303,6 +310,11 @@ bool relay_draining(const struct relay *r)
     return atomic_load_explicit(&r->draining, memory_order_relaxed);
 }
 
+bool relay_steering(const struct relay *r)
+{
+    return quic_shared_steering(r->qsh);
+}
+
 static bool str_differs(const char *a, const char *b)
 {
     if (a == NULL || b == NULL)
@@ -392,6 +404,7 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"handshake_timeout", cfg->handshake_timeout_ns != r->cfg.handshake_timeout_ns},
         {"handshake_rate", cfg->handshake_rate != r->cfg.handshake_rate},
         {"force_retry", cfg->force_retry != r->cfg.force_retry},
+        {"steering", cfg->no_steering != r->cfg.no_steering},
         {"keyframe_cap", cfg->keyframe_cap != r->cfg.keyframe_cap},
         {"prefill", cfg->prefill_ms != r->cfg.prefill_ms},
         {"keyframe_request_window", cfg->kfreq_window_ns != r->cfg.kfreq_window_ns},

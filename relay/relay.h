@@ -40,6 +40,7 @@ struct relay_config {
     uint64_t idle_timeout_ns;      /* 0: 30 s */
     uint64_t handshake_timeout_ns; /* 0: 5 s; also HELLO/JOIN deadline */
     bool force_retry;
+    bool no_steering;              /* hash by 4-tuple only (quic.h) */
     uint32_t max_rooms;            /* 0: 10000 */
     uint32_t max_members;          /* per room; 0: 500 */
     unsigned max_conns_per_worker; /* 0: 100000 */
@@ -124,6 +125,10 @@ struct relay_worker_stats {
     struct room_stats room;
     struct worker_stats worker;
     int cpu; /* -1: not pinned */
+    /* The worker's jemalloc arena at the last memstat_refresh(): live and
+     * active bytes; heap_known false without jemalloc. */
+    bool heap_known;
+    uint64_t heap_allocated, heap_active;
 };
 /* Any thread; worker < relay_workers(r). Not concurrently with relay_stop
  * or relay_del (they free the room shards it reads): stop the admin
@@ -145,6 +150,8 @@ void relay_limits(struct relay *r, struct relay_limits *out);
  * not be told; it still refuses new connections). */
 int relay_drain(struct relay *r);
 bool relay_draining(const struct relay *r);
+/* True when the kernel steers packets by connection ID. Any thread. */
+bool relay_steering(const struct relay *r);
 
 /* Reload (SIGHUP) from cfg: token keys (new sessions verify with the new
  * keyring; joined members stay), max_conns_per_worker (lowered only) and

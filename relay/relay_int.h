@@ -85,6 +85,9 @@ struct relay_worker {
     struct session *grave; /* closed sessions to free at turn end */
     struct session *live;  /* open sessions */
     struct timer quality;  /* QUALITY reports (room_shard_quality) */
+    /* This worker's jemalloc arena (core/memstat.h), MEMSTAT_NO_ARENA
+     * without one; set by w_start before the shard, read by the admin. */
+    _Atomic uint32_t arena;
     /* Counters (core/stat.h), written only by this worker, laid out as the
      * public structs that relay_worker_stats fills. */
     _Atomic uint64_t st[STAT_N(struct relay_wcounters)];

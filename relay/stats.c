@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/memstat.h"
 #include "core/stat.h"
 #include "quic/quic.h"
 #include "room/room.h"
@@ -99,6 +100,12 @@ void relay_worker_stats(struct relay *r, unsigned worker, struct relay_worker_st
     stat_read((uint64_t *)&out->join_latency, rw->h_join, STAT_N(struct relay_hist));
     stat_read((uint64_t *)&out->fanout_latency, rw->h_fanout, STAT_N(struct relay_hist));
     quic_shared_stats(r->qsh, worker, &out->quic);
+    struct memstat_arena ma;
+    if (memstat_arena(atomic_load_explicit(&rw->arena, memory_order_relaxed), &ma)) {
+        out->heap_known = true;
+        out->heap_allocated = ma.allocated;
+        out->heap_active = ma.resident;
+    }
     struct room_shard *shard = shard_of(rw);
     if (shard != NULL)
         room_shard_stats(shard, &out->room);

@@ -100,6 +100,10 @@ struct quic_shared_config {
     const char *priority;
     unsigned ticket_period_s;
     bool no_tickets;
+    /* Kernel steering of short-header packets to their connection's worker
+     * (steer.h); on by default, falling back to the 4-tuple hash with one
+     * log line when the kernel refuses. no_steering: hash only. */
+    bool no_steering;
 };
 
 /* Per-worker counters; written only by the worker (relaxed). */
@@ -144,6 +148,8 @@ int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const
  * rotation is under way), ROOST_EINVAL (tickets off), ROOST_EIO,
  * ROOST_ECRYPTO, ROOST_ENOMEM; on error the keys stay. */
 int quic_shared_rotate_tickets(struct quic_shared *sh);
+/* True when the kernel steers packets by connection ID (steer.h). */
+bool quic_shared_steering(const struct quic_shared *sh);
 /* Checks a gnutls priority string; on error writes the reason with the
  * position gnutls stopped at into msg. Returns 0 or ROOST_EINVAL. */
 int quic_priority_check(const char *priority, char *msg, size_t msglen);

@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "quic/quic_int.h"
+#include "quic/steer.h"
 
 /* The rotation schedule: a thread that sleeps until the period ends or
  * quic_shared_del wakes it through the pipe. */
@@ -365,6 +366,31 @@ int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const
     return 0;
 }
 
+/* With one socket there is nothing to steer; a refusal keeps the hash and
+ * the ring forwarding, which is correct, only dearer. */
+static void steering_setup(struct quic_shared *sh)
+{
+    unsigned n = sh->cfg.n_workers;
+    if (sh->cfg.no_steering || n < 2) {
+        log_info("event=steering mode=hash reason=%s",
+                 sh->cfg.no_steering ? "config" : "one_worker");
+        return;
+    }
+    if (steer_attach(sh->fds[0], n) != 0) {
+        log_warn("event=steering mode=hash reason=\"kernel refused the reuseport program\" "
+                 "err=\"%s\" effect=\"rebound packets are forwarded between workers\"",
+                 strerror(errno));
+        return;
+    }
+    sh->steering = true;
+    log_info("event=steering mode=cid workers=%u", n);
+}
+
+bool quic_shared_steering(const struct quic_shared *sh)
+{
+    return sh->steering;
+}
+
 int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *cfg)
 {
     if (cfg->cert_file == NULL || cfg->key_file == NULL || cfg->addr == NULL ||
@@ -454,6 +480,7 @@ int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *c
                 goto fail;
         }
     }
+    steering_setup(sh);
     *out = sh;
     return 0;
 fail:

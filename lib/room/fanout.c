@@ -65,8 +65,9 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len)
     }
     b->len = (uint32_t)n;
     ROOM_STAT_INC(s, media_in);
-    if (m->kc != NULL) {
-        int ev = kfcache_feed(m->kc, b, worker_now(s->w));
+    struct kfcache *kc = room_member_cache(s, m);
+    if (kc != NULL) {
+        int ev = kfcache_feed(kc, b, worker_now(s->w));
         if (ev > 0) {
             if (ev & KFCACHE_EV_PROMOTED) {
                 ROOM_STAT_INC(s, kf_cached);

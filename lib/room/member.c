@@ -180,19 +180,24 @@ static const struct kfcache_view *cache_view(struct room_shared *sh,
 }
 
 /* Cleared when the sender leaves its room (every leave path). */
-static void member_cache_stop(struct room_member *m)
+static void member_cache_stop(struct room_shard *s, struct room_member *m)
 {
+    if (m->kc == NULL)
+        return;
     kfcache_del(m->kc);
     m->kc = NULL;
+    stat_dec(s->st, STAT_IDX(struct room_stats, kf_caches));
 }
 
-/* A publishing member just joined: its cache starts empty, tagged with the
- * room, so that views never leak into another room. */
-static void member_cache_start(struct room_shard *s, struct room_member *m)
+/* A publishing member's cache is made at its first frame, not at its join:
+ * most members of a large room never publish (muted, listeners), and an
+ * empty cache is ~2 KiB per member. Tagged with the room, so that views
+ * never leak into another room. Returns the cache or NULL (no PUBLISH, or
+ * no memory: media still flows; late joiners wait for a keyframe). */
+struct kfcache *room_member_cache(struct room_shard *s, struct room_member *m)
 {
-    member_cache_stop(m);
-    if (!(m->perms & PERM_PUBLISH))
-        return;
+    if (m->kc != NULL || !(m->perms & PERM_PUBLISH))
+        return m->kc;
     struct kfcache_view *_Atomic *slot = cache_slot(s, m->slot);
     struct kfcache_config cfg = {.cap_bytes = s->sh->lim.keyframe_cap,
                                  .prefill_ms = s->sh->lim.prefill_ms,
@@ -200,7 +205,7 @@ static void member_cache_start(struct room_shard *s, struct room_member *m)
                                  .sender_cap_pkts = s->sh->lim.keyframe_sender_pkts};
     if (slot == NULL || kfcache_new(&m->kc, &cfg, slot) != 0) {
         log_error("event=kfcache_failed pid=%u reason=nomem", m->pid);
-        return; /* media still flows; late joiners wait for a keyframe */
+        return NULL;
     }
     struct kfcache_tag tag = {.pid = m->pid,
                               .gen = m->gen,
@@ -208,6 +213,8 @@ static void member_cache_start(struct room_shard *s, struct room_member *m)
                               .room_slot = m->room_slot,
                               .room_gen = m->room_gen};
     kfcache_set_tag(m->kc, &tag);
+    ROOM_STAT_INC(s, kf_caches);
+    return m->kc;
 }
 
 struct replay {
@@ -281,7 +288,7 @@ int room_leave(struct room_member *m)
     if (m->state == MEMBER_IDLE)
         return ROOST_ENOENT;
     member_send_leave(m);
-    member_cache_stop(m);
+    member_cache_stop(m->s, m);
     m->state = MEMBER_IDLE;
     return 0;
 }
@@ -293,7 +300,7 @@ void room_member_del(struct room_member *m)
     struct room_shard *s = m->s;
     if (m->state != MEMBER_IDLE)
         member_send_leave(m);
-    member_cache_stop(m);
+    member_cache_stop(s, m);
     free(m->kfreq_last);
     /* Bumping the generation invalidates every snapshot entry that still
      * names this slot. */
@@ -373,7 +380,7 @@ void member_on_ack(struct room_shard *s, struct buf *b)
         m->room_slot = a->room_slot;
         m->room_gen = a->room_gen;
         m->joined_version = a->version;
-        member_cache_start(s, m);
+        member_cache_stop(s, m); /* a new room: room_member_cache starts afresh */
     } else {
         m->state = MEMBER_IDLE;
     }
@@ -415,7 +422,7 @@ void member_on_replaced(struct room_shard *s, const struct replaced_msg *rm)
     if (m == NULL || m->pid != rm->pid || m->state == MEMBER_IDLE)
         return;
     m->state = MEMBER_IDLE; /* the owner already removed it */
-    member_cache_stop(m);
+    member_cache_stop(s, m);
     if (s->ops->replaced)
         s->ops->replaced(m->ep, s->arg);
 }

@@ -131,6 +131,7 @@ struct room_stats {
     uint64_t kfreq_suppressed;  /* duplicates inside the window */
     uint64_t kfreq_unknown;     /* target not in the room */
     uint64_t quality_sent;      /* QUALITY messages delivered */
+    uint64_t kf_caches;         /* gauge: live keyframe caches (made at a first frame) */
 };
 
 /* Process-wide state: the hash key, limits and the per-owner room slot

@@ -375,6 +375,9 @@ static inline struct room *room_resolve(struct room_shared *sh, unsigned owner, 
 }
 
 /* A member of this shard by handle; NULL when the slot was reused. */
+/* The member's keyframe cache, made at its first frame (member.c). */
+struct kfcache *room_member_cache(struct room_shard *s, struct room_member *m);
+
 static inline struct room_member *room_member_resolve(struct room_shard *s, uint32_t slot,
                                                       uint32_t gen)
 {

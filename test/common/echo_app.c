@@ -156,6 +156,11 @@ void echo_server_stop(struct echo_server *es)
     free(es);
 }
 
+bool echo_server_steering(const struct echo_server *es)
+{
+    return quic_shared_steering(es->sh);
+}
+
 uint16_t echo_server_port(const struct echo_server *es)
 {
     return quic_shared_port(es->sh);

@@ -39,6 +39,8 @@ const char *echo_cert_dir(bool other);
 int echo_server_start(struct echo_server **out, struct quic_shared_config *qcfg);
 void echo_server_stop(struct echo_server *es);
 uint16_t echo_server_port(const struct echo_server *es);
+/* True when the kernel steers by CID (quic_shared_steering). */
+bool echo_server_steering(const struct echo_server *es);
 void echo_server_stats(const struct echo_server *es, struct quic_stats *out);
 
 /* Steps the client until pred(arg) holds or timeout_ms of wall time

@@ -247,18 +247,21 @@ static void test_secrets_mode(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
-static void test_reset_only_by_owner(void **state)
+/* Two unknown short-header CIDs from one socket, one per worker: each must
+ * be answered (stateless reset) by the worker its CID names. Without
+ * steering the 4-tuple lands on one worker and the other CID's packet is
+ * forwarded through the ring; with steering the kernel delivers each to its
+ * owner directly and nothing is forwarded. */
+static void reset_by_owner(bool steering)
 {
-    (void)state;
     struct echo_server *es = NULL;
-    struct quic_shared_config qc = {.n_workers = 2};
+    struct quic_shared_config qc = {.n_workers = 2, .no_steering = !steering};
     assert_int_equal(echo_server_start(&es, &qc), 0);
+    assert_int_equal(echo_server_steering(es), steering);
     int fd = raw_socket(echo_server_port(es));
     uint8_t c0[QUIC_CID_LEN], c1[QUIC_CID_LEN];
     assert_int_equal(cid_generate(c0, 0), 0);
     assert_int_equal(cid_generate(c1, 1), 0);
-    /* One socket lands on one worker: one of the two CIDs names the other,
-     * which must be forwarded and answered by its owner. */
     send_short(fd, c0);
     send_short(fd, c1);
     uint8_t buf[2048];
@@ -271,19 +274,32 @@ static void test_reset_only_by_owner(void **state)
     quic_shared_stats(es->sh, 1, &s1);
     assert_int_equal(s0.reset_sent, 1);
     assert_int_equal(s1.reset_sent, 1);
-    assert_int_equal(s0.fwd_out + s1.fwd_out, 1);
-    assert_int_equal(s0.fwd_in + s1.fwd_in, 1);
+    assert_int_equal(s0.fwd_out + s1.fwd_out, steering ? 0 : 1);
+    assert_int_equal(s0.fwd_in + s1.fwd_in, steering ? 0 : 1);
     close(fd);
     echo_server_stop(es);
     assert_int_equal(buf_live(), 0);
 }
 
+static void test_reset_only_by_owner(void **state)
+{
+    (void)state;
+    reset_by_owner(false);
+}
+
+static void test_reset_steered_to_owner(void **state)
+{
+    (void)state;
+    reset_by_owner(true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_idle_timeout),        cmocka_unit_test(test_handshake_timeout),
-        cmocka_unit_test(test_forced_retry),        cmocka_unit_test(test_stateless_reset),
-        cmocka_unit_test(test_reset_only_by_owner), cmocka_unit_test(test_secrets_mode),
+        cmocka_unit_test(test_idle_timeout),           cmocka_unit_test(test_handshake_timeout),
+        cmocka_unit_test(test_forced_retry),           cmocka_unit_test(test_stateless_reset),
+        cmocka_unit_test(test_reset_only_by_owner),    cmocka_unit_test(test_secrets_mode),
+        cmocka_unit_test(test_reset_steered_to_owner),
     };
     return cmocka_run_group_tests_name("quic_timeouts", tests, NULL, NULL);
 }

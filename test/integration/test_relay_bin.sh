@@ -13,7 +13,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
 check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
 
-echo "1..18"
+echo "1..20"
 scripts/dev-cert "$T/state" >/dev/null
 $CLI keygen --out "$T/state/token.keys" >/dev/null 2>&1
 
@@ -43,6 +43,9 @@ for sig in TERM INT; do
         sleep 0.1
     done
     check "starts (SIG$sig run)" 'grep -q "event=start .*workers=2" "$T/log.$sig"'
+    # Two workers: the kernel steers by connection ID, said once at start.
+    check "steering on, logged once (SIG$sig run)" \
+        '[ "$(grep -c "event=steering mode=cid workers=2" "$T/log.$sig")" -eq 1 ]'
     kill -$sig $pid
     wait $pid; rc=$?
     check "exits 0 on SIG$sig" '[ $rc -eq 0 ] && grep -q "event=exit" "$T/log.$sig"'

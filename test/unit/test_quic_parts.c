@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "proto/frame.h"
 #include "quic/cid.h"
+#include "quic/steer.h"
 #include "quic/ctlstream.h"
 #include "quic/tbucket.h"
 
@@ -175,13 +176,33 @@ static void test_tbucket(void **state)
     assert_true(tbucket_take(&b, 0));
 }
 
+/* The steering program's choice, mirrored: short headers go to the worker
+ * byte of the DCID, long headers and bytes naming no worker to the hash. */
+static void test_steer_index(void **state)
+{
+    (void)state;
+    uint8_t cid[QUIC_CID_LEN];
+    uint8_t pkt[1 + QUIC_CID_LEN + 20] = {0x40};
+    for (unsigned w = 0; w < 4; w++) {
+        assert_int_equal(cid_generate(cid, w), 0);
+        memcpy(pkt + 1, cid, sizeof(cid));
+        assert_int_equal(steer_index(pkt, sizeof(pkt), 4), w);
+        assert_int_equal(cid_worker(pkt + 1, QUIC_CID_LEN), (int)w);
+    }
+    pkt[1] = 4; /* names no worker of 4 */
+    assert_true(steer_index(pkt, sizeof(pkt), 4) >= 4);
+    pkt[0] = 0xc0; /* long header: client-chosen DCID */
+    pkt[1] = 0;
+    assert_true(steer_index(pkt, sizeof(pkt), 4) >= 4);
+    assert_int_equal(steer_index(pkt, 0, 4), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tx_queue),
-        cmocka_unit_test(test_rx_reassembly),
-        cmocka_unit_test(test_cid_table),
-        cmocka_unit_test(test_tbucket),
+        cmocka_unit_test(test_tx_queue),    cmocka_unit_test(test_rx_reassembly),
+        cmocka_unit_test(test_cid_table),   cmocka_unit_test(test_tbucket),
+        cmocka_unit_test(test_steer_index),
     };
     return cmocka_run_group_tests_name("quic_parts", tests, NULL, NULL);
 }

@@ -697,6 +697,37 @@ static void test_permissions(void **state)
     env_stop();
 }
 
+/* A publisher's keyframe cache exists only once it sent a frame: joining
+ * (even with PUBLISH) allocates none, the first frame makes one, leaving
+ * frees it; a subscribe-only member never gets one. */
+static void test_cache_made_at_first_frame(void **state)
+{
+    (void)state;
+    env_start(2, 0, 0);
+    struct ep *pub = new_member(0), *sub = new_member(1);
+    join_wait(pub, "lazy", "pub", PERM_ALL, 0);
+    join_wait(sub, "lazy", "sub", PERM_SUBSCRIBE, 0);
+    struct room_stats st;
+    sum_stats(&st);
+    assert_int_equal(st.kf_caches, 0);
+    cmd_one(CMD_SEND, pub, NULL, NULL, 0, 0, 3, 0);
+    for (int t = 0; t < 5000 && media_count(sub) < 3; t++)
+        usleep(1000);
+    assert_int_equal(media_count(sub), 3);
+    sum_stats(&st);
+    assert_int_equal(st.kf_caches, 1);
+    cmd_one(CMD_SEND, pub, NULL, NULL, 0, 3, 3, 0); /* the same cache */
+    for (int t = 0; t < 5000 && media_count(sub) < 6; t++)
+        usleep(1000);
+    sum_stats(&st);
+    assert_int_equal(st.kf_caches, 1);
+    cmd_one(CMD_DEL, pub, NULL, NULL, 0, 0, 0, 0);
+    sum_stats(&st);
+    assert_int_equal(st.kf_caches, 0);
+    cmd_one(CMD_DEL, sub, NULL, NULL, 0, 0, 0, 0);
+    env_stop();
+}
+
 /* WELCOME.max_datagram is enforced: a datagram of ROOM_MAX_DATAGRAM bytes
  * is forwarded, one byte more is dropped (PROTOCOL.md §8.3). */
 static void test_datagram_limit(void **state)
@@ -833,6 +864,7 @@ int main(void)
         cmocka_unit_test(test_server_full),
         cmocka_unit_test(test_duplicate_identity),
         cmocka_unit_test(test_permissions),
+        cmocka_unit_test(test_cache_made_at_first_frame),
         cmocka_unit_test(test_datagram_limit),
         cmocka_unit_test(test_leave_while_joining),
         cmocka_unit_test(test_shutdown_with_rooms),
