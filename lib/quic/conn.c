@@ -381,10 +381,12 @@ static int ack_datagram_cb(ngtcp2_conn *conn, uint64_t id, void *user_data)
     return 0;
 }
 
+/* The reorder window: as long as ngtcp2 keeps a lost packet's entry and
+ * can still report its ACK (three PTO), at least 1 ms. */
 static int lost_datagram_cb(ngtcp2_conn *conn, uint64_t id, void *user_data)
 {
-    (void)conn;
-    quic_dgram_lost(user_data, id);
+    uint64_t w = 3 * ngtcp2_conn_get_pto(conn);
+    quic_dgram_lost(user_data, id, w > 1000000u ? w : 1000000u);
     return 0;
 }
 
@@ -583,6 +585,22 @@ static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n)
     stat_add(ep->st, QS(bytes_out), (uint64_t)n);
 }
 
+/* Sets the pacer's next send time after a write. ngtcp2 0.12 lets a
+ * packet go up to 1 ms before that time and clears it in handle_expiry
+ * only; when nothing waits to be sent and the time is that close (small
+ * writes: the usual case), clear it now, or the timer would wake for it to
+ * write nothing. Nothing else can have expired: it is the earliest. */
+static void pace(struct quic_conn *c, uint64_t now)
+{
+    ngtcp2_conn_update_pkt_tx_time(c->conn, now);
+    const uint8_t *p;
+    if (c->dq_n > 0 || ctl_tx_peek(&c->tx, &p) > 0)
+        return;
+    uint64_t e = ngtcp2_conn_get_expiry(c->conn);
+    if (e > now && e <= now + NGTCP2_MILLISECONDS)
+        (void)ngtcp2_conn_handle_expiry(c->conn, now);
+}
+
 static bool stream_refused(ngtcp2_ssize n)
 {
     return n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
@@ -624,7 +642,7 @@ bool quic_conn_write(struct quic_conn *c)
     bool stream_blocked = false, dgram_blocked = false, open_pkt = false;
     bool open = c->state == CS_OPEN;
     for (;;) {
-        if (sent >= quantum)
+        if (sent >= quantum && !open_pkt)
             break; /* paced: the rest at the next send time */
         struct udp_txpkt *pkt = udp_tx_slot(ep->tx);
         if (pkt == NULL) {
@@ -729,7 +747,7 @@ bool quic_conn_write(struct quic_conn *c)
     /* What is left (the pacer's next send time, a held-back queue) waits
      * for the timer. */
     if (sent > 0)
-        ngtcp2_conn_update_pkt_tx_time(c->conn, now);
+        pace(c, now);
     arm_timer(c);
     return true;
 }

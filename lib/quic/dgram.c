@@ -4,8 +4,6 @@
  * reports its late ACK as well; a small ring of the ids declared lost
  * lets that ACK cancel the loss (counted spurious), and a loss counts only
  * once its reorder window ended without one (issue 16). */
-#include <ngtcp2/ngtcp2.h>
-
 #include "core/buf.h"
 #include "quic/quic_int.h"
 
@@ -57,14 +55,6 @@ void quic_dgram_lost_expire(struct quic_conn *c, uint64_t now)
     }
 }
 
-/* The reorder window: as long as ngtcp2 keeps a lost packet's entry and
- * can still report its ACK (three PTO), at least 1 ms. */
-static uint64_t lost_window(struct quic_conn *c)
-{
-    uint64_t w = 3 * ngtcp2_conn_get_pto(c->conn);
-    return w > 1000000u ? w : 1000000u;
-}
-
 void quic_dgram_acked(struct quic_conn *c, uint64_t id)
 {
     c->cs.dgram_acked++;
@@ -86,7 +76,7 @@ void quic_dgram_acked(struct quic_conn *c, uint64_t id)
     }
 }
 
-void quic_dgram_lost(struct quic_conn *c, uint64_t id)
+void quic_dgram_lost(struct quic_conn *c, uint64_t id, uint64_t window)
 {
     uint64_t now = quic_ep_now(c->ep);
     quic_dgram_lost_expire(c, now);
@@ -98,7 +88,7 @@ void quic_dgram_lost(struct quic_conn *c, uint64_t id)
     }
     struct lost_dgram *l = &c->lost[(c->lost_head + c->lost_n) % QUIC_LOST_RING];
     l->id = id;
-    l->until = now + lost_window(c);
+    l->until = now + window;
     c->lost_n++;
 }
 

@@ -311,9 +311,10 @@ void quic_dgram_pop(struct quic_conn *c, enum dgram_fate why);
  * worth less than the bandwidth it would take. */
 void quic_dgram_age_out(struct quic_conn *c, uint64_t now);
 /* ngtcp2's ack_datagram / lost_datagram: counted acked; declared lost and
- * kept for the reorder window, a late ACK cancelling the loss. */
+ * kept for window ns (the reorder window), a late ACK cancelling the
+ * loss. */
 void quic_dgram_acked(struct quic_conn *c, uint64_t id);
-void quic_dgram_lost(struct quic_conn *c, uint64_t id);
+void quic_dgram_lost(struct quic_conn *c, uint64_t id, uint64_t window);
 /* Confirms (counts lost) the declared losses whose window ended by now. */
 void quic_dgram_lost_expire(struct quic_conn *c, uint64_t now);
 /* Declared losses whose window ended by now, not confirmed yet
