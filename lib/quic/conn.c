@@ -728,6 +728,12 @@ bool quic_conn_write(struct quic_conn *c)
         } else if (need || open_pkt) {
             stat_inc(ep->st, QS(write_calls));
             n = ngtcp2_conn_write_pkt(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, now);
+            /* ngtcp2 fills a packet with all it has that fits: one with
+             * room to spare (an ACK, mostly) was the last, no round to
+             * find nothing. The handshake may coalesce packets: loop. */
+            if (n > 0 && open && !open_pkt &&
+                (size_t)n + 64 < ngtcp2_conn_get_path_max_tx_udp_payload_size(c->conn))
+                need = false;
         } else {
             break; /* nothing more was asked for */
         }
