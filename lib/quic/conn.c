@@ -632,6 +632,7 @@ bool quic_conn_write(struct quic_conn *c)
     quic_dgram_age_out(c, now);
     bool need = c->need_pkt || c->state != CS_OPEN;
     c->need_pkt = false;
+    c->rx_elicit = 0; /* any packet carries an ACK if one is owed */
     size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
     if (quantum < UDP_TX_MAX)
         quantum = UDP_TX_MAX; /* at least one packet per write */
@@ -748,7 +749,6 @@ bool quic_conn_write(struct quic_conn *c)
         }
         commit_pkt(c, &ps.path, (size_t)n);
         sent += (size_t)n;
-        c->rx_elicit = 0; /* the packet carries an ACK if one was owed */
     }
     /* What is left (the pacer's next send time, a held-back queue) waits
      * for the timer. */
