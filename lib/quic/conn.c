@@ -560,7 +560,7 @@ static void write_close(struct quic_conn *c)
 static void arm_timer(struct quic_conn *c)
 {
     uint64_t exp = ngtcp2_conn_get_expiry(c->conn);
-    if (c->dq_n > 0) {
+    if (c->dq_held && c->dq_n > 0) {
         uint64_t old = c->dq[c->dq_head].t + c->ep->dgram_max_age_ns + 1;
         if (old < exp)
             exp = old;
@@ -629,7 +629,8 @@ bool quic_conn_write(struct quic_conn *c)
         return true;
     uint64_t now = quic_ep_now(ep);
     quic_dgram_lost_expire(c, now);
-    quic_dgram_age_out(c, now);
+    if (c->dq_held)
+        quic_dgram_age_out(c, now);
     bool need = c->need_pkt || c->state != CS_OPEN;
     c->need_pkt = false;
     c->rx_elicit = 0; /* any packet carries an ACK if one is owed */
@@ -751,7 +752,9 @@ bool quic_conn_write(struct quic_conn *c)
         sent += (size_t)n;
     }
     /* What is left (the pacer's next send time, a held-back queue) waits
-     * for the timer. */
+     * for the timer. Only a queue the congestion controller or the pacer
+     * held back ages out: one merely late (the process was busy) goes. */
+    c->dq_held = dgram_blocked && c->dq_n > 0;
     if (sent > 0)
         pace(c, now);
     arm_timer(c);

@@ -176,6 +176,7 @@ struct quic_conn {
      * with one since the last packet we wrote (ngtcp2 acks every second
      * one at once). armed_exp: the expiry the timer was last armed for. */
     bool need_pkt, rx_cb;
+    bool dq_held; /* the last write left datagrams the cwnd or pacer refused */
     unsigned rx_elicit;
     uint64_t armed_exp;
     struct lost_dgram lost[QUIC_LOST_RING];
