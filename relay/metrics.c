@@ -235,12 +235,30 @@ int metrics_render(struct relay *r, char **out, size_t *len)
                s->quic.dgram_in);
     PER_WORKER(&b, "roost_datagrams_sent_total", "counter", "QUIC DATAGRAM frames sent.",
                s->quic.dgram_out);
+    PER_WORKER(&b, "roost_datagrams_spurious_loss_total", "counter",
+               "Datagrams declared lost by QUIC, then acknowledged (reordering, not loss).",
+               s->quic.dgram_spurious);
+    PER_WORKER(&b, "roost_quic_packets_written_total", "counter",
+               "QUIC packets connections wrote (frames per packet: datagrams packed / this).",
+               s->quic.pkts_written);
+    PER_WORKER(&b, "roost_quic_datagrams_packed_total", "counter",
+               "DATAGRAM frames packed into those packets.", s->quic.dgram_out);
+    PER_WORKER(&b, "roost_quic_ack_only_received_total", "counter",
+               "Packets received that brought no stream data or datagram (ACK-only, mostly).",
+               s->quic.ack_only_in);
+    PER_WORKER(&b, "roost_quic_write_calls_total", "counter",
+               "ngtcp2 packet write calls (write_pkt, writev_stream, writev_datagram).",
+               s->quic.write_calls);
+    PER_WORKER(&b, "roost_quic_write_empty_total", "counter",
+               "ngtcp2 packet write calls that wrote nothing.", s->quic.write_empty);
+    PER_WORKER(&b, "roost_quic_sendmmsg_calls_total", "counter", "sendmmsg calls.",
+               s->quic.sendmmsg_calls);
     PER_WORKER(&b, "roost_media_in_total", "counter", "Media datagrams accepted for fan-out.",
                s->room.media_in);
     PER_WORKER(&b, "roost_media_out_total", "counter", "Media deliveries to members.",
                s->room.media_out);
     static const struct labelled drops[] = {
-        {"cwnd", OFF(quic.dgram_drop_cwnd)},
+        {"cwnd_aged", OFF(quic.dgram_drop_cwnd)},
         {"too_large", OFF(quic.dgram_drop_too_large)},
         {"queue_full", OFF(quic.dgram_drop_queue)},
         {"conn_state", OFF(quic.dgram_drop_state)},

@@ -29,13 +29,40 @@ void quic_path_init(ngtcp2_path *p, const struct udp_addr *local, const struct u
     p->user_data = NULL;
 }
 
-void quic_conn_mark_dirty(struct quic_conn *c)
+void quic_conn_mark_data(struct quic_conn *c)
 {
     if (c->dirty)
         return;
     c->dirty = true;
     c->dirty_next = c->ep->dirty_head;
     c->ep->dirty_head = c;
+}
+
+void quic_conn_mark_dirty(struct quic_conn *c)
+{
+    c->need_pkt = true;
+    quic_conn_mark_data(c);
+}
+
+/* The connection's timer is off (cancelled, or fired). */
+static void timer_off(struct quic_conn *c)
+{
+    timer_cancel(c->ep->timers, &c->timer);
+    c->armed_exp = UINT64_MAX;
+}
+
+/* Arms the timer for exp unless it already is. Returns 0 or ROOST_ENOMEM. */
+static int timer_set(struct quic_conn *c, uint64_t exp)
+{
+    if (exp == c->armed_exp)
+        return 0;
+    if (exp == UINT64_MAX) {
+        timer_off(c);
+        return 0;
+    }
+    int rc = timer_arm(c->ep->timers, &c->timer, exp);
+    c->armed_exp = rc == 0 ? exp : UINT64_MAX;
+    return rc;
 }
 
 static void leave_half_open(struct quic_conn *c)
@@ -71,7 +98,7 @@ static void set_dead(struct quic_conn *c)
     if (c->state != CS_DEAD)
         c->ep->active--;
     c->state = CS_DEAD;
-    timer_cancel(c->ep->timers, &c->timer);
+    timer_off(c);
     quic_conn_mark_dirty(c);
 }
 
@@ -94,7 +121,7 @@ static void linger(struct quic_conn *c, enum conn_state st, uint64_t app_error)
     }
     c->state = st;
     uint64_t pto = ngtcp2_conn_get_pto(c->conn);
-    if (timer_arm(c->ep->timers, &c->timer, quic_ep_now(c->ep) + 3 * pto) < 0)
+    if (timer_set(c, quic_ep_now(c->ep) + 3 * pto) < 0)
         set_dead(c);
     quic_conn_notify(c, app_error);
 }
@@ -174,6 +201,7 @@ static void on_timer(struct timer *t, uint64_t now, void *arg)
 {
     (void)t;
     struct quic_conn *c = arg;
+    c->armed_exp = UINT64_MAX; /* it fired: disarmed */
     if (c->state == CS_CLOSING || c->state == CS_DRAINING) {
         set_dead(c); /* the 3 PTO wait is over */
         return;
@@ -255,6 +283,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t stream
     (void)offset;
     (void)stream_user_data;
     struct quic_conn *c = user_data;
+    c->rx_cb = true;
     if (stream_id != c->ctl_stream || c->state != CS_OPEN)
         return 0;
     if (flags & NGTCP2_STREAM_DATA_FLAG_FIN) {
@@ -337,6 +366,7 @@ static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t *da
     (void)conn;
     (void)flags;
     struct quic_conn *c = user_data;
+    c->rx_cb = true;
     c->cs.dgram_in++;
     stat_inc(c->ep->st, QS(dgram_in));
     if (c->state == CS_OPEN && c->ep->ops->on_datagram != NULL)
@@ -347,18 +377,16 @@ static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags, const uint8_t *da
 static int ack_datagram_cb(ngtcp2_conn *conn, uint64_t id, void *user_data)
 {
     (void)conn;
-    (void)id;
-    ((struct quic_conn *)user_data)->cs.dgram_acked++;
+    quic_dgram_acked(user_data, id);
     return 0;
 }
 
+/* The reorder window: as long as ngtcp2 keeps a lost packet's entry and
+ * can still report its ACK (three PTO), at least 1 ms. */
 static int lost_datagram_cb(ngtcp2_conn *conn, uint64_t id, void *user_data)
 {
-    (void)conn;
-    (void)id;
-    struct quic_conn *c = user_data;
-    c->cs.dgram_lost++;
-    stat_inc(c->ep->st, QS(dgram_lost));
+    uint64_t w = 3 * ngtcp2_conn_get_pto(conn);
+    quic_dgram_lost(user_data, id, w > 1000000u ? w : 1000000u);
     return 0;
 }
 
@@ -370,6 +398,7 @@ void quic_ep_init(struct quic_ep *ep, enum quic_role role, const struct quic_app
     ep->arg = arg;
     ep->control_queue_max = control_queue_max;
     ep->dgram_queue_max = dgram_queue_max;
+    ep->dgram_max_age_ns = QUIC_DEFAULT_DGRAM_MAX_AGE_NS;
     ngtcp2_callbacks *cb = &ep->callbacks;
     memset(cb, 0, sizeof(*cb));
     cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
@@ -403,6 +432,7 @@ int quic_conn_init(struct quic_conn *c, struct quic_ep *ep)
     c->fd = -1;
     c->ctl_stream = -1;
     c->state = CS_HANDSHAKE;
+    c->armed_exp = UINT64_MAX;
     ctl_tx_init(&c->tx, ep->control_queue_max);
     ctl_rx_init(&c->rx);
     timer_init(&c->timer, on_timer, c);
@@ -446,7 +476,7 @@ void quic_conn_fini(struct quic_conn *c)
     if (c->state != CS_DEAD)
         c->ep->active--;
     leave_half_open(c);
-    timer_cancel(c->ep->timers, &c->timer);
+    timer_off(c);
     if (c->conn != NULL)
         ngtcp2_conn_del(c->conn);
     if (c->tls != NULL)
@@ -524,34 +554,70 @@ static void write_close(struct quic_conn *c)
     linger(c, CS_CLOSING, close_code(c));
 }
 
-static void drop_dgram(struct quic_conn *c, int why)
-{
-    struct dgram_item *d = &c->dq[c->dq_head];
-    buf_unref(d->b);
-    d->b = NULL;
-    c->dq_head = (c->dq_head + 1) % c->ep->dgram_queue_max;
-    c->dq_n--;
-    if (why == 1) {
-        c->cs.dgram_drop_cwnd++;
-        stat_inc(c->ep->st, QS(dgram_drop_cwnd));
-    } else if (why == 2) {
-        c->cs.dgram_drop_too_large++;
-        stat_inc(c->ep->st, QS(dgram_drop_too_large));
-    } else if (why == 3) {
-        c->cs.dgram_drop_state++;
-        stat_inc(c->ep->st, QS(dgram_drop_state));
-    }
-}
-
+/* Arms the timer for ngtcp2's next expiry (which includes the pacer's next
+ * send time), or for the oldest held-back datagram's age limit if sooner;
+ * untouched when unchanged. */
 static void arm_timer(struct quic_conn *c)
 {
     uint64_t exp = ngtcp2_conn_get_expiry(c->conn);
-    if (exp == UINT64_MAX)
-        timer_cancel(c->ep->timers, &c->timer);
-    else if (timer_arm(c->ep->timers, &c->timer, exp) < 0)
+    if (c->dq_held && c->dq_n > 0) {
+        uint64_t old = c->dq[c->dq_head].t + c->ep->dgram_max_age_ns + 1;
+        if (old < exp)
+            exp = old;
+    }
+    if (timer_set(c, exp) < 0)
         close_liberr(c, NGTCP2_ERR_NOMEM);
 }
 
+/* Queues the packet ngtcp2 wrote into pkt (n bytes) on the send batch. */
+static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n)
+{
+    struct quic_ep *ep = c->ep;
+    struct udp_addr r, l;
+    memcpy(&r.u, path->remote.addr, path->remote.addrlen);
+    r.len = path->remote.addrlen;
+    memcpy(&l.u, path->local.addr, path->local.addrlen);
+    l.len = path->local.addrlen;
+    udp_tx_commit(ep->tx, n, &r, tx_local(c, &l));
+    amp_sent(c, n);
+    stat_inc(ep->st, QS(pkts_out));
+    stat_inc(ep->st, QS(pkts_written));
+    stat_add(ep->st, QS(bytes_out), (uint64_t)n);
+}
+
+/* Sets the pacer's next send time after a write. ngtcp2 0.12 lets a
+ * packet go up to 1 ms before that time and clears it in handle_expiry
+ * only; when nothing waits to be sent and the time is that close (small
+ * writes: the usual case), clear it now, or the timer would wake for it to
+ * write nothing. Nothing else can have expired: it is the earliest. */
+static void pace(struct quic_conn *c, uint64_t now)
+{
+    ngtcp2_conn_update_pkt_tx_time(c->conn, now);
+    const uint8_t *p;
+    if (c->dq_n > 0 || ctl_tx_peek(&c->tx, &p) > 0)
+        return;
+    uint64_t e = ngtcp2_conn_get_expiry(c->conn);
+    if (e > now && e <= now + NGTCP2_MILLISECONDS)
+        (void)ngtcp2_conn_handle_expiry(c->conn, now);
+}
+
+static bool stream_refused(ngtcp2_ssize n)
+{
+    return n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
+           n == NGTCP2_ERR_STREAM_NOT_FOUND;
+}
+
+/* The write of one connection, by design:
+ * - control bytes, then every queued datagram, coalesced into as few
+ *   packets as they fit (FLAG_MORE while more follow; the last one without
+ *   it, so it closes the packet itself); ACKs ride along;
+ * - ngtcp2_conn_write_pkt only when something asked for it (need_pkt: a
+ *   timer, the handshake, an ACK due now, a possible retransmission) or
+ *   to close a packet left open;
+ * - at most the send quantum per call, then ngtcp2_conn_update_pkt_tx_time
+ *   (pacing: the timer fires at the next send time);
+ * - when the congestion window (or the pacer) says no, the queue is kept,
+ *   bounded by the age limit and its length. */
 bool quic_conn_write(struct quic_conn *c)
 {
     struct quic_ep *ep = c->ep;
@@ -562,101 +628,165 @@ bool quic_conn_write(struct quic_conn *c)
     if (!quic_conn_live(c))
         return true;
     uint64_t now = quic_ep_now(ep);
+    quic_dgram_lost_expire(c, now);
+    if (c->dq_held)
+        quic_dgram_age_out(c, now);
+    bool need = c->need_pkt || c->state != CS_OPEN;
+    c->need_pkt = false;
+    c->rx_elicit = 0; /* any packet carries an ACK if one is owed */
+    size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
+    if (quantum < UDP_TX_MAX)
+        quantum = UDP_TX_MAX; /* at least one packet per write */
+    size_t sent = 0;
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
-    bool stream_blocked = false;
+    bool stream_blocked = false, dgram_blocked = false, open_pkt = false;
+    bool open = c->state == CS_OPEN;
     for (;;) {
+        if (sent >= quantum && !open_pkt)
+            break; /* paced: the rest at the next send time */
         struct udp_txpkt *pkt = udp_tx_slot(ep->tx);
         if (pkt == NULL) {
+            c->need_pkt = need || open_pkt;
+            if (sent > 0)
+                ngtcp2_conn_update_pkt_tx_time(c->conn, now);
             arm_timer(c);
             return false;
         }
-        ngtcp2_ssize n;
+        bool more_dgrams = open && !dgram_blocked && c->dq_n > 0;
         const uint8_t *sdata = NULL;
         size_t slen = 0;
-        if (!stream_blocked && c->ctl_stream >= 0 && c->state == CS_OPEN)
+        bool stream_ok = open && !stream_blocked && c->ctl_stream >= 0;
+        if (stream_ok)
             slen = ctl_tx_peek(&c->tx, &sdata);
-        if (slen == 0 && c->ctl_fin && !c->ctl_fin_sent && !stream_blocked && c->ctl_stream >= 0 &&
-            c->state == CS_OPEN) {
+        ngtcp2_ssize n;
+        if (slen == 0 && stream_ok && c->ctl_fin && !c->ctl_fin_sent) {
             /* Test knob (client): a FIN after the queued bytes. */
             ngtcp2_ssize taken = -1;
+            stat_inc(ep->st, QS(write_calls));
             n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken,
                                           NGTCP2_WRITE_STREAM_FLAG_FIN, c->ctl_stream, NULL, 0,
                                           now);
             if (taken >= 0)
                 c->ctl_fin_sent = true;
-            if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
-                n == NGTCP2_ERR_STREAM_NOT_FOUND) {
+            if (stream_refused(n)) {
                 stream_blocked = true;
                 continue;
             }
+            need = true;
         } else if (slen > 0) {
             ngtcp2_vec v = {.base = (uint8_t *)sdata, .len = slen};
             ngtcp2_ssize taken = -1;
-            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken,
-                                          NGTCP2_WRITE_STREAM_FLAG_MORE, c->ctl_stream, &v, 1, now);
+            uint32_t fl = more_dgrams ? NGTCP2_WRITE_STREAM_FLAG_MORE : 0;
+            stat_inc(ep->st, QS(write_calls));
+            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken, fl,
+                                          c->ctl_stream, &v, 1, now);
             if (taken > 0)
                 ctl_tx_sent(&c->tx, (size_t)taken);
-            if (n == NGTCP2_ERR_WRITE_MORE)
+            if (n == NGTCP2_ERR_WRITE_MORE) {
+                open_pkt = true;
                 continue;
-            if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
-                n == NGTCP2_ERR_STREAM_NOT_FOUND) {
+            }
+            if (stream_refused(n)) {
                 stream_blocked = true;
                 continue;
             }
-        } else if (c->dq_n > 0 && c->state == CS_OPEN) {
+        } else if (more_dgrams) {
             struct dgram_item *d = &c->dq[c->dq_head];
             ngtcp2_vec v = {.base = d->b->data + d->off, .len = d->len};
             int accepted = 0;
+            uint32_t fl = c->dq_n > 1 ? NGTCP2_WRITE_DATAGRAM_FLAG_MORE : 0;
+            stat_inc(ep->st, QS(write_calls));
             n = ngtcp2_conn_writev_datagram(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX,
-                                            &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_MORE,
-                                            c->dgram_seq, &v, 1, now);
+                                            &accepted, fl, c->dgram_seq, &v, 1, now);
             if (accepted) {
                 c->dgram_seq++;
                 c->cs.dgram_out++;
                 c->cs.bytes_out += d->len;
                 stat_inc(ep->st, QS(dgram_out));
-                drop_dgram(c, 0);
-                if (n == NGTCP2_ERR_WRITE_MORE)
+                quic_dgram_pop(c, DG_SENT);
+                if (n == NGTCP2_ERR_WRITE_MORE) {
+                    open_pkt = true;
                     continue;
+                }
             } else if (n == 0) {
-                /* Congestion window (or amplification limit): drop. */
-                drop_dgram(c, 1);
+                /* Congestion window, pacer or amplification limit: keep
+                 * the queue (bounded by age and length) until it opens. */
+                dgram_blocked = true;
+                if (!open_pkt)
+                    stat_inc(ep->st, QS(write_empty));
+                open_pkt = false;
                 continue;
             } else if (n == NGTCP2_ERR_INVALID_ARGUMENT) {
-                drop_dgram(c, 2);
+                quic_dgram_pop(c, DG_TOO_LARGE);
                 continue;
             } else if (n == NGTCP2_ERR_INVALID_STATE) {
-                drop_dgram(c, 3);
+                quic_dgram_pop(c, DG_STATE);
                 continue;
             }
             /* n > 0 and not accepted: the packet filled with other frames;
              * the datagram goes in the next one. */
-        } else {
+        } else if (need || open_pkt) {
+            stat_inc(ep->st, QS(write_calls));
             n = ngtcp2_conn_write_pkt(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, now);
+            /* ngtcp2 fills a packet with all it has that fits: one with
+             * room to spare (an ACK, mostly) was the last, no round to
+             * find nothing. The handshake may coalesce packets: loop. */
+            if (n > 0 && open && !open_pkt &&
+                (size_t)n + 64 < ngtcp2_conn_get_path_max_tx_udp_payload_size(c->conn))
+                need = false;
+        } else {
+            break; /* nothing more was asked for */
         }
         if (n < 0) {
             close_liberr(c, (int)n);
             return true;
         }
-        if (n == 0)
+        open_pkt = false;
+        if (n == 0) {
+            stat_inc(ep->st, QS(write_empty));
             break;
-        struct udp_addr r, l;
-        memcpy(&r.u, ps.path.remote.addr, ps.path.remote.addrlen);
-        r.len = ps.path.remote.addrlen;
-        memcpy(&l.u, ps.path.local.addr, ps.path.local.addrlen);
-        l.len = ps.path.local.addrlen;
-        udp_tx_commit(ep->tx, (size_t)n, &r, tx_local(c, &l));
-        amp_sent(c, (size_t)n);
-        stat_inc(ep->st, QS(pkts_out));
-        stat_add(ep->st, QS(bytes_out), (uint64_t)n);
+        }
+        commit_pkt(c, &ps.path, (size_t)n);
+        sent += (size_t)n;
     }
+    /* What is left (the pacer's next send time, a held-back queue) waits
+     * for the timer. Only a queue the congestion controller or the pacer
+     * held back ages out: one merely late (the process was busy) goes. */
+    c->dq_held = dgram_blocked && c->dq_n > 0;
+    if (sent > 0)
+        pace(c, now);
     arm_timer(c);
     return true;
 }
 
 /* ------------------------------------------------------------- read */
+
+/* After a packet was read: write now only what is due. A packet that
+ * brought the application nothing (an ACK, mostly) needs no answer but a
+ * re-armed timer, unless the window it opened lets held-back datagrams go;
+ * ngtcp2 acks every second ack-eliciting packet at once, the others when
+ * the ACK delay expires (the timer) or with our next packet. */
+static void after_read(struct quic_conn *c, bool moved)
+{
+    if (c->rx_cb)
+        c->rx_elicit++;
+    else if (c->state == CS_OPEN)
+        stat_inc(c->ep->st, QS(ack_only_in));
+    if (c->state != CS_OPEN || moved || c->rx_elicit >= 2 || ctl_tx_pending(&c->tx) > 0) {
+        /* The handshake, a new path, an ACK due now, control bytes in
+         * flight (an ACK may have declared some lost). */
+        quic_conn_mark_dirty(c);
+        return;
+    }
+    if (c->dq_n > 0) {
+        quic_conn_mark_data(c);
+        return;
+    }
+    if (!c->dirty)
+        arm_timer(c);
+}
 
 bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
                     const struct udp_addr *remote, const struct udp_addr *local)
@@ -679,6 +809,7 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
     ngtcp2_path path;
     quic_path_init(&path, local, remote);
     ngtcp2_pkt_info pi = {0};
+    c->rx_cb = false;
     int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, quic_ep_now(c->ep));
     if (rv == NGTCP2_ERR_DRAINING) {
         /* The peer closed (CONNECTION_CLOSE, or a stateless reset the
@@ -714,10 +845,18 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
     }
     /* Remember the current path: closes and raw replies use it. */
     const ngtcp2_path *p = ngtcp2_conn_get_path(c->conn);
-    memcpy(&c->remote.u, p->remote.addr, p->remote.addrlen);
-    c->remote.len = p->remote.addrlen;
+    bool moved = !udp_addr_equal(remote, &c->remote);
+    if (p->remote.addrlen != c->remote.len ||
+        memcmp(&c->remote.u, p->remote.addr, p->remote.addrlen) != 0) {
+        memcpy(&c->remote.u, p->remote.addr, p->remote.addrlen);
+        c->remote.len = p->remote.addrlen;
+        moved = true;
+    }
     memcpy(&c->local.u, p->local.addr, p->local.addrlen);
     c->local.len = p->local.addrlen;
-    quic_conn_mark_dirty(c);
+    if (quic_conn_live(c))
+        after_read(c, moved);
+    else
+        quic_conn_mark_dirty(c); /* a callback closed it: the close goes at turn end */
     return true;
 }

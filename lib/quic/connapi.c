@@ -28,7 +28,7 @@ int quic_conn_send_control(struct quic_conn *c, const uint8_t *body, size_t len)
         return rc;
     c->cs.control_out++;
     stat_inc(c->ep->st, QS(control_out));
-    quic_conn_mark_dirty(c);
+    quic_conn_mark_data(c);
     return 0;
 }
 
@@ -54,8 +54,9 @@ static void dq_push(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t l
     d->b = b;
     d->off = off;
     d->len = len;
+    d->t = quic_ep_now(c->ep);
     c->dq_n++;
-    quic_conn_mark_dirty(c);
+    quic_conn_mark_data(c);
 }
 
 int quic_conn_queue_datagram(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t len)
@@ -117,6 +118,8 @@ void quic_conn_close_info(const struct quic_conn *c, struct quic_close_info *out
 void quic_conn_stats(const struct quic_conn *c, struct quic_conn_stats *out)
 {
     *out = c->cs;
+    /* Declared losses past their reorder window are losses already. */
+    out->dgram_lost += quic_conn_lost_pending_expired(c, quic_ep_now(c->ep));
     ngtcp2_conn_stat st;
     ngtcp2_conn_get_conn_stat(c->conn, &st);
     out->srtt_ns = st.smoothed_rtt;

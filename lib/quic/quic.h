@@ -62,6 +62,10 @@ struct quic_conn;
 #define QUIC_DEFAULT_MAX_CONNS 100000
 #define QUIC_DEFAULT_CONTROL_QUEUE_MAX (256 * 1024)
 #define QUIC_DEFAULT_DGRAM_QUEUE_MAX 256
+/* A datagram the congestion controller (or the pacer) holds back waits in
+ * its connection's queue at most this long, then is dropped and counted
+ * (reason cwnd_aged): two 20 ms frame intervals. */
+#define QUIC_DEFAULT_DGRAM_MAX_AGE_NS (40ULL * 1000000ULL)
 #define QUIC_DEFAULT_SOCK_BUF (4 << 20)
 #define QUIC_DEFAULT_RATE 1000 /* retry, vn, reset and close replies per second */
 #define QUIC_DEFAULT_RATE_BURST 100
@@ -89,6 +93,7 @@ struct quic_shared_config {
     unsigned max_conns;            /* per worker; 0: 100000 */
     size_t control_queue_max;      /* unacked control bytes per conn; 0: 256 KiB */
     unsigned dgram_queue_max;      /* queued datagrams per conn; 0: 256 */
+    uint64_t dgram_max_age_ns;     /* cwnd-blocked datagram age limit; 0: 40 ms */
     int sock_buf;                  /* requested SO_RCVBUF/SO_SNDBUF; 0: 4 MiB */
     uint32_t retry_rate, vn_rate, reset_rate, close_rate; /* per second, 0: 1000 */
     uint32_t rate_burst;                                  /* 0: 100 */
@@ -115,8 +120,18 @@ struct quic_stats {
     uint64_t fwd_out, fwd_in, fwd_dropped;
     uint64_t malformed, unknown_cid;
     uint64_t control_in, control_out, too_slow;
+    /* dgram_lost: declared lost by ngtcp2 and not acked within the reorder
+     * window; dgram_spurious: declared lost, then acked (reordering);
+     * dgram_drop_cwnd: held back by the congestion controller or the pacer
+     * longer than dgram_max_age_ns. */
     uint64_t dgram_in, dgram_out, dgram_lost, dgram_drop_cwnd, dgram_drop_too_large,
-        dgram_drop_queue, dgram_drop_state;
+        dgram_drop_queue, dgram_drop_state, dgram_spurious;
+    /* The send path: QUIC packets connections wrote (stateless replies
+     * and close resends are not counted), ngtcp2 write calls (write_pkt,
+     * writev_stream, writev_datagram) and those that wrote nothing,
+     * sendmmsg calls; received packets during whose read no stream data
+     * or datagram reached the application (ACK-only, mostly). */
+    uint64_t pkts_written, write_calls, write_empty, sendmmsg_calls, ack_only_in;
     uint64_t sock_eagain, sock_errors;
     /* Admission: Initials answered with Retry (half-open limit / handshake
      * rate) or refused with a stateless CONNECTION_CLOSE (full / draining). */
@@ -253,7 +268,12 @@ void quic_conn_close_info(const struct quic_conn *c, struct quic_close_info *out
 struct quic_conn_stats {
     uint64_t srtt_ns, min_rtt_ns, latest_rtt_ns, rttvar_ns;
     uint64_t cwnd, bytes_in_flight;
-    uint64_t dgram_in, dgram_out, dgram_acked, dgram_lost;
+    /* dgram_lost: lost for sure (declared lost and not acked within the
+     * reorder window); dgram_spurious: declared lost, acked later (counted
+     * in dgram_acked, not in dgram_lost). */
+    uint64_t dgram_in, dgram_out, dgram_acked, dgram_lost, dgram_spurious;
+    /* dgram_drop_cwnd: held back by the congestion controller or the pacer
+     * longer than dgram_max_age_ns, then dropped. */
     uint64_t dgram_drop_cwnd, dgram_drop_too_large, dgram_drop_queue, dgram_drop_state;
     uint64_t bytes_in, bytes_out;
     uint64_t control_in, control_out; /* control messages */

@@ -2,9 +2,10 @@
  * between them.
  *
  *   shared.c  process-level state: credentials, secrets, sockets, limits
- *   conn.c    one connection: ngtcp2 callbacks, read, write loop, close
  *   conn.c    one connection of either end: ngtcp2 callbacks both ends
- *             share, read, write loop, close, timers, the conn API
+ *             share, read, write loop, close, timers
+ *   connapi.c the conn API of quic.h applications call
+ *   dgram.c   a connection's datagram queue leaving and exact loss counts
  *   server.c  a worker's server: accept, server callbacks (CID table,
  *             reset tokens), stateless replies, forwarding, socket
  *             readiness, its dirty list
@@ -121,6 +122,7 @@ struct quic_ep {
     void *arg;
     size_t control_queue_max;
     unsigned dgram_queue_max;
+    uint64_t dgram_max_age_ns;    /* a held-back datagram's age limit */
     struct quic_conn *dirty_head; /* written at the end of the turn/step */
     unsigned half_open;           /* server: connections before handshake */
     unsigned active;              /* connections not yet CS_DEAD */
@@ -132,10 +134,21 @@ static inline uint64_t quic_ep_now(const struct quic_ep *ep)
     return ep->w != NULL ? worker_now(ep->w) : ep->now;
 }
 
-/* Datagram queue entry: a counted buffer reference and the bytes to send. */
+/* Datagram queue entry: a counted buffer reference, the bytes to send and
+ * when it was queued (the age limit while the congestion controller holds
+ * the queue back). */
 struct dgram_item {
     struct buf *b;
     uint32_t off, len;
+    uint64_t t;
+};
+
+/* Datagrams ngtcp2 declared lost, kept for a reorder window: a late ACK of
+ * one cancels the loss (counted spurious), the window's end confirms it
+ * (counted lost). Oldest first; a full ring confirms its oldest. */
+#define QUIC_LOST_RING 32
+struct lost_dgram {
+    uint64_t id, until;
 };
 
 struct quic_conn {
@@ -156,6 +169,19 @@ struct quic_conn {
     struct dgram_item *dq; /* ring of ep->dgram_queue_max */
     unsigned dq_head, dq_n;
     uint64_t dgram_seq;
+    /* Write only what is due: need_pkt asks the write for ngtcp2_conn_write_pkt
+     * (a timer fired, the handshake, a path change, an immediate ACK, a
+     * possible retransmission); a connection dirty only for queued
+     * datagrams or control bytes writes those and stops. rx_cb: a stream
+     * or datagram callback fired during the current read; rx_elicit: reads
+     * with one since the last packet we wrote (ngtcp2 acks every second
+     * one at once). armed_exp: the expiry the timer was last armed for. */
+    bool need_pkt, rx_cb;
+    bool dq_held; /* the last write left datagrams the cwnd or pacer refused */
+    unsigned rx_elicit;
+    uint64_t armed_exp;
+    struct lost_dgram lost[QUIC_LOST_RING];
+    unsigned lost_head, lost_n;
     ngtcp2_connection_close_error ccerr; /* reason points into reason[] */
     struct quic_close_info info;
     /* The close's reason phrase (ours, or the peer's), bounded: kept here
@@ -211,6 +237,7 @@ struct quic_server {
     uint32_t n_slots, free_head, live;
     struct udp_rx *rx;
     struct udp_tx *tx;
+    uint64_t tx_calls; /* tx->calls already counted in sendmmsg_calls */
     uint64_t rx_batches;
 };
 
@@ -259,12 +286,41 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
  * CONNECTION_CLOSE). Returns false when the batch is blocked (the caller
  * keeps it dirty or drops the batch). */
 bool quic_conn_write(struct quic_conn *c);
-/* Puts the connection on its end's dirty list. */
+/* Puts the connection on its end's dirty list, for a full write (queued
+ * data and whatever ngtcp2 has to send). */
 void quic_conn_mark_dirty(struct quic_conn *c);
+/* Puts it on the dirty list for its queued datagrams and control bytes
+ * only (no ngtcp2_conn_write_pkt unless something else asks for one). */
+void quic_conn_mark_data(struct quic_conn *c);
 /* Queues one packet that no connection writes (stateless replies). */
 void quic_send_raw(struct quic_ep *ep, const uint8_t *p, size_t n, const struct udp_addr *remote,
                    const struct udp_addr *local);
 /* ngtcp2 path of two addresses (borrowed). */
 void quic_path_init(ngtcp2_path *p, const struct udp_addr *local, const struct udp_addr *remote);
+
+/* dgram.c */
+enum dgram_fate {
+    DG_SENT,
+    DG_AGED, /* held back by cwnd or the pacer past the age limit */
+    DG_TOO_LARGE,
+    DG_STATE,
+};
+/* Takes the queue's head off (its buffer reference dropped), counted by
+ * fate. */
+void quic_dgram_pop(struct quic_conn *c, enum dgram_fate why);
+/* Drops (DG_AGED) the queued datagrams older than ep->dgram_max_age_ns:
+ * held back by the congestion controller or the pacer, stale media is
+ * worth less than the bandwidth it would take. */
+void quic_dgram_age_out(struct quic_conn *c, uint64_t now);
+/* ngtcp2's ack_datagram / lost_datagram: counted acked; declared lost and
+ * kept for window ns (the reorder window), a late ACK cancelling the
+ * loss. */
+void quic_dgram_acked(struct quic_conn *c, uint64_t id);
+void quic_dgram_lost(struct quic_conn *c, uint64_t id, uint64_t window);
+/* Confirms (counts lost) the declared losses whose window ended by now. */
+void quic_dgram_lost_expire(struct quic_conn *c, uint64_t now);
+/* Declared losses whose window ended by now, not confirmed yet
+ * (quic_conn_stats counts them as lost). */
+uint64_t quic_conn_lost_pending_expired(const struct quic_conn *c, uint64_t now);
 
 #endif

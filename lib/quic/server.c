@@ -300,6 +300,10 @@ static void process_dirty(struct quic_server *s)
         /* quic_conn_write may have ended it (set_dead re-marks it dirty). */
     }
     int rc = udp_tx_flush(s->tx);
+    if (s->tx->calls != s->tx_calls) {
+        stat_add(s->ep.st, QS(sendmmsg_calls), s->tx->calls - s->tx_calls);
+        s->tx_calls = s->tx->calls;
+    }
     set_epollout(s, rc == ROOST_EAGAIN || s->ep.dirty_head != NULL);
     if (rc == 0 && s->ep.dirty_head != NULL)
         worker_wake_self(s->w);
@@ -608,6 +612,8 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
     s->sh = sh;
     quic_ep_init(&s->ep, QUIC_ROLE_SERVER, ops, arg, sh->cfg.control_queue_max,
                  sh->cfg.dgram_queue_max);
+    if (sh->cfg.dgram_max_age_ns > 0)
+        s->ep.dgram_max_age_ns = sh->cfg.dgram_max_age_ns;
     s->ep.w = w;
     s->ep.timers = worker_timers(w);
     ngtcp2_callbacks *cb = &s->ep.callbacks;

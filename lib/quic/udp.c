@@ -159,9 +159,9 @@ void udp_tx_init(struct udp_tx *tx, int fd)
 
 struct udp_txpkt *udp_tx_slot(struct udp_tx *tx)
 {
-    if (tx->n == UDP_BATCH) {
+    if (tx->n == UDP_TX_BATCH) {
         (void)udp_tx_flush(tx);
-        if (tx->n == UDP_BATCH)
+        if (tx->n == UDP_TX_BATCH)
             return NULL;
     }
     return &tx->pkts[tx->n];
@@ -223,6 +223,7 @@ int udp_tx_flush(struct udp_tx *tx)
             h->msg_flags = 0;
             set_pktinfo(h, tx->ctl[k], sizeof(tx->ctl[k]), &p->local);
         }
+        tx->calls++;
         int r = sendmmsg(tx->fd, tx->msgs, cnt, 0);
         if (r == -1) {
             if (errno == EINTR)

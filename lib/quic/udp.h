@@ -16,6 +16,9 @@
 #define UDP_BATCH 64
 #define UDP_RX_MAX 2048 /* larger datagrams are truncated and dropped */
 #define UDP_TX_MAX 1472
+/* Packets one send batch holds: a turn's packets of every connection leave
+ * in one sendmmsg (a fuller batch is sent as it fills). */
+#define UDP_TX_BATCH 256
 
 struct udp_addr {
     union {
@@ -63,13 +66,13 @@ struct udp_txpkt {
 
 struct udp_tx {
     int fd;
-    unsigned head, n; /* queued packets are pkts[head..n) */
-    bool blocked;     /* last flush met EAGAIN */
-    uint64_t sent, errors, eagain;
-    struct mmsghdr msgs[UDP_BATCH];
-    struct iovec iov[UDP_BATCH];
-    uint8_t ctl[UDP_BATCH][64];
-    struct udp_txpkt pkts[UDP_BATCH];
+    unsigned head, n;                     /* queued packets are pkts[head..n) */
+    bool blocked;                         /* last flush met EAGAIN */
+    uint64_t sent, errors, eagain, calls; /* calls: sendmmsg calls */
+    struct mmsghdr msgs[UDP_TX_BATCH];
+    struct iovec iov[UDP_TX_BATCH];
+    uint8_t ctl[UDP_TX_BATCH][64];
+    struct udp_txpkt pkts[UDP_TX_BATCH];
 };
 
 void udp_tx_init(struct udp_tx *tx, int fd);

@@ -29,6 +29,18 @@ static void on_control(struct quic_conn *c, const uint8_t *body, size_t len, voi
                 return;
         return;
     }
+    if (len == ECHO_BURST_LEN + 4 && memcmp(body, ECHO_BURST_CMD, ECHO_BURST_LEN) == 0) {
+        /* burst N S (big-endian u16 each): N datagrams of S bytes back, all
+         * queued in this one call (one loop turn). */
+        unsigned n = (unsigned)body[ECHO_BURST_LEN] << 8 | body[ECHO_BURST_LEN + 1];
+        size_t sz = (size_t)body[ECHO_BURST_LEN + 2] << 8 | body[ECHO_BURST_LEN + 3];
+        static uint8_t d[UINT16_MAX];
+        memset(d, 'D', sz);
+        for (unsigned i = 0; i < n; i++)
+            if (quic_conn_send_datagram(c, d, sz) < 0)
+                break;
+        return;
+    }
     if (len == ECHO_CLOSE_LEN && memcmp(body, ECHO_CLOSE_CMD, ECHO_CLOSE_LEN) == 0) {
         /* Close the way the relay refuses a version: code and reason. */
         quic_conn_close(c, PROTO_ERR_UNSUPPORTED_VERSION, ECHO_CLOSE_REASON);

@@ -16,6 +16,10 @@
 /* A control body "blast" makes the echo app answer with this many bodies. */
 #define ECHO_BLAST_COUNT 32
 #define ECHO_BLAST_SIZE 4000
+/* A control body "burst" + N + S (big-endian u16 each) makes the echo app
+ * queue N datagrams of S bytes to the sender in one loop turn. */
+#define ECHO_BURST_CMD "burst"
+#define ECHO_BURST_LEN 5
 /* A control body "close" makes the echo app close the connection with
  * UNSUPPORTED_VERSION and this reason phrase. */
 #define ECHO_CLOSE_CMD "close"
