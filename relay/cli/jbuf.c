@@ -10,7 +10,6 @@
 #define PEAK_HALF_LIFE_S 3.0         /* transit peak decay */
 #define LATE_HALF_LIFE_S 10.0        /* late-packet boost decay */
 #define MIN_WINDOW_NS 10000000000ull /* transit minimum: two 10 s windows */
-#define STRETCH_GAP 5                /* frames between two stretches */
 
 struct slot {
     bool used;
@@ -37,7 +36,6 @@ struct jbuf {
     uint64_t next_get_ns; /* when the next jbuf_get is expected; 0: unknown */
     bool have_played;
     uint32_t last_played_seq;
-    unsigned since_stretch;
 
     /* Transit (arrival minus media time, ns) and what is derived from it. */
     bool have_transit;
@@ -249,18 +247,6 @@ void jbuf_get(struct jbuf *jb, uint64_t now, struct jbuf_out *out)
         jb->delay_ms = jb->delay_ms > jb->frame_ms ? jb->delay_ms - jb->frame_ms : 0;
     }
     out->ts = jb->base_ts + jb->play_fn * jb->cfg.frame_ts;
-    jb->since_stretch++;
-    /* Stretch: the target grew past the delay by a frame (late packets,
-     * more jitter): one concealment frame, playout not advanced. */
-    if (jb->target_ms >= jb->delay_ms + jb->frame_ms && jb->since_stretch > STRETCH_GAP &&
-        jb->delay_ms + jb->frame_ms <= jb->cfg.max_delay_ms) {
-        jb->since_stretch = 0;
-        jb->st.stretches++;
-        jb->st.plc++;
-        jb->delay_ms += jb->frame_ms;
-        out->kind = JBUF_PLC;
-        return;
-    }
     struct slot *s = held(jb, jb->play_fn);
     if (s != NULL) {
         out->kind = JBUF_FRAME;
@@ -270,6 +256,17 @@ void jbuf_get(struct jbuf *jb, uint64_t now, struct jbuf_out *out)
         jb->last_played_seq = s->seq;
         jb->st.frames++;
         advance(jb);
+        return;
+    }
+    /* Stretch: the frame is not here and the target is above the delay
+     * by a frame (late packets, more jitter): one concealment frame
+     * without advancing, so that the frame may still come in time. */
+    if (jb->target_ms >= jb->delay_ms + jb->frame_ms &&
+        jb->delay_ms + jb->frame_ms <= jb->cfg.max_delay_ms) {
+        jb->st.stretches++;
+        jb->delay_ms += jb->frame_ms;
+        if (jb->have_played)
+            out->kind = JBUF_PLC;
         return;
     }
     unsigned held_n = buffered(jb);
@@ -317,4 +314,9 @@ void jbuf_stats(const struct jbuf *jb, struct jbuf_stats *out)
     out->jitter_ms = jb->jitter_ns / 1e6;
     out->target_ms = jb->target_ms;
     out->delay_ms = jb->delay_ms;
+}
+
+unsigned jbuf_held(const struct jbuf *jb)
+{
+    return buffered(jb);
 }

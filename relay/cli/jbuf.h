@@ -14,10 +14,12 @@
  * start of each talk spurt (the first packet, or a packet that follows
  * the previous one in sequence after a timestamp gap: the sender was in
  * DTX) so that the packet waits the target delay; between spurts nothing
- * is heard, so moving playout there is inaudible. Inside a spurt, a
- * target above the current delay by a frame or more inserts one
- * concealment frame (playout stretches by a frame); the delay only shrinks
- * at the next spurt, or at once when more than max_delay is buffered.
+ * is heard, so moving playout there is inaudible. Inside a spurt, when
+ * the frame due is missing and the target is above the current delay by a
+ * frame or more, one concealment frame is played without advancing
+ * (playout stretches by a frame, and the late frame may still make it);
+ * the delay shrinks at the next spurt, by skipping a missing frame when
+ * nothing is held, or at once when more than max_delay is buffered.
  *
  * Target: the peak transit variation seen (decaying by half in about 3 s),
  * plus half a frame, plus one frame for each recent late packet (decaying
@@ -90,5 +92,7 @@ enum jbuf_put_result jbuf_put(struct jbuf *jb, uint32_t seq, uint32_t ts, const 
 /* The next frame to play, at now_ns (call once per frame period). */
 void jbuf_get(struct jbuf *jb, uint64_t now_ns, struct jbuf_out *out);
 void jbuf_stats(const struct jbuf *jb, struct jbuf_stats *out);
+/* Packets held (not yet played). */
+unsigned jbuf_held(const struct jbuf *jb);
 
 #endif
