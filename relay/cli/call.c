@@ -440,7 +440,7 @@ static void run(struct call *c)
         }
         if (c->joined && !c->leaving) {
             while (now >= next_tick) {
-                call_tick(c, now);
+                call_tick(c, next_tick); /* nominal time: see jbuf_get */
                 next_tick += CALL_FRAME_NS;
                 if (now > next_tick + 50 * CALL_FRAME_NS) { /* stalled for a second: resync */
                     c->late_ticks++;

@@ -10,10 +10,12 @@
 #define PEAK_HALF_LIFE_S 3.0         /* transit peak decay */
 #define LATE_HALF_LIFE_S 10.0        /* late-packet boost decay */
 #define MIN_WINDOW_NS 10000000000ull /* transit minimum: two 10 s windows */
+#define LATE_RESYNC 3                /* new packets late in a row: start over */
 
 struct slot {
     bool used;
     uint32_t fn, seq;
+    uint64_t arrival;
     uint16_t len;
     uint8_t data[JBUF_PAYLOAD_MAX];
 };
@@ -44,6 +46,7 @@ struct jbuf {
     double peak_ms, late_ms, jitter_ns;
     uint64_t last_put_ns;
     uint32_t target_ms, delay_ms;
+    unsigned late_run; /* newest packets late in a row */
 
     struct jbuf_stats st;
 };
@@ -196,8 +199,20 @@ enum jbuf_put_result jbuf_put(struct jbuf *jb, uint32_t seq, uint32_t ts, const 
         jb->st.late++;
         jb->late_ms += jb->frame_ms;
         update_target(jb);
-        return JBUF_LATE;
+        if (seq_ahead <= 0 || ++jb->late_run < LATE_RESYNC)
+            return JBUF_LATE;
+        /* The stream itself is behind playout (the sender stalled and
+         * skipped ahead in time, or the path did): start over here, with
+         * the transit statistics of the new timing. */
+        jb->st.late--;
+        jb->st.resyncs++;
+        flush(jb);
+        jb->playing = false;
+        jb->have_transit = false;
+        jb->peak_ms = 0;
+        extra = transit_update(jb, fn, now);
     }
+    jb->late_run = 0;
     if (held(jb, fn) != NULL) {
         jb->st.dup++;
         return JBUF_DUP;
@@ -215,6 +230,7 @@ enum jbuf_put_result jbuf_put(struct jbuf *jb, uint32_t seq, uint32_t ts, const 
     s->used = true;
     s->fn = fn;
     s->seq = seq;
+    s->arrival = now;
     s->len = (uint16_t)len;
     memcpy(s->data, data, len);
     jb->st.received++;
@@ -238,11 +254,14 @@ void jbuf_get(struct jbuf *jb, uint64_t now, struct jbuf_out *out)
         jb->st.silence++;
         return;
     }
-    /* Bound: never more than max_delay (plus the frame in play) buffered. */
-    uint32_t max_frames = jb->cfg.max_delay_ms / jb->frame_ms + 1;
-    while ((int32_t)(jb->max_fn - jb->play_fn) > (int32_t)max_frames) {
-        if (held(jb, jb->play_fn) != NULL)
-            jb->st.skips++;
+    /* Bound: no packet waits more than max_delay (plus a frame). By wait,
+     * not by count: a player that stalled and catches up (gets at their
+     * nominal times, after the packets that came meanwhile) finds many
+     * packets held, none of them old. */
+    uint64_t max_wait = (uint64_t)jb->cfg.max_delay_ms * 1000000 + jb->frame_ns;
+    for (struct slot *h;
+         (h = held(jb, jb->play_fn)) != NULL && now > h->arrival && now - h->arrival > max_wait;) {
+        jb->st.skips++;
         advance(jb);
         jb->delay_ms = jb->delay_ms > jb->frame_ms ? jb->delay_ms - jb->frame_ms : 0;
     }
@@ -296,13 +315,6 @@ void jbuf_get(struct jbuf *jb, uint64_t now, struct jbuf_out *out)
             jb->st.pause++; /* DTX pause, sender quiet, or loss at the end */
     }
     jb->play_fn++;
-    /* Shrink: nothing held and more delay than needed: skip an empty
-     * frame (one less concealment frame to play). */
-    if (held_n == 0 && jb->delay_ms >= jb->target_ms + jb->frame_ms) {
-        jb->play_fn++;
-        jb->st.skips++;
-        jb->delay_ms -= jb->frame_ms;
-    }
 }
 
 void jbuf_stats(const struct jbuf *jb, struct jbuf_stats *out)

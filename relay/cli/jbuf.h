@@ -18,8 +18,12 @@
  * the frame due is missing and the target is above the current delay by a
  * frame or more, one concealment frame is played without advancing
  * (playout stretches by a frame, and the late frame may still make it);
- * the delay shrinks at the next spurt, by skipping a missing frame when
- * nothing is held, or at once when more than max_delay is buffered.
+ * the delay shrinks only at the next spurt (an empty buffer mid-spurt may
+ * be a late packet, not a pause), or at once for packets that waited more
+ * than max_delay. When
+ * three new packets in a row arrive after their slot was played, the
+ * stream is behind playout (a sender that stalled and skipped time): the
+ * buffer starts over at the third (a resync).
  *
  * Target: the peak transit variation seen (decaying by half in about 3 s),
  * plus half a frame, plus one frame for each recent late packet (decaying
@@ -75,6 +79,7 @@ struct jbuf_stats {
     uint64_t frames, fec, plc, pause, silence;
     uint64_t stretches, skips; /* frames inserted / dropped by adaptation */
     uint64_t spurts;           /* playout re-anchored */
+    uint64_t resyncs;          /* started over: LATE_RESYNC new packets late in a row */
     uint64_t bytes;            /* payload bytes accepted */
     double jitter_ms;          /* RFC 3550 interarrival jitter */
     uint32_t target_ms;        /* current target delay */
@@ -89,7 +94,8 @@ void jbuf_free(struct jbuf *jb);
 /* A packet arrived at now_ns. */
 enum jbuf_put_result jbuf_put(struct jbuf *jb, uint32_t seq, uint32_t ts, const uint8_t *data,
                               size_t len, uint64_t now_ns);
-/* The next frame to play, at now_ns (call once per frame period). */
+/* The next frame to play, at now_ns (call once per frame period). A
+ * player that fell behind passes each missed period's nominal time. */
 void jbuf_get(struct jbuf *jb, uint64_t now_ns, struct jbuf_out *out);
 void jbuf_stats(const struct jbuf *jb, struct jbuf_stats *out);
 /* Packets held (not yet played). */

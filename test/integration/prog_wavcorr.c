@@ -11,9 +11,11 @@
  *    over the source's length: sum(x*y) / sqrt(sum(x^2) * sum(y^2));
  *  - segmented: the source cut into 0.5 s segments, each allowed to move
  *    from the previous segment's lag by whole 20 ms frames (up to 3: a
- *    jitter buffer moves playout by frames when it adapts), the move taken
- *    only when it raises the segment's coefficient by more than 0.1; the
- *    dot products and energies then summed into one coefficient.
+ *    jitter buffer moves playout by frames when it adapts), or, when the
+ *    segment still matches poorly (< 0.5), to anywhere within +-1 s (a
+ *    stall moves playout by its length); a move is taken only when it
+ *    raises the segment's coefficient by more than 0.1; the dot products
+ *    and energies then summed into one coefficient.
  * Both divide by the whole source's energy: what is missing from the
  * recording counts as silence.
  * Prints "global=G lag=L segmented=S moves=M" on stdout; exit 0, or 2 on
@@ -173,8 +175,11 @@ int main(int argc, char **argv)
             seg_e += (double)x[i] * x[i];
         long l = prev;
         /* Quiet segments say nothing about the lag: keep the previous one.
-         * Playout moves by whole 20 ms frames, so only those are tried, and
-         * a move must win clearly. */
+         * Playout moves by whole 20 ms frames when a jitter buffer adapts:
+         * those moves are tried first, and one is taken only when it
+         * raises the coefficient by more than 0.1. A segment that still
+         * matches poorly (under 0.5) is searched for within +-1 s: a
+         * stalled sender or player moves playout by its stall. */
         if (seg_e > 1e3 * (double)(to - from)) {
             double e1, e2;
             double d = dots(x, nx, y, ny, prev, from, to, &e1, &e2);
@@ -187,6 +192,13 @@ int main(int argc, char **argv)
                     best = c;
                     l = cand;
                 }
+            }
+            if (best < 0.5) {
+                long cand = best_lag(x, nx, y, ny, dx, ndx, dy, ndy, prev / DEC - COARSE_RANGE,
+                                     prev / DEC + COARSE_RANGE, from, to);
+                d = dots(x, nx, y, ny, cand, from, to, &e1, &e2);
+                if (ncc(d, e1, e2) > best + 0.1)
+                    l = cand;
             }
         }
         if (l != prev)

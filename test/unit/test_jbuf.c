@@ -1,6 +1,7 @@
 /* The jitter buffer of roost-cli call (relay/cli/jbuf): in-order play,
  * reordering, loss concealed with the next packet's FEC or with PLC, late
  * and duplicate packets, DTX pauses (no FEC, no loss, playout re-anchored),
+ * a sender whose timing fell behind playout (resync),
  * target delay growing with jitter and shrinking when it calms down, the
  * max-delay bound. Time is simulated: 1 ms steps, a get every 20 ms. */
 #include <setjmp.h>
@@ -293,8 +294,8 @@ static void test_adapts(void **state)
 }
 
 /* A burst ahead of time (40 packets at once, as a sender that reads ahead
- * would send them): never more than max_delay held; the oldest are
- * skipped. */
+ * would send them): no packet is played after waiting more than max_delay;
+ * the rest of the burst is skipped and the stream goes on. */
 static void test_bound(void **state)
 {
     (void)state;
@@ -311,14 +312,69 @@ static void test_bound(void **state)
     assert_true(st.delay_ms <= 200 + 20);
     uint8_t got[64];
     unsigned k = frames_played(&tr, got);
-    /* Played in order, the newest of the burst among them. */
-    assert_true(k > 10);
+    /* Played in order: the burst's first 200 ms (plus the frame due), then
+     * the stream after it. */
+    assert_true(k > 20);
     for (unsigned i = 1; i < k; i++)
         assert_true((uint8_t)(got[i] - got[i - 1]) >= 1);
-    bool newest = false;
-    for (unsigned i = 0; i < k; i++)
-        newest |= got[i] == 149;
-    assert_true(newest);
+    assert_true(st.skips >= 25);
+    assert_int_equal(got[k - 1], 159);
+    jbuf_free(jb);
+}
+
+/* The player stalls for 500 ms, then reads what arrived meanwhile and runs
+ * the missed gets at once, at their nominal times: nothing is skipped or
+ * concealed. */
+static void test_player_stall(void **state)
+{
+    (void)state;
+    struct jbuf *jb = mk(40, 200);
+    struct pkt p[60];
+    steady(p, 60, 105 * MS, 0);
+    size_t next = 0;
+    unsigned played = 0;
+    for (uint64_t tick = 0; tick <= 1600 * MS; tick += 20 * MS) {
+        /* The gets due between 400 and 900 ms run at 900 ms. */
+        uint64_t now = tick >= 400 * MS && tick < 900 * MS ? 900 * MS : tick;
+        while (next < 60 && p[next].at <= now) {
+            uint8_t d[1] = {(uint8_t)p[next].seq};
+            jbuf_put(jb, p[next].seq, p[next].ts, d, 1, now);
+            next++;
+        }
+        struct jbuf_out o;
+        jbuf_get(jb, tick, &o);
+        played += o.kind == JBUF_FRAME;
+    }
+    struct jbuf_stats st;
+    jbuf_stats(jb, &st);
+    assert_int_equal(st.skips, 0);
+    assert_int_equal(st.late, 0);
+    assert_int_equal(played, 60);
+    jbuf_free(jb);
+}
+
+/* The sender stalls for 1.5 s and carries on with the next timestamp (its
+ * clock skipped): every new packet is behind playout. After three late in
+ * a row the buffer starts over and plays the rest. */
+static void test_resync(void **state)
+{
+    (void)state;
+    struct jbuf *jb = mk(40, 400);
+    struct pkt p[60];
+    steady(p, 60, 105 * MS, 0);
+    for (size_t i = 20; i < 60; i++)
+        p[i].at += 1500 * MS;
+    struct trace tr = {0};
+    run(jb, p, 60, 0, 3000 * MS, &tr);
+    struct jbuf_stats st;
+    jbuf_stats(jb, &st);
+    assert_int_equal(st.resyncs, 1);
+    assert_int_equal(st.late, 2);
+    uint8_t got[64];
+    unsigned k = frames_played(&tr, got);
+    assert_int_equal(k, 58);
+    assert_int_equal(got[20], 122); /* 120, 121 late; 122 starts over */
+    assert_int_equal(got[57], 159);
     jbuf_free(jb);
 }
 
@@ -348,6 +404,8 @@ int main(void)
         cmocka_unit_test(test_dtx_pause),
         cmocka_unit_test(test_adapts),
         cmocka_unit_test(test_bound),
+        cmocka_unit_test(test_player_stall),
+        cmocka_unit_test(test_resync),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
