@@ -332,10 +332,10 @@ void call_summary_peer(struct call *c, const struct call_peer *p)
     jbuf_stats(p->jb, &st);
     printf("summary peer=%" PRIu32 " name=%s received=%" PRIu64 " expected=%" PRIu64
            " lost=%" PRIu64 " late=%" PRIu64 " dup=%" PRIu64 " fec=%" PRIu64 " plc=%" PRIu64
-           " stretches=%" PRIu64 " skips=%" PRIu64 " resyncs=%" PRIu64
+           " stretches=%" PRIu64 " shrinks=%" PRIu64 " skips=%" PRIu64 " resyncs=%" PRIu64
            " jitter_ms=%.2f delay_ms=%u target_ms=%u\n",
            p->id, p->name, st.received, st.expected, st.lost, st.late, st.dup, st.fec, st.plc,
-           st.stretches, st.skips, st.resyncs, st.jitter_ms, st.delay_ms, st.target_ms);
+           st.stretches, st.shrinks, st.skips, st.resyncs, st.jitter_ms, st.delay_ms, st.target_ms);
     fflush(stdout);
 }
 

@@ -16,6 +16,7 @@ struct slot {
     bool used;
     uint32_t fn, seq;
     uint64_t arrival;
+    int64_t extra; /* transit above the minimum, ns */
     uint16_t len;
     uint8_t data[JBUF_PAYLOAD_MAX];
 };
@@ -34,7 +35,8 @@ struct jbuf {
 
     bool playing; /* the timestamp -> time mapping is set */
     uint32_t play_fn;
-    uint32_t spurt_fn;    /* first frame of the current talk spurt */
+    uint32_t spurt_fn;    /* first frame of the next talk spurt */
+    bool spurt_pending;   /* spurt_fn not played yet */
     uint64_t next_get_ns; /* when the next jbuf_get is expected; 0: unknown */
     bool have_played;
     uint32_t last_played_seq;
@@ -47,6 +49,7 @@ struct jbuf {
     uint64_t last_put_ns;
     uint32_t target_ms, delay_ms;
     unsigned late_run; /* newest packets late in a row */
+    double avg_len;    /* payload bytes, moving average */
 
     struct jbuf_stats st;
 };
@@ -97,6 +100,15 @@ static unsigned buffered(const struct jbuf *jb)
     for (unsigned i = 0; i < JBUF_SLOTS; i++)
         n += jb->slots[i].used;
     return n;
+}
+
+/* Whether a packet is held for a frame in [from, to). */
+static bool held_before(struct jbuf *jb, uint32_t from, uint32_t to)
+{
+    for (uint32_t fn = from; (int32_t)(to - fn) > 0; fn++)
+        if (held(jb, fn) != NULL)
+            return true;
+    return false;
 }
 
 static void flush(struct jbuf *jb)
@@ -150,24 +162,16 @@ static int64_t transit_update(struct jbuf *jb, uint32_t fn, uint64_t now)
     return extra;
 }
 
-/* Sets the mapping so that frame fn, which arrived at now with extra
- * transit `extra`, plays after target minus extra (at least at once). */
-static void anchor(struct jbuf *jb, uint32_t fn, int64_t extra, uint64_t now)
+/* A talk spurt starts at frame fn (the first packet, after a resync, or
+ * after a DTX pause): it plays once it has waited the target delay (less
+ * its extra transit) and everything before it has been played. */
+static void start_spurt(struct jbuf *jb, uint32_t fn)
 {
-    uint64_t next = jb->next_get_ns != 0 && jb->next_get_ns >= now ? jb->next_get_ns : now;
-    int64_t want_ns = (int64_t)jb->target_ms * 1000000 - extra;
-    uint64_t want = want_ns > 0 ? now + (uint64_t)want_ns : now;
-    uint32_t k = 0;
-    if (want > next)
-        k = (uint32_t)((want - next + jb->frame_ns - 1) / jb->frame_ns);
-    jb->play_fn = fn - k;
-    jb->spurt_fn = fn;
-    /* The delay of a packet with the least transit: this one's wait plus
-     * its extra transit. */
-    jb->delay_ms =
-        (uint32_t)((next + (uint64_t)k * jb->frame_ns - now + (uint64_t)extra) / 1000000);
+    if (!jb->playing)
+        jb->play_fn = fn;
     jb->playing = true;
-    jb->st.spurts++;
+    jb->spurt_fn = fn;
+    jb->spurt_pending = true;
 }
 
 enum jbuf_put_result jbuf_put(struct jbuf *jb, uint32_t seq, uint32_t ts, const uint8_t *data,
@@ -222,19 +226,20 @@ enum jbuf_put_result jbuf_put(struct jbuf *jb, uint32_t seq, uint32_t ts, const 
         flush(jb);
         jb->playing = false;
     }
-    /* A talk spurt starts (first packet, or after a DTX pause with nothing
-     * left to play): playout may move here unheard. */
-    if (!jb->playing || (dtx_gap && buffered(jb) == 0))
-        anchor(jb, fn, extra, now);
+    /* A talk spurt starts: playout may move here unheard. */
+    if (!jb->playing || dtx_gap)
+        start_spurt(jb, fn);
     struct slot *s = slot_of(jb, fn);
     s->used = true;
     s->fn = fn;
     s->seq = seq;
     s->arrival = now;
+    s->extra = extra;
     s->len = (uint16_t)len;
     memcpy(s->data, data, len);
     jb->st.received++;
     jb->st.bytes += len;
+    jb->avg_len += ((double)len - jb->avg_len) / (jb->st.received < 32 ? jb->st.received : 32);
     return JBUF_OK;
 }
 
@@ -263,14 +268,50 @@ void jbuf_get(struct jbuf *jb, uint64_t now, struct jbuf_out *out)
          (h = held(jb, jb->play_fn)) != NULL && now > h->arrival && now - h->arrival > max_wait;) {
         jb->st.skips++;
         advance(jb);
-        jb->delay_ms = jb->delay_ms > jb->frame_ms ? jb->delay_ms - jb->frame_ms : 0;
     }
     out->ts = jb->base_ts + jb->play_fn * jb->cfg.frame_ts;
+    if (jb->spurt_pending) {
+        struct slot *sp = held(jb, jb->spurt_fn);
+        if (sp == NULL || (int32_t)(jb->spurt_fn - jb->play_fn) < 0) {
+            jb->spurt_pending = false; /* skipped by the bound */
+        } else if (!held_before(jb, jb->play_fn, jb->spurt_fn)) {
+            /* In the pause before the spurt: wait until it is due, then
+             * jump to it (the delay shrinks or grows here, unheard). */
+            int64_t due = (int64_t)sp->arrival - sp->extra + (int64_t)jb->target_ms * 1000000;
+            if ((int64_t)now < due) {
+                if (jb->have_played) {
+                    out->kind = JBUF_PLC;
+                    jb->st.pause++;
+                } else {
+                    jb->st.silence++;
+                }
+                return;
+            }
+            jb->play_fn = jb->spurt_fn;
+            jb->spurt_pending = false;
+            jb->st.spurts++;
+        }
+    }
     struct slot *s = held(jb, jb->play_fn);
+    /* Shrink: two frames or more above the target and a quiet frame (a
+     * packet under 40 % of the average size: a pause's noise floor) with
+     * its successor here: drop it. DTX pauses (above) are where the
+     * delay moves most; speech with a noise floor but no DTX needs this. */
+    if (s != NULL && jb->delay_ms >= jb->target_ms + 2 * jb->frame_ms &&
+        (double)s->len < 0.4 * jb->avg_len && held(jb, jb->play_fn + 1) != NULL) {
+        advance(jb);
+        jb->st.shrinks++;
+        jb->delay_ms -= jb->frame_ms;
+        s = held(jb, jb->play_fn);
+    }
     if (s != NULL) {
         out->kind = JBUF_FRAME;
         out->data = s->data;
         out->len = s->len;
+        /* The delay, measured: this packet's wait plus its extra transit
+         * (what a packet with the least transit waits). */
+        int64_t d = (int64_t)(now - s->arrival) + s->extra;
+        jb->delay_ms = d > 0 ? (uint32_t)(d / 1000000) : 0;
         jb->have_played = true;
         jb->last_played_seq = s->seq;
         jb->st.frames++;
@@ -289,17 +330,6 @@ void jbuf_get(struct jbuf *jb, uint64_t now, struct jbuf_out *out)
         return;
     }
     unsigned held_n = buffered(jb);
-    if ((int32_t)(jb->play_fn - jb->spurt_fn) < 0) {
-        /* Waiting for the spurt's first packet to be due. */
-        if (jb->have_played) {
-            out->kind = JBUF_PLC;
-            jb->st.pause++;
-        } else {
-            jb->st.silence++;
-        }
-        jb->play_fn++;
-        return;
-    }
     struct slot *n = held(jb, jb->play_fn + 1);
     if (n != NULL && jb->have_played && n->seq != jb->last_played_seq + 1) {
         /* This frame was lost and its successor carries it (in-band FEC). */

@@ -18,9 +18,11 @@
  * the frame due is missing and the target is above the current delay by a
  * frame or more, one concealment frame is played without advancing
  * (playout stretches by a frame, and the late frame may still make it);
- * the delay shrinks only at the next spurt (an empty buffer mid-spurt may
- * be a late packet, not a pause), or at once for packets that waited more
- * than max_delay. When
+ * the delay shrinks at the next spurt (an empty buffer mid-spurt may be a
+ * late packet, not a pause), by dropping a quiet frame (under 40 % of the
+ * average packet size: the noise floor between words) when two frames or
+ * more above the target, or at once for packets that waited more than
+ * max_delay. When
  * three new packets in a row arrive after their slot was played, the
  * stream is behind playout (a sender that stalled and skipped time): the
  * buffer starts over at the third (a resync).
@@ -77,13 +79,14 @@ struct jbuf_stats {
      * with nothing held (a DTX pause, or the sender quiet), silence
      * before the first packet. */
     uint64_t frames, fec, plc, pause, silence;
-    uint64_t stretches, skips; /* frames inserted / dropped by adaptation */
-    uint64_t spurts;           /* playout re-anchored */
-    uint64_t resyncs;          /* started over: LATE_RESYNC new packets late in a row */
-    uint64_t bytes;            /* payload bytes accepted */
-    double jitter_ms;          /* RFC 3550 interarrival jitter */
-    uint32_t target_ms;        /* current target delay */
-    uint32_t delay_ms;         /* current playout delay */
+    uint64_t stretches, shrinks; /* frames inserted / dropped by adaptation */
+    uint64_t skips;              /* frames dropped: waited over max_delay */
+    uint64_t spurts;             /* playout re-anchored */
+    uint64_t resyncs;            /* started over: LATE_RESYNC new packets late in a row */
+    uint64_t bytes;              /* payload bytes accepted */
+    double jitter_ms;            /* RFC 3550 interarrival jitter */
+    uint32_t target_ms;          /* current target delay */
+    uint32_t delay_ms;           /* current playout delay */
 };
 
 struct jbuf;
