@@ -322,6 +322,58 @@ static void test_bound(void **state)
     jbuf_free(jb);
 }
 
+/* A jitter spike (frames 10..19 come 150 ms late) raises the target and
+ * stretches playout; once calm, the target decays and the delay comes
+ * back down by dropping quiet frames (1 byte against 10: the noise floor
+ * between words), in order, never a loud one. */
+static void test_shrink_on_quiet(void **state)
+{
+    (void)state;
+    struct jbuf *jb = mk(20, 400);
+    enum { N = 500 };
+    uint64_t tick = 0, at[N];
+    for (unsigned i = 0; i < N; i++)
+        at[i] = 105 * MS + i * 20 * MS + (i >= 10 && i < 20 ? 150 * MS : 0);
+    unsigned next = 0, played = 0, quiet_played = 0;
+    uint32_t last = 0, delay_max = 0;
+    for (uint64_t t = 0; t <= (N * 20 + 600) * MS; t += MS) {
+        while (next < N && at[next] <= t) {
+            uint8_t d[10] = {(uint8_t)next};
+            size_t len = next % 5 == 0 ? 1 : 10;
+            jbuf_put(jb, next, next * FRAME_TS, d, len, t);
+            next++;
+        }
+        if (t == tick) {
+            struct jbuf_out o;
+            jbuf_get(jb, t, &o);
+            if (o.kind == JBUF_FRAME) {
+                uint32_t seq = o.ts / FRAME_TS;
+                assert_true(played == 0 || seq > last);
+                last = seq;
+                played++;
+                quiet_played += o.len == 1;
+            }
+            struct jbuf_stats st;
+            jbuf_stats(jb, &st);
+            if (st.delay_ms > delay_max)
+                delay_max = st.delay_ms;
+            tick += 20 * MS;
+        }
+    }
+    struct jbuf_stats st;
+    jbuf_stats(jb, &st);
+    assert_true(st.stretches > 0);
+    assert_true(delay_max >= 100);
+    assert_true(st.shrinks > 0);
+    /* Down to within two frames of the target, from far above it. */
+    assert_true(st.delay_ms < st.target_ms + 40);
+    assert_true(st.delay_ms + 40 <= delay_max);
+    /* Only quiet frames were dropped. */
+    assert_int_equal(played + st.shrinks + st.late + st.skips, N);
+    assert_true(played - quiet_played + st.late >= N - N / 5); /* every loud one, or late */
+    jbuf_free(jb);
+}
+
 /* The player stalls for 500 ms, then reads what arrived meanwhile and runs
  * the missed gets at once, at their nominal times: nothing is skipped or
  * concealed. */
@@ -404,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_dtx_pause),
         cmocka_unit_test(test_adapts),
         cmocka_unit_test(test_bound),
+        cmocka_unit_test(test_shrink_on_quiet),
         cmocka_unit_test(test_player_stall),
         cmocka_unit_test(test_resync),
         cmocka_unit_test(test_bad_input),
