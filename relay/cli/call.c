@@ -420,8 +420,11 @@ static void run(struct call *c)
     unsigned tail = 0;
     while (!c->closed) {
         if (stop_signal != 0) {
-            if (!c->joined)
+            if (!c->joined || c->leaving) { /* not in yet, or a second Ctrl-C */
+                c->leaving = true;
+                roost_session_close(c->s);
                 break;
+            }
             start_leave(c, now);
             stop_signal = 0;
         }
