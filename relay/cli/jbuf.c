@@ -35,9 +35,8 @@ struct jbuf {
 
     bool playing; /* the timestamp -> time mapping is set */
     uint32_t play_fn;
-    uint32_t spurt_fn;    /* first frame of the next talk spurt */
-    bool spurt_pending;   /* spurt_fn not played yet */
-    uint64_t next_get_ns; /* when the next jbuf_get is expected; 0: unknown */
+    uint32_t spurt_fn;  /* first frame of the next talk spurt */
+    bool spurt_pending; /* spurt_fn not played yet */
     bool have_played;
     uint32_t last_played_seq;
 
@@ -254,7 +253,6 @@ static void advance(struct jbuf *jb)
 void jbuf_get(struct jbuf *jb, uint64_t now, struct jbuf_out *out)
 {
     *out = (struct jbuf_out){.kind = JBUF_SILENCE};
-    jb->next_get_ns = now + jb->frame_ns;
     if (!jb->playing) {
         jb->st.silence++;
         return;
