@@ -209,8 +209,17 @@ LINK = @$(if $(Q),echo "  LD      $@"); mkdir -p $(@D); \
 
 $(BUILD)/roost-relay: $(BUILD)/relay/main.o $(RELAYLIB) $(LIBROOST)
 	$(LINK) $(SYSTEMD_LIBS)
+# roost-cli call reads and writes WAV through libsndfile (Debian
+# libsndfile1-dev); only roost-cli and the listening test's helper link it.
+SNDFILE_LIBS := $(shell $(PKG_CONFIG) --libs sndfile 2>/dev/null || echo -lsndfile)
 $(BUILD)/roost-cli: $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
-	$(LINK)
+	$(LINK) $(SNDFILE_LIBS)
+$(BUILD)/test/unit/test_jbuf: $(BUILD)/test/unit/test_jbuf.o $(BUILD)/relay/cli/jbuf.o $(TESTLIB) \
+		$(RELAYLIB) $(LIBROOST)
+	$(LINK) $(CMOCKA_LIBS)
+$(BUILD)/test/integration/prog_wavcorr: $(BUILD)/test/integration/prog_wavcorr.o \
+		$(BUILD)/relay/cli/wav.o $(LIBROOST)
+	$(LINK) $(SNDFILE_LIBS)
 $(BUILD)/roost-bench: $(BENCH_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
 	$(LINK)
 $(BUILD)/bench/micro/%: $(BUILD)/bench/micro/%.o $(LIBROOST)

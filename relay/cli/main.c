@@ -4,6 +4,7 @@
  *   roost-cli token  --key-file F --room R --identity I --ttl DUR
  *                    [--no-publish] [--no-subscribe] [--not-before +DUR|UNIX] [--now UNIX]
  *   roost-cli verify --key-file F --room R [--skew DUR] [--now UNIX] TOKEN|-
+ *   roost-cli call   --relay HOST:PORT --ca FILE --token T [...]   (call.c)
  *
  * Exit codes are listed in usage() and in docs/TOKENS.md; scripts rely on them. */
 #include <getopt.h>
@@ -19,6 +20,7 @@
 #include "core/error.h"
 #include "proto/keyfile.h"
 #include "proto/token.h"
+#include "relay/cli/call.h"
 
 enum exit_code {
     EXIT_OK = 0,
@@ -47,19 +49,24 @@ static const char usage_text[] =
     "      and subscribe unless switched off.\n"
     "  verify --key-file F --room R [--skew DUR] [--now UNIX] TOKEN\n"
     "      Check TOKEN ('-' reads it from stdin) for room R and print its claims.\n"
-    "      --skew is the clock-skew allowance (default 30s).\n"
+    "      --skew is the clock-skew allowance (default 30s).\n";
+/* Then call_usage_text (call.c), then this. */
+static const char usage_tail[] =
     "  --help\n"
     "\n"
     "DUR is a whole number with a unit: 30s, 10m, 2h, 1d (no unit means seconds).\n"
     "--now replaces the clock (Unix seconds), for testing.\n"
     "\n"
-    "exit codes: 0 ok, 1 usage, 2 key file or I/O error, 3 malformed token,\n"
+    "exit codes (keygen, token, verify; call lists its own): 0 ok, 1 usage,\n"
+    "  2 key file or I/O error, 3 malformed token,\n"
     "  4 unknown key id, 5 bad tag, 6 wrong room, 7 expired, 8 not yet valid,\n"
     "  9 internal error\n";
 
 static void usage(FILE *f)
 {
     fputs(usage_text, f);
+    fputs(call_usage_text, f);
+    fputs(usage_tail, f);
 }
 
 static int fail_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -425,5 +432,7 @@ int main(int argc, char **argv)
         return cmd_token(argc - 1, argv + 1);
     if (strcmp(cmd, "verify") == 0)
         return cmd_verify(argc - 1, argv + 1);
+    if (strcmp(cmd, "call") == 0)
+        return cmd_call(argc - 1, argv + 1);
     return fail_usage("unknown command '%s'", cmd);
 }
