@@ -180,6 +180,9 @@ int metrics_render(struct relay *r, char **out, size_t *len)
 
     PER_WORKER(&b, "roost_connections", "gauge", "Open QUIC connections.", s->quic.conns_open);
     heap(&b, ws, n);
+    PER_WORKER(&b, "roost_datagram_queues", "gauge",
+               "Connections holding a datagram queue (made at a first datagram, freed when idle).",
+               s->quic.dgram_queues);
     PER_WORKER(&b, "roost_connections_half_open", "gauge", "Handshakes in progress.",
                s->quic.conns_half_open);
     PER_WORKER(&b, "roost_rooms", "gauge", "Rooms owned by this worker.",

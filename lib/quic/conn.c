@@ -437,8 +437,10 @@ int quic_conn_init(struct quic_conn *c, struct quic_ep *ep)
     ctl_rx_init(&c->rx);
     timer_init(&c->timer, on_timer, c);
     ep->active++;
-    c->dq = calloc(ep->dgram_queue_max, sizeof(*c->dq));
-    return c->dq != NULL ? 0 : ROOST_ENOMEM;
+    /* The datagram queue (dgram_queue_max items, 6 KiB by default) is made
+     * at the first datagram and given back after QUIC_DQ_IDLE_NS without
+     * one (dq_release): an idle participant holds none. */
+    return 0;
 }
 
 int quic_conn_tls_init(struct quic_conn *c, gnutls_priority_t prio, struct quic_creds *creds,
@@ -487,6 +489,8 @@ void quic_conn_fini(struct quic_conn *c)
     if (c->dq != NULL)
         for (unsigned i = 0; i < c->dq_n; i++)
             buf_unref(c->dq[(c->dq_head + i) % c->ep->dgram_queue_max].b);
+    if (c->dq != NULL)
+        stat_dec(c->ep->st, QS(dgram_queues));
     free(c->dq);
     free(c->close_pkt);
 }
@@ -755,6 +759,12 @@ bool quic_conn_write(struct quic_conn *c)
      * for the timer. Only a queue the congestion controller or the pacer
      * held back ages out: one merely late (the process was busy) goes. */
     c->dq_held = dgram_blocked && c->dq_n > 0;
+    if (c->dq != NULL && c->dq_n == 0 && now - c->dq_last > QUIC_DQ_IDLE_NS) {
+        free(c->dq);
+        c->dq = NULL;
+        c->dq_head = 0;
+        stat_dec(ep->st, QS(dgram_queues));
+    }
     if (sent > 0)
         pace(c, now);
     arm_timer(c);

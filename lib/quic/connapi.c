@@ -44,6 +44,13 @@ static int dq_check(struct quic_conn *c)
         stat_inc(c->ep->st, QS(dgram_drop_queue));
         return ROOST_EFULL;
     }
+    if (c->dq == NULL) {
+        c->dq = malloc(sizeof(*c->dq) * c->ep->dgram_queue_max);
+        if (c->dq == NULL)
+            return ROOST_ENOMEM;
+        c->dq_head = 0;
+        stat_inc(c->ep->st, QS(dgram_queues));
+    }
     return 0;
 }
 
@@ -55,6 +62,7 @@ static void dq_push(struct quic_conn *c, struct buf *b, uint32_t off, uint32_t l
     d->off = off;
     d->len = len;
     d->t = quic_ep_now(c->ep);
+    c->dq_last = d->t;
     c->dq_n++;
     quic_conn_mark_data(c);
 }

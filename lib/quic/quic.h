@@ -138,6 +138,9 @@ struct quic_stats {
     uint64_t retry_half_open, retry_rate, refused_full, refused_draining;
     /* Handshakes that resumed a session from a ticket (no certificate). */
     uint64_t tls_resumed;
+    /* Gauge: connections holding a datagram queue (made at a first
+     * datagram, freed after QUIC_DQ_IDLE_NS idle). */
+    uint64_t dgram_queues;
 };
 
 /* Creates the shared state. Returns 0; ROOST_EINVAL (bad config/address,

@@ -137,6 +137,9 @@ static inline uint64_t quic_ep_now(const struct quic_ep *ep)
 /* Datagram queue entry: a counted buffer reference, the bytes to send and
  * when it was queued (the age limit while the congestion controller holds
  * the queue back). */
+/* An empty datagram queue unused this long is freed (conn.c). */
+#define QUIC_DQ_IDLE_NS (1000ULL * 1000000ULL)
+
 struct dgram_item {
     struct buf *b;
     uint32_t off, len;
@@ -166,8 +169,9 @@ struct quic_conn {
     int64_t ctl_stream;
     struct ctl_tx tx;
     struct ctl_rx rx;
-    struct dgram_item *dq; /* ring of ep->dgram_queue_max */
+    struct dgram_item *dq; /* ring of ep->dgram_queue_max; NULL while idle */
     unsigned dq_head, dq_n;
+    uint64_t dq_last; /* when the last datagram was queued */
     uint64_t dgram_seq;
     /* Write only what is due: need_pkt asks the write for ngtcp2_conn_write_pkt
      * (a timer fired, the handshake, a path change, an immediate ACK, a

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "core/buf.h"
+#include "quic/quic_int.h"
 #include "../common/echo_app.h"
 
 static struct echo_conn ec;
@@ -181,12 +182,45 @@ static void test_cwnd_blocked_queue_aged_out(void **state)
     teardown(cl);
 }
 
+/* The datagram queue is made at the first datagram and given back once it
+ * stayed empty for QUIC_DQ_IDLE_NS: an idle participant holds none. */
+static bool queues_zero(void *arg)
+{
+    (void)arg;
+    return stats().dgram_queues == 0;
+}
+
+static void test_dgram_queue_lazy_and_released(void **state)
+{
+    (void)state;
+    struct roost_client *cl = setup(0);
+    /* setup's echo made the server's queue. */
+    assert_int_equal(stats().dgram_queues, 1);
+    /* Control traffic makes the server write; once the queue was empty
+     * for the idle time it is freed. Bounded by 20 idle times. */
+    const uint8_t ping[] = "ping";
+    bool gone = false;
+    for (unsigned i = 0; i < 20 * (QUIC_DQ_IDLE_NS / 200000000ULL) && !gone; i++) {
+        assert_int_equal(roost_conn_send_control(ec.c, ping, sizeof(ping)), 0);
+        gone = echo_client_until(cl, queues_zero, NULL, 200);
+    }
+    assert_true(gone);
+    /* The next datagram makes it again, and it works. */
+    const uint8_t d[] = {4, 5, 6};
+    want = 1;
+    assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
+    assert_true(echo_client_until(cl, got_dgrams, NULL, 10000));
+    assert_int_equal(stats().dgram_queues, 1);
+    teardown(cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_coalesced_in_one_turn),
         cmocka_unit_test(test_cwnd_blocked_queue_kept_then_drained),
         cmocka_unit_test(test_cwnd_blocked_queue_aged_out),
+        cmocka_unit_test(test_dgram_queue_lazy_and_released),
     };
     return cmocka_run_group_tests_name("quic_send", tests, NULL, NULL);
 }
