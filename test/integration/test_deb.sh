@@ -50,18 +50,20 @@ has() {
     return $miss
 }
 MA=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
-check "roost-relay: daemon, unit, config, sysusers.d, sysctl drop-in, docs" \
+check "roost-relay: daemon, unit, config, sysusers.d, sysctl drop-in, docs, man page" \
     'has "$relay" /usr/bin/roost-relay /lib/systemd/system/roost-relay.service /etc/roost/roost.conf \
         /usr/lib/sysusers.d/roost-relay.conf /usr/lib/sysctl.d/60-roost.conf \
-        /usr/share/doc/roost-relay/OPERATIONS.md /usr/share/doc/roost-relay/copyright'
+        /usr/share/doc/roost-relay/OPERATIONS.md /usr/share/doc/roost-relay/copyright \
+        /usr/share/man/man1/roost-relay.1.gz'
 check "libroost-client1: the shared library with its soname link" \
     'has "$lib" /usr/lib/$MA/libroost-client.so.1 /usr/lib/$MA/libroost-client.so.1.0.0'
 check "libroost-client-dev: header, .so link, static library, .pc, example" \
     'has "$dev" /usr/include/roost/client.h /usr/lib/$MA/libroost-client.so /usr/lib/$MA/libroost-client.a \
         /usr/lib/$MA/pkgconfig/roost-client.pc /usr/share/doc/libroost-client-dev/examples/tone.c'
-check "roost-tools: roost-cli, roost-bench, roost-capacity and the capacity scripts" \
+check "roost-tools: roost-cli, roost-bench, roost-capacity, the capacity scripts, man pages" \
     'has "$tools" /usr/bin/roost-cli /usr/bin/roost-bench /usr/bin/roost-capacity \
-        /usr/share/roost/capacity/all /usr/share/roost/capacity/sweep /usr/share/roost/capacity/caplib.py'
+        /usr/share/roost/capacity/all /usr/share/roost/capacity/sweep /usr/share/roost/capacity/caplib.py \
+        /usr/share/man/man1/roost-cli.1.gz /usr/share/man/man1/roost-bench.1.gz /usr/share/man/man1/roost-capacity.1.gz'
 
 dpkg-deb -I "$relay" conffiles >"$T/conffiles" 2>/dev/null
 check "/etc/roost/roost.conf is a conffile" 'grep -qx /etc/roost/roost.conf "$T/conffiles"'
