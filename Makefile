@@ -8,6 +8,7 @@
 #   make fuzz         run each libFuzzer target (or FUZZ_TARGETS) for FUZZ_SECONDS (default 60)
 #   make format       clang-format in place; make format-check to verify
 #   make lint         the shape rules (scripts/lint)
+#   make deb          Debian packages in build/deb/ (docs/OPERATIONS.md, "Debian packages")
 #   V=1               show the commands
 
 PKG_CONFIG ?= pkg-config
