@@ -8,6 +8,7 @@
 #   make fuzz         run each libFuzzer target (or FUZZ_TARGETS) for FUZZ_SECONDS (default 60)
 #   make format       clang-format in place; make format-check to verify
 #   make lint         the shape rules (scripts/lint)
+#   make deb          Debian packages in build/deb/ (docs/OPERATIONS.md, "Debian packages")
 #   V=1               show the commands
 
 PKG_CONFIG ?= pkg-config
@@ -113,8 +114,11 @@ TEST_BINS := $(UNIT_BINS) $(INTEG_BINS) $(REPLAY_BINS)
 
 all: $(LIBROOST) $(PROGS) $(MICRO_BINS) $(TEST_BINS) $(TESTPROG_BINS)
 
+# DEPS_GROUPS: optional package groups of scripts/install-deps (deb: the
+# Debian packaging tools test/integration/test_deb.sh uses).
+DEPS_GROUPS ?= --deb
 deps:
-	$(Q)scripts/install-deps
+	$(Q)scripts/install-deps $(DEPS_GROUPS)
 
 # Recursive so that pkg-config runs again after deps installed packages.
 test: deps
@@ -390,3 +394,34 @@ FORMAT_SRCS += $(shell find include examples -name '*.[ch]' 2>/dev/null)
 
 -include $(CLIENT_PIC_OBJS:.o=.d)
 # ======================================== end libroost-client and install
+
+# ================================================ Debian packages (issue 19)
+# make deb: roost-relay, libroost-client1, libroost-client-dev and
+# roost-tools (debian/) built with dpkg-buildpackage in a copy of the tree
+# (git's tracked and untracked-but-not-ignored files) under $(BUILD)/deb/,
+# so the source tree stays clean; the .debs land in $(BUILD)/deb/, then
+# lintian checks them. make deb-quick: the same debian/rules, but it
+# packages the binaries already built in $(BUILD) (ROOST_PREBUILT: nothing
+# is compiled again; what the tests use, in seconds rather than minutes).
+DEB_DIR := $(BUILD)/deb
+DEB_TREE := $(DEB_DIR)/roost
+.PHONY: deb deb-quick deb-tree
+deb-tree:
+	$(Q)rm -rf $(DEB_DIR) && mkdir -p $(DEB_TREE)
+	$(Q)if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z -co --exclude-standard | \
+			tar --null -T - --ignore-failed-read -cf - 2>/dev/null; \
+	else \
+		tar --exclude='./build*' --exclude=./.git -cf - .; \
+	fi | tar -xf - -C $(DEB_TREE)
+deb: deb-tree
+	$(Q)cd $(DEB_TREE) && dpkg-buildpackage -b -uc -us
+	$(Q)if command -v lintian >/dev/null 2>&1; then \
+		lintian --fail-on error,warning --info $(DEB_DIR)/*.changes; fi
+# (debian/rules binary without dpkg-buildpackage's source, build-deps,
+# .buildinfo and .changes steps: Rules-Requires-Root is no, so no fakeroot.)
+deb-quick: $(PROGS) $(CLIENT_ALL)
+	$(Q)$(MAKE) --no-print-directory deb-tree
+	$(Q)cd $(DEB_TREE) && ROOST_PREBUILT=$(abspath .):$(abspath $(BUILD)) \
+		DEB_BUILD_OPTIONS="nocheck noautodbgsym" debian/rules binary
+# ============================================ end Debian packages

@@ -95,7 +95,7 @@ static const struct config_key keys[K_COUNT] = {
     [K_MAX_MEMBERS] = {"limits", "max_members", CONFIG_UINT, STR(ROOM_DEFAULT_MAX_MEMBERS), 1,
                        UINT32_MAX, false, "participants per room"},
     [K_MAX_CONNS] = {"limits", "max_conns", CONFIG_UINT, STR(QUIC_DEFAULT_MAX_CONNS), 1, UINT32_MAX,
-                     true, "connections per worker (reload may only lower it)"},
+                     true, "connections per worker (reload may raise or lower it)"},
     [K_MAX_HALF_OPEN] = {"limits", "max_half_open", CONFIG_UINT, STR(QUIC_DEFAULT_RETRY_THRESHOLD),
                          1, UINT32_MAX, true, "handshakes in flight per worker before Retry"},
     [K_HANDSHAKE_RATE] = {"limits", "handshake_rate", CONFIG_UINT, "0", 0, UINT32_MAX, false,

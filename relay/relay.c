@@ -351,15 +351,10 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
             log_info("event=reload what=token_keys keys=%u", nk->n);
         }
     }
+    /* Raised or lowered: a higher limit grows each worker's connection
+     * table on that worker when it fills (lib/quic); a lower one refuses
+     * new connections until enough close. */
     unsigned mc = cfg->max_conns_per_worker ? cfg->max_conns_per_worker : QUIC_DEFAULT_MAX_CONNS;
-    unsigned start_mc =
-        r->cfg.max_conns_per_worker ? r->cfg.max_conns_per_worker : QUIC_DEFAULT_MAX_CONNS;
-    if (mc > start_mc) {
-        log_warn("event=reload_needs_restart key=max_conns msg=\"can only be lowered at run "
-                 "time\" running=%u wanted=%u",
-                 start_mc, mc);
-        mc = start_mc;
-    }
     unsigned ho = cfg->max_half_open ? cfg->max_half_open : QUIC_DEFAULT_RETRY_THRESHOLD;
     atomic_store_explicit(&r->live_max_conns, mc, memory_order_relaxed);
     atomic_store_explicit(&r->live_max_half_open, ho, memory_order_relaxed);

@@ -154,7 +154,7 @@ bool relay_draining(const struct relay *r);
 bool relay_steering(const struct relay *r);
 
 /* Reload (SIGHUP) from cfg: token keys (new sessions verify with the new
- * keyring; joined members stay), max_conns_per_worker (lowered only) and
+ * keyring; joined members stay), max_conns_per_worker (raised or lowered) and
  * max_half_open. Other changed settings are logged as needing a restart.
  * cfg's strings must outlive the relay. Main thread. Returns 0, or
  * ROOST_EBADKEY (key file unusable: the old keys stay, logged). */

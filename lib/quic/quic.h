@@ -181,10 +181,12 @@ void quic_shared_stats_total(const struct quic_shared *sh, struct quic_stats *ou
  * (CONNECTION_REFUSED); existing connections are untouched. Any thread. */
 void quic_shared_set_draining(struct quic_shared *sh, bool on);
 bool quic_shared_draining(const struct quic_shared *sh);
-/* Changes the half-open threshold (Retry above it; 0: keep) and lowers the
- * per-worker connection limit (0: keep; values above the start-up limit are
- * clamped to it, the slot table is sized once). Takes effect for the next
- * Initial. Any thread (SIGHUP reload on main). */
+/* Changes the half-open threshold (Retry above it; 0: keep) and the
+ * per-worker connection limit (0: keep). A lower limit refuses new
+ * Initials until enough connections close (open ones stay); a higher one
+ * lets each worker grow its connection slot table, on that worker, when
+ * the table fills. Takes effect for the next Initial. Any thread (SIGHUP
+ * reload on main). */
 void quic_shared_set_limits(struct quic_shared *sh, unsigned max_conns, unsigned retry_threshold);
 
 struct quic_app_ops {

@@ -185,15 +185,45 @@ static int tls_init(struct quic_conn *c, struct quic_shared *sh)
     return 0;
 }
 
+/* Grows the slot table when it is full and the live limit (raised by a
+ * reload, quic_shared_set_limits) allows more: doubles it, up to the limit.
+ * Only this server's worker reads or writes s->slots (connections keep
+ * their slot index, never a pointer into the table, and no caller holds a
+ * struct conn_slot * across conn_accept), so a realloc here is safe without
+ * telling anyone. Returns 0, or ROOST_EFULL (at the limit) / ROOST_ENOMEM. */
+static int slots_grow(struct quic_server *s)
+{
+    uint64_t cap = atomic_load_explicit(&s->sh->live_max_conns, memory_order_relaxed);
+    if (cap > UINT32_MAX - 1u)
+        cap = UINT32_MAX - 1u; /* UINT32_MAX ends the free list */
+    if (s->n_slots >= cap)
+        return ROOST_EFULL;
+    uint64_t n = (uint64_t)s->n_slots * 2u;
+    if (n > cap)
+        n = cap;
+    if (n > SIZE_MAX / sizeof(*s->slots))
+        return ROOST_ENOMEM;
+    struct conn_slot *t = realloc(s->slots, (size_t)n * sizeof(*t));
+    if (t == NULL)
+        return ROOST_ENOMEM;
+    for (uint64_t i = s->n_slots; i < n; i++)
+        t[i] = (struct conn_slot){.next_free = i + 1 < n ? (uint32_t)(i + 1) : s->free_head};
+    s->free_head = s->n_slots;
+    s->slots = t;
+    s->n_slots = (uint32_t)n;
+    return 0;
+}
+
 /* Creates the connection for a client Initial (hd) that passed admission;
  * ocid: the original DCID a Retry token vouched for, or NULL. Returns NULL
- * when the slot table is full or setup failed (nothing to tell the app). */
+ * when the slot table is full (and cannot grow) or setup failed (nothing
+ * to tell the app). */
 static struct quic_conn *conn_accept(struct quic_server *s, const ngtcp2_pkt_hd *hd,
                                      const ngtcp2_cid *ocid, const struct udp_addr *remote,
                                      const struct udp_addr *local)
 {
     struct quic_shared *sh = s->sh;
-    if (s->free_head == UINT32_MAX)
+    if (s->free_head == UINT32_MAX && slots_grow(s) != 0)
         return NULL;
     struct quic_conn *c = calloc(1, sizeof(*c));
     if (c == NULL)

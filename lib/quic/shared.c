@@ -538,10 +538,10 @@ bool quic_shared_draining(const struct quic_shared *sh)
 
 void quic_shared_set_limits(struct quic_shared *sh, unsigned max_conns, unsigned retry_threshold)
 {
+    /* Raising it needs nothing more: each worker grows its own slot table
+     * when it fills (server.c, slots_grow). */
     if (max_conns != 0)
-        atomic_store_explicit(&sh->live_max_conns,
-                              max_conns < sh->cfg.max_conns ? max_conns : sh->cfg.max_conns,
-                              memory_order_relaxed);
+        atomic_store_explicit(&sh->live_max_conns, max_conns, memory_order_relaxed);
     if (retry_threshold != 0)
         atomic_store_explicit(&sh->live_retry_threshold, retry_threshold, memory_order_relaxed);
 }
