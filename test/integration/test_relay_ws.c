@@ -35,6 +35,7 @@
 #include "core/error.h"
 #include "proto/media.h"
 #include "proto/msg.h"
+#include "relay/admin.h"
 #include "relay/metrics.h"
 #include "relay/relay.h"
 
@@ -241,6 +242,24 @@ static void mixed_room(bool plain, const char *path)
         }
     assert_int_equal(n_ws, 1);
     free(mi);
+    /* ... and the admin endpoint's /rooms says so. */
+    struct admin *adm;
+    struct admin_config ac = {.addr = "127.0.0.1"};
+    assert_int_equal(admin_new(&adm, tr.r, &ac), 0);
+    struct wsc *hc;
+    assert_int_equal(wsc_connect(&hc, "127.0.0.1", admin_port(adm), NULL, 0, WAIT_MS), 0);
+    static const char get[] = "GET /rooms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_int_equal(wsc_send_raw(hc, get, sizeof(get) - 1, WAIT_MS), 0);
+    const uint8_t *body;
+    size_t blen;
+    assert_int_equal(wsc_read_all(hc, &body, &blen, WAIT_MS), 0);
+    char *text = strndup((const char *)body, blen);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"transport\": \"ws\""));
+    assert_non_null(strstr(text, "\"transport\": \"quic\""));
+    free(text);
+    wsc_free(hc);
+    admin_del(adm);
 
     /* Media both ways, paced: K packets each. */
     for (uint32_t s = 1; s <= K; s++) {
