@@ -25,7 +25,6 @@
 #include "proto/msg.h"
 #include "proto/perm.h"
 #include "proto/token.h"
-#include "quic/quic.h"
 #include "room/room.h"
 
 #define RELAY_SERVER_NAME "roost-relay/0.1"
@@ -55,13 +54,15 @@ static void session_close(struct session *ss, uint32_t code, const char *reason)
         ss->eo->close(ss->c, code, reason); /* on_close runs now; ss stays until turn end */
 }
 
-/* The close after the last allowed JOIN_REJECTED. quic_conn_close drops
- * control bytes still queued or unacknowledged, so the client would see the
- * close code without the rejection. lib/quic has no "close once the control
- * stream is delivered", so the session lingers: it polls the connection's
- * unacknowledged control bytes (quic_conn_stats.control_pending) every
- * CLOSE_POLL and closes once they are 0, or after CLOSE_LINGER_MAX whatever
- * the client did. Meanwhile the session is LEAVING: JOINs are ignored. */
+/* The close after the last allowed JOIN_REJECTED. Closing with an error
+ * code drops control bytes still queued or unacknowledged (QUIC and
+ * WebSocket alike), so the client would see the close code without the
+ * rejection. Neither transport has "close once the control is delivered",
+ * so the session lingers: it polls the endpoint's pending control bytes
+ * (endpoint_path.control_pending: unacknowledged on QUIC, not yet written
+ * to the socket on WebSocket) every CLOSE_POLL and closes once they are 0,
+ * or after CLOSE_LINGER_MAX whatever the client did. Meanwhile the session
+ * is LEAVING: JOINs are ignored. */
 #define RELAY_CLOSE_POLL_NS (2ull * 1000000ull)
 #define RELAY_CLOSE_LINGER_MAX_NS (1000ull * 1000000ull)
 

@@ -437,6 +437,18 @@ int wsp_connect(struct wsp *p, const char *addr, uint16_t port, const char *ca_f
     return wsp_send_msg(p, &m);
 }
 
+int wsp_join(struct wsp *p)
+{
+    struct msg j = {.type = MSG_JOIN};
+    j.u.join.room_id.ptr = (const uint8_t *)p->room;
+    j.u.join.room_id.len = strlen(p->room);
+    j.u.join.token.ptr = (const uint8_t *)p->token;
+    j.u.join.token.len = strlen(p->token);
+    j.u.join.display_name.ptr = (const uint8_t *)p->name;
+    j.u.join.display_name.len = strlen(p->name);
+    return wsp_send_msg(p, &j);
+}
+
 static void wsp_on_control(struct wsp *p, const uint8_t *body, size_t len)
 {
     struct msg *m = malloc(sizeof(*m));
@@ -445,19 +457,11 @@ static void wsp_on_control(struct wsp *p, const uint8_t *body, size_t len)
         return;
     }
     switch (m->type) {
-    case MSG_WELCOME: {
+    case MSG_WELCOME:
         p->welcomed = true;
         p->pid = m->u.welcome.participant_id;
-        struct msg j = {.type = MSG_JOIN};
-        j.u.join.room_id.ptr = (const uint8_t *)p->room;
-        j.u.join.room_id.len = strlen(p->room);
-        j.u.join.token.ptr = (const uint8_t *)p->token;
-        j.u.join.token.len = strlen(p->token);
-        j.u.join.display_name.ptr = (const uint8_t *)p->name;
-        j.u.join.display_name.len = strlen(p->name);
-        (void)wsp_send_msg(p, &j);
+        (void)wsp_join(p);
         break;
-    }
     case MSG_JOINED:
         p->answered = p->joined = true;
         p->joined_n = m->u.joined.n_members;
@@ -467,6 +471,7 @@ static void wsp_on_control(struct wsp *p, const uint8_t *body, size_t len)
     case MSG_JOIN_REJECTED:
         p->answered = true;
         p->reject_code = m->u.join_rejected.code;
+        p->n_rejects++;
         break;
     case MSG_PARTICIPANT_EVENTS:
         for (uint32_t i = 0; i < m->u.events.n_events && p->n_events < 1024; i++) {

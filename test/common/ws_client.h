@@ -81,7 +81,7 @@ struct wsp {
     char name[32];
     uint32_t pid; /* from WELCOME */
     bool welcomed, answered, joined, closed;
-    uint32_t reject_code;
+    uint32_t reject_code, n_rejects;
     uint32_t joined_n;
     uint32_t joined_pids[256];
     uint32_t n_events;
@@ -112,6 +112,8 @@ int wsp_send_media(struct wsp *p, uint32_t seq, size_t len);
 /* The test payload byte i of packet seq. */
 uint8_t wsp_payload(uint32_t seq, size_t i);
 int wsp_leave(struct wsp *p);
+/* Sends JOIN again (room, token, name as set). */
+int wsp_join(struct wsp *p);
 uint32_t wsp_events(const struct wsp *p, uint8_t kind, uint32_t pid);
 void wsp_free(struct wsp *p);
 

@@ -484,13 +484,59 @@ static void test_web_root(void **state)
     rmdir(web_dir);
 }
 
-/* ------------------------------------------------------------ timeouts */
+/* ------------------------------------------------------------- rejects */
 
 static bool w_joined(void *arg)
 {
     struct wsp *w = arg;
     return w->answered || w->closed;
 }
+
+static bool w_rejects(void *arg)
+{
+    struct wsp *w = arg;
+    return w->closed || w->n_rejects >= 3;
+}
+
+/* A browser with a bad token: JOIN_REJECTED each time, and after the third
+ * the relay closes with the rejection's code only once the rejection was
+ * written (the session's linger polls the WebSocket's pending control):
+ * the client reads all three JOIN_REJECTED, then Close 4000 + code. */
+static void test_rejects(void **state)
+{
+    (void)state;
+    struct test_relay tr;
+    struct relay_config cfg;
+    relay_cfg(&cfg, false);
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct wsp *w = calloc(1, sizeof(*w));
+    assert_non_null(w);
+    snprintf(w->room, sizeof(w->room), "locked");
+    snprintf(w->name, sizeof(w->name), "mallory");
+    /* A token for another room. */
+    test_token(&tr, "other", "mallory", TOKEN_PERM_ALL, 0, 600, w->token, sizeof(w->token));
+    assert_int_equal(wsp_connect(w, "127.0.0.1", relay_ws_port(tr.r), ca_path, "/ws", 0, WAIT_MS),
+                     0);
+    struct world wd = {.w = {w}, .nw = 1};
+    assert_true(until(&wd, w_joined, w, WAIT_MS));
+    assert_int_equal(w->n_rejects, 1);
+    uint32_t code = w->reject_code;
+    assert_int_not_equal(code, 0);
+    assert_int_equal(wsp_join(w), 0);
+    assert_int_equal(wsp_join(w), 0);
+    assert_true(until(&wd, w_rejects, w, WAIT_MS));
+    for (uint64_t end = wsc_now_ms() + WAIT_MS; !w->closed && wsc_now_ms() < end;)
+        (void)wsp_poll(w, 10);
+    assert_int_equal(w->n_rejects, 3);
+    assert_false(w->joined);
+    assert_true(w->closed);
+    assert_int_equal(w->close_code, 4000 + code);
+    wsp_free(w);
+    free(w);
+    test_relay_stop(&tr);
+}
+
+/* ------------------------------------------------------------ timeouts */
 
 /* The relay's handshake and idle timeouts apply to WebSocket connections:
  * no upgrade in time (TCP closed), no HELLO in time after the upgrade
@@ -729,6 +775,7 @@ int main(void)
         cmocka_unit_test(test_mixed_room_tls), cmocka_unit_test(test_mixed_room_plain),
         cmocka_unit_test(test_plain_refused),  cmocka_unit_test(test_web_root),
         cmocka_unit_test(test_slow_reader),    cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_rejects),
     };
     return cmocka_run_group_tests_name("relay_ws", tests, NULL, NULL);
 }
