@@ -193,14 +193,15 @@ static void upgrade(struct ws_conn *c, size_t req_len, const char *key)
     c->opened = true;
 }
 
-/* After an HTTP answer (error or file): close once it is written. */
-static void http_done(struct ws_conn *c, uint64_t app_error)
+/* After an HTTP answer (error or file): close once it is written, or
+ * after linger_ns at the latest. */
+static void http_done(struct ws_conn *c, uint64_t app_error, uint64_t linger_ns)
 {
     c->state = CS_CLOSING;
     c->close_frame_done = true;
     if (c->tls != NULL)
         (void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
-    c->close_deadline = wsconn_now(c) + c->s->sh->cfg.close_timeout_ns;
+    c->close_deadline = wsconn_now(c) + linger_ns;
     free_hbuf(c);
     wsconn_mark_dirty(c);
     wsconn_notify_close(c, app_error);
@@ -213,7 +214,11 @@ static void serve_file(struct ws_conn *c, const struct ws_http_req *req)
         wsconn_abort(c, WS_APP_INTERNAL);
         return;
     }
-    http_done(c, status == 200 ? WS_APP_NO_ERROR : WS_APP_PROTOCOL_VIOLATION);
+    /* A file may take a slow client longer than the close timeout: it has
+     * the idle timeout on top to read it (up to WS_WEB_FILE_MAX bytes). */
+    const struct ws_shared_config *cfg = &c->s->sh->cfg;
+    http_done(c, status == 200 ? WS_APP_NO_ERROR : WS_APP_PROTOCOL_VIOLATION,
+              cfg->close_timeout_ns + (status == 200 ? cfg->idle_timeout_ns : 0));
 }
 
 static void reject(struct ws_conn *c, const struct ws_http_req *req)
