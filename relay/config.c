@@ -290,8 +290,10 @@ static int ws_listen_parse(struct config *c, int id, const char *value, char *er
         memcpy(h, host, hlen);
         h[hlen] = '\0';
     }
-    if (hlen >= sizeof(h) || udp_addr_parse(&a, h, 0) != 0) {
-        ferr(err, err_len, "%s", "not a numeric IPv4/IPv6 address");
+    /* An IPv6 address only in brackets, brackets only around one. */
+    bool bracketed = host != value, v6 = hlen < sizeof(h) && strchr(h, ':') != NULL;
+    if (hlen >= sizeof(h) || bracketed != v6 || udp_addr_parse(&a, h, 0) != 0) {
+        ferr(err, err_len, "%s", "not a numeric IPv4 address or [IPv6] address");
         return ROOST_EINVAL;
     }
     int rc = store_str(c, id, h, &r->ws.addr);
