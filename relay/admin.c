@@ -176,9 +176,10 @@ static json_t *member_json(const struct relay_member_info *m)
     json_t *name = json_string(m->display);
     if (name == NULL)
         name = json_string("?"); /* not UTF-8 (cut at 64 bytes mid-character) */
-    return json_pack("{s:I, s:o, s:i, s:b, s:I, s:o}", "participant_id", (json_int_t)m->pid,
+    return json_pack("{s:I, s:o, s:i, s:b, s:I, s:s, s:o}", "participant_id", (json_int_t)m->pid,
                      "display_name", name, "worker", (int)m->worker, "joined", m->joined,
-                     "joined_for_ms", (json_int_t)m->joined_for_ms, "link", link);
+                     "joined_for_ms", (json_int_t)m->joined_for_ms, "transport",
+                     m->transport != NULL ? m->transport : "quic", "link", link);
 }
 
 static int cmp_member(const void *pa, const void *pb)

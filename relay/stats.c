@@ -106,6 +106,8 @@ void relay_worker_stats(struct relay *r, unsigned worker, struct relay_worker_st
         out->heap_allocated = ma.allocated;
         out->heap_active = ma.resident;
     }
+    if (r->wsh != NULL)
+        ws_shared_stats(r->wsh, worker, &out->ws);
     struct room_shard *shard = shard_of(rw);
     if (shard != NULL)
         room_shard_stats(shard, &out->room);

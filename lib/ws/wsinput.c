@@ -193,6 +193,34 @@ static void upgrade(struct ws_conn *c, size_t req_len, const char *key)
     c->opened = true;
 }
 
+/* After an HTTP answer (error or file): close once it is written, or
+ * after linger_ns at the latest. */
+static void http_done(struct ws_conn *c, uint64_t app_error, uint64_t linger_ns)
+{
+    c->state = CS_CLOSING;
+    c->close_frame_done = true;
+    if (c->tls != NULL)
+        (void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+    c->close_deadline = wsconn_now(c) + linger_ns;
+    free_hbuf(c);
+    wsconn_mark_dirty(c);
+    wsconn_notify_close(c, app_error);
+}
+
+static void serve_file(struct ws_conn *c, const struct ws_http_req *req)
+{
+    int status = wsweb_answer(c, req->path);
+    if (status < 0) {
+        wsconn_abort(c, WS_APP_INTERNAL);
+        return;
+    }
+    /* A file may take a slow client longer than the close timeout: it has
+     * the idle timeout on top to read it (up to WS_WEB_FILE_MAX bytes). */
+    const struct ws_shared_config *cfg = &c->s->sh->cfg;
+    http_done(c, status == 200 ? WS_APP_NO_ERROR : WS_APP_PROTOCOL_VIOLATION,
+              cfg->close_timeout_ns + (status == 200 ? cfg->idle_timeout_ns : 0));
+}
+
 static void reject(struct ws_conn *c, const struct ws_http_req *req)
 {
     char resp[512];
@@ -235,6 +263,10 @@ static void read_http(struct ws_conn *c)
             continue;
         if (rc < 0) {
             reject(c, &req);
+            return;
+        }
+        if (!req.upgrade) {
+            serve_file(c, &req);
             return;
         }
         upgrade(c, (size_t)rc, req.key);
