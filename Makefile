@@ -95,6 +95,12 @@ TESTPROG_SRCS := $(sort $(wildcard test/integration/prog_*.c))
 TESTPROG_BINS := $(TESTPROG_SRCS:test/integration/%.c=$(BUILD)/test/integration/%)
 INTEG_SCRIPTS := $(sort $(wildcard test/integration/test_*.sh test/integration/test_*.py))
 
+# Programs of the browser test (test/browser/): the proto.js vectors and
+# the native peer; the tests themselves are scripts.
+BROWSER_SRCS := $(sort $(wildcard test/browser/*.c))
+BROWSER_BINS := $(BROWSER_SRCS:test/browser/%.c=$(BUILD)/test/browser/%)
+BROWSER_TESTS := $(sort $(wildcard test/browser/test_*.sh))
+
 FUZZ_SRCS := $(sort $(wildcard test/fuzz/fuzz_*.c))
 FUZZ_NAMES := $(FUZZ_SRCS:test/fuzz/fuzz_%.c=%)
 REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/test/fuzz/replay_%)
@@ -103,7 +109,7 @@ ALL_OBJS := $(LIB_OBJS) $(TESTLIB_OBJS) $(RELAY_SRCS:%.c=$(BUILD)/%.o) \
 	$(CLI_SRCS:%.c=$(BUILD)/%.o) $(BENCH_SRCS:%.c=$(BUILD)/%.o) \
 	$(MICRO_SRCS:%.c=$(BUILD)/%.o) $(UNIT_SRCS:%.c=$(BUILD)/%.o) \
 	$(INTEG_SRCS:%.c=$(BUILD)/%.o) $(TESTPROG_SRCS:%.c=$(BUILD)/%.o) \
-	$(FUZZ_SRCS:%.c=$(BUILD)/%.o)
+	$(FUZZ_SRCS:%.c=$(BUILD)/%.o) $(BROWSER_SRCS:%.c=$(BUILD)/%.o)
 
 TEST_BINS := $(UNIT_BINS) $(INTEG_BINS) $(REPLAY_BINS)
 
@@ -111,7 +117,7 @@ TEST_BINS := $(UNIT_BINS) $(INTEG_BINS) $(REPLAY_BINS)
 
 .PHONY: all deps test test-run check-asan bench-micro bench fuzz format format-check clean run programs capacity capacity-validate lint
 
-all: $(LIBROOST) $(PROGS) $(MICRO_BINS) $(TEST_BINS) $(TESTPROG_BINS)
+all: $(LIBROOST) $(PROGS) $(MICRO_BINS) $(TEST_BINS) $(TESTPROG_BINS) $(BROWSER_BINS)
 
 deps:
 	$(Q)scripts/install-deps
@@ -135,7 +141,7 @@ torture torture-long: deps
 # prove reads cmocka's TAP output; its last line is the summary CI reads.
 test-run: all
 	$(Q)CMOCKA_MESSAGE_OUTPUT=TAP ROOST_BUILD=$(BUILD) prove --exec '' --timer \
-		$(TEST_BINS) $(INTEG_SCRIPTS)
+		$(TEST_BINS) $(INTEG_SCRIPTS) $(BROWSER_TESTS)
 
 # make run: everything a fresh machine needs, then the relay in the foreground
 # on 127.0.0.1:4433 with a dev certificate and token key in build/state/.
@@ -214,6 +220,8 @@ $(BUILD)/roost-cli: $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
 $(BUILD)/roost-bench: $(BENCH_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
 	$(LINK)
 $(BUILD)/bench/micro/%: $(BUILD)/bench/micro/%.o $(LIBROOST)
+	$(LINK)
+$(BUILD)/test/browser/%: $(BUILD)/test/browser/%.o $(LIBROOST)
 	$(LINK)
 
 $(BUILD)/test/unit/%: $(BUILD)/test/unit/%.o $(TESTLIB) $(RELAYLIB) $(LIBROOST)
