@@ -154,11 +154,23 @@ run: deps
 	@echo "roost: mint a token for a client with:"
 	@echo "  $(BUILD)/roost-cli token --key-file $(RUN_STATE)/token.keys --room demo --identity alice --ttl 1h"
 	@echo "roost: clients trust $(RUN_STATE)/ca.pem; Ctrl-C stops the relay"
+	@echo "roost: web client (docs/WEB.md; trust $(RUN_STATE)/ca.pem in the browser, or accept its warning):"
+	@for who in alice bob; do echo "  https://localhost:4443/?room=demo&name=$$who&token=$$($(BUILD)/roost-cli token \
+		--key-file $(RUN_STATE)/token.keys --room demo --identity web-$$who --ttl 12h)"; done
 	$(Q)exec $(BUILD)/roost-relay --listen 127.0.0.1 --port 4433 \
 		--cert $(RUN_STATE)/server.pem --key $(RUN_STATE)/server.key \
 		--token-keys $(RUN_STATE)/token.keys --state-dir $(RUN_STATE) $(RUN_ARGS)
 
 programs: $(PROGS)
+
+# make test-browser: the web client (web/) in a headless Chromium with a
+# native participant, and its protocol module against lib/proto
+# (docs/WEB.md). Needs Chromium: sudo scripts/install-deps --browser. make
+# test runs the same tests, skipping the browser one without Chromium.
+.PHONY: test-browser
+test-browser: all
+	$(Q)command -v $${CHROMIUM:-chromium} >/dev/null 2>&1 || { echo "test-browser: chromium is not installed; run: sudo scripts/install-deps --browser" >&2; exit 1; }
+	$(Q)ROOST_BUILD=$(BUILD) ROOST_BROWSER_REQUIRED=1 prove --exec '' --timer $(BROWSER_TESTS)
 
 # make capacity: quick sweep (a few minutes on 2 cores: coarse-then-fine
 # ramps, steady holds), cost model and report (markdown + PNGs) in
