@@ -18,5 +18,15 @@ if [ -n "$missing" ]; then
     echo "1..0 # SKIP $msg"
     exit 0
 fi
+B=${ROOST_BUILD:-build}
+if ! "$B/roost-relay" --help 2>&1 | grep -q -- '--ws-listen'; then
+    msg="$B/roost-relay has no WebSocket listener (--ws-listen)"
+    if [ "${ROOST_BROWSER_REQUIRED:-0}" = 1 ]; then
+        echo "test-browser: $msg" >&2
+        exit 2
+    fi
+    echo "1..0 # SKIP $msg"
+    exit 0
+fi
 export CHROMIUM
 exec node test/browser/run.mjs
