@@ -6,11 +6,16 @@
 //   samples at 48 kHz) and posts each as { pcm: Float32Array, rms }.
 // roost-playout: the jitter buffer of one sender. app.js posts decoded
 //   frames ({ pcm }); the processor starts playing once `target` ms are
-//   buffered, plays silence and re-buffers on an underrun (raising the
-//   target by one frame, up to maxTarget), and drops the oldest audio when
-//   more than target + 100 ms has piled up (a sender whose clock runs
-//   fast, or a burst after a stall). Twice a second it posts its state
-//   ({ stats: { bufferedMs, targetMs, underruns, droppedMs, playedMs } }).
+//   buffered and plays silence and re-buffers when it runs dry. Running
+//   dry is an underrun only if audio comes back within 100 ms (late
+//   audio: the target grows by one frame, up to maxTarget); a longer gap
+//   is the sender pausing (muted, silence suppression) and changes
+//   nothing. After 10 s without an underrun the target shrinks by one
+//   frame, down to its initial value. More than target + 100 ms queued
+//   (a sender whose clock runs fast, a burst after a stall): the oldest
+//   audio is dropped down to the target. Twice a second it posts its
+//   state ({ stats: { bufferedMs, targetMs, underruns, pauses,
+//   droppedMs, playedMs } }).
 
 const FRAME = 960;
 
@@ -48,25 +53,44 @@ class RoostPlayout extends AudioWorkletProcessor {
     super();
     const o = (options && options.processorOptions) || {};
     this.rate = sampleRate;
-    this.target = Math.round(((o.targetMs ?? 60) * this.rate) / 1000);
-    this.maxTarget = Math.round(((o.maxTargetMs ?? 200) * this.rate) / 1000);
-    this.slack = Math.round((100 * this.rate) / 1000);
+    const ms = (v) => Math.round((v * this.rate) / 1000);
+    this.minTarget = ms(o.targetMs ?? 60);
+    this.target = this.minTarget;
+    this.maxTarget = ms(o.maxTargetMs ?? 200);
+    this.slack = ms(100);
+    this.lateWindow = ms(100); // dry this long, then audio: an underrun
+    this.decayAfter = ms(10000); // stable this long: shrink the target
     this.queue = []; // Float32Array chunks
     this.head = 0; // read offset into queue[0]
     this.buffered = 0; // samples queued
     this.playing = false;
+    this.dryAt = -1; // this.clock when it ran dry, -1: not dry
+    this.clock = 0; // samples rendered
+    this.stableSince = 0;
     this.underruns = 0;
+    this.pauses = 0;
     this.dropped = 0;
     this.played = 0;
     this.sinceReport = 0;
-    this.port.onmessage = (ev) => {
-      const pcm = ev.data.pcm;
-      if (!pcm || pcm.length === 0) return;
-      this.queue.push(pcm);
-      this.buffered += pcm.length;
-      // Too much queued: drop the oldest audio down to the target.
-      if (this.buffered > this.target + this.slack) this.skip(this.buffered - this.target);
-    };
+    this.port.onmessage = (ev) => this.push(ev.data.pcm);
+  }
+
+  push(pcm) {
+    if (!pcm || pcm.length === 0) return;
+    if (this.dryAt >= 0) {
+      if (this.clock - this.dryAt <= this.lateWindow) {
+        this.underruns++;
+        this.target = Math.min(this.maxTarget, this.target + FRAME);
+      } else {
+        this.pauses++;
+      }
+      this.dryAt = -1;
+      this.stableSince = this.clock;
+    }
+    this.queue.push(pcm);
+    this.buffered += pcm.length;
+    // Too much queued: drop the oldest audio down to the target.
+    if (this.buffered > this.target + this.slack) this.skip(this.buffered - this.target);
   }
 
   skip(n) {
@@ -105,12 +129,17 @@ class RoostPlayout extends AudioWorkletProcessor {
         }
       }
       if (o < need) {
-        // Underrun: silence for the rest, buffer up again, a longer target.
+        // Dry: silence for the rest, buffer up again; push() decides
+        // whether it was late audio or a pause.
         this.playing = false;
-        this.underruns++;
-        this.target = Math.min(this.maxTarget, this.target + FRAME);
+        this.dryAt = this.clock + o;
       }
     }
+    if (this.playing && this.clock - this.stableSince >= this.decayAfter) {
+      this.stableSince = this.clock;
+      this.target = Math.max(this.minTarget, this.target - FRAME);
+    }
+    this.clock += need;
     for (let k = o; k < need; k++) out[k] = 0;
     for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
     this.played += o;
@@ -123,6 +152,7 @@ class RoostPlayout extends AudioWorkletProcessor {
           bufferedMs: ms(this.buffered),
           targetMs: ms(this.target),
           underruns: this.underruns,
+          pauses: this.pauses,
           droppedMs: ms(this.dropped),
           playedMs: ms(this.played),
         },
