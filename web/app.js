@@ -20,6 +20,7 @@ const SEND_BUFFER_MAX = 64 * 1024; // WebSocket bytes queued before we drop our 
 const SPEAKING_RMS = 0.02; // level above which a frame counts as speech
 const SPEAKING_HOLD_MS = 350;
 const LEAVE_WAIT_MS = 2000;
+const ENCODE_QUEUE_MAX = 25; // frames waiting in the AudioEncoder (500 ms)
 
 const $ = (id) => document.getElementById(id);
 
@@ -35,6 +36,8 @@ const stats = {
   micFrames: 0,
   encoderErrors: 0,
   decoderErrors: 0,
+  encodeQueueMax: 0,
+  encodeDropped: 0,
   close: null, // { wsCode, code, name, reason, byUs }
   errors: [], // ERROR / JOIN_REJECTED messages seen
   members: {}, // id -> per-participant view, see memberStats()
@@ -109,7 +112,7 @@ async function join(ev) {
   };
   sess = s;
   Object.assign(stats, { selfId: 0, room, name, permissions: 0, sentFrames: 0, sentBytes: 0,
-    sendDropped: 0, micFrames: 0, close: null, errors: [], members: {} });
+    sendDropped: 0, micFrames: 0, encodeQueueMax: 0, encodeDropped: 0, close: null, errors: [], members: {} });
   try {
     // The AudioContext first, inside the click: browsers let it start then.
     s.ctx = new AudioContext({ sampleRate: RATE, latencyHint: 'interactive' });
@@ -296,7 +299,7 @@ function startSending(s) {
     sampleRate: RATE,
     numberOfChannels: 1,
     bitrate: 48000,
-    opus: { frameDuration: FRAME_US, complexity: 9, usedtx: false },
+    opus: { frameDuration: FRAME_US, complexity: 5, usedtx: false },
   });
   const src = s.ctx.createMediaStreamSource(s.mic);
   s.capture = new AudioWorkletNode(s.ctx, 'roost-capture', {
@@ -327,6 +330,13 @@ function onMicFrame(s, { pcm, rms }) {
   const ts = s.samples;
   s.samples += FRAME;
   if (s.muted || s.encoder?.state !== 'configured') return;
+  // An encoder that falls behind (a starved CPU) drops frames instead of
+  // sending them late; receivers hear a gap, not a growing delay.
+  stats.encodeQueueMax = Math.max(stats.encodeQueueMax ?? 0, s.encoder.encodeQueueSize);
+  if (s.encoder.encodeQueueSize >= ENCODE_QUEUE_MAX) {
+    stats.encodeDropped = (stats.encodeDropped ?? 0) + 1;
+    return;
+  }
   const data = new AudioData({
     format: 'f32-planar',
     sampleRate: RATE,
@@ -368,6 +378,7 @@ function setMuted(s, muted) {
   const b = $('mute');
   b.setAttribute('aria-pressed', String(muted));
   b.querySelector('.label').textContent = muted ? 'Unmute' : 'Mute';
+  b.setAttribute('aria-label', muted ? 'Unmute microphone' : 'Mute microphone');
   renderMembers(s);
 }
 
@@ -531,6 +542,13 @@ function fmtQuality(q, local) {
   return parts.join(' · ');
 }
 
+function selfMeta() {
+  const parts = [fmtQuality(stats.ownLink, null) || 'Waiting for link statistics…'];
+  const r = stats.receivers?.summary;
+  if (r) parts.push(`${r.receivers} listening, worst loss ${(r.lossWorst / 10).toFixed(1)}%`);
+  return parts.join(' · ');
+}
+
 function memberRow(key) {
   let li = document.querySelector(`#members li[data-key="${key}"]`);
   if (!li) {
@@ -572,7 +590,7 @@ function renderMembers(s) {
     level: s.selfLevel,
     muted: s.muted,
     listener: !(stats.permissions & P.PERM_PUBLISH),
-    meta: fmtQuality(stats.ownLink, null) || 'Waiting for link statistics…',
+    meta: selfMeta(),
   });
   const ids = Object.keys(stats.members).map(Number).sort((a, b) => a - b);
   for (const id of ids) {
@@ -592,6 +610,7 @@ function renderMembers(s) {
   for (const li of [...document.querySelectorAll('#members li')])
     if (!keep.has(li.dataset.key)) li.remove();
   $('count').textContent = `${ids.length + 1} in the room`;
+  $('alone').hidden = ids.length > 0;
 }
 
 let toastTimer = 0;
