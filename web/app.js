@@ -573,7 +573,13 @@ function fillRow(li, { id, name, you, speaking, level, meta, muted, listener }) 
   if (you) nm.insertAdjacentHTML('beforeend', ' <em>(you)</em>');
   if (muted) nm.insertAdjacentHTML('beforeend', ' <b class="tag">muted</b>');
   if (listener) nm.insertAdjacentHTML('beforeend', ' <b class="tag">listener</b>');
-  li.querySelector('.meta').textContent = meta;
+  // One span per figure, so that a narrow screen wraps between them.
+  const metaEl = li.querySelector('.meta');
+  metaEl.replaceChildren(...meta.split(' · ').flatMap((part, i) => {
+    const span = document.createElement('span');
+    span.textContent = part;
+    return i ? [' · ', span] : [span];
+  }));
   const pct = Math.min(100, Math.round(Math.sqrt(level) * 220));
   li.querySelector('.meter i').style.width = `${pct}%`;
 }
