@@ -154,12 +154,14 @@ run: deps
 	@echo "roost: mint a token for a client with:"
 	@echo "  $(BUILD)/roost-cli token --key-file $(RUN_STATE)/token.keys --room demo --identity alice --ttl 1h"
 	@echo "roost: clients trust $(RUN_STATE)/ca.pem; Ctrl-C stops the relay"
+	@echo "roost: browsers: https://127.0.0.1:4443/ (WebSocket wss://127.0.0.1:4443/ws, roost.v1)"
 	@echo "roost: web client (docs/WEB.md; trust $(RUN_STATE)/ca.pem in the browser, or accept its warning):"
-	@for who in alice bob; do echo "  https://localhost:4443/?room=demo&name=$$who&token=$$($(BUILD)/roost-cli token \
+	@for who in alice bob; do echo "  https://127.0.0.1:4443/?room=demo&name=$$who&token=$$($(BUILD)/roost-cli token \
 		--key-file $(RUN_STATE)/token.keys --room demo --identity web-$$who --ttl 12h)"; done
 	$(Q)exec $(BUILD)/roost-relay --listen 127.0.0.1 --port 4433 \
 		--cert $(RUN_STATE)/server.pem --key $(RUN_STATE)/server.key \
-		--token-keys $(RUN_STATE)/token.keys --state-dir $(RUN_STATE) $(RUN_ARGS)
+		--token-keys $(RUN_STATE)/token.keys --state-dir $(RUN_STATE) \
+		--ws-listen 127.0.0.1:4443 $(if $(wildcard web/index.html),--web-root web) $(RUN_ARGS)
 
 programs: $(PROGS)
 

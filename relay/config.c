@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/cpulist.h"
@@ -16,6 +17,7 @@
 #include "quic/quic.h"
 #include "quic/udp.h"
 #include "room/room.h"
+#include "ws/ws.h"
 
 enum key_id {
     K_LISTEN,
@@ -52,6 +54,10 @@ enum key_id {
     K_QUALITY_INTERVAL,
     K_ADMIN_CONN_LIMIT,
     K_ADMIN_CONN_TIMEOUT,
+    /* WebSocket transport (issue 20) */
+    K_WS_LISTEN,
+    K_WS_PLAIN,
+    K_WEB_ROOT,
     K_COUNT,
 };
 
@@ -124,6 +130,13 @@ static const struct config_key keys[K_COUNT] = {
                             "admin TCP connections served at once"},
     [K_ADMIN_CONN_TIMEOUT] = {"admin", "admin_conn_timeout", CONFIG_DURATION, "5s", S, 600 * S,
                               false, "an idle admin connection is closed after this long"},
+    /* WebSocket transport (issue 20) */
+    [K_WS_LISTEN] = {"websocket", "ws_listen", CONFIG_STR, "", 0, 0, false,
+                     "ADDR:PORT ([v6]:PORT) of the WebSocket (browser) listener; empty: off"},
+    [K_WS_PLAIN] = {"websocket", "ws_plain", CONFIG_BOOL, "false", 0, 0, false,
+                    "DEV ONLY: ws:// without TLS; loopback ws_listen only"},
+    [K_WEB_ROOT] = {"websocket", "web_root", CONFIG_PATH, "", 0, 0, false,
+                    "directory of the browser page served at / on ws_listen; empty: none"},
 };
 #undef S
 #undef STR
@@ -241,6 +254,49 @@ static void ferr(char *err, size_t len, const char *fmt, const char *a)
 {
     if (err != NULL && len > 0)
         snprintf(err, len, fmt, a);
+}
+
+/* ws_listen: "ADDR:PORT" or "[V6ADDR]:PORT" (empty: off) into
+ * relay.ws.addr (a numeric address) and relay.ws.port (0..65535; 0:
+ * ephemeral). Returns 0, ROOST_EINVAL (err says why) or ROOST_ENOMEM. */
+static int ws_listen_parse(struct config *c, int id, const char *value, char *err, size_t err_len)
+{
+    struct relay_config *r = &c->relay;
+    if (*value == '\0') {
+        r->ws.addr = NULL;
+        r->ws.port = 0;
+        return store_str(c, id, value, &r->ws.addr);
+    }
+    const char *colon = strrchr(value, ':');
+    const char *host = value;
+    size_t hlen = colon != NULL ? (size_t)(colon - value) : 0;
+    if (hlen > 0 && value[0] == '[') {
+        if (value[hlen - 1] != ']') {
+            ferr(err, err_len, "%s", "expected ADDR:PORT or [V6ADDR]:PORT");
+            return ROOST_EINVAL;
+        }
+        host = value + 1;
+        hlen -= 2;
+    }
+    char *end = NULL;
+    unsigned long port = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
+    if (colon == NULL || hlen == 0 || colon[1] == '\0' || *end != '\0' || port > 65535) {
+        ferr(err, err_len, "%s", "expected ADDR:PORT or [V6ADDR]:PORT, e.g. 127.0.0.1:4443");
+        return ROOST_EINVAL;
+    }
+    char h[64];
+    struct udp_addr a;
+    if (hlen < sizeof(h)) {
+        memcpy(h, host, hlen);
+        h[hlen] = '\0';
+    }
+    if (hlen >= sizeof(h) || udp_addr_parse(&a, h, 0) != 0) {
+        ferr(err, err_len, "%s", "not a numeric IPv4/IPv6 address");
+        return ROOST_EINVAL;
+    }
+    int rc = store_str(c, id, h, &r->ws.addr);
+    r->ws.port = (uint16_t)port;
+    return rc;
 }
 
 int config_set(struct config *c, const char *name, const char *value, const char *file, int line,
@@ -419,6 +475,18 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_ADMIN_CONN_TIMEOUT:
         c->admin_conn_timeout_ns = v;
+        break;
+    /* WebSocket transport (issue 20) */
+    case K_WS_LISTEN:
+        rc = ws_listen_parse(c, id, value, err, err_len);
+        if (rc == ROOST_EINVAL)
+            return rc;
+        break;
+    case K_WS_PLAIN:
+        r->ws.plain = b;
+        break;
+    case K_WEB_ROOT:
+        rc = store_str(c, id, value, &r->ws.web_root);
         break;
     case K_CPUS:
     case K_LOG_LEVEL:
@@ -691,5 +759,20 @@ int config_validate(const struct config *c, config_error_cb cb, void *arg)
     }
     if (r->n_cpus > 0 && r->n_workers > r->n_cpus)
         n += verr(c, K_WORKERS, cb, arg, "more workers than CPUs in `cpus`");
+    if (r->ws.plain && r->ws.addr == NULL)
+        n += verr(c, K_WS_PLAIN, cb, arg, "needs ws_listen");
+    if (r->ws.plain && r->ws.addr != NULL && !ws_addr_is_loopback(r->ws.addr))
+        n += verr(c, K_WS_PLAIN, cb, arg,
+                  "plain ws:// (no TLS) is allowed only on a loopback ws_listen address "
+                  "(127.0.0.0/8, ::1); use TLS (ws_plain = false) on this address");
+    if (r->ws.web_root != NULL && r->ws.addr == NULL)
+        n += verr(c, K_WEB_ROOT, cb, arg, "needs ws_listen (the page is served on that port)");
+    if (r->ws.web_root != NULL) {
+        struct stat st;
+        if (stat(r->ws.web_root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            snprintf(msg, sizeof(msg), "'%s' is not a directory", r->ws.web_root);
+            n += verr(c, K_WEB_ROOT, cb, arg, msg);
+        }
+    }
     return n;
 }

@@ -286,6 +286,31 @@ static int claim_port(const struct config *c)
     return fd;
 }
 
+/* The WebSocket listener's TCP port, probed without SO_REUSEPORT as in
+ * claim_port: another program (or relay) holding it makes us refuse to
+ * start instead of sharing it. Returns 0 or -2 (refused, printed). */
+static int claim_ws_port(const struct config *c)
+{
+    const struct ws_shared_config *w = &c->relay.ws;
+    struct udp_addr ua;
+    if (w->addr == NULL || w->port == 0 || udp_addr_parse(&ua, w->addr, w->port) != 0)
+        return 0;
+    int s = socket(ua.u.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = 0, one = 1;
+    /* SO_REUSEADDR: connections of a previous run in TIME_WAIT are fine, a
+     * listener is not. */
+    if (s != -1)
+        (void)setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (s != -1 && bind(s, &ua.u.sa, ua.len) != 0 && errno == EADDRINUSE) {
+        fprintf(stderr, "roost-relay: TCP %s:%u (ws_listen) is already in use; refusing to start\n",
+                w->addr, (unsigned)w->port);
+        rc = -2;
+    }
+    if (s != -1)
+        close(s);
+    return rc;
+}
+
 /* -------------------------------------------------------------- systemd */
 
 /* sd_notify is a no-op without NOTIFY_SOCKET (not under systemd). */
@@ -382,6 +407,11 @@ static void banner(struct relay *r, const struct config *c, const struct admin *
              lim.handshake_rate, (unsigned long long)(c->drain_timeout_ns / 1000000u), admin,
              c->relay.insecure_no_auth ? "DISABLED" : "token",
              c->relay.state_dir ? c->relay.state_dir : "none", alloc, c->file ? c->file : "none");
+    if (relay_ws_port(r) != 0)
+        log_info("event=ws_listen url=%s://%s%s%s:%u/ web_root=%s",
+                 c->relay.ws.plain ? "ws" : "wss", strchr(c->relay.ws.addr, ':') ? "[" : "",
+                 c->relay.ws.addr, strchr(c->relay.ws.addr, ':') ? "]" : "", relay_ws_port(r),
+                 c->relay.ws.web_root ? c->relay.ws.web_root : "none");
 }
 
 int main(int argc, char **argv)
@@ -438,6 +468,12 @@ int main(int argc, char **argv)
     default_state_dir(c, true);
     int lock_fd = -1; /* held (flock) until exit; see claim_port */
     if (c->relay.port != 0 && (lock_fd = claim_port(c)) == -2) {
+        ret = 1;
+        goto out_confs;
+    }
+    if (claim_ws_port(c) == -2) {
+        if (lock_fd >= 0)
+            close(lock_fd);
         ret = 1;
         goto out_confs;
     }

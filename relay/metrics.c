@@ -209,6 +209,38 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     };
     per_worker_labelled(&b, ws, n, "roost_datagrams_dropped_total", "Datagrams dropped, by reason.",
                         "reason", drops, sizeof(drops) / sizeof(drops[0]));
+    /* WebSocket (browser) connections, docs/PROTOCOL.md §11. */
+    PER_WORKER(&b, "roost_ws_connections", "gauge", "Open WebSocket connections.",
+               s->ws.conns_open);
+    static const struct labelled wsdrops[] = {
+        {"queue_full", OFF(ws.media_drop_queue)},
+        {"stale", OFF(ws.media_drop_stale)},
+        {"too_large", OFF(ws.media_drop_too_large)},
+        {"conn_state", OFF(ws.media_drop_state)},
+    };
+    per_worker_labelled(&b, ws, n, "roost_ws_media_dropped_total",
+                        "Media for WebSocket readers dropped (slow reader), by reason.", "reason",
+                        wsdrops, sizeof(wsdrops) / sizeof(wsdrops[0]));
+    PER_WORKER(&b, "roost_ws_too_slow_total", "counter",
+               "WebSocket connections closed TOO_SLOW (control not written in time).",
+               s->ws.too_slow);
+    static const struct labelled wsconn[] = {
+        {"ok", OFF(ws.handshakes_ok)},
+        {"tls_failed", OFF(ws.tls_failed)},
+        {"http_rejected", OFF(ws.http_rejected)},
+        {"timeout", OFF(ws.handshake_timeouts)},
+        {"refused_full", OFF(ws.refused_full)},
+        {"refused_draining", OFF(ws.refused_draining)},
+    };
+    per_worker_labelled(&b, ws, n, "roost_ws_handshakes_total", "WebSocket upgrades, by outcome.",
+                        "result", wsconn, sizeof(wsconn) / sizeof(wsconn[0]));
+    static const struct labelled wsweb[] = {
+        {"served", OFF(ws.web_served)},
+        {"refused", OFF(ws.web_refused)},
+    };
+    per_worker_labelled(&b, ws, n, "roost_ws_web_requests_total",
+                        "Static page requests on the WebSocket port, by outcome.", "result", wsweb,
+                        sizeof(wsweb) / sizeof(wsweb[0]));
     PER_WORKER(&b, "roost_ring_drops_total", "counter",
                "Media messages dropped on a full inter-worker ring.", s->worker.ring_drops);
     PER_WORKER(&b, "roost_ring_spills_total", "counter",

@@ -1,6 +1,7 @@
 /* The relay's life: relay_new/start/stop/del, the worker ops that bind a
- * worker to its room shard, QUIC server and sessions (relay/session.c),
- * drain and reload. The sessions themselves live in relay/session.c, the
+ * worker to its room shard, QUIC server, WebSocket server (when ws_listen
+ * is set) and sessions (relay/session.c, through relay/endpoint.c), drain
+ * and reload. The sessions themselves live in relay/session.c, the
  * counters' readers in relay/stats.c. */
 #include "relay/relay_int.h"
 
@@ -21,6 +22,7 @@
 #include "proto/token.h"
 #include "quic/quic.h"
 #include "room/room.h"
+#include "ws/ws.h"
 
 /* -------------------------------------------------------------- workers */
 
@@ -86,6 +88,16 @@ static int w_start(struct worker *w, void *arg)
         room_shard_del(rs);
         return rc;
     }
+    /* This worker's TCP listener: its connections stay on this worker, as
+     * a QUIC connection does. */
+    if (r->wsh != NULL && (rc = ws_server_new(&rw->wss, w, r->wsh, &session_ws_ops, rw)) != 0) {
+        quic_server_del(rw->qs);
+        rw->qs = NULL;
+        session_bury(rw);
+        atomic_store_explicit(&rw->rs, NULL, memory_order_relaxed);
+        room_shard_del(rs);
+        return rc;
+    }
     timer_init(&rw->quality, relay_quality_tick, rw);
     timer_arm(worker_timers(w), &rw->quality, worker_now(w) + room_shared_quality_interval(r->rsh));
     return 0;
@@ -97,6 +109,8 @@ static void w_stop(struct worker *w, void *arg)
     struct relay_worker *rw = &r->rw[worker_id(w)];
     timer_cancel(worker_timers(w), &rw->quality);
     /* Closes every connection: on_close buries the sessions. */
+    ws_server_del(rw->wss);
+    rw->wss = NULL;
     quic_server_del(rw->qs);
     rw->qs = NULL;
     session_bury(rw);
@@ -114,6 +128,8 @@ static void w_turn_end(struct worker *w, void *arg)
     session_bury(rw);
     room_shard_flush(relay_worker_shard(rw));
     quic_server_turn_end(rw->qs);
+    if (rw->wss != NULL)
+        ws_server_turn_end(rw->wss);
 }
 
 static const struct worker_ops relay_worker_ops = {
@@ -208,6 +224,33 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         log_error("event=quic_setup_failed err=\"%s\"", roost_strerror(rc));
         goto fail;
     }
+    if (cfg->ws.addr != NULL) {
+        struct ws_shared_config wc = cfg->ws;
+        wc.n_workers = r->n_workers;
+        if (!wc.plain) {
+            wc.cert_file = cfg->cert_file;
+            wc.key_file = cfg->key_file;
+        }
+        if (wc.handshake_timeout_ns == 0)
+            wc.handshake_timeout_ns = cfg->handshake_timeout_ns;
+        if (wc.idle_timeout_ns == 0)
+            wc.idle_timeout_ns = cfg->idle_timeout_ns;
+        if (wc.max_conns == 0)
+            wc.max_conns = cfg->max_conns_per_worker ? cfg->max_conns_per_worker : 10000;
+        if (wc.plain && !ws_addr_is_loopback(wc.addr)) {
+            log_error("event=ws_setup_failed msg=\"plain ws:// (no TLS) is allowed only on a "
+                      "loopback address\" addr=%s",
+                      wc.addr);
+            rc = ROOST_EINVAL;
+            goto fail;
+        }
+        rc = ws_shared_new(&r->wsh, &wc);
+        if (rc != 0) {
+            log_error("event=ws_setup_failed addr=%s port=%u err=\"%s\"", wc.addr,
+                      (unsigned)wc.port, roost_strerror(rc));
+            goto fail;
+        }
+    }
     struct room_limits lim = {.max_rooms = cfg->max_rooms,
                               .max_members = cfg->max_members,
                               .keyframe_cap = cfg->keyframe_cap,
@@ -248,6 +291,11 @@ uint16_t relay_port(const struct relay *r)
     return quic_shared_port(r->qsh);
 }
 
+uint16_t relay_ws_port(const struct relay *r)
+{
+    return r->wsh != NULL ? ws_shared_port(r->wsh) : 0;
+}
+
 unsigned relay_workers(const struct relay *r)
 {
     return r->n_workers;
@@ -275,6 +323,7 @@ void relay_del(struct relay *r)
     rcu_barrier();
     rcu_unregister_thread();
     room_shared_del(r->rsh);
+    ws_shared_del(r->wsh);
     quic_shared_del(r->qsh);
     if (r->keys != NULL) {
         token_keyring_wipe(r->keys);
@@ -288,6 +337,8 @@ int relay_drain(struct relay *r)
 {
     atomic_store_explicit(&r->draining, true, memory_order_relaxed);
     quic_shared_set_draining(r->qsh, true);
+    if (r->wsh != NULL)
+        ws_shared_set_draining(r->wsh, true);
     int ret = 0;
     for (unsigned i = 0; i < r->n_workers; i++) {
         struct worker_msg m = {.type = RELAY_MSG_DRAIN};
@@ -361,6 +412,8 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
          file_newer(cfg->cert_file, r->cert_loaded_wall) ||
          file_newer(cfg->key_file, r->cert_loaded_wall))) {
         int rc = quic_shared_reload_cert(r->qsh, cfg->cert_file, cfg->key_file);
+        if (rc == 0 && r->wsh != NULL && !r->cfg.ws.plain)
+            rc = ws_shared_reload_cert(r->wsh, cfg->cert_file, cfg->key_file);
         if (rc != 0) {
             log_error("event=reload_failed what=cert err=\"%s\" keeping=old_cert",
                       roost_strerror(rc));
@@ -396,6 +449,9 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"prefill", cfg->prefill_ms != r->cfg.prefill_ms},
         {"keyframe_request_window", cfg->kfreq_window_ns != r->cfg.kfreq_window_ns},
         {"quality_interval", cfg->quality_interval_ns != r->cfg.quality_interval_ns},
+        {"ws_listen", str_differs(cfg->ws.addr, r->cfg.ws.addr) || cfg->ws.port != r->cfg.ws.port},
+        {"ws_plain", cfg->ws.plain != r->cfg.ws.plain},
+        {"web_root", str_differs(cfg->ws.web_root, r->cfg.ws.web_root)},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (fixed[i].changed)

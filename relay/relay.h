@@ -18,6 +18,7 @@
 #include "core/worker.h"
 #include "quic/quic.h"
 #include "room/room.h"
+#include "ws/ws.h"
 
 struct relay;
 
@@ -51,6 +52,11 @@ struct relay_config {
     uint32_t prefill_ms;           /* audio prefill sent to joiners; 0: off */
     uint64_t kfreq_window_ns;      /* KEYFRAME_REQUEST duplicate window; 0: 200 ms */
     uint64_t quality_interval_ns;  /* QUALITY reports; 0: 1 s */
+    /* WebSocket transport (issue 20, docs/PROTOCOL.md §11): on when ws.addr
+     * is set. relay_new fills cert_file, key_file (unless ws.plain),
+     * n_workers, and the timeouts left 0 from the ones above; the rest
+     * (port, plain, web_root, queue limits) is taken as given. */
+    struct ws_shared_config ws;
 };
 
 /* Totals over every worker (relaxed reads; may lag by a loop turn). */
@@ -77,6 +83,8 @@ struct relay_stats {
 int relay_new(struct relay **out, const struct relay_config *cfg);
 int relay_start(struct relay *r);
 uint16_t relay_port(const struct relay *r);
+/* The WebSocket TCP port, 0 when the relay has no WebSocket listener. */
+uint16_t relay_ws_port(const struct relay *r);
 unsigned relay_workers(const struct relay *r);
 void relay_request_stop(struct relay *r);
 /* Joins the workers (after relay_request_stop or on its own). */
@@ -121,6 +129,7 @@ struct relay_worker_stats {
     struct relay_hist join_latency;   /* JOIN received -> JOINED answered */
     struct relay_hist fanout_latency; /* datagram ingress -> queued on egress worker */
     struct quic_stats quic;
+    struct ws_stats ws; /* zero without a WebSocket listener */
     struct room_stats room;
     struct worker_stats worker;
     int cpu; /* -1: not pinned */
@@ -162,7 +171,8 @@ struct relay_member_info {
     unsigned worker, owner;
     bool joined; /* false while the JOIN is in flight */
     uint64_t joined_for_ms;
-    struct quic_conn_stats link;
+    const char *transport;       /* "quic" or "ws" (static) */
+    struct quic_conn_stats link; /* for "ws": TCP RTT, media and byte counters */
 };
 /* Asks every worker for its members (a message through worker_pool_post;
  * waits for the answers). *out is malloc'd (free it), *n its entries.

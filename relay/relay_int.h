@@ -1,9 +1,12 @@
 /* Private to relay/: the structures that relay.c (lifecycle, worker ops,
- * drain, reload), session.c (one client connection's protocol state, the
- * room and QUIC callbacks) and stats.c (counters and their readers) share.
+ * drain, reload), endpoint.c (the QUIC and WebSocket transports behind a
+ * session), session.c (one client connection's protocol state and the room
+ * callbacks) and stats.c (counters and their readers) share.
  *
- * Layering: relay.c calls session.c, session.c calls stats.c
- * (relay_hist_add), stats.c calls neither; nothing calls back into relay.c.
+ * Layering: relay.c calls endpoint.c and session.c, endpoint.c calls
+ * session.c, session.c calls stats.c (relay_hist_add) and a session's
+ * endpoint only through struct endpoint_ops; stats.c calls neither;
+ * nothing calls back into relay.c.
  * This header includes only relay/relay.h and lib/.
  *
  * Thread safety: a struct relay_worker and its sessions belong to their
@@ -25,6 +28,7 @@
 #include "quic/quic.h"
 #include "relay/relay.h"
 #include "room/room.h"
+#include "ws/ws.h"
 
 #define RELAY_DEFAULT_HANDSHAKE_NS QUIC_DEFAULT_HANDSHAKE_TIMEOUT_NS
 #define RELAY_DEFAULT_IDLE_NS QUIC_DEFAULT_IDLE_TIMEOUT_NS
@@ -49,12 +53,42 @@ enum session_state {
 
 struct relay_worker;
 
+/* What a session needs from its transport's path (QUALITY, /rooms, logs),
+ * the same for QUIC and WebSocket. Media counters count the relay's
+ * media packets to this client. */
+struct endpoint_path {
+    uint64_t srtt_ns, min_rtt_ns, rttvar_ns;
+    uint64_t media_in, media_out, media_acked, media_lost;
+    uint64_t media_dropped; /* by the transport: queue full, stale, cwnd, too large */
+    uint64_t bytes_in, bytes_out;
+    uint64_t control_pending; /* control bytes queued or not yet acknowledged */
+};
+
+/* The endpoint interface (relay/endpoint.c implements it for lib/quic and
+ * lib/ws): everything a session does to its connection goes through it.
+ * conn is the transport's connection, valid until the transport's on_close
+ * ran (then the session's conn is NULL and nothing is called). */
+struct endpoint_ops {
+    const char *name; /* "quic", "ws": logs and /rooms */
+    /* One control body (type + fields). ROOST_EFULL: the client does not
+     * read; the transport is then closing with TOO_SLOW (on_close ran). */
+    int (*send_control)(void *conn, const uint8_t *body, size_t len);
+    /* b[off, off+len) as one media packet; takes its own reference. An
+     * error is a drop, counted by the transport. */
+    int (*queue_media)(void *conn, struct buf *b, uint32_t off, uint32_t len);
+    /* Closes with a roost code (PROTOCOL.md §6); on_close runs before it
+     * returns. reason may be NULL. */
+    void (*close)(void *conn, uint64_t code, const char *reason);
+    void (*path)(void *conn, struct endpoint_path *out);
+};
+
 /* One client connection's protocol state. Owned by its worker; freed at
  * the end of the loop turn in which its connection closed, so that no
  * callback in progress (room delivery, control) sees it vanish. */
 struct session {
     struct relay_worker *rw;
-    struct quic_conn *c; /* NULL once closed */
+    const struct endpoint_ops *eo;
+    void *c; /* the transport's connection (eo); NULL once closed */
     struct room_member *m;
     enum session_state state;
     unsigned rejects;
@@ -77,6 +111,7 @@ struct relay_worker {
     struct relay *r;
     struct worker *w;
     struct quic_server *qs; /* this worker only (admin reads quic_shared_stats) */
+    struct ws_server *wss;  /* NULL without a WebSocket listener */
     /* The room shard. Set by w_start with a release store once the shard
      * is ready and cleared by w_stop before room_shard_del. Other threads
      * (relay_stats, relay_worker_stats) load it with acquire; this worker
@@ -95,6 +130,7 @@ struct relay_worker {
 struct relay {
     struct relay_config cfg;
     struct quic_shared *qsh;
+    struct ws_shared *wsh; /* NULL without a WebSocket listener */
     struct room_shared *rsh;
     struct worker_pool *pool;
     /* RCU-published (QSBR): workers read it in on_join; reload swaps it,
@@ -132,10 +168,21 @@ void relay_hist_add_stamp(_Atomic uint64_t *h, uint32_t d);
 
 /* ----------------------------------------------------------- session.c */
 
-/* The callbacks lib/room and lib/quic call on a worker (arg: its struct
- * relay_worker). */
+/* The callbacks lib/room calls on a worker (arg: its struct relay_worker). */
 extern const struct room_ops session_room_ops;
-extern const struct quic_app_ops session_quic_ops;
+
+/* The transport-independent session entry points, called by the
+ * transports' adapters (endpoint.c) on the session's worker. */
+/* A connection opened on rw: allocates its session (stored in *out).
+ * Returns 0, or a roost code to refuse the connection with. */
+int session_open(struct relay_worker *rw, const struct endpoint_ops *eo, void *conn,
+                 struct session **out);
+/* One control body / one media packet received on the session's
+ * connection (borrowed for the call). */
+void session_control(struct session *ss, const uint8_t *body, size_t len);
+void session_media(struct session *ss, const uint8_t *data, size_t len);
+/* The connection ended (the transport's on_close): the one leave path. */
+void session_closed(struct session *ss, uint64_t app_error);
 
 /* Test hook: while set, a JOIN that passed the token check is not sent to
  * the room's owner, so the session stays JOINING (its deadline test). */
@@ -153,5 +200,15 @@ void session_members_collect(struct relay_worker *rw, struct members_req *q);
  * discarded at shutdown, so that relay_members does not wait for a worker
  * that is gone. Any thread. */
 void session_members_done(struct members_req *q);
+
+/* ---------------------------------------------------------- endpoint.c */
+
+/* The transports' application callbacks (arg: the struct relay_worker). */
+extern const struct quic_app_ops session_quic_ops;
+extern const struct ws_app_ops session_ws_ops;
+
+/* QUIC's link counters in /rooms' terms (struct quic_conn_stats) for any
+ * endpoint: QUIC copies its own, WebSocket maps its path. */
+void endpoint_link_stats(const struct session *ss, struct quic_conn_stats *out);
 
 #endif

@@ -1,10 +1,11 @@
 /* One client connection's protocol state: the control state machine of
  * docs/PROTOCOL.md (HELLO/WELCOME, JOIN with the token check, LEAVE,
  * KEYFRAME_REQUEST, ERROR, violations and deadlines), the callbacks lib/room
- * (struct room_ops) and lib/quic (struct quic_app_ops) call on a worker, the
- * session's life from open to burial, GOAWAY to sessions and the /rooms
- * member listing. Everything here runs on the session's worker, except
- * relay_members (admin or main thread) and session_members_done. */
+ * (struct room_ops) calls on a worker, the session's life from open to
+ * burial, GOAWAY to sessions and the /rooms member listing. The session
+ * does not know its transport: it talks to its connection only through
+ * struct endpoint_ops (relay/endpoint.c: QUIC or WebSocket). Everything here runs on the session's
+ * worker, except relay_members (admin or main thread) and session_members_done. */
 #include "relay/relay_int.h"
 
 #include <assert.h>
@@ -45,13 +46,13 @@ static void session_send(struct session *ss, const struct msg *m)
         return;
     }
     if (ss->c != NULL)
-        quic_conn_send_control(ss->c, body, (size_t)n); /* EFULL closes: TOO_SLOW */
+        ss->eo->send_control(ss->c, body, (size_t)n); /* EFULL closes: TOO_SLOW */
 }
 
 static void session_close(struct session *ss, uint32_t code, const char *reason)
 {
     if (ss->c != NULL)
-        quic_conn_close(ss->c, code, reason); /* on_close runs now; ss stays until turn end */
+        ss->eo->close(ss->c, code, reason); /* on_close runs now; ss stays until turn end */
 }
 
 /* The close after the last allowed JOIN_REJECTED. quic_conn_close drops
@@ -69,9 +70,9 @@ static void session_linger(struct timer *t, uint64_t now, void *arg)
     struct session *ss = arg;
     if (ss->c == NULL)
         return;
-    struct quic_conn_stats cs;
-    quic_conn_stats(ss->c, &cs);
-    if (cs.control_pending == 0 || now >= ss->linger_until) {
+    struct endpoint_path ph;
+    ss->eo->path(ss->c, &ph);
+    if (ph.control_pending == 0 || now >= ss->linger_until) {
         session_close(ss, ss->linger_code, ss->linger_reason);
         return;
     }
@@ -146,7 +147,7 @@ static int room_cb_media(void *ep, struct buf *b, uint32_t off, uint32_t len, vo
     if (t0 != 0) {
         relay_hist_add_stamp(ss->rw->h_fanout, buf_stamp_now() - t0);
     }
-    return quic_conn_queue_datagram(ss->c, b, off, len);
+    return ss->eo->queue_media(ss->c, b, off, len);
 }
 
 static void room_cb_control(void *ep, const uint8_t *body, size_t len, void *arg)
@@ -154,7 +155,7 @@ static void room_cb_control(void *ep, const uint8_t *body, size_t len, void *arg
     (void)arg;
     struct session *ss = ep;
     if (ss->c != NULL)
-        quic_conn_send_control(ss->c, body, len);
+        ss->eo->send_control(ss->c, body, len);
 }
 
 static void room_cb_joined(void *ep, uint32_t code, void *arg)
@@ -196,17 +197,18 @@ static int room_cb_link_stats(void *ep, struct room_link *out, void *arg)
     struct session *ss = ep;
     if (ss->c == NULL)
         return ROOST_ECLOSED;
-    struct quic_conn_stats cs;
-    quic_conn_stats(ss->c, &cs);
+    struct endpoint_path ph;
+    ss->eo->path(ss->c, &ph);
     *out = (struct room_link){
-        .srtt_ns = cs.srtt_ns,
-        .min_rtt_ns = cs.min_rtt_ns,
-        .dgram_out = cs.dgram_out,
-        .dgram_acked = cs.dgram_acked,
-        .dgram_lost = cs.dgram_lost,
-        .dgram_dropped = cs.dgram_drop_cwnd + cs.dgram_drop_queue + cs.dgram_drop_too_large,
-        .bytes_in = cs.bytes_in,
-        .bytes_out = cs.bytes_out,
+        .srtt_ns = ph.srtt_ns,
+        .min_rtt_ns = ph.min_rtt_ns,
+        .rttvar_ns = ph.rttvar_ns,
+        .dgram_out = ph.media_out,
+        .dgram_acked = ph.media_acked,
+        .dgram_lost = ph.media_lost,
+        .dgram_dropped = ph.media_dropped,
+        .bytes_in = ph.bytes_in,
+        .bytes_out = ph.bytes_out,
     };
     return 0;
 }
@@ -321,10 +323,8 @@ static void on_keyframe_request(struct session *ss, const struct msg_keyframe_re
                       "no such participant in the room");
 }
 
-static void conn_on_control(struct quic_conn *c, const uint8_t *body, size_t len, void *arg)
+void session_control(struct session *ss, const uint8_t *body, size_t len)
 {
-    (void)arg;
-    struct session *ss = quic_conn_user(c);
     if (ss == NULL || ss->c == NULL)
         return;
     struct msg *m = malloc(sizeof(*m)); /* ~5 KiB: control path only */
@@ -391,10 +391,8 @@ out:
     free(m);
 }
 
-static void conn_on_datagram(struct quic_conn *c, const uint8_t *data, size_t len, void *arg)
+void session_media(struct session *ss, const uint8_t *data, size_t len)
 {
-    (void)arg;
-    struct session *ss = quic_conn_user(c);
     if (ss == NULL || !room_member_joined(ss->m)) {
         if (ss != NULL)
             WSTAT_INC(ss->rw, dgram_not_joined);
@@ -425,9 +423,9 @@ static void session_deadline(struct timer *t, uint64_t now, void *arg)
         session_close(ss, PROTO_ERR_INTERNAL, "no answer to JOIN in time");
 }
 
-static int conn_on_open(struct quic_conn *c, void *arg)
+int session_open(struct relay_worker *rw, const struct endpoint_ops *eo, void *conn,
+                 struct session **out)
 {
-    struct relay_worker *rw = arg;
     if (atomic_load_explicit(&rw->r->draining, memory_order_relaxed)) {
         WSTAT_INC(rw, rejects_draining);
         return PROTO_ERR_GOING_AWAY; /* handshake finished after the drain began */
@@ -436,7 +434,8 @@ static int conn_on_open(struct quic_conn *c, void *arg)
     if (ss == NULL)
         return PROTO_ERR_SERVER_FULL;
     ss->rw = rw;
-    ss->c = c;
+    ss->eo = eo;
+    ss->c = conn;
     ss->opened_ns = worker_now(rw->w);
     if (room_member_new(relay_worker_shard(rw), ss, &ss->m) != 0) {
         free(ss);
@@ -446,7 +445,7 @@ static int conn_on_open(struct quic_conn *c, void *arg)
     timer_init(&ss->deadline, session_deadline, ss);
     timer_init(&ss->linger, session_linger, ss);
     timer_arm(worker_timers(rw->w), &ss->deadline, worker_now(rw->w) + hs);
-    quic_conn_set_user(c, ss);
+    *out = ss;
     ss->next = rw->live;
     if (rw->live != NULL)
         rw->live->prev = ss;
@@ -456,27 +455,25 @@ static int conn_on_open(struct quic_conn *c, void *arg)
 }
 
 /* The one leave path: every end of a connection comes here. */
-static void conn_on_close(struct quic_conn *c, uint64_t app_error, void *arg)
+void session_closed(struct session *ss, uint64_t app_error)
 {
-    struct relay_worker *rw = arg;
-    struct session *ss = quic_conn_user(c);
-    if (ss == NULL)
+    if (ss == NULL || ss->c == NULL)
         return;
+    struct relay_worker *rw = ss->rw;
     /* One summary line per connection; never the token. */
-    struct quic_conn_stats cs;
-    quic_conn_stats(c, &cs);
-    log_info(
-        "event=conn_closed duration_ms=%llu bytes_in=%llu bytes_out=%llu dgram_in=%llu "
-        "dgram_out=%llu dropped=%llu lost=%llu rtt_us=%llu joined=%d close_code=0x%llx",
-        (unsigned long long)((worker_now(rw->w) - ss->opened_ns) / 1000000u),
-        (unsigned long long)cs.bytes_in, (unsigned long long)cs.bytes_out,
-        (unsigned long long)cs.dgram_in, (unsigned long long)cs.dgram_out,
-        (unsigned long long)(cs.dgram_drop_cwnd + cs.dgram_drop_too_large + cs.dgram_drop_queue),
-        (unsigned long long)cs.dgram_lost, (unsigned long long)(cs.srtt_ns / 1000u), ss->was_joined,
-        (unsigned long long)app_error);
+    struct endpoint_path ph;
+    ss->eo->path(ss->c, &ph);
+    log_info("event=conn_closed transport=%s duration_ms=%llu bytes_in=%llu bytes_out=%llu "
+             "dgram_in=%llu dgram_out=%llu dropped=%llu lost=%llu rtt_us=%llu joined=%d "
+             "close_code=0x%llx",
+             ss->eo->name, (unsigned long long)((worker_now(rw->w) - ss->opened_ns) / 1000000u),
+             (unsigned long long)ph.bytes_in, (unsigned long long)ph.bytes_out,
+             (unsigned long long)ph.media_in, (unsigned long long)ph.media_out,
+             (unsigned long long)ph.media_dropped, (unsigned long long)ph.media_lost,
+             (unsigned long long)(ph.srtt_ns / 1000u), ss->was_joined,
+             (unsigned long long)app_error);
     if (ss->was_joined)
         WSTAT_INC(rw, leaves);
-    quic_conn_set_user(c, NULL);
     ss->c = NULL;
     timer_cancel(worker_timers(rw->w), &ss->deadline);
     timer_cancel(worker_timers(rw->w), &ss->linger);
@@ -501,13 +498,6 @@ void session_bury(struct relay_worker *rw)
         WSTAT_INC(rw, sessions_closed);
     }
 }
-
-const struct quic_app_ops session_quic_ops = {
-    .on_open = conn_on_open,
-    .on_control = conn_on_control,
-    .on_datagram = conn_on_datagram,
-    .on_close = conn_on_close,
-};
 
 /* ------------------------------------------------------ /rooms, GOAWAY */
 
@@ -544,7 +534,8 @@ void session_members_collect(struct relay_worker *rw, struct members_req *q)
         memcpy(mi.display, ss->display, sizeof(mi.display));
         mi.owner = room_shared_owner(rw->r->rsh, (const uint8_t *)ss->room, ss->room_len);
         mi.joined_for_ms = mi.joined ? (now - ss->joined_ns) / 1000000u : 0;
-        quic_conn_stats(ss->c, &mi.link);
+        mi.transport = ss->eo->name;
+        endpoint_link_stats(ss, &mi.link);
         pthread_mutex_lock(&q->mu);
         if (q->n == q->cap) {
             size_t cap = q->cap ? q->cap * 2 : 64;

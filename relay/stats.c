@@ -99,6 +99,8 @@ void relay_worker_stats(struct relay *r, unsigned worker, struct relay_worker_st
     stat_read((uint64_t *)&out->join_latency, rw->h_join, STAT_N(struct relay_hist));
     stat_read((uint64_t *)&out->fanout_latency, rw->h_fanout, STAT_N(struct relay_hist));
     quic_shared_stats(r->qsh, worker, &out->quic);
+    if (r->wsh != NULL)
+        ws_shared_stats(r->wsh, worker, &out->ws);
     struct room_shard *shard = shard_of(rw);
     if (shard != NULL)
         room_shard_stats(shard, &out->room);

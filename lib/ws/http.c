@@ -189,14 +189,16 @@ static int parse_request_line(struct span l, struct ws_http_req *req)
     size_t plen = 0;
     while (plen < target.n && target.p[plen] != '?')
         plen++;
-    if (!span_eq((struct span){target.p, plen}, WS_PATH))
-        return reject(req, 404, "the WebSocket path is " WS_PATH);
+    if (plen > WS_HTTP_PATH_MAX)
+        return reject(req, 414, "path too long");
+    memcpy(req->path, target.p, plen);
+    req->path[plen] = '\0';
     return 0;
 }
 
 struct hdr_state {
     unsigned host, key, version, upgrade, connection;
-    bool upgrade_ws, conn_upgrade, version_13, protocol_ok, key_ok;
+    bool upgrade_ws, conn_upgrade, version_13, protocol_ok, key_ok, protocol_seen;
 };
 
 static int parse_header(struct span l, struct hdr_state *h, struct ws_http_req *req)
@@ -237,6 +239,7 @@ static int parse_header(struct span l, struct hdr_state *h, struct ws_http_req *
         h->version++;
         h->version_13 = span_eq(v, "13");
     } else if (span_ieq(name, "sec-websocket-protocol")) {
+        h->protocol_seen = true;
         h->protocol_ok |= list_has(v, WS_SUBPROTOCOL, false);
     } else if (span_ieq(name, "content-length")) {
         bool zero = v.n > 0;
@@ -303,6 +306,15 @@ int ws_http_parse(const uint8_t *buf, size_t len, struct ws_http_req *req)
         return reject(req, 400, "bad request");
     if (h.host != 1)
         return reject(req, 400, "exactly one Host header required");
+    if (h.upgrade == 0 && !h.conn_upgrade && h.key == 0 && h.version == 0 && !h.protocol_seen) {
+        /* A plain GET (nothing of an upgrade in it): a static file, or 426
+         * when there is none. */
+        req->upgrade = false;
+        req->status = 200;
+        return (int)end;
+    }
+    if (strcmp(req->path, "/") != 0 && strcmp(req->path, WS_PATH) != 0)
+        return reject(req, 404, "the WebSocket path is " WS_PATH " or /");
     if (h.upgrade == 0 || h.connection == 0)
         return reject(req, 426, "WebSocket upgrade required");
     if (!h.upgrade_ws)
@@ -316,6 +328,7 @@ int ws_http_parse(const uint8_t *buf, size_t len, struct ws_http_req *req)
     if (!h.protocol_ok)
         return reject(req, 400, "Sec-WebSocket-Protocol " WS_SUBPROTOCOL " required");
     req->status = 101;
+    req->upgrade = true;
     return (int)end;
 }
 
@@ -354,8 +367,12 @@ int ws_http_response_101(const char *key, char *out, size_t cap)
 static const char *status_text(int status)
 {
     switch (status) {
+    case 200:
+        return "OK";
     case 400:
         return "Bad Request";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -368,6 +385,8 @@ static const char *status_text(int status)
         return "Request Header Fields Too Large";
     case 505:
         return "HTTP Version Not Supported";
+    case 500:
+        return "Internal Server Error";
     case 503:
         return "Service Unavailable";
     default:
@@ -393,6 +412,24 @@ int ws_http_response_error(int status, const char *why, char *out, size_t cap)
                      "\r\n"
                      "%s\n",
                      status, status_text(status), extra, strlen(why) + 1, why);
+    if (n < 0 || (size_t)n >= cap)
+        return ROOST_ENOSPC;
+    return n;
+}
+
+int ws_http_response_200(const char *content_type, size_t body_len, char *out, size_t cap)
+{
+    /* One request per connection; never sniffed, never cached stale. */
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 200 OK\r\n"
+                     "Connection: close\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: no-cache\r\n"
+                     "X-Content-Type-Options: nosniff\r\n"
+                     "Referrer-Policy: no-referrer\r\n"
+                     "\r\n",
+                     content_type, body_len);
     if (n < 0 || (size_t)n >= cap)
         return ROOST_ENOSPC;
     return n;

@@ -79,7 +79,13 @@ struct ws_shared_config {
     unsigned media_queue_max;      /* queued media packets; 0: 256 */
     size_t out_buffer;             /* encrypted bytes held above the socket; 0: 64 KiB */
     int sock_sndbuf;               /* SO_SNDBUF of accepted sockets; 0: kernel default */
+    /* Static files for a plain GET (lib/ws/wsweb.c): a directory, opened
+     * once by ws_shared_new; NULL: none (a plain GET gets 426). */
+    const char *web_root;
 };
+
+/* The largest file the static server sends (bigger ones get 403). */
+#define WS_WEB_FILE_MAX (4u << 20)
 
 /* Per-worker counters; written only by the worker (relaxed, lib/core/stat.h). */
 struct ws_stats {
@@ -90,11 +96,12 @@ struct ws_stats {
     uint64_t control_in, control_out, media_in, media_out;
     uint64_t media_drop_queue, media_drop_stale, media_drop_too_large, media_drop_state;
     uint64_t sock_errors;
+    uint64_t web_served, web_refused; /* static GETs answered 200 / with an error */
 };
 
 /* Creates the shared state. Returns 0; ROOST_EINVAL (bad config, bad
  * address, plain on a non-loopback address, max_message below
- * WS_MESSAGE_MIN), ROOST_ECRYPTO (certificate/key unreadable), ROOST_ESYS
+ * WS_MESSAGE_MIN, web_root not a directory), ROOST_ECRYPTO (certificate/key unreadable), ROOST_ESYS
  * (socket, bind, listen), ROOST_ENOMEM. Main thread, before the pool
  * starts. */
 int ws_shared_new(struct ws_shared **out, const struct ws_shared_config *cfg);

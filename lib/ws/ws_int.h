@@ -8,12 +8,13 @@
  *               and its timer, closing, freeing
  *   wsio.c      bytes to and from the socket: TLS push/pull, obuf, frames,
  *               output queues and the send API, writing at turn end
+ *   wsweb.c     a plain GET: a static file from the web root
  *   wsinput.c   input: TLS handshake, HTTP upgrade, frames through wslay,
  *               messages to the application, socket events
  *   wsserver.c  a worker's server: accept, TLS setup, turn end, teardown
  *
- * Calls run one way, down this order: wsserver.c -> wsinput.c -> wsio.c
- * -> wsconn.c -> wsshared.c, ws.c. A file may call any file below it,
+ * Calls run one way, down this order: wsserver.c -> wsinput.c -> wsweb.c
+ * -> wsio.c -> wsconn.c -> wsshared.c, ws.c. A file may call any file below it,
  * never one above it; ws.c and wsshared.c call no other file.
  *
  * Thread safety: as ws.h; a server, its connections and its counters
@@ -61,6 +62,7 @@ struct ws_shared {
     struct sockaddr_storage bound;
     socklen_t bound_len;
     uint16_t port;
+    int web_fd; /* the web root directory (O_PATH), -1: none */
     int fds[WORKER_MAX];
     struct stat_slot stats[WORKER_MAX];
 };
@@ -198,6 +200,16 @@ ssize_t wsio_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t le
 /* Fills obuf from the queues and writes it to the socket; may end the
  * connection. */
 void wsio_write(struct ws_conn *c);
+
+/* wsweb.c */
+/* Answers a plain GET of path (NUL-ended, from ws_http_parse) with a file
+ * of the web root, or an error status, through wsio_tx. Returns the HTTP
+ * status written, or a negative error when nothing could be written. */
+int wsweb_answer(struct ws_conn *c, const char *path);
+/* Maps a request path to a name relative to the web root in rel (cap
+ * bytes; "/" and ".../" name index.html). False when the path breaks the
+ * rules of wsweb.c (characters, empty or dot-led segments). Pure. */
+bool wsweb_map_path(const char *path, char *rel, size_t cap);
 
 /* wsinput.c */
 /* The connection socket's epoll callback (arg: the connection). */

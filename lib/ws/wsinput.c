@@ -193,6 +193,29 @@ static void upgrade(struct ws_conn *c, size_t req_len, const char *key)
     c->opened = true;
 }
 
+/* After an HTTP answer (error or file): close once it is written. */
+static void http_done(struct ws_conn *c, uint64_t app_error)
+{
+    c->state = CS_CLOSING;
+    c->close_frame_done = true;
+    if (c->tls != NULL)
+        (void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+    c->close_deadline = wsconn_now(c) + c->s->sh->cfg.close_timeout_ns;
+    free_hbuf(c);
+    wsconn_mark_dirty(c);
+    wsconn_notify_close(c, app_error);
+}
+
+static void serve_file(struct ws_conn *c, const struct ws_http_req *req)
+{
+    int status = wsweb_answer(c, req->path);
+    if (status < 0) {
+        wsconn_abort(c, WS_APP_INTERNAL);
+        return;
+    }
+    http_done(c, status == 200 ? WS_APP_NO_ERROR : WS_APP_PROTOCOL_VIOLATION);
+}
+
 static void reject(struct ws_conn *c, const struct ws_http_req *req)
 {
     char resp[512];
@@ -235,6 +258,10 @@ static void read_http(struct ws_conn *c)
             continue;
         if (rc < 0) {
             reject(c, &req);
+            return;
+        }
+        if (!req.upgrade) {
+            serve_file(c, &req);
             return;
         }
         upgrade(c, (size_t)rc, req.key);

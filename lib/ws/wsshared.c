@@ -2,6 +2,7 @@
  * their reload, one listening socket per worker, draining, counters. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -155,9 +156,10 @@ int ws_shared_new(struct ws_shared **out, const struct ws_shared_config *cfg)
         return ROOST_ENOMEM;
     for (unsigned i = 0; i < WORKER_MAX; i++)
         sh->fds[i] = -1;
+    sh->web_fd = -1;
     sh->cfg = *cfg;
     struct ws_shared_config *c = &sh->cfg;
-    c->cert_file = c->key_file = c->addr = NULL; /* borrowed only here */
+    c->cert_file = c->key_file = c->addr = c->web_root = NULL; /* borrowed only here */
     if (c->max_conns == 0)
         c->max_conns = 10000;
     if (c->handshake_timeout_ns == 0)
@@ -184,6 +186,15 @@ int ws_shared_new(struct ws_shared **out, const struct ws_shared_config *cfg)
     int rc = addr_parse(cfg->addr, cfg->port, &sh->bound, &sh->bound_len);
     if (rc < 0)
         goto fail;
+    if (cfg->web_root != NULL) {
+        sh->web_fd = open(cfg->web_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (sh->web_fd == -1) {
+            log_error("msg=\"web_root is not a readable directory\" web_root=%s err=\"%s\"",
+                      cfg->web_root, strerror(errno));
+            rc = ROOST_EINVAL;
+            goto fail;
+        }
+    }
     atomic_init(&sh->draining, false);
     if (!cfg->plain) {
         rc = creds_load(cfg->cert_file, cfg->key_file, &sh->creds);
@@ -231,6 +242,8 @@ void ws_shared_del(struct ws_shared *sh)
     for (unsigned i = 0; i < WORKER_MAX; i++)
         if (sh->fds[i] >= 0)
             close(sh->fds[i]);
+    if (sh->web_fd >= 0)
+        close(sh->web_fd);
     if (sh->prio != NULL)
         gnutls_priority_deinit(sh->prio);
     wsshared_creds_unref(sh->creds);

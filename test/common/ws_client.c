@@ -16,7 +16,10 @@
 
 #include "core/error.h"
 #include "proto/frame.h"
+#include "proto/media.h"
+#include "proto/msg.h"
 #include "ws/http.h"
+#include "ws/ws.h"
 
 #define RBUF_MAX (2u << 20)
 
@@ -383,4 +386,198 @@ int wsc_recv_frame(struct wsc *c, struct wsc_frame *f, int timeout_ms)
         if (r <= 0)
             return r;
     }
+}
+
+int wsc_read_all(struct wsc *c, const uint8_t **data, size_t *len, int timeout_ms)
+{
+    uint64_t end = wsc_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        int r = fill(c, end);
+        if (r == 0)
+            return ROOST_ETIMEDOUT;
+        if (r < 0)
+            break;
+    }
+    *data = c->rbuf;
+    *len = c->rlen;
+    return 0;
+}
+
+/* ------------------------------------------------------------ wsp */
+
+uint8_t wsp_payload(uint32_t seq, size_t i)
+{
+    return (uint8_t)(seq * 31u + (uint32_t)i * 7u + 1u);
+}
+
+static int wsp_send_msg(struct wsp *p, const struct msg *m)
+{
+    uint8_t body[FRAME_MAX_BODY];
+    int n = msg_encode_body(m, body, sizeof(body));
+    if (n <= 0)
+        return n < 0 ? n : ROOST_EINVAL;
+    return wsc_send_control(p->c, body, (size_t)n);
+}
+
+int wsp_connect(struct wsp *p, const char *addr, uint16_t port, const char *ca_file,
+                const char *path, int rcvbuf, int timeout_ms)
+{
+    int rc = wsc_connect(&p->c, addr, port, ca_file, rcvbuf, timeout_ms);
+    if (rc != 0)
+        return rc;
+    int status = 0;
+    rc = wsc_upgrade(p->c, path, WS_SUBPROTOCOL, NULL, 0, &status, timeout_ms);
+    if (rc != 0)
+        return rc < 0 ? rc : ROOST_EMALFORMED;
+    struct msg m = {.type = MSG_HELLO};
+    m.u.hello.min_version = 1;
+    m.u.hello.max_version = 1;
+    m.u.hello.client_name.ptr = (const uint8_t *)"roost-ws-test";
+    m.u.hello.client_name.len = 13;
+    return wsp_send_msg(p, &m);
+}
+
+static void wsp_on_control(struct wsp *p, const uint8_t *body, size_t len)
+{
+    struct msg *m = malloc(sizeof(*m));
+    if (m == NULL || msg_decode(body, len, m) != 0) {
+        free(m);
+        return;
+    }
+    switch (m->type) {
+    case MSG_WELCOME: {
+        p->welcomed = true;
+        p->pid = m->u.welcome.participant_id;
+        struct msg j = {.type = MSG_JOIN};
+        j.u.join.room_id.ptr = (const uint8_t *)p->room;
+        j.u.join.room_id.len = strlen(p->room);
+        j.u.join.token.ptr = (const uint8_t *)p->token;
+        j.u.join.token.len = strlen(p->token);
+        j.u.join.display_name.ptr = (const uint8_t *)p->name;
+        j.u.join.display_name.len = strlen(p->name);
+        (void)wsp_send_msg(p, &j);
+        break;
+    }
+    case MSG_JOINED:
+        p->answered = p->joined = true;
+        p->joined_n = m->u.joined.n_members;
+        for (uint32_t i = 0; i < p->joined_n && i < 256; i++)
+            p->joined_pids[i] = m->u.joined.members[i].participant_id;
+        break;
+    case MSG_JOIN_REJECTED:
+        p->answered = true;
+        p->reject_code = m->u.join_rejected.code;
+        break;
+    case MSG_PARTICIPANT_EVENTS:
+        for (uint32_t i = 0; i < m->u.events.n_events && p->n_events < 1024; i++) {
+            p->events[p->n_events].kind = m->u.events.events[i].kind;
+            p->events[p->n_events].pid = m->u.events.events[i].participant_id;
+            p->n_events++;
+        }
+        break;
+    case MSG_QUALITY:
+        p->n_quality++;
+        if (m->u.quality.participant_id == p->pid)
+            p->quality_dropped += m->u.quality.dropped;
+        break;
+    case MSG_GOAWAY:
+        p->n_goaway++;
+        break;
+    case MSG_ERROR:
+        p->n_errors++;
+        p->last_error = m->u.error.code;
+        break;
+    default:
+        break;
+    }
+    free(m);
+}
+
+static void wsp_on_media(struct wsp *p, const uint8_t *d, size_t len)
+{
+    struct media_hdr h;
+    if (media_r2c_decode(d, len, &h) < 0 || p->n_media >= WSP_LOG)
+        return;
+    struct wsp_rx *rx = &p->media[p->n_media++];
+    rx->sender = h.participant_id;
+    rx->seq = h.seq;
+    rx->len = (uint32_t)(len - MEDIA_R2C_HDR_LEN);
+    rx->intact = true;
+    for (size_t i = 0; i < rx->len; i++)
+        if (d[MEDIA_R2C_HDR_LEN + i] != wsp_payload(h.seq, i))
+            rx->intact = false;
+}
+
+int wsp_poll(struct wsp *p, int timeout_ms)
+{
+    if (p->closed)
+        return ROOST_ECLOSED;
+    int n = 0;
+    for (;;) {
+        struct wsc_frame f;
+        int r = wsc_recv_frame(p->c, &f, n == 0 ? timeout_ms : 0);
+        if (r == 0)
+            return n;
+        if (r < 0) {
+            p->closed = true;
+            return r;
+        }
+        n++;
+        if (f.opcode == 0x9) { /* Ping: the Pong echoes it */
+            (void)wsc_send_frame(p->c, 0xa, true, true, f.data, f.len);
+            continue;
+        }
+        if (f.opcode == 0x8) {
+            p->close_code = f.close_code ? f.close_code : 1005;
+            p->closed = true;
+            return ROOST_ECLOSED;
+        }
+        if (f.opcode != 0x2 || f.len == 0)
+            continue;
+        const uint8_t *body;
+        size_t bl;
+        switch (ws_msg_parse(f.data, f.len, &body, &bl)) {
+        case WS_TAG_CONTROL:
+            wsp_on_control(p, body, bl);
+            break;
+        case WS_TAG_MEDIA:
+            wsp_on_media(p, body, bl);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+int wsp_send_media(struct wsp *p, uint32_t seq, size_t len)
+{
+    uint8_t d[MEDIA_C2R_HDR_LEN + 1200];
+    if (len > sizeof(d) - MEDIA_C2R_HDR_LEN)
+        return ROOST_EINVAL;
+    struct media_hdr h = {.stream_id = 0, .seq = seq, .timestamp = seq * 960};
+    media_c2r_encode(&h, d, sizeof(d));
+    for (size_t i = 0; i < len; i++)
+        d[MEDIA_C2R_HDR_LEN + i] = wsp_payload(seq, i);
+    return wsc_send_msg(p->c, WS_TAG_MEDIA, d, MEDIA_C2R_HDR_LEN + len);
+}
+
+int wsp_leave(struct wsp *p)
+{
+    struct msg m = {.type = MSG_LEAVE};
+    return wsp_send_msg(p, &m);
+}
+
+uint32_t wsp_events(const struct wsp *p, uint8_t kind, uint32_t pid)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->n_events; i++)
+        if (p->events[i].kind == kind && p->events[i].pid == pid)
+            n++;
+    return n;
+}
+
+void wsp_free(struct wsp *p)
+{
+    wsc_free(p->c);
+    p->c = NULL;
 }

@@ -37,6 +37,7 @@ static void expect_ok(const char *s)
     int rc = parse(s, &req);
     if (rc != (int)strlen(s))
         fail_msg("rc %d (status %d: %s) for:\n%s", rc, req.status, req.why ? req.why : "", s);
+    assert_true(req.upgrade);
     assert_string_equal(req.key, KEY);
 }
 
@@ -49,10 +50,29 @@ static void expect_status(const char *s, int status)
     assert_non_null(req.why);
 }
 
+/* A complete plain GET (no upgrade): its path, no key. */
+static void expect_get(const char *s, const char *path)
+{
+    struct ws_http_req req;
+    int rc = parse(s, &req);
+    if (rc != (int)strlen(s))
+        fail_msg("rc %d (status %d: %s) for:\n%s", rc, req.status, req.why ? req.why : "", s);
+    assert_false(req.upgrade);
+    assert_string_equal(req.path, path);
+    assert_string_equal(req.key, "");
+}
+
 static void test_valid(void **state)
 {
     (void)state;
     expect_ok(valid);
+    /* The upgrade is accepted on "/" too, with or without a query. */
+    expect_ok("GET / HTTP/1.1\r\n" H_HOST H_UP H_CONN H_KEY H_VER H_PROTO "\r\n");
+    expect_ok("GET /?room=demo HTTP/1.1\r\n" H_HOST H_UP H_CONN H_KEY H_VER H_PROTO "\r\n");
+    /* Plain GETs of the page: the path without its query, not decoded. */
+    expect_get("GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n", "/");
+    expect_get("GET /app.js?v=2 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", "/app.js");
+    expect_get("GET /a/../%2e%2e/b HTTP/1.1\r\nHost: x\r\n\r\n", "/a/../%2e%2e/b");
     /* What Chromium sends: more headers, a protocol list, extensions. */
     expect_ok("GET /ws?room=demo HTTP/1.1\r\n"
               "Host: 127.0.0.1:4443\r\n"
@@ -83,8 +103,9 @@ static void test_missing_headers(void **state)
     expect_status(REQ_HEAD H_HOST H_HOST H_UP H_CONN H_KEY H_VER H_PROTO "\r\n", 400);
     expect_status(REQ_HEAD H_HOST H_CONN H_KEY H_VER H_PROTO "\r\n", 426); /* Upgrade */
     expect_status(REQ_HEAD H_HOST H_UP H_KEY H_VER H_PROTO "\r\n", 426);   /* Connection */
-    expect_status(REQ_HEAD H_HOST "\r\n", 426);                            /* plain GET */
-    expect_status(REQ_HEAD H_HOST H_UP H_CONN H_VER H_PROTO "\r\n", 400);  /* Key */
+    expect_get(REQ_HEAD H_HOST "\r\n", "/ws"); /* plain GET: served (or 426) by the server */
+    expect_status(REQ_HEAD H_HOST H_KEY H_VER H_PROTO "\r\n", 426);       /* Upgrade, Connection */
+    expect_status(REQ_HEAD H_HOST H_UP H_CONN H_VER H_PROTO "\r\n", 400); /* Key */
     expect_status(REQ_HEAD H_HOST H_UP H_CONN H_KEY H_KEY H_VER H_PROTO "\r\n", 400);
     expect_status(REQ_HEAD H_HOST H_UP H_CONN H_KEY H_PROTO "\r\n", 426); /* Version */
     expect_status(REQ_HEAD H_HOST H_UP H_CONN H_KEY H_VER "\r\n", 400);   /* Protocol */
@@ -145,19 +166,13 @@ static void test_request_line(void **state)
         const char *line;
         int status;
     } cases[] = {
-        {"POST /ws HTTP/1.1\r\n", 405},
-        {"get /ws HTTP/1.1\r\n", 405},
-        {"GET /chat HTTP/1.1\r\n", 404},
-        {"GET /ws/ HTTP/1.1\r\n", 404},
-        {"GET /wss HTTP/1.1\r\n", 404},
-        {"GET http://x/ws HTTP/1.1\r\n", 400},
-        {"GET /ws HTTP/1.0\r\n", 505},
-        {"GET /ws HTTP/2.0\r\n", 505},
-        {"GET /ws HTTP/1.1 \r\n", 400},
-        {"GET  /ws HTTP/1.1\r\n", 400},
-        {"GET /ws\r\n", 400},
-        {"GET /ws HTTPS/1.1\r\n", 400},
-        {"\r\n", 400},
+        {"POST /ws HTTP/1.1\r\n", 405},        {"get /ws HTTP/1.1\r\n", 405},
+        {"GET /chat HTTP/1.1\r\n", 404},       {"GET /index.html HTTP/1.1\r\n", 404},
+        {"GET /ws/ HTTP/1.1\r\n", 404},        {"GET /wss HTTP/1.1\r\n", 404},
+        {"GET http://x/ws HTTP/1.1\r\n", 400}, {"GET /ws HTTP/1.0\r\n", 505},
+        {"GET /ws HTTP/2.0\r\n", 505},         {"GET /ws HTTP/1.1 \r\n", 400},
+        {"GET  /ws HTTP/1.1\r\n", 400},        {"GET /ws\r\n", 400},
+        {"GET /ws HTTPS/1.1\r\n", 400},        {"\r\n", 400},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char buf[512];
@@ -196,6 +211,21 @@ static void test_limits(void **state)
     memcpy(big, "GET /", 5);
     assert_int_equal(ws_http_parse((uint8_t *)big, 1000, &req), 0);
     assert_int_equal(ws_http_parse((uint8_t *)big, 1100, &req), ROOST_ETOOBIG);
+    assert_int_equal(req.status, 414);
+    /* A path over WS_HTTP_PATH_MAX (inside a short request line): 414. */
+    static const char tail[] = " HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t tl = sizeof(tail) - 1;
+    memset(big, 'a', 600);
+    memcpy(big, "GET /", 5);
+    memcpy(big + 4 + WS_HTTP_PATH_MAX, tail, tl); /* "/" and 254 bytes */
+    assert_int_equal(ws_http_parse((uint8_t *)big, 4 + WS_HTTP_PATH_MAX + tl, &req),
+                     (int)(4 + WS_HTTP_PATH_MAX + tl));
+    assert_false(req.upgrade);
+    assert_int_equal(strlen(req.path), WS_HTTP_PATH_MAX);
+    memset(big, 'a', 600);
+    memcpy(big, "GET /", 5);
+    memcpy(big + 5 + WS_HTTP_PATH_MAX, tail, tl);
+    assert_int_equal(ws_http_parse((uint8_t *)big, 5 + WS_HTTP_PATH_MAX + tl, &req), ROOST_ETOOBIG);
     assert_int_equal(req.status, 414);
     free(big);
     /* 64 header lines pass, 65 do not. */
