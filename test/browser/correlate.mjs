@@ -149,19 +149,31 @@ export function correlate(rec, src, rate, skip, len) {
   if (win.length < rate) return { corr: 0, lagMs: 0, blockMedian: 0, seconds: win.length / rate };
   const { lag, corr } = bestLag(win, src);
   const blocks = [];
+  const shifts = []; // each block's own lag minus the global one, ms
+  const D = 12;
+  const srcD = decimate(src, D);
   for (let o = 0; o + rate <= win.length; o += rate) {
     const blk = win.subarray(o, o + rate);
     if (rms(blk) < 0.003) continue; // a pause: nothing to compare
-    // The block's own best lag within ±100 ms of the global one: coarse
-    // on the decimated grid, then exact.
+    // The block's own best lag within ±100 ms of the global one: on the
+    // 4 kHz grid first, then exact at the full rate.
+    const blkD = decimate(blk, D);
+    const base = Math.round((lag + o) / D);
     let bd = 0;
     let b = -2;
-    for (let d = -4800; d <= 4800; d += 12) {
-      const v = ncc(blk, src, lag + o + d, blk.length);
+    for (let d = -Math.round(0.1 * rate / D); d <= Math.round(0.1 * rate / D); d++) {
+      const v = ncc(blkD, srcD, base + d, blkD.length);
       if (v > b) [b, bd] = [v, d];
     }
-    for (let d = bd - 12; d <= bd + 12; d++) b = Math.max(b, ncc(blk, src, lag + o + d, blk.length));
+    const c0 = (base + bd) * D;
+    b = -2;
+    let fine = c0;
+    for (let d = c0 - D; d <= c0 + D; d++) {
+      const v = ncc(blk, src, d, blk.length);
+      if (v > b) [b, fine] = [v, d];
+    }
     blocks.push(b);
+    shifts.push(Math.round(((fine - lag - o) * 1000) / rate));
   }
   blocks.sort((a, b) => a - b);
   return {
@@ -169,6 +181,7 @@ export function correlate(rec, src, rate, skip, len) {
     lagMs: (lag * 1000) / rate,
     blockMedian: blocks.length ? blocks[Math.floor(blocks.length / 2)] : 0,
     blocks: blocks.length,
+    blockShiftsMs: shifts,
     seconds: win.length / rate,
     recRms: rms(win),
   };

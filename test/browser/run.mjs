@@ -13,7 +13,7 @@
 //     results.json.
 //
 // TAP on stdout. Every wait is for a condition, with a deadline; the whole
-// run takes about 25 s. Environment: ROOST_BUILD (build), CHROMIUM
+// run takes about 25 s on an idle machine. Environment: ROOST_BUILD (build), CHROMIUM
 // (chromium), ROOST_BROWSER_SECONDS (audio to record, default 8).
 import { spawn, execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -126,6 +126,22 @@ async function main() {
   for (const b of bins) if (!existsSync(b)) throw new Error(`${b} missing: run make first`);
   const [relayBin, cli, peerBin] = bins;
 
+  // Chromium first (its start-up is the slowest step on a loaded
+  // machine), with a fake microphone playing the WAV.
+  const prof = path.join(tmp, 'profile');
+  const args = [
+    '--headless=new', `--user-data-dir=${prof}`, '--no-first-run', '--no-default-browser-check',
+    '--disable-gpu', '--disable-extensions', '--mute-audio',
+    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${wav}`, '--autoplay-policy=no-user-gesture-required',
+    '--window-size=1100,760', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--disable-default-apps', '--no-service-autorun', '--password-store=basic',
+    '--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider',
+  ];
+  if (process.getuid?.() === 0) args.push('--no-sandbox');
+  const blog = createWriteStream(path.join(out, 'chromium.log'));
+  browser = Browser.launch(chromium, args, (l) => blog.write(`${l}\n`));
+
   // A relay with a dev certificate (QUIC) and plain ws:// on loopback.
   const state = path.join(tmp, 'state');
   execFileSync(path.join(root, 'scripts/dev-cert'), [state], { stdio: 'ignore' });
@@ -148,19 +164,8 @@ async function main() {
     path.join(state, 'ca.pem'), '--room', ROOM, '--token', token('native'), '--name', NATIVE,
     '--send', wav, '--record', rec, '--record-from', WEBNAME]);
   await peer.waitLine(/^joined \d+/, 15000, 'the native participant to join');
+  note(`native participant joined [${((Date.now() - T0) / 1000).toFixed(1)} s]`);
 
-  // Chromium with a fake microphone playing the WAV.
-  const prof = path.join(tmp, 'profile');
-  const args = [
-    '--headless=new', `--user-data-dir=${prof}`, '--no-first-run', '--no-default-browser-check',
-    '--disable-gpu', '--disable-extensions', '--mute-audio',
-    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${wav}`, '--autoplay-policy=no-user-gesture-required',
-    '--window-size=1100,760',
-  ];
-  if (process.getuid?.() === 0) args.push('--no-sandbox');
-  const blog = createWriteStream(path.join(out, 'chromium.log'));
-  browser = Browser.launch(chromium, args, (l) => blog.write(`${l}\n`));
   const page = await browser.newPage();
   const console_ = createWriteStream(path.join(out, 'console.log'));
   page.on((method, p) => {
@@ -278,8 +283,15 @@ async function main() {
   note(`native recorded ${recLine.split(' ')[1]} frames, ${recSeconds.toFixed(1)} s`);
   note(`correlation ${res.corr.toFixed(4)} over ${res.seconds.toFixed(1)} s at lag ${res.lagMs.toFixed(1)} ms; ` +
     `per-second median ${res.blockMedian.toFixed(4)} (${res.blocks} blocks)`);
-  ok(res.corr >= minCorr, `browser audio correlates with its source (>= ${minCorr})`,
-    `${res.corr.toFixed(4)}`);
+  // One alignment for the whole window, unless Chromium's capture skipped
+  // (its blocks align at different lags: a starved machine makes the fake
+  // microphone drop audio); then each second is aligned on its own.
+  const shifts = res.blockShiftsMs;
+  const skipped = shifts.length > 1 && Math.max(...shifts) - Math.min(...shifts) > 5;
+  if (skipped) note(`the browser's capture skipped: per-second lags ${shifts.join(' ')} ms`);
+  const figure = skipped ? res.blockMedian : res.corr;
+  ok(figure >= minCorr, `browser audio correlates with its source (>= ${minCorr})`,
+    `${figure.toFixed(4)}${skipped ? ' per-second median (capture skipped)' : ' after alignment'}`);
 
   const results = {
     chromium: version.product,
@@ -300,9 +312,9 @@ async function main() {
 const PLAN = 18;
 console.log(`1..${PLAN}`);
 const watchdog = setTimeout(() => {
-  console.log('# watchdog: the test took over 90 s');
+  console.log('# watchdog: the test took over 180 s');
   cleanup().finally(() => process.exit(1));
-}, 90000);
+}, 180000);
 try {
   await main();
 } catch (e) {
