@@ -105,14 +105,14 @@ async function join(ev) {
   const s = {
     room, name, token, relay,
     ws: null, ctx: null, mic: null, capture: null, encoder: null,
-    seq: 0, samples: 0, muted: false, joined: false, leaving: false,
+    phase: 'hello', seq: 0, samples: 0, tsQueue: [], muted: false, joined: false, leaving: false,
     peers: new Map(), // id -> peer (decoder, worklet node, stats)
     selfLevel: 0, selfSpokeAt: 0,
     uiTimer: 0,
   };
   sess = s;
   Object.assign(stats, { selfId: 0, room, name, permissions: 0, sentFrames: 0, sentBytes: 0,
-    sendDropped: 0, micFrames: 0, encodeQueueMax: 0, encodeDropped: 0, close: null, errors: [], members: {} });
+    sendDropped: 0, micFrames: 0, encodeQueueMax: 0, encodeDropped: 0, close: null, errors: [], members: {}, ownLink: null, receivers: null });
   try {
     // The AudioContext first, inside the click: browsers let it start then.
     s.ctx = new AudioContext({ sampleRate: RATE, latencyHint: 'interactive' });
@@ -182,13 +182,17 @@ function onMessage(s, data) {
 }
 
 function onControl(s, m) {
+  if (!P.relayMessageAllowed(s.phase, m.type))
+    return violation(s, `${P.msgTypeName(m.type)} not allowed in state ${s.phase}`);
   switch (m.type) {
     case P.MSG.WELCOME:
+      s.phase = 'welcomed';
       stats.selfId = m.participantId;
       s.maxDatagram = m.maxDatagram;
       sendControl(s, { type: P.MSG.JOIN, roomId: s.room, token: s.token, displayName: s.name });
       break;
     case P.MSG.JOINED:
+      s.phase = 'joined';
       s.joined = true;
       stats.permissions = m.permissions;
       for (const mb of m.members) addMember(s, mb.participantId, mb.displayName, mb.flags);
@@ -337,6 +341,11 @@ function onMicFrame(s, { pcm, rms }) {
     stats.encodeDropped = (stats.encodeDropped ?? 0) + 1;
     return;
   }
+  // Chromium numbers the encoder's output by counting samples, whatever
+  // the input said, so a dropped frame would shift every later timestamp:
+  // the media timestamp of each chunk is taken from this queue instead
+  // (one 20 ms input frame gives one output chunk).
+  s.tsQueue.push(ts);
   const data = new AudioData({
     format: 'f32-planar',
     sampleRate: RATE,
@@ -350,6 +359,7 @@ function onMicFrame(s, { pcm, rms }) {
 }
 
 function sendChunk(s, chunk) {
+  const queued = s.tsQueue.shift(); // this chunk's capture timestamp
   const ws = s.ws;
   if (!s.joined || s.leaving || ws.readyState !== WebSocket.OPEN) return;
   const payload = new Uint8Array(chunk.byteLength);
@@ -364,7 +374,7 @@ function sendChunk(s, chunk) {
     s.seq = (s.seq + 1) >>> 0; // a gap the receivers see as loss
     return;
   }
-  const ts = Math.round((chunk.timestamp * RATE) / 1e6) >>> 0;
+  const ts = (queued ?? Math.round((chunk.timestamp * RATE) / 1e6)) >>> 0;
   ws.send(P.encodeMediaMessage({ streamId: STREAM_AUDIO, flags: P.MEDIA_F_START | P.MEDIA_F_END,
     seq: s.seq, timestamp: ts }, payload));
   s.seq = (s.seq + 1) >>> 0;

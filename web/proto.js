@@ -502,6 +502,18 @@ export function decodeFrameExact(buf) {
   return decodeBody(buf.subarray(len));
 }
 
+// §5: what the relay may send in each client state. 'hello' (HELLO sent),
+// 'welcomed' (JOIN may be sent or pending), 'joined' (and after LEAVE:
+// what was queued still comes). Unknown types never reach this check.
+const RELAY_ALLOWED = {
+  hello: [MSG.WELCOME, MSG.ERROR],
+  welcomed: [MSG.JOINED, MSG.JOIN_REJECTED, MSG.ERROR, MSG.GOAWAY],
+  joined: [MSG.PARTICIPANT_EVENTS, MSG.KEYFRAME_REQUEST, MSG.QUALITY, MSG.ERROR, MSG.GOAWAY],
+};
+export function relayMessageAllowed(state, type) {
+  return RELAY_ALLOWED[state]?.includes(type) ?? false;
+}
+
 // ---------------------------------------------------------------- media
 
 // The 12-byte client -> relay header followed by the payload, as one

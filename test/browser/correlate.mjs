@@ -9,7 +9,7 @@
 // glitch that shifts the rest of the recording.
 //
 // CLI: node correlate.mjs REC.wav SRC.wav [skip_s] [len_s] -> JSON on stdout.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 export function readWav(path) {
   const b = readFileSync(path);
@@ -82,26 +82,46 @@ function decimate(x, f) {
   return out;
 }
 
-// Normalised correlation of rec[0..n) with the looping src from lag.
-function ncc(rec, src, lag, n) {
+// Normalised correlation of rec[0..n) with the looping src from lag, over
+// the samples mask marks as received (no mask: all of them).
+function ncc(rec, src, lag, n, mask = null) {
   let xy = 0;
   let xx = 0;
   let yy = 0;
   const L = src.length;
   let j = ((lag % L) + L) % L;
   for (let i = 0; i < n; i++) {
-    const x = rec[i];
-    const y = src[j];
-    xy += x * y;
-    xx += x * x;
-    yy += y * y;
+    if (!mask || mask[i]) {
+      const x = rec[i];
+      const y = src[j];
+      xy += x * y;
+      xx += x * x;
+      yy += y * y;
+    }
     if (++j === L) j = 0;
   }
   return xx > 0 && yy > 0 ? xy / Math.sqrt(xx * yy) : 0;
 }
 
+function decimateMask(m, f) {
+  const out = new Uint8Array(Math.floor(m.length / f));
+  for (let i = 0; i < out.length; i++) out[i] = m[i * f] && m[i * f + f - 1] ? 1 : 0;
+  return out;
+}
+
+// A mask of the samples the recorder placed, from its FILE.frames list
+// ("offset samples" per line), for a recording of len samples.
+export function readFramesMask(path, len) {
+  const mask = new Uint8Array(len);
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const [off, n] = line.split(' ').map(Number);
+    if (Number.isFinite(off) && Number.isFinite(n)) mask.fill(1, off, Math.min(len, off + n));
+  }
+  return mask;
+}
+
 // Best lag of rec (a window) in the looping src: coarse by FFT, then fine.
-function bestLag(rec, src, decim = 12) {
+function bestLag(rec, src, mask, decim = 12) {
   const r = decimate(rec, decim);
   const s = decimate(src, decim);
   let n = 1;
@@ -127,7 +147,7 @@ function bestLag(rec, src, decim = 12) {
   let lag = best * decim;
   let c = -2;
   for (let d = -2 * decim; d <= 2 * decim; d++) {
-    const v = ncc(rec, src, lag + d, rec.length);
+    const v = ncc(rec, src, lag + d, rec.length, mask);
     if (v > c) {
       c = v;
       best = lag + d;
@@ -143,33 +163,45 @@ function rms(x) {
   return Math.sqrt(e / Math.max(1, x.length));
 }
 
-// rec, src: Float32Array at the same rate. skip / len in samples.
-export function correlate(rec, src, rate, skip, len) {
-  const win = rec.subarray(skip, Math.min(rec.length, skip + len));
-  if (win.length < rate) return { corr: 0, lagMs: 0, blockMedian: 0, seconds: win.length / rate };
-  const { lag, corr } = bestLag(win, src);
+// rec, src: Float32Array at the same rate. skip / len in samples. mask
+// (optional, as long as rec): 1 where the recorder placed a received
+// frame; gaps (frames never sent or received) are left out of every sum,
+// and coverage says how much of the window they leave.
+export function correlate(rec, src, rate, skip, len, mask = null) {
+  const end = Math.min(rec.length, skip + len);
+  const win = rec.subarray(skip, end);
+  const wmask = mask ? mask.subarray(skip, end) : null;
+  let covered = win.length;
+  if (wmask) covered = wmask.reduce((a, v) => a + v, 0);
+  const coverage = win.length ? covered / win.length : 0;
+  if (win.length < rate || covered < rate / 2)
+    return { corr: 0, lagMs: 0, blockMedian: 0, blocks: 0, blockShiftsMs: [], seconds: win.length / rate, coverage };
+  const { lag, corr } = bestLag(win, src, wmask);
   const blocks = [];
   const shifts = []; // each block's own lag minus the global one, ms
   const D = 12;
   const srcD = decimate(src, D);
   for (let o = 0; o + rate <= win.length; o += rate) {
     const blk = win.subarray(o, o + rate);
+    const bm = wmask ? wmask.subarray(o, o + rate) : null;
+    if (bm && bm.reduce((a, v) => a + v, 0) < rate / 2) continue; // mostly a gap
     if (rms(blk) < 0.003) continue; // a pause: nothing to compare
     // The block's own best lag within ±100 ms of the global one: on the
     // 4 kHz grid first, then exact at the full rate.
     const blkD = decimate(blk, D);
+    const bmD = bm ? decimateMask(bm, D) : null;
     const base = Math.round((lag + o) / D);
     let bd = 0;
     let b = -2;
-    for (let d = -Math.round(0.1 * rate / D); d <= Math.round(0.1 * rate / D); d++) {
-      const v = ncc(blkD, srcD, base + d, blkD.length);
+    for (let d = -Math.round((0.1 * rate) / D); d <= Math.round((0.1 * rate) / D); d++) {
+      const v = ncc(blkD, srcD, base + d, blkD.length, bmD);
       if (v > b) [b, bd] = [v, d];
     }
     const c0 = (base + bd) * D;
     b = -2;
     let fine = c0;
     for (let d = c0 - D; d <= c0 + D; d++) {
-      const v = ncc(blk, src, d, blk.length);
+      const v = ncc(blk, src, d, blk.length, bm);
       if (v > b) [b, fine] = [v, d];
     }
     blocks.push(b);
@@ -183,6 +215,7 @@ export function correlate(rec, src, rate, skip, len) {
     blocks: blocks.length,
     blockShiftsMs: shifts,
     seconds: win.length / rate,
+    coverage,
     recRms: rms(win),
   };
 }
@@ -191,6 +224,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const [recPath, srcPath, skipS = '0.5', lenS = '8'] = process.argv.slice(2);
   const rec = readWav(recPath);
   const src = readWav(srcPath);
-  const r = correlate(rec.pcm, src.pcm, rec.rate, Math.round(+skipS * rec.rate), Math.round(+lenS * rec.rate));
+  const mask = existsSync(`${recPath}.frames`) ? readFramesMask(`${recPath}.frames`, rec.pcm.length) : null;
+  const r = correlate(rec.pcm, src.pcm, rec.rate, Math.round(+skipS * rec.rate), Math.round(+lenS * rec.rate), mask);
   console.log(JSON.stringify(r));
 }

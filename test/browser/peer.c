@@ -2,7 +2,9 @@
  * libroost-client session that joins a room over QUIC, sends a WAV file
  * as Opus (48 kHz mono, 20 ms frames, in real time, looping) and records
  * what one other participant sends into a WAV file, each decoded frame
- * placed by its media timestamp (gaps stay silent).
+ * placed by its media timestamp (gaps stay silent), and lists the frames
+ * it placed in FILE.frames ("offset samples" per line) so that a gap can be
+ * told from silence.
  *
  * It talks to the test on stdout, one event per line, and takes commands
  * on stdin, so the test waits for readiness instead of sleeping:
@@ -56,7 +58,8 @@ struct app {
     uint32_t rec_id;         /* the participant recorded, 0: none yet */
     uint32_t rec_ts0;
     int16_t *rec;
-    size_t rec_len; /* samples written (the end of the furthest frame) */
+    FILE *frames_log; /* --record FILE: FILE.frames, "offset samples" per decoded frame */
+    size_t rec_len;   /* samples written (the end of the furthest frame) */
     uint64_t rec_frames;
     bool joined, closed, failed, stopped;
     struct peer peers[MAX_PEERS];
@@ -228,6 +231,8 @@ static void on_media(struct roost_session *s, const struct roost_media *m, void 
     int n = opus_decode(a->dec, m->payload, (opus_int32)m->len, a->rec + off, FRAME * 6, 0);
     if (n <= 0)
         return;
+    if (a->frames_log != NULL)
+        fprintf(a->frames_log, "%u %d\n", off, n);
     a->rec_frames++;
     if (off + (size_t)n > a->rec_len)
         a->rec_len = off + (size_t)n;
@@ -384,7 +389,10 @@ int main(int argc, char **argv)
     if (record != NULL) {
         a.rec = calloc((size_t)RECORD_MAX_S * RATE, sizeof(int16_t));
         a.dec = opus_decoder_create(RATE, 1, &err);
-        if (a.rec == NULL || a.dec == NULL)
+        char path[4096];
+        snprintf(path, sizeof(path), "%s.frames", record);
+        a.frames_log = fopen(path, "w");
+        if (a.rec == NULL || a.dec == NULL || a.frames_log == NULL)
             return 1;
     }
     struct roost_client_config cc = {.ca_file = ca};
@@ -413,6 +421,8 @@ int main(int argc, char **argv)
         opus_encoder_destroy(a.enc);
     if (a.dec != NULL)
         opus_decoder_destroy(a.dec);
+    if (a.frames_log != NULL && fclose(a.frames_log) != 0)
+        ok = false;
     free(a.src);
     free(a.rec);
     return ok ? 0 : 2;

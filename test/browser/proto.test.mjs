@@ -179,3 +179,19 @@ test('close codes of §11.4', () => {
   assert.equal(P.codeFromClose(1006), P.ERR.INTERNAL);
   assert.equal(P.errName(0x0d), 'REPLACED');
 });
+
+test('what the relay may send in each state (§5)', () => {
+  const M = P.MSG;
+  assert.ok(P.relayMessageAllowed('hello', M.WELCOME));
+  assert.ok(!P.relayMessageAllowed('hello', M.JOINED));
+  assert.ok(P.relayMessageAllowed('welcomed', M.JOINED));
+  assert.ok(P.relayMessageAllowed('welcomed', M.JOIN_REJECTED));
+  assert.ok(!P.relayMessageAllowed('welcomed', M.WELCOME)); // a second WELCOME
+  assert.ok(!P.relayMessageAllowed('welcomed', M.QUALITY));
+  assert.ok(P.relayMessageAllowed('joined', M.PARTICIPANT_EVENTS));
+  assert.ok(P.relayMessageAllowed('joined', M.QUALITY));
+  assert.ok(!P.relayMessageAllowed('joined', M.JOINED)); // a second JOINED
+  // Client-to-relay types never come from the relay.
+  for (const st of ['hello', 'welcomed', 'joined'])
+    for (const t of [M.HELLO, M.JOIN, M.LEAVE]) assert.ok(!P.relayMessageAllowed(st, t));
+});

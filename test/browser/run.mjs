@@ -23,7 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Browser } from './cdp.mjs';
-import { correlate, readWav } from './correlate.mjs';
+import { correlate, readFramesMask, readWav } from './correlate.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const build = path.resolve(root, process.env.ROOST_BUILD ?? 'build');
@@ -120,7 +120,7 @@ function start(name, exe, args, opts = {}) {
 
 async function main() {
   mkdirSync(out, { recursive: true });
-  for (const f of ['screenshot.png', 'screenshot-phone.png', 'native-recorded.wav', 'results.json'])
+  for (const f of ['screenshot.png', 'screenshot-phone.png', 'native-recorded.wav', 'native-recorded.wav.frames', 'results.json'])
     rmSync(path.join(out, f), { force: true });
   const bins = ['roost-relay', 'roost-cli', 'test/browser/peer'].map((b) => path.join(build, b));
   for (const b of bins) if (!existsSync(b)) throw new Error(`${b} missing: run make first`);
@@ -279,9 +279,10 @@ async function main() {
   const r = readWav(rec);
   const src = readWav(wav);
   const recSeconds = r.pcm.length / r.rate;
-  const res = correlate(r.pcm, src.pcm, r.rate, Math.round(0.5 * r.rate), Math.round(seconds * r.rate));
+  const mask = readFramesMask(`${rec}.frames`, r.pcm.length);
+  const res = correlate(r.pcm, src.pcm, r.rate, Math.round(0.5 * r.rate), Math.round(seconds * r.rate), mask);
   note(`native recorded ${recLine.split(' ')[1]} frames, ${recSeconds.toFixed(1)} s`);
-  note(`correlation ${res.corr.toFixed(4)} over ${res.seconds.toFixed(1)} s at lag ${res.lagMs.toFixed(1)} ms; ` +
+  note(`correlation ${res.corr.toFixed(4)} over ${res.seconds.toFixed(1)} s (${(res.coverage * 100).toFixed(1)} % of it received) at lag ${res.lagMs.toFixed(1)} ms; ` +
     `per-second median ${res.blockMedian.toFixed(4)} (${res.blocks} blocks)`);
   // One alignment for the whole window, unless Chromium's capture skipped
   // (its blocks align at different lags: a starved machine makes the fake
