@@ -1,7 +1,11 @@
-/* Fuzz target: the WebSocket upgrade parser (lib/ws/http). The input is
- * parsed whole and in every prefix a split read could deliver (at most 64
- * cuts). Invariants: an accepted request ends with the empty line, lies
- * within WS_HTTP_MAX, carries a 24-character key and yields a 101 answer;
+/* Fuzz target: the WebSocket upgrade parser (lib/ws/http) and the static
+ * server's path mapping (lib/ws/wsweb.c). The input is parsed whole and in
+ * every prefix a split read could deliver (at most 64 cuts). Invariants:
+ * an accepted request ends with the empty line, lies within WS_HTTP_MAX,
+ * and either is an upgrade (a 24-character key, a 101 answer) or a plain
+ * GET whose path starts with '/', fits WS_HTTP_PATH_MAX and, when it maps
+ * to a file name, maps to one with no empty, "." or ".." segment and no
+ * leading '/';
  * a rejection names a status the spec lists; a prefix of an accepted
  * request is never accepted with another length (only "need more" or the
  * same verdict). Any violation aborts. */
@@ -11,6 +15,7 @@
 
 #include "core/error.h"
 #include "ws/http.h"
+#include "ws/ws_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,10 +37,26 @@ static void check_one(const uint8_t *data, size_t size, int *verdict)
     if (rc > 0) {
         CHECK((size_t)rc <= size && rc <= WS_HTTP_MAX && rc >= 4);
         CHECK(memcmp(data + rc - 4, "\r\n\r\n", 4) == 0);
-        CHECK(strlen(req.key) == WS_KEY_LEN && req.status == 101);
-        char out[512];
-        int n = ws_http_response_101(req.key, out, sizeof(out));
-        CHECK(n > 0 && (size_t)n == strlen(out));
+        CHECK(req.path[0] == '/' && strlen(req.path) <= WS_HTTP_PATH_MAX);
+        if (!req.upgrade) {
+            CHECK(req.status == 200 && req.key[0] == '\0');
+            char rel[WS_HTTP_PATH_MAX + 16];
+            if (wsweb_map_path(req.path, rel, sizeof(rel))) {
+                CHECK(rel[0] != '/' && rel[0] != '\0');
+                /* Every segment: non-empty, not starting with '.'. */
+                for (const char *seg = rel; seg != NULL;) {
+                    CHECK(seg[0] != '\0' && seg[0] != '/' && seg[0] != '.');
+                    seg = strchr(seg, '/');
+                    if (seg != NULL)
+                        seg++;
+                }
+            }
+        } else {
+            CHECK(strlen(req.key) == WS_KEY_LEN && req.status == 101);
+            char out[512];
+            int n = ws_http_response_101(req.key, out, sizeof(out));
+            CHECK(n > 0 && (size_t)n == strlen(out));
+        }
     } else if (rc < 0) {
         CHECK(rc == ROOST_EMALFORMED || rc == ROOST_ETOOBIG);
         CHECK(status_ok(req.status) && req.why != NULL);
