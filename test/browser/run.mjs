@@ -32,6 +32,9 @@ const wav = path.resolve(root, process.env.ROOST_BROWSER_WAV ?? '../shared/audio
 const seconds = Number(process.env.ROOST_BROWSER_SECONDS ?? 8);
 const minCorr = Number(process.env.ROOST_BROWSER_MIN_CORR ?? 0.9);
 const chromium = process.env.CHROMIUM ?? 'chromium';
+// ROOST_BROWSER_TLS=1: https:// and wss:// with the dev certificate (as
+// make run serves them; Chromium told to accept it) instead of plain ws://.
+const tls = process.env.ROOST_BROWSER_TLS === '1';
 const ROOM = 'browser-test';
 const NATIVE = 'native-peer';
 const WEBNAME = 'Browser Tester';
@@ -139,6 +142,7 @@ async function main() {
     '--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider',
   ];
   if (process.getuid?.() === 0) args.push('--no-sandbox');
+  if (tls) args.push('--ignore-certificate-errors');
   const blog = createWriteStream(path.join(out, 'chromium.log'));
   browser = Browser.launch(chromium, args, (l) => blog.write(`${l}\n`));
 
@@ -153,10 +157,10 @@ async function main() {
   const relay = start('relay', relayBin, ['--listen', '127.0.0.1', '--port', String(quicPort),
     '--workers', '2', '--cert', path.join(state, 'server.pem'), '--key', path.join(state, 'server.key'),
     '--token-keys', path.join(state, 'token.keys'), '--admin-port', '0',
-    '--ws-listen', '127.0.0.1:0', '--ws-plain', '--web-root', path.join(root, 'web')]);
+    '--ws-listen', '127.0.0.1:0', ...(tls ? [] : ['--ws-plain']), '--web-root', path.join(root, 'web')]);
   const wsLine = await relay.waitLine(/event=ws_listen/, 30000, 'the WebSocket listener');
-  const wsPort = Number(wsLine.match(/url=ws:\/\/127\.0\.0\.1:(\d+)/)?.[1]);
-  ok(wsPort > 0, 'relay serves ws:// on loopback', `port ${wsPort}`);
+  const wsPort = Number(wsLine.match(/url=wss?:\/\/127\.0\.0\.1:(\d+)/)?.[1]);
+  ok(wsPort > 0, `relay serves ${tls ? 'wss' : 'ws'}:// on loopback`, `port ${wsPort}`);
 
   // The native participant: sends the WAV, records the browser.
   const rec = path.join(out, 'native-recorded.wav');
@@ -179,7 +183,7 @@ async function main() {
   const version = await browser.send('Browser.getVersion');
   note(`${version.product}`);
   const q = new URLSearchParams({ room: ROOM, name: WEBNAME, token: token('web'), processing: '0' });
-  const url = `http://127.0.0.1:${wsPort}/?${q}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${wsPort}/?${q}`;
   await page.send('Page.navigate', { url });
   await page.waitFor(`document.readyState === 'complete' && !!document.getElementById('join')`, 15000,
     'the page to load');
