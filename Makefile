@@ -96,6 +96,12 @@ TESTPROG_SRCS := $(sort $(wildcard test/integration/prog_*.c))
 TESTPROG_BINS := $(TESTPROG_SRCS:test/integration/%.c=$(BUILD)/test/integration/%)
 INTEG_SCRIPTS := $(sort $(wildcard test/integration/test_*.sh test/integration/test_*.py))
 
+# Programs of the browser test (test/browser/): the proto.js vectors and
+# the native peer; the tests themselves are scripts.
+BROWSER_SRCS := $(sort $(wildcard test/browser/*.c))
+BROWSER_BINS := $(BROWSER_SRCS:test/browser/%.c=$(BUILD)/test/browser/%)
+BROWSER_TESTS := $(sort $(wildcard test/browser/test_*.sh))
+
 FUZZ_SRCS := $(sort $(wildcard test/fuzz/fuzz_*.c))
 FUZZ_NAMES := $(FUZZ_SRCS:test/fuzz/fuzz_%.c=%)
 REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/test/fuzz/replay_%)
@@ -104,7 +110,7 @@ ALL_OBJS := $(LIB_OBJS) $(TESTLIB_OBJS) $(RELAY_SRCS:%.c=$(BUILD)/%.o) \
 	$(CLI_SRCS:%.c=$(BUILD)/%.o) $(BENCH_SRCS:%.c=$(BUILD)/%.o) \
 	$(MICRO_SRCS:%.c=$(BUILD)/%.o) $(UNIT_SRCS:%.c=$(BUILD)/%.o) \
 	$(INTEG_SRCS:%.c=$(BUILD)/%.o) $(TESTPROG_SRCS:%.c=$(BUILD)/%.o) \
-	$(FUZZ_SRCS:%.c=$(BUILD)/%.o)
+	$(FUZZ_SRCS:%.c=$(BUILD)/%.o) $(BROWSER_SRCS:%.c=$(BUILD)/%.o)
 
 TEST_BINS := $(UNIT_BINS) $(INTEG_BINS) $(REPLAY_BINS)
 
@@ -112,11 +118,12 @@ TEST_BINS := $(UNIT_BINS) $(INTEG_BINS) $(REPLAY_BINS)
 
 .PHONY: all deps test test-run check-asan bench-micro bench fuzz format format-check clean run programs capacity capacity-validate lint
 
-all: $(LIBROOST) $(PROGS) $(MICRO_BINS) $(TEST_BINS) $(TESTPROG_BINS)
+all: $(LIBROOST) $(PROGS) $(MICRO_BINS) $(TEST_BINS) $(TESTPROG_BINS) $(BROWSER_BINS)
 
 # DEPS_GROUPS: optional package groups of scripts/install-deps (deb: the
-# Debian packaging tools test/integration/test_deb.sh uses).
-DEPS_GROUPS ?= --deb
+# Debian packaging tools test/integration/test_deb.sh uses; browser:
+# Chromium and node for test/browser, which make test runs).
+DEPS_GROUPS ?= --deb --browser
 deps:
 	$(Q)scripts/install-deps $(DEPS_GROUPS)
 
@@ -139,7 +146,7 @@ torture torture-long: deps
 # prove reads cmocka's TAP output; its last line is the summary CI reads.
 test-run: all
 	$(Q)CMOCKA_MESSAGE_OUTPUT=TAP ROOST_BUILD=$(BUILD) prove --exec '' --timer \
-		$(TEST_BINS) $(INTEG_SCRIPTS)
+		$(TEST_BINS) $(INTEG_SCRIPTS) $(BROWSER_TESTS)
 
 # make run: everything a fresh machine needs, then the relay in the foreground
 # on 127.0.0.1:4433 with a dev certificate and token key in build/state/.
@@ -153,12 +160,24 @@ run: deps
 	@echo "  $(BUILD)/roost-cli token --key-file $(RUN_STATE)/token.keys --room demo --identity alice --ttl 1h"
 	@echo "roost: clients trust $(RUN_STATE)/ca.pem; Ctrl-C stops the relay"
 	@echo "roost: browsers: https://127.0.0.1:4443/ (WebSocket wss://127.0.0.1:4443/ws, roost.v1)"
+	@echo "roost: web client (docs/WEB.md; trust $(RUN_STATE)/ca.pem in the browser, or accept its warning):"
+	@for who in alice bob; do echo "  https://127.0.0.1:4443/?room=demo&name=$$who&token=$$($(BUILD)/roost-cli token \
+		--key-file $(RUN_STATE)/token.keys --room demo --identity web-$$who --ttl 12h)"; done
 	$(Q)exec $(BUILD)/roost-relay --listen 127.0.0.1 --port 4433 \
 		--cert $(RUN_STATE)/server.pem --key $(RUN_STATE)/server.key \
 		--token-keys $(RUN_STATE)/token.keys --state-dir $(RUN_STATE) \
 		--ws-listen 127.0.0.1:4443 $(if $(wildcard web/index.html),--web-root web) $(RUN_ARGS)
 
 programs: $(PROGS)
+
+# make test-browser: the web client (web/) in a headless Chromium with a
+# native participant, and its protocol module against lib/proto
+# (docs/WEB.md). Needs Chromium: sudo scripts/install-deps --browser. make
+# test runs the same tests, skipping the browser one without Chromium.
+.PHONY: test-browser
+test-browser: all
+	$(Q)command -v $${CHROMIUM:-chromium} >/dev/null 2>&1 || { echo "test-browser: chromium is not installed; run: sudo scripts/install-deps --browser" >&2; exit 1; }
+	$(Q)ROOST_BUILD=$(BUILD) ROOST_BROWSER_REQUIRED=1 prove --exec '' --timer $(BROWSER_TESTS)
 
 # make capacity: quick sweep (a few minutes on 2 cores: coarse-then-fine
 # ramps, steady holds), cost model and report (markdown + PNGs) in
@@ -229,6 +248,8 @@ $(BUILD)/test/integration/prog_wavcorr: $(BUILD)/test/integration/prog_wavcorr.o
 $(BUILD)/roost-bench: $(BENCH_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
 	$(LINK)
 $(BUILD)/bench/micro/%: $(BUILD)/bench/micro/%.o $(LIBROOST)
+	$(LINK)
+$(BUILD)/test/browser/%: $(BUILD)/test/browser/%.o $(LIBROOST)
 	$(LINK)
 
 $(BUILD)/test/unit/%: $(BUILD)/test/unit/%.o $(TESTLIB) $(RELAYLIB) $(LIBROOST)
