@@ -52,6 +52,7 @@ enum key_id {
     K_QUALITY_INTERVAL,
     K_ADMIN_CONN_LIMIT,
     K_ADMIN_CONN_TIMEOUT,
+    K_TURN_BATCH, /* issue 13: turn cadence */
     K_COUNT,
 };
 
@@ -124,6 +125,10 @@ static const struct config_key keys[K_COUNT] = {
                             "admin TCP connections served at once"},
     [K_ADMIN_CONN_TIMEOUT] = {"admin", "admin_conn_timeout", CONFIG_DURATION, "5s", S, 600 * S,
                               false, "an idle admin connection is closed after this long"},
+    [K_TURN_BATCH] = {"server", "turn_batch_us", CONFIG_UINT, STR(RELAY_DEFAULT_TURN_BATCH_US), 0,
+                      100000, false,
+                      "turn cadence: a worker with little work waits up to this many us "
+                      "between turns; 0: off"},
 };
 #undef S
 #undef STR
@@ -333,6 +338,9 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_WORKERS:
         r->n_workers = (unsigned)v;
+        break;
+    case K_TURN_BATCH:
+        r->turn_batch_us = (uint32_t)v;
         break;
     case K_STATE_DIR:
         rc = store_str(c, id, value, &r->state_dir);
