@@ -44,14 +44,23 @@ struct udp_rx {
     struct iovec iov[UDP_BATCH];
     struct udp_addr remote[UDP_BATCH];
     struct udp_addr local[UDP_BATCH];
-    uint8_t ctl[UDP_BATCH][64];
+    /* Kernel receive time of each datagram (SO_TIMESTAMPNS), as
+     * CLOCK_MONOTONIC ns; 0 when the kernel gave none. */
+    uint64_t rx_ns[UDP_BATCH];
+    /* Set up once (first call): `self` == this struct when msgs[] point at
+     * this struct's buffers; later calls reset only what the kernel
+     * changed in the `used` headers the previous call filled. */
+    const struct udp_rx *self;
+    unsigned used;
+    uint8_t ctl[UDP_BATCH][96]; /* pktinfo (v6: 40) + timestamp (32) */
     uint8_t data[UDP_BATCH][UDP_RX_MAX];
 };
 
 /* Receives up to UDP_BATCH datagrams. Returns how many (0 when none are
  * waiting), or ROOST_ESYS. For each i < n: data[i], msgs[i].msg_len bytes,
  * remote[i], local[i] (local address from pktinfo with the bound port of
- * `bound`; len 0 when absent). Truncated datagrams have msg_len set to 0. */
+ * `bound`; len 0 when absent), rx_ns[i]. Truncated datagrams have msg_len
+ * set to 0. rx may come from malloc: the first call sets it up. */
 int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound);
 
 struct udp_txpkt {
