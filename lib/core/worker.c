@@ -365,7 +365,6 @@ static bool batch_hold(struct worker *w)
     stat_add(w->st, WSTAT(holds), 1);
     if (r > 0)
         stat_add(w->st, WSTAT(hold_ctl), 1);
-    w->held_since = t0;
     w->now = worker_clock_ns();
     return true;
 }
@@ -392,7 +391,6 @@ void worker_run_loop(struct worker *w)
     w->turn_start = w->now;
     for (;;) {
         int timeout = turn_timeout(w);
-        w->held_since = 0;
         /* After a hold, look at the fds without blocking: if nothing came,
          * this turn is empty and the next one (no traffic) blocks. */
         if (timeout != 0 && w->batch_ns != 0 && w->traffic && batch_hold(w))
@@ -519,9 +517,14 @@ uint64_t worker_now(const struct worker *w)
     return w->now;
 }
 
-uint64_t worker_held_since(const struct worker *w)
+void worker_set_ingress(struct worker *w, uint64_t ns)
 {
-    return w->held_since;
+    w->ingress_ns = ns;
+}
+
+uint64_t worker_ingress(const struct worker *w)
+{
+    return w->ingress_ns;
 }
 
 void worker_set_user(struct worker *w, void *user)

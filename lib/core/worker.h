@@ -155,10 +155,13 @@ unsigned worker_count(const struct worker *w);
 int worker_cpu(const struct worker *w); /* -1 when not pinned */
 /* Monotonic ns, read once at the start of the current loop turn. */
 uint64_t worker_now(const struct worker *w);
-/* When this turn followed a batch hold: the monotonic ns at which the hold
- * began, an upper bound on how long this turn's input waited in the kernel
- * because of the cadence (for ingress latency stamps). 0 otherwise. */
-uint64_t worker_held_since(const struct worker *w);
+/* The ingress time (CLOCK_MONOTONIC ns; the kernel's receive timestamp) of
+ * the datagram being handled on this worker, set around its handling by
+ * the receive path; 0 outside (then stamp "now"). For latency metrics:
+ * the time a datagram waited in the socket (a turn cadence hold, a busy
+ * worker, scheduling) counts as relay-added. */
+void worker_set_ingress(struct worker *w, uint64_t ns);
+uint64_t worker_ingress(const struct worker *w);
 /* Application data for this worker (e.g. its QUIC endpoint). */
 void worker_set_user(struct worker *w, void *user);
 void *worker_user(const struct worker *w);

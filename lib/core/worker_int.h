@@ -58,7 +58,7 @@ struct worker {
     /* Turn cadence (worker.c, "batch hold"): 0 = off. */
     uint64_t batch_ns;   /* turn_batch_us in ns */
     uint64_t turn_start; /* worker_now of the current turn */
-    uint64_t held_since; /* this turn's input waited in a hold since (ns); 0 none */
+    uint64_t ingress_ns; /* worker_set_ingress */
     bool traffic;        /* the last turn had fd events or ring messages */
     int hold_epfd;       /* epoll set of the eventfd alone: the hold's wait */
     uint64_t ctl_out;    /* bitmap: control staged for these workers this turn */

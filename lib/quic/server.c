@@ -546,7 +546,6 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
 
 static void on_socket(struct worker *w, int fd, uint32_t events, void *arg)
 {
-    (void)w;
     (void)fd;
     struct quic_server *s = arg;
     if (events & EPOLLOUT)
@@ -561,9 +560,12 @@ static void on_socket(struct worker *w, int fd, uint32_t events, void *arg)
                 stat_inc(s->ep.st, QS(sock_errors));
             break;
         }
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
+            worker_set_ingress(w, s->rx->rx_ns[i]); /* latency metrics */
             handle_packet(s, s->rx->data[i], s->rx->msgs[i].msg_len, &s->rx->remote[i],
                           &s->rx->local[i], false);
+        }
+        worker_set_ingress(w, 0);
         /* Under a flood, keep live connections moving between batches. */
         if (++batches % RX_BATCHES_PER_FLUSH == 0)
             process_dirty(s);

@@ -55,11 +55,11 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len)
         ROOM_STAT_INC(s, media_dropped_nomem);
         return ROOST_ENOMEM;
     }
-    /* Fan-out latency metric. After a batch hold (worker.h, turn cadence)
-     * the datagram may have waited in the socket since the hold began:
-     * stamp that (an upper bound) so the metric includes the cadence. */
-    uint64_t held = worker_held_since(s->w);
-    b->stamp = held != 0 ? (uint32_t)(held >> BUF_STAMP_SHIFT) | 1u : buf_stamp_now();
+    /* Fan-out latency metric: from the kernel's receive time when the
+     * receive path gave it (worker_ingress), so that time spent waiting in
+     * the socket (turn cadence, busy worker) counts. */
+    uint64_t in = worker_ingress(s->w);
+    b->stamp = in != 0 ? (uint32_t)(in >> BUF_STAMP_SHIFT) | 1u : buf_stamp_now();
     /* The frame is written once; every delivery shares it. */
     int n = media_relay_datagram(dgram, len, m->pid, b->data, b->cap);
     if (n < 0) {
