@@ -627,6 +627,7 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
     s->slots = calloc(s->n_slots, sizeof(*s->slots));
     if (s->rx == NULL || s->tx == NULL || s->slots == NULL)
         goto fail;
+    udp_rx_init(s->rx);
     for (uint32_t i = 0; i < s->n_slots; i++)
         s->slots[i].next_free = i + 1 < s->n_slots ? i + 1 : UINT32_MAX;
     s->free_head = 0;

@@ -1,8 +1,7 @@
 /* udp_rx_recv over several calls on one batch (set up once, then only the
  * fields recvmmsg wrote are reset): every datagram's bytes, sender, local
  * address (pktinfo) and kernel receive time are right in each call, for
- * batches of different sizes and senders, and a malloc'ed batch needs no
- * init call. */
+ * batches of different sizes and senders. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,10 +74,12 @@ static void test_batches(void **state)
         assert_int_equal(udp_socket_local(s2[f], &a2[f]), 0);
     }
 
-    /* Garbage, as from malloc: the first call sets the batch up. */
+    /* Garbage, as from malloc, then udp_rx_init: the first call sets the
+     * batch up. */
     struct udp_rx *rx = malloc(sizeof(*rx));
     assert_non_null(rx);
     memset(rx, 0xa5, sizeof(*rx));
+    udp_rx_init(rx);
 
     for (int round = 0; round < 6; round++) {
         int f = round % 2;
