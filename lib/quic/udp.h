@@ -53,7 +53,7 @@ struct udp_rx {
      * filled. */
     const struct udp_rx *self;
     unsigned used;
-    uint8_t ctl[UDP_BATCH][96]; /* pktinfo (v6: 40) + timestamp (32) */
+    _Alignas(struct cmsghdr) uint8_t ctl[UDP_BATCH][96]; /* pktinfo (v6: 40) + timestamp (32) */
     uint8_t data[UDP_BATCH][UDP_RX_MAX];
 };
 
