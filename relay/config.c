@@ -59,6 +59,7 @@ enum key_id {
     K_WS_LISTEN,
     K_WS_PLAIN,
     K_WEB_ROOT,
+    K_TURN_BATCH, /* issue 13: turn cadence */
     K_COUNT,
 };
 
@@ -140,6 +141,10 @@ static const struct config_key keys[K_COUNT] = {
                     "DEV ONLY: ws:// without TLS; loopback ws_listen only"},
     [K_WEB_ROOT] = {"websocket", "web_root", CONFIG_PATH, "", 0, 0, false,
                     "directory of the browser page served at / on ws_listen; empty: none"},
+    [K_TURN_BATCH] = {"server", "turn_batch_us", CONFIG_UINT, STR(RELAY_DEFAULT_TURN_BATCH_US), 0,
+                      100000, false,
+                      "turn cadence: a worker with little work waits up to this many us "
+                      "between turns; 0: off"},
 };
 #undef S
 #undef STR
@@ -394,6 +399,9 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_WORKERS:
         r->n_workers = (unsigned)v;
+        break;
+    case K_TURN_BATCH:
+        r->turn_batch_us = (uint32_t)v;
         break;
     case K_STATE_DIR:
         rc = store_str(c, id, value, &r->state_dir);

@@ -361,6 +361,11 @@ int metrics_render(struct relay *r, char **out, size_t *len)
         put(&b, "roost_worker_busy_seconds_total{worker=\"%u\"} %.6f\n", i,
             (double)ws[i].worker.busy_ns / 1e9);
     PER_WORKER(&b, "roost_worker_turns_total", "counter", "Event loop turns.", s->worker.turns);
+    PER_WORKER(&b, "roost_worker_batch_holds_total", "counter",
+               "Turn cadence: waits of up to turn_batch_us between turns.", s->worker.holds);
+    PER_WORKER(&b, "roost_worker_batch_holds_cut_total", "counter",
+               "Turn cadence waits cut short by a control message, a post or stop.",
+               s->worker.hold_ctl);
 
     free(ws);
     if (b.nomem) {

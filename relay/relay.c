@@ -272,6 +272,7 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .cpus = cfg->cpus,
         .n_cpus = cfg->n_cpus,
         .no_pin = cfg->no_pin,
+        .turn_batch_us = cfg->turn_batch_us,
     };
     rc = worker_pool_new(&r->pool, &wc, &relay_worker_ops, r);
     if (rc != 0) {
@@ -444,6 +445,7 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"listen", str_differs(cfg->addr, r->cfg.addr)},
         {"port", cfg->port != r->cfg.port},
         {"workers", cfg->n_workers != r->cfg.n_workers},
+        {"turn_batch_us", cfg->turn_batch_us != r->cfg.turn_batch_us},
         {"state_dir", str_differs(cfg->state_dir, r->cfg.state_dir)},
         {"insecure_no_auth", cfg->insecure_no_auth != r->cfg.insecure_no_auth},
         {"max_rooms", cfg->max_rooms != r->cfg.max_rooms},

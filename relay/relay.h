@@ -22,6 +22,10 @@
 
 struct relay;
 
+/* The config file's default turn cadence (docs/BENCHMARKS.md, "turn
+ * cadence"); a zeroed relay_config (tests) runs without it. */
+#define RELAY_DEFAULT_TURN_BATCH_US 250
+
 struct relay_config {
     const char *addr;   /* numeric IPv4/IPv6; NULL: 127.0.0.1 */
     uint16_t port;      /* 0: ephemeral (tests) */
@@ -29,6 +33,7 @@ struct relay_config {
     const int *cpus;    /* optional CPU list */
     unsigned n_cpus;
     bool no_pin;                   /* tests */
+    uint32_t turn_batch_us;        /* turn cadence (worker_config); 0: off */
     const char *cert_file;         /* PEM chain */
     const char *key_file;          /* PEM key */
     const char *state_dir;         /* reset/retry secrets; NULL: random per run */

@@ -44,19 +44,26 @@ void worker_evfd_signal(int fd)
 }
 
 /* Called by a producer after its publish and a seq_cst fence. */
-void worker_wake_if_sleeping(struct worker *dst)
+void worker_wake_if_sleeping(struct worker *dst, bool ctl)
 {
     /* relaxed load first: the common case (consumer awake) costs no RMW. The
      * ordering against our publish comes from the caller's seq_cst fence. */
-    if (atomic_load_explicit(&dst->sleeping, memory_order_relaxed) == 0)
+    int s = atomic_load_explicit(&dst->sleeping, memory_order_relaxed);
+    if (s == SLEEP_AWAKE || (s == SLEEP_HOLD && !ctl))
         return;
-    /* Exchange: of several producers racing here, one writes the eventfd. */
-    if (atomic_exchange_explicit(&dst->sleeping, 0, memory_order_relaxed) == 1)
+    /* Compare-exchange: of several producers racing here, one writes the
+     * eventfd; a media producer never ends a hold. */
+    if (atomic_compare_exchange_strong_explicit(&dst->sleeping, &s, SLEEP_AWAKE,
+                                                memory_order_relaxed, memory_order_relaxed))
         worker_evfd_signal(dst->evfd);
 }
 
 /* Publishes every ring with staged writes, then wakes sleeping consumers
- * whose ring went from empty to non-empty. */
+ * whose ring went from empty to non-empty. A consumer holding a batch
+ * window (SLEEP_HOLD) is woken only when what we published holds a control
+ * message: for those the flag ctl_pending is set before the fence, so the
+ * consumer's own check after its fence (batch_hold) sees it or we see its
+ * SLEEP_HOLD (the same Dekker pairing as for sleeping). */
 void worker_publish_all(struct worker *w)
 {
     uint64_t woke = 0; /* bitmap of destinations that got new messages */
@@ -64,15 +71,21 @@ void worker_publish_all(struct worker *w)
         if (w->out[to] != NULL && ring_publish(w->out[to]) > 0)
             woke |= 1ull << to;
     }
+    uint64_t ctl = w->ctl_out & woke;
+    w->ctl_out = 0;
     if (woke == 0)
         return;
+    for (unsigned to = 0; ctl != 0 && to < w->n; to++) {
+        if (ctl & (1ull << to))
+            atomic_store_explicit(&w->pool->w[to]->ctl_pending, 1, memory_order_relaxed);
+    }
     /* seq_cst fence: orders the prod.tail stores above before the loads of
      * `sleeping` below; pairs with the fence in sleep_prepare (see the file
      * comment: Dekker-style, one of the two sides sees the other's store). */
     atomic_thread_fence(memory_order_seq_cst);
     for (unsigned to = 0; to < w->n; to++) {
         if (woke & (1ull << to))
-            worker_wake_if_sleeping(w->pool->w[to]);
+            worker_wake_if_sleeping(w->pool->w[to], (ctl >> to) & 1);
     }
 }
 
@@ -90,6 +103,7 @@ static bool spill_drain(struct worker *w, unsigned to)
         if (ring_stage_burst(r, msgq_front(q), 1) == 0)
             return false;
         msgq_pop(q);
+        w->ctl_out |= 1ull << to; /* spilled messages are control */
     }
     w->n_spilling--;
     return true;
@@ -115,6 +129,8 @@ int worker_send(struct worker *w, unsigned to, const struct worker_msg *msg,
     }
     /* Older spilled messages go first, so that nothing overtakes them. */
     if (spill_drain(w, to) && ring_stage_burst(w->out[to], &m, 1) == 1) {
+        if (cls == WORKER_MSG_CONTROL)
+            w->ctl_out |= 1ull << to;
         stat_add(w->st, WSTAT(msgs_out), 1);
         return 0;
     }
@@ -189,6 +205,11 @@ int worker_handle(struct worker *w, const struct worker_handler *h, void *arg)
 
 static void deliver_rings(struct worker *w)
 {
+    /* Cleared before the rings are read: control published after this sets
+     * it again. An RMW, not a store, so that it cannot land after the ring
+     * loads below and erase a newer producer's flag. */
+    if (atomic_load_explicit(&w->ctl_pending, memory_order_relaxed) != 0)
+        atomic_exchange_explicit(&w->ctl_pending, 0, memory_order_seq_cst);
     for (unsigned from = 0; from < w->n; from++) {
         struct ring *r = w->in[from];
         if (r == NULL)
@@ -199,6 +220,7 @@ static void deliver_rings(struct worker *w)
             if (k == 0)
                 break;
             taken += k;
+            w->traffic = true;
             stat_add(w->st, WSTAT(msgs_in), k);
             for (unsigned i = 0; i < k; i++)
                 dispatch_msg(w, &w->batch[i]);
@@ -279,7 +301,7 @@ static void dispatch_events(struct worker *w, int n)
  * the worker may block. */
 static bool sleep_prepare(struct worker *w)
 {
-    atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
+    atomic_store_explicit(&w->sleeping, SLEEP_BLOCKED, memory_order_relaxed);
     /* seq_cst fence: orders the flag store before the loads of the ring
      * tails, the inbox flag and the stop flag below; pairs with the fence in
      * publish_all (and worker_pool_post) taken after their stores. */
@@ -292,8 +314,59 @@ static bool sleep_prepare(struct worker *w)
             idle = false;
     }
     if (!idle)
-        atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+        atomic_store_explicit(&w->sleeping, SLEEP_AWAKE, memory_order_relaxed);
     return idle;
+}
+
+/* The batch hold (turn cadence, worker_config.turn_batch_us). Called when
+ * the last turn found work (fd events or ring messages) but nothing is
+ * pending for an immediate turn. Waits, on the eventfd alone, until
+ * turn_start + batch_ns or the next timer's expiry, whichever is first,
+ * so that what arrives on the fds and in the rings meanwhile is taken in
+ * one turn. What never waits:
+ *   - timers: the wait ends at the earliest expiry (ns timeout);
+ *   - control: a producer that published a control message (worker_send
+ *     with WORKER_MSG_CONTROL, a spilled message), a post (inbox) and stop
+ *     write the eventfd when they see SLEEP_HOLD, and the check below after
+ *     our fence sees what they published before; media publishes do not
+ *     wake a holding worker (they are the batch).
+ * Returns true when it waited (the clock moved: w->now is re-read). */
+static bool batch_hold(struct worker *w)
+{
+    uint64_t t0 = worker_clock_ns();
+    uint64_t until = w->turn_start + w->batch_ns;
+    uint64_t next = timers_next(w->timers);
+    if (next < until)
+        until = next;
+    if (until <= t0)
+        return false; /* the turn took the whole window: back to back */
+    atomic_store_explicit(&w->sleeping, SLEEP_HOLD, memory_order_relaxed);
+    /* seq_cst fence: pairs with the fence in worker_publish_all (taken after
+     * its ctl_pending store) and in worker_pool_post. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&w->ctl_pending, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&w->inbox_pending, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&w->pool->stop, memory_order_relaxed) != 0) {
+        atomic_store_explicit(&w->sleeping, SLEEP_AWAKE, memory_order_relaxed);
+        return false;
+    }
+    stat_add(w->st, WSTAT(busy_ns), t0 - w->now);
+    uint64_t d = until - t0;
+    struct timespec ts = {.tv_sec = (time_t)(d / 1000000000u), .tv_nsec = (long)(d % 1000000000u)};
+    struct epoll_event ev;
+    rcu_thread_offline();
+    int r = epoll_pwait2(w->hold_epfd, &ev, 1, &ts, NULL);
+    rcu_thread_online();
+    atomic_store_explicit(&w->sleeping, SLEEP_AWAKE, memory_order_relaxed);
+    if (r == -1 && errno == ENOSYS) {
+        log_warn("%s", "msg=\"epoll_pwait2 unavailable: turn_batch_us ignored\"");
+        w->batch_ns = 0;
+    }
+    stat_add(w->st, WSTAT(holds), 1);
+    if (r > 0)
+        stat_add(w->st, WSTAT(hold_ctl), 1);
+    w->now = worker_clock_ns();
+    return true;
 }
 
 static int turn_timeout(struct worker *w)
@@ -315,10 +388,16 @@ void worker_run_loop(struct worker *w)
     void *arg = w->pool->arg;
 
     w->now = worker_clock_ns(); /* busy_ns starts here, not before start() */
+    w->turn_start = w->now;
     for (;;) {
         int timeout = turn_timeout(w);
+        /* After a hold, look at the fds without blocking: if nothing came,
+         * this turn is empty and the next one (no traffic) blocks. */
+        if (timeout != 0 && w->batch_ns != 0 && w->traffic && batch_hold(w))
+            timeout = 0;
         w->more = false;
         w->wake_self = false;
+        w->traffic = false;
         int n;
         if (timeout != 0 && sleep_prepare(w)) {
             uint64_t t0 = worker_clock_ns();
@@ -327,7 +406,7 @@ void worker_run_loop(struct worker *w)
             rcu_thread_offline();
             n = epoll_wait(w->epfd, w->events, MAX_EVENTS, timeout);
             rcu_thread_online();
-            atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+            atomic_store_explicit(&w->sleeping, SLEEP_AWAKE, memory_order_relaxed);
             w->now = worker_clock_ns();
         } else {
             n = epoll_wait(w->epfd, w->events, MAX_EVENTS, 0);
@@ -335,6 +414,7 @@ void worker_run_loop(struct worker *w)
             stat_add(w->st, WSTAT(busy_ns), t - w->now);
             w->now = t;
         }
+        w->turn_start = w->now;
         if (n == -1) {
             if (errno != EINTR)
                 log_error("msg=\"epoll_wait failed\" errno=%d", errno);
@@ -342,6 +422,8 @@ void worker_run_loop(struct worker *w)
         }
         if (n == MAX_EVENTS)
             w->more = true;
+        if (n > 0)
+            w->traffic = true;
         if (atomic_load_explicit(&w->pool->stop, memory_order_relaxed))
             break;
 
@@ -433,6 +515,16 @@ int worker_cpu(const struct worker *w)
 uint64_t worker_now(const struct worker *w)
 {
     return w->now;
+}
+
+void worker_set_ingress(struct worker *w, uint64_t ns)
+{
+    w->ingress_ns = ns;
+}
+
+uint64_t worker_ingress(const struct worker *w)
+{
+    return w->ingress_ns;
 }
 
 void worker_set_user(struct worker *w, void *user)

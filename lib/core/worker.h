@@ -61,7 +61,19 @@ struct worker_config {
     unsigned n_cpus;        /* workers run on cpus[i % n_cpus] */
     unsigned ring_capacity; /* messages per ring, power of two; 0: 4096 */
     bool no_pin;            /* tests only: skip pinning */
+    /* Turn cadence (worker.c, "batch hold"): after a turn that found work
+     * but did not fill a batch, the worker waits until this long after that
+     * turn's start (bounded by its next timer, cut short by control
+     * messages, posts and stop) before it looks at its fds again, so that
+     * datagrams arriving meanwhile share one turn. A busy worker (full
+     * epoll batch, ring budget hit, work queued for itself) or a turn longer
+     * than the window runs the next turn at once; an idle worker wakes at
+     * once on the first event. 0: off (every event wakes a turn).
+     * At most WORKER_TURN_BATCH_MAX_US. */
+    uint32_t turn_batch_us;
 };
+
+#define WORKER_TURN_BATCH_MAX_US 1000000u /* 1 s (tests); the relay allows 100 ms */
 
 struct worker_ops {
     /* On the worker thread, registered with RCU, before the first turn.
@@ -104,7 +116,9 @@ struct worker_stats {
     uint64_t msgs_out;    /* messages sent, to self included */
     uint64_t ring_drops;  /* media dropped on a full ring */
     uint64_t ring_spills; /* control messages that went to the spill queue */
-    uint64_t busy_ns;     /* time not spent blocked in epoll_wait */
+    uint64_t busy_ns;     /* time not spent blocked in epoll_wait or a hold */
+    uint64_t holds;       /* batch holds waited (turn_batch_us) */
+    uint64_t hold_ctl;    /* holds cut short by control, a post or stop */
 };
 
 /* Creates (does not start) a pool. ops and arg are borrowed for the pool's
@@ -141,6 +155,13 @@ unsigned worker_count(const struct worker *w);
 int worker_cpu(const struct worker *w); /* -1 when not pinned */
 /* Monotonic ns, read once at the start of the current loop turn. */
 uint64_t worker_now(const struct worker *w);
+/* The ingress time (CLOCK_MONOTONIC ns; the kernel's receive timestamp) of
+ * the datagram being handled on this worker, set around its handling by
+ * the receive path; 0 outside (then stamp "now"). For latency metrics:
+ * the time a datagram waited in the socket (a turn cadence hold, a busy
+ * worker, scheduling) counts as relay-added. */
+void worker_set_ingress(struct worker *w, uint64_t ns);
+uint64_t worker_ingress(const struct worker *w);
 /* Application data for this worker (e.g. its QUIC endpoint). */
 void worker_set_user(struct worker *w, void *user);
 void *worker_user(const struct worker *w);

@@ -55,6 +55,13 @@ struct worker {
     unsigned fds_cap;
     bool wake_self;
     bool more; /* a ring hit its turn budget or epoll returned a full batch */
+    /* Turn cadence (worker.c, "batch hold"): 0 = off. */
+    uint64_t batch_ns;   /* turn_batch_us in ns */
+    uint64_t turn_start; /* worker_now of the current turn */
+    uint64_t ingress_ns; /* worker_set_ingress */
+    bool traffic;        /* the last turn had fd events or ring messages */
+    int hold_epfd;       /* epoll set of the eventfd alone: the hold's wait */
+    uint64_t ctl_out;    /* bitmap: control staged for these workers this turn */
     bool started_ok;
     bool thread_created;
     int start_rc;
@@ -75,12 +82,17 @@ struct worker {
     _Atomic uint64_t st[STAT_N(struct worker_stats)] __attribute__((aligned(CACHE_LINE)));
 
     /* Written by other threads. */
+    /* SLEEP_AWAKE, SLEEP_BLOCKED (any publish wakes), SLEEP_HOLD (only
+     * control wakes; the batch hold). */
     _Atomic int sleeping __attribute__((aligned(CACHE_LINE)));
+    _Atomic int ctl_pending; /* a producer published control to us */
     _Atomic int inbox_pending;
     pthread_mutex_t inbox_lock;
     struct msgq inbox; /* under inbox_lock */
     bool inbox_closed; /* under inbox_lock: the worker has discarded it */
 };
+
+enum { SLEEP_AWAKE = 0, SLEEP_BLOCKED = 1, SLEEP_HOLD = 2 };
 
 enum pool_state { POOL_NEW, POOL_STARTED, POOL_STOPPED };
 
@@ -93,6 +105,7 @@ struct worker_pool {
     int *cpus;           /* worker i runs on cpus[i % n_cpus] */
     unsigned n_cpus;
     bool no_pin;
+    uint64_t batch_ns; /* worker_config.turn_batch_us in ns */
     enum pool_state state;
     _Atomic int stop;
 
@@ -119,8 +132,10 @@ static inline uint64_t worker_clock_ns(void)
 /* worker.c, for worker_pool.c. All on w's own thread unless said. */
 /* Wakes a worker's loop through its eventfd. Any thread. */
 void worker_evfd_signal(int fd);
-/* Wakes dst if it announced it sleeps (after the caller's seq_cst fence). */
-void worker_wake_if_sleeping(struct worker *dst);
+/* Wakes dst if it announced it sleeps (after the caller's seq_cst fence):
+ * blocked, or holding a batch window when ctl (control was published to it;
+ * the caller stored dst->ctl_pending = 1 before its fence). */
+void worker_wake_if_sleeping(struct worker *dst, bool ctl);
 /* Publishes every ring with staged writes and wakes sleeping consumers. */
 void worker_publish_all(struct worker *w);
 /* The loop, until the pool's stop flag. */

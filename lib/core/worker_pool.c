@@ -171,6 +171,8 @@ static void worker_free(struct worker *w)
         close(w->epfd);
     if (w->evfd != -1)
         close(w->evfd);
+    if (w->hold_epfd != -1)
+        close(w->hold_epfd);
     timers_del(w->timers);
     if (w->spill) {
         for (unsigned i = 0; i < w->n; i++)
@@ -201,6 +203,8 @@ static int worker_alloc(struct worker_pool *p, unsigned id, struct worker **out)
     w->n = p->n;
     w->epfd = -1;
     w->evfd = -1;
+    w->hold_epfd = -1;
+    w->batch_ns = p->batch_ns;
     w->cpu = p->no_pin ? -1 : p->cpus[id % p->n_cpus];
     pthread_mutex_init(&w->inbox_lock, NULL);
 
@@ -218,6 +222,10 @@ static int worker_alloc(struct worker_pool *p, unsigned id, struct worker **out)
         return ROOST_ESYS;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EVFD_TAG};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) == -1)
+        return ROOST_ESYS;
+    /* The batch hold waits on the eventfd alone (control and stop). */
+    w->hold_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->hold_epfd == -1 || epoll_ctl(w->hold_epfd, EPOLL_CTL_ADD, w->evfd, &ev) == -1)
         return ROOST_ESYS;
     return 0;
 }
@@ -287,6 +295,8 @@ int worker_pool_new(struct worker_pool **out, const struct worker_config *cfg,
     uint32_t cap = cfg->ring_capacity ? cfg->ring_capacity : DEFAULT_RING_CAPACITY;
     if (cap < 2 || (cap & (cap - 1)) != 0 || cap > (1u << 24))
         return ROOST_EINVAL;
+    if (cfg->turn_batch_us > WORKER_TURN_BATCH_MAX_US)
+        return ROOST_EINVAL;
 
     struct worker_pool *p = calloc(1, sizeof(*p));
     if (p == NULL)
@@ -296,6 +306,7 @@ int worker_pool_new(struct worker_pool **out, const struct worker_config *cfg,
     p->ops = ops;
     p->arg = arg;
     p->no_pin = cfg->no_pin;
+    p->batch_ns = (uint64_t)cfg->turn_batch_us * 1000u;
     p->state = POOL_NEW;
     atomic_init(&p->stop, 0);
 
@@ -387,7 +398,7 @@ int worker_pool_post(struct worker_pool *p, unsigned to, const struct worker_msg
     /* seq_cst fence: orders the inbox_pending store before the load of
      * `sleeping`; pairs with the fence in sleep_prepare. */
     atomic_thread_fence(memory_order_seq_cst);
-    worker_wake_if_sleeping(w);
+    worker_wake_if_sleeping(w, true); /* posts are control: they cut a hold */
     return 0;
 }
 

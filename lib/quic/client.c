@@ -156,6 +156,7 @@ int quic_client_new(struct quic_client **out, const struct quic_client_config *c
     cl->tx = malloc(sizeof(*cl->tx));
     if (cl->rx == NULL || cl->tx == NULL)
         goto fail;
+    udp_rx_init(cl->rx);
     cl->ep.tx = cl->tx;
     rc = timers_new(&cl->timers);
     if (rc < 0)

@@ -580,7 +580,6 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
 
 static void on_socket(struct worker *w, int fd, uint32_t events, void *arg)
 {
-    (void)w;
     (void)fd;
     struct quic_server *s = arg;
     if (events & EPOLLOUT)
@@ -595,9 +594,12 @@ static void on_socket(struct worker *w, int fd, uint32_t events, void *arg)
                 stat_inc(s->ep.st, QS(sock_errors));
             break;
         }
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
+            worker_set_ingress(w, s->rx->rx_ns[i]); /* latency metrics */
             handle_packet(s, s->rx->data[i], s->rx->msgs[i].msg_len, &s->rx->remote[i],
                           &s->rx->local[i], false);
+        }
+        worker_set_ingress(w, 0);
         /* Under a flood, keep live connections moving between batches. */
         if (++batches % RX_BATCHES_PER_FLUSH == 0)
             process_dirty(s);
@@ -661,6 +663,7 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
     s->slots = calloc(s->n_slots, sizeof(*s->slots));
     if (s->rx == NULL || s->tx == NULL || s->slots == NULL)
         goto fail;
+    udp_rx_init(s->rx);
     for (uint32_t i = 0; i < s->n_slots; i++)
         s->slots[i].next_free = i + 1 < s->n_slots ? i + 1 : UINT32_MAX;
     s->free_head = 0;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -67,6 +68,9 @@ int udp_socket_open(const struct udp_addr *addr, bool reuseport, int bufsize, in
         if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
             goto fail;
     }
+    /* Kernel receive timestamps (udp_rx.rx_ns: the relay's ingress stamp).
+     * Not fatal: without them rx_ns is 0. */
+    (void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
     if (bufsize > 0) {
         /* Failure to enlarge is not fatal: the granted size is reported. */
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof(bufsize));
@@ -99,7 +103,7 @@ int udp_socket_local(int fd, struct udp_addr *out)
     return 0;
 }
 
-int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound)
+static void rx_setup(struct udp_rx *rx)
 {
     for (unsigned i = 0; i < UDP_BATCH; i++) {
         rx->iov[i].iov_base = rx->data[i];
@@ -113,12 +117,42 @@ int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound)
         h->msg_controllen = sizeof(rx->ctl[i]);
         h->msg_flags = 0;
     }
+    rx->used = 0;
+    rx->self = rx;
+}
+
+/* Kernel timestamps are CLOCK_REALTIME: the offset to CLOCK_MONOTONIC,
+ * read once per batch. */
+static int64_t real_to_mono_ns(void)
+{
+    struct timespec r, m;
+    clock_gettime(CLOCK_REALTIME, &r);
+    clock_gettime(CLOCK_MONOTONIC, &m);
+    return ((int64_t)r.tv_sec - (int64_t)m.tv_sec) * 1000000000 + (r.tv_nsec - m.tv_nsec);
+}
+
+int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound)
+{
+    if (rx->self != rx) {
+        rx_setup(rx);
+    } else {
+        /* recvmmsg writes msg_namelen, msg_controllen and msg_flags (and
+         * msg_len) of the headers it filled, nothing else: reset those. */
+        for (unsigned i = 0; i < rx->used && i < UDP_BATCH; i++) {
+            struct msghdr *h = &rx->msgs[i].msg_hdr;
+            h->msg_namelen = sizeof(rx->remote[i].u);
+            h->msg_controllen = sizeof(rx->ctl[i]);
+        }
+        rx->used = 0;
+    }
     int n;
     do {
         n = recvmmsg(fd, rx->msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
     } while (n == -1 && errno == EINTR);
     if (n == -1)
         return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : ROOST_ESYS;
+    rx->used = (unsigned)n;
+    int64_t off = real_to_mono_ns();
     for (int i = 0; i < n; i++) {
         struct msghdr *h = &rx->msgs[i].msg_hdr;
         rx->remote[i].len = h->msg_namelen;
@@ -126,8 +160,14 @@ int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound)
             rx->msgs[i].msg_len = 0;
         struct udp_addr *l = &rx->local[i];
         l->len = 0;
+        rx->rx_ns[i] = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
-            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+                int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - off;
+                rx->rx_ns[i] = ns > 0 ? (uint64_t)ns : 0;
+            } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
                 struct in_pktinfo pi;
                 memcpy(&pi, CMSG_DATA(c), sizeof(pi));
                 memset(l, 0, sizeof(*l));

@@ -47,15 +47,31 @@ struct udp_rx {
     struct iovec iov[UDP_BATCH];
     struct udp_addr remote[UDP_BATCH];
     struct udp_addr local[UDP_BATCH];
-    uint8_t ctl[UDP_BATCH][64];
+    /* Kernel receive time of each datagram (SO_TIMESTAMPNS), as
+     * CLOCK_MONOTONIC ns; 0 when the kernel gave none. */
+    uint64_t rx_ns[UDP_BATCH];
+    /* Set up once (first call after udp_rx_init): `self` == this struct
+     * when msgs[] point at this struct's buffers; later calls reset only
+     * what the kernel changed in the `used` headers the previous call
+     * filled. */
+    const struct udp_rx *self;
+    unsigned used;
+    _Alignas(struct cmsghdr) uint8_t ctl[UDP_BATCH][96]; /* pktinfo (v6: 40) + timestamp (32) */
     uint8_t data[UDP_BATCH][UDP_RX_MAX];
 };
 
 /* Receives up to UDP_BATCH datagrams. Returns how many (0 when none are
  * waiting), or ROOST_ESYS. For each i < n: data[i], msgs[i].msg_len bytes,
  * remote[i], local[i] (local address from pktinfo with the bound port of
- * `bound`; len 0 when absent). Truncated datagrams have msg_len set to 0. */
+ * `bound`; len 0 when absent), rx_ns[i]. Truncated datagrams have msg_len
+ * set to 0. Before the first call: udp_rx_init, or zeroed memory. */
 int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound);
+/* Marks a batch not set up (udp_rx_recv sets it up on its first call). */
+static inline void udp_rx_init(struct udp_rx *rx)
+{
+    rx->self = NULL;
+    rx->used = 0;
+}
 
 struct udp_txpkt {
     size_t len;

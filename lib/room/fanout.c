@@ -55,7 +55,11 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len)
         ROOM_STAT_INC(s, media_dropped_nomem);
         return ROOST_ENOMEM;
     }
-    b->stamp = buf_stamp_now(); /* fan-out latency metric */
+    /* Fan-out latency metric: from the kernel's receive time when the
+     * receive path gave it (worker_ingress), so that time spent waiting in
+     * the socket (turn cadence, busy worker) counts. */
+    uint64_t in = worker_ingress(s->w);
+    b->stamp = in != 0 ? (uint32_t)(in >> BUF_STAMP_SHIFT) | 1u : buf_stamp_now();
     /* The frame is written once; every delivery shares it. */
     int n = media_relay_datagram(dgram, len, m->pid, b->data, b->cap);
     if (n < 0) {

@@ -54,6 +54,7 @@ void owner_free_rooms(struct room_shard *s)
         }
         s->buckets[b] = NULL;
     }
+    s->owned = NULL;
 }
 
 static struct room *room_lookup(struct room_shard *s, const uint8_t *id, size_t len,
@@ -90,6 +91,11 @@ static int room_create(struct room_shard *s, const uint8_t *id, size_t len, uint
     uint32_t b = (uint32_t)(h >> 32) & s->bucket_mask;
     r->hnext = s->buckets[b];
     s->buckets[b] = r;
+    r->oprev = NULL;
+    r->onext = s->owned;
+    if (s->owned != NULL)
+        s->owned->oprev = r;
+    s->owned = r;
     /* Pairs with rcu_dereference in room_resolve: the room's fields are
      * visible before its pointer is. */
     rcu_assign_pointer(t->slots[r->slot], r);
@@ -108,6 +114,12 @@ static void room_destroy(struct room_shard *s, struct room *r)
             break;
         }
     }
+    if (r->oprev != NULL)
+        r->oprev->onext = r->onext;
+    else
+        s->owned = r->onext;
+    if (r->onext != NULL)
+        r->onext->oprev = r->oprev;
     rcu_assign_pointer(t->slots[r->slot], NULL);
     t->free_slots[t->n_free++] = r->slot;
     atomic_fetch_sub_explicit(&s->sh->rooms, 1, memory_order_relaxed);

@@ -2,7 +2,13 @@
  * its joined members their own QUALITY and the room owners one report of
  * their subscribers; each owner combines the latest reports of every
  * worker into one summary per publisher (proto/quality.h). No per-packet
- * work. */
+ * work.
+ *
+ * Cost per tick (issue 13): the members of this worker and the rooms it
+ * owns, never the capacity (no walk of the room hash buckets or of the room
+ * table): O(m log m) for m members (sorts of a few words each), and no
+ * allocation in a steady state (the shard's grow-only scratch, s->q) but
+ * the report and summary buffers that travel to other workers. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +34,34 @@ static int qrow_cmp(const void *a, const void *b)
     if (x->room_gen != y->room_gen)
         return x->room_gen < y->room_gen ? -1 : 1;
     return 0;
+}
+
+struct qpid {
+    uint32_t pid, idx;
+};
+
+static int qpid_cmp(const void *a, const void *b)
+{
+    const struct qpid *x = a, *y = b;
+    if (x->pid != y->pid)
+        return x->pid < y->pid ? -1 : 1;
+    return x->idx < y->idx ? -1 : (x->idx > y->idx);
+}
+
+/* Grows a scratch array to hold n elements; false on ENOMEM. */
+static bool grow(void **p, uint32_t *cap, uint32_t n, size_t size)
+{
+    if (n <= *cap)
+        return true;
+    uint32_t c = *cap ? *cap : 16;
+    while (c < n)
+        c *= 2;
+    void *v = realloc(*p, (size_t)c * size);
+    if (v == NULL)
+        return false;
+    *p = v;
+    *cap = c;
+    return true;
 }
 
 /* Own link: counters since the previous tick. */
@@ -121,17 +155,24 @@ static int u32_cmp(const void *a, const void *b)
 }
 
 /* Median and maximum of sorted v[0..n) without one occurrence of `skip`
- * (the publisher's own entry, when it subscribes too). */
+ * (the publisher's own entry, when it subscribes too): found by binary
+ * search, O(log n). */
 static void stat_skip(const uint32_t *v, uint32_t n, bool has_skip, uint32_t skip, uint32_t *med,
                       uint32_t *max)
 {
     uint32_t si = n;
-    if (has_skip)
-        for (uint32_t i = 0; i < n; i++)
-            if (v[i] == skip) {
-                si = i;
-                break;
-            }
+    if (has_skip) {
+        uint32_t lo = 0, hi = n; /* first index with v[i] >= skip */
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (v[mid] < skip)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < n && v[lo] == skip)
+            si = lo;
+    }
     uint32_t m = si < n ? n - 1 : n;
     if (m == 0) {
         *med = *max = 0;
@@ -143,20 +184,37 @@ static void stat_skip(const uint32_t *v, uint32_t n, bool has_skip, uint32_t ski
 }
 
 /* Owner: every publisher of r gets a summary of the other subscribers,
- * one QSUM message per worker that has publishers. */
+ * one QSUM message per worker that has publishers. O(n log n) for n
+ * reported subscribers plus O(publishers log n): the publisher's own entry
+ * by binary search in an index by pid, the worst receiver from the two
+ * worst (so that excluding the publisher is O(1)). */
 static void room_summarise(struct room_shard *s, struct room *r, uint64_t now)
 {
+    struct qscratch *sc = &s->q;
     uint64_t stale = 2 * s->sh->lim.quality_interval_ns;
     uint32_t total = 0;
     for (unsigned w = 0; w < s->sh->n_workers; w++)
         if (r->qrep[w] != NULL && r->qrep_t[w] + stale >= now)
             total += ((const struct qreport_hdr *)r->qrep[w]->data)->n;
-    struct qreport_entry *all = malloc((total + 1) * sizeof(*all));
-    uint32_t *loss = malloc((total + 1) * sizeof(*loss)); /* permille, <= 1000 */
-    uint32_t *rtt = malloc((total + 1) * sizeof(*rtt));
-    struct qsum_entry *out = malloc((r->n_infos + 1) * sizeof(*out));
-    if (all == NULL || loss == NULL || rtt == NULL || out == NULL)
-        goto done;
+    if (total + 1 > sc->cap) {
+        uint32_t c = sc->cap;
+        bool ok = grow((void **)&sc->all, &c, total + 1, sizeof(*sc->all));
+        c = sc->cap;
+        ok = ok && grow((void **)&sc->loss, &c, total + 1, sizeof(*sc->loss));
+        c = sc->cap;
+        ok = ok && grow((void **)&sc->rtt, &c, total + 1, sizeof(*sc->rtt));
+        c = sc->cap;
+        ok = ok && grow(&sc->byp, &c, total + 1, sizeof(struct qpid));
+        if (!ok)
+            return; /* the arrays that did grow keep their storage */
+        sc->cap = c;
+    }
+    if (!grow((void **)&sc->out, &sc->out_cap, r->n_infos + 1, sizeof(*sc->out)))
+        return;
+    struct qreport_entry *all = sc->all;
+    uint32_t *loss = sc->loss, *rtt = sc->rtt;
+    struct qpid *byp = sc->byp;
+    struct qsum_entry *out = sc->out;
     uint32_t n = 0;
     for (unsigned w = 0; w < s->sh->n_workers; w++) {
         if (r->qrep[w] == NULL || r->qrep_t[w] + stale < now)
@@ -165,12 +223,23 @@ static void room_summarise(struct room_shard *s, struct room *r, uint64_t now)
         memcpy(&all[n], h + 1, h->n * sizeof(*all));
         n += h->n;
     }
+    /* The worst receiver: w1 the first entry of the highest loss, w2 the
+     * first of the highest among the others (n when none). */
+    uint32_t w1 = n, w2 = n;
     for (uint32_t i = 0; i < n; i++) {
         loss[i] = all[i].loss;
         rtt[i] = all[i].rtt_us;
+        byp[i] = (struct qpid){.pid = all[i].pid, .idx = i};
+        if (w1 == n || all[i].loss > all[w1].loss) {
+            w2 = w1;
+            w1 = i;
+        } else if (w2 == n || all[i].loss > all[w2].loss) {
+            w2 = i;
+        }
     }
     qsort(loss, n, sizeof(*loss), u32_cmp);
     qsort(rtt, n, sizeof(*rtt), u32_cmp);
+    qsort(byp, n, sizeof(*byp), qpid_cmp);
     /* Per worker, the publishers it delivers to. */
     for (unsigned w = 0; w < s->sh->n_workers; w++) {
         uint32_t k = 0;
@@ -178,10 +247,17 @@ static void room_summarise(struct room_shard *s, struct room *r, uint64_t now)
             const struct room_info *in = &r->infos[i];
             if (in->worker != w || !(in->perms & PERM_PUBLISH))
                 continue;
-            const struct qreport_entry *self = NULL;
-            for (uint32_t a = 0; a < n && self == NULL; a++)
-                if (all[a].pid == in->pid)
-                    self = &all[a];
+            /* The publisher's own entry: the first with its pid. */
+            uint32_t lo = 0, hi = n;
+            while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                if (byp[mid].pid < in->pid)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            const struct qreport_entry *self =
+                lo < n && byp[lo].pid == in->pid ? &all[byp[lo].idx] : NULL;
             struct qsum_entry *q = &out[k++];
             memset(q, 0, sizeof(*q));
             q->slot = in->slot;
@@ -195,14 +271,9 @@ static void room_summarise(struct room_shard *s, struct room *r, uint64_t now)
             stat_skip(rtt, n, self != NULL, self ? self->rtt_us : 0, &q->sum.rtt_median_us,
                       &q->sum.rtt_worst_us);
             /* Name the receiver with the worst loss (PROTOCOL.md §4.9:
-             * a QUALITY about a subscriber's link). */
-            q->sum.worst_pid = 0;
-            uint16_t wl = 0;
-            for (uint32_t a = 0; a < n; a++)
-                if (&all[a] != self && (q->sum.worst_pid == 0 || all[a].loss > wl)) {
-                    q->sum.worst_pid = all[a].pid;
-                    wl = all[a].loss;
-                }
+             * a QUALITY about a subscriber's link), the publisher excepted. */
+            uint32_t wi = self != NULL && self == &all[w1] ? w2 : w1;
+            q->sum.worst_pid = wi < n ? all[wi].pid : 0;
         }
         if (k == 0)
             continue;
@@ -215,11 +286,6 @@ static void room_summarise(struct room_shard *s, struct room *r, uint64_t now)
         room_msg_put(&wm, ROOM_MSG_QSUM, &b, sizeof(b));
         room_send(s, w, &wm);
     }
-done:
-    free(all);
-    free(loss);
-    free(rtt);
-    free(out);
 }
 
 void room_quality_on_summary(struct room_shard *s, struct buf *b)
@@ -248,7 +314,9 @@ void room_shard_quality(struct room_shard *s, uint64_t now)
         return;
     uint64_t interval = s->sh->lim.quality_interval_ns;
     uint32_t live = s->mcap - s->n_mfree;
-    struct qrow *rows = live ? malloc(live * sizeof(*rows)) : NULL;
+    struct qrow *rows = NULL;
+    if (live > 0 && grow(&s->q.rows, &s->q.rows_cap, live, sizeof(*rows)))
+        rows = s->q.rows;
     uint32_t n = 0;
     for (uint32_t i = 0; i < s->mcap; i++) {
         struct room_member *m = s->mslots[i];
@@ -265,9 +333,7 @@ void room_shard_quality(struct room_shard *s, uint64_t now)
     }
     if (rows != NULL)
         send_reports(s, rows, n);
-    free(rows);
-    /* Owner side: summaries from the latest reports. */
-    for (uint32_t bk = 0; bk <= s->bucket_mask; bk++)
-        for (struct room *r = s->buckets[bk]; r != NULL; r = r->hnext)
-            room_summarise(s, r, now);
+    /* Owner side: summaries from the latest reports, owned rooms only. */
+    for (struct room *r = s->owned; r != NULL; r = r->onext)
+        room_summarise(s, r, now);
 }

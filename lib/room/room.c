@@ -151,6 +151,12 @@ void room_shard_del(struct room_shard *s)
     free(s->mfree);
     free(s->pid_skip);
     free(s->scratch);
+    free(s->q.rows);
+    free(s->q.all);
+    free(s->q.loss);
+    free(s->q.rtt);
+    free(s->q.byp);
+    free(s->q.out);
     free(s);
 }
 

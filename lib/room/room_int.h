@@ -122,6 +122,7 @@ struct room {
     uint8_t id[ROOM_ID_MAX];
     uint64_t hash;
     struct room *hnext;
+    struct room *onext, *oprev; /* the shard's list of owned rooms (quality tick) */
     struct room *dirty_next;
     bool dirty;
 
@@ -179,6 +180,7 @@ struct room_shard {
     /* Owner side: rooms by id. */
     struct room **buckets;
     uint32_t bucket_mask;
+    struct room *owned; /* every owned room (onext/oprev): O(rooms) walks */
     struct room *dirty_head;
 
     /* Member side: handle table. */
@@ -196,6 +198,18 @@ struct room_shard {
     uint32_t pid_wraps;
 
     struct msg *scratch; /* large (lists of 200); control path only */
+    /* Quality tick scratch (quality.c): grown, never shrunk, freed with the
+     * shard, so that a steady tick does not allocate. */
+    struct qscratch {
+        void *rows; /* struct qrow[rows_cap] */
+        uint32_t rows_cap;
+        struct qreport_entry *all;
+        uint32_t *loss, *rtt;
+        void *byp; /* struct qpid[cap]: entries by pid */
+        uint32_t cap;
+        struct qsum_entry *out;
+        uint32_t out_cap;
+    } q;
     /* Written by this shard's worker only (stat_inc); read by any thread. */
     _Atomic uint64_t st[STAT_N(struct room_stats)];
 

@@ -278,6 +278,26 @@ static void test_key_table(void **state)
     config_free(&c);
 }
 
+/* Turn cadence (issue 13): default, file, range. */
+static void test_turn_batch_key(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[128];
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(c.relay.turn_batch_us, RELAY_DEFAULT_TURN_BATCH_US);
+    static const char ini[] = "[server]\nturn_batch_us = 0\n";
+    struct errs e = {0};
+    assert_int_equal(config_load_mem(&c, "m.conf", ini, sizeof(ini) - 1, collect, &e), 0);
+    assert_int_equal(c.relay.turn_batch_us, 0);
+    assert_int_equal(config_set(&c, "turn_batch_us", "500", "command line", 0, err, sizeof(err)),
+                     0);
+    assert_int_equal(c.relay.turn_batch_us, 500);
+    assert_int_not_equal(
+        config_set(&c, "turn_batch_us", "100001", "command line", 0, err, sizeof(err)), 0);
+    config_free(&c);
+}
+
 /* The room tuning and admin limits of issue 16/19: defaults, file, units. */
 static void test_room_and_admin_keys(void **state)
 {
@@ -328,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_key_table),
         cmocka_unit_test(test_room_and_admin_keys),
+        cmocka_unit_test(test_turn_batch_key),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
