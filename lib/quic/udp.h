@@ -66,6 +66,10 @@ struct udp_tx {
     unsigned head, n; /* queued packets are pkts[head..n) */
     bool blocked;     /* last flush met EAGAIN */
     uint64_t sent, errors, eagain;
+    /* Set (after udp_tx_init): udp_tx_flush hands each packet to sink
+     * instead of the socket (the client's path emulation hook). */
+    void (*sink)(void *arg, const struct udp_txpkt *p);
+    void *sink_arg;
     struct mmsghdr msgs[UDP_BATCH];
     struct iovec iov[UDP_BATCH];
     uint8_t ctl[UDP_BATCH][64];
