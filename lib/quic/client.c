@@ -445,6 +445,9 @@ static void flush_dirty(struct quic_client *cl)
         (void)quic_conn_write(c);
         if (udp_tx_flush(cl->tx) < 0)
             cl->tx->head = cl->tx->n = 0;
+        /* Only this flush's packets are c's. */
+        cl->tx->sink = NULL;
+        cl->tx_conn = NULL;
     }
 }
 
