@@ -192,7 +192,8 @@ capacity: programs
 capacity-validate: programs
 	$(Q)BUILD=$(BUILD) scripts/capacity/validate --sweep --results $(BUILD)/capacity-validate
 
-# make bench: a relay and the default scenario (20 rooms x 5, 10 s), then
+# make bench: a relay and the default scenario (20 rooms x 5, 10 s, --rtt 30ms;
+# RTT=0 for bare loopback), then
 # the same against the built-in UDP floor, and the ratios.
 bench: all
 	$(Q)BUILD=$(BUILD) scripts/bench-default

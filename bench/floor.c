@@ -34,7 +34,7 @@ struct fworker {
     pthread_t th;
     bool started;
     /* Written by the worker only (relaxed), read by floor_stats. */
-    _Atomic uint64_t rx, tx, tx_fail, joins;
+    _Atomic uint64_t rx, tx, tx_fail, joins, turns;
     struct mmsghdr rmsg[RX_BATCH];
     struct iovec riov[RX_BATCH];
     struct sockaddr_in rsrc[RX_BATCH];
@@ -102,6 +102,8 @@ static void *worker_main(void *arg)
         struct pollfd p = {.fd = w->fd, .events = POLLIN};
         if (poll(&p, 1, 50) <= 0)
             continue;
+        atomic_store_explicit(&w->turns, atomic_load_explicit(&w->turns, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
         for (;;) {
             for (unsigned i = 0; i < RX_BATCH; i++)
                 w->rmsg[i].msg_hdr.msg_namelen = sizeof(w->rsrc[i]);
@@ -237,6 +239,7 @@ void floor_stats(struct floor *f, struct floor_stats *out)
         out->tx += atomic_load_explicit(&w->tx, memory_order_relaxed);
         out->tx_fail += atomic_load_explicit(&w->tx_fail, memory_order_relaxed);
         out->joins += atomic_load_explicit(&w->joins, memory_order_relaxed);
+        out->turns += atomic_load_explicit(&w->turns, memory_order_relaxed);
         clockid_t cid;
         struct timespec ts;
         if (w->started && pthread_getcpuclockid(w->th, &cid) == 0 && clock_gettime(cid, &ts) == 0)

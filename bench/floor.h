@@ -42,6 +42,7 @@ struct floor_stats {
     uint64_t tx;      /* datagrams sent (egress) */
     uint64_t tx_fail; /* egress datagrams sendmmsg did not take */
     uint64_t joins;
+    uint64_t turns;  /* loop turns: wake-ups that found datagrams */
     uint64_t cpu_ns; /* CPU time of all workers so far */
 };
 

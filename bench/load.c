@@ -19,11 +19,16 @@
 #include <unistd.h>
 
 #include "bench/floor.h"
+#include "bench/metrics.h"
+#include "bench/netem.h"
+#include "client/client_int.h"
 #include "client/client.h"
 #include "core/be.h"
 #include "core/error.h"
 #include "core/timer.h"
 #include "proto/media.h"
+#include "quic/client.h"
+#include "quic/quic.h"
 
 #define SATURATED_UTIL 0.90 /* a bench thread busier than this may have been the bottleneck */
 
@@ -73,9 +78,37 @@ static int f_connect(struct lthread *t, struct bp *p)
     be_put32(j + 5, p->member);
     p->st = BP_JOINING;
     p->t_join = mono_ns();
-    if (send(fd, j, sizeof(j), 0) != (ssize_t)sizeof(j))
-        return ROOST_ESYS;
-    return 0;
+    return load_floor_send(p, j, sizeof(j));
+}
+
+int load_floor_send(struct bp *p, const uint8_t *d, size_t len)
+{
+    struct lthread *t = p->t;
+    if (t->nm != NULL) {
+        int rc = netem_push(t->nm, NETEM_OUT, p, &p->nmf, d, len, mono_ns());
+        return rc < 0 ? ROOST_ESYS : 0; /* lost on the path: sent, as far as the sender knows */
+    }
+    return send(p->fd, d, len, MSG_DONTWAIT) == (ssize_t)len ? 0 : ROOST_ESYS;
+}
+
+/* One datagram from the floor to p, at time now. */
+static void f_handle(struct bp *p, const uint8_t *d, size_t len, uint64_t now)
+{
+    if (len == 5 && d[0] == FLOOR_JOINED) {
+        p->pid = be_get32(d + 1);
+        participant_joined(p, now, true);
+    } else if (len >= FLOOR_HDR_LEN + MEDIA_C2R_HDR_LEN && d[0] == FLOOR_MEDIA) {
+        struct media_hdr h;
+        int off = media_c2r_decode(d + FLOOR_HDR_LEN, len - FLOOR_HDR_LEN, &h);
+        if (off < 0) {
+            p->foreign++;
+            return;
+        }
+        size_t hl = FLOOR_HDR_LEN + (size_t)off;
+        participant_rx_frame(p, h.seq, d + hl, len - hl, now);
+    } else {
+        p->foreign++;
+    }
 }
 
 static void f_read(struct lthread *t, struct bp *p)
@@ -94,27 +127,65 @@ static void f_read(struct lthread *t, struct bp *p)
             return;
         uint64_t now = mono_ns();
         for (int i = 0; i < n; i++) {
-            const uint8_t *d = t->rbuf[i];
-            size_t len = msgs[i].msg_len;
-            if (len == 5 && d[0] == FLOOR_JOINED) {
-                p->pid = be_get32(d + 1);
-                participant_joined(p, now, true);
-            } else if (len >= FLOOR_HDR_LEN + MEDIA_C2R_HDR_LEN && d[0] == FLOOR_MEDIA) {
-                struct media_hdr h;
-                int off = media_c2r_decode(d + FLOOR_HDR_LEN, len - FLOOR_HDR_LEN, &h);
-                if (off < 0) {
-                    p->foreign++;
-                    continue;
-                }
-                size_t hl = FLOOR_HDR_LEN + (size_t)off;
-                participant_rx_frame(p, h.seq, d + hl, len - hl, now);
-            } else {
-                p->foreign++;
-            }
+            if (t->nm != NULL)
+                (void)netem_push(t->nm, NETEM_IN, p, &p->nmf, t->rbuf[i], msgs[i].msg_len, now);
+            else
+                f_handle(p, t->rbuf[i], msgs[i].msg_len, now);
         }
         if (n < RX_BATCH)
             return;
     }
+}
+
+/* ------------------------------------------------------ path emulation */
+
+/* The participant of a QUIC connection: quic_conn -> roost_conn -> bp. */
+static struct bp *bp_of(struct quic_conn *q)
+{
+    return roost_conn_user(quic_conn_user(q));
+}
+
+static void q_path_out(void *arg, struct quic_conn *q, const uint8_t *d, size_t len)
+{
+    struct lthread *t = arg;
+    (void)netem_push(t->nm, NETEM_OUT, q, &bp_of(q)->nmf, d, len, mono_ns());
+}
+
+static void q_path_in(void *arg, struct quic_conn *q, const uint8_t *d, size_t len)
+{
+    struct lthread *t = arg;
+    (void)netem_push(t->nm, NETEM_IN, q, &bp_of(q)->nmf, d, len, mono_ns());
+}
+
+static void q_path_gone(void *arg, struct quic_conn *q)
+{
+    struct lthread *t = arg;
+    netem_forget(t->nm, q);
+}
+
+static const struct quic_client_path q_path = {
+    .out = q_path_out,
+    .in = q_path_in,
+    .gone = q_path_gone,
+};
+
+/* A datagram's wait on the emulated path is over. */
+static void path_release(void *arg, unsigned dir, void *ctx, const uint8_t *d, size_t len,
+                         uint64_t now)
+{
+    struct lthread *t = arg;
+    if (t->L->cfg->mode == LOAD_QUIC) {
+        if (dir == NETEM_OUT)
+            quic_client_emit(ctx, d, len);
+        else
+            (void)quic_client_deliver(ctx, d, len, now);
+        return;
+    }
+    struct bp *p = ctx;
+    if (dir == NETEM_OUT)
+        (void)send(p->fd, d, len, MSG_DONTWAIT);
+    else
+        f_handle(p, d, len, now);
 }
 
 /* ------------------------------------------------------ thread loop */
@@ -294,6 +365,8 @@ static void *thread_main(void *arg)
         if (!t->ready && atomic_load_explicit(&L->joins_expired, memory_order_acquire))
             expire_joins(t, now);
         uint64_t next = pace(t, now);
+        if (t->nm != NULL)
+            netem_run(t->nm, now);
         timers_run(t->timers, now);
         if (cfg->mode == LOAD_QUIC)
             (void)roost_client_process(t->cl, mono_ns());
@@ -316,6 +389,11 @@ static void *thread_main(void *arg)
             if (c < wait)
                 wait = c;
         }
+        if (t->nm != NULL) {
+            uint64_t d = netem_next(t->nm);
+            if (d != UINT64_MAX)
+                wait = d > now ? (d - now < wait ? d - now : wait) : 0;
+        }
         if (t->measuring && !t->finished) {
             uint64_t e = L->end_ns + cfg->drain_ns;
             if (e > now && e - now < wait)
@@ -331,6 +409,10 @@ static void *thread_main(void *arg)
                 roost_conn_close(t->p[i].c, 0);
         (void)roost_client_process(t->cl, mono_ns());
     }
+    /* The closing packets leave now; what was still on its way in is
+     * dropped. */
+    if (t->nm != NULL)
+        netem_flush(t->nm, NETEM_OUT, mono_ns());
     return NULL;
 }
 
@@ -399,7 +481,10 @@ static void free_thread(struct lthread *t)
         if (t->p[i].fd >= 0)
             close(t->p[i].fd);
     }
+    if (t->nm != NULL)
+        netem_flush(t->nm, NETEM_OUT, mono_ns());
     roost_client_del(t->cl);
+    netem_del(t->nm);
     if (t->epfd >= 0)
         close(t->epfd);
     timers_del(t->timers);
@@ -466,6 +551,13 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
         p->idx = room * cfg->size + p->member;
         p->storm = true;
     }
+    if (netem_active(&cfg->path)) {
+        struct netem_config nc = cfg->path;
+        nc.seed += id; /* each thread its own draws, reproducible */
+        rc = netem_new(&t->nm, &nc, path_release, t);
+        if (rc != 0)
+            goto fail;
+    }
     if (cfg->mode == LOAD_QUIC) {
         struct roost_client_config cc = {
             .ca_file = cfg->ca_file,
@@ -476,6 +568,8 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
         rc = roost_client_new(&t->cl, &cc, &participant_quic_cbs, NULL);
         if (rc != 0)
             goto fail;
+        if (t->nm != NULL)
+            quic_client_set_path(client_quic(t->cl), &q_path, t);
     } else {
         t->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (t->epfd == -1) {
@@ -529,6 +623,17 @@ static int aggregate(struct load *L, struct load_result *res)
             res->dup += t->p[j].dup;
             res->reordered += t->p[j].reordered;
             res->foreign += t->p[j].foreign;
+        }
+        if (t->nm != NULL) {
+            struct netem_stats ns;
+            netem_stats(t->nm, &ns);
+            for (int d = 0; d < 2; d++) {
+                res->path_stats.queued[d] += ns.queued[d];
+                res->path_stats.lost[d] += ns.lost[d];
+                res->path_stats.released[d] += ns.released[d];
+            }
+            res->path_stats.dropped += ns.dropped;
+            res->path_stats.max_held += ns.max_held;
         }
         if (res->server_name[0] == '\0' && t->server_name[0] != '\0') {
             memcpy(res->server_name, t->server_name, sizeof(res->server_name));
@@ -654,6 +759,9 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
     if (cfg->relay_pid > 0)
         res->rss_joined_kb = load_proc_rss_kb(cfg->relay_pid);
     /* The window. */
+    struct metrics_sample ms0 = {0}, ms1 = {0};
+    if (cfg->metrics_addr != NULL && metrics_scrape(cfg->metrics_addr, 2000, &ms0) != 0)
+        ms0.ok = false;
     double cpu_before = cfg->relay_pid > 0 ? load_proc_cpu_s(cfg->relay_pid) : -1;
     if (cfg->floor != NULL)
         floor_stats(cfg->floor, &fs0);
@@ -679,9 +787,26 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         if (cpu_before >= 0 && cpu_after >= 0)
             res->server_cpu_s = cpu_after - cpu_before;
     }
+    if (cfg->metrics_addr != NULL && metrics_scrape(cfg->metrics_addr, 2000, &ms1) != 0)
+        ms1.ok = false;
+    if (cfg->metrics_addr != NULL)
+        metrics_diff(&ms0, &ms1, &res->server_counters);
     if (cfg->floor != NULL) {
         floor_stats(cfg->floor, &fs1);
         res->server_cpu_s = (double)(fs1.cpu_ns - fs0.cpu_ns) / 1e9;
+        /* The floor's counters, exact: a datagram is a frame, no ACKs. */
+        struct metrics_delta *m = &res->server_counters;
+        m->ok = true;
+        uint64_t v[METRICS_N] = {
+            [METRICS_PKTS_IN] = fs1.rx - fs0.rx,      [METRICS_PKTS_OUT] = fs1.tx - fs0.tx,
+            [METRICS_DGRAM_IN] = fs1.rx - fs0.rx,     [METRICS_DGRAM_OUT] = fs1.tx - fs0.tx,
+            [METRICS_TURNS] = fs1.turns - fs0.turns,  [METRICS_ACK_ONLY_IN] = 0,
+            [METRICS_PKTS_WRITTEN] = fs1.tx - fs0.tx,
+        };
+        for (int f = 0; f < METRICS_N; f++) {
+            m->v[f] = v[f];
+            m->have[f] = true;
+        }
     }
 stop:
     atomic_store_explicit(&L.phase, PH_CLOSE, memory_order_release);

@@ -27,6 +27,8 @@
 #include <stdint.h>
 
 #include "bench/audio.h"
+#include "bench/metrics.h"
+#include "bench/netem.h"
 #include "client/hist.h"
 #include "client/talk.h"
 #include "proto/token.h"
@@ -95,6 +97,11 @@ struct load_config {
     uint64_t slo_p99_ns;             /* latency SLO (p99 one-way), always evaluated */
     double slo_loss;                 /* loss SLO, a ratio (0.001 = 0.1 %) */
     struct floor *floor;             /* LOAD_FLOOR: sample its counters */
+    /* The emulated path (bench/netem.h) of every participant, both modes;
+     * all zero: loopback as it is. The one-way latency recorded is net of
+     * the path's nominal delay (rtt: rtt/2 each way). */
+    struct netem_config path;
+    const char *metrics_addr; /* the relay's admin HOST:PORT: /metrics over the window */
 };
 
 struct load_rx_stat {
@@ -146,6 +153,10 @@ struct load_result {
     char server_name[72];              /* from WELCOME */
     unsigned max_datagram;
     bool relay_gone; /* relay_pid exited (or is a zombie) by the end of the run */
+    /* The server's own counters over the window (relay: /metrics, when
+     * metrics_addr is set; floor: exact), and the path emulation's. */
+    struct metrics_delta server_counters;
+    struct netem_stats path_stats; /* summed over the bench threads */
     /* The SLO, always evaluated (on the window's latency and loss). */
     uint64_t p99_ns;
     bool slo_p99_met, slo_loss_met;

@@ -58,6 +58,7 @@ struct bp {
     uint8_t st;
     uint64_t t_join; /* JOIN sent */
     uint32_t pid;
+    struct netem_flow nmf; /* the path emulation keeps this flow's order */
     /* Sender. */
     struct timer tm;
     struct talk talk;
@@ -80,7 +81,8 @@ struct lthread {
     struct roost_client *cl;
     int epfd; /* floor mode */
     struct timers *timers;
-    struct bp *p; /* base participants then storm participants */
+    struct netem *nm; /* path emulation (--rtt, --jitter, --loss), or NULL */
+    struct bp *p;     /* base participants then storm participants */
     uint32_t n_base, n_storm;
     uint32_t next_base, next_storm; /* next to connect */
     uint32_t answered_base;
@@ -121,6 +123,10 @@ struct load {
         socklen_t len;
     } dest;
 };
+
+/* Floor mode: sends a datagram on p's socket, through the emulated path
+ * when there is one (bench/load.c). Returns 0 or ROOST_ESYS. */
+int load_floor_send(struct bp *p, const uint8_t *d, size_t len);
 
 static inline uint64_t mono_ns(void)
 {

@@ -15,6 +15,7 @@
 #include "bench/audio.h"
 #include "bench/floor.h"
 #include "bench/load.h"
+#include "bench/netem.h"
 #include "bench/report.h"
 #include "bench/verdict.h"
 #include "core/cpulist.h"
@@ -52,6 +53,9 @@ struct opts {
     double send_interval_us;
     int cpus[MAX_CPUS];
     unsigned n_cpus;
+    double rtt_s, jitter_s, loss_pct;
+    double path_seed;
+    const char *metrics;
 };
 
 static void usage(FILE *f)
@@ -83,6 +87,15 @@ static void usage(FILE *f)
                "no limit)\n"
                "  --join-timeout D         give up when joins take longer (default 60s)\n"
                "  --drain-ms N             keep receiving after the window (default 500)\n"
+               "path (emulated in the bench's own endpoint, both modes; docs/BENCHMARKS.md):\n"
+               "  --rtt D                  added round trip, e.g. 30ms: every datagram waits\n"
+               "                           rtt/2 each way in a timing wheel (default 0: loopback)\n"
+               "  --jitter D               each one-way delay is rtt/2 +- uniform(D), never\n"
+               "                           reordering a connection's datagrams (default 0)\n"
+               "  --loss PCT               drop this share of datagrams each way (default 0;\n"
+               "                           counts against the loss SLO)\n"
+               "  --path-seed N            seed of the loss and jitter draws (default 1)\n"
+               "  latency is reported net of the path's nominal delay (the rtt)\n"
                "modes:\n"
                "  (default)                steady load for the duration\n"
                "  --ramp                   step the number of rooms up until the SLO fails\n"
@@ -93,6 +106,8 @@ static void usage(FILE *f)
                "  --join-storm N           N joins/s of extra idle participants during the window\n"
                "output:\n"
                "  --json FILE              every figure, the command, machine and server\n"
+               "  --metrics HOST:PORT      the relay's admin endpoint: read /metrics before and\n"
+               "                           after the window for the per-frame packet counts\n"
                "  --quiet                  no summary table\n"
                "  -h, --help\n");
     fputs("verdict and exit code (docs/BENCH.md):\n"
@@ -232,6 +247,11 @@ enum {
     O_CPUS,
     O_NO_PIN,
     O_QUIET,
+    O_RTT,
+    O_JITTER,
+    O_LOSS,
+    O_PATH_SEED,
+    O_METRICS,
 };
 
 static const struct option long_opts[] = {
@@ -266,6 +286,11 @@ static const struct option long_opts[] = {
     {"cpus", required_argument, NULL, O_CPUS},
     {"no-pin", no_argument, NULL, O_NO_PIN},
     {"quiet", no_argument, NULL, O_QUIET},
+    {"rtt", required_argument, NULL, O_RTT},
+    {"jitter", required_argument, NULL, O_JITTER},
+    {"loss", required_argument, NULL, O_LOSS},
+    {"path-seed", required_argument, NULL, O_PATH_SEED},
+    {"metrics", required_argument, NULL, O_METRICS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -287,6 +312,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         .slo_loss_pct = 0.1,
         .ramp_max = 100000,
         .floor_workers = ncpu > 0 ? (unsigned)ncpu : 1,
+        .path_seed = 1,
     };
     int opt;
     double v;
@@ -395,6 +421,21 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case O_QUIET:
             o->quiet = true;
+            break;
+        case O_RTT:
+            bad = parse_duration_s(optarg, &o->rtt_s) || o->rtt_s * 1e9 > NETEM_MAX_RTT_NS;
+            break;
+        case O_JITTER:
+            bad = parse_duration_s(optarg, &o->jitter_s) || o->jitter_s * 1e9 > NETEM_MAX_JITTER_NS;
+            break;
+        case O_LOSS:
+            bad = parse_num(optarg, 0, 100, &o->loss_pct);
+            break;
+        case O_PATH_SEED:
+            bad = parse_num(optarg, 0, 1e15, &o->path_seed);
+            break;
+        case O_METRICS:
+            o->metrics = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -546,6 +587,12 @@ static void header(FILE *f, const struct opts *o, const struct load_config *cfg,
             o->storm_rate > 0 ? " join-storm" : "");
     fprintf(f, "  machine: %ld cores, %s, %s; audio %s (%u frames, mean %.0f bytes)\n", m->cores,
             m->cpu_model, m->kernel, a->source, a->n, a->mean_len);
+    if (netem_active(&cfg->path))
+        fprintf(f, "  path: emulated, rtt %.1f ms, jitter %.1f ms, loss %.3g%% each way\n",
+                (double)cfg->path.rtt_ns / 1e6, (double)cfg->path.jitter_ns / 1e6,
+                cfg->path.loss * 100);
+    else
+        fprintf(f, "  path: loopback as is (--rtt 0)\n");
 }
 
 int main(int argc, char **argv)
@@ -605,6 +652,14 @@ int main(int argc, char **argv)
         .relay_pid = o.floor ? 0 : o.relay_pid,
         .slo_p99_ns = (uint64_t)(o.slo_p99_ms * 1e6),
         .slo_loss = o.slo_loss_pct / 100,
+        .path =
+            {
+                .rtt_ns = (uint64_t)(o.rtt_s * 1e9 + 0.5),
+                .jitter_ns = (uint64_t)(o.jitter_s * 1e9 + 0.5),
+                .loss = o.loss_pct / 100,
+                .seed = (uint64_t)o.path_seed,
+            },
+        .metrics_addr = o.floor ? NULL : o.metrics,
     };
     if (o.floor)
         base.host = "127.0.0.1";
@@ -733,6 +788,15 @@ int main(int argc, char **argv)
         jw_u64(&w, "dtx_frame_bytes", audio.dtx.len);
         jw_dbl(&w, "slo_p99_ms", o.slo_p99_ms);
         jw_dbl(&w, "slo_loss_pct", o.slo_loss_pct);
+        jw_obj(&w, "path");
+        jw_bool(&w, "emulated", netem_active(&base.path));
+        jw_dbl(&w, "rtt_ms", (double)base.path.rtt_ns / 1e6);
+        jw_dbl(&w, "jitter_ms", (double)base.path.jitter_ns / 1e6);
+        jw_dbl(&w, "loss_pct", base.path.loss * 100);
+        jw_u64(&w, "seed", base.path.seed);
+        jw_str(&w, "latency", "net of the path's nominal delay (rtt)");
+        jw_obj_end(&w);
+        jw_str(&w, "metrics", base.metrics_addr);
         jw_obj_end(&w);
         if (o.ramp) {
             jw_arr(&w, "steps");

@@ -71,8 +71,11 @@ void participant_rx_frame(struct bp *r, uint32_t seq, const uint8_t *pl, size_t 
     if (!fresh)
         return;
     s->got++;
+    /* Net of the emulated path's nominal delay (rtt/2 each way): what the
+     * relay and the two endpoints added, plus the jitter's share. */
+    uint64_t path = cfg->path.rtt_ns;
     if (t->measuring && now >= sent_at)
-        hist_record(&t->lat, now - sent_at);
+        hist_record(&t->lat, now - sent_at > path ? now - sent_at - path : 0);
 }
 
 /* ---------------------------------------------------------------- send */
@@ -142,7 +145,7 @@ void participant_on_slot(struct timer *tm, uint64_t now, void *arg)
     else if (cfg->mode == LOAD_QUIC)
         rc = roost_conn_send_datagram(p->c, d, len);
     else
-        rc = send(p->fd, d, len, MSG_DONTWAIT) == (ssize_t)len ? 0 : ROOST_ESYS;
+        rc = load_floor_send(p, d, len);
     if (rc != 0) {
         p->failed++;
         return;

@@ -199,6 +199,33 @@ double report_delivered_per_cpu_s(const struct load_result *r)
     return r->server_cpu_s > 0 ? (double)r->delivered / r->server_cpu_s : -1;
 }
 
+double report_per_frame(const struct load_result *r, int family)
+{
+    const struct metrics_delta *m = &r->server_counters;
+    if (!m->ok || family < 0 || family >= METRICS_N || !m->have[family] || r->delivered == 0)
+        return -1;
+    return (double)m->v[family] / (double)r->delivered;
+}
+
+double report_frames_per_packet(const struct load_result *r)
+{
+    const struct metrics_delta *m = &r->server_counters;
+    if (!m->ok || !m->have[METRICS_DGRAM_OUT] || !m->have[METRICS_PKTS_OUT] ||
+        m->v[METRICS_PKTS_OUT] == 0)
+        return -1;
+    return (double)m->v[METRICS_DGRAM_OUT] / (double)m->v[METRICS_PKTS_OUT];
+}
+
+/* "%.3f" or "n/a". */
+static const char *fig(char *buf, size_t cap, double v)
+{
+    if (v < 0)
+        snprintf(buf, cap, "n/a");
+    else
+        snprintf(buf, cap, "%.3f", v);
+    return buf;
+}
+
 static double us(uint64_t ns)
 {
     return (double)ns / 1000.0;
@@ -250,6 +277,26 @@ void report_summary(FILE *f, const struct load_config *cfg, const struct load_re
     } else {
         fprintf(f, "  %s CPU      unknown (give --relay-pid)\n", who);
     }
+    if (r->server_counters.ok) {
+        char a[16], b[16], c[16], d[16], e[16];
+        fprintf(f,
+                "  per frame      %s UDP out, %s UDP in (%s ACK-only), %s loop turns; %s frames "
+                "per packet out\n",
+                fig(a, sizeof(a), report_per_frame(r, METRICS_PKTS_OUT)),
+                fig(b, sizeof(b), report_per_frame(r, METRICS_PKTS_IN)),
+                fig(c, sizeof(c), report_per_frame(r, METRICS_ACK_ONLY_IN)),
+                fig(d, sizeof(d), report_per_frame(r, METRICS_TURNS)),
+                fig(e, sizeof(e), report_frames_per_packet(r)));
+    } else if (cfg->mode == LOAD_QUIC) {
+        fprintf(f, "  per frame      unknown (give --metrics ADMIN-HOST:PORT)\n");
+    }
+    if (netem_active(&cfg->path))
+        fprintf(f,
+                "  path           rtt %.1f ms: %" PRIu64 " out, %" PRIu64 " in, lost %" PRIu64
+                " out, %" PRIu64 " in; latency above is net of the rtt\n",
+                (double)cfg->path.rtt_ns / 1e6, r->path_stats.queued[NETEM_OUT],
+                r->path_stats.queued[NETEM_IN], r->path_stats.lost[NETEM_OUT],
+                r->path_stats.lost[NETEM_IN]);
     if (r->rss_before_kb >= 0 && r->rss_joined_kb >= 0 && r->joins_ok > 0)
         fprintf(f, "  relay RSS      %ld KiB -> %ld KiB joined: %.0f bytes per participant\n",
                 r->rss_before_kb, r->rss_joined_kb,
@@ -382,6 +429,49 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
     if (r->rss_before_kb >= 0 && r->rss_joined_kb >= 0 && r->joins_ok > 0)
         jw_dbl(w, "rss_per_participant_bytes",
                (double)(r->rss_joined_kb - r->rss_before_kb) * 1024.0 / (double)r->joins_ok);
+    /* Per delivered frame, from the server's own counters (relay: /metrics
+     * with --metrics; floor: exact); null where unknown. */
+    jw_obj(w, "per_frame");
+    jw_str(w, "source",
+           cfg->mode == LOAD_FLOOR ? "floor counters"
+           : r->server_counters.ok ? "relay /metrics"
+                                   : NULL);
+    static const struct {
+        const char *key;
+        int family;
+    } pf[] = {
+        {"udp_packets_out", METRICS_PKTS_OUT},
+        {"udp_packets_in", METRICS_PKTS_IN},
+        {"ack_only_packets_in", METRICS_ACK_ONLY_IN},
+        {"loop_turns", METRICS_TURNS},
+        {"datagrams_out", METRICS_DGRAM_OUT},
+        {"quic_packets_written", METRICS_PKTS_WRITTEN},
+    };
+    for (size_t i = 0; i < sizeof(pf) / sizeof(pf[0]); i++)
+        jw_dbl(w, pf[i].key,
+               report_per_frame(r, pf[i].family) >= 0 ? report_per_frame(r, pf[i].family) : NAN);
+    double fpp = report_frames_per_packet(r);
+    jw_dbl(w, "frames_per_packet_out", fpp >= 0 ? fpp : NAN);
+    jw_obj_end(w);
+    jw_obj(w, "counters");
+    for (int k = 0; k < METRICS_N; k++) {
+        if (r->server_counters.ok && r->server_counters.have[k])
+            jw_u64(w, metrics_name(k), r->server_counters.v[k]);
+        else
+            jw_str(w, metrics_name(k), NULL);
+    }
+    jw_obj_end(w);
+    jw_obj_end(w);
+    jw_obj(w, "path");
+    jw_bool(w, "emulated", netem_active(&cfg->path));
+    jw_dbl(w, "rtt_ms", (double)cfg->path.rtt_ns / 1e6);
+    jw_dbl(w, "jitter_ms", (double)cfg->path.jitter_ns / 1e6);
+    jw_dbl(w, "loss_pct", cfg->path.loss * 100);
+    jw_u64(w, "queued_out", r->path_stats.queued[NETEM_OUT]);
+    jw_u64(w, "queued_in", r->path_stats.queued[NETEM_IN]);
+    jw_u64(w, "lost_out", r->path_stats.lost[NETEM_OUT]);
+    jw_u64(w, "lost_in", r->path_stats.lost[NETEM_IN]);
+    jw_u64(w, "max_held", r->path_stats.max_held);
     jw_obj_end(w);
     jw_arr(w, "bench_threads");
     for (unsigned i = 0; i < r->n_threads; i++) {

@@ -53,5 +53,9 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
 /* Figures derived from a result, shared by the table, the JSON and --ramp. */
 double report_egress_per_cpu_s(const struct load_result *r);    /* < 0 unknown */
 double report_delivered_per_cpu_s(const struct load_result *r); /* < 0 unknown */
+/* The server's count of a metrics family (enum metrics_family) per
+ * delivered frame, and DATAGRAM frames per UDP packet out; < 0 unknown. */
+double report_per_frame(const struct load_result *r, int family);
+double report_frames_per_packet(const struct load_result *r);
 
 #endif

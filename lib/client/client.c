@@ -258,6 +258,11 @@ unsigned roost_client_active(const struct roost_client *cl)
     return quic_client_active(cl->q);
 }
 
+struct quic_client *client_quic(struct roost_client *cl)
+{
+    return cl->q;
+}
+
 void roost_client_set_rx_drop(struct roost_client *cl, double share)
 {
     quic_client_set_rx_drop(cl->q, share);

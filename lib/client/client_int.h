@@ -17,4 +17,9 @@ extern const struct roost_client_callbacks session_conn_cbs;
 int client_connect_session(struct roost_client *cl, const char *host, uint16_t port,
                            struct roost_session *s, struct roost_conn **out);
 
+/* The QUIC endpoint under a raw endpoint (in-tree users only: roost-bench
+ * sets its path emulation there, quic/client.h). */
+struct quic_client;
+struct quic_client *client_quic(struct roost_client *cl);
+
 #endif

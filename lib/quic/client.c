@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +47,9 @@ struct quic_client {
     uint64_t rng;
     struct udp_rx *rx;
     struct udp_tx *tx;
+    const struct quic_client_path *path; /* path emulation, or NULL */
+    void *path_arg;
+    struct quic_conn *tx_conn;                      /* the connection flush_dirty is writing */
     _Atomic uint64_t st[STAT_N(struct quic_stats)]; /* conn.c counts here too */
 };
 
@@ -370,6 +374,8 @@ void quic_client_conn_del(struct quic_conn *c)
     if (c == NULL)
         return;
     struct quic_client *cl = client_of(c);
+    if (cl->path != NULL)
+        cl->path->gone(cl->path_arg, c);
     if (c->dirty) {
         struct quic_conn **pp = &cl->ep.dirty_head;
         while (*pp != c)
@@ -415,6 +421,12 @@ uint16_t quic_client_local_port(const struct quic_conn *c)
 
 /* --------------------------------------------------------------- I/O */
 
+static void path_out(void *arg, const struct udp_txpkt *p)
+{
+    struct quic_client *cl = arg;
+    cl->path->out(cl->path_arg, cl->tx_conn, p->data, p->len);
+}
+
 /* Each connection sends on its own socket, so the batch is per connection:
  * a full socket loses the packets (QUIC recovers). */
 static void flush_dirty(struct quic_client *cl)
@@ -426,9 +438,17 @@ static void flush_dirty(struct quic_client *cl)
         if (c->state == CS_DEAD)
             continue; /* kept for quic_client_conn_del */
         udp_tx_init(cl->tx, c->fd);
+        if (cl->path != NULL) {
+            cl->tx->sink = path_out;
+            cl->tx->sink_arg = cl;
+            cl->tx_conn = c;
+        }
         (void)quic_conn_write(c);
         if (udp_tx_flush(cl->tx) < 0)
             cl->tx->head = cl->tx->n = 0;
+        /* Only this flush's packets are c's. */
+        cl->tx->sink = NULL;
+        cl->tx_conn = NULL;
     }
 }
 
@@ -454,6 +474,10 @@ static void conn_input(struct quic_client *cl, struct quic_conn *c)
             size_t len = cl->rx->msgs[i].msg_len;
             if (len == 0 || drop_rx(cl))
                 continue;
+            if (cl->path != NULL) {
+                cl->path->in(cl->path_arg, c, cl->rx->data[i], len);
+                continue;
+            }
             /* A connected socket: the path is always this one. */
             if (!quic_conn_read(c, cl->rx->data[i], len, &c->remote, &c->local))
                 return; /* over: c may be gone */
@@ -505,6 +529,26 @@ unsigned quic_client_active(const struct quic_client *cl)
 void quic_client_set_rx_drop(struct quic_client *cl, double share)
 {
     cl->rx_drop = share;
+}
+
+void quic_client_set_path(struct quic_client *cl, const struct quic_client_path *path, void *arg)
+{
+    cl->path = path;
+    cl->path_arg = arg;
+}
+
+void quic_client_emit(struct quic_conn *c, const uint8_t *data, size_t len)
+{
+    /* Counted as sent when written (conn.c); a refused send is a loss. */
+    (void)send(c->fd, data, len, MSG_DONTWAIT);
+}
+
+bool quic_client_deliver(struct quic_conn *c, const uint8_t *data, size_t len, uint64_t now)
+{
+    client_of(c)->ep.now = now;
+    if (!quic_conn_live(c))
+        return false;
+    return quic_conn_read(c, data, len, &c->remote, &c->local);
 }
 
 void quic_client_set_no_datagrams(struct quic_client *cl, bool on)

@@ -83,6 +83,28 @@ bool quic_client_has_ticket(struct quic_client *cl, const char *host, uint16_t p
 /* Test hook: drop this share (0..1) of received datagrams. */
 void quic_client_set_rx_drop(struct quic_client *cl, double share);
 
+/* Path emulation (roost-bench --rtt, --jitter, --loss; bench/netem.h):
+ * with a path set, every datagram a connection sends goes to out instead
+ * of its socket, and every datagram read from its socket (after the rx
+ * drop hook) goes to in instead of the connection. The path hands them on
+ * later, from the client's thread, with quic_client_emit and
+ * quic_client_deliver. gone runs when a connection is about to be freed:
+ * the path must drop what it holds for it. data is valid during the call. */
+struct quic_client_path {
+    void (*out)(void *arg, struct quic_conn *c, const uint8_t *data, size_t len);
+    void (*in)(void *arg, struct quic_conn *c, const uint8_t *data, size_t len);
+    void (*gone)(void *arg, struct quic_conn *c);
+};
+/* path and arg are borrowed until the client is freed or the path is
+ * replaced; NULL removes it. Set it before the first connection. */
+void quic_client_set_path(struct quic_client *cl, const struct quic_client_path *path, void *arg);
+/* Sends a datagram on the connection's socket now (a lost send is a lost
+ * datagram, as on a real path). */
+void quic_client_emit(struct quic_conn *c, const uint8_t *data, size_t len);
+/* Reads a datagram into the connection at time now, as if it had just
+ * arrived on its socket. Returns false when the connection is over. */
+bool quic_client_deliver(struct quic_conn *c, const uint8_t *data, size_t len, uint64_t now);
+
 /* Test hook (conformance): connections started from now on announce no
  * max_datagram_frame_size (0); a relay must refuse them (PROTOCOL.md §2). */
 void quic_client_set_no_datagrams(struct quic_client *cl, bool on);

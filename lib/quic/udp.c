@@ -249,6 +249,12 @@ static void set_pktinfo(struct msghdr *h, uint8_t *ctl, size_t cap, const struct
 
 int udp_tx_flush(struct udp_tx *tx)
 {
+    if (tx->sink != NULL) {
+        for (; tx->head < tx->n; tx->head++, tx->sent++)
+            tx->sink(tx->sink_arg, &tx->pkts[tx->head]);
+        tx->head = tx->n = 0;
+        return 0;
+    }
     while (tx->head < tx->n) {
         unsigned cnt = tx->n - tx->head;
         for (unsigned k = 0; k < cnt; k++) {

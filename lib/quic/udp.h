@@ -85,6 +85,10 @@ struct udp_tx {
     unsigned head, n;                     /* queued packets are pkts[head..n) */
     bool blocked;                         /* last flush met EAGAIN */
     uint64_t sent, errors, eagain, calls; /* calls: sendmmsg calls */
+    /* Set (after udp_tx_init): udp_tx_flush hands each packet to sink
+     * instead of the socket (the client's path emulation hook). */
+    void (*sink)(void *arg, const struct udp_txpkt *p);
+    void *sink_arg;
     struct mmsghdr msgs[UDP_TX_BATCH];
     struct iovec iov[UDP_TX_BATCH];
     uint8_t ctl[UDP_TX_BATCH][64];

@@ -100,7 +100,7 @@ start_relay() {
     wait_http $_pid $_a /healthz
 }
 
-echo "1..29"
+echo "1..33"
 scripts/dev-cert "$T/state" >/dev/null
 $CLI keygen --out "$T/state/token.keys" >/dev/null 2>&1
 
@@ -142,6 +142,17 @@ check_json "relay: verdict OK, every join answered, storm joined" "$T/relay.json
 check_json "relay: the SLO is evaluated and reported" "$T/relay.json" 'r["slo"]["met"] and r["slo"]["p99_ms"] == 1000 and r["slo"]["loss_pct"] == 0.1 and r["slo"]["measured_p99_ns"] == r["latency_ns"]["p99"] and not r["relay_fault"] and r["ends"] == []'
 if grep -q "SLO            p99 .* met; loss .* met" "$T/relay.out"; then ok "relay: summary shows the SLO"; else nok "relay: summary shows the SLO"; fi
 check_json "relay: command, machine, server recorded" "$T/relay.json" 'd["command"].startswith(d["argv"][0]) and d["machine"]["cores"] >= 1 and d["machine"]["kernel"] and d["server"]["version"].startswith("roost-relay") and "--token-keys" in d["server"]["config"] and r["server"]["cpu_s"] is not None and r["server"]["rss_joined_kb"] > 0'
+
+# The emulated path (--rtt): every datagram waits 15 ms each way in the
+# bench's own endpoint, so a join (one round trip after the handshake)
+# takes at least 30 ms; nothing is lost; the per-frame packet counts come
+# from the relay's /metrics (--metrics). A loose SLO: this checks the
+# path, not the latency.
+$BENCH "${COMMON[@]}" --relay-pid $pid --rtt 30ms --metrics 127.0.0.1:$admin --slo-p99 1000 \
+    --json "$T/rtt.json" >"$T/rtt.out" 2>&1
+check_json "rtt: path emulated, joins take a round trip, zero loss" "$T/rtt.json" 'd["config"]["path"]["emulated"] and r["path"]["rtt_ms"] == 30 and r["join_ns"]["min"] >= 30e6 and r["delivery"]["lost"] == 0 and r["delivery"]["delivered"] > 0 and r["path"]["queued_out"] > 0 and r["path"]["queued_in"] > 0 and r["path"]["lost_out"] == r["path"]["lost_in"] == 0 and r["latency_ns"]["n"] == r["delivery"]["delivered"]'
+check_json "rtt: per-frame packet counts from the relay's /metrics" "$T/rtt.json" '(lambda p: p["source"] == "relay /metrics" and p["udp_packets_out"] >= 0.5 and p["udp_packets_in"] > 0 and p["loop_turns"] > 0 and p["frames_per_packet_out"] > 0 and p["datagrams_out"] >= 1)(r["server"]["per_frame"])'
+if grep -q "per frame .* UDP out, .* UDP in (.* ACK-only), .* loop turns" "$T/rtt.out" && grep -q "path: emulated, rtt 30.0 ms" "$T/rtt.out"; then ok "rtt: summary shows the path and the per-frame counts"; else nok "rtt: summary shows the path and the per-frame counts"; sed 's/^/# /' "$T/rtt.out"; fi
 
 # Impossible target: a send slot every 5 us for every speaker.
 $BENCH "${COMMON[@]}" --send-interval-us 5 --json "$T/imp.json" >"$T/imp.out" 2>&1
@@ -212,6 +223,11 @@ if [ $rc -eq 0 ]; then ok "floor run completes"; else nok "floor run completes (
 check_json "floor: delivered + lost = expected per receiver" "$T/floor.json" "$ACCOUNT"
 check_json "floor: zero loss, zero duplicates, ordered percentiles" "$T/floor.json" 'r["delivery"]["lost"] == 0 and r["delivery"]["duplicated"] == 0 and '"$ORDERED"
 check_json "floor: talk spurts send less than always-on, server CPU known" "$T/floor.json" '0 < r["frames"]["target"] < 600 and r["server"]["cpu_s"] is not None and r["server"]["egress_datagrams"] >= r["delivery"]["delivered"] and d["server"]["kind"] == "floor"'
+
+# The floor through the emulated path: the same wheel, plain sockets.
+$BENCH --floor --floor-workers 1 --rooms 2 --size 3 --duration 2 --threads 1 --no-pin --rtt 30ms \
+    --jitter 2ms --json "$T/floor_rtt.json" >"$T/floor_rtt.out" 2>&1
+check_json "floor: --rtt delays joins a round trip, zero loss, exact per-frame counts" "$T/floor_rtt.json" 'r["join_ns"]["min"] >= 28e6 and r["delivery"]["lost"] == 0 and r["delivery"]["delivered"] > 0 and r["path"]["jitter_ms"] == 2 and r["server"]["per_frame"]["udp_packets_out"] >= 1 and r["server"]["per_frame"]["ack_only_packets_in"] == 0 and r["server"]["per_frame"]["frames_per_packet_out"] == 1'
 
 # Audio input.
 $PY - "$T/stereo.wav" <<'PYEOF'
