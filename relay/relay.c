@@ -202,6 +202,10 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .priority = cfg->tls_priority,
         .ticket_period_s = cfg->ticket_period_s,
         .no_tickets = cfg->no_tickets,
+        .conn_pkt_rate = cfg->conn_pkt_rate,
+        .conn_byte_rate = cfg->conn_byte_rate,
+        .addr_pkt_rate = cfg->addr_pkt_rate,
+        .addr_byte_rate = cfg->addr_byte_rate,
     };
     rc = quic_shared_new(&r->qsh, &qc);
     if (rc != 0) {
@@ -396,6 +400,10 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"prefill", cfg->prefill_ms != r->cfg.prefill_ms},
         {"keyframe_request_window", cfg->kfreq_window_ns != r->cfg.kfreq_window_ns},
         {"quality_interval", cfg->quality_interval_ns != r->cfg.quality_interval_ns},
+        {"conn_packet_rate", cfg->conn_pkt_rate != r->cfg.conn_pkt_rate},
+        {"conn_byte_rate", cfg->conn_byte_rate != r->cfg.conn_byte_rate},
+        {"addr_packet_rate", cfg->addr_pkt_rate != r->cfg.addr_pkt_rate},
+        {"addr_byte_rate", cfg->addr_byte_rate != r->cfg.addr_byte_rate},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (fixed[i].changed)

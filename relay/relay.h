@@ -51,6 +51,10 @@ struct relay_config {
     uint32_t prefill_ms;           /* audio prefill sent to joiners; 0: off */
     uint64_t kfreq_window_ns;      /* KEYFRAME_REQUEST duplicate window; 0: 200 ms */
     uint64_t quality_interval_ns;  /* QUALITY reports; 0: 1 s */
+    /* Receive budgets (lib/quic/budget.h); 0: unlimited. The config file's
+     * defaults are in relay/config.c. */
+    uint32_t conn_pkt_rate, addr_pkt_rate;
+    uint64_t conn_byte_rate, addr_byte_rate;
 };
 
 /* Totals over every worker (relaxed reads; may lag by a loop turn). */

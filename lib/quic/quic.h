@@ -48,6 +48,7 @@ struct quic_conn;
 #define QUIC_APP_TOO_SLOW PROTO_ERR_TOO_SLOW
 #define QUIC_APP_GOING_AWAY PROTO_ERR_GOING_AWAY
 #define QUIC_APP_IDLE_TIMEOUT PROTO_ERR_IDLE_TIMEOUT
+#define QUIC_APP_RATE_LIMITED PROTO_ERR_RATE_LIMITED /* receive budget exceeded */
 
 /* Ring message types owned by this layer (0x0100-0x01ff). */
 #define QUIC_MSG_FIRST 0x0100
@@ -100,6 +101,12 @@ struct quic_shared_config {
     const char *priority;
     unsigned ticket_period_s;
     bool no_tickets;
+    /* Receive budgets, checked before decryption (lib/quic/budget.h):
+     * packets/s and bytes/s per connection (over: closed with
+     * QUIC_APP_RATE_LIMITED) and per source IP address per worker (over:
+     * the packet is dropped). 0: unlimited. */
+    uint32_t conn_pkt_rate, addr_pkt_rate;
+    uint64_t conn_byte_rate, addr_byte_rate;
 };
 
 /* Per-worker counters; written only by the worker (relaxed). */
@@ -119,6 +126,10 @@ struct quic_stats {
     uint64_t retry_half_open, retry_rate, refused_full, refused_draining;
     /* Handshakes that resumed a session from a ticket (no certificate). */
     uint64_t tls_resumed;
+    /* Receive budgets: connections closed for exceeding theirs, packets
+     * dropped by a connection's (after its close) or an address's budget,
+     * address entries evicted from the bounded table. */
+    uint64_t budget_closed, budget_dropped_conn, budget_dropped_addr, budget_addr_evictions;
 };
 
 /* Creates the shared state. Returns 0; ROOST_EINVAL (bad config/address,
