@@ -221,6 +221,9 @@ int metrics_render(struct relay *r, char **out, size_t *len)
                "Media messages dropped on a full inter-worker ring.", s->worker.ring_drops);
     PER_WORKER(&b, "roost_ring_spills_total", "counter",
                "Control messages spilled to the overflow queue.", s->worker.ring_spills);
+    PER_WORKER(&b, "roost_ring_spill_full_total", "counter",
+               "Control messages refused: the overflow queue to their worker at its bound.",
+               s->worker.spill_full);
     PER_WORKER(&b, "roost_fanout_messages_total", "counter", "FANOUT messages to other workers.",
                s->room.fanout_sent);
 

@@ -226,6 +226,8 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .cpus = cfg->cpus,
         .n_cpus = cfg->n_cpus,
         .no_pin = cfg->no_pin,
+        .ring_capacity = cfg->ring_capacity,
+        .spill_max = cfg->spill_max,
     };
     rc = worker_pool_new(&r->pool, &wc, &relay_worker_ops, r);
     if (rc != 0) {

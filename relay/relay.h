@@ -55,6 +55,9 @@ struct relay_config {
      * defaults are in relay/config.c. */
     uint32_t conn_pkt_rate, addr_pkt_rate;
     uint64_t conn_byte_rate, addr_byte_rate;
+    /* Worker runtime (tests): messages per ring and spilled requests per
+     * destination (lib/core/worker.h); 0: the runtime's defaults. */
+    unsigned ring_capacity, spill_max;
 };
 
 /* Totals over every worker (relaxed reads; may lag by a loop turn). */

@@ -296,6 +296,7 @@ int worker_pool_new(struct worker_pool **out, const struct worker_config *cfg,
     p->ops = ops;
     p->arg = arg;
     p->no_pin = cfg->no_pin;
+    p->spill_max = cfg->spill_max ? cfg->spill_max : DEFAULT_SPILL_MAX;
     p->state = POOL_NEW;
     atomic_init(&p->stop, 0);
 
