@@ -16,10 +16,16 @@
 #include "proto/errcode.h"
 #include "../common/echo_app.h"
 
-#define CONN_RATE 1000 /* packets/s: 10x the paced sender below */
-#define PACED_PPS 100  /* the "legit" sender: a media-like rate */
-#define PACED_MS 2000  /* how long it sends */
-#define WAIT_MS 30000  /* a deadline for conditions, not a timing bound */
+/* The flooder is congestion-controlled like any QUIC sender (a loaded
+ * ASan relay acks slowly), so the budget is low enough that even a slow
+ * flooder exceeds it; the paced sender stays 10x below it. */
+#define CONN_RATE 100          /* packets/s */
+#define CONN_BYTES (64 * 1024) /* bytes/s */
+#define PACED_PPS 10           /* the "legit" sender: packets/s, of PACED_SIZE */
+#define PACED_SIZE 500
+#define FLOOD_SIZE 1000
+#define PACED_MS 2000 /* how long it sends */
+#define WAIT_MS 30000 /* a deadline for conditions, not a timing bound */
 
 static struct echo_server *g_es;
 static struct echo_conn ec[2];
@@ -39,7 +45,8 @@ static bool opened0(void *arg)
 static void test_flooder_closed_paced_unaffected(void **state)
 {
     (void)state;
-    struct quic_shared_config qc = {.n_workers = 1, .conn_pkt_rate = CONN_RATE};
+    struct quic_shared_config qc = {
+        .n_workers = 1, .conn_pkt_rate = CONN_RATE, .conn_byte_rate = CONN_BYTES};
     assert_int_equal(echo_server_start(&g_es, &qc), 0);
     struct roost_client *cl = NULL;
     assert_int_equal(echo_client_new(&cl, false, NULL), 0);
@@ -51,7 +58,7 @@ static void test_flooder_closed_paced_unaffected(void **state)
 
     /* ec[0] sends PACED_PPS datagrams a second by the wall clock; ec[1]
      * sends as fast as its queue takes them until it is closed. */
-    uint8_t d[800];
+    uint8_t d[FLOOD_SIZE];
     memset(d, 0xab, sizeof(d));
     uint64_t t0 = echo_now_ms(), paced_sent = 0;
     const uint64_t paced_total = (uint64_t)PACED_PPS * PACED_MS / 1000;
@@ -59,10 +66,10 @@ static void test_flooder_closed_paced_unaffected(void **state)
         uint64_t el = echo_now_ms() - t0;
         uint64_t due = el >= PACED_MS ? paced_total : (uint64_t)PACED_PPS * el / 1000;
         for (; paced_sent < due; paced_sent++)
-            assert_int_equal(roost_conn_send_datagram(ec[0].c, d, sizeof(d)), 0);
+            assert_int_equal(roost_conn_send_datagram(ec[0].c, d, PACED_SIZE), 0);
         if (!ec[1].closed)
             for (int i = 0; i < 64; i++)
-                (void)roost_conn_send_datagram(ec[1].c, d, 64);
+                (void)roost_conn_send_datagram(ec[1].c, d, FLOOD_SIZE);
         roost_client_step(cl, ec[1].closed ? 5 : 0);
         if (ec[1].closed && paced_sent == paced_total)
             break;
@@ -92,8 +99,8 @@ static void test_flooder_closed_paced_unaffected(void **state)
 static void test_addr_over_budget_dropped(void **state)
 {
     (void)state;
-    /* 200 packets/s from one address: the handshake fits its burst. */
-    struct quic_shared_config qc = {.n_workers = 1, .addr_pkt_rate = 200};
+    /* 100 packets/s from one address: the handshake fits its burst. */
+    struct quic_shared_config qc = {.n_workers = 1, .addr_pkt_rate = 100};
     assert_int_equal(echo_server_start(&g_es, &qc), 0);
     struct roost_client *cl = NULL;
     assert_int_equal(echo_client_new(&cl, false, NULL), 0);

@@ -158,10 +158,15 @@ static void test_join_spill_full_too_slow(void **st)
     unsigned n_slow = count(too_slow);
     worker_pool_stats(tr.r->pool, W, &ws);
     assert_int_equal(ws.spill_full, n_slow); /* one refused JOIN per TOO_SLOW close */
-    unsigned joined = 0;
-    for (unsigned i = 0; i < N_PARTS; i++)
+    /* The rest joined, except connections that landed on O and gave up
+     * their handshake while it was stalled (the client's own timeout on a
+     * loaded machine: never opened, closed locally). */
+    unsigned joined = 0, gave_up = 0;
+    for (unsigned i = 0; i < N_PARTS; i++) {
         joined += P[i].joined;
-    assert_int_equal(joined + n_slow, N_PARTS);
+        gave_up += P[i].closed && !P[i].opened && !P[i].ci.remote;
+    }
+    assert_int_equal(joined + n_slow + gave_up, N_PARTS);
     /* (Q sessions that landed on O send their JOIN to W through the same
      * tiny bound when O runs again: they join or are closed TOO_SLOW.) */
     for (unsigned i = 0; i < N_Q; i++)
