@@ -135,13 +135,15 @@ check-asan: deps
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 test-run
 
 # make torture: the robustness runs (flood, impairment with NAT rebinding,
-# churn, soak) against the ASan relay, about 6 minutes; make torture-long is
+# churn, soak) against the ASan relay, about 4-6 minutes; make torture-ci is
+# the short form .ci/run runs (3-4 minutes, 90 s soak); make torture-long is
 # the documented long form (1 h soak). docs/TESTING.md, "Torture".
-.PHONY: torture torture-long
-torture torture-long: deps
+.PHONY: torture torture-ci torture-long
+torture torture-ci torture-long: deps
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 programs
 	$(Q)$(MAKE) --no-print-directory programs $(TESTPROG_BINS)
-	$(Q)BUILD=$(BUILD) ASAN_BUILD=build-asan test/torture/run $(if $(filter torture-long,$@),--long)
+	$(Q)BUILD=$(BUILD) ASAN_BUILD=build-asan test/torture/run \
+		$(if $(filter torture-long,$@),--long)$(if $(filter torture-ci,$@),--ci)
 
 # prove reads cmocka's TAP output; its last line is the summary CI reads.
 test-run: all

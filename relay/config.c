@@ -60,6 +60,11 @@ enum key_id {
     K_WS_PLAIN,
     K_WEB_ROOT,
     K_TURN_BATCH, /* issue 13: turn cadence */
+    /* receive budgets (issue 16) */
+    K_CONN_PKT_RATE,
+    K_CONN_BYTE_RATE,
+    K_ADDR_PKT_RATE,
+    K_ADDR_BYTE_RATE,
     K_COUNT,
 };
 
@@ -145,6 +150,16 @@ static const struct config_key keys[K_COUNT] = {
                       100000, false,
                       "turn cadence: a worker with little work waits up to this many us "
                       "between turns; 0: off"},
+    /* receive budgets (issue 16): far above media rates (a 5 Mbit/s
+     * publisher sends ~500 packets/s); 0: unlimited */
+    [K_CONN_PKT_RATE] = {"limits", "conn_packet_rate", CONFIG_UINT, "10000", 0, UINT32_MAX, false,
+                         "packets/s one connection may send; above: closed RATE_LIMITED"},
+    [K_CONN_BYTE_RATE] = {"limits", "conn_byte_rate", CONFIG_SIZE, "16m", 0, 1ull << 40, false,
+                          "bytes/s one connection may send; above: closed RATE_LIMITED"},
+    [K_ADDR_PKT_RATE] = {"limits", "addr_packet_rate", CONFIG_UINT, "100000", 0, UINT32_MAX, false,
+                         "packets/s per source IP address and worker; above: dropped"},
+    [K_ADDR_BYTE_RATE] = {"limits", "addr_byte_rate", CONFIG_SIZE, "128m", 0, 1ull << 40, false,
+                          "bytes/s per source IP address and worker; above: dropped"},
 };
 #undef S
 #undef STR
@@ -503,6 +518,18 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_WEB_ROOT:
         rc = store_str(c, id, value, &r->ws.web_root);
+        break;
+    case K_CONN_PKT_RATE:
+        r->conn_pkt_rate = (uint32_t)v;
+        break;
+    case K_CONN_BYTE_RATE:
+        r->conn_byte_rate = v;
+        break;
+    case K_ADDR_PKT_RATE:
+        r->addr_pkt_rate = (uint32_t)v;
+        break;
+    case K_ADDR_BYTE_RATE:
+        r->addr_byte_rate = v;
         break;
     case K_CPUS:
     case K_LOG_LEVEL:

@@ -221,10 +221,18 @@ int metrics_render(struct relay *r, char **out, size_t *len)
         {"malformed", OFF(quic.malformed)},
         {"unknown_cid", OFF(quic.unknown_cid)},
         {"forward_failed", OFF(quic.fwd_dropped)},
+        {"addr_budget", OFF(quic.budget_dropped_addr)},
+        {"conn_budget", OFF(quic.budget_dropped_conn)},
     };
     per_worker_labelled(&b, ws, n, "roost_packets_dropped_total",
                         "UDP datagrams dropped before reaching a connection, by reason.", "reason",
                         pdrops, sizeof(pdrops) / sizeof(pdrops[0]));
+    PER_WORKER(&b, "roost_budget_closes_total", "counter",
+               "Connections closed RATE_LIMITED for exceeding their receive budget.",
+               s->quic.budget_closed);
+    PER_WORKER(&b, "roost_budget_addr_evictions_total", "counter",
+               "Source addresses evicted from the bounded receive-budget table.",
+               s->quic.budget_addr_evictions);
     PER_WORKER(&b, "roost_packets_sent_total", "counter", "UDP datagrams sent.", s->quic.pkts_out);
     PER_WORKER(&b, "roost_packets_forwarded_total", "counter",
                "UDP datagrams that arrived on another worker's socket and were passed to the "
@@ -311,6 +319,9 @@ int metrics_render(struct relay *r, char **out, size_t *len)
                "Media messages dropped on a full inter-worker ring.", s->worker.ring_drops);
     PER_WORKER(&b, "roost_ring_spills_total", "counter",
                "Control messages spilled to the overflow queue.", s->worker.ring_spills);
+    PER_WORKER(&b, "roost_ring_spill_full_total", "counter",
+               "Control messages refused: the overflow queue to their worker at its bound.",
+               s->worker.spill_full);
     PER_WORKER(&b, "roost_fanout_messages_total", "counter", "FANOUT messages to other workers.",
                s->room.fanout_sent);
 

@@ -225,6 +225,10 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .ticket_period_s = cfg->ticket_period_s,
         .no_tickets = cfg->no_tickets,
         .no_steering = cfg->no_steering,
+        .conn_pkt_rate = cfg->conn_pkt_rate,
+        .conn_byte_rate = cfg->conn_byte_rate,
+        .addr_pkt_rate = cfg->addr_pkt_rate,
+        .addr_byte_rate = cfg->addr_byte_rate,
     };
     rc = quic_shared_new(&r->qsh, &qc);
     if (rc != 0) {
@@ -273,6 +277,8 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .n_cpus = cfg->n_cpus,
         .no_pin = cfg->no_pin,
         .turn_batch_us = cfg->turn_batch_us,
+        .ring_capacity = cfg->ring_capacity,
+        .spill_max = cfg->spill_max,
     };
     rc = worker_pool_new(&r->pool, &wc, &relay_worker_ops, r);
     if (rc != 0) {
@@ -462,6 +468,10 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"ws_listen", str_differs(cfg->ws.addr, r->cfg.ws.addr) || cfg->ws.port != r->cfg.ws.port},
         {"ws_plain", cfg->ws.plain != r->cfg.ws.plain},
         {"web_root", str_differs(cfg->ws.web_root, r->cfg.ws.web_root)},
+        {"conn_packet_rate", cfg->conn_pkt_rate != r->cfg.conn_pkt_rate},
+        {"conn_byte_rate", cfg->conn_byte_rate != r->cfg.conn_byte_rate},
+        {"addr_packet_rate", cfg->addr_pkt_rate != r->cfg.addr_pkt_rate},
+        {"addr_byte_rate", cfg->addr_byte_rate != r->cfg.addr_byte_rate},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (fixed[i].changed)

@@ -63,6 +63,13 @@ struct relay_config {
      * n_workers, and the timeouts left 0 from the ones above; the rest
      * (port, plain, web_root, queue limits) is taken as given. */
     struct ws_shared_config ws;
+    /* Receive budgets (lib/quic/budget.h); 0: unlimited. The config file's
+     * defaults are in relay/config.c. */
+    uint32_t conn_pkt_rate, addr_pkt_rate;
+    uint64_t conn_byte_rate, addr_byte_rate;
+    /* Worker runtime (tests): messages per ring and spilled requests per
+     * destination (lib/core/worker.h); 0: the runtime's defaults. */
+    unsigned ring_capacity, spill_max;
 };
 
 /* Totals over every worker (relaxed reads; may lag by a loop turn). */

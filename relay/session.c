@@ -98,6 +98,16 @@ static void session_close_after_control(struct session *ss, uint32_t code, const
         session_close(ss, code, reason); /* no memory: close now */
 }
 
+/* A request of this session could not be queued to another worker: the
+ * spill queue there is at its bound (lib/core/worker.h). The session gives
+ * way rather than grow the queue: TOO_SLOW, as for its own control queue
+ * (PROTOCOL.md §6). Counted in roost_ring_spill_full_total. */
+static void session_too_slow(struct session *ss)
+{
+    log_debug("event=spill_full");
+    session_close(ss, PROTO_ERR_TOO_SLOW, "relay worker queue full");
+}
+
 static void session_violation(struct session *ss, const char *what)
 {
     WSTAT_INC(ss->rw, protocol_violations);
@@ -163,7 +173,12 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
 {
     (void)arg;
     struct session *ss = ep;
-    if (ss->state != SESSION_JOINING)
+    /* ss->c NULL: the connection closed while the JOIN was in flight (a
+     * deadline or idle timer, or a message handler, closed it earlier in
+     * this turn; the session is buried at its end). Its on_close counted no
+     * leave, so this counts no join: roost_joins_total == roost_leaves_total
+     * once the relay is empty (torture/churn checks it). */
+    if (ss->state != SESSION_JOINING || ss->c == NULL)
         return;
     /* The JOIN is answered: from here on the room says whether the session
      * is in it. on_ack in lib/room marked the member JOINED (or idle, on a
@@ -307,6 +322,10 @@ static void on_join(struct session *ss, const struct msg_join *j)
         return; /* test hook: the JOIN is "lost" on its way to the owner */
     int rc = room_join(ss->m, j->room_id.ptr, j->room_id.len, ident, ident_len, j->display_name.ptr,
                        j->display_name.len, perms);
+    if (rc == ROOST_EFULL) {
+        session_too_slow(ss);
+        return;
+    }
     if (rc != 0) {
         ss->state = SESSION_WELCOMED;
         session_reject(ss, PROTO_ERR_INTERNAL, roost_strerror(rc));
@@ -316,7 +335,9 @@ static void on_join(struct session *ss, const struct msg_join *j)
 static void on_keyframe_request(struct session *ss, const struct msg_keyframe_request *k)
 {
     int rc = room_keyframe_request(ss->m, k->participant_id, k->stream_id);
-    if (rc == ROOST_EACCES)
+    if (rc == ROOST_EFULL)
+        session_too_slow(ss);
+    else if (rc == ROOST_EACCES)
         session_error(ss, PROTO_ERR_NOT_PERMITTED, MSG_KEYFRAME_REQUEST,
                       "keyframe requests need SUBSCRIBE");
     else if (rc != 0)

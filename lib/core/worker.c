@@ -114,7 +114,7 @@ int worker_send(struct worker *w, unsigned to, const struct worker_msg *msg,
 {
     if (to >= w->n)
         return ROOST_EINVAL;
-    if (cls != WORKER_MSG_CONTROL && cls != WORKER_MSG_MEDIA)
+    if (cls != WORKER_MSG_CONTROL && cls != WORKER_MSG_MEDIA && cls != WORKER_MSG_REQUEST)
         return ROOST_EINVAL;
 
     struct worker_msg m = *msg;
@@ -139,6 +139,13 @@ int worker_send(struct worker *w, unsigned to, const struct worker_msg *msg,
         return ROOST_EAGAIN;
     }
     struct msgq *q = &w->spill[to];
+    uint32_t bound = w->pool->spill_max;
+    if (cls != WORKER_MSG_REQUEST)
+        bound = bound > UINT32_MAX / WORKER_SPILL_HARD_X ? UINT32_MAX : bound * WORKER_SPILL_HARD_X;
+    if (q->len >= bound) {
+        stat_add(w->st, WSTAT(spill_full), 1);
+        return ROOST_EFULL;
+    }
     int rc = msgq_push(q, &m);
     if (rc != 0)
         return rc;
@@ -371,14 +378,19 @@ static bool batch_hold(struct worker *w)
 
 static int turn_timeout(struct worker *w)
 {
-    if (w->more || w->wake_self || w->n_spilling > 0 || w->selfq.len > 0)
+    if (w->more || w->wake_self || w->selfq.len > 0)
         return 0;
+    /* Spilled messages wait for their consumer to make room in a ring: poll
+     * for it every WORKER_SPILL_POLL_MS rather than spin. */
+    int cap = w->n_spilling > 0 ? WORKER_SPILL_POLL_MS : -1;
     uint64_t next = timers_next(w->timers);
     if (next == TIMER_NEVER)
-        return -1;
+        return cap;
     if (next <= w->now)
         return 0;
     uint64_t ms = (next - w->now + 999999) / 1000000;
+    if (cap >= 0 && ms > (uint64_t)cap)
+        return cap;
     return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 

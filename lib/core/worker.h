@@ -47,19 +47,28 @@ struct worker_msg {
 };
 _Static_assert(sizeof(struct worker_msg) == 64, "worker_msg is one cache line");
 
-/* Control messages are never dropped: a full ring spills to a local overflow
- * queue drained in order before newer messages. Media meeting a full ring is
- * dropped and counted. */
+/* Control messages are never dropped silently: a full ring spills to a
+ * local overflow queue per destination, drained in order before newer
+ * messages. The queue is bounded (worker_config.spill_max): a REQUEST (a
+ * control message its sender can refuse, e.g. a client's JOIN) is refused
+ * with ROOST_EFULL once spill_max messages wait for that destination; any
+ * other control message (answers, teardowns: their number follows the
+ * requests admitted) once WORKER_SPILL_HARD_X times that. Media meeting a
+ * full ring is dropped and counted. */
 enum worker_msg_class {
     WORKER_MSG_CONTROL = 0,
     WORKER_MSG_MEDIA = 1,
+    WORKER_MSG_REQUEST = 2,
 };
+#define WORKER_SPILL_HARD_X 4
+#define WORKER_SPILL_POLL_MS 1
 
 struct worker_config {
     unsigned n_workers;     /* 0: one per CPU in the process affinity mask */
     const int *cpus;        /* optional CPU list (overrides the mask), n_cpus entries */
     unsigned n_cpus;        /* workers run on cpus[i % n_cpus] */
     unsigned ring_capacity; /* messages per ring, power of two; 0: 4096 */
+    unsigned spill_max;     /* spilled REQUESTs per destination; 0: 4096 */
     bool no_pin;            /* tests only: skip pinning */
     /* Turn cadence (worker.c, "batch hold"): after a turn that found work
      * but did not fill a batch, the worker waits until this long after that
@@ -116,6 +125,7 @@ struct worker_stats {
     uint64_t msgs_out;    /* messages sent, to self included */
     uint64_t ring_drops;  /* media dropped on a full ring */
     uint64_t ring_spills; /* control messages that went to the spill queue */
+    uint64_t spill_full;  /* control messages refused: spill queue at its bound */
     uint64_t busy_ns;     /* time not spent blocked in epoll_wait or a hold */
     uint64_t holds;       /* batch holds waited (turn_batch_us) */
     uint64_t hold_ctl;    /* holds cut short by control, a post or stop */
@@ -188,8 +198,12 @@ int worker_handle(struct worker *w, const struct worker_handler *h, void *arg);
  * never dropped (media included); at shutdown they go to the discard like
  * ring messages.
  * Returns 0; ROOST_EAGAIN when a media message met a full ring (dropped,
- * counted); ROOST_ENOMEM if a control spill or the self FIFO could not
- * allocate; ROOST_EINVAL for a bad destination. */
+ * counted); ROOST_EFULL when a control message met a full ring and a spill
+ * queue at its bound (not queued, counted: the caller still owns the
+ * message's references and must give way, e.g. close the client that asked);
+ * ROOST_ENOMEM if a control spill or the self FIFO could not allocate;
+ * ROOST_EINVAL for a bad destination. While a spill queue is not empty the
+ * worker polls it every WORKER_SPILL_POLL_MS instead of sleeping. */
 int worker_send(struct worker *w, unsigned to, const struct worker_msg *msg,
                 enum worker_msg_class cls);
 /* Publishes pending ring writes now and wakes sleeping consumers. */

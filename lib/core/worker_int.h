@@ -16,8 +16,9 @@
 #include "core/worker.h"
 
 #define DEFAULT_RING_CAPACITY 4096
-#define RING_BURST 32         /* messages popped per ring read */
-#define RING_TURN_BUDGET 1024 /* messages taken from one ring per turn */
+#define DEFAULT_SPILL_MAX 4096 /* spilled REQUESTs per destination */
+#define RING_BURST 32          /* messages popped per ring read */
+#define RING_TURN_BUDGET 1024  /* messages taken from one ring per turn */
 #define MAX_EVENTS 64
 #define EVFD_TAG UINT64_MAX /* epoll data of the wakeup eventfd */
 #define CACHE_LINE 64
@@ -106,6 +107,7 @@ struct worker_pool {
     unsigned n_cpus;
     bool no_pin;
     uint64_t batch_ns; /* worker_config.turn_batch_us in ns */
+    uint32_t spill_max; /* worker_config.spill_max or DEFAULT_SPILL_MAX */
     enum pool_state state;
     _Atomic int stop;
 

@@ -307,6 +307,7 @@ int worker_pool_new(struct worker_pool **out, const struct worker_config *cfg,
     p->arg = arg;
     p->no_pin = cfg->no_pin;
     p->batch_ns = (uint64_t)cfg->turn_batch_us * 1000u;
+    p->spill_max = cfg->spill_max ? cfg->spill_max : DEFAULT_SPILL_MAX;
     p->state = POOL_NEW;
     atomic_init(&p->stop, 0);
 

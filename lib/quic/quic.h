@@ -48,6 +48,7 @@ struct quic_conn;
 #define QUIC_APP_TOO_SLOW PROTO_ERR_TOO_SLOW
 #define QUIC_APP_GOING_AWAY PROTO_ERR_GOING_AWAY
 #define QUIC_APP_IDLE_TIMEOUT PROTO_ERR_IDLE_TIMEOUT
+#define QUIC_APP_RATE_LIMITED PROTO_ERR_RATE_LIMITED /* receive budget exceeded */
 
 /* Ring message types owned by this layer (0x0100-0x01ff). */
 #define QUIC_MSG_FIRST 0x0100
@@ -109,6 +110,12 @@ struct quic_shared_config {
      * (steer.h); on by default, falling back to the 4-tuple hash with one
      * log line when the kernel refuses. no_steering: hash only. */
     bool no_steering;
+    /* Receive budgets, checked before decryption (lib/quic/budget.h):
+     * packets/s and bytes/s per connection (over: closed with
+     * QUIC_APP_RATE_LIMITED) and per source IP address per worker (over:
+     * the packet is dropped). 0: unlimited. */
+    uint32_t conn_pkt_rate, addr_pkt_rate;
+    uint64_t conn_byte_rate, addr_byte_rate;
 };
 
 /* Per-worker counters; written only by the worker (relaxed). */
@@ -141,6 +148,10 @@ struct quic_stats {
     /* Gauge: connections holding a datagram queue (made at a first
      * datagram, freed after QUIC_DQ_IDLE_NS idle). */
     uint64_t dgram_queues;
+    /* Receive budgets: connections closed for exceeding theirs, packets
+     * dropped by a connection's (after its close) or an address's budget,
+     * address entries evicted from the bounded table. */
+    uint64_t budget_closed, budget_dropped_conn, budget_dropped_addr, budget_addr_evictions;
 };
 
 /* Creates the shared state. Returns 0; ROOST_EINVAL (bad config/address,

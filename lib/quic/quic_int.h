@@ -32,6 +32,7 @@
 #include "core/stat.h"
 #include "core/worker.h"
 #include "core/timer.h"
+#include "quic/budget.h"
 #include "quic/ctlstream.h"
 #include "quic/quic.h"
 #include "quic/tbucket.h"
@@ -199,6 +200,7 @@ struct quic_conn {
      * to c->remote before the handshake completed (the address is then
      * validated). */
     uint64_t amp_rx, amp_tx;
+    struct budget rxb;  /* receive budget (server; lib/quic/budget.h) */
     uint8_t *close_pkt; /* server: our CONNECTION_CLOSE, resent on input */
     size_t close_len;
     unsigned close_resends;
@@ -243,6 +245,8 @@ struct quic_server {
     struct udp_tx *tx;
     uint64_t tx_calls; /* tx->calls already counted in sendmmsg_calls */
     uint64_t rx_batches;
+    struct budget_lim conn_lim;     /* receive budget of each connection */
+    struct budget_addr_table addrs; /* receive budgets per source address */
 };
 
 /* shared.c */

@@ -517,12 +517,54 @@ static void new_connection(struct quic_server *s, const uint8_t *data, size_t le
     quic_conn_read(c, data, len, remote, local);
 }
 
+/* The per-address receive budget of remote's IP address (any port).
+ * Returns false when the packet is over it (dropped, counted). */
+static bool addr_budget_ok(struct quic_server *s, size_t len, const struct udp_addr *remote)
+{
+    if (s->addrs.e == NULL)
+        return true;
+    uint8_t a[16] = {0};
+    if (remote->u.sa.sa_family == AF_INET6) {
+        memcpy(a, &remote->u.in6.sin6_addr, 16);
+    } else {
+        a[10] = a[11] = 0xff; /* IPv4-mapped */
+        memcpy(a + 12, &remote->u.in.sin_addr, 4);
+    }
+    uint64_t ev = s->addrs.evictions;
+    bool ok = budget_addr_take(&s->addrs, a, now_ns(s), len);
+    if (s->addrs.evictions != ev)
+        stat_inc(s->ep.st, QS(budget_addr_evictions));
+    if (!ok)
+        stat_inc(s->ep.st, QS(budget_dropped_addr));
+    return ok;
+}
+
+/* The connection's receive budget, before its packet is decrypted. Over
+ * it, a live connection is closed with RATE_LIMITED; the packet (and every
+ * later one over budget) is dropped unread, so a closing connection spends
+ * no decryption and sends no close for them. */
+static bool conn_budget_ok(struct quic_server *s, struct quic_conn *c, size_t len)
+{
+    if (budget_take(&c->rxb, &s->conn_lim, now_ns(s), len))
+        return true;
+    if (quic_conn_live(c)) {
+        stat_inc(s->ep.st, QS(budget_closed));
+        quic_conn_close(c, QUIC_APP_RATE_LIMITED, "receive budget exceeded");
+    } else {
+        stat_inc(s->ep.st, QS(budget_dropped_conn));
+    }
+    return false;
+}
+
 static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len,
                           const struct udp_addr *remote, const struct udp_addr *local,
                           bool forwarded)
 {
     stat_inc(s->ep.st, QS(pkts_in));
     stat_add(s->ep.st, QS(bytes_in), (uint64_t)len);
+    /* A forwarded packet was charged where it arrived. */
+    if (!forwarded && !addr_budget_ok(s, len, remote))
+        return;
     if (len == 0) {
         stat_inc(s->ep.st, QS(malformed));
         return;
@@ -543,6 +585,8 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
     }
     struct quic_conn *c = cid_table_get(s->cids, vc.dcid, vc.dcidlen);
     if (c != NULL) {
+        if (budget_lim_on(&s->conn_lim) && !conn_budget_ok(s, c, len))
+            return;
         quic_conn_read(c, data, len, remote, local);
         return;
     }
@@ -670,6 +714,12 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
     rc = cid_table_new(&s->cids);
     if (rc < 0)
         goto fail;
+    budget_lim_init(&s->conn_lim, sh->cfg.conn_pkt_rate, sh->cfg.conn_byte_rate);
+    struct budget_lim alim;
+    budget_lim_init(&alim, sh->cfg.addr_pkt_rate, sh->cfg.addr_byte_rate);
+    rc = budget_addr_init(&s->addrs, &alim);
+    if (rc < 0)
+        goto fail;
     s->fd = sh->fds[id];
     udp_tx_init(s->tx, s->fd);
     s->ep.tx = s->tx;
@@ -692,6 +742,7 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
     *out = s;
     return 0;
 fail:
+    budget_addr_fini(&s->addrs);
     cid_table_del(s->cids);
     free(s->slots);
     free(s->rx);
@@ -723,6 +774,7 @@ void quic_server_del(struct quic_server *s)
         close(s->fd);
     }
     cid_table_del(s->cids);
+    budget_addr_fini(&s->addrs);
     free(s->slots);
     free(s->rx);
     free(s->tx);

@@ -341,14 +341,15 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
         memcpy(jr->name, display, display_len);
     b->len = sizeof(*jr);
 
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
+    int rc = room_send_req(s, room_owner_of(s->sh, room_id, room_len), &wm);
+    if (rc != 0)
+        return rc; /* the member stays IDLE */
     m->state = MEMBER_JOINING;
     m->perms = (uint8_t)perms;
     m->room_len = (uint8_t)room_len;
     memcpy(m->room_id, room_id, room_len);
-
-    struct worker_msg wm;
-    room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
-    room_send(s, room_owner_of(s->sh, room_id, room_len), &wm);
     return 0;
 }
 
@@ -458,8 +459,7 @@ int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream
      * on every worker meet there. */
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_KFREQ, &km, sizeof(km));
-    room_send(s, to, &wm);
-    return 0;
+    return room_send_req(s, to, &wm);
 }
 
 void member_on_kfreq(struct room_shard *s, const struct kfreq_msg *km)

@@ -179,8 +179,9 @@ bool room_member_joined(const struct room_member *m);
 /* Asks the owner of room_id to add this member. Strings are copied; limits
  * (ROOM_ID_MAX, identity and display name 64 bytes) are checked here.
  * perms: PERM_* (proto/perm.h). The answer arrives through ops->control (+ joined).
- * Returns 0, ROOST_EEXIST (already joining or joined), ROOST_EINVAL, or
- * ROOST_ENOMEM. */
+ * Returns 0, ROOST_EEXIST (already joining or joined), ROOST_EINVAL,
+ * ROOST_ENOMEM, or ROOST_EFULL (the queue to the owner's worker is at its
+ * bound: nothing sent, the member stays idle; the session closes TOO_SLOW). */
 int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
               const uint8_t *identity, size_t identity_len, const uint8_t *display,
               size_t display_len, unsigned perms);
@@ -199,8 +200,9 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len);
  * m's id, stream) through ops->control unless one for the same (target,
  * stream) went out within kfreq_window_ns (suppressed and counted there).
  * Returns 0, ROOST_ENOENT (m not joined, or target not in m's room: answer
- * NOT_JOINED), ROOST_EACCES (m lacks PERM_SUBSCRIBE: answer NOT_PERMITTED)
- * or ROOST_ENOMEM. Member's worker. */
+ * NOT_JOINED), ROOST_EACCES (m lacks PERM_SUBSCRIBE: answer NOT_PERMITTED),
+ * ROOST_ENOMEM, or ROOST_EFULL (the queue to the target's worker is at its
+ * bound: the session closes TOO_SLOW). Member's worker. */
 int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream);
 
 /* Link quality tick, every quality_interval on each worker (the caller's

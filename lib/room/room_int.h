@@ -352,7 +352,9 @@ static inline bool room_msg_release(const struct worker_msg *wm)
 /* Every control message goes through the runtime, to this worker included:
  * the local FIFO delivers it in the message phase, never on the sender's
  * stack, so a local join runs in the same order as a remote one. Control
- * is never dropped (rings spill; the local FIFO grows). */
+ * spills when a ring is full; past the spill queue's hard bound it is
+ * logged and released (lib/core/worker.h). A member's own requests go
+ * through room_send_req instead. */
 static inline void room_send(struct room_shard *s, unsigned to, struct worker_msg *wm)
 {
     if (s->send_hook != NULL) {
@@ -365,6 +367,22 @@ static inline void room_send(struct room_shard *s, unsigned to, struct worker_ms
                   roost_strerror(rc));
         room_msg_release(wm);
     }
+}
+
+/* A request of a member (JOIN, KEYFRAME_REQUEST): refused with ROOST_EFULL
+ * when the spill queue to `to` is at its bound (WORKER_MSG_REQUEST), so
+ * the member's session can give way (close TOO_SLOW) instead of growing the
+ * queue. On an error the message's references are released. */
+static inline int room_send_req(struct room_shard *s, unsigned to, struct worker_msg *wm)
+{
+    if (s->send_hook != NULL) {
+        s->send_hook(s->send_hook_arg, to, wm);
+        return 0;
+    }
+    int rc = worker_send(s->w, to, wm, WORKER_MSG_REQUEST);
+    if (rc != 0)
+        room_msg_release(wm);
+    return rc;
 }
 
 static inline unsigned room_owner_of(const struct room_shared *sh, const uint8_t *room_id,

@@ -33,7 +33,14 @@
 #include "relay/admin.h"
 #include "relay/relay.h"
 
-#define WAIT_MS 10000
+/* Deadline of a condition that must come (never a timing bound): a loaded
+ * machine only makes it come later. */
+#define WAIT_MS 30000
+/* The drain deadline of test_process_drain_deadline and the interval in
+ * which test_process_drain_rooms_empty checks the relay is still running
+ * (an absence: a loaded machine only makes the check weaker). */
+#define DRAIN_DEADLINE_S 1
+#define STILL_RUNNING_MS 300
 
 /* ------------------------------------------------ participants + GOAWAY */
 
@@ -172,7 +179,7 @@ static char *http_get(uint16_t port, const char *path, int *status)
     assert_non_null(buf);
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        assert_true(poll(&pfd, 1, 5000) == 1);
+        assert_true(poll(&pfd, 1, WAIT_MS) == 1);
         if (len + 4096 > cap) {
             cap *= 2;
             buf = realloc(buf, cap);
@@ -901,7 +908,7 @@ static void test_process_drain_rooms_empty(void **state)
     assert_true(echo_client_until(cl, all_goaway, &o, WAIT_MS));
     assert_int_equal(v[0].goaway_ms, 20000);
     /* Rooms are not empty: the relay keeps running. */
-    assert_int_equal(child_wait(&ch, cl, 300), -1);
+    assert_int_equal(child_wait(&ch, cl, STILL_RUNNING_MS), -1);
     part_leave(&v[0].p);
     part_leave(&v[1].p);
     int st = child_wait(&ch, cl, WAIT_MS);
@@ -923,7 +930,9 @@ static void test_process_drain_deadline(void **state)
     struct test_relay k;
     keys_for_child(&k);
     struct child ch;
-    child_start(&ch, &k, "1s");
+    char deadline[16];
+    snprintf(deadline, sizeof(deadline), "%ds", DRAIN_DEADLINE_S);
+    child_start(&ch, &k, deadline);
     struct roost_client *cl = client_new();
     struct opart v[1];
     setup_op(&k, &v[0], "Q", "q1");
@@ -935,7 +944,8 @@ static void test_process_drain_deadline(void **state)
     assert_true(st != -1);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
-    assert_true(echo_now_ms() - t0 >= 900); /* not before the deadline */
+    /* Not before the deadline (t0 is before the signal, so at least it). */
+    assert_true(echo_now_ms() - t0 >= DRAIN_DEADLINE_S * 1000u);
     assert_non_null(strstr(ch.log, "event=drain_done reason=timeout"));
     struct ops o = {v, 1};
     assert_true(echo_client_until(cl, all_closed, &o, WAIT_MS));
@@ -960,7 +970,7 @@ static void test_process_second_signal(void **state)
     struct ops o = {v, 1};
     assert_true(echo_client_until(cl, all_goaway, &o, WAIT_MS));
     assert_int_equal(kill(ch.pid, SIGINT), 0);
-    int st = child_wait(&ch, cl, 5000);
+    int st = child_wait(&ch, cl, WAIT_MS);
     assert_true(st != -1);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);

@@ -550,7 +550,8 @@ static void test_rcu_qsbr(void **state)
 {
     (void)state;
     reset();
-    alarm(20); /* a worker that fails to go offline or quiesce hangs here */
+    alarm(300); /* a worker that fails to go offline or quiesce hangs here (a
+                 * hang, not a timing bound: generous for a loaded machine) */
     struct worker_pool *p = make_pool(2, 64);
     assert_int_equal(worker_pool_start(p), 0);
     usleep(20000);
