@@ -106,7 +106,7 @@ struct worker_pool {
     int *cpus;           /* worker i runs on cpus[i % n_cpus] */
     unsigned n_cpus;
     bool no_pin;
-    uint64_t batch_ns; /* worker_config.turn_batch_us in ns */
+    uint64_t batch_ns;  /* worker_config.turn_batch_us in ns */
     uint32_t spill_max; /* worker_config.spill_max or DEFAULT_SPILL_MAX */
     enum pool_state state;
     _Atomic int stop;
