@@ -28,5 +28,21 @@ if ! "$B/roost-relay" --help 2>&1 | grep -q -- '--ws-listen'; then
     echo "1..0 # SKIP $msg"
     exit 0
 fi
-export CHROMIUM
+# The speech sample the fake microphone plays: ../shared/audio beside the
+# repository (the project's layout), else /work/shared/audio.
+if [ -z "${ROOST_BROWSER_WAV:-}" ]; then
+    for w in ../shared/audio/speech-48k-mono.wav /work/shared/audio/speech-48k-mono.wav; do
+        [ -r "$w" ] && ROOST_BROWSER_WAV=$(cd "$(dirname "$w")" && pwd)/$(basename "$w") && break
+    done
+fi
+if [ -z "${ROOST_BROWSER_WAV:-}" ] || [ ! -r "$ROOST_BROWSER_WAV" ]; then
+    msg="no speech sample (../shared/audio/speech-48k-mono.wav; or set ROOST_BROWSER_WAV)"
+    if [ "${ROOST_BROWSER_REQUIRED:-0}" = 1 ]; then
+        echo "test-browser: $msg" >&2
+        exit 2
+    fi
+    echo "1..0 # SKIP $msg"
+    exit 0
+fi
+export CHROMIUM ROOST_BROWSER_WAV
 exec node test/browser/run.mjs

@@ -92,8 +92,12 @@ start_relay() {
     _a=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     $R --listen 127.0.0.1 --port $_p --admin-port $_a --workers 2 --cert "$T/state/server.pem" \
         --key "$T/state/server.key" --token-keys "$T/state/token.keys" --log-level warn \
+        --conn-packet-rate 0 --conn-byte-rate 0 --addr-packet-rate 0 --addr-byte-rate 0 \
         "${@:5}" 2>"$4" &
     _pid=$!
+    # Receive budgets off: the impossible-target run floods on purpose, and
+    # a quick machine then trips the per-connection budget (closed
+    # RATE_LIMITED, a FAIL); budgets are tested by test_quic_budget.
     printf -v "$1" %s $_pid
     printf -v "$2" %s $_p
     printf -v "$3" %s $_a
@@ -224,10 +228,11 @@ check_json "floor: delivered + lost = expected per receiver" "$T/floor.json" "$A
 check_json "floor: zero loss, zero duplicates, ordered percentiles" "$T/floor.json" 'r["delivery"]["lost"] == 0 and r["delivery"]["duplicated"] == 0 and '"$ORDERED"
 check_json "floor: talk spurts send less than always-on, server CPU known" "$T/floor.json" '0 < r["frames"]["target"] < 600 and r["server"]["cpu_s"] is not None and r["server"]["egress_datagrams"] >= r["delivery"]["delivered"] and d["server"]["kind"] == "floor"'
 
-# The floor through the emulated path: the same wheel, plain sockets.
+# The floor through the emulated path: the same wheel, plain sockets. A
+# join is a round trip of 30 ms with up to 2 ms of jitter each way: >= 26 ms.
 $BENCH --floor --floor-workers 1 --rooms 2 --size 3 --duration 2 --threads 1 --no-pin --rtt 30ms \
     --jitter 2ms --json "$T/floor_rtt.json" >"$T/floor_rtt.out" 2>&1
-check_json "floor: --rtt delays joins a round trip, zero loss, exact per-frame counts" "$T/floor_rtt.json" 'r["join_ns"]["min"] >= 28e6 and r["delivery"]["lost"] == 0 and r["delivery"]["delivered"] > 0 and r["path"]["jitter_ms"] == 2 and r["server"]["per_frame"]["udp_packets_out"] >= 1 and r["server"]["per_frame"]["ack_only_packets_in"] == 0 and r["server"]["per_frame"]["frames_per_packet_out"] == 1'
+check_json "floor: --rtt delays joins a round trip, zero loss, exact per-frame counts" "$T/floor_rtt.json" 'r["join_ns"]["min"] >= 26e6 and r["delivery"]["lost"] == 0 and r["delivery"]["delivered"] > 0 and r["path"]["jitter_ms"] == 2 and r["server"]["per_frame"]["udp_packets_out"] >= 1 and r["server"]["per_frame"]["ack_only_packets_in"] == 0 and r["server"]["per_frame"]["frames_per_packet_out"] == 1'
 
 # Audio input.
 $PY - "$T/stereo.wav" <<'PYEOF'

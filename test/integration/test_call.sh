@@ -25,7 +25,10 @@ B=${ROOST_BUILD:-build}
 CLI=$B/roost-cli
 R=$B/roost-relay
 CORR=$B/test/integration/prog_wavcorr
+# ../shared/audio beside the repository (the project's layout), else
+# /work/shared/audio; skipped when neither is there.
 SRC=${ROOST_SPEECH:-../shared/audio/speech-48k-mono.wav}
+[ -r "$SRC" ] || SRC=${ROOST_SPEECH:-/work/shared/audio/speech-48k-mono.wav}
 CLEAN_MIN=0.9
 FEC_MIN=0.85
 PLAN=14
