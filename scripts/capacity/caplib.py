@@ -285,21 +285,29 @@ def fit_turns(rows):
     while t <= ymax * 20:
         lam = [-t * math.log(1.0 - r["y"] / t) for r in tr]
         w = [(1.0 - r["y"] / t) / r["y"] for r in tr]
-        beta = _wls([[r["x"][j] for j in used] for r in tr], lam, w)
-        if beta is not None:
+        # Event rates are not negative: a rate that comes out negative is
+        # left out and the rest refitted (an active set).
+        cols = list(used)
+        beta = None
+        while cols:
+            beta = _wls([[r["x"][j] for j in cols] for r in tr], lam, w)
+            if beta is None or min(beta) >= 0:
+                break
+            cols.pop(beta.index(min(beta)))
+        if beta is not None and cols:
             res = []
             for r in tr:
-                pl = sum(b * r["x"][j] for b, j in zip(beta, used))
+                pl = sum(b * r["x"][j] for b, j in zip(beta, cols))
                 res.append((r["y"] - t * (1.0 - math.exp(-max(pl, 0.0) / t))) / r["y"])
             rms = math.sqrt(sum(e * e for e in res) / len(res))
             if best is None or rms < best[0]:
-                best = (rms, t, beta, res)
+                best = (rms, t, beta, res, list(cols))
         t *= 1.02
     if best is None:
         return None
-    rms, t, beta, res = best
-    co = {n: None for n in TURN_COLS}
-    for b, j in zip(beta, used):
+    rms, t, beta, res, cols = best
+    co = {n: (0.0 if j in used else None) for j, n in enumerate(TURN_COLS)}
+    for b, j in zip(beta, cols):
         co[TURN_COLS[j]] = b
     return {"form": "saturating", "t_max_per_worker": t, "coefficients": co,
             "rms_rel_residual": rms,
