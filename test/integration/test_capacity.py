@@ -24,7 +24,7 @@ T = 10.5
 
 n = 0
 failed = False
-TESTS = 49
+TESTS = 50
 
 
 def ok(cond, desc, why="", todo=None):
@@ -436,6 +436,23 @@ try:
            for sh, x, _ in same),
        out, todo=None if within else "the model misses rooms of 30 with one speaker by -21 % on "
        "the quiet recording (docs/CAPACITY.md, Results)")
+
+    # test/fixtures/capacity-rt-loaded: validate --sweep --rt on the loaded
+    # machine, hold-outs interleaved with the fit set and repeated (README.md
+    # there): --no-measure pools the repeats and reproduces its record.
+    RT = "test/fixtures/capacity-rt-loaded"
+    rtd = os.path.join(tmp, "rt")
+    shutil.copytree(RT, rtd)
+    rec0 = json.load(open(os.path.join(RT, "holdout.json")))
+    rc, out, err = run(VALIDATE, "--results", rtd, "--no-measure")
+    rec = json.load(open(os.path.join(rtd, "holdout.json")))
+    got = [(x["shape"], x["cpu_rel_err"], x.get("repeats")) for x in rec["shapes"]]
+    want = [(x["shape"], x["cpu_rel_err"], x.get("repeats")) for x in rec0["shapes"]]
+    ok(rc == 1 and len(got) == 3 and all(g[2] == 2 for g in got)
+       and all(g[0] == w[0] and abs(g[1] - w[1]) < 1e-9 for g, w in zip(got, want))
+       and rec["fit"]["rows"] == 42,
+       "loaded --rt run: validate pools the 2 repeats of each hold-out and reproduces its "
+       "record (%s)" % got, out + err)
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 if n != TESTS:
