@@ -24,7 +24,7 @@ T = 10.5
 
 n = 0
 failed = False
-TESTS = 50
+TESTS = 51
 
 
 def ok(cond, desc, why="", todo=None):
@@ -453,6 +453,13 @@ try:
        and rec["fit"]["rows"] == 42,
        "loaded --rt run: validate pools the 2 repeats of each hold-out and reproduces its "
        "record (%s)" % got, out + err)
+    # explore: alternative CPU models on the counters, hold-outs with their
+    # own counters (never fitted), repeats pooled.
+    rc, out, err = run("scripts/capacity/explore", RT, "--cols", "I,E,T,P,J", "--cols", "I,E,A,T,P,J")
+    ok(rc == 0 and out.count("CPU ~ ") == 2 and "CPU ~ I + E + T + P + J: 42 cells" in out
+       and "holdout-s30-k1-r2-w1" in out and "(2 holds)" in out,
+       "explore: two column sets fitted on the holds, hold-outs with their own counters",
+       out + err)
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 if n != TESTS:
