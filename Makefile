@@ -185,14 +185,15 @@ test-browser: all
 # ramps, steady holds), cost model and report (markdown + PNGs) in
 # $(BUILD)/capacity/.
 capacity: programs
-	$(Q)BUILD=$(BUILD) scripts/capacity/all --quick --out $(BUILD)/capacity
+	$(Q)BUILD=$(BUILD) scripts/capacity/all --quick --out $(BUILD)/capacity $(CAPACITY_ARGS)
 
 # make capacity-validate: hold-out validation of the capacity model (fit set
-# + 3 unseen room shapes, about 3 minutes on 2 cores). Exit 1 when a relay
+# + 3 unseen room shapes in the same rounds, 2 repeats, about 7 minutes on 2
+# cores; CAPACITY_ARGS="--rt 10" on a loaded machine). Exit 1 when a relay
 # CPU prediction is off by more than 10 % (capacity 15 %), 2 when a hold-out
 # could not be measured. Record: $(BUILD)/capacity-validate/holdout.json.
 capacity-validate: programs
-	$(Q)BUILD=$(BUILD) scripts/capacity/validate --sweep --results $(BUILD)/capacity-validate
+	$(Q)BUILD=$(BUILD) scripts/capacity/validate --sweep --results $(BUILD)/capacity-validate $(CAPACITY_ARGS)
 
 # make bench: a relay and the default scenario (20 rooms x 5, 10 s, --rtt 30ms;
 # RTT=0 for bare loopback), then

@@ -28,7 +28,7 @@ COEFS = (
 )
 # The turn model: loop turns per second from the workload's rates, so that a
 # workload's CPU can be predicted without measuring its turns.
-TURN_COLS = ("ingress_per_s", "egress_per_s", "participants")
+TURN_COLS = ("ingress_per_s", "egress_per_s", "participants", "joins_per_s")
 
 
 class CapacityError(Exception):
@@ -228,46 +228,134 @@ def hold_rows(holds):
     return rows
 
 
+def _wls(X, y, w):
+    """Weighted least squares (no intercept): the coefficients, or None when
+    singular."""
+    n, p = len(X), len(X[0]) if X else 0
+    A = [[sum(w[i] ** 2 * X[i][a] * X[i][b] for i in range(n)) for b in range(p)]
+         for a in range(p)]
+    v = [sum(w[i] ** 2 * X[i][a] * y[i] for i in range(n)) for a in range(p)]
+    inv = _invert(A)
+    if inv is None:
+        return None
+    return [sum(inv[a][b] * v[b] for b in range(p)) for a in range(p)]
+
+
+def turns_of(tm, lam_per_worker):
+    """Loop turns/s of one worker whose arrival-event rate is lam (the
+    saturating turn model: T_max x (1 - exp(-lam / T_max)))."""
+    t = tm["t_max_per_worker"]
+    return t * (1.0 - math.exp(-max(lam_per_worker, 0.0) / t))
+
+
 def fit_turns(rows):
-    """Least squares (relative, no intercept) of loop turns per second on the
-    workload's ingress/s, egress/s and participants. Returns {coefficients,
-    rms_rel_residual, rows} or None without rows."""
+    """The turn model: loop turns per second of one worker from the
+    workload's rates,
+
+        turns/s = T_max (1 - exp(-lam / T_max)),
+        lam     = tau_1 ingress/s + tau_2 egress/s + tau_3 participants + tau_4 joins/s.
+
+    lam is the rate of distinct arrival events (a media frame, the ACKs that
+    answer its fan-out, keepalives, handshakes); a worker that holds each turn
+    open for turn_batch_us takes every arrival within that window in one turn,
+    so turns grow linearly at light load and saturate at T_max (about one turn
+    per batch window) at heavy load: a linear model of turns cannot follow
+    both. Fitted on the hold cells: T_max by a search, the tau by weighted
+    least squares on the linearised rates -T ln(1 - turns/T) (weights: the
+    relative error of the turns). Returns {form, t_max_per_worker,
+    coefficients, rms_rel_residual, rows} or None without enough rows."""
     tr = []
     for r in rows:
         dt = r["hold_s"]
         if not dt or r["x"][2] <= 0:
             continue
-        tr.append({"cell": r["cell"], "workers": r["workers"], "cpu_s": r["x"][2] / dt,
-                   "inconclusive": r["inconclusive"],
-                   "x": [r["x"][0] / dt, r["x"][1] / dt, r["x"][3] / dt]})
+        w = max(r.get("workers") or 1, 1)
+        tr.append({"cell": r["cell"], "workers": w, "inconclusive": r["inconclusive"],
+                   "y": r["x"][2] / dt / w,
+                   "x": [r["x"][0] / dt / w, r["x"][1] / dt / w, r["x"][3] / dt / w,
+                         r["x"][4] / dt / w]})
     if len(tr) < len(TURN_COLS):
         return None
-    # Weighted by 1/(turns/s + 1): relative error with a floor of one turn.
-    f = fit(tr, list(TURN_COLS), floor=1.0)
-    return {"coefficients": {k: v["value_s"] for k, v in f["coefficients"].items()},
-            "stderr": {k: v["stderr_s"] for k, v in f["coefficients"].items()},
-            "rms_rel_residual": f["rms_rel_residual"], "rows": f["rows"]}
+    used = [j for j in range(len(TURN_COLS)) if any(t["x"][j] != 0 for t in tr)]
+    ymax = max(t["y"] for t in tr)
+    best = None
+    # T_max from just above the largest turn rate seen to 20 times it, in
+    # 2 % steps; the linear model is its limit for a large T_max.
+    t = ymax * 1.02
+    while t <= ymax * 20:
+        lam = [-t * math.log(1.0 - r["y"] / t) for r in tr]
+        w = [(1.0 - r["y"] / t) / r["y"] for r in tr]
+        # Event rates are not negative: a rate that comes out negative is
+        # left out and the rest refitted (an active set).
+        cols = list(used)
+        beta = None
+        while cols:
+            beta = _wls([[r["x"][j] for j in cols] for r in tr], lam, w)
+            if beta is None or min(beta) >= 0:
+                break
+            cols.pop(beta.index(min(beta)))
+        if beta is not None and cols:
+            res = []
+            for r in tr:
+                pl = sum(b * r["x"][j] for b, j in zip(beta, cols))
+                res.append((r["y"] - t * (1.0 - math.exp(-max(pl, 0.0) / t))) / r["y"])
+            rms = math.sqrt(sum(e * e for e in res) / len(res))
+            if best is None or rms < best[0]:
+                best = (rms, t, beta, res, list(cols))
+        t *= 1.02
+    if best is None:
+        return None
+    rms, t, beta, res, cols = best
+    co = {n: (0.0 if j in used else None) for j, n in enumerate(TURN_COLS)}
+    for b, j in zip(beta, cols):
+        co[TURN_COLS[j]] = b
+    return {"form": "saturating", "t_max_per_worker": t, "coefficients": co,
+            "rms_rel_residual": rms,
+            "rows": [{"cell": r["cell"], "turns_per_s": r["y"] * r["workers"],
+                      "rel_residual": e} for r, e in zip(tr, res)]}
 
 
-def predict_turns(model, ingress, egress, participants):
+def turn_model_text(tm):
+    """One line describing the turn model (model, plan)."""
+    c = tm["coefficients"]
+    lam = ("%.4f x ingress/s + %.5f x egress/s + %.4f x participants + %.3f x joins/s" % (
+        none_to_zero(c.get("ingress_per_s")), none_to_zero(c.get("egress_per_s")),
+        none_to_zero(c.get("participants")), none_to_zero(c.get("joins_per_s"))))
+    if tm.get("form") != "saturating":
+        return "turn model (loop turns/s, linear): %s; rms relative residual %.1f%%" % (
+            lam, tm["rms_rel_residual"] * 100)
+    return ("turn model (loop turns/s per worker from the workload, for predictions): "
+            "%.0f x (1 - exp(-lam / %.0f)), lam = %s (per worker); rms relative residual %.1f%% "
+            "over %d cells" % (tm["t_max_per_worker"], tm["t_max_per_worker"], lam,
+                               tm["rms_rel_residual"] * 100, len(tm.get("rows", []))))
+
+
+def predict_turns(model, ingress, egress, participants, joins=0.0, workers=1):
+    """Loop turns/s of `workers` workers sharing the workload evenly."""
     tm = model.get("turn_model")
     if not tm:
         return 0.0
     c = tm["coefficients"]
-    return (none_to_zero(c.get("ingress_per_s")) * ingress
-            + none_to_zero(c.get("egress_per_s")) * egress
-            + none_to_zero(c.get("participants")) * participants)
+    w = max(workers, 1)
+    lam = (none_to_zero(c.get("ingress_per_s")) * ingress
+           + none_to_zero(c.get("egress_per_s")) * egress
+           + none_to_zero(c.get("participants")) * participants
+           + none_to_zero(c.get("joins_per_s")) * joins) / w
+    if tm.get("form") != "saturating":
+        return lam * w  # an older model.json: linear
+    return w * turns_of(tm, lam)
 
 
-def workload_amounts(model, size, speakers, rooms, fps, joins_per_s=0.0):
+def workload_amounts(model, size, speakers, rooms, fps, joins_per_s=0.0, workers=1):
     """Per second amounts of every coefficient for `rooms` rooms of `size`
-    with `speakers` speakers: what the CPU prediction multiplies."""
+    with `speakers` speakers on `workers` workers: what the CPU prediction
+    multiplies."""
     k = min(speakers, size)
     ing = rooms * k * fps
     egr = rooms * k * (size - 1) * fps
     P = rooms * size
     amounts = {"ingress_frame": ing, "egress_datagram": egr,
-               "turn": predict_turns(model, ing, egr, P),
+               "turn": predict_turns(model, ing, egr, P, joins_per_s, workers),
                "idle_participant_s": P, "join": joins_per_s}
     return amounts
 
@@ -519,10 +607,12 @@ def summarise_util(cells):
 # ------------------------------------------------------------- prediction
 
 
-def room_cost_s(model, size, speakers, fps):
-    """Relay CPU-seconds per second for one room in steady state (turns from
-    the turn model: linear in the rates, so per room)."""
-    return predict_cpu(model, workload_amounts(model, size, speakers, 1, fps))[0]
+def room_cost_s(model, size, speakers, fps, rooms=1.0, workers=1):
+    """Relay CPU-seconds per second per room in steady state, for `rooms`
+    rooms on `workers` workers (the turns saturate: a room costs less at
+    heavy load)."""
+    return predict_cpu(model, workload_amounts(model, size, speakers, rooms, fps,
+                                               workers=workers))[0] / rooms
 
 
 def predict_capacity(model, size, speakers, workers):
@@ -534,8 +624,16 @@ def predict_capacity(model, size, speakers, workers):
             if c.get("util") is not None and c.get("workers") == workers]
     u = statistics.median(same) if same else model["util_at_slo"]["median"]
     fps = 1000.0 / model["frame_ms"]
-    cost = room_cost_s(model, size, speakers, fps)
-    rooms = u * workers / cost
+    # The cost per room depends on the load (turns saturate): a fixed point
+    # of rooms = usable CPU / cost per room at that many rooms.
+    rooms = 1.0
+    for _ in range(50):
+        cost = room_cost_s(model, size, speakers, fps, rooms, workers)
+        nxt = u * workers / cost
+        if abs(nxt - rooms) <= 1e-6 * max(rooms, 1.0):
+            rooms = nxt
+            break
+        rooms = nxt
     return {"rooms": rooms, "participants": rooms * size, "room_cost_s": cost, "util": u,
             "util_cells": len(same) if same else model["util_at_slo"]["n"],
             "util_same_workers": bool(same), "fps": fps}

@@ -72,7 +72,7 @@ else cp "$FIX/idle-s10-w1.json" "$json"; fi
 EOF
 chmod +x "$T/b/"*
 
-echo "1..10"
+echo "1..11"
 export FIX PY RELAY_ARGS=$T/relay.args
 BUILD=$T/b scripts/capacity/sweep --cells "2:3 2:all 5:all 10:1" --workers 1 --duration 1 --no-hold --fine 0 \
     --start 20 --step 20 --max 60 --out "$T/r" >"$T/out" 2>&1
@@ -140,5 +140,20 @@ if [ "$C" -lt 2 ]; then
 else
     check "as many workers as CPUs: marked shared_cpus; 1 worker: not" \
         "cells['relay-s2-kall-w1']['shared_cpus'] is False and cells['relay-s2-kall-w$C']['shared_cpus'] is True"
+fi
+
+# validate's interleaving: the hold-outs spread among the fit cells of each
+# round, the order reversed every other round, the repeats suffixed.
+BUILD=$T/b scripts/capacity/sweep --out "$T/h" --workers 1 --holds "2:2:1 5:2:1 10:1:1 20:2:1" \
+    --holdouts "7:2:1 30:1:1" --repeat 2 --list-holds >"$T/hout" 2>&1
+got=$(awk '$1 == "cell" { printf "%s ", $3 }' "$T/hout")
+want="hold-s2-k2-r1-w1 holdout-s7-k2-r1-w1 hold-s5-k2-r1-w1 hold-s10-k1-r1-w1 holdout-s30-k1-r1-w1 hold-s20-k2-r1-w1 "
+want+="hold-s20-k2-r1-w1-n2 holdout-s30-k1-r1-w1-n2 hold-s10-k1-r1-w1-n2 hold-s5-k2-r1-w1-n2 holdout-s7-k2-r1-w1-n2 hold-s2-k2-r1-w1-n2 "
+if [ "$got" = "$want" ] && grep -q '^cell holdout holdout-s7' "$T/hout"; then
+    ok "--holdouts: hold-outs spread among the fit cells, rounds reversed, repeats -n2"
+else
+    nok "--holdouts: hold-outs spread among the fit cells, rounds reversed, repeats -n2"
+    printf '# got  %s\n# want %s\n' "$got" "$want"
+    sed 's/^/# /' "$T/hout" | head -20
 fi
 exit $fail
