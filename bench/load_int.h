@@ -1,6 +1,7 @@
 /* Private to the load generator: the run, its bench threads and their
  * simulated participants, shared by the driver (bench/load.c: threads,
- * endpoints, join storm, aggregation; bench/verdict.c judges the result) and
+ * endpoints, aggregation; bench/loop.c: the thread loop, pacing, join storm,
+ * window; bench/verdict.c judges the result) and
  * the participant model
  * (bench/participant.c: talk schedule, frames, JOIN, per-receiver sequence
  * and latency bookkeeping). Each struct bp and struct lthread is touched only
@@ -127,6 +128,12 @@ struct load {
 /* Floor mode: sends a datagram on p's socket, through the emulated path
  * when there is one (bench/load.c). Returns 0 or ROOST_ESYS. */
 int load_floor_send(struct bp *p, const uint8_t *d, size_t len);
+/* Floor mode: opens p's socket on t's epoll set and sends its join; reads
+ * and handles what p's socket holds (bench/load.c). */
+int load_floor_connect(struct lthread *t, struct bp *p);
+void load_floor_read(struct lthread *t, struct bp *p);
+/* A bench thread's body (bench/loop.c; arg: its struct lthread). */
+void *load_thread_main(void *arg);
 
 static inline uint64_t mono_ns(void)
 {
