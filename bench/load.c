@@ -227,12 +227,14 @@ static void free_thread(struct lthread *t)
         return;
     for (uint32_t i = 0; t->p != NULL && i < t->n_base + t->n_storm; i++) {
         free(t->p[i].rx);
+        wscl_free(t->p[i].ws);
         if (t->p[i].fd >= 0)
             close(t->p[i].fd);
     }
     if (t->nm != NULL)
         netem_flush(t->nm, NETEM_OUT, mono_ns());
     roost_client_del(t->cl);
+    wscl_tls_del(t->wstls);
     netem_del(t->nm);
     if (t->epfd >= 0)
         close(t->epfd);
@@ -257,6 +259,8 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
     hist_init(&t->lat);
     hist_init(&t->join);
     hist_init(&t->sjoin);
+    for (int i = 0; i < LOAD_TR_N; i++)
+        hist_init(&t->lat_tr[i]);
     uint32_t my_rooms = 0;
     for (uint32_t r = id; r < cfg->rooms; r += cfg->threads)
         my_rooms++;
@@ -278,6 +282,7 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
             p->member = m;
             p->idx = r * cfg->size + m;
             p->speaker = m < cfg->speakers;
+            p->is_ws = cfg->mode == LOAD_QUIC && m >= cfg->size - cfg->ws_per_room;
             p->rx = calloc(cfg->speakers ? cfg->speakers : 1, sizeof(*p->rx));
             if (p->rx == NULL)
                 goto fail;
@@ -319,6 +324,22 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
             goto fail;
         if (t->nm != NULL)
             quic_client_set_path(client_quic(t->cl), &q_path, t);
+        if (cfg->ws_per_room > 0 && t->n_base > 0) {
+            /* One epoll set for the QUIC client (data.ptr NULL) and the
+             * WebSocket sockets (data.ptr: the participant). */
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+            t->epfd = epoll_create1(EPOLL_CLOEXEC);
+            if (t->epfd == -1 ||
+                epoll_ctl(t->epfd, EPOLL_CTL_ADD, roost_client_fd(t->cl), &ev) == -1) {
+                rc = ROOST_ESYS;
+                goto fail;
+            }
+            if (!cfg->ws_plain) {
+                rc = wscl_tls_new(&t->wstls, cfg->ca_file, cfg->pinned_cert, cfg->server_name);
+                if (rc != 0)
+                    goto fail;
+            }
+        }
     } else {
         t->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (t->epfd == -1) {
@@ -400,6 +421,32 @@ static int aggregate(struct load *L, struct load_result *res)
         res->delivered += res->rx[i].delivered;
         res->lost += res->rx[i].lost;
     }
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        struct lthread *t = L->t[i];
+        for (int k = 0; k < LOAD_TR_N; k++) {
+            hist_merge(res->tr[k].latency, &t->lat_tr[k]);
+            res->tr[k].joins_ok += t->tr_joins_ok[k];
+            res->tr[k].joins_failed += t->tr_joins_failed[k];
+            res->tr[k].closed_early += t->tr_closed_early[k];
+        }
+    }
+    for (uint32_t i = 0; i < res->n_tx; i++) {
+        struct load_transport_stat *k = &res->tr[res->tx[i].transport];
+        k->speakers++;
+        k->target += res->tx[i].target;
+        k->sent += res->tx[i].sent;
+        k->skipped += res->tx[i].skipped;
+        k->failed += res->tx[i].failed;
+        k->tx_expected += res->tx[i].expected;
+        k->tx_delivered += res->tx[i].delivered;
+    }
+    for (uint32_t i = 0; i < res->n_rx; i++) {
+        struct load_transport_stat *k = &res->tr[res->rx[i].transport];
+        k->participants++;
+        k->rx_expected += res->rx[i].expected;
+        k->rx_delivered += res->rx[i].delivered;
+        k->lost += res->rx[i].lost;
+    }
     res->send_ratio = res->target ? (double)res->sent / (double)res->target : 1.0;
     res->schedule_ratio =
         res->target ? (double)(res->target - res->skipped) / (double)res->target : 1.0;
@@ -423,6 +470,14 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         snprintf(err, err_len, "invalid load configuration");
         return ROOST_EINVAL;
     }
+    if (cfg->ws_per_room > 0 &&
+        (cfg->mode != LOAD_QUIC || cfg->ws_per_room > cfg->size || cfg->ws_host == NULL ||
+         cfg->ws_port == 0 || netem_active(&cfg->path))) {
+        snprintf(err, err_len,
+                 "WebSocket participants need the relay (not the floor), a "
+                 "WebSocket address, and no path emulation");
+        return ROOST_EINVAL;
+    }
     res->latency = malloc(sizeof(struct hist));
     res->join = malloc(sizeof(struct hist));
     res->storm_join = malloc(sizeof(struct hist));
@@ -434,6 +489,14 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
     hist_init(res->latency);
     hist_init(res->join);
     hist_init(res->storm_join);
+    for (int k = 0; k < LOAD_TR_N; k++) {
+        res->tr[k].latency = malloc(sizeof(struct hist));
+        if (res->tr[k].latency == NULL) {
+            rc = ROOST_ENOMEM;
+            goto out;
+        }
+        hist_init(res->tr[k].latency);
+    }
     if (cfg->mode == LOAD_FLOOR) {
         struct sockaddr_in *a = (struct sockaddr_in *)&L.dest.ss;
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&L.dest.ss;
@@ -584,5 +647,7 @@ void load_result_free(struct load_result *res)
     free(res->rx);
     free(res->tx);
     free(res->threads);
+    for (int k = 0; k < LOAD_TR_N; k++)
+        free(res->tr[k].latency);
     memset(res, 0, sizeof(*res));
 }

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "bench/load.h"
+#include "bench/wsclient.h"
 #include "client/client.h"
 #include "client/hist.h"
 #include "client/talk.h"
@@ -53,7 +54,9 @@ struct lthread;
 struct bp {
     struct lthread *t;
     struct roost_conn *c; /* QUIC */
-    int fd;               /* floor: connected UDP socket */
+    struct wscl *ws;      /* WebSocket (is_ws) */
+    bool is_ws;
+    int fd; /* floor: connected UDP socket */
     uint32_t idx, room, member;
     bool speaker, storm;
     uint8_t st;
@@ -80,7 +83,7 @@ struct lthread {
     bool started;
     int cpu;
     struct roost_client *cl;
-    int epfd; /* floor mode */
+    int epfd; /* floor mode, or WebSocket participants (then it holds the client's fd too) */
     struct timers *timers;
     struct netem *nm; /* path emulation (--rtt, --jitter, --loss), or NULL */
     struct bp *p;     /* base participants then storm participants */
@@ -95,7 +98,10 @@ struct lthread {
     uint64_t runq0;     /* schedstat run_delay at the window's start */
     struct msg msg;     /* decode scratch */
     struct hist lat, join, sjoin;
+    struct hist lat_tr[LOAD_TR_N]; /* lat by the receiver's transport */
     uint64_t joins_ok, joins_failed, closed_early, storm_ok, storm_failed;
+    uint64_t tr_joins_ok[LOAD_TR_N], tr_joins_failed[LOAD_TR_N], tr_closed_early[LOAD_TR_N];
+    struct wscl_tls *wstls; /* WebSocket participants over TLS */
     struct load_end ends[LOAD_ENDS_MAX];
     unsigned n_ends;
     char server_name[72];

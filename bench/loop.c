@@ -4,6 +4,7 @@
  * counters after the drain. */
 #include "bench/load_int.h"
 #include "bench/participant.h"
+#include "bench/wsclient.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,7 +47,10 @@ static int connect_one(struct lthread *t, struct bp *p)
     const struct load_config *cfg = t->L->cfg;
     p->st = BP_CONNECTING;
     int rc;
-    if (cfg->mode == LOAD_QUIC)
+    if (p->is_ws)
+        rc = wscl_connect(&p->ws, cfg->ws_host, cfg->ws_port, t->wstls, t->epfd, p,
+                          &participant_ws_cbs, p);
+    else if (cfg->mode == LOAD_QUIC)
         rc = roost_client_connect(t->cl, cfg->host, cfg->port, p, &p->c);
     else
         rc = load_floor_connect(t, p);
@@ -137,7 +141,8 @@ static void finish_window(struct lthread *t, uint64_t now)
         struct bp *r = &t->p[i];
         struct bp *room0 = r - r->member;
         struct load_rx_stat *s = &t->rxs[i];
-        *s = (struct load_rx_stat){.idx = r->idx, .room = r->room, .member = r->member};
+        *s = (struct load_rx_stat){
+            .idx = r->idx, .room = r->room, .member = r->member, .transport = r->is_ws};
         s->dup = r->dup;
         s->reordered = r->reordered;
         for (uint32_t m = 0; m < cfg->speakers; m++) {
@@ -149,7 +154,8 @@ static void finish_window(struct lthread *t, uint64_t now)
         s->lost = s->expected > s->delivered ? s->expected - s->delivered : 0;
         if (r->speaker) {
             struct load_tx_stat *x = &t->txs[tx++];
-            *x = (struct load_tx_stat){.idx = r->idx, .room = r->room, .member = r->member};
+            *x = (struct load_tx_stat){
+                .idx = r->idx, .room = r->room, .member = r->member, .transport = r->is_ws};
             x->target = r->target;
             x->sent = r->sent;
             x->skipped = r->skipped;
@@ -174,16 +180,24 @@ static void wait_events(struct lthread *t, uint64_t now, uint64_t timeout_ns)
         timeout_ns = 10000000; /* see phase changes within 10 ms */
     struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)timeout_ns};
     struct epoll_event evs[64];
-    int fd = cfg->mode == LOAD_QUIC ? roost_client_fd(t->cl) : t->epfd;
-    int n = epoll_pwait2(fd, evs, cfg->mode == LOAD_QUIC ? 1 : 64, &ts, NULL);
+    /* With WebSocket participants t->epfd holds the QUIC client's epoll fd
+     * too (data.ptr NULL: roost_client_process runs every turn anyway). */
+    int fd = t->epfd >= 0 ? t->epfd : roost_client_fd(t->cl);
+    int n = epoll_pwait2(fd, evs, t->epfd >= 0 ? 64 : 1, &ts, NULL);
     if (n == 0 && t->measuring && !t->finished) {
         uint64_t woke = mono_ns(), deadline = now + timeout_ns;
         if (woke > deadline && woke - deadline > t->max_stall)
             t->max_stall = woke - deadline;
     }
-    if (cfg->mode == LOAD_FLOOR)
-        for (int i = 0; i < n; i++)
-            load_floor_read(t, evs[i].data.ptr);
+    for (int i = 0; t->epfd >= 0 && i < n; i++) {
+        struct bp *p = evs[i].data.ptr;
+        if (p == NULL)
+            continue;
+        if (p->ws != NULL)
+            wscl_handle(p->ws, evs[i].events);
+        else if (cfg->mode == LOAD_FLOOR)
+            load_floor_read(t, p);
+    }
 }
 
 /* The join timeout passed (load_run): unanswered joins, and joins not yet
@@ -255,9 +269,12 @@ void *load_thread_main(void *arg)
     /* Close politely so the relay frees the sessions now, not at idle
      * timeout. */
     if (cfg->mode == LOAD_QUIC) {
-        for (uint32_t i = 0; i < t->n_base + t->n_storm; i++)
+        for (uint32_t i = 0; i < t->n_base + t->n_storm; i++) {
             if (t->p[i].c != NULL && !roost_conn_is_closed(t->p[i].c))
                 roost_conn_close(t->p[i].c, 0);
+            if (t->p[i].ws != NULL)
+                wscl_close(t->p[i].ws); /* Close 1000 */
+        }
         (void)roost_client_process(t->cl, mono_ns());
     }
     /* The closing packets leave now; what was still on its way in is

@@ -100,6 +100,9 @@ static void header(FILE *f, const struct opts *o, const struct load_config *cfg,
             BENCH_VERSION, where, rooms, o->size, o->speakers, o->duration_s, o->frame_ms,
             o->bitrate, o->threads, o->talk ? " talk-spurts" : "",
             o->storm_rate > 0 ? " join-storm" : "");
+    if (o->ws > 0)
+        fprintf(f, "  transports: %u QUIC + %u WebSocket (%s://%s:%u/ws) per room\n",
+                o->size - o->ws, o->ws, o->ws_plain ? "ws" : "wss", o->ws_host, o->ws_port);
     fprintf(f, "  machine: %ld cores, %s, %s; audio %s (%u frames, mean %.0f bytes)\n", m->cores,
             m->cpu_model, m->kernel, a->source, a->n, a->mean_len);
     if (netem_active(&cfg->path))
@@ -175,6 +178,10 @@ int main(int argc, char **argv)
                 .seed = (uint64_t)o.path_seed,
             },
         .metrics_addr = o.floor ? NULL : o.metrics,
+        .ws_per_room = o.ws,
+        .ws_host = o.ws_host,
+        .ws_port = o.ws_port,
+        .ws_plain = o.ws_plain,
     };
     if (o.floor)
         base.host = "127.0.0.1";
@@ -312,6 +319,15 @@ int main(int argc, char **argv)
         jw_str(&w, "latency", "net of the path's nominal delay (rtt)");
         jw_obj_end(&w);
         jw_str(&w, "metrics", base.metrics_addr);
+        jw_u64(&w, "ws_per_room", o.ws);
+        if (o.ws > 0) {
+            char wa[96];
+            snprintf(wa, sizeof(wa), "%s://%s:%u/ws", o.ws_plain ? "ws" : "wss", o.ws_host,
+                     o.ws_port);
+            jw_str(&w, "ws_relay", wa);
+        } else {
+            jw_str(&w, "ws_relay", NULL);
+        }
         jw_obj_end(&w);
         if (o.ramp) {
             jw_arr(&w, "steps");

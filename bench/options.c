@@ -21,6 +21,12 @@ static void usage(FILE *f)
                "  --insecure-pin FILE      dev: accept exactly this PEM certificate\n"
                "  --server-name NAME       SNI / name checked (default localhost)\n"
                "  --relay-pid PID          sample the relay's CPU and RSS from /proc\n"
+               "  --ws N                   the last N members of every room join over WebSocket\n"
+               "                           (docs/PROTOCOL.md 11) instead of QUIC; --ws SIZE:\n"
+               "                           all of them (the join storm stays QUIC)\n"
+               "  --ws-relay HOST:PORT     the relay's ws_listen address (TLS with --ca or\n"
+               "                           --insecure-pin and --server-name, as QUIC)\n"
+               "  --ws-plain               plain ws:// (the relay's ws_plain: loopback only)\n"
                "  --floor                  run against the built-in plain UDP fan-out instead\n"
                "  --floor-workers N        floor threads (default: online CPUs, like the relay)\n"
                "workload:\n"
@@ -205,6 +211,9 @@ enum {
     O_LOSS,
     O_PATH_SEED,
     O_METRICS,
+    O_WS,
+    O_WS_RELAY,
+    O_WS_PLAIN,
 };
 
 static const struct option long_opts[] = {
@@ -244,6 +253,9 @@ static const struct option long_opts[] = {
     {"loss", required_argument, NULL, O_LOSS},
     {"path-seed", required_argument, NULL, O_PATH_SEED},
     {"metrics", required_argument, NULL, O_METRICS},
+    {"ws", required_argument, NULL, O_WS},
+    {"ws-relay", required_argument, NULL, O_WS_RELAY},
+    {"ws-plain", no_argument, NULL, O_WS_PLAIN},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -390,6 +402,17 @@ int options_parse(int argc, char **argv, struct opts *o)
         case O_METRICS:
             o->metrics = optarg;
             break;
+        case O_WS:
+            bad = parse_num(optarg, 0, 100000, &v);
+            o->ws = (uint32_t)v;
+            break;
+        case O_WS_RELAY:
+            bad = parse_hostport(optarg, o->ws_host, sizeof(o->ws_host), &o->ws_port);
+            o->have_ws_relay = true;
+            break;
+        case O_WS_PLAIN:
+            o->ws_plain = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -414,10 +437,32 @@ int options_parse(int argc, char **argv, struct opts *o)
                 o->size);
         return EXIT_USAGE;
     }
+    if (o->ws > 0) {
+        const char *why = NULL;
+        if (o->floor)
+            why = "--ws needs the relay, not --floor";
+        else if (o->ws > o->size)
+            why = "--ws is more than --size";
+        else if (!o->have_ws_relay)
+            why = "--ws needs --ws-relay HOST:PORT (the relay's ws_listen)";
+        else if (o->rtt_s > 0 || o->jitter_s > 0 || o->loss_pct > 0)
+            why = "--ws cannot use the emulated path (--rtt, --jitter, --loss: UDP only)";
+        if (why != NULL) {
+            fprintf(stderr, "roost-bench: %s\n", why);
+            return EXIT_USAGE;
+        }
+        /* Every participant over WebSocket: no QUIC address needed, unless
+         * a join storm (QUIC) comes too. */
+        if (o->ws == o->size && !o->have_relay && o->storm_rate == 0) {
+            snprintf(o->host, sizeof(o->host), "%s", o->ws_host);
+            o->port = o->ws_port;
+            o->have_relay = true;
+        }
+    }
     if (!o->floor) {
         if (!o->have_relay || o->token_key == NULL || (o->ca == NULL && o->pin == NULL)) {
-            fprintf(stderr, "roost-bench: --relay, --token-key and --ca (or --insecure-pin) are "
-                            "required (or --floor)\n");
+            fprintf(stderr, "roost-bench: --relay (or --ws-relay with --ws SIZE), --token-key "
+                            "and --ca (or --insecure-pin) are required (or --floor)\n");
             return EXIT_USAGE;
         }
     }

@@ -37,6 +37,10 @@ struct opts {
     double rtt_s, jitter_s, loss_pct;
     double path_seed;
     const char *metrics;
+    uint32_t ws;      /* --ws: WebSocket participants per room */
+    char ws_host[64]; /* --ws-relay */
+    uint16_t ws_port;
+    bool have_ws_relay, ws_plain;
 };
 
 /* Parses argv into *o (defaults first). Returns 0, or the exit code to
