@@ -1,6 +1,8 @@
 /* The load generator: simulated participants on a few pinned threads, one
  * run of one workload (join, measure, drain), against the relay over QUIC
- * (lib/client) or against the floor over plain UDP (bench/floor.h).
+ * (lib/client) and, for the last ws_per_room members of each room,
+ * WebSocket (bench/wsclient.h), or against the floor over plain UDP
+ * (bench/floor.h).
  *
  * Rooms are placed whole on threads (room r on thread r % threads), so a
  * thread knows what every member of its rooms sent and computes exact
