@@ -270,9 +270,12 @@ $BENCH --floor --ws 1 >"$T/wsfloor.out" 2>&1
 rc=$?
 if [ $rc -eq 64 ] && grep -q "needs the relay" "$T/wsfloor.out"; then ok "ws: --ws with --floor is a usage error"; else nok "ws: --ws with --floor is a usage error (exit $rc)"; fi
 
-# The floor, with the talk-spurt model (DTX frames included).
+# The floor, with the talk-spurt model (DTX frames included). A loose
+# latency SLO, as for the relay run above: this checks the accounting, and
+# on a loaded machine a stall of a few ms breaks the 5 ms default
+# (INCONCLUSIVE, exit 2).
 $BENCH --floor --floor-workers 1 --rooms 2 --size 3 --duration 2 --threads 1 --no-pin --talk \
-    --json "$T/floor.json" >"$T/floor.out" 2>&1
+    --slo-p99 1000 --json "$T/floor.json" >"$T/floor.out" 2>&1
 rc=$?
 if [ $rc -eq 0 ]; then ok "floor run completes"; else nok "floor run completes (exit $rc)"; sed 's/^/# /' "$T/floor.out"; fi
 check_json "floor: delivered + lost = expected per receiver" "$T/floor.json" "$ACCOUNT"
