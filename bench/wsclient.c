@@ -21,7 +21,7 @@
 #include "ws/ws.h"
 
 #define RBUF_CAP (WS_MESSAGE_MAX + 16) /* one whole message of the relay's largest + header */
-#define WBUF_CAP (256u * 1024)         /* plaintext waiting for the socket */
+#define WBUF_CAP (64u * 1024)          /* plaintext waiting for the socket */
 #define HEAD_MAX 4096                  /* the 101 answer's head */
 #define TLS_CHUNK 16384                /* one TLS record */
 
