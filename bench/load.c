@@ -30,32 +30,9 @@
 #include "quic/client.h"
 #include "quic/quic.h"
 
-#define SATURATED_UTIL 0.90 /* a bench thread busier than this may have been the bottleneck */
-
-/* The calling thread's time runnable but waiting for a CPU
- * (/proc/thread-self/schedstat, second field), 0 when unknown. */
-static uint64_t thread_runq_ns(void)
-{
-    FILE *f = fopen("/proc/thread-self/schedstat", "r");
-    if (f == NULL)
-        return 0;
-    unsigned long long run = 0, wait = 0;
-    if (fscanf(f, "%llu %llu", &run, &wait) != 2)
-        wait = 0;
-    fclose(f);
-    return wait;
-}
-
-static uint64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* ------------------------------------------------------------- floor */
 
-static int f_connect(struct lthread *t, struct bp *p)
+int load_floor_connect(struct lthread *t, struct bp *p)
 {
     const struct load *L = t->L;
     int fd = socket(L->dest.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -111,7 +88,7 @@ static void f_handle(struct bp *p, const uint8_t *d, size_t len, uint64_t now)
     }
 }
 
-static void f_read(struct lthread *t, struct bp *p)
+void load_floor_read(struct lthread *t, struct bp *p)
 {
     struct mmsghdr msgs[RX_BATCH];
     struct iovec iov[RX_BATCH];
@@ -188,234 +165,6 @@ static void path_release(void *arg, unsigned dir, void *ctx, const uint8_t *d, s
         f_handle(p, d, len, now);
 }
 
-/* ------------------------------------------------------ thread loop */
-
-static int connect_one(struct lthread *t, struct bp *p)
-{
-    const struct load_config *cfg = t->L->cfg;
-    p->st = BP_CONNECTING;
-    int rc;
-    if (cfg->mode == LOAD_QUIC)
-        rc = roost_client_connect(t->cl, cfg->host, cfg->port, p, &p->c);
-    else
-        rc = f_connect(t, p);
-    if (rc != 0)
-        participant_ended(p, mono_ns(), LOAD_END_SETUP, (uint64_t)(int64_t)rc);
-    return rc;
-}
-
-/* Connects whoever is due; returns the time of the next due connect. */
-static uint64_t pace(struct lthread *t, uint64_t now)
-{
-    const struct load_config *cfg = t->L->cfg;
-    uint64_t next = UINT64_MAX;
-    double rate = cfg->join_rate / cfg->threads;
-    while (t->next_base < t->n_base) {
-        uint64_t due = rate > 0 ? t->join_t0 + (uint64_t)(t->next_base * 1e9 / rate) : 0;
-        if (due > now) {
-            next = due;
-            break;
-        }
-        connect_one(t, &t->p[t->next_base++]);
-    }
-    if (t->measuring && t->n_storm > 0) {
-        double srate = cfg->storm_rate / cfg->threads;
-        uint64_t t0 = t->L->start_ns;
-        while (t->next_storm < t->n_storm) {
-            uint64_t due = t0 + (uint64_t)(t->next_storm * 1e9 / srate);
-            if (due >= t->L->end_ns)
-                break;
-            if (due > now) {
-                if (due < next)
-                    next = due;
-                break;
-            }
-            connect_one(t, &t->p[t->n_base + t->next_storm++]);
-        }
-    }
-    return next;
-}
-
-static void start_window(struct lthread *t, uint64_t now)
-{
-    const struct load_config *cfg = t->L->cfg;
-    t->measuring = true;
-    t->cpu0 = thread_cpu_ns();
-    t->runq0 = thread_runq_ns();
-    t->wall0 = now;
-    uint32_t ns = 0, k = 0;
-    for (uint32_t i = 0; i < t->n_base; i++)
-        ns += t->p[i].speaker;
-    for (uint32_t i = 0; i < t->n_base; i++) {
-        struct bp *p = &t->p[i];
-        if (!p->speaker)
-            continue;
-        /* Spread the speakers over one interval, as independent clients
-         * would be, instead of sending in bursts. */
-        p->next = t->L->start_ns + cfg->send_interval_ns * k++ / (ns ? ns : 1);
-        (void)timer_arm(t->timers, &p->tm, p->next);
-    }
-}
-
-static void finish_window(struct lthread *t, uint64_t now)
-{
-    const struct load_config *cfg = t->L->cfg;
-    t->finished = true;
-    t->ts.cpu_ns = thread_cpu_ns() - t->cpu0;
-    t->ts.wall_ns = now - t->wall0;
-    t->ts.util = t->ts.wall_ns ? (double)t->ts.cpu_ns / (double)t->ts.wall_ns : 0;
-    t->ts.saturated = t->ts.util > SATURATED_UTIL;
-    t->ts.max_late_ns = t->max_late;
-    t->ts.max_stall_ns = t->max_stall;
-    uint64_t rq = thread_runq_ns();
-    t->ts.runq_ns = rq > t->runq0 ? rq - t->runq0 : 0;
-    t->ts.cpu = t->cpu;
-    t->ts.participants = t->n_base;
-    t->n_rxs = t->n_base;
-    t->n_txs = 0;
-    for (uint32_t i = 0; i < t->n_base; i++)
-        t->n_txs += t->p[i].speaker;
-    t->rxs = calloc(t->n_rxs ? t->n_rxs : 1, sizeof(*t->rxs));
-    t->txs = calloc(t->n_txs ? t->n_txs : 1, sizeof(*t->txs));
-    if (t->rxs == NULL || t->txs == NULL)
-        return; /* load_run reports the failure */
-    uint32_t tx = 0;
-    /* Rooms are contiguous in t->p: members 0..size-1 of a room follow each
-     * other, so a room's speakers are at p[base .. base + speakers). */
-    for (uint32_t i = 0; i < t->n_base; i++) {
-        struct bp *r = &t->p[i];
-        struct bp *room0 = r - r->member;
-        struct load_rx_stat *s = &t->rxs[i];
-        *s = (struct load_rx_stat){.idx = r->idx, .room = r->room, .member = r->member};
-        s->dup = r->dup;
-        s->reordered = r->reordered;
-        for (uint32_t m = 0; m < cfg->speakers; m++) {
-            if (m == r->member)
-                continue;
-            s->expected += room0[m].sent;
-            s->delivered += r->rx[m].got;
-        }
-        s->lost = s->expected > s->delivered ? s->expected - s->delivered : 0;
-        if (r->speaker) {
-            struct load_tx_stat *x = &t->txs[tx++];
-            *x = (struct load_tx_stat){.idx = r->idx, .room = r->room, .member = r->member};
-            x->target = r->target;
-            x->sent = r->sent;
-            x->skipped = r->skipped;
-            x->failed = r->failed;
-            x->expected = r->sent * (cfg->size - 1);
-            for (uint32_t m = 0; m < cfg->size; m++)
-                if (m != r->member)
-                    x->delivered += room0[m].rx[r->member].got;
-            t->ts.target += r->target;
-            t->ts.sent += r->sent;
-        }
-    }
-}
-
-/* Waits for events at most timeout_ns from now. Notes, in the window, the
- * longest wait that ended by its timeout past its deadline (a stall seen
- * from the thread; the summary's figure). */
-static void wait_events(struct lthread *t, uint64_t now, uint64_t timeout_ns)
-{
-    const struct load_config *cfg = t->L->cfg;
-    if (timeout_ns > 10000000)
-        timeout_ns = 10000000; /* see phase changes within 10 ms */
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)timeout_ns};
-    struct epoll_event evs[64];
-    int fd = cfg->mode == LOAD_QUIC ? roost_client_fd(t->cl) : t->epfd;
-    int n = epoll_pwait2(fd, evs, cfg->mode == LOAD_QUIC ? 1 : 64, &ts, NULL);
-    if (n == 0 && t->measuring && !t->finished) {
-        uint64_t woke = mono_ns(), deadline = now + timeout_ns;
-        if (woke > deadline && woke - deadline > t->max_stall)
-            t->max_stall = woke - deadline;
-    }
-    if (cfg->mode == LOAD_FLOOR)
-        for (int i = 0; i < n; i++)
-            f_read(t, evs[i].data.ptr);
-}
-
-/* The join timeout passed (load_run): unanswered joins, and joins not yet
- * started, end as LOAD_END_TIMEOUT so that the thread reports ready. */
-static void expire_joins(struct lthread *t, uint64_t now)
-{
-    for (uint32_t i = 0; i < t->n_base; i++) {
-        struct bp *p = &t->p[i];
-        if (p->st != BP_JOINED && p->st != BP_FAILED)
-            participant_ended(p, now, LOAD_END_TIMEOUT, 0);
-    }
-    t->next_base = t->n_base;
-}
-
-static void *thread_main(void *arg)
-{
-    struct lthread *t = arg;
-    struct load *L = t->L;
-    const struct load_config *cfg = L->cfg;
-    t->join_t0 = mono_ns();
-    for (;;) {
-        uint64_t now = mono_ns();
-        int ph = atomic_load_explicit(&L->phase, memory_order_acquire);
-        if (ph == PH_CLOSE)
-            break;
-        /* Pairs with the release store of PH_MEASURE: start_ns/end_ns. */
-        if (ph == PH_MEASURE && !t->measuring)
-            start_window(t, now);
-        /* Pairs with the release store in load_run. */
-        if (!t->ready && atomic_load_explicit(&L->joins_expired, memory_order_acquire))
-            expire_joins(t, now);
-        uint64_t next = pace(t, now);
-        if (t->nm != NULL)
-            netem_run(t->nm, now);
-        timers_run(t->timers, now);
-        if (cfg->mode == LOAD_QUIC)
-            (void)roost_client_process(t->cl, mono_ns());
-        now = mono_ns();
-        if (!t->ready && t->answered_base == t->n_base) {
-            t->ready = true;
-            atomic_fetch_add_explicit(&L->ready, 1, memory_order_release);
-        }
-        if (t->measuring && !t->finished && now >= L->end_ns + cfg->drain_ns) {
-            finish_window(t, now);
-            /* Pairs with the acquire load in load_run: the frozen stats. */
-            atomic_fetch_add_explicit(&L->done, 1, memory_order_release);
-        }
-        uint64_t wait = next > now ? next - now : 0;
-        uint64_t tn = timers_next(t->timers);
-        if (tn != TIMER_NEVER)
-            wait = tn > now ? (tn - now < wait ? tn - now : wait) : 0;
-        if (cfg->mode == LOAD_QUIC) {
-            uint64_t c = roost_client_next_timeout(t->cl, now);
-            if (c < wait)
-                wait = c;
-        }
-        if (t->nm != NULL) {
-            uint64_t d = netem_next(t->nm);
-            if (d != UINT64_MAX)
-                wait = d > now ? (d - now < wait ? d - now : wait) : 0;
-        }
-        if (t->measuring && !t->finished) {
-            uint64_t e = L->end_ns + cfg->drain_ns;
-            if (e > now && e - now < wait)
-                wait = e - now;
-        }
-        wait_events(t, now, wait);
-    }
-    /* Close politely so the relay frees the sessions now, not at idle
-     * timeout. */
-    if (cfg->mode == LOAD_QUIC) {
-        for (uint32_t i = 0; i < t->n_base + t->n_storm; i++)
-            if (t->p[i].c != NULL && !roost_conn_is_closed(t->p[i].c))
-                roost_conn_close(t->p[i].c, 0);
-        (void)roost_client_process(t->cl, mono_ns());
-    }
-    /* The closing packets leave now; what was still on its way in is
-     * dropped. */
-    if (t->nm != NULL)
-        netem_flush(t->nm, NETEM_OUT, mono_ns());
-    return NULL;
-}
-
 /* ------------------------------------------------------------ /proc */
 
 double load_proc_cpu_s(int pid)
@@ -478,12 +227,14 @@ static void free_thread(struct lthread *t)
         return;
     for (uint32_t i = 0; t->p != NULL && i < t->n_base + t->n_storm; i++) {
         free(t->p[i].rx);
+        wscl_free(t->p[i].ws);
         if (t->p[i].fd >= 0)
             close(t->p[i].fd);
     }
     if (t->nm != NULL)
         netem_flush(t->nm, NETEM_OUT, mono_ns());
     roost_client_del(t->cl);
+    wscl_tls_del(t->wstls);
     netem_del(t->nm);
     if (t->epfd >= 0)
         close(t->epfd);
@@ -508,6 +259,8 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
     hist_init(&t->lat);
     hist_init(&t->join);
     hist_init(&t->sjoin);
+    for (int i = 0; i < LOAD_TR_N; i++)
+        hist_init(&t->lat_tr[i]);
     uint32_t my_rooms = 0;
     for (uint32_t r = id; r < cfg->rooms; r += cfg->threads)
         my_rooms++;
@@ -529,6 +282,7 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
             p->member = m;
             p->idx = r * cfg->size + m;
             p->speaker = m < cfg->speakers;
+            p->is_ws = cfg->mode == LOAD_QUIC && m >= cfg->size - cfg->ws_per_room;
             p->rx = calloc(cfg->speakers ? cfg->speakers : 1, sizeof(*p->rx));
             if (p->rx == NULL)
                 goto fail;
@@ -570,6 +324,22 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
             goto fail;
         if (t->nm != NULL)
             quic_client_set_path(client_quic(t->cl), &q_path, t);
+        if (cfg->ws_per_room > 0 && t->n_base > 0) {
+            /* One epoll set for the QUIC client (data.ptr NULL) and the
+             * WebSocket sockets (data.ptr: the participant). */
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+            t->epfd = epoll_create1(EPOLL_CLOEXEC);
+            if (t->epfd == -1 ||
+                epoll_ctl(t->epfd, EPOLL_CTL_ADD, roost_client_fd(t->cl), &ev) == -1) {
+                rc = ROOST_ESYS;
+                goto fail;
+            }
+            if (!cfg->ws_plain) {
+                rc = wscl_tls_new(&t->wstls, cfg->ca_file, cfg->pinned_cert, cfg->server_name);
+                if (rc != 0)
+                    goto fail;
+            }
+        }
     } else {
         t->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (t->epfd == -1) {
@@ -651,6 +421,32 @@ static int aggregate(struct load *L, struct load_result *res)
         res->delivered += res->rx[i].delivered;
         res->lost += res->rx[i].lost;
     }
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        struct lthread *t = L->t[i];
+        for (int k = 0; k < LOAD_TR_N; k++) {
+            hist_merge(res->tr[k].latency, &t->lat_tr[k]);
+            res->tr[k].joins_ok += t->tr_joins_ok[k];
+            res->tr[k].joins_failed += t->tr_joins_failed[k];
+            res->tr[k].closed_early += t->tr_closed_early[k];
+        }
+    }
+    for (uint32_t i = 0; i < res->n_tx; i++) {
+        struct load_transport_stat *k = &res->tr[res->tx[i].transport];
+        k->speakers++;
+        k->target += res->tx[i].target;
+        k->sent += res->tx[i].sent;
+        k->skipped += res->tx[i].skipped;
+        k->failed += res->tx[i].failed;
+        k->tx_expected += res->tx[i].expected;
+        k->tx_delivered += res->tx[i].delivered;
+    }
+    for (uint32_t i = 0; i < res->n_rx; i++) {
+        struct load_transport_stat *k = &res->tr[res->rx[i].transport];
+        k->participants++;
+        k->rx_expected += res->rx[i].expected;
+        k->rx_delivered += res->rx[i].delivered;
+        k->lost += res->rx[i].lost;
+    }
     res->send_ratio = res->target ? (double)res->sent / (double)res->target : 1.0;
     res->schedule_ratio =
         res->target ? (double)(res->target - res->skipped) / (double)res->target : 1.0;
@@ -674,6 +470,14 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         snprintf(err, err_len, "invalid load configuration");
         return ROOST_EINVAL;
     }
+    if (cfg->ws_per_room > 0 &&
+        (cfg->mode != LOAD_QUIC || cfg->ws_per_room > cfg->size || cfg->ws_host == NULL ||
+         cfg->ws_port == 0 || netem_active(&cfg->path))) {
+        snprintf(err, err_len,
+                 "WebSocket participants need the relay (not the floor), a "
+                 "WebSocket address, and no path emulation");
+        return ROOST_EINVAL;
+    }
     res->latency = malloc(sizeof(struct hist));
     res->join = malloc(sizeof(struct hist));
     res->storm_join = malloc(sizeof(struct hist));
@@ -685,6 +489,14 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
     hist_init(res->latency);
     hist_init(res->join);
     hist_init(res->storm_join);
+    for (int k = 0; k < LOAD_TR_N; k++) {
+        res->tr[k].latency = malloc(sizeof(struct hist));
+        if (res->tr[k].latency == NULL) {
+            rc = ROOST_ENOMEM;
+            goto out;
+        }
+        hist_init(res->tr[k].latency);
+    }
     if (cfg->mode == LOAD_FLOOR) {
         struct sockaddr_in *a = (struct sockaddr_in *)&L.dest.ss;
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&L.dest.ss;
@@ -717,7 +529,7 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     for (unsigned i = 0; i < cfg->threads; i++) {
         struct lthread *t = L.t[i];
-        if (pthread_create(&t->th, NULL, thread_main, t) != 0) {
+        if (pthread_create(&t->th, NULL, load_thread_main, t) != 0) {
             rc = ROOST_ESYS;
             snprintf(err, err_len, "pthread_create failed");
             goto stop;
@@ -835,5 +647,7 @@ void load_result_free(struct load_result *res)
     free(res->rx);
     free(res->tx);
     free(res->threads);
+    for (int k = 0; k < LOAD_TR_N; k++)
+        free(res->tr[k].latency);
     memset(res, 0, sizeof(*res));
 }

@@ -1,6 +1,8 @@
 /* The load generator: simulated participants on a few pinned threads, one
  * run of one workload (join, measure, drain), against the relay over QUIC
- * (lib/client) or against the floor over plain UDP (bench/floor.h).
+ * (lib/client) and, for the last ws_per_room members of each room,
+ * WebSocket (bench/wsclient.h), or against the floor over plain UDP
+ * (bench/floor.h).
  *
  * Rooms are placed whole on threads (room r on thread r % threads), so a
  * thread knows what every member of its rooms sent and computes exact
@@ -39,8 +41,15 @@ struct floor;
 #define LOAD_PAYLOAD_HDR 12
 
 enum load_mode {
-    LOAD_QUIC = 0,
+    LOAD_QUIC = 0, /* the relay; some participants may be WebSocket ones (ws_per_room) */
     LOAD_FLOOR = 1,
+};
+
+/* A participant's transport (the per-transport breakdown of a run). */
+enum load_transport {
+    LOAD_TR_QUIC = 0, /* QUIC (or the floor's plain UDP) */
+    LOAD_TR_WS = 1,   /* WebSocket (docs/PROTOCOL.md §11), LOAD_QUIC mode only */
+    LOAD_TR_N,
 };
 
 /* The verdict of a run, and roost-bench's exit code (docs/BENCH.md). */
@@ -61,6 +70,9 @@ enum load_end_kind {
     LOAD_END_LOCAL,        /* the bench's QUIC stack closed it after an error; code: ngtcp2 error */
     LOAD_END_TIMEOUT,      /* join not answered within the join timeout */
     LOAD_END_SETUP,        /* the bench could not start it (socket, token): the bench's fault */
+    LOAD_END_TCP,          /* WebSocket: TCP connect, TLS or the upgrade failed, or the
+                            * connection ended without a Close frame; code: errno, gnutls
+                            * error or HTTP status (0 if none) */
     LOAD_END_KINDS,
 };
 
@@ -102,15 +114,25 @@ struct load_config {
      * the path's nominal delay (rtt: rtt/2 each way). */
     struct netem_config path;
     const char *metrics_addr; /* the relay's admin HOST:PORT: /metrics over the window */
+    /* WebSocket participants (LOAD_QUIC mode, path emulation off): the last
+     * ws_per_room members of every room connect to ws_host:ws_port over
+     * WebSocket (TLS with ca_file / pinned_cert / server_name, or plain
+     * ws:// with ws_plain) instead of QUIC; the join storm stays QUIC. */
+    uint32_t ws_per_room;
+    const char *ws_host;
+    uint16_t ws_port;
+    bool ws_plain;
 };
 
 struct load_rx_stat {
     uint32_t idx, room, member;
+    uint8_t transport; /* enum load_transport */
     uint64_t expected, delivered, lost, dup, reordered;
 };
 
 struct load_tx_stat {
     uint32_t idx, room, member;
+    uint8_t transport; /* enum load_transport */
     uint64_t target, sent, skipped, failed;
     uint64_t expected, delivered; /* over every receiver of its room */
 };
@@ -125,6 +147,18 @@ struct load_thread_stat {
     uint64_t max_stall_ns; /* longest timed wait that woke past its deadline */
     uint64_t runq_ns;      /* time runnable but not running (schedstat run_delay); 0 unknown */
     bool saturated;
+};
+
+/* One transport's share of a run: its participants as senders (frames
+ * they sent, and their delivery to every receiver) and as receivers
+ * (frames expected at them, delivered, lost, latency at them). */
+struct load_transport_stat {
+    uint32_t participants, speakers;
+    uint64_t joins_ok, joins_failed, closed_early;
+    uint64_t target, sent, skipped, failed;
+    uint64_t tx_expected, tx_delivered;       /* as senders */
+    uint64_t rx_expected, rx_delivered, lost; /* as receivers */
+    struct hist *latency;                     /* at its receivers */
 };
 
 struct load_result {
@@ -173,6 +207,8 @@ struct load_result {
     char fail_reasons[512];  /* the relay's faults and broken SLO, "; "-separated */
     char bench_reasons[512]; /* the bench's faults */
     char reasons[1040];      /* both: fail_reasons, then bench_reasons */
+    /* Per transport (enum load_transport). */
+    struct load_transport_stat tr[LOAD_TR_N];
 };
 
 /* Runs the workload. res is filled (free it with load_result_free, also

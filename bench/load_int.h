@@ -1,6 +1,7 @@
 /* Private to the load generator: the run, its bench threads and their
  * simulated participants, shared by the driver (bench/load.c: threads,
- * endpoints, join storm, aggregation; bench/verdict.c judges the result) and
+ * endpoints, aggregation; bench/loop.c: the thread loop, pacing, join storm,
+ * window; bench/verdict.c judges the result) and
  * the participant model
  * (bench/participant.c: talk schedule, frames, JOIN, per-receiver sequence
  * and latency bookkeeping). Each struct bp and struct lthread is touched only
@@ -16,6 +17,7 @@
 #include <time.h>
 
 #include "bench/load.h"
+#include "bench/wsclient.h"
 #include "client/client.h"
 #include "client/hist.h"
 #include "client/talk.h"
@@ -52,7 +54,9 @@ struct lthread;
 struct bp {
     struct lthread *t;
     struct roost_conn *c; /* QUIC */
-    int fd;               /* floor: connected UDP socket */
+    struct wscl *ws;      /* WebSocket (is_ws) */
+    bool is_ws;
+    int fd; /* floor: connected UDP socket */
     uint32_t idx, room, member;
     bool speaker, storm;
     uint8_t st;
@@ -79,7 +83,7 @@ struct lthread {
     bool started;
     int cpu;
     struct roost_client *cl;
-    int epfd; /* floor mode */
+    int epfd; /* floor mode, or WebSocket participants (then it holds the client's fd too) */
     struct timers *timers;
     struct netem *nm; /* path emulation (--rtt, --jitter, --loss), or NULL */
     struct bp *p;     /* base participants then storm participants */
@@ -94,7 +98,10 @@ struct lthread {
     uint64_t runq0;     /* schedstat run_delay at the window's start */
     struct msg msg;     /* decode scratch */
     struct hist lat, join, sjoin;
+    struct hist lat_tr[LOAD_TR_N]; /* lat by the receiver's transport */
     uint64_t joins_ok, joins_failed, closed_early, storm_ok, storm_failed;
+    uint64_t tr_joins_ok[LOAD_TR_N], tr_joins_failed[LOAD_TR_N], tr_closed_early[LOAD_TR_N];
+    struct wscl_tls *wstls; /* WebSocket participants over TLS */
     struct load_end ends[LOAD_ENDS_MAX];
     unsigned n_ends;
     char server_name[72];
@@ -127,6 +134,12 @@ struct load {
 /* Floor mode: sends a datagram on p's socket, through the emulated path
  * when there is one (bench/load.c). Returns 0 or ROOST_ESYS. */
 int load_floor_send(struct bp *p, const uint8_t *d, size_t len);
+/* Floor mode: opens p's socket on t's epoll set and sends its join; reads
+ * and handles what p's socket holds (bench/load.c). */
+int load_floor_connect(struct lthread *t, struct bp *p);
+void load_floor_read(struct lthread *t, struct bp *p);
+/* A bench thread's body (bench/loop.c; arg: its struct lthread). */
+void *load_thread_main(void *arg);
 
 static inline uint64_t mono_ns(void)
 {

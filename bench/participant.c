@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "proto/media.h"
 #include "proto/token.h"
+#include "ws/ws.h"
 
 /* Little-endian, not be.h: the payload's send time and sender index are a
  * private format of roost-bench (written and read only here), fixed LE. */
@@ -74,8 +75,11 @@ void participant_rx_frame(struct bp *r, uint32_t seq, const uint8_t *pl, size_t 
     /* Net of the emulated path's nominal delay (rtt/2 each way): what the
      * relay and the two endpoints added, plus the jitter's share. */
     uint64_t path = cfg->path.rtt_ns;
-    if (t->measuring && now >= sent_at)
-        hist_record(&t->lat, now - sent_at > path ? now - sent_at - path : 0);
+    if (t->measuring && now >= sent_at) {
+        uint64_t v = now - sent_at > path ? now - sent_at - path : 0;
+        hist_record(&t->lat, v);
+        hist_record(&t->lat_tr[r->is_ws], v);
+    }
 }
 
 /* ---------------------------------------------------------------- send */
@@ -142,6 +146,8 @@ void participant_on_slot(struct timer *tm, uint64_t now, void *arg)
     int rc;
     if (len == 0)
         rc = ROOST_ETOOBIG;
+    else if (p->is_ws)
+        rc = wscl_send(p->ws, WS_TAG_MEDIA, d, len);
     else if (cfg->mode == LOAD_QUIC)
         rc = roost_conn_send_datagram(p->c, d, len);
     else
@@ -175,9 +181,11 @@ void participant_joined(struct bp *p, uint64_t now, bool ok)
         t->answered_base++;
         if (ok) {
             t->joins_ok++;
+            t->tr_joins_ok[p->is_ws]++;
             hist_record(&t->join, now - p->t_join);
         } else {
             t->joins_failed++;
+            t->tr_joins_failed[p->is_ws]++;
         }
     }
 }
@@ -189,36 +197,43 @@ void participant_ended(struct bp *p, uint64_t now, enum load_end_kind kind, uint
         return;
     bool joined = p->st == BP_JOINED;
     verdict_end_add(t->ends, &t->n_ends, kind, joined, code, 1);
-    if (joined)
+    if (joined) {
         t->closed_early++;
-    else
+        if (!p->storm)
+            t->tr_closed_early[p->is_ws]++;
+    } else
         participant_joined(p, now, false);
 }
 
-static void q_send_msg(struct bp *p, const struct msg *m)
+/* ------------------------------------------ control (both transports) */
+
+static void send_msg(struct bp *p, const struct msg *m)
 {
     uint8_t body[FRAME_MAX_BODY];
     int n = msg_encode_body(m, body, sizeof(body));
-    if (n > 0)
+    if (n <= 0)
+        return;
+    if (p->is_ws)
+        (void)wscl_send_control(p->ws, body, (size_t)n);
+    else
         (void)roost_conn_send_control(p->c, body, (size_t)n);
 }
 
-static void q_open(struct roost_conn *c, void *arg)
+/* The connection is open: HELLO. */
+static void on_open(struct bp *p)
 {
-    (void)arg;
-    struct bp *p = roost_conn_user(c);
     struct msg m = {.type = MSG_HELLO};
     m.u.hello.min_version = 1;
     m.u.hello.max_version = 1;
     m.u.hello.client_name.ptr = (const uint8_t *)"roost-bench";
     m.u.hello.client_name.len = 11;
-    q_send_msg(p, &m);
+    send_msg(p, &m);
 }
 
-static void q_control(struct roost_conn *c, const uint8_t *body, size_t len, void *arg)
+/* One control message body: JOIN after WELCOME, then JOINED or
+ * JOIN_REJECTED. */
+static void on_control(struct bp *p, const uint8_t *body, size_t len)
 {
-    (void)arg;
-    struct bp *p = roost_conn_user(c);
     struct lthread *t = p->t;
     struct msg *m = &t->msg;
     if (msg_decode(body, len, m) != 0)
@@ -260,7 +275,7 @@ static void q_control(struct roost_conn *c, const uint8_t *body, size_t len, voi
         j.u.join.display_name.len = strlen(ident);
         p->st = BP_JOINING;
         p->t_join = mono_ns();
-        q_send_msg(p, &j);
+        send_msg(p, &j);
         break;
     }
     case MSG_JOINED:
@@ -272,6 +287,20 @@ static void q_control(struct roost_conn *c, const uint8_t *body, size_t len, voi
     default:
         break;
     }
+}
+
+/* ------------------------------------------------------------ QUIC */
+
+static void q_open(struct roost_conn *c, void *arg)
+{
+    (void)arg;
+    on_open(roost_conn_user(c));
+}
+
+static void q_control(struct roost_conn *c, const uint8_t *body, size_t len, void *arg)
+{
+    (void)arg;
+    on_control(roost_conn_user(c), body, len);
 }
 
 static void q_datagram(struct roost_conn *c, const uint8_t *data, size_t len, void *arg)
@@ -314,4 +343,58 @@ const struct roost_client_callbacks participant_quic_cbs = {
     .on_control = q_control,
     .on_datagram = q_datagram,
     .on_close = q_close,
+};
+
+/* ------------------------------------------------------- WebSocket */
+
+static void w_open(struct wscl *c, void *user)
+{
+    (void)c;
+    on_open(user);
+}
+
+static void w_message(struct wscl *c, const uint8_t *msg, size_t len, void *user)
+{
+    (void)c;
+    struct bp *p = user;
+    const uint8_t *body;
+    size_t bl;
+    switch (ws_msg_parse(msg, len, &body, &bl)) {
+    case WS_TAG_CONTROL:
+        on_control(p, body, bl);
+        break;
+    case WS_TAG_MEDIA: {
+        struct media_hdr h;
+        int off = media_r2c_decode(body, bl, &h);
+        if (off < 0) {
+            p->foreign++;
+            return;
+        }
+        participant_rx_frame(p, h.seq, body + off, bl - (size_t)off, mono_ns());
+        break;
+    }
+    default:
+        p->foreign++;
+        break;
+    }
+}
+
+static void w_close(struct wscl *c, enum wscl_end why, int64_t code, void *user)
+{
+    (void)c;
+    struct bp *p = user;
+    if (atomic_load_explicit(&p->t->L->phase, memory_order_relaxed) == PH_CLOSE ||
+        why == WSCL_END_LOCAL)
+        return;
+    if (why == WSCL_END_CLOSE)
+        participant_ended(p, mono_ns(), LOAD_END_CLOSED_APP,
+                          ws_app_from_close_code((uint16_t)code));
+    else
+        participant_ended(p, mono_ns(), LOAD_END_TCP, (uint64_t)code);
+}
+
+const struct wscl_cbs participant_ws_cbs = {
+    .on_open = w_open,
+    .on_message = w_message,
+    .on_close = w_close,
 };

@@ -1,7 +1,7 @@
 /* The participant model of the load generator: what one simulated
  * participant does. A speaker sends on its frame clock (talk-spurt schedule
  * from lib/client/talk, Opus frames from the audio table, bench payload
- * header with send time and index); over QUIC it says HELLO, mints its token
+ * header with send time and index); over QUIC or WebSocket it says HELLO, mints its token
  * and JOINs; as a receiver it tracks each speaker's sequence window (loss,
  * duplicates, reordering) and records one-way latency.
  *
@@ -32,5 +32,8 @@ void participant_ended(struct bp *p, uint64_t now, enum load_end_kind kind, uint
 /* lib/client callbacks of a participant's QUIC connection (user data: the
  * struct bp). */
 extern const struct roost_client_callbacks participant_quic_cbs;
+/* bench/wsclient callbacks of a WebSocket participant (user: the struct
+ * bp): the same HELLO, JOIN and media over docs/PROTOCOL.md §11. */
+extern const struct wscl_cbs participant_ws_cbs;
 
 #endif

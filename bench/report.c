@@ -261,6 +261,21 @@ void report_summary(FILE *f, const struct load_config *cfg, const struct load_re
             r->delivered, r->expected, r->lost, r->loss_ratio * 100, r->dup, r->reordered);
     fprintf(f, "  joins          %" PRIu64 " ok, %" PRIu64 " failed\n", r->joins_ok,
             r->joins_failed);
+    if (cfg->ws_per_room > 0) {
+        static const char *const tn[LOAD_TR_N] = {"QUIC", "WebSocket"};
+        for (int k = 0; k < LOAD_TR_N; k++) {
+            const struct load_transport_stat *x = &r->tr[k];
+            if (x->participants == 0)
+                continue;
+            fprintf(f,
+                    "  %-9s      %u participants (%" PRIu64 " joined): sent %" PRIu64
+                    ", received %" PRIu64 " of %" PRIu64 " (lost %" PRIu64
+                    "), latency p50 %.3f p99 %.3f ms\n",
+                    tn[k], x->participants, x->joins_ok, x->sent, x->rx_delivered, x->rx_expected,
+                    x->lost, (double)hist_quantile(x->latency, 0.5) / 1e6,
+                    (double)hist_quantile(x->latency, 0.99) / 1e6);
+        }
+    }
     if (r->storm_planned > 0) {
         double s = (double)r->window_ns / 1e9;
         fprintf(f,
@@ -319,10 +334,15 @@ void report_summary(FILE *f, const struct load_config *cfg, const struct load_re
 static const char *end_kind_name(uint8_t k)
 {
     static const char *const names[LOAD_END_KINDS] = {
-        [LOAD_END_REJECTED] = "rejected",       [LOAD_END_CLOSED_APP] = "closed_app",
-        [LOAD_END_CLOSED_QUIC] = "closed_quic", [LOAD_END_RESET] = "stateless_reset",
-        [LOAD_END_IDLE] = "idle_timeout",       [LOAD_END_LOCAL] = "local_error",
-        [LOAD_END_TIMEOUT] = "join_timeout",    [LOAD_END_SETUP] = "bench_setup",
+        [LOAD_END_REJECTED] = "rejected",
+        [LOAD_END_CLOSED_APP] = "closed_app",
+        [LOAD_END_CLOSED_QUIC] = "closed_quic",
+        [LOAD_END_RESET] = "stateless_reset",
+        [LOAD_END_IDLE] = "idle_timeout",
+        [LOAD_END_LOCAL] = "local_error",
+        [LOAD_END_TIMEOUT] = "join_timeout",
+        [LOAD_END_SETUP] = "bench_setup",
+        [LOAD_END_TCP] = "ws_tcp",
     };
     return k < LOAD_END_KINDS ? names[k] : "unknown";
 }
@@ -401,6 +421,30 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
         jw_obj_end(w);
     }
     jw_arr_end(w);
+    /* Per transport: senders (their frames and their delivery to every
+     * receiver) and receivers (frames expected and delivered at them). */
+    jw_obj(w, "transports");
+    for (int k = 0; k < LOAD_TR_N; k++) {
+        const struct load_transport_stat *x = &r->tr[k];
+        jw_obj(w, k == LOAD_TR_WS ? "ws" : "quic");
+        jw_u64(w, "participants", x->participants);
+        jw_u64(w, "speakers", x->speakers);
+        jw_u64(w, "joins_ok", x->joins_ok);
+        jw_u64(w, "joins_failed", x->joins_failed);
+        jw_u64(w, "closed_early", x->closed_early);
+        jw_u64(w, "target", x->target);
+        jw_u64(w, "sent", x->sent);
+        jw_u64(w, "skipped", x->skipped);
+        jw_u64(w, "failed", x->failed);
+        jw_u64(w, "sent_expected", x->tx_expected);
+        jw_u64(w, "sent_delivered", x->tx_delivered);
+        jw_u64(w, "expected", x->rx_expected);
+        jw_u64(w, "delivered", x->rx_delivered);
+        jw_u64(w, "lost", x->lost);
+        hist_json(w, "latency_ns", x->latency);
+        jw_obj_end(w);
+    }
+    jw_obj_end(w);
     jw_bool(w, "relay_gone", r->relay_gone);
     if (r->storm_planned > 0) {
         jw_obj(w, "join_storm");
@@ -424,6 +468,9 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
                                    : "media datagrams delivered to the bench (lower bound)");
     jw_dbl(w, "egress_datagrams_per_cpu_s", report_egress_per_cpu_s(r));
     jw_dbl(w, "delivered_frames_per_cpu_s", report_delivered_per_cpu_s(r));
+    jw_dbl(w, "cpu_us_per_delivered_frame",
+           r->server_cpu_s >= 0 && r->delivered > 0 ? r->server_cpu_s * 1e6 / (double)r->delivered
+                                                    : NAN);
     jw_i64(w, "rss_before_kb", r->rss_before_kb);
     jw_i64(w, "rss_joined_kb", r->rss_joined_kb);
     if (r->rss_before_kb >= 0 && r->rss_joined_kb >= 0 && r->joins_ok > 0)
@@ -498,6 +545,7 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
             jw_u64(w, "idx", x->idx);
             jw_u64(w, "room", x->room);
             jw_u64(w, "member", x->member);
+            jw_str(w, "transport", x->transport == LOAD_TR_WS ? "ws" : "quic");
             jw_u64(w, "expected", x->expected);
             jw_u64(w, "delivered", x->delivered);
             jw_u64(w, "lost", x->lost);
@@ -513,6 +561,7 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
             jw_u64(w, "idx", x->idx);
             jw_u64(w, "room", x->room);
             jw_u64(w, "member", x->member);
+            jw_str(w, "transport", x->transport == LOAD_TR_WS ? "ws" : "quic");
             jw_u64(w, "target", x->target);
             jw_u64(w, "sent", x->sent);
             jw_u64(w, "skipped", x->skipped);

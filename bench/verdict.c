@@ -112,6 +112,12 @@ static void ends_text(const struct load_result *res, bool joined, char *out, siz
             w = snprintf(out + n, cap - n, "%sidle timeout (the relay stopped answering) x%llu",
                          sep, (unsigned long long)e->n);
             break;
+        case LOAD_END_TCP:
+            w = snprintf(out + n, cap - n,
+                         "%sWebSocket connection failed or ended without a Close (code %lld) "
+                         "x%llu",
+                         sep, (long long)(int64_t)e->code, (unsigned long long)e->n);
+            break;
         case LOAD_END_TIMEOUT:
             w = snprintf(out + n, cap - n, "%sno answer within the join timeout x%llu", sep,
                          (unsigned long long)e->n);
