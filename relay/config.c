@@ -466,10 +466,8 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_CPUS:
     case K_LOG_LEVEL:
-    case K_COUNT:
-    case K_TOTAL:
         break;
-    default: /* [cluster] */
+    default: /* [cluster]: K_COUNT.. (config_cluster.c) */
         rc = config_cluster_set(c, (unsigned)(id - K_COUNT), value, v, err, err_len);
         if (rc == ROOST_EINVAL)
             return rc;
