@@ -405,7 +405,7 @@ uint32_t cluster_gate(struct cluster *c, struct relay_worker *rw, const uint8_t 
             drop(cw, e);
         count(&c->joins_rejected);
         *reason = REJECT_REASON;
-        *retry_ms = 1000;
+        *retry_ms = c->dc.timing.wait_ms;
         return PROTO_ERR_SERVER_FULL;
     }
     count(&c->joins_waited);

@@ -28,7 +28,7 @@
  * the new round has not reached yet, so a live id is never issued twice
  * (PROTOCOL.md §4: unique while the participant lives). The skip list is
  * rebuilt at each wrap: O(members) once per 2^32 / n_workers joins.
- * With a cluster prefix (room_limits.pid_prefix, issue 18) the prefix is
+ * With a cluster prefix (room_limits.pid_prefix, issue 18; PROTOCOL.md §4) the prefix is
  * the top byte and the rule above works on the low 24 bits (2^24 /
  * n_workers ids per worker between wraps). */
 #define PID_LOCAL_MASK 0x00ffffffu

@@ -74,7 +74,7 @@ struct room_limits {
     uint64_t kfreq_window_ns;       /* KEYFRAME_REQUEST suppression; 0: ..._KFREQ_WINDOW_NS */
     uint64_t quality_interval_ns;   /* QUALITY period (room_shard_quality); 0: 1 s */
     /* Cluster (issue 18): 1..255 makes every participant id this relay
-     * issues carry it as its top byte (PROTOCOL.md §3), so relays with
+     * issues carry it as its top byte (PROTOCOL.md §4), so relays with
      * different prefixes never issue the same id; 0: the whole u32. */
     uint8_t pid_prefix;
 };
