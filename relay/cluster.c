@@ -361,7 +361,7 @@ void cluster_on_msg(struct relay_worker *rw, const struct worker_msg *msg)
     struct cluster *c = rw->r->cluster;
     struct cmsg *m = msg->u.ptr[0];
     struct cluster_worker *cw = c != NULL ? worker_of(c, rw) : NULL;
-    if (cw == NULL) {
+    if (cw == NULL || cw->rw == NULL) {
         cluster_msg_discard(msg);
         return;
     }
@@ -468,19 +468,14 @@ static void retry_tick(struct timer *t, uint64_t now, void *arg)
     timer_arm(worker_timers(cw->rw->w), t, now + RETRY_NS);
 }
 
-int cluster_worker_start(struct cluster *c, struct relay_worker *rw)
+void cluster_worker_start(struct cluster *c, struct relay_worker *rw)
 {
     if (c == NULL)
-        return 0;
-    struct cluster_worker *cw = calloc(1, sizeof(*cw));
-    if (cw == NULL)
-        return ROOST_ENOMEM;
-    cw->c = c;
+        return;
+    struct cluster_worker *cw = c->cw[worker_id(rw->w)]; /* made by cluster_new */
     cw->rw = rw;
     timer_init(&cw->retry, retry_tick, cw);
     timer_arm(worker_timers(rw->w), &cw->retry, worker_now(rw->w) + RETRY_NS);
-    c->cw[worker_id(rw->w)] = cw;
-    return 0;
 }
 
 void cluster_worker_stop(struct cluster *c, struct relay_worker *rw)
@@ -488,8 +483,6 @@ void cluster_worker_stop(struct cluster *c, struct relay_worker *rw)
     if (c == NULL)
         return;
     struct cluster_worker *cw = worker_of(c, rw);
-    if (cw == NULL)
-        return;
     timer_cancel(worker_timers(rw->w), &cw->retry);
     for (uint32_t b = 0; b < BUCKETS; b++)
         while (cw->b[b] != NULL) {
@@ -498,8 +491,7 @@ void cluster_worker_stop(struct cluster *c, struct relay_worker *rw)
             dir_lease_put(e->lease); /* dir_del releases what it still holds */
             free(e);
         }
-    c->cw[worker_id(rw->w)] = NULL;
-    free(cw);
+    cw->n_need = 0;
 }
 
 /* ------------------------------------------------------------- lifecycle */
@@ -578,6 +570,17 @@ int cluster_new(struct cluster **out, struct relay *r, const struct relay_config
         free(c);
         return ROOST_EINVAL;
     }
+    unsigned n = relay_workers(r);
+    for (unsigned i = 0; i < n && i < WORKER_MAX; i++) {
+        c->cw[i] = calloc(1, sizeof(*c->cw[i]));
+        if (c->cw[i] == NULL) {
+            for (unsigned j = 0; j < i; j++)
+                free(c->cw[j]);
+            free(c);
+            return ROOST_ENOMEM;
+        }
+        c->cw[i]->c = c;
+    }
     pthread_mutex_init(&c->mu, NULL);
     *out = c;
     return 0;
@@ -630,6 +633,8 @@ void cluster_del(struct cluster *c)
     if (c == NULL)
         return;
     cluster_stop(c);
+    for (unsigned i = 0; i < WORKER_MAX; i++)
+        free(c->cw[i]); /* their entries went with cluster_worker_stop */
     pthread_mutex_destroy(&c->mu);
     free(c);
 }

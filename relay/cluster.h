@@ -86,7 +86,7 @@ void cluster_del(struct cluster *c);
 #define CLUSTER_MSG_LOST 0x0381    /* u.ptr[0]: a lost lease */
 #define CLUSTER_MSG_LAST 0x03bf
 
-int cluster_worker_start(struct cluster *c, struct relay_worker *rw);
+void cluster_worker_start(struct cluster *c, struct relay_worker *rw);
 void cluster_worker_stop(struct cluster *c, struct relay_worker *rw);
 void cluster_on_msg(struct relay_worker *rw, const struct worker_msg *msg);
 void cluster_msg_discard(const struct worker_msg *msg);

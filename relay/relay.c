@@ -111,7 +111,8 @@ static int w_start(struct worker *w, void *arg)
     }
     timer_init(&rw->quality, relay_quality_tick, rw);
     timer_arm(worker_timers(w), &rw->quality, worker_now(w) + room_shared_quality_interval(r->rsh));
-    return cluster_worker_start(r->cluster, rw);
+    cluster_worker_start(r->cluster, rw);
+    return 0;
 }
 
 static void w_stop(struct worker *w, void *arg)
