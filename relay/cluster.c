@@ -694,6 +694,9 @@ int cluster_metrics_text(const struct cluster *c, char *buf, size_t cap)
           "JOINs of a room not placed here that waited for its claim.", joins_waited),
         F("roost_cluster_joins_rejected_total", "counter",
           "JOINs rejected because the directory was unavailable.", joins_rejected),
+        F("roost_cluster_claim_failures_total", "counter",
+          "Claims that failed (Redis unavailable): new rooms refused, placed rooms retried.",
+          claim_failures),
 #undef F
     };
     size_t off = 0;

@@ -364,7 +364,7 @@ static void test_redis_down_and_back(void **state)
     uint16_t ap = admin_port(adm);
     struct roost_client *cl;
     assert_int_equal(test_client_new(&cl), 0);
-    static struct part p1, p2, p3, p4;
+    static struct part p1, p2, p3, p4, p5;
 
     join_one(cl, &a, &p1, "placed", "alice");
     assert_true(p1.joined);
@@ -393,6 +393,11 @@ static void test_redis_down_and_back(void **state)
     fprintf(stderr, "# JOIN of a new room rejected after %llu ms (join_wait %u ms)\n",
             (unsigned long long)(redis_test_now_ms() - t0), JOIN_WAIT_MS);
     assert_true(http_until(ap, "/metrics", "roost_cluster_joins_rejected_total 1"));
+    /* The placed room's lease lapses (Redis cannot renew it) and its claim
+     * again fails too: the room keeps serving and is retried later. */
+    assert_true(http_until(ap, "/metrics", "roost_cluster_claim_failures_total 2"));
+    join_one(cl, &a, &p5, "placed", "erin");
+    assert_true(p5.joined);
 
     /* Redis is back on the same port, empty: no restart of the relay. */
     assert_int_equal(redis_server_restart(&rs), 0);
@@ -409,6 +414,7 @@ static void test_redis_down_and_back(void **state)
     leave_one(cl, &p1);
     leave_one(cl, &p2);
     leave_one(cl, &p4);
+    leave_one(cl, &p5);
     roost_client_del(cl);
     admin_del(adm);
     test_relay_stop(&a);
