@@ -498,6 +498,12 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"conn_byte_rate", cfg->conn_byte_rate != r->cfg.conn_byte_rate},
         {"addr_packet_rate", cfg->addr_pkt_rate != r->cfg.addr_pkt_rate},
         {"addr_byte_rate", cfg->addr_byte_rate != r->cfg.addr_byte_rate},
+        {"[cluster]", strcmp(cfg->cluster.redis_host, r->cfg.cluster.redis_host) != 0 ||
+                          cfg->cluster.redis_port != r->cfg.cluster.redis_port ||
+                          strcmp(cfg->cluster_relay_id, r->cfg.cluster_relay_id) != 0 ||
+                          strcmp(cfg->cluster_trunk_listen, r->cfg.cluster_trunk_listen) != 0 ||
+                          cfg->cluster.pid_prefix != r->cfg.cluster.pid_prefix ||
+                          cfg->cluster.timing.lease_ms != r->cfg.cluster.timing.lease_ms},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (fixed[i].changed)
