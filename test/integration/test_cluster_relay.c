@@ -10,7 +10,7 @@
  *     generation; the last member leaving a relay reports gone, and the
  *     home's last member leaving deletes the lease;
  *   - Redis killed: /healthz says degraded and /metrics roost_cluster_up 0,
- *     a placed room takes new members, a JOIN of a new room is rejected
+ *     a placed room takes new members and relays media, a JOIN of a new room is rejected
  *     (SERVER_FULL, after join_wait), /cluster/place answers 503; Redis
  *     restarted on the same port: new rooms join without restarting the
  *     relay, the placed room is home again, /cluster/place and /rooms/{id}
@@ -169,6 +169,17 @@ static void join_one(struct roost_client *cl, struct test_relay *tr, struct part
     setup_part(tr, p, room, who);
     assert_int_equal(part_connect(cl, tr->port, p), 0);
     assert_true(echo_client_until(cl, answered, p, WAIT_MS));
+}
+
+struct got {
+    struct part *p;
+    uint32_t n;
+};
+
+static bool got_media(void *arg)
+{
+    struct got *g = arg;
+    return g->p->n_media >= g->n;
 }
 
 static void leave_one(struct roost_client *cl, struct part *p)
@@ -386,6 +397,10 @@ static void test_redis_down_and_back(void **state)
      * the join wait. */
     join_one(cl, &a, &p2, "placed", "bob");
     assert_true(p2.joined);
+    for (uint32_t k = 0; k < 5; k++)
+        assert_int_equal(part_send(&p1, k), 0);
+    struct got g = {&p2, 5};
+    assert_true(echo_client_until(cl, got_media, &g, WAIT_MS));
     uint64_t t0 = redis_test_now_ms();
     join_one(cl, &a, &p3, "fresh", "carol");
     assert_false(p3.joined);
