@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "relay/cluster.h"
 #include "relay/metrics.h"
 #include "relay/relay.h"
 
@@ -237,6 +238,62 @@ static json_t *rooms_json(struct admin *a, const char *only, bool *found)
     return json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(rooms), "rooms", rooms);
 }
 
+/* --------------------------------------------------------------- cluster */
+
+/* GET /cluster/place?room=R (docs/CLUSTER.md 1.7): a bounded wait, and
+ * none at all while Redis is known to be down. */
+static enum MHD_Result cluster_place(struct admin *a, struct MHD_Connection *conn)
+{
+    struct cluster *c = relay_cluster(a->r);
+    const char *room = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "room");
+    if (c == NULL)
+        return reply_json(conn, 404, json_pack("{s:s}", "error", "no [cluster] configured"));
+    if (room == NULL || *room == '\0' || strlen(room) > 64)
+        return reply_json(conn, 400, json_pack("{s:s}", "error", "expected ?room=ID (1-64 bytes)"));
+    if (!cluster_up(c))
+        return reply_json(conn, 503, json_pack("{s:s}", "error", "redis unavailable"));
+    struct cluster_answer an;
+    int rc = cluster_ask(c, DIR_OP_PLACE, room, strlen(room), &an);
+    if (rc != 0 || an.err != 0)
+        return reply_json(conn, 503,
+                          json_pack("{s:s}", "error",
+                                    rc != 0        ? roost_strerror(rc)
+                                    : an.reason[0] ? an.reason
+                                                   : "failed"));
+    /* Clients use the relay's trunk host with the cluster's client port. */
+    char addr[DIR_ADDR_MAX + 16];
+    snprintf(addr, sizeof(addr), "%s", an.place.addr);
+    char *colon = strrchr(addr, ':');
+    if (colon != NULL)
+        snprintf(colon, sizeof(addr) - (size_t)(colon - addr), ":%u", relay_port(a->r));
+    json_t *home = an.has_home ? json_pack("{s:s, s:I, s:b}", "relay_id", an.home_id, "gen",
+                                           (json_int_t)an.gen, "self", an.home_is_self)
+                               : json_null();
+    return reply_json(conn, 200,
+                      json_pack("{s:s, s:s, s:s, s:s, s:b, s:o}", "room", room, "relay_id",
+                                an.place.id, "address", addr, "trunk_address", an.place.addr,
+                                "is_home", an.place_is_home, "home", home));
+}
+
+/* The room's home as Redis has it, for /rooms/{id}. */
+static json_t *cluster_home_json(struct admin *a, const char *room)
+{
+    struct cluster *c = relay_cluster(a->r);
+    if (c == NULL)
+        return NULL;
+    if (!cluster_up(c))
+        return json_pack("{s:s}", "error", "redis unavailable");
+    struct cluster_answer an;
+    int rc = cluster_ask(c, DIR_OP_LOOKUP, room, strlen(room), &an);
+    if (rc != 0 || an.err != 0)
+        return json_pack("{s:s}", "error", rc != 0 ? roost_strerror(rc) : an.reason);
+    if (!an.has_home)
+        return json_null();
+    return json_pack("{s:s, s:s, s:b, s:I, s:I}", "relay_id", an.home_id, "address", an.home_addr,
+                     "self", an.home_is_self, "gen", (json_int_t)an.gen, "lease_ttl_ms",
+                     (json_int_t)an.lease_ttl_ms);
+}
+
 /* -------------------------------------------------------------- dispatch */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -257,9 +314,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return reply_text(conn, 500, "out of memory\n");
         return reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     }
-    if (strcmp(url, "/healthz") == 0)
-        return relay_draining(a->r) ? reply_text(conn, 503, "draining\n")
-                                    : reply_text(conn, 200, "ok\n");
+    if (strcmp(url, "/healthz") == 0) {
+        if (relay_draining(a->r))
+            return reply_text(conn, 503, "draining\n");
+        /* Placed rooms keep working without Redis: degraded, not down. */
+        if (relay_cluster(a->r) != NULL && !cluster_up(relay_cluster(a->r)))
+            return reply_text(conn, 200,
+                              "degraded: cluster redis unavailable, new rooms refused\n");
+        return reply_text(conn, 200, "ok\n");
+    }
+    if (strcmp(url, "/cluster/place") == 0)
+        return cluster_place(a, conn);
     if (strcmp(url, "/capacity") == 0)
         return reply_json(conn, 200, capacity_json(a));
     bool found;
@@ -272,6 +337,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             json_decref(j);
             return reply_json(conn, 404, json_pack("{s:s}", "error", "no such room"));
         }
+        json_t *home = cluster_home_json(a, url + 7);
+        if (home != NULL)
+            json_object_set_new(j, "home", home);
         return reply_json(conn, 200, j);
     }
     return reply_text(conn, 404, "not found: try /metrics /capacity /rooms /healthz\n");

@@ -1,4 +1,5 @@
 #include "relay/config.h"
+#include "relay/config_int.h"
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
@@ -65,7 +66,8 @@ enum key_id {
     K_CONN_BYTE_RATE,
     K_ADDR_PKT_RATE,
     K_ADDR_BYTE_RATE,
-    K_COUNT,
+    K_COUNT, /* then the [cluster] keys (config_cluster.c) */
+    K_TOTAL = K_COUNT + CONFIG_CLUSTER_NKEYS,
 };
 
 #define S (1000000000ull)
@@ -165,99 +167,30 @@ static const struct config_key keys[K_COUNT] = {
 #undef STR
 #undef STR_
 
+/* Both tables as one (config_keys), made at the first call. */
+static struct config_key all_keys[K_TOTAL];
+
 const struct config_key *config_keys(size_t *n)
 {
-    *n = K_COUNT;
-    return keys;
+    if (all_keys[0].name == NULL) {
+        memcpy(all_keys, keys, sizeof(keys));
+        memcpy(all_keys + K_COUNT, config_cluster_keys, sizeof(config_cluster_keys));
+    }
+    *n = K_TOTAL;
+    return all_keys;
+}
+
+static const struct config_key *key_at(int id)
+{
+    return id < K_COUNT ? &keys[id] : &config_cluster_keys[id - K_COUNT];
 }
 
 static int key_find(const char *name)
 {
-    for (int i = 0; i < K_COUNT; i++)
-        if (strcmp(keys[i].name, name) == 0)
+    for (int i = 0; i < K_TOTAL; i++)
+        if (strcmp(key_at(i)->name, name) == 0)
             return i;
     return -1;
-}
-
-/* ------------------------------------------------------------- parsers */
-
-static int parse_u64(const char *s, uint64_t *v, const char **end)
-{
-    char *e;
-    if (*s < '0' || *s > '9')
-        return ROOST_EINVAL;
-    errno = 0;
-    unsigned long long x = strtoull(s, &e, 10);
-    if (errno != 0)
-        return ROOST_ERANGE;
-    *v = x;
-    *end = e;
-    return 0;
-}
-
-int config_parse_duration(const char *s, uint64_t *ns)
-{
-    uint64_t v;
-    const char *u;
-    int rc = parse_u64(s, &v, &u);
-    if (rc != 0)
-        return rc;
-    uint64_t mul;
-    if (*u == '\0' || strcmp(u, "s") == 0)
-        mul = 1000000000ull;
-    else if (strcmp(u, "ms") == 0)
-        mul = 1000000ull;
-    else if (strcmp(u, "m") == 0 || strcmp(u, "min") == 0)
-        mul = 60ull * 1000000000ull;
-    else if (strcmp(u, "h") == 0)
-        mul = 3600ull * 1000000000ull;
-    else
-        return ROOST_EINVAL;
-    if (v > UINT64_MAX / mul)
-        return ROOST_ERANGE;
-    *ns = v * mul;
-    return 0;
-}
-
-int config_parse_size(const char *s, uint64_t *bytes)
-{
-    uint64_t v;
-    const char *u;
-    int rc = parse_u64(s, &v, &u);
-    if (rc != 0)
-        return rc;
-    unsigned shift;
-    if (*u == '\0' || strcasecmp(u, "b") == 0)
-        shift = 0;
-    else if (strcasecmp(u, "k") == 0 || strcasecmp(u, "kb") == 0 || strcasecmp(u, "kib") == 0)
-        shift = 10;
-    else if (strcasecmp(u, "m") == 0 || strcasecmp(u, "mb") == 0 || strcasecmp(u, "mib") == 0)
-        shift = 20;
-    else if (strcasecmp(u, "g") == 0 || strcasecmp(u, "gb") == 0 || strcasecmp(u, "gib") == 0)
-        shift = 30;
-    else
-        return ROOST_EINVAL;
-    if (v > (UINT64_MAX >> shift))
-        return ROOST_ERANGE;
-    *bytes = v << shift;
-    return 0;
-}
-
-static int parse_bool(const char *s, bool *out)
-{
-    static const char *const yes[] = {"true", "yes", "on", "1"};
-    static const char *const no[] = {"false", "no", "off", "0"};
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(s, yes[i]) == 0) {
-            *out = true;
-            return 0;
-        }
-        if (strcasecmp(s, no[i]) == 0) {
-            *out = false;
-            return 0;
-        }
-    }
-    return ROOST_EINVAL;
 }
 
 /* ------------------------------------------------------------- storage */
@@ -332,7 +265,7 @@ int config_set(struct config *c, const char *name, const char *value, const char
         ferr(err, err_len, "unknown key '%s'", name);
         return ROOST_ENOENT;
     }
-    const struct config_key *k = &keys[id];
+    const struct config_key *k = key_at(id);
     struct relay_config *r = &c->relay;
     uint64_t v = 0;
     bool b = false;
@@ -344,7 +277,7 @@ int config_set(struct config *c, const char *name, const char *value, const char
     case CONFIG_SIZE:
         if (k->type == CONFIG_UINT) {
             const char *end;
-            rc = parse_u64(value, &v, &end);
+            rc = config_parse_u64(value, &v, &end);
             if (rc == 0 && *end != '\0')
                 rc = ROOST_EINVAL;
         } else if (k->type == CONFIG_DURATION) {
@@ -370,7 +303,7 @@ int config_set(struct config *c, const char *name, const char *value, const char
         }
         break;
     case CONFIG_BOOL:
-        if (parse_bool(value, &b) != 0) {
+        if (config_parse_bool(value, &b) != 0) {
             ferr(err, err_len, "%s", "expected true or false");
             return ROOST_EINVAL;
         }
@@ -533,7 +466,11 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_CPUS:
     case K_LOG_LEVEL:
-    case K_COUNT:
+        break;
+    default: /* [cluster]: K_COUNT.. (config_cluster.c) */
+        rc = config_cluster_set(c, (unsigned)(id - K_COUNT), value, v, err, err_len);
+        if (rc == ROOST_EINVAL)
+            return rc;
         break;
     }
     if (rc != 0) {
@@ -549,16 +486,16 @@ int config_set(struct config *c, const char *name, const char *value, const char
 int config_init(struct config *c)
 {
     memset(c, 0, sizeof(*c));
-    c->strs = calloc(K_COUNT, sizeof(*c->strs));
-    c->origin = calloc(K_COUNT, sizeof(*c->origin));
-    c->set = calloc(K_COUNT, sizeof(*c->set));
+    c->strs = calloc(K_TOTAL, sizeof(*c->strs));
+    c->origin = calloc(K_TOTAL, sizeof(*c->origin));
+    c->set = calloc(K_TOTAL, sizeof(*c->set));
     if (c->strs == NULL || c->origin == NULL || c->set == NULL) {
         config_free(c);
         return ROOST_ENOMEM;
     }
-    for (int i = 0; i < K_COUNT; i++) {
+    for (int i = 0; i < K_TOTAL; i++) {
         char err[128];
-        int rc = config_set(c, keys[i].name, keys[i].def, NULL, 0, err, sizeof(err));
+        int rc = config_set(c, key_at(i)->name, key_at(i)->def, NULL, 0, err, sizeof(err));
         if (rc != 0) {
             config_free(c);
             return rc;
@@ -571,7 +508,7 @@ int config_init(struct config *c)
 void config_free(struct config *c)
 {
     if (c->strs != NULL)
-        for (int i = 0; i < K_COUNT; i++)
+        for (int i = 0; i < K_TOTAL; i++)
             free(c->strs[i]);
     free(c->strs);
     free(c->origin);
@@ -662,8 +599,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
         report(x, name, "unknown key");
         return 1;
     }
-    if (strcmp(section, keys[id].section) != 0) {
-        snprintf(msg, sizeof(msg), "belongs in section [%s], found in [%s]", keys[id].section,
+    if (strcmp(section, key_at(id)->section) != 0) {
+        snprintf(msg, sizeof(msg), "belongs in section [%s], found in [%s]", key_at(id)->section,
                  section);
         report(x, name, msg);
         return 1;
@@ -738,7 +675,7 @@ static int verr(const struct config *c, int id, config_error_cb cb, void *arg, c
 {
     if (cb != NULL)
         cb(arg, c->origin[id].file ? c->origin[id].file : (c->file ? c->file : "command line"),
-           c->origin[id].line, keys[id].name, msg);
+           c->origin[id].line, key_at(id)->name, msg);
     return 1;
 }
 
@@ -817,5 +754,5 @@ int config_validate(const struct config *c, config_error_cb cb, void *arg)
             n += verr(c, K_WEB_ROOT, cb, arg, msg);
         }
     }
-    return n;
+    return n + config_cluster_validate(c, K_COUNT, verr, cb, arg);
 }

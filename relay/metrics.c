@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/memstat.h"
+#include "relay/cluster.h"
 #include "relay/relay.h"
 
 /* Growing text buffer; a failed allocation sticks and is reported once. */
@@ -377,6 +378,10 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     PER_WORKER(&b, "roost_worker_batch_holds_cut_total", "counter",
                "Turn cadence waits cut short by a control message, a post or stop.",
                s->worker.hold_ctl);
+
+    char cl[4096];
+    if (relay_cluster(r) != NULL && cluster_metrics_text(relay_cluster(r), cl, sizeof(cl)) > 0)
+        put(&b, "%s", cl);
 
     free(ws);
     if (b.nomem) {

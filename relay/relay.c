@@ -22,6 +22,7 @@
 #include "core/worker.h"
 #include "proto/token.h"
 #include "quic/quic.h"
+#include "relay/cluster.h"
 #include "room/room.h"
 #include "ws/ws.h"
 
@@ -50,6 +51,10 @@ static void relay_on_msg(struct worker *w, const struct worker_msg *msg, void *a
         session_members_done(msg->u.ptr[0]);
         break;
     default:
+        if (msg->type >= CLUSTER_MSG_FIRST && msg->type <= CLUSTER_MSG_LAST) {
+            cluster_on_msg(rw, msg);
+            break;
+        }
         log_warn("event=unknown_ring_msg type=0x%x", msg->type);
         break;
     }
@@ -60,6 +65,8 @@ static void relay_msg_discard(const struct worker_msg *msg)
 {
     if (msg->type == RELAY_MSG_MEMBERS)
         session_members_done(msg->u.ptr[0]); /* the waiter must not hang at shutdown */
+    if (msg->type >= CLUSTER_MSG_FIRST && msg->type <= CLUSTER_MSG_LAST)
+        cluster_msg_discard(msg);
 }
 
 static int w_start(struct worker *w, void *arg)
@@ -104,6 +111,7 @@ static int w_start(struct worker *w, void *arg)
     }
     timer_init(&rw->quality, relay_quality_tick, rw);
     timer_arm(worker_timers(w), &rw->quality, worker_now(w) + room_shared_quality_interval(r->rsh));
+    cluster_worker_start(r->cluster, rw);
     return 0;
 }
 
@@ -123,6 +131,7 @@ static void w_stop(struct worker *w, void *arg)
     struct room_shard *rs = relay_worker_shard(rw);
     atomic_store_explicit(&rw->rs, NULL, memory_order_relaxed);
     room_shard_del(rs);
+    cluster_worker_stop(r->cluster, rw);
 }
 
 static void w_turn_end(struct worker *w, void *arg)
@@ -267,8 +276,13 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
                               .keyframe_cap = cfg->keyframe_cap,
                               .prefill_ms = cfg->prefill_ms,
                               .kfreq_window_ns = cfg->kfreq_window_ns,
-                              .quality_interval_ns = cfg->quality_interval_ns};
+                              .quality_interval_ns = cfg->quality_interval_ns,
+                              .pid_prefix =
+                                  cfg->cluster.redis_host[0] ? cfg->cluster.pid_prefix : 0};
     rc = room_shared_new(&r->rsh, r->n_workers, &lim);
+    if (rc != 0)
+        goto fail;
+    rc = cluster_new(&r->cluster, r, cfg);
     if (rc != 0)
         goto fail;
     struct worker_config wc = {
@@ -294,9 +308,14 @@ fail:
 
 int relay_start(struct relay *r)
 {
-    int rc = worker_pool_start(r->pool);
-    if (rc == 0)
+    int rc = cluster_start(r->cluster); /* before workers claim rooms */
+    if (rc != 0)
+        return rc;
+    rc = worker_pool_start(r->pool);
+    if (rc == 0) {
         r->started = true;
+        cluster_set_stats_ok(r->cluster, true);
+    }
     return rc;
 }
 
@@ -322,14 +341,21 @@ void relay_request_stop(struct relay *r)
 
 void relay_stop(struct relay *r)
 {
+    cluster_quiesce(r->cluster); /* no more reads of the workers' counters */
     if (r->pool != NULL)
         worker_pool_stop(r->pool);
+    /* After the workers: answers still coming find the pool closed. */
+    cluster_stop(r->cluster);
 }
 
 void relay_del(struct relay *r)
 {
     if (r == NULL)
         return;
+    cluster_quiesce(r->cluster);
+    if (r->pool != NULL)
+        worker_pool_stop(r->pool);
+    cluster_del(r->cluster);  /* its callbacks post to the pool: before it goes */
     worker_pool_del(r->pool); /* stops and joins */
     /* Snapshots and rooms retired with call_rcu must be freed before the
      * room tables go. */
@@ -472,6 +498,12 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"conn_byte_rate", cfg->conn_byte_rate != r->cfg.conn_byte_rate},
         {"addr_packet_rate", cfg->addr_pkt_rate != r->cfg.addr_pkt_rate},
         {"addr_byte_rate", cfg->addr_byte_rate != r->cfg.addr_byte_rate},
+        {"[cluster]", strcmp(cfg->cluster.redis_host, r->cfg.cluster.redis_host) != 0 ||
+                          cfg->cluster.redis_port != r->cfg.cluster.redis_port ||
+                          strcmp(cfg->cluster_relay_id, r->cfg.cluster_relay_id) != 0 ||
+                          strcmp(cfg->cluster_trunk_listen, r->cfg.cluster_trunk_listen) != 0 ||
+                          cfg->cluster.pid_prefix != r->cfg.cluster.pid_prefix ||
+                          cfg->cluster.timing.lease_ms != r->cfg.cluster.timing.lease_ms},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (fixed[i].changed)
@@ -482,4 +514,9 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
 unsigned relay_room_owner(struct relay *r, const char *room, size_t len)
 {
     return room_shared_owner(r->rsh, (const uint8_t *)room, len);
+}
+
+struct cluster *relay_cluster(struct relay *r)
+{
+    return r->cluster;
 }

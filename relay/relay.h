@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/dirtime.h"
 #include "core/worker.h"
 #include "quic/quic.h"
 #include "room/room.h"
@@ -25,6 +26,21 @@ struct relay;
 /* The config file's default turn cadence (docs/BENCHMARKS.md, "turn
  * cadence"); a zeroed relay_config (tests) runs without it. */
 #define RELAY_DEFAULT_TURN_BATCH_US 250
+
+/* The Redis directory of a cluster relay ([cluster] in docs/CONFIG.md). */
+struct relay_cluster_config {
+    char redis_host[256]; /* "": no directory, the relay is alone */
+    uint16_t redis_port;
+    char redis_password[256];      /* AUTH; "" none */
+    char redis_password_file[256]; /* read at start when redis_password is "" */
+    int redis_db;                  /* SELECT when > 0 */
+    char key_prefix[64];           /* "": "roost" */
+    char trunk_advertise[256];     /* registered trunk address; "": cluster_trunk_listen */
+    uint8_t pid_prefix;            /* 1..255, unique per relay (PROTOCOL.md §3) */
+    /* lease_ms, refresh_ms, wait_ms (the bound a JOIN of an unplaced room
+     * waits for Redis), connect/cmd timeouts; zeros: defaults. */
+    struct dir_timing timing;
+};
 
 struct relay_config {
     const char *addr;   /* numeric IPv4/IPv6; NULL: 127.0.0.1 */
@@ -70,6 +86,13 @@ struct relay_config {
     /* Worker runtime (tests): messages per ring and spilled requests per
      * destination (lib/core/worker.h); 0: the runtime's defaults. */
     unsigned ring_capacity, spill_max;
+    /* Cluster (issue 18, docs/CLUSTER.md; relay/config_cluster.c parses
+     * them). cluster_trunk_listen "" = no trunk listener. */
+    char cluster_relay_id[256];
+    char cluster_trunk_listen[256];
+    char cluster_secret_file[256];
+    /* The directory (relay/cluster.c): on when cluster.redis_host is set. */
+    struct relay_cluster_config cluster;
 };
 
 /* Totals over every worker (relaxed reads; may lag by a loop turn). */
@@ -199,5 +222,8 @@ struct relay_member_info {
 int relay_members(struct relay *r, struct relay_member_info **out, size_t *n);
 /* The worker owning a room id. Any thread. */
 unsigned relay_room_owner(struct relay *r, const char *room, size_t len);
+/* The cluster directory (relay/cluster.h), NULL without [cluster] redis.
+ * Any thread. */
+struct cluster *relay_cluster(struct relay *r);
 
 #endif

@@ -145,6 +145,7 @@ struct relay {
     unsigned n_workers;
     bool started;
     struct relay_worker *rw; /* n_workers */
+    struct cluster *cluster; /* relay/cluster.h; NULL without [cluster] redis */
 };
 
 /* One event in a counter of struct relay_wcounters; rw's worker only. */

@@ -7,6 +7,7 @@
  * struct endpoint_ops (relay/endpoint.c: QUIC or WebSocket). Everything here runs on the session's
  * worker, except relay_members (admin or main thread) and session_members_done. */
 #include "relay/relay_int.h"
+#include "relay/cluster.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -229,12 +230,29 @@ static int room_cb_link_stats(void *ep, struct room_link *out, void *arg)
     return 0;
 }
 
+/* The cluster directory's gate on the owner (relay/cluster.c; opens at
+ * once without [cluster] redis). */
+static uint32_t room_cb_gate(const uint8_t *room, size_t len, const char **reason,
+                             uint32_t *retry_ms, void *arg)
+{
+    struct relay_worker *rw = arg;
+    return cluster_gate(rw->r->cluster, rw, room, len, reason, retry_ms);
+}
+
+static void room_cb_room_closed(const uint8_t *room, size_t len, void *arg)
+{
+    struct relay_worker *rw = arg;
+    cluster_room_closed(rw->r->cluster, rw, room, len);
+}
+
 const struct room_ops session_room_ops = {
     .media = room_cb_media,
     .control = room_cb_control,
     .joined = room_cb_joined,
     .replaced = room_cb_replaced,
     .link_stats = room_cb_link_stats,
+    .gate = room_cb_gate,
+    .room_closed = room_cb_room_closed,
 };
 
 /* --------------------------------------------------------- control path */

@@ -27,7 +27,17 @@
  * that moment (pid_skip, sorted): members made after the wrap have k that
  * the new round has not reached yet, so a live id is never issued twice
  * (PROTOCOL.md §4: unique while the participant lives). The skip list is
- * rebuilt at each wrap: O(members) once per 2^32 / n_workers joins. */
+ * rebuilt at each wrap: O(members) once per 2^32 / n_workers joins.
+ * With a cluster prefix (room_limits.pid_prefix, issue 18; PROTOCOL.md §4) the prefix is
+ * the top byte and the rule above works on the low 24 bits (2^24 /
+ * n_workers ids per worker between wraps). */
+#define PID_LOCAL_MASK 0x00ffffffu
+
+static uint32_t pid_local_max(const struct room_shard *s)
+{
+    return s->sh->lim.pid_prefix != 0 ? PID_LOCAL_MASK : UINT32_MAX;
+}
+
 static int pid_cmp(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -48,7 +58,7 @@ static int pid_wrap(struct room_shard *s)
         uint32_t j = 0;
         for (uint32_t i = 0; i < s->mcap; i++)
             if (s->mslots[i] != NULL)
-                skip[j++] = (s->mslots[i]->pid - 1u - s->id) / n;
+                skip[j++] = ((s->mslots[i]->pid & pid_local_max(s)) - 1u - s->id) / n;
         qsort(skip, cnt, sizeof(*skip), pid_cmp);
     }
     free(s->pid_skip);
@@ -63,7 +73,7 @@ static int pid_wrap(struct room_shard *s)
 static int pid_alloc(struct room_shard *s, uint32_t *out)
 {
     unsigned n = s->sh->n_workers;
-    uint32_t kmax = (UINT32_MAX - 1u - s->id) / n; /* kmax * n + id + 1 <= UINT32_MAX */
+    uint32_t kmax = (pid_local_max(s) - 1u - s->id) / n; /* kmax * n + id + 1 <= local max */
     for (;;) {
         if (s->pid_seq > kmax) { /* kmax < UINT32_MAX: pid_seq cannot overflow */
             int rc = pid_wrap(s);
@@ -74,7 +84,7 @@ static int pid_alloc(struct room_shard *s, uint32_t *out)
         if (s->n_pid_skip > 0 &&
             bsearch(&k, s->pid_skip, s->n_pid_skip, sizeof(k), pid_cmp) != NULL)
             continue; /* alive since before the wrap */
-        *out = k * n + s->id + 1u;
+        *out = (k * n + s->id + 1u) | ((uint32_t)s->sh->lim.pid_prefix << 24);
         return 0;
     }
 }

@@ -55,6 +55,12 @@ void owner_free_rooms(struct room_shard *s)
         s->buckets[b] = NULL;
     }
     s->owned = NULL;
+    while (s->parked != NULL) {
+        struct parked_join *p = s->parked;
+        s->parked = p->next;
+        free(p);
+    }
+    s->parked_tail = &s->parked;
 }
 
 static struct room *room_lookup(struct room_shard *s, const uint8_t *id, size_t len,
@@ -124,6 +130,8 @@ static void room_destroy(struct room_shard *s, struct room *r)
     t->free_slots[t->n_free++] = r->slot;
     atomic_fetch_sub_explicit(&s->sh->rooms, 1, memory_order_relaxed);
     ROOM_STAT_INC(s, rooms_destroyed);
+    if (s->ops->room_closed != NULL)
+        s->ops->room_closed(r->id, r->id_len, s->arg);
     /* Readers that resolved the room before it was unpublished may still
      * use it and its snapshot until their next quiescent state. */
     call_rcu(&r->rcu, room_free_rcu);
@@ -276,10 +284,106 @@ static void send_reject(struct room_shard *s, const struct join_req *jr, uint32_
     send_ack(s, jr, code, NULL, 0, frames);
 }
 
+/* ------------------------------------------------- gate (cluster, issue 18) */
+
+static bool parked_for(const struct room_shard *s, const uint8_t *room, size_t len)
+{
+    for (const struct parked_join *p = s->parked; p != NULL; p = p->next)
+        if (p->jr.room_len == len && memcmp(p->jr.room, room, len) == 0)
+            return true;
+    return false;
+}
+
+/* Whether jr may go on now; otherwise it was parked or rejected. */
+static bool gate_pass(struct room_shard *s, const struct join_req *jr)
+{
+    const char *reason = "";
+    uint32_t retry_ms = 0;
+    uint32_t code = ROOM_GATE_WAIT;
+    if (!parked_for(s, jr->room, jr->room_len))
+        code = s->ops->gate(jr->room, jr->room_len, &reason, &retry_ms, s->arg);
+    if (code == ROOM_GATE_OPEN)
+        return true;
+    if (code != ROOM_GATE_WAIT) {
+        send_reject(s, jr, code, reason, retry_ms);
+        return false;
+    }
+    struct parked_join *p = malloc(sizeof(*p));
+    if (p == NULL) {
+        send_reject(s, jr, PROTO_ERR_INTERNAL, "out of memory", 1000);
+        return false;
+    }
+    p->next = NULL;
+    p->jr = *jr;
+    if (s->parked == NULL)
+        s->parked_tail = &s->parked;
+    *s->parked_tail = p;
+    s->parked_tail = &p->next;
+    return false;
+}
+
+/* A member left before its parked join was applied. */
+static void gate_drop(struct room_shard *s, const struct leave_req *lr)
+{
+    for (struct parked_join **pp = &s->parked; *pp != NULL; pp = &(*pp)->next) {
+        struct parked_join *p = *pp;
+        if (p->jr.pid == lr->pid && p->jr.room_len == lr->room_len &&
+            memcmp(p->jr.room, lr->room, lr->room_len) == 0) {
+            *pp = p->next;
+            if (s->parked_tail == &p->next)
+                s->parked_tail = pp;
+            free(p);
+            return;
+        }
+    }
+}
+
+static void owner_join(struct room_shard *s, const struct join_req *jr, bool gated);
+
+bool room_shard_gate_open(struct room_shard *s, const uint8_t *room, size_t len, uint32_t code,
+                          const char *reason, uint32_t retry_ms)
+{
+    /* Taken off the list first: owner_join may park nothing now (gated),
+     * but a reject must not find the list half walked. */
+    struct parked_join *mine = NULL, **mt = &mine;
+    for (struct parked_join **pp = &s->parked; *pp != NULL;) {
+        struct parked_join *p = *pp;
+        if (p->jr.room_len == len && memcmp(p->jr.room, room, len) == 0) {
+            *pp = p->next;
+            p->next = NULL;
+            *mt = p;
+            mt = &p->next;
+        } else {
+            pp = &p->next;
+        }
+    }
+    s->parked_tail = &s->parked;
+    while (*s->parked_tail != NULL)
+        s->parked_tail = &(*s->parked_tail)->next;
+    while (mine != NULL) {
+        struct parked_join *p = mine;
+        mine = p->next;
+        if (code == ROOM_GATE_OPEN)
+            owner_join(s, &p->jr, true);
+        else
+            send_reject(s, &p->jr, code, reason != NULL ? reason : "", retry_ms);
+        free(p);
+    }
+    uint64_t h;
+    return room_lookup(s, room, len, &h) != NULL;
+}
+
 void owner_on_join(struct room_shard *s, const struct join_req *jr)
+{
+    owner_join(s, jr, false);
+}
+
+static void owner_join(struct room_shard *s, const struct join_req *jr, bool gated)
 {
     uint64_t h;
     struct room *r = room_lookup(s, jr->room, jr->room_len, &h);
+    if (r == NULL && !gated && s->ops->gate != NULL && !gate_pass(s, jr))
+        return;
     if (r != NULL) {
         /* Count only the members not being replaced. */
         bool dup = false;
@@ -346,8 +450,11 @@ void owner_on_leave(struct room_shard *s, const struct leave_req *lr)
 {
     uint64_t h;
     struct room *r = room_lookup(s, lr->room, lr->room_len, &h);
-    if (r == NULL)
-        return; /* already replaced and the room went away */
+    if (r == NULL) {
+        if (s->parked != NULL)
+            gate_drop(s, lr);
+        return; /* already replaced and the room went away (or parked) */
+    }
     for (uint32_t i = 0; i < r->n_infos; i++) {
         if (r->infos[i].pid == lr->pid) {
             room_remove_info(s, r, i);

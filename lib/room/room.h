@@ -73,6 +73,10 @@ struct room_limits {
     uint32_t replay_max_pkts;       /* cached packets one joiner gets, all senders; 0: 4096 */
     uint64_t kfreq_window_ns;       /* KEYFRAME_REQUEST suppression; 0: ..._KFREQ_WINDOW_NS */
     uint64_t quality_interval_ns;   /* QUALITY period (room_shard_quality); 0: 1 s */
+    /* Cluster (issue 18): 1..255 makes every participant id this relay
+     * issues carry it as its top byte (PROTOCOL.md §4), so relays with
+     * different prefixes never issue the same id; 0: the whole u32. */
+    uint8_t pid_prefix;
 };
 
 /* Cumulative link counters of one endpoint (room_ops.link_stats). */
@@ -101,7 +105,20 @@ struct room_ops {
      * Optional: without it no QUALITY is sent. Returns 0 or an error (the
      * endpoint is skipped). */
     int (*link_stats)(void *ep, struct room_link *out, void *arg);
+    /* Owner side, optional (the cluster directory, relay/cluster.c). gate:
+     * a join for a room that is not live on this relay. Returns
+     * ROOM_GATE_OPEN (create the room now), ROOM_GATE_WAIT (the join, and
+     * every later one for the room, waits until room_shard_gate_open) or a
+     * proto error code (JOIN_REJECTED with *reason, static text, and
+     * *retry_ms). room_closed: the room's last member left and the room is
+     * gone. Neither may call back into the shard. */
+    uint32_t (*gate)(const uint8_t *room, size_t len, const char **reason, uint32_t *retry_ms,
+                     void *arg);
+    void (*room_closed)(const uint8_t *room, size_t len, void *arg);
 };
+
+#define ROOM_GATE_OPEN 0u
+#define ROOM_GATE_WAIT UINT32_MAX
 
 struct room_stats {
     uint64_t rooms_created;
@@ -161,6 +178,13 @@ void room_shard_del(struct room_shard *s);
  * sends answers and presence. */
 void room_shard_flush(struct room_shard *s);
 void room_shard_stats(const struct room_shard *s, struct room_stats *out);
+/* Ends the wait of the joins ops->gate parked for a room, on its owner's
+ * worker: code 0 applies them in arrival order (the room is created), any
+ * other code rejects each with it (reason: static text). Joins whose
+ * member left meanwhile are gone already. Returns true when the room is
+ * live afterwards (false: nothing to serve, e.g. every joiner left). */
+bool room_shard_gate_open(struct room_shard *s, const uint8_t *room, size_t len, uint32_t code,
+                          const char *reason, uint32_t retry_ms);
 
 /* A participant on this worker; `ep` is its endpoint (borrowed until
  * room_member_del). Allocates its participant id: never 0, unique

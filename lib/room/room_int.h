@@ -196,6 +196,8 @@ struct room_shard {
     uint32_t *pid_skip;
     uint32_t n_pid_skip;
     uint32_t pid_wraps;
+    /* Joins waiting for ops->gate (owner.c), in arrival order. */
+    struct parked_join *parked, **parked_tail;
 
     struct msg *scratch; /* large (lists of 200); control path only */
     /* Quality tick scratch (quality.c): grown, never shrunk, freed with the
@@ -428,6 +430,11 @@ void owner_on_join(struct room_shard *s, const struct join_req *jr);
 void owner_on_leave(struct room_shard *s, const struct leave_req *lr);
 /* Frees every room this shard owns (room_shard_del: no reader is left). */
 void owner_free_rooms(struct room_shard *s);
+/* A join waiting for ops->gate to open its room (owner side). */
+struct parked_join {
+    struct parked_join *next;
+    struct join_req jr;
+};
 
 /* member.c */
 void member_on_ack(struct room_shard *s, struct buf *b);

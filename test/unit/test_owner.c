@@ -80,17 +80,24 @@ static void fake_control(void *ep, const uint8_t *body, size_t len, void *arg)
 
 static const struct room_ops fake_ops = {.media = fake_media, .control = fake_control};
 
+/* Set by the cluster tests (issue 18) before env_start: the shard's ops
+ * (NULL: fake_ops) and the participant id prefix. */
+static const struct room_ops *env_ops;
+static uint8_t env_pid_prefix;
+
 static void env_start(uint32_t max_rooms, uint32_t max_members)
 {
     memset(&E, 0, sizeof(E));
     E.buf_base = buf_live();
     rcu_register_thread();
-    struct room_limits lim = {.max_rooms = max_rooms, .max_members = max_members};
+    struct room_limits lim = {
+        .max_rooms = max_rooms, .max_members = max_members, .pid_prefix = env_pid_prefix};
     assert_int_equal(room_shared_new(&E.sh, N_WORKERS, &lim), 0);
     static const struct worker_ops ops = {0};
     struct worker_config cfg = {.n_workers = N_WORKERS, .no_pin = true};
     assert_int_equal(worker_pool_new(&E.pool, &cfg, &ops, NULL), 0);
-    assert_int_equal(room_shard_new(&E.s, E.sh, worker_pool_get(E.pool, OWNER), &fake_ops, NULL),
+    assert_int_equal(room_shard_new(&E.s, E.sh, worker_pool_get(E.pool, OWNER),
+                                    env_ops != NULL ? env_ops : &fake_ops, NULL),
                      0);
     E.s->send_hook = capture;
 }
@@ -485,6 +492,142 @@ static void test_pid_wrap(void **state)
     env_stop();
 }
 
+/* Cluster prefix (issue 18): the top byte is the relay's, the issue-15
+ * rule holds on the low 24 bits, and two relays (prefixes 1 and 2) that
+ * make the same members hand out different ids. */
+static void test_pid_prefix(void **state)
+{
+    (void)state;
+    int ep;
+    uint32_t first[2][3];
+    for (unsigned relay = 0; relay < 2; relay++) {
+        env_pid_prefix = (uint8_t)(relay + 1);
+        env_start(0, 0);
+        struct room_member *m[8];
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(room_member_new(E.s, &ep, &m[i]), 0);
+            first[relay][i] = room_member_pid(m[i]);
+            assert_int_equal(first[relay][i] >> 24, relay + 1);
+            assert_int_equal(first[relay][i] & 0xffffffu, (uint32_t)i * N_WORKERS + OWNER + 1);
+        }
+        room_member_del(m[1]);
+        uint32_t kmax = (0xffffffu - 1u - OWNER) / N_WORKERS;
+        E.s->pid_seq = kmax - 1;
+        for (int i = 3; i < 8; i++)
+            assert_int_equal(room_member_new(E.s, &ep, &m[i]), 0);
+        uint32_t pre = (uint32_t)(relay + 1) << 24;
+        assert_int_equal(room_member_pid(m[3]), pre | ((kmax - 1) * N_WORKERS + OWNER + 1));
+        assert_int_equal(room_member_pid(m[4]), pre | (kmax * N_WORKERS + OWNER + 1));
+        assert_int_equal(room_member_pid(m[5]), pre | (1 * N_WORKERS + OWNER + 1)); /* wrapped */
+        assert_int_equal(room_member_pid(m[6]), pre | (3 * N_WORKERS + OWNER + 1)); /* 2 alive */
+        int live[] = {0, 2, 3, 4, 5, 6, 7};
+        for (unsigned i = 0; i < 7; i++) {
+            uint32_t p = room_member_pid(m[live[i]]);
+            assert_int_equal(p >> 24, relay + 1);
+            for (unsigned j = 0; j < i; j++)
+                assert_int_not_equal(p, room_member_pid(m[live[j]]));
+        }
+        assert_int_equal(E.s->pid_wraps, 1);
+        for (unsigned i = 0; i < 7; i++)
+            room_member_del(m[live[i]]);
+        env_stop();
+    }
+    env_pid_prefix = 0;
+    for (int i = 0; i < 3; i++)
+        assert_int_not_equal(first[0][i], first[1][i]);
+}
+
+/* The cluster gate (issue 18): joins of a room that is not live wait until
+ * room_shard_gate_open, a member that leaves meanwhile is forgotten, an
+ * open gate applies the rest in order, a closed one rejects them, and the
+ * room's end is reported. */
+static uint32_t gate_code, gate_calls, closed_calls;
+
+static uint32_t fake_gate(const uint8_t *room, size_t len, const char **reason, uint32_t *retry_ms,
+                          void *arg)
+{
+    (void)room;
+    (void)len;
+    (void)arg;
+    gate_calls++;
+    *reason = "gate says no";
+    *retry_ms = 1234;
+    return gate_code;
+}
+
+static void fake_closed(const uint8_t *room, size_t len, void *arg)
+{
+    (void)room;
+    (void)len;
+    (void)arg;
+    closed_calls++;
+}
+
+static void test_gate(void **state)
+{
+    (void)state;
+    static struct room_ops gated;
+    gated = fake_ops;
+    gated.gate = fake_gate;
+    gated.room_closed = fake_closed;
+    env_ops = &gated;
+    gate_calls = closed_calls = 0;
+    env_start(0, 0);
+    const struct sent *acks[8];
+
+    gate_code = ROOM_GATE_WAIT;
+    join("g", 1, 1, "a");
+    join("g", 2, 2, "b");
+    join("g", 3, 1, "c");
+    room_shard_flush(E.s);
+    assert_int_equal(gate_calls, 1); /* the later joins wait behind the first */
+    assert_int_equal(sent_of(ROOM_MSG_ACK, acks, 8), 0);
+    assert_int_equal(room_shared_rooms(E.sh), 0);
+    leave("g", 2); /* gone before the gate opened */
+    assert_true(room_shard_gate_open(E.s, (const uint8_t *)"g", 1, ROOM_GATE_OPEN, NULL, 0));
+    room_shard_flush(E.s);
+    assert_int_equal(sent_of(ROOM_MSG_ACK, acks, 8), 2);
+    assert_int_equal(ack_of(acks[0], &M)->pid, 1);
+    assert_int_equal(M.type, MSG_JOINED);
+    assert_int_equal(ack_of(acks[1], &M)->pid, 3);
+    assert_int_equal(room_shared_participants(E.sh), 2);
+    sent_clear();
+    /* The room is live: joins go straight in, no gate. */
+    join("g", 4, 1, "d");
+    assert_int_equal(gate_calls, 1);
+    leave("g", 1);
+    leave("g", 3);
+    leave("g", 4);
+    room_shard_flush(E.s);
+    assert_int_equal(room_shared_rooms(E.sh), 0);
+    assert_int_equal(closed_calls, 1);
+    sent_clear();
+
+    /* Closed gate: every parked join rejected with its code and reason. */
+    join("h", 5, 1, "e");
+    join("h", 6, 2, "f");
+    assert_false(room_shard_gate_open(E.s, (const uint8_t *)"h", 1, PROTO_ERR_SERVER_FULL,
+                                      "directory down", 2000));
+    assert_int_equal(sent_of(ROOM_MSG_ACK, acks, 8), 2);
+    for (int i = 0; i < 2; i++) {
+        const struct ack_hdr *a = ack_of(acks[i], &M);
+        assert_int_equal(a->code, PROTO_ERR_SERVER_FULL);
+        assert_int_equal(M.type, MSG_JOIN_REJECTED);
+        assert_int_equal(M.u.join_rejected.retry_after_ms, 2000);
+        assert_int_equal(M.u.join_rejected.reason.len, strlen("directory down"));
+    }
+    sent_clear();
+    /* A gate that refuses at once. */
+    gate_code = PROTO_ERR_SERVER_FULL;
+    join("i", 7, 1, "g");
+    assert_int_equal(sent_of(ROOM_MSG_ACK, acks, 8), 1);
+    assert_int_equal(ack_of(acks[0], &M)->code, PROTO_ERR_SERVER_FULL);
+    assert_int_equal(M.u.join_rejected.retry_after_ms, 1234);
+    assert_int_equal(room_shared_rooms(E.sh), 0);
+    env_stop();
+    env_ops = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +639,8 @@ int main(void)
         cmocka_unit_test(test_server_full),
         cmocka_unit_test(test_duplicate_identity),
         cmocka_unit_test(test_pid_wrap),
+        cmocka_unit_test(test_pid_prefix),
+        cmocka_unit_test(test_gate),
     };
     return cmocka_run_group_tests_name("owner", tests, NULL, NULL);
 }

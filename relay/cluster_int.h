@@ -1,0 +1,36 @@
+/* Private to relay/cluster*.c: the cluster object that cluster.c (the
+ * directory's relay side, the workers' room tables) and cluster_admin.c
+ * (what the admin endpoint and /metrics read) share. */
+#ifndef ROOST_RELAY_CLUSTER_INT_H
+#define ROOST_RELAY_CLUSTER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cluster/dir.h"
+#include "core/worker.h"
+#include "relay/cluster.h"
+
+struct cluster_worker;
+
+/* One per relay with [cluster] redis; made and freed by the main thread
+ * (cluster.c), fields written after start are atomics or under mu. */
+struct cluster {
+    struct relay *r;
+    struct dir *d;
+    struct dir_config dc;
+    char host[256], password[256], prefix[64], id[DIR_ID_MAX + 1], addr[DIR_ADDR_MAX + 1];
+    const struct cluster_home_ops *ops;
+    void *ops_arg;
+    struct cluster_worker *cw[WORKER_MAX];
+    /* The load callback reads the workers only while they run. */
+    pthread_mutex_t mu;
+    bool stats_ok;
+    uint64_t last_ns, last_busy[WORKER_MAX];
+    _Atomic uint64_t joins_waited, joins_rejected, claim_failures, homes_self, homes_remote,
+        rooms_gone;
+};
+
+#endif
