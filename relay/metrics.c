@@ -360,6 +360,11 @@ int metrics_render(struct relay *r, char **out, size_t *len)
               OFF(fanout_latency));
     PER_WORKER(&b, "roost_tls_resumed_total", "counter",
                "Handshakes that resumed a TLS session from a ticket.", s->quic.tls_resumed);
+    PER_WORKER(&b, "roost_tls_resumed_psk_ke_total", "counter",
+               "Resumed handshakes without a key exchange (psk_ke, no forward secrecy).",
+               s->quic.tls_resumed_psk_ke);
+    PER_WORKER(&b, "roost_tls_released_total", "counter",
+               "TLS sessions freed once their handshake completed (server).", s->quic.tls_released);
     PER_WORKER(&b, "roost_join_latency_overflow_total", "counter",
                "Join latencies too large or unknown for the histogram's bounds (+Inf).",
                s->join_latency.overflow);

@@ -401,7 +401,7 @@ void quic_ep_init(struct quic_ep *ep, enum quic_role role, const struct quic_app
     ep->dgram_max_age_ns = QUIC_DEFAULT_DGRAM_MAX_AGE_NS;
     ngtcp2_callbacks *cb = &ep->callbacks;
     memset(cb, 0, sizeof(*cb));
-    cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+    cb->recv_crypto_data = quic_recv_crypto_data_cb;
     cb->handshake_completed = handshake_completed_cb;
     cb->encrypt = ngtcp2_crypto_encrypt_cb;
     cb->decrypt = ngtcp2_crypto_decrypt_cb;
@@ -853,6 +853,8 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
         close_liberr(c, rv);
         return false;
     }
+    if (c->opened && c->tls != NULL)
+        quic_conn_tls_release(c); /* the server needs no TLS session after the handshake */
     /* Remember the current path: closes and raw replies use it. */
     const ngtcp2_path *p = ngtcp2_conn_get_path(c->conn);
     bool moved = !udp_addr_equal(remote, &c->remote);

@@ -145,6 +145,11 @@ struct quic_stats {
     uint64_t retry_half_open, retry_rate, refused_full, refused_draining;
     /* Handshakes that resumed a session from a ticket (no certificate). */
     uint64_t tls_resumed;
+    /* Of those, resumed without a key exchange (psk_ke, no forward secrecy:
+     * only with a priority string that enables it). */
+    uint64_t tls_resumed_psk_ke;
+    /* Server TLS sessions freed once their handshake completed. */
+    uint64_t tls_released;
     /* Gauge: connections holding a datagram queue (made at a first
      * datagram, freed after QUIC_DQ_IDLE_NS idle). */
     uint64_t dgram_queues;

@@ -164,6 +164,7 @@ struct quic_conn {
     struct timer timer;
     enum conn_state state;
     bool dirty, opened, closed_cb, half_open;
+    bool tls_resumed; /* kept when the TLS session is released */
     struct quic_conn *dirty_next;
     struct udp_addr remote, local;
     int fd; /* client: its own connected socket; server: -1 (the worker's) */
@@ -279,6 +280,17 @@ int quic_conn_init(struct quic_conn *c, struct quic_ep *ep);
  * to creds, also on error. Returns 0 or ROOST_ECRYPTO. */
 int quic_conn_tls_init(struct quic_conn *c, gnutls_priority_t prio, struct quic_creds *creds,
                        const char *alpn);
+/* Server, once the handshake completed: frees the TLS session (~16 KB per
+ * idle connection) and its credentials reference. Nothing needs them any
+ * more: ngtcp2 has copied the NewSessionTicket (it copies submitted crypto
+ * data), key updates use ngtcp2's crypto context, and CRYPTO data after
+ * the handshake (a client may send none in QUIC) closes the connection
+ * (quic_recv_crypto_data_cb). No-op otherwise. */
+void quic_conn_tls_release(struct quic_conn *c);
+/* ngtcp2's recv_crypto_data through the crypto helper, refused with a
+ * CALLBACK_FAILURE once the session is released. */
+int quic_recv_crypto_data_cb(ngtcp2_conn *conn, ngtcp2_crypto_level level, uint64_t offset,
+                             const uint8_t *data, size_t datalen, void *user_data);
 /* Releases what quic_conn_init and quic_conn_tls_init set up, in order
  * (ngtcp2, then the TLS session, then its credentials). Does not tell the
  * app and does not free c. */

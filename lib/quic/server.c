@@ -139,8 +139,11 @@ static int tls_hook(gnutls_session_t tls, unsigned htype, unsigned when, unsigne
     struct quic_conn *c = ref->user_data;
     struct quic_shared *sh = server_of(c)->sh;
     if (htype == GNUTLS_HANDSHAKE_FINISHED && when == GNUTLS_HOOK_POST) {
-        if (gnutls_session_is_resumed(tls))
+        if (gnutls_session_is_resumed(tls)) {
             stat_inc(c->ep->st, QS(tls_resumed));
+            if (gnutls_group_get(tls) == GNUTLS_GROUP_INVALID) /* no key share: psk_ke */
+                stat_inc(c->ep->st, QS(tls_resumed_psk_ke));
+        }
         return 0;
     }
     const uint8_t *id;

@@ -510,7 +510,29 @@ void quic_shared_del(struct quic_shared *sh)
 
 bool quic_conn_tls_resumed(const struct quic_conn *c)
 {
-    return c->tls != NULL && gnutls_session_is_resumed(c->tls) != 0;
+    return c->tls != NULL ? gnutls_session_is_resumed(c->tls) != 0 : c->tls_resumed;
+}
+
+void quic_conn_tls_release(struct quic_conn *c)
+{
+    if (c->tls == NULL || c->conn == NULL || !quic_conn_is_server(c) ||
+        !ngtcp2_conn_get_handshake_completed(c->conn))
+        return;
+    c->tls_resumed = gnutls_session_is_resumed(c->tls) != 0;
+    ngtcp2_conn_set_tls_native_handle(c->conn, NULL);
+    gnutls_deinit(c->tls);
+    c->tls = NULL;
+    quic_creds_unref(c->creds);
+    c->creds = NULL;
+    stat_inc(c->ep->st, QS(tls_released));
+}
+
+int quic_recv_crypto_data_cb(ngtcp2_conn *conn, ngtcp2_crypto_level level, uint64_t offset,
+                             const uint8_t *data, size_t datalen, void *user_data)
+{
+    if (ngtcp2_conn_get_tls_native_handle(conn) == NULL)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    return ngtcp2_crypto_recv_crypto_data_cb(conn, level, offset, data, datalen, user_data);
 }
 
 uint16_t quic_shared_port(const struct quic_shared *sh)
