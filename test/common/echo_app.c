@@ -89,6 +89,8 @@ static void on_adopt(struct quic_conn *c, void *arg)
 {
     struct echo_server *es = arg;
     atomic_fetch_add(&es->adopts, 1);
+    if (atomic_load(&es->quiet_adopt))
+        return;
     uint8_t body[ECHO_ADOPTED_LEN + 1];
     memcpy(body, ECHO_ADOPTED, ECHO_ADOPTED_LEN);
     body[ECHO_ADOPTED_LEN] = (uint8_t)quic_conn_worker(c);

@@ -43,6 +43,7 @@ struct echo_server {
     unsigned n_workers;
     _Atomic uint64_t opens, closes, close_idle, close_going_away, close_too_slow, control_in,
         dgram_in, detaches, adopts;
+    _Atomic bool quiet_adopt; /* adopted connections send nothing */
 };
 
 /* Directory holding ca.pem, server.pem, server.key (made once with
