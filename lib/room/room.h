@@ -73,7 +73,17 @@ struct room_limits {
     uint32_t replay_max_pkts;       /* cached packets one joiner gets, all senders; 0: 4096 */
     uint64_t kfreq_window_ns;       /* KEYFRAME_REQUEST suppression; 0: ..._KFREQ_WINDOW_NS */
     uint64_t quality_interval_ns;   /* QUALITY period (room_shard_quality); 0: 1 s */
+    /* Room-affine placement (issue 14): a JOIN from another worker for a
+     * room that would then have at most this many members is answered
+     * ROOM_JOIN_MOVE instead of being applied; 0: off. */
+    uint32_t affinity_max_members;
 };
+
+/* ops->joined's code for "join on the owner's worker instead": nothing was
+ * sent to the client and the member is idle again; the endpoint should be
+ * handed to room_member_owner(m) and the JOIN repeated there (relay/
+ * session.c). Never a wire code. */
+#define ROOM_JOIN_MOVE 0xffff0001u
 
 /* Cumulative link counters of one endpoint (room_ops.link_stats). */
 struct room_link {
@@ -132,6 +142,7 @@ struct room_stats {
     uint64_t kfreq_unknown;     /* target not in the room */
     uint64_t quality_sent;      /* QUALITY messages delivered */
     uint64_t kf_caches;         /* gauge: live keyframe caches (made at a first frame) */
+    uint64_t join_moves;        /* joins answered ROOM_JOIN_MOVE (affinity), on the owner */
 };
 
 /* Process-wide state: the hash key, limits and the per-owner room slot
@@ -173,6 +184,12 @@ int room_member_new(struct room_shard *s, void *ep, struct room_member **out);
  * Accepts NULL. */
 void room_member_del(struct room_member *m);
 uint32_t room_member_pid(const struct room_member *m);
+/* As room_member_new, but with the participant id pid the member had on
+ * another worker (a connection handed off before it joined: its WELCOME
+ * named that id). Returns 0 or ROOST_ENOMEM. */
+int room_member_new_pid(struct room_shard *s, void *ep, uint32_t pid, struct room_member **out);
+/* The worker that answered the member's last JOIN (its room's owner). */
+unsigned room_member_owner(const struct room_member *m);
 /* True once JOINED was delivered and until it leaves. */
 bool room_member_joined(const struct room_member *m);
 
