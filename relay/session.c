@@ -483,6 +483,7 @@ int session_open(struct relay_worker *rw, const struct endpoint_ops *eo, void *c
         free(ss);
         return PROTO_ERR_SERVER_FULL;
     }
+    room_member_set_movable(ss->m, eo->handoff != NULL);
     uint64_t hs = session_hs_timeout(rw->r);
     timer_init(&ss->deadline, session_deadline, ss);
     timer_init(&ss->linger, session_linger, ss);

@@ -301,6 +301,11 @@ int room_member_new_pid(struct room_shard *s, void *ep, uint32_t pid, struct roo
     return rc;
 }
 
+void room_member_set_movable(struct room_member *m, bool on)
+{
+    m->movable = on;
+}
+
 unsigned room_member_owner(const struct room_member *m)
 {
     return m->owner;
@@ -344,6 +349,7 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
     jr->join_seq = ++m->join_seq;
     jr->worker = (uint16_t)s->id;
     jr->perms = (uint8_t)perms;
+    jr->movable = m->movable;
     jr->room_len = (uint8_t)room_len;
     jr->ident_len = (uint8_t)identity_len;
     jr->name_len = (uint8_t)display_len;

@@ -284,7 +284,8 @@ void owner_on_join(struct room_shard *s, const struct join_req *jr)
      * sent here with its connection (ROOM_JOIN_MOVE), so that the room's
      * fan-out stays on this core; it joins again from here. */
     uint32_t amax = s->sh->lim.affinity_max_members;
-    if (amax > 0 && jr->worker != s->id && (r != NULL ? r->n_infos : 0) + 1 <= amax) {
+    if (amax > 0 && jr->movable && jr->worker != s->id &&
+        (r != NULL ? r->n_infos : 0) + 1 <= amax) {
         ROOM_STAT_INC(s, join_moves);
         send_ack(s, jr, ROOM_JOIN_MOVE, NULL, 0, NULL);
         return;

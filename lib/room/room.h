@@ -188,6 +188,10 @@ uint32_t room_member_pid(const struct room_member *m);
  * another worker (a connection handed off before it joined: its WELCOME
  * named that id). Returns 0 or ROOST_ENOMEM. */
 int room_member_new_pid(struct room_shard *s, void *ep, uint32_t pid, struct room_member **out);
+/* Whether the member's endpoint can be handed to another worker (a QUIC
+ * connection can, a WebSocket one cannot): only then may its JOIN be
+ * answered ROOM_JOIN_MOVE. Off for a new member. */
+void room_member_set_movable(struct room_member *m, bool on);
 /* The worker that answered the member's last JOIN (its room's owner). */
 unsigned room_member_owner(const struct room_member *m);
 /* True once JOINED was delivered and until it leaves. */
