@@ -128,6 +128,8 @@ static void abandon(struct quic_server *s, struct quic_conn *c)
     for (size_t i = 0; ids != NULL && i < n; i++)
         quic_handoff_cid_gone(s, c, &ids[i]);
     free(ids);
+    if (c->odcid.datalen > 0)
+        quic_handoff_cid_gone(s, c, &c->odcid);
     quic_conn_fini(c);
     free(c);
 }
@@ -156,8 +158,10 @@ static void adopt(struct quic_server *s, struct quic_conn *c, bool count)
         rc = cid_table_put(s->cids, ids[i].data, ids[i].datalen, c);
     }
     free(ids);
-    if (rc == 0 && c->odcid.datalen > 0)
+    if (rc == 0 && c->odcid.datalen > 0) {
+        fwd_drop(s, c->odcid.data, c->odcid.datalen);
         (void)cid_table_put(s->cids, c->odcid.data, c->odcid.datalen, c);
+    }
     /* Written at this turn's end: what is due, and its timer armed on this
      * worker's heap (quic_conn_write ends with arm_timer). */
     quic_conn_mark_dirty(c);
@@ -207,7 +211,11 @@ static void detach_send(struct quic_server *s, struct quic_conn *c, unsigned to)
         fwd_set(s, &ids[i], to);
     }
     free(ids);
-    cid_table_remove(s->cids, c->odcid.data, c->odcid.datalen, c);
+    /* The client's Initial DCID too: a late Initial retransmission (by the
+     * 4-tuple hash, so to this worker) must reach the connection, not
+     * start a new one. */
+    if (cid_table_remove(s->cids, c->odcid.data, c->odcid.datalen, c) == 0)
+        fwd_set(s, &c->odcid, to);
     quic_server_slot_release(s, c);
     s->ep.active--;
     if (c->dq != NULL)

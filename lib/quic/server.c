@@ -114,6 +114,8 @@ static void conn_free(struct quic_conn *c)
      * we never saw removed) must not dangle: the odcid is removed here; the
      * others were removed through remove_connection_id or above. */
     cid_table_remove(s->cids, c->odcid.data, c->odcid.datalen, c);
+    if (c->handed && c->odcid.datalen > 0)
+        quic_handoff_cid_gone(s, c, &c->odcid);
     quic_server_slot_release(s, c);
     stat_inc(s->ep.st, QS(conns_closed));
     free(c);
