@@ -39,6 +39,7 @@ enum key_id {
     K_INSECURE_NO_AUTH,
     K_MAX_ROOMS,
     K_MAX_MEMBERS,
+    K_AFFINITY_MAX_MEMBERS,
     K_MAX_CONNS,
     K_MAX_HALF_OPEN,
     K_HANDSHAKE_RATE,
@@ -108,6 +109,10 @@ static const struct config_key keys[K_COUNT] = {
                      false, "rooms on this server"},
     [K_MAX_MEMBERS] = {"limits", "max_members", CONFIG_UINT, STR(ROOM_DEFAULT_MAX_MEMBERS), 1,
                        UINT32_MAX, false, "participants per room"},
+    [K_AFFINITY_MAX_MEMBERS] = {"limits", "affinity_max_members", CONFIG_UINT, "0", 0, UINT32_MAX,
+                                false,
+                                "rooms up to this size keep their members on the owner "
+                                "worker (connection hand-off); 0: off"},
     [K_MAX_CONNS] = {"limits", "max_conns", CONFIG_UINT, STR(QUIC_DEFAULT_MAX_CONNS), 1, UINT32_MAX,
                      true, "connections per worker (reload may raise or lower it)"},
     [K_MAX_HALF_OPEN] = {"limits", "max_half_open", CONFIG_UINT, STR(QUIC_DEFAULT_RETRY_THRESHOLD),
@@ -386,6 +391,9 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_MAX_MEMBERS:
         r->max_members = (uint32_t)v;
+        break;
+    case K_AFFINITY_MAX_MEMBERS:
+        r->affinity_max_members = (uint32_t)v;
         break;
     case K_MAX_CONNS:
         r->max_conns_per_worker = (unsigned)v;

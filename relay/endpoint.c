@@ -49,12 +49,18 @@ static void q_path(void *conn, struct endpoint_path *out)
     };
 }
 
+static int q_handoff(void *conn, unsigned to)
+{
+    return quic_conn_handoff(conn, to);
+}
+
 static const struct endpoint_ops quic_endpoint = {
     .name = "quic",
     .send_control = q_send_control,
     .queue_media = q_queue_media,
     .close = q_close,
     .path = q_path,
+    .handoff = q_handoff,
 };
 
 static int q_on_open(struct quic_conn *c, void *arg)
@@ -86,11 +92,24 @@ static void q_on_close(struct quic_conn *c, uint64_t app_error, void *arg)
     session_closed(ss, app_error);
 }
 
+static void q_on_detach(struct quic_conn *c, void *arg)
+{
+    (void)arg;
+    session_detach(quic_conn_user(c));
+}
+
+static void q_on_adopt(struct quic_conn *c, void *arg)
+{
+    session_adopt(arg, quic_conn_user(c));
+}
+
 const struct quic_app_ops session_quic_ops = {
     .on_open = q_on_open,
     .on_control = q_on_control,
     .on_datagram = q_on_datagram,
     .on_close = q_on_close,
+    .on_detach = q_on_detach,
+    .on_adopt = q_on_adopt,
 };
 
 /* ------------------------------------------------------------- WebSocket */

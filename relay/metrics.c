@@ -239,6 +239,18 @@ int metrics_render(struct relay *r, char **out, size_t *len)
                "UDP datagrams that arrived on another worker's socket and were passed to the "
                "connection's owner through a ring (about 0 with steering).",
                s->quic.fwd_out);
+    static const struct labelled handoffs[] = {
+        {"out", OFF(quic.handoffs_out)},
+        {"in", OFF(quic.handoffs_in)},
+        {"failed", OFF(quic.handoffs_failed)},
+    };
+    per_worker_labelled(&b, ws, n, "roost_handoffs_total",
+                        "Connections handed to (out) or adopted from (in) another worker, and "
+                        "hand-offs given up (lib/quic/handoff.h).",
+                        "dir", handoffs, sizeof(handoffs) / sizeof(handoffs[0]));
+    PER_WORKER(&b, "roost_handoff_forward_cids", "gauge",
+               "CIDs of connections that left this worker, still forwarded to their new worker.",
+               s->quic.handoff_fwd_cids);
     PER_WORKER(&b, "roost_bytes_received_total", "counter", "UDP payload bytes received.",
                s->quic.bytes_in);
     PER_WORKER(&b, "roost_bytes_sent_total", "counter", "UDP payload bytes sent.",

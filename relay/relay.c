@@ -273,6 +273,7 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
     }
     struct room_limits lim = {.max_rooms = cfg->max_rooms,
                               .max_members = cfg->max_members,
+                              .affinity_max_members = cfg->affinity_max_members,
                               .keyframe_cap = cfg->keyframe_cap,
                               .prefill_ms = cfg->prefill_ms,
                               .kfreq_window_ns = cfg->kfreq_window_ns,

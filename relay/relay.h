@@ -65,6 +65,7 @@ struct relay_config {
     bool no_steering;              /* hash by 4-tuple only (quic.h) */
     uint32_t max_rooms;            /* 0: 10000 */
     uint32_t max_members;          /* per room; 0: 500 */
+    uint32_t affinity_max_members; /* room-affine placement up to this size; 0: off */
     unsigned max_conns_per_worker; /* 0: 100000 */
     unsigned max_half_open;        /* per worker, handshakes in flight before Retry; 0: 256 */
     uint32_t handshake_rate;       /* new handshakes/s server-wide before Retry; 0: unlimited */
@@ -156,7 +157,8 @@ struct relay_wcounters {
     uint64_t protocol_violations;
     uint64_t dgram_not_joined;
     uint64_t goaway_sent;
-    uint64_t leaves; /* sessions that were in a room when they ended */
+    uint64_t leaves;           /* sessions that were in a room when they ended */
+    uint64_t sessions_adopted; /* arrived from another worker (room-affine hand-off) */
 };
 
 /* Everything one worker counts, read with relaxed loads (values may lag). */

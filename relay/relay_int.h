@@ -80,6 +80,10 @@ struct endpoint_ops {
      * returns. reason may be NULL. */
     void (*close)(void *conn, uint64_t code, const char *reason);
     void (*path)(void *conn, struct endpoint_path *out);
+    /* Hands the connection to worker `to` at the end of this turn
+     * (lib/quic/handoff.h); NULL: the transport cannot move. Returns 0 or
+     * an error (nothing happens). */
+    int (*handoff)(void *conn, unsigned to);
 };
 
 /* One client connection's protocol state. Owned by its worker; freed at
@@ -105,6 +109,13 @@ struct session {
     uint8_t room_len;
     char room[ROOM_ID_MAX + 1]; /* of the last JOIN, for /rooms and logs */
     char display[DISPLAY_NAME_MAX + 1];
+    /* Room-affine placement (issue 14): the last JOIN's body, repeated on
+     * the owner's worker after a hand-off; in_transit between on_detach
+     * and on_adopt (the member is gone, pid is kept for the new one). */
+    uint8_t *join_body;
+    size_t join_len;
+    bool in_transit;
+    uint32_t moved_pid;
 };
 
 struct relay_worker {
@@ -187,6 +198,10 @@ void session_control(struct session *ss, const uint8_t *body, size_t len);
 void session_media(struct session *ss, const uint8_t *data, size_t len);
 /* The connection ended (the transport's on_close): the one leave path. */
 void session_closed(struct session *ss, uint64_t app_error);
+/* Hand-off (ROOM_JOIN_MOVE): the connection leaves this worker (its
+ * on_detach) / arrives on rw (on_adopt; the JOIN is repeated there). */
+void session_detach(struct session *ss);
+void session_adopt(struct relay_worker *rw, struct session *ss);
 
 /* Test hook: while set, a JOIN that passed the token check is not sent to
  * the room's owner, so the session stays JOINING (its deadline test). */

@@ -181,6 +181,16 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
      * once the relay is empty (torture/churn checks it). */
     if (ss->state != SESSION_JOINING || ss->c == NULL)
         return;
+    if (code == ROOM_JOIN_MOVE) {
+        /* A small room owned elsewhere: the connection moves to the owner
+         * and joins from there (session_adopt); still JOINING meanwhile. */
+        if (ss->eo->handoff != NULL && ss->join_body != NULL &&
+            ss->eo->handoff(ss->c, room_member_owner(ss->m)) == 0)
+            return;
+        ss->state = SESSION_WELCOMED;
+        session_reject(ss, PROTO_ERR_INTERNAL, "hand-off to the room's worker failed");
+        return;
+    }
     /* The JOIN is answered: from here on the room says whether the session
      * is in it. on_ack in lib/room marked the member JOINED (or idle, on a
      * reject) before calling ops->joined. */
@@ -391,6 +401,16 @@ void session_control(struct session *ss, const uint8_t *body, size_t len)
             on_hello(ss, &m->u.hello);
         break;
     case MSG_JOIN:
+        if (ss->state == SESSION_WELCOMED && !room_member_joined(ss->m) &&
+            ss->rw->r->cfg.affinity_max_members > 0) {
+            /* Kept for a repeat on the room owner's worker. */
+            uint8_t *copy = malloc(len);
+            if (copy != NULL)
+                memcpy(copy, body, len);
+            free(ss->join_body);
+            ss->join_body = copy;
+            ss->join_len = copy != NULL ? len : 0;
+        }
         if (ss->state == SESSION_OPEN)
             session_violation(ss, "JOIN before HELLO");
         else if (ss->state == SESSION_JOINING || room_member_joined(ss->m))
@@ -481,6 +501,7 @@ int session_open(struct relay_worker *rw, const struct endpoint_ops *eo, void *c
         free(ss);
         return PROTO_ERR_SERVER_FULL;
     }
+    room_member_set_movable(ss->m, eo->handoff != NULL);
     uint64_t hs = session_hs_timeout(rw->r);
     timer_init(&ss->deadline, session_deadline, ss);
     timer_init(&ss->linger, session_linger, ss);
@@ -494,11 +515,72 @@ int session_open(struct relay_worker *rw, const struct endpoint_ops *eo, void *c
     return 0;
 }
 
+static void session_unlink(struct session *ss)
+{
+    struct relay_worker *rw = ss->rw;
+    if (ss->prev != NULL)
+        ss->prev->next = ss->next;
+    else
+        rw->live = ss->next;
+    if (ss->next != NULL)
+        ss->next->prev = ss->prev;
+    ss->prev = ss->next = NULL;
+}
+
+void session_detach(struct session *ss)
+{
+    if (ss == NULL)
+        return;
+    struct relay_worker *rw = ss->rw;
+    timer_cancel(worker_timers(rw->w), &ss->deadline);
+    timer_cancel(worker_timers(rw->w), &ss->linger);
+    session_unlink(ss);
+    /* Idle (the owner answered ROOM_JOIN_MOVE): no LEAVE to send. */
+    ss->moved_pid = room_member_pid(ss->m);
+    room_member_del(ss->m);
+    ss->m = NULL;
+    ss->in_transit = true;
+}
+
+void session_adopt(struct relay_worker *rw, struct session *ss)
+{
+    if (ss == NULL)
+        return;
+    ss->rw = rw;
+    ss->in_transit = false;
+    ss->next = rw->live;
+    if (rw->live != NULL)
+        rw->live->prev = ss;
+    rw->live = ss;
+    if (room_member_new_pid(relay_worker_shard(rw), ss, ss->moved_pid, &ss->m) != 0) {
+        ss->m = NULL;
+        session_close(ss, PROTO_ERR_SERVER_FULL, "no member slot");
+        return;
+    }
+    WSTAT_INC(rw, sessions_adopted);
+    /* The JOIN again, from here: this worker owns the room now. */
+    uint8_t *body = ss->join_body;
+    size_t len = ss->join_len;
+    ss->join_body = NULL;
+    ss->join_len = 0;
+    ss->state = SESSION_WELCOMED;
+    if (body != NULL)
+        session_control(ss, body, len);
+    free(body);
+}
+
 /* The one leave path: every end of a connection comes here. */
 void session_closed(struct session *ss, uint64_t app_error)
 {
     if (ss == NULL || ss->c == NULL)
         return;
+    if (ss->in_transit) {
+        /* Ended between workers (shutdown, no slot there): no member, no
+         * timer, on no list. */
+        free(ss->join_body);
+        free(ss);
+        return;
+    }
     struct relay_worker *rw = ss->rw;
     /* One summary line per connection; never the token. */
     struct endpoint_path ph;
@@ -534,6 +616,7 @@ void session_bury(struct relay_worker *rw)
         struct session *ss = rw->grave;
         rw->grave = ss->grave_next;
         room_member_del(ss->m); /* sends LEAVE to the owner when in a room */
+        free(ss->join_body);
         free(ss);
         WSTAT_INC(rw, sessions_closed);
     }

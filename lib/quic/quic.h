@@ -26,6 +26,7 @@
 #ifndef ROOST_QUIC_QUIC_H
 #define ROOST_QUIC_QUIC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,7 +53,9 @@ struct quic_conn;
 
 /* Ring message types owned by this layer (0x0100-0x01ff). */
 #define QUIC_MSG_FIRST 0x0100
-#define QUIC_MSG_FWD 0x0100 /* u.ptr[0]: struct buf * holding a mis-routed packet */
+#define QUIC_MSG_FWD 0x0100   /* u.ptr[0]: struct buf * holding a mis-routed packet */
+#define QUIC_MSG_ADOPT 0x0101 /* u.ptr[0]: a struct quic_conn * handed off (handoff.c) */
+#define QUIC_MSG_UNFWD 0x0102 /* u.bytes: a retired CID's forwarding entry to drop */
 #define QUIC_MSG_LAST 0x01ff
 
 /* Defaults for a zero field of quic_shared_config (relay/config.c uses them
@@ -157,6 +160,10 @@ struct quic_stats {
      * dropped by a connection's (after its close) or an address's budget,
      * address entries evicted from the bounded table. */
     uint64_t budget_closed, budget_dropped_conn, budget_dropped_addr, budget_addr_evictions;
+    /* Hand-off (quic_conn_handoff): connections sent to and adopted from
+     * other workers, hand-offs given up (closed first, or no slot), and
+     * the gauge of forwarding entries for CIDs of connections that left. */
+    uint64_t handoffs_out, handoffs_in, handoffs_failed, handoff_fwd_cids;
 };
 
 /* Creates the shared state. Returns 0; ROOST_EINVAL (bad config/address,
@@ -219,6 +226,14 @@ struct quic_app_ops {
      * for idle/handshake timeouts, QUIC_APP_GOING_AWAY for shutdown,
      * QUIC_APP_INTERNAL for transport errors and resets. */
     void (*on_close)(struct quic_conn *c, uint64_t app_error, void *arg);
+    /* Hand-off (quic_conn_handoff), optional: on_detach runs on the old
+     * worker when the connection leaves it (at turn end), on_adopt on the
+     * new worker when it arrives; the user pointer travels with it. A
+     * connection still in a ring at shutdown gets on_close
+     * (QUIC_APP_GOING_AWAY) from the runtime's discard, after the workers
+     * stopped. */
+    void (*on_detach)(struct quic_conn *c, void *arg);
+    void (*on_adopt)(struct quic_conn *c, void *arg);
 };
 
 /* Creates worker w's server on the socket the shared state opened for it.
@@ -261,6 +276,20 @@ int quic_conn_send_datagram(struct quic_conn *c, const uint8_t *data, size_t len
 /* Closes with an application error; on_close runs before this returns
  * (unless the connection already ended). reason may be NULL. */
 void quic_conn_close(struct quic_conn *c, uint64_t app_error, const char *reason);
+/* Hands an open server connection to worker `to` (lib/quic/handoff.h):
+ * at the end of this loop turn, once its pending packets are written, it
+ * leaves this worker with its ngtcp2 and TLS state, queues and budgets;
+ * `to` adopts it, re-arms its timer and maps its CIDs, and this worker
+ * forwards packets for them there until the CIDs are retired. Returns 0;
+ * ROOST_EINVAL (a client connection, `to` out of range or this worker);
+ * ROOST_ECLOSED (not open); ROOST_EEXIST (a hand-off is pending). */
+int quic_conn_handoff(struct quic_conn *c, unsigned to);
+/* The worker the connection is on (a server connection). */
+unsigned quic_conn_worker(const struct quic_conn *c);
+/* Test knob: 1 holds adopted connections until quic_server_del (adopted
+ * then: shutdown during a hand-off), 2 bounces QUIC_MSG_ADOPT to self so
+ * that it is still queued at shutdown (the discard path). 0: off. */
+extern _Atomic int quic_handoff_test_hold;
 void quic_conn_set_user(struct quic_conn *c, void *u);
 void *quic_conn_user(const struct quic_conn *c);
 /* True once on_open ran (the handshake completed and was accepted). */

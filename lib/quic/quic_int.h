@@ -210,6 +210,13 @@ struct quic_conn {
     /* server */
     uint32_t slot, gen;
     ngtcp2_cid odcid; /* the client's Initial DCID, also a table key */
+    /* Hand-off (handoff.c): handoff_to is the target worker + 1 while one
+     * is pending (0: none), on the server's handoff list; handed: the
+     * connection changed workers at least once (its CIDs may have
+     * forwarding entries on other workers). */
+    uint16_t handoff_to;
+    bool handed;
+    struct quic_conn *handoff_next;
     /* client */
     struct quic_conn *prev, *next; /* the client's connections */
 };
@@ -248,7 +255,49 @@ struct quic_server {
     uint64_t rx_batches;
     struct budget_lim conn_lim;     /* receive budget of each connection */
     struct budget_addr_table addrs; /* receive budgets per source address */
+    /* Hand-off (handoff.c): CIDs of connections that left this worker ->
+     * (void *)(uintptr_t)(worker + 1) they went to; connections to hand off
+     * at turn end; adopted connections held by a test knob until del. */
+    struct cid_table *fwd;
+    struct quic_conn *handoff_head;
+    struct quic_conn **held;
+    unsigned n_held, cap_held;
+    bool stopping;
 };
+
+/* server.c, for handoff.c */
+/* Takes a free slot for c (growing the table within the live limit); sets
+ * c->slot, c->gen and counts it live. Returns 0, ROOST_EFULL or
+ * ROOST_ENOMEM. */
+int quic_server_slot_take(struct quic_server *s, struct quic_conn *c);
+/* Gives c's slot back (its handle goes stale) and counts it not live. */
+void quic_server_slot_release(struct quic_server *s, struct quic_conn *c);
+/* Forwards a packet to worker owner through the ring; hops: how many
+ * times it was forwarded already. */
+void quic_server_forward(struct quic_server *s, unsigned owner, const uint8_t *data, size_t len,
+                         const struct udp_addr *remote, const struct udp_addr *local,
+                         unsigned hops);
+
+/* handoff.c (lib/quic/handoff.h) */
+/* At turn end, after the dirty list was written: detaches and sends every
+ * connection whose hand-off is pending and that has nothing left to
+ * write. */
+void quic_handoff_turn_end(struct quic_server *s);
+/* QUIC_MSG_ADOPT / QUIC_MSG_UNFWD on the receiving server. */
+void quic_handoff_on_msg(struct quic_server *s, const struct worker_msg *msg);
+/* Releases what a hand-off message holds at shutdown (no server). */
+void quic_handoff_discard(const struct worker_msg *msg);
+/* The worker a CID of a connection that left this one went to, or -1. */
+int quic_handoff_fwd_lookup(const struct quic_server *s, const uint8_t *cid, size_t len);
+/* A CID of c is gone for good (retired, or c freed): its forwarding
+ * entries on other workers are dropped (c->handed only). */
+void quic_handoff_cid_gone(struct quic_server *s, const struct quic_conn *c, const ngtcp2_cid *cid);
+/* c is being freed: off the pending list. */
+void quic_handoff_forget(struct quic_server *s, struct quic_conn *c);
+/* quic_server_del: adopts the connections a test knob held, drops the
+ * forwarding table. */
+void quic_handoff_server_del(struct quic_server *s);
+int quic_handoff_server_init(struct quic_server *s);
 
 /* shared.c */
 /* Empty credentials with one reference. Returns 0, ROOST_ENOMEM,

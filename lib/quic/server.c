@@ -74,6 +74,8 @@ static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *user_da
     (void)conn;
     struct quic_conn *c = user_data;
     cid_table_remove(server_of(c)->cids, cid->data, cid->datalen, c);
+    if (c->handed)
+        quic_handoff_cid_gone(server_of(c), c, cid);
     return 0;
 }
 
@@ -93,13 +95,17 @@ static void conn_free(struct quic_conn *c)
 {
     struct quic_server *s = server_of(c);
     quic_conn_notify(c, QUIC_APP_GOING_AWAY);
+    quic_handoff_forget(s, c);
     if (c->conn != NULL) {
         size_t n = ngtcp2_conn_get_num_scid(c->conn);
         ngtcp2_cid *ids = calloc(n ? n : 1, sizeof(*ids));
         if (ids != NULL) {
             ngtcp2_conn_get_scid(c->conn, ids);
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = 0; i < n; i++) {
                 cid_table_remove(s->cids, ids[i].data, ids[i].datalen, c);
+                if (c->handed)
+                    quic_handoff_cid_gone(s, c, &ids[i]);
+            }
             free(ids);
         }
     }
@@ -108,6 +114,15 @@ static void conn_free(struct quic_conn *c)
      * we never saw removed) must not dangle: the odcid is removed here; the
      * others were removed through remove_connection_id or above. */
     cid_table_remove(s->cids, c->odcid.data, c->odcid.datalen, c);
+    if (c->handed && c->odcid.datalen > 0)
+        quic_handoff_cid_gone(s, c, &c->odcid);
+    quic_server_slot_release(s, c);
+    stat_inc(s->ep.st, QS(conns_closed));
+    free(c);
+}
+
+void quic_server_slot_release(struct quic_server *s, struct quic_conn *c)
+{
     struct conn_slot *sl = &s->slots[c->slot];
     sl->c = NULL;
     sl->gen++;
@@ -115,8 +130,6 @@ static void conn_free(struct quic_conn *c)
     s->free_head = c->slot;
     s->live--;
     stat_dec(s->ep.st, QS(conns_open));
-    stat_inc(s->ep.st, QS(conns_closed));
-    free(c);
 }
 
 /* Enables tickets on the session with one master key (gnutls derives its
@@ -217,6 +230,23 @@ static int slots_grow(struct quic_server *s)
     return 0;
 }
 
+int quic_server_slot_take(struct quic_server *s, struct quic_conn *c)
+{
+    if (s->free_head == UINT32_MAX) {
+        int rc = slots_grow(s);
+        if (rc != 0)
+            return rc;
+    }
+    c->slot = s->free_head;
+    struct conn_slot *sl = &s->slots[c->slot];
+    s->free_head = sl->next_free;
+    sl->c = c;
+    c->gen = sl->gen;
+    s->live++;
+    stat_inc(s->ep.st, QS(conns_open));
+    return 0;
+}
+
 /* Creates the connection for a client Initial (hd) that passed admission;
  * ocid: the original DCID a Retry token vouched for, or NULL. Returns NULL
  * when the slot table is full (and cannot grow) or setup failed (nothing
@@ -232,13 +262,7 @@ static struct quic_conn *conn_accept(struct quic_server *s, const ngtcp2_pkt_hd 
     if (c == NULL)
         return NULL;
     /* Take a slot now so conn_free can release it on any failure below. */
-    c->slot = s->free_head;
-    struct conn_slot *sl = &s->slots[c->slot];
-    s->free_head = sl->next_free;
-    sl->c = c;
-    c->gen = sl->gen;
-    s->live++;
-    stat_inc(s->ep.st, QS(conns_open));
+    (void)quic_server_slot_take(s, c);
     c->closed_cb = true; /* nothing to tell the application if setup fails */
     c->remote = *remote;
     c->local = *local;
@@ -345,6 +369,8 @@ static void process_dirty(struct quic_server *s)
 void quic_server_turn_end(struct quic_server *s)
 {
     process_dirty(s);
+    if (s->handoff_head != NULL)
+        quic_handoff_turn_end(s);
 }
 
 static void send_version_negotiation(struct quic_server *s, const ngtcp2_version_cid *vc,
@@ -439,17 +465,22 @@ static void send_stateless_close(struct quic_server *s, const ngtcp2_pkt_hd *hd,
 
 struct fwd_hdr {
     struct udp_addr remote, local;
+    unsigned hops; /* forwards before this one */
 };
 
-static void forward(struct quic_server *s, unsigned owner, const uint8_t *data, size_t len,
-                    const struct udp_addr *remote, const struct udp_addr *local)
+/* A packet is forwarded at most this many times (hand-off chains are
+ * finite; the bound is a backstop). */
+#define FWD_MAX_HOPS 8
+
+void quic_server_forward(struct quic_server *s, unsigned owner, const uint8_t *data, size_t len,
+                         const struct udp_addr *remote, const struct udp_addr *local, unsigned hops)
 {
     struct buf *b = buf_new((uint32_t)(sizeof(struct fwd_hdr) + len));
     if (b == NULL) {
         stat_inc(s->ep.st, QS(fwd_dropped));
         return;
     }
-    struct fwd_hdr h = {.remote = *remote, .local = *local};
+    struct fwd_hdr h = {.remote = *remote, .local = *local, .hops = hops};
     memcpy(b->data, &h, sizeof(h));
     memcpy(b->data + sizeof(h), data, len);
     b->len = (uint32_t)(sizeof(h) + len);
@@ -561,8 +592,9 @@ static bool conn_budget_ok(struct quic_server *s, struct quic_conn *c, size_t le
 
 static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len,
                           const struct udp_addr *remote, const struct udp_addr *local,
-                          bool forwarded)
+                          unsigned hops)
 {
+    bool forwarded = hops > 0;
     stat_inc(s->ep.st, QS(pkts_in));
     stat_add(s->ep.st, QS(bytes_in), (uint64_t)len);
     /* A forwarded packet was charged where it arrived. */
@@ -593,6 +625,15 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
         quic_conn_read(c, data, len, remote, local);
         return;
     }
+    /* A connection that was handed off: where its CID went. */
+    int moved = quic_handoff_fwd_lookup(s, vc.dcid, vc.dcidlen);
+    if (moved >= 0) {
+        if (hops < FWD_MAX_HOPS)
+            quic_server_forward(s, (unsigned)moved, data, len, remote, local, hops + 1);
+        else
+            stat_inc(s->ep.st, QS(fwd_dropped));
+        return;
+    }
     int owner = cid_worker(vc.dcid, vc.dcidlen);
     bool long_hdr = (data[0] & 0x80) != 0;
     if (long_hdr) {
@@ -603,7 +644,7 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
         }
         if (owner >= 0 && (unsigned)owner < s->n_workers && (unsigned)owner != s->id &&
             !forwarded) {
-            forward(s, (unsigned)owner, data, len, remote, local);
+            quic_server_forward(s, (unsigned)owner, data, len, remote, local, 1);
             return;
         }
         stat_inc(s->ep.st, QS(unknown_cid));
@@ -616,7 +657,7 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
     if ((unsigned)owner != s->id) {
         /* Never reset a CID that names another worker: hand it over. */
         if (!forwarded)
-            forward(s, (unsigned)owner, data, len, remote, local);
+            quic_server_forward(s, (unsigned)owner, data, len, remote, local, 1);
         else
             stat_inc(s->ep.st, QS(unknown_cid));
         return;
@@ -644,7 +685,7 @@ static void on_socket(struct worker *w, int fd, uint32_t events, void *arg)
         for (int i = 0; i < n; i++) {
             worker_set_ingress(w, s->rx->rx_ns[i]); /* latency metrics */
             handle_packet(s, s->rx->data[i], s->rx->msgs[i].msg_len, &s->rx->remote[i],
-                          &s->rx->local[i], false);
+                          &s->rx->local[i], 0);
         }
         worker_set_ingress(w, 0);
         /* Under a flood, keep live connections moving between batches. */
@@ -663,9 +704,12 @@ static void server_on_msg(struct worker *w, const struct worker_msg *msg, void *
         struct fwd_hdr h;
         memcpy(&h, b->data, sizeof(h));
         stat_inc(s->ep.st, QS(fwd_in));
-        handle_packet(s, b->data + sizeof(h), b->len - sizeof(h), &h.remote, &h.local, true);
+        handle_packet(s, b->data + sizeof(h), b->len - sizeof(h), &h.remote, &h.local,
+                      h.hops > 0 ? h.hops : 1);
         buf_unref(b);
+        return;
     }
+    quic_handoff_on_msg(s, msg);
 }
 
 /* A QUIC_MSG_* no worker will handle (shutdown): release its buffer. */
@@ -673,6 +717,8 @@ static void server_discard(const struct worker_msg *msg)
 {
     if (msg->type == QUIC_MSG_FWD)
         buf_unref(msg->u.ptr[0]);
+    else
+        quic_handoff_discard(msg);
 }
 
 /* ----------------------------------------------------------- server */
@@ -717,6 +763,9 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
     rc = cid_table_new(&s->cids);
     if (rc < 0)
         goto fail;
+    rc = quic_handoff_server_init(s);
+    if (rc < 0)
+        goto fail;
     budget_lim_init(&s->conn_lim, sh->cfg.conn_pkt_rate, sh->cfg.conn_byte_rate);
     struct budget_lim alim;
     budget_lim_init(&alim, sh->cfg.addr_pkt_rate, sh->cfg.addr_byte_rate);
@@ -747,6 +796,7 @@ int quic_server_new(struct quic_server **out, struct worker *w, struct quic_shar
 fail:
     budget_addr_fini(&s->addrs);
     cid_table_del(s->cids);
+    cid_table_del(s->fwd);
     free(s->slots);
     free(s->rx);
     free(s->tx);
@@ -758,6 +808,8 @@ void quic_server_del(struct quic_server *s)
 {
     if (s == NULL)
         return;
+    s->stopping = true;
+    quic_handoff_server_del(s); /* held connections are adopted, closed below */
     for (uint32_t i = 0; i < s->n_slots; i++) {
         struct quic_conn *c = s->slots[i].c;
         if (c == NULL)
@@ -777,6 +829,7 @@ void quic_server_del(struct quic_server *s)
         close(s->fd);
     }
     cid_table_del(s->cids);
+    cid_table_del(s->fwd);
     budget_addr_fini(&s->addrs);
     free(s->slots);
     free(s->rx);

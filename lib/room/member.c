@@ -303,6 +303,24 @@ int room_leave(struct room_member *m)
     return 0;
 }
 
+int room_member_new_pid(struct room_shard *s, void *ep, uint32_t pid, struct room_member **out)
+{
+    int rc = room_member_new(s, ep, out);
+    if (rc == 0)
+        (*out)->pid = pid; /* the id this worker just allocated stays unused */
+    return rc;
+}
+
+void room_member_set_movable(struct room_member *m, bool on)
+{
+    m->movable = on;
+}
+
+unsigned room_member_owner(const struct room_member *m)
+{
+    return m->owner;
+}
+
 void room_member_del(struct room_member *m)
 {
     if (m == NULL)
@@ -341,6 +359,7 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
     jr->join_seq = ++m->join_seq;
     jr->worker = (uint16_t)s->id;
     jr->perms = (uint8_t)perms;
+    jr->movable = m->movable;
     jr->room_len = (uint8_t)room_len;
     jr->ident_len = (uint8_t)identity_len;
     jr->name_len = (uint8_t)display_len;
@@ -394,6 +413,8 @@ void member_on_ack(struct room_shard *s, struct buf *b)
         member_cache_stop(s, m); /* a new room: room_member_cache starts afresh */
     } else {
         m->state = MEMBER_IDLE;
+        if (a->code == ROOM_JOIN_MOVE)
+            m->owner = a->owner;
     }
     deliver_frames(s, m, b->data + sizeof(*a), a->frames_len);
     if (a->code == 0) {

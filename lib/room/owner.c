@@ -382,6 +382,16 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
 {
     uint64_t h;
     struct room *r = room_lookup(s, jr->room, jr->room_len, &h);
+    /* Room-affine placement: a small room's joiner from another worker is
+     * sent here with its connection (ROOM_JOIN_MOVE), so that the room's
+     * fan-out stays on this core; it joins again from here. */
+    uint32_t amax = s->sh->lim.affinity_max_members;
+    if (amax > 0 && jr->movable && jr->worker != s->id &&
+        (r != NULL ? r->n_infos : 0) + 1 <= amax) {
+        ROOM_STAT_INC(s, join_moves);
+        send_ack(s, jr, ROOM_JOIN_MOVE, NULL, 0, NULL);
+        return;
+    }
     if (r == NULL && !gated && s->ops->gate != NULL && !gate_pass(s, jr))
         return;
     if (r != NULL) {

@@ -77,7 +77,17 @@ struct room_limits {
      * issues carry it as its top byte (PROTOCOL.md §4), so relays with
      * different prefixes never issue the same id; 0: the whole u32. */
     uint8_t pid_prefix;
+    /* Room-affine placement (issue 14): a JOIN from another worker for a
+     * room that would then have at most this many members is answered
+     * ROOM_JOIN_MOVE instead of being applied; 0: off. */
+    uint32_t affinity_max_members;
 };
+
+/* ops->joined's code for "join on the owner's worker instead": nothing was
+ * sent to the client and the member is idle again; the endpoint should be
+ * handed to room_member_owner(m) and the JOIN repeated there (relay/
+ * session.c). Never a wire code. */
+#define ROOM_JOIN_MOVE 0xffff0001u
 
 /* Cumulative link counters of one endpoint (room_ops.link_stats). */
 struct room_link {
@@ -149,6 +159,7 @@ struct room_stats {
     uint64_t kfreq_unknown;     /* target not in the room */
     uint64_t quality_sent;      /* QUALITY messages delivered */
     uint64_t kf_caches;         /* gauge: live keyframe caches (made at a first frame) */
+    uint64_t join_moves;        /* joins answered ROOM_JOIN_MOVE (affinity), on the owner */
 };
 
 /* Process-wide state: the hash key, limits and the per-owner room slot
@@ -197,6 +208,16 @@ int room_member_new(struct room_shard *s, void *ep, struct room_member **out);
  * Accepts NULL. */
 void room_member_del(struct room_member *m);
 uint32_t room_member_pid(const struct room_member *m);
+/* As room_member_new, but with the participant id pid the member had on
+ * another worker (a connection handed off before it joined: its WELCOME
+ * named that id). Returns 0 or ROOST_ENOMEM. */
+int room_member_new_pid(struct room_shard *s, void *ep, uint32_t pid, struct room_member **out);
+/* Whether the member's endpoint can be handed to another worker (a QUIC
+ * connection can, a WebSocket one cannot): only then may its JOIN be
+ * answered ROOM_JOIN_MOVE. Off for a new member. */
+void room_member_set_movable(struct room_member *m, bool on);
+/* The worker that answered the member's last JOIN (its room's owner). */
+unsigned room_member_owner(const struct room_member *m);
 /* True once JOINED was delivered and until it leaves. */
 bool room_member_joined(const struct room_member *m);
 

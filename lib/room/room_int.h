@@ -154,6 +154,7 @@ struct room_member {
     uint32_t join_seq;
     enum member_state state;
     uint8_t perms; /* PERM_* */
+    bool movable;  /* room_member_set_movable */
     uint16_t owner;
     uint32_t room_slot;
     uint32_t room_gen;
@@ -229,6 +230,7 @@ struct join_req {
     uint32_t pid, slot, gen, join_seq;
     uint16_t worker;
     uint8_t perms, room_len, ident_len, name_len;
+    uint8_t movable; /* the joiner's endpoint can change workers (affinity) */
     uint8_t room[ROOM_ID_MAX];
     uint8_t identity[IDENTITY_MAX];
     uint8_t name[DISPLAY_NAME_MAX];

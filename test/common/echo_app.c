@@ -41,6 +41,15 @@ static void on_control(struct quic_conn *c, const uint8_t *body, size_t len, voi
                 break;
         return;
     }
+    if (len == ECHO_HANDOFF_LEN + 1 && memcmp(body, ECHO_HANDOFF_CMD, ECHO_HANDOFF_LEN) == 0) {
+        (void)quic_conn_handoff(c, body[ECHO_HANDOFF_LEN]);
+        return;
+    }
+    if (len == ECHO_WHERE_LEN && memcmp(body, ECHO_WHERE_CMD, ECHO_WHERE_LEN) == 0) {
+        uint8_t at[3] = {'a', 't', (uint8_t)quic_conn_worker(c)};
+        (void)quic_conn_send_control(c, at, sizeof(at));
+        return;
+    }
     if (len == ECHO_CLOSE_LEN && memcmp(body, ECHO_CLOSE_CMD, ECHO_CLOSE_LEN) == 0) {
         /* Close the way the relay refuses a version: code and reason. */
         quic_conn_close(c, PROTO_ERR_UNSUPPORTED_VERSION, ECHO_CLOSE_REASON);
@@ -69,11 +78,32 @@ static void on_close(struct quic_conn *c, uint64_t app_error, void *arg)
         atomic_fetch_add(&es->close_going_away, 1);
 }
 
+static void on_detach(struct quic_conn *c, void *arg)
+{
+    (void)c;
+    struct echo_server *es = arg;
+    atomic_fetch_add(&es->detaches, 1);
+}
+
+static void on_adopt(struct quic_conn *c, void *arg)
+{
+    struct echo_server *es = arg;
+    atomic_fetch_add(&es->adopts, 1);
+    if (atomic_load(&es->quiet_adopt))
+        return;
+    uint8_t body[ECHO_ADOPTED_LEN + 1];
+    memcpy(body, ECHO_ADOPTED, ECHO_ADOPTED_LEN);
+    body[ECHO_ADOPTED_LEN] = (uint8_t)quic_conn_worker(c);
+    (void)quic_conn_send_control(c, body, sizeof(body));
+}
+
 static const struct quic_app_ops echo_ops = {
     .on_open = on_open,
     .on_control = on_control,
     .on_datagram = on_datagram,
     .on_close = on_close,
+    .on_detach = on_detach,
+    .on_adopt = on_adopt,
 };
 
 static int w_start(struct worker *w, void *arg)

@@ -26,12 +26,24 @@
 #define ECHO_CLOSE_LEN 5
 #define ECHO_CLOSE_REASON "supported: 1"
 
+/* A control body "handoff" + worker (one byte) makes the echo app hand the
+ * connection to that worker (quic_conn_handoff); once adopted there it
+ * sends "adopted" + the worker byte on the control stream. */
+#define ECHO_HANDOFF_CMD "handoff"
+#define ECHO_HANDOFF_LEN 7
+#define ECHO_ADOPTED "adopted"
+#define ECHO_ADOPTED_LEN 7
+/* A control body "where" is answered with "at" + the worker byte. */
+#define ECHO_WHERE_CMD "where"
+#define ECHO_WHERE_LEN 5
+
 struct echo_server {
     struct quic_shared *sh;
     struct worker_pool *pool;
     unsigned n_workers;
     _Atomic uint64_t opens, closes, close_idle, close_going_away, close_too_slow, control_in,
-        dgram_in;
+        dgram_in, detaches, adopts;
+    _Atomic bool quiet_adopt; /* adopted connections send nothing */
 };
 
 /* Directory holding ca.pem, server.pem, server.key (made once with
