@@ -515,12 +515,10 @@ static void after_read(struct quic_conn *c, bool moved)
         quic_conn_mark_dirty(c);
         return;
     }
-    if (c->dq_n > 0) {
-        quic_conn_mark_data(c);
-        return;
-    }
-    if (!c->dirty)
-        quic_conn_arm_timer(c);
+    /* Queued datagrams may go now (the window opened); else only the
+     * timer moved: re-armed once per turn (quic_conn_write at turn end),
+     * not after every packet. */
+    quic_conn_mark_data(c);
 }
 
 bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,

@@ -52,12 +52,11 @@ static void write_close(struct quic_conn *c)
     quic_conn_linger(c, CS_CLOSING, quic_conn_close_code(c));
 }
 
-/* Arms the timer for ngtcp2's next expiry (which includes the pacer's next
- * send time), or for the oldest held-back datagram's age limit if sooner;
- * untouched when unchanged. */
-void quic_conn_arm_timer(struct quic_conn *c)
+/* Arms the timer for exp (ngtcp2's next expiry, which includes the pacer's
+ * next send time), or for the oldest held-back datagram's age limit if
+ * sooner; untouched when unchanged. */
+static void arm_at(struct quic_conn *c, uint64_t exp)
 {
-    uint64_t exp = ngtcp2_conn_get_expiry(c->conn);
     if (c->dq_held && c->dq_n > 0) {
         uint64_t old = c->dq[c->dq_head].t + c->ep->dgram_max_age_ns + 1;
         if (old < exp)
@@ -65,6 +64,11 @@ void quic_conn_arm_timer(struct quic_conn *c)
     }
     if (quic_conn_timer_set(c, exp) < 0)
         quic_conn_close_liberr(c, NGTCP2_ERR_NOMEM);
+}
+
+void quic_conn_arm_timer(struct quic_conn *c)
+{
+    arm_at(c, ngtcp2_conn_get_expiry(c->conn));
 }
 
 /* Queues the packet ngtcp2 wrote into pkt (n bytes) on the send batch. */
@@ -83,20 +87,35 @@ static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n)
     stat_add(ep->st, QS(bytes_out), (uint64_t)n);
 }
 
-/* Sets the pacer's next send time after a write. ngtcp2 0.12 lets a
- * packet go up to 1 ms before that time and clears it in handle_expiry
- * only; when nothing waits to be sent and the time is that close (small
- * writes: the usual case), clear it now, or the timer would wake for it to
- * write nothing. Nothing else can have expired: it is the earliest. */
-static void pace(struct quic_conn *c, uint64_t now)
+/* Sets the pacer's next send time after a write and returns ngtcp2's next
+ * expiry. ngtcp2 0.12 lets a packet go up to 1 ms before that time and
+ * clears it in handle_expiry only; when nothing waits to be sent and the
+ * time is that close (small writes: the usual case), clear it now, or the
+ * timer would wake for it to write nothing. Nothing else can have expired:
+ * it is the earliest. The expiry is read once unless it was cleared. */
+static uint64_t pace(struct quic_conn *c, uint64_t now)
 {
     ngtcp2_conn_update_pkt_tx_time(c->conn, now);
+    uint64_t e = ngtcp2_conn_get_expiry(c->conn);
     const uint8_t *p;
     if (c->dq_n > 0 || ctl_tx_peek(&c->tx, &p) > 0)
-        return;
-    uint64_t e = ngtcp2_conn_get_expiry(c->conn);
-    if (e > now && e <= now + NGTCP2_MILLISECONDS)
+        return e;
+    if (e > now && e <= now + NGTCP2_MILLISECONDS) {
         (void)ngtcp2_conn_handle_expiry(c->conn, now);
+        e = ngtcp2_conn_get_expiry(c->conn);
+    }
+    return e;
+}
+
+/* Gives back an empty datagram queue unused for QUIC_DQ_IDLE_NS. */
+static void dq_release(struct quic_conn *c, uint64_t now)
+{
+    if (c->dq != NULL && c->dq_n == 0 && now - c->dq_last > QUIC_DQ_IDLE_NS) {
+        free(c->dq);
+        c->dq = NULL;
+        c->dq_head = 0;
+        stat_dec(c->ep->st, QS(dgram_queues));
+    }
 }
 
 static bool stream_refused(ngtcp2_ssize n)
@@ -126,6 +145,15 @@ bool quic_conn_write(struct quic_conn *c)
     if (!quic_conn_live(c))
         return true;
     uint64_t now = quic_ep_now(ep);
+    if (c->state == CS_OPEN && !c->need_pkt && c->dq_n == 0 && !ctl_tx_has_unsent(&c->tx) &&
+        !(c->ctl_fin && !c->ctl_fin_sent)) {
+        /* Dirty only for the timer (reads that brought only ACKs): one
+         * expiry per connection per turn, however many packets came. */
+        quic_dgram_lost_expire(c, now);
+        dq_release(c, now);
+        quic_conn_arm_timer(c);
+        return true;
+    }
     quic_dgram_lost_expire(c, now);
     if (c->dq_held)
         quic_dgram_age_out(c, now);
@@ -253,14 +281,7 @@ bool quic_conn_write(struct quic_conn *c)
      * for the timer. Only a queue the congestion controller or the pacer
      * held back ages out: one merely late (the process was busy) goes. */
     c->dq_held = dgram_blocked && c->dq_n > 0;
-    if (c->dq != NULL && c->dq_n == 0 && now - c->dq_last > QUIC_DQ_IDLE_NS) {
-        free(c->dq);
-        c->dq = NULL;
-        c->dq_head = 0;
-        stat_dec(ep->st, QS(dgram_queues));
-    }
-    if (sent > 0)
-        pace(c, now);
-    quic_conn_arm_timer(c);
+    dq_release(c, now);
+    arm_at(c, sent > 0 ? pace(c, now) : ngtcp2_conn_get_expiry(c->conn));
     return true;
 }
