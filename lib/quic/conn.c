@@ -198,6 +198,39 @@ void quic_conn_close(struct quic_conn *c, uint64_t app_error, const char *reason
         quic_conn_notify(c, app_error);
 }
 
+/* Whether the write a timer asks for may wait for the next packet that
+ * goes anyway (ACKs ride along in any packet). ngtcp2 0.12 times its
+ * delayed ACK at min(max_ack_delay, srtt / 8): microseconds on a short
+ * path, so a lone ACK-only packet answers nearly every packet received.
+ * RFC 9000 §13.2.1 lets it wait up to the max_ack_delay this end
+ * advertised: the ACK goes with the next datagram or control bytes
+ * before then, else on its own at the deadline (c->ack_due, on the
+ * timer). Never when the loss detection timer fired (probes and
+ * retransmissions go at once) nor before the handshake is confirmed
+ * (Initial and Handshake packets are acknowledged at once); the
+ * every-second-packet ACK (after_read) is not delayed. */
+static bool ack_can_wait(struct quic_conn *c, uint64_t now, bool loss_due)
+{
+    if (c->ack_due != 0 && now >= c->ack_due) {
+        c->ack_due = 0; /* the deadline: write it now */
+        return false;
+    }
+    if (c->state != CS_OPEN || !c->confirmed || loss_due)
+        return false;
+    if (c->ack_due != 0)
+        return true;
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    uint64_t max = ngtcp2_conn_get_local_transport_params(c->conn)->max_ack_delay;
+    /* The ACK fell due at most srtt/8 after the packet came (plus how late
+     * this timer ran: QUIC_ACK_MARGIN_NS covers it). */
+    uint64_t spent = cs.smoothed_rtt / 8 + QUIC_ACK_MARGIN_NS;
+    if (max <= spent)
+        return false;
+    c->ack_due = now + (max - spent);
+    return true;
+}
+
 static void on_timer(struct timer *t, uint64_t now, void *arg)
 {
     (void)t;
@@ -209,6 +242,9 @@ static void on_timer(struct timer *t, uint64_t now, void *arg)
     }
     if (!quic_conn_live(c))
         return;
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    bool loss_due = cs.loss_detection_timer <= now;
     int rv = ngtcp2_conn_handle_expiry(c->conn, now);
     if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
         /* Silent close: the peer is gone or never finished. */
@@ -225,7 +261,10 @@ static void on_timer(struct timer *t, uint64_t now, void *arg)
         quic_conn_close_liberr(c, rv);
         return;
     }
-    quic_conn_mark_dirty(c);
+    if (!ack_can_wait(c, now, loss_due))
+        quic_conn_mark_dirty(c);
+    else
+        quic_conn_mark_data(c); /* queued data only; the timer holds the ACK's deadline */
 }
 
 /* ------------------------------------------------- ngtcp2 callbacks */
@@ -261,10 +300,24 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *user_data)
     c->state = CS_OPEN;
     c->opened = true;
     c->info.opened = true;
+    /* A server's handshake is confirmed as it completes (RFC 9001
+     * §4.1.2); ngtcp2 0.12 calls handshake_confirmed for clients only. */
+    if (quic_conn_is_server(c))
+        c->confirmed = true;
     int r = c->ep->ops->on_open != NULL ? c->ep->ops->on_open(c, c->ep->arg) : 0;
     if (r > 0)
         quic_conn_close(c, (uint64_t)r, NULL);
     quic_conn_mark_dirty(c);
+    return 0;
+}
+
+/* Handshake confirmed (RFC 9001 §4.1.2): no Initial or Handshake packet
+ * is acknowledged any more, so a delayed ACK is a 1-RTT one (those MUST
+ * go at once). */
+static int handshake_confirmed_cb(ngtcp2_conn *conn, void *user_data)
+{
+    (void)conn;
+    ((struct quic_conn *)user_data)->confirmed = true;
     return 0;
 }
 
@@ -404,6 +457,7 @@ void quic_ep_init(struct quic_ep *ep, enum quic_role role, const struct quic_app
     memset(cb, 0, sizeof(*cb));
     cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
     cb->handshake_completed = handshake_completed_cb;
+    cb->handshake_confirmed = handshake_confirmed_cb;
     cb->encrypt = ngtcp2_crypto_encrypt_cb;
     cb->decrypt = ngtcp2_crypto_decrypt_cb;
     cb->hp_mask = ngtcp2_crypto_hp_mask_cb;

@@ -57,6 +57,8 @@ static void write_close(struct quic_conn *c)
  * sooner; untouched when unchanged. */
 static void arm_at(struct quic_conn *c, uint64_t exp)
 {
+    if (c->ack_due != 0 && c->ack_due < exp)
+        exp = c->ack_due; /* a delayed ACK's deadline (conn.c ack_can_wait) */
     if (c->dq_held && c->dq_n > 0) {
         uint64_t old = c->dq[c->dq_head].t + c->ep->dgram_max_age_ns + 1;
         if (old < exp)
@@ -81,6 +83,7 @@ static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n)
     memcpy(&l.u, path->local.addr, path->local.addrlen);
     l.len = path->local.addrlen;
     udp_tx_commit(ep->tx, n, &r, quic_conn_tx_local(c, &l));
+    c->ack_due = 0; /* a delayed ACK went with this packet */
     quic_conn_amp_sent(c, n);
     stat_inc(ep->st, QS(pkts_out));
     stat_inc(ep->st, QS(pkts_written));

@@ -135,6 +135,11 @@ static inline uint64_t quic_ep_now(const struct quic_ep *ep)
     return ep->w != NULL ? worker_now(ep->w) : ep->now;
 }
 
+/* What a delayed ACK keeps of the advertised max_ack_delay for timer
+ * lateness (the turn cadence, a busy loop) and for the peer's PTO, which
+ * counts on the ACK within max_ack_delay plus about 1 ms. */
+#define QUIC_ACK_MARGIN_NS (10ULL * 1000000ULL)
+
 /* Datagram queue entry: a counted buffer reference, the bytes to send and
  * when it was queued (the age limit while the congestion controller holds
  * the queue back). */
@@ -183,6 +188,10 @@ struct quic_conn {
      * one at once). armed_exp: the expiry the timer was last armed for. */
     bool need_pkt, rx_cb;
     bool dq_held; /* the last write left datagrams the cwnd or pacer refused */
+    /* A delayed ACK's deadline (0: none): it rides with the next packet,
+     * or goes alone then (conn.c ack_can_wait). */
+    uint64_t ack_due;
+    bool confirmed; /* handshake confirmed (ngtcp2's callback) */
     unsigned rx_elicit;
     uint64_t armed_exp;
     struct lost_dgram lost[QUIC_LOST_RING];
