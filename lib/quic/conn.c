@@ -1,5 +1,6 @@
 /* One connection of either end: the ngtcp2 callbacks both ends share,
- * reading, the write loop, closing, timers and the conn API of quic.h.
+ * reading, closing, timers and the conn API of quic.h (the write path is
+ * connwrite.c).
  * Where the ends differ this file asks c->ep->role (see quic_int.h); it
  * calls neither server.c nor client.c. */
 #include "quic/quic.h"
@@ -52,7 +53,7 @@ static void timer_off(struct quic_conn *c)
 }
 
 /* Arms the timer for exp unless it already is. Returns 0 or ROOST_ENOMEM. */
-static int timer_set(struct quic_conn *c, uint64_t exp)
+int quic_conn_timer_set(struct quic_conn *c, uint64_t exp)
 {
     if (exp == c->armed_exp)
         return 0;
@@ -86,7 +87,7 @@ void quic_conn_notify(struct quic_conn *c, uint64_t app_error)
 }
 
 /* The code on_close reports for what info recorded. */
-static uint64_t close_code(const struct quic_conn *c)
+uint64_t quic_conn_close_code(const struct quic_conn *c)
 {
     return c->info.app ? c->info.code : QUIC_APP_INTERNAL;
 }
@@ -105,7 +106,7 @@ static void set_dead(struct quic_conn *c)
 /* Ends the connection now and tells the app (if not yet told). The app is
  * told last: a client's app may free the connection from on_close, so
  * nothing here or in the callers touches c after this. */
-static void end_now(struct quic_conn *c, uint64_t app_error)
+void quic_conn_end_now(struct quic_conn *c, uint64_t app_error)
 {
     set_dead(c);
     quic_conn_notify(c, app_error);
@@ -113,15 +114,15 @@ static void end_now(struct quic_conn *c, uint64_t app_error)
 
 /* After a close was sent (CS_CLOSING) or received (CS_DRAINING): the server
  * waits 3 PTO, then frees; the client ends at once. Tells the app last. */
-static void linger(struct quic_conn *c, enum conn_state st, uint64_t app_error)
+void quic_conn_linger(struct quic_conn *c, enum conn_state st, uint64_t app_error)
 {
     if (!quic_conn_is_server(c)) {
-        end_now(c, app_error);
+        quic_conn_end_now(c, app_error);
         return;
     }
     c->state = st;
     uint64_t pto = ngtcp2_conn_get_pto(c->conn);
-    if (timer_set(c, quic_ep_now(c->ep) + 3 * pto) < 0)
+    if (quic_conn_timer_set(c, quic_ep_now(c->ep) + 3 * pto) < 0)
         set_dead(c);
     quic_conn_notify(c, app_error);
 }
@@ -171,7 +172,7 @@ static void close_app(struct quic_conn *c, uint64_t app_error, const char *reaso
     close_with(c, &e, app_error, tell);
 }
 
-static void close_liberr(struct quic_conn *c, int liberr)
+void quic_conn_close_liberr(struct quic_conn *c, int liberr)
 {
     ngtcp2_connection_close_error e;
     ngtcp2_connection_close_error_default(&e);
@@ -197,6 +198,39 @@ void quic_conn_close(struct quic_conn *c, uint64_t app_error, const char *reason
         quic_conn_notify(c, app_error);
 }
 
+/* Whether the write a timer asks for may wait for the next packet that
+ * goes anyway (ACKs ride along in any packet). ngtcp2 0.12 times its
+ * delayed ACK at min(max_ack_delay, srtt / 8): microseconds on a short
+ * path, so a lone ACK-only packet answers nearly every packet received.
+ * RFC 9000 §13.2.1 lets it wait up to the max_ack_delay this end
+ * advertised: the ACK goes with the next datagram or control bytes
+ * before then, else on its own at the deadline (c->ack_due, on the
+ * timer). Never when the loss detection timer fired (probes and
+ * retransmissions go at once) nor before the handshake is confirmed
+ * (Initial and Handshake packets are acknowledged at once); the
+ * every-second-packet ACK (after_read) is not delayed. */
+static bool ack_can_wait(struct quic_conn *c, uint64_t now, bool loss_due)
+{
+    if (c->ack_due != 0 && now >= c->ack_due) {
+        c->ack_due = 0; /* the deadline: write it now */
+        return false;
+    }
+    if (c->state != CS_OPEN || !c->confirmed || loss_due)
+        return false;
+    if (c->ack_due != 0)
+        return true;
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    uint64_t max = ngtcp2_conn_get_local_transport_params(c->conn)->max_ack_delay;
+    /* The ACK fell due at most srtt/8 after the packet came (plus how late
+     * this timer ran: QUIC_ACK_MARGIN_NS covers it). */
+    uint64_t spent = cs.smoothed_rtt / 8 + QUIC_ACK_MARGIN_NS;
+    if (max <= spent)
+        return false;
+    c->ack_due = now + (max - spent);
+    return true;
+}
+
 static void on_timer(struct timer *t, uint64_t now, void *arg)
 {
     (void)t;
@@ -208,6 +242,9 @@ static void on_timer(struct timer *t, uint64_t now, void *arg)
     }
     if (!quic_conn_live(c))
         return;
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    bool loss_due = cs.loss_detection_timer <= now;
     int rv = ngtcp2_conn_handle_expiry(c->conn, now);
     if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
         /* Silent close: the peer is gone or never finished. */
@@ -217,14 +254,17 @@ static void on_timer(struct timer *t, uint64_t now, void *arg)
             stat_inc(c->ep->st, QS(handshake_timeouts));
         c->info.idle = true;
         c->info.liberr = rv;
-        end_now(c, QUIC_APP_IDLE_TIMEOUT);
+        quic_conn_end_now(c, QUIC_APP_IDLE_TIMEOUT);
         return;
     }
     if (rv != 0) {
-        close_liberr(c, rv);
+        quic_conn_close_liberr(c, rv);
         return;
     }
-    quic_conn_mark_dirty(c);
+    if (!ack_can_wait(c, now, loss_due))
+        quic_conn_mark_dirty(c);
+    else
+        quic_conn_mark_data(c); /* queued data only; the timer holds the ACK's deadline */
 }
 
 /* ------------------------------------------------- ngtcp2 callbacks */
@@ -260,10 +300,24 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *user_data)
     c->state = CS_OPEN;
     c->opened = true;
     c->info.opened = true;
+    /* A server's handshake is confirmed as it completes (RFC 9001
+     * §4.1.2); ngtcp2 0.12 calls handshake_confirmed for clients only. */
+    if (quic_conn_is_server(c))
+        c->confirmed = true;
     int r = c->ep->ops->on_open != NULL ? c->ep->ops->on_open(c, c->ep->arg) : 0;
     if (r > 0)
         quic_conn_close(c, (uint64_t)r, NULL);
     quic_conn_mark_dirty(c);
+    return 0;
+}
+
+/* Handshake confirmed (RFC 9001 §4.1.2): no Initial or Handshake packet
+ * is acknowledged any more, so a delayed ACK is a 1-RTT one (those MUST
+ * go at once). */
+static int handshake_confirmed_cb(ngtcp2_conn *conn, void *user_data)
+{
+    (void)conn;
+    ((struct quic_conn *)user_data)->confirmed = true;
     return 0;
 }
 
@@ -403,6 +457,7 @@ void quic_ep_init(struct quic_ep *ep, enum quic_role role, const struct quic_app
     memset(cb, 0, sizeof(*cb));
     cb->recv_crypto_data = quic_recv_crypto_data_cb;
     cb->handshake_completed = handshake_completed_cb;
+    cb->handshake_confirmed = handshake_confirmed_cb;
     cb->encrypt = ngtcp2_crypto_encrypt_cb;
     cb->decrypt = ngtcp2_crypto_decrypt_cb;
     cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
@@ -495,282 +550,6 @@ void quic_conn_fini(struct quic_conn *c)
     free(c->close_pkt);
 }
 
-/* ------------------------------------------------------------ write */
-
-void quic_send_raw(struct quic_ep *ep, const uint8_t *p, size_t n, const struct udp_addr *remote,
-                   const struct udp_addr *local)
-{
-    struct udp_txpkt *pkt = udp_tx_slot(ep->tx);
-    if (pkt == NULL || n > UDP_TX_MAX)
-        return;
-    memcpy(pkt->data, p, n);
-    udp_tx_commit(ep->tx, n, remote, local);
-    stat_inc(ep->st, QS(pkts_out));
-    stat_add(ep->st, QS(bytes_out), n);
-}
-
-/* The source address to send with: none on a connected socket of its own
- * (the kernel knows it), else the path's local address (pktinfo). */
-static const struct udp_addr *tx_local(const struct quic_conn *c, const struct udp_addr *local)
-{
-    return c->fd >= 0 ? NULL : local;
-}
-
-/* Whether n more bytes may go to the peer's address: always for a client
- * (the limit binds servers) and once the handshake completed (the address is validated), else
- * within 3x what it sent us (ngtcp2 keeps its own packets inside the same budget; amp_tx counts
- * them too). */
-static bool amp_allows(const struct quic_conn *c, size_t n)
-{
-    return !quic_conn_is_server(c) || c->opened || c->amp_tx + n <= 3 * c->amp_rx;
-}
-
-static void amp_sent(struct quic_conn *c, size_t n)
-{
-    if (!c->opened)
-        c->amp_tx += n;
-}
-
-static void write_close(struct quic_conn *c)
-{
-    uint8_t pktbuf[UDP_TX_MAX];
-    ngtcp2_path_storage ps;
-    ngtcp2_path_storage_zero(&ps);
-    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
-        c->conn, &ps.path, NULL, pktbuf, sizeof(pktbuf), &c->ccerr, quic_ep_now(c->ep));
-    if (n <= 0) {
-        end_now(c, close_code(c));
-        return;
-    }
-    if (quic_conn_is_server(c)) {
-        c->close_pkt = malloc((size_t)n);
-        if (c->close_pkt != NULL) {
-            memcpy(c->close_pkt, pktbuf, (size_t)n);
-            c->close_len = (size_t)n;
-        }
-    }
-    /* Over budget, the close waits for more bytes from the peer (a resend
-     * on its next packet), as RFC 9000 §10.2 allows. */
-    if (amp_allows(c, (size_t)n)) {
-        amp_sent(c, (size_t)n);
-        quic_send_raw(c->ep, pktbuf, (size_t)n, &c->remote, tx_local(c, &c->local));
-    }
-    linger(c, CS_CLOSING, close_code(c));
-}
-
-/* Arms the timer for ngtcp2's next expiry (which includes the pacer's next
- * send time), or for the oldest held-back datagram's age limit if sooner;
- * untouched when unchanged. */
-static void arm_timer(struct quic_conn *c)
-{
-    uint64_t exp = ngtcp2_conn_get_expiry(c->conn);
-    if (c->dq_held && c->dq_n > 0) {
-        uint64_t old = c->dq[c->dq_head].t + c->ep->dgram_max_age_ns + 1;
-        if (old < exp)
-            exp = old;
-    }
-    if (timer_set(c, exp) < 0)
-        close_liberr(c, NGTCP2_ERR_NOMEM);
-}
-
-/* Queues the packet ngtcp2 wrote into pkt (n bytes) on the send batch. */
-static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n)
-{
-    struct quic_ep *ep = c->ep;
-    struct udp_addr r, l;
-    memcpy(&r.u, path->remote.addr, path->remote.addrlen);
-    r.len = path->remote.addrlen;
-    memcpy(&l.u, path->local.addr, path->local.addrlen);
-    l.len = path->local.addrlen;
-    udp_tx_commit(ep->tx, n, &r, tx_local(c, &l));
-    amp_sent(c, n);
-    stat_inc(ep->st, QS(pkts_out));
-    stat_inc(ep->st, QS(pkts_written));
-    stat_add(ep->st, QS(bytes_out), (uint64_t)n);
-}
-
-/* Sets the pacer's next send time after a write. ngtcp2 0.12 lets a
- * packet go up to 1 ms before that time and clears it in handle_expiry
- * only; when nothing waits to be sent and the time is that close (small
- * writes: the usual case), clear it now, or the timer would wake for it to
- * write nothing. Nothing else can have expired: it is the earliest. */
-static void pace(struct quic_conn *c, uint64_t now)
-{
-    ngtcp2_conn_update_pkt_tx_time(c->conn, now);
-    const uint8_t *p;
-    if (c->dq_n > 0 || ctl_tx_peek(&c->tx, &p) > 0)
-        return;
-    uint64_t e = ngtcp2_conn_get_expiry(c->conn);
-    if (e > now && e <= now + NGTCP2_MILLISECONDS)
-        (void)ngtcp2_conn_handle_expiry(c->conn, now);
-}
-
-static bool stream_refused(ngtcp2_ssize n)
-{
-    return n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
-           n == NGTCP2_ERR_STREAM_NOT_FOUND;
-}
-
-/* The write of one connection, by design:
- * - control bytes, then every queued datagram, coalesced into as few
- *   packets as they fit (FLAG_MORE while more follow; the last one without
- *   it, so it closes the packet itself); ACKs ride along;
- * - ngtcp2_conn_write_pkt only when something asked for it (need_pkt: a
- *   timer, the handshake, an ACK due now, a possible retransmission) or
- *   to close a packet left open;
- * - at most the send quantum per call, then ngtcp2_conn_update_pkt_tx_time
- *   (pacing: the timer fires at the next send time);
- * - when the congestion window (or the pacer) says no, the queue is kept,
- *   bounded by the age limit and its length. */
-bool quic_conn_write(struct quic_conn *c)
-{
-    struct quic_ep *ep = c->ep;
-    if (c->state == CS_CLOSE_PENDING) {
-        write_close(c);
-        return true;
-    }
-    if (!quic_conn_live(c))
-        return true;
-    uint64_t now = quic_ep_now(ep);
-    quic_dgram_lost_expire(c, now);
-    if (c->dq_held)
-        quic_dgram_age_out(c, now);
-    bool need = c->need_pkt || c->state != CS_OPEN;
-    c->need_pkt = false;
-    c->rx_elicit = 0; /* any packet carries an ACK if one is owed */
-    size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
-    if (quantum < UDP_TX_MAX)
-        quantum = UDP_TX_MAX; /* at least one packet per write */
-    size_t sent = 0;
-    ngtcp2_path_storage ps;
-    ngtcp2_path_storage_zero(&ps);
-    ngtcp2_pkt_info pi;
-    bool stream_blocked = false, dgram_blocked = false, open_pkt = false;
-    bool open = c->state == CS_OPEN;
-    for (;;) {
-        if (sent >= quantum && !open_pkt)
-            break; /* paced: the rest at the next send time */
-        struct udp_txpkt *pkt = udp_tx_slot(ep->tx);
-        if (pkt == NULL) {
-            c->need_pkt = need || open_pkt;
-            if (sent > 0)
-                ngtcp2_conn_update_pkt_tx_time(c->conn, now);
-            arm_timer(c);
-            return false;
-        }
-        bool more_dgrams = open && !dgram_blocked && c->dq_n > 0;
-        const uint8_t *sdata = NULL;
-        size_t slen = 0;
-        bool stream_ok = open && !stream_blocked && c->ctl_stream >= 0;
-        if (stream_ok)
-            slen = ctl_tx_peek(&c->tx, &sdata);
-        ngtcp2_ssize n;
-        if (slen == 0 && stream_ok && c->ctl_fin && !c->ctl_fin_sent) {
-            /* Test knob (client): a FIN after the queued bytes. */
-            ngtcp2_ssize taken = -1;
-            stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken,
-                                          NGTCP2_WRITE_STREAM_FLAG_FIN, c->ctl_stream, NULL, 0,
-                                          now);
-            if (taken >= 0)
-                c->ctl_fin_sent = true;
-            if (stream_refused(n)) {
-                stream_blocked = true;
-                continue;
-            }
-            need = true;
-        } else if (slen > 0) {
-            ngtcp2_vec v = {.base = (uint8_t *)sdata, .len = slen};
-            ngtcp2_ssize taken = -1;
-            uint32_t fl = more_dgrams ? NGTCP2_WRITE_STREAM_FLAG_MORE : 0;
-            stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken, fl,
-                                          c->ctl_stream, &v, 1, now);
-            if (taken > 0)
-                ctl_tx_sent(&c->tx, (size_t)taken);
-            if (n == NGTCP2_ERR_WRITE_MORE) {
-                open_pkt = true;
-                continue;
-            }
-            if (stream_refused(n)) {
-                stream_blocked = true;
-                continue;
-            }
-        } else if (more_dgrams) {
-            struct dgram_item *d = &c->dq[c->dq_head];
-            ngtcp2_vec v = {.base = d->b->data + d->off, .len = d->len};
-            int accepted = 0;
-            uint32_t fl = c->dq_n > 1 ? NGTCP2_WRITE_DATAGRAM_FLAG_MORE : 0;
-            stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_datagram(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX,
-                                            &accepted, fl, c->dgram_seq, &v, 1, now);
-            if (accepted) {
-                c->dgram_seq++;
-                c->cs.dgram_out++;
-                c->cs.bytes_out += d->len;
-                stat_inc(ep->st, QS(dgram_out));
-                quic_dgram_pop(c, DG_SENT);
-                if (n == NGTCP2_ERR_WRITE_MORE) {
-                    open_pkt = true;
-                    continue;
-                }
-            } else if (n == 0) {
-                /* Congestion window, pacer or amplification limit: keep
-                 * the queue (bounded by age and length) until it opens. */
-                dgram_blocked = true;
-                if (!open_pkt)
-                    stat_inc(ep->st, QS(write_empty));
-                open_pkt = false;
-                continue;
-            } else if (n == NGTCP2_ERR_INVALID_ARGUMENT) {
-                quic_dgram_pop(c, DG_TOO_LARGE);
-                continue;
-            } else if (n == NGTCP2_ERR_INVALID_STATE) {
-                quic_dgram_pop(c, DG_STATE);
-                continue;
-            }
-            /* n > 0 and not accepted: the packet filled with other frames;
-             * the datagram goes in the next one. */
-        } else if (need || open_pkt) {
-            stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_write_pkt(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, now);
-            /* ngtcp2 fills a packet with all it has that fits: one with
-             * room to spare (an ACK, mostly) was the last, no round to
-             * find nothing. The handshake may coalesce packets: loop. */
-            if (n > 0 && open && !open_pkt &&
-                (size_t)n + 64 < ngtcp2_conn_get_path_max_tx_udp_payload_size(c->conn))
-                need = false;
-        } else {
-            break; /* nothing more was asked for */
-        }
-        if (n < 0) {
-            close_liberr(c, (int)n);
-            return true;
-        }
-        open_pkt = false;
-        if (n == 0) {
-            stat_inc(ep->st, QS(write_empty));
-            break;
-        }
-        commit_pkt(c, &ps.path, (size_t)n);
-        sent += (size_t)n;
-    }
-    /* What is left (the pacer's next send time, a held-back queue) waits
-     * for the timer. Only a queue the congestion controller or the pacer
-     * held back ages out: one merely late (the process was busy) goes. */
-    c->dq_held = dgram_blocked && c->dq_n > 0;
-    if (c->dq != NULL && c->dq_n == 0 && now - c->dq_last > QUIC_DQ_IDLE_NS) {
-        free(c->dq);
-        c->dq = NULL;
-        c->dq_head = 0;
-        stat_dec(ep->st, QS(dgram_queues));
-    }
-    if (sent > 0)
-        pace(c, now);
-    arm_timer(c);
-    return true;
-}
-
 /* ------------------------------------------------------------- read */
 
 /* After a packet was read: write now only what is due. A packet that
@@ -790,12 +569,10 @@ static void after_read(struct quic_conn *c, bool moved)
         quic_conn_mark_dirty(c);
         return;
     }
-    if (c->dq_n > 0) {
-        quic_conn_mark_data(c);
-        return;
-    }
-    if (!c->dirty)
-        arm_timer(c);
+    /* Queued datagrams may go now (the window opened); else only the
+     * timer moved: re-armed once per turn (quic_conn_write at turn end),
+     * not after every packet. */
+    quic_conn_mark_data(c);
 }
 
 bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
@@ -807,11 +584,11 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
         /* Before the address is validated, only to it and inside the 3x
          * budget: a spoofed source must not turn junk into a reflector. */
         bool ok = c->opened || !quic_conn_is_server(c) ||
-                  (udp_addr_equal(remote, &c->remote) && amp_allows(c, c->close_len));
+                  (udp_addr_equal(remote, &c->remote) && quic_conn_amp_allows(c, c->close_len));
         if (ok) {
             c->close_resends++;
-            amp_sent(c, c->close_len);
-            quic_send_raw(c->ep, c->close_pkt, c->close_len, remote, tx_local(c, local));
+            quic_conn_amp_sent(c, c->close_len);
+            quic_send_raw(c->ep, c->close_pkt, c->close_len, remote, quic_conn_tx_local(c, local));
         }
     }
     if (!quic_conn_live(c))
@@ -832,7 +609,7 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
         keep_reason(c, e.reason, e.reasonlen);
         if (!c->opened)
             stat_inc(c->ep->st, QS(handshakes_failed));
-        linger(c, CS_DRAINING, close_code(c));
+        quic_conn_linger(c, CS_DRAINING, quic_conn_close_code(c));
         return false;
     }
     if (rv != 0) {
@@ -847,10 +624,10 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
              * Initials looks like in /metrics). */
             if (!c->opened)
                 stat_inc(c->ep->st, QS(handshakes_failed));
-            end_now(c, QUIC_APP_INTERNAL);
+            quic_conn_end_now(c, QUIC_APP_INTERNAL);
             return false;
         }
-        close_liberr(c, rv);
+        quic_conn_close_liberr(c, rv);
         return false;
     }
     if (c->opened && c->tls != NULL)

@@ -6,20 +6,24 @@
 #include "core/error.h"
 #include "proto/frame.h"
 
-#define CHUNK_SIZE 8192
+/* A send chunk is sized to the message it is made for (at least
+ * CHUNK_MIN, so that a run of small messages shares one); later messages
+ * fill its slack while they fit. A message never spans two chunks. */
+#define CHUNK_MIN 512
 
 /* The receive buffer holds one incomplete message: its length prefix as the
  * peer wrote it and up to FRAME_MAX_BODY bytes. A peer may write the
  * prefix in any varint length (RFC 9000 does not require the minimal one),
- * so the prefix takes up to 8 bytes, not FRAME_MAX_HDR. */
+ * so the prefix takes up to 8 bytes, not FRAME_MAX_HDR. It is sized to the
+ * message being gathered and freed once that message is delivered. */
 #define RX_HDR_MAX 8
 #define RX_CAP (RX_HDR_MAX + FRAME_MAX_BODY)
 
 struct ctl_chunk {
     struct ctl_chunk *next;
     uint64_t start; /* stream offset of data[0] */
-    size_t len;
-    uint8_t data[CHUNK_SIZE];
+    size_t len, cap;
+    uint8_t data[];
 };
 
 void ctl_tx_init(struct ctl_tx *q, size_t limit)
@@ -40,34 +44,29 @@ void ctl_tx_free(struct ctl_tx *q)
     q->chunks = 0;
 }
 
-static int append(struct ctl_tx *q, const uint8_t *p, size_t n)
+/* The tail chunk with room for n more bytes, made (sized to n) if the
+ * tail has not: NULL when out of memory. Appending after bytes ngtcp2
+ * already references never moves them. */
+static struct ctl_chunk *room_for(struct ctl_tx *q, size_t n)
 {
-    while (n > 0) {
-        struct ctl_chunk *t = q->tail;
-        if (t == NULL || t->len == CHUNK_SIZE) {
-            struct ctl_chunk *c = malloc(sizeof(*c));
-            if (c == NULL)
-                return ROOST_ENOMEM;
-            c->next = NULL;
-            c->start = q->end;
-            c->len = 0;
-            if (t == NULL)
-                q->head = c;
-            else
-                t->next = c;
-            q->tail = t = c;
-            q->chunks++;
-        }
-        size_t room = CHUNK_SIZE - t->len;
-        size_t k = n < room ? n : room;
-        /* Appending after bytes ngtcp2 already references never moves them. */
-        memcpy(t->data + t->len, p, k);
-        t->len += k;
-        q->end += k;
-        p += k;
-        n -= k;
-    }
-    return 0;
+    struct ctl_chunk *t = q->tail;
+    if (t != NULL && t->cap - t->len >= n)
+        return t;
+    size_t cap = n > CHUNK_MIN ? n : CHUNK_MIN;
+    struct ctl_chunk *c = malloc(sizeof(*c) + cap);
+    if (c == NULL)
+        return NULL;
+    c->next = NULL;
+    c->start = q->end;
+    c->len = 0;
+    c->cap = cap;
+    if (t == NULL)
+        q->head = c;
+    else
+        t->next = c;
+    q->tail = c;
+    q->chunks++;
+    return c;
 }
 
 int ctl_tx_push(struct ctl_tx *q, const uint8_t *body, size_t len)
@@ -80,35 +79,16 @@ int ctl_tx_push(struct ctl_tx *q, const uint8_t *body, size_t len)
         return h;
     if (ctl_tx_pending(q) + (size_t)h + len > q->limit)
         return ROOST_EFULL;
-    /* Reserve memory first so a failed push leaves the stream consistent:
-     * a half-queued frame would corrupt the peer's framing. */
-    uint64_t end0 = q->end;
-    int rc = append(q, hdr, (size_t)h);
-    if (rc == 0)
-        rc = append(q, body, len);
-    if (rc < 0) {
-        /* Roll back: drop bytes beyond end0 (chunks past it are fresh). */
-        struct ctl_chunk *c = q->head, *keep = NULL;
-        while (c != NULL && c->start < end0) {
-            keep = c;
-            c = c->next;
-        }
-        while (c != NULL) {
-            struct ctl_chunk *n = c->next;
-            free(c);
-            q->chunks--;
-            c = n;
-        }
-        if (keep != NULL) {
-            keep->next = NULL;
-            keep->len = (size_t)(end0 - keep->start);
-        } else {
-            q->head = NULL;
-        }
-        q->tail = keep;
-        q->end = end0;
-    }
-    return rc;
+    /* Memory first, so a failed push leaves the stream as it was: a
+     * half-queued frame would corrupt the peer's framing. */
+    struct ctl_chunk *t = room_for(q, (size_t)h + len);
+    if (t == NULL)
+        return ROOST_ENOMEM;
+    memcpy(t->data + t->len, hdr, (size_t)h);
+    memcpy(t->data + t->len + (size_t)h, body, len);
+    t->len += (size_t)h + len;
+    q->end += (size_t)h + len;
+    return 0;
 }
 
 size_t ctl_tx_peek(const struct ctl_tx *q, const uint8_t **data)
@@ -161,6 +141,7 @@ void ctl_rx_init(struct ctl_rx *r)
 {
     r->buf = NULL;
     r->len = 0;
+    r->cap = 0;
 }
 
 void ctl_rx_free(struct ctl_rx *r)
@@ -168,6 +149,31 @@ void ctl_rx_free(struct ctl_rx *r)
     free(r->buf);
     r->buf = NULL;
     r->len = 0;
+    r->cap = 0;
+}
+
+/* Makes the receive buffer hold at least n bytes (n <= RX_CAP). */
+static int rx_reserve(struct ctl_rx *r, size_t n)
+{
+    if (n <= r->cap)
+        return 0;
+    uint8_t *b = realloc(r->buf, n);
+    if (b == NULL)
+        return ROOST_ENOMEM;
+    r->buf = b;
+    r->cap = n;
+    return 0;
+}
+
+/* The bytes the incomplete message starting at p (n bytes of it) needs in
+ * all, prefix and body, when its prefix is complete; else a prefix's worth.
+ * At most RX_CAP. */
+static size_t rx_want(const uint8_t *p, size_t n)
+{
+    size_t hl, bl;
+    if (frame_parse(p, n, &hl, &bl) == 0 && hl + bl <= RX_CAP)
+        return hl + bl;
+    return RX_HDR_MAX;
 }
 
 /* Tries to deliver one message from p[0..n); returns bytes used, 0 when
@@ -211,12 +217,15 @@ int ctl_rx_feed(struct ctl_rx *r, const uint8_t *data, size_t len, ctl_body_cb c
         size_t k = want - r->len;
         if (k > len - used)
             k = len - used;
+        /* Sized to the whole message once its prefix is known. */
+        if (rx_reserve(r, rc == 0 ? want : RX_HDR_MAX) < 0)
+            return ROOST_ENOMEM;
         memcpy(r->buf + r->len, data + used, k);
         r->len += k;
         used += k;
         if (rc == 0 && r->len == want) {
             cb(r->buf + hl, bl, arg);
-            r->len = 0;
+            ctl_rx_free(r); /* an idle connection holds no buffer */
         }
     }
     if (r->len > 0) {
@@ -238,17 +247,15 @@ int ctl_rx_feed(struct ctl_rx *r, const uint8_t *data, size_t len, ctl_body_cb c
         used += (size_t)n;
     }
     if (used < len) {
-        if (r->buf == NULL) {
-            r->buf = malloc(RX_CAP);
-            if (r->buf == NULL)
-                return ROOST_ENOMEM;
-        }
         /* The rest is one incomplete message: a partial prefix (< 8
          * bytes) or a valid prefix (<= 8 bytes) and less than its body, so
          * it fits RX_CAP. Checked anyway: an overrun here would be a heap
-         * write chosen by the peer. */
+         * write chosen by the peer. The buffer is sized to the message. */
         if (len - used > RX_CAP)
             return ROOST_ETOOBIG;
+        size_t want = rx_want(data + used, len - used);
+        if (rx_reserve(r, want > len - used ? want : len - used) < 0)
+            return ROOST_ENOMEM;
         memcpy(r->buf, data + used, len - used);
         r->len = len - used;
     }

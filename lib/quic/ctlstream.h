@@ -1,7 +1,8 @@
 /* Control-stream buffering shared by the server and the client.
  *
  * Outbound: framed messages (lib/proto framing) are appended to a chain of
- * fixed chunks. ngtcp2 references stream bytes until they are acknowledged,
+ * chunks sized to the messages (at least 512 bytes; a message never spans
+ * two). ngtcp2 references stream bytes until they are acknowledged,
  * so a chunk never moves and is freed only once every byte in it is acked.
  * The number of queued-but-unacked bytes is bounded; hitting the bound
  * means the peer stopped reading (the owner closes with TOO_SLOW).
@@ -55,8 +56,8 @@ bool ctl_tx_has_unsent(const struct ctl_tx *q);
 typedef void (*ctl_body_cb)(const uint8_t *body, size_t len, void *arg);
 
 struct ctl_rx {
-    uint8_t *buf; /* 8 + FRAME_MAX_BODY (any prefix length), allocated on first use */
-    size_t len;
+    uint8_t *buf; /* one incomplete message, sized to it; NULL between messages */
+    size_t len, cap;
 };
 
 void ctl_rx_init(struct ctl_rx *r);

@@ -135,6 +135,11 @@ static inline uint64_t quic_ep_now(const struct quic_ep *ep)
     return ep->w != NULL ? worker_now(ep->w) : ep->now;
 }
 
+/* What a delayed ACK keeps of the advertised max_ack_delay for timer
+ * lateness (the turn cadence, a busy loop) and for the peer's PTO, which
+ * counts on the ACK within max_ack_delay plus about 1 ms. */
+#define QUIC_ACK_MARGIN_NS (10ULL * 1000000ULL)
+
 /* Datagram queue entry: a counted buffer reference, the bytes to send and
  * when it was queued (the age limit while the congestion controller holds
  * the queue back). */
@@ -184,6 +189,10 @@ struct quic_conn {
      * one at once). armed_exp: the expiry the timer was last armed for. */
     bool need_pkt, rx_cb;
     bool dq_held; /* the last write left datagrams the cwnd or pacer refused */
+    /* A delayed ACK's deadline (0: none): it rides with the next packet,
+     * or goes alone then (conn.c ack_can_wait). */
+    uint64_t ack_due;
+    bool confirmed; /* handshake confirmed (ngtcp2's callback) */
     unsigned rx_elicit;
     uint64_t armed_exp;
     struct lost_dgram lost[QUIC_LOST_RING];
@@ -231,6 +240,29 @@ static inline bool quic_conn_is_server(const struct quic_conn *c)
 static inline bool quic_conn_live(const struct quic_conn *c)
 {
     return c->state == CS_HANDSHAKE || c->state == CS_OPEN;
+}
+
+/* The source address to send with: none on a connected socket of its own
+ * (the kernel knows it), else the path's local address (pktinfo). */
+static inline const struct udp_addr *quic_conn_tx_local(const struct quic_conn *c,
+                                                        const struct udp_addr *local)
+{
+    return c->fd >= 0 ? NULL : local;
+}
+
+/* Whether n more bytes may go to the peer's address: always for a client
+ * (the limit binds servers) and once the handshake completed (the address is validated), else
+ * within 3x what it sent us (ngtcp2 keeps its own packets inside the same budget; amp_tx counts
+ * them too). */
+static inline bool quic_conn_amp_allows(const struct quic_conn *c, size_t n)
+{
+    return !quic_conn_is_server(c) || c->opened || c->amp_tx + n <= 3 * c->amp_rx;
+}
+
+static inline void quic_conn_amp_sent(struct quic_conn *c, size_t n)
+{
+    if (!c->opened)
+        c->amp_tx += n;
 }
 
 struct conn_slot {
@@ -355,6 +387,17 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
  * CONNECTION_CLOSE). Returns false when the batch is blocked (the caller
  * keeps it dirty or drops the batch). */
 bool quic_conn_write(struct quic_conn *c);
+/* Shared by conn.c and connwrite.c: end now and tell the app; linger
+ * after a close sent or received (server: 3 PTO); the code on_close
+ * reports; close on an ngtcp2 error; arm the timer for exp (0 or
+ * ROOST_ENOMEM); arm it for ngtcp2's next expiry (or a held-back
+ * datagram's age limit). */
+void quic_conn_end_now(struct quic_conn *c, uint64_t app_error);
+void quic_conn_linger(struct quic_conn *c, enum conn_state st, uint64_t app_error);
+uint64_t quic_conn_close_code(const struct quic_conn *c);
+void quic_conn_close_liberr(struct quic_conn *c, int liberr);
+int quic_conn_timer_set(struct quic_conn *c, uint64_t exp);
+void quic_conn_arm_timer(struct quic_conn *c);
 /* Puts the connection on its end's dirty list, for a full write (queued
  * data and whatever ngtcp2 has to send). */
 void quic_conn_mark_dirty(struct quic_conn *c);

@@ -1,0 +1,290 @@
+/* The write path of one connection (split from conn.c): the write loop
+ * (control bytes, coalesced datagrams, ngtcp2_conn_write_pkt when due,
+ * pacing, the kept cwnd queue), the CONNECTION_CLOSE and the timer re-arm.
+ * Like conn.c it asks c->ep->role where the ends differ. */
+#include "quic/quic.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <ngtcp2/ngtcp2.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "quic/quic_int.h"
+
+void quic_send_raw(struct quic_ep *ep, const uint8_t *p, size_t n, const struct udp_addr *remote,
+                   const struct udp_addr *local)
+{
+    struct udp_txpkt *pkt = udp_tx_slot(ep->tx);
+    if (pkt == NULL || n > UDP_TX_MAX)
+        return;
+    memcpy(pkt->data, p, n);
+    udp_tx_commit(ep->tx, n, remote, local);
+    stat_inc(ep->st, QS(pkts_out));
+    stat_add(ep->st, QS(bytes_out), n);
+}
+
+static void write_close(struct quic_conn *c)
+{
+    uint8_t pktbuf[UDP_TX_MAX];
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
+        c->conn, &ps.path, NULL, pktbuf, sizeof(pktbuf), &c->ccerr, quic_ep_now(c->ep));
+    if (n <= 0) {
+        quic_conn_end_now(c, quic_conn_close_code(c));
+        return;
+    }
+    if (quic_conn_is_server(c)) {
+        c->close_pkt = malloc((size_t)n);
+        if (c->close_pkt != NULL) {
+            memcpy(c->close_pkt, pktbuf, (size_t)n);
+            c->close_len = (size_t)n;
+        }
+    }
+    /* Over budget, the close waits for more bytes from the peer (a resend
+     * on its next packet), as RFC 9000 §10.2 allows. */
+    if (quic_conn_amp_allows(c, (size_t)n)) {
+        quic_conn_amp_sent(c, (size_t)n);
+        quic_send_raw(c->ep, pktbuf, (size_t)n, &c->remote, quic_conn_tx_local(c, &c->local));
+    }
+    quic_conn_linger(c, CS_CLOSING, quic_conn_close_code(c));
+}
+
+/* Arms the timer for exp (ngtcp2's next expiry, which includes the pacer's
+ * next send time), or for the oldest held-back datagram's age limit if
+ * sooner; untouched when unchanged. */
+static void arm_at(struct quic_conn *c, uint64_t exp)
+{
+    if (c->ack_due != 0 && c->ack_due < exp)
+        exp = c->ack_due; /* a delayed ACK's deadline (conn.c ack_can_wait) */
+    if (c->dq_held && c->dq_n > 0) {
+        uint64_t old = c->dq[c->dq_head].t + c->ep->dgram_max_age_ns + 1;
+        if (old < exp)
+            exp = old;
+    }
+    if (quic_conn_timer_set(c, exp) < 0)
+        quic_conn_close_liberr(c, NGTCP2_ERR_NOMEM);
+}
+
+void quic_conn_arm_timer(struct quic_conn *c)
+{
+    arm_at(c, ngtcp2_conn_get_expiry(c->conn));
+}
+
+/* Queues the packet ngtcp2 wrote into pkt (n bytes) on the send batch. */
+static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n)
+{
+    struct quic_ep *ep = c->ep;
+    struct udp_addr r, l;
+    memcpy(&r.u, path->remote.addr, path->remote.addrlen);
+    r.len = path->remote.addrlen;
+    memcpy(&l.u, path->local.addr, path->local.addrlen);
+    l.len = path->local.addrlen;
+    udp_tx_commit(ep->tx, n, &r, quic_conn_tx_local(c, &l));
+    c->ack_due = 0; /* a delayed ACK went with this packet */
+    quic_conn_amp_sent(c, n);
+    stat_inc(ep->st, QS(pkts_out));
+    stat_inc(ep->st, QS(pkts_written));
+    stat_add(ep->st, QS(bytes_out), (uint64_t)n);
+}
+
+/* Sets the pacer's next send time after a write and returns ngtcp2's next
+ * expiry. ngtcp2 0.12 lets a packet go up to 1 ms before that time and
+ * clears it in handle_expiry only; when nothing waits to be sent and the
+ * time is that close (small writes: the usual case), clear it now, or the
+ * timer would wake for it to write nothing. Nothing else can have expired:
+ * it is the earliest. The expiry is read once unless it was cleared. */
+static uint64_t pace(struct quic_conn *c, uint64_t now)
+{
+    ngtcp2_conn_update_pkt_tx_time(c->conn, now);
+    uint64_t e = ngtcp2_conn_get_expiry(c->conn);
+    const uint8_t *p;
+    if (c->dq_n > 0 || ctl_tx_peek(&c->tx, &p) > 0)
+        return e;
+    if (e > now && e <= now + NGTCP2_MILLISECONDS) {
+        (void)ngtcp2_conn_handle_expiry(c->conn, now);
+        e = ngtcp2_conn_get_expiry(c->conn);
+    }
+    return e;
+}
+
+/* Gives back an empty datagram queue unused for QUIC_DQ_IDLE_NS. */
+static void dq_release(struct quic_conn *c, uint64_t now)
+{
+    if (c->dq != NULL && c->dq_n == 0 && now - c->dq_last > QUIC_DQ_IDLE_NS) {
+        free(c->dq);
+        c->dq = NULL;
+        c->dq_head = 0;
+        stat_dec(c->ep->st, QS(dgram_queues));
+    }
+}
+
+static bool stream_refused(ngtcp2_ssize n)
+{
+    return n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
+           n == NGTCP2_ERR_STREAM_NOT_FOUND;
+}
+
+/* The write of one connection, by design:
+ * - control bytes, then every queued datagram, coalesced into as few
+ *   packets as they fit (FLAG_MORE while more follow; the last one without
+ *   it, so it closes the packet itself); ACKs ride along;
+ * - ngtcp2_conn_write_pkt only when something asked for it (need_pkt: a
+ *   timer, the handshake, an ACK due now, a possible retransmission) or
+ *   to close a packet left open;
+ * - at most the send quantum per call, then ngtcp2_conn_update_pkt_tx_time
+ *   (pacing: the timer fires at the next send time);
+ * - when the congestion window (or the pacer) says no, the queue is kept,
+ *   bounded by the age limit and its length. */
+bool quic_conn_write(struct quic_conn *c)
+{
+    struct quic_ep *ep = c->ep;
+    if (c->state == CS_CLOSE_PENDING) {
+        write_close(c);
+        return true;
+    }
+    if (!quic_conn_live(c))
+        return true;
+    uint64_t now = quic_ep_now(ep);
+    if (c->state == CS_OPEN && !c->need_pkt && c->dq_n == 0 && !ctl_tx_has_unsent(&c->tx) &&
+        !(c->ctl_fin && !c->ctl_fin_sent)) {
+        /* Dirty only for the timer (reads that brought only ACKs): one
+         * expiry per connection per turn, however many packets came. */
+        quic_dgram_lost_expire(c, now);
+        dq_release(c, now);
+        quic_conn_arm_timer(c);
+        return true;
+    }
+    quic_dgram_lost_expire(c, now);
+    if (c->dq_held)
+        quic_dgram_age_out(c, now);
+    bool need = c->need_pkt || c->state != CS_OPEN;
+    c->need_pkt = false;
+    c->rx_elicit = 0; /* any packet carries an ACK if one is owed */
+    size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
+    if (quantum < UDP_TX_MAX)
+        quantum = UDP_TX_MAX; /* at least one packet per write */
+    size_t sent = 0;
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi;
+    bool stream_blocked = false, dgram_blocked = false, open_pkt = false;
+    bool open = c->state == CS_OPEN;
+    for (;;) {
+        if (sent >= quantum && !open_pkt)
+            break; /* paced: the rest at the next send time */
+        struct udp_txpkt *pkt = udp_tx_slot(ep->tx);
+        if (pkt == NULL) {
+            c->need_pkt = need || open_pkt;
+            if (sent > 0)
+                ngtcp2_conn_update_pkt_tx_time(c->conn, now);
+            quic_conn_arm_timer(c);
+            return false;
+        }
+        bool more_dgrams = open && !dgram_blocked && c->dq_n > 0;
+        const uint8_t *sdata = NULL;
+        size_t slen = 0;
+        bool stream_ok = open && !stream_blocked && c->ctl_stream >= 0;
+        if (stream_ok)
+            slen = ctl_tx_peek(&c->tx, &sdata);
+        ngtcp2_ssize n;
+        if (slen == 0 && stream_ok && c->ctl_fin && !c->ctl_fin_sent) {
+            /* Test knob (client): a FIN after the queued bytes. */
+            ngtcp2_ssize taken = -1;
+            stat_inc(ep->st, QS(write_calls));
+            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken,
+                                          NGTCP2_WRITE_STREAM_FLAG_FIN, c->ctl_stream, NULL, 0,
+                                          now);
+            if (taken >= 0)
+                c->ctl_fin_sent = true;
+            if (stream_refused(n)) {
+                stream_blocked = true;
+                continue;
+            }
+            need = true;
+        } else if (slen > 0) {
+            ngtcp2_vec v = {.base = (uint8_t *)sdata, .len = slen};
+            ngtcp2_ssize taken = -1;
+            uint32_t fl = more_dgrams ? NGTCP2_WRITE_STREAM_FLAG_MORE : 0;
+            stat_inc(ep->st, QS(write_calls));
+            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken, fl,
+                                          c->ctl_stream, &v, 1, now);
+            if (taken > 0)
+                ctl_tx_sent(&c->tx, (size_t)taken);
+            if (n == NGTCP2_ERR_WRITE_MORE) {
+                open_pkt = true;
+                continue;
+            }
+            if (stream_refused(n)) {
+                stream_blocked = true;
+                continue;
+            }
+        } else if (more_dgrams) {
+            struct dgram_item *d = &c->dq[c->dq_head];
+            ngtcp2_vec v = {.base = d->b->data + d->off, .len = d->len};
+            int accepted = 0;
+            uint32_t fl = c->dq_n > 1 ? NGTCP2_WRITE_DATAGRAM_FLAG_MORE : 0;
+            stat_inc(ep->st, QS(write_calls));
+            n = ngtcp2_conn_writev_datagram(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX,
+                                            &accepted, fl, c->dgram_seq, &v, 1, now);
+            if (accepted) {
+                c->dgram_seq++;
+                c->cs.dgram_out++;
+                c->cs.bytes_out += d->len;
+                stat_inc(ep->st, QS(dgram_out));
+                quic_dgram_pop(c, DG_SENT);
+                if (n == NGTCP2_ERR_WRITE_MORE) {
+                    open_pkt = true;
+                    continue;
+                }
+            } else if (n == 0) {
+                /* Congestion window, pacer or amplification limit: keep
+                 * the queue (bounded by age and length) until it opens. */
+                dgram_blocked = true;
+                if (!open_pkt)
+                    stat_inc(ep->st, QS(write_empty));
+                open_pkt = false;
+                continue;
+            } else if (n == NGTCP2_ERR_INVALID_ARGUMENT) {
+                quic_dgram_pop(c, DG_TOO_LARGE);
+                continue;
+            } else if (n == NGTCP2_ERR_INVALID_STATE) {
+                quic_dgram_pop(c, DG_STATE);
+                continue;
+            }
+            /* n > 0 and not accepted: the packet filled with other frames;
+             * the datagram goes in the next one. */
+        } else if (need || open_pkt) {
+            stat_inc(ep->st, QS(write_calls));
+            n = ngtcp2_conn_write_pkt(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, now);
+            /* ngtcp2 fills a packet with all it has that fits: one with
+             * room to spare (an ACK, mostly) was the last, no round to
+             * find nothing. The handshake may coalesce packets: loop. */
+            if (n > 0 && open && !open_pkt &&
+                (size_t)n + 64 < ngtcp2_conn_get_path_max_tx_udp_payload_size(c->conn))
+                need = false;
+        } else {
+            break; /* nothing more was asked for */
+        }
+        if (n < 0) {
+            quic_conn_close_liberr(c, (int)n);
+            return true;
+        }
+        open_pkt = false;
+        if (n == 0) {
+            stat_inc(ep->st, QS(write_empty));
+            break;
+        }
+        commit_pkt(c, &ps.path, (size_t)n);
+        sent += (size_t)n;
+    }
+    /* What is left (the pacer's next send time, a held-back queue) waits
+     * for the timer. Only a queue the congestion controller or the pacer
+     * held back ages out: one merely late (the process was busy) goes. */
+    c->dq_held = dgram_blocked && c->dq_n > 0;
+    dq_release(c, now);
+    arm_at(c, sent > 0 ? pace(c, now) : ngtcp2_conn_get_expiry(c->conn));
+    return true;
+}
