@@ -7,8 +7,9 @@
  *   connapi.c the conn API of quic.h applications call
  *   dgram.c   a connection's datagram queue leaving and exact loss counts
  *   server.c  a worker's server: accept, server callbacks (CID table,
- *             reset tokens), stateless replies, forwarding, socket
- *             readiness, its dirty list
+ *             reset tokens), forwarding, socket readiness, its dirty list
+ *   stateless.c the server's replies without a connection (version
+ *             negotiation, reset, Retry, close), rate-limited
  *   client.c  the client end: TLS client sessions and verification, a
  *             socket per connection, reset detection, rebinding
  *
@@ -309,6 +310,18 @@ void quic_server_slot_release(struct quic_server *s, struct quic_conn *c);
 void quic_server_forward(struct quic_server *s, unsigned owner, const uint8_t *data, size_t len,
                          const struct udp_addr *remote, const struct udp_addr *local,
                          unsigned hops);
+
+/* stateless.c, for server.c: replies without a connection, each within its
+ * token bucket (counted as rate_limited when over it). */
+void quic_stateless_vn(struct quic_server *s, const ngtcp2_version_cid *vc,
+                       const struct udp_addr *remote, const struct udp_addr *local);
+/* pktlen: the triggering packet's length (the reset is shorter). */
+void quic_stateless_reset(struct quic_server *s, const ngtcp2_version_cid *vc, size_t pktlen,
+                          const struct udp_addr *remote, const struct udp_addr *local);
+void quic_stateless_retry(struct quic_server *s, const ngtcp2_pkt_hd *hd,
+                          const struct udp_addr *remote, const struct udp_addr *local);
+void quic_stateless_close(struct quic_server *s, const ngtcp2_pkt_hd *hd, uint64_t error,
+                          const struct udp_addr *remote, const struct udp_addr *local);
 
 /* handoff.c (lib/quic/handoff.h) */
 /* At turn end, after the dirty list was written: detaches and sends every

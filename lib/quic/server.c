@@ -1,7 +1,6 @@
 /* A worker's QUIC server: accepting connections (the server's ngtcp2
- * callbacks: CID table, reset tokens), stateless replies (version
- * negotiation, reset, Retry, close), forwarding mis-routed packets to the
- * owning worker, the dirty list and socket readiness, and the quic_server_*
+ * callbacks: CID table, reset tokens), forwarding mis-routed packets to
+ * the owning worker, the dirty list and socket readiness, and the quic_server_*
  * lifecycle. See quic_int.h for the file layout. */
 #include "quic/quic.h"
 
@@ -373,96 +372,6 @@ void quic_server_turn_end(struct quic_server *s)
         quic_handoff_turn_end(s);
 }
 
-static void send_version_negotiation(struct quic_server *s, const ngtcp2_version_cid *vc,
-                                     const struct udp_addr *remote, const struct udp_addr *local)
-{
-    if (!tbucket_take(&s->sh->tb_vn, now_ns(s))) {
-        stat_inc(s->ep.st, QS(rate_limited));
-        return;
-    }
-    uint8_t out[256];
-    uint32_t sv[] = {NGTCP2_PROTO_VER_V1};
-    uint8_t r;
-    (void)gnutls_rnd(GNUTLS_RND_NONCE, &r, 1);
-    ngtcp2_ssize n = ngtcp2_pkt_write_version_negotiation(
-        out, sizeof(out), r, vc->scid, vc->scidlen, vc->dcid, vc->dcidlen, sv, 1);
-    if (n > 0) {
-        quic_send_raw(&s->ep, out, (size_t)n, remote, local);
-        stat_inc(s->ep.st, QS(vn_sent));
-    }
-}
-
-static void send_stateless_reset(struct quic_server *s, const ngtcp2_version_cid *vc, size_t pktlen,
-                                 const struct udp_addr *remote, const struct udp_addr *local)
-{
-    /* Smaller than what triggered it (no reset loops), never below the
-     * minimum a peer recognises. */
-    size_t len = pktlen - 1 < 43 ? pktlen - 1 : 43;
-    if (pktlen < 1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN + NGTCP2_STATELESS_RESET_TOKENLEN + 1)
-        return;
-    if (!tbucket_take(&s->sh->tb_reset, now_ns(s))) {
-        stat_inc(s->ep.st, QS(rate_limited));
-        return;
-    }
-    ngtcp2_cid cid;
-    ngtcp2_cid_init(&cid, vc->dcid, vc->dcidlen);
-    uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN];
-    if (ngtcp2_crypto_generate_stateless_reset_token(token, s->sh->reset_secret, SECRET_LEN,
-                                                     &cid) != 0)
-        return;
-    uint8_t rnd[64];
-    size_t randlen = len - 1 - NGTCP2_STATELESS_RESET_TOKENLEN;
-    (void)gnutls_rnd(GNUTLS_RND_NONCE, rnd, randlen);
-    uint8_t out[64];
-    ngtcp2_ssize n = ngtcp2_pkt_write_stateless_reset(out, sizeof(out), token, rnd, randlen);
-    if (n > 0) {
-        quic_send_raw(&s->ep, out, (size_t)n, remote, local);
-        stat_inc(s->ep.st, QS(reset_sent));
-    }
-}
-
-static void send_retry(struct quic_server *s, const ngtcp2_pkt_hd *hd,
-                       const struct udp_addr *remote, const struct udp_addr *local)
-{
-    if (!tbucket_take(&s->sh->tb_retry, now_ns(s))) {
-        stat_inc(s->ep.st, QS(rate_limited));
-        return;
-    }
-    ngtcp2_cid scid;
-    scid.datalen = QUIC_CID_LEN;
-    if (cid_generate(scid.data, s->id) < 0)
-        return;
-    uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN];
-    ngtcp2_ssize tl =
-        ngtcp2_crypto_generate_retry_token(token, s->sh->retry_secret, SECRET_LEN, hd->version,
-                                           &remote->u.sa, remote->len, &scid, &hd->dcid, now_ns(s));
-    if (tl < 0)
-        return;
-    uint8_t out[UDP_TX_MAX];
-    ngtcp2_ssize n = ngtcp2_crypto_write_retry(out, sizeof(out), hd->version, &hd->scid, &scid,
-                                               &hd->dcid, token, (size_t)tl);
-    if (n > 0) {
-        quic_send_raw(&s->ep, out, (size_t)n, remote, local);
-        stat_inc(s->ep.st, QS(retry_sent));
-    }
-}
-
-static void send_stateless_close(struct quic_server *s, const ngtcp2_pkt_hd *hd, uint64_t error,
-                                 const struct udp_addr *remote, const struct udp_addr *local)
-{
-    if (!tbucket_take(&s->sh->tb_close, now_ns(s))) {
-        stat_inc(s->ep.st, QS(rate_limited));
-        return;
-    }
-    uint8_t out[UDP_TX_MAX];
-    ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(out, sizeof(out), hd->version, &hd->scid,
-                                                          &hd->dcid, error, NULL, 0);
-    if (n > 0) {
-        quic_send_raw(&s->ep, out, (size_t)n, remote, local);
-        stat_inc(s->ep.st, QS(close_sent));
-    }
-}
-
 struct fwd_hdr {
     struct udp_addr remote, local;
     unsigned hops; /* forwards before this one */
@@ -509,7 +418,7 @@ static void new_connection(struct quic_server *s, const uint8_t *data, size_t le
                 &ocid, hd.token.base, hd.token.len, s->sh->retry_secret, SECRET_LEN, hd.version,
                 &remote->u.sa, remote->len, &hd.dcid, RETRY_TOKEN_TIMEOUT, now_ns(s)) != 0) {
             stat_inc(s->ep.st, QS(handshakes_failed)); /* a failed Initial */
-            send_stateless_close(s, &hd, NGTCP2_INVALID_TOKEN, remote, local);
+            quic_stateless_close(s, &hd, NGTCP2_INVALID_TOKEN, remote, local);
             return;
         }
         pocid = &ocid;
@@ -521,7 +430,7 @@ static void new_connection(struct quic_server *s, const uint8_t *data, size_t le
     /* Relaxed: these are settings main changes rarely (drain, reload). */
     if (atomic_load_explicit(&s->sh->draining, memory_order_relaxed)) {
         stat_inc(s->ep.st, QS(refused_draining));
-        send_stateless_close(s, &hd, NGTCP2_CONNECTION_REFUSED, remote, local);
+        quic_stateless_close(s, &hd, NGTCP2_CONNECTION_REFUSED, remote, local);
         return;
     }
     if (pocid == NULL) {
@@ -534,13 +443,13 @@ static void new_connection(struct quic_server *s, const uint8_t *data, size_t le
             over = true;
         }
         if (over || s->sh->cfg.force_retry) {
-            send_retry(s, &hd, remote, local);
+            quic_stateless_retry(s, &hd, remote, local);
             return;
         }
     }
     if (s->live >= atomic_load_explicit(&s->sh->live_max_conns, memory_order_relaxed)) {
         stat_inc(s->ep.st, QS(refused_full));
-        send_stateless_close(s, &hd, NGTCP2_CONNECTION_REFUSED, remote, local);
+        quic_stateless_close(s, &hd, NGTCP2_CONNECTION_REFUSED, remote, local);
         return;
     }
     struct quic_conn *c = conn_accept(s, &hd, pocid, remote, local);
@@ -609,7 +518,7 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
     if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) {
         /* Only a full-size Initial earns an answer (anti-amplification). */
         if (len >= NGTCP2_MAX_UDP_PAYLOAD_SIZE)
-            send_version_negotiation(s, &vc, remote, local);
+            quic_stateless_vn(s, &vc, remote, local);
         else
             stat_inc(s->ep.st, QS(malformed));
         return;
@@ -663,7 +572,7 @@ static void handle_packet(struct quic_server *s, const uint8_t *data, size_t len
         return;
     }
     stat_inc(s->ep.st, QS(unknown_cid));
-    send_stateless_reset(s, &vc, len, remote, local);
+    quic_stateless_reset(s, &vc, len, remote, local);
 }
 
 static void on_socket(struct worker *w, int fd, uint32_t events, void *arg)
