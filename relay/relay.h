@@ -70,6 +70,16 @@ struct relay_config {
     /* Worker runtime (tests): messages per ring and spilled requests per
      * destination (lib/core/worker.h); 0: the runtime's defaults. */
     unsigned ring_capacity, spill_max;
+    /* Cluster (docs/CLUSTER.md; names fixed by CLUSTER_IFACE.md): this
+     * relay's id ("" = no cluster: trunks off), the address other relays
+     * dial for trunks ("host:port"; trunks ride on the QUIC port above),
+     * the file holding the cluster secret (>= 16 bytes). */
+    char cluster_relay_id[256];
+    char cluster_trunk_listen[256];
+    char cluster_secret_file[256];
+    /* Tests and fixed deployments without Redis: "ID@HOST:PORT" is the home
+     * of every room (relay/trunk.h). "" = off. */
+    char cluster_static_home[256];
 };
 
 /* Totals over every worker (relaxed reads; may lag by a loop turn). */

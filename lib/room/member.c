@@ -34,6 +34,13 @@ static int pid_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The bits a worker's ids count in: all 32, or the low 24 under a
+ * cluster prefix (room_limits.pid_prefix). */
+static uint32_t pid_mask(const struct room_shard *s)
+{
+    return s->sh->lim.pid_prefix ? 0xffffffu : UINT32_MAX;
+}
+
 static int pid_wrap(struct room_shard *s)
 {
     unsigned n = s->sh->n_workers;
@@ -48,7 +55,7 @@ static int pid_wrap(struct room_shard *s)
         uint32_t j = 0;
         for (uint32_t i = 0; i < s->mcap; i++)
             if (s->mslots[i] != NULL)
-                skip[j++] = (s->mslots[i]->pid - 1u - s->id) / n;
+                skip[j++] = ((s->mslots[i]->pid & pid_mask(s)) - 1u - s->id) / n;
         qsort(skip, cnt, sizeof(*skip), pid_cmp);
     }
     free(s->pid_skip);
@@ -63,7 +70,7 @@ static int pid_wrap(struct room_shard *s)
 static int pid_alloc(struct room_shard *s, uint32_t *out)
 {
     unsigned n = s->sh->n_workers;
-    uint32_t kmax = (UINT32_MAX - 1u - s->id) / n; /* kmax * n + id + 1 <= UINT32_MAX */
+    uint32_t kmax = (pid_mask(s) - 1u - s->id) / n; /* kmax * n + id + 1 <= mask */
     for (;;) {
         if (s->pid_seq > kmax) { /* kmax < UINT32_MAX: pid_seq cannot overflow */
             int rc = pid_wrap(s);
@@ -74,7 +81,7 @@ static int pid_alloc(struct room_shard *s, uint32_t *out)
         if (s->n_pid_skip > 0 &&
             bsearch(&k, s->pid_skip, s->n_pid_skip, sizeof(k), pid_cmp) != NULL)
             continue; /* alive since before the wrap */
-        *out = k * n + s->id + 1u;
+        *out = (k * n + s->id + 1u) | (uint32_t)s->sh->lim.pid_prefix << 24;
         return 0;
     }
 }

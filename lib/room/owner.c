@@ -318,7 +318,7 @@ void owner_on_join(struct room_shard *s, const struct join_req *jr)
     struct room_info in = {
         .pid = jr->pid,
         .worker = jr->worker,
-        .perms = (uint16_t)(jr->perms & PERM_ALL),
+        .perms = (uint16_t)(jr->perms & (PERM_ALL | ROOM_PERM_HIDDEN)),
         .slot = jr->slot,
         .gen = jr->gen,
         .join_seq = jr->join_seq,
@@ -381,11 +381,13 @@ static int build_joined(struct room_shard *s, const struct room *r, const struct
     jd->room_id.ptr = r->id;
     jd->room_id.len = r->id_len;
     jd->permissions = (uint8_t)(j->perms & PERM_ALL); /* PERM_* are the wire bits */
-    jd->member_total = r->n_infos - 1;
+    jd->member_total = 0;
+    for (uint32_t k = 0; k < r->n_infos; k++) /* hidden: trunk subscriptions (lib/room/remote.c) */
+        jd->member_total += r->infos[k].pid != j->pid && !(r->infos[k].perms & ROOM_PERM_HIDDEN);
     uint32_t i = 0;
     for (; i < r->n_infos && jd->n_members < JOINED_MAX_MEMBERS; i++) {
         const struct room_info *o = &r->infos[i];
-        if (o->pid == j->pid)
+        if (o->pid == j->pid || (o->perms & ROOM_PERM_HIDDEN))
             continue;
         struct msg_member *mm = &jd->members[jd->n_members++];
         mm->participant_id = o->pid;
@@ -395,7 +397,7 @@ static int build_joined(struct room_shard *s, const struct room *r, const struct
     }
     bool more = false;
     for (uint32_t k = i; k < r->n_infos; k++)
-        if (r->infos[k].pid != j->pid)
+        if (r->infos[k].pid != j->pid && !(r->infos[k].perms & ROOM_PERM_HIDDEN))
             more = true;
     if (more)
         jd->flags |= MSG_JOINED_MORE;
@@ -408,7 +410,7 @@ static int build_joined(struct room_shard *s, const struct room *r, const struct
         struct msg_events *ev = &m->u.events;
         for (; i < r->n_infos && ev->n_events < EVENTS_MAX; i++) {
             const struct room_info *o = &r->infos[i];
-            if (o->pid == j->pid)
+            if (o->pid == j->pid || (o->perms & ROOM_PERM_HIDDEN))
                 continue;
             struct msg_event *e = &ev->events[ev->n_events++];
             e->kind = MSG_EV_JOIN;
@@ -419,7 +421,7 @@ static int build_joined(struct room_shard *s, const struct room *r, const struct
         }
         bool last = true;
         for (uint32_t k = i; k < r->n_infos; k++)
-            if (r->infos[k].pid != j->pid)
+            if (r->infos[k].pid != j->pid && !(r->infos[k].perms & ROOM_PERM_HIDDEN))
                 last = false;
         if (last)
             ev->flags |= MSG_EVENTS_SYNC_DONE;
@@ -446,8 +448,8 @@ static int build_events(struct room_shard *s, const struct room *r, struct buf *
             e->participant_id = re->pid;
             if (re->kind == MSG_EV_JOIN) {
                 const struct room_info *in = room_find_info(r, re->pid);
-                if (in == NULL)
-                    continue; /* left again this turn: its LEAVE follows */
+                if (in == NULL || (in->perms & ROOM_PERM_HIDDEN))
+                    continue; /* left again this turn (its LEAVE follows), or hidden */
                 e->kind = MSG_EV_JOIN;
                 e->flags = info_member_flags(in);
                 e->display_name.ptr = in->name;

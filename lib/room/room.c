@@ -30,6 +30,7 @@ int room_shared_new(struct room_shared **out, unsigned n_workers, const struct r
     sh->lim.max_members = lim && lim->max_members ? lim->max_members : ROOM_DEFAULT_MAX_MEMBERS;
     sh->lim.keyframe_cap = lim && lim->keyframe_cap ? lim->keyframe_cap : ROOM_DEFAULT_KEYFRAME_CAP;
     sh->lim.prefill_ms = lim ? lim->prefill_ms : 0;
+    sh->lim.pid_prefix = lim ? lim->pid_prefix : 0;
     sh->lim.keyframe_sender_bytes = lim && lim->keyframe_sender_bytes
                                         ? lim->keyframe_sender_bytes
                                         : ROOM_DEFAULT_KEYFRAME_SENDER_BYTES;
