@@ -1272,22 +1272,49 @@ static void on_local_join(struct trunk_set *set, struct buf *b)
                         STATIC_GEN, set->rw->r);
 }
 
+/* Test hook: every dialed trunk of this worker is closed as if the path
+ * had failed (the other side sees the close); the trunks re-dial. */
+static void test_drop(struct trunk_set *set)
+{
+    for (struct trunk *t = set->trunks; t != NULL; t = t->next)
+        if (t->outbound && t->c != NULL)
+            quic_conn_close(t->c, QUIC_APP_INTERNAL, "trunk dropped (test)");
+}
+
 static void trunk_on_msg(struct worker *w, const struct worker_msg *msg, void *arg)
 {
     (void)w;
     struct relay_worker *rw = arg;
-    struct buf *b;
-    memcpy(&b, msg->u.bytes, sizeof(b));
-    if (msg->type == TRUNK_MSG_LOCAL_JOIN && rw->ts != NULL && rw->ts->live)
-        on_local_join(rw->ts, b);
+    struct buf *b = NULL;
+    if (msg->type == TRUNK_MSG_LOCAL_JOIN)
+        memcpy(&b, msg->u.bytes, sizeof(b));
+    if (rw->ts != NULL && rw->ts->live) {
+        if (msg->type == TRUNK_MSG_LOCAL_JOIN)
+            on_local_join(rw->ts, b);
+        else if (msg->type == TRUNK_MSG_TEST_DROP)
+            test_drop(rw->ts);
+    }
     buf_unref(b);
 }
 
 static void trunk_msg_discard(const struct worker_msg *msg)
 {
+    if (msg->type != TRUNK_MSG_LOCAL_JOIN)
+        return;
     struct buf *b;
     memcpy(&b, msg->u.bytes, sizeof(b));
     buf_unref(b);
+}
+
+int trunk_test_drop(struct relay *r)
+{
+    struct worker_msg wm = {.type = TRUNK_MSG_TEST_DROP};
+    for (unsigned i = 0; i < r->n_workers; i++) {
+        int rc = worker_pool_post(r->pool, i, &wm);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* --------------------------------------------------------- worker level */

@@ -35,6 +35,7 @@ struct cluster;
 /* Ring messages of this module (0x0500..0x050f). */
 #define TRUNK_MSG_FIRST 0x0500
 #define TRUNK_MSG_LOCAL_JOIN 0x0500 /* static_home: a local member joined; to the owner */
+#define TRUNK_MSG_TEST_DROP 0x0501  /* trunk_test_drop */
 #define TRUNK_MSG_LAST 0x050f
 
 #ifndef ROOST_CLUSTER_HOME_OPS
@@ -46,6 +47,11 @@ struct cluster_home_ops {
     void (*gone)(struct relay_worker *rw, const char *room, size_t room_len, uint64_t gen,
                  void *arg);
 };
+/* Test hook: closes every trunk this relay dialed, on each worker, as a
+ * failed path would (the peers see the close); they re-dial with backoff.
+ * Main thread (worker_pool_post). Returns 0 or the post's error. */
+int trunk_test_drop(struct relay *r);
+
 #endif
 
 /* The ops the directory calls on a room's owner worker; arg: struct relay *. */
@@ -103,5 +109,10 @@ void trunk_turn_end(struct relay_worker *rw);
 void trunk_worker_stats(struct relay *r, unsigned worker, struct trunk_stats *out);
 /* Sum over the workers (zero without a cluster). Any thread. */
 void trunk_stats_total(struct relay *r, struct trunk_stats *out);
+
+/* Test hook: closes every trunk this relay dialed, on each worker, as a
+ * failed path would (the peers see the close); they re-dial with backoff.
+ * Main thread (worker_pool_post). Returns 0 or the post's error. */
+int trunk_test_drop(struct relay *r);
 
 #endif

@@ -188,7 +188,7 @@ static void room_remove_info(struct room_shard *s, struct room *r, uint32_t i)
      * the next change of the room carries the removal (snapshot_build
      * folds by participant id). */
     if (room_add_change(r, SNAPSHOT_REMOVE, &old) != 0 ||
-        room_add_event(r, MSG_EV_LEAVE, old.pid) != 0)
+        (!(old.perms & ROOM_PERM_HIDDEN) && room_add_event(r, MSG_EV_LEAVE, old.pid) != 0))
         log_error("event=room_change_nomem pid=%u", old.pid);
     atomic_fetch_sub_explicit(&s->sh->participants, 1, memory_order_relaxed);
     ROOM_STAT_INC(s, leaves);

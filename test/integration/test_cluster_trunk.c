@@ -301,12 +301,58 @@ static void test_wrong_secret(void **state)
     tr[NR].r = NULL;
 }
 
+/* A lost trunk (r1's, closed as a failed path would be) comes back by
+ * itself: counted as a reconnect with its gap, presence rebuilt on both
+ * sides, and media exact again. */
+struct upw {
+    unsigned relay;
+    uint64_t reconnects;
+};
+
+static bool reconnected(void *arg)
+{
+    struct upw *w = arg;
+    struct trunk_stats st = tstats(w->relay);
+    return st.reconnects > w->reconnects && st.trunks_up == 1;
+}
+
+static void test_trunk_lost(void **state)
+{
+    (void)state;
+    struct trunk_stats b1 = tstats(1);
+    assert_int_equal(trunk_test_drop(tr[1].r), 0);
+    struct upw w = {1, b1.reconnects};
+    assert_true(echo_client_until(cl, reconnected, &w, WAIT_MS));
+    struct trunk_stats a1 = tstats(1);
+    assert_int_equal(a1.trunks_lost, b1.trunks_lost + 1);
+    assert_true(a1.gap_ns > b1.gap_ns);
+    fprintf(stderr, "# trunk gap %.1f ms\n", (double)(a1.gap_ns - b1.gap_ns) / 1e6);
+    struct grp g = {v, NP, NP - 1};
+    bool ok = echo_client_until(cl, all_know, &g, WAIT_MS);
+    for (unsigned i = 0; i < NP && !ok; i++)
+        fprintf(stderr, "# part %u pid %u knows %u (joined %d)\n", i, v[i].pid, known(&v[i]),
+                v[i].joined);
+    assert_true(ok);
+    uint32_t had[NP];
+    for (unsigned i = 0; i < NP; i++)
+        had[i] = v[i].n_media;
+    send_round(1000000);
+    for (unsigned i = 0; i < NP; i++) {
+        struct grp one = {&v[i], 1, had[i] + (NP - 1) * K};
+        assert_true(echo_client_until(cl, all_media, &one, WAIT_MS));
+    }
+    for (int i = 0; i < 20; i++)
+        roost_client_step(cl, 5);
+    check_exact(1000000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presence),
         cmocka_unit_test(test_exact_delivery),
         cmocka_unit_test(test_late_joiner_keyframe),
+        cmocka_unit_test(test_trunk_lost),
         cmocka_unit_test(test_wrong_secret),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
