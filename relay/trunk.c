@@ -1410,6 +1410,11 @@ void trunk_worker_stats(struct relay *r, unsigned worker, struct trunk_stats *ou
         stat_read((uint64_t *)out, set->st, STAT_N(struct trunk_stats));
 }
 
+bool trunk_on(const struct relay *r)
+{
+    return r->trunk != NULL;
+}
+
 void trunk_stats_total(struct relay *r, struct trunk_stats *out)
 {
     memset(out, 0, sizeof(*out));

@@ -107,6 +107,8 @@ void trunk_set_del(struct relay_worker *rw);
 void trunk_turn_end(struct relay_worker *rw);
 /* Any thread: the worker's counters. */
 void trunk_worker_stats(struct relay *r, unsigned worker, struct trunk_stats *out);
+/* True when the relay runs trunks ([cluster] relay_id set). Any thread. */
+bool trunk_on(const struct relay *r);
 /* Sum over the workers (zero without a cluster). Any thread. */
 void trunk_stats_total(struct relay *r, struct trunk_stats *out);
 

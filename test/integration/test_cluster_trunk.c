@@ -22,6 +22,7 @@
 #include "../common/participant.h"
 #include "proto/media.h"
 #include "proto/msg.h"
+#include "relay/metrics.h"
 #include "relay/trunk.h"
 
 #define WAIT_MS 15000
@@ -327,6 +328,15 @@ static void test_trunk_lost(void **state)
     assert_int_equal(a1.trunks_lost, b1.trunks_lost + 1);
     assert_true(a1.gap_ns > b1.gap_ns);
     fprintf(stderr, "# trunk gap %.1f ms\n", (double)(a1.gap_ns - b1.gap_ns) / 1e6);
+    char *text = NULL;
+    size_t tlen = 0;
+    assert_int_equal(metrics_render(tr[1].r, &text, &tlen), 0);
+    char line[64];
+    snprintf(line, sizeof(line), "roost_trunk_reconnects %llu\n",
+             (unsigned long long)a1.reconnects);
+    assert_non_null(strstr(text, line));
+    assert_non_null(strstr(text, "roost_trunk_gap_seconds_total "));
+    free(text);
     struct grp g = {v, NP, NP - 1};
     bool ok = echo_client_until(cl, all_know, &g, WAIT_MS);
     for (unsigned i = 0; i < NP && !ok; i++)
