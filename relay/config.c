@@ -65,6 +65,12 @@ enum key_id {
     K_CONN_BYTE_RATE,
     K_ADDR_PKT_RATE,
     K_ADDR_BYTE_RATE,
+    /* cluster (issue 18; wt-cluster owns this section, these four are the
+     * fields of CLUSTER_IFACE.md plus the trunks' static_home) */
+    K_CLUSTER_RELAY_ID,
+    K_CLUSTER_TRUNK_LISTEN,
+    K_CLUSTER_SECRET_FILE,
+    K_CLUSTER_STATIC_HOME,
     K_COUNT,
 };
 
@@ -146,6 +152,16 @@ static const struct config_key keys[K_COUNT] = {
                     "DEV ONLY: ws:// without TLS; loopback ws_listen only"},
     [K_WEB_ROOT] = {"websocket", "web_root", CONFIG_PATH, "", 0, 0, false,
                     "directory of the browser page served at / on ws_listen; empty: none"},
+    [K_CLUSTER_RELAY_ID] = {"cluster", "relay_id", CONFIG_STR, "", 0, 0, false,
+                            "this relay's id in the cluster (1..32 of A-Za-z0-9._-); empty: no "
+                            "cluster"},
+    [K_CLUSTER_TRUNK_LISTEN] = {"cluster", "trunk_listen", CONFIG_STR, "", 0, 0, false,
+                                "host:port other relays dial for trunks (the QUIC port)"},
+    [K_CLUSTER_SECRET_FILE] = {"cluster", "cluster_secret_file", CONFIG_PATH, "", 0, 0, false,
+                               "file with the cluster secret (>= 16 bytes) that trunks prove"},
+    [K_CLUSTER_STATIC_HOME] = {"cluster", "static_home", CONFIG_STR, "", 0, 0, false,
+                               "tests/fixed deployments without Redis: ID@HOST:PORT homes "
+                               "every room"},
     [K_TURN_BATCH] = {"server", "turn_batch_us", CONFIG_UINT, STR(RELAY_DEFAULT_TURN_BATCH_US), 0,
                       100000, false,
                       "turn cadence: a worker with little work waits up to this many us "
@@ -531,6 +547,21 @@ int config_set(struct config *c, const char *name, const char *value, const char
     case K_ADDR_BYTE_RATE:
         r->addr_byte_rate = v;
         break;
+    case K_CLUSTER_RELAY_ID:
+    case K_CLUSTER_TRUNK_LISTEN:
+    case K_CLUSTER_SECRET_FILE:
+    case K_CLUSTER_STATIC_HOME: {
+        char *dst = id == K_CLUSTER_RELAY_ID       ? r->cluster_relay_id
+                    : id == K_CLUSTER_TRUNK_LISTEN ? r->cluster_trunk_listen
+                    : id == K_CLUSTER_SECRET_FILE  ? r->cluster_secret_file
+                                                   : r->cluster_static_home;
+        if (strlen(value) >= sizeof(r->cluster_relay_id)) {
+            ferr(err, err_len, "%s", "longer than 255 bytes");
+            return ROOST_EINVAL;
+        }
+        snprintf(dst, sizeof(r->cluster_relay_id), "%s", value);
+        break;
+    }
     case K_CPUS:
     case K_LOG_LEVEL:
     case K_COUNT:

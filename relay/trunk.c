@@ -12,176 +12,7 @@
  *   - one REMOTE member (`ghost`) per participant the other end announced,
  *     through which that participant's frames and presence enter the room.
  * Both ends are symmetric once the subscription is accepted. */
-#include "relay/trunk.h"
-
-#include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <unistd.h>
-
-#include <gnutls/gnutls.h>
-
-#include "cluster/trunkmsg.h"
-#include "core/be.h"
-#include "core/buf.h"
-#include "core/error.h"
-#include "core/log.h"
-#include "core/stat.h"
-#include "core/timer.h"
-#include "core/worker.h"
-#include "proto/media.h"
-#include "proto/msg.h"
-#include "proto/perm.h"
-#include "quic/client.h"
-#include "quic/quic.h"
-#include "relay/relay_int.h"
-#include "room/room.h"
-
-/* From relay/cluster.h (wt-cluster); weak so that this branch links
- * without it. */
-__attribute__((weak)) int cluster_room_retry(struct cluster *c, struct relay_worker *rw,
-                                             const char *room, size_t room_len);
-
-#define EXPORTER_LABEL "EXPORTER-roost-trunk"
-#define STATIC_GEN 1u
-#define BACKOFF_MIN_NS (50ull * 1000000ull)
-#define BACKOFF_MAX_NS (2000ull * 1000000ull)
-
-#define TSTAT_INC(set, f) stat_inc((set)->st, STAT_IDX(struct trunk_stats, f))
-#define TSTAT_DEC(set, f) stat_dec((set)->st, STAT_IDX(struct trunk_stats, f))
-#define TSTAT_ADD(set, f, n) stat_add((set)->st, STAT_IDX(struct trunk_stats, f), n)
-
-/* ------------------------------------------------------------ structures */
-
-struct home_ent {
-    struct home_ent *next;
-    uint8_t len;
-    char room[TRUNKMSG_ROOM_MAX];
-    uint64_t gen;
-};
-
-struct trunk_shared {
-    char id[TRUNKMSG_ID_MAX + 1];
-    size_t id_len;
-    uint8_t secret[256];
-    size_t secret_len;
-    uint8_t prefix;
-    bool static_mode, static_self;
-    char static_id[TRUNKMSG_ID_MAX + 1];
-    char static_addr[256];
-    pthread_mutex_t mu; /* homes: owner workers write, accepting workers read */
-    struct home_ent *homes;
-    struct cluster *cluster;
-};
-
-enum { TEP_HIDDEN = 1, TEP_GHOST = 2 };
-
-struct troom;
-
-/* A room endpoint of this module; passed to lib/room tagged (low bit set)
- * so that trunk_room_ops tells it from a session. */
-struct tep {
-    uint8_t kind;
-    struct troom *tr;
-    uint32_t pid; /* ghost: the remote participant */
-    struct room_member *m;
-};
-
-struct mirror {
-    uint32_t pid;
-    uint8_t flags; /* PERM_* */
-    uint8_t name_len;
-    uint8_t name[TRUNKMSG_NAME_MAX];
-};
-
-struct trunk;
-
-struct troom {
-    struct trunk *t;
-    struct troom *next;
-    uint32_t handle;
-    uint64_t gen;
-    bool active; /* subscription accepted: media and presence flow */
-    uint8_t room_len;
-    char room[TRUNKMSG_ROOM_MAX + 1];
-    struct tep hidden;
-    struct tep **ghosts;
-    uint32_t n_ghosts, cap_ghosts;
-    struct mirror *mir; /* this side's members as the hidden member saw them */
-    uint32_t n_mir, cap_mir;
-};
-
-enum tstate { T_DIALING = 0, T_HELLO, T_UP, T_DOWN };
-
-struct trunk {
-    struct trunk_set *set;
-    struct trunk *next;
-    bool outbound;
-    enum tstate st;
-    struct quic_conn *c;
-    struct quic_conn *dead; /* outbound: closed connection to free before redialing */
-    char peer_id[TRUNKMSG_ID_MAX + 1];
-    uint8_t peer_len;
-    char host[64];
-    uint16_t port;
-    struct troom *rooms;
-    uint32_t next_handle;
-    struct timer redial;
-    uint64_t backoff_ns;
-    uint64_t down_since; /* 0: never up, or up */
-    bool was_up;
-};
-
-struct homed {
-    struct homed *next;
-    uint8_t len;
-    char room[TRUNKMSG_ROOM_MAX];
-};
-
-struct trunk_set {
-    struct relay_worker *rw;
-    struct trunk_shared *sh;
-    struct quic_client *cl;
-    struct timer cl_timer;
-    struct trunk *trunks;
-    struct homed *homed; /* static_home: rooms already reported to trunk_home_ops */
-    struct msg *scratch;
-    bool live; /* between trunk_set_new and trunk_set_del, on its worker */
-    _Atomic uint64_t st[STAT_N(struct trunk_stats)];
-};
-
-static const struct quic_app_ops trunk_client_ops;
-
-static inline void *tep_ptr(struct tep *e)
-{
-    return (void *)((uintptr_t)e | 1u);
-}
-
-static inline struct tep *tep_of(void *ep)
-{
-    return ((uintptr_t)ep & 1u) ? (struct tep *)((uintptr_t)ep & ~(uintptr_t)1u) : NULL;
-}
-
-static inline void *trunk_user(struct trunk *t)
-{
-    return (void *)((uintptr_t)t | 1u);
-}
-
-static inline struct trunk *trunk_of(struct quic_conn *c)
-{
-    uintptr_t u = (uintptr_t)quic_conn_user(c);
-    return (u & 1u) ? (struct trunk *)(u & ~(uintptr_t)1u) : NULL;
-}
-
-static uint64_t now_of(struct trunk_set *set)
-{
-    return worker_now(set->rw->w);
-}
+#include "relay/trunk_int.h"
 
 /* --------------------------------------------------------- process level */
 
@@ -275,7 +106,7 @@ void trunk_shared_set_cluster(struct trunk_shared *sh, struct cluster *c)
 
 /* The home this relay holds for room: TRUNK_OK with the generation, or
  * TRUNK_ERR_NOT_HOME / TRUNK_ERR_STALE_GEN against the subscriber's gen. */
-static uint32_t home_check(struct trunk_shared *sh, const uint8_t *room, size_t len, uint64_t gen)
+uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t len, uint64_t gen)
 {
     if (sh->static_mode)
         return sh->static_self ? (gen == STATIC_GEN ? TRUNK_OK : TRUNK_ERR_STALE_GEN)
@@ -294,7 +125,7 @@ static uint32_t home_check(struct trunk_shared *sh, const uint8_t *room, size_t 
     return code;
 }
 
-static void home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen)
+void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen)
 {
     pthread_mutex_lock(&sh->mu);
     struct home_ent **pp = &sh->homes;
@@ -316,349 +147,13 @@ static void home_set(struct trunk_shared *sh, const char *room, size_t len, bool
     pthread_mutex_unlock(&sh->mu);
 }
 
-/* ----------------------------------------------------------- sending */
-
-static int send_msg(struct trunk *t, const struct trunkmsg *m)
-{
-    if (t->c == NULL)
-        return ROOST_ECLOSED;
-    uint8_t b[TRUNKMSG_BODY_MAX];
-    int n = trunkmsg_encode(m, b, sizeof(b));
-    if (n < 0) {
-        log_error("event=trunk_encode_failed type=%s err=\"%s\"", trunkmsg_type_name(m->type),
-                  roost_strerror(n));
-        return n;
-    }
-    return quic_conn_send_control(t->c, b, (size_t)n);
-}
-
-static void send_presence(struct troom *tr, uint8_t kind, const struct mirror *mi)
-{
-    struct trunkmsg m = {.type = TRUNKMSG_PRESENCE,
-                         .handle = tr->handle,
-                         .gen = tr->gen,
-                         .kind = kind,
-                         .pid = mi->pid};
-    if (kind == TRUNK_PRESENCE_JOIN) {
-        m.flags = mi->flags;
-        m.name_len = mi->name_len;
-        memcpy(m.name, mi->name, mi->name_len);
-    }
-    if (send_msg(tr->t, &m) == 0)
-        TSTAT_INC(tr->t->set, presence_out);
-}
-
-static void send_subscribe(struct troom *tr)
-{
-    struct trunkmsg m = {
-        .type = TRUNKMSG_SUBSCRIBE, .handle = tr->handle, .gen = tr->gen, .room_len = tr->room_len};
-    memcpy(m.room, tr->room, tr->room_len);
-    send_msg(tr->t, &m);
-}
-
-/* ------------------------------------------------------------- trooms */
-
-static struct tep *ghost_find(const struct troom *tr, uint32_t pid)
-{
-    for (uint32_t i = 0; i < tr->n_ghosts; i++)
-        if (tr->ghosts[i]->pid == pid)
-            return tr->ghosts[i];
-    return NULL;
-}
-
-static void ghost_add(struct troom *tr, uint32_t pid, uint8_t flags, const uint8_t *name,
-                      size_t name_len)
-{
-    if (ghost_find(tr, pid) != NULL)
-        return;
-    if (tr->n_ghosts == tr->cap_ghosts) {
-        uint32_t nc = tr->cap_ghosts ? tr->cap_ghosts * 2 : 8;
-        struct tep **g = realloc(tr->ghosts, nc * sizeof(*g));
-        if (g == NULL)
-            return;
-        tr->ghosts = g;
-        tr->cap_ghosts = nc;
-    }
-    struct tep *e = calloc(1, sizeof(*e));
-    if (e == NULL)
-        return;
-    e->kind = TEP_GHOST;
-    e->tr = tr;
-    e->pid = pid;
-    struct room_shard *s = relay_worker_shard(tr->t->set->rw);
-    if (room_member_new_remote(s, tep_ptr(e), pid, &e->m) != 0) {
-        free(e);
-        return;
-    }
-    int rc = room_join(e->m, (const uint8_t *)tr->room, tr->room_len, NULL, 0, name, name_len,
-                       flags & PERM_PUBLISH);
-    if (rc != 0) {
-        log_error("event=trunk_ghost_join_failed pid=%u err=\"%s\"", pid, roost_strerror(rc));
-        room_member_del(e->m);
-        free(e);
-        return;
-    }
-    tr->ghosts[tr->n_ghosts++] = e;
-}
-
-static void ghost_del_at(struct troom *tr, uint32_t i)
-{
-    struct tep *e = tr->ghosts[i];
-    room_member_del(e->m);
-    free(e);
-    tr->ghosts[i] = tr->ghosts[--tr->n_ghosts];
-}
-
-static void ghosts_clear(struct troom *tr)
-{
-    while (tr->n_ghosts > 0)
-        ghost_del_at(tr, tr->n_ghosts - 1);
-}
-
-static struct troom *troom_by_handle(struct trunk *t, uint32_t handle)
-{
-    for (struct troom *tr = t->rooms; tr != NULL; tr = tr->next)
-        if (tr->handle == handle)
-            return tr;
-    return NULL;
-}
-
-static struct troom *troom_by_room(struct trunk *t, const char *room, size_t len)
-{
-    for (struct troom *tr = t->rooms; tr != NULL; tr = tr->next)
-        if (tr->room_len == len && memcmp(tr->room, room, len) == 0)
-            return tr;
-    return NULL;
-}
-
-static struct troom *troom_new(struct trunk *t, uint32_t handle, uint64_t gen, const void *room,
-                               size_t len)
-{
-    struct troom *tr = calloc(1, sizeof(*tr));
-    if (tr == NULL)
-        return NULL;
-    tr->t = t;
-    tr->handle = handle;
-    tr->gen = gen;
-    tr->room_len = (uint8_t)len;
-    memcpy(tr->room, room, len);
-    tr->hidden.kind = TEP_HIDDEN;
-    tr->hidden.tr = tr;
-    struct room_shard *s = relay_worker_shard(t->set->rw);
-    int rc = room_member_new(s, tep_ptr(&tr->hidden), &tr->hidden.m);
-    if (rc == 0) {
-        rc =
-            room_join(tr->hidden.m, room, len, NULL, 0, NULL, 0, PERM_SUBSCRIBE | ROOM_PERM_HIDDEN);
-        if (rc != 0)
-            room_member_del(tr->hidden.m);
-    }
-    if (rc != 0) {
-        log_error("event=trunk_room_failed err=\"%s\"", roost_strerror(rc));
-        free(tr);
-        return NULL;
-    }
-    tr->next = t->rooms;
-    t->rooms = tr;
-    return tr;
-}
-
-static void troom_del(struct troom *tr)
-{
-    struct trunk *t = tr->t;
-    for (struct troom **pp = &t->rooms; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == tr) {
-            *pp = tr->next;
-            break;
-        }
-    }
-    ghosts_clear(tr);
-    room_member_del(tr->hidden.m);
-    free(tr->ghosts);
-    free(tr->mir);
-    free(tr);
-}
-
-static struct mirror *mirror_find(struct troom *tr, uint32_t pid)
-{
-    for (uint32_t i = 0; i < tr->n_mir; i++)
-        if (tr->mir[i].pid == pid)
-            return &tr->mir[i];
-    return NULL;
-}
-
-/* A member of this side appeared (hidden member's JOINED or events). */
-static void mirror_join(struct troom *tr, uint32_t pid, uint8_t flags, struct msg_str name)
-{
-    if (ghost_find(tr, pid) != NULL || mirror_find(tr, pid) != NULL)
-        return; /* our remote members are the other side's: never sent back */
-    if (tr->n_mir == tr->cap_mir) {
-        uint32_t nc = tr->cap_mir ? tr->cap_mir * 2 : 8;
-        struct mirror *m = realloc(tr->mir, nc * sizeof(*m));
-        if (m == NULL)
-            return;
-        tr->mir = m;
-        tr->cap_mir = nc;
-    }
-    struct mirror *mi = &tr->mir[tr->n_mir++];
-    mi->pid = pid;
-    mi->flags = flags;
-    mi->name_len = (uint8_t)(name.len < TRUNKMSG_NAME_MAX ? name.len : TRUNKMSG_NAME_MAX);
-    if (mi->name_len)
-        memcpy(mi->name, name.ptr, mi->name_len);
-    if (tr->active && tr->t->st == T_UP)
-        send_presence(tr, TRUNK_PRESENCE_JOIN, mi);
-}
-
-static void mirror_leave(struct troom *tr, uint32_t pid)
-{
-    struct mirror *mi = mirror_find(tr, pid);
-    if (mi == NULL)
-        return;
-    if (tr->active && tr->t->st == T_UP)
-        send_presence(tr, TRUNK_PRESENCE_LEAVE, mi);
-    *mi = tr->mir[--tr->n_mir];
-}
-
-/* The subscription became active: the other side learns this side's room. */
-static void troom_activate(struct troom *tr)
-{
-    tr->active = true;
-    for (uint32_t i = 0; i < tr->n_mir; i++)
-        send_presence(tr, TRUNK_PRESENCE_JOIN, &tr->mir[i]);
-}
-
-/* ------------------------------------------------------------ room ops */
-
-static uint8_t member_perms(uint8_t msg_flags)
-{
-    return (msg_flags & MSG_MEMBER_PUBLISHER) ? PERM_PUBLISH : 0;
-}
-
-static void hidden_control(struct troom *tr, const uint8_t *body, size_t len)
-{
-    struct msg *m = tr->t->set->scratch;
-    if (msg_decode(body, len, m) != 0)
-        return;
-    if (m->type == MSG_JOINED) {
-        for (uint32_t i = 0; i < m->u.joined.n_members; i++) {
-            const struct msg_member *mm = &m->u.joined.members[i];
-            mirror_join(tr, mm->participant_id, member_perms(mm->flags), mm->display_name);
-        }
-    } else if (m->type == MSG_PARTICIPANT_EVENTS) {
-        for (uint32_t i = 0; i < m->u.events.n_events; i++) {
-            const struct msg_event *e = &m->u.events.events[i];
-            if (e->kind == MSG_EV_JOIN)
-                mirror_join(tr, e->participant_id, member_perms(e->flags), e->display_name);
-            else
-                mirror_leave(tr, e->participant_id);
-        }
-    }
-}
-
-static void ghost_control(struct tep *g, const uint8_t *body, size_t len)
-{
-    struct troom *tr = g->tr;
-    struct msg *m = tr->t->set->scratch;
-    if (msg_decode(body, len, m) != 0 || m->type != MSG_KEYFRAME_REQUEST)
-        return; /* JOINED, presence, QUALITY of a remote member: not forwarded */
-    if (!tr->active || tr->t->st != T_UP)
-        return;
-    struct trunkmsg k = {.type = TRUNKMSG_KFREQ,
-                         .handle = tr->handle,
-                         .gen = tr->gen,
-                         .pid = g->pid,
-                         .from = m->u.keyframe_request.participant_id,
-                         .stream = m->u.keyframe_request.stream_id};
-    if (send_msg(tr->t, &k) == 0)
-        TSTAT_INC(tr->t->set, kfreq_relayed);
-}
-
-static int hidden_media(struct troom *tr, struct buf *b, uint32_t off, uint32_t len)
-{
-    struct trunk *t = tr->t;
-    if (!tr->active || t->st != T_UP || len < MEDIA_SENDER_LEN)
-        return ROOST_ECLOSED;
-    if (ghost_find(tr, be_get32(b->data + off)) != NULL)
-        return 0; /* came from this trunk: star, never back */
-    uint8_t d[TRUNKMSG_DGRAM_HDR_LEN + ROOM_MAX_DATAGRAM + MEDIA_SENDER_LEN];
-    if (len > sizeof(d) - TRUNKMSG_DGRAM_HDR_LEN)
-        return ROOST_ETOOBIG;
-    trunkmsg_dgram_hdr(d, tr->handle, tr->gen);
-    memcpy(d + TRUNKMSG_DGRAM_HDR_LEN, b->data + off, len);
-    int rc = quic_conn_send_datagram(t->c, d, TRUNKMSG_DGRAM_HDR_LEN + len);
-    if (rc == 0)
-        TSTAT_INC(t->set, frames_out);
-    return rc;
-}
-
-static int tr_media(void *ep, struct buf *b, uint32_t off, uint32_t len, void *arg)
-{
-    struct tep *e = tep_of(ep);
-    if (e == NULL)
-        return session_room_ops.media(ep, b, off, len, arg);
-    return e->kind == TEP_HIDDEN ? hidden_media(e->tr, b, off, len) : ROOST_EINVAL;
-}
-
-static void tr_control(void *ep, const uint8_t *body, size_t len, void *arg)
-{
-    struct tep *e = tep_of(ep);
-    if (e == NULL) {
-        session_room_ops.control(ep, body, len, arg);
-        return;
-    }
-    if (e->kind == TEP_HIDDEN)
-        hidden_control(e->tr, body, len);
-    else
-        ghost_control(e, body, len);
-}
-
-static void post_local_join(struct relay_worker *rw, const char *room, size_t len);
-
-static void tr_joined(void *ep, uint32_t code, void *arg)
-{
-    struct tep *e = tep_of(ep);
-    if (e == NULL) {
-        struct session *ss = ep;
-        if (session_room_ops.joined != NULL)
-            session_room_ops.joined(ep, code, arg);
-        struct relay_worker *rw = arg;
-        if (code == 0 && rw->ts != NULL && rw->ts->live && rw->ts->sh->static_mode)
-            post_local_join(rw, ss->room, ss->room_len);
-        return;
-    }
-    if (code != 0)
-        log_warn("event=trunk_member_rejected kind=%s code=%u",
-                 e->kind == TEP_HIDDEN ? "hidden" : "remote", code);
-}
-
-static void tr_replaced(void *ep, void *arg)
-{
-    if (tep_of(ep) == NULL && session_room_ops.replaced != NULL)
-        session_room_ops.replaced(ep, arg);
-}
-
-static int tr_link_stats(void *ep, struct room_link *out, void *arg)
-{
-    if (tep_of(ep) != NULL || session_room_ops.link_stats == NULL)
-        return ROOST_ENOENT; /* no QUALITY for trunk members (docs/CLUSTER.md §2.7) */
-    return session_room_ops.link_stats(ep, out, arg);
-}
-
-const struct room_ops trunk_room_ops = {
-    .media = tr_media,
-    .control = tr_control,
-    .joined = tr_joined,
-    .replaced = tr_replaced,
-    .link_stats = tr_link_stats,
-};
-
 /* --------------------------------------------------------- connections */
 
 static void trunk_free(struct trunk *t)
 {
     struct trunk_set *set = t->set;
     while (t->rooms != NULL)
-        troom_del(t->rooms);
+        trunk_troom_del(t->rooms);
     timer_cancel(worker_timers(set->rw->w), &t->redial);
     for (struct trunk **pp = &set->trunks; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == t) {
@@ -685,7 +180,7 @@ static void cl_rearm(struct trunk_set *set)
 {
     if (set->cl == NULL)
         return;
-    uint64_t now = now_of(set);
+    uint64_t now = trunk_now_of(set);
     uint64_t d = quic_client_next_timeout(set->cl, now);
     if (d == UINT64_MAX)
         timer_cancel(worker_timers(set->rw->w), &set->cl_timer);
@@ -697,7 +192,7 @@ static void cl_process(struct trunk_set *set)
 {
     if (set->cl == NULL)
         return;
-    quic_client_process(set->cl, now_of(set));
+    quic_client_process(set->cl, trunk_now_of(set));
     cl_rearm(set);
 }
 
@@ -752,7 +247,7 @@ static void dial(struct trunk *t)
                   t->port, roost_strerror(rc));
         t->c = NULL;
         t->st = T_DOWN;
-        timer_arm(worker_timers(set->rw->w), &t->redial, now_of(set) + t->backoff_ns);
+        timer_arm(worker_timers(set->rw->w), &t->redial, trunk_now_of(set) + t->backoff_ns);
         return;
     }
     cl_process(set);
@@ -775,7 +270,7 @@ static struct trunk *trunk_out_find(struct trunk_set *set, const char *id)
     return NULL;
 }
 
-static struct trunk *trunk_out_get(struct trunk_set *set, const char *id, const char *addr)
+struct trunk *trunk_out_get(struct trunk_set *set, const char *id, const char *addr)
 {
     struct trunk *t = trunk_out_find(set, id);
     if (t != NULL)
@@ -822,13 +317,13 @@ static void trunk_up(struct trunk *t)
     if (t->outbound) {
         if (t->was_up) {
             TSTAT_INC(set, reconnects);
-            TSTAT_ADD(set, gap_ns, now_of(set) - t->down_since);
+            TSTAT_ADD(set, gap_ns, trunk_now_of(set) - t->down_since);
         }
         t->was_up = true;
         t->down_since = 0;
         t->backoff_ns = BACKOFF_MIN_NS;
         for (struct troom *tr = t->rooms; tr != NULL; tr = tr->next)
-            send_subscribe(tr);
+            trunk_send_subscribe(tr);
     }
     log_info("event=trunk_up peer=%s dir=%s", t->peer_id, t->outbound ? "out" : "in");
 }
@@ -854,7 +349,7 @@ static int send_hello(struct trunk *t)
         .type = TRUNKMSG_HELLO, .version = TRUNKMSG_VERSION, .id_len = (uint8_t)sh->id_len};
     memcpy(m.id, sh->id, sh->id_len);
     int rc = hello_mac(t, t->outbound ? 'c' : 's', true, m.mac);
-    return rc != 0 ? rc : send_msg(t, &m);
+    return rc != 0 ? rc : trunk_send_msg(t, &m);
 }
 
 static void close_auth(struct trunk *t, const char *why)
@@ -906,12 +401,12 @@ static void on_subscribe(struct trunk *t, const struct trunkmsg *m)
         quic_conn_close(t->c, TRUNK_ERR_PROTOCOL, "SUBSCRIBE to the dialing side");
         return;
     }
-    ack.code = home_check(set->sh, m->room, m->room_len, m->gen);
-    struct troom *old = troom_by_handle(t, m->handle);
+    ack.code = trunk_home_check(set->sh, m->room, m->room_len, m->gen);
+    struct troom *old = trunk_troom_by_handle(t, m->handle);
     if (old != NULL)
-        troom_del(old);
+        trunk_troom_del(old);
     if (ack.code == TRUNK_OK) {
-        struct troom *tr = troom_new(t, m->handle, m->gen, m->room, m->room_len);
+        struct troom *tr = trunk_troom_new(t, m->handle, m->gen, m->room, m->room_len);
         if (tr == NULL)
             ack.code = TRUNK_ERR_FULL;
         else
@@ -924,16 +419,16 @@ static void on_subscribe(struct trunk *t, const struct trunkmsg *m)
         if (ack.code == TRUNK_ERR_STALE_GEN)
             TSTAT_INC(set, stale_gen_drops);
     }
-    send_msg(t, &ack);
+    trunk_send_msg(t, &ack);
 }
 
 static void on_sub_ack(struct trunk *t, const struct trunkmsg *m)
 {
-    struct troom *tr = troom_by_handle(t, m->handle);
+    struct troom *tr = trunk_troom_by_handle(t, m->handle);
     if (tr == NULL || tr->gen != m->gen)
         return; /* answer to an older subscription */
     if (m->code == TRUNK_OK) {
-        troom_activate(tr);
+        trunk_troom_activate(tr);
         return;
     }
     log_warn("event=trunk_subscribe_refused peer=%s room=\"%.*s\" gen=%llu code=%u", t->peer_id,
@@ -966,7 +461,7 @@ static void on_control(struct trunk *t, const uint8_t *body, size_t len)
         on_subscribe(t, &m);
         return;
     }
-    struct troom *tr = troom_by_handle(t, m.handle);
+    struct troom *tr = trunk_troom_by_handle(t, m.handle);
     if (tr == NULL)
         return;
     if (m.gen != tr->gen) {
@@ -976,7 +471,7 @@ static void on_control(struct trunk *t, const uint8_t *body, size_t len)
     switch (m.type) {
     case TRUNKMSG_UNSUBSCRIBE:
         if (!t->outbound)
-            troom_del(tr);
+            trunk_troom_del(tr);
         break;
     case TRUNKMSG_SUB_ACK:
         on_sub_ack(t, &m);
@@ -984,11 +479,11 @@ static void on_control(struct trunk *t, const uint8_t *body, size_t len)
     case TRUNKMSG_PRESENCE:
         TSTAT_INC(t->set, presence_in);
         if (m.kind == TRUNK_PRESENCE_JOIN) {
-            ghost_add(tr, m.pid, m.flags, m.name, m.name_len);
+            trunk_ghost_add(tr, m.pid, m.flags, m.name, m.name_len);
         } else {
             for (uint32_t i = 0; i < tr->n_ghosts; i++) {
                 if (tr->ghosts[i]->pid == m.pid) {
-                    ghost_del_at(tr, i);
+                    trunk_ghost_del_at(tr, i);
                     break;
                 }
             }
@@ -1008,7 +503,7 @@ static void on_datagram(struct trunk *t, const uint8_t *d, size_t len)
     uint32_t handle;
     uint64_t gen;
     int off = trunkmsg_dgram_parse(d, len, &handle, &gen);
-    struct troom *tr = off > 0 && t->st == T_UP ? troom_by_handle(t, handle) : NULL;
+    struct troom *tr = off > 0 && t->st == T_UP ? trunk_troom_by_handle(t, handle) : NULL;
     if (tr == NULL || len < (size_t)off + MEDIA_R2C_HDR_LEN) {
         TSTAT_INC(t->set, unknown_drops);
         return;
@@ -1017,7 +512,7 @@ static void on_datagram(struct trunk *t, const uint8_t *d, size_t len)
         TSTAT_INC(t->set, stale_gen_drops);
         return;
     }
-    struct tep *g = ghost_find(tr, be_get32(d + off));
+    struct tep *g = trunk_ghost_find(tr, be_get32(d + off));
     if (g == NULL || room_publish_relayed(g->m, d + off, len - (size_t)off) != 0) {
         TSTAT_INC(t->set, unknown_drops);
         return;
@@ -1052,15 +547,15 @@ static void on_close(struct trunk *t, uint64_t code)
     t->st = T_DOWN;
     if (was_up) {
         TSTAT_INC(set, trunks_lost);
-        t->down_since = now_of(set);
+        t->down_since = trunk_now_of(set);
     }
     for (struct troom *tr = t->rooms; tr != NULL; tr = tr->next) {
         tr->active = false;
-        ghosts_clear(tr);
+        trunk_ghosts_clear(tr);
         if (set->sh->cluster != NULL && cluster_room_retry != NULL)
             cluster_room_retry(set->sh->cluster, set->rw, tr->room, tr->room_len);
     }
-    timer_arm(worker_timers(set->rw->w), &t->redial, now_of(set) + t->backoff_ns);
+    timer_arm(worker_timers(set->rw->w), &t->redial, trunk_now_of(set) + t->backoff_ns);
 }
 
 /* ------------------------------------------------------------ QUIC ops */
@@ -1166,114 +661,6 @@ const struct quic_app_ops trunk_quic_ops = {
     .on_close = sq_on_close,
 };
 
-/* ------------------------------------------------------- the home ops */
-
-static void op_home(struct relay_worker *rw, const char *room, size_t room_len, bool self,
-                    const char *home_id, const char *home_addr, uint64_t gen, void *arg)
-{
-    (void)arg;
-    struct trunk_set *set = rw->ts;
-    if (set == NULL || !set->live || room_len == 0 || room_len > TRUNKMSG_ROOM_MAX)
-        return;
-    if (self) {
-        home_set(set->sh, room, room_len, true, gen);
-        /* Subscriptions to another home for this room end here. */
-        for (struct trunk *t = set->trunks; t != NULL; t = t->next) {
-            struct troom *tr = t->outbound ? troom_by_room(t, room, room_len) : NULL;
-            if (tr != NULL)
-                troom_del(tr);
-        }
-        return;
-    }
-    struct trunk *t = trunk_out_get(set, home_id, home_addr);
-    if (t == NULL)
-        return;
-    for (struct trunk *o = set->trunks; o != NULL; o = o->next) {
-        struct troom *tr = o != t && o->outbound ? troom_by_room(o, room, room_len) : NULL;
-        if (tr != NULL) { /* the home moved */
-            struct trunkmsg u = {
-                .type = TRUNKMSG_UNSUBSCRIBE, .handle = tr->handle, .gen = tr->gen};
-            if (o->st == T_UP)
-                send_msg(o, &u);
-            troom_del(tr);
-        }
-    }
-    struct troom *tr = troom_by_room(t, room, room_len);
-    if (tr != NULL) {
-        if (gen <= tr->gen)
-            return; /* known, or older than what we follow */
-        tr->gen = gen;
-        tr->active = false;
-        ghosts_clear(tr);
-    } else {
-        tr = troom_new(t, ++t->next_handle, gen, room, room_len);
-        if (tr == NULL)
-            return;
-    }
-    if (t->st == T_UP)
-        send_subscribe(tr);
-}
-
-static void op_gone(struct relay_worker *rw, const char *room, size_t room_len, uint64_t gen,
-                    void *arg)
-{
-    (void)arg;
-    struct trunk_set *set = rw->ts;
-    if (set == NULL || !set->live)
-        return;
-    home_set(set->sh, room, room_len, false, gen);
-    for (struct trunk *t = set->trunks; t != NULL; t = t->next) {
-        struct troom *tr = t->outbound ? troom_by_room(t, room, room_len) : NULL;
-        if (tr == NULL)
-            continue;
-        struct trunkmsg u = {.type = TRUNKMSG_UNSUBSCRIBE, .handle = tr->handle, .gen = tr->gen};
-        if (t->st == T_UP)
-            send_msg(t, &u);
-        troom_del(tr);
-    }
-}
-
-const struct cluster_home_ops trunk_home_ops = {
-    .home = op_home,
-    .gone = op_gone,
-};
-
-/* static_home: the first local member of a room on this relay makes its
- * owner worker call trunk_home_ops.home, as the directory's claim answer
- * will. */
-static void post_local_join(struct relay_worker *rw, const char *room, size_t len)
-{
-    struct buf *b = buf_new((uint32_t)len);
-    if (b == NULL)
-        return;
-    memcpy(b->data, room, len);
-    b->len = (uint32_t)len;
-    struct worker_msg wm = {.type = TRUNK_MSG_LOCAL_JOIN};
-    memcpy(wm.u.bytes, &b, sizeof(b));
-    unsigned owner = relay_room_owner(rw->r, room, len);
-    if (worker_send(rw->w, owner, &wm, WORKER_MSG_CONTROL) != 0)
-        buf_unref(b);
-}
-
-static void on_local_join(struct trunk_set *set, struct buf *b)
-{
-    struct trunk_shared *sh = set->sh;
-    for (struct homed *h = set->homed; h != NULL; h = h->next)
-        if (h->len == b->len && memcmp(h->room, b->data, b->len) == 0)
-            return;
-    struct homed *h = calloc(1, sizeof(*h));
-    if (h == NULL)
-        return;
-    h->len = (uint8_t)b->len;
-    memcpy(h->room, b->data, b->len);
-    h->next = set->homed;
-    set->homed = h;
-    trunk_home_ops.home(set->rw, h->room, h->len, sh->static_self, sh->static_id, sh->static_addr,
-                        STATIC_GEN, set->rw->r);
-}
-
-/* Test hook: every dialed trunk of this worker is closed as if the path
- * had failed (the other side sees the close); the trunks re-dial. */
 static void test_drop(struct trunk_set *set)
 {
     for (struct trunk *t = set->trunks; t != NULL; t = t->next)
@@ -1290,7 +677,7 @@ static void trunk_on_msg(struct worker *w, const struct worker_msg *msg, void *a
         memcpy(&b, msg->u.bytes, sizeof(b));
     if (rw->ts != NULL && rw->ts->live) {
         if (msg->type == TRUNK_MSG_LOCAL_JOIN)
-            on_local_join(rw->ts, b);
+            trunk_on_local_join(rw->ts, b);
         else if (msg->type == TRUNK_MSG_TEST_DROP)
             test_drop(rw->ts);
     }

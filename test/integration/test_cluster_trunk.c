@@ -169,6 +169,35 @@ static void test_presence(void **state)
     assert_int_equal(tstats(2).trunks_up, 1);
 }
 
+/* On a failure: where frames went missing. */
+static void dump(void)
+{
+    for (unsigned i = 0; i < NP; i++)
+        fprintf(stderr, "# part %u pid %u media %u\n", i, v[i].pid, v[i].n_media);
+    for (unsigned i = 0; i < NR; i++) {
+        struct trunk_stats t = tstats(i);
+        struct relay_stats rs;
+        relay_stats(tr[i].r, &rs);
+        struct relay_worker_stats ws;
+        uint64_t cw = 0, dq = 0, dl = 0, ds = 0;
+        for (unsigned w = 0; w < relay_workers(tr[i].r); w++) {
+            relay_worker_stats(tr[i].r, w, &ws);
+            cw += ws.quic.dgram_drop_cwnd;
+            dq += ws.quic.dgram_drop_queue;
+            dl += ws.quic.dgram_lost;
+            ds += ws.quic.dgram_drop_state;
+        }
+        fprintf(stderr,
+                "# r%u trunk out %llu in %llu unknown %llu stale %llu | room in %llu out %llu "
+                "dropped %llu | quic cwnd %llu queue %llu lost %llu state %llu\n",
+                i, (unsigned long long)t.frames_out, (unsigned long long)t.frames_in,
+                (unsigned long long)t.unknown_drops, (unsigned long long)t.stale_gen_drops,
+                (unsigned long long)rs.media_in, (unsigned long long)rs.media_out,
+                (unsigned long long)rs.media_dropped, (unsigned long long)cw,
+                (unsigned long long)dq, (unsigned long long)dl, (unsigned long long)ds);
+    }
+}
+
 static void check_exact(uint32_t base_seq)
 {
     for (unsigned m = 0; m < NP; m++) {
@@ -212,7 +241,10 @@ static void test_exact_delivery(void **state)
         had[i] = v[i].n_media;
     send_round(0);
     struct grp g = {v, NP, (NP - 1) * K};
-    assert_true(echo_client_until(cl, all_media, &g, WAIT_MS));
+    bool ok = echo_client_until(cl, all_media, &g, WAIT_MS);
+    if (!ok)
+        dump();
+    assert_true(ok);
     for (int i = 0; i < 20; i++) /* anything extra would arrive now */
         roost_client_step(cl, 5);
     for (unsigned i = 0; i < NP; i++)
