@@ -457,6 +457,8 @@ static void on_control(struct trunk *t, const uint8_t *body, size_t len)
         on_hello(t, &m);
         return;
     }
+    if (m.type == TRUNKMSG_PING)
+        return; /* its packet reset the idle timer */
     if (m.type == TRUNKMSG_SUBSCRIBE) {
         on_subscribe(t, &m);
         return;
@@ -726,6 +728,25 @@ void trunk_sets_del(struct relay *r)
     r->tsets = NULL;
 }
 
+/* A trunk with no room traffic would reach the idle timeout (both ends
+ * use the relay's) and be closed and re-dialed; a PING every third of it
+ * keeps it open. */
+static uint64_t ka_period(const struct trunk_set *set)
+{
+    uint64_t idle = set->rw->r->cfg.idle_timeout_ns;
+    return (idle ? idle : RELAY_DEFAULT_IDLE_NS) / 3;
+}
+
+static void ka_cb(struct timer *tm, uint64_t now, void *arg)
+{
+    struct trunk_set *set = arg;
+    struct trunkmsg ping = {.type = TRUNKMSG_PING};
+    for (struct trunk *t = set->trunks; t != NULL; t = t->next)
+        if (t->st == T_UP)
+            trunk_send_msg(t, &ping);
+    timer_arm(worker_timers(set->rw->w), tm, now + ka_period(set));
+}
+
 int trunk_set_new(struct relay_worker *rw)
 {
     struct trunk_set *set = rw->ts;
@@ -736,6 +757,8 @@ int trunk_set_new(struct relay_worker *rw)
         return ROOST_ENOMEM;
     set->rw = rw;
     timer_init(&set->cl_timer, cl_timer_cb, set);
+    timer_init(&set->ka, ka_cb, set);
+    timer_arm(worker_timers(rw->w), &set->ka, worker_now(rw->w) + ka_period(set));
     struct worker_handler h = {.first = TRUNK_MSG_FIRST,
                                .last = TRUNK_MSG_LAST,
                                .on_msg = trunk_on_msg,
@@ -763,6 +786,7 @@ void trunk_set_del(struct relay_worker *rw)
         trunk_free(t);
     }
     timer_cancel(worker_timers(rw->w), &set->cl_timer);
+    timer_cancel(worker_timers(rw->w), &set->ka);
     if (set->cl != NULL) {
         worker_fd_del(rw->w, quic_client_fd(set->cl));
         quic_client_del(set->cl);

@@ -143,6 +143,7 @@ struct trunk_set {
     struct trunk_shared *sh;
     struct quic_client *cl;
     struct timer cl_timer;
+    struct timer ka; /* keep-alive: PING on every trunk up, idle timeout / 3 */
     struct trunk *trunks;
     struct homed *homed; /* static_home: rooms already reported to trunk_home_ops */
     struct msg *scratch;

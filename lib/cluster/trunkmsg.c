@@ -66,6 +66,8 @@ static bool valid(const struct trunkmsg *m)
 {
     if (m->type == TRUNKMSG_HELLO)
         return m->id_len >= 1 && m->id_len <= TRUNKMSG_ID_MAX;
+    if (m->type == TRUNKMSG_PING)
+        return true;
     if (!has_room_scope(m->type) || m->handle == 0)
         return false;
     switch (m->type) {
@@ -94,6 +96,8 @@ int trunkmsg_encode(const struct trunkmsg *m, uint8_t *out, size_t cap)
         w_bytes(&w, m->mac, TRUNKMSG_MAC_LEN);
         return w.over ? ROOST_ENOSPC : (int)w.n;
     }
+    if (m->type == TRUNKMSG_PING)
+        return w.over ? ROOST_ENOSPC : (int)w.n;
     w_u32(&w, m->handle);
     w_u64(&w, m->gen);
     switch (m->type) {
@@ -198,6 +202,8 @@ int trunkmsg_decode(const uint8_t *body, size_t len, struct trunkmsg *m)
         const uint8_t *mac = r_take(&r, TRUNKMSG_MAC_LEN);
         if (mac != NULL)
             memcpy(m->mac, mac, TRUNKMSG_MAC_LEN);
+    } else if (m->type == TRUNKMSG_PING) {
+        return 0;
     } else if (has_room_scope(m->type)) {
         m->handle = r_u32(&r);
         m->gen = r_u64(&r);
@@ -298,6 +304,8 @@ const char *trunkmsg_type_name(uint8_t type)
         return "KFREQ";
     case TRUNKMSG_QUALITY:
         return "QUALITY";
+    case TRUNKMSG_PING:
+        return "PING";
     default:
         return "UNKNOWN";
     }

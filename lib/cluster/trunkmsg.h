@@ -34,6 +34,7 @@ enum trunkmsg_type {
     TRUNKMSG_PRESENCE = 5,    /* both ways: a member joined or left */
     TRUNKMSG_KFREQ = 6,       /* both ways, toward the publisher */
     TRUNKMSG_QUALITY = 7,     /* both ways, toward the publisher */
+    TRUNKMSG_PING = 8,        /* both ways, no fields: keeps an idle trunk open */
     TRUNKMSG_DGRAM = 0x40,    /* first byte of a media DATAGRAM (not a control body) */
 };
 

@@ -20,6 +20,7 @@
 #include "core/buf.h"
 #include "../common/echo_app.h"
 #include "../common/participant.h"
+#include "proto/errcode.h"
 #include "proto/media.h"
 #include "proto/msg.h"
 #include "relay/metrics.h"
@@ -388,6 +389,54 @@ static void test_trunk_lost(void **state)
     check_exact(1000000);
 }
 
+/* Keep-alive: a trunk with no room traffic stays up past the idle
+ * timeout (PING every third of it). Two relays of their own with a 1 s
+ * idle timeout; one participant makes relay 1 dial the home, then leaves. */
+struct upn {
+    struct relay *r;
+};
+
+static bool trunk_up_pred(void *arg)
+{
+    struct upn *u = arg;
+    struct trunk_stats st;
+    trunk_stats_total(u->r, &st);
+    return st.trunks_up == 1;
+}
+
+static void test_keepalive(void **state)
+{
+    (void)state;
+    struct test_relay ka[2];
+    const uint64_t idle = 1000000000ull;
+    for (unsigned i = 0; i < 2; i++) {
+        struct relay_config cfg = {.n_workers = 1, .idle_timeout_ns = idle};
+        snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "k%u", i);
+        snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret_file);
+        snprintf(cfg.cluster_static_home, sizeof(cfg.cluster_static_home), "k0@127.0.0.1:%u",
+                 i ? ka[0].port : 1u);
+        assert_int_equal(test_relay_start(&ka[i], &cfg), 0);
+    }
+    static struct part p;
+    memset(&p, 0, sizeof(p));
+    snprintf(p.room, sizeof(p.room), "quiet");
+    snprintf(p.name, sizeof(p.name), "once");
+    test_token(&ka[1], "quiet", "once", TOKEN_PERM_ALL, 0, 600, p.token, sizeof(p.token));
+    assert_int_equal(part_connect(cl, ka[1].port, &p), 0);
+    struct upn u = {ka[1].r};
+    assert_true(echo_client_until(cl, trunk_up_pred, &u, WAIT_MS));
+    roost_conn_close(p.c, PROTO_ERR_NO_ERROR);
+    /* three idle timeouts without a room frame */
+    for (int i = 0; i < 300; i++)
+        roost_client_step(cl, 10);
+    struct trunk_stats st;
+    trunk_stats_total(ka[1].r, &st);
+    assert_int_equal(st.trunks_lost, 0);
+    assert_int_equal(st.trunks_up, 1);
+    for (unsigned i = 0; i < 2; i++)
+        test_relay_stop(&ka[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_late_joiner_keyframe),
         cmocka_unit_test(test_trunk_lost),
         cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_keepalive),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

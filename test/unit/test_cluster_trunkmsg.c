@@ -92,6 +92,10 @@ static void test_roundtrip(void **state)
     m.loss = 12;
     m.rtt_us = 30000;
     roundtrip(&m);
+
+    memset(&m, 0, sizeof(m));
+    m.type = TRUNKMSG_PING;
+    roundtrip(&m);
 }
 
 static void test_refused(void **state)
