@@ -38,20 +38,16 @@ struct cluster;
 #define TRUNK_MSG_TEST_DROP 0x0501  /* trunk_test_drop */
 #define TRUNK_MSG_LAST 0x050f
 
-#ifndef ROOST_CLUSTER_HOME_OPS
-#define ROOST_CLUSTER_HOME_OPS
-/* As in relay/cluster.h (wt-cluster); the integrator keeps one copy. */
+#if __has_include("relay/cluster.h")
+#include "relay/cluster.h" /* struct cluster_home_ops (CLUSTER_IFACE.md) */
+#else
+/* As in relay/cluster.h (wt-cluster), until that header is merged. */
 struct cluster_home_ops {
     void (*home)(struct relay_worker *rw, const char *room, size_t room_len, bool self,
                  const char *home_id, const char *home_addr, uint64_t gen, void *arg);
     void (*gone)(struct relay_worker *rw, const char *room, size_t room_len, uint64_t gen,
                  void *arg);
 };
-/* Test hook: closes every trunk this relay dialed, on each worker, as a
- * failed path would (the peers see the close); they re-dial with backoff.
- * Main thread (worker_pool_post). Returns 0 or the post's error. */
-int trunk_test_drop(struct relay *r);
-
 #endif
 
 /* The ops the directory calls on a room's owner worker; arg: struct relay *. */
