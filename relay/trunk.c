@@ -670,25 +670,39 @@ static void test_drop(struct trunk_set *set)
             quic_conn_close(t->c, QUIC_APP_INTERNAL, "trunk dropped (test)");
 }
 
+struct test_home {
+    char room[TRUNKMSG_ROOM_MAX];
+    size_t room_len;
+    bool self;
+    char id[TRUNKMSG_ID_MAX + 1];
+    char addr[256];
+    uint64_t gen;
+};
+
 static void trunk_on_msg(struct worker *w, const struct worker_msg *msg, void *arg)
 {
     (void)w;
     struct relay_worker *rw = arg;
     struct buf *b = NULL;
-    if (msg->type == TRUNK_MSG_LOCAL_JOIN)
+    if (msg->type != TRUNK_MSG_TEST_DROP)
         memcpy(&b, msg->u.bytes, sizeof(b));
     if (rw->ts != NULL && rw->ts->live) {
-        if (msg->type == TRUNK_MSG_LOCAL_JOIN)
+        if (msg->type == TRUNK_MSG_LOCAL_JOIN) {
             trunk_on_local_join(rw->ts, b);
-        else if (msg->type == TRUNK_MSG_TEST_DROP)
+        } else if (msg->type == TRUNK_MSG_TEST_DROP) {
             test_drop(rw->ts);
+        } else if (msg->type == TRUNK_MSG_TEST_HOME) {
+            const struct test_home *th = (const struct test_home *)b->data;
+            trunk_home_ops.home(rw, th->room, th->room_len, th->self, th->id, th->addr, th->gen,
+                                rw->r);
+        }
     }
     buf_unref(b);
 }
 
 static void trunk_msg_discard(const struct worker_msg *msg)
 {
-    if (msg->type != TRUNK_MSG_LOCAL_JOIN)
+    if (msg->type == TRUNK_MSG_TEST_DROP)
         return;
     struct buf *b;
     memcpy(&b, msg->u.bytes, sizeof(b));
@@ -704,6 +718,33 @@ int trunk_test_drop(struct relay *r)
             return rc;
     }
     return 0;
+}
+
+int trunk_test_home(struct relay *r, const char *room, bool self, const char *home_id,
+                    const char *home_addr, uint64_t gen)
+{
+    size_t len = strlen(room);
+    if (len == 0 || len > TRUNKMSG_ROOM_MAX || strlen(home_id) > TRUNKMSG_ID_MAX ||
+        strlen(home_addr) >= sizeof(((struct test_home *)0)->addr))
+        return ROOST_EINVAL;
+    struct buf *b = buf_new(sizeof(struct test_home));
+    if (b == NULL)
+        return ROOST_ENOMEM;
+    struct test_home *th = (struct test_home *)b->data;
+    memset(th, 0, sizeof(*th));
+    memcpy(th->room, room, len);
+    th->room_len = len;
+    th->self = self;
+    snprintf(th->id, sizeof(th->id), "%s", home_id);
+    snprintf(th->addr, sizeof(th->addr), "%s", home_addr);
+    th->gen = gen;
+    b->len = sizeof(*th);
+    struct worker_msg wm = {.type = TRUNK_MSG_TEST_HOME};
+    memcpy(wm.u.bytes, &b, sizeof(b));
+    int rc = worker_pool_post(r->pool, relay_room_owner(r, room, len), &wm);
+    if (rc != 0)
+        buf_unref(b);
+    return rc;
 }
 
 /* --------------------------------------------------------- worker level */

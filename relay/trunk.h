@@ -36,6 +36,7 @@ struct cluster;
 #define TRUNK_MSG_FIRST 0x0500
 #define TRUNK_MSG_LOCAL_JOIN 0x0500 /* static_home: a local member joined; to the owner */
 #define TRUNK_MSG_TEST_DROP 0x0501  /* trunk_test_drop */
+#define TRUNK_MSG_TEST_HOME 0x0502  /* trunk_test_home */
 #define TRUNK_MSG_LAST 0x050f
 
 #if __has_include("relay/cluster.h")
@@ -112,5 +113,10 @@ void trunk_stats_total(struct relay *r, struct trunk_stats *out);
  * failed path would (the peers see the close); they re-dial with backoff.
  * Main thread (worker_pool_post). Returns 0 or the post's error. */
 int trunk_test_drop(struct relay *r);
+/* Test hook: calls trunk_home_ops.home on the room's owner worker with
+ * these arguments, as the directory will (fencing tests). Main thread.
+ * Returns 0, ROOST_EINVAL, ROOST_ENOMEM or the post's error. */
+int trunk_test_home(struct relay *r, const char *room, bool self, const char *home_id,
+                    const char *home_addr, uint64_t gen);
 
 #endif

@@ -389,6 +389,56 @@ static void test_trunk_lost(void **state)
     check_exact(1000000);
 }
 
+/* Fencing: the directory tells r1 that demo's home generation is now 2
+ * while r0 holds it with 1. r1 re-subscribes with 2, r0 refuses
+ * (STALE_GEN), both count it; r1's participants lose the remote members
+ * and get no more frames from the others, r2 is unaffected; an older
+ * generation afterwards is ignored. */
+struct rejw {
+    unsigned relay;
+    uint64_t want;
+};
+
+static bool rejected(void *arg)
+{
+    struct rejw *w = arg;
+    return tstats(w->relay).subs_rejected >= w->want;
+}
+
+static void test_fencing(void **state)
+{
+    (void)state;
+    struct trunk_stats b0 = tstats(0), b1 = tstats(1);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", tr[0].port);
+    assert_int_equal(trunk_test_home(tr[1].r, "demo", false, "r0", addr, 2), 0);
+    struct rejw w1 = {1, b1.subs_rejected + 1}, w0 = {0, b0.subs_rejected + 1};
+    assert_true(echo_client_until(cl, rejected, &w1, WAIT_MS));
+    assert_true(echo_client_until(cl, rejected, &w0, WAIT_MS));
+    assert_true(tstats(0).stale_gen_drops > b0.stale_gen_drops);
+    /* r1's members see only each other now; r2's see r0's and their own */
+    struct grp g1 = {&v[PER], PER, PER - 1};
+    assert_true(echo_client_until(cl, all_know, &g1, WAIT_MS));
+    struct grp g2 = {&v[2 * PER], PER, 2 * PER - 1};
+    assert_true(echo_client_until(cl, all_know, &g2, WAIT_MS));
+    uint32_t had1 = v[PER].n_media;
+    assert_int_equal(part_send(&v[0], 3000000), 0);
+    struct kfw w = {&v[2 * PER], v[0].pid, 3000000};
+    assert_true(echo_client_until(cl, got_frame, &w, WAIT_MS));
+    for (int i = 0; i < 20; i++)
+        roost_client_step(cl, 5);
+    assert_int_equal(v[PER].n_media, had1);
+    /* an older generation than the one followed: ignored (r0 would accept
+     * a re-subscription with 1 and presence would come back) */
+    uint64_t acc0 = tstats(0).subs_accepted;
+    assert_int_equal(trunk_test_home(tr[1].r, "demo", false, "r0", addr, 1), 0);
+    for (int i = 0; i < 40; i++)
+        roost_client_step(cl, 5);
+    assert_int_equal(tstats(0).subs_accepted, acc0);
+    assert_int_equal(tstats(1).subs_rejected, b1.subs_rejected + 1);
+    assert_int_equal(known(&v[PER]), PER - 1);
+}
+
 /* Keep-alive: a trunk with no room traffic stays up past the idle
  * timeout (PING every third of it). Two relays of their own with a 1 s
  * idle timeout; one participant makes relay 1 dial the home, then leaves. */
@@ -445,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_late_joiner_keyframe),
         cmocka_unit_test(test_trunk_lost),
         cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_fencing),
         cmocka_unit_test(test_keepalive),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
