@@ -434,6 +434,8 @@ static void on_sub_ack(struct trunk *t, const struct trunkmsg *m)
     log_warn("event=trunk_subscribe_refused peer=%s room=\"%.*s\" gen=%llu code=%u", t->peer_id,
              (int)tr->room_len, tr->room, (unsigned long long)tr->gen, m->code);
     TSTAT_INC(t->set, subs_rejected);
+    tr->active = false; /* also a home that revoked an accepted subscription */
+    trunk_ghosts_clear(tr);
     struct trunk_shared *sh = t->set->sh;
     if (sh->cluster != NULL && cluster_room_retry != NULL)
         cluster_room_retry(sh->cluster, t->set->rw, tr->room, tr->room_len);
@@ -670,15 +672,6 @@ static void test_drop(struct trunk_set *set)
             quic_conn_close(t->c, QUIC_APP_INTERNAL, "trunk dropped (test)");
 }
 
-struct test_home {
-    char room[TRUNKMSG_ROOM_MAX];
-    size_t room_len;
-    bool self;
-    char id[TRUNKMSG_ID_MAX + 1];
-    char addr[256];
-    uint64_t gen;
-};
-
 static void trunk_on_msg(struct worker *w, const struct worker_msg *msg, void *arg)
 {
     (void)w;
@@ -693,8 +686,13 @@ static void trunk_on_msg(struct worker *w, const struct worker_msg *msg, void *a
             test_drop(rw->ts);
         } else if (msg->type == TRUNK_MSG_TEST_HOME) {
             const struct test_home *th = (const struct test_home *)b->data;
-            trunk_home_ops.home(rw, th->room, th->room_len, th->self, th->id, th->addr, th->gen,
-                                rw->r);
+            if (th->gone)
+                trunk_home_ops.gone(rw, th->room, th->room_len, th->gen, rw->r);
+            else
+                trunk_home_ops.home(rw, th->room, th->room_len, th->self, th->id, th->addr, th->gen,
+                                    rw->r);
+        } else if (msg->type == TRUNK_MSG_REVOKE) {
+            trunk_on_revoke(rw->ts, (const struct trunk_revoke *)b->data);
         }
     }
     buf_unref(b);
@@ -718,33 +716,6 @@ int trunk_test_drop(struct relay *r)
             return rc;
     }
     return 0;
-}
-
-int trunk_test_home(struct relay *r, const char *room, bool self, const char *home_id,
-                    const char *home_addr, uint64_t gen)
-{
-    size_t len = strlen(room);
-    if (len == 0 || len > TRUNKMSG_ROOM_MAX || strlen(home_id) > TRUNKMSG_ID_MAX ||
-        strlen(home_addr) >= sizeof(((struct test_home *)0)->addr))
-        return ROOST_EINVAL;
-    struct buf *b = buf_new(sizeof(struct test_home));
-    if (b == NULL)
-        return ROOST_ENOMEM;
-    struct test_home *th = (struct test_home *)b->data;
-    memset(th, 0, sizeof(*th));
-    memcpy(th->room, room, len);
-    th->room_len = len;
-    th->self = self;
-    snprintf(th->id, sizeof(th->id), "%s", home_id);
-    snprintf(th->addr, sizeof(th->addr), "%s", home_addr);
-    th->gen = gen;
-    b->len = sizeof(*th);
-    struct worker_msg wm = {.type = TRUNK_MSG_TEST_HOME};
-    memcpy(wm.u.bytes, &b, sizeof(b));
-    int rc = worker_pool_post(r->pool, relay_room_owner(r, room, len), &wm);
-    if (rc != 0)
-        buf_unref(b);
-    return rc;
 }
 
 /* --------------------------------------------------------- worker level */

@@ -37,6 +37,7 @@ struct cluster;
 #define TRUNK_MSG_LOCAL_JOIN 0x0500 /* static_home: a local member joined; to the owner */
 #define TRUNK_MSG_TEST_DROP 0x0501  /* trunk_test_drop */
 #define TRUNK_MSG_TEST_HOME 0x0502  /* trunk_test_home */
+#define TRUNK_MSG_REVOKE 0x0503     /* owner -> every worker: end accepted subscriptions */
 #define TRUNK_MSG_LAST 0x050f
 
 #if __has_include("relay/cluster.h")
@@ -118,5 +119,7 @@ int trunk_test_drop(struct relay *r);
  * Returns 0, ROOST_EINVAL, ROOST_ENOMEM or the post's error. */
 int trunk_test_home(struct relay *r, const char *room, bool self, const char *home_id,
                     const char *home_addr, uint64_t gen);
+/* Test hook: trunk_home_ops.gone(room, gen) on the room's owner worker. */
+int trunk_test_gone(struct relay *r, const char *room, uint64_t gen);
 
 #endif

@@ -207,4 +207,25 @@ void trunk_troom_activate(struct troom *tr);
 void trunk_post_local_join(struct relay_worker *rw, const char *room, size_t len);
 void trunk_on_local_join(struct trunk_set *set, struct buf *b);
 
+/* A home that lost a room (gone) or took it with a newer generation ends
+ * the subscriptions it accepted with generation <= upto, on every worker
+ * (TRUNK_MSG_REVOKE; payload: struct trunk_revoke in a buf). */
+struct trunk_revoke {
+    char room[TRUNKMSG_ROOM_MAX];
+    size_t room_len;
+    uint64_t upto;
+};
+/* The arguments of trunk_test_home / trunk_test_gone (in a buf). */
+struct test_home {
+    char room[TRUNKMSG_ROOM_MAX];
+    size_t room_len;
+    bool self, gone;
+    char id[TRUNKMSG_ID_MAX + 1];
+    char addr[256];
+    uint64_t gen;
+};
+
+void trunk_revoke_post(struct relay_worker *rw, const char *room, size_t len, uint64_t upto);
+void trunk_on_revoke(struct trunk_set *set, const struct trunk_revoke *rv);
+
 #endif

@@ -346,6 +346,8 @@ static void op_home(struct relay_worker *rw, const char *room, size_t room_len, 
         return;
     if (self) {
         trunk_home_set(set->sh, room, room_len, true, gen);
+        if (gen > 0)
+            trunk_revoke_post(rw, room, room_len, gen - 1); /* fenced: older subscriptions */
         /* Subscriptions to another home for this room end here. */
         for (struct trunk *t = set->trunks; t != NULL; t = t->next) {
             struct troom *tr = t->outbound ? trunk_troom_by_room(t, room, room_len) : NULL;
@@ -391,6 +393,7 @@ static void op_gone(struct relay_worker *rw, const char *room, size_t room_len, 
     if (set == NULL || !set->live)
         return;
     trunk_home_set(set->sh, room, room_len, false, gen);
+    trunk_revoke_post(rw, room, room_len, gen);
     for (struct trunk *t = set->trunks; t != NULL; t = t->next) {
         struct troom *tr = t->outbound ? trunk_troom_by_room(t, room, room_len) : NULL;
         if (tr == NULL)
@@ -398,6 +401,43 @@ static void op_gone(struct relay_worker *rw, const char *room, size_t room_len, 
         struct trunkmsg u = {.type = TRUNKMSG_UNSUBSCRIBE, .handle = tr->handle, .gen = tr->gen};
         if (t->st == T_UP)
             trunk_send_msg(t, &u);
+        trunk_troom_del(tr);
+    }
+}
+
+void trunk_revoke_post(struct relay_worker *rw, const char *room, size_t len, uint64_t upto)
+{
+    for (unsigned i = 0; i < rw->r->n_workers; i++) {
+        struct buf *b = buf_new(sizeof(struct trunk_revoke));
+        if (b == NULL) {
+            log_error("event=trunk_revoke_lost reason=nomem");
+            return;
+        }
+        struct trunk_revoke *rv = (struct trunk_revoke *)b->data;
+        memset(rv, 0, sizeof(*rv));
+        memcpy(rv->room, room, len);
+        rv->room_len = len;
+        rv->upto = upto;
+        b->len = sizeof(*rv);
+        struct worker_msg wm = {.type = TRUNK_MSG_REVOKE};
+        memcpy(wm.u.bytes, &b, sizeof(b));
+        if (worker_send(rw->w, i, &wm, WORKER_MSG_CONTROL) != 0)
+            buf_unref(b);
+    }
+}
+
+void trunk_on_revoke(struct trunk_set *set, const struct trunk_revoke *rv)
+{
+    for (struct trunk *t = set->trunks; t != NULL; t = t->next) {
+        struct troom *tr = t->outbound ? NULL : trunk_troom_by_room(t, rv->room, rv->room_len);
+        if (tr == NULL || tr->gen > rv->upto)
+            continue;
+        struct trunkmsg ack = {.type = TRUNKMSG_SUB_ACK,
+                               .handle = tr->handle,
+                               .gen = tr->gen,
+                               .code = TRUNK_ERR_NOT_HOME};
+        if (t->st == T_UP)
+            trunk_send_msg(t, &ack);
         trunk_troom_del(tr);
     }
 }
@@ -443,3 +483,55 @@ void trunk_on_local_join(struct trunk_set *set, struct buf *b)
 
 /* Test hook: every dialed trunk of this worker is closed as if the path
  * had failed (the other side sees the close); the trunks re-dial. */
+
+/* ------------------------------------------------------ test hooks */
+
+int trunk_test_home(struct relay *r, const char *room, bool self, const char *home_id,
+                    const char *home_addr, uint64_t gen)
+{
+    size_t len = strlen(room);
+    if (len == 0 || len > TRUNKMSG_ROOM_MAX || strlen(home_id) > TRUNKMSG_ID_MAX ||
+        strlen(home_addr) >= sizeof(((struct test_home *)0)->addr))
+        return ROOST_EINVAL;
+    struct buf *b = buf_new(sizeof(struct test_home));
+    if (b == NULL)
+        return ROOST_ENOMEM;
+    struct test_home *th = (struct test_home *)b->data;
+    memset(th, 0, sizeof(*th));
+    memcpy(th->room, room, len);
+    th->room_len = len;
+    th->self = self;
+    snprintf(th->id, sizeof(th->id), "%s", home_id);
+    snprintf(th->addr, sizeof(th->addr), "%s", home_addr);
+    th->gen = gen;
+    b->len = sizeof(*th);
+    struct worker_msg wm = {.type = TRUNK_MSG_TEST_HOME};
+    memcpy(wm.u.bytes, &b, sizeof(b));
+    int rc = worker_pool_post(r->pool, relay_room_owner(r, room, len), &wm);
+    if (rc != 0)
+        buf_unref(b);
+    return rc;
+}
+
+int trunk_test_gone(struct relay *r, const char *room, uint64_t gen)
+{
+    size_t len = strlen(room);
+    if (len == 0 || len > TRUNKMSG_ROOM_MAX)
+        return ROOST_EINVAL;
+    struct buf *b = buf_new(sizeof(struct test_home));
+    if (b == NULL)
+        return ROOST_ENOMEM;
+    struct test_home *th = (struct test_home *)b->data;
+    memset(th, 0, sizeof(*th));
+    memcpy(th->room, room, len);
+    th->room_len = len;
+    th->gone = true;
+    th->gen = gen;
+    b->len = sizeof(*th);
+    struct worker_msg wm = {.type = TRUNK_MSG_TEST_HOME};
+    memcpy(wm.u.bytes, &b, sizeof(b));
+    int rc = worker_pool_post(r->pool, relay_room_owner(r, room, len), &wm);
+    if (rc != 0)
+        buf_unref(b);
+    return rc;
+}

@@ -372,9 +372,14 @@ static void test_trunk_lost(void **state)
     free(text);
     struct grp g = {v, NP, NP - 1};
     bool ok = echo_client_until(cl, all_know, &g, WAIT_MS);
-    for (unsigned i = 0; i < NP && !ok; i++)
-        fprintf(stderr, "# part %u pid %u knows %u (joined %d)\n", i, v[i].pid, known(&v[i]),
+    for (unsigned i = 0; i < NP && !ok; i++) {
+        fprintf(stderr, "# part %u pid %u knows %u (joined %d):", i, v[i].pid, known(&v[i]),
                 v[i].joined);
+        for (uint32_t k = 0; k < v[i].n_events; k++)
+            fprintf(stderr, " %c%u", v[i].events[k].kind == MSG_EV_JOIN ? '+' : '-',
+                    v[i].events[k].pid);
+        fprintf(stderr, "\n");
+    }
     assert_true(ok);
     uint32_t had[NP];
     for (unsigned i = 0; i < NP; i++)
@@ -437,6 +442,16 @@ static void test_fencing(void **state)
     assert_int_equal(tstats(0).subs_accepted, acc0);
     assert_int_equal(tstats(1).subs_rejected, b1.subs_rejected + 1);
     assert_int_equal(known(&v[PER]), PER - 1);
+    /* r0 loses the home (gone with generation 1): the subscription it had
+     * accepted from r2 ends (SUB_ACK NOT_HOME), so r0's and r2's members
+     * see only their own relay's. */
+    uint64_t rej2 = tstats(2).subs_rejected;
+    assert_int_equal(trunk_test_gone(tr[0].r, "demo", 1), 0);
+    struct rejw w2 = {2, rej2 + 1};
+    assert_true(echo_client_until(cl, rejected, &w2, WAIT_MS));
+    struct grp g0 = {&v[0], PER, PER - 1}, g2b = {&v[2 * PER], PER, PER - 1};
+    assert_true(echo_client_until(cl, all_know, &g0, WAIT_MS));
+    assert_true(echo_client_until(cl, all_know, &g2b, WAIT_MS));
 }
 
 /* Keep-alive: a trunk with no room traffic stays up past the idle
