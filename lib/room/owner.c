@@ -303,6 +303,15 @@ void owner_on_join(struct room_shard *s, const struct join_req *jr)
         }
     }
 
+    /* A remote participant re-announced (trunk re-established on another
+     * worker) before its old member's LEAVE arrived: the newer replaces it
+     * (LEAVE, then JOIN); the old LEAVE then matches nothing. */
+    for (uint32_t i = 0; i < r->n_infos && (jr->perms & ROOM_PERM_REMOTE); i++) {
+        if (r->infos[i].pid == jr->pid && (r->infos[i].perms & ROOM_PERM_REMOTE)) {
+            room_remove_info(s, r, i);
+            break;
+        }
+    }
     /* Duplicate identity: the newer join replaces the older connection. */
     for (uint32_t i = 0; i < r->n_infos && jr->ident_len; i++) {
         struct room_info *o = &r->infos[i];
@@ -318,7 +327,7 @@ void owner_on_join(struct room_shard *s, const struct join_req *jr)
     struct room_info in = {
         .pid = jr->pid,
         .worker = jr->worker,
-        .perms = (uint16_t)(jr->perms & (PERM_ALL | ROOM_PERM_HIDDEN)),
+        .perms = (uint16_t)(jr->perms & (PERM_ALL | ROOM_PERM_HIDDEN | ROOM_PERM_REMOTE)),
         .slot = jr->slot,
         .gen = jr->gen,
         .join_seq = jr->join_seq,
@@ -349,10 +358,14 @@ void owner_on_leave(struct room_shard *s, const struct leave_req *lr)
     if (r == NULL)
         return; /* already replaced and the room went away */
     for (uint32_t i = 0; i < r->n_infos; i++) {
-        if (r->infos[i].pid == lr->pid) {
-            room_remove_info(s, r, i);
-            return;
-        }
+        const struct room_info *in = &r->infos[i];
+        if (in->pid != lr->pid)
+            continue;
+        if ((in->perms & ROOM_PERM_REMOTE) &&
+            (in->worker != lr->worker || in->slot != lr->slot || in->gen != lr->gen))
+            continue; /* an older remote member's LEAVE: it was replaced */
+        room_remove_info(s, r, i);
+        return;
     }
 }
 

@@ -19,8 +19,10 @@ int room_member_new_remote(struct room_shard *s, void *ep, uint32_t pid, struct 
     if (pid == 0)
         return ROOST_EINVAL;
     int rc = room_member_new(s, ep, out);
-    if (rc == 0)
+    if (rc == 0) {
         (*out)->pid = pid; /* the id room_member_new took is simply not used */
+        (*out)->remote = true;
+    }
     return rc;
 }
 

@@ -221,6 +221,11 @@ int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream
  *     participant's id, never PERM_SUBSCRIBE (the hidden member receives
  *     for the whole trunk), whose frames arrive already relayed. */
 #define ROOM_PERM_HIDDEN 0x80u
+/* Set by lib/room on a remote member's join (room_member_new_remote): the
+ * owner matches its LEAVE by member handle, and a join with its id
+ * replaces it (a re-announced remote participant may join from another
+ * worker before its old member's LEAVE arrives). */
+#define ROOM_PERM_REMOTE 0x40u
 
 /* room_member_new with a participant id chosen by the caller (a remote
  * participant's, unique cluster-wide by its relay's pid prefix). Same

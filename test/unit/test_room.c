@@ -57,7 +57,7 @@ struct ep {
     bool replaced;
 };
 
-enum cmd_kind { CMD_NEW, CMD_JOIN, CMD_SEND, CMD_LEAVE, CMD_DEL };
+enum cmd_kind { CMD_NEW, CMD_JOIN, CMD_SEND, CMD_LEAVE, CMD_DEL, CMD_NEW_REMOTE };
 
 struct cmd {
     enum cmd_kind kind;
@@ -206,6 +206,9 @@ static void run_cmd(struct worker *w, struct cmd *c)
             c->rc[i] = room_member_new(s, ep, &ep->m);
             if (c->rc[i] == 0)
                 ep->pid = room_member_pid(ep->m);
+            break;
+        case CMD_NEW_REMOTE: /* with the pid the test set */
+            c->rc[i] = room_member_new_remote(s, ep, ep->pid, &ep->m);
             break;
         case CMD_JOIN: {
             const char *id = c->identity[i] ? c->identity[i] : "";
@@ -597,6 +600,41 @@ static void test_hidden_member_and_prefix(void **state)
     env_stop();
 }
 
+/* A remote participant re-announced from another worker joins before its
+ * old member's LEAVE arrives: the new one replaces the old (others see
+ * LEAVE then JOIN), and the old LEAVE then removes nothing. */
+static void test_remote_rejoin_race(void **state)
+{
+    (void)state;
+    env_start(2, 0, 0);
+    struct ep *a = new_member(0);
+    join_wait(a, "x", "a", PERM_ALL, 0);
+    struct ep *old = ep_add(1), *nw = ep_add(0);
+    old->pid = nw->pid = 0x77000001u;
+    cmd_one(CMD_NEW_REMOTE, old, NULL, NULL, 0, 0, 0, 0);
+    cmd_one(CMD_NEW_REMOTE, nw, NULL, NULL, 0, 0, 0, 0);
+    join_wait(old, "x", "", PERM_PUBLISH, 0);
+    struct ev_wait w1 = {a, MSG_EV_JOIN, old->pid};
+    assert_true(wait_for(has_event, &w1));
+    join_wait(nw, "x", "", PERM_PUBLISH, 0); /* the old one is still in */
+    cmd_one(CMD_DEL, old, NULL, NULL, 0, 0, 0, 0);
+    struct ev_wait wl = {a, MSG_EV_LEAVE, nw->pid};
+    assert_true(wait_for(has_event, &wl));
+    usleep(50000); /* the old LEAVE has been applied by now */
+    pthread_mutex_lock(&a->mu);
+    uint8_t last = 0;
+    for (uint32_t i = 0; i < a->n_events; i++)
+        if (a->events[i].pid == nw->pid)
+            last = a->events[i].kind;
+    pthread_mutex_unlock(&a->mu);
+    assert_int_equal(last, MSG_EV_JOIN);
+    assert_int_equal(events_of(a, MSG_EV_LEAVE, nw->pid), 1);
+    assert_int_equal(room_shared_participants(E.sh), 2);
+    cmd_one(CMD_DEL, nw, NULL, NULL, 0, 0, 0, 0);
+    cmd_one(CMD_DEL, a, NULL, NULL, 0, 0, 0, 0);
+    env_stop();
+}
+
 /* Joins drained in one turn are folded into one snapshot and announced in
  * one PARTICIPANT_EVENTS message. */
 static void test_join_batch(void **state)
@@ -898,6 +936,7 @@ int main(void)
         cmocka_unit_test(test_exact_delivery_2w),
         cmocka_unit_test(test_presence),
         cmocka_unit_test(test_hidden_member_and_prefix),
+        cmocka_unit_test(test_remote_rejoin_race),
         cmocka_unit_test(test_join_batch),
         cmocka_unit_test(test_room_full),
         cmocka_unit_test(test_server_full),
