@@ -173,6 +173,15 @@ static void trunk_free(struct trunk *t)
     free(t);
 }
 
+static void grave_free(struct trunk_set *set)
+{
+    while (set->grave != NULL) {
+        struct trunk *t = set->grave;
+        set->grave = t->grave_next;
+        trunk_free(t);
+    }
+}
+
 static void cl_rearm(struct trunk_set *set)
 {
     if (set->cl == NULL)
@@ -539,8 +548,21 @@ static void on_close(struct trunk *t, uint64_t code)
             TSTAT_INC(set, auth_failures); /* refused by the other side */
     }
     if (!t->outbound) {
+        /* Not freed here: quic_conn_close runs this from inside whoever
+         * sent (a full control queue closes with TOO_SLOW), possibly a
+         * lib/room callback of one of this trunk's members or a loop over
+         * the trunks (REVIEW18 finding 1). Sends fail from now on (t->c
+         * NULL, T_DOWN); trunk_turn_end frees it. */
         t->c = NULL;
-        trunk_free(t);
+        t->st = T_DOWN;
+        for (struct trunk **pp = &set->trunks; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == t) {
+                *pp = t->next;
+                break;
+            }
+        }
+        t->grave_next = set->grave;
+        set->grave = t;
         return;
     }
     t->dead = t->c;
@@ -787,6 +809,7 @@ void trunk_set_del(struct relay_worker *rw)
     struct trunk_set *set = rw->ts;
     if (set == NULL || !set->live)
         return;
+    grave_free(set);
     while (set->trunks != NULL) {
         struct trunk *t = set->trunks;
         if (t->st == T_UP)
@@ -794,6 +817,7 @@ void trunk_set_del(struct relay_worker *rw)
         t->st = T_DOWN;
         trunk_free(t);
     }
+    grave_free(set); /* closed while the others left their rooms */
     timer_cancel(worker_timers(rw->w), &set->cl_timer);
     timer_cancel(worker_timers(rw->w), &set->ka);
     if (set->cl != NULL) {
@@ -813,7 +837,10 @@ void trunk_set_del(struct relay_worker *rw)
 
 void trunk_turn_end(struct relay_worker *rw)
 {
-    if (rw->ts != NULL && rw->ts->live && rw->ts->cl != NULL)
+    if (rw->ts == NULL || !rw->ts->live)
+        return;
+    grave_free(rw->ts);
+    if (rw->ts->cl != NULL)
         cl_process(rw->ts);
 }
 

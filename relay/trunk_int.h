@@ -111,6 +111,7 @@ enum tstate { T_DIALING = 0, T_HELLO, T_UP, T_DOWN };
 struct trunk {
     struct trunk_set *set;
     struct trunk *next;
+    struct trunk *grave_next; /* on set->grave: closed, freed at turn end */
     bool outbound;
     enum tstate st;
     struct quic_conn *c;
@@ -140,6 +141,10 @@ struct trunk_set {
     struct timer cl_timer;
     struct timer ka; /* keep-alive: PING on every trunk up, idle timeout / 3 */
     struct trunk *trunks;
+    /* Accepted trunks whose connection closed during this turn: out of
+     * trunks, still allocated (callers up the stack — room callbacks, loops
+     * over trunks or rooms — may hold them), freed by trunk_turn_end. */
+    struct trunk *grave;
     struct homed *homed; /* static_home: rooms already reported to trunk_home_ops */
     struct msg *scratch;
     bool live; /* between trunk_set_new and trunk_set_del, on its worker */
