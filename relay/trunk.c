@@ -122,6 +122,16 @@ uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t l
     return code;
 }
 
+bool trunk_home_held(struct trunk_shared *sh, const char *room, size_t len)
+{
+    bool held = false;
+    pthread_mutex_lock(&sh->mu);
+    for (struct home_ent *e = sh->homes; e != NULL && !held; e = e->next)
+        held = e->len == len && memcmp(e->room, room, len) == 0;
+    pthread_mutex_unlock(&sh->mu);
+    return held;
+}
+
 void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen)
 {
     pthread_mutex_lock(&sh->mu);
@@ -839,6 +849,8 @@ void trunk_turn_end(struct relay_worker *rw)
 {
     if (rw->ts == NULL || !rw->ts->live)
         return;
+    if (rw->ts->check_empty)
+        trunk_empty_rooms(rw->ts);
     grave_free(rw->ts);
     if (rw->ts->cl != NULL)
         cl_process(rw->ts);

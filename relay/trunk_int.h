@@ -97,6 +97,9 @@ struct troom {
     uint32_t handle;
     uint64_t gen;
     bool active; /* subscription accepted: media and presence flow */
+    /* Outbound: this relay's own members of the room (tr->mir) went to
+     * zero; trunk_turn_end ends the subscription if they still are. */
+    bool empty;
     uint8_t room_len;
     char room[TRUNKMSG_ROOM_MAX + 1];
     struct tep hidden;
@@ -145,6 +148,7 @@ struct trunk_set {
      * trunks, still allocated (callers up the stack — room callbacks, loops
      * over trunks or rooms — may hold them), freed by trunk_turn_end. */
     struct trunk *grave;
+    bool check_empty;    /* some outbound troom has empty set */
     struct homed *homed; /* static_home: rooms already reported to trunk_home_ops */
     struct msg *scratch;
     bool live; /* between trunk_set_new and trunk_set_del, on its worker */
@@ -183,6 +187,7 @@ static inline uint64_t trunk_now_of(struct trunk_set *set)
 
 /* trunk.c */
 uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t len, uint64_t gen);
+bool trunk_home_held(struct trunk_shared *sh, const char *room, size_t len);
 void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen);
 struct trunk *trunk_out_get(struct trunk_set *set, const char *id, const char *addr);
 
@@ -204,6 +209,8 @@ struct mirror *trunk_mirror_find(struct troom *tr, uint32_t pid);
 void trunk_mirror_join(struct troom *tr, uint32_t pid, uint8_t flags, struct msg_str name);
 void trunk_mirror_leave(struct troom *tr, uint32_t pid);
 void trunk_troom_activate(struct troom *tr);
+void trunk_empty_rooms(struct trunk_set *set);
+void trunk_homed_forget(struct trunk_set *set, const char *room, size_t len);
 void trunk_post_local_join(struct relay_worker *rw, const char *room, size_t len);
 void trunk_on_local_join(struct trunk_set *set, struct buf *b);
 

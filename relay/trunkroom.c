@@ -237,6 +237,57 @@ static void hidden_control(struct troom *tr, const uint8_t *body, size_t len)
             else
                 trunk_mirror_leave(tr, e->participant_id);
         }
+    } else {
+        return;
+    }
+    /* A subscriber whose own members are all gone ends its subscription,
+     * so that the room (hidden member and ghosts gone) closes on both
+     * relays (REVIEW18 finding 3). Not here: this runs inside a lib/room
+     * callback of the hidden member; trunk_turn_end does it. */
+    tr->empty = tr->t->outbound && tr->n_mir == 0;
+    if (tr->empty)
+        tr->t->set->check_empty = true;
+}
+
+/* Each turn end when asked: outbound subscriptions still without a local
+ * member are unsubscribed and dropped. */
+void trunk_empty_rooms(struct trunk_set *set)
+{
+    set->check_empty = false;
+    for (struct trunk *t = set->trunks; t != NULL; t = t->next) {
+        if (!t->outbound)
+            continue;
+        struct troom *tr = t->rooms;
+        while (tr != NULL) {
+            struct troom *next = tr->next;
+            if (tr->empty && tr->n_mir == 0) {
+                struct trunkmsg u = {
+                    .type = TRUNKMSG_UNSUBSCRIBE, .handle = tr->handle, .gen = tr->gen};
+                if (t->st == T_UP)
+                    trunk_send_msg(t, &u);
+                log_info("event=trunk_room_empty peer=%s room=\"%.*s\"", t->peer_id,
+                         (int)tr->room_len, tr->room);
+                trunk_homed_forget(set, tr->room, tr->room_len);
+                trunk_troom_del(tr);
+            } else {
+                tr->empty = false;
+            }
+            tr = next;
+        }
+    }
+}
+
+/* static_home: the room is reported to trunk_home_ops again at its next
+ * first local member. */
+void trunk_homed_forget(struct trunk_set *set, const char *room, size_t len)
+{
+    for (struct homed **pp = &set->homed; *pp != NULL; pp = &(*pp)->next) {
+        struct homed *h = *pp;
+        if (h->len == len && memcmp(h->room, room, len) == 0) {
+            *pp = h->next;
+            free(h);
+            return;
+        }
     }
 }
 
@@ -305,7 +356,8 @@ static void tr_joined(void *ep, uint32_t code, void *arg)
         if (session_room_ops.joined != NULL)
             session_room_ops.joined(ep, code, arg);
         struct relay_worker *rw = arg;
-        if (code == 0 && rw->ts != NULL && rw->ts->live && rw->ts->sh->static_mode)
+        if (code == 0 && rw->ts != NULL && rw->ts->live &&
+            (rw->ts->sh->static_mode || rw->ts->sh->cluster != NULL))
             trunk_post_local_join(rw, ss->room, ss->room_len);
         return;
     }
@@ -482,6 +534,19 @@ void trunk_post_local_join(struct relay_worker *rw, const char *room, size_t len
 void trunk_on_local_join(struct trunk_set *set, struct buf *b)
 {
     struct trunk_shared *sh = set->sh;
+    if (!sh->static_mode) {
+        /* Directory: a member joined a room this relay is not home of and
+         * has no subscription for (it ended when the room's last member
+         * left while this one's JOIN was on its way): learn the home again. */
+        if (sh->cluster == NULL || b->len == 0 || b->len > TRUNKMSG_ROOM_MAX ||
+            trunk_home_held(sh, (const char *)b->data, b->len))
+            return;
+        for (struct trunk *t = set->trunks; t != NULL; t = t->next)
+            if (t->outbound && trunk_troom_by_room(t, (const char *)b->data, b->len) != NULL)
+                return;
+        cluster_room_retry(sh->cluster, set->rw, (const char *)b->data, b->len);
+        return;
+    }
     for (struct homed *h = set->homed; h != NULL; h = h->next)
         if (h->len == b->len && memcmp(h->room, b->data, b->len) == 0)
             return;
