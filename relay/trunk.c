@@ -453,8 +453,11 @@ static void on_sub_ack(struct trunk *t, const struct trunkmsg *m)
     tr->active = false; /* also a home that revoked an accepted subscription */
     trunk_ghosts_clear(tr);
     struct trunk_shared *sh = t->set->sh;
-    if (sh->cluster != NULL)
+    if (sh->cluster != NULL) {
         cluster_room_retry(sh->cluster, t->set->rw, tr->room, tr->room_len);
+        if (m->code == TRUNK_ERR_NOT_HOME)
+            trunk_troom_resub_later(tr);
+    }
 }
 
 static void on_control(struct trunk *t, const uint8_t *body, size_t len)

@@ -100,6 +100,10 @@ struct troom {
     /* Outbound: this relay's own members of the room (tr->mir) went to
      * zero; trunk_turn_end ends the subscription if they still are. */
     bool empty;
+    /* Outbound: SUBSCRIBE again after a NOT_HOME (the home may not have
+     * processed its own claim yet: REVIEW18 finding 5); doubling delay. */
+    struct timer resub;
+    uint64_t resub_ns;
     uint8_t room_len;
     char room[TRUNKMSG_ROOM_MAX + 1];
     struct tep hidden;
@@ -209,6 +213,7 @@ struct mirror *trunk_mirror_find(struct troom *tr, uint32_t pid);
 void trunk_mirror_join(struct troom *tr, uint32_t pid, uint8_t flags, struct msg_str name);
 void trunk_mirror_leave(struct troom *tr, uint32_t pid);
 void trunk_troom_activate(struct troom *tr);
+void trunk_troom_resub_later(struct troom *tr);
 void trunk_empty_rooms(struct trunk_set *set);
 void trunk_homed_forget(struct trunk_set *set, const char *room, size_t len);
 void trunk_post_local_join(struct relay_worker *rw, const char *room, size_t len);

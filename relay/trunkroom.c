@@ -116,6 +116,31 @@ struct troom *trunk_troom_by_room(struct trunk *t, const char *room, size_t len)
     return NULL;
 }
 
+static void resub_cb(struct timer *tm, uint64_t now, void *arg)
+{
+    (void)tm;
+    (void)now;
+    struct troom *tr = arg;
+    if (!tr->active && tr->t->st == T_UP)
+        trunk_send_subscribe(tr);
+}
+
+/* A refused subscription is offered again later, at the same generation:
+ * 50 ms doubling up to the lease (or 2 s). A newer answer of the
+ * directory (op_home) replaces it meanwhile. */
+void trunk_troom_resub_later(struct troom *tr)
+{
+    struct trunk_set *set = tr->t->set;
+    uint64_t cap = BACKOFF_MAX_NS;
+    const struct relay_config *cfg = &set->rw->r->cfg;
+    if (cfg->cluster.timing.lease_ms > 0)
+        cap = (uint64_t)cfg->cluster.timing.lease_ms * 1000000ull;
+    tr->resub_ns = tr->resub_ns ? tr->resub_ns * 2 : BACKOFF_MIN_NS;
+    if (tr->resub_ns > cap)
+        tr->resub_ns = cap;
+    timer_arm(worker_timers(set->rw->w), &tr->resub, trunk_now_of(set) + tr->resub_ns);
+}
+
 struct troom *trunk_troom_new(struct trunk *t, uint32_t handle, uint64_t gen, const void *room,
                               size_t len)
 {
@@ -129,6 +154,7 @@ struct troom *trunk_troom_new(struct trunk *t, uint32_t handle, uint64_t gen, co
     memcpy(tr->room, room, len);
     tr->hidden.kind = TEP_HIDDEN;
     tr->hidden.tr = tr;
+    timer_init(&tr->resub, resub_cb, tr);
     struct room_shard *s = relay_worker_shard(t->set->rw);
     int rc = room_member_new(s, tep_ptr(&tr->hidden), &tr->hidden.m);
     if (rc == 0) {
@@ -156,6 +182,7 @@ void trunk_troom_del(struct troom *tr)
             break;
         }
     }
+    timer_cancel(worker_timers(t->set->rw->w), &tr->resub);
     trunk_ghosts_clear(tr);
     room_member_del(tr->hidden.m);
     free(tr->ghosts);
@@ -208,6 +235,8 @@ void trunk_mirror_leave(struct troom *tr, uint32_t pid)
 void trunk_troom_activate(struct troom *tr)
 {
     tr->active = true;
+    tr->resub_ns = 0;
+    timer_cancel(worker_timers(tr->t->set->rw->w), &tr->resub);
     for (uint32_t i = 0; i < tr->n_mir; i++)
         trunk_send_presence(tr, TRUNK_PRESENCE_JOIN, &tr->mir[i]);
 }
