@@ -491,6 +491,21 @@ static void on_control(struct trunk *t, const uint8_t *body, size_t len)
         TSTAT_INC(t->set, stale_gen_drops);
         return;
     }
+    if (!t->outbound && m.type != TRUNKMSG_UNSUBSCRIBE &&
+        trunk_home_check(t->set->sh, (const uint8_t *)tr->room, tr->room_len, tr->gen) !=
+            TRUNK_OK) {
+        /* This relay is no longer the home at this generation (a revoke on
+         * its way from the owner worker): the subscriber learns it now
+         * (REVIEW18 finding 4). */
+        struct trunkmsg ack = {.type = TRUNKMSG_SUB_ACK,
+                               .handle = tr->handle,
+                               .gen = tr->gen,
+                               .code = TRUNK_ERR_NOT_HOME};
+        TSTAT_INC(t->set, stale_gen_drops);
+        trunk_troom_del(tr);
+        trunk_send_msg(t, &ack);
+        return;
+    }
     switch (m.type) {
     case TRUNKMSG_UNSUBSCRIBE:
         if (!t->outbound)
@@ -841,6 +856,11 @@ void trunk_set_del(struct relay_worker *rw)
     while (set->homed != NULL) {
         struct homed *h = set->homed;
         set->homed = h->next;
+        free(h);
+    }
+    while (set->dropped != NULL) {
+        struct homed *h = set->dropped;
+        set->dropped = h->next;
         free(h);
     }
     free(set->scratch);

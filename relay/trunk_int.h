@@ -152,8 +152,9 @@ struct trunk_set {
      * trunks, still allocated (callers up the stack — room callbacks, loops
      * over trunks or rooms — may hold them), freed by trunk_turn_end. */
     struct trunk *grave;
-    bool check_empty;    /* some outbound troom has empty set */
-    struct homed *homed; /* static_home: rooms already reported to trunk_home_ops */
+    bool check_empty;      /* some outbound troom has empty set */
+    struct homed *homed;   /* static_home: rooms already reported to trunk_home_ops */
+    struct homed *dropped; /* directory: subscriptions ended empty, room not closed yet */
     struct msg *scratch;
     bool live; /* between trunk_set_new and trunk_set_del, on its worker */
     _Atomic uint64_t st[STAT_N(struct trunk_stats)];

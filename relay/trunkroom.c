@@ -41,6 +41,34 @@ void trunk_send_subscribe(struct troom *tr)
     trunk_send_msg(tr->t, &m);
 }
 
+/* Lists of room names (struct homed): take removes, true when it was in. */
+static bool homed_take(struct homed **list, const char *room, size_t len)
+{
+    for (struct homed **pp = list; *pp != NULL; pp = &(*pp)->next) {
+        struct homed *h = *pp;
+        if (h->len == len && memcmp(h->room, room, len) == 0) {
+            *pp = h->next;
+            free(h);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void homed_add(struct homed **list, const char *room, size_t len)
+{
+    for (struct homed *h = *list; h != NULL; h = h->next)
+        if (h->len == len && memcmp(h->room, room, len) == 0)
+            return;
+    struct homed *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return;
+    h->len = (uint8_t)len;
+    memcpy(h->room, room, len);
+    h->next = *list;
+    *list = h;
+}
+
 /* ------------------------------------------------------------- trooms */
 
 struct tep *trunk_ghost_find(const struct troom *tr, uint32_t pid)
@@ -297,6 +325,8 @@ void trunk_empty_rooms(struct trunk_set *set)
                 log_info("event=trunk_room_empty peer=%s room=\"%.*s\"", t->peer_id,
                          (int)tr->room_len, tr->room);
                 trunk_homed_forget(set, tr->room, tr->room_len);
+                if (set->sh->cluster != NULL)
+                    homed_add(&set->dropped, tr->room, tr->room_len);
                 trunk_troom_del(tr);
             } else {
                 tr->empty = false;
@@ -310,14 +340,7 @@ void trunk_empty_rooms(struct trunk_set *set)
  * first local member. */
 void trunk_homed_forget(struct trunk_set *set, const char *room, size_t len)
 {
-    for (struct homed **pp = &set->homed; *pp != NULL; pp = &(*pp)->next) {
-        struct homed *h = *pp;
-        if (h->len == len && memcmp(h->room, room, len) == 0) {
-            *pp = h->next;
-            free(h);
-            return;
-        }
-    }
+    (void)homed_take(&set->homed, room, len);
 }
 
 static void ghost_control(struct tep *g, const uint8_t *body, size_t len)
@@ -418,6 +441,9 @@ static uint32_t tr_gate(const uint8_t *room, size_t len, const char **reason, ui
 
 static void tr_room_closed(const uint8_t *room, size_t len, void *arg)
 {
+    struct relay_worker *rw = arg;
+    if (rw->ts != NULL && rw->ts->live)
+        (void)homed_take(&rw->ts->dropped, (const char *)room, len);
     session_room_ops.room_closed(room, len, arg);
 }
 
@@ -451,6 +477,13 @@ static void op_home(struct relay_worker *rw, const char *room, size_t room_len, 
                 trunk_troom_del(tr);
         }
         return;
+    }
+    /* Another relay is home at gen: if this one held the room at an older
+     * generation, it stops acting as its home on every worker (REVIEW18
+     * finding 4). */
+    if (gen > 0 && trunk_home_held(set->sh, room, room_len)) {
+        trunk_home_set(set->sh, room, room_len, false, gen - 1);
+        trunk_revoke_post(rw, room, room_len, gen - 1);
     }
     struct trunk *t = trunk_out_get(set, home_id, home_addr);
     if (t == NULL)
@@ -564,11 +597,10 @@ void trunk_on_local_join(struct trunk_set *set, struct buf *b)
 {
     struct trunk_shared *sh = set->sh;
     if (!sh->static_mode) {
-        /* Directory: a member joined a room this relay is not home of and
-         * has no subscription for (it ended when the room's last member
-         * left while this one's JOIN was on its way): learn the home again. */
-        if (sh->cluster == NULL || b->len == 0 || b->len > TRUNKMSG_ROOM_MAX ||
-            trunk_home_held(sh, (const char *)b->data, b->len))
+        /* Directory: a member joined a room whose subscription ended (its
+         * last member left while this one's JOIN was on its way) and that
+         * did not close: learn the home again. */
+        if (sh->cluster == NULL || !homed_take(&set->dropped, (const char *)b->data, b->len))
             return;
         for (struct trunk *t = set->trunks; t != NULL; t = t->next)
             if (t->outbound && trunk_troom_by_room(t, (const char *)b->data, b->len) != NULL)
