@@ -329,6 +329,7 @@ static void trunk_up(struct trunk *t)
 {
     struct trunk_set *set = t->set;
     t->st = T_UP;
+    t->last_rx = trunk_now_of(t->set);
     TSTAT_INC(set, trunks_up);
     if (t->outbound) {
         if (t->was_up) {
@@ -462,6 +463,7 @@ static void on_sub_ack(struct trunk *t, const struct trunkmsg *m)
 
 static void on_control(struct trunk *t, const uint8_t *body, size_t len)
 {
+    t->last_rx = trunk_now_of(t->set);
     struct trunkmsg m;
     int rc = trunkmsg_decode(body, len, &m);
     if (rc == ROOST_EUNKNOWN)
@@ -540,6 +542,7 @@ static void on_datagram(struct trunk *t, const uint8_t *d, size_t len)
 {
     uint32_t handle;
     uint64_t gen;
+    t->last_rx = trunk_now_of(t->set);
     int off = trunkmsg_dgram_parse(d, len, &handle, &gen);
     struct troom *tr = off > 0 && t->st == T_UP ? trunk_troom_by_handle(t, handle) : NULL;
     if (tr == NULL || len < (size_t)off + MEDIA_R2C_HDR_LEN) {
@@ -790,19 +793,43 @@ void trunk_sets_del(struct relay *r)
 /* A trunk with no room traffic would reach the idle timeout (both ends
  * use the relay's) and be closed and re-dialed; a PING every third of it
  * keeps it open. */
+static uint64_t lease_ns(const struct trunk_set *set)
+{
+    return set->sh->cluster != NULL ? (uint64_t)set->rw->r->cfg.cluster.timing.lease_ms * 1000000ull
+                                    : 0;
+}
+
+/* With the directory also a third of the lease: a dialed trunk that
+ * received nothing for a lease is taken as dead (REVIEW18 finding 10). */
 static uint64_t ka_period(const struct trunk_set *set)
 {
     uint64_t idle = set->rw->r->cfg.idle_timeout_ns;
-    return (idle ? idle : RELAY_DEFAULT_IDLE_NS) / 3;
+    uint64_t p = (idle ? idle : RELAY_DEFAULT_IDLE_NS) / 3;
+    uint64_t l = lease_ns(set) / 3;
+    return l > 0 && l < p ? l : p;
 }
 
 static void ka_cb(struct timer *tm, uint64_t now, void *arg)
 {
     struct trunk_set *set = arg;
     struct trunkmsg ping = {.type = TRUNKMSG_PING};
-    for (struct trunk *t = set->trunks; t != NULL; t = t->next)
-        if (t->st == T_UP)
+    uint64_t lease = lease_ns(set);
+    for (struct trunk *t = set->trunks; t != NULL; t = t->next) {
+        if (t->st == T_UP && t->outbound && lease > 0 && now - t->last_rx > lease) {
+            log_warn("event=trunk_dead peer=%s silent_ms=%llu", t->peer_id,
+                     (unsigned long long)((now - t->last_rx) / 1000000u));
+            quic_conn_close(t->c, QUIC_APP_INTERNAL, "trunk silent for a lease");
+            continue; /* on_close: re-dial, and the directory is asked */
+        }
+        if (t->st == T_UP) {
             trunk_send_msg(t, &ping);
+        } else if (t->outbound && lease > 0 && set->sh->cluster != NULL) {
+            /* Down: the home may be gone for good; ask the directory again
+             * (it claims the room once the old lease expired). */
+            for (struct troom *tr = t->rooms; tr != NULL; tr = tr->next)
+                cluster_room_retry(set->sh->cluster, set->rw, tr->room, tr->room_len);
+        }
+    }
     timer_arm(worker_timers(set->rw->w), tm, now + ka_period(set));
 }
 

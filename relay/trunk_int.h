@@ -132,6 +132,7 @@ struct trunk {
     struct timer redial;
     uint64_t backoff_ns;
     uint64_t down_since; /* 0: never up, or up */
+    uint64_t last_rx;    /* anything received (liveness; ka_cb) */
     bool was_up;
 };
 
