@@ -256,6 +256,73 @@ static void test_last_members_release(void **state)
     assert_true(echo_client_until(cl, key_gone, "rt:room:span", WAIT_MS));
 }
 
+struct frame_wait {
+    struct part *p;
+    uint32_t sender, seq;
+};
+
+static bool got_seq(void *arg)
+{
+    struct frame_wait *w = arg;
+    for (uint32_t k = 0; k < w->p->n_media; k++)
+        if (w->p->media[k].sender == w->sender && w->p->media[k].seq == w->seq)
+            return true;
+    return false;
+}
+
+/* The home relay stops: its lease ends, a relay that still has members
+ * claims the room, the other re-trunks to it; the participants on the
+ * surviving relays keep their connections, see each other and get media
+ * again. The gap (stop to the first frame across) is printed. */
+static void test_home_stops(void **state)
+{
+    (void)state;
+    static struct part f[NP];
+    setup_part(&f[0], 0, "failover", "f-0");
+    assert_true(echo_client_until(cl, joined_one, &f[0], WAIT_MS));
+    for (unsigned i = 1; i < NP; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "f-%u", i);
+        setup_part(&f[i], i / PER, "failover", id);
+    }
+    struct grp g = {f, NP, NP - 1};
+    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    char val[128];
+    redis_get("rt:room:failover", val, sizeof(val));
+    assert_true(strncmp(val, "rt0:", 4) == 0);
+    uint64_t t0 = redis_test_now_ms();
+    test_relay_stop(&tr[0]);
+    tr[0].r = NULL;
+    /* the survivors see only each other */
+    struct grp gs = {&f[PER], NP - PER, NP - PER - 1};
+    assert_true(echo_client_until(cl, all_know, &gs, WAIT_MS));
+    /* media across the surviving relays again: frames sent until one arrives */
+    uint32_t seq = 900000;
+    bool ok = false;
+    uint64_t until = redis_test_now_ms() + WAIT_MS;
+    while (!ok && redis_test_now_ms() < until) {
+        assert_int_equal(part_send(&f[PER], ++seq), 0);
+        struct frame_wait w = {&f[2 * PER], f[PER].pid, seq};
+        for (int i = 0; i < 10 && !ok; i++) {
+            roost_client_step(cl, 5);
+            ok = got_seq(&w);
+        }
+    }
+    uint64_t gap = redis_test_now_ms() - t0;
+    assert_true(ok);
+    fprintf(stderr, "# home stopped: media across relays again after %llu ms (lease %u ms)\n",
+            (unsigned long long)gap, LEASE_MS);
+    /* bound: lease + retries every lease/3, with room for a loaded machine
+     * (before the periodic retry it was a dial timeout, about 10 s) */
+    assert_true(gap < 5u * LEASE_MS);
+    redis_get("rt:room:failover", val, sizeof(val));
+    assert_true(strncmp(val, "rt1:", 4) == 0 || strncmp(val, "rt2:", 4) == 0);
+    for (unsigned i = PER; i < NP; i++)
+        assert_false(f[i].closed);
+    for (unsigned i = PER; i < NP; i++)
+        part_leave(&f[i]);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -300,6 +367,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_room_across_relays),
         cmocka_unit_test(test_last_members_release),
+        cmocka_unit_test(test_home_stops),
     };
     return cmocka_run_group_tests_name("cluster_redis_trunk", tests, group_setup, group_teardown);
 }
