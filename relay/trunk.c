@@ -14,6 +14,8 @@
  * Both ends are symmetric once the subscription is accepted. */
 #include "relay/trunk_int.h"
 
+#include "cluster/dirkey.h"
+
 /* --------------------------------------------------------- process level */
 
 int trunk_shared_new(struct trunk_shared **out, const struct relay_config *cfg)
@@ -48,15 +50,19 @@ int trunk_shared_new(struct trunk_shared **out, const struct relay_config *cfg)
         rc = ROOST_EIO;
         goto fail;
     }
-    ssize_t n = read(fd, sh->secret, sizeof(sh->secret));
+    uint8_t buf[sizeof(sh->secret) + 2];
+    ssize_t n = read(fd, buf, sizeof(buf));
     close(fd);
-    while (n > 0 && (sh->secret[n - 1] == '\n' || sh->secret[n - 1] == '\r'))
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
-    if (n < 16) {
-        log_error("event=trunk_config msg=\"cluster secret shorter than 16 bytes\" path=%s",
-                  cfg->cluster_secret_file);
+    if (n < 16 || (size_t)n > sizeof(sh->secret)) {
+        log_error("event=trunk_config msg=\"cluster secret must be 16-%zu bytes\" path=%s",
+                  sizeof(sh->secret), cfg->cluster_secret_file);
+        explicit_bzero(buf, sizeof(buf));
         goto fail;
     }
+    memcpy(sh->secret, buf, (size_t)n);
+    explicit_bzero(buf, sizeof(buf));
     sh->secret_len = (size_t)n;
     if (cfg->cluster_static_home[0] != '\0') {
         const char *at = strchr(cfg->cluster_static_home, '@');
@@ -311,6 +317,8 @@ struct trunk *trunk_out_get(struct trunk_set *set, const char *id, const char *a
         hl -= 2;
     }
     if (hl >= sizeof(t->host)) {
+        log_error("event=trunk_bad_home id=%s addr=%s msg=\"host longer than %zu bytes\"", id, addr,
+                  sizeof(t->host) - 1);
         free(t);
         return NULL;
     }
@@ -393,8 +401,15 @@ static void on_hello(struct trunk *t, const struct trunkmsg *m)
             return;
         }
     } else {
-        memcpy(t->peer_id, m->id, m->id_len);
-        t->peer_id[m->id_len] = '\0';
+        /* Not authenticated yet: only a well-formed id is kept (and logged). */
+        char id[TRUNKMSG_ID_MAX + 1];
+        memcpy(id, m->id, m->id_len);
+        id[m->id_len] = '\0';
+        if (!dirkey_valid_id(id)) {
+            close_auth(t, "malformed relay id");
+            return;
+        }
+        memcpy(t->peer_id, id, (size_t)m->id_len + 1);
         t->peer_len = m->id_len;
     }
     uint8_t want[TRUNKMSG_MAC_LEN];
@@ -420,6 +435,11 @@ static void on_subscribe(struct trunk *t, const struct trunkmsg *m)
     }
     ack.code = trunk_home_check(set->sh, m->room, m->room_len, m->gen);
     struct troom *old = trunk_troom_by_handle(t, m->handle);
+    if (old != NULL)
+        trunk_troom_del(old);
+    /* One subscription per room and trunk: the room under another handle
+     * would send every frame twice (REVIEW18 finding 15). */
+    old = trunk_troom_by_room(t, (const char *)m->room, m->room_len);
     if (old != NULL)
         trunk_troom_del(old);
     if (ack.code == TRUNK_OK) {
