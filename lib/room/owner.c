@@ -392,7 +392,10 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
         send_ack(s, jr, ROOM_JOIN_MOVE, NULL, 0, NULL);
         return;
     }
-    if (r == NULL && !gated && s->ops->gate != NULL && !gate_pass(s, jr))
+    /* Trunk members (hidden, remote) are never gated: the trunk that
+     * makes them already follows the room's home (docs/CLUSTER.md §2). */
+    if (r == NULL && !gated && s->ops->gate != NULL &&
+        !(jr->perms & (ROOM_PERM_HIDDEN | ROOM_PERM_REMOTE)) && !gate_pass(s, jr))
         return;
     if (r != NULL) {
         /* Count only the members not being replaced. */
