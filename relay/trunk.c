@@ -280,6 +280,11 @@ static void redial_cb(struct timer *tm, uint64_t now, void *arg)
     (void)tm;
     (void)now;
     struct trunk *t = arg;
+    if (t->rooms == NULL) { /* nothing to follow there any more: no re-dial (finding 12) */
+        log_info("event=trunk_forget peer=%s", t->peer_id);
+        trunk_free(t);
+        return;
+    }
     t->backoff_ns = t->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : t->backoff_ns * 2;
     dial(t);
 }

@@ -470,11 +470,17 @@ static void op_home(struct relay_worker *rw, const char *room, size_t room_len, 
         trunk_home_set(set->sh, room, room_len, true, gen);
         if (gen > 0)
             trunk_revoke_post(rw, room, room_len, gen - 1); /* fenced: older subscriptions */
-        /* Subscriptions to another home for this room end here. */
+        /* Subscriptions to another home for this room end here; that
+         * relay learns it (REVIEW18 finding 12: it kept our ghosts). */
         for (struct trunk *t = set->trunks; t != NULL; t = t->next) {
             struct troom *tr = t->outbound ? trunk_troom_by_room(t, room, room_len) : NULL;
-            if (tr != NULL)
-                trunk_troom_del(tr);
+            if (tr == NULL)
+                continue;
+            struct trunkmsg u = {
+                .type = TRUNKMSG_UNSUBSCRIBE, .handle = tr->handle, .gen = tr->gen};
+            if (t->st == T_UP)
+                trunk_send_msg(t, &u);
+            trunk_troom_del(tr);
         }
         return;
     }
