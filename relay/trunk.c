@@ -558,7 +558,7 @@ static void on_control(struct trunk *t, const uint8_t *body, size_t len)
         if (tr->hidden.m != NULL)
             (void)room_keyframe_request(tr->hidden.m, m.pid, m.stream);
         break;
-    default: /* QUALITY: not yet forwarded (CLUSTER.md §2.7) */
+    default: /* QUALITY: not yet forwarded (CLUSTER.md §2.8) */
         break;
     }
 }

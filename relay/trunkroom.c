@@ -427,7 +427,7 @@ static void tr_replaced(void *ep, void *arg)
 static int tr_link_stats(void *ep, struct room_link *out, void *arg)
 {
     if (tep_of(ep) != NULL || session_room_ops.link_stats == NULL)
-        return ROOST_ENOENT; /* no QUALITY for trunk members (docs/CLUSTER.md §2.7) */
+        return ROOST_ENOENT; /* no QUALITY for trunk members (docs/CLUSTER.md §2.8) */
     return session_room_ops.link_stats(ep, out, arg);
 }
 
