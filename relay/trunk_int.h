@@ -194,6 +194,8 @@ static inline uint64_t trunk_now_of(struct trunk_set *set)
 /* trunk.c */
 uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t len, uint64_t gen);
 bool trunk_home_held(struct trunk_shared *sh, const char *room, size_t len);
+uint64_t trunk_ka_period(const struct trunk_set *set);
+void trunk_ka_cb(struct timer *tm, uint64_t now, void *arg);
 void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen);
 struct trunk *trunk_out_get(struct trunk_set *set, const char *id, const char *addr);
 

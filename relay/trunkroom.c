@@ -1,6 +1,105 @@
 /* Trunks: rooms on a trunk, the room ops, the home ops (trunk_int.h). */
 #include "relay/trunk_int.h"
 
+/* ------------------------------------------------------- home entries */
+
+/* The home this relay holds for room: TRUNK_OK with the generation, or
+ * TRUNK_ERR_NOT_HOME / TRUNK_ERR_STALE_GEN against the subscriber's gen. */
+uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t len, uint64_t gen)
+{
+    if (sh->static_mode)
+        return sh->static_self ? (gen == STATIC_GEN ? TRUNK_OK : TRUNK_ERR_STALE_GEN)
+                               : TRUNK_ERR_NOT_HOME;
+    uint32_t code = TRUNK_ERR_NOT_HOME;
+    pthread_mutex_lock(&sh->mu);
+    for (struct home_ent *e = sh->homes; e != NULL; e = e->next) {
+        if (e->len == len && memcmp(e->room, room, len) == 0) {
+            code = gen == e->gen  ? TRUNK_OK
+                   : gen < e->gen ? TRUNK_ERR_STALE_GEN
+                                  : TRUNK_ERR_NOT_HOME;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return code;
+}
+
+bool trunk_home_held(struct trunk_shared *sh, const char *room, size_t len)
+{
+    bool held = false;
+    pthread_mutex_lock(&sh->mu);
+    for (struct home_ent *e = sh->homes; e != NULL && !held; e = e->next)
+        held = e->len == len && memcmp(e->room, room, len) == 0;
+    pthread_mutex_unlock(&sh->mu);
+    return held;
+}
+
+void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen)
+{
+    pthread_mutex_lock(&sh->mu);
+    struct home_ent **pp = &sh->homes;
+    for (; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->len == len && memcmp((*pp)->room, room, len) == 0)
+            break;
+    if (on) {
+        if (*pp == NULL && (*pp = calloc(1, sizeof(**pp))) != NULL) {
+            (*pp)->len = (uint8_t)len;
+            memcpy((*pp)->room, room, len);
+        }
+        if (*pp != NULL && gen > (*pp)->gen)
+            (*pp)->gen = gen;
+    } else if (*pp != NULL && (gen == 0 || (*pp)->gen <= gen)) {
+        struct home_ent *e = *pp;
+        *pp = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+/* ---------------------------------------------------------- keep-alive */
+
+static uint64_t lease_ns(const struct trunk_set *set)
+{
+    return set->sh->cluster != NULL ? (uint64_t)set->rw->r->cfg.cluster.timing.lease_ms * 1000000ull
+                                    : 0;
+}
+
+/* A trunk with no room traffic would reach the idle timeout (both ends
+ * use the relay's) and be closed and re-dialed; a PING every third of it
+ * keeps it open. With the directory also a third of the lease: a dialed trunk that
+ * received nothing for a lease is taken as dead (REVIEW18 finding 10). */
+uint64_t trunk_ka_period(const struct trunk_set *set)
+{
+    uint64_t idle = set->rw->r->cfg.idle_timeout_ns;
+    uint64_t p = (idle ? idle : RELAY_DEFAULT_IDLE_NS) / 3;
+    uint64_t l = lease_ns(set) / 3;
+    return l > 0 && l < p ? l : p;
+}
+
+void trunk_ka_cb(struct timer *tm, uint64_t now, void *arg)
+{
+    struct trunk_set *set = arg;
+    struct trunkmsg ping = {.type = TRUNKMSG_PING};
+    uint64_t lease = lease_ns(set);
+    for (struct trunk *t = set->trunks; t != NULL; t = t->next) {
+        if (t->st == T_UP && t->outbound && lease > 0 && now - t->last_rx > lease) {
+            log_warn("event=trunk_dead peer=%s silent_ms=%llu", t->peer_id,
+                     (unsigned long long)((now - t->last_rx) / 1000000u));
+            quic_conn_close(t->c, QUIC_APP_INTERNAL, "trunk silent for a lease");
+            continue; /* on_close: re-dial, and the directory is asked */
+        }
+        if (t->st == T_UP) {
+            trunk_send_msg(t, &ping);
+        } else if (t->outbound && lease > 0 && set->sh->cluster != NULL) {
+            /* Down: the home may be gone for good; ask the directory again
+             * (it claims the room once the old lease expired). */
+            for (struct troom *tr = t->rooms; tr != NULL; tr = tr->next)
+                cluster_room_retry(set->sh->cluster, set->rw, tr->room, tr->room_len);
+        }
+    }
+    timer_arm(worker_timers(set->rw->w), tm, now + trunk_ka_period(set));
+}
+
 /* ----------------------------------------------------------- sending */
 
 int trunk_send_msg(struct trunk *t, const struct trunkmsg *m)
