@@ -491,6 +491,13 @@ static void on_control(struct trunk *t, const uint8_t *body, size_t len)
     case TRUNKMSG_PRESENCE:
         TSTAT_INC(t->set, presence_in);
         if (m.kind == TRUNK_PRESENCE_JOIN) {
+            if (m.pid >> 24 == t->set->sh->prefix) {
+                /* An id this relay issues: the peer shares our pid_prefix
+                 * (misconfigured); a remote member with it could collide. */
+                log_warn("event=trunk_presence_own_prefix peer=%s pid=%u", t->peer_id, m.pid);
+                TSTAT_INC(t->set, unknown_drops);
+                break;
+            }
             trunk_ghost_add(tr, m.pid, m.flags, m.name, m.name_len);
         } else {
             for (uint32_t i = 0; i < tr->n_ghosts; i++) {
