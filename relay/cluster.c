@@ -39,6 +39,7 @@ struct centry {
     bool need_claim; /* live, home unknown: the retry timer claims again */
     bool home_known, self;
     struct dir_lease *lease; /* self: our reference */
+    uint64_t claim_since;    /* worker clock when the claim in flight was sent */
     uint64_t gen;
     char home_id[DIR_ID_MAX + 1];
     char home_addr[DIR_ADDR_MAX + 1];
@@ -262,6 +263,7 @@ static int claim(struct cluster_worker *cw, struct centry *e)
     int rc = dir_claim(cw->c->d, e->room, e->len, on_claimed, cw->c);
     if (rc == 0) {
         e->claiming = true;
+        e->claim_since = worker_now(cw->rw->w);
         set_need(cw, e, false);
     }
     return rc;
@@ -442,9 +444,33 @@ int cluster_room_retry(struct cluster *c, struct relay_worker *rw, const char *r
 }
 
 /* Claims again the live rooms whose home is unknown, while Redis is up. */
+/* A claim whose answer never came (its message lost to an allocation or a
+ * post failure on the cluster thread: REVIEW18 finding 9) is answered as
+ * failed after 2 join_wait + a lease, so that parked JOINs are rejected
+ * and a live room claims again. A late real answer is still applied. */
+static void claims_overdue(struct cluster_worker *cw, uint64_t now)
+{
+    const struct dir_timing *t = &cw->c->dc.timing;
+    uint64_t limit = (2ull * (t->wait_ms ? t->wait_ms : 2000) + t->lease_ms) * 1000000ull;
+    for (uint32_t b = 0; b < BUCKETS; b++) {
+        struct centry *e = cw->b[b];
+        while (e != NULL) {
+            struct centry *next = e->next; /* on_claim_answer may drop e */
+            if (e->claiming && now - e->claim_since > limit) {
+                struct cmsg m = {.err = ROOST_ETIMEDOUT, .reason = "claim answer lost"};
+                m.len = e->len;
+                memcpy(m.room, e->room, e->len);
+                on_claim_answer(cw, &m);
+            }
+            e = next;
+        }
+    }
+}
+
 static void retry_tick(struct timer *t, uint64_t now, void *arg)
 {
     struct cluster_worker *cw = arg;
+    claims_overdue(cw, now);
     if (cw->n_need > 0 && dir_up(cw->c->d))
         for (uint32_t b = 0; b < BUCKETS && cw->n_need > 0; b++)
             for (struct centry *e = cw->b[b]; e != NULL; e = e->next)

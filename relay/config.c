@@ -621,7 +621,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     int rc = config_set(x->c, name, value, x->c->file, x->line, msg, sizeof(msg));
     if (rc != 0) {
         char full[300];
-        snprintf(full, sizeof(full), "%s: '%s'", msg, value);
+        /* A secret's value is never echoed (logs, CI output). */
+        bool secret = strcmp(section, "cluster") == 0 && strcmp(name, "redis_password") == 0;
+        snprintf(full, sizeof(full), "%s: '%s'", msg, secret ? "(not shown)" : value);
         report(x, name, full);
     }
     return 1;

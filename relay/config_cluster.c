@@ -26,6 +26,7 @@ enum {
     C_LEASE,
     C_JOIN_WAIT,
     C_REDIS_TIMEOUT,
+    C_STATIC_HOME,
     C_N,
 };
 _Static_assert(C_N == CONFIG_CLUSTER_NKEYS, "CONFIG_CLUSTER_NKEYS");
@@ -60,6 +61,8 @@ const struct config_key config_cluster_keys[CONFIG_CLUSTER_NKEYS] = {
                      "JOIN_REJECTED"},
     [C_REDIS_TIMEOUT] = {"cluster", "redis_timeout", CONFIG_DURATION, "500ms", 10 * MS, 10 * S,
                          false, "Redis connect and command timeout"},
+    [C_STATIC_HOME] = {"cluster", "static_home", CONFIG_STR, "", 0, 0, false,
+                       "tests/fixed deployments without Redis: ID@HOST:PORT homes every room"},
 };
 
 static int copy_to(char *dst, size_t cap, const char *value, char *err, size_t err_len)
@@ -162,6 +165,8 @@ int config_cluster_set(struct config *c, unsigned i, const char *value, uint64_t
         k->timing.connect_timeout_ms = (uint32_t)(v / MS);
         k->timing.cmd_timeout_ms = (uint32_t)(v / MS);
         return 0;
+    case C_STATIC_HOME:
+        return copy_to(r->cluster_static_home, sizeof(r->cluster_static_home), value, err, err_len);
     default:
         return 0;
     }
@@ -172,15 +177,18 @@ int config_cluster_validate(const struct config *c, int base, config_report_fn r
 {
     const struct relay_config *r = &c->relay;
     const struct relay_cluster_config *k = &r->cluster;
-    if (k->redis_host[0] == '\0')
-        return 0;
     int n = 0;
+    if ((r->cluster_relay_id[0] != '\0' || k->redis_host[0] != '\0') && k->pid_prefix == 0)
+        n += report(c, base + C_PID_PREFIX, cb, arg,
+                    "required with relay_id or redis: 1-255, different on every relay of the "
+                    "cluster");
+    if (r->cluster_static_home[0] != '\0' && k->redis_host[0] != '\0')
+        n += report(c, base + C_STATIC_HOME, cb, arg, "give redis or static_home, not both");
+    if (k->redis_host[0] == '\0')
+        return n;
     char msg[400];
     if (r->cluster_relay_id[0] == '\0')
         n += report(c, base + C_RELAY_ID, cb, arg, "required with redis");
-    if (k->pid_prefix == 0)
-        n += report(c, base + C_PID_PREFIX, cb, arg,
-                    "required with redis: 1-255, different on every relay of the cluster");
     const char *adv = k->trunk_advertise[0] ? k->trunk_advertise : r->cluster_trunk_listen;
     int adv_id = base + (k->trunk_advertise[0] ? C_TRUNK_ADVERTISE : C_TRUNK_LISTEN);
     char h[256];

@@ -17,7 +17,7 @@ int config_parse_bool(const char *s, bool *out);
 
 /* The [cluster] keys: their table (ids base..base+n-1 in config.c's key
  * space, base = config.c's own key count). */
-#define CONFIG_CLUSTER_NKEYS 13
+#define CONFIG_CLUSTER_NKEYS 14
 extern const struct config_key config_cluster_keys[CONFIG_CLUSTER_NKEYS];
 
 /* Stores cluster key i (0-based in config_cluster_keys) from value, already

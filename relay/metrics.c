@@ -1,6 +1,8 @@
 #include "relay/metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "core/memstat.h"
 #include "relay/cluster.h"
 #include "relay/relay.h"
+#include "relay/trunk.h"
 
 /* Growing text buffer; a failed allocation sticks and is reported once. */
 struct sbuf {
@@ -128,6 +131,45 @@ static void heap(struct sbuf *b, const struct relay_worker_stats *ws, unsigned n
          "workers' fixed state; 0 without connections).");
     put(b, "roost_heap_per_connection_bytes %llu\n",
         (unsigned long long)(conns ? live / conns : 0));
+}
+
+/* Trunks between relays (docs/CLUSTER.md §2.6): relay totals, only with
+ * a cluster configured. */
+static void trunk_metrics(struct sbuf *b, struct relay *r)
+{
+    if (!trunk_on(r))
+        return;
+    struct trunk_stats t;
+    trunk_stats_total(r, &t);
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } f[] = {
+#define TF(n, ty, h) {"roost_trunk_" #n, ty, h, offsetof(struct trunk_stats, n)}
+        TF(trunks_up, "gauge", "Authenticated trunks to other relays."),
+        TF(frames_out, "counter", "Media datagrams sent on trunks."),
+        TF(frames_in, "counter", "Media datagrams received on trunks and fanned out."),
+        TF(stale_gen_drops, "counter", "Trunk messages dropped for a stale lease generation."),
+        TF(unknown_drops, "counter", "Trunk datagrams for an unknown room handle or sender."),
+        TF(reconnects, "counter", "Dialed trunks re-established after a loss."),
+        TF(trunks_lost, "counter", "Dialed trunks that went down."),
+        TF(auth_failures, "counter", "Trunks closed for a failed HELLO (either side)."),
+        TF(subs_accepted, "counter", "Room subscriptions accepted as home."),
+        TF(subs_rejected, "counter", "Room subscriptions refused (not home, stale generation)."),
+        TF(presence_in, "counter", "PRESENCE messages received on trunks."),
+        TF(presence_out, "counter", "PRESENCE messages sent on trunks."),
+        TF(kfreq_relayed, "counter", "Keyframe requests sent on trunks."),
+#undef TF
+    };
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&t + f[i].off, sizeof(v));
+        head(b, f[i].name, f[i].type, f[i].help);
+        put(b, "%s %llu\n", f[i].name, (unsigned long long)v);
+    }
+    head(b, "roost_trunk_gap_seconds_total", "counter",
+         "Time dialed trunks were down before they came back.");
+    put(b, "roost_trunk_gap_seconds_total %.6f\n", (double)t.gap_ns / 1e9);
 }
 
 int metrics_render(struct relay *r, char **out, size_t *len)
@@ -395,6 +437,7 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     PER_WORKER(&b, "roost_worker_batch_holds_cut_total", "counter",
                "Turn cadence waits cut short by a control message, a post or stop.",
                s->worker.hold_ctl);
+    trunk_metrics(&b, r);
 
     char cl[4096];
     if (relay_cluster(r) != NULL && cluster_metrics_text(relay_cluster(r), cl, sizeof(cl)) > 0)

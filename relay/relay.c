@@ -24,6 +24,7 @@
 #include "quic/quic.h"
 #include "relay/cluster.h"
 #include "room/room.h"
+#include "relay/trunk.h"
 #include "ws/ws.h"
 
 /* -------------------------------------------------------------- workers */
@@ -86,15 +87,19 @@ static int w_start(struct worker *w, void *arg)
     if (rc != 0)
         return rc;
     struct room_shard *rs;
-    rc = room_shard_new(&rs, r->rsh, w, &session_room_ops, rw);
+    rc = room_shard_new(&rs, r->rsh, w, r->trunk ? &trunk_room_ops : &session_room_ops, rw);
     if (rc != 0)
         return rc;
     /* Published before the QUIC server can open a session that uses it;
      * pairs with the acquire loads in relay_stats/relay_worker_stats
      * (relay/stats.c): the shard is initialised before readers see it. */
     atomic_store_explicit(&rw->rs, rs, memory_order_release);
-    rc = quic_server_new(&rw->qs, w, r->qsh, &session_quic_ops, rw);
+    rc = trunk_set_new(rw);
+    if (rc == 0)
+        rc =
+            quic_server_new(&rw->qs, w, r->qsh, r->trunk ? &trunk_quic_ops : &session_quic_ops, rw);
     if (rc != 0) {
+        trunk_set_del(rw);
         atomic_store_explicit(&rw->rs, NULL, memory_order_relaxed);
         room_shard_del(rs);
         return rc;
@@ -120,6 +125,7 @@ static void w_stop(struct worker *w, void *arg)
     struct relay *r = arg;
     struct relay_worker *rw = &r->rw[worker_id(w)];
     timer_cancel(worker_timers(w), &rw->quality);
+    trunk_set_del(rw); /* trunks first: their members leave the rooms */
     /* Closes every connection: on_close buries the sessions. */
     ws_server_del(rw->wss);
     rw->wss = NULL;
@@ -140,6 +146,7 @@ static void w_turn_end(struct worker *w, void *arg)
     struct relay_worker *rw = &r->rw[worker_id(w)];
     session_bury(rw);
     room_shard_flush(relay_worker_shard(rw));
+    trunk_turn_end(rw);
     quic_server_turn_end(rw->qs);
     if (rw->wss != NULL)
         ws_server_turn_end(rw->wss);
@@ -239,6 +246,13 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .addr_pkt_rate = cfg->addr_pkt_rate,
         .addr_byte_rate = cfg->addr_byte_rate,
     };
+    rc = trunk_shared_new(&r->trunk, cfg);
+    if (rc == 0)
+        rc = trunk_sets_new(r);
+    if (rc != 0)
+        goto fail;
+    if (r->trunk != NULL)
+        qc.alpn2 = TRUNK_ALPN_STR;
     rc = quic_shared_new(&r->qsh, &qc);
     if (rc != 0) {
         log_error("event=quic_setup_failed err=\"%s\"", roost_strerror(rc));
@@ -278,14 +292,17 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
                               .prefill_ms = cfg->prefill_ms,
                               .kfreq_window_ns = cfg->kfreq_window_ns,
                               .quality_interval_ns = cfg->quality_interval_ns,
-                              .pid_prefix =
-                                  cfg->cluster.redis_host[0] ? cfg->cluster.pid_prefix : 0};
+                              .pid_prefix = cfg->cluster_relay_id[0] ? cfg->cluster.pid_prefix : 0};
     rc = room_shared_new(&r->rsh, r->n_workers, &lim);
     if (rc != 0)
         goto fail;
     rc = cluster_new(&r->cluster, r, cfg);
     if (rc != 0)
         goto fail;
+    if (r->cluster != NULL && r->trunk != NULL) { /* CLUSTER_IFACE.md */
+        cluster_set_home_ops(r->cluster, &trunk_home_ops, r);
+        trunk_shared_set_cluster(r->trunk, r->cluster);
+    }
     struct worker_config wc = {
         .n_workers = r->n_workers,
         .cpus = cfg->cpus,
@@ -366,6 +383,8 @@ void relay_del(struct relay *r)
     room_shared_del(r->rsh);
     ws_shared_del(r->wsh);
     quic_shared_del(r->qsh);
+    trunk_sets_del(r);
+    trunk_shared_del(r->trunk);
     if (r->keys != NULL) {
         token_keyring_wipe(r->keys);
         free(r->keys);

@@ -94,6 +94,9 @@ struct relay_config {
     char cluster_secret_file[256];
     /* The directory (relay/cluster.c): on when cluster.redis_host is set. */
     struct relay_cluster_config cluster;
+    /* Tests and fixed deployments without Redis: "ID@HOST:PORT" is the home
+     * of every room (relay/trunk.h). "" = off. */
+    char cluster_static_home[256];
 };
 
 /* Totals over every worker (relaxed reads; may lag by a loop turn). */

@@ -52,6 +52,8 @@ enum session_state {
 };
 
 struct relay_worker;
+struct trunk_set;
+struct trunk_shared;
 
 /* What a session needs from its transport's path (QUALITY, /rooms, logs),
  * the same for QUIC and WebSocket. Media counters count the relay's
@@ -131,6 +133,7 @@ struct relay_worker {
     struct session *grave; /* closed sessions to free at turn end */
     struct session *live;  /* open sessions */
     struct timer quality;  /* QUALITY reports (room_shard_quality) */
+    struct trunk_set *ts;  /* relay/trunk.c; NULL without a cluster */
     /* This worker's jemalloc arena (core/memstat.h), MEMSTAT_NO_ARENA
      * without one; set by w_start before the shard, read by the admin. */
     _Atomic uint32_t arena;
@@ -157,6 +160,9 @@ struct relay {
     bool started;
     struct relay_worker *rw; /* n_workers */
     struct cluster *cluster; /* relay/cluster.h; NULL without [cluster] redis */
+    /* Trunks (relay/trunk.h); NULL without [cluster] relay_id. */
+    struct trunk_shared *trunk;
+    struct trunk_set *tsets; /* n_workers */
 };
 
 /* One event in a counter of struct relay_wcounters; rw's worker only. */

@@ -38,6 +38,7 @@ struct quic_client {
     gnutls_priority_t prio;
     gnutls_datum_t pinned; /* DER */
     bool no_tickets;
+    bool no_verify;                /* quic_client_config.no_verify */
     struct tickets_store *tickets; /* latest ticket per relay address */
     int epfd;
     struct timers *timers;
@@ -105,6 +106,12 @@ static int verify_pinned(gnutls_session_t session)
     return 0;
 }
 
+static int verify_none(gnutls_session_t session)
+{
+    (void)session;
+    return 0;
+}
+
 static int load_pinned(struct quic_client *cl, const char *file)
 {
     gnutls_datum_t pem = {NULL, 0};
@@ -131,7 +138,7 @@ out:
 int quic_client_new(struct quic_client **out, const struct quic_client_config *cfg,
                     const struct quic_app_ops *ops, void *arg)
 {
-    if (cfg->ca_file == NULL && cfg->pinned_cert == NULL)
+    if (cfg->ca_file == NULL && cfg->pinned_cert == NULL && !cfg->no_verify)
         return ROOST_EINVAL;
     struct quic_client *cl = calloc(1, sizeof(*cl));
     if (cl == NULL)
@@ -170,7 +177,10 @@ int quic_client_new(struct quic_client **out, const struct quic_client_config *c
     if (rc < 0)
         goto fail;
     rc = ROOST_ECRYPTO;
-    if (cfg->pinned_cert != NULL) {
+    cl->no_verify = cfg->no_verify;
+    if (cfg->no_verify) {
+        gnutls_certificate_set_verify_function(cl->creds->cred, verify_none);
+    } else if (cfg->pinned_cert != NULL) {
         if (load_pinned(cl, cfg->pinned_cert) < 0)
             goto fail;
         gnutls_certificate_set_verify_function(cl->creds->cred, verify_pinned);
@@ -279,7 +289,7 @@ static int tls_init(struct quic_conn *c)
     if (rc < 0)
         return rc;
     gnutls_server_name_set(c->tls, GNUTLS_NAME_DNS, cl->server_name, strlen(cl->server_name));
-    if (cl->pinned.data == NULL)
+    if (cl->pinned.data == NULL && !cl->no_verify)
         gnutls_session_set_verify_cert(c->tls, cl->server_name, 0);
     if (cl->no_tickets)
         return 0;

@@ -45,6 +45,10 @@ struct quic_client_config {
      * address (in memory, for the client's life) and offers it on the next
      * connection there: a resumed handshake skips the certificate. */
     bool no_tickets;
+    /* Accept any server certificate: for an application that authenticates
+     * the peer itself over the TLS exporter (trunks: docs/CLUSTER.md §2).
+     * ca_file and pinned_cert may then both be NULL. */
+    bool no_verify;
 };
 
 /* cfg strings are read during the call; ops and arg are borrowed for the

@@ -119,6 +119,10 @@ struct quic_shared_config {
      * the packet is dropped). 0: unlimited. */
     uint32_t conn_pkt_rate, addr_pkt_rate;
     uint64_t conn_byte_rate, addr_byte_rate;
+    /* A second ALPN the server accepts besides QUIC_ALPN (relay trunks:
+     * "roost-trunk/1"); the application tells them apart with
+     * quic_conn_alpn_is. NULL: QUIC_ALPN only. Static storage. */
+    const char *alpn2;
 };
 
 /* Per-worker counters; written only by the worker (relaxed). */
@@ -300,6 +304,11 @@ struct quic_server *quic_conn_server(const struct quic_conn *c);
 bool quic_conn_is_open(const struct quic_conn *c);
 /* True once the connection is over: nothing is sent or received any more. */
 bool quic_conn_is_closed(const struct quic_conn *c);
+/* True when the connection negotiated this ALPN (after the handshake). */
+bool quic_conn_alpn_is(const struct quic_conn *c, const char *alpn);
+/* TLS exporter (RFC 8446 §7.5) of the connection's session: len bytes
+ * for label with an empty context. Returns 0 or ROOST_ECRYPTO. */
+int quic_conn_export(const struct quic_conn *c, const char *label, uint8_t *out, size_t len);
 /* True when the TLS handshake resumed a session (PSK from a ticket). */
 bool quic_conn_tls_resumed(const struct quic_conn *c);
 

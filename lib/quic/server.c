@@ -185,6 +185,15 @@ static int tls_init(struct quic_conn *c, struct quic_shared *sh)
     struct quic_creds *cr = quic_creds_ref(rcu_dereference(sh->creds));
     rcu_read_unlock();
     int rc = quic_conn_tls_init(c, sh->prio, cr, QUIC_ALPN);
+    if (rc == 0 && sh->cfg.alpn2 != NULL) {
+        /* Both protocols (relay trunks); MANDATORY as in quic_conn_tls_init. */
+        gnutls_datum_t a[2] = {
+            {.data = (unsigned char *)QUIC_ALPN, .size = (unsigned)strlen(QUIC_ALPN)},
+            {.data = (unsigned char *)sh->cfg.alpn2, .size = (unsigned)strlen(sh->cfg.alpn2)}};
+        if (gnutls_alpn_set_protocols(c->tls, a, 2,
+                                      GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE) != 0)
+            rc = ROOST_ECRYPTO;
+    }
     if (rc < 0 || sh->cfg.no_tickets)
         return rc;
     /* Tickets (the session starts with GNUTLS_NO_TICKETS; enabling clears
@@ -770,4 +779,23 @@ struct quic_handle quic_conn_handle(const struct quic_conn *c)
 struct quic_server *quic_conn_server(const struct quic_conn *c)
 {
     return server_of(c);
+}
+
+/* ------------------------------------------------- ALPN and exporter */
+
+bool quic_conn_alpn_is(const struct quic_conn *c, const char *alpn)
+{
+    gnutls_datum_t p;
+    if (c->tls == NULL || gnutls_alpn_get_selected_protocol(c->tls, &p) != 0)
+        return false;
+    size_t n = strlen(alpn);
+    return p.size == n && memcmp(p.data, alpn, n) == 0;
+}
+
+int quic_conn_export(const struct quic_conn *c, const char *label, uint8_t *out, size_t len)
+{
+    if (c->tls == NULL ||
+        gnutls_prf_rfc5705(c->tls, strlen(label), label, 0, NULL, len, (char *)out) != 0)
+        return ROOST_ECRYPTO;
+    return 0;
 }

@@ -285,6 +285,9 @@ static void member_send_leave(struct room_member *m)
     struct leave_req *lr = (struct leave_req *)b->data;
     memset(lr, 0, sizeof(*lr));
     lr->pid = m->pid;
+    lr->slot = m->slot;
+    lr->gen = m->gen;
+    lr->worker = (uint16_t)s->id;
     lr->room_len = m->room_len;
     memcpy(lr->room, m->room_id, m->room_len);
     b->len = sizeof(*lr);
@@ -358,7 +361,7 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
     jr->gen = m->gen;
     jr->join_seq = ++m->join_seq;
     jr->worker = (uint16_t)s->id;
-    jr->perms = (uint8_t)perms;
+    jr->perms = (uint8_t)(perms | (m->remote ? ROOM_PERM_REMOTE : 0));
     jr->movable = m->movable;
     jr->room_len = (uint8_t)room_len;
     jr->ident_len = (uint8_t)identity_len;

@@ -196,7 +196,7 @@ static void room_remove_info(struct room_shard *s, struct room *r, uint32_t i)
      * the next change of the room carries the removal (snapshot_build
      * folds by participant id). */
     if (room_add_change(r, SNAPSHOT_REMOVE, &old) != 0 ||
-        room_add_event(r, MSG_EV_LEAVE, old.pid) != 0)
+        (!(old.perms & ROOM_PERM_HIDDEN) && room_add_event(r, MSG_EV_LEAVE, old.pid) != 0))
         log_error("event=room_change_nomem pid=%u", old.pid);
     atomic_fetch_sub_explicit(&s->sh->participants, 1, memory_order_relaxed);
     ROOM_STAT_INC(s, leaves);
@@ -392,7 +392,10 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
         send_ack(s, jr, ROOM_JOIN_MOVE, NULL, 0, NULL);
         return;
     }
-    if (r == NULL && !gated && s->ops->gate != NULL && !gate_pass(s, jr))
+    /* Trunk members (hidden, remote) are never gated: the trunk that
+     * makes them already follows the room's home (docs/CLUSTER.md §2). */
+    if (r == NULL && !gated && s->ops->gate != NULL &&
+        !(jr->perms & (ROOM_PERM_HIDDEN | ROOM_PERM_REMOTE)) && !gate_pass(s, jr))
         return;
     if (r != NULL) {
         /* Count only the members not being replaced. */
@@ -417,6 +420,15 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
         }
     }
 
+    /* A remote participant re-announced (trunk re-established on another
+     * worker) before its old member's LEAVE arrived: the newer replaces it
+     * (LEAVE, then JOIN); the old LEAVE then matches nothing. */
+    for (uint32_t i = 0; i < r->n_infos && (jr->perms & ROOM_PERM_REMOTE); i++) {
+        if (r->infos[i].pid == jr->pid && (r->infos[i].perms & ROOM_PERM_REMOTE)) {
+            room_remove_info(s, r, i);
+            break;
+        }
+    }
     /* Duplicate identity: the newer join replaces the older connection. */
     for (uint32_t i = 0; i < r->n_infos && jr->ident_len; i++) {
         struct room_info *o = &r->infos[i];
@@ -432,7 +444,7 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
     struct room_info in = {
         .pid = jr->pid,
         .worker = jr->worker,
-        .perms = (uint16_t)(jr->perms & PERM_ALL),
+        .perms = (uint16_t)(jr->perms & (PERM_ALL | ROOM_PERM_HIDDEN | ROOM_PERM_REMOTE)),
         .slot = jr->slot,
         .gen = jr->gen,
         .join_seq = jr->join_seq,
@@ -466,10 +478,14 @@ void owner_on_leave(struct room_shard *s, const struct leave_req *lr)
         return; /* already replaced and the room went away (or parked) */
     }
     for (uint32_t i = 0; i < r->n_infos; i++) {
-        if (r->infos[i].pid == lr->pid) {
-            room_remove_info(s, r, i);
-            return;
-        }
+        const struct room_info *in = &r->infos[i];
+        if (in->pid != lr->pid)
+            continue;
+        if ((in->perms & ROOM_PERM_REMOTE) &&
+            (in->worker != lr->worker || in->slot != lr->slot || in->gen != lr->gen))
+            continue; /* an older remote member's LEAVE: it was replaced */
+        room_remove_info(s, r, i);
+        return;
     }
 }
 
@@ -498,11 +514,13 @@ static int build_joined(struct room_shard *s, const struct room *r, const struct
     jd->room_id.ptr = r->id;
     jd->room_id.len = r->id_len;
     jd->permissions = (uint8_t)(j->perms & PERM_ALL); /* PERM_* are the wire bits */
-    jd->member_total = r->n_infos - 1;
+    jd->member_total = 0;
+    for (uint32_t k = 0; k < r->n_infos; k++) /* hidden: trunk subscriptions (lib/room/remote.c) */
+        jd->member_total += r->infos[k].pid != j->pid && !(r->infos[k].perms & ROOM_PERM_HIDDEN);
     uint32_t i = 0;
     for (; i < r->n_infos && jd->n_members < JOINED_MAX_MEMBERS; i++) {
         const struct room_info *o = &r->infos[i];
-        if (o->pid == j->pid)
+        if (o->pid == j->pid || (o->perms & ROOM_PERM_HIDDEN))
             continue;
         struct msg_member *mm = &jd->members[jd->n_members++];
         mm->participant_id = o->pid;
@@ -512,7 +530,7 @@ static int build_joined(struct room_shard *s, const struct room *r, const struct
     }
     bool more = false;
     for (uint32_t k = i; k < r->n_infos; k++)
-        if (r->infos[k].pid != j->pid)
+        if (r->infos[k].pid != j->pid && !(r->infos[k].perms & ROOM_PERM_HIDDEN))
             more = true;
     if (more)
         jd->flags |= MSG_JOINED_MORE;
@@ -525,7 +543,7 @@ static int build_joined(struct room_shard *s, const struct room *r, const struct
         struct msg_events *ev = &m->u.events;
         for (; i < r->n_infos && ev->n_events < EVENTS_MAX; i++) {
             const struct room_info *o = &r->infos[i];
-            if (o->pid == j->pid)
+            if (o->pid == j->pid || (o->perms & ROOM_PERM_HIDDEN))
                 continue;
             struct msg_event *e = &ev->events[ev->n_events++];
             e->kind = MSG_EV_JOIN;
@@ -536,7 +554,7 @@ static int build_joined(struct room_shard *s, const struct room *r, const struct
         }
         bool last = true;
         for (uint32_t k = i; k < r->n_infos; k++)
-            if (r->infos[k].pid != j->pid)
+            if (r->infos[k].pid != j->pid && !(r->infos[k].perms & ROOM_PERM_HIDDEN))
                 last = false;
         if (last)
             ev->flags |= MSG_EVENTS_SYNC_DONE;
@@ -563,8 +581,8 @@ static int build_events(struct room_shard *s, const struct room *r, struct buf *
             e->participant_id = re->pid;
             if (re->kind == MSG_EV_JOIN) {
                 const struct room_info *in = room_find_info(r, re->pid);
-                if (in == NULL)
-                    continue; /* left again this turn: its LEAVE follows */
+                if (in == NULL || (in->perms & ROOM_PERM_HIDDEN))
+                    continue; /* left again this turn (its LEAVE follows), or hidden */
                 e->kind = MSG_EV_JOIN;
                 e->flags = info_member_flags(in);
                 e->display_name.ptr = in->name;

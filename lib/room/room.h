@@ -250,6 +250,34 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len);
  * bound: the session closes TOO_SLOW). Member's worker. */
 int room_keyframe_request(struct room_member *m, uint32_t target, uint8_t stream);
 
+/* ------------------------------------------------ members of other relays
+ * (lib/room/remote.c; the trunks of docs/CLUSTER.md §2). A trunk shows up
+ * in a room as
+ *   - one HIDDEN member per (trunk, room): joined with ROOM_PERM_HIDDEN |
+ *     PERM_SUBSCRIBE, it receives every frame and presence change of the
+ *     room once, like any subscriber, and appears in no JOINED or
+ *     PARTICIPANT_EVENTS;
+ *   - one REMOTE member per participant of the other side: an ordinary
+ *     member (presence, keyframe cache, keyframe requests) with that
+ *     participant's id, never PERM_SUBSCRIBE (the hidden member receives
+ *     for the whole trunk), whose frames arrive already relayed. */
+#define ROOM_PERM_HIDDEN 0x80u
+/* Set by lib/room on a remote member's join (room_member_new_remote): the
+ * owner matches its LEAVE by member handle, and a join with its id
+ * replaces it (a re-announced remote participant may join from another
+ * worker before its old member's LEAVE arrives). */
+#define ROOM_PERM_REMOTE 0x40u
+
+/* room_member_new with a participant id chosen by the caller (a remote
+ * participant's, unique cluster-wide by its relay's pid prefix). Same
+ * returns. */
+int room_member_new_remote(struct room_shard *s, void *ep, uint32_t pid, struct room_member **out);
+/* A relay -> client media datagram (sender id first) of remote member m,
+ * received on a trunk: fanned out to the room like room_publish (sender
+ * excluded, keyframe cache fed). The sender id in the datagram must be m's.
+ * Returns as room_publish. */
+int room_publish_relayed(struct room_member *m, const uint8_t *dgram, size_t len);
+
 /* Link quality tick, every quality_interval on each worker (the caller's
  * timer; now = worker_now). Samples ops->link_stats of every joined member
  * of this worker and sends it its own QUALITY; sends the room owner one

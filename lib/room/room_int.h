@@ -166,6 +166,7 @@ struct room_member {
     uint64_t *kfreq_last; /* per stream: when a KEYFRAME_REQUEST last went out (+1) */
     struct room_link q_prev;
     bool q_have;
+    bool remote;       /* room_member_new_remote: joins with ROOM_PERM_REMOTE */
     uint16_t q_loss;   /* permille, last interval */
     int64_t q_balance; /* quality_loss_permille's state */
     uint32_t q_rtt_us;
@@ -247,6 +248,8 @@ struct ack_hdr {
 
 struct leave_req {
     uint32_t pid;
+    uint32_t slot, gen; /* the member's handle: remote members are matched by it */
+    uint16_t worker;
     uint8_t room_len;
     uint8_t room[ROOM_ID_MAX];
 };

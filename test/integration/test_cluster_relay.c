@@ -130,12 +130,21 @@ static void start_relay(struct test_relay *tr, const char *id, uint8_t prefix, c
     unlink(tr->key_file);
     char err[256];
     assert_int_equal(keyfile_generate(tr->key_file, "test", &tr->keys, err, sizeof(err)), 0);
+    /* [cluster] relay_id turns trunks on: they need the cluster secret. */
+    if (snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s/secret-%d-%s", d,
+                 (int)getpid(), id) >= (int)sizeof(cfg.cluster_secret_file))
+        fail();
+    FILE *sf = fopen(cfg.cluster_secret_file, "w");
+    assert_non_null(sf);
+    fputs("0123456789abcdef-cluster-secret\n", sf);
+    fclose(sf);
     cfg.cert_file = cert;
     cfg.key_file = key;
     cfg.token_key_file = tr->key_file;
     cfg.addr = "127.0.0.1";
     cfg.no_pin = true;
     assert_int_equal(relay_new(&tr->r, &cfg), 0);
+    unlink(cfg.cluster_secret_file); /* read by relay_new */
     assert_non_null(relay_cluster(tr->r));
     pthread_mutex_init(&rec->mu, NULL);
     cluster_set_home_ops(relay_cluster(tr->r), &rec_ops, rec);

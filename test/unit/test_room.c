@@ -57,7 +57,7 @@ struct ep {
     bool replaced;
 };
 
-enum cmd_kind { CMD_NEW, CMD_JOIN, CMD_SEND, CMD_LEAVE, CMD_DEL };
+enum cmd_kind { CMD_NEW, CMD_JOIN, CMD_SEND, CMD_LEAVE, CMD_DEL, CMD_NEW_REMOTE };
 
 struct cmd {
     enum cmd_kind kind;
@@ -207,6 +207,9 @@ static void run_cmd(struct worker *w, struct cmd *c)
             if (c->rc[i] == 0)
                 ep->pid = room_member_pid(ep->m);
             break;
+        case CMD_NEW_REMOTE: /* with the pid the test set */
+            c->rc[i] = room_member_new_remote(s, ep, ep->pid, &ep->m);
+            break;
         case CMD_JOIN: {
             const char *id = c->identity[i] ? c->identity[i] : "";
             trace_add(ep, TR_JOIN_CALL);
@@ -296,12 +299,14 @@ static const struct worker_ops wops = {
 };
 
 static int64_t buf_base;
+static uint8_t env_pid_prefix; /* room_limits.pid_prefix of the next env_start */
 
 static void env_start(unsigned n_workers, uint32_t max_rooms, uint32_t max_members)
 {
     memset(&E, 0, sizeof(E));
     buf_base = buf_live();
-    struct room_limits lim = {.max_rooms = max_rooms, .max_members = max_members};
+    struct room_limits lim = {
+        .max_rooms = max_rooms, .max_members = max_members, .pid_prefix = env_pid_prefix};
     assert_int_equal(room_shared_new(&E.sh, n_workers, &lim), 0);
     struct worker_config cfg = {.n_workers = n_workers, .no_pin = true};
     assert_int_equal(worker_pool_new(&E.pool, &cfg, &wops, NULL), 0);
@@ -556,6 +561,77 @@ static void test_presence(void **state)
     cmd_one(CMD_DEL, a, NULL, NULL, 0, 0, 0, 0);
     cmd_one(CMD_DEL, b, NULL, NULL, 0, 0, 0, 0);
     cmd_one(CMD_DEL, c, NULL, NULL, 0, 0, 0, 0);
+    env_stop();
+}
+
+/* Trunk members (room.h): a hidden member is in no JOINED list and no
+ * PARTICIPANT_EVENTS, its join and its leave included; with a pid prefix
+ * every id carries it in its top byte. */
+static void test_hidden_member_and_prefix(void **state)
+{
+    (void)state;
+    env_pid_prefix = 0x5a;
+    env_start(2, 0, 0);
+    env_pid_prefix = 0;
+    struct ep *a = new_member(0), *h = new_member(1), *b = new_member(0);
+    assert_int_equal(a->pid >> 24, 0x5a);
+    assert_int_equal(h->pid >> 24, 0x5a);
+    assert_int_equal(b->pid >> 24, 0x5a);
+    join_wait(a, "t", "a", PERM_ALL, 0);
+    join_wait(h, "t", "", PERM_SUBSCRIBE | ROOM_PERM_HIDDEN, 0);
+    assert_int_equal(h->joined_n, 1); /* the hidden member sees the room */
+    join_wait(b, "t", "b", PERM_ALL, 0);
+    assert_int_equal(b->joined_n, 1);
+    assert_int_equal(b->joined_pids[0], a->pid);
+    assert_int_equal(b->joined_total, 1);
+    struct ev_wait wb = {a, MSG_EV_JOIN, b->pid}, wh = {h, MSG_EV_JOIN, b->pid};
+    assert_true(wait_for(has_event, &wb));
+    assert_true(wait_for(has_event, &wh));
+    cmd_one(CMD_LEAVE, h, NULL, NULL, 0, 0, 0, 0);
+    cmd_one(CMD_LEAVE, b, NULL, NULL, 0, 0, 0, 0);
+    struct ev_wait wl = {a, MSG_EV_LEAVE, b->pid};
+    assert_true(wait_for(has_event, &wl));
+    assert_int_equal(events_of(a, MSG_EV_JOIN, h->pid), 0);
+    assert_int_equal(events_of(a, MSG_EV_LEAVE, h->pid), 0);
+    assert_int_equal(events_of(b, MSG_EV_JOIN, h->pid), 0);
+    cmd_one(CMD_DEL, a, NULL, NULL, 0, 0, 0, 0);
+    cmd_one(CMD_DEL, h, NULL, NULL, 0, 0, 0, 0);
+    cmd_one(CMD_DEL, b, NULL, NULL, 0, 0, 0, 0);
+    env_stop();
+}
+
+/* A remote participant re-announced from another worker joins before its
+ * old member's LEAVE arrives: the new one replaces the old (others see
+ * LEAVE then JOIN), and the old LEAVE then removes nothing. */
+static void test_remote_rejoin_race(void **state)
+{
+    (void)state;
+    env_start(2, 0, 0);
+    struct ep *a = new_member(0);
+    join_wait(a, "x", "a", PERM_ALL, 0);
+    struct ep *old = ep_add(1), *nw = ep_add(0);
+    old->pid = nw->pid = 0x77000001u;
+    cmd_one(CMD_NEW_REMOTE, old, NULL, NULL, 0, 0, 0, 0);
+    cmd_one(CMD_NEW_REMOTE, nw, NULL, NULL, 0, 0, 0, 0);
+    join_wait(old, "x", "", PERM_PUBLISH, 0);
+    struct ev_wait w1 = {a, MSG_EV_JOIN, old->pid};
+    assert_true(wait_for(has_event, &w1));
+    join_wait(nw, "x", "", PERM_PUBLISH, 0); /* the old one is still in */
+    cmd_one(CMD_DEL, old, NULL, NULL, 0, 0, 0, 0);
+    struct ev_wait wl = {a, MSG_EV_LEAVE, nw->pid};
+    assert_true(wait_for(has_event, &wl));
+    usleep(50000); /* the old LEAVE has been applied by now */
+    pthread_mutex_lock(&a->mu);
+    uint8_t last = 0;
+    for (uint32_t i = 0; i < a->n_events; i++)
+        if (a->events[i].pid == nw->pid)
+            last = a->events[i].kind;
+    pthread_mutex_unlock(&a->mu);
+    assert_int_equal(last, MSG_EV_JOIN);
+    assert_int_equal(events_of(a, MSG_EV_LEAVE, nw->pid), 1);
+    assert_int_equal(room_shared_participants(E.sh), 2);
+    cmd_one(CMD_DEL, nw, NULL, NULL, 0, 0, 0, 0);
+    cmd_one(CMD_DEL, a, NULL, NULL, 0, 0, 0, 0);
     env_stop();
 }
 
@@ -859,6 +935,8 @@ int main(void)
         cmocka_unit_test(test_exact_delivery_1w),
         cmocka_unit_test(test_exact_delivery_2w),
         cmocka_unit_test(test_presence),
+        cmocka_unit_test(test_hidden_member_and_prefix),
+        cmocka_unit_test(test_remote_rejoin_race),
         cmocka_unit_test(test_join_batch),
         cmocka_unit_test(test_room_full),
         cmocka_unit_test(test_server_full),

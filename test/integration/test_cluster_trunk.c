@@ -1,0 +1,580 @@
+/* Trunks between relays (docs/CLUSTER.md §2), end to end: three in-process
+ * relays on loopback in static_home mode (r0 is every room's home),
+ * participants of one room spread over the three. Exact delivery (every
+ * frame to every other participant once, each frame crossing each trunk
+ * once), presence (everyone sees everyone), a late joiner on a non-home
+ * relay gets the keyframe of a publisher on the other non-home relay, a
+ * relay with the wrong cluster secret is refused, and a lost trunk comes
+ * back (counted) with media flowing again. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "../common/echo_app.h"
+#include "../common/participant.h"
+#include "proto/errcode.h"
+#include "proto/media.h"
+#include "proto/msg.h"
+#include "relay/metrics.h"
+#include "relay/trunk.h"
+
+#define WAIT_MS 15000
+#define NR 3
+#define PER 2
+#define NP (NR * PER)
+#define K 20
+
+static struct test_relay tr[NR + 1];
+static struct roost_client *cl;
+static struct part v[NP];
+static char secret_file[64] = "/tmp/roost-trunk-secret-XXXXXX";
+static char bad_secret_file[64] = "/tmp/roost-trunk-bad-XXXXXX";
+
+static int write_secret(char *tmpl, const char *s)
+{
+    int fd = mkstemp(tmpl);
+    if (fd == -1)
+        return -1;
+    ssize_t n = write(fd, s, strlen(s));
+    close(fd);
+    return n == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+static int start(unsigned i, unsigned workers, const char *secret, uint16_t home_port)
+{
+    struct relay_config cfg = {.n_workers = workers};
+    snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "r%u", i);
+    cfg.cluster.pid_prefix = (uint8_t)(i + 1); /* distinct per relay */
+    snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret);
+    /* The home's own entry names itself; its port is not needed. */
+    snprintf(cfg.cluster_static_home, sizeof(cfg.cluster_static_home), "r0@127.0.0.1:%u",
+             home_port ? home_port : 1u);
+    return test_relay_start(&tr[i], &cfg);
+}
+
+static struct trunk_stats tstats(unsigned i)
+{
+    struct trunk_stats st;
+    trunk_stats_total(tr[i].r, &st);
+    return st;
+}
+
+/* Participants the member knows: JOINED's list plus joins minus leaves. */
+static unsigned known(const struct part *p)
+{
+    unsigned n = p->joined_n;
+    for (uint32_t i = 0; i < p->n_events; i++)
+        n += p->events[i].kind == MSG_EV_JOIN ? 1 : -1;
+    return n;
+}
+
+static bool knows(const struct part *p, uint32_t pid)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < p->joined_n; i++)
+        n += p->joined_pids[i] == pid;
+    for (uint32_t i = 0; i < p->n_events; i++)
+        if (p->events[i].pid == pid)
+            n += p->events[i].kind == MSG_EV_JOIN ? 1 : -1;
+    return n == 1;
+}
+
+struct grp {
+    struct part *p;
+    unsigned n, want;
+};
+
+static bool all_know(void *arg)
+{
+    struct grp *g = arg;
+    for (unsigned i = 0; i < g->n; i++)
+        if (!g->p[i].joined || known(&g->p[i]) != g->want)
+            return false;
+    return true;
+}
+
+static bool all_media(void *arg)
+{
+    struct grp *g = arg;
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->p[i].n_media < g->want)
+            return false;
+    return true;
+}
+
+static void setup_part(struct part *p, unsigned relay, const char *room, const char *id)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->room, sizeof(p->room), "%s", room);
+    snprintf(p->name, sizeof(p->name), "%s", id);
+    test_token(&tr[relay], room, id, TOKEN_PERM_ALL, 0, 600, p->token, sizeof(p->token));
+    assert_int_equal(part_connect(cl, tr[relay].port, p), 0);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (write_secret(secret_file, "0123456789abcdef-cluster-secret\n") != 0 ||
+        write_secret(bad_secret_file, "not-the-cluster-secret-at-all\n") != 0)
+        return -1;
+    if (start(0, 2, secret_file, 0) != 0)
+        return -1;
+    if (start(1, 1, secret_file, tr[0].port) != 0 || start(2, 2, secret_file, tr[0].port) != 0)
+        return -1;
+    return test_client_new(&cl);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    roost_client_del(cl);
+    for (unsigned i = 0; i <= NR; i++)
+        if (tr[i].r != NULL)
+            test_relay_stop(&tr[i]);
+    unlink(secret_file);
+    unlink(bad_secret_file);
+    return 0;
+}
+
+/* Presence first: media starts once everyone sees everyone. */
+static void test_presence(void **state)
+{
+    (void)state;
+    for (unsigned i = 0; i < NP; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "user-%u", i);
+        setup_part(&v[i], i / PER, "demo", id);
+    }
+    struct grp g = {v, NP, NP - 1};
+    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    for (unsigned i = 0; i < NP; i++) {
+        /* cluster-unique ids: the relay's prefix in the top byte */
+        for (unsigned j = 0; j < NP; j++) {
+            if (i == j)
+                continue;
+            assert_int_not_equal(v[i].pid, v[j].pid);
+            assert_true(knows(&v[i], v[j].pid));
+        }
+    }
+    for (unsigned i = 0; i < NR; i++)
+        assert_int_equal(tstats(i).auth_failures, 0);
+    assert_int_equal(tstats(0).trunks_up, 2);
+    assert_int_equal(tstats(1).trunks_up, 1);
+    assert_int_equal(tstats(2).trunks_up, 1);
+}
+
+/* On a failure: where frames went missing. */
+static void dump(void)
+{
+    for (unsigned i = 0; i < NP; i++)
+        fprintf(stderr, "# part %u pid %u media %u\n", i, v[i].pid, v[i].n_media);
+    for (unsigned i = 0; i < NR; i++) {
+        struct trunk_stats t = tstats(i);
+        struct relay_stats rs;
+        relay_stats(tr[i].r, &rs);
+        struct relay_worker_stats ws;
+        uint64_t cw = 0, dq = 0, dl = 0, ds = 0;
+        for (unsigned w = 0; w < relay_workers(tr[i].r); w++) {
+            relay_worker_stats(tr[i].r, w, &ws);
+            cw += ws.quic.dgram_drop_cwnd;
+            dq += ws.quic.dgram_drop_queue;
+            dl += ws.quic.dgram_lost;
+            ds += ws.quic.dgram_drop_state;
+        }
+        fprintf(stderr,
+                "# r%u trunk out %llu in %llu unknown %llu stale %llu | room in %llu out %llu "
+                "dropped %llu | quic cwnd %llu queue %llu lost %llu state %llu\n",
+                i, (unsigned long long)t.frames_out, (unsigned long long)t.frames_in,
+                (unsigned long long)t.unknown_drops, (unsigned long long)t.stale_gen_drops,
+                (unsigned long long)rs.media_in, (unsigned long long)rs.media_out,
+                (unsigned long long)rs.media_dropped, (unsigned long long)cw,
+                (unsigned long long)dq, (unsigned long long)dl, (unsigned long long)ds);
+    }
+}
+
+static void check_exact(uint32_t base_seq)
+{
+    for (unsigned m = 0; m < NP; m++) {
+        struct part *p = &v[m];
+        uint8_t seen[NP][K];
+        memset(seen, 0, sizeof(seen));
+        unsigned got = 0;
+        for (uint32_t k = 0; k < p->n_media; k++) {
+            if (p->media[k].seq < base_seq)
+                continue;
+            uint32_t s = p->media[k].seq - base_seq;
+            uint32_t idx = s / 1000, q = s % 1000;
+            assert_true(idx < NP && q < K);
+            assert_int_not_equal(idx, m);
+            assert_int_equal(p->media[k].sender, v[idx].pid);
+            assert_int_equal(seen[idx][q], 0);
+            seen[idx][q] = 1;
+            got++;
+        }
+        assert_int_equal(got, (NP - 1) * K);
+    }
+}
+
+static void send_round(uint32_t base_seq)
+{
+    for (unsigned k = 0; k < K; k++) {
+        for (unsigned i = 0; i < NP; i++)
+            assert_int_equal(part_send(&v[i], base_seq + i * 1000 + k), 0);
+        roost_client_step(cl, 1);
+    }
+}
+
+static void test_exact_delivery(void **state)
+{
+    (void)state;
+    struct trunk_stats before[NR];
+    for (unsigned i = 0; i < NR; i++)
+        before[i] = tstats(i);
+    uint32_t had[NP];
+    for (unsigned i = 0; i < NP; i++)
+        had[i] = v[i].n_media;
+    send_round(0);
+    struct grp g = {v, NP, (NP - 1) * K};
+    bool ok = echo_client_until(cl, all_media, &g, WAIT_MS);
+    if (!ok)
+        dump();
+    assert_true(ok);
+    for (int i = 0; i < 20; i++) /* anything extra would arrive now */
+        roost_client_step(cl, 5);
+    for (unsigned i = 0; i < NP; i++)
+        assert_int_equal(v[i].n_media - had[i], (NP - 1) * K);
+    check_exact(0);
+    /* Each frame crosses each trunk once: a non-home relay sends its own
+     * PER*K frames up; the home sends every frame not from a relay to that
+     * relay: 2 trunks x (NP - PER) * K. */
+    uint64_t out[NR], in[NR];
+    for (unsigned i = 0; i < NR; i++) {
+        struct trunk_stats st = tstats(i);
+        out[i] = st.frames_out - before[i].frames_out;
+        in[i] = st.frames_in - before[i].frames_in;
+        assert_int_equal(st.stale_gen_drops, 0);
+        assert_int_equal(st.unknown_drops, 0);
+    }
+    assert_int_equal(out[1], PER * K);
+    assert_int_equal(out[2], PER * K);
+    assert_int_equal(out[0], 2 * (NP - PER) * K);
+    assert_int_equal(in[0], 2 * PER * K);
+    assert_int_equal(in[1], (NP - PER) * K);
+    assert_int_equal(in[2], (NP - PER) * K);
+}
+
+/* A keyframe published on r2 reaches a participant joining r1 later,
+ * from r1's own cache (fed by what came over its trunk). */
+struct kfw {
+    struct part *p;
+    uint32_t sender, seq;
+};
+
+static bool got_frame(void *arg)
+{
+    struct kfw *w = arg;
+    for (uint32_t i = 0; i < w->p->n_media; i++)
+        if (w->p->media[i].sender == w->sender && w->p->media[i].seq == w->seq)
+            return true;
+    return false;
+}
+
+static void test_late_joiner_keyframe(void **state)
+{
+    (void)state;
+    struct part *pub = &v[NP - 1]; /* on r2 */
+    uint8_t d[MEDIA_C2R_HDR_LEN + 40];
+    struct media_hdr h = {.stream_id = 1,
+                          .flags = MEDIA_F_KEYFRAME | MEDIA_F_START | MEDIA_F_END | MEDIA_F_VIDEO,
+                          .seq = 777777,
+                          .timestamp = 1};
+    assert_true(media_c2r_encode(&h, d, sizeof(d)) > 0);
+    memset(d + MEDIA_C2R_HDR_LEN, 0x4b, sizeof(d) - MEDIA_C2R_HDR_LEN);
+    assert_int_equal(roost_conn_send_datagram(pub->c, d, sizeof(d)), 0);
+    /* everyone live gets it, r1's members included: r1's cache has it */
+    struct kfw w = {&v[PER], pub->pid, 777777};
+    assert_true(echo_client_until(cl, got_frame, &w, WAIT_MS));
+    static struct part late;
+    setup_part(&late, 1, "demo", "late-joiner");
+    struct kfw lw = {&late, pub->pid, 777777};
+    assert_true(echo_client_until(cl, got_frame, &lw, WAIT_MS));
+    struct grp g = {&late, 1, NP};
+    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    /* everyone saw it join before it leaves (a JOIN and LEAVE of one
+     * remote member in one batch reached some members as a LEAVE alone;
+     * the later tests count members) */
+    struct grp all = {v, NP, NP};
+    assert_true(echo_client_until(cl, all_know, &all, WAIT_MS));
+    part_leave(&late);
+    struct grp back = {v, NP, NP - 1};
+    assert_true(echo_client_until(cl, all_know, &back, WAIT_MS));
+}
+
+/* A relay with another secret: its trunk to the home is refused on both
+ * ends, and its participant sees nobody. */
+static void test_wrong_secret(void **state)
+{
+    (void)state;
+    uint64_t home_fail = tstats(0).auth_failures;
+    assert_int_equal(start(NR, 1, bad_secret_file, tr[0].port), 0);
+    static struct part lone;
+    setup_part(&lone, NR, "demo", "intruder");
+    struct grp g = {&lone, 1, 0};
+    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    for (int i = 0;
+         i < 600 && (tstats(0).auth_failures == home_fail || tstats(NR).auth_failures == 0); i++)
+        roost_client_step(cl, 10);
+    assert_true(tstats(0).auth_failures > home_fail);
+    assert_true(tstats(NR).auth_failures > 0);
+    assert_int_equal(tstats(NR).trunks_up, 0);
+    assert_int_equal(known(&lone), 0);
+    /* nobody in demo saw it */
+    for (unsigned i = 0; i < NP; i++)
+        assert_false(knows(&v[i], lone.pid));
+    test_relay_stop(&tr[NR]);
+    tr[NR].r = NULL;
+}
+
+/* A lost trunk (r1's, closed as a failed path would be) comes back by
+ * itself: counted as a reconnect with its gap, presence rebuilt on both
+ * sides, and media exact again. */
+struct upw {
+    unsigned relay;
+    uint64_t reconnects;
+};
+
+static bool reconnected(void *arg)
+{
+    struct upw *w = arg;
+    struct trunk_stats st = tstats(w->relay);
+    return st.reconnects > w->reconnects && st.trunks_up == 1;
+}
+
+static void test_trunk_lost(void **state)
+{
+    (void)state;
+    struct trunk_stats b1 = tstats(1);
+    assert_int_equal(trunk_test_drop(tr[1].r), 0);
+    struct upw w = {1, b1.reconnects};
+    assert_true(echo_client_until(cl, reconnected, &w, WAIT_MS));
+    struct trunk_stats a1 = tstats(1);
+    assert_int_equal(a1.trunks_lost, b1.trunks_lost + 1);
+    assert_true(a1.gap_ns > b1.gap_ns);
+    fprintf(stderr, "# trunk gap %.1f ms\n", (double)(a1.gap_ns - b1.gap_ns) / 1e6);
+    char *text = NULL;
+    size_t tlen = 0;
+    assert_int_equal(metrics_render(tr[1].r, &text, &tlen), 0);
+    char line[64];
+    snprintf(line, sizeof(line), "roost_trunk_reconnects %llu\n",
+             (unsigned long long)a1.reconnects);
+    assert_non_null(strstr(text, line));
+    assert_non_null(strstr(text, "roost_trunk_gap_seconds_total "));
+    free(text);
+    struct grp g = {v, NP, NP - 1};
+    bool ok = echo_client_until(cl, all_know, &g, WAIT_MS);
+    for (unsigned i = 0; i < NP && !ok; i++) {
+        fprintf(stderr, "# part %u pid %u knows %u (joined %d):", i, v[i].pid, known(&v[i]),
+                v[i].joined);
+        for (uint32_t k = 0; k < v[i].n_events; k++)
+            fprintf(stderr, " %c%u", v[i].events[k].kind == MSG_EV_JOIN ? '+' : '-',
+                    v[i].events[k].pid);
+        fprintf(stderr, "\n");
+    }
+    assert_true(ok);
+    uint32_t had[NP];
+    for (unsigned i = 0; i < NP; i++)
+        had[i] = v[i].n_media;
+    send_round(1000000);
+    for (unsigned i = 0; i < NP; i++) {
+        struct grp one = {&v[i], 1, had[i] + (NP - 1) * K};
+        assert_true(echo_client_until(cl, all_media, &one, WAIT_MS));
+    }
+    for (int i = 0; i < 20; i++)
+        roost_client_step(cl, 5);
+    check_exact(1000000);
+}
+
+/* Fencing: the directory tells r1 that demo's home generation is now 2
+ * while r0 holds it with 1. r1 re-subscribes with 2, r0 refuses
+ * (STALE_GEN), both count it; r1's participants lose the remote members
+ * and get no more frames from the others, r2 is unaffected; an older
+ * generation afterwards is ignored. */
+struct rejw {
+    unsigned relay;
+    uint64_t want;
+};
+
+static bool rejected(void *arg)
+{
+    struct rejw *w = arg;
+    return tstats(w->relay).subs_rejected >= w->want;
+}
+
+static void test_fencing(void **state)
+{
+    (void)state;
+    struct trunk_stats b0 = tstats(0), b1 = tstats(1);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", tr[0].port);
+    assert_int_equal(trunk_test_home(tr[1].r, "demo", false, "r0", addr, 2), 0);
+    struct rejw w1 = {1, b1.subs_rejected + 1}, w0 = {0, b0.subs_rejected + 1};
+    assert_true(echo_client_until(cl, rejected, &w1, WAIT_MS));
+    assert_true(echo_client_until(cl, rejected, &w0, WAIT_MS));
+    assert_true(tstats(0).stale_gen_drops > b0.stale_gen_drops);
+    /* r1's members see only each other now; r2's see r0's and their own */
+    struct grp g1 = {&v[PER], PER, PER - 1};
+    assert_true(echo_client_until(cl, all_know, &g1, WAIT_MS));
+    struct grp g2 = {&v[2 * PER], PER, 2 * PER - 1};
+    assert_true(echo_client_until(cl, all_know, &g2, WAIT_MS));
+    uint32_t had1 = v[PER].n_media;
+    assert_int_equal(part_send(&v[0], 3000000), 0);
+    struct kfw w = {&v[2 * PER], v[0].pid, 3000000};
+    assert_true(echo_client_until(cl, got_frame, &w, WAIT_MS));
+    for (int i = 0; i < 20; i++)
+        roost_client_step(cl, 5);
+    assert_int_equal(v[PER].n_media, had1);
+    /* an older generation than the one followed: ignored (r0 would accept
+     * a re-subscription with 1 and presence would come back) */
+    uint64_t acc0 = tstats(0).subs_accepted;
+    assert_int_equal(trunk_test_home(tr[1].r, "demo", false, "r0", addr, 1), 0);
+    for (int i = 0; i < 40; i++)
+        roost_client_step(cl, 5);
+    assert_int_equal(tstats(0).subs_accepted, acc0);
+    assert_int_equal(tstats(1).subs_rejected, b1.subs_rejected + 1);
+    assert_int_equal(known(&v[PER]), PER - 1);
+    /* r0 loses the home (gone with generation 1): the subscription it had
+     * accepted from r2 ends (SUB_ACK NOT_HOME), so r0's and r2's members
+     * see only their own relay's. */
+    uint64_t rej2 = tstats(2).subs_rejected;
+    assert_int_equal(trunk_test_gone(tr[0].r, "demo", 1), 0);
+    struct rejw w2 = {2, rej2 + 1};
+    assert_true(echo_client_until(cl, rejected, &w2, WAIT_MS));
+    struct grp g0 = {&v[0], PER, PER - 1}, g2b = {&v[2 * PER], PER, PER - 1};
+    assert_true(echo_client_until(cl, all_know, &g0, WAIT_MS));
+    assert_true(echo_client_until(cl, all_know, &g2b, WAIT_MS));
+}
+
+/* Keep-alive: a trunk with no room traffic stays up past the idle
+ * timeout (PING every third of it). Two relays of their own with a 1 s
+ * idle timeout; one participant makes relay 1 dial the home, then leaves. */
+struct upn {
+    struct relay *r;
+};
+
+static bool trunk_up_pred(void *arg)
+{
+    struct upn *u = arg;
+    struct trunk_stats st;
+    trunk_stats_total(u->r, &st);
+    return st.trunks_up == 1;
+}
+
+static void test_keepalive(void **state)
+{
+    (void)state;
+    struct test_relay ka[2];
+    const uint64_t idle = 1000000000ull;
+    for (unsigned i = 0; i < 2; i++) {
+        struct relay_config cfg = {.n_workers = 1, .idle_timeout_ns = idle};
+        snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "k%u", i);
+        cfg.cluster.pid_prefix = (uint8_t)(i + 1);
+        snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret_file);
+        snprintf(cfg.cluster_static_home, sizeof(cfg.cluster_static_home), "k0@127.0.0.1:%u",
+                 i ? ka[0].port : 1u);
+        assert_int_equal(test_relay_start(&ka[i], &cfg), 0);
+    }
+    static struct part p;
+    memset(&p, 0, sizeof(p));
+    snprintf(p.room, sizeof(p.room), "quiet");
+    snprintf(p.name, sizeof(p.name), "once");
+    test_token(&ka[1], "quiet", "once", TOKEN_PERM_ALL, 0, 600, p.token, sizeof(p.token));
+    assert_int_equal(part_connect(cl, ka[1].port, &p), 0);
+    struct upn u = {ka[1].r};
+    assert_true(echo_client_until(cl, trunk_up_pred, &u, WAIT_MS));
+    roost_conn_close(p.c, PROTO_ERR_NO_ERROR);
+    /* three idle timeouts without a room frame */
+    for (int i = 0; i < 300; i++)
+        roost_client_step(cl, 10);
+    struct trunk_stats st;
+    trunk_stats_total(ka[1].r, &st);
+    assert_int_equal(st.trunks_lost, 0);
+    assert_int_equal(st.trunks_up, 1);
+    for (unsigned i = 0; i < 2; i++)
+        test_relay_stop(&ka[i]);
+}
+
+struct roomsw {
+    struct relay *r;
+    int64_t want;
+};
+
+static bool rooms_are(void *arg)
+{
+    struct roomsw *w = arg;
+    struct relay_stats rs;
+    relay_stats(w->r, &rs);
+    return rs.rooms == w->want;
+}
+
+/* A room spanning a trunk closes on both relays once its members left
+ * (REVIEW18 finding 3: the subscriber's hidden member and the home's kept
+ * each other's room alive forever). r1 subscribes to the home r0. */
+static void test_rooms_close(void **state)
+{
+    (void)state;
+    struct relay_stats s0, s1;
+    relay_stats(tr[0].r, &s0);
+    relay_stats(tr[1].r, &s1);
+    static struct part a, b;
+    setup_part(&a, 1, "closing", "sub-member");
+    setup_part(&b, 0, "closing", "home-member");
+    struct grp ga = {&a, 1, 1}, gb = {&b, 1, 1};
+    assert_true(echo_client_until(cl, all_know, &ga, WAIT_MS));
+    assert_true(echo_client_until(cl, all_know, &gb, WAIT_MS));
+    struct roomsw w1 = {tr[1].r, s1.rooms + 1}, w0 = {tr[0].r, s0.rooms + 1};
+    assert_true(rooms_are(&w1));
+    assert_true(rooms_are(&w0));
+    /* the subscriber's last member leaves: its room closes, the home's stays */
+    assert_int_equal(part_leave(&a), 0);
+    w1.want = s1.rooms;
+    assert_true(echo_client_until(cl, rooms_are, &w1, WAIT_MS));
+    gb.want = 0;
+    assert_true(echo_client_until(cl, all_know, &gb, WAIT_MS));
+    assert_true(rooms_are(&w0));
+    /* and the home's when its last member leaves */
+    assert_int_equal(part_leave(&b), 0);
+    w0.want = s0.rooms;
+    assert_true(echo_client_until(cl, rooms_are, &w0, WAIT_MS));
+    /* a new member on the subscriber subscribes again */
+    static struct part c, d;
+    setup_part(&d, 0, "closing", "home-again");
+    setup_part(&c, 1, "closing", "sub-again");
+    struct grp gc = {&c, 1, 1}, gd = {&d, 1, 1};
+    assert_true(echo_client_until(cl, all_know, &gc, WAIT_MS));
+    assert_true(echo_client_until(cl, all_know, &gd, WAIT_MS));
+    part_leave(&c);
+    part_leave(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_presence),
+        cmocka_unit_test(test_exact_delivery),
+        cmocka_unit_test(test_late_joiner_keyframe),
+        cmocka_unit_test(test_trunk_lost),
+        cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_fencing),
+        cmocka_unit_test(test_keepalive),
+        cmocka_unit_test(test_rooms_close),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
