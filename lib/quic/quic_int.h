@@ -8,6 +8,7 @@
  *   dgram.c   a connection's datagram queue leaving and exact loss counts
  *   server.c  a worker's server: accept, server callbacks (CID table,
  *             reset tokens), forwarding, socket readiness, its dirty list
+ *   servertls.c the server end's TLS session: credentials, ALPN, tickets
  *   stateless.c the server's replies without a connection (version
  *             negotiation, reset, Retry, close), rate-limited
  *   client.c  the client end: TLS client sessions and verification, a
@@ -310,6 +311,10 @@ void quic_server_slot_release(struct quic_server *s, struct quic_conn *c);
 void quic_server_forward(struct quic_server *s, unsigned owner, const uint8_t *data, size_t len,
                          const struct udp_addr *remote, const struct udp_addr *local,
                          unsigned hops);
+
+/* servertls.c, for server.c: the accepted connection's TLS session
+ * (credentials, ALPN, tickets and their hook). Returns 0 or ROOST_E*. */
+int quic_server_tls_init(struct quic_conn *c, struct quic_shared *sh);
 
 /* stateless.c, for server.c: replies without a connection, each within its
  * token bucket (counted as rate_limited when over it). */

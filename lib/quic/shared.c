@@ -188,7 +188,7 @@ static int tickets_path(const struct quic_shared *sh, char *path, size_t n)
 /* Publishes next, frees the old keys after a grace period. */
 static void tickets_publish(struct quic_shared *sh, struct tickets_keys *next)
 {
-    /* Pairs with rcu_dereference in server.c (tls_init, the ClientHello
+    /* Pairs with rcu_dereference in servertls.c (quic_server_tls_init, the ClientHello
      * hook): after the grace period no worker reads the old keys. */
     struct tickets_keys *old = rcu_xchg_pointer(&sh->tickets, next);
     synchronize_rcu();
@@ -352,7 +352,7 @@ int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const
     int rc = creds_load(cert_file, key_file, &nc);
     if (rc < 0)
         return rc;
-    /* Pairs with rcu_dereference in server.c tls_init. After the grace period no
+    /* Pairs with rcu_dereference in servertls.c quic_server_tls_init. After the grace period no
      * worker can still be between reading the old pointer and taking its
      * reference, so dropping ours is safe; connections keep theirs. */
     struct quic_creds *old = rcu_xchg_pointer(&sh->creds, nc);
