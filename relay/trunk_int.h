@@ -1,4 +1,4 @@
-/* Trunks, private to relay/trunk*.c: the structures both files share.
+/* Trunks, private to relay/trunk*.c: the structures they share.
  * trunk.c: process level, connections (dial, accept, HELLO, re-dial),
  * trunk messages in, the QUIC ops, worker level and counters.
  * trunkroom.c: rooms on a trunk (hidden and remote members, presence
@@ -192,6 +192,13 @@ static inline uint64_t trunk_now_of(struct trunk_set *set)
 /* ------------------------------------------------ between trunk*.c */
 
 /* trunk.c */
+/* HELLO verified: the trunk is up (an outbound one re-subscribes). */
+void trunk_up(struct trunk *t);
+/* trunkauth.c */
+int trunk_send_hello(struct trunk *t);
+/* Counts and closes with TRUNK_ERR_AUTH. */
+void trunk_close_auth(struct trunk *t, const char *why);
+void trunk_on_hello(struct trunk *t, const struct trunkmsg *m);
 uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t len, uint64_t gen);
 bool trunk_home_held(struct trunk_shared *sh, const char *room, size_t len);
 uint64_t trunk_ka_period(const struct trunk_set *set);
