@@ -68,6 +68,11 @@ int room_publish(struct room_member *m, const uint8_t *dgram, size_t len)
         return ROOST_EMALFORMED;
     }
     b->len = (uint32_t)n;
+    return fanout_publish_buf(s, m, b);
+}
+
+int fanout_publish_buf(struct room_shard *s, struct room_member *m, struct buf *b)
+{
     ROOM_STAT_INC(s, media_in);
     struct kfcache *kc = room_member_cache(s, m);
     if (kc != NULL) {

@@ -449,6 +449,11 @@ void member_on_kfreq(struct room_shard *s, const struct kfreq_msg *km);
 
 /* fanout.c */
 void fanout_on_msg(struct room_shard *s, const struct fanout_msg *fm);
+/* Fans b (a relayed datagram, header written, stamped) out from member m:
+ * feeds m's keyframe cache, delivers to this worker's members and sends one
+ * FANOUT per other worker. Consumes the caller's reference. Returns 0.
+ * room_publish and room_publish_relayed (remote.c) share it. */
+int fanout_publish_buf(struct room_shard *s, struct room_member *m, struct buf *b);
 
 /* quality.c */
 void room_quality_on_report(struct room_shard *s, struct buf *b);
