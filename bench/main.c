@@ -292,7 +292,8 @@ int main(int argc, char **argv)
         jw_str(&w, "mode", o.ramp ? "ramp" : o.storm_rate > 0 ? "join-storm" : "steady");
         jw_obj(&w, "server");
         jw_str(&w, "kind", o.floor ? "floor" : "relay");
-        jw_str(&w, "address", base.host);
+        /* A cluster run (--relays): the addresses are in "relays". */
+        jw_str(&w, "address", o.n_relays ? NULL : base.host);
         jw_u64(&w, "port", o.floor ? 0 : o.port);
         if (o.floor) {
             jw_str(&w, "version", "roost-bench floor " BENCH_VERSION);

@@ -292,7 +292,7 @@ static void relays_summary(FILE *f, const struct load_config *cfg, const struct 
                     m->v[METRICS_TRUNK_OUT], m->v[METRICS_TRUNK_IN]);
     }
     struct hist *same = pair_merge(r, 1, -1), *other = pair_merge(r, 0, -1);
-    if (same != NULL && other != NULL)
+    if (same != NULL && other != NULL && r->n_relays > 1)
         fprintf(f,
                 "  latency        same relay p50 %.3f p99 %.3f ms (n=%" PRIu64
                 "); other relay p50 %.3f p99 %.3f ms (n=%" PRIu64 ")\n",
