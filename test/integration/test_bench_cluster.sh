@@ -8,7 +8,8 @@
 # member of its room exactly once), the per-relay counts of the rule, each
 # frame crossing each trunk once (the relays' roost_trunk_frames_in summed
 # over the window = frames sent x (relays of the room - 1)), per-relay CPU
-# adding up to the total, and rooms smaller than the cluster. Bad
+# adding up to the total, and rooms smaller than the cluster; a second,
+# 2-relay cluster in static_home mode (no Redis) delivers exactly too. Bad
 # combinations of --relays are refused with exit 64 and a message; the
 # cluster is stopped by PID and must be gone afterwards. No fixed sleeps:
 # cluster-local waits for readiness within ROOST_READY_S (default 20 s).
@@ -21,8 +22,10 @@ READY_S=${ROOST_READY_S:-20}
 T=$(mktemp -d)
 C=$T/cluster
 started=
+started2=
 cleanup() {
     [ -n "$started" ] && scripts/cluster-local stop "$C" >/dev/null 2>&1
+    [ -n "$started2" ] && scripts/cluster-local stop "$T/static" >/dev/null 2>&1
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -51,7 +54,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "1..0 # SKIP redis-server not installed (scripts/install-deps)"
     exit 0
 fi
-echo "1..17"
+echo "1..19"
 
 if scripts/cluster-local start "$C" --relays 3 --build "$B" --ready-s "$READY_S" >"$T/start.out" 2>&1; then
     started=1
@@ -167,4 +170,25 @@ done
 if [ $src -eq 0 ] && [ $gone -eq 1 ]; then ok "cluster-local stop ends the relays and redis-server by PID"; else
     nok "cluster-local stop ends the relays and redis-server by PID (exit $src)"
     sed 's/^/# /' "$T/stop.out"
+fi
+
+# static_home (no Redis): 2 relays, relay 0 home of every room; 1 room of 4
+# (2 members on each relay), one trunk crossing per frame.
+C2=$T/static
+if scripts/cluster-local start "$C2" --relays 2 --static-home --build "$B" --ready-s "$READY_S" >"$T/start2.out" 2>&1; then
+    started2=1
+    . "$C2/cluster.env"
+    COMMON=(--relays "$RELAYS" --admins "$ADMINS" --relay-pids "$PIDS" --token-key "$TOKEN_KEY"
+        --ca "$CA" --duration 2 --threads 1 --no-pin --drain-ms 500 --slo-p99 1000)
+    run "$T/h.json" "$T/h.out" --rooms 1 --size 4
+    check_json "static_home, 2 relays: exact delivery, each frame once over the trunk" "$T/h.json" \
+        'r["verdict"] != "FAIL" and r["delivery"]["lost"] == 0 and r["delivery"]["duplicated"] == 0 and r["delivery"]["delivered"] == 3 * r["frames"]["sent"] > 0 and c["trunk_frames_in"] == c["trunk_frames_ideal"] == r["frames"]["sent"] and [x["participants"] for x in r["relays"]] == [2, 2]'
+    scripts/cluster-local stop "$C2" >"$T/stop2.out" 2>&1
+    src=$?
+    started2=
+    if [ -z "$REDIS_PORT" ] && [ $src -eq 0 ]; then ok "static_home cluster: no Redis, stopped"; else nok "static_home cluster: no Redis, stopped (exit $src)"; fi
+else
+    nok "static_home cluster starts"
+    sed 's/^/# /' "$T/start2.out"
+    nok "static_home cluster: no Redis, stopped (not started)"
 fi
