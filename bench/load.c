@@ -239,6 +239,7 @@ static void free_thread(struct lthread *t)
     if (t->epfd >= 0)
         close(t->epfd);
     timers_del(t->timers);
+    free(t->lat_pair);
     free(t->p);
     free(t->rxs);
     free(t->txs);
@@ -281,6 +282,7 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
             p->room = r;
             p->member = m;
             p->idx = r * cfg->size + m;
+            p->relay = (uint8_t)load_relay_of(L->n_rl, r, m);
             p->speaker = m < cfg->speakers;
             p->is_ws = cfg->mode == LOAD_QUIC && m >= cfg->size - cfg->ws_per_room;
             p->rx = calloc(cfg->speakers ? cfg->speakers : 1, sizeof(*p->rx));
@@ -303,7 +305,15 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
         p->room = room;
         p->member = j % cfg->size;
         p->idx = room * cfg->size + p->member;
+        p->relay = (uint8_t)load_relay_of(L->n_rl, room, p->member);
         p->storm = true;
+    }
+    if (L->n_rl > 1) {
+        t->lat_pair = malloc(sizeof(*t->lat_pair) * L->n_rl * L->n_rl);
+        if (t->lat_pair == NULL)
+            goto fail;
+        for (unsigned i = 0; i < L->n_rl * L->n_rl; i++)
+            hist_init(&t->lat_pair[i]);
     }
     if (netem_active(&cfg->path)) {
         struct netem_config nc = cfg->path;
@@ -352,6 +362,40 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
 fail:
     free_thread(t);
     return rc;
+}
+
+/* The per-relay figures of a cluster run (--relays). */
+static void aggregate_relays(struct load *L, struct load_result *res)
+{
+    const struct load_config *cfg = L->cfg;
+    unsigned n = L->n_rl;
+    res->n_relays = n;
+    for (unsigned i = 0; i < cfg->threads; i++) {
+        const struct lthread *t = L->t[i];
+        for (unsigned k = 0; k < n; k++) {
+            res->relays[k].joins_ok += t->rl_joins_ok[k];
+            res->relays[k].joins_failed += t->rl_joins_failed[k];
+            res->relays[k].closed_early += t->rl_closed_early[k];
+        }
+        if (t->lat_pair != NULL && res->pair_latency != NULL)
+            for (unsigned k = 0; k < n * n; k++)
+                hist_merge(&res->pair_latency[k], &t->lat_pair[k]);
+    }
+    for (uint32_t i = 0; i < res->n_rx; i++) {
+        struct load_relay_stat *x = &res->relays[res->rx[i].relay];
+        x->participants++;
+        x->rx_expected += res->rx[i].expected;
+        x->rx_delivered += res->rx[i].delivered;
+        x->lost += res->rx[i].lost;
+    }
+    /* Round robin: a room of size s covers min(s, n) relays. */
+    uint64_t span = cfg->size < n ? cfg->size : n;
+    for (uint32_t i = 0; i < res->n_tx; i++) {
+        struct load_relay_stat *x = &res->relays[res->tx[i].relay];
+        x->speakers++;
+        x->sent += res->tx[i].sent;
+        res->trunk_ideal += res->tx[i].sent * (span - 1);
+    }
 }
 
 static int aggregate(struct load *L, struct load_result *res)
@@ -447,12 +491,63 @@ static int aggregate(struct load *L, struct load_result *res)
         k->rx_delivered += res->rx[i].delivered;
         k->lost += res->rx[i].lost;
     }
+    if (cfg->n_relays > 0)
+        aggregate_relays(L, res);
     res->send_ratio = res->target ? (double)res->sent / (double)res->target : 1.0;
     res->schedule_ratio =
         res->target ? (double)(res->target - res->skipped) / (double)res->target : 1.0;
     res->loss_ratio = res->expected ? (double)res->lost / (double)res->expected : 0.0;
     verdict_judge(cfg, res);
     return 0;
+}
+
+/* A cluster run's relays after the window: each one's CPU, whether it is
+ * gone, its /metrics; the totals are the sums (known when known for every
+ * relay). */
+static void relays_after(const struct load_config *cfg, const struct metrics_sample *ms0,
+                         struct metrics_sample *ms1, const double *cpu0, struct load_result *res)
+{
+    bool cpu_known = true, admins = true;
+    double cpu = 0;
+    struct metrics_delta *sum = &res->server_counters;
+    memset(sum, 0, sizeof(*sum));
+    sum->ok = true;
+    for (int f = 0; f < METRICS_N; f++)
+        sum->have[f] = true;
+    for (unsigned k = 0; k < cfg->n_relays; k++) {
+        const struct load_relay *x = &cfg->relays[k];
+        struct load_relay_stat *rs = &res->relays[k];
+        if (x->pid > 0 && !load_proc_alive(x->pid)) {
+            rs->gone = true;
+            if (!res->relay_gone)
+                res->gone_pid = x->pid;
+            res->relay_gone = true;
+        }
+        double after = x->pid > 0 ? load_proc_cpu_s(x->pid) : -1;
+        if (cpu0[k] >= 0 && after >= 0)
+            rs->cpu_s = after - cpu0[k];
+        if (rs->cpu_s < 0)
+            cpu_known = false;
+        else
+            cpu += rs->cpu_s;
+        if (x->admin == NULL) {
+            admins = false;
+            continue;
+        }
+        memset(&ms1[k], 0, sizeof(ms1[k]));
+        if (metrics_scrape(x->admin, 2000, &ms1[k]) != 0)
+            ms1[k].ok = false;
+        metrics_diff(&ms0[k], &ms1[k], &rs->counters);
+        sum->ok = sum->ok && rs->counters.ok;
+        for (int f = 0; f < METRICS_N; f++) {
+            sum->have[f] = sum->have[f] && rs->counters.have[f];
+            sum->v[f] += rs->counters.v[f];
+        }
+    }
+    if (cpu_known)
+        res->server_cpu_s = cpu;
+    if (!admins)
+        memset(sum, 0, sizeof(*sum));
 }
 
 int load_run(const struct load_config *cfg, struct load_result *res, char *err, size_t err_len)
@@ -477,6 +572,34 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
                  "WebSocket participants need the relay (not the floor), a "
                  "WebSocket address, and no path emulation");
         return ROOST_EINVAL;
+    }
+    if (cfg->n_relays > LOAD_RELAYS_MAX ||
+        (cfg->n_relays > 0 &&
+         (cfg->mode != LOAD_QUIC || cfg->relays == NULL || cfg->ws_per_room > 0))) {
+        snprintf(err, err_len,
+                 "--relays: at most %d relays, QUIC participants only (not the floor, not "
+                 "WebSocket)",
+                 LOAD_RELAYS_MAX);
+        return ROOST_EINVAL;
+    }
+    if (cfg->n_relays > 0) {
+        memcpy(L.rl, cfg->relays, cfg->n_relays * sizeof(*L.rl));
+        L.n_rl = cfg->n_relays;
+    } else {
+        L.rl[0] = (struct load_relay){.host = cfg->host,
+                                      .port = cfg->port,
+                                      .pid = cfg->relay_pid,
+                                      .admin = cfg->metrics_addr};
+        L.n_rl = 1;
+    }
+    for (unsigned k = 0; k < LOAD_RELAYS_MAX; k++)
+        res->relays[k].cpu_s = -1;
+    if (L.n_rl > 1) {
+        res->pair_latency = malloc(sizeof(struct hist) * L.n_rl * L.n_rl);
+        if (res->pair_latency == NULL)
+            return ROOST_ENOMEM;
+        for (unsigned k = 0; k < L.n_rl * L.n_rl; k++)
+            hist_init(&res->pair_latency[k]);
     }
     res->latency = malloc(sizeof(struct hist));
     res->join = malloc(sizeof(struct hist));
@@ -575,6 +698,15 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
     if (cfg->metrics_addr != NULL && metrics_scrape(cfg->metrics_addr, 2000, &ms0) != 0)
         ms0.ok = false;
     double cpu_before = cfg->relay_pid > 0 ? load_proc_cpu_s(cfg->relay_pid) : -1;
+    struct metrics_sample rms0[LOAD_RELAYS_MAX], rms1[LOAD_RELAYS_MAX];
+    double rcpu0[LOAD_RELAYS_MAX];
+    for (unsigned k = 0; k < cfg->n_relays; k++) {
+        const struct load_relay *x = &cfg->relays[k];
+        memset(&rms0[k], 0, sizeof(rms0[k]));
+        if (x->admin != NULL && metrics_scrape(x->admin, 2000, &rms0[k]) != 0)
+            rms0[k].ok = false;
+        rcpu0[k] = x->pid > 0 ? load_proc_cpu_s(x->pid) : -1;
+    }
     if (cfg->floor != NULL)
         floor_stats(cfg->floor, &fs0);
     L.start_ns = mono_ns() + 20000000;
@@ -603,6 +735,8 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         ms1.ok = false;
     if (cfg->metrics_addr != NULL)
         metrics_diff(&ms0, &ms1, &res->server_counters);
+    if (cfg->n_relays > 0)
+        relays_after(cfg, rms0, rms1, rcpu0, res);
     if (cfg->floor != NULL) {
         floor_stats(cfg->floor, &fs1);
         res->server_cpu_s = (double)(fs1.cpu_ns - fs0.cpu_ns) / 1e9;
@@ -617,7 +751,7 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         };
         for (int f = 0; f < METRICS_N; f++) {
             m->v[f] = v[f];
-            m->have[f] = true;
+            m->have[f] = f != METRICS_TRUNK_OUT && f != METRICS_TRUNK_IN; /* no trunks */
         }
     }
 stop:
@@ -647,6 +781,7 @@ void load_result_free(struct load_result *res)
     free(res->rx);
     free(res->tx);
     free(res->threads);
+    free(res->pair_latency);
     for (int k = 0; k < LOAD_TR_N; k++)
         free(res->tr[k].latency);
     memset(res, 0, sizeof(*res));

@@ -40,6 +40,31 @@ struct floor;
 /* Bench payload prefix after the media header. */
 #define LOAD_PAYLOAD_HDR 12
 
+/* roost-bench --relays: at most this many relays. */
+#define LOAD_RELAYS_MAX 8
+
+/* One relay of a cluster run (--relays): its QUIC address, and optionally
+ * its process id (CPU and RSS from /proc) and its admin endpoint (/metrics
+ * before and after the window). */
+struct load_relay {
+    const char *host; /* numeric IPv4/IPv6 */
+    uint16_t port;
+    int pid;           /* > 0: sample its CPU from /proc */
+    const char *admin; /* admin HOST:PORT, or NULL */
+};
+
+struct load_config;
+/* The relay a participant connects to in a cluster run: member m of room r
+ * goes to relay (r + m) mod n. Each room is spread round-robin over the
+ * relays (a room of size >= n has a member on every relay, sizes differ by
+ * at most one), and the rotation by r puts each room's member 0, the
+ * first to join and so usually the room's home under the directory, on a
+ * different relay. 0 without --relays. */
+static inline unsigned load_relay_of(unsigned n_relays, uint32_t room, uint32_t member)
+{
+    return n_relays > 1 ? (unsigned)(((uint64_t)room + member) % n_relays) : 0;
+}
+
 enum load_mode {
     LOAD_QUIC = 0, /* the relay; some participants may be WebSocket ones (ws_per_room) */
     LOAD_FLOOR = 1,
@@ -122,17 +147,24 @@ struct load_config {
     const char *ws_host;
     uint16_t ws_port;
     bool ws_plain;
+    /* A cluster run (--relays, LOAD_QUIC, no WebSocket): n_relays > 0
+     * relays replace host/port, relay_pid and metrics_addr; participants
+     * are spread over them by load_relay_of. */
+    unsigned n_relays;
+    const struct load_relay *relays;
 };
 
 struct load_rx_stat {
     uint32_t idx, room, member;
     uint8_t transport; /* enum load_transport */
+    uint8_t relay;     /* index in load_config.relays (0 without --relays) */
     uint64_t expected, delivered, lost, dup, reordered;
 };
 
 struct load_tx_stat {
     uint32_t idx, room, member;
     uint8_t transport; /* enum load_transport */
+    uint8_t relay;     /* index in load_config.relays (0 without --relays) */
     uint64_t target, sent, skipped, failed;
     uint64_t expected, delivered; /* over every receiver of its room */
 };
@@ -159,6 +191,18 @@ struct load_transport_stat {
     uint64_t tx_expected, tx_delivered;       /* as senders */
     uint64_t rx_expected, rx_delivered, lost; /* as receivers */
     struct hist *latency;                     /* at its receivers */
+};
+
+/* One relay's share of a cluster run (--relays): its participants as
+ * senders and receivers, its process and its own counters. */
+struct load_relay_stat {
+    uint32_t participants, speakers;
+    uint64_t joins_ok, joins_failed, closed_early;
+    uint64_t sent;                            /* frames its participants sent */
+    uint64_t rx_expected, rx_delivered, lost; /* at its participants */
+    double cpu_s;                             /* over the window; < 0 unknown */
+    bool gone;                                /* its process exited during the run */
+    struct metrics_delta counters;            /* its /metrics over the window */
 };
 
 struct load_result {
@@ -209,6 +253,17 @@ struct load_result {
     char reasons[1040];      /* both: fail_reasons, then bench_reasons */
     /* Per transport (enum load_transport). */
     struct load_transport_stat tr[LOAD_TR_N];
+    /* A cluster run (--relays): per relay, and the one-way latency per
+     * (sender's relay, receiver's relay): pair_latency[from * n + to]. The
+     * totals above (server_cpu_s, server_counters) are sums over the
+     * relays. trunk_ideal: frames that must cross a trunk at least, sum
+     * over the frames sent of (relays with members of the sender's room -
+     * 1): each other relay of the room receives each frame once. */
+    unsigned n_relays;
+    struct load_relay_stat relays[LOAD_RELAYS_MAX];
+    struct hist *pair_latency;
+    uint64_t trunk_ideal;
+    int gone_pid; /* the first relay found gone (relay_gone) */
 };
 
 /* Runs the workload. res is filled (free it with load_result_free, also

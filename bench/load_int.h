@@ -58,6 +58,7 @@ struct bp {
     bool is_ws;
     int fd; /* floor: connected UDP socket */
     uint32_t idx, room, member;
+    uint8_t relay; /* index in struct load.rl (load_relay_of) */
     bool speaker, storm;
     uint8_t st;
     uint64_t t_join; /* JOIN sent */
@@ -101,6 +102,9 @@ struct lthread {
     struct hist lat_tr[LOAD_TR_N]; /* lat by the receiver's transport */
     uint64_t joins_ok, joins_failed, closed_early, storm_ok, storm_failed;
     uint64_t tr_joins_ok[LOAD_TR_N], tr_joins_failed[LOAD_TR_N], tr_closed_early[LOAD_TR_N];
+    uint64_t rl_joins_ok[LOAD_RELAYS_MAX], rl_joins_failed[LOAD_RELAYS_MAX],
+        rl_closed_early[LOAD_RELAYS_MAX]; /* by the participant's relay */
+    struct hist *lat_pair;  /* --relays: n * n, [sender's relay * n + receiver's relay] */
     struct wscl_tls *wstls; /* WebSocket participants over TLS */
     struct load_end ends[LOAD_ENDS_MAX];
     unsigned n_ends;
@@ -129,6 +133,10 @@ struct load {
         struct sockaddr_storage ss;
         socklen_t len;
     } dest;
+    /* The relays participants connect to (LOAD_QUIC): cfg->relays, or the
+     * one relay of cfg->host/port/relay_pid/metrics_addr. */
+    struct load_relay rl[LOAD_RELAYS_MAX];
+    unsigned n_rl;
 };
 
 /* Floor mode: sends a datagram on p's socket, through the emulated path

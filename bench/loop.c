@@ -51,7 +51,8 @@ static int connect_one(struct lthread *t, struct bp *p)
         rc = wscl_connect(&p->ws, cfg->ws_host, cfg->ws_port, t->wstls, t->epfd, p,
                           &participant_ws_cbs, p);
     else if (cfg->mode == LOAD_QUIC)
-        rc = roost_client_connect(t->cl, cfg->host, cfg->port, p, &p->c);
+        rc =
+            roost_client_connect(t->cl, t->L->rl[p->relay].host, t->L->rl[p->relay].port, p, &p->c);
     else
         rc = load_floor_connect(t, p);
     if (rc != 0)
@@ -141,8 +142,11 @@ static void finish_window(struct lthread *t, uint64_t now)
         struct bp *r = &t->p[i];
         struct bp *room0 = r - r->member;
         struct load_rx_stat *s = &t->rxs[i];
-        *s = (struct load_rx_stat){
-            .idx = r->idx, .room = r->room, .member = r->member, .transport = r->is_ws};
+        *s = (struct load_rx_stat){.idx = r->idx,
+                                   .room = r->room,
+                                   .member = r->member,
+                                   .transport = r->is_ws,
+                                   .relay = r->relay};
         s->dup = r->dup;
         s->reordered = r->reordered;
         for (uint32_t m = 0; m < cfg->speakers; m++) {
@@ -154,8 +158,11 @@ static void finish_window(struct lthread *t, uint64_t now)
         s->lost = s->expected > s->delivered ? s->expected - s->delivered : 0;
         if (r->speaker) {
             struct load_tx_stat *x = &t->txs[tx++];
-            *x = (struct load_tx_stat){
-                .idx = r->idx, .room = r->room, .member = r->member, .transport = r->is_ws};
+            *x = (struct load_tx_stat){.idx = r->idx,
+                                       .room = r->room,
+                                       .member = r->member,
+                                       .transport = r->is_ws,
+                                       .relay = r->relay};
             x->target = r->target;
             x->sent = r->sent;
             x->skipped = r->skipped;

@@ -92,6 +92,8 @@ static void header(FILE *f, const struct opts *o, const struct load_config *cfg,
     char where[96];
     if (o->floor)
         snprintf(where, sizeof(where), "floor (in-process, %u workers)", o->floor_workers);
+    else if (cfg->n_relays > 0)
+        snprintf(where, sizeof(where), "cluster of %u relays", cfg->n_relays);
     else
         snprintf(where, sizeof(where), "relay %s:%u", cfg->host, cfg->port);
     fprintf(f,
@@ -100,6 +102,10 @@ static void header(FILE *f, const struct opts *o, const struct load_config *cfg,
             BENCH_VERSION, where, rooms, o->size, o->speakers, o->duration_s, o->frame_ms,
             o->bitrate, o->threads, o->talk ? " talk-spurts" : "",
             o->storm_rate > 0 ? " join-storm" : "");
+    for (unsigned k = 0; k < cfg->n_relays; k++)
+        fprintf(f, "  relay %u: %s:%u%s%s\n", k, cfg->relays[k].host, cfg->relays[k].port,
+                cfg->relays[k].admin ? ", admin " : "",
+                cfg->relays[k].admin ? cfg->relays[k].admin : "");
     if (o->ws > 0)
         fprintf(f, "  transports: %u QUIC + %u WebSocket (%s://%s:%u/ws) per room\n",
                 o->size - o->ws, o->ws, o->ws_plain ? "ws" : "wss", o->ws_host, o->ws_port);
@@ -185,6 +191,20 @@ int main(int argc, char **argv)
     };
     if (o.floor)
         base.host = "127.0.0.1";
+    struct load_relay relays[MAX_RELAYS];
+    for (unsigned k = 0; k < o.n_relays; k++)
+        relays[k] = (struct load_relay){
+            .host = o.relay_hosts[k],
+            .port = o.relay_ports[k],
+            .pid = o.n_relay_pids ? o.relay_pids[k] : 0,
+            .admin = o.n_admins ? o.admins[k] : NULL,
+        };
+    if (o.n_relays > 0) {
+        base.n_relays = o.n_relays;
+        base.relays = relays;
+        base.host = o.relay_hosts[0];
+        base.port = o.relay_ports[0];
+    }
     unsigned max_steps = o.ramp ? (o.ramp_max - o.rooms) / o.ramp_step + 1 : 1;
     if (max_steps > 10000)
         max_steps = 10000;
@@ -272,7 +292,8 @@ int main(int argc, char **argv)
         jw_str(&w, "mode", o.ramp ? "ramp" : o.storm_rate > 0 ? "join-storm" : "steady");
         jw_obj(&w, "server");
         jw_str(&w, "kind", o.floor ? "floor" : "relay");
-        jw_str(&w, "address", base.host);
+        /* A cluster run (--relays): the addresses are in "relays". */
+        jw_str(&w, "address", o.n_relays ? NULL : base.host);
         jw_u64(&w, "port", o.floor ? 0 : o.port);
         if (o.floor) {
             jw_str(&w, "version", "roost-bench floor " BENCH_VERSION);
@@ -281,6 +302,25 @@ int main(int argc, char **argv)
         } else {
             jw_str(&w, "version", n_steps ? steps[0].res.server_name : "");
             jw_u64(&w, "max_datagram", n_steps ? steps[0].res.max_datagram : 0);
+            if (o.n_relays > 0) {
+                jw_arr(&w, "relays");
+                for (unsigned k = 0; k < o.n_relays; k++) {
+                    char cl[4096];
+                    jw_obj(&w, NULL);
+                    jw_str(&w, "address", o.relay_hosts[k]);
+                    jw_u64(&w, "port", o.relay_ports[k]);
+                    jw_str(&w, "admin", relays[k].admin);
+                    jw_i64(&w, "pid", relays[k].pid);
+                    if (relays[k].pid > 0) {
+                        proc_cmdline(relays[k].pid, cl, sizeof(cl));
+                        jw_str(&w, "config", cl);
+                    } else {
+                        jw_str(&w, "config", NULL);
+                    }
+                    jw_obj_end(&w);
+                }
+                jw_arr_end(&w);
+            }
             if (o.relay_pid > 0) {
                 char cl[4096];
                 proc_cmdline(o.relay_pid, cl, sizeof(cl));
@@ -319,6 +359,9 @@ int main(int argc, char **argv)
         jw_str(&w, "latency", "net of the path's nominal delay (rtt)");
         jw_obj_end(&w);
         jw_str(&w, "metrics", base.metrics_addr);
+        jw_u64(&w, "relays", o.n_relays);
+        jw_str(&w, "relay_rule",
+               o.n_relays ? "member m of room r -> relay (r + m) mod relays" : NULL);
         jw_u64(&w, "ws_per_room", o.ws);
         if (o.ws > 0) {
             char wa[96];

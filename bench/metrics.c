@@ -21,6 +21,8 @@ static const char *const exact[METRICS_N] = {
     [METRICS_DGRAM_IN] = "roost_datagrams_received_total",
     [METRICS_DGRAM_OUT] = "roost_datagrams_sent_total",
     [METRICS_TURNS] = "roost_worker_turns_total",
+    [METRICS_TRUNK_OUT] = "roost_trunk_frames_out",
+    [METRICS_TRUNK_IN] = "roost_trunk_frames_in",
 };
 /* Families other branches add: matched by a part of the name. */
 static const char *const part[METRICS_N] = {

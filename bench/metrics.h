@@ -3,7 +3,8 @@
  * after the window and keeps the differences of the families the per-frame
  * report needs (UDP packets in and out, DATAGRAM frames, loop turns, and
  * ACK-only packets in and QUIC packets written where the relay exports
- * them). Each family is summed over all its samples (workers, labels).
+ * them, and the trunk frames of a relay in a cluster). Each family is
+ * summed over all its samples (workers, labels).
  *
  * Thread safety: none needed; load_run calls it from the main thread. */
 #ifndef ROOST_BENCH_METRICS_H
@@ -21,6 +22,8 @@ enum metrics_family {
     METRICS_TURNS,        /* roost_worker_turns_total */
     METRICS_ACK_ONLY_IN,  /* the first family named *ack_only*_total */
     METRICS_PKTS_WRITTEN, /* the first family named *packets_written*_total */
+    METRICS_TRUNK_OUT,    /* roost_trunk_frames_out: media datagrams sent on trunks */
+    METRICS_TRUNK_IN,     /* roost_trunk_frames_in: media datagrams received on trunks */
     METRICS_N,
 };
 

@@ -13,62 +13,69 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: roost-bench [options]\n"
-               "target:\n"
-               "  --relay HOST:PORT        the relay (numeric address; [v6]:port)\n"
-               "  --token-key FILE         key file (roost-cli keygen); the bench mints tokens\n"
-               "  --ca FILE                trust anchors for the relay certificate\n"
-               "  --insecure-pin FILE      dev: accept exactly this PEM certificate\n"
-               "  --server-name NAME       SNI / name checked (default localhost)\n"
-               "  --relay-pid PID          sample the relay's CPU and RSS from /proc\n"
-               "  --ws N                   the last N members of every room join over WebSocket\n"
-               "                           (docs/PROTOCOL.md 11) instead of QUIC; --ws SIZE:\n"
-               "                           all of them (the join storm stays QUIC)\n"
-               "  --ws-relay HOST:PORT     the relay's ws_listen address (TLS with --ca or\n"
-               "                           --insecure-pin and --server-name, as QUIC)\n"
-               "  --ws-plain               plain ws:// (the relay's ws_plain: loopback only)\n"
-               "  --floor                  run against the built-in plain UDP fan-out instead\n"
-               "  --floor-workers N        floor threads (default: online CPUs, like the relay)\n"
-               "workload:\n"
-               "  --rooms R                rooms (default 20)\n"
-               "  --size S                 participants per room (default 5)\n"
-               "  --speakers K             speakers per room (default: all)\n"
-               "  --duration D             measurement window, e.g. 10s, 500ms (default 10s)\n"
-               "  --frame-ms F             Opus frame: 2.5 5 10 20 40 60 (default 20)\n"
-               "  --bitrate B              Opus bitrate, e.g. 32k (default 32k)\n"
-               "  --audio FILE.wav         16-bit PCM mono 48 kHz source (default: synthetic)\n"
-               "  --talk                   talk-spurt model: on/off speech with DTX frames\n"
-               "  --send-interval-us N     send slots this far apart instead of one per frame\n"
-               "  --threads T              bench threads (default: online CPUs)\n"
-               "  --cpus LIST              pin bench threads to these CPUs, e.g. 0,2-3\n"
-               "  --no-pin                 do not pin bench threads\n"
-               "  --join-rate N            joins per second before the window (default 1000; 0: "
-               "no limit)\n"
-               "  --join-timeout D         give up when joins take longer (default 60s)\n"
-               "  --drain-ms N             keep receiving after the window (default 500)\n"
-               "path (emulated in the bench's own endpoint, both modes; docs/BENCHMARKS.md):\n"
-               "  --rtt D                  added round trip, e.g. 30ms: every datagram waits\n"
-               "                           rtt/2 each way in a timing wheel (default 0: loopback)\n"
-               "  --jitter D               each one-way delay is rtt/2 +- uniform(D), never\n"
-               "                           reordering a connection's datagrams (default 0)\n"
-               "  --loss PCT               drop this share of datagrams each way (default 0;\n"
-               "                           counts against the loss SLO)\n"
-               "  --path-seed N            seed of the loss and jitter draws (default 1)\n"
-               "  latency is reported net of the path's nominal delay (the rtt)\n"
-               "modes:\n"
-               "  (default)                steady load for the duration\n"
-               "  --ramp                   step the number of rooms up until the SLO fails\n"
-               "  --ramp-step N            rooms added per step (default: --rooms)\n"
-               "  --ramp-max N             stop at this many rooms (default 100000)\n"
-               "  --slo-p99 MS             latency SLO, one-way p99 (default 5), every run\n"
-               "  --slo-loss PCT           loss SLO (default 0.1), every run\n"
-               "  --join-storm N           N joins/s of extra idle participants during the window\n"
-               "output:\n"
-               "  --json FILE              every figure, the command, machine and server\n"
-               "  --metrics HOST:PORT      the relay's admin endpoint: read /metrics before and\n"
-               "                           after the window for the per-frame packet counts\n"
-               "  --quiet                  no summary table\n"
-               "  -h, --help\n");
+    fprintf(f,
+            "usage: roost-bench [options]\n"
+            "target:\n"
+            "  --relay HOST:PORT        the relay (numeric address; [v6]:port)\n"
+            "  --relays A,B,...         a cluster (docs/CLUSTER.md): up to 8 relays' QUIC\n"
+            "                           addresses; member m of room r joins relay (r + m) mod N\n"
+            "  --admins A,B,...         with --relays: each relay's admin HOST:PORT, same order\n"
+            "                           (/metrics per relay, trunk frames; as --metrics)\n"
+            "  --relay-pids P,Q,...     with --relays: each relay's pid, same order (CPU per\n"
+            "                           relay and their sum; as --relay-pid)\n"
+            "  --token-key FILE         key file (roost-cli keygen); the bench mints tokens\n"
+            "  --ca FILE                trust anchors for the relay certificate\n"
+            "  --insecure-pin FILE      dev: accept exactly this PEM certificate\n"
+            "  --server-name NAME       SNI / name checked (default localhost)\n"
+            "  --relay-pid PID          sample the relay's CPU and RSS from /proc\n"
+            "  --ws N                   the last N members of every room join over WebSocket\n"
+            "                           (docs/PROTOCOL.md 11) instead of QUIC; --ws SIZE:\n"
+            "                           all of them (the join storm stays QUIC)\n"
+            "  --ws-relay HOST:PORT     the relay's ws_listen address (TLS with --ca or\n"
+            "                           --insecure-pin and --server-name, as QUIC)\n"
+            "  --ws-plain               plain ws:// (the relay's ws_plain: loopback only)\n"
+            "  --floor                  run against the built-in plain UDP fan-out instead\n"
+            "  --floor-workers N        floor threads (default: online CPUs, like the relay)\n"
+            "workload:\n"
+            "  --rooms R                rooms (default 20)\n"
+            "  --size S                 participants per room (default 5)\n"
+            "  --speakers K             speakers per room (default: all)\n"
+            "  --duration D             measurement window, e.g. 10s, 500ms (default 10s)\n"
+            "  --frame-ms F             Opus frame: 2.5 5 10 20 40 60 (default 20)\n"
+            "  --bitrate B              Opus bitrate, e.g. 32k (default 32k)\n"
+            "  --audio FILE.wav         16-bit PCM mono 48 kHz source (default: synthetic)\n"
+            "  --talk                   talk-spurt model: on/off speech with DTX frames\n"
+            "  --send-interval-us N     send slots this far apart instead of one per frame\n"
+            "  --threads T              bench threads (default: online CPUs)\n"
+            "  --cpus LIST              pin bench threads to these CPUs, e.g. 0,2-3\n"
+            "  --no-pin                 do not pin bench threads\n"
+            "  --join-rate N            joins per second before the window (default 1000; 0: "
+            "no limit)\n"
+            "  --join-timeout D         give up when joins take longer (default 60s)\n"
+            "  --drain-ms N             keep receiving after the window (default 500)\n"
+            "path (emulated in the bench's own endpoint, both modes; docs/BENCHMARKS.md):\n"
+            "  --rtt D                  added round trip, e.g. 30ms: every datagram waits\n"
+            "                           rtt/2 each way in a timing wheel (default 0: loopback)\n"
+            "  --jitter D               each one-way delay is rtt/2 +- uniform(D), never\n"
+            "                           reordering a connection's datagrams (default 0)\n"
+            "  --loss PCT               drop this share of datagrams each way (default 0;\n"
+            "                           counts against the loss SLO)\n"
+            "  --path-seed N            seed of the loss and jitter draws (default 1)\n"
+            "  latency is reported net of the path's nominal delay (the rtt)\n"
+            "modes:\n"
+            "  (default)                steady load for the duration\n"
+            "  --ramp                   step the number of rooms up until the SLO fails\n"
+            "  --ramp-step N            rooms added per step (default: --rooms)\n"
+            "  --ramp-max N             stop at this many rooms (default 100000)\n"
+            "  --slo-p99 MS             latency SLO, one-way p99 (default 5), every run\n"
+            "  --slo-loss PCT           loss SLO (default 0.1), every run\n"
+            "  --join-storm N           N joins/s of extra idle participants during the window\n"
+            "output:\n"
+            "  --json FILE              every figure, the command, machine and server\n"
+            "  --metrics HOST:PORT      the relay's admin endpoint: read /metrics before and\n"
+            "                           after the window for the per-frame packet counts\n"
+            "  --quiet                  no summary table\n"
+            "  -h, --help\n");
     fputs("verdict and exit code (docs/BENCH.md):\n"
           "  0 OK            the relay met the SLO and the bench kept its schedule\n"
           "  1 FAIL          the relay's fault: a join rejected or timed out, a connection\n"
@@ -174,6 +181,87 @@ static int parse_hostport(const char *s, char *host, size_t cap, uint16_t *port)
     return 0;
 }
 
+/* Splits a comma-separated list into at most max items of at most cap - 1
+ * bytes each, calling item(i, text) for each; returns the count, or -1
+ * (empty item, too many, too long, or item refused). */
+static int split_list(const char *s, unsigned max, size_t cap,
+                      int (*item)(struct opts *o, unsigned i, const char *text), struct opts *o)
+{
+    unsigned n = 0;
+    const char *p = s;
+    for (;;) {
+        const char *c = strchr(p, ',');
+        size_t len = c != NULL ? (size_t)(c - p) : strlen(p);
+        char buf[128];
+        if (len == 0 || len >= cap || len >= sizeof(buf) || n >= max)
+            return -1;
+        memcpy(buf, p, len);
+        buf[len] = '\0';
+        if (item(o, n, buf) != 0)
+            return -1;
+        n++;
+        if (c == NULL)
+            return (int)n;
+        p = c + 1;
+    }
+}
+
+static int relay_item(struct opts *o, unsigned i, const char *t)
+{
+    return parse_hostport(t, o->relay_hosts[i], sizeof(o->relay_hosts[i]), &o->relay_ports[i]);
+}
+
+static int admin_item(struct opts *o, unsigned i, const char *t)
+{
+    uint16_t port;
+    char host[64];
+    if (parse_hostport(t, host, sizeof(host), &port) != 0)
+        return -1;
+    snprintf(o->admins[i], sizeof(o->admins[i]), "%s", t);
+    return 0;
+}
+
+static int pid_item(struct opts *o, unsigned i, const char *t)
+{
+    double v;
+    if (parse_num(t, 1, 1 << 30, &v) != 0)
+        return -1;
+    o->relay_pids[i] = (int)v;
+    return 0;
+}
+
+/* The combinations --relays refuses; NULL when o is fine. */
+static const char *relays_check(const struct opts *o, bool metrics)
+{
+    if (o->n_relays == 0) {
+        if (o->n_admins > 0)
+            return "--admins goes with --relays (one relay: --metrics)";
+        if (o->n_relay_pids > 0)
+            return "--relay-pids goes with --relays (one relay: --relay-pid)";
+        return NULL;
+    }
+    if (o->have_relay)
+        return "give --relay (one relay) or --relays (a cluster), not both";
+    if (o->floor)
+        return "--relays needs relays, not --floor";
+    if (o->ws > 0)
+        return "--relays does not take --ws (WebSocket participants join one address)";
+    if (metrics)
+        return "with --relays, give --admins (one admin HOST:PORT per relay), not --metrics";
+    if (o->relay_pid > 0)
+        return "with --relays, give --relay-pids (one pid per relay), not --relay-pid";
+    for (unsigned i = 0; i < o->n_relays; i++)
+        for (unsigned j = 0; j < i; j++)
+            if (o->relay_ports[i] == o->relay_ports[j] &&
+                strcmp(o->relay_hosts[i], o->relay_hosts[j]) == 0)
+                return "--relays lists one relay twice";
+    if (o->n_admins > 0 && o->n_admins != o->n_relays)
+        return "--admins must list one admin address per relay of --relays, in the same order";
+    if (o->n_relay_pids > 0 && o->n_relay_pids != o->n_relays)
+        return "--relay-pids must list one pid per relay of --relays, in the same order";
+    return NULL;
+}
+
 enum {
     O_RELAY = 256,
     O_ROOMS,
@@ -214,6 +302,9 @@ enum {
     O_WS,
     O_WS_RELAY,
     O_WS_PLAIN,
+    O_RELAYS,
+    O_ADMINS,
+    O_RELAY_PIDS,
 };
 
 static const struct option long_opts[] = {
@@ -256,6 +347,9 @@ static const struct option long_opts[] = {
     {"ws", required_argument, NULL, O_WS},
     {"ws-relay", required_argument, NULL, O_WS_RELAY},
     {"ws-plain", no_argument, NULL, O_WS_PLAIN},
+    {"relays", required_argument, NULL, O_RELAYS},
+    {"admins", required_argument, NULL, O_ADMINS},
+    {"relay-pids", required_argument, NULL, O_RELAY_PIDS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -413,6 +507,24 @@ int options_parse(int argc, char **argv, struct opts *o)
         case O_WS_PLAIN:
             o->ws_plain = true;
             break;
+        case O_RELAYS: {
+            int n = split_list(optarg, MAX_RELAYS, sizeof(o->relay_hosts[0]) + 8, relay_item, o);
+            bad = n < 1;
+            o->n_relays = n > 0 ? (unsigned)n : 0;
+            break;
+        }
+        case O_ADMINS: {
+            int n = split_list(optarg, MAX_RELAYS, sizeof(o->admins[0]), admin_item, o);
+            bad = n < 1;
+            o->n_admins = n > 0 ? (unsigned)n : 0;
+            break;
+        }
+        case O_RELAY_PIDS: {
+            int n = split_list(optarg, MAX_RELAYS, 16, pid_item, o);
+            bad = n < 1;
+            o->n_relay_pids = n > 0 ? (unsigned)n : 0;
+            break;
+        }
         case 'h':
             usage(stdout);
             exit(0);
@@ -435,6 +547,11 @@ int options_parse(int argc, char **argv, struct opts *o)
     if (o->speakers > o->size) {
         fprintf(stderr, "roost-bench: --speakers %u is more than --size %u\n", o->speakers,
                 o->size);
+        return EXIT_USAGE;
+    }
+    const char *rwhy = relays_check(o, o->metrics != NULL);
+    if (rwhy != NULL) {
+        fprintf(stderr, "roost-bench: %s\n", rwhy);
         return EXIT_USAGE;
     }
     if (o->ws > 0) {
@@ -460,9 +577,10 @@ int options_parse(int argc, char **argv, struct opts *o)
         }
     }
     if (!o->floor) {
-        if (!o->have_relay || o->token_key == NULL || (o->ca == NULL && o->pin == NULL)) {
-            fprintf(stderr, "roost-bench: --relay (or --ws-relay with --ws SIZE), --token-key "
-                            "and --ca (or --insecure-pin) are required (or --floor)\n");
+        if ((!o->have_relay && o->n_relays == 0) || o->token_key == NULL ||
+            (o->ca == NULL && o->pin == NULL)) {
+            fprintf(stderr, "roost-bench: --relay (or --relays, or --ws-relay with --ws SIZE), "
+                            "--token-key and --ca (or --insecure-pin) are required (or --floor)\n");
             return EXIT_USAGE;
         }
     }

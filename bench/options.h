@@ -13,6 +13,7 @@
 #define EXIT_ERROR 3  /* the bench could not run */
 #define EXIT_USAGE 64 /* bad command line (sysexits EX_USAGE) */
 #define MAX_CPUS 1024
+#define MAX_RELAYS 8 /* --relays; LOAD_RELAYS_MAX */
 
 struct opts {
     char host[64];
@@ -41,6 +42,13 @@ struct opts {
     char ws_host[64]; /* --ws-relay */
     uint16_t ws_port;
     bool have_ws_relay, ws_plain;
+    /* --relays A,B,C (a cluster: participants spread over them), with
+     * --admins and --relay-pids in the same order. */
+    unsigned n_relays, n_admins, n_relay_pids;
+    char relay_hosts[MAX_RELAYS][64];
+    uint16_t relay_ports[MAX_RELAYS];
+    char admins[MAX_RELAYS][80];
+    int relay_pids[MAX_RELAYS];
 };
 
 /* Parses argv into *o (defaults first). Returns 0, or the exit code to

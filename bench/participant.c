@@ -79,6 +79,10 @@ void participant_rx_frame(struct bp *r, uint32_t seq, const uint8_t *pl, size_t 
         uint64_t v = now - sent_at > path ? now - sent_at - path : 0;
         hist_record(&t->lat, v);
         hist_record(&t->lat_tr[r->is_ws], v);
+        if (t->lat_pair != NULL) {
+            unsigned n = t->L->n_rl;
+            hist_record(&t->lat_pair[load_relay_of(n, room, m) * n + r->relay], v);
+        }
     }
 }
 
@@ -182,10 +186,12 @@ void participant_joined(struct bp *p, uint64_t now, bool ok)
         if (ok) {
             t->joins_ok++;
             t->tr_joins_ok[p->is_ws]++;
+            t->rl_joins_ok[p->relay]++;
             hist_record(&t->join, now - p->t_join);
         } else {
             t->joins_failed++;
             t->tr_joins_failed[p->is_ws]++;
+            t->rl_joins_failed[p->relay]++;
         }
     }
 }
@@ -199,8 +205,10 @@ void participant_ended(struct bp *p, uint64_t now, enum load_end_kind kind, uint
     verdict_end_add(t->ends, &t->n_ends, kind, joined, code, 1);
     if (joined) {
         t->closed_early++;
-        if (!p->storm)
+        if (!p->storm) {
             t->tr_closed_early[p->is_ws]++;
+            t->rl_closed_early[p->relay]++;
+        }
     } else
         participant_joined(p, now, false);
 }

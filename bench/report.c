@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -243,6 +244,76 @@ static void hist_line(FILE *f, const char *name, const struct hist *h, double di
             (double)h->max / div, hist_mean(h) / div, unit, h->n);
 }
 
+/* --------------------------------------------------- cluster runs */
+
+double report_trunk(const struct load_result *r, int family)
+{
+    const struct metrics_delta *m = &r->server_counters;
+    return m->ok && m->have[family] ? (double)m->v[family] : -1;
+}
+
+/* Merges the latency of the pairs (from, to) with from == to (same) or
+ * from != to into a new histogram (malloc'd; NULL when out of memory).
+ * to_only >= 0: only receivers on that relay, any sender. */
+static struct hist *pair_merge(const struct load_result *r, int same, int to_only)
+{
+    struct hist *h = malloc(sizeof(*h));
+    if (h == NULL)
+        return NULL;
+    hist_init(h);
+    unsigned n = r->n_relays;
+    for (unsigned a = 0; r->pair_latency != NULL && a < n; a++)
+        for (unsigned b = 0; b < n; b++) {
+            if (to_only >= 0 ? (int)b != to_only : (same ? a != b : a == b))
+                continue;
+            hist_merge(h, &r->pair_latency[a * n + b]);
+        }
+    return h;
+}
+
+static void relays_summary(FILE *f, const struct load_config *cfg, const struct load_result *r)
+{
+    char a[16], b[16];
+    fprintf(f, "  relays         %u, member m of room r on relay (r + m) mod %u\n", r->n_relays,
+            r->n_relays);
+    for (unsigned k = 0; k < r->n_relays; k++) {
+        const struct load_relay_stat *x = &r->relays[k];
+        const struct load_relay *c = &cfg->relays[k];
+        const struct metrics_delta *m = &x->counters;
+        fprintf(f,
+                "    [%u] %s:%u  %u participants (%" PRIu64 " joined, %" PRIu64
+                " failed), %u speakers sent %" PRIu64 ", received %" PRIu64 " of %" PRIu64
+                " (lost %" PRIu64 "), CPU %s s%s\n",
+                k, c->host, c->port, x->participants, x->joins_ok, x->joins_failed, x->speakers,
+                x->sent, x->rx_delivered, x->rx_expected, x->lost, fig(a, sizeof(a), x->cpu_s),
+                x->gone ? ", GONE" : "");
+        if (m->ok && m->have[METRICS_TRUNK_OUT] && m->have[METRICS_TRUNK_IN])
+            fprintf(f, "        trunk frames out %" PRIu64 ", in %" PRIu64 "\n",
+                    m->v[METRICS_TRUNK_OUT], m->v[METRICS_TRUNK_IN]);
+    }
+    struct hist *same = pair_merge(r, 1, -1), *other = pair_merge(r, 0, -1);
+    if (same != NULL && other != NULL && r->n_relays > 1)
+        fprintf(f,
+                "  latency        same relay p50 %.3f p99 %.3f ms (n=%" PRIu64
+                "); other relay p50 %.3f p99 %.3f ms (n=%" PRIu64 ")\n",
+                (double)hist_quantile(same, 0.5) / 1e6, (double)hist_quantile(same, 0.99) / 1e6,
+                same->n, (double)hist_quantile(other, 0.5) / 1e6,
+                (double)hist_quantile(other, 0.99) / 1e6, other->n);
+    free(same);
+    free(other);
+    double in = report_trunk(r, METRICS_TRUNK_IN);
+    if (in >= 0)
+        fprintf(f,
+                "  trunk frames   %.0f in, %.0f out; ideal %" PRIu64
+                " (each frame once to each other relay of its room): %s per remote relay per "
+                "frame, %s per delivered frame\n",
+                in, report_trunk(r, METRICS_TRUNK_OUT), r->trunk_ideal,
+                fig(a, sizeof(a), r->trunk_ideal ? in / (double)r->trunk_ideal : -1),
+                fig(b, sizeof(b), r->delivered ? in / (double)r->delivered : -1));
+    else
+        fprintf(f, "  trunk frames   unknown (give --admins, one admin HOST:PORT per relay)\n");
+}
+
 void report_summary(FILE *f, const struct load_config *cfg, const struct load_result *r)
 {
     fprintf(f, "  %-14s %9s %9s %9s %9s %9s %9s\n", "", "p50", "p90", "p99", "p99.9", "max",
@@ -305,6 +376,8 @@ void report_summary(FILE *f, const struct load_config *cfg, const struct load_re
     } else if (cfg->mode == LOAD_QUIC) {
         fprintf(f, "  per frame      unknown (give --metrics ADMIN-HOST:PORT)\n");
     }
+    if (cfg->n_relays > 0)
+        relays_summary(f, cfg, r);
     if (netem_active(&cfg->path))
         fprintf(f,
                 "  path           rtt %.1f ms: %" PRIu64 " out, %" PRIu64 " in, lost %" PRIu64
@@ -358,6 +431,88 @@ static void hist_json(struct jw *w, const char *key, const struct hist *h)
     jw_u64(w, "p999", hist_quantile(h, 0.999));
     jw_u64(w, "max", h->max);
     jw_dbl(w, "mean", hist_mean(h));
+    jw_obj_end(w);
+}
+
+static void counter_json(struct jw *w, const char *key, const struct metrics_delta *m, int f)
+{
+    if (m->ok && m->have[f])
+        jw_u64(w, key, m->v[f]);
+    else
+        jw_str(w, key, NULL);
+}
+
+/* result.relays (one object per relay of --relays, in its order) and
+ * result.cluster (the trunk figures and the latency by relay pair). */
+static void relays_json(struct jw *w, const struct load_config *cfg, const struct load_result *r)
+{
+    char addr[96];
+    jw_arr(w, "relays");
+    for (unsigned k = 0; k < r->n_relays; k++) {
+        const struct load_relay_stat *x = &r->relays[k];
+        const struct load_relay *c = &cfg->relays[k];
+        jw_obj(w, NULL);
+        jw_u64(w, "index", k);
+        snprintf(addr, sizeof(addr), strchr(c->host, ':') ? "[%s]:%u" : "%s:%u", c->host, c->port);
+        jw_str(w, "address", addr);
+        jw_str(w, "admin", c->admin);
+        jw_i64(w, "pid", c->pid);
+        jw_u64(w, "participants", x->participants);
+        jw_u64(w, "speakers", x->speakers);
+        jw_u64(w, "joins_ok", x->joins_ok);
+        jw_u64(w, "joins_failed", x->joins_failed);
+        jw_u64(w, "closed_early", x->closed_early);
+        jw_u64(w, "sent", x->sent);
+        jw_u64(w, "expected", x->rx_expected);
+        jw_u64(w, "delivered", x->rx_delivered);
+        jw_u64(w, "lost", x->lost);
+        if (x->cpu_s >= 0)
+            jw_dbl(w, "cpu_s", x->cpu_s);
+        else
+            jw_str(w, "cpu_s", NULL);
+        jw_bool(w, "gone", x->gone);
+        counter_json(w, "trunk_frames_out", &x->counters, METRICS_TRUNK_OUT);
+        counter_json(w, "trunk_frames_in", &x->counters, METRICS_TRUNK_IN);
+        counter_json(w, "datagrams_out", &x->counters, METRICS_DGRAM_OUT);
+        counter_json(w, "udp_packets_out", &x->counters, METRICS_PKTS_OUT);
+        counter_json(w, "udp_packets_in", &x->counters, METRICS_PKTS_IN);
+        struct hist *h = pair_merge(r, 0, (int)k);
+        if (h != NULL)
+            hist_json(w, "latency_ns", h);
+        free(h);
+        jw_obj_end(w);
+    }
+    jw_arr_end(w);
+    jw_obj(w, "cluster");
+    jw_u64(w, "relays", r->n_relays);
+    jw_str(w, "rule", "member m of room r connects to relay (r + m) mod relays");
+    double in = report_trunk(r, METRICS_TRUNK_IN), out = report_trunk(r, METRICS_TRUNK_OUT);
+    counter_json(w, "trunk_frames_in", &r->server_counters, METRICS_TRUNK_IN);
+    counter_json(w, "trunk_frames_out", &r->server_counters, METRICS_TRUNK_OUT);
+    jw_u64(w, "trunk_frames_ideal", r->trunk_ideal);
+    jw_dbl(w, "trunk_per_remote_relay_per_frame",
+           in >= 0 && r->trunk_ideal ? in / (double)r->trunk_ideal : NAN);
+    jw_dbl(w, "trunk_per_delivered_frame",
+           in >= 0 && r->delivered ? in / (double)r->delivered : NAN);
+    jw_dbl(w, "trunk_per_sent_frame", in >= 0 && r->sent ? in / (double)r->sent : NAN);
+    jw_dbl(w, "trunk_out_per_sent_frame", out >= 0 && r->sent ? out / (double)r->sent : NAN);
+    struct hist *same = pair_merge(r, 1, -1), *other = pair_merge(r, 0, -1);
+    if (same != NULL && other != NULL) {
+        hist_json(w, "latency_same_relay_ns", same);
+        hist_json(w, "latency_other_relay_ns", other);
+    }
+    free(same);
+    free(other);
+    jw_arr(w, "pairs");
+    for (unsigned a = 0; r->pair_latency != NULL && a < r->n_relays; a++)
+        for (unsigned b = 0; b < r->n_relays; b++) {
+            jw_obj(w, NULL);
+            jw_u64(w, "from", a);
+            jw_u64(w, "to", b);
+            hist_json(w, "latency_ns", &r->pair_latency[a * r->n_relays + b]);
+            jw_obj_end(w);
+        }
+    jw_arr_end(w);
     jw_obj_end(w);
 }
 
@@ -446,6 +601,8 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
     }
     jw_obj_end(w);
     jw_bool(w, "relay_gone", r->relay_gone);
+    if (cfg->n_relays > 0)
+        relays_json(w, cfg, r);
     if (r->storm_planned > 0) {
         jw_obj(w, "join_storm");
         jw_u64(w, "planned", r->storm_planned);
@@ -546,6 +703,8 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
             jw_u64(w, "room", x->room);
             jw_u64(w, "member", x->member);
             jw_str(w, "transport", x->transport == LOAD_TR_WS ? "ws" : "quic");
+            if (cfg->n_relays > 0)
+                jw_u64(w, "relay", x->relay);
             jw_u64(w, "expected", x->expected);
             jw_u64(w, "delivered", x->delivered);
             jw_u64(w, "lost", x->lost);
@@ -562,6 +721,8 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
             jw_u64(w, "room", x->room);
             jw_u64(w, "member", x->member);
             jw_str(w, "transport", x->transport == LOAD_TR_WS ? "ws" : "quic");
+            if (cfg->n_relays > 0)
+                jw_u64(w, "relay", x->relay);
             jw_u64(w, "target", x->target);
             jw_u64(w, "sent", x->sent);
             jw_u64(w, "skipped", x->skipped);

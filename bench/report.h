@@ -57,5 +57,8 @@ double report_delivered_per_cpu_s(const struct load_result *r); /* < 0 unknown *
  * delivered frame, and DATAGRAM frames per UDP packet out; < 0 unknown. */
 double report_per_frame(const struct load_result *r, int family);
 double report_frames_per_packet(const struct load_result *r);
+/* A cluster run: the relays' summed count of a trunk family
+ * (METRICS_TRUNK_IN or _OUT) over the window; < 0 unknown. */
+double report_trunk(const struct load_result *r, int family);
 
 #endif

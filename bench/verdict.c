@@ -160,7 +160,8 @@ void verdict_judge(const struct load_config *cfg, struct load_result *res)
         add_fail(res, "%llu connections closed early: %s", (unsigned long long)ce, txt);
     }
     if (res->relay_gone)
-        add_fail(res, "the relay process (pid %d) exited during the run", cfg->relay_pid);
+        add_fail(res, "the relay process (pid %d) exited during the run",
+                 res->gone_pid > 0 ? res->gone_pid : cfg->relay_pid);
     res->relay_fault = res->fail_reasons[0] != '\0';
     /* The bench's faults. */
     if (res->schedule_ratio < SEND_RATIO_MIN)
