@@ -24,7 +24,7 @@ T = 10.5
 
 n = 0
 failed = False
-TESTS = 51
+TESTS = 54
 
 
 def ok(cond, desc, why="", todo=None):
@@ -402,6 +402,73 @@ try:
     ok(rc == 0 and len(lines) == 7 and all(" .. " in l for l in lines)
        and "hold-out CPU 25.0%" in out,
        "plan: every printed figure carries its band", out + err)
+
+    # ------------------------------------------ the listener ACKs
+    # Synthetic holds whose ACK-only packets come from a client that ACKs
+    # every 2nd datagram or 11 ms after the first unacknowledged one, or on
+    # its own next media packet (--rtt 30ms, one bench thread), plus one
+    # keepalive ACK per participant-second; 8 us of relay CPU per ACK. The
+    # ACK model must recover the clients' rule from the counters, and the CPU
+    # fit the ACK cost; a hold-out of one-speaker rooms (an ACK per datagram)
+    # is then predicted exactly.
+    sys.path.insert(0, "scripts/capacity")
+    import caplib  # noqa: E402
+    ak = os.path.join(tmp, "acks")
+    os.makedirs(ak)
+    AK = 8e-6
+    truth = {"packets_per_ack": 2, "ack_delay_s": 0.011, "piggyback": True}
+
+    def ack_rec(name, size, k, rooms, dt=4.0, f=1.0, joins=0):
+        ing, egr, P = rooms * k * 50 * dt, rooms * k * (size - 1) * 50 * dt, rooms * size
+        acks = (caplib.media_acks(truth, size, k, rooms, 50, "bench", 1, 0.030) + P) * dt
+        turns = (0.5 * ing + 0.02 * egr + P * dt) * f
+        cpu = A * ing + B * egr + TT * turns + C * P * dt + D * joins + AK * acks
+        json.dump({"tool": "roost-capacity-hold", "hold_s": dt, "inconclusive": False,
+                   "reasons": "", "relay": {"cpu_s": cpu},
+                   "counters": {"media_in": ing, "datagrams_sent": egr, "turns": turns,
+                                "joins": joins, "ack_only_in": acks},
+                   "participant_s": P * dt,
+                   "config": {"size": size, "speakers": k, "frame_ms": 20, "threads": 1,
+                              "path": {"rtt_ms": 30}},
+                   "bench": {"rooms": rooms, "participants": P}},
+                  open(os.path.join(ak, name + ".hold.json"), "w"))
+    for args in (("hold-a", 2, 2, 10, 4.0, 1.2), ("hold-b", 5, 1, 8, 4.0, 0.8),
+                 ("hold-c", 10, 3, 3, 4.0, 1.1), ("hold-d", 20, 1, 2, 4.0, 0.9),
+                 ("hold-e", 5, 5, 4, 4.0, 1.0), ("hold-f", 20, 2, 6, 4.0, 1.05),
+                 ("hold-g", 60, 3, 1, 4.0, 0.95), ("hold-h", 40, 1, 6, 4.0, 1.0),
+                 ("idle-h", 10, 0, 30), ("storm-h", 2, 0, 1, 4.0, 1.0, 300)):
+        ack_rec(*args)
+    ack_rec("holdout-s30-k1-r10-w1", 30, 1, 10, 4.0, 1.0)
+    rc, out, err = run(MODEL, ak, "--json", "-")
+    ma = json.loads(out) if rc == 0 else {"coefficients": {}, "fit": {}}
+    am = ma.get("ack_model") or {}
+    ok(rc == 0 and am.get("packets_per_ack") == 2 and am.get("piggyback") is True
+       and 0.004 < am.get("ack_delay_s", 0) < 0.020 and am.get("rms_rel_residual", 1) < 0.01
+       and close(ma["coefficients"]["ack_in"]["value_s"], AK, 1e-3),
+       "ACK model: the clients' rule (every 2nd datagram, an 11-ms delay, on their own "
+       "packets) is recovered from the counters, and 8 us per ACK from the CPU",
+       json.dumps({k: v for k, v in am.items() if k != "rows"}) + err)
+    rc, out, err = run(VALIDATE, "--results", ak, "--no-measure")
+    ha = json.load(open(os.path.join(ak, "holdout.json"))) if rc in (0, 1) else {"shapes": [{}]}
+    x = ha["shapes"][0]
+    ok(rc == 0 and abs(x.get("cpu_rel_err", 1)) < 0.02
+       and close(x.get("predicted_acks_per_s"), x.get("measured_acks_per_s"), 1e-3),
+       "ACK model: a hold-out of one-speaker rooms has its ACKs and CPU predicted (%s)"
+       % x.get("cpu_rel_err"), out + err)
+    # Repeats that disagree are flagged, with their spread next to the error.
+    base_h = json.load(open(os.path.join(ak, "holdout-s30-k1-r10-w1.hold.json")))
+    for sfx, fct in (("-n2", 1.02), ("-n3", 1.30)):
+        d = json.loads(json.dumps(base_h))
+        d["relay"]["cpu_s"] *= fct
+        json.dump(d, open(os.path.join(ak, "holdout-s30-k1-r10-w1%s.hold.json" % sfx), "w"))
+    rc, out, err = run(VALIDATE, "--results", ak, "--no-measure")
+    ha = json.load(open(os.path.join(ak, "holdout.json"))) if rc in (0, 1) else {"shapes": [{}]}
+    x = ha["shapes"][0]
+    ok(x.get("repeats") == 3 and close(x.get("repeat_spread_rel"), 0.30 / (3.32 / 3), 1e-6)
+       and x.get("repeats_disagree") is True and ha.get("repeats_disagree") == ["30:1"]
+       and "REPEATS DISAGREE" in out and len(x.get("cpu_rel_err_each", [])) == 3,
+       "validate: 3 repeats 30 %% apart are flagged, their spread (%.1f%%) printed next to "
+       "the error" % ((x.get("repeat_spread_rel") or 0) * 100), out + err)
 
     # ------------------------------------- the recorded real sweep (holds)
     # test/fixtures/capacity-real: a real validate --sweep run (README.md
