@@ -604,6 +604,41 @@ def fit(rows, names=None, floor=CPU_TICK_S):
     names = names or [c[0] for c in COEFS]
     p_all = len(names)
     used = [j for j in range(p_all) if any(r["x"][j] != 0 for r in rows)]
+    out = _fit_separable(rows, names, used, floor)
+    # A coefficient that comes out negative but within BAND_SIGMAS standard
+    # errors of zero is one the cells do not determine (its column moves
+    # with another one: per ingress frame and per loop turn at light load):
+    # it is left out (0) and named, and the rest refitted, one at a time. A
+    # coefficient significantly below zero stays: the model is wrong, and
+    # plan refuses it.
+    dropped = []
+    while True:
+        neg = []
+        for j in used:
+            c = out["coefficients"][names[j]]
+            v, se = c["value_s"], c["stderr_s"]
+            if v is not None and v < 0 and se is not None and not math.isnan(se) \
+                    and v + BAND_SIGMAS * se >= 0:
+                neg.append((v / se if se > 0 else 0.0, j, v, se))
+        if not neg or len(used) <= 1:
+            break
+        _, j, v, se = min(neg)
+        used = [u for u in used if u != j]
+        dropped.append((names[j], v, se))
+        out = _fit_separable(rows, names, used, floor)
+    for n, v, se in dropped:
+        out["coefficients"][n].update({
+            "value_s": 0.0, "stderr_s": None, "rel_err": None, "left_out": True,
+            "fitted_s": v, "fitted_stderr_s": se,
+            "note": "negative when fitted (%.3f us +- %.3f us, within %g standard errors of 0): "
+                    "these cells do not determine it; left out (0), its cost is carried by the "
+                    "columns that move with it" % (v * 1e6, se * 1e6, BAND_SIGMAS)})
+    out["left_out_negative"] = [n for n, _, _ in dropped]
+    return out
+
+
+def _fit_separable(rows, names, used, floor):
+    """_fit on the columns `used`, leaving out one that makes it singular."""
     try:
         return _fit(rows, names, used, floor)
     except CapacityError as e:
