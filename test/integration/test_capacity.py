@@ -24,7 +24,7 @@ T = 10.5
 
 n = 0
 failed = False
-TESTS = 54
+TESTS = 55
 
 
 def ok(cond, desc, why="", todo=None):
@@ -469,6 +469,25 @@ try:
        and "REPEATS DISAGREE" in out and len(x.get("cpu_rel_err_each", [])) == 3,
        "validate: 3 repeats 30 %% apart are flagged, their spread (%.1f%%) printed next to "
        "the error" % ((x.get("repeat_spread_rel") or 0) * 100), out + err)
+
+    # A coefficient negative but within 2 standard errors of zero (a column
+    # the cells do not separate) is left out and named; one significantly
+    # below zero stays, so that plan refuses the model.
+    def frows(ys, xs):
+        return [{"cell": "c%d" % i, "workers": 1, "cpu_s": y, "inconclusive": False,
+                 "x": list(x)} for i, (y, x) in enumerate(zip(ys, xs))]
+    fx = [(1000, 100), (2000, 150), (3000, 400), (4000, 300), (5000, 600), (6000, 500)]
+    fn = [1.02, 0.97, 0.99, 1.03, 0.98, 1.01]
+    f1 = caplib.fit(frows([1e-4 * a * e for (a, b), e in zip(fx, fn)], fx), ["a", "b"],
+                    floor=0.001)
+    f2 = caplib.fit(frows([(1e-4 * a - 3e-4 * b) * e for (a, b), e in zip(fx, fn)], fx),
+                    ["a", "b"], floor=0.001)
+    ok(f1["left_out_negative"] == ["b"] and f1["coefficients"]["b"]["value_s"] == 0.0
+       and f1["coefficients"]["b"]["fitted_s"] < 0 and "left out" in f1["coefficients"]["b"]["note"]
+       and close(f1["coefficients"]["a"]["value_s"], 1e-4, 0.01)
+       and f2["left_out_negative"] == [] and f2["coefficients"]["b"]["value_s"] < -2e-4,
+       "fit: an undetermined negative coefficient is left out and named, a significant one kept",
+       (f1["coefficients"], f2["coefficients"]))
 
     # ------------------------------------- the recorded real sweep (holds)
     # test/fixtures/capacity-real: a real validate --sweep run (README.md
