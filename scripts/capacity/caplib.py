@@ -729,7 +729,8 @@ def none_to_zero(v):
 #          relative standard error the coefficients' covariance C gives the
 #          workload x, and resid = the fit's rms relative residual (the
 #          scatter of one measurement around the model);
-#   band = max(fit, the largest hold-out CPU error recorded by `validate`).
+#   band = max(fit, the largest hold-out CPU error recorded by `validate`,
+#          plus half the spread of that hold-out's repeats).
 # Figures derived from capacity at the SLO also take the largest hold-out
 # capacity error. Two standard errors: about 95 % if the errors were normal.
 BAND_SIGMAS = 2.0
@@ -752,9 +753,13 @@ def coef_rel_err(model, amounts, cpu):
 
 def holdout_errors(model):
     """(largest |CPU error|, largest |capacity error|) of the recorded
-    hold-out validation, relative; None where not recorded."""
+    hold-out validation, relative; None where not recorded. A hold-out
+    measured in repeats counts its error plus half their spread ((max -
+    min) / mean): the measurement is known no better than that, so a
+    lucky pooled error does not narrow the band."""
     h = model.get("holdout") or {}
-    cpu = [abs(s["cpu_rel_err"]) for s in h.get("shapes", []) if s.get("cpu_rel_err") is not None]
+    cpu = [abs(s["cpu_rel_err"]) + (s.get("repeat_spread_rel") or 0.0) / 2.0
+           for s in h.get("shapes", []) if s.get("cpu_rel_err") is not None]
     cap = [abs(s["capacity_rel_err"]) for s in h.get("shapes", [])
            if s.get("capacity_rel_err") is not None]
     return (max(cpu) if cpu else None, max(cap) if cap else None)
@@ -787,8 +792,8 @@ def cpu_band(model, amounts, cpu):
     return {"rel": rel, "capacity_rel": max(cap_parts) if cap_parts else None,
             "coef_rel": coef, "resid_rel": resid, "fit_rel": fit_rel,
             "holdout_cpu_rel": hcpu, "holdout_capacity_rel": hcap,
-            "how": "max(%g x sqrt(coef^2 + resid^2), hold-out CPU error); capacity figures: "
-                   "also the hold-out capacity error" % BAND_SIGMAS}
+            "how": "max(%g x sqrt(coef^2 + resid^2), hold-out CPU error + half its repeats' "
+                   "spread); capacity figures: also the hold-out capacity error" % BAND_SIGMAS}
 
 
 def banded(value, rel):

@@ -24,7 +24,7 @@ T = 10.5
 
 n = 0
 failed = False
-TESTS = 55
+TESTS = 57
 
 
 def ok(cond, desc, why="", todo=None):
@@ -528,6 +528,25 @@ try:
        "real sweep: every hold-out's relay CPU predicted within 10%% (3 repeats pooled): %s"
        % ", ".join("%s %s" % (sh, "%+.1f%%" % (x * 100) if x is not None else "not measured")
                    for sh, x, _ in same), out)
+
+    # plan on the real sweep: its residual is over the threshold (refused,
+    # naming the cells to re-measure); accepted, its band carries the
+    # recorded hold-out error plus half the repeats' spread.
+    pargs = ("--participants", "1000", "--room-size", "30", "--speakers", "1", "--cores", "8",
+             "--nic-gbps", "10", "--util-at-slo", "0.6")
+    rc, out, err = plan(*pargs, json_out=False, src=("--results", real))
+    ok(rc == 1 and "above the 10.0% threshold" in err and "Re-measure" in err,
+       "real sweep: plan refuses its fit (rms residual %.1f%% over 10%%)"
+       % (rec["fit"]["rms_rel_residual"] * 100), out + err)
+    rc, p, err = plan(*pargs, "--max-residual", "30", src=("--results", real))
+    hexp = max(abs(x["cpu_rel_err"]) + (x.get("repeat_spread_rel") or 0) / 2
+               for x in rec["shapes"])
+    ok(rc == 0 and close(p["band"]["holdout_cpu_rel"], hexp, 1e-9)
+       and p["band"]["rel"] >= hexp and p["workload"]["acks_per_s"] > 0
+       and p["bands"]["cpu_core_s_per_s"]["high"] > p["workload"]["cpu_core_s_per_s"],
+       "real sweep: plan --max-residual 30: the band carries the hold-out error + half the "
+       "repeats' spread (%.1f%%) and the ACKs are planned" % (hexp * 100),
+       p.get("band") if rc == 0 else err)
 
     # test/fixtures/capacity-rt-loaded: validate --sweep --rt on the loaded
     # machine, hold-outs interleaved with the fit set and repeated (README.md
