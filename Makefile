@@ -188,8 +188,9 @@ capacity: programs
 	$(Q)BUILD=$(BUILD) scripts/capacity/all --quick --out $(BUILD)/capacity $(CAPACITY_ARGS)
 
 # make capacity-validate: hold-out validation of the capacity model (fit set
-# + 3 unseen room shapes in the same rounds, 2 repeats, about 7 minutes on 2
-# cores; CAPACITY_ARGS="--rt 10" on a loaded machine). Exit 1 when a relay
+# + 3 unseen room shapes in the same rounds, 3 repeats of 8-s holds, about
+# 17 minutes on 2 cores, printed before it starts; CAPACITY_ARGS="--rt 10" on
+# a loaded machine). Exit 1 when a relay
 # CPU prediction is off by more than 10 % (capacity 15 %), 2 when a hold-out
 # could not be measured. Record: $(BUILD)/capacity-validate/holdout.json.
 capacity-validate: programs

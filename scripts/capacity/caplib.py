@@ -25,6 +25,8 @@ COEFS = (
     ("turn", "relay CPU per event-loop turn (a wake-up: the light-load cost)"),
     ("idle_participant_s", "relay CPU per connected participant per second"),
     ("join", "relay CPU per join (handshake + HELLO + JOIN)"),
+    # Appended last: the columns of older code keep their positions.
+    ("ack_in", "relay CPU per ACK-only packet in (a receiver acknowledging what it got)"),
 )
 # The turn model: loop turns per second from the workload's rates, so that a
 # workload's CPU can be predicted without measuring its turns.
@@ -161,7 +163,8 @@ def rows_of(files, kind="relay"):
                 "cpu_s": cpu,
                 "interval_s": interval,
                 "x": [float(r.get("frames", {}).get("sent", 0)),
-                      float(srv.get("egress_datagrams", 0)), 0.0, float(idle), float(storm)],
+                      float(srv.get("egress_datagrams", 0)), 0.0, float(idle), float(storm),
+                      0.0],
                 "p99_ns": lat.get("p99"),
                 "loss": r.get("delivery", {}).get("loss_ratio"),
                 "rss_pp": srv.get("rss_per_participant_bytes"),
@@ -199,6 +202,18 @@ def read_holds(rdir, role=None):
     return out
 
 
+def acks_of(counters):
+    """ACK-only packets the relay received: the relay's own counter
+    (roost_quic_ack_only_received_total); in records from before it,
+    packets in minus media datagrams in (ACK-only packets and the few other
+    control packets)."""
+    if "ack_only_in" in counters:
+        return float(counters["ack_only_in"])
+    if "packets_received" in counters:
+        return max(float(counters["packets_received"]) - float(counters.get("media_in", 0)), 0.0)
+    return 0.0
+
+
 def hold_rows(holds):
     """One fit row per hold record with a measured CPU."""
     rows = []
@@ -220,7 +235,9 @@ def hold_rows(holds):
             "shared": h["shared"], "reasons": d.get("reasons", ""), "pass": None,
             "cpu_s": cpu, "interval_s": dt, "hold_s": dt,
             "x": [float(c.get("media_in", 0)), float(c.get("datagrams_sent", 0)), float(turns),
-                  float(d.get("participant_s", 0)), float(c.get("joins", 0))],
+                  float(d.get("participant_s", 0)), float(c.get("joins", 0)), acks_of(c)],
+            "bench_threads": cfg.get("threads") or 1,
+            "rtt_ms": (cfg.get("path") or {}).get("rtt_ms") or 0.0,
             "p99_ns": lat.get("p99"), "p50_ns": lat.get("p50"), "p999_ns": lat.get("p999"),
             "loss": b.get("loss_ratio"), "rss_pp": None,
             "frame_ms": cfg.get("frame_ms", 20),
@@ -346,17 +363,203 @@ def predict_turns(model, ingress, egress, participants, joins=0.0, workers=1):
     return w * turns_of(tm, lam)
 
 
-def workload_amounts(model, size, speakers, rooms, fps, joins_per_s=0.0, workers=1):
+# ------------------------------------------------------------ the ACK model
+#
+# Every receiver acknowledges what it gets (RFC 9000 13.2.1): an ACK-only
+# packet after every n-th packet that asks for one, or when its ACK delay d
+# has run out since the first unacknowledged one, unless a packet it sends
+# anyway (a speaker's own media) carries the ACK before then. So the ACKs a
+# workload draws depend on when each receiver's datagrams come: a listener
+# of one speaker at 50 frames/s ACKs every datagram if d < 20 ms, a listener
+# of two whose frames come within d of each other every other one, a
+# speaker may ACK nothing on its own. n, d and whether ACKs ride on sent
+# media are the clients' choice (and change with the client library): they
+# are fitted on the fit set's measured ACK counts, never assumed. The
+# arrival pattern is the workload's: the bench spreads all the speakers of
+# a bench thread evenly over one frame interval F (bench/loop.c: a room's k
+# speakers come F / (speakers on the thread) apart) and a frame reaches the
+# other members one emulated RTT after it was sent (--rtt); a deployment's
+# speakers have independent phases (random, averaged).
+
+ACK_N = (1, 2, 3, 4, 6, 10)
+ACK_D = tuple(0.0005 * 1.2 ** i for i in range(25))  # 0.5 ms .. 40 ms
+ACK_SEEDS = 24
+
+
+def _acks_in_period(times, period, n, d, sends=(), piggyback=True):
+    """ACK-only packets per period from a receiver whose datagrams arrive
+    at `times` and who sends its own at `sends` (seconds within one
+    period), every period: an ACK per n packets, or d after the first
+    unacknowledged one, or none when a packet it sends goes first."""
+    if not times:
+        return 0.0
+    ev = sorted([(t % period, 1) for t in times] +
+                ([(t % period, 0) for t in sends] if piggyback else []))
+    acks = 0
+    c = 0
+    due = None
+    periods = 4
+    for p in range(periods):
+        for t, kind in ev:
+            a = p * period + t
+            if due is not None and due <= a:
+                acks += 1 if p >= 2 else 0
+                c, due = 0, None
+            if kind == 0:  # its own media: the ACK rides on it
+                c, due = 0, None
+                continue
+            c += 1
+            if c >= n:
+                acks += 1 if p >= 2 else 0
+                c, due = 0, None
+            elif c == 1:
+                due = a + d
+    return acks / 2.0
+
+
+def _ack_pattern(size, speakers, rooms, fps, schedule="bench", threads=1, rtt_s=0.0):
+    """[(receivers, arrival times, own send times)] of a room shape: who
+    receives what when within one frame period."""
+    k = min(speakers, size)
+    if k <= 0 or rooms <= 0:
+        return []
+    period = 1.0 / fps
+    out = []
+    if schedule == "bench":
+        # The bench thread's speakers, room after room, F / ns apart.
+        ns = max(1, int(math.ceil(rooms / float(max(threads, 1))))) * k
+        own = [i * period / ns for i in range(k)]
+        arr = [t + rtt_s for t in own]
+        if size > k:
+            out.append((rooms * (size - k), arr, ()))
+        for i in range(k if k > 1 else 0):
+            out.append((rooms, arr[:i] + arr[i + 1:], (own[i],)))
+        return out
+    # Independent phases: averaged over seeded random draws.
+    import random
+    rnd = random.Random(17)
+    for _ in range(ACK_SEEDS):
+        ph = [rnd.random() * period for _ in range(k)]
+        if size > k:
+            out.append((rooms * (size - k) / float(ACK_SEEDS), ph, ()))
+        for i in range(k if k > 1 else 0):
+            out.append((rooms / float(ACK_SEEDS), ph[:i] + ph[i + 1:], (ph[i],)))
+    return out
+
+
+def media_acks(am, size, speakers, rooms, fps, schedule="bench", threads=1, rtt_s=0.0):
+    """ACK-only packets/s the media of `rooms` rooms draws from their
+    receivers under the ACK model `am` (packets_per_ack, ack_delay_s,
+    piggyback)."""
+    period = 1.0 / fps
+    return sum(w * _acks_in_period(t, period, am["packets_per_ack"], am["ack_delay_s"], snd,
+                                   am.get("piggyback", True)) * fps
+               for w, t, snd in _ack_pattern(size, speakers, rooms, fps, schedule, threads,
+                                             rtt_s))
+
+
+def _hold_path(r):
+    """(bench threads, emulated RTT in s) of a hold row."""
+    return r.get("bench_threads") or 1, (r.get("rtt_ms") or 0.0) / 1000.0
+
+
+def fit_acks(rows):
+    """The ACK model: ACK-only packets/s a workload draws,
+
+        acks/s = media ACKs(n, d, piggyback) + alpha x participants + beta x joins/s,
+
+    the media ACKs from each receiver's arrival pattern (above), alpha the
+    keepalive ACKs of connected participants, beta the handshakes'. n (the
+    packets per ACK), d (the ACK delay) and piggyback (whether a sent packet
+    carries the pending ACK) by a search, alpha and beta (>= 0) by weighted
+    least squares on relative error. None when the holds carry no ACK
+    counts (records from before the counter)."""
+    ar = []
+    for r in rows:
+        dt = r.get("hold_s")
+        if not dt or len(r["x"]) < 6 or r.get("size") is None or r["x"][5] <= 0:
+            continue
+        th, rtt = _hold_path(r)
+        ar.append({"cell": r["cell"], "y": r["x"][5] / dt, "size": r["size"],
+                   "k": r.get("speakers") or 0, "rooms": r.get("rooms") or 0,
+                   "fps": 1000.0 / (r.get("frame_ms") or 20), "P": r["x"][3] / dt,
+                   "J": r["x"][4] / dt, "threads": th, "rtt": rtt})
+    if len(ar) < 3 or not any(a["k"] > 0 for a in ar):
+        return None
+    best = None
+    w = [1.0 / a["y"] for a in ar]
+    for pb in (True, False):
+        for n in ACK_N:
+            for d in ACK_D:
+                am = {"packets_per_ack": n, "ack_delay_s": d, "piggyback": pb}
+                med = [media_acks(am, a["size"], a["k"], a["rooms"], a["fps"], "bench",
+                                  a["threads"], a["rtt"]) for a in ar]
+                y = [a["y"] - m for a, m in zip(ar, med)]
+                cols = [j for j in (0, 1) if any((a["P"], a["J"])[j] for a in ar)]
+                beta = None
+                while cols:
+                    beta = _wls([[(a["P"], a["J"])[j] for j in cols] for a in ar], y, w)
+                    if beta is None or min(beta) >= 0:
+                        break
+                    cols.pop(beta.index(min(beta)))
+                co = [0.0, 0.0]
+                if beta is not None:
+                    for b, j in zip(beta, cols):
+                        co[j] = b
+                res = [(a["y"] - m - co[0] * a["P"] - co[1] * a["J"]) / a["y"]
+                       for a, m in zip(ar, med)]
+                rms = math.sqrt(sum(e * e for e in res) / len(res))
+                if best is None or rms < best[0] - 1e-9:
+                    best = (rms, am, co, res)
+    rms, am, co, res = best
+    am.update({"form": "ack-threshold-delay", "participants": co[0], "joins_per_s": co[1],
+               "rms_rel_residual": rms,
+               "rows": [{"cell": a["cell"], "acks_per_s": a["y"],
+                         "predicted_per_s": a["y"] * (1 - e), "rel_residual": e}
+                        for a, e in zip(ar, res)]})
+    return am
+
+
+def predict_acks(model, size, speakers, rooms, fps, joins_per_s=0.0, schedule="bench",
+                 threads=1, rtt_s=None):
+    """ACK-only packets/s into the relay for `rooms` rooms (0 without an
+    ACK model: a model from records without the counter). The bench's
+    path (rtt_s) defaults to the one the fit set was measured at."""
+    am = model.get("ack_model")
+    if not am:
+        return 0.0
+    if rtt_s is None:
+        rtt_s = am.get("rtt_s", 0.0)
+    return (media_acks(am, size, speakers, rooms, fps, schedule, threads, rtt_s)
+            + am.get("participants", 0.0) * rooms * size + am.get("joins_per_s", 0.0) * joins_per_s)
+
+
+def ack_model_text(am):
+    """One line describing the ACK model (model, plan)."""
+    return ("ACK model (ACK-only packets in/s from the workload, for predictions; fitted): an ACK "
+            "per %d datagrams or %.1f ms after the first unacknowledged one%s, + %.3f per "
+            "participant-s + %.1f per join; rms relative residual %.1f%% over %d cells" % (
+                am["packets_per_ack"], am["ack_delay_s"] * 1e3,
+                ", or on the receiver's own next packet before then" if am.get("piggyback")
+                else " (none on the receiver's own packets)", am.get("participants", 0.0),
+                am.get("joins_per_s", 0.0), am["rms_rel_residual"] * 100,
+                len(am.get("rows", []))))
+
+
+def workload_amounts(model, size, speakers, rooms, fps, joins_per_s=0.0, workers=1,
+                     schedule="bench"):
     """Per second amounts of every coefficient for `rooms` rooms of `size`
     with `speakers` speakers on `workers` workers: what the CPU prediction
-    multiplies."""
+    multiplies. `schedule`: the speakers' phases ('bench': the bench's even
+    spread, what the holds measure; 'random': independent clients)."""
     k = min(speakers, size)
     ing = rooms * k * fps
     egr = rooms * k * (size - 1) * fps
     P = rooms * size
     amounts = {"ingress_frame": ing, "egress_datagram": egr,
                "turn": predict_turns(model, ing, egr, P, joins_per_s, workers),
-               "idle_participant_s": P, "join": joins_per_s}
+               "idle_participant_s": P, "join": joins_per_s,
+               "ack_in": predict_acks(model, size, k, rooms, fps, joins_per_s, schedule)}
     return amounts
 
 
@@ -401,6 +604,41 @@ def fit(rows, names=None, floor=CPU_TICK_S):
     names = names or [c[0] for c in COEFS]
     p_all = len(names)
     used = [j for j in range(p_all) if any(r["x"][j] != 0 for r in rows)]
+    out = _fit_separable(rows, names, used, floor)
+    # A coefficient that comes out negative but within BAND_SIGMAS standard
+    # errors of zero is one the cells do not determine (its column moves
+    # with another one: per ingress frame and per loop turn at light load):
+    # it is left out (0) and named, and the rest refitted, one at a time. A
+    # coefficient significantly below zero stays: the model is wrong, and
+    # plan refuses it.
+    dropped = []
+    while True:
+        neg = []
+        for j in used:
+            c = out["coefficients"][names[j]]
+            v, se = c["value_s"], c["stderr_s"]
+            if v is not None and v < 0 and se is not None and not math.isnan(se) \
+                    and v + BAND_SIGMAS * se >= 0:
+                neg.append((v / se if se > 0 else 0.0, j, v, se))
+        if not neg or len(used) <= 1:
+            break
+        _, j, v, se = min(neg)
+        used = [u for u in used if u != j]
+        dropped.append((names[j], v, se))
+        out = _fit_separable(rows, names, used, floor)
+    for n, v, se in dropped:
+        out["coefficients"][n].update({
+            "value_s": 0.0, "stderr_s": None, "rel_err": None, "left_out": True,
+            "fitted_s": v, "fitted_stderr_s": se,
+            "note": "negative when fitted (%.3f us +- %.3f us, within %g standard errors of 0): "
+                    "these cells do not determine it; left out (0), its cost is carried by the "
+                    "columns that move with it" % (v * 1e6, se * 1e6, BAND_SIGMAS)})
+    out["left_out_negative"] = [n for n, _, _ in dropped]
+    return out
+
+
+def _fit_separable(rows, names, used, floor):
+    """_fit on the columns `used`, leaving out one that makes it singular."""
     try:
         return _fit(rows, names, used, floor)
     except CapacityError as e:
@@ -491,7 +729,8 @@ def none_to_zero(v):
 #          relative standard error the coefficients' covariance C gives the
 #          workload x, and resid = the fit's rms relative residual (the
 #          scatter of one measurement around the model);
-#   band = max(fit, the largest hold-out CPU error recorded by `validate`).
+#   band = max(fit, the largest hold-out CPU error recorded by `validate`,
+#          plus half the spread of that hold-out's repeats).
 # Figures derived from capacity at the SLO also take the largest hold-out
 # capacity error. Two standard errors: about 95 % if the errors were normal.
 BAND_SIGMAS = 2.0
@@ -514,9 +753,13 @@ def coef_rel_err(model, amounts, cpu):
 
 def holdout_errors(model):
     """(largest |CPU error|, largest |capacity error|) of the recorded
-    hold-out validation, relative; None where not recorded."""
+    hold-out validation, relative; None where not recorded. A hold-out
+    measured in repeats counts its error plus half their spread ((max -
+    min) / mean): the measurement is known no better than that, so a
+    lucky pooled error does not narrow the band."""
     h = model.get("holdout") or {}
-    cpu = [abs(s["cpu_rel_err"]) for s in h.get("shapes", []) if s.get("cpu_rel_err") is not None]
+    cpu = [abs(s["cpu_rel_err"]) + (s.get("repeat_spread_rel") or 0.0) / 2.0
+           for s in h.get("shapes", []) if s.get("cpu_rel_err") is not None]
     cap = [abs(s["capacity_rel_err"]) for s in h.get("shapes", [])
            if s.get("capacity_rel_err") is not None]
     return (max(cpu) if cpu else None, max(cap) if cap else None)
@@ -533,6 +776,12 @@ def cpu_band(model, amounts, cpu):
     if tm and tco and cpu > 0 and resid is not None:
         share = tco * amounts.get("turn", 0.0) / cpu
         resid = math.sqrt(resid ** 2 + (share * tm["rms_rel_residual"]) ** 2)
+    # So are the ACKs: the ACK model's scatter, times their share.
+    am = model.get("ack_model")
+    aco = (model.get("coefficients", {}).get("ack_in") or {}).get("value_s")
+    if am and aco and cpu > 0 and resid is not None:
+        share = aco * amounts.get("ack_in", 0.0) / cpu
+        resid = math.sqrt(resid ** 2 + (share * am["rms_rel_residual"]) ** 2)
     hcpu, hcap = holdout_errors(model)
     fit_rel = None
     if coef is not None or resid is not None:
@@ -543,8 +792,8 @@ def cpu_band(model, amounts, cpu):
     return {"rel": rel, "capacity_rel": max(cap_parts) if cap_parts else None,
             "coef_rel": coef, "resid_rel": resid, "fit_rel": fit_rel,
             "holdout_cpu_rel": hcpu, "holdout_capacity_rel": hcap,
-            "how": "max(%g x sqrt(coef^2 + resid^2), hold-out CPU error); capacity figures: "
-                   "also the hold-out capacity error" % BAND_SIGMAS}
+            "how": "max(%g x sqrt(coef^2 + resid^2), hold-out CPU error + half its repeats' "
+                   "spread); capacity figures: also the hold-out capacity error" % BAND_SIGMAS}
 
 
 def banded(value, rel):
