@@ -170,9 +170,12 @@ int room_shared_new(struct room_shared **out, unsigned n_workers, const struct r
 void room_shared_del(struct room_shared *sh);
 /* The worker owning a room id. Any thread. */
 unsigned room_shared_owner(const struct room_shared *sh, const uint8_t *room_id, size_t len);
-/* Live rooms and participants, server-wide (relaxed counters). */
+/* Live rooms and participants, server-wide (relaxed counters). Participants
+ * are this relay's own members; the trunks' hidden and remote members
+ * (ROOM_PERM_HIDDEN / ROOM_PERM_REMOTE) are counted apart. */
 int64_t room_shared_rooms(const struct room_shared *sh);
 int64_t room_shared_participants(const struct room_shared *sh);
+int64_t room_shared_trunk_members(const struct room_shared *sh);
 
 /* Creates the shard of worker w, on w's thread (ops->start), and registers
  * it with the runtime for ROOM_MSG_FIRST..LAST (worker_handle): room
