@@ -538,6 +538,12 @@ int cluster_new(struct cluster **out, struct relay *r, const struct relay_config
 {
     *out = NULL;
     const struct relay_cluster_config *k = &cfg->cluster;
+    char why[256];
+    if (cluster_trunk_port_check(cfg->cluster_trunk_listen, cfg->port, why, sizeof(why)) != 0) {
+        log_error("event=config_error key=trunk_listen value=%s msg=\"%s\"",
+                  cfg->cluster_trunk_listen, why);
+        return ROOST_EINVAL;
+    }
     if (k->redis_host[0] == '\0')
         return 0;
     const char *addr = k->trunk_advertise[0] ? k->trunk_advertise : cfg->cluster_trunk_listen;

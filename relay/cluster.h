@@ -63,8 +63,16 @@ int cluster_room_retry(struct cluster *c, struct relay_worker *rw, const char *r
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* trunk_listen must name the relay's QUIC port: trunks ride it (ALPN
+ * roost-trunk/1), there is no socket of their own. 0 when it does, or
+ * trunk_listen is empty, or port is 0 (ephemeral: checked by nobody);
+ * else ROOST_EINVAL and the reason in err. --check-config
+ * (relay/config_cluster.c, where it lives) and cluster_new call it. */
+int cluster_trunk_port_check(const char *trunk_listen, uint16_t port, char *err, size_t err_len);
+
 /* *out NULL (and 0) when cfg has no [cluster] redis. Reads the password
- * file. Returns 0, ROOST_EINVAL (logged) or ROOST_ENOMEM. */
+ * file. Refuses (with or without redis) a trunk_listen whose port is not
+ * cfg->port. Returns 0, ROOST_EINVAL (logged) or ROOST_ENOMEM. */
 int cluster_new(struct cluster **out, struct relay *r, const struct relay_config *cfg);
 /* Starts the cluster thread (Redis need not be up). Before the workers
  * start. Returns 0 or dir_new's error. */
