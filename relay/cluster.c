@@ -343,6 +343,26 @@ static void on_lost(struct cluster_worker *cw, struct cmsg *m)
         set_need(cw, e, true);
 }
 
+/* /rooms/{id}: this worker's entry for the room. */
+static void on_query(struct cluster_worker *cw, struct cluster_query *q)
+{
+    struct cluster_room_local *o = &q->out;
+    struct centry *e = find(cw, q->room, q->len);
+    o->answered = true;
+    if (e != NULL) {
+        o->known = true;
+        o->claiming = e->claiming;
+        o->need_claim = e->need_claim;
+        o->home_known = e->home_known;
+        o->self = e->self;
+        o->lease_valid = e->lease != NULL && dir_lease_valid(e->lease, mono_ns());
+        o->gen = e->gen;
+        snprintf(o->home_id, sizeof(o->home_id), "%s", e->home_id);
+        snprintf(o->home_addr, sizeof(o->home_addr), "%s", e->home_addr);
+    }
+    cluster_query_finish(q);
+}
+
 void cluster_on_msg(struct relay_worker *rw, const struct worker_msg *msg)
 {
     struct cluster *c = rw->r->cluster;
@@ -350,6 +370,10 @@ void cluster_on_msg(struct relay_worker *rw, const struct worker_msg *msg)
     struct cluster_worker *cw = c != NULL ? worker_of(c, rw) : NULL;
     if (cw == NULL || cw->rw == NULL) {
         cluster_msg_discard(msg);
+        return;
+    }
+    if (msg->type == CLUSTER_MSG_QUERY) {
+        on_query(cw, msg->u.ptr[0]);
         return;
     }
     if (msg->type == CLUSTER_MSG_CLAIMED)
@@ -361,6 +385,11 @@ void cluster_on_msg(struct relay_worker *rw, const struct worker_msg *msg)
 
 void cluster_msg_discard(const struct worker_msg *msg)
 {
+    if (msg->type == CLUSTER_MSG_QUERY) {
+        if (msg->u.ptr[0] != NULL)
+            cluster_query_finish(msg->u.ptr[0]); /* unanswered */
+        return;
+    }
     struct cmsg *m = msg->u.ptr[0];
     if (m == NULL)
         return;

@@ -92,6 +92,7 @@ void cluster_del(struct cluster *c);
 #define CLUSTER_MSG_FIRST 0x0380
 #define CLUSTER_MSG_CLAIMED 0x0380 /* u.ptr[0]: a claim answer */
 #define CLUSTER_MSG_LOST 0x0381    /* u.ptr[0]: a lost lease */
+#define CLUSTER_MSG_QUERY 0x0382   /* u.ptr[0]: a /rooms/{id} question (cluster_int.h) */
 #define CLUSTER_MSG_LAST 0x03bf
 
 void cluster_worker_start(struct cluster *c, struct relay_worker *rw);
@@ -140,5 +141,24 @@ struct cluster_answer {
 };
 int cluster_ask(struct cluster *c, enum dir_op op, const char *room, size_t len,
                 struct cluster_answer *out);
+
+/* What this relay's owner worker of the room knows (a bounded round trip
+ * to it, at most 1 s): its role for the room, the generation, whether the
+ * lease is valid now by this relay's clock. */
+struct cluster_room_local {
+    bool answered; /* the owner worker answered */
+    bool known;    /* the room has a directory entry here */
+    bool claiming, need_claim, home_known, self, lease_valid;
+    uint64_t gen;
+    char home_id[DIR_ID_MAX + 1];
+    char home_addr[DIR_ADDR_MAX + 1];
+};
+int cluster_room_local(struct cluster *c, const char *room, size_t len,
+                       struct cluster_room_local *out);
+/* For the admin's /rooms/{id} (docs/OPERATIONS.md): sets "cluster" in the
+ * room's JSON object j (a json_t *) to this relay's id and role for the
+ * room (cluster_room_local), the room's trunk members here and the
+ * relay's trunk counters. No-op when r has no cluster or trunks. */
+void cluster_room_json(struct relay *r, const char *room, void *j);
 
 #endif

@@ -33,4 +33,18 @@ struct cluster {
         rooms_gone;
 };
 
+/* A /rooms/{id} question to the room's owner worker (CLUSTER_MSG_QUERY):
+ * the admin thread waits a bounded time, so both hold a reference. */
+struct cluster_query {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int refs;
+    uint8_t len;
+    char room[65];
+    struct cluster_room_local out;
+};
+/* Marks q done (answered or not) and drops the caller's reference. */
+void cluster_query_finish(struct cluster_query *q);
+
 #endif
