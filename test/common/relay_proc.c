@@ -224,6 +224,53 @@ int relay_proc_resume(struct relay_proc *rp)
     return rp->pid > 0 ? kill(rp->pid, SIGCONT) : -1;
 }
 
+int relay_proc_term(struct relay_proc *rp, unsigned wait_ms)
+{
+    if (rp->pid <= 0)
+        return -1;
+    kill(rp->pid, SIGTERM);
+    uint64_t end = echo_now_ms() + wait_ms;
+    while (echo_now_ms() < end) {
+        int st;
+        pid_t w = waitpid(rp->pid, &st, WNOHANG);
+        if (w == rp->pid) {
+            rp->pid = -1;
+            return st;
+        }
+        usleep(20000);
+    }
+    relay_proc_kill(rp);
+    return -1;
+}
+
+bool relay_proc_log_clean(const struct relay_proc *rp)
+{
+    FILE *f = fopen(rp->log_path, "r");
+    if (f == NULL)
+        return false;
+    char line[1024];
+    bool clean = true;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strstr(line, "Sanitizer") != NULL || strstr(line, "runtime error:") != NULL ||
+            strstr(line, "event=crash") != NULL)
+            clean = false;
+    fclose(f);
+    return clean;
+}
+
+bool relay_proc_log_has(const struct relay_proc *rp, const char *s)
+{
+    FILE *f = fopen(rp->log_path, "r");
+    if (f == NULL)
+        return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, s) != NULL;
+    fclose(f);
+    return found;
+}
+
 void relay_proc_cleanup(struct relay_proc *rp)
 {
     relay_proc_kill(rp);

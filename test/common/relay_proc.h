@@ -49,6 +49,14 @@ void relay_proc_kill(struct relay_proc *rp);
  * SIGCONT. 0 or -1. */
 int relay_proc_pause(struct relay_proc *rp);
 int relay_proc_resume(struct relay_proc *rp);
+/* SIGTERM (drain; exits once its rooms are empty) and reap, at most
+ * wait_ms (then SIGKILL). Returns the wait status, or -1 when it had to be
+ * killed. */
+int relay_proc_term(struct relay_proc *rp, unsigned wait_ms);
+/* The log has no sanitizer report (ASan/UBSan/LSan) and no crash. */
+bool relay_proc_log_clean(const struct relay_proc *rp);
+/* The log has a line containing s. */
+bool relay_proc_log_has(const struct relay_proc *rp, const char *s);
 /* Kills if running, removes the key file and the log. */
 void relay_proc_cleanup(struct relay_proc *rp);
 /* Prints the process's log to stderr as TAP comments (on failure). */
