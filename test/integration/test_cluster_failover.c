@@ -288,15 +288,16 @@ static void no_duplicates(struct part *f, unsigned n)
                              f[m].media[a].sender);
 }
 
-/* The bound of docs/CLUSTER.md 2.5 for a dead home: its lease runs out
- * (at most a lease after the kill), the subscribers notice the silent
- * trunk (a lease without a packet, checked every lease/3) and ask the
- * directory every lease/3 while the trunk is down: lease + 2 retry
- * intervals, plus a claim round trip, a trunk handshake and a SUBSCRIBE
- * (ALLOW_MS: milliseconds on loopback, a loaded 2-CPU machine and ASan
- * given room). */
+/* The bound of docs/CLUSTER.md 2.5 for a dead home: its key expires at
+ * most a lease after the kill (renewed every lease/3 before it), and by
+ * then a subscriber's trunk has been silent for a lease; the silence is
+ * seen at the next keep-alive tick (every lease/3: one retry interval) and
+ * the room claims at once (and again every lease/3 while the trunk is
+ * down). lease + one retry interval, plus a claim round trip, a trunk
+ * handshake and a SUBSCRIBE (ALLOW_MS: tens of ms on loopback; room given
+ * for a loaded 2-CPU machine and ASan). */
 #define ALLOW_MS 1000
-#define GAP_BOUND_MS (LEASE_MS + 2 * RETRY_MS + ALLOW_MS)
+#define GAP_BOUND_MS (LEASE_MS + RETRY_MS + ALLOW_MS)
 
 /* GET path on the process's admin endpoint, parsed. */
 static json_t *proc_json(const char *path)
