@@ -349,6 +349,8 @@ static void on_query(struct cluster_worker *cw, struct cluster_query *q)
     struct cluster_room_local *o = &q->out;
     struct centry *e = find(cw, q->room, q->len);
     o->answered = true;
+    (void)room_shard_census(relay_worker_shard(cw->rw), (const uint8_t *)q->room, q->len,
+                            o->by_prefix, &o->trunk_subscriptions);
     if (e != NULL) {
         o->known = true;
         o->claiming = e->claiming;
@@ -585,6 +587,7 @@ int cluster_new(struct cluster **out, struct relay *r, const struct relay_config
     if (c == NULL)
         return ROOST_ENOMEM;
     c->r = r;
+    c->pid_prefix = k->pid_prefix;
     copy_str(c->host, sizeof(c->host), k->redis_host);
     copy_str(c->id, sizeof(c->id), cfg->cluster_relay_id);
     copy_str(c->addr, sizeof(c->addr), addr);

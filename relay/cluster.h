@@ -152,6 +152,11 @@ struct cluster_room_local {
     uint64_t gen;
     char home_id[DIR_ID_MAX + 1];
     char home_addr[DIR_ADDR_MAX + 1];
+    /* The room on the owner (room_shard_census): members per issuing
+     * relay (pid_prefix), and hidden members (one per subscribed trunk:
+     * on the home, the relays that subscribe; on a subscriber, 1). */
+    uint32_t by_prefix[256];
+    uint32_t trunk_subscriptions;
 };
 int cluster_room_local(struct cluster *c, const char *room, size_t len,
                        struct cluster_room_local *out);

@@ -270,9 +270,18 @@ void cluster_room_json(struct relay *r, const char *room, void *arg)
         (json_int_t)ts.frames_out, "frames_in", (json_int_t)ts.frames_in, "stale_gen_drops",
         (json_int_t)ts.stale_gen_drops, "subscriptions_accepted", (json_int_t)ts.subs_accepted,
         "reconnects", (json_int_t)ts.reconnects, "lost", (json_int_t)ts.trunks_lost);
+    /* The room's relays as its members' ids say (pid_prefix, PROTOCOL.md
+     * §4): this relay's own and each other relay's participants here. */
+    json_t *relays = json_array();
+    for (unsigned p = 0; p < 256; p++)
+        if (l.by_prefix[p] > 0)
+            json_array_append_new(relays, json_pack("{s:i, s:I, s:b}", "pid_prefix", (int)p,
+                                                    "members", (json_int_t)l.by_prefix[p], "self",
+                                                    p == c->pid_prefix));
     json_object_set_new(j, "cluster",
-                        json_pack("{s:s, s:s, s:b, s:o, s:I, s:o}", "relay_id", c->id, "role",
-                                  role(&l), "lease_valid", l.lease_valid, "home_here", home,
-                                  "trunk_members_relay", (json_int_t)st.trunk_members,
-                                  "trunks_relay", trunks));
+                        json_pack("{s:s, s:s, s:b, s:o, s:o, s:I, s:I, s:o}", "relay_id", c->id,
+                                  "role", role(&l), "lease_valid", l.lease_valid, "home_here", home,
+                                  "relays", relays, "trunk_subscriptions",
+                                  (json_int_t)l.trunk_subscriptions, "trunk_members_relay",
+                                  (json_int_t)st.trunk_members, "trunks_relay", trunks));
 }

@@ -22,6 +22,7 @@ struct cluster {
     struct dir *d;
     struct dir_config dc;
     char host[256], password[256], prefix[64], id[DIR_ID_MAX + 1], addr[DIR_ADDR_MAX + 1];
+    uint8_t pid_prefix; /* [cluster] pid_prefix */
     const struct cluster_home_ops *ops;
     void *ops_arg;
     struct cluster_worker *cw[WORKER_MAX];

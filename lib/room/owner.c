@@ -695,3 +695,21 @@ void room_shard_flush(struct room_shard *s)
         r = next;
     }
 }
+
+uint32_t room_shard_census(struct room_shard *s, const uint8_t *room, size_t len,
+                           uint32_t by_prefix[256], uint32_t *hidden)
+{
+    memset(by_prefix, 0, 256 * sizeof(*by_prefix));
+    *hidden = 0;
+    uint64_t h;
+    struct room *r = room_lookup(s, room, len, &h);
+    if (r == NULL)
+        return 0;
+    for (uint32_t i = 0; i < r->n_infos; i++) {
+        if (r->infos[i].perms & ROOM_PERM_HIDDEN)
+            (*hidden)++;
+        else
+            by_prefix[r->infos[i].pid >> 24]++;
+    }
+    return r->n_infos;
+}

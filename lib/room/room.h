@@ -199,6 +199,12 @@ void room_shard_stats(const struct room_shard *s, struct room_stats *out);
  * live afterwards (false: nothing to serve, e.g. every joiner left). */
 bool room_shard_gate_open(struct room_shard *s, const uint8_t *room, size_t len, uint32_t code,
                           const char *reason, uint32_t retry_ms);
+/* On the room's owner worker (admin views, relay/cluster.c): the room's
+ * members by the top byte of their participant id (the issuing relay's
+ * pid_prefix), hidden members (one per subscribed trunk) apart. Returns
+ * the member count, 0 when the room is not live here. */
+uint32_t room_shard_census(struct room_shard *s, const uint8_t *room, size_t len,
+                           uint32_t by_prefix[256], uint32_t *hidden);
 
 /* A participant on this worker; `ep` is its endpoint (borrowed until
  * room_member_del). Allocates its participant id: never 0, unique

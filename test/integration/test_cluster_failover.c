@@ -322,6 +322,29 @@ static const char *jstr(json_t *j, const char *a, const char *b)
 
 static long long proc_metric(const char *name);
 
+/* /rooms/{id} "cluster": the room's relays by pid_prefix (PER members
+ * each: own_prefix is this relay, 2 and 3 the in-process ones) and the
+ * trunk subscriptions (hidden members) on this relay. */
+static void check_relays(json_t *j, unsigned own_prefix, unsigned subs)
+{
+    json_t *cj = json_object_get(j, "cluster");
+    assert_int_equal(json_integer_value(json_object_get(cj, "trunk_subscriptions")), subs);
+    json_t *rl = json_object_get(cj, "relays");
+    assert_int_equal(json_array_size(rl), NR);
+    size_t i;
+    json_t *e;
+    unsigned seen = 0;
+    json_array_foreach(rl, i, e)
+    {
+        unsigned p = (unsigned)json_integer_value(json_object_get(e, "pid_prefix"));
+        assert_true(p == own_prefix || p == 2 || p == 3);
+        assert_int_equal(json_integer_value(json_object_get(e, "members")), PER);
+        assert_int_equal(json_is_true(json_object_get(e, "self")), p == own_prefix);
+        seen |= p == own_prefix ? 1u : p == 2 ? 2u : 4u;
+    }
+    assert_int_equal(seen, 7);
+}
+
 /* The home's view once every member joined: /rooms/{id} names it home
  * (Redis and its own owner worker), and its own participants are what
  * /capacity and roost_server_participants count; the trunks' hidden (one
@@ -338,6 +361,7 @@ static void check_home_view(const char *room, const char *id)
     assert_string_equal(jstr(j, "cluster", "role"), "home");
     assert_true(json_is_true(json_object_get(json_object_get(j, "cluster"), "lease_valid")));
     assert_int_equal(json_integer_value(json_object_get(j, "member_count")), PER);
+    check_relays(j, (unsigned)(id[2] == '0' ? 1 : 9), NR - 1); /* rt0: 1, rt9: 9 */
     json_decref(j);
     j = proc_json("/capacity");
     assert_non_null(j);
@@ -490,6 +514,7 @@ static void test_home_paused(void **state)
     json_t *j = proc_json("/rooms/pause");
     assert_non_null(j);
     assert_string_equal(jstr(j, "cluster", "role"), "subscriber");
+    check_relays(j, 9, 1);
     json_t *hh = json_object_get(json_object_get(j, "cluster"), "home_here");
     assert_true(strncmp(val, json_string_value(json_object_get(hh, "relay_id")), 3) == 0);
     assert_int_equal((unsigned long long)json_integer_value(json_object_get(hh, "gen")), g_new);
