@@ -340,6 +340,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         json_t *home = cluster_home_json(a, url + 7);
         if (home != NULL)
             json_object_set_new(j, "home", home);
+        cluster_room_json(a->r, url + 7, j); /* this relay's role, trunks (cluster_admin.c) */
         return reply_json(conn, 200, j);
     }
     return reply_text(conn, 404, "not found: try /metrics /capacity /rooms /healthz\n");

@@ -343,6 +343,28 @@ static void on_lost(struct cluster_worker *cw, struct cmsg *m)
         set_need(cw, e, true);
 }
 
+/* /rooms/{id}: this worker's entry for the room. */
+static void on_query(struct cluster_worker *cw, struct cluster_query *q)
+{
+    struct cluster_room_local *o = &q->out;
+    struct centry *e = find(cw, q->room, q->len);
+    o->answered = true;
+    (void)room_shard_census(relay_worker_shard(cw->rw), (const uint8_t *)q->room, q->len,
+                            o->by_prefix, &o->trunk_subscriptions);
+    if (e != NULL) {
+        o->known = true;
+        o->claiming = e->claiming;
+        o->need_claim = e->need_claim;
+        o->home_known = e->home_known;
+        o->self = e->self;
+        o->lease_valid = e->lease != NULL && dir_lease_valid(e->lease, mono_ns());
+        o->gen = e->gen;
+        snprintf(o->home_id, sizeof(o->home_id), "%s", e->home_id);
+        snprintf(o->home_addr, sizeof(o->home_addr), "%s", e->home_addr);
+    }
+    cluster_query_finish(q);
+}
+
 void cluster_on_msg(struct relay_worker *rw, const struct worker_msg *msg)
 {
     struct cluster *c = rw->r->cluster;
@@ -350,6 +372,10 @@ void cluster_on_msg(struct relay_worker *rw, const struct worker_msg *msg)
     struct cluster_worker *cw = c != NULL ? worker_of(c, rw) : NULL;
     if (cw == NULL || cw->rw == NULL) {
         cluster_msg_discard(msg);
+        return;
+    }
+    if (msg->type == CLUSTER_MSG_QUERY) {
+        on_query(cw, msg->u.ptr[0]);
         return;
     }
     if (msg->type == CLUSTER_MSG_CLAIMED)
@@ -361,6 +387,11 @@ void cluster_on_msg(struct relay_worker *rw, const struct worker_msg *msg)
 
 void cluster_msg_discard(const struct worker_msg *msg)
 {
+    if (msg->type == CLUSTER_MSG_QUERY) {
+        if (msg->u.ptr[0] != NULL)
+            cluster_query_finish(msg->u.ptr[0]); /* unanswered */
+        return;
+    }
     struct cmsg *m = msg->u.ptr[0];
     if (m == NULL)
         return;
@@ -538,6 +569,12 @@ int cluster_new(struct cluster **out, struct relay *r, const struct relay_config
 {
     *out = NULL;
     const struct relay_cluster_config *k = &cfg->cluster;
+    char why[256];
+    if (cluster_trunk_port_check(cfg->cluster_trunk_listen, cfg->port, why, sizeof(why)) != 0) {
+        log_error("event=config_error key=trunk_listen value=%s msg=\"%s\"",
+                  cfg->cluster_trunk_listen, why);
+        return ROOST_EINVAL;
+    }
     if (k->redis_host[0] == '\0')
         return 0;
     const char *addr = k->trunk_advertise[0] ? k->trunk_advertise : cfg->cluster_trunk_listen;
@@ -550,6 +587,7 @@ int cluster_new(struct cluster **out, struct relay *r, const struct relay_config
     if (c == NULL)
         return ROOST_ENOMEM;
     c->r = r;
+    c->pid_prefix = k->pid_prefix;
     copy_str(c->host, sizeof(c->host), k->redis_host);
     copy_str(c->id, sizeof(c->id), cfg->cluster_relay_id);
     copy_str(c->addr, sizeof(c->addr), addr);

@@ -63,8 +63,16 @@ int cluster_room_retry(struct cluster *c, struct relay_worker *rw, const char *r
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* trunk_listen must name the relay's QUIC port: trunks ride it (ALPN
+ * roost-trunk/1), there is no socket of their own. 0 when it does, or
+ * trunk_listen is empty, or port is 0 (ephemeral: checked by nobody);
+ * else ROOST_EINVAL and the reason in err. --check-config
+ * (relay/config_cluster.c, where it lives) and cluster_new call it. */
+int cluster_trunk_port_check(const char *trunk_listen, uint16_t port, char *err, size_t err_len);
+
 /* *out NULL (and 0) when cfg has no [cluster] redis. Reads the password
- * file. Returns 0, ROOST_EINVAL (logged) or ROOST_ENOMEM. */
+ * file. Refuses (with or without redis) a trunk_listen whose port is not
+ * cfg->port. Returns 0, ROOST_EINVAL (logged) or ROOST_ENOMEM. */
 int cluster_new(struct cluster **out, struct relay *r, const struct relay_config *cfg);
 /* Starts the cluster thread (Redis need not be up). Before the workers
  * start. Returns 0 or dir_new's error. */
@@ -84,6 +92,7 @@ void cluster_del(struct cluster *c);
 #define CLUSTER_MSG_FIRST 0x0380
 #define CLUSTER_MSG_CLAIMED 0x0380 /* u.ptr[0]: a claim answer */
 #define CLUSTER_MSG_LOST 0x0381    /* u.ptr[0]: a lost lease */
+#define CLUSTER_MSG_QUERY 0x0382   /* u.ptr[0]: a /rooms/{id} question (cluster_int.h) */
 #define CLUSTER_MSG_LAST 0x03bf
 
 void cluster_worker_start(struct cluster *c, struct relay_worker *rw);
@@ -132,5 +141,29 @@ struct cluster_answer {
 };
 int cluster_ask(struct cluster *c, enum dir_op op, const char *room, size_t len,
                 struct cluster_answer *out);
+
+/* What this relay's owner worker of the room knows (a bounded round trip
+ * to it, at most 1 s): its role for the room, the generation, whether the
+ * lease is valid now by this relay's clock. */
+struct cluster_room_local {
+    bool answered; /* the owner worker answered */
+    bool known;    /* the room has a directory entry here */
+    bool claiming, need_claim, home_known, self, lease_valid;
+    uint64_t gen;
+    char home_id[DIR_ID_MAX + 1];
+    char home_addr[DIR_ADDR_MAX + 1];
+    /* The room on the owner (room_shard_census): members per issuing
+     * relay (pid_prefix), and hidden members (one per subscribed trunk:
+     * on the home, the relays that subscribe; on a subscriber, 1). */
+    uint32_t by_prefix[256];
+    uint32_t trunk_subscriptions;
+};
+int cluster_room_local(struct cluster *c, const char *room, size_t len,
+                       struct cluster_room_local *out);
+/* For the admin's /rooms/{id} (docs/OPERATIONS.md): sets "cluster" in the
+ * room's JSON object j (a json_t *) to this relay's id and role for the
+ * room (cluster_room_local), the room's trunk members here and the
+ * relay's trunk counters. No-op when r has no cluster or trunks. */
+void cluster_room_json(struct relay *r, const char *room, void *j);
 
 #endif

@@ -10,8 +10,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "core/error.h"
 #include "relay/cluster_int.h"
+#include "relay/relay_int.h"
+#include "relay/trunk.h"
 
 static uint64_t mono_ns(void)
 {
@@ -173,4 +177,111 @@ int cluster_ask(struct cluster *c, enum dir_op op, const char *room, size_t len,
     pthread_mutex_unlock(&w->mu);
     waiter_put(w);
     return rc;
+}
+
+/* ------------------------------------------------------- /rooms/{id} */
+
+void cluster_query_finish(struct cluster_query *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->done = true;
+    pthread_cond_signal(&q->cv);
+    bool last = --q->refs == 0;
+    pthread_mutex_unlock(&q->mu);
+    if (!last)
+        return;
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+}
+
+int cluster_room_local(struct cluster *c, const char *room, size_t len,
+                       struct cluster_room_local *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (c == NULL || len == 0 || len > 64)
+        return ROOST_EINVAL;
+    struct cluster_query *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return ROOST_ENOMEM;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&q->mu, NULL);
+    q->refs = 2;
+    q->len = (uint8_t)len;
+    memcpy(q->room, room, len);
+    struct worker_msg wm = {.type = CLUSTER_MSG_QUERY};
+    wm.u.ptr[0] = q;
+    int rc = worker_pool_post(c->r->pool, relay_room_owner(c->r, room, len), &wm);
+    if (rc != 0) {
+        q->refs = 1;
+        cluster_query_finish(q);
+        return rc;
+    }
+    uint64_t until = mono_ns() + 1000000000ull;
+    struct timespec ts = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
+    pthread_mutex_lock(&q->mu);
+    while (!q->done)
+        if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT)
+            break;
+    if (q->done)
+        *out = q->out;
+    rc = q->done ? 0 : ROOST_ETIMEDOUT;
+    pthread_mutex_unlock(&q->mu);
+    cluster_query_finish(q);
+    return rc;
+}
+
+static const char *role(const struct cluster_room_local *l)
+{
+    if (!l->answered)
+        return "no answer";
+    if (!l->known)
+        return "none";
+    if (l->claiming)
+        return "claiming";
+    if (!l->home_known)
+        return "home unknown";
+    return l->self ? (l->lease_valid ? "home" : "home, lease expired") : "subscriber";
+}
+
+void cluster_room_json(struct relay *r, const char *room, void *arg)
+{
+    json_t *j = arg;
+    struct cluster *c = relay_cluster(r);
+    if (j == NULL || c == NULL)
+        return;
+    struct cluster_room_local l;
+    (void)cluster_room_local(c, room, strlen(room), &l);
+    json_t *home = l.home_known ? json_pack("{s:s, s:s, s:I}", "relay_id", l.home_id, "address",
+                                            l.home_addr, "gen", (json_int_t)l.gen)
+                                : json_null();
+    struct relay_stats st;
+    relay_stats(r, &st);
+    struct trunk_stats ts;
+    trunk_stats_total(r, &ts);
+    /* Trunk counters are per relay (summed over its trunks and rooms):
+     * the trunks keep no per-room counters. */
+    json_t *trunks = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "up", (json_int_t)ts.trunks_up, "frames_out",
+        (json_int_t)ts.frames_out, "frames_in", (json_int_t)ts.frames_in, "stale_gen_drops",
+        (json_int_t)ts.stale_gen_drops, "subscriptions_accepted", (json_int_t)ts.subs_accepted,
+        "reconnects", (json_int_t)ts.reconnects, "lost", (json_int_t)ts.trunks_lost);
+    /* The room's relays as its members' ids say (pid_prefix, PROTOCOL.md
+     * §4): this relay's own and each other relay's participants here. */
+    json_t *relays = json_array();
+    for (unsigned p = 0; p < 256; p++)
+        if (l.by_prefix[p] > 0)
+            json_array_append_new(relays, json_pack("{s:i, s:I, s:b}", "pid_prefix", (int)p,
+                                                    "members", (json_int_t)l.by_prefix[p], "self",
+                                                    p == c->pid_prefix));
+    json_object_set_new(j, "cluster",
+                        json_pack("{s:s, s:s, s:b, s:o, s:o, s:I, s:I, s:o}", "relay_id", c->id,
+                                  "role", role(&l), "lease_valid", l.lease_valid, "home_here", home,
+                                  "relays", relays, "trunk_subscriptions",
+                                  (json_int_t)l.trunk_subscriptions, "trunk_members_relay",
+                                  (json_int_t)st.trunk_members, "trunks_relay", trunks));
 }

@@ -22,6 +22,7 @@ struct cluster {
     struct dir *d;
     struct dir_config dc;
     char host[256], password[256], prefix[64], id[DIR_ID_MAX + 1], addr[DIR_ADDR_MAX + 1];
+    uint8_t pid_prefix; /* [cluster] pid_prefix */
     const struct cluster_home_ops *ops;
     void *ops_arg;
     struct cluster_worker *cw[WORKER_MAX];
@@ -32,5 +33,19 @@ struct cluster {
     _Atomic uint64_t joins_waited, joins_rejected, claim_failures, homes_self, homes_remote,
         rooms_gone;
 };
+
+/* A /rooms/{id} question to the room's owner worker (CLUSTER_MSG_QUERY):
+ * the admin thread waits a bounded time, so both hold a reference. */
+struct cluster_query {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int refs;
+    uint8_t len;
+    char room[65];
+    struct cluster_room_local out;
+};
+/* Marks q done (answered or not) and drops the caller's reference. */
+void cluster_query_finish(struct cluster_query *q);
 
 #endif

@@ -10,6 +10,7 @@
 #include "cluster/dirkey.h"
 #include "cluster/dirtime.h"
 #include "core/error.h"
+#include "relay/cluster.h"
 #include "relay/config_int.h"
 
 enum {
@@ -101,6 +102,20 @@ static int host_port(const char *value, char *host, size_t cap, uint16_t *port)
     return 0;
 }
 
+int cluster_trunk_port_check(const char *trunk_listen, uint16_t port, char *err, size_t err_len)
+{
+    char h[256];
+    uint16_t p;
+    if (trunk_listen[0] == '\0' || port == 0 || host_port(trunk_listen, h, sizeof(h), &p) != 0 ||
+        p == port)
+        return 0;
+    snprintf(err, err_len,
+             "port %u is not the relay's QUIC port %u: trunks ride the relay's QUIC port "
+             "(ALPN roost-trunk/1), so trunk_listen must name port %u",
+             (unsigned)p, (unsigned)port, (unsigned)port);
+    return ROOST_EINVAL;
+}
+
 int config_cluster_set(struct config *c, unsigned i, const char *value, uint64_t v, char *err,
                        size_t err_len)
 {
@@ -184,9 +199,11 @@ int config_cluster_validate(const struct config *c, int base, config_report_fn r
                     "cluster");
     if (r->cluster_static_home[0] != '\0' && k->redis_host[0] != '\0')
         n += report(c, base + C_STATIC_HOME, cb, arg, "give redis or static_home, not both");
+    char msg[400];
+    if (cluster_trunk_port_check(r->cluster_trunk_listen, r->port, msg, sizeof(msg)) != 0)
+        n += report(c, base + C_TRUNK_LISTEN, cb, arg, msg);
     if (k->redis_host[0] == '\0')
         return n;
-    char msg[400];
     if (r->cluster_relay_id[0] == '\0')
         n += report(c, base + C_RELAY_ID, cb, arg, "required with redis");
     const char *adv = k->trunk_advertise[0] ? k->trunk_advertise : r->cluster_trunk_listen;

@@ -207,8 +207,13 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     put(&b, "roost_steering %d\n", relay_steering(r) ? 1 : 0);
     head(&b, "roost_server_rooms", "gauge", "Live rooms, server-wide.");
     put(&b, "roost_server_rooms %lld\n", (long long)tot.rooms);
-    head(&b, "roost_server_participants", "gauge", "Room members, server-wide.");
+    head(&b, "roost_server_participants", "gauge",
+         "Room members connected to this relay, server-wide (trunk members not counted).");
     put(&b, "roost_server_participants %lld\n", (long long)tot.participants);
+    head(&b, "roost_server_trunk_members", "gauge",
+         "Trunk members in rooms: one hidden member per (trunk, room), one remote member per "
+         "participant of another relay.");
+    put(&b, "roost_server_trunk_members %lld\n", (long long)tot.trunk_members);
     head(&b, "roost_server_connections", "gauge", "Open QUIC connections, server-wide.");
     uint64_t conns = 0;
     for (unsigned i = 0; i < n; i++)
@@ -230,7 +235,8 @@ int metrics_render(struct relay *r, char **out, size_t *len)
                s->quic.conns_half_open);
     PER_WORKER(&b, "roost_rooms", "gauge", "Rooms owned by this worker.",
                s->room.rooms_created - s->room.rooms_destroyed);
-    PER_WORKER(&b, "roost_participants", "gauge", "Members of rooms owned by this worker.",
+    PER_WORKER(&b, "roost_participants", "gauge",
+               "Members of rooms owned by this worker (trunk members included).",
                s->room.joins - s->room.leaves);
     PER_WORKER(&b, "roost_sessions_opened_total", "counter", "Protocol sessions opened.",
                s->relay.sessions_opened);

@@ -102,8 +102,9 @@ struct relay_config {
 /* Totals over every worker (relaxed reads; may lag by a loop turn). */
 struct relay_stats {
     int64_t rooms;
-    int64_t participants;
-    uint64_t conns_open; /* sessions alive */
+    int64_t participants;  /* this relay's own members (what /capacity counts) */
+    int64_t trunk_members; /* trunks' hidden and remote members (docs/CLUSTER.md 2.3) */
+    uint64_t conns_open;   /* sessions alive */
     uint64_t sessions_opened, sessions_closed;
     uint64_t joins_ok, join_rejects; /* as answered to clients */
     uint64_t rejects_bad_token, rejects_room_full, rejects_server_full, rejects_not_permitted;

@@ -54,6 +54,7 @@ void relay_stats(struct relay *r, struct relay_stats *out)
     memset(out, 0, sizeof(*out));
     out->rooms = room_shared_rooms(r->rsh);
     out->participants = room_shared_participants(r->rsh);
+    out->trunk_members = room_shared_trunk_members(r->rsh);
     struct relay_wcounters c;
     memset(&c, 0, sizeof(c));
     for (unsigned i = 0; i < r->n_workers; i++) {

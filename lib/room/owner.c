@@ -32,6 +32,16 @@ static void room_free(struct room *r)
     free(r);
 }
 
+/* Server-wide member gauges: participants, or trunk members (hidden and
+ * remote members stand for other relays' participants: not counted as
+ * this relay's load in /capacity and roost_server_participants). */
+static void member_count(struct room_shard *s, uint16_t perms, int64_t d)
+{
+    _Atomic int64_t *g = perms & (ROOM_PERM_HIDDEN | ROOM_PERM_REMOTE) ? &s->sh->trunk_members
+                                                                       : &s->sh->participants;
+    atomic_fetch_add_explicit(g, d, memory_order_relaxed);
+}
+
 static void room_free_rcu(struct rcu_head *head)
 {
     room_free(caa_container_of(head, struct room, rcu));
@@ -48,7 +58,8 @@ void owner_free_rooms(struct room_shard *s)
             struct room_table *t = &s->sh->tables[s->id];
             rcu_assign_pointer(t->slots[r->slot], NULL);
             atomic_fetch_sub_explicit(&s->sh->rooms, 1, memory_order_relaxed);
-            atomic_fetch_sub_explicit(&s->sh->participants, r->n_infos, memory_order_relaxed);
+            for (uint32_t i = 0; i < r->n_infos; i++)
+                member_count(s, r->infos[i].perms, -1);
             room_free(r);
             r = next;
         }
@@ -198,7 +209,7 @@ static void room_remove_info(struct room_shard *s, struct room *r, uint32_t i)
     if (room_add_change(r, SNAPSHOT_REMOVE, &old) != 0 ||
         (!(old.perms & ROOM_PERM_HIDDEN) && room_add_event(r, MSG_EV_LEAVE, old.pid) != 0))
         log_error("event=room_change_nomem pid=%u", old.pid);
-    atomic_fetch_sub_explicit(&s->sh->participants, 1, memory_order_relaxed);
+    member_count(s, old.perms, -1);
     ROOM_STAT_INC(s, leaves);
     room_mark_dirty(s, r);
 }
@@ -463,7 +474,7 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
     }
     r->infos[r->n_infos++] = in;
     r->acks[r->n_acks++] = in;
-    atomic_fetch_add_explicit(&s->sh->participants, 1, memory_order_relaxed);
+    member_count(s, in.perms, 1);
     ROOM_STAT_INC(s, joins);
     room_mark_dirty(s, r);
 }
@@ -683,4 +694,22 @@ void room_shard_flush(struct room_shard *s)
         room_flush_one(s, r);
         r = next;
     }
+}
+
+uint32_t room_shard_census(struct room_shard *s, const uint8_t *room, size_t len,
+                           uint32_t by_prefix[256], uint32_t *hidden)
+{
+    memset(by_prefix, 0, 256 * sizeof(*by_prefix));
+    *hidden = 0;
+    uint64_t h;
+    struct room *r = room_lookup(s, room, len, &h);
+    if (r == NULL)
+        return 0;
+    for (uint32_t i = 0; i < r->n_infos; i++) {
+        if (r->infos[i].perms & ROOM_PERM_HIDDEN)
+            (*hidden)++;
+        else
+            by_prefix[r->infos[i].pid >> 24]++;
+    }
+    return r->n_infos;
 }

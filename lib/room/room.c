@@ -105,6 +105,11 @@ int64_t room_shared_participants(const struct room_shared *sh)
     return atomic_load_explicit(&sh->participants, memory_order_relaxed);
 }
 
+int64_t room_shared_trunk_members(const struct room_shared *sh)
+{
+    return atomic_load_explicit(&sh->trunk_members, memory_order_relaxed);
+}
+
 /* ------------------------------------------------------------------ shard */
 
 int room_shard_new(struct room_shard **out, struct room_shared *sh, struct worker *w,

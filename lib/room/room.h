@@ -170,9 +170,12 @@ int room_shared_new(struct room_shared **out, unsigned n_workers, const struct r
 void room_shared_del(struct room_shared *sh);
 /* The worker owning a room id. Any thread. */
 unsigned room_shared_owner(const struct room_shared *sh, const uint8_t *room_id, size_t len);
-/* Live rooms and participants, server-wide (relaxed counters). */
+/* Live rooms and participants, server-wide (relaxed counters). Participants
+ * are this relay's own members; the trunks' hidden and remote members
+ * (ROOM_PERM_HIDDEN / ROOM_PERM_REMOTE) are counted apart. */
 int64_t room_shared_rooms(const struct room_shared *sh);
 int64_t room_shared_participants(const struct room_shared *sh);
+int64_t room_shared_trunk_members(const struct room_shared *sh);
 
 /* Creates the shard of worker w, on w's thread (ops->start), and registers
  * it with the runtime for ROOM_MSG_FIRST..LAST (worker_handle): room
@@ -196,6 +199,12 @@ void room_shard_stats(const struct room_shard *s, struct room_stats *out);
  * live afterwards (false: nothing to serve, e.g. every joiner left). */
 bool room_shard_gate_open(struct room_shard *s, const uint8_t *room, size_t len, uint32_t code,
                           const char *reason, uint32_t retry_ms);
+/* On the room's owner worker (admin views, relay/cluster.c): the room's
+ * members by the top byte of their participant id (the issuing relay's
+ * pid_prefix), hidden members (one per subscribed trunk) apart. Returns
+ * the member count, 0 when the room is not live here. */
+uint32_t room_shard_census(struct room_shard *s, const uint8_t *room, size_t len,
+                           uint32_t by_prefix[256], uint32_t *hidden);
 
 /* A participant on this worker; `ep` is its endpoint (borrowed until
  * room_member_del). Allocates its participant id: never 0, unique

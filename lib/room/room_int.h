@@ -83,8 +83,9 @@ struct room_shared {
     struct hash_key key;
     struct room_limits lim;
     struct room_table tables[WORKER_MAX];
-    _Atomic int64_t rooms;        /* live rooms, server-wide (control path only) */
-    _Atomic int64_t participants; /* members in rooms, server-wide */
+    _Atomic int64_t rooms;         /* live rooms, server-wide (control path only) */
+    _Atomic int64_t participants;  /* members in rooms, server-wide, trunk members not */
+    _Atomic int64_t trunk_members; /* hidden and remote members (relay/trunk.c), server-wide */
     /* Keyframe caches: kfdir[w][chunk][i] is the view published by the
      * member in slot chunk*KFDIR_CHUNK+i of worker w. Chunks and views are
      * written by worker w only (rcu_assign_pointer), read by any worker. */

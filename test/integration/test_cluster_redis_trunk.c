@@ -218,6 +218,16 @@ static void test_room_across_relays(void **state)
     struct trunk_stats ts;
     trunk_stats_total(tr[0].r, &ts);
     assert_int_equal(ts.trunks_up, 2);
+    /* each relay counts its own participants (/capacity,
+     * roost_server_participants); the trunks' members apart: on the home a
+     * hidden member per subscribed relay, everywhere a remote member per
+     * participant of another relay (subscribers: one hidden member) */
+    for (unsigned i = 0; i < NR; i++) {
+        struct relay_stats st;
+        relay_stats(tr[i].r, &st);
+        assert_int_equal(st.participants, PER);
+        assert_int_equal(st.trunk_members, (i == 0 ? NR - 1 : 1) + (NP - PER));
+    }
 
     /* exact delivery: every frame to every other member once */
     const uint32_t base = 500000;

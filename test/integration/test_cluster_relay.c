@@ -39,6 +39,7 @@
 #include "../common/echo_app.h"
 #include "../common/participant.h"
 #include "../common/redis_server.h"
+#include "../common/relay_proc.h"
 #include "core/error.h"
 #include "proto/errcode.h"
 #include "proto/keyfile.h"
@@ -460,6 +461,56 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* trunk_listen must name the relay's QUIC port (trunks ride it): relay_new
+ * refuses another port, with or without a cluster section's redis. */
+static void test_trunk_listen_port(void **state)
+{
+    (void)state;
+    struct relay_config cfg = {.n_workers = 1};
+    struct relay_cluster_config *k = &cfg.cluster;
+    snprintf(k->redis_host, sizeof(k->redis_host), "127.0.0.1");
+    k->redis_port = rs.port;
+    k->pid_prefix = 9;
+    snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "tl");
+    static char cert[600], key[600], secret[600], keys[600];
+    const char *d = echo_cert_dir(false);
+    snprintf(cert, sizeof(cert), "%s/server.pem", d);
+    snprintf(key, sizeof(key), "%s/server.key", d);
+    if (snprintf(secret, sizeof(cfg.cluster_secret_file), "%s/secret-%d-tl", d, (int)getpid()) >=
+        (int)sizeof(cfg.cluster_secret_file))
+        fail();
+    snprintf(keys, sizeof(keys), "%s/tokenkeys-%d-tl", d, (int)getpid());
+    FILE *sf = fopen(secret, "w");
+    assert_non_null(sf);
+    fputs("0123456789abcdef-cluster-secret\n", sf);
+    fclose(sf);
+    struct token_keyring kr;
+    char err[256];
+    unlink(keys);
+    assert_int_equal(keyfile_generate(keys, "test", &kr, err, sizeof(err)), 0);
+    memcpy(cfg.cluster_secret_file, secret, sizeof(cfg.cluster_secret_file));
+    cfg.cert_file = cert;
+    cfg.key_file = key;
+    cfg.token_key_file = keys;
+    cfg.addr = "127.0.0.1";
+    cfg.no_pin = true;
+    cfg.port = test_free_udp_port();
+    snprintf(cfg.cluster_trunk_listen, sizeof(cfg.cluster_trunk_listen), "127.0.0.1:%u",
+             cfg.port == 65535 ? 1u : cfg.port + 1u);
+    struct relay *r = NULL;
+    assert_int_equal(relay_new(&r, &cfg), ROOST_EINVAL);
+    assert_null(r);
+    k->redis_host[0] = '\0'; /* trunks without redis (static_home) ride the port too */
+    assert_int_equal(relay_new(&r, &cfg), ROOST_EINVAL);
+    assert_null(r);
+    snprintf(k->redis_host, sizeof(k->redis_host), "127.0.0.1");
+    snprintf(cfg.cluster_trunk_listen, sizeof(cfg.cluster_trunk_listen), "127.0.0.1:%u", cfg.port);
+    assert_int_equal(relay_new(&r, &cfg), 0);
+    relay_del(r);
+    unlink(secret);
+    unlink(keys);
+}
+
 int main(void)
 {
     if (!redis_server_available()) {
@@ -469,6 +520,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claim_peer_release),
         cmocka_unit_test(test_redis_down_and_back),
+        cmocka_unit_test(test_trunk_listen_port),
     };
     return cmocka_run_group_tests_name("cluster_relay", tests, group_setup, group_teardown);
 }

@@ -129,11 +129,20 @@ static void test_validate(void **state)
     assert_true(has(&e, "trunk_listen", "required"));
     assert_int_equal(set(&c, "relay_id", "r1"), 0);
     assert_int_equal(set(&c, "pid_prefix", "1"), 0);
-    assert_int_equal(set(&c, "trunk_listen", "0.0.0.0:4434"), 0);
+    assert_int_equal(set(&c, "trunk_listen", "0.0.0.0:4433"), 0);
     assert_int_equal(cluster_errors(&c, &e), 1);
     assert_true(has(&e, "trunk_listen", "wildcard"));
     assert_int_equal(set(&c, "trunk_advertise", "10.0.0.5:4434"), 0);
     assert_int_equal(cluster_errors(&c, &e), 0);
+    /* trunks ride the relay's QUIC port: trunk_listen must name it (the
+     * advertised port may differ, behind NAT) */
+    assert_int_equal(set(&c, "trunk_listen", "0.0.0.0:4434"), 0);
+    assert_int_equal(cluster_errors(&c, &e), 1);
+    assert_true(has(&e, "trunk_listen", "not the relay's QUIC port 4433"));
+    assert_int_equal(set(&c, "port", "4434"), 0);
+    assert_int_equal(cluster_errors(&c, &e), 0);
+    assert_int_equal(set(&c, "port", "4433"), 0);
+    assert_int_equal(set(&c, "trunk_listen", "0.0.0.0:4433"), 0);
     assert_int_equal(set(&c, "join_wait", "5s"), 0); /* = handshake_timeout */
     assert_int_equal(cluster_errors(&c, &e), 1);
     assert_true(has(&e, "join_wait", "handshake_timeout"));
