@@ -308,12 +308,74 @@ static void test_late_joiner_keyframe(void **state)
     assert_true(echo_client_until(cl, got_frame, &lw, WAIT_MS));
     struct grp g = {&late, 1, NP};
     assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
-    /* everyone saw it join before it leaves (a JOIN and LEAVE of one
-     * remote member in one batch reached some members as a LEAVE alone;
-     * the later tests count members) */
-    struct grp all = {v, NP, NP};
-    assert_true(echo_client_until(cl, all_know, &all, WAIT_MS));
     part_leave(&late);
+    struct grp back = {v, NP, NP - 1};
+    assert_true(echo_client_until(cl, all_know, &back, WAIT_MS));
+}
+
+/* Presence ordering (issue 18): participants that join r1 and leave as
+ * soon as they are JOINED, without waiting for anyone to see them. Their
+ * JOIN and LEAVE cross the trunks back to back and may be applied in one
+ * turn on r0 and r2; every member must see each of them as JOIN then LEAVE,
+ * or not at all (before the fix some saw a LEAVE alone). A marker joining
+ * each of r1 and r2 afterwards is seen after that relay's churn on every
+ * path (presence is ordered per trunk and per room), so once everyone
+ * knows both markers the churn has arrived. */
+struct blinks {
+    struct part *p;
+    unsigned n;
+    bool left[16];
+};
+
+static bool blinked(void *arg)
+{
+    struct blinks *b = arg;
+    unsigned done = 0;
+    for (unsigned k = 0; k < b->n; k++) {
+        if (b->p[k].joined && !b->left[k]) {
+            assert_int_equal(part_leave(&b->p[k]), 0);
+            b->left[k] = true;
+        }
+        done += b->left[k];
+    }
+    return done == b->n;
+}
+
+static void test_presence_join_leave(void **state)
+{
+    (void)state;
+    enum { CHURN = 10 };
+    static struct part t[CHURN], marker[2];
+    struct blinks b = {t, CHURN, {0}};
+    for (unsigned k = 0; k < CHURN; k++) {
+        char id[16];
+        snprintf(id, sizeof(id), "blink-%u", k);
+        setup_part(&t[k], 1 + k % 2, "demo", id); /* r1, r2 */
+    }
+    /* all at once: each LEAVE goes out in the step that saw its JOINED */
+    assert_true(echo_client_until(cl, blinked, &b, WAIT_MS));
+    setup_part(&marker[0], 1, "demo", "marker-1");
+    setup_part(&marker[1], 2, "demo", "marker-2");
+    struct grp all = {v, NP, NP + 1};
+    assert_true(echo_client_until(cl, all_know, &all, WAIT_MS));
+    for (unsigned i = 0; i < NP; i++) {
+        for (unsigned k = 0; k < CHURN; k++) {
+            uint8_t seq[8];
+            unsigned n = 0;
+            for (uint32_t e = 0; e < v[i].n_events; e++)
+                if (v[i].events[e].pid == t[k].pid && n < 8)
+                    seq[n++] = v[i].events[e].kind;
+            if (n != 0 && !(n == 2 && seq[0] == MSG_EV_JOIN && seq[1] == MSG_EV_LEAVE)) {
+                fprintf(stderr, "# part %u saw blink-%u (pid %u) as", i, k, t[k].pid);
+                for (unsigned e = 0; e < n; e++)
+                    fprintf(stderr, " %s", seq[e] == MSG_EV_JOIN ? "JOIN" : "LEAVE");
+                fprintf(stderr, "\n");
+                fail();
+            }
+        }
+    }
+    part_leave(&marker[0]);
+    part_leave(&marker[1]);
     struct grp back = {v, NP, NP - 1};
     assert_true(echo_client_until(cl, all_know, &back, WAIT_MS));
 }
@@ -570,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_presence),
         cmocka_unit_test(test_exact_delivery),
         cmocka_unit_test(test_late_joiner_keyframe),
+        cmocka_unit_test(test_presence_join_leave),
         cmocka_unit_test(test_trunk_lost),
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_fencing),
