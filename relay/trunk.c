@@ -358,8 +358,9 @@ static void on_datagram(struct trunk *t, const uint8_t *d, size_t len)
 {
     uint32_t handle;
     uint64_t gen;
+    bool replay = false;
     t->last_rx = trunk_now_of(t->set);
-    int off = trunkmsg_dgram_parse(d, len, &handle, &gen);
+    int off = trunkmsg_dgram_parse(d, len, &handle, &gen, &replay);
     struct troom *tr = off > 0 && t->st == T_UP ? trunk_troom_by_handle(t, handle) : NULL;
     if (tr == NULL || len < (size_t)off + MEDIA_R2C_HDR_LEN) {
         TSTAT_INC(t->set, unknown_drops);
@@ -388,11 +389,13 @@ static void on_close(struct trunk *t, uint64_t code)
         TSTAT_DEC(set, trunks_up);
     log_info("event=trunk_down peer=%s dir=%s code=0x%llx", t->peer_id, t->outbound ? "out" : "in",
              (unsigned long long)code);
-    if (code == TRUNK_ERR_AUTH && t->st != T_UP && t->outbound) {
+    if ((code == TRUNK_ERR_AUTH || code == TRUNK_ERR_PREFIX) && t->st != T_UP && t->outbound) {
         struct quic_close_info ci;
         quic_conn_close_info(t->c, &ci);
-        if (ci.remote)
+        if (ci.remote && code == TRUNK_ERR_AUTH)
             TSTAT_INC(set, auth_failures); /* refused by the other side */
+        else if (ci.remote)
+            trunk_close_prefix(t, false);
     }
     if (!t->outbound) {
         /* Not freed here: quic_conn_close runs this from inside whoever

@@ -96,7 +96,8 @@ struct troom {
     struct troom *next;
     uint32_t handle;
     uint64_t gen;
-    bool active; /* subscription accepted: media and presence flow */
+    bool active;        /* subscription accepted: media and presence flow */
+    bool hidden_joined; /* the hidden member's JOINED (and cache replay) is done */
     /* Outbound: this relay's own members of the room (tr->mir) went to
      * zero; trunk_turn_end ends the subscription if they still are. */
     bool empty;
@@ -199,6 +200,8 @@ int trunk_send_hello(struct trunk *t);
 /* Counts and closes with TRUNK_ERR_AUTH. */
 void trunk_close_auth(struct trunk *t, const char *why);
 void trunk_on_hello(struct trunk *t, const struct trunkmsg *m);
+/* Counts and logs a pid_prefix conflict; close: closes with TRUNK_ERR_PREFIX. */
+void trunk_close_prefix(struct trunk *t, bool close);
 uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t len, uint64_t gen);
 bool trunk_home_held(struct trunk_shared *sh, const char *room, size_t len);
 uint64_t trunk_ka_period(const struct trunk_set *set);

@@ -470,7 +470,10 @@ static int hidden_media(struct troom *tr, struct buf *b, uint32_t off, uint32_t 
     uint8_t d[TRUNKMSG_DGRAM_HDR_LEN + ROOM_MAX_DATAGRAM + MEDIA_SENDER_LEN];
     if (len > sizeof(d) - TRUNKMSG_DGRAM_HDR_LEN)
         return ROOST_ETOOBIG;
-    trunkmsg_dgram_hdr(d, tr->handle, tr->gen);
+    /* Before its JOINED completed the hidden member only gets the room's
+     * cached keyframes (lib/room replays them to a joiner): marked, so the
+     * other side does not hand them again to members that had them live. */
+    trunkmsg_dgram_hdr(d, tr->handle, tr->gen, !tr->hidden_joined);
     memcpy(d + TRUNKMSG_DGRAM_HDR_LEN, b->data + off, len);
     int rc = quic_conn_send_datagram(t->c, d, TRUNKMSG_DGRAM_HDR_LEN + len);
     if (rc == 0)
@@ -515,6 +518,8 @@ static void tr_joined(void *ep, uint32_t code, void *arg)
     if (code != 0)
         log_warn("event=trunk_member_rejected kind=%s code=%u",
                  e->kind == TEP_HIDDEN ? "hidden" : "remote", code);
+    else if (e->kind == TEP_HIDDEN)
+        e->tr->hidden_joined = true; /* its cache replay is over: live frames now */
 }
 
 static void tr_replaced(void *ep, void *arg)

@@ -48,16 +48,23 @@ static int write_secret(char *tmpl, const char *s)
     return n == (ssize_t)strlen(s) ? 0 : -1;
 }
 
-static int start(unsigned i, unsigned workers, const char *secret, uint16_t home_port)
+/* prefix 0: the relay's own, i + 1 (distinct per relay). */
+static int start_p(unsigned i, unsigned workers, const char *secret, uint16_t home_port,
+                   uint8_t prefix)
 {
     struct relay_config cfg = {.n_workers = workers};
     snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "r%u", i);
-    cfg.cluster.pid_prefix = (uint8_t)(i + 1); /* distinct per relay */
+    cfg.cluster.pid_prefix = prefix ? prefix : (uint8_t)(i + 1);
     snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret);
     /* The home's own entry names itself; its port is not needed. */
     snprintf(cfg.cluster_static_home, sizeof(cfg.cluster_static_home), "r0@127.0.0.1:%u",
              home_port ? home_port : 1u);
     return test_relay_start(&tr[i], &cfg);
+}
+
+static int start(unsigned i, unsigned workers, const char *secret, uint16_t home_port)
+{
+    return start_p(i, workers, secret, home_port, 0);
 }
 
 static struct trunk_stats tstats(unsigned i)
@@ -405,6 +412,53 @@ static void test_wrong_secret(void **state)
     tr[NR].r = NULL;
 }
 
+/* A relay configured with r0's pid_prefix (1): its trunk to the home is
+ * refused at HELLO on both ends (TRUNK_ERR_PREFIX, counted, in /metrics),
+ * and nobody sees its participant. */
+static bool has_metric(struct relay *r, const char *line)
+{
+    char *text = NULL;
+    size_t tlen = 0;
+    if (metrics_render(r, &text, &tlen) != 0)
+        return false;
+    bool found = strstr(text, line) != NULL;
+    free(text);
+    return found;
+}
+
+static void test_prefix_conflict(void **state)
+{
+    (void)state;
+    uint64_t home_conf = tstats(0).prefix_conflicts;
+    uint32_t had[NP];
+    for (unsigned i = 0; i < NP; i++)
+        had[i] = v[i].n_events;
+    assert_int_equal(start_p(NR, 1, secret_file, tr[0].port, 1), 0);
+    static struct part twin;
+    setup_part(&twin, NR, "demo", "twin");
+    struct grp g = {&twin, 1, 0};
+    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    for (int i = 0;
+         i < 600 && (tstats(0).prefix_conflicts == home_conf || tstats(NR).prefix_conflicts == 0);
+         i++)
+        roost_client_step(cl, 10);
+    assert_true(tstats(0).prefix_conflicts > home_conf);
+    assert_true(tstats(NR).prefix_conflicts > 0);
+    assert_int_equal(tstats(NR).trunks_up, 0);
+    assert_int_equal(tstats(NR).auth_failures, 0);
+    char line[64];
+    snprintf(line, sizeof(line), "roost_trunk_prefix_conflicts %llu\n",
+             (unsigned long long)tstats(NR).prefix_conflicts);
+    assert_true(has_metric(tr[NR].r, line));
+    assert_true(has_metric(tr[0].r, "roost_trunk_prefix_conflicts "));
+    assert_int_equal(known(&twin), 0);
+    /* nobody in demo saw it (its id may well equal one of r0's) */
+    for (unsigned i = 0; i < NP; i++)
+        assert_int_equal(v[i].n_events, had[i]);
+    test_relay_stop(&tr[NR]);
+    tr[NR].r = NULL;
+}
+
 /* A lost trunk (r1's, closed as a failed path would be) comes back by
  * itself: counted as a reconnect with its gap, presence rebuilt on both
  * sides, and media exact again. */
@@ -635,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_presence_join_leave),
         cmocka_unit_test(test_trunk_lost),
         cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_prefix_conflict),
         cmocka_unit_test(test_fencing),
         cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_rooms_close),
