@@ -161,6 +161,8 @@ static void trunk_metrics(struct sbuf *b, struct relay *r)
         TF(kfreq_relayed, "counter", "Keyframe requests sent on trunks."),
         TF(prefix_conflicts, "counter",
            "Trunks refused because both relays have the same pid_prefix (either side)."),
+        TF(quality_out, "counter", "Receiver link reports (QUALITY) sent on trunks."),
+        TF(quality_in, "counter", "Receiver link reports (QUALITY) received on trunks."),
 #undef TF
     };
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {

@@ -349,7 +349,18 @@ static void on_control(struct trunk *t, const uint8_t *body, size_t len)
         if (tr->hidden.m != NULL)
             (void)room_keyframe_request(tr->hidden.m, m.pid, m.stream);
         break;
-    default: /* QUALITY: not yet forwarded (CLUSTER.md §2.8) */
+    case TRUNKMSG_QUALITY:
+        /* A receiver of the other side (announced there: one of our
+         * ghosts), reported to this relay's publishers by the hidden
+         * member. */
+        if (trunk_ghost_find(tr, m.pid) == NULL || tr->hidden.m == NULL ||
+            room_member_far_quality(tr->hidden.m, m.pid, m.loss, m.rtt_us) != 0) {
+            TSTAT_INC(t->set, unknown_drops);
+            break;
+        }
+        TSTAT_INC(t->set, quality_in);
+        break;
+    default:
         break;
     }
 }

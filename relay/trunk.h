@@ -62,6 +62,8 @@ struct trunk_stats {
     uint64_t presence_out;     /* PRESENCE sent */
     uint64_t kfreq_relayed;    /* KEYFRAME_REQUEST sent on trunks */
     uint64_t prefix_conflicts; /* trunks refused: the peer has this relay's pid_prefix */
+    uint64_t quality_out;      /* QUALITY (one receiver's link) sent on trunks */
+    uint64_t quality_in;       /* QUALITY received and reported to this relay's publishers */
 };
 
 /* Process level. With cfg->cluster_relay_id empty: *out = NULL, 0 (no

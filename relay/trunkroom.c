@@ -385,6 +385,22 @@ static void hidden_control(struct troom *tr, const uint8_t *body, size_t len)
             const struct msg_member *mm = &m->u.joined.members[i];
             trunk_mirror_join(tr, mm->participant_id, member_perms(mm->flags), mm->display_name);
         }
+    } else if (m->type == MSG_QUALITY) {
+        /* A receiver's link, from the room's owner (room.h, "link quality
+         * across relays"): the other side's publishers count it. Never
+         * back to the side it came from (its receivers are our ghosts). */
+        const struct msg_quality *q = &m->u.quality;
+        if (!tr->active || tr->t->st != T_UP || trunk_ghost_find(tr, q->participant_id) != NULL)
+            return;
+        struct trunkmsg k = {.type = TRUNKMSG_QUALITY,
+                             .handle = tr->handle,
+                             .gen = tr->gen,
+                             .pid = q->participant_id,
+                             .loss = q->loss_permille > 1000 ? 1000 : q->loss_permille,
+                             .rtt_us = q->rtt_us};
+        if (trunk_send_msg(tr->t, &k) == 0)
+            TSTAT_INC(tr->t->set, quality_out);
+        return;
     } else if (m->type == MSG_PARTICIPANT_EVENTS) {
         for (uint32_t i = 0; i < m->u.events.n_events; i++) {
             const struct msg_event *e = &m->u.events.events[i];
@@ -530,8 +546,10 @@ static void tr_replaced(void *ep, void *arg)
 
 static int tr_link_stats(void *ep, struct room_link *out, void *arg)
 {
+    /* Trunk members have no link of their own: a hidden member reports the
+     * receivers of its other side instead (lib/room quality.c). */
     if (tep_of(ep) != NULL || session_room_ops.link_stats == NULL)
-        return ROOST_ENOENT; /* no QUALITY for trunk members (docs/CLUSTER.md §2.8) */
+        return ROOST_ENOENT;
     return session_room_ops.link_stats(ep, out, arg);
 }
 

@@ -26,6 +26,27 @@ int room_member_new_remote(struct room_shard *s, void *ep, uint32_t pid, struct 
     return rc;
 }
 
+int room_member_far_quality(struct room_member *m, uint32_t pid, uint16_t loss, uint32_t rtt_us)
+{
+    if (!(m->perms & ROOM_PERM_HIDDEN) || pid == 0 || loss > 1000)
+        return ROOST_EINVAL;
+    uint64_t now = worker_now(m->s->w);
+    for (uint32_t i = 0; i < m->n_far; i++) {
+        if (m->far[i].pid == pid) {
+            m->far[i] = (struct room_far){.pid = pid, .loss = loss, .rtt_us = rtt_us, .t = now};
+            return 0;
+        }
+    }
+    /* Bounded: a room has at most max_members receivers; stale entries go
+     * at the quality tick (quality.c). */
+    if (m->n_far >= m->s->sh->lim.max_members)
+        return ROOST_ENOMEM;
+    if (room_grow((void **)&m->far, &m->cap_far, m->n_far + 1, sizeof(*m->far)) != 0)
+        return ROOST_ENOMEM;
+    m->far[m->n_far++] = (struct room_far){.pid = pid, .loss = loss, .rtt_us = rtt_us, .t = now};
+    return 0;
+}
+
 int room_publish_relayed(struct room_member *m, const uint8_t *dgram, size_t len)
 {
     struct room_shard *s = m->s;

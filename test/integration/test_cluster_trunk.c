@@ -23,6 +23,7 @@
 #include "proto/errcode.h"
 #include "proto/media.h"
 #include "proto/msg.h"
+#include "proto/quality.h"
 #include "relay/metrics.h"
 #include "relay/trunk.h"
 
@@ -52,7 +53,8 @@ static int write_secret(char *tmpl, const char *s)
 static int start_p(unsigned i, unsigned workers, const char *secret, uint16_t home_port,
                    uint8_t prefix)
 {
-    struct relay_config cfg = {.n_workers = workers};
+    /* QUALITY every 250 ms: reports cross two trunks in a few intervals */
+    struct relay_config cfg = {.n_workers = workers, .quality_interval_ns = 250000000ull};
     snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "r%u", i);
     cfg.cluster.pid_prefix = prefix ? prefix : (uint8_t)(i + 1);
     snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret);
@@ -65,6 +67,46 @@ static int start_p(unsigned i, unsigned workers, const char *secret, uint16_t ho
 static int start(unsigned i, unsigned workers, const char *secret, uint16_t home_port)
 {
     return start_p(i, workers, secret, home_port, 0);
+}
+
+/* What the participants' client sees beyond struct part (participant.c):
+ * QUALITY summaries and KEYFRAME_REQUESTs, by connection. */
+#define NX 8
+static struct xrec {
+    struct part *p;
+    uint32_t n_summaries;
+    struct quality_summary last;
+    uint32_t n_kfreq;
+    uint8_t kfreq_stream;
+} xr[NX];
+
+static struct xrec *xrec_of(struct part *p)
+{
+    for (unsigned i = 0; i < NX; i++)
+        if (xr[i].p == p)
+            return &xr[i];
+    return NULL;
+}
+
+static void x_control(struct roost_conn *c, const uint8_t *body, size_t len, void *arg)
+{
+    struct xrec *x = xrec_of(roost_conn_user(c));
+    if (x != NULL && len > 0 && body[0] == MSG_QUALITY) {
+        struct msg_quality q;
+        struct quality_summary sum;
+        if (quality_summary_decode(body, len, &q, &sum) == 1) {
+            x->n_summaries++;
+            x->last = sum;
+        }
+    } else if (x != NULL && len > 0 && body[0] == MSG_KEYFRAME_REQUEST) {
+        struct msg *m = malloc(sizeof(*m));
+        if (m != NULL && msg_decode(body, len, m) == 0) {
+            x->n_kfreq++;
+            x->kfreq_stream = m->u.keyframe_request.stream_id;
+        }
+        free(m);
+    }
+    part_cbs.on_control(c, body, len, arg);
 }
 
 static struct trunk_stats tstats(unsigned i)
@@ -136,7 +178,13 @@ static int group_setup(void **state)
         return -1;
     if (start(1, 1, secret_file, tr[0].port) != 0 || start(2, 2, secret_file, tr[0].port) != 0)
         return -1;
-    return test_client_new(&cl);
+    static struct roost_client_callbacks cbs;
+    cbs = part_cbs;
+    cbs.on_control = x_control;
+    char ca[600];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", echo_cert_dir(false));
+    struct roost_client_config cc = {.ca_file = ca};
+    return roost_client_new(&cl, &cc, &cbs, NULL);
 }
 
 static int group_teardown(void **state)
@@ -385,6 +433,75 @@ static void test_presence_join_leave(void **state)
     part_leave(&marker[1]);
     struct grp back = {v, NP, NP - 1};
     assert_true(echo_client_until(cl, all_know, &back, WAIT_MS));
+}
+
+/* QUALITY and KEYFRAME_REQUEST cross the trunks to the publisher (issue
+ * 18). Room "qual": the publisher on r2, receivers on r0 (the home) and on
+ * r1 (two trunk hops away, through the home). The publisher's QUALITY
+ * summary counts both remote receivers (before, it described only r2's
+ * hidden member, a receiver with a perfect link), and a KEYFRAME_REQUEST
+ * from r1 reaches it. */
+struct qw {
+    struct xrec *x;
+    uint32_t want_receivers;
+    uint32_t worst_a, worst_b;
+};
+
+static bool summary_is(void *arg)
+{
+    struct qw *w = arg;
+    const struct quality_summary *q = &w->x->last;
+    return w->x->n_summaries > 0 && q->receivers == w->want_receivers &&
+           (q->worst_pid == w->worst_a || q->worst_pid == w->worst_b);
+}
+
+static bool kfreq_in(void *arg)
+{
+    return ((struct xrec *)arg)->n_kfreq > 0;
+}
+
+static void test_quality_kfreq(void **state)
+{
+    (void)state;
+    static struct part pub, r0rx, r1rx;
+    setup_part(&pub, 2, "qual", "q-pub");
+    setup_part(&r0rx, 0, "qual", "q-home");
+    setup_part(&r1rx, 1, "qual", "q-far");
+    xr[0] = (struct xrec){.p = &pub};
+    struct part *all3[3] = {&pub, &r0rx, &r1rx};
+    for (unsigned i = 0; i < 3; i++) {
+        struct grp g = {all3[i], 1, 2};
+        assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    }
+    struct trunk_stats q1 = tstats(1), q2 = tstats(2);
+    struct qw w = {&xr[0], 2, r0rx.pid, r1rx.pid};
+    bool ok = echo_client_until(cl, summary_is, &w, WAIT_MS);
+    if (!ok)
+        fprintf(stderr, "# summaries %u: receivers %u worst %u (want 2, %u or %u)\n",
+                xr[0].n_summaries, xr[0].last.receivers, xr[0].last.worst_pid, r0rx.pid, r1rx.pid);
+    assert_true(ok);
+    assert_true(tstats(1).quality_out > q1.quality_out); /* r1 -> home */
+    assert_true(tstats(0).quality_in > 0);
+    assert_true(tstats(2).quality_in > q2.quality_in); /* home -> r2 */
+    /* a keyframe request from r1 for the publisher's stream 3 */
+    uint64_t k1 = tstats(1).kfreq_relayed, k0 = tstats(0).kfreq_relayed;
+    struct msg m = {.type = MSG_KEYFRAME_REQUEST};
+    m.u.keyframe_request.participant_id = pub.pid;
+    m.u.keyframe_request.stream_id = 3;
+    uint8_t body[32];
+    int n = msg_encode_body(&m, body, sizeof(body));
+    assert_true(n > 0);
+    assert_int_equal(roost_conn_send_control(r1rx.c, body, (size_t)n), 0);
+    assert_true(echo_client_until(cl, kfreq_in, &xr[0], WAIT_MS));
+    assert_int_equal(xr[0].kfreq_stream, 3);
+    assert_int_equal(xr[0].n_kfreq, 1);
+    assert_int_equal(tstats(1).kfreq_relayed, k1 + 1);
+    assert_int_equal(tstats(0).kfreq_relayed, k0 + 1);
+    assert_int_equal(r1rx.n_errors, 0);
+    part_leave(&r1rx);
+    part_leave(&r0rx);
+    part_leave(&pub);
+    xr[0].p = NULL;
 }
 
 /* A relay with another secret: its trunk to the home is refused on both
@@ -687,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_exact_delivery),
         cmocka_unit_test(test_late_joiner_keyframe),
         cmocka_unit_test(test_presence_join_leave),
+        cmocka_unit_test(test_quality_kfreq),
         cmocka_unit_test(test_trunk_lost),
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_prefix_conflict),
