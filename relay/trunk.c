@@ -382,11 +382,11 @@ static void on_datagram(struct trunk *t, const uint8_t *d, size_t len)
         return;
     }
     struct tep *g = trunk_ghost_find(tr, be_get32(d + off));
-    if (g == NULL || room_publish_relayed(g->m, d + off, len - (size_t)off) != 0) {
+    if (g == NULL) {
         TSTAT_INC(t->set, unknown_drops);
         return;
     }
-    TSTAT_INC(t->set, frames_in);
+    trunk_media_in(tr, g, d + off, len - (size_t)off, replay);
 }
 
 /* The connection ended: an accepted trunk goes with its rooms; a dialed

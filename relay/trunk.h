@@ -64,6 +64,8 @@ struct trunk_stats {
     uint64_t prefix_conflicts; /* trunks refused: the peer has this relay's pid_prefix */
     uint64_t quality_out;      /* QUALITY (one receiver's link) sent on trunks */
     uint64_t quality_in;       /* QUALITY received and reported to this relay's publishers */
+    uint64_t replay_in;        /* keyframe-cache replay datagrams received */
+    uint64_t replay_dups;      /* of those, already fanned out live here: cached only */
 };
 
 /* Process level. With cfg->cluster_relay_id empty: *out = NULL, 0 (no

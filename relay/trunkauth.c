@@ -178,6 +178,7 @@ void trunk_on_hello(struct trunk *t, const struct trunkmsg *m)
         trunk_close_auth(t, "bad MAC (cluster secret differs?)");
         return;
     }
+    t->peer_prefix = m->prefix;
     if (m->prefix == t->set->sh->prefix) {
         /* Both relays would issue the same participant ids: refused before
          * any room is shared (PROTOCOL.md §12.2). The home checks first, so

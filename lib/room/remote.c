@@ -47,7 +47,8 @@ int room_member_far_quality(struct room_member *m, uint32_t pid, uint16_t loss, 
     return 0;
 }
 
-int room_publish_relayed(struct room_member *m, const uint8_t *dgram, size_t len)
+/* The checks both relayed paths share. */
+static int relayed_check(struct room_member *m, const uint8_t *dgram, size_t len)
 {
     struct room_shard *s = m->s;
     if (m->state != MEMBER_JOINED) {
@@ -63,6 +64,43 @@ int room_publish_relayed(struct room_member *m, const uint8_t *dgram, size_t len
         ROOM_STAT_INC(s, media_dropped_malformed);
         return ROOST_EMALFORMED;
     }
+    return 0;
+}
+
+int room_cache_relayed(struct room_member *m, const uint8_t *dgram, size_t len)
+{
+    struct room_shard *s = m->s;
+    int rc = relayed_check(m, dgram, len);
+    struct kfcache *kc = rc == 0 ? room_member_cache(s, m) : NULL;
+    if (kc == NULL)
+        return rc;
+    struct buf *b = buf_new((uint32_t)len);
+    if (b == NULL) {
+        ROOM_STAT_INC(s, media_dropped_nomem);
+        return ROOST_ENOMEM;
+    }
+    b->stamp = buf_stamp_now();
+    memcpy(b->data, dgram, len);
+    b->len = (uint32_t)len;
+    /* As fanout_publish_buf's feed, without the fan-out: no reader of the
+     * room can miss this keyframe for lack of a fence (nobody is sent it). */
+    int ev = kfcache_feed(kc, b, worker_now(s->w));
+    if (ev > 0 && (ev & KFCACHE_EV_PROMOTED))
+        ROOM_STAT_INC(s, kf_cached);
+    if (ev > 0 && (ev & KFCACHE_EV_DISCARDED))
+        ROOM_STAT_INC(s, kf_discarded);
+    if (ev > 0 && (ev & KFCACHE_EV_OVER_CAP))
+        ROOM_STAT_INC(s, kf_over_cap);
+    buf_unref(b);
+    return 0;
+}
+
+int room_publish_relayed(struct room_member *m, const uint8_t *dgram, size_t len)
+{
+    struct room_shard *s = m->s;
+    int rc = relayed_check(m, dgram, len);
+    if (rc != 0)
+        return rc;
     struct buf *b = buf_new((uint32_t)len);
     if (b == NULL) {
         ROOM_STAT_INC(s, media_dropped_nomem);

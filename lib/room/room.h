@@ -278,6 +278,12 @@ int room_member_new_remote(struct room_shard *s, void *ep, uint32_t pid, struct 
  * Returns as room_publish. */
 int room_publish_relayed(struct room_member *m, const uint8_t *dgram, size_t len);
 
+/* A relayed datagram of remote member m that this relay's members already
+ * had (a keyframe cache replay from the home after a re-subscription,
+ * docs/CLUSTER.md §2.5): feeds m's keyframe cache, so that later joiners
+ * get it, and delivers it to nobody. Returns as room_publish_relayed. */
+int room_cache_relayed(struct room_member *m, const uint8_t *dgram, size_t len);
+
 /* Link quality across relays (issue 18). A hidden member stands for the
  * receivers on the other side of its trunk:
  *   - room_member_far_quality records one such receiver's link (its id,

@@ -376,6 +376,24 @@ static void test_late_joiner_keyframe(void **state)
  * each of r1 and r2 afterwards is seen after that relay's churn on every
  * path (presence is ordered per trunk and per room), so once everyone
  * knows both markers the churn has arrived. */
+static bool is_joined(void *arg)
+{
+    return ((struct part *)arg)->joined;
+}
+
+struct mw {
+    uint32_t pid;
+};
+
+static bool all_know_pid(void *arg)
+{
+    const struct mw *w = arg;
+    for (unsigned i = 0; i < NP; i++)
+        if (!knows(&v[i], w->pid))
+            return false;
+    return true;
+}
+
 struct blinks {
     struct part *p;
     unsigned n;
@@ -411,8 +429,11 @@ static void test_presence_join_leave(void **state)
     assert_true(echo_client_until(cl, blinked, &b, WAIT_MS));
     setup_part(&marker[0], 1, "demo", "marker-1");
     setup_part(&marker[1], 2, "demo", "marker-2");
-    struct grp all = {v, NP, NP + 1};
-    assert_true(echo_client_until(cl, all_know, &all, WAIT_MS));
+    for (unsigned k = 0; k < 2; k++) {
+        assert_true(echo_client_until(cl, is_joined, &marker[k], WAIT_MS));
+        struct mw w = {marker[k].pid};
+        assert_true(echo_client_until(cl, all_know_pid, &w, WAIT_MS));
+    }
     for (unsigned i = 0; i < NP; i++) {
         for (unsigned k = 0; k < CHURN; k++) {
             uint8_t seq[8];
@@ -635,6 +656,71 @@ static void test_trunk_lost(void **state)
     check_exact(1000000);
 }
 
+/* Keyframes exactly once after a re-subscription (issue 18): r1's
+ * members got a keyframe of r2's publisher live; r1's trunk is lost and
+ * comes back, and the home replays its cache down the new subscription.
+ * r1 recognises the replay as frames it already fanned out: its members do
+ * not get them again (before: twice, or the replay was dropped because the
+ * sender's remote member had not joined yet), yet r1's new cache has them,
+ * so a participant joining r1 afterwards gets the keyframe. */
+static unsigned copies(const struct part *p, uint32_t sender, uint32_t seq)
+{
+    unsigned n = 0;
+    for (uint32_t i = 0; i < p->n_media; i++)
+        n += p->media[i].sender == sender && p->media[i].seq == seq;
+    return n;
+}
+
+struct dupw {
+    unsigned relay;
+    uint64_t dups;
+};
+
+static bool replay_seen(void *arg)
+{
+    struct dupw *w = arg;
+    return tstats(w->relay).replay_dups > w->dups;
+}
+
+static void test_replay_once(void **state)
+{
+    (void)state;
+    struct part *pub = &v[NP - 1]; /* on r2 */
+    uint8_t d[MEDIA_C2R_HDR_LEN + 40];
+    struct media_hdr h = {.stream_id = 1,
+                          .flags = MEDIA_F_KEYFRAME | MEDIA_F_START | MEDIA_F_END | MEDIA_F_VIDEO,
+                          .seq = 888888,
+                          .timestamp = 2};
+    assert_true(media_c2r_encode(&h, d, sizeof(d)) > 0);
+    memset(d + MEDIA_C2R_HDR_LEN, 0x4c, sizeof(d) - MEDIA_C2R_HDR_LEN);
+    assert_int_equal(roost_conn_send_datagram(pub->c, d, sizeof(d)), 0);
+    for (unsigned i = PER; i < 2 * PER; i++) {
+        struct kfw w = {&v[i], pub->pid, 888888};
+        assert_true(echo_client_until(cl, got_frame, &w, WAIT_MS));
+        assert_int_equal(copies(&v[i], pub->pid, 888888), 1);
+    }
+    struct trunk_stats b1 = tstats(1);
+    assert_int_equal(trunk_test_drop(tr[1].r), 0);
+    struct upw u = {1, b1.reconnects};
+    assert_true(echo_client_until(cl, reconnected, &u, WAIT_MS));
+    struct dupw dw = {1, b1.replay_dups};
+    assert_true(echo_client_until(cl, replay_seen, &dw, WAIT_MS));
+    assert_true(tstats(1).replay_in > b1.replay_in);
+    struct grp g = {v, NP, NP - 1};
+    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    for (int i = 0; i < 20; i++)
+        roost_client_step(cl, 5);
+    for (unsigned i = PER; i < 2 * PER; i++)
+        assert_int_equal(copies(&v[i], pub->pid, 888888), 1);
+    static struct part late;
+    setup_part(&late, 1, "demo", "after-replay");
+    struct kfw lw = {&late, pub->pid, 888888};
+    assert_true(echo_client_until(cl, got_frame, &lw, WAIT_MS));
+    assert_int_equal(copies(&late, pub->pid, 888888), 1);
+    part_leave(&late);
+    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+}
+
 /* Fencing: the directory tells r1 that demo's home generation is now 2
  * while r0 holds it with 1. r1 re-subscribes with 2, r0 refuses
  * (STALE_GEN), both count it; r1's participants lose the remote members
@@ -806,6 +892,7 @@ int main(void)
         cmocka_unit_test(test_presence_join_leave),
         cmocka_unit_test(test_quality_kfreq),
         cmocka_unit_test(test_trunk_lost),
+        cmocka_unit_test(test_replay_once),
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_prefix_conflict),
         cmocka_unit_test(test_fencing),
