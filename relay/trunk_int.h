@@ -3,6 +3,7 @@
  * trunk messages in, the QUIC ops, worker level and counters.
  * trunkroom.c: rooms on a trunk (hidden and remote members, presence
  * mirror), the room ops, the home ops and static_home.
+ * trunkmedia.c: media in from a trunk, keyframe-cache replays.
  * Everything of a trunk_set runs on its worker. */
 #ifndef ROOST_RELAY_TRUNK_INT_H
 #define ROOST_RELAY_TRUNK_INT_H
@@ -250,6 +251,10 @@ void trunk_ghost_del_at(struct troom *tr, uint32_t i);
 /* A relayed datagram (sender id first) of ghost g arrived on tr: live, or
  * a keyframe-cache replay (docs/CLUSTER.md §2.5). */
 void trunk_media_in(struct troom *tr, struct tep *g, const uint8_t *d, size_t len, bool replay);
+/* trunkmedia.c: a ghost's held replay: dropped (ghost gone) / sent on (its
+ * JOINED). */
+void trunk_held_free(struct tep *g);
+void trunk_held_flush(struct tep *g);
 void trunk_ghosts_clear(struct troom *tr);
 struct troom *trunk_troom_by_handle(struct trunk *t, uint32_t handle);
 struct troom *trunk_troom_by_room(struct trunk *t, const char *room, size_t len);
