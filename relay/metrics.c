@@ -159,6 +159,13 @@ static void trunk_metrics(struct sbuf *b, struct relay *r)
         TF(presence_in, "counter", "PRESENCE messages received on trunks."),
         TF(presence_out, "counter", "PRESENCE messages sent on trunks."),
         TF(kfreq_relayed, "counter", "Keyframe requests sent on trunks."),
+        TF(prefix_conflicts, "counter",
+           "Trunks refused because both relays have the same pid_prefix (either side)."),
+        TF(quality_out, "counter", "Receiver link reports (QUALITY) sent on trunks."),
+        TF(quality_in, "counter", "Receiver link reports (QUALITY) received on trunks."),
+        TF(replay_in, "counter", "Keyframe-cache replay datagrams received on trunks."),
+        TF(replay_dups, "counter",
+           "Replayed datagrams this relay had already fanned out live: cached, not sent again."),
 #undef TF
     };
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {

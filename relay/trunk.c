@@ -349,7 +349,18 @@ static void on_control(struct trunk *t, const uint8_t *body, size_t len)
         if (tr->hidden.m != NULL)
             (void)room_keyframe_request(tr->hidden.m, m.pid, m.stream);
         break;
-    default: /* QUALITY: not yet forwarded (CLUSTER.md §2.8) */
+    case TRUNKMSG_QUALITY:
+        /* A receiver of the other side (announced there: one of our
+         * ghosts), reported to this relay's publishers by the hidden
+         * member. */
+        if (trunk_ghost_find(tr, m.pid) == NULL || tr->hidden.m == NULL ||
+            room_member_far_quality(tr->hidden.m, m.pid, m.loss, m.rtt_us) != 0) {
+            TSTAT_INC(t->set, unknown_drops);
+            break;
+        }
+        TSTAT_INC(t->set, quality_in);
+        break;
+    default:
         break;
     }
 }
@@ -358,8 +369,9 @@ static void on_datagram(struct trunk *t, const uint8_t *d, size_t len)
 {
     uint32_t handle;
     uint64_t gen;
+    bool replay = false;
     t->last_rx = trunk_now_of(t->set);
-    int off = trunkmsg_dgram_parse(d, len, &handle, &gen);
+    int off = trunkmsg_dgram_parse(d, len, &handle, &gen, &replay);
     struct troom *tr = off > 0 && t->st == T_UP ? trunk_troom_by_handle(t, handle) : NULL;
     if (tr == NULL || len < (size_t)off + MEDIA_R2C_HDR_LEN) {
         TSTAT_INC(t->set, unknown_drops);
@@ -370,11 +382,11 @@ static void on_datagram(struct trunk *t, const uint8_t *d, size_t len)
         return;
     }
     struct tep *g = trunk_ghost_find(tr, be_get32(d + off));
-    if (g == NULL || room_publish_relayed(g->m, d + off, len - (size_t)off) != 0) {
+    if (g == NULL) {
         TSTAT_INC(t->set, unknown_drops);
         return;
     }
-    TSTAT_INC(t->set, frames_in);
+    trunk_media_in(tr, g, d + off, len - (size_t)off, replay);
 }
 
 /* The connection ended: an accepted trunk goes with its rooms; a dialed
@@ -388,11 +400,13 @@ static void on_close(struct trunk *t, uint64_t code)
         TSTAT_DEC(set, trunks_up);
     log_info("event=trunk_down peer=%s dir=%s code=0x%llx", t->peer_id, t->outbound ? "out" : "in",
              (unsigned long long)code);
-    if (code == TRUNK_ERR_AUTH && t->st != T_UP && t->outbound) {
+    if ((code == TRUNK_ERR_AUTH || code == TRUNK_ERR_PREFIX) && t->st != T_UP && t->outbound) {
         struct quic_close_info ci;
         quic_conn_close_info(t->c, &ci);
-        if (ci.remote)
+        if (ci.remote && code == TRUNK_ERR_AUTH)
             TSTAT_INC(set, auth_failures); /* refused by the other side */
+        else if (ci.remote)
+            trunk_close_prefix(t, false);
     }
     if (!t->outbound) {
         /* Not freed here: quic_conn_close runs this from inside whoever

@@ -47,20 +47,25 @@ extern const struct cluster_home_ops trunk_home_ops;
 
 /* Counters of one worker (only uint64_t fields; core/stat.h slots). */
 struct trunk_stats {
-    uint64_t trunks_up;       /* gauge: authenticated trunks */
-    uint64_t frames_out;      /* media datagrams sent on trunks */
-    uint64_t frames_in;       /* media datagrams received and fanned out */
-    uint64_t stale_gen_drops; /* room-scoped messages with a stale generation */
-    uint64_t unknown_drops;   /* datagrams for an unknown handle or sender */
-    uint64_t reconnects;      /* dialed trunks re-established after a loss */
-    uint64_t trunks_lost;     /* dialed trunks that went down */
-    uint64_t gap_ns;          /* time dialed trunks spent down before coming back */
-    uint64_t auth_failures;   /* trunks closed with TRUNK_ERR_AUTH (either side) */
-    uint64_t subs_accepted;   /* SUBSCRIBE accepted (home side) */
-    uint64_t subs_rejected;   /* SUBSCRIBE refused (not home, stale generation) */
-    uint64_t presence_in;     /* PRESENCE received */
-    uint64_t presence_out;    /* PRESENCE sent */
-    uint64_t kfreq_relayed;   /* KEYFRAME_REQUEST sent on trunks */
+    uint64_t trunks_up;        /* gauge: authenticated trunks */
+    uint64_t frames_out;       /* media datagrams sent on trunks */
+    uint64_t frames_in;        /* media datagrams received and fanned out */
+    uint64_t stale_gen_drops;  /* room-scoped messages with a stale generation */
+    uint64_t unknown_drops;    /* datagrams for an unknown handle or sender */
+    uint64_t reconnects;       /* dialed trunks re-established after a loss */
+    uint64_t trunks_lost;      /* dialed trunks that went down */
+    uint64_t gap_ns;           /* time dialed trunks spent down before coming back */
+    uint64_t auth_failures;    /* trunks closed with TRUNK_ERR_AUTH (either side) */
+    uint64_t subs_accepted;    /* SUBSCRIBE accepted (home side) */
+    uint64_t subs_rejected;    /* SUBSCRIBE refused (not home, stale generation) */
+    uint64_t presence_in;      /* PRESENCE received */
+    uint64_t presence_out;     /* PRESENCE sent */
+    uint64_t kfreq_relayed;    /* KEYFRAME_REQUEST sent on trunks */
+    uint64_t prefix_conflicts; /* trunks refused: the peer has this relay's pid_prefix */
+    uint64_t quality_out;      /* QUALITY (one receiver's link) sent on trunks */
+    uint64_t quality_in;       /* QUALITY received and reported to this relay's publishers */
+    uint64_t replay_in;        /* keyframe-cache replay datagrams received */
+    uint64_t replay_dups;      /* of those, already fanned out live here: cached only */
 };
 
 /* Process level. With cfg->cluster_relay_id empty: *out = NULL, 0 (no

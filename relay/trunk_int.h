@@ -3,6 +3,7 @@
  * trunk messages in, the QUIC ops, worker level and counters.
  * trunkroom.c: rooms on a trunk (hidden and remote members, presence
  * mirror), the room ops, the home ops and static_home.
+ * trunkmedia.c: media in from a trunk, keyframe-cache replays.
  * Everything of a trunk_set runs on its worker. */
 #ifndef ROOST_RELAY_TRUNK_INT_H
 #define ROOST_RELAY_TRUNK_INT_H
@@ -75,12 +76,33 @@ struct troom;
 
 /* A room endpoint of this module; passed to lib/room tagged (low bit set)
  * so that trunk_room_ops tells it from a session. */
+/* A replayed datagram that arrived before its ghost's JOINED. */
+struct held_pkt {
+    struct held_pkt *next;
+    uint32_t len;
+    uint8_t d[];
+};
+#define HELD_MAX 256 /* per ghost: a replay is at most a few keyframes */
+
 struct tep {
     uint8_t kind;
     struct troom *tr;
     uint32_t pid; /* ghost: the remote participant */
     struct room_member *m;
+    /* ghost: keyframe-cache replay waiting for its JOINED (in order) */
+    struct held_pkt *held, **held_tail;
+    uint32_t n_held;
 };
+
+/* The newest sequence number of a (remote sender, stream) this relay
+ * fanned out live on a subscription (replays at or below it are not sent
+ * to the members again). */
+struct seen_ent {
+    uint32_t pid;
+    uint32_t seq;
+    uint8_t stream;
+};
+#define SEEN_MAX 1024 /* per subscription */
 
 struct mirror {
     uint32_t pid;
@@ -96,7 +118,8 @@ struct troom {
     struct troom *next;
     uint32_t handle;
     uint64_t gen;
-    bool active; /* subscription accepted: media and presence flow */
+    bool active;        /* subscription accepted: media and presence flow */
+    bool hidden_joined; /* the hidden member's JOINED (and cache replay) is done */
     /* Outbound: this relay's own members of the room (tr->mir) went to
      * zero; trunk_turn_end ends the subscription if they still are. */
     bool empty;
@@ -111,6 +134,10 @@ struct troom {
     uint32_t n_ghosts, cap_ghosts;
     struct mirror *mir; /* this side's members as the hidden member saw them */
     uint32_t n_mir, cap_mir;
+    /* Kept while the subscription lives, across trunk losses (its ghosts
+     * and their caches do not survive them). */
+    struct seen_ent *seen;
+    uint32_t n_seen, cap_seen;
 };
 
 enum tstate { T_DIALING = 0, T_HELLO, T_UP, T_DOWN };
@@ -125,6 +152,7 @@ struct trunk {
     struct quic_conn *dead; /* outbound: closed connection to free before redialing */
     char peer_id[TRUNKMSG_ID_MAX + 1];
     uint8_t peer_len;
+    uint8_t peer_prefix; /* the peer's pid_prefix (its HELLO) */
     char host[64];
     uint16_t port;
     struct troom *rooms;
@@ -199,6 +227,8 @@ int trunk_send_hello(struct trunk *t);
 /* Counts and closes with TRUNK_ERR_AUTH. */
 void trunk_close_auth(struct trunk *t, const char *why);
 void trunk_on_hello(struct trunk *t, const struct trunkmsg *m);
+/* Counts and logs a pid_prefix conflict; close: closes with TRUNK_ERR_PREFIX. */
+void trunk_close_prefix(struct trunk *t, bool close);
 uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t len, uint64_t gen);
 bool trunk_home_held(struct trunk_shared *sh, const char *room, size_t len);
 uint64_t trunk_ka_period(const struct trunk_set *set);
@@ -211,9 +241,20 @@ int trunk_send_msg(struct trunk *t, const struct trunkmsg *m);
 void trunk_send_presence(struct troom *tr, uint8_t kind, const struct mirror *mi);
 void trunk_send_subscribe(struct troom *tr);
 struct tep *trunk_ghost_find(const struct troom *tr, uint32_t pid);
+/* Whether participant pid belongs to the other side of tr's trunk (so its
+ * presence, frames and link reports never go back there): by its id's
+ * prefix, which does not depend on the ghost still being here. */
+bool trunk_from_peer(const struct troom *tr, uint32_t pid);
 void trunk_ghost_add(struct troom *tr, uint32_t pid, uint8_t flags, const uint8_t *name,
                      size_t name_len);
 void trunk_ghost_del_at(struct troom *tr, uint32_t i);
+/* A relayed datagram (sender id first) of ghost g arrived on tr: live, or
+ * a keyframe-cache replay (docs/CLUSTER.md §2.5). */
+void trunk_media_in(struct troom *tr, struct tep *g, const uint8_t *d, size_t len, bool replay);
+/* trunkmedia.c: a ghost's held replay: dropped (ghost gone) / sent on (its
+ * JOINED). */
+void trunk_held_free(struct tep *g);
+void trunk_held_flush(struct tep *g);
 void trunk_ghosts_clear(struct troom *tr);
 struct troom *trunk_troom_by_handle(struct trunk *t, uint32_t handle);
 struct troom *trunk_troom_by_room(struct trunk *t, const char *room, size_t len);

@@ -96,7 +96,10 @@ void trunk_shared_set_cluster(struct trunk_shared *sh, struct cluster *c)
     sh->cluster = c;
 }
 
-static int hello_mac(struct trunk *t, char role, bool ours, uint8_t mac[TRUNKMSG_MAC_LEN])
+/* ours: the MAC of our HELLO; otherwise the one the peer's HELLO (with
+ * pid prefix peer_prefix) must carry. */
+static int hello_mac(struct trunk *t, char role, bool ours, uint8_t peer_prefix,
+                     uint8_t mac[TRUNKMSG_MAC_LEN])
 {
     struct trunk_shared *sh = t->set->sh;
     uint8_t ex[32];
@@ -104,19 +107,21 @@ static int hello_mac(struct trunk *t, char role, bool ours, uint8_t mac[TRUNKMSG
     if (rc != 0)
         return rc;
     if (ours)
-        return trunkmsg_mac(sh->secret, sh->secret_len, role, sh->id, sh->id_len, t->peer_id,
-                            t->peer_len, ex, mac);
-    return trunkmsg_mac(sh->secret, sh->secret_len, role, t->peer_id, t->peer_len, sh->id,
-                        sh->id_len, ex, mac);
+        return trunkmsg_mac(sh->secret, sh->secret_len, role, sh->id, sh->id_len, sh->prefix,
+                            t->peer_id, t->peer_len, ex, mac);
+    return trunkmsg_mac(sh->secret, sh->secret_len, role, t->peer_id, t->peer_len, peer_prefix,
+                        sh->id, sh->id_len, ex, mac);
 }
 
 int trunk_send_hello(struct trunk *t)
 {
     struct trunk_shared *sh = t->set->sh;
-    struct trunkmsg m = {
-        .type = TRUNKMSG_HELLO, .version = TRUNKMSG_VERSION, .id_len = (uint8_t)sh->id_len};
+    struct trunkmsg m = {.type = TRUNKMSG_HELLO,
+                         .version = TRUNKMSG_VERSION,
+                         .id_len = (uint8_t)sh->id_len,
+                         .prefix = sh->prefix};
     memcpy(m.id, sh->id, sh->id_len);
-    int rc = hello_mac(t, t->outbound ? 'c' : 's', true, m.mac);
+    int rc = hello_mac(t, t->outbound ? 'c' : 's', true, 0, m.mac);
     return rc != 0 ? rc : trunk_send_msg(t, &m);
 }
 
@@ -126,6 +131,18 @@ void trunk_close_auth(struct trunk *t, const char *why)
     log_warn("event=trunk_auth_failed peer=%.*s dir=%s reason=\"%s\"", (int)t->peer_len, t->peer_id,
              t->outbound ? "out" : "in", why);
     quic_conn_close(t->c, TRUNK_ERR_AUTH, "trunk authentication failed");
+}
+
+/* The peer uses this relay's pid_prefix: counted and logged on both ends
+ * (here: we found it, or the peer closed with TRUNK_ERR_PREFIX). */
+void trunk_close_prefix(struct trunk *t, bool close)
+{
+    TSTAT_INC(t->set, prefix_conflicts);
+    log_error("event=trunk_prefix_conflict peer=%.*s dir=%s pid_prefix=%u "
+              "msg=\"two relays share [cluster] pid_prefix; give each relay its own\"",
+              (int)t->peer_len, t->peer_id, t->outbound ? "out" : "in", t->set->sh->prefix);
+    if (close)
+        quic_conn_close(t->c, TRUNK_ERR_PREFIX, "pid_prefix shared with this relay");
 }
 
 void trunk_on_hello(struct trunk *t, const struct trunkmsg *m)
@@ -156,9 +173,17 @@ void trunk_on_hello(struct trunk *t, const struct trunkmsg *m)
         t->peer_len = m->id_len;
     }
     uint8_t want[TRUNKMSG_MAC_LEN];
-    if (hello_mac(t, t->outbound ? 's' : 'c', false, want) != 0 ||
+    if (hello_mac(t, t->outbound ? 's' : 'c', false, m->prefix, want) != 0 ||
         gnutls_memcmp(want, m->mac, TRUNKMSG_MAC_LEN) != 0) {
         trunk_close_auth(t, "bad MAC (cluster secret differs?)");
+        return;
+    }
+    t->peer_prefix = m->prefix;
+    if (m->prefix == t->set->sh->prefix) {
+        /* Both relays would issue the same participant ids: refused before
+         * any room is shared (PROTOCOL.md §12.2). The home checks first, so
+         * a dialer normally learns it from the close (trunk.c on_close). */
+        trunk_close_prefix(t, true);
         return;
     }
     if (!t->outbound && trunk_send_hello(t) != 0)

@@ -170,6 +170,18 @@ static void homed_add(struct homed **list, const char *room, size_t len)
 
 /* ------------------------------------------------------------- trooms */
 
+/* A subscriber sends up only its own relay's participants (every other one
+ * came from the home); the home sends a subscriber everything but that
+ * subscriber's own (docs/CLUSTER.md §2.3). Not the ghost list: a remote
+ * member that joined and left at once is gone before the hidden member
+ * hears of its JOIN, and was then announced back to its own side (issue 18:
+ * seen by members on the home as JOIN LEAVE JOIN LEAVE). */
+bool trunk_from_peer(const struct troom *tr, uint32_t pid)
+{
+    uint8_t top = (uint8_t)(pid >> 24);
+    return tr->t->outbound ? top != tr->t->set->sh->prefix : top == tr->t->peer_prefix;
+}
+
 struct tep *trunk_ghost_find(const struct troom *tr, uint32_t pid)
 {
     for (uint32_t i = 0; i < tr->n_ghosts; i++)
@@ -216,6 +228,7 @@ void trunk_ghost_add(struct troom *tr, uint32_t pid, uint8_t flags, const uint8_
 void trunk_ghost_del_at(struct troom *tr, uint32_t i)
 {
     struct tep *e = tr->ghosts[i];
+    trunk_held_free(e);
     room_member_del(e->m);
     free(e);
     tr->ghosts[i] = tr->ghosts[--tr->n_ghosts];
@@ -314,6 +327,7 @@ void trunk_troom_del(struct troom *tr)
     room_member_del(tr->hidden.m);
     free(tr->ghosts);
     free(tr->mir);
+    free(tr->seen);
     free(tr);
 }
 
@@ -328,7 +342,8 @@ struct mirror *trunk_mirror_find(struct troom *tr, uint32_t pid)
 /* A member of this side appeared (hidden member's JOINED or events). */
 void trunk_mirror_join(struct troom *tr, uint32_t pid, uint8_t flags, struct msg_str name)
 {
-    if (trunk_ghost_find(tr, pid) != NULL || trunk_mirror_find(tr, pid) != NULL)
+    if (trunk_from_peer(tr, pid) || trunk_ghost_find(tr, pid) != NULL ||
+        trunk_mirror_find(tr, pid) != NULL)
         return; /* our remote members are the other side's: never sent back */
     if (tr->n_mir == tr->cap_mir) {
         uint32_t nc = tr->cap_mir ? tr->cap_mir * 2 : 8;
@@ -385,6 +400,22 @@ static void hidden_control(struct troom *tr, const uint8_t *body, size_t len)
             const struct msg_member *mm = &m->u.joined.members[i];
             trunk_mirror_join(tr, mm->participant_id, member_perms(mm->flags), mm->display_name);
         }
+    } else if (m->type == MSG_QUALITY) {
+        /* A receiver's link, from the room's owner (room.h, "link quality
+         * across relays"): the other side's publishers count it. Never
+         * back to the side it came from (its receivers are our ghosts). */
+        const struct msg_quality *q = &m->u.quality;
+        if (!tr->active || tr->t->st != T_UP || trunk_from_peer(tr, q->participant_id))
+            return;
+        struct trunkmsg k = {.type = TRUNKMSG_QUALITY,
+                             .handle = tr->handle,
+                             .gen = tr->gen,
+                             .pid = q->participant_id,
+                             .loss = q->loss_permille > 1000 ? 1000 : q->loss_permille,
+                             .rtt_us = q->rtt_us};
+        if (trunk_send_msg(tr->t, &k) == 0)
+            TSTAT_INC(tr->t->set, quality_out);
+        return;
     } else if (m->type == MSG_PARTICIPANT_EVENTS) {
         for (uint32_t i = 0; i < m->u.events.n_events; i++) {
             const struct msg_event *e = &m->u.events.events[i];
@@ -465,12 +496,15 @@ static int hidden_media(struct troom *tr, struct buf *b, uint32_t off, uint32_t 
     struct trunk *t = tr->t;
     if (!tr->active || t->st != T_UP || len < MEDIA_SENDER_LEN)
         return ROOST_ECLOSED;
-    if (trunk_ghost_find(tr, be_get32(b->data + off)) != NULL)
+    if (trunk_from_peer(tr, be_get32(b->data + off)))
         return 0; /* came from this trunk: star, never back */
     uint8_t d[TRUNKMSG_DGRAM_HDR_LEN + ROOM_MAX_DATAGRAM + MEDIA_SENDER_LEN];
     if (len > sizeof(d) - TRUNKMSG_DGRAM_HDR_LEN)
         return ROOST_ETOOBIG;
-    trunkmsg_dgram_hdr(d, tr->handle, tr->gen);
+    /* Before its JOINED completed the hidden member only gets the room's
+     * cached keyframes (lib/room replays them to a joiner): marked, so the
+     * other side does not hand them again to members that had them live. */
+    trunkmsg_dgram_hdr(d, tr->handle, tr->gen, !tr->hidden_joined);
     memcpy(d + TRUNKMSG_DGRAM_HDR_LEN, b->data + off, len);
     int rc = quic_conn_send_datagram(t->c, d, TRUNKMSG_DGRAM_HDR_LEN + len);
     if (rc == 0)
@@ -515,6 +549,10 @@ static void tr_joined(void *ep, uint32_t code, void *arg)
     if (code != 0)
         log_warn("event=trunk_member_rejected kind=%s code=%u",
                  e->kind == TEP_HIDDEN ? "hidden" : "remote", code);
+    else if (e->kind == TEP_HIDDEN)
+        e->tr->hidden_joined = true; /* its cache replay is over: live frames now */
+    else
+        trunk_held_flush(e);
 }
 
 static void tr_replaced(void *ep, void *arg)
@@ -525,8 +563,10 @@ static void tr_replaced(void *ep, void *arg)
 
 static int tr_link_stats(void *ep, struct room_link *out, void *arg)
 {
+    /* Trunk members have no link of their own: a hidden member reports the
+     * receivers of its other side instead (lib/room quality.c). */
     if (tep_of(ep) != NULL || session_room_ops.link_stats == NULL)
-        return ROOST_ENOENT; /* no QUALITY for trunk members (docs/CLUSTER.md §2.8) */
+        return ROOST_ENOENT;
     return session_room_ops.link_stats(ep, out, arg);
 }
 

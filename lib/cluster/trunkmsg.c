@@ -65,7 +65,7 @@ static bool has_room_scope(uint8_t type)
 static bool valid(const struct trunkmsg *m)
 {
     if (m->type == TRUNKMSG_HELLO)
-        return m->id_len >= 1 && m->id_len <= TRUNKMSG_ID_MAX;
+        return m->id_len >= 1 && m->id_len <= TRUNKMSG_ID_MAX && m->prefix != 0;
     if (m->type == TRUNKMSG_PING)
         return true;
     if (!has_room_scope(m->type) || m->handle == 0)
@@ -77,8 +77,9 @@ static bool valid(const struct trunkmsg *m)
         return m->pid != 0 && (m->kind == TRUNK_PRESENCE_JOIN || m->kind == TRUNK_PRESENCE_LEAVE) &&
                m->name_len <= TRUNKMSG_NAME_MAX;
     case TRUNKMSG_KFREQ:
-    case TRUNKMSG_QUALITY:
         return m->pid != 0;
+    case TRUNKMSG_QUALITY:
+        return m->pid != 0 && m->loss <= 1000;
     default:
         return true;
     }
@@ -94,6 +95,7 @@ int trunkmsg_encode(const struct trunkmsg *m, uint8_t *out, size_t cap)
         w_u8(&w, m->version);
         w_str(&w, m->id, m->id_len);
         w_bytes(&w, m->mac, TRUNKMSG_MAC_LEN);
+        w_u8(&w, m->prefix);
         return w.over ? ROOST_ENOSPC : (int)w.n;
     }
     if (m->type == TRUNKMSG_PING)
@@ -202,6 +204,7 @@ int trunkmsg_decode(const uint8_t *body, size_t len, struct trunkmsg *m)
         const uint8_t *mac = r_take(&r, TRUNKMSG_MAC_LEN);
         if (mac != NULL)
             memcpy(m->mac, mac, TRUNKMSG_MAC_LEN);
+        m->prefix = r_u8(&r);
     } else if (m->type == TRUNKMSG_PING) {
         return 0;
     } else if (has_room_scope(m->type)) {
@@ -245,31 +248,33 @@ int trunkmsg_decode(const uint8_t *body, size_t len, struct trunkmsg *m)
     return valid(m) ? 0 : ROOST_EMALFORMED;
 }
 
-void trunkmsg_dgram_hdr(uint8_t *out, uint32_t handle, uint64_t gen)
+void trunkmsg_dgram_hdr(uint8_t *out, uint32_t handle, uint64_t gen, bool replay)
 {
-    out[0] = TRUNKMSG_DGRAM;
+    out[0] = replay ? TRUNKMSG_DGRAM_REPLAY : TRUNKMSG_DGRAM;
     be_put32(out + 1, handle);
     be_put64(out + 5, gen);
 }
 
-int trunkmsg_dgram_parse(const uint8_t *d, size_t len, uint32_t *handle, uint64_t *gen)
+int trunkmsg_dgram_parse(const uint8_t *d, size_t len, uint32_t *handle, uint64_t *gen,
+                         bool *replay)
 {
     if (len < TRUNKMSG_DGRAM_HDR_LEN)
         return ROOST_ETRUNC;
-    if (d[0] != TRUNKMSG_DGRAM)
+    if (d[0] != TRUNKMSG_DGRAM && d[0] != TRUNKMSG_DGRAM_REPLAY)
         return ROOST_EMALFORMED;
+    *replay = d[0] == TRUNKMSG_DGRAM_REPLAY;
     *handle = be_get32(d + 1);
     *gen = be_get64(d + 5);
     return *handle == 0 ? ROOST_EMALFORMED : TRUNKMSG_DGRAM_HDR_LEN;
 }
 
 int trunkmsg_mac(const uint8_t *secret, size_t secret_len, char role, const char *id, size_t id_len,
-                 const char *peer, size_t peer_len, const uint8_t exporter[32],
+                 uint8_t prefix, const char *peer, size_t peer_len, const uint8_t exporter[32],
                  uint8_t out[TRUNKMSG_MAC_LEN])
 {
     if (id_len > TRUNKMSG_ID_MAX || peer_len > TRUNKMSG_ID_MAX)
         return ROOST_EINVAL;
-    uint8_t msg[16 + 2 + 2 * TRUNKMSG_ID_MAX + 32];
+    uint8_t msg[16 + 3 + 2 * TRUNKMSG_ID_MAX + 32];
     size_t n = 0;
     memcpy(msg, "roost-trunk/1 ", 14);
     n = 14;
@@ -277,6 +282,7 @@ int trunkmsg_mac(const uint8_t *secret, size_t secret_len, char role, const char
     msg[n++] = (uint8_t)id_len;
     memcpy(msg + n, id, id_len);
     n += id_len;
+    msg[n++] = prefix;
     msg[n++] = (uint8_t)peer_len;
     memcpy(msg + n, peer, peer_len);
     n += peer_len;

@@ -333,6 +333,7 @@ void room_member_del(struct room_member *m)
         member_send_leave(m);
     member_cache_stop(s, m);
     free(m->kfreq_last);
+    free(m->far); /* hidden members: receivers on other relays (remote.c) */
     /* Bumping the generation invalidates every snapshot entry that still
      * names this slot. */
     s->mgens[m->slot]++;

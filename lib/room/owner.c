@@ -575,12 +575,35 @@ static int build_joined(struct room_shard *s, const struct room *r, const struct
     return 0;
 }
 
+/* Whether the members saw r->events[i]'s participant (a LEAVE) as present
+ * just before it: its latest earlier event this turn was a JOIN that went
+ * out (the participant is still in: build_events sends JOINs of present
+ * members only), or it had none (present before this turn). A JOIN and a
+ * LEAVE in one turn thus send nothing, never a LEAVE alone (issue 18: a
+ * remote member's JOIN and LEAVE arriving together over a trunk). */
+static bool leave_visible(const struct room *r, uint32_t i)
+{
+    uint32_t pid = r->events[i].pid;
+    while (i-- > 0) {
+        if (r->events[i].pid != pid)
+            continue;
+        if (r->events[i].kind != MSG_EV_JOIN)
+            return false; /* left already */
+        const struct room_info *in = room_find_info(r, pid);
+        return in != NULL && !(in->perms & ROOM_PERM_HIDDEN);
+    }
+    return true;
+}
+
 /* This turn's presence deltas as framed PARTICIPANT_EVENTS, coalesced: a
- * participant that joined and left in the same turn appears only as LEAVE
- * (harmless for the others: unknown LEAVEs are ignored). */
+ * participant that joined and left in the same turn does not appear at all
+ * (PROTOCOL.md §4.7 allows dropping the pair). */
 static int build_events(struct room_shard *s, const struct room *r, struct buf **frames)
 {
     struct msg *m = s->scratch;
+    bool joins = false; /* without a JOIN this turn every LEAVE is visible */
+    for (uint32_t k = 0; k < r->n_events && !joins; k++)
+        joins = r->events[k].kind == MSG_EV_JOIN;
     uint32_t i = 0;
     while (i < r->n_events) {
         memset(m, 0, sizeof(m->type) + sizeof(m->u.events));
@@ -599,6 +622,8 @@ static int build_events(struct room_shard *s, const struct room *r, struct buf *
                 e->display_name.ptr = in->name;
                 e->display_name.len = in->name_len;
             } else {
+                if (joins && !leave_visible(r, i))
+                    continue; /* joined this turn and nobody saw it */
                 e->kind = MSG_EV_LEAVE;
             }
             ev->n_events++;

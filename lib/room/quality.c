@@ -183,6 +183,53 @@ static void stat_skip(const uint32_t *v, uint32_t n, bool has_skip, uint32_t ski
     *max = v[m - 1 >= si ? m : m - 1];
 }
 
+/* Owner: each hidden member of r (a trunk) gets every receiver heard of,
+ * to pass on to the relay on its other side (room.h, "link quality across
+ * relays"). One message per hidden member per interval. */
+static void send_far(struct room_shard *s, const struct room *r, const struct qreport_entry *all,
+                     uint32_t n)
+{
+    for (uint32_t i = 0; i < r->n_infos && n > 0; i++) {
+        const struct room_info *in = &r->infos[i];
+        if (!(in->perms & ROOM_PERM_HIDDEN))
+            continue;
+        struct buf *b = buf_new((uint32_t)(sizeof(struct qfar_hdr) + n * sizeof(*all)));
+        if (b == NULL)
+            return;
+        struct qfar_hdr *h = (struct qfar_hdr *)b->data;
+        *h = (struct qfar_hdr){.slot = in->slot, .gen = in->gen, .pid = in->pid, .n = n};
+        memcpy(h + 1, all, n * sizeof(*all));
+        b->len = (uint32_t)(sizeof(*h) + n * sizeof(*all));
+        struct worker_msg wm;
+        room_msg_put(&wm, ROOM_MSG_QFAR, &b, sizeof(b));
+        room_send(s, in->worker, &wm);
+    }
+}
+
+void room_quality_on_far(struct room_shard *s, struct buf *b)
+{
+    const struct qfar_hdr *h = (const struct qfar_hdr *)b->data;
+    struct room_member *m = room_member_resolve(s, h->slot, h->gen);
+    if (m == NULL || m->pid != h->pid || m->state != MEMBER_JOINED ||
+        !(m->perms & ROOM_PERM_HIDDEN))
+        return;
+    const struct qreport_entry *e = (const struct qreport_entry *)(h + 1);
+    struct msg *msg = s->scratch;
+    for (uint32_t i = 0; i < h->n; i++) {
+        memset(msg, 0, sizeof(msg->type) + sizeof(msg->u.quality));
+        msg->type = MSG_QUALITY;
+        struct msg_quality *q = &msg->u.quality;
+        q->participant_id = e[i].pid;
+        q->interval_ms = (uint32_t)(s->sh->lim.quality_interval_ns / 1000000u);
+        q->rtt_us = e[i].rtt_us;
+        q->loss_permille = e[i].loss;
+        uint8_t body[64];
+        int len = msg_encode_body(msg, body, sizeof(body));
+        if (len > 0)
+            s->ops->control(m->ep, body, (size_t)len, s->arg);
+    }
+}
+
 /* Owner: every publisher of r gets a summary of the other subscribers,
  * one QSUM message per worker that has publishers. O(n log n) for n
  * reported subscribers plus O(publishers log n): the publisher's own entry
@@ -223,6 +270,7 @@ static void room_summarise(struct room_shard *s, struct room *r, uint64_t now)
         memcpy(&all[n], h + 1, h->n * sizeof(*all));
         n += h->n;
     }
+    send_far(s, r, all, n);
     /* The worst receiver: w1 the first entry of the highest loss, w2 the
      * first of the highest among the others (n when none). */
     uint32_t w1 = n, w2 = n;
@@ -308,31 +356,65 @@ void room_quality_on_summary(struct room_shard *s, struct buf *b)
     }
 }
 
+/* Appends a row (the scratch grows); false on ENOMEM. */
+static bool row_add(struct room_shard *s, uint32_t *n, const struct qrow *row)
+{
+    if (!grow(&s->q.rows, &s->q.rows_cap, *n + 1, sizeof(*row)))
+        return false;
+    ((struct qrow *)s->q.rows)[(*n)++] = *row;
+    return true;
+}
+
+/* A hidden member (a trunk, remote.c) reports the receivers on the other
+ * relay it stands for, renewed within 3 intervals, not itself (it has no
+ * link of its own: it would count as a perfect receiver). */
+static bool far_rows(struct room_shard *s, struct room_member *m, uint64_t now, uint64_t interval,
+                     uint32_t *n)
+{
+    bool ok = true;
+    uint32_t k = 0;
+    for (uint32_t j = 0; j < m->n_far; j++) {
+        struct room_far f = m->far[j];
+        if (f.t + 3 * interval < now)
+            continue; /* not renewed: that receiver left, or its trunk is down */
+        m->far[k++] = f;
+        struct qrow row = {.owner = m->owner,
+                           .room_slot = m->room_slot,
+                           .room_gen = m->room_gen,
+                           .e = {.pid = f.pid, .loss = f.loss, .rtt_us = f.rtt_us},
+                           .subscriber = true};
+        ok = ok && row_add(s, n, &row);
+    }
+    m->n_far = k;
+    return ok;
+}
+
 void room_shard_quality(struct room_shard *s, uint64_t now)
 {
     if (s->ops->link_stats == NULL)
         return;
     uint64_t interval = s->sh->lim.quality_interval_ns;
     uint32_t live = s->mcap - s->n_mfree;
-    struct qrow *rows = NULL;
-    if (live > 0 && grow(&s->q.rows, &s->q.rows_cap, live, sizeof(*rows)))
-        rows = s->q.rows;
+    bool ok = live == 0 || grow(&s->q.rows, &s->q.rows_cap, live, sizeof(struct qrow));
     uint32_t n = 0;
     for (uint32_t i = 0; i < s->mcap; i++) {
         struct room_member *m = s->mslots[i];
         if (m == NULL || m->state != MEMBER_JOINED)
             continue;
+        if (m->perms & ROOM_PERM_HIDDEN) {
+            ok = far_rows(s, m, now, interval, &n) && ok;
+            continue;
+        }
         member_quality(s, m, interval);
-        if (rows != NULL && n < live)
-            rows[n++] =
-                (struct qrow){.owner = m->owner,
-                              .room_slot = m->room_slot,
-                              .room_gen = m->room_gen,
-                              .e = {.pid = m->pid, .loss = m->q_loss, .rtt_us = m->q_rtt_us},
-                              .subscriber = (m->perms & PERM_SUBSCRIBE) != 0};
+        struct qrow row = {.owner = m->owner,
+                           .room_slot = m->room_slot,
+                           .room_gen = m->room_gen,
+                           .e = {.pid = m->pid, .loss = m->q_loss, .rtt_us = m->q_rtt_us},
+                           .subscriber = (m->perms & PERM_SUBSCRIBE) != 0};
+        ok = ok && row_add(s, &n, &row);
     }
-    if (rows != NULL)
-        send_reports(s, rows, n);
+    if (n > 0)
+        send_reports(s, s->q.rows, n);
     /* Owner side: summaries from the latest reports, owned rooms only. */
     for (struct room *r = s->owned; r != NULL; r = r->onext)
         room_summarise(s, r, now);

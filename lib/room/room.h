@@ -287,6 +287,27 @@ int room_member_new_remote(struct room_shard *s, void *ep, uint32_t pid, struct 
  * Returns as room_publish. */
 int room_publish_relayed(struct room_member *m, const uint8_t *dgram, size_t len);
 
+/* A relayed datagram of remote member m that this relay's members already
+ * had (a keyframe cache replay from the home after a re-subscription,
+ * docs/CLUSTER.md §2.5): feeds m's keyframe cache, so that later joiners
+ * get it, and delivers it to nobody. Returns as room_publish_relayed. */
+int room_cache_relayed(struct room_member *m, const uint8_t *dgram, size_t len);
+
+/* Link quality across relays (issue 18). A hidden member stands for the
+ * receivers on the other side of its trunk:
+ *   - room_member_far_quality records one such receiver's link (its id,
+ *     loss per mille over the last interval, RTT); the hidden member's
+ *     worker reports it to the room's owner as a subscriber of the room
+ *     (instead of the hidden member itself) while it is renewed, for up to
+ *     3 quality intervals, so the publishers' QUALITY summaries include it;
+ *   - each quality interval the owner hands every hidden member of the
+ *     room one QUALITY (PROTOCOL.md §4.9, no summary extension) per
+ *     receiver it heard of — this relay's and the other trunks' — through
+ *     ops->control; the trunk forwards those of the other sides.
+ * Returns 0, ROOST_EINVAL (not a hidden member, pid 0, loss over 1000) or
+ * ROOST_ENOMEM. Member's worker. */
+int room_member_far_quality(struct room_member *m, uint32_t pid, uint16_t loss, uint32_t rtt_us);
+
 /* Link quality tick, every quality_interval on each worker (the caller's
  * timer; now = worker_now). Samples ops->link_stats of every joined member
  * of this worker and sends it its own QUALITY; sends the room owner one

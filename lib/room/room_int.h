@@ -54,6 +54,7 @@ enum {
     ROOM_MSG_KFREQ,                 /* requester worker -> sender worker: struct kfreq_msg */
     ROOM_MSG_QREPORT, /* member worker -> owner: struct qreport_hdr + entries in a buf */
     ROOM_MSG_QSUM,    /* owner -> publisher worker: struct qsum_entry[] in a buf */
+    ROOM_MSG_QFAR,    /* owner -> hidden member's worker: struct qfar_hdr + entries in a buf */
 };
 
 #define IDENTITY_MAX 64
@@ -171,6 +172,17 @@ struct room_member {
     uint16_t q_loss;   /* permille, last interval */
     int64_t q_balance; /* quality_loss_permille's state */
     uint32_t q_rtt_us;
+    /* Hidden members (remote.c): receivers on other relays, reported as
+     * subscribers of the room (room_member_far_quality). */
+    struct room_far *far;
+    uint32_t n_far, cap_far;
+};
+
+struct room_far {
+    uint32_t pid;
+    uint16_t loss;
+    uint32_t rtt_us;
+    uint64_t t; /* when it was reported (worker_now) */
 };
 
 struct room_shard {
@@ -288,6 +300,12 @@ struct qreport_entry {
     uint32_t rtt_us;
 };
 
+/* Every receiver the owner heard of, for one hidden member. */
+struct qfar_hdr {
+    uint32_t slot, gen, pid; /* the hidden member */
+    uint32_t n;              /* struct qreport_entry follow */
+};
+
 struct qsum_entry {
     uint32_t slot, gen, pid; /* the publisher */
     struct quality_summary sum;
@@ -334,6 +352,7 @@ static inline bool room_msg_release(const struct worker_msg *wm)
     case ROOM_MSG_LEAVE:
     case ROOM_MSG_QREPORT:
     case ROOM_MSG_QSUM:
+    case ROOM_MSG_QFAR:
         memcpy(&b, wm->u.bytes, sizeof(b));
         buf_unref(b);
         return true;
@@ -459,5 +478,6 @@ int fanout_publish_buf(struct room_shard *s, struct room_member *m, struct buf *
 /* quality.c */
 void room_quality_on_report(struct room_shard *s, struct buf *b);
 void room_quality_on_summary(struct room_shard *s, struct buf *b);
+void room_quality_on_far(struct room_shard *s, struct buf *b);
 
 #endif

@@ -2,6 +2,7 @@
  * must re-encode to the bytes it was decoded from (up to the end of its
  * last field) and decode to the same message; the datagram header parser
  * must agree with its writer. Any violation aborts. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,11 +33,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     uint32_t h;
     uint64_t g;
-    rc = trunkmsg_dgram_parse(data, size, &h, &g);
+    bool replay = false;
+    rc = trunkmsg_dgram_parse(data, size, &h, &g, &replay);
     CHECK(rc == TRUNKMSG_DGRAM_HDR_LEN || rc == ROOST_ETRUNC || rc == ROOST_EMALFORMED);
     if (rc == TRUNKMSG_DGRAM_HDR_LEN) {
         uint8_t hdr[TRUNKMSG_DGRAM_HDR_LEN];
-        trunkmsg_dgram_hdr(hdr, h, g);
+        trunkmsg_dgram_hdr(hdr, h, g, replay);
         CHECK(memcmp(hdr, data, sizeof(hdr)) == 0);
     }
     return 0;

@@ -23,6 +23,7 @@
 #include "proto/errcode.h"
 #include "proto/media.h"
 #include "proto/msg.h"
+#include "proto/quality.h"
 #include "relay/metrics.h"
 #include "relay/trunk.h"
 
@@ -48,16 +49,64 @@ static int write_secret(char *tmpl, const char *s)
     return n == (ssize_t)strlen(s) ? 0 : -1;
 }
 
-static int start(unsigned i, unsigned workers, const char *secret, uint16_t home_port)
+/* prefix 0: the relay's own, i + 1 (distinct per relay). */
+static int start_p(unsigned i, unsigned workers, const char *secret, uint16_t home_port,
+                   uint8_t prefix)
 {
-    struct relay_config cfg = {.n_workers = workers};
+    /* QUALITY every 250 ms: reports cross two trunks in a few intervals */
+    struct relay_config cfg = {.n_workers = workers, .quality_interval_ns = 250000000ull};
     snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "r%u", i);
-    cfg.cluster.pid_prefix = (uint8_t)(i + 1); /* distinct per relay */
+    cfg.cluster.pid_prefix = prefix ? prefix : (uint8_t)(i + 1);
     snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret);
     /* The home's own entry names itself; its port is not needed. */
     snprintf(cfg.cluster_static_home, sizeof(cfg.cluster_static_home), "r0@127.0.0.1:%u",
              home_port ? home_port : 1u);
     return test_relay_start(&tr[i], &cfg);
+}
+
+static int start(unsigned i, unsigned workers, const char *secret, uint16_t home_port)
+{
+    return start_p(i, workers, secret, home_port, 0);
+}
+
+/* What the participants' client sees beyond struct part (participant.c):
+ * QUALITY summaries and KEYFRAME_REQUESTs, by connection. */
+#define NX 8
+static struct xrec {
+    struct part *p;
+    uint32_t n_summaries;
+    struct quality_summary last;
+    uint32_t n_kfreq;
+    uint8_t kfreq_stream;
+} xr[NX];
+
+static struct xrec *xrec_of(struct part *p)
+{
+    for (unsigned i = 0; i < NX; i++)
+        if (xr[i].p == p)
+            return &xr[i];
+    return NULL;
+}
+
+static void x_control(struct roost_conn *c, const uint8_t *body, size_t len, void *arg)
+{
+    struct xrec *x = xrec_of(roost_conn_user(c));
+    if (x != NULL && len > 0 && body[0] == MSG_QUALITY) {
+        struct msg_quality q;
+        struct quality_summary sum;
+        if (quality_summary_decode(body, len, &q, &sum) == 1) {
+            x->n_summaries++;
+            x->last = sum;
+        }
+    } else if (x != NULL && len > 0 && body[0] == MSG_KEYFRAME_REQUEST) {
+        struct msg *m = malloc(sizeof(*m));
+        if (m != NULL && msg_decode(body, len, m) == 0) {
+            x->n_kfreq++;
+            x->kfreq_stream = m->u.keyframe_request.stream_id;
+        }
+        free(m);
+    }
+    part_cbs.on_control(c, body, len, arg);
 }
 
 static struct trunk_stats tstats(unsigned i)
@@ -129,7 +178,13 @@ static int group_setup(void **state)
         return -1;
     if (start(1, 1, secret_file, tr[0].port) != 0 || start(2, 2, secret_file, tr[0].port) != 0)
         return -1;
-    return test_client_new(&cl);
+    static struct roost_client_callbacks cbs;
+    cbs = part_cbs;
+    cbs.on_control = x_control;
+    char ca[600];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", echo_cert_dir(false));
+    struct roost_client_config cc = {.ca_file = ca};
+    return roost_client_new(&cl, &cc, &cbs, NULL);
 }
 
 static int group_teardown(void **state)
@@ -308,14 +363,166 @@ static void test_late_joiner_keyframe(void **state)
     assert_true(echo_client_until(cl, got_frame, &lw, WAIT_MS));
     struct grp g = {&late, 1, NP};
     assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
-    /* everyone saw it join before it leaves (a JOIN and LEAVE of one
-     * remote member in one batch reached some members as a LEAVE alone;
-     * the later tests count members) */
-    struct grp all = {v, NP, NP};
-    assert_true(echo_client_until(cl, all_know, &all, WAIT_MS));
     part_leave(&late);
     struct grp back = {v, NP, NP - 1};
     assert_true(echo_client_until(cl, all_know, &back, WAIT_MS));
+}
+
+/* Presence ordering (issue 18): participants that join r1 and leave as
+ * soon as they are JOINED, without waiting for anyone to see them. Their
+ * JOIN and LEAVE cross the trunks back to back and may be applied in one
+ * turn on r0 and r2; every member must see each of them as JOIN then LEAVE,
+ * or not at all (before the fix some saw a LEAVE alone). A marker joining
+ * each of r1 and r2 afterwards is seen after that relay's churn on every
+ * path (presence is ordered per trunk and per room), so once everyone
+ * knows both markers the churn has arrived. */
+static bool is_joined(void *arg)
+{
+    return ((struct part *)arg)->joined;
+}
+
+struct mw {
+    uint32_t pid;
+};
+
+static bool all_know_pid(void *arg)
+{
+    const struct mw *w = arg;
+    for (unsigned i = 0; i < NP; i++)
+        if (!knows(&v[i], w->pid))
+            return false;
+    return true;
+}
+
+struct blinks {
+    struct part *p;
+    unsigned n;
+    bool left[16];
+};
+
+static bool blinked(void *arg)
+{
+    struct blinks *b = arg;
+    unsigned done = 0;
+    for (unsigned k = 0; k < b->n; k++) {
+        if (b->p[k].joined && !b->left[k]) {
+            assert_int_equal(part_leave(&b->p[k]), 0);
+            b->left[k] = true;
+        }
+        done += b->left[k];
+    }
+    return done == b->n;
+}
+
+static void test_presence_join_leave(void **state)
+{
+    (void)state;
+    enum { CHURN = 10 };
+    static struct part t[CHURN], marker[2];
+    struct blinks b = {t, CHURN, {0}};
+    for (unsigned k = 0; k < CHURN; k++) {
+        char id[16];
+        snprintf(id, sizeof(id), "blink-%u", k);
+        setup_part(&t[k], 1 + k % 2, "demo", id); /* r1, r2 */
+    }
+    /* all at once: each LEAVE goes out in the step that saw its JOINED */
+    assert_true(echo_client_until(cl, blinked, &b, WAIT_MS));
+    setup_part(&marker[0], 1, "demo", "marker-1");
+    setup_part(&marker[1], 2, "demo", "marker-2");
+    for (unsigned k = 0; k < 2; k++) {
+        assert_true(echo_client_until(cl, is_joined, &marker[k], WAIT_MS));
+        struct mw w = {marker[k].pid};
+        assert_true(echo_client_until(cl, all_know_pid, &w, WAIT_MS));
+    }
+    for (unsigned i = 0; i < NP; i++) {
+        for (unsigned k = 0; k < CHURN; k++) {
+            uint8_t seq[8];
+            unsigned n = 0;
+            for (uint32_t e = 0; e < v[i].n_events; e++)
+                if (v[i].events[e].pid == t[k].pid && n < 8)
+                    seq[n++] = v[i].events[e].kind;
+            if (n != 0 && !(n == 2 && seq[0] == MSG_EV_JOIN && seq[1] == MSG_EV_LEAVE)) {
+                fprintf(stderr, "# part %u saw blink-%u (pid %u) as", i, k, t[k].pid);
+                for (unsigned e = 0; e < n; e++)
+                    fprintf(stderr, " %s", seq[e] == MSG_EV_JOIN ? "JOIN" : "LEAVE");
+                fprintf(stderr, "\n");
+                fail();
+            }
+        }
+    }
+    part_leave(&marker[0]);
+    part_leave(&marker[1]);
+    struct grp back = {v, NP, NP - 1};
+    assert_true(echo_client_until(cl, all_know, &back, WAIT_MS));
+}
+
+/* QUALITY and KEYFRAME_REQUEST cross the trunks to the publisher (issue
+ * 18). Room "qual": the publisher on r2, receivers on r0 (the home) and on
+ * r1 (two trunk hops away, through the home). The publisher's QUALITY
+ * summary counts both remote receivers (before, it described only r2's
+ * hidden member, a receiver with a perfect link), and a KEYFRAME_REQUEST
+ * from r1 reaches it. */
+struct qw {
+    struct xrec *x;
+    uint32_t want_receivers;
+    uint32_t worst_a, worst_b;
+};
+
+static bool summary_is(void *arg)
+{
+    struct qw *w = arg;
+    const struct quality_summary *q = &w->x->last;
+    return w->x->n_summaries > 0 && q->receivers == w->want_receivers &&
+           (q->worst_pid == w->worst_a || q->worst_pid == w->worst_b);
+}
+
+static bool kfreq_in(void *arg)
+{
+    return ((struct xrec *)arg)->n_kfreq > 0;
+}
+
+static void test_quality_kfreq(void **state)
+{
+    (void)state;
+    static struct part pub, r0rx, r1rx;
+    setup_part(&pub, 2, "qual", "q-pub");
+    setup_part(&r0rx, 0, "qual", "q-home");
+    setup_part(&r1rx, 1, "qual", "q-far");
+    xr[0] = (struct xrec){.p = &pub};
+    struct part *all3[3] = {&pub, &r0rx, &r1rx};
+    for (unsigned i = 0; i < 3; i++) {
+        struct grp g = {all3[i], 1, 2};
+        assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    }
+    struct trunk_stats q1 = tstats(1), q2 = tstats(2);
+    struct qw w = {&xr[0], 2, r0rx.pid, r1rx.pid};
+    bool ok = echo_client_until(cl, summary_is, &w, WAIT_MS);
+    if (!ok)
+        fprintf(stderr, "# summaries %u: receivers %u worst %u (want 2, %u or %u)\n",
+                xr[0].n_summaries, xr[0].last.receivers, xr[0].last.worst_pid, r0rx.pid, r1rx.pid);
+    assert_true(ok);
+    assert_true(tstats(1).quality_out > q1.quality_out); /* r1 -> home */
+    assert_true(tstats(0).quality_in > 0);
+    assert_true(tstats(2).quality_in > q2.quality_in); /* home -> r2 */
+    /* a keyframe request from r1 for the publisher's stream 3 */
+    uint64_t k1 = tstats(1).kfreq_relayed, k0 = tstats(0).kfreq_relayed;
+    struct msg m = {.type = MSG_KEYFRAME_REQUEST};
+    m.u.keyframe_request.participant_id = pub.pid;
+    m.u.keyframe_request.stream_id = 3;
+    uint8_t body[32];
+    int n = msg_encode_body(&m, body, sizeof(body));
+    assert_true(n > 0);
+    assert_int_equal(roost_conn_send_control(r1rx.c, body, (size_t)n), 0);
+    assert_true(echo_client_until(cl, kfreq_in, &xr[0], WAIT_MS));
+    assert_int_equal(xr[0].kfreq_stream, 3);
+    assert_int_equal(xr[0].n_kfreq, 1);
+    assert_int_equal(tstats(1).kfreq_relayed, k1 + 1);
+    assert_int_equal(tstats(0).kfreq_relayed, k0 + 1);
+    assert_int_equal(r1rx.n_errors, 0);
+    part_leave(&r1rx);
+    part_leave(&r0rx);
+    part_leave(&pub);
+    xr[0].p = NULL;
 }
 
 /* A relay with another secret: its trunk to the home is refused on both
@@ -339,6 +546,53 @@ static void test_wrong_secret(void **state)
     /* nobody in demo saw it */
     for (unsigned i = 0; i < NP; i++)
         assert_false(knows(&v[i], lone.pid));
+    test_relay_stop(&tr[NR]);
+    tr[NR].r = NULL;
+}
+
+/* A relay configured with r0's pid_prefix (1): its trunk to the home is
+ * refused at HELLO on both ends (TRUNK_ERR_PREFIX, counted, in /metrics),
+ * and nobody sees its participant. */
+static bool has_metric(struct relay *r, const char *line)
+{
+    char *text = NULL;
+    size_t tlen = 0;
+    if (metrics_render(r, &text, &tlen) != 0)
+        return false;
+    bool found = strstr(text, line) != NULL;
+    free(text);
+    return found;
+}
+
+static void test_prefix_conflict(void **state)
+{
+    (void)state;
+    uint64_t home_conf = tstats(0).prefix_conflicts;
+    uint32_t had[NP];
+    for (unsigned i = 0; i < NP; i++)
+        had[i] = v[i].n_events;
+    assert_int_equal(start_p(NR, 1, secret_file, tr[0].port, 1), 0);
+    static struct part twin;
+    setup_part(&twin, NR, "demo", "twin");
+    struct grp g = {&twin, 1, 0};
+    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    for (int i = 0;
+         i < 600 && (tstats(0).prefix_conflicts == home_conf || tstats(NR).prefix_conflicts == 0);
+         i++)
+        roost_client_step(cl, 10);
+    assert_true(tstats(0).prefix_conflicts > home_conf);
+    assert_true(tstats(NR).prefix_conflicts > 0);
+    assert_int_equal(tstats(NR).trunks_up, 0);
+    assert_int_equal(tstats(NR).auth_failures, 0);
+    char line[64];
+    snprintf(line, sizeof(line), "roost_trunk_prefix_conflicts %llu\n",
+             (unsigned long long)tstats(NR).prefix_conflicts);
+    assert_true(has_metric(tr[NR].r, line));
+    assert_true(has_metric(tr[0].r, "roost_trunk_prefix_conflicts "));
+    assert_int_equal(known(&twin), 0);
+    /* nobody in demo saw it (its id may well equal one of r0's) */
+    for (unsigned i = 0; i < NP; i++)
+        assert_int_equal(v[i].n_events, had[i]);
     test_relay_stop(&tr[NR]);
     tr[NR].r = NULL;
 }
@@ -400,6 +654,71 @@ static void test_trunk_lost(void **state)
     for (int i = 0; i < 20; i++)
         roost_client_step(cl, 5);
     check_exact(1000000);
+}
+
+/* Keyframes exactly once after a re-subscription (issue 18): r1's
+ * members got a keyframe of r2's publisher live; r1's trunk is lost and
+ * comes back, and the home replays its cache down the new subscription.
+ * r1 recognises the replay as frames it already fanned out: its members do
+ * not get them again (before: twice, or the replay was dropped because the
+ * sender's remote member had not joined yet), yet r1's new cache has them,
+ * so a participant joining r1 afterwards gets the keyframe. */
+static unsigned copies(const struct part *p, uint32_t sender, uint32_t seq)
+{
+    unsigned n = 0;
+    for (uint32_t i = 0; i < p->n_media; i++)
+        n += p->media[i].sender == sender && p->media[i].seq == seq;
+    return n;
+}
+
+struct dupw {
+    unsigned relay;
+    uint64_t dups;
+};
+
+static bool replay_seen(void *arg)
+{
+    struct dupw *w = arg;
+    return tstats(w->relay).replay_dups > w->dups;
+}
+
+static void test_replay_once(void **state)
+{
+    (void)state;
+    struct part *pub = &v[NP - 1]; /* on r2 */
+    uint8_t d[MEDIA_C2R_HDR_LEN + 40];
+    struct media_hdr h = {.stream_id = 1,
+                          .flags = MEDIA_F_KEYFRAME | MEDIA_F_START | MEDIA_F_END | MEDIA_F_VIDEO,
+                          .seq = 888888,
+                          .timestamp = 2};
+    assert_true(media_c2r_encode(&h, d, sizeof(d)) > 0);
+    memset(d + MEDIA_C2R_HDR_LEN, 0x4c, sizeof(d) - MEDIA_C2R_HDR_LEN);
+    assert_int_equal(roost_conn_send_datagram(pub->c, d, sizeof(d)), 0);
+    for (unsigned i = PER; i < 2 * PER; i++) {
+        struct kfw w = {&v[i], pub->pid, 888888};
+        assert_true(echo_client_until(cl, got_frame, &w, WAIT_MS));
+        assert_int_equal(copies(&v[i], pub->pid, 888888), 1);
+    }
+    struct trunk_stats b1 = tstats(1);
+    assert_int_equal(trunk_test_drop(tr[1].r), 0);
+    struct upw u = {1, b1.reconnects};
+    assert_true(echo_client_until(cl, reconnected, &u, WAIT_MS));
+    struct dupw dw = {1, b1.replay_dups};
+    assert_true(echo_client_until(cl, replay_seen, &dw, WAIT_MS));
+    assert_true(tstats(1).replay_in > b1.replay_in);
+    struct grp g = {v, NP, NP - 1};
+    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    for (int i = 0; i < 20; i++)
+        roost_client_step(cl, 5);
+    for (unsigned i = PER; i < 2 * PER; i++)
+        assert_int_equal(copies(&v[i], pub->pid, 888888), 1);
+    static struct part late;
+    setup_part(&late, 1, "demo", "after-replay");
+    struct kfw lw = {&late, pub->pid, 888888};
+    assert_true(echo_client_until(cl, got_frame, &lw, WAIT_MS));
+    assert_int_equal(copies(&late, pub->pid, 888888), 1);
+    part_leave(&late);
+    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
 }
 
 /* Fencing: the directory tells r1 that demo's home generation is now 2
@@ -570,8 +889,12 @@ int main(void)
         cmocka_unit_test(test_presence),
         cmocka_unit_test(test_exact_delivery),
         cmocka_unit_test(test_late_joiner_keyframe),
+        cmocka_unit_test(test_presence_join_leave),
+        cmocka_unit_test(test_quality_kfreq),
         cmocka_unit_test(test_trunk_lost),
+        cmocka_unit_test(test_replay_once),
         cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_prefix_conflict),
         cmocka_unit_test(test_fencing),
         cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_rooms_close),

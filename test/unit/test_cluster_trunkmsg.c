@@ -36,7 +36,17 @@ static void test_roundtrip(void **state)
     m.id_len = 2;
     memcpy(m.id, "r1", 2);
     memset(m.mac, 0xab, sizeof(m.mac));
+    m.prefix = 3;
     roundtrip(&m);
+    m.prefix = 0; /* HELLO must carry the sender's pid prefix */
+    uint8_t hb[TRUNKMSG_BODY_MAX];
+    assert_int_equal(trunkmsg_encode(&m, hb, sizeof(hb)), ROOST_EINVAL);
+    m.prefix = 3;
+    int hn = trunkmsg_encode(&m, hb, sizeof(hb));
+    assert_true(hn > 0);
+    hb[hn - 1] = 0;
+    struct trunkmsg d;
+    assert_int_equal(trunkmsg_decode(hb, (size_t)hn, &d), ROOST_EMALFORMED);
 
     memset(&m, 0, sizeof(m));
     m.type = TRUNKMSG_SUBSCRIBE;
@@ -92,6 +102,11 @@ static void test_roundtrip(void **state)
     m.loss = 12;
     m.rtt_us = 30000;
     roundtrip(&m);
+    m.loss = 1000;
+    roundtrip(&m);
+    m.loss = 1001; /* per mille */
+    uint8_t qb[TRUNKMSG_BODY_MAX];
+    assert_int_equal(trunkmsg_encode(&m, qb, sizeof(qb)), ROOST_EINVAL);
 
     memset(&m, 0, sizeof(m));
     m.type = TRUNKMSG_PING;
@@ -144,17 +159,25 @@ static void test_dgram(void **state)
 {
     (void)state;
     uint8_t d[TRUNKMSG_DGRAM_HDR_LEN];
-    trunkmsg_dgram_hdr(d, 42, 77);
+    trunkmsg_dgram_hdr(d, 42, 77, false);
     uint32_t h;
     uint64_t g;
-    assert_int_equal(trunkmsg_dgram_parse(d, sizeof(d), &h, &g), TRUNKMSG_DGRAM_HDR_LEN);
+    bool replay = true;
+    assert_int_equal(trunkmsg_dgram_parse(d, sizeof(d), &h, &g, &replay), TRUNKMSG_DGRAM_HDR_LEN);
     assert_int_equal(h, 42);
     assert_int_equal(g, 77);
-    assert_int_equal(trunkmsg_dgram_parse(d, sizeof(d) - 1, &h, &g), ROOST_ETRUNC);
+    assert_false(replay);
+    trunkmsg_dgram_hdr(d, 42, 77, true); /* a keyframe cache replay */
+    assert_int_equal(d[0], TRUNKMSG_DGRAM_REPLAY);
+    assert_int_equal(trunkmsg_dgram_parse(d, sizeof(d), &h, &g, &replay), TRUNKMSG_DGRAM_HDR_LEN);
+    assert_true(replay);
+    assert_int_equal(trunkmsg_dgram_parse(d, sizeof(d) - 1, &h, &g, &replay), ROOST_ETRUNC);
     d[0] = 0;
-    assert_int_equal(trunkmsg_dgram_parse(d, sizeof(d), &h, &g), ROOST_EMALFORMED);
-    trunkmsg_dgram_hdr(d, 0, 77);
-    assert_int_equal(trunkmsg_dgram_parse(d, sizeof(d), &h, &g), ROOST_EMALFORMED);
+    assert_int_equal(trunkmsg_dgram_parse(d, sizeof(d), &h, &g, &replay), ROOST_EMALFORMED);
+    d[0] = 0x42;
+    assert_int_equal(trunkmsg_dgram_parse(d, sizeof(d), &h, &g, &replay), ROOST_EMALFORMED);
+    trunkmsg_dgram_hdr(d, 0, 77, false);
+    assert_int_equal(trunkmsg_dgram_parse(d, sizeof(d), &h, &g, &replay), ROOST_EMALFORMED);
 }
 
 static void test_mac(void **state)
@@ -163,17 +186,19 @@ static void test_mac(void **state)
     uint8_t ex[32], a[32], b[32];
     memset(ex, 1, sizeof(ex));
     const uint8_t k1[] = "secret-one", k2[] = "secret-two";
-    assert_int_equal(trunkmsg_mac(k1, 10, 'c', "r1", 2, "r2", 2, ex, a), 0);
-    assert_int_equal(trunkmsg_mac(k1, 10, 'c', "r1", 2, "r2", 2, ex, b), 0);
+    assert_int_equal(trunkmsg_mac(k1, 10, 'c', "r1", 2, 1, "r2", 2, ex, a), 0);
+    assert_int_equal(trunkmsg_mac(k1, 10, 'c', "r1", 2, 1, "r2", 2, ex, b), 0);
     assert_memory_equal(a, b, 32);
-    assert_int_equal(trunkmsg_mac(k2, 10, 'c', "r1", 2, "r2", 2, ex, b), 0);
+    assert_int_equal(trunkmsg_mac(k2, 10, 'c', "r1", 2, 1, "r2", 2, ex, b), 0);
     assert_memory_not_equal(a, b, 32);
-    assert_int_equal(trunkmsg_mac(k1, 10, 's', "r1", 2, "r2", 2, ex, b), 0);
+    assert_int_equal(trunkmsg_mac(k1, 10, 's', "r1", 2, 1, "r2", 2, ex, b), 0);
     assert_memory_not_equal(a, b, 32);
-    assert_int_equal(trunkmsg_mac(k1, 10, 'c', "r2", 2, "r1", 2, ex, b), 0);
+    assert_int_equal(trunkmsg_mac(k1, 10, 'c', "r2", 2, 1, "r1", 2, ex, b), 0);
     assert_memory_not_equal(a, b, 32);
+    assert_int_equal(trunkmsg_mac(k1, 10, 'c', "r1", 2, 2, "r2", 2, ex, b), 0);
+    assert_memory_not_equal(a, b, 32); /* the sender's pid prefix is covered */
     ex[31] ^= 1;
-    assert_int_equal(trunkmsg_mac(k1, 10, 'c', "r1", 2, "r2", 2, ex, b), 0);
+    assert_int_equal(trunkmsg_mac(k1, 10, 'c', "r1", 2, 1, "r2", 2, ex, b), 0);
     assert_memory_not_equal(a, b, 32);
 }
 

@@ -338,6 +338,51 @@ static void test_leave(void **state)
     env_stop();
 }
 
+/* A JOIN and a LEAVE of one participant applied in one turn send nothing
+ * to the others, never a LEAVE alone (issue 18: a remote member announced
+ * and withdrawn back to back over a trunk reached members as a bare LEAVE);
+ * the other changes of the batch go out as usual. */
+static void test_join_leave_one_turn(void **state)
+{
+    (void)state;
+    env_start(0, 0);
+    join("jl", 1, 1, "a");
+    room_shard_flush(E.s);
+    sent_clear();
+
+    join("jl", 2, 2, "b");
+    leave("jl", 2);
+    join("jl", 3, 2, "c");
+    room_shard_flush(E.s);
+    const struct sent *evs[4];
+    assert_int_equal(sent_of(ROOM_MSG_EVENTS, evs, 4), 2);
+    events_of(evs[0], &M);
+    assert_int_equal(M.u.events.n_events, 1);
+    assert_int_equal(M.u.events.events[0].kind, MSG_EV_JOIN);
+    assert_int_equal(M.u.events.events[0].participant_id, 3);
+    sent_clear();
+
+    /* a present member's LEAVE still goes out next to a hidden pair */
+    join("jl", 4, 2, "d");
+    leave("jl", 4);
+    leave("jl", 3);
+    room_shard_flush(E.s);
+    assert_int_equal(sent_of(ROOM_MSG_EVENTS, evs, 4), 1);
+    events_of(evs[0], &M);
+    assert_int_equal(M.u.events.n_events, 1);
+    assert_int_equal(M.u.events.events[0].kind, MSG_EV_LEAVE);
+    assert_int_equal(M.u.events.events[0].participant_id, 3);
+    sent_clear();
+
+    /* only the pair in the batch: no EVENTS message at all */
+    join("jl", 5, 2, "e");
+    leave("jl", 5);
+    room_shard_flush(E.s);
+    assert_int_equal(sent_of(ROOM_MSG_EVENTS, evs, 4), 0);
+    assert_int_equal(room_shared_participants(E.sh), 1);
+    env_stop();
+}
+
 static void test_last_leave_destroys(void **state)
 {
     (void)state;
@@ -634,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_join_creates_room),
         cmocka_unit_test(test_batch_one_snapshot),
         cmocka_unit_test(test_leave),
+        cmocka_unit_test(test_join_leave_one_turn),
         cmocka_unit_test(test_last_leave_destroys),
         cmocka_unit_test(test_room_full),
         cmocka_unit_test(test_server_full),
