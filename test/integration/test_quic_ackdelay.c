@@ -126,13 +126,14 @@ static struct {
     size_t len[HELD_MAX];
     unsigned n;
     unsigned small_out;
+    size_t last_len;
 } path;
 
 static void path_out(void *arg, struct quic_conn *c, const uint8_t *data, size_t len)
 {
     (void)arg;
     if (len < ACK_MAX_LEN)
-        path.small_out++;
+        path.small_out++, path.last_len = len;
     quic_client_emit(c, data, len);
 }
 
@@ -164,11 +165,6 @@ static void hand_in(struct roost_client *cl)
         (void)roost_client_process(cl, roost_client_now());
     }
     path.n = 0;
-}
-
-static bool held_at_least(void *arg)
-{
-    return path.n >= *(const unsigned *)arg;
 }
 
 /* Steps the client, handing in what it receives, until pred holds. */
@@ -214,13 +210,10 @@ static unsigned burst_acks(unsigned ack_thresh, uint64_t *slack_ms)
     cmd[ECHO_BURST_LEN + 3] = BURST_SIZE & 0xff;
     assert_int_equal(roost_conn_send_control(ec.c, cmd, sizeof(cmd)), 0);
     (void)roost_client_process(cl, roost_client_now());
-    /* Held until the first packets are here, then read one at a time
-     * until every datagram was read. */
+    /* Read one at a time, as each arrives, until every datagram was read
+     * (the first one carries the ACK of the command: no probe for it). */
     uint64_t target = ec.dgram_in + BURST;
-    unsigned want_held = BURST / 2;
     uint64_t end = echo_now_ms() + 10000;
-    while (!held_at_least(&want_held) && echo_now_ms() < end)
-        roost_client_step(cl, 2);
     unsigned before = path.small_out;
     uint64_t t0 = echo_now_ms();
     unsigned next = 0;
@@ -238,8 +231,9 @@ static unsigned burst_acks(unsigned ack_thresh, uint64_t *slack_ms)
     path.n = 0;
     *slack_ms = echo_now_ms() - t0;
     unsigned acks = path.small_out - before;
-    print_message("ack_thresh %u: %u ACK-only packets for %u packets read (in %llu ms)\n",
-                  ack_thresh, acks, BURST, (unsigned long long)*slack_ms);
+    print_message("ack_thresh %u: %u ACK-only packets for %u packets read (in %llu ms; last %zu "
+                  "bytes)\n",
+                  ack_thresh, acks, BURST, (unsigned long long)*slack_ms, path.last_len);
     if (acks == 0) {
         /* Owed but below the threshold: it goes by the deadline, inside the
          * max_ack_delay the client advertised (ngtcp2's default, 25 ms),
@@ -277,14 +271,18 @@ static void test_ack_thresh(void **state)
     assert_true(acks >= BURST / 2 - 1);
     /* The media receiver's threshold: one at the tenth packet, plus any
      * that went by the deadline while a loaded machine stalled the loop
-     * (at most one per ~15 ms). */
+     * (at most one per ~15 ms), plus one other small packet the client may
+     * send meanwhile (a probe of its command, seen once in tens of runs on
+     * a loaded machine). */
+    unsigned acks2 = acks;
     acks = burst_acks(QUIC_CLIENT_ACK_THRESH_MEDIA, &slack);
     assert_true(acks >= 1);
-    assert_true(acks <= BURST / QUIC_CLIENT_ACK_THRESH_MEDIA + slack / 10);
+    assert_true(acks <= BURST / QUIC_CLIENT_ACK_THRESH_MEDIA + 1 + slack / 10);
+    assert_true(acks + 2 < acks2);
     /* Below the threshold: no ACK at once; burst_acks checks that it
      * still goes by the deadline. */
     acks = burst_acks(BURST + 1, &slack);
-    assert_true(acks <= slack / 10);
+    assert_true(acks <= 1 + slack / 10);
 }
 
 int main(void)
