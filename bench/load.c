@@ -328,6 +328,7 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
             .pinned_cert = cfg->pinned_cert,
             .server_name = cfg->server_name,
             .handshake_timeout_ns = cfg->join_timeout_ns,
+            .ack_thresh = ROOST_ACK_THRESH_MEDIA, /* media receivers: PROTOCOL.md */
         };
         rc = roost_client_new(&t->cl, &cc, &participant_quic_cbs, NULL);
         if (rc != 0)

@@ -100,7 +100,16 @@ struct roost_client_config {
     uint64_t idle_timeout_ns;      /* 0: 30 s */
     uint64_t handshake_timeout_ns; /* 0: 10 s */
     size_t control_queue_max;      /* unacked control bytes; 0: 1 MiB */
+    /* ACK policy: ack-eliciting packets received before an ACK goes at
+     * once. 0: 2 (RFC 9000 §13.2.2). A receiver of media (many small
+     * DATAGRAM packets) may set ROOST_ACK_THRESH_MEDIA: its ACKs then ride
+     * with its own packets, or go alone within the advertised
+     * max_ack_delay (docs/PROTOCOL.md "ACK policy of media receivers"). */
+    unsigned ack_thresh;
 };
+
+/* roost_client_config.ack_thresh for a media receiver. */
+#define ROOST_ACK_THRESH_MEDIA 10u
 
 /* How a connection ended. */
 struct roost_close_info {

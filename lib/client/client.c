@@ -159,6 +159,7 @@ int roost_client_new(struct roost_client **out, const struct roost_client_config
         .idle_timeout_ns = cfg->idle_timeout_ns,
         .handshake_timeout_ns = cfg->handshake_timeout_ns,
         .control_queue_max = cfg->control_queue_max,
+        .ack_thresh = cfg->ack_thresh,
     };
     int rc = quic_client_new(&cl->q, &qc, &trampolines, cl);
     if (rc < 0) {

@@ -46,6 +46,7 @@ int budget_addr_init(struct budget_addr_table *t, const struct budget_lim *lim)
     int rc = hash_key_random(&t->key);
     if (rc != 0)
         return rc;
+    t->salt = (uint32_t)hash_siphash24(&t->key, "recent", 6);
     t->e = calloc((size_t)BUDGET_ADDR_SETS * BUDGET_ADDR_WAYS, sizeof(*t->e));
     return t->e == NULL ? ROOST_ENOMEM : 0;
 }
@@ -68,14 +69,23 @@ bool budget_addr_take(struct budget_addr_table *t, const uint8_t addr[16], uint6
 {
     if (t->e == NULL)
         return true;
+    uint32_t v;
+    memcpy(&v, addr + 12, 4); /* IPv4, or an IPv6 address's interface id's end */
+    v ^= t->salt;
+    v ^= v >> 16;
+    struct budget_addr_ent **r = &t->recent[(v ^ (v >> 8)) & (BUDGET_ADDR_RECENT - 1)];
+    if (*r != NULL && (*r)->used && memcmp((*r)->addr, addr, 16) == 0)
+        return budget_take(&(*r)->b, &t->lim, now, len);
     uint64_t h = hash_siphash24(&t->key, addr, 16);
     struct budget_addr_ent *set = &t->e[(h % BUDGET_ADDR_SETS) * BUDGET_ADDR_WAYS];
     struct budget_addr_ent *victim = NULL;
     uint64_t victim_owed = UINT64_MAX;
     for (unsigned i = 0; i < BUDGET_ADDR_WAYS; i++) {
         struct budget_addr_ent *e = &set[i];
-        if (e->used && memcmp(e->addr, addr, 16) == 0)
+        if (e->used && memcmp(e->addr, addr, 16) == 0) {
+            *r = e;
             return budget_take(&e->b, &t->lim, now, len);
+        }
         uint64_t o = e->used ? owed(&e->b, now) : 0;
         if (!e->used || o < victim_owed) {
             victim = e;
@@ -89,5 +99,6 @@ bool budget_addr_take(struct budget_addr_table *t, const uint8_t addr[16], uint6
     memcpy(victim->addr, addr, 16);
     victim->used = true;
     memset(&victim->b, 0, sizeof(victim->b));
+    *r = victim;
     return budget_take(&victim->b, &t->lim, now, len);
 }

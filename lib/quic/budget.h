@@ -57,11 +57,19 @@ struct budget_addr_ent {
     struct budget b;
 };
 
+/* Recent entries, direct-mapped by the address's last bytes and a salt:
+ * a packet from an address seen before finds its entry without SipHash
+ * (checked against the entry's address, so a stale or colliding pointer
+ * only falls back to the table). */
+#define BUDGET_ADDR_RECENT 256
+
 struct budget_addr_table {
     struct hash_key key;
     struct budget_lim lim;
     struct budget_addr_ent *e; /* BUDGET_ADDR_SETS * BUDGET_ADDR_WAYS */
     uint64_t evictions;
+    uint32_t salt;
+    struct budget_addr_ent *recent[BUDGET_ADDR_RECENT];
 };
 
 /* Returns 0, ROOST_ENOMEM or ROOST_ESYS (no random key). */

@@ -31,12 +31,38 @@ struct slot {
     uint8_t cid[20];
 };
 
+/* A direct-mapped cache of recent hits in front of the table: a packet's
+ * CID is found without SipHash when it was found before. Indexed by the
+ * CID's last bytes (random in a server CID) mixed with a per-table salt;
+ * an entry is made only by a hit in the table and cleared when its CID is
+ * removed, so every cached entry is in the table with that value, and a
+ * CID that is not (anything an attacker makes up) only ever misses: it
+ * costs the lookup it cost before, plus a compare. */
+#define CID_CACHE 256
+
 struct cid_table {
     struct slot *slots;
     size_t cap; /* power of two */
     size_t count;
     struct hash_key key;
+    uint32_t salt;
+    struct slot cache[CID_CACHE];
 };
+
+static size_t cache_idx(const struct cid_table *t, const uint8_t *cid, size_t len)
+{
+    uint32_t v = 0;
+    size_t n = len < 4 ? len : 4;
+    memcpy(&v, cid + len - n, n);
+    v ^= t->salt;
+    v ^= v >> 16;
+    return (v ^ (v >> 8)) & (CID_CACHE - 1);
+}
+
+static bool slot_is(const struct slot *s, const uint8_t *cid, size_t len)
+{
+    return s->value != NULL && s->len == len && memcmp(s->cid, cid, len) == 0;
+}
 
 int cid_table_new(struct cid_table **out)
 {
@@ -55,6 +81,7 @@ int cid_table_new(struct cid_table **out)
         free(t);
         return rc;
     }
+    t->salt = (uint32_t)hash_siphash24(&t->key, "cache", 5);
     *out = t;
     return 0;
 }
@@ -129,9 +156,15 @@ void *cid_table_get(const struct cid_table *t, const uint8_t *cid, size_t len)
 {
     if (len == 0 || len > 20)
         return NULL;
+    struct slot *c = (struct slot *)&t->cache[cache_idx(t, cid, len)];
+    if (slot_is(c, cid, len))
+        return c->value;
     bool found;
     size_t i = find(t, cid, len, &found);
-    return found ? t->slots[i].value : NULL;
+    if (!found)
+        return NULL;
+    *c = t->slots[i]; /* the cache is not the table's state: a const lookup may fill it */
+    return c->value;
 }
 
 int cid_table_remove(struct cid_table *t, const uint8_t *cid, size_t len, const void *value)
@@ -142,6 +175,9 @@ int cid_table_remove(struct cid_table *t, const uint8_t *cid, size_t len, const 
     size_t i = find(t, cid, len, &found);
     if (!found || (value != NULL && t->slots[i].value != value))
         return ROOST_ENOENT;
+    struct slot *c = &t->cache[cache_idx(t, cid, len)];
+    if (slot_is(c, cid, len))
+        c->value = NULL;
     /* Backward-shift deletion keeps linear probing chains intact without
      * tombstones. */
     size_t mask = t->cap - 1;

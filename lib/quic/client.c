@@ -157,6 +157,8 @@ int quic_client_new(struct quic_client **out, const struct quic_client_config *c
                                         : QUIC_CLIENT_DEFAULT_CONTROL_QUEUE_MAX,
                  QUIC_DEFAULT_DGRAM_QUEUE_MAX);
     cl->ep.st = cl->st;
+    if (cfg->ack_thresh > 0)
+        cl->ep.ack_thresh = cfg->ack_thresh;
     ngtcp2_callbacks *cb = &cl->ep.callbacks;
     cb->client_initial = ngtcp2_crypto_client_initial_cb;
     cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
@@ -350,6 +352,7 @@ int quic_client_connect(struct quic_client *cl, const char *host, uint16_t port,
     ngtcp2_settings_default(&settings);
     settings.initial_ts = cl->ep.now ? cl->ep.now : mono_ns();
     settings.handshake_timeout = cl->handshake_timeout_ns;
+    settings.ack_thresh = cl->ep.ack_thresh;
     /* PMTUD on, as on the server (see there: ngtcp2 0.12 aborts after a
      * path validation when it is off). */
     ngtcp2_transport_params params;

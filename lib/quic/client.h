@@ -49,7 +49,19 @@ struct quic_client_config {
      * the peer itself over the TLS exporter (trunks: docs/CLUSTER.md §2).
      * ca_file and pinned_cert may then both be NULL. */
     bool no_verify;
+    /* ACK policy: how many ack-eliciting packets may arrive before an ACK
+     * goes at once (ngtcp2_settings.ack_thresh). 0: 2, RFC 9000 §13.2.2's
+     * SHOULD. A media receiver may raise it (QUIC_CLIENT_ACK_THRESH_MEDIA):
+     * its ACKs then ride with its own datagrams, or go alone at the
+     * delayed-ACK deadline (within the advertised max_ack_delay), not once
+     * per two packets; docs/PROTOCOL.md "ACK policy of media receivers". */
+    unsigned ack_thresh;
 };
+
+/* The media receiver's ACK threshold: at most ten packets without an ACK
+ * (Chromium's ACK decimation uses the same bound), well under the
+ * sender's initial congestion window. */
+#define QUIC_CLIENT_ACK_THRESH_MEDIA 10u
 
 /* cfg strings are read during the call; ops and arg are borrowed for the
  * client's life. Returns 0, ROOST_EINVAL, ROOST_ECRYPTO (CA or pinned

@@ -453,6 +453,7 @@ void quic_ep_init(struct quic_ep *ep, enum quic_role role, const struct quic_app
     ep->control_queue_max = control_queue_max;
     ep->dgram_queue_max = dgram_queue_max;
     ep->dgram_max_age_ns = QUIC_DEFAULT_DGRAM_MAX_AGE_NS;
+    ep->ack_thresh = QUIC_DEFAULT_ACK_THRESH;
     ngtcp2_callbacks *cb = &ep->callbacks;
     memset(cb, 0, sizeof(*cb));
     cb->recv_crypto_data = quic_recv_crypto_data_cb;
@@ -555,15 +556,17 @@ void quic_conn_fini(struct quic_conn *c)
 /* After a packet was read: write now only what is due. A packet that
  * brought the application nothing (an ACK, mostly) needs no answer but a
  * re-armed timer, unless the window it opened lets held-back datagrams go;
- * ngtcp2 acks every second ack-eliciting packet at once, the others when
- * the ACK delay expires (the timer) or with our next packet. */
+ * ngtcp2 acks every ep->ack_thresh-th ack-eliciting packet at once (the
+ * second by default), the others when the ACK delay expires (the timer) or
+ * with our next packet. */
 static void after_read(struct quic_conn *c, bool moved)
 {
     if (c->rx_cb)
         c->rx_elicit++;
     else if (c->state == CS_OPEN)
         stat_inc(c->ep->st, QS(ack_only_in));
-    if (c->state != CS_OPEN || moved || c->rx_elicit >= 2 || ctl_tx_pending(&c->tx) > 0) {
+    if (c->state != CS_OPEN || moved || c->rx_elicit >= c->ep->ack_thresh ||
+        ctl_tx_pending(&c->tx) > 0) {
         /* The handshake, a new path, an ACK due now, control bytes in
          * flight (an ACK may have declared some lost). */
         quic_conn_mark_dirty(c);

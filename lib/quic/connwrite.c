@@ -94,16 +94,27 @@ static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n)
  * expiry. ngtcp2 0.12 lets a packet go up to 1 ms before that time and
  * clears it in handle_expiry only; when nothing waits to be sent and the
  * time is that close (small writes: the usual case), clear it now, or the
- * timer would wake for it to write nothing. Nothing else can have expired:
- * it is the earliest. The expiry is read once unless it was cleared. */
-static uint64_t pace(struct quic_conn *c, uint64_t now)
+ * timer would wake for it to write nothing.
+ *
+ * elicit: the write sent ack-eliciting frames (a datagram, control bytes).
+ * Then, on the server, nothing but the pacer can have expired at now: the
+ * turn's timers ran at now before any read or write (worker.c), a read at
+ * now sets no timer at or before now (an ACK's loss time is after it), and
+ * the loss detection timer restarted from this send. (A client may read at
+ * an earlier time than it writes: quic_client_deliver.) So handle_expiry goes first and the expiry
+ * is read once (it was read twice). Otherwise (an ACK-only write) the expiry is read first and
+ * handle_expiry runs only when the pacer is the earliest. */
+static uint64_t pace(struct quic_conn *c, uint64_t now, bool elicit)
 {
     ngtcp2_conn_update_pkt_tx_time(c->conn, now);
-    uint64_t e = ngtcp2_conn_get_expiry(c->conn);
     const uint8_t *p;
-    if (c->dq_n > 0 || ctl_tx_peek(&c->tx, &p) > 0)
-        return e;
-    if (e > now && e <= now + NGTCP2_MILLISECONDS) {
+    bool idle = c->dq_n == 0 && ctl_tx_peek(&c->tx, &p) == 0;
+    if (idle && elicit && c->state == CS_OPEN && quic_conn_is_server(c)) {
+        (void)ngtcp2_conn_handle_expiry(c->conn, now);
+        return ngtcp2_conn_get_expiry(c->conn);
+    }
+    uint64_t e = ngtcp2_conn_get_expiry(c->conn);
+    if (idle && e > now && e <= now + NGTCP2_MILLISECONDS) {
         (void)ngtcp2_conn_handle_expiry(c->conn, now);
         e = ngtcp2_conn_get_expiry(c->conn);
     }
@@ -170,7 +181,7 @@ bool quic_conn_write(struct quic_conn *c)
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
-    bool stream_blocked = false, dgram_blocked = false, open_pkt = false;
+    bool stream_blocked = false, dgram_blocked = false, open_pkt = false, elicit = false;
     bool open = c->state == CS_OPEN;
     for (;;) {
         if (sent >= quantum && !open_pkt)
@@ -211,8 +222,10 @@ bool quic_conn_write(struct quic_conn *c)
             stat_inc(ep->st, QS(write_calls));
             n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken, fl,
                                           c->ctl_stream, &v, 1, now);
-            if (taken > 0)
+            if (taken > 0) {
                 ctl_tx_sent(&c->tx, (size_t)taken);
+                elicit = true;
+            }
             if (n == NGTCP2_ERR_WRITE_MORE) {
                 open_pkt = true;
                 continue;
@@ -230,6 +243,7 @@ bool quic_conn_write(struct quic_conn *c)
             n = ngtcp2_conn_writev_datagram(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX,
                                             &accepted, fl, c->dgram_seq, &v, 1, now);
             if (accepted) {
+                elicit = true;
                 c->dgram_seq++;
                 c->cs.dgram_out++;
                 c->cs.bytes_out += d->len;
@@ -285,6 +299,6 @@ bool quic_conn_write(struct quic_conn *c)
      * held back ages out: one merely late (the process was busy) goes. */
     c->dq_held = dgram_blocked && c->dq_n > 0;
     dq_release(c, now);
-    arm_at(c, sent > 0 ? pace(c, now) : ngtcp2_conn_get_expiry(c->conn));
+    arm_at(c, sent > 0 ? pace(c, now, elicit) : ngtcp2_conn_get_expiry(c->conn));
     return true;
 }

@@ -125,7 +125,11 @@ struct quic_ep {
     void *arg;
     size_t control_queue_max;
     unsigned dgram_queue_max;
-    uint64_t dgram_max_age_ns;    /* a held-back datagram's age limit */
+    uint64_t dgram_max_age_ns; /* a held-back datagram's age limit */
+    /* ack-eliciting packets received before an ACK goes at once
+     * (ngtcp2_settings.ack_thresh; conn.c after_read): 2 (RFC 9000
+     * §13.2.2) unless a client's config raised it. */
+    unsigned ack_thresh;
     struct quic_conn *dirty_head; /* written at the end of the turn/step */
     unsigned half_open;           /* server: connections before handshake */
     unsigned active;              /* connections not yet CS_DEAD */
@@ -141,6 +145,9 @@ static inline uint64_t quic_ep_now(const struct quic_ep *ep)
  * lateness (the turn cadence, a busy loop) and for the peer's PTO, which
  * counts on the ACK within max_ack_delay plus about 1 ms. */
 #define QUIC_ACK_MARGIN_NS (10ULL * 1000000ULL)
+/* ngtcp2's and RFC 9000 §13.2.2's: an ACK after every second ack-eliciting
+ * packet (a client may raise it: quic_client_config.ack_thresh). */
+#define QUIC_DEFAULT_ACK_THRESH 2u
 
 /* Datagram queue entry: a counted buffer reference, the bytes to send and
  * when it was queued (the age limit while the congestion controller holds
@@ -187,8 +194,9 @@ struct quic_conn {
      * possible retransmission); a connection dirty only for queued
      * datagrams or control bytes writes those and stops. rx_cb: a stream
      * or datagram callback fired during the current read; rx_elicit: reads
-     * with one since the last packet we wrote (ngtcp2 acks every second
-     * one at once). armed_exp: the expiry the timer was last armed for. */
+     * with one since the last packet we wrote (ngtcp2 acks every
+     * ep->ack_thresh-th one at once, the second by default). armed_exp: the expiry the timer was
+     * last armed for. */
     bool need_pkt, rx_cb;
     bool dq_held; /* the last write left datagrams the cwnd or pacer refused */
     /* A delayed ACK's deadline (0: none): it rides with the next packet,

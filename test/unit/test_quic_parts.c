@@ -210,6 +210,42 @@ static void test_cid_table(void **state)
     cid_table_del(t);
 }
 
+/* The cache of recent hits (cid.c) never answers for a removed CID, and
+ * CIDs that share a cache slot (same last bytes) are both found. */
+static void test_cid_table_cache(void **state)
+{
+    (void)state;
+    struct cid_table *t = NULL;
+    assert_int_equal(cid_table_new(&t), 0);
+    int x, y, z;
+    uint8_t a[QUIC_CID_LEN], b[QUIC_CID_LEN];
+    assert_int_equal(cid_generate(a, 0), 0);
+    memcpy(b, a, sizeof(b));
+    b[1] ^= 0x5a; /* same last bytes: the same cache slot */
+    assert_int_equal(cid_table_put(t, a, sizeof(a), &x), 0);
+    assert_ptr_equal(cid_table_get(t, a, sizeof(a)), &x); /* cached */
+    assert_int_equal(cid_table_remove(t, a, sizeof(a), &x), 0);
+    assert_null(cid_table_get(t, a, sizeof(a)));
+    assert_int_equal(cid_table_put(t, a, sizeof(a), &y), 0);
+    assert_ptr_equal(cid_table_get(t, a, sizeof(a)), &y);
+    assert_null(cid_table_get(t, b, sizeof(b)));
+    assert_int_equal(cid_table_put(t, b, sizeof(b), &z), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_ptr_equal(cid_table_get(t, a, sizeof(a)), &y);
+        assert_ptr_equal(cid_table_get(t, b, sizeof(b)), &z);
+    }
+    /* A removal that names another value removes nothing, cached or not. */
+    assert_int_equal(cid_table_remove(t, b, sizeof(b), &x), ROOST_ENOENT);
+    assert_ptr_equal(cid_table_get(t, b, sizeof(b)), &z);
+    /* Short CIDs (client-chosen) too. */
+    assert_int_equal(cid_table_put(t, a, 2, &x), 0);
+    assert_ptr_equal(cid_table_get(t, a, 2), &x);
+    assert_int_equal(cid_table_remove(t, a, 2, NULL), 0);
+    assert_null(cid_table_get(t, a, 2));
+    assert_ptr_equal(cid_table_get(t, a, sizeof(a)), &y);
+    cid_table_del(t);
+}
+
 static void test_tbucket(void **state)
 {
     (void)state;
@@ -255,9 +291,10 @@ static void test_steer_index(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tx_queue),      cmocka_unit_test(test_tx_chunk_sizing),
-        cmocka_unit_test(test_rx_reassembly), cmocka_unit_test(test_cid_table),
-        cmocka_unit_test(test_tbucket),       cmocka_unit_test(test_steer_index),
+        cmocka_unit_test(test_tx_queue),        cmocka_unit_test(test_tx_chunk_sizing),
+        cmocka_unit_test(test_rx_reassembly),   cmocka_unit_test(test_cid_table),
+        cmocka_unit_test(test_cid_table_cache), cmocka_unit_test(test_tbucket),
+        cmocka_unit_test(test_steer_index),
     };
     return cmocka_run_group_tests_name("quic_parts", tests, NULL, NULL);
 }
