@@ -310,7 +310,7 @@ clean:
 # -fPIC into $(BUILD)/pic/ (the lib/ objects are not PIC), always optimised
 # and without sanitizers (it is the product, linked by programs that are not
 # sanitized), then
-#   - libroost-client.so.1.0.0 (soname libroost-client.so.1) exporting only
+#   - libroost-client.so.1.1.0 (soname libroost-client.so.1) exporting only
 #     roost_* (version script lib/client/roost-client.map), unused code
 #     dropped by --gc-sections;
 #   - libroost-client.a: the same objects in one relocatable object whose
@@ -333,7 +333,7 @@ SYSCONFDIR ?= $(PREFIX)/etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 INSTALL ?= install
 
-CLIENT_VERSION := 1.0.0
+CLIENT_VERSION := 1.1.0
 CLIENT_SOMAJOR := 1
 CLIENT_SONAME := libroost-client.so.$(CLIENT_SOMAJOR)
 CLIENT_SO := $(BUILD)/libroost-client.so.$(CLIENT_VERSION)

@@ -328,11 +328,11 @@ static int make_thread(struct load *L, unsigned id, uint32_t n_storm_total, stru
             .pinned_cert = cfg->pinned_cert,
             .server_name = cfg->server_name,
             .handshake_timeout_ns = cfg->join_timeout_ns,
-            .ack_thresh = ROOST_ACK_THRESH_MEDIA, /* media receivers: PROTOCOL.md */
         };
         rc = roost_client_new(&t->cl, &cc, &participant_quic_cbs, NULL);
         if (rc != 0)
             goto fail;
+        roost_client_set_ack_thresh(t->cl, ROOST_ACK_THRESH_MEDIA); /* PROTOCOL.md §13 */
         if (t->nm != NULL)
             quic_client_set_path(client_quic(t->cl), &q_path, t);
         if (cfg->ws_per_room > 0 && t->n_base > 0) {

@@ -49,7 +49,7 @@ extern "C" {
 #endif
 
 #define ROOST_CLIENT_VERSION_MAJOR 1
-#define ROOST_CLIENT_VERSION_MINOR 0
+#define ROOST_CLIENT_VERSION_MINOR 1
 
 /* ------------------------------------------------------------ errors */
 
@@ -100,15 +100,9 @@ struct roost_client_config {
     uint64_t idle_timeout_ns;      /* 0: 30 s */
     uint64_t handshake_timeout_ns; /* 0: 10 s */
     size_t control_queue_max;      /* unacked control bytes; 0: 1 MiB */
-    /* ACK policy: ack-eliciting packets received before an ACK goes at
-     * once. 0: 2 (RFC 9000 §13.2.2). A receiver of media (many small
-     * DATAGRAM packets) may set ROOST_ACK_THRESH_MEDIA: its ACKs then ride
-     * with its own packets, or go alone within the advertised
-     * max_ack_delay (docs/PROTOCOL.md "ACK policy of media receivers"). */
-    unsigned ack_thresh;
 };
 
-/* roost_client_config.ack_thresh for a media receiver. */
+/* roost_client_set_ack_thresh() for a media receiver. */
 #define ROOST_ACK_THRESH_MEDIA 10u
 
 /* How a connection ended. */
@@ -142,6 +136,16 @@ struct roost_client_callbacks {
  * ROOST_ERR_SYS, ROOST_ERR_NOMEM. */
 int roost_client_new(struct roost_client **out, const struct roost_client_config *cfg,
                      const struct roost_client_callbacks *cbs, void *arg);
+
+/* ACK policy of the client's connections made from now on: ack-eliciting
+ * packets received before an ACK goes at once. 0 or 2: every second one
+ * (RFC 9000 §13.2.2, the default). A receiver of media (many small DATAGRAM
+ * packets) may set ROOST_ACK_THRESH_MEDIA: its ACKs then ride with its own
+ * packets, or go alone within the advertised max_ack_delay
+ * (docs/PROTOCOL.md §13). A setter rather than a roost_client_config field
+ * so that the config struct keeps its 1.0 size. Since 1.1. Returns 0 or
+ * ROOST_EINVAL (above 255). */
+int roost_client_set_ack_thresh(struct roost_client *cl, unsigned n);
 /* Stops the thread (roost_client_run) if any, frees every connection and
  * session (without callbacks) and the endpoint. Accepts NULL. */
 void roost_client_del(struct roost_client *cl);

@@ -159,7 +159,6 @@ int roost_client_new(struct roost_client **out, const struct roost_client_config
         .idle_timeout_ns = cfg->idle_timeout_ns,
         .handshake_timeout_ns = cfg->handshake_timeout_ns,
         .control_queue_max = cfg->control_queue_max,
-        .ack_thresh = cfg->ack_thresh,
     };
     int rc = quic_client_new(&cl->q, &qc, &trampolines, cl);
     if (rc < 0) {
@@ -168,6 +167,14 @@ int roost_client_new(struct roost_client **out, const struct roost_client_config
         return rc;
     }
     *out = cl;
+    return 0;
+}
+
+int roost_client_set_ack_thresh(struct roost_client *cl, unsigned n)
+{
+    if (n > 255)
+        return ROOST_EINVAL;
+    quic_client_set_ack_thresh(cl->q, n);
     return 0;
 }
 

@@ -544,6 +544,11 @@ void quic_client_set_rx_drop(struct quic_client *cl, double share)
     cl->rx_drop = share;
 }
 
+void quic_client_set_ack_thresh(struct quic_client *cl, unsigned n)
+{
+    cl->ep.ack_thresh = n > 0 ? n : QUIC_DEFAULT_ACK_THRESH;
+}
+
 void quic_client_set_path(struct quic_client *cl, const struct quic_client_path *path, void *arg)
 {
     cl->path = path;

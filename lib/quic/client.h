@@ -114,6 +114,11 @@ struct quic_client_path {
 /* path and arg are borrowed until the client is freed or the path is
  * replaced; NULL removes it. Set it before the first connection. */
 void quic_client_set_path(struct quic_client *cl, const struct quic_client_path *path, void *arg);
+
+/* The ACK threshold (quic_client_config.ack_thresh) of connections made
+ * from now on; 0: the default. Set it before connecting: a connection's
+ * ngtcp2 settings are fixed when it is made. */
+void quic_client_set_ack_thresh(struct quic_client *cl, unsigned n);
 /* Sends a datagram on the connection's socket now (a lost send is a lost
  * datagram, as on a real path). */
 void quic_client_emit(struct quic_conn *c, const uint8_t *data, size_t len);

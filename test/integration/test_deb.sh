@@ -56,7 +56,7 @@ check "roost-relay: daemon, unit, config, sysusers.d, sysctl drop-in, docs, man 
         /usr/share/doc/roost-relay/OPERATIONS.md /usr/share/doc/roost-relay/copyright \
         /usr/share/man/man1/roost-relay.1.gz'
 check "libroost-client1: the shared library with its soname link" \
-    'has "$lib" /usr/lib/$MA/libroost-client.so.1 /usr/lib/$MA/libroost-client.so.1.0.0'
+    'has "$lib" /usr/lib/$MA/libroost-client.so.1 /usr/lib/$MA/libroost-client.so.1.1.0'
 check "libroost-client-dev: header, .so link, static library, .pc, example" \
     'has "$dev" /usr/include/roost/client.h /usr/lib/$MA/libroost-client.so /usr/lib/$MA/libroost-client.a \
         /usr/lib/$MA/pkgconfig/roost-client.pc /usr/share/doc/libroost-client-dev/examples/tone.c'

@@ -47,8 +47,8 @@ P=$D$PREFIX
 files_ok() {
     local f
     for f in bin/roost-relay bin/roost-cli bin/roost-bench; do test -x "$P/$f" || { echo "missing $f"; return 1; }; done
-    test -f "$P/lib/libroost-client.so.1.0.0" && ! test -L "$P/lib/libroost-client.so.1.0.0" || { echo "no real .so.1.0.0"; return 1; }
-    test "$(readlink "$P/lib/libroost-client.so.1")" = libroost-client.so.1.0.0 || { echo "bad .so.1 link"; return 1; }
+    test -f "$P/lib/libroost-client.so.1.1.0" && ! test -L "$P/lib/libroost-client.so.1.1.0" || { echo "no real .so.1.1.0"; return 1; }
+    test "$(readlink "$P/lib/libroost-client.so.1")" = libroost-client.so.1.1.0 || { echo "bad .so.1 link"; return 1; }
     test "$(readlink "$P/lib/libroost-client.so")" = libroost-client.so.1 || { echo "bad .so link"; return 1; }
     for f in lib/libroost-client.a include/roost/client.h lib/pkgconfig/roost-client.pc \
         lib/systemd/system/roost-relay.service etc/roost/roost.conf.example \
@@ -61,13 +61,13 @@ files_ok() {
 check "installed files: programs, library + soname links, header, .pc, unit, config, docs" files_ok
 
 exports_ok() {
-    readelf -d "$P/lib/libroost-client.so.1.0.0" | grep -q 'SONAME.*\[libroost-client.so.1\]' || { echo "soname"; return 1; }
+    readelf -d "$P/lib/libroost-client.so.1.1.0" | grep -q 'SONAME.*\[libroost-client.so.1\]' || { echo "soname"; return 1; }
     local bad
-    bad=$(nm -D --defined-only "$P/lib/libroost-client.so.1.0.0" | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^roost_')
+    bad=$(nm -D --defined-only "$P/lib/libroost-client.so.1.1.0" | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^roost_')
     [ -z "$bad" ] || { echo "exported: $bad"; return 1; }
     bad=$(nm -g --defined-only "$P/lib/libroost-client.a" | awk 'NF == 3 {print $3}' | grep -v '^roost_')
     [ -z "$bad" ] || { echo "global in .a: $bad"; return 1; }
-    nm -D --defined-only "$P/lib/libroost-client.so.1.0.0" | grep -q ' roost_session_new'
+    nm -D --defined-only "$P/lib/libroost-client.so.1.1.0" | grep -q ' roost_session_new'
 }
 check "shared and static library export only roost_*, soname libroost-client.so.1" exports_ok
 
@@ -77,9 +77,9 @@ pcr() { PKG_CONFIG_SYSROOT_DIR=$D pkg-config "$@"; }
 pc_ok() {
     local got="$(pkg-config --modversion roost-client) $(pkg-config --variable=prefix roost-client)"
     echo "got: $got"
-    test "$got" = "1.0.0 $PREFIX"
+    test "$got" = "1.1.0 $PREFIX"
 }
-check "pkg-config finds roost-client 1.0.0 with prefix $PREFIX" pc_ok
+check "pkg-config finds roost-client 1.1.0 with prefix $PREFIX" pc_ok
 
 printf '#include <roost/client.h>\nint main(void) { return roost_strerror(ROOST_ERR_INVAL) == 0; }\n' >"$T/h.c"
 check "the installed header compiles alone (C99, -Wall -Wextra -pedantic -Werror)" \
