@@ -44,11 +44,3 @@ uint32_t steer_index(const uint8_t *pkt, size_t len, unsigned n_workers)
         return 0;
     return pkt[1] >= n_workers ? STEER_HASH : pkt[1];
 }
-
-uint32_t steer_ebpf_index(const uint8_t *pkt, size_t len, unsigned n_workers, int moved)
-{
-    if (len < 1 + STEER_CID_LEN || (pkt[0] & 0x80))
-        return STEER_HASH;
-    uint32_t w = moved >= 0 ? (uint32_t)moved : pkt[1];
-    return w >= n_workers ? STEER_HASH : w;
-}

@@ -72,9 +72,5 @@ int steer_ebpf_lookup(const struct steer_ebpf *st, const uint8_t *cid, size_t le
 /* The number of CIDs in the moved-CID map (one bpf(2) call each: for tests
  * and diagnostics, not for a scrape). NULL: 0. */
 size_t steer_ebpf_count(const struct steer_ebpf *st);
-/* The socket index the extended program picks for a UDP payload, given
- * the map's answer for its DCID (moved: the worker, or -1); a mirror of
- * the program for tests. Values >= n_workers mean "kernel hash". */
-uint32_t steer_ebpf_index(const uint8_t *pkt, size_t len, unsigned n_workers, int moved);
 
 #endif

@@ -11,8 +11,8 @@
  * compiler, no new Build-Depends in debian/), and cannot fail at build time
  * on a host whose clang lacks the BPF back end. The cost is that the
  * program below must be read instruction by instruction: each carries its
- * meaning in a comment, and steer_ebpf_index (steer.c) mirrors it for the
- * unit tests; the integration tests check the kernel really delivers by it.
+ * meaning in a comment, and the integration tests (test_quic_rebind,
+ * test_quic_handoff) check that the kernel delivers by it.
  *
  * Kernel: SK_REUSEPORT programs, REUSEPORT_SOCKARRAY and
  * bpf_sk_select_reuseport since 4.19. Privileges: CAP_BPF and
