@@ -333,11 +333,14 @@ static void run_live(enum quic_steer_mode mode)
      * delivers them to the new worker (moved-CID map), and only what
      * arrived during the move may have been. */
     assert_true(so.handoff_fwd_cids > 0);
-    if (mode == QUIC_STEER_CBPF)
-        assert_true(sn.fwd_in > 0);
     if (mode == QUIC_STEER_EBPF)
         assert_true(quic_shared_steer_moved(es->sh) > 0);
+    /* After the adoption (on a loaded machine the move may come after the
+     * last datagram): this round trip's packets use the old CIDs. */
     ping(cl, h);
+    quic_shared_stats(es->sh, to, &sn);
+    if (mode == QUIC_STEER_CBPF)
+        assert_true(sn.fwd_in > 0);
     assert_int_equal(h->closed, 0);
     assert_int_equal(st.reset_sent, 0);
     /* The end drops the forwarding entries everywhere, and the kernel's. */
@@ -492,12 +495,32 @@ static void test_handoff_vanish(void **state)
      * it. */
     atomic_store(&es->quiet_adopt, true);
     ask_handoff(h, 1u - (unsigned)from);
-    roost_client_step(cl, 0);
+    /* Stepped only until the request left the client and the relay acted
+     * on it (one step is not always enough: pacing can hold the packet). */
+    struct quic_stats hs;
+    uint64_t sent_end = echo_now_ms() + WAIT_MS;
+    do {
+        roost_client_step(cl, 0);
+        echo_server_stats(es, &hs);
+        if (hs.handoffs_out > 0 || hs.idle_timeouts > 0)
+            break;
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    } while (echo_now_ms() < sent_end);
     uint64_t end = echo_now_ms() + WAIT_MS;
     while (atomic_load(&es->closes) == 0 && echo_now_ms() < end) {
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
     }
+    struct quic_stats vs;
+    echo_server_stats(es, &vs);
+    printf("# vanish mode=%s from=%d closes=%llu idle=%llu adopts=%llu handoffs out=%llu in=%llu "
+           "failed=%llu idle_timeouts=%llu\n",
+           quic_shared_steering_mode(es->sh), from, (unsigned long long)atomic_load(&es->closes),
+           (unsigned long long)atomic_load(&es->close_idle),
+           (unsigned long long)atomic_load(&es->adopts), (unsigned long long)vs.handoffs_out,
+           (unsigned long long)vs.handoffs_in, (unsigned long long)vs.handoffs_failed,
+           (unsigned long long)vs.idle_timeouts);
     assert_int_equal(atomic_load(&es->closes), 1);
     assert_int_equal(atomic_load(&es->close_idle), 1);
     assert_int_equal(atomic_load(&es->adopts), 1);
