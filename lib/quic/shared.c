@@ -414,7 +414,7 @@ static void steering_setup(struct quic_shared *sh)
         if (steer_ebpf_attach(&sh->ebpf, sh->fds, n, &why, vlog, sizeof(vlog)) == 0) {
             sh->steering = true;
             sh->steer_mode = "ebpf";
-            log_info("event=steering mode=ebpf workers=%u%s", n,
+            log_info("event=steering mode=cid workers=%u program=ebpf%s", n,
                      want == QUIC_STEER_EBPF ? " forced=1" : "");
             return;
         }
@@ -443,12 +443,13 @@ static void steering_setup(struct quic_shared *sh)
     sh->steering = true;
     sh->steer_mode = "cbpf";
     if (ebpf_err[0] != '\0')
-        log_warn("event=steering mode=cbpf workers=%u reason=\"extended BPF refused (%s)\" "
-                 "hint=\"needs CAP_BPF+CAP_NET_ADMIN, kernel >= 4.19\" "
-                 "effect=\"handed-off connections' packets are forwarded by their old worker\"",
-                 n, ebpf_err);
+        log_warn(
+            "event=steering mode=cid workers=%u program=cbpf reason=\"extended BPF refused (%s)\" "
+            "hint=\"needs CAP_BPF+CAP_NET_ADMIN, kernel >= 4.19\" "
+            "effect=\"handed-off connections' packets are forwarded by their old worker\"",
+            n, ebpf_err);
     else
-        log_info("event=steering mode=cbpf workers=%u reason=forced", n);
+        log_info("event=steering mode=cid workers=%u program=cbpf reason=forced", n);
 }
 
 bool quic_shared_steering(const struct quic_shared *sh)

@@ -230,7 +230,7 @@ static void test_steering_fallback(void **state)
     for (const char *p = logbuf; (p = strstr(p, "event=steering")) != NULL; p++)
         lines++;
     assert_int_equal(lines, 1);
-    assert_non_null(strstr(logbuf, "event=steering mode=cbpf"));
+    assert_non_null(strstr(logbuf, "event=steering mode=cid workers=2 program=cbpf"));
     assert_non_null(strstr(logbuf, "extended BPF refused"));
 }
 
