@@ -212,6 +212,9 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     head(&b, "roost_steering", "gauge",
          "1 when the kernel steers packets to their connection's worker by CID.");
     put(&b, "roost_steering %d\n", relay_steering(r) ? 1 : 0);
+    head(&b, "roost_steering_mode", "gauge",
+         "1 for the steering in force: ebpf (CID and moved-CID map), cbpf (CID byte) or hash.");
+    put(&b, "roost_steering_mode{mode=\"%s\"} 1\n", relay_steering_mode(r));
     head(&b, "roost_server_rooms", "gauge", "Live rooms, server-wide.");
     put(&b, "roost_server_rooms %lld\n", (long long)tot.rooms);
     head(&b, "roost_server_participants", "gauge",

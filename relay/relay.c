@@ -419,6 +419,11 @@ bool relay_steering(const struct relay *r)
     return quic_shared_steering(r->qsh);
 }
 
+const char *relay_steering_mode(const struct relay *r)
+{
+    return quic_shared_steering_mode(r->qsh);
+}
+
 static bool str_differs(const char *a, const char *b)
 {
     if (a == NULL || b == NULL)

@@ -202,6 +202,8 @@ int relay_drain(struct relay *r);
 bool relay_draining(const struct relay *r);
 /* True when the kernel steers packets by connection ID. Any thread. */
 bool relay_steering(const struct relay *r);
+/* "ebpf", "cbpf" or "hash" (quic_shared_steering_mode). */
+const char *relay_steering_mode(const struct relay *r);
 
 /* Reload (SIGHUP) from cfg: token keys (new sessions verify with the new
  * keyring; joined members stay), max_conns_per_worker (raised or lowered) and

@@ -1,6 +1,7 @@
 /* Connection hand-off between workers: see handoff.h. */
 #include "quic/handoff.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,9 @@
 #include "core/log.h"
 #include "quic/cid.h"
 #include "quic/quic_int.h"
+#include "quic/steer.h"
+
+_Static_assert(STEER_CID_LEN == QUIC_CID_LEN, "the steering map's key is a server CID");
 
 _Atomic int quic_handoff_test_hold;
 
@@ -91,11 +95,40 @@ int quic_handoff_fwd_lookup(const struct quic_server *s, const uint8_t *cid, siz
     return v == NULL ? -1 : (int)((uintptr_t)v - 1);
 }
 
+/* ------------------------------------------- kernel steering (steer.h) */
+
+/* With extended-BPF steering, the kernel delivers c's CIDs that name
+ * another worker straight to s (c was just adopted here), and those that
+ * name s by their worker byte again. A refusal (map full) leaves the old
+ * worker forwarding them, as without the program. */
+static void steer_cids(struct quic_server *s, const ngtcp2_cid *ids, size_t n)
+{
+    static _Atomic bool warned;
+    const struct steer_ebpf *st = s->sh->ebpf;
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i].datalen != STEER_CID_LEN)
+            continue;
+        if (ids[i].data[0] == s->id) {
+            (void)steer_ebpf_unmove(st, ids[i].data, ids[i].datalen);
+            continue;
+        }
+        if (steer_ebpf_move(st, ids[i].data, ids[i].datalen, s->id) != 0 &&
+            !atomic_exchange_explicit(&warned, true, memory_order_relaxed))
+            log_warn("event=steer_move_failed worker=%u effect=\"the old worker forwards the "
+                     "connection's packets\" (logged once)",
+                     s->id);
+    }
+}
+
 void quic_handoff_cid_gone(struct quic_server *s, const struct quic_conn *c, const ngtcp2_cid *cid)
 {
     (void)c;
     if (s->stopping || cid->datalen == 0 || cid->datalen > 20)
         return;
+    if (s->sh->ebpf != NULL && cid->datalen == STEER_CID_LEN)
+        (void)steer_ebpf_unmove(s->sh->ebpf, cid->data, cid->datalen);
     fwd_drop(s, cid->data, cid->datalen);
     struct worker_msg m = {.type = QUIC_MSG_UNFWD};
     m.u.bytes[0] = (uint8_t)cid->datalen;
@@ -157,6 +190,11 @@ static void adopt(struct quic_server *s, struct quic_conn *c, bool count)
         fwd_drop(s, ids[i].data, ids[i].datalen);
         rc = cid_table_put(s->cids, ids[i].data, ids[i].datalen, c);
     }
+    /* Only now, with every CID mapped here: a packet the kernel delivers
+     * here from now on finds its connection. Those already queued on the
+     * old worker's socket reach it through the ring, after the ADOPT. */
+    if (rc == 0)
+        steer_cids(s, ids, n);
     free(ids);
     if (rc == 0 && c->odcid.datalen > 0) {
         fwd_drop(s, c->odcid.data, c->odcid.datalen);

@@ -32,7 +32,13 @@
  * Limit: ngtcp2 0.12 issues a new CID only when the peer retires one, and
  * a server has no way to set Retire Prior To, so the connection keeps the
  * CIDs it was given at the handshake (the old worker's byte) until the
- * client retires them; its packets are forwarded meanwhile (counted).
+ * client retires them. With extended-BPF steering (steer.h) the new worker
+ * puts those CIDs in the kernel's moved-CID map when it adopts the
+ * connection, so from then on the kernel delivers their packets to it
+ * directly; they leave the map with the forwarding entries (retired, or the
+ * connection ended). Only packets already queued on the old worker's socket
+ * are forwarded. With classic-BPF steering or none, the old worker forwards
+ * every packet for those CIDs (counted).
  *
  * Thread safety: everything on the server's own worker thread, except
  * quic_handoff_discard (the runtime's discard at shutdown). */

@@ -83,6 +83,14 @@ struct quic_conn;
 /* Ticket master key rotation period; tickets live two periods at most. */
 #define QUIC_DEFAULT_TICKET_PERIOD_S (6u * 3600u)
 
+/* The steering program (quic_shared_config.steer; steer.h). */
+enum quic_steer_mode {
+    QUIC_STEER_AUTO, /* extended BPF, else classic BPF, else the hash */
+    QUIC_STEER_EBPF, /* extended BPF, else the hash */
+    QUIC_STEER_CBPF, /* classic BPF, else the hash */
+    QUIC_STEER_HASH, /* the 4-tuple hash (as no_steering) */
+};
+
 struct quic_shared_config {
     const char *cert_file; /* PEM certificate chain */
     const char *key_file;  /* PEM private key */
@@ -111,8 +119,12 @@ struct quic_shared_config {
     bool no_tickets;
     /* Kernel steering of short-header packets to their connection's worker
      * (steer.h); on by default, falling back to the 4-tuple hash with one
-     * log line when the kernel refuses. no_steering: hash only. */
+     * log line when the kernel refuses. no_steering: hash only. steer:
+     * which program (QUIC_STEER_AUTO: extended BPF, else classic, else the
+     * hash; the environment variable ROOST_STEERING=ebpf|cbpf|hash forces
+     * one when this is AUTO). */
     bool no_steering;
+    enum quic_steer_mode steer;
     /* Receive budgets, checked before decryption (lib/quic/budget.h):
      * packets/s and bytes/s per connection (over: closed with
      * QUIC_APP_RATE_LIMITED) and per source IP address per worker (over:
@@ -195,6 +207,11 @@ int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const
 int quic_shared_rotate_tickets(struct quic_shared *sh);
 /* True when the kernel steers packets by connection ID (steer.h). */
 bool quic_shared_steering(const struct quic_shared *sh);
+/* The steering in force: "ebpf", "cbpf" or "hash" (steer.h). */
+const char *quic_shared_steering_mode(const struct quic_shared *sh);
+/* CIDs of handed-off connections the kernel steers to their new worker
+ * (extended BPF; 0 otherwise). One bpf(2) call per CID: tests. */
+size_t quic_shared_steer_moved(const struct quic_shared *sh);
 /* Checks a gnutls priority string; on error writes the reason with the
  * position gnutls stopped at into msg. Returns 0 or ROOST_EINVAL. */
 int quic_priority_check(const char *priority, char *msg, size_t msglen);

@@ -76,7 +76,9 @@ struct quic_shared {
     uint8_t retry_secret[SECRET_LEN];
     struct udp_addr bound;
     int fds[WORKER_MAX];
-    bool steering; /* the reuseport program is attached (steer.h) */
+    bool steering;           /* the reuseport program is attached (steer.h) */
+    const char *steer_mode;  /* "ebpf", "cbpf", "hash" */
+    struct steer_ebpf *ebpf; /* the extended program's maps; NULL: not on */
     struct tbucket tb_retry, tb_vn, tb_reset, tb_close, tb_hs;
     /* Changed by main at run time (drain, reload); read per Initial. */
     _Atomic bool draining;

@@ -366,29 +366,105 @@ int quic_shared_reload_cert(struct quic_shared *sh, const char *cert_file, const
     return 0;
 }
 
-/* With one socket there is nothing to steer; a refusal keeps the hash and
+/* The mode asked for: the config's, or with AUTO the environment's
+ * ROOST_STEERING (ebpf|cbpf|hash|off), which tests and benchmarks use to
+ * force one. NULL *bad: the variable was understood (or not set). */
+static enum quic_steer_mode steer_wanted(const struct quic_shared_config *c, const char **bad)
+{
+    *bad = NULL;
+    if (c->no_steering)
+        return QUIC_STEER_HASH;
+    if (c->steer != QUIC_STEER_AUTO)
+        return c->steer;
+    const char *e = getenv("ROOST_STEERING");
+    if (e == NULL || *e == '\0' || strcmp(e, "auto") == 0)
+        return QUIC_STEER_AUTO;
+    if (strcmp(e, "ebpf") == 0)
+        return QUIC_STEER_EBPF;
+    if (strcmp(e, "cbpf") == 0)
+        return QUIC_STEER_CBPF;
+    if (strcmp(e, "hash") == 0 || strcmp(e, "off") == 0)
+        return QUIC_STEER_HASH;
+    *bad = e;
+    return QUIC_STEER_AUTO;
+}
+
+/* The fallback chain (steer.h): extended BPF, then classic BPF, then the
+ * kernel's hash, each refusal keeping the next; one log line says which is
+ * on and why. With one socket there is nothing to steer; the hash keeps
  * the ring forwarding, which is correct, only dearer. */
 static void steering_setup(struct quic_shared *sh)
 {
     unsigned n = sh->cfg.n_workers;
-    if (sh->cfg.no_steering || n < 2) {
-        log_info("event=steering mode=hash reason=%s",
-                 sh->cfg.no_steering ? "config" : "one_worker");
+    const char *bad;
+    enum quic_steer_mode want = steer_wanted(&sh->cfg, &bad);
+    if (bad != NULL)
+        log_warn("msg=\"ROOST_STEERING not understood, using auto\" value=\"%.32s\"", bad);
+    sh->steer_mode = "hash";
+    if (want == QUIC_STEER_HASH || n < 2) {
+        log_info("event=steering mode=hash reason=%s", n < 2                 ? "one_worker"
+                                                       : sh->cfg.no_steering ? "config"
+                                                                             : "forced");
         return;
     }
+    char ebpf_err[160] = "";
+    if (want == QUIC_STEER_AUTO || want == QUIC_STEER_EBPF) {
+        const char *why = "";
+        char vlog[512];
+        if (steer_ebpf_attach(&sh->ebpf, sh->fds, n, &why, vlog, sizeof(vlog)) == 0) {
+            sh->steering = true;
+            sh->steer_mode = "ebpf";
+            log_info("event=steering mode=cid workers=%u program=ebpf%s", n,
+                     want == QUIC_STEER_EBPF ? " forced=1" : "");
+            return;
+        }
+        /* The verifier's last line, when it spoke, says most. */
+        size_t l = strlen(vlog);
+        while (l > 0 && vlog[l - 1] == '\n')
+            vlog[--l] = '\0';
+        const char *last = strrchr(vlog, '\n');
+        snprintf(ebpf_err, sizeof(ebpf_err), "%s: %s%s%.60s", why, strerror(errno),
+                 vlog[0] != '\0' ? " / " : "", last != NULL ? last + 1 : vlog);
+        if (want == QUIC_STEER_EBPF) {
+            log_warn("event=steering mode=hash reason=\"extended BPF refused (%s)\" "
+                     "hint=\"needs CAP_BPF+CAP_NET_ADMIN, kernel >= 4.19\" "
+                     "effect=\"rebound and handed-off packets are forwarded between workers\"",
+                     ebpf_err);
+            return;
+        }
+    }
     if (steer_attach(sh->fds[0], n) != 0) {
-        log_warn("event=steering mode=hash reason=\"kernel refused the reuseport program\" "
+        log_warn("event=steering mode=hash reason=\"kernel refused the reuseport program%s%s%s\" "
                  "err=\"%s\" effect=\"rebound packets are forwarded between workers\"",
-                 strerror(errno));
+                 ebpf_err[0] != '\0' ? "s (extended: " : "", ebpf_err,
+                 ebpf_err[0] != '\0' ? ")" : "", strerror(errno));
         return;
     }
     sh->steering = true;
-    log_info("event=steering mode=cid workers=%u", n);
+    sh->steer_mode = "cbpf";
+    if (ebpf_err[0] != '\0')
+        log_warn(
+            "event=steering mode=cid workers=%u program=cbpf reason=\"extended BPF refused (%s)\" "
+            "hint=\"needs CAP_BPF+CAP_NET_ADMIN, kernel >= 4.19\" "
+            "effect=\"handed-off connections' packets are forwarded by their old worker\"",
+            n, ebpf_err);
+    else
+        log_info("event=steering mode=cid workers=%u program=cbpf reason=forced", n);
 }
 
 bool quic_shared_steering(const struct quic_shared *sh)
 {
     return sh->steering;
+}
+
+const char *quic_shared_steering_mode(const struct quic_shared *sh)
+{
+    return sh->steer_mode != NULL ? sh->steer_mode : "hash";
+}
+
+size_t quic_shared_steer_moved(const struct quic_shared *sh)
+{
+    return steer_ebpf_count(sh->ebpf);
 }
 
 int quic_shared_new(struct quic_shared **out, const struct quic_shared_config *cfg)
@@ -498,6 +574,7 @@ void quic_shared_del(struct quic_shared *sh)
     if (sh->prio != NULL)
         gnutls_priority_deinit(sh->prio);
     tickets_timer_stop(sh->tickets_timer);
+    steer_ebpf_close(sh->ebpf);
     if (sh->tickets != NULL) {
         gnutls_memset(sh->tickets, 0, sizeof(*sh->tickets));
         free(sh->tickets);

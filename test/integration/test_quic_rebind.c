@@ -8,7 +8,11 @@
  *
  * With steering (the default), the kernel picks the owner's socket by the
  * CID: forty rebinds on four workers forward nothing (with the hash, the
- * chance that forty new 4-tuples all land on the owner is 0.75^40). */
+ * chance that forty new 4-tuples all land on the owner is 0.75^40), with
+ * the extended program and with the classic one.
+ *
+ * Fallback: a process without the privileges extended BPF needs gets the
+ * classic program, with one log line saying so. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,7 +21,14 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <linux/capability.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "core/buf.h"
+#include "core/log.h"
 #include "../common/echo_app.h"
 
 /* Deadline of a condition (never a timing bound): a loaded machine only
@@ -97,12 +108,20 @@ static void test_rebind_forwarded(void **state)
     assert_int_equal(buf_live(), 0);
 }
 
-static void test_rebind_steered(void **state)
+static void run_steered(enum quic_steer_mode mode)
 {
-    (void)state;
     struct echo_server *es = NULL;
-    struct quic_shared_config qc = {.n_workers = 4};
+    struct quic_shared_config qc = {.n_workers = 4, .steer = mode};
     assert_int_equal(echo_server_start(&es, &qc), 0);
+    const char *want = mode == QUIC_STEER_EBPF ? "ebpf" : "cbpf";
+    if (mode == QUIC_STEER_EBPF && geteuid() != 0 &&
+        strcmp(quic_shared_steering_mode(es->sh), want) != 0) {
+        printf("# extended BPF steering not available (not root): skipped\n");
+        echo_server_stop(es);
+        skip();
+        return;
+    }
+    assert_string_equal(quic_shared_steering_mode(es->sh), want);
     assert_true(echo_server_steering(es));
     struct roost_client *cl = NULL;
     assert_int_equal(echo_client_new(&cl, false, NULL), 0);
@@ -118,7 +137,7 @@ static void test_rebind_steered(void **state)
         exchange(cl);
     }
     echo_server_stats(es, &st);
-    printf("# steered: rebinds=40 fwd_out=%llu fwd_in=%llu pkts_in=%llu\n",
+    printf("# steered (%s): rebinds=40 fwd_out=%llu fwd_in=%llu pkts_in=%llu\n", want,
            (unsigned long long)st.fwd_out, (unsigned long long)st.fwd_in,
            (unsigned long long)st.pkts_in);
     assert_int_equal(st.fwd_out, 0);
@@ -132,11 +151,98 @@ static void test_rebind_steered(void **state)
     assert_int_equal(buf_live(), 0);
 }
 
+static void test_rebind_steered_ebpf(void **state)
+{
+    (void)state;
+    run_steered(QUIC_STEER_EBPF);
+}
+
+static void test_rebind_steered_cbpf(void **state)
+{
+    (void)state;
+    run_steered(QUIC_STEER_CBPF);
+}
+
+/* ------------------------------------------------------------ fallback */
+
+/* Drops the capabilities extended BPF needs (CAP_BPF, CAP_NET_ADMIN,
+ * CAP_SYS_ADMIN) from this process, if it has them. */
+static void drop_bpf_caps(void)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof(d));
+    if (syscall(SYS_capget, &hdr, d) != 0)
+        return;
+    const unsigned caps[] = {CAP_SYS_ADMIN, CAP_NET_ADMIN, 39 /* CAP_BPF */};
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+        d[caps[i] / 32].effective &= ~(1u << (caps[i] % 32));
+        d[caps[i] / 32].permitted &= ~(1u << (caps[i] % 32));
+    }
+    if (syscall(SYS_capset, &hdr, d) != 0)
+        _exit(3);
+}
+
+/* Without the privileges extended BPF needs, the chain falls back to the
+ * classic program (which needs none): exactly one "event=steering" line,
+ * saying mode=cbpf and why. Runs in a child that drops its capabilities,
+ * so the tests after it keep theirs. */
+static void test_steering_fallback(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/roost-steer-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        drop_bpf_caps();
+        log_set_fd(fd);
+        struct quic_shared_config qc = {.n_workers = 2};
+        char cert[600], key[600];
+        snprintf(cert, sizeof(cert), "%s/server.pem", echo_cert_dir(false));
+        snprintf(key, sizeof(key), "%s/server.key", echo_cert_dir(false));
+        qc.cert_file = cert;
+        qc.key_file = key;
+        qc.addr = "127.0.0.1";
+        qc.no_tickets = true;
+        struct quic_shared *sh = NULL;
+        if (quic_shared_new(&sh, &qc) != 0)
+            _exit(4);
+        int rc =
+            strcmp(quic_shared_steering_mode(sh), "cbpf") == 0 && quic_shared_steering(sh) ? 0 : 5;
+        quic_shared_del(sh);
+        _exit(rc);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    char logbuf[4096];
+    ssize_t n = pread(fd, logbuf, sizeof(logbuf) - 1, 0);
+    close(fd);
+    assert_true(n > 0);
+    logbuf[n] = '\0';
+    printf("# fallback child exit=%d log:\n%s", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+           logbuf);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    unsigned lines = 0;
+    for (const char *p = logbuf; (p = strstr(p, "event=steering")) != NULL; p++)
+        lines++;
+    assert_int_equal(lines, 1);
+    assert_non_null(strstr(logbuf, "event=steering mode=cid workers=2 program=cbpf"));
+    assert_non_null(strstr(logbuf, "extended BPF refused"));
+}
+
 int main(void)
 {
+    /* The fallback test needs the default chain: no forced mode. */
+    unsetenv("ROOST_STEERING");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rebind_forwarded),
-        cmocka_unit_test(test_rebind_steered),
+        cmocka_unit_test(test_rebind_steered_ebpf),
+        cmocka_unit_test(test_rebind_steered_cbpf),
+        cmocka_unit_test(test_steering_fallback),
     };
     return cmocka_run_group_tests_name("quic_rebind", tests, NULL, NULL);
 }

@@ -287,7 +287,10 @@ static void test_secrets_mode(void **state)
 static void reset_by_owner(bool steering)
 {
     struct echo_server *es = NULL;
-    struct quic_shared_config qc = {.n_workers = 2, .no_steering = !steering};
+    /* Steering by the CID byte: the classic program, which any process
+     * gets (ROOST_STEERING, which forces the default mode, does not apply). */
+    struct quic_shared_config qc = {
+        .n_workers = 2, .no_steering = !steering, .steer = QUIC_STEER_CBPF};
     assert_int_equal(echo_server_start(&es, &qc), 0);
     assert_int_equal(echo_server_steering(es), steering);
     int fd = raw_socket(echo_server_port(es));
