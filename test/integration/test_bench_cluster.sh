@@ -11,7 +11,8 @@
 # adding up to the total, and rooms smaller than the cluster; a second,
 # 2-relay cluster in static_home mode (no Redis) delivers exactly too. Bad
 # combinations of --relays are refused with exit 64 and a message; the
-# cluster is stopped by PID and must be gone afterwards. No fixed sleeps:
+# cluster is stopped by PID and must be gone afterwards, also when its relay
+# binary was replaced while it ran (a rebuild). No fixed sleeps:
 # cluster-local waits for readiness within ROOST_READY_S (default 20 s).
 set -u
 B=${ROOST_BUILD:-build}
@@ -23,9 +24,11 @@ T=$(mktemp -d)
 C=$T/cluster
 started=
 started2=
+started3=
 cleanup() {
     [ -n "$started" ] && scripts/cluster-local stop "$C" >/dev/null 2>&1
     [ -n "$started2" ] && scripts/cluster-local stop "$T/static" >/dev/null 2>&1
+    [ -n "$started3" ] && scripts/cluster-local stop "$T/replaced" >/dev/null 2>&1
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -54,7 +57,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "1..0 # SKIP redis-server not installed (scripts/install-deps)"
     exit 0
 fi
-echo "1..19"
+echo "1..20"
 
 if scripts/cluster-local start "$C" --relays 3 --build "$B" --ready-s "$READY_S" >"$T/start.out" 2>&1; then
     started=1
@@ -191,4 +194,31 @@ else
     nok "static_home cluster starts"
     sed 's/^/# /' "$T/start2.out"
     nok "static_home cluster: no Redis, stopped (not started)"
+fi
+
+# stop after the relay binary was replaced (a rebuild: /proc/PID/exe then
+# reads "... (deleted)"): a 1-relay static_home cluster started from a copy
+# of the binaries, the copy replaced, then stopped by PID + start time.
+C3=$T/replaced
+mkdir -p "$T/bin"
+cp "$B/roost-relay" "$B/roost-cli" "$T/bin/"
+if scripts/cluster-local start "$C3" --relays 1 --static-home --build "$T/bin" --ready-s "$READY_S" >"$T/start3.out" 2>&1; then
+    started3=1
+    . "$C3/cluster.env"
+    rm -f "$T/bin/roost-relay"
+    cp "$B/roost-relay" "$T/bin/roost-relay"
+    deleted=0
+    case "$(readlink "/proc/$PIDS/exe" 2>/dev/null)" in *"(deleted)") deleted=1 ;; esac
+    scripts/cluster-local stop "$C3" >"$T/stop3.out" 2>&1
+    src=$?
+    gone=1
+    if [ -r "/proc/$PIDS/stat" ] && ! awk '{ exit !($3 == "Z" || $3 == "X") }' "/proc/$PIDS/stat" 2>/dev/null; then gone=0; fi
+    [ $gone -eq 1 ] && started3=
+    if [ $deleted -eq 1 ] && [ $src -eq 0 ] && [ $gone -eq 1 ]; then ok "cluster-local stop ends a relay whose binary was replaced"; else
+        nok "cluster-local stop ends a relay whose binary was replaced (exe deleted $deleted, exit $src, gone $gone)"
+        sed 's/^/# /' "$T/stop3.out"
+    fi
+else
+    nok "cluster-local stop ends a relay whose binary was replaced (cluster did not start)"
+    sed 's/^/# /' "$T/start3.out"
 fi
