@@ -64,6 +64,11 @@ static void dispatch_msg(struct worker *w, const struct worker_msg *wm, void *ar
         room_quality_on_summary(s, b);
         buf_unref(b);
         return;
+    case ROOM_MSG_DROP:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        owner_on_drop(s, (const struct drop_msg *)b->data);
+        buf_unref(b);
+        return;
     default:
         log_warn("event=unknown_room_msg type=0x%x", wm->type);
         return;

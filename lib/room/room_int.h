@@ -54,6 +54,17 @@ enum {
     ROOM_MSG_KFREQ,                 /* requester worker -> sender worker: struct kfreq_msg */
     ROOM_MSG_QREPORT, /* member worker -> owner: struct qreport_hdr + entries in a buf */
     ROOM_MSG_QSUM,    /* owner -> publisher worker: struct qsum_entry[] in a buf */
+    ROOM_MSG_DROP,    /* placed owner -> home: struct drop_msg in a buf (owner.c placement) */
+};
+
+/* How a JOIN or LEAVE reached an owner (owner.c, "placement"): straight
+ * from the member's worker to the room's home (the hash owner), or from
+ * the home to the worker it placed the room on, or back from there. */
+enum {
+    ROUTE_DIRECT = 0,
+    ROUTE_PLACE,  /* home -> chosen owner: create the room here */
+    ROUTE_FWD,    /* home -> placed owner: the room lives there */
+    ROUTE_BOUNCE, /* placed owner -> home: the room was gone already */
 };
 
 #define IDENTITY_MAX 64
@@ -85,6 +96,9 @@ struct room_shared {
     struct room_table tables[WORKER_MAX];
     _Atomic int64_t rooms;        /* live rooms, server-wide (control path only) */
     _Atomic int64_t participants; /* members in rooms, server-wide */
+    /* Members in the rooms each worker owns (owner.c; relaxed, read by
+     * the homes choosing where a new room goes). */
+    _Atomic int64_t owned[WORKER_MAX];
     /* Keyframe caches: kfdir[w][chunk][i] is the view published by the
      * member in slot chunk*KFDIR_CHUNK+i of worker w. Chunks and views are
      * written by worker w only (rcu_assign_pointer), read by any worker. */
@@ -125,6 +139,11 @@ struct room {
     struct room *onext, *oprev; /* the shard's list of owned rooms (quality tick) */
     struct room *dirty_next;
     bool dirty;
+    /* Placement: the home (hash owner) of a room placed here from there,
+     * and how many of the home's routed JOIN/LEAVE (PLACE + FWD) reached
+     * it; both go back in the DROP when the room goes. */
+    uint16_t home;
+    uint32_t routed_in;
 
     struct room_info *infos; /* current members (pending changes applied) */
     uint32_t n_infos, cap_infos;
@@ -200,6 +219,10 @@ struct room_shard {
     uint32_t pid_wraps;
     /* Joins waiting for ops->gate (owner.c), in arrival order. */
     struct parked_join *parked, **parked_tail;
+    /* Rooms hashing here that live on another worker (owner.c placement),
+     * by the hash's high bits. */
+    struct placement **placed;
+    uint32_t placed_mask;
 
     struct msg *scratch; /* large (lists of 200); control path only */
     /* Quality tick scratch (quality.c): grown, never shrunk, freed with the
@@ -232,6 +255,7 @@ struct join_req {
     uint16_t worker;
     uint8_t perms, room_len, ident_len, name_len;
     uint8_t movable; /* the joiner's endpoint can change workers (affinity) */
+    uint8_t route;   /* ROUTE_* */
     uint8_t room[ROOM_ID_MAX];
     uint8_t identity[IDENTITY_MAX];
     uint8_t name[DISPLAY_NAME_MAX];
@@ -251,6 +275,17 @@ struct leave_req {
     uint32_t slot, gen; /* the member's handle: remote members are matched by it */
     uint16_t worker;
     uint8_t room_len;
+    uint8_t route; /* ROUTE_* */
+    uint8_t room[ROOM_ID_MAX];
+};
+
+/* A placed room is gone from its owner (or was never made there): routed
+ * messages counts the PLACE and FWD messages that reached it, so the home
+ * knows how many more are coming back (ROUTE_BOUNCE). */
+struct drop_msg {
+    uint16_t from;
+    uint8_t room_len;
+    uint32_t routed;
     uint8_t room[ROOM_ID_MAX];
 };
 
@@ -333,6 +368,7 @@ static inline bool room_msg_release(const struct worker_msg *wm)
     case ROOM_MSG_LEAVE:
     case ROOM_MSG_QREPORT:
     case ROOM_MSG_QSUM:
+    case ROOM_MSG_DROP:
         memcpy(&b, wm->u.bytes, sizeof(b));
         buf_unref(b);
         return true;
@@ -433,6 +469,7 @@ int room_dispatch_register(struct room_shard *s);
 /* owner.c */
 void owner_on_join(struct room_shard *s, const struct join_req *jr);
 void owner_on_leave(struct room_shard *s, const struct leave_req *lr);
+void owner_on_drop(struct room_shard *s, const struct drop_msg *dm);
 /* Frees every room this shard owns (room_shard_del: no reader is left). */
 void owner_free_rooms(struct room_shard *s);
 /* A join waiting for ops->gate to open its room (owner side). */
