@@ -150,6 +150,7 @@ void room_shard_del(struct room_shard *s)
         return;
     if (s->buckets != NULL)
         owner_free_rooms(s);
+    place_free(s);
     free(s->buckets);
     free(s->placed);
     free(s->mslots);

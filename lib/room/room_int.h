@@ -5,9 +5,12 @@
  * The files of the module and what each calls (no cycle; each arrow is
  * "calls a function defined in"):
  *
- *   room.c     (shared/shard lifecycle, stats)   -> dispatch.c, owner.c
- *   dispatch.c (the message switch, the handler) -> owner.c, member.c,
+ *   room.c     (shared/shard lifecycle, stats)   -> dispatch.c, owner.c,
+ *                                                   place.c
+ *   dispatch.c (the message switch, the handler) -> place.c, member.c,
  *                                                   fanout.c, quality.c
+ *   place.c    (owner load bound: routing JOIN/LEAVE home <-> placed
+ *               owner, DROP)                      -> owner.c
  *   owner.c    (room table, joins/leaves, snapshots, JOINED/EVENTS)
  *   member.c   (members, join/leave requests, answers, events, replaced,
  *               keyframe requests, keyframe cache views and replay)
@@ -54,10 +57,10 @@ enum {
     ROOM_MSG_KFREQ,                 /* requester worker -> sender worker: struct kfreq_msg */
     ROOM_MSG_QREPORT, /* member worker -> owner: struct qreport_hdr + entries in a buf */
     ROOM_MSG_QSUM,    /* owner -> publisher worker: struct qsum_entry[] in a buf */
-    ROOM_MSG_DROP,    /* placed owner -> home: struct drop_msg in a buf (owner.c placement) */
+    ROOM_MSG_DROP,    /* placed owner -> home: struct drop_msg in a buf (place.c) */
 };
 
-/* How a JOIN or LEAVE reached an owner (owner.c, "placement"): straight
+/* How a JOIN or LEAVE reached an owner (place.c): straight
  * from the member's worker to the room's home (the hash owner), or from
  * the home to the worker it placed the room on, or back from there. */
 enum {
@@ -466,10 +469,20 @@ static inline struct room_member *room_member_resolve(struct room_shard *s, uint
 /* dispatch.c: registers the shard's handler for ROOM_MSG_FIRST..LAST. */
 int room_dispatch_register(struct room_shard *s);
 
-/* owner.c */
+/* place.c: the owner side's entry points. A JOIN or LEAVE is routed
+ * (home -> placed owner, or back) or applied here (owner_apply_*). */
 void owner_on_join(struct room_shard *s, const struct join_req *jr);
 void owner_on_leave(struct room_shard *s, const struct leave_req *lr);
 void owner_on_drop(struct room_shard *s, const struct drop_msg *dm);
+/* Frees the home's placements and what waits in them (room_shard_del). */
+void place_free(struct room_shard *s);
+
+/* owner.c */
+void owner_apply_join(struct room_shard *s, const struct join_req *jr);
+void owner_apply_leave(struct room_shard *s, const struct leave_req *lr);
+/* The room with this id owned here, or NULL; *hash_out: its siphash. */
+struct room *owner_room_find(struct room_shard *s, const uint8_t *id, size_t len,
+                             uint64_t *hash_out);
 /* Frees every room this shard owns (room_shard_del: no reader is left). */
 void owner_free_rooms(struct room_shard *s);
 /* A join waiting for ops->gate to open its room (owner side). */

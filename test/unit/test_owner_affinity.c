@@ -7,7 +7,7 @@
  * an unmovable joiner (WebSocket) and a room over the limit join as
  * without affinity.
  *
- * The owner load bound (owner_share_max, owner.c "placement") runs two
+ * The owner load bound (owner_share_max, lib/room/place.c) runs two
  * shards whose messages a router delivers by hand, one queue per
  * destination worker (the rings' order per pair is kept): a home over its
  * share places new rooms on the next worker, rooms already live stay, and

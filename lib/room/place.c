@@ -1,0 +1,335 @@
+/* Rooms, placement (the owner load bound, room_limits.owner_share_max):
+ * where the owner side's JOIN, LEAVE and DROP messages go before owner.c
+ * applies them.
+ *
+ * Every JOIN and LEAVE goes to the room's home, the worker its id hashes
+ * to. Normally the home owns the room. With the owner load bound
+ * (room_limits.owner_share_max) a home that is over its share creates no
+ * new room itself: it picks the first worker the next hashes of the id
+ * name that is not over either, remembers the placement and routes the
+ * JOIN there (ROUTE_PLACE); every later JOIN and LEAVE for the room goes
+ * the same way (ROUTE_FWD), behind the first in the same ring. The placed
+ * owner answers the joiners itself (their member then names it as owner:
+ * fan-out, quality and presence never pass the home).
+ *
+ * When the placed room goes (or the PLACE made none: affinity, full), its
+ * owner sends the home a DROP with the number of routed messages that
+ * reached it. Those sent after that count find no room and come back
+ * (ROUTE_BOUNCE), behind the DROP. Until all are back the placement drains:
+ * messages arriving meanwhile wait (they are newer than the bounced ones);
+ * then the placement goes and the bounced ones, then the waiting ones, are
+ * handled in order as if they had just arrived (a new room may be placed).
+ * So a member's JOIN and LEAVE reach the room's one owner in their order,
+ * and two owners never hold the same room. */
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "room/room_int.h"
+
+struct parked_msg {
+    struct parked_msg *next;
+    bool is_join;
+    union {
+        struct join_req jr;
+        struct leave_req lr;
+    } u;
+};
+
+struct placement {
+    struct placement *next;
+    uint64_t hash;
+    uint8_t id_len;
+    uint8_t id[ROOM_ID_MAX];
+    uint16_t at;     /* the owner it was placed on */
+    uint32_t routed; /* PLACE + FWD sent there */
+    bool draining;   /* DROP came; `pending` routed messages are coming back */
+    uint32_t pending;
+    struct parked_msg *back, **back_tail;   /* bounced, in order */
+    struct parked_msg *later, **later_tail; /* arrived while draining */
+};
+
+static void parked_list_free(struct parked_msg *pm)
+{
+    while (pm != NULL) {
+        struct parked_msg *next = pm->next;
+        free(pm);
+        pm = next;
+    }
+}
+
+void place_free(struct room_shard *s)
+{
+    if (s->placed == NULL)
+        return;
+    for (uint32_t b = 0; b <= s->placed_mask; b++) {
+        while (s->placed[b] != NULL) {
+            struct placement *p = s->placed[b];
+            s->placed[b] = p->next;
+            parked_list_free(p->back);
+            parked_list_free(p->later);
+            free(p);
+        }
+    }
+}
+
+static struct placement **placement_ref(struct room_shard *s, const uint8_t *id, size_t len,
+                                        uint64_t h)
+{
+    struct placement **pp = &s->placed[(h >> 32) & s->placed_mask];
+    for (; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->id_len == len && memcmp((*pp)->id, id, len) == 0)
+            return pp;
+    return pp;
+}
+
+/* Whether worker w owns more than its share of the relay's participants. */
+static bool owner_over(const struct room_shared *sh, unsigned w)
+{
+    int64_t own = atomic_load_explicit(&sh->owned[w], memory_order_relaxed);
+    int64_t all = atomic_load_explicit(&sh->participants, memory_order_relaxed);
+    return own * 100 > (int64_t)sh->lim.owner_share_max * all;
+}
+
+/* Where a new room hashing here goes: here, unless this worker is over its
+ * share; then the first of the next hashes of the id (the hash key with
+ * the round number mixed in) that names a worker not over; when none of 2N
+ * rounds does, the next worker in id order that is not over; here when
+ * every worker is over. */
+static unsigned place_choose(const struct room_shard *s, const uint8_t *id, size_t len)
+{
+    const struct room_shared *sh = s->sh;
+    if (sh->lim.owner_share_max == 0 || sh->n_workers < 2 || !owner_over(sh, s->id))
+        return s->id;
+    for (unsigned k = 1; k <= 2 * sh->n_workers; k++) {
+        struct hash_key kk = sh->key;
+        kk.bytes[0] ^= (uint8_t)k;
+        kk.bytes[1] ^= (uint8_t)(k >> 8);
+        unsigned c = hash_owner(&kk, id, len, sh->n_workers);
+        if (c != s->id && !owner_over(sh, c))
+            return c;
+    }
+    for (unsigned k = 1; k < sh->n_workers; k++) { /* the hashes kept naming busy ones */
+        unsigned c = (s->id + k) % sh->n_workers;
+        if (!owner_over(sh, c))
+            return c;
+    }
+    return s->id;
+}
+
+static void send_join_route(struct room_shard *s, unsigned to, const struct join_req *jr,
+                            uint8_t route)
+{
+    struct buf *b = buf_new(sizeof(*jr));
+    if (b == NULL) {
+        log_error("event=room_route_lost kind=join pid=%u reason=nomem", jr->pid);
+        return;
+    }
+    memcpy(b->data, jr, sizeof(*jr));
+    ((struct join_req *)b->data)->route = route;
+    b->len = sizeof(*jr);
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
+    room_send(s, to, &wm);
+}
+
+static void send_leave_route(struct room_shard *s, unsigned to, const struct leave_req *lr,
+                             uint8_t route)
+{
+    struct buf *b = buf_new(sizeof(*lr));
+    if (b == NULL) {
+        log_error("event=room_route_lost kind=leave pid=%u reason=nomem", lr->pid);
+        return;
+    }
+    memcpy(b->data, lr, sizeof(*lr));
+    ((struct leave_req *)b->data)->route = route;
+    b->len = sizeof(*lr);
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_LEAVE, &b, sizeof(b));
+    room_send(s, to, &wm);
+}
+
+/* One routed JOIN or LEAVE, whichever it is. */
+struct rmsg {
+    const struct join_req *jr;
+    const struct leave_req *lr;
+};
+
+static const uint8_t *rmsg_room(const struct rmsg *m, size_t *len)
+{
+    *len = m->jr ? m->jr->room_len : m->lr->room_len;
+    return m->jr ? m->jr->room : m->lr->room;
+}
+
+static void rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, uint8_t route)
+{
+    if (m->jr)
+        send_join_route(s, to, m->jr, route);
+    else
+        send_leave_route(s, to, m->lr, route);
+}
+
+static int rmsg_park(struct parked_msg ***tail, const struct rmsg *m)
+{
+    struct parked_msg *pm = calloc(1, sizeof(*pm));
+    if (pm == NULL)
+        return ROOST_ENOMEM;
+    pm->is_join = m->jr != NULL;
+    if (m->jr) {
+        pm->u.jr = *m->jr;
+        pm->u.jr.route = ROUTE_DIRECT;
+    } else {
+        pm->u.lr = *m->lr;
+        pm->u.lr.route = ROUTE_DIRECT;
+    }
+    **tail = pm;
+    *tail = &pm->next;
+    return 0;
+}
+
+static void route_in(struct room_shard *s, const struct rmsg *m);
+
+/* Every routed message is back: the placement goes, and what waited is
+ * handled in order (bounced first: they are older). */
+static void placement_settle(struct room_shard *s, struct placement **pp)
+{
+    struct placement *p = *pp;
+    *pp = p->next;
+    struct parked_msg *q = p->back;
+    if (q != NULL)
+        *p->back_tail = p->later;
+    else
+        q = p->later;
+    free(p);
+    while (q != NULL) {
+        struct parked_msg *pm = q;
+        q = pm->next;
+        struct rmsg m = {.jr = pm->is_join ? &pm->u.jr : NULL,
+                         .lr = pm->is_join ? NULL : &pm->u.lr};
+        route_in(s, &m);
+        free(pm);
+    }
+}
+
+void owner_on_drop(struct room_shard *s, const struct drop_msg *dm)
+{
+    uint64_t h = hash_siphash24(&s->sh->key, dm->room, dm->room_len);
+    struct placement **pp = placement_ref(s, dm->room, dm->room_len, h);
+    struct placement *p = *pp;
+    if (p == NULL || p->draining || p->at != dm->from || dm->routed > p->routed) {
+        log_error("event=room_drop_unexpected from=%u", dm->from);
+        return;
+    }
+    p->draining = true;
+    p->pending = p->routed - dm->routed;
+    p->back_tail = &p->back;
+    p->later_tail = &p->later;
+    if (p->pending == 0)
+        placement_settle(s, pp);
+}
+
+/* The home's side: routes m to the room's placed owner, parks it while a
+ * placement drains, or places a new room. Returns false when the message
+ * is for this worker to apply. */
+static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route)
+{
+    size_t len;
+    const uint8_t *id = rmsg_room(m, &len);
+    uint64_t h;
+    struct room *r = owner_room_find(s, id, len, &h);
+    struct placement **pp = placement_ref(s, id, len, h);
+    struct placement *p = *pp;
+    if (route == ROUTE_BOUNCE) {
+        if (p == NULL || !p->draining) {
+            log_error("event=room_bounce_unexpected");
+            return false;
+        }
+        if (rmsg_park(&p->back_tail, m) != 0)
+            log_error("event=room_route_lost kind=bounce reason=nomem");
+        if (--p->pending == 0)
+            placement_settle(s, pp);
+        return true;
+    }
+    if (p != NULL) {
+        if (p->draining) {
+            if (rmsg_park(&p->later_tail, m) != 0)
+                log_error("event=room_route_lost kind=park reason=nomem");
+            return true;
+        }
+        p->routed++;
+        ROOM_STAT_INC(s, routed);
+        rmsg_send(s, p->at, m, ROUTE_FWD);
+        return true;
+    }
+    if (r != NULL || m->jr == NULL)
+        return false;
+    unsigned at = place_choose(s, id, len);
+    if (at == s->id)
+        return false;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return false; /* created here, as without the bound */
+    p->hash = h;
+    p->id_len = (uint8_t)len;
+    memcpy(p->id, id, len);
+    p->at = (uint16_t)at;
+    p->routed = 1;
+    *pp = p;
+    ROOM_STAT_INC(s, rooms_placed);
+    rmsg_send(s, at, m, ROUTE_PLACE);
+    return true;
+}
+
+/* A routed message on the placed owner's side: for its room if the room is
+ * here (counted), else back to the home. Returns false when the message is
+ * for this worker to apply. */
+static bool route_placed(struct room_shard *s, const struct rmsg *m, uint8_t route, unsigned home)
+{
+    size_t len;
+    const uint8_t *id = rmsg_room(m, &len);
+    uint64_t h;
+    struct room *r = owner_room_find(s, id, len, &h);
+    if (r != NULL) {
+        r->routed_in++;
+        return false;
+    }
+    if (route == ROUTE_PLACE && m->jr != NULL)
+        return false; /* owner_join makes the room (or sends the DROP) */
+    ROOM_STAT_INC(s, bounced);
+    rmsg_send(s, home, m, ROUTE_BOUNCE);
+    return true;
+}
+
+static void route_in(struct room_shard *s, const struct rmsg *m)
+{
+    size_t len;
+    const uint8_t *id = rmsg_room(m, &len);
+    unsigned home = room_owner_of(s->sh, id, len);
+    uint8_t route = m->jr ? m->jr->route : m->lr->route;
+    bool routed = home == s->id ? route_home(s, m, route)
+                                : route != ROUTE_DIRECT && route_placed(s, m, route, home);
+    if (routed)
+        return;
+    if (m->jr)
+        owner_apply_join(s, m->jr);
+    else
+        owner_apply_leave(s, m->lr);
+}
+
+void owner_on_join(struct room_shard *s, const struct join_req *jr)
+{
+    struct rmsg m = {.jr = jr};
+    route_in(s, &m);
+}
+
+void owner_on_leave(struct room_shard *s, const struct leave_req *lr)
+{
+    struct rmsg m = {.lr = lr};
+    route_in(s, &m);
+}
