@@ -21,7 +21,7 @@
 /* ------------------------------------------------------------ room table */
 
 static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
-                      uint32_t routed);
+                      uint32_t routed, struct buf *b);
 
 static void room_free(struct room *r)
 {
@@ -32,6 +32,7 @@ static void room_free(struct room *r)
     free(r->events);
     for (unsigned w = 0; w < WORKER_MAX; w++)
         buf_unref(r->qrep[w]);
+    buf_unref(r->drop);
     free(r);
 }
 
@@ -137,8 +138,10 @@ static void room_destroy(struct room_shard *s, struct room *r)
     ROOM_STAT_INC(s, rooms_destroyed);
     if (s->ops->room_closed != NULL)
         s->ops->room_closed(r->id, r->id_len, s->arg);
-    if (r->home != s->id)
-        send_drop(s, r->home, r->id, r->id_len, r->routed_in);
+    if (r->home != s->id) {
+        send_drop(s, r->home, r->id, r->id_len, r->routed_in, r->drop);
+        r->drop = NULL;
+    }
     /* Readers that resolved the room before it was unpublished may still
      * use it and its snapshot until their next quiescent state. */
     call_rcu(&r->rcu, room_free_rcu);
@@ -294,12 +297,26 @@ static void send_reject(struct room_shard *s, const struct join_req *jr, uint32_
 
 /* ------------------------------------- placement: the placed owner's side */
 
-/* The end of a placed room (or a PLACE that made none), to its home
- * (place.c owner_on_drop). */
-static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
-                      uint32_t routed)
+void owner_reject(struct room_shard *s, const struct join_req *jr, uint32_t code,
+                  const char *reason, uint32_t retry_ms)
 {
-    struct buf *b = buf_new(sizeof(struct drop_msg));
+    send_reject(s, jr, code, reason, retry_ms);
+}
+
+struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr)
+{
+    if (s->in_buf != NULL && (const void *)s->in_buf->data == (const void *)jr)
+        return buf_ref(s->in_buf); /* sizeof(struct join_req) > sizeof(struct drop_msg) */
+    return buf_new(sizeof(struct drop_msg));
+}
+
+/* The end of a placed room (or a PLACE that made none), to its home
+ * (place.c owner_on_drop), in b (place_drop_buf; NULL: allocated here). */
+static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
+                      uint32_t routed, struct buf *b)
+{
+    if (b == NULL)
+        b = buf_new(sizeof(struct drop_msg));
     if (b == NULL) {
         log_error("event=room_drop_lost home=%u reason=nomem", home);
         return;
@@ -316,11 +333,16 @@ static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, si
     room_send(s, home, &wm);
 }
 
-/* A PLACE join that made no room here: the home's placement goes. */
+/* A PLACE join that made no room here: the home's placement goes. The
+ * DROP may go in jr's own buffer: jr is not used after this. */
 static void place_unused(struct room_shard *s, const struct join_req *jr)
 {
-    if (jr->route == ROUTE_PLACE)
-        send_drop(s, room_owner_of(s->sh, jr->room, jr->room_len), jr->room, jr->room_len, 1);
+    if (jr->route != ROUTE_PLACE)
+        return;
+    struct drop_msg dm = {.from = (uint16_t)s->id, .room_len = jr->room_len, .routed = 1};
+    memcpy(dm.room, jr->room, jr->room_len);
+    send_drop(s, room_owner_of(s->sh, dm.room, dm.room_len), dm.room, dm.room_len, 1,
+              place_drop_buf(s, jr));
 }
 
 /* ------------------------------------------------- gate (cluster, issue 18) */
@@ -453,17 +475,27 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
             return;
         }
     } else {
-        int rc = room_create(s, jr->room, jr->room_len, h, &r);
+        /* A placed room holds its DROP from the start: its end cannot
+         * fail to allocate it (the home would wait for it forever). */
+        struct buf *drop = NULL;
+        int rc = 0;
+        if (jr->route == ROUTE_PLACE && (drop = place_drop_buf(s, jr)) == NULL)
+            rc = ROOST_ENOMEM;
+        if (rc == 0)
+            rc = room_create(s, jr->room, jr->room_len, h, &r);
         if (rc == 0 && jr->route == ROUTE_PLACE) {
             r->home = (uint16_t)room_owner_of(s->sh, jr->room, jr->room_len);
             r->routed_in = 1;
+            r->drop = drop;
+            drop = NULL;
         }
         if (rc != 0) {
-            place_unused(s, jr);
+            buf_unref(drop);
             ROOM_STAT_INC(s, rejects_server_full);
             send_reject(s, jr, rc == ROOST_EFULL ? PROTO_ERR_SERVER_FULL : PROTO_ERR_INTERNAL,
                         rc == ROOST_EFULL ? "server has no room for another room" : "out of memory",
                         5000);
+            place_unused(s, jr); /* last: the DROP may reuse jr's buffer */
             return;
         }
     }

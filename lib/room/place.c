@@ -31,6 +31,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "proto/errcode.h"
 #include "room/room_int.h"
 
 struct parked_msg {
@@ -123,38 +124,6 @@ static unsigned place_choose(const struct room_shard *s, const uint8_t *id, size
     return s->id;
 }
 
-static void send_join_route(struct room_shard *s, unsigned to, const struct join_req *jr,
-                            uint8_t route)
-{
-    struct buf *b = buf_new(sizeof(*jr));
-    if (b == NULL) {
-        log_error("event=room_route_lost kind=join pid=%u reason=nomem", jr->pid);
-        return;
-    }
-    memcpy(b->data, jr, sizeof(*jr));
-    ((struct join_req *)b->data)->route = route;
-    b->len = sizeof(*jr);
-    struct worker_msg wm;
-    room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
-    room_send(s, to, &wm);
-}
-
-static void send_leave_route(struct room_shard *s, unsigned to, const struct leave_req *lr,
-                             uint8_t route)
-{
-    struct buf *b = buf_new(sizeof(*lr));
-    if (b == NULL) {
-        log_error("event=room_route_lost kind=leave pid=%u reason=nomem", lr->pid);
-        return;
-    }
-    memcpy(b->data, lr, sizeof(*lr));
-    ((struct leave_req *)b->data)->route = route;
-    b->len = sizeof(*lr);
-    struct worker_msg wm;
-    room_msg_put(&wm, ROOM_MSG_LEAVE, &b, sizeof(b));
-    room_send(s, to, &wm);
-}
-
 /* One routed JOIN or LEAVE, whichever it is. */
 struct rmsg {
     const struct join_req *jr;
@@ -167,12 +136,50 @@ static const uint8_t *rmsg_room(const struct rmsg *m, size_t *len)
     return m->jr ? m->jr->room : m->lr->room;
 }
 
-static void rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, uint8_t route)
+/* Sends m to `to` with its route set. A bounce (reuse) goes back in the
+ * message's own buffer (s->in_buf) when m is in it, so that it needs no
+ * allocation; anything else is copied into a new buffer (the home still
+ * needs m if the send fails). Returns 0, or the error: then nothing went. */
+static int rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, uint8_t route,
+                     bool reuse)
 {
+    const void *src = m->jr ? (const void *)m->jr : (const void *)m->lr;
+    uint32_t len = m->jr ? (uint32_t)sizeof(*m->jr) : (uint32_t)sizeof(*m->lr);
+    struct buf *b;
+    if (reuse && s->in_buf != NULL && (const void *)s->in_buf->data == src) {
+        b = buf_ref(s->in_buf);
+    } else {
+        b = buf_new(len);
+        if (b == NULL)
+            return ROOST_ENOMEM;
+        memcpy(b->data, src, len);
+        b->len = len;
+    }
     if (m->jr)
-        send_join_route(s, to, m->jr, route);
+        ((struct join_req *)b->data)->route = route;
     else
-        send_leave_route(s, to, m->lr, route);
+        ((struct leave_req *)b->data)->route = route;
+    struct worker_msg wm;
+    room_msg_put(&wm, m->jr ? ROOM_MSG_JOIN : ROOM_MSG_LEAVE, &b, sizeof(b));
+    return room_send(s, to, &wm);
+}
+
+/* A routed JOIN or LEAVE the home could not send to the placed owner. It
+ * is not counted, so the DROP's count still matches and the placement
+ * still drains. The joiner is told to try again; a LEAVE is lost as one
+ * its member's worker cannot send is (the member stays until its room's
+ * owner drops it). */
+static void route_lost(struct room_shard *s, const struct rmsg *m, unsigned to, int rc)
+{
+    ROOM_STAT_INC(s, route_lost);
+    if (m->jr) {
+        log_error("event=room_route_lost kind=join pid=%u to=%u err=\"%s\"", m->jr->pid, to,
+                  roost_strerror(rc));
+        owner_reject(s, m->jr, PROTO_ERR_SERVER_FULL, "room owner busy, try again", 1000);
+    } else {
+        log_error("event=room_route_lost kind=leave pid=%u to=%u err=\"%s\"", m->lr->pid, to,
+                  roost_strerror(rc));
+    }
 }
 
 static int rmsg_park(struct parked_msg ***tail, const struct rmsg *m)
@@ -262,9 +269,13 @@ static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route
                 log_error("event=room_route_lost kind=park reason=nomem");
             return true;
         }
-        p->routed++;
+        int rc = rmsg_send(s, p->at, m, ROUTE_FWD, false);
+        if (rc != 0) {
+            route_lost(s, m, p->at, rc);
+            return true;
+        }
+        p->routed++; /* only what went: the DROP counts what arrived */
         ROOM_STAT_INC(s, routed);
-        rmsg_send(s, p->at, m, ROUTE_FWD);
         return true;
     }
     if (r != NULL || m->jr == NULL)
@@ -275,6 +286,12 @@ static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route
     p = calloc(1, sizeof(*p));
     if (p == NULL)
         return false; /* created here, as without the bound */
+    int rc = rmsg_send(s, at, m, ROUTE_PLACE, false);
+    if (rc != 0) {
+        log_error("event=room_place_failed to=%u err=\"%s\"", at, roost_strerror(rc));
+        free(p);
+        return false; /* likewise */
+    }
     p->hash = h;
     p->id_len = (uint8_t)len;
     memcpy(p->id, id, len);
@@ -282,7 +299,6 @@ static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route
     p->routed = 1;
     *pp = p;
     ROOM_STAT_INC(s, rooms_placed);
-    rmsg_send(s, at, m, ROUTE_PLACE);
     return true;
 }
 
@@ -302,7 +318,9 @@ static bool route_placed(struct room_shard *s, const struct rmsg *m, uint8_t rou
     if (route == ROUTE_PLACE && m->jr != NULL)
         return false; /* owner_join makes the room (or sends the DROP) */
     ROOM_STAT_INC(s, bounced);
-    rmsg_send(s, home, m, ROUTE_BOUNCE);
+    int rc = rmsg_send(s, home, m, ROUTE_BOUNCE, true);
+    if (rc != 0)
+        log_error("event=room_bounce_lost home=%u err=\"%s\"", home, roost_strerror(rc));
     return true;
 }
 

@@ -170,6 +170,7 @@ struct room_stats {
     uint64_t rooms_placed;      /* new rooms sent to another worker (owner load bound), home */
     uint64_t routed;            /* JOIN/LEAVE routed by a home to a placed room's owner */
     uint64_t bounced;           /* routed messages that found the room gone, sent back */
+    uint64_t route_lost;        /* JOIN/LEAVE a home could not send to a placed owner */
 };
 
 /* Process-wide state: the hash key, limits and the per-owner room slot

@@ -147,6 +147,9 @@ struct room {
      * it; both go back in the DROP when the room goes. */
     uint16_t home;
     uint32_t routed_in;
+    /* A placed room's DROP, allocated when the room was made (the PLACE
+     * JOIN's own buffer): the room's end never fails to allocate it. */
+    struct buf *drop;
 
     struct room_info *infos; /* current members (pending changes applied) */
     uint32_t n_infos, cap_infos;
@@ -226,6 +229,10 @@ struct room_shard {
      * by the hash's high bits. */
     struct placement **placed;
     uint32_t placed_mask;
+    /* The buffer of the JOIN or LEAVE being handled (dispatch.c), or NULL:
+     * a placed owner reuses it for the DROP and the BOUNCE it sends, so
+     * that neither allocates. */
+    struct buf *in_buf;
 
     struct msg *scratch; /* large (lists of 200); control path only */
     /* Quality tick scratch (quality.c): grown, never shrunk, freed with the
@@ -245,8 +252,10 @@ struct room_shard {
 
     /* The seam of the owner tests (test_owner): when set, room_send hands
      * control messages here instead of to the runtime, and the hook takes
-     * over their references. NULL in the relay. Never on the media path. */
-    void (*send_hook)(void *arg, unsigned to, struct worker_msg *wm);
+     * over their references; a hook returning non-zero refused the message
+     * as worker_send can (the sender releases it). NULL in the relay. Never
+     * on the media path. */
+    int (*send_hook)(void *arg, unsigned to, struct worker_msg *wm);
     void *send_hook_arg;
 };
 
@@ -399,20 +408,19 @@ static inline bool room_msg_release(const struct worker_msg *wm)
  * the local FIFO delivers it in the message phase, never on the sender's
  * stack, so a local join runs in the same order as a remote one. Control
  * spills when a ring is full; past the spill queue's hard bound it is
- * logged and released (lib/core/worker.h). A member's own requests go
- * through room_send_req instead. */
-static inline void room_send(struct room_shard *s, unsigned to, struct worker_msg *wm)
+ * logged and released (lib/core/worker.h); the error is returned for the
+ * senders that must not lose the message silently (place.c). A member's
+ * own requests go through room_send_req instead. */
+static inline int room_send(struct room_shard *s, unsigned to, struct worker_msg *wm)
 {
-    if (s->send_hook != NULL) {
-        s->send_hook(s->send_hook_arg, to, wm);
-        return;
-    }
-    int rc = worker_send(s->w, to, wm, WORKER_MSG_CONTROL);
+    int rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, to, wm)
+                                  : worker_send(s->w, to, wm, WORKER_MSG_CONTROL);
     if (rc != 0) {
         log_error("event=room_msg_send_failed type=0x%x to=%u err=\"%s\"", wm->type, to,
                   roost_strerror(rc));
         room_msg_release(wm);
     }
+    return rc;
 }
 
 /* A request of a member (JOIN, KEYFRAME_REQUEST): refused with ROOST_EFULL
@@ -421,11 +429,8 @@ static inline void room_send(struct room_shard *s, unsigned to, struct worker_ms
  * queue. On an error the message's references are released. */
 static inline int room_send_req(struct room_shard *s, unsigned to, struct worker_msg *wm)
 {
-    if (s->send_hook != NULL) {
-        s->send_hook(s->send_hook_arg, to, wm);
-        return 0;
-    }
-    int rc = worker_send(s->w, to, wm, WORKER_MSG_REQUEST);
+    int rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, to, wm)
+                                  : worker_send(s->w, to, wm, WORKER_MSG_REQUEST);
     if (rc != 0)
         room_msg_release(wm);
     return rc;
@@ -480,6 +485,13 @@ void place_free(struct room_shard *s);
 /* owner.c */
 void owner_apply_join(struct room_shard *s, const struct join_req *jr);
 void owner_apply_leave(struct room_shard *s, const struct leave_req *lr);
+/* Answers jr with JOIN_REJECTED (code, reason, retry after retry_ms). */
+void owner_reject(struct room_shard *s, const struct join_req *jr, uint32_t code,
+                  const char *reason, uint32_t retry_ms);
+/* The buffer the DROP of a room placed here from jr's home goes in: the
+ * JOIN's own (s->in_buf, one more reference) when jr is in it, else a new
+ * one; NULL when none could be had. */
+struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr);
 /* The room with this id owned here, or NULL; *hash_out: its siphash. */
 struct room *owner_room_find(struct room_shard *s, const uint8_t *id, size_t len,
                              uint64_t *hash_out);

@@ -28,6 +28,7 @@
 #include "core/buf.h"
 #include "core/hash.h"
 #include "core/worker.h"
+#include "proto/errcode.h"
 #include "proto/perm.h"
 #include "room/room.h"
 #include "room/room_int.h"
@@ -45,11 +46,12 @@ static struct {
     int64_t buf_base;
 } E;
 
-static void capture(void *arg, unsigned to, struct worker_msg *wm)
+static int capture(void *arg, unsigned to, struct worker_msg *wm)
 {
     (void)arg, (void)to;
     assert_true(E.n_sent < CAP_MAX);
     E.sent[E.n_sent++] = *wm;
+    return 0;
 }
 
 static int fake_media(void *ep, struct buf *b, uint32_t off, uint32_t len, void *arg)
@@ -194,14 +196,23 @@ static struct {
     uint32_t ack_code[64];
     int ack_owner[64];
     int64_t buf_base;
+    /* The next fail_joins JOINs sent to worker 1 are refused, as
+     * worker_send refuses past the spill bound. */
+    unsigned fail_joins;
+    struct buf *last_join_in[N_WORKERS]; /* the last JOIN's buffer delivered */
 } R;
 
-static void route_capture(void *arg, unsigned to, struct worker_msg *wm)
+static int route_capture(void *arg, unsigned to, struct worker_msg *wm)
 {
     (void)arg;
     assert_true(to < N_WORKERS);
+    if (wm->type == ROOM_MSG_JOIN && to == 1 && R.fail_joins > 0) {
+        R.fail_joins--;
+        return ROOST_EFULL;
+    }
     assert_true(R.tail[to] - R.head[to] < QMAX);
     R.q[to][R.tail[to]++ % QMAX] = *wm;
+    return 0;
 }
 
 static void r_start(uint32_t share, uint32_t amax)
@@ -231,13 +242,18 @@ static bool r_step(unsigned w)
     struct worker_msg wm = R.q[w][R.head[w]++ % QMAX];
     struct buf *b;
     switch (wm.type) {
-    case ROOM_MSG_JOIN:
+    case ROOM_MSG_JOIN: /* as dispatch.c does */
         memcpy(&b, wm.u.bytes, sizeof(b));
+        R.last_join_in[w] = b;
+        R.s[w]->in_buf = b;
         owner_on_join(R.s[w], (const struct join_req *)b->data);
+        R.s[w]->in_buf = NULL;
         break;
     case ROOM_MSG_LEAVE:
         memcpy(&b, wm.u.bytes, sizeof(b));
+        R.s[w]->in_buf = b;
         owner_on_leave(R.s[w], (const struct leave_req *)b->data);
+        R.s[w]->in_buf = NULL;
         break;
     case ROOM_MSG_DROP:
         memcpy(&b, wm.u.bytes, sizeof(b));
@@ -541,6 +557,100 @@ static void test_bound_random(void **state)
     }
 }
 
+static struct room *r_find(unsigned w, const char *id)
+{
+    uint64_t h;
+    return owner_room_find(R.s[w], (const uint8_t *)id, strlen(id), &h);
+}
+
+/* A routed JOIN the home cannot send (spill queue at its bound) is not
+ * counted: the joiner is told to try again, and when the placed room ends
+ * its DROP's count matches, so the placement goes and the room id takes
+ * joins again (counted before the send, it drained forever: every later
+ * JOIN of the room was parked at the home). */
+static void test_bound_route_send_fails(void **state)
+{
+    (void)state;
+    r_start(50, 0);
+    const char *a = home0_room(0), *b = home0_room(1);
+    r_join(1, a);
+    r_pump();
+    r_join(2, b);
+    r_pump();
+    assert_int_equal(R.ack_owner[2], 1);
+    R.fail_joins = 1;
+    r_join(3, b); /* FWD to worker 1 refused */
+    r_pump();
+    assert_int_equal(R.fail_joins, 0);
+    assert_int_equal(R.ack_code[3], PROTO_ERR_SERVER_FULL);
+    assert_int_equal(R.ack_owner[3], 0);
+    assert_int_equal(r_stats(0).routed, 0);
+    assert_int_equal(r_stats(0).route_lost, 1);
+    r_leave(2, b);
+    r_pump();
+    assert_true(r_no_placements());
+    assert_int_equal(room_shared_rooms(R.sh), 1);
+    r_join(4, b);
+    r_pump();
+    assert_int_equal(R.ack_code[4], 0);
+    assert_int_equal(R.ack_owner[4], 1);
+    r_leave(4, b);
+    r_leave(1, a);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_int_equal(room_shared_participants(R.sh), 0);
+    assert_true(r_no_placements());
+    r_stop();
+}
+
+/* A PLACE the home cannot send: no placement is left, the room is made at
+ * the home as without the bound. */
+static void test_bound_place_send_fails(void **state)
+{
+    (void)state;
+    r_start(50, 0);
+    const char *a = home0_room(0), *b = home0_room(1);
+    r_join(1, a);
+    r_pump();
+    R.fail_joins = 1;
+    r_join(2, b);
+    r_pump();
+    assert_int_equal(R.fail_joins, 0);
+    assert_int_equal(R.ack_code[2], 0);
+    assert_int_equal(R.ack_owner[2], 0);
+    assert_int_equal(r_stats(0).rooms_placed, 0);
+    assert_true(r_no_placements());
+    r_leave(2, b);
+    r_leave(1, a);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    r_stop();
+}
+
+/* The placed room holds its DROP from its creation: the PLACE JOIN's own
+ * buffer, so the room's end allocates nothing. */
+static void test_bound_drop_preallocated(void **state)
+{
+    (void)state;
+    r_start(50, 0);
+    const char *a = home0_room(0), *b = home0_room(1);
+    r_join(1, a);
+    r_pump();
+    r_join(2, b);
+    r_pump();
+    struct room *r = r_find(1, b);
+    assert_non_null(r);
+    assert_int_equal(r->home, 0);
+    assert_non_null(r->drop);
+    assert_ptr_equal(r->drop, R.last_join_in[1]);
+    r_leave(2, b);
+    r_leave(1, a);
+    r_pump();
+    assert_true(r_no_placements());
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    r_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +659,9 @@ int main(void)
         cmocka_unit_test(test_bound_drain_keeps_order),
         cmocka_unit_test(test_bound_with_affinity),
         cmocka_unit_test(test_bound_random),
+        cmocka_unit_test(test_bound_route_send_fails),
+        cmocka_unit_test(test_bound_place_send_fails),
+        cmocka_unit_test(test_bound_drop_preallocated),
         cmocka_unit_test(test_remote_small_moves),
         cmocka_unit_test(test_unmovable_joins_in_place),
         cmocka_unit_test(test_off_joins_in_place),
