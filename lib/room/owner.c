@@ -330,7 +330,7 @@ static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, si
     b->len = sizeof(*dm);
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_DROP, &b, sizeof(b));
-    room_send(s, home, &wm);
+    room_send_cls(s, home, &wm, WORKER_MSG_OWED); /* the home waits for it: no spill bound */
 }
 
 /* A PLACE join that made no room here: the home's placement goes. The

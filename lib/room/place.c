@@ -161,7 +161,9 @@ static int rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, ui
         ((struct leave_req *)b->data)->route = route;
     struct worker_msg wm;
     room_msg_put(&wm, m->jr ? ROOM_MSG_JOIN : ROOM_MSG_LEAVE, &b, sizeof(b));
-    return room_send(s, to, &wm);
+    /* The home waits for a bounce (its placement drains): never refused
+     * for the spill bound. */
+    return room_send_cls(s, to, &wm, route == ROUTE_BOUNCE ? WORKER_MSG_OWED : WORKER_MSG_CONTROL);
 }
 
 /* A routed JOIN or LEAVE the home could not send to the placed owner. It

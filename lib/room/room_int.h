@@ -411,16 +411,22 @@ static inline bool room_msg_release(const struct worker_msg *wm)
  * logged and released (lib/core/worker.h); the error is returned for the
  * senders that must not lose the message silently (place.c). A member's
  * own requests go through room_send_req instead. */
-static inline int room_send(struct room_shard *s, unsigned to, struct worker_msg *wm)
+static inline int room_send_cls(struct room_shard *s, unsigned to, struct worker_msg *wm,
+                                enum worker_msg_class cls)
 {
     int rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, to, wm)
-                                  : worker_send(s->w, to, wm, WORKER_MSG_CONTROL);
+                                  : worker_send(s->w, to, wm, cls);
     if (rc != 0) {
         log_error("event=room_msg_send_failed type=0x%x to=%u err=\"%s\"", wm->type, to,
                   roost_strerror(rc));
         room_msg_release(wm);
     }
     return rc;
+}
+
+static inline int room_send(struct room_shard *s, unsigned to, struct worker_msg *wm)
+{
+    return room_send_cls(s, to, wm, WORKER_MSG_CONTROL);
 }
 
 /* A request of a member (JOIN, KEYFRAME_REQUEST): refused with ROOST_EFULL
