@@ -136,17 +136,20 @@ static const uint8_t *rmsg_room(const struct rmsg *m, size_t *len)
     return m->jr ? m->jr->room : m->lr->room;
 }
 
-/* Sends m to `to` with its route set. A bounce (reuse) goes back in the
+/* Sends m to `to` with its route set. A bounce or a LEAVE goes in the
  * message's own buffer (s->in_buf) when m is in it, so that it needs no
- * allocation; anything else is copied into a new buffer (the home still
- * needs m if the send fails). Returns 0, or the error: then nothing went. */
-static int rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, uint8_t route,
-                     bool reuse)
+ * allocation, and is never refused for the spill bound (WORKER_MSG_OWED:
+ * the home waits for a bounce; a lost LEAVE leaves a ghost member; their
+ * number follows JOINs admitted already). A JOIN is copied into a new
+ * buffer (the home still needs it if the send fails). Returns 0, or the
+ * error: then nothing went. */
+static int rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, uint8_t route)
 {
+    bool owed = route == ROUTE_BOUNCE || m->lr != NULL;
     const void *src = m->jr ? (const void *)m->jr : (const void *)m->lr;
     uint32_t len = m->jr ? (uint32_t)sizeof(*m->jr) : (uint32_t)sizeof(*m->lr);
     struct buf *b;
-    if (reuse && s->in_buf != NULL && (const void *)s->in_buf->data == src) {
+    if (owed && s->in_buf != NULL && (const void *)s->in_buf->data == src) {
         b = buf_ref(s->in_buf);
     } else {
         b = buf_new(len);
@@ -161,16 +164,13 @@ static int rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, ui
         ((struct leave_req *)b->data)->route = route;
     struct worker_msg wm;
     room_msg_put(&wm, m->jr ? ROOM_MSG_JOIN : ROOM_MSG_LEAVE, &b, sizeof(b));
-    /* The home waits for a bounce (its placement drains): never refused
-     * for the spill bound. */
-    return room_send_cls(s, to, &wm, route == ROUTE_BOUNCE ? WORKER_MSG_OWED : WORKER_MSG_CONTROL);
+    return room_send_cls(s, to, &wm, owed ? WORKER_MSG_OWED : WORKER_MSG_CONTROL);
 }
 
 /* A routed JOIN or LEAVE the home could not send to the placed owner. It
  * is not counted, so the DROP's count still matches and the placement
- * still drains. The joiner is told to try again; a LEAVE is lost as one
- * its member's worker cannot send is (the member stays until its room's
- * owner drops it). */
+ * still drains. The joiner is told to try again; a LEAVE (OWED, in its
+ * own buffer) fails only when a spill queue cannot grow: it is logged. */
 static void route_lost(struct room_shard *s, const struct rmsg *m, unsigned to, int rc)
 {
     ROOM_STAT_INC(s, route_lost);
@@ -271,7 +271,7 @@ static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route
                 log_error("event=room_route_lost kind=park reason=nomem");
             return true;
         }
-        int rc = rmsg_send(s, p->at, m, ROUTE_FWD, false);
+        int rc = rmsg_send(s, p->at, m, ROUTE_FWD);
         if (rc != 0) {
             route_lost(s, m, p->at, rc);
             return true;
@@ -288,7 +288,7 @@ static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route
     p = calloc(1, sizeof(*p));
     if (p == NULL)
         return false; /* created here, as without the bound */
-    int rc = rmsg_send(s, at, m, ROUTE_PLACE, false);
+    int rc = rmsg_send(s, at, m, ROUTE_PLACE);
     if (rc != 0) {
         log_error("event=room_place_failed to=%u err=\"%s\"", at, roost_strerror(rc));
         free(p);
@@ -320,7 +320,7 @@ static bool route_placed(struct room_shard *s, const struct rmsg *m, uint8_t rou
     if (route == ROUTE_PLACE && m->jr != NULL)
         return false; /* owner_join makes the room (or sends the DROP) */
     ROOM_STAT_INC(s, bounced);
-    int rc = rmsg_send(s, home, m, ROUTE_BOUNCE, true);
+    int rc = rmsg_send(s, home, m, ROUTE_BOUNCE);
     if (rc != 0)
         log_error("event=room_bounce_lost home=%u err=\"%s\"", home, roost_strerror(rc));
     return true;

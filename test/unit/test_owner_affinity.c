@@ -199,7 +199,8 @@ static struct {
     /* The next fail_joins JOINs sent to worker 1 are refused, as
      * worker_send refuses past the spill bound. */
     unsigned fail_joins;
-    struct buf *last_join_in[N_WORKERS]; /* the last JOIN's buffer delivered */
+    struct buf *last_join_in[N_WORKERS];   /* the last JOIN's buffer delivered */
+    struct buf *last_leave_out[N_WORKERS]; /* the last LEAVE's buffer sent to w */
 } R;
 
 static int route_capture(void *arg, unsigned to, struct worker_msg *wm)
@@ -211,6 +212,8 @@ static int route_capture(void *arg, unsigned to, struct worker_msg *wm)
         return ROOST_EFULL;
     }
     assert_true(R.tail[to] - R.head[to] < QMAX);
+    if (wm->type == ROOM_MSG_LEAVE)
+        memcpy(&R.last_leave_out[to], wm->u.bytes, sizeof(struct buf *));
     R.q[to][R.tail[to]++ % QMAX] = *wm;
     return 0;
 }
@@ -628,7 +631,8 @@ static void test_bound_place_send_fails(void **state)
 }
 
 /* The placed room holds its DROP from its creation: the PLACE JOIN's own
- * buffer, so the room's end allocates nothing. */
+ * buffer, so the room's end allocates nothing; a LEAVE is forwarded in its
+ * own buffer too. */
 static void test_bound_drop_preallocated(void **state)
 {
     (void)state;
@@ -643,7 +647,11 @@ static void test_bound_drop_preallocated(void **state)
     assert_int_equal(r->home, 0);
     assert_non_null(r->drop);
     assert_ptr_equal(r->drop, R.last_join_in[1]);
+    /* A forwarded LEAVE goes on in the member's own buffer (no allocation). */
     r_leave(2, b);
+    struct buf *mine = R.last_leave_out[0];
+    assert_true(r_step(0));
+    assert_ptr_equal(R.last_leave_out[1], mine);
     r_leave(1, a);
     r_pump();
     assert_true(r_no_placements());
