@@ -40,6 +40,7 @@ enum key_id {
     K_MAX_ROOMS,
     K_MAX_MEMBERS,
     K_AFFINITY_MAX_MEMBERS,
+    K_OWNER_SHARE_MAX,
     K_MAX_CONNS,
     K_MAX_HALF_OPEN,
     K_HANDSHAKE_RATE,
@@ -113,6 +114,9 @@ static const struct config_key keys[K_COUNT] = {
                                 false,
                                 "rooms up to this size keep their members on the owner "
                                 "worker (connection hand-off); 0: off"},
+    [K_OWNER_SHARE_MAX] = {"limits", "owner_share_max", CONFIG_UINT, "0", 0, 100, false,
+                           "percent of the relay's participants one worker may own before "
+                           "new rooms hashing to it go to the next hash's worker; 0: off"},
     [K_MAX_CONNS] = {"limits", "max_conns", CONFIG_UINT, STR(QUIC_DEFAULT_MAX_CONNS), 1, UINT32_MAX,
                      true, "connections per worker (reload may raise or lower it)"},
     [K_MAX_HALF_OPEN] = {"limits", "max_half_open", CONFIG_UINT, STR(QUIC_DEFAULT_RETRY_THRESHOLD),
@@ -394,6 +398,9 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_AFFINITY_MAX_MEMBERS:
         r->affinity_max_members = (uint32_t)v;
+        break;
+    case K_OWNER_SHARE_MAX:
+        r->owner_share_max = (uint32_t)v;
         break;
     case K_MAX_CONNS:
         r->max_conns_per_worker = (unsigned)v;

@@ -306,6 +306,10 @@ int metrics_render(struct relay *r, char **out, size_t *len)
                         "Connections handed to (out) or adopted from (in) another worker, and "
                         "hand-offs given up (lib/quic/handoff.h).",
                         "dir", handoffs, sizeof(handoffs) / sizeof(handoffs[0]));
+    PER_WORKER(&b, "roost_rooms_placed_total", "counter",
+               "New rooms hashing to this worker made on another one: it owned more than "
+               "[limits] owner_share_max of the participants.",
+               s->room.rooms_placed);
     PER_WORKER(&b, "roost_handoff_forward_cids", "gauge",
                "CIDs of connections that left this worker, still forwarded to their new worker.",
                s->quic.handoff_fwd_cids);

@@ -288,6 +288,10 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
     struct room_limits lim = {.max_rooms = cfg->max_rooms,
                               .max_members = cfg->max_members,
                               .affinity_max_members = cfg->affinity_max_members,
+                              /* A cluster's gate and trunks find a room at
+                               * its hash owner: no placement there. */
+                              .owner_share_max =
+                                  cfg->cluster_relay_id[0] ? 0 : cfg->owner_share_max,
                               .keyframe_cap = cfg->keyframe_cap,
                               .prefill_ms = cfg->prefill_ms,
                               .kfreq_window_ns = cfg->kfreq_window_ns,

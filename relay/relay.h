@@ -66,6 +66,7 @@ struct relay_config {
     uint32_t max_rooms;            /* 0: 10000 */
     uint32_t max_members;          /* per room; 0: 500 */
     uint32_t affinity_max_members; /* room-affine placement up to this size; 0: off */
+    uint32_t owner_share_max;      /* owner load bound, percent of participants; 0: off */
     unsigned max_conns_per_worker; /* 0: 100000 */
     unsigned max_half_open;        /* per worker, handshakes in flight before Retry; 0: 256 */
     uint32_t handshake_rate;       /* new handshakes/s server-wide before Retry; 0: unlimited */

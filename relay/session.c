@@ -655,7 +655,10 @@ void session_members_collect(struct relay_worker *rw, struct members_req *q)
         memcpy(mi.room, ss->room, ss->room_len + 1u);
         mi.room_len = ss->room_len;
         memcpy(mi.display, ss->display, sizeof(mi.display));
-        mi.owner = room_shared_owner(rw->r->rsh, (const uint8_t *)ss->room, ss->room_len);
+        /* Joined: the worker that answered (the owner load bound may have
+         * placed the room off its hash owner). */
+        mi.owner = joined ? room_member_owner(ss->m)
+                          : room_shared_owner(rw->r->rsh, (const uint8_t *)ss->room, ss->room_len);
         mi.joined_for_ms = mi.joined ? (now - ss->joined_ns) / 1000000u : 0;
         mi.transport = ss->eo->name;
         endpoint_link_stats(ss, &mi.link);

@@ -114,7 +114,8 @@ int worker_send(struct worker *w, unsigned to, const struct worker_msg *msg,
 {
     if (to >= w->n)
         return ROOST_EINVAL;
-    if (cls != WORKER_MSG_CONTROL && cls != WORKER_MSG_MEDIA && cls != WORKER_MSG_REQUEST)
+    if (cls != WORKER_MSG_CONTROL && cls != WORKER_MSG_MEDIA && cls != WORKER_MSG_REQUEST &&
+        cls != WORKER_MSG_OWED)
         return ROOST_EINVAL;
 
     struct worker_msg m = *msg;
@@ -129,7 +130,7 @@ int worker_send(struct worker *w, unsigned to, const struct worker_msg *msg,
     }
     /* Older spilled messages go first, so that nothing overtakes them. */
     if (spill_drain(w, to) && ring_stage_burst(w->out[to], &m, 1) == 1) {
-        if (cls == WORKER_MSG_CONTROL)
+        if (cls != WORKER_MSG_MEDIA)
             w->ctl_out |= 1ull << to;
         stat_add(w->st, WSTAT(msgs_out), 1);
         return 0;
@@ -140,7 +141,9 @@ int worker_send(struct worker *w, unsigned to, const struct worker_msg *msg,
     }
     struct msgq *q = &w->spill[to];
     uint32_t bound = w->pool->spill_max;
-    if (cls != WORKER_MSG_REQUEST)
+    if (cls == WORKER_MSG_OWED)
+        bound = UINT32_MAX;
+    else if (cls != WORKER_MSG_REQUEST)
         bound = bound > UINT32_MAX / WORKER_SPILL_HARD_X ? UINT32_MAX : bound * WORKER_SPILL_HARD_X;
     if (q->len >= bound) {
         stat_add(w->st, WSTAT(spill_full), 1);

@@ -53,12 +53,16 @@ _Static_assert(sizeof(struct worker_msg) == 64, "worker_msg is one cache line");
  * control message its sender can refuse, e.g. a client's JOIN) is refused
  * with ROOST_EFULL once spill_max messages wait for that destination; any
  * other control message (answers, teardowns: their number follows the
- * requests admitted) once WORKER_SPILL_HARD_X times that. Media meeting a
- * full ring is dropped and counted. */
+ * requests admitted) once WORKER_SPILL_HARD_X times that. An OWED message
+ * is never refused for the bound (only ROOST_ENOMEM): one the receiver's
+ * state waits for, whose loss would wedge it (lib/room's DROP and
+ * bounces; their number follows messages admitted already). Media meeting
+ * a full ring is dropped and counted. */
 enum worker_msg_class {
     WORKER_MSG_CONTROL = 0,
     WORKER_MSG_MEDIA = 1,
     WORKER_MSG_REQUEST = 2,
+    WORKER_MSG_OWED = 3,
 };
 #define WORKER_SPILL_HARD_X 4
 #define WORKER_SPILL_POLL_MS 1

@@ -17,7 +17,9 @@ static void dispatch_msg(struct worker *w, const struct worker_msg *wm, void *ar
     switch (wm->type) {
     case ROOM_MSG_JOIN:
         memcpy(&b, wm->u.bytes, sizeof(b));
+        s->in_buf = b;
         owner_on_join(s, (const struct join_req *)b->data);
+        s->in_buf = NULL;
         buf_unref(b);
         return;
     case ROOM_MSG_ACK:
@@ -27,7 +29,9 @@ static void dispatch_msg(struct worker *w, const struct worker_msg *wm, void *ar
         return;
     case ROOM_MSG_LEAVE:
         memcpy(&b, wm->u.bytes, sizeof(b));
+        s->in_buf = b;
         owner_on_leave(s, (const struct leave_req *)b->data);
+        s->in_buf = NULL;
         buf_unref(b);
         return;
     case ROOM_MSG_FANOUT: {
@@ -67,6 +71,11 @@ static void dispatch_msg(struct worker *w, const struct worker_msg *wm, void *ar
     case ROOM_MSG_QFAR:
         memcpy(&b, wm->u.bytes, sizeof(b));
         room_quality_on_far(s, b);
+        buf_unref(b);
+        return;
+    case ROOM_MSG_DROP:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        owner_on_drop(s, (const struct drop_msg *)b->data);
         buf_unref(b);
         return;
     default:

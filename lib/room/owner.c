@@ -20,6 +20,9 @@
 
 /* ------------------------------------------------------------ room table */
 
+static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
+                      uint32_t routed, struct buf *b);
+
 static void room_free(struct room *r)
 {
     snapshot_free(r->snap);
@@ -29,6 +32,7 @@ static void room_free(struct room *r)
     free(r->events);
     for (unsigned w = 0; w < WORKER_MAX; w++)
         buf_unref(r->qrep[w]);
+    buf_unref(r->drop);
     free(r);
 }
 
@@ -60,6 +64,7 @@ void owner_free_rooms(struct room_shard *s)
             atomic_fetch_sub_explicit(&s->sh->rooms, 1, memory_order_relaxed);
             for (uint32_t i = 0; i < r->n_infos; i++)
                 member_count(s, r->infos[i].perms, -1);
+            atomic_fetch_sub_explicit(&s->sh->owned[s->id], r->n_infos, memory_order_relaxed);
             room_free(r);
             r = next;
         }
@@ -74,8 +79,8 @@ void owner_free_rooms(struct room_shard *s)
     s->parked_tail = &s->parked;
 }
 
-static struct room *room_lookup(struct room_shard *s, const uint8_t *id, size_t len,
-                                uint64_t *hash_out)
+struct room *owner_room_find(struct room_shard *s, const uint8_t *id, size_t len,
+                             uint64_t *hash_out)
 {
     uint64_t h = hash_siphash24(&s->sh->key, id, len);
     *hash_out = h;
@@ -105,6 +110,7 @@ static int room_create(struct room_shard *s, const uint8_t *id, size_t len, uint
     r->id_len = (uint8_t)len;
     memcpy(r->id, id, len);
     r->hash = h;
+    r->home = (uint16_t)s->id;
     uint32_t b = (uint32_t)(h >> 32) & s->bucket_mask;
     r->hnext = s->buckets[b];
     s->buckets[b] = r;
@@ -143,6 +149,10 @@ static void room_destroy(struct room_shard *s, struct room *r)
     ROOM_STAT_INC(s, rooms_destroyed);
     if (s->ops->room_closed != NULL)
         s->ops->room_closed(r->id, r->id_len, s->arg);
+    if (r->home != s->id) {
+        send_drop(s, r->home, r->id, r->id_len, r->routed_in, r->drop);
+        r->drop = NULL;
+    }
     /* Readers that resolved the room before it was unpublished may still
      * use it and its snapshot until their next quiescent state. */
     call_rcu(&r->rcu, room_free_rcu);
@@ -210,6 +220,7 @@ static void room_remove_info(struct room_shard *s, struct room *r, uint32_t i)
         (!(old.perms & ROOM_PERM_HIDDEN) && room_add_event(r, MSG_EV_LEAVE, old.pid) != 0))
         log_error("event=room_change_nomem pid=%u", old.pid);
     member_count(s, old.perms, -1);
+    atomic_fetch_sub_explicit(&s->sh->owned[s->id], 1, memory_order_relaxed);
     ROOM_STAT_INC(s, leaves);
     room_mark_dirty(s, r);
 }
@@ -293,6 +304,56 @@ static void send_reject(struct room_shard *s, const struct join_req *jr, uint32_
         frames = NULL;
     }
     send_ack(s, jr, code, NULL, 0, frames);
+}
+
+/* ------------------------------------- placement: the placed owner's side */
+
+void owner_reject(struct room_shard *s, const struct join_req *jr, uint32_t code,
+                  const char *reason, uint32_t retry_ms)
+{
+    send_reject(s, jr, code, reason, retry_ms);
+}
+
+struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr)
+{
+    if (s->in_buf != NULL && (const void *)s->in_buf->data == (const void *)jr)
+        return buf_ref(s->in_buf); /* sizeof(struct join_req) > sizeof(struct drop_msg) */
+    return buf_new(sizeof(struct drop_msg));
+}
+
+/* The end of a placed room (or a PLACE that made none), to its home
+ * (place.c owner_on_drop), in b (place_drop_buf; NULL: allocated here). */
+static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
+                      uint32_t routed, struct buf *b)
+{
+    if (b == NULL)
+        b = buf_new(sizeof(struct drop_msg));
+    if (b == NULL) {
+        log_error("event=room_drop_lost home=%u reason=nomem", home);
+        return;
+    }
+    struct drop_msg *dm = (struct drop_msg *)b->data;
+    memset(dm, 0, sizeof(*dm));
+    dm->from = (uint16_t)s->id;
+    dm->room_len = (uint8_t)len;
+    dm->routed = routed;
+    memcpy(dm->room, id, len);
+    b->len = sizeof(*dm);
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_DROP, &b, sizeof(b));
+    room_send_cls(s, home, &wm, WORKER_MSG_OWED); /* the home waits for it: no spill bound */
+}
+
+/* A PLACE join that made no room here: the home's placement goes. The
+ * DROP may go in jr's own buffer: jr is not used after this. */
+static void place_unused(struct room_shard *s, const struct join_req *jr)
+{
+    if (jr->route != ROUTE_PLACE)
+        return;
+    struct drop_msg dm = {.from = (uint16_t)s->id, .room_len = jr->room_len, .routed = 1};
+    memcpy(dm.room, jr->room, jr->room_len);
+    send_drop(s, room_owner_of(s->sh, dm.room, dm.room_len), dm.room, dm.room_len, 1,
+              place_drop_buf(s, jr));
 }
 
 /* ------------------------------------------------- gate (cluster, issue 18) */
@@ -381,10 +442,10 @@ bool room_shard_gate_open(struct room_shard *s, const uint8_t *room, size_t len,
         free(p);
     }
     uint64_t h;
-    return room_lookup(s, room, len, &h) != NULL;
+    return owner_room_find(s, room, len, &h) != NULL;
 }
 
-void owner_on_join(struct room_shard *s, const struct join_req *jr)
+void owner_apply_join(struct room_shard *s, const struct join_req *jr)
 {
     owner_join(s, jr, false);
 }
@@ -392,7 +453,7 @@ void owner_on_join(struct room_shard *s, const struct join_req *jr)
 static void owner_join(struct room_shard *s, const struct join_req *jr, bool gated)
 {
     uint64_t h;
-    struct room *r = room_lookup(s, jr->room, jr->room_len, &h);
+    struct room *r = owner_room_find(s, jr->room, jr->room_len, &h);
     /* Room-affine placement: a small room's joiner from another worker is
      * sent here with its connection (ROOM_JOIN_MOVE), so that the room's
      * fan-out stays on this core; it joins again from here. */
@@ -401,13 +462,17 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
         (r != NULL ? r->n_infos : 0) + 1 <= amax) {
         ROOM_STAT_INC(s, join_moves);
         send_ack(s, jr, ROOM_JOIN_MOVE, NULL, 0, NULL);
+        if (r == NULL)
+            place_unused(s, jr);
         return;
     }
     /* Trunk members (hidden, remote) are never gated: the trunk that
      * makes them already follows the room's home (docs/CLUSTER.md §2). */
     if (r == NULL && !gated && s->ops->gate != NULL &&
-        !(jr->perms & (ROOM_PERM_HIDDEN | ROOM_PERM_REMOTE)) && !gate_pass(s, jr))
+        !(jr->perms & (ROOM_PERM_HIDDEN | ROOM_PERM_REMOTE)) && !gate_pass(s, jr)) {
+        place_unused(s, jr); /* the bound is off in a cluster (relay.c): no PLACE here */
         return;
+    }
     if (r != NULL) {
         /* Count only the members not being replaced. */
         bool dup = false;
@@ -421,12 +486,27 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
             return;
         }
     } else {
-        int rc = room_create(s, jr->room, jr->room_len, h, &r);
+        /* A placed room holds its DROP from the start: its end cannot
+         * fail to allocate it (the home would wait for it forever). */
+        struct buf *drop = NULL;
+        int rc = 0;
+        if (jr->route == ROUTE_PLACE && (drop = place_drop_buf(s, jr)) == NULL)
+            rc = ROOST_ENOMEM;
+        if (rc == 0)
+            rc = room_create(s, jr->room, jr->room_len, h, &r);
+        if (rc == 0 && jr->route == ROUTE_PLACE) {
+            r->home = (uint16_t)room_owner_of(s->sh, jr->room, jr->room_len);
+            r->routed_in = 1;
+            r->drop = drop;
+            drop = NULL;
+        }
         if (rc != 0) {
+            buf_unref(drop);
             ROOM_STAT_INC(s, rejects_server_full);
             send_reject(s, jr, rc == ROOST_EFULL ? PROTO_ERR_SERVER_FULL : PROTO_ERR_INTERNAL,
                         rc == ROOST_EFULL ? "server has no room for another room" : "out of memory",
                         5000);
+            place_unused(s, jr); /* last: the DROP may reuse jr's buffer */
             return;
         }
     }
@@ -475,14 +555,15 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
     r->infos[r->n_infos++] = in;
     r->acks[r->n_acks++] = in;
     member_count(s, in.perms, 1);
+    atomic_fetch_add_explicit(&s->sh->owned[s->id], 1, memory_order_relaxed);
     ROOM_STAT_INC(s, joins);
     room_mark_dirty(s, r);
 }
 
-void owner_on_leave(struct room_shard *s, const struct leave_req *lr)
+void owner_apply_leave(struct room_shard *s, const struct leave_req *lr)
 {
     uint64_t h;
-    struct room *r = room_lookup(s, lr->room, lr->room_len, &h);
+    struct room *r = owner_room_find(s, lr->room, lr->room_len, &h);
     if (r == NULL) {
         if (s->parked != NULL)
             gate_drop(s, lr);
@@ -727,7 +808,7 @@ uint32_t room_shard_census(struct room_shard *s, const uint8_t *room, size_t len
     memset(by_prefix, 0, 256 * sizeof(*by_prefix));
     *hidden = 0;
     uint64_t h;
-    struct room *r = room_lookup(s, room, len, &h);
+    struct room *r = owner_room_find(s, room, len, &h);
     if (r == NULL)
         return 0;
     for (uint32_t i = 0; i < r->n_infos; i++) {

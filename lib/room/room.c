@@ -32,6 +32,7 @@ int room_shared_new(struct room_shared **out, unsigned n_workers, const struct r
     sh->lim.prefill_ms = lim ? lim->prefill_ms : 0;
     sh->lim.pid_prefix = lim ? lim->pid_prefix : 0;
     sh->lim.affinity_max_members = lim ? lim->affinity_max_members : 0;
+    sh->lim.owner_share_max = lim ? lim->owner_share_max : 0;
     sh->lim.keyframe_sender_bytes = lim && lim->keyframe_sender_bytes
                                         ? lim->keyframe_sender_bytes
                                         : ROOM_DEFAULT_KEYFRAME_SENDER_BYTES;
@@ -131,7 +132,9 @@ int room_shard_new(struct room_shard **out, struct room_shared *sh, struct worke
         nb *= 2;
     s->buckets = calloc(nb, sizeof(*s->buckets));
     s->scratch = malloc(sizeof(*s->scratch));
-    if (s->buckets == NULL || s->scratch == NULL) {
+    s->placed = calloc(256, sizeof(*s->placed));
+    s->placed_mask = 255;
+    if (s->buckets == NULL || s->scratch == NULL || s->placed == NULL) {
         room_shard_del(s);
         return ROOST_ENOMEM;
     }
@@ -152,7 +155,9 @@ void room_shard_del(struct room_shard *s)
         return;
     if (s->buckets != NULL)
         owner_free_rooms(s);
+    place_free(s);
     free(s->buckets);
+    free(s->placed);
     free(s->mslots);
     free(s->mgens);
     free(s->mfree);

@@ -81,6 +81,13 @@ struct room_limits {
      * room that would then have at most this many members is answered
      * ROOM_JOIN_MOVE instead of being applied; 0: off. */
     uint32_t affinity_max_members;
+    /* Owner load bound (issue 14): a worker that owns rooms holding more
+     * than this percentage of the relay's participants is "over"; a new
+     * room whose id hashes to an over worker is created on the first
+     * worker the next hashes name that is not over (docs/OPERATIONS.md
+     * "Owner load bound"); rooms already live stay. 0: off. Not for a
+     * relay in a cluster (its gate and trunks name rooms by hash owner). */
+    uint32_t owner_share_max;
 };
 
 /* ops->joined's code for "join on the owner's worker instead": nothing was
@@ -160,6 +167,10 @@ struct room_stats {
     uint64_t quality_sent;      /* QUALITY messages delivered */
     uint64_t kf_caches;         /* gauge: live keyframe caches (made at a first frame) */
     uint64_t join_moves;        /* joins answered ROOM_JOIN_MOVE (affinity), on the owner */
+    uint64_t rooms_placed;      /* new rooms sent to another worker (owner load bound), home */
+    uint64_t routed;            /* JOIN/LEAVE routed by a home to a placed room's owner */
+    uint64_t bounced;           /* routed messages that found the room gone, sent back */
+    uint64_t route_lost;        /* JOIN/LEAVE a home could not send to a placed owner */
 };
 
 /* Process-wide state: the hash key, limits and the per-owner room slot
@@ -168,7 +179,9 @@ struct room_stats {
 int room_shared_new(struct room_shared **out, unsigned n_workers, const struct room_limits *lim);
 /* Frees it; every shard must be gone and rcu_barrier() done. Accepts NULL. */
 void room_shared_del(struct room_shared *sh);
-/* The worker owning a room id. Any thread. */
+/* The worker a room id hashes to: its home, where every JOIN and LEAVE
+ * goes first. It owns the room unless the owner load bound placed the room
+ * on another worker (room_member_owner names that one). Any thread. */
 unsigned room_shared_owner(const struct room_shared *sh, const uint8_t *room_id, size_t len);
 /* Live rooms and participants, server-wide (relaxed counters). Participants
  * are this relay's own members; the trunks' hidden and remote members

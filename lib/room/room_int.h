@@ -5,9 +5,12 @@
  * The files of the module and what each calls (no cycle; each arrow is
  * "calls a function defined in"):
  *
- *   room.c     (shared/shard lifecycle, stats)   -> dispatch.c, owner.c
- *   dispatch.c (the message switch, the handler) -> owner.c, member.c,
+ *   room.c     (shared/shard lifecycle, stats)   -> dispatch.c, owner.c,
+ *                                                   place.c
+ *   dispatch.c (the message switch, the handler) -> place.c, member.c,
  *                                                   fanout.c, quality.c
+ *   place.c    (owner load bound: routing JOIN/LEAVE home <-> placed
+ *               owner, DROP)                      -> owner.c
  *   owner.c    (room table, joins/leaves, snapshots, JOINED/EVENTS)
  *   member.c   (members, join/leave requests, answers, events, replaced,
  *               keyframe requests, keyframe cache views and replay)
@@ -55,6 +58,17 @@ enum {
     ROOM_MSG_QREPORT, /* member worker -> owner: struct qreport_hdr + entries in a buf */
     ROOM_MSG_QSUM,    /* owner -> publisher worker: struct qsum_entry[] in a buf */
     ROOM_MSG_QFAR,    /* owner -> hidden member's worker: struct qfar_hdr + entries in a buf */
+    ROOM_MSG_DROP,    /* placed owner -> home: struct drop_msg in a buf (place.c) */
+};
+
+/* How a JOIN or LEAVE reached an owner (place.c): straight
+ * from the member's worker to the room's home (the hash owner), or from
+ * the home to the worker it placed the room on, or back from there. */
+enum {
+    ROUTE_DIRECT = 0,
+    ROUTE_PLACE,  /* home -> chosen owner: create the room here */
+    ROUTE_FWD,    /* home -> placed owner: the room lives there */
+    ROUTE_BOUNCE, /* placed owner -> home: the room was gone already */
 };
 
 #define IDENTITY_MAX 64
@@ -87,6 +101,9 @@ struct room_shared {
     _Atomic int64_t rooms;         /* live rooms, server-wide (control path only) */
     _Atomic int64_t participants;  /* members in rooms, server-wide, trunk members not */
     _Atomic int64_t trunk_members; /* hidden and remote members (relay/trunk.c), server-wide */
+    /* Members in the rooms each worker owns (owner.c; relaxed, read by
+     * the homes choosing where a new room goes). */
+    _Atomic int64_t owned[WORKER_MAX];
     /* Keyframe caches: kfdir[w][chunk][i] is the view published by the
      * member in slot chunk*KFDIR_CHUNK+i of worker w. Chunks and views are
      * written by worker w only (rcu_assign_pointer), read by any worker. */
@@ -127,6 +144,14 @@ struct room {
     struct room *onext, *oprev; /* the shard's list of owned rooms (quality tick) */
     struct room *dirty_next;
     bool dirty;
+    /* Placement: the home (hash owner) of a room placed here from there,
+     * and how many of the home's routed JOIN/LEAVE (PLACE + FWD) reached
+     * it; both go back in the DROP when the room goes. */
+    uint16_t home;
+    uint32_t routed_in;
+    /* A placed room's DROP, allocated when the room was made (the PLACE
+     * JOIN's own buffer): the room's end never fails to allocate it. */
+    struct buf *drop;
 
     struct room_info *infos; /* current members (pending changes applied) */
     uint32_t n_infos, cap_infos;
@@ -213,6 +238,14 @@ struct room_shard {
     uint32_t pid_wraps;
     /* Joins waiting for ops->gate (owner.c), in arrival order. */
     struct parked_join *parked, **parked_tail;
+    /* Rooms hashing here that live on another worker (owner.c placement),
+     * by the hash's high bits. */
+    struct placement **placed;
+    uint32_t placed_mask;
+    /* The buffer of the JOIN or LEAVE being handled (dispatch.c), or NULL:
+     * a placed owner reuses it for the DROP and the BOUNCE it sends, so
+     * that neither allocates. */
+    struct buf *in_buf;
 
     struct msg *scratch; /* large (lists of 200); control path only */
     /* Quality tick scratch (quality.c): grown, never shrunk, freed with the
@@ -232,8 +265,10 @@ struct room_shard {
 
     /* The seam of the owner tests (test_owner): when set, room_send hands
      * control messages here instead of to the runtime, and the hook takes
-     * over their references. NULL in the relay. Never on the media path. */
-    void (*send_hook)(void *arg, unsigned to, struct worker_msg *wm);
+     * over their references; a hook returning non-zero refused the message
+     * as worker_send can (the sender releases it). NULL in the relay. Never
+     * on the media path. */
+    int (*send_hook)(void *arg, unsigned to, struct worker_msg *wm);
     void *send_hook_arg;
 };
 
@@ -245,6 +280,7 @@ struct join_req {
     uint16_t worker;
     uint8_t perms, room_len, ident_len, name_len;
     uint8_t movable; /* the joiner's endpoint can change workers (affinity) */
+    uint8_t route;   /* ROUTE_* */
     uint8_t room[ROOM_ID_MAX];
     uint8_t identity[IDENTITY_MAX];
     uint8_t name[DISPLAY_NAME_MAX];
@@ -264,6 +300,17 @@ struct leave_req {
     uint32_t slot, gen; /* the member's handle: remote members are matched by it */
     uint16_t worker;
     uint8_t room_len;
+    uint8_t route; /* ROUTE_* */
+    uint8_t room[ROOM_ID_MAX];
+};
+
+/* A placed room is gone from its owner (or was never made there): routed
+ * messages counts the PLACE and FWD messages that reached it, so the home
+ * knows how many more are coming back (ROUTE_BOUNCE). */
+struct drop_msg {
+    uint16_t from;
+    uint8_t room_len;
+    uint32_t routed;
     uint8_t room[ROOM_ID_MAX];
 };
 
@@ -353,6 +400,7 @@ static inline bool room_msg_release(const struct worker_msg *wm)
     case ROOM_MSG_QREPORT:
     case ROOM_MSG_QSUM:
     case ROOM_MSG_QFAR:
+    case ROOM_MSG_DROP:
         memcpy(&b, wm->u.bytes, sizeof(b));
         buf_unref(b);
         return true;
@@ -380,20 +428,25 @@ static inline bool room_msg_release(const struct worker_msg *wm)
  * the local FIFO delivers it in the message phase, never on the sender's
  * stack, so a local join runs in the same order as a remote one. Control
  * spills when a ring is full; past the spill queue's hard bound it is
- * logged and released (lib/core/worker.h). A member's own requests go
- * through room_send_req instead. */
-static inline void room_send(struct room_shard *s, unsigned to, struct worker_msg *wm)
+ * logged and released (lib/core/worker.h); the error is returned for the
+ * senders that must not lose the message silently (place.c). A member's
+ * own requests go through room_send_req instead. */
+static inline int room_send_cls(struct room_shard *s, unsigned to, struct worker_msg *wm,
+                                enum worker_msg_class cls)
 {
-    if (s->send_hook != NULL) {
-        s->send_hook(s->send_hook_arg, to, wm);
-        return;
-    }
-    int rc = worker_send(s->w, to, wm, WORKER_MSG_CONTROL);
+    int rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, to, wm)
+                                  : worker_send(s->w, to, wm, cls);
     if (rc != 0) {
         log_error("event=room_msg_send_failed type=0x%x to=%u err=\"%s\"", wm->type, to,
                   roost_strerror(rc));
         room_msg_release(wm);
     }
+    return rc;
+}
+
+static inline int room_send(struct room_shard *s, unsigned to, struct worker_msg *wm)
+{
+    return room_send_cls(s, to, wm, WORKER_MSG_CONTROL);
 }
 
 /* A request of a member (JOIN, KEYFRAME_REQUEST): refused with ROOST_EFULL
@@ -402,11 +455,8 @@ static inline void room_send(struct room_shard *s, unsigned to, struct worker_ms
  * queue. On an error the message's references are released. */
 static inline int room_send_req(struct room_shard *s, unsigned to, struct worker_msg *wm)
 {
-    if (s->send_hook != NULL) {
-        s->send_hook(s->send_hook_arg, to, wm);
-        return 0;
-    }
-    int rc = worker_send(s->w, to, wm, WORKER_MSG_REQUEST);
+    int rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, to, wm)
+                                  : worker_send(s->w, to, wm, WORKER_MSG_REQUEST);
     if (rc != 0)
         room_msg_release(wm);
     return rc;
@@ -450,9 +500,27 @@ static inline struct room_member *room_member_resolve(struct room_shard *s, uint
 /* dispatch.c: registers the shard's handler for ROOM_MSG_FIRST..LAST. */
 int room_dispatch_register(struct room_shard *s);
 
-/* owner.c */
+/* place.c: the owner side's entry points. A JOIN or LEAVE is routed
+ * (home -> placed owner, or back) or applied here (owner_apply_*). */
 void owner_on_join(struct room_shard *s, const struct join_req *jr);
 void owner_on_leave(struct room_shard *s, const struct leave_req *lr);
+void owner_on_drop(struct room_shard *s, const struct drop_msg *dm);
+/* Frees the home's placements and what waits in them (room_shard_del). */
+void place_free(struct room_shard *s);
+
+/* owner.c */
+void owner_apply_join(struct room_shard *s, const struct join_req *jr);
+void owner_apply_leave(struct room_shard *s, const struct leave_req *lr);
+/* Answers jr with JOIN_REJECTED (code, reason, retry after retry_ms). */
+void owner_reject(struct room_shard *s, const struct join_req *jr, uint32_t code,
+                  const char *reason, uint32_t retry_ms);
+/* The buffer the DROP of a room placed here from jr's home goes in: the
+ * JOIN's own (s->in_buf, one more reference) when jr is in it, else a new
+ * one; NULL when none could be had. */
+struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr);
+/* The room with this id owned here, or NULL; *hash_out: its siphash. */
+struct room *owner_room_find(struct room_shard *s, const uint8_t *id, size_t len,
+                             uint64_t *hash_out);
 /* Frees every room this shard owns (room_shard_del: no reader is left). */
 void owner_free_rooms(struct room_shard *s);
 /* A join waiting for ops->gate to open its room (owner side). */

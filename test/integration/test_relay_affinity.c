@@ -10,7 +10,12 @@
  *                later joiners stay), still exactly once;
  *   churn:       joiners that close at once (before, during or after their
  *                move) leave nothing behind: no room, no participant, no
- *                connection, every buffer returned. */
+ *                connection, every buffer returned;
+ *   owner bound: with [limits] owner_share_max, a room hashing to a worker
+ *                that owns more than its share is made on the other worker
+ *                (its joins answered from there), the room that was live
+ *                stays; delivery exact in both, with and without
+ *                affinity; nothing left after. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -210,12 +215,122 @@ static void test_affinity_churn(void **state)
     assert_int_equal(buf_live(), base);
 }
 
+static bool p_left(void *arg)
+{
+    struct relay *r = arg;
+    struct relay_stats st;
+    relay_stats(r, &st);
+    return st.participants == 0 && st.rooms == 0;
+}
+
+static uint64_t rooms_created(struct relay *r, unsigned w)
+{
+    struct relay_worker_stats ws;
+    relay_worker_stats(r, w, &ws);
+    return ws.room.rooms_created;
+}
+
+/* The n-th (from 0) room id of the form prefix-i whose hash owner is w. */
+static void room_on(struct relay *r, unsigned w, unsigned n, const char *prefix, char *out,
+                    size_t cap)
+{
+    for (unsigned i = 0, found = 0;; i++) {
+        snprintf(out, cap, "%s-%u", prefix, i);
+        if (relay_room_owner(r, out, strlen(out)) == w && found++ == n)
+            return;
+    }
+}
+
+static void run_bound(unsigned amax)
+{
+    enum { S = 3, K = 20, N = 2 * S };
+    int64_t base = buf_live();
+    struct test_relay tr;
+    struct relay_config cfg = {.n_workers = 2, .owner_share_max = 50, .affinity_max_members = amax};
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    struct roost_client *cl;
+    assert_int_equal(test_client_new(&cl), 0);
+    struct part *v = calloc(N, sizeof(*v));
+    assert_non_null(v);
+    char rooms[2][32];
+    room_on(tr.r, 0, 0, "bound", rooms[0], sizeof(rooms[0]));
+    room_on(tr.r, 0, 1, "bound", rooms[1], sizeof(rooms[1]));
+    for (unsigned i = 0; i < N; i++) {
+        struct part *p = &v[i];
+        snprintf(p->room, sizeof(p->room), "%s", rooms[i / S]);
+        snprintf(p->name, sizeof(p->name), "b-%u", i);
+        test_token(&tr, p->room, p->name, TOKEN_PERM_ALL, 0, 600, p->token, sizeof(p->token));
+        assert_int_equal(part_connect(cl, tr.port, p), 0);
+        struct parts one = {p, 1};
+        assert_true(echo_client_until(cl, all_answered, &one, WAIT_MS));
+        assert_true(p->joined);
+    }
+    /* The first room is worker 0's; then worker 0 owns every participant
+     * (over 50%), so the second, also hashing to 0, was made on worker 1. */
+    assert_int_equal(rooms_created(tr.r, 0), 1);
+    assert_int_equal(rooms_created(tr.r, 1), 1);
+    struct relay_worker_stats w0;
+    relay_worker_stats(tr.r, 0, &w0);
+    /* With affinity, a first joiner on worker 0 is answered MOVE by worker
+     * 1 (the placement goes) and is placed again from worker 1. */
+    assert_true(w0.room.rooms_placed >= 1 && w0.room.rooms_placed <= (amax ? 2u : 1u));
+    for (unsigned k = 0; k < K; k++) {
+        for (unsigned i = 0; i < N; i++)
+            assert_int_equal(part_send(&v[i], i * 1000 + k), 0);
+        roost_client_step(cl, 1);
+    }
+    struct deliv d = {v, N, (S - 1) * K};
+    assert_true(echo_client_until(cl, delivered, &d, WAIT_MS));
+    for (int i = 0; i < 20; i++) /* anything extra would arrive now */
+        roost_client_step(cl, 5);
+    for (unsigned m = 0; m < N; m++) {
+        struct part *p = &v[m];
+        assert_int_equal(p->n_media, (S - 1) * K);
+        uint8_t *seen = calloc((size_t)N * K, 1);
+        for (uint32_t k = 0; k < p->n_media; k++) {
+            uint32_t idx = p->media[k].seq / 1000, q = p->media[k].seq % 1000;
+            assert_true(idx < N && q < K);
+            assert_int_equal(idx / S, m / S);
+            assert_int_not_equal(idx, m);
+            assert_int_equal(p->media[k].sender, v[idx].pid);
+            assert_int_equal(seen[idx * K + q], 0);
+            seen[idx * K + q] = 1;
+        }
+        free(seen);
+    }
+    struct relay_stats st;
+    relay_stats(tr.r, &st);
+    printf("# bound amax=%u moved=%llu fanout_sent=%llu\n", amax,
+           (unsigned long long)handoffs_in(tr.r, 2), (unsigned long long)st.fanout_sent);
+    assert_int_equal(st.joins_ok, N);
+    assert_int_equal(st.participants, N);
+    for (unsigned i = 0; i < N; i++)
+        part_leave(&v[i]);
+    assert_true(echo_client_until(cl, p_left, tr.r, WAIT_MS));
+    roost_client_del(cl);
+    free(v);
+    test_relay_stop(&tr);
+    assert_int_equal(buf_live(), base);
+}
+
+static void test_owner_bound(void **state)
+{
+    (void)state;
+    run_bound(0);
+}
+
+static void test_owner_bound_affinity(void **state)
+{
+    (void)state;
+    run_bound(8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_affinity_small_rooms),
-        cmocka_unit_test(test_affinity_large_room),
-        cmocka_unit_test(test_affinity_churn),
+        cmocka_unit_test(test_affinity_small_rooms), cmocka_unit_test(test_affinity_large_room),
+        cmocka_unit_test(test_affinity_churn),       cmocka_unit_test(test_owner_bound),
+        cmocka_unit_test(test_owner_bound_affinity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,11 +50,12 @@ struct env {
 
 static struct env E;
 
-static void capture(void *arg, unsigned to, struct worker_msg *wm)
+static int capture(void *arg, unsigned to, struct worker_msg *wm)
 {
     (void)arg;
     assert_true(E.n_sent < CAP_MAX);
     E.sent[E.n_sent++] = (struct sent){.to = to, .wm = *wm};
+    return 0;
 }
 
 /* Releases what was captured (the hook took the references). */

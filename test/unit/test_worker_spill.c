@@ -2,7 +2,8 @@
  * stalled, a producer's REQUESTs to it are refused with ROOST_EFULL once
  * spill_max wait, other control messages once WORKER_SPILL_HARD_X times
  * that; the refusal is per destination (another worker still takes both);
- * the producer polls its spill queue instead of spinning; once the
+ * an OWED message still goes past the hard bound; the producer polls its
+ * spill queue instead of spinning; once the
  * consumer runs again everything that was accepted arrives, in order.
  *
  * Worker threads record into atomics; the main thread asserts. */
@@ -35,7 +36,7 @@ static struct {
     sem_t release;
     _Atomic int blocked, filled;
     _Atomic uint64_t n_req, n_ctl, rx, order_err, rx_w2;
-    _Atomic int req_rc, ctl_rc, w2_req_rc, w2_ctl_rc;
+    _Atomic int req_rc, ctl_rc, w2_req_rc, w2_ctl_rc, owed_rc;
     uint64_t next; /* w1 only */
 } C;
 
@@ -76,6 +77,14 @@ static void on_msg(struct worker *w, const struct worker_msg *m, void *arg)
         }
         atomic_store(&C.ctl_rc, rc);
         atomic_store(&C.n_ctl, seq - req);
+        /* OWED: past the hard bound, still queued (in order). */
+        int orc = 0;
+        for (unsigned k = 0; k < 3; k++) {
+            d.u.u64[0] = seq;
+            orc |= worker_send(w, 1, &d, WORKER_MSG_OWED);
+            seq++;
+        }
+        atomic_store(&C.owed_rc, orc);
         /* Another destination is not affected. */
         d.u.u64[0] = 0;
         atomic_store(&C.w2_req_rc, worker_send(w, 2, &d, WORKER_MSG_REQUEST));
@@ -137,6 +146,7 @@ static void test_spill_bound(void **state)
     uint64_t n_req = atomic_load(&C.n_req), n_ctl = atomic_load(&C.n_ctl);
     assert_int_equal(atomic_load(&C.req_rc), ROOST_EFULL);
     assert_int_equal(atomic_load(&C.ctl_rc), ROOST_EFULL);
+    assert_int_equal(atomic_load(&C.owed_rc), 0);
     assert_true(n_req >= SPILL_MAX && n_req <= RING_CAP + SPILL_MAX);
     assert_int_equal(n_req + n_ctl, n_req - SPILL_MAX + WORKER_SPILL_HARD_X * SPILL_MAX);
     assert_int_equal(atomic_load(&C.w2_req_rc), 0);
@@ -144,7 +154,7 @@ static void test_spill_bound(void **state)
     struct worker_stats st;
     worker_pool_stats(p, 0, &st);
     assert_int_equal(st.spill_full, 2);
-    assert_int_equal(st.ring_spills, WORKER_SPILL_HARD_X * SPILL_MAX);
+    assert_int_equal(st.ring_spills, WORKER_SPILL_HARD_X * SPILL_MAX + 3);
 
     /* While w0 has spilled messages it polls every WORKER_SPILL_POLL_MS:
      * its turns follow the clock, not the CPU (a spinning loop turns
@@ -158,7 +168,7 @@ static void test_spill_bound(void **state)
 
     /* Released: everything accepted arrives, in order. */
     sem_post(&C.release);
-    uint64_t want = n_req + n_ctl, t1 = now_ms();
+    uint64_t want = n_req + n_ctl + 3, t1 = now_ms();
     while ((atomic_load(&C.rx) < want || atomic_load(&C.rx_w2) < 2) && now_ms() - t1 < WAIT_MS)
         usleep(1000);
     assert_int_equal(atomic_load(&C.rx), want);

@@ -1,0 +1,355 @@
+/* Rooms, placement (the owner load bound, room_limits.owner_share_max):
+ * where the owner side's JOIN, LEAVE and DROP messages go before owner.c
+ * applies them.
+ *
+ * Every JOIN and LEAVE goes to the room's home, the worker its id hashes
+ * to. Normally the home owns the room. With the owner load bound
+ * (room_limits.owner_share_max) a home that is over its share creates no
+ * new room itself: it picks the first worker the next hashes of the id
+ * name that is not over either, remembers the placement and routes the
+ * JOIN there (ROUTE_PLACE); every later JOIN and LEAVE for the room goes
+ * the same way (ROUTE_FWD), behind the first in the same ring. The placed
+ * owner answers the joiners itself (their member then names it as owner:
+ * fan-out, quality and presence never pass the home).
+ *
+ * When the placed room goes (or the PLACE made none: affinity, full), its
+ * owner sends the home a DROP with the number of routed messages that
+ * reached it. Those sent after that count find no room and come back
+ * (ROUTE_BOUNCE), behind the DROP. Until all are back the placement drains:
+ * messages arriving meanwhile wait (they are newer than the bounced ones);
+ * then the placement goes and the bounced ones, then the waiting ones, are
+ * handled in order as if they had just arrived (a new room may be placed).
+ * So a member's JOIN and LEAVE reach the room's one owner in their order,
+ * and two owners never hold the same room. */
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "proto/errcode.h"
+#include "room/room_int.h"
+
+struct parked_msg {
+    struct parked_msg *next;
+    bool is_join;
+    union {
+        struct join_req jr;
+        struct leave_req lr;
+    } u;
+};
+
+struct placement {
+    struct placement *next;
+    uint64_t hash;
+    uint8_t id_len;
+    uint8_t id[ROOM_ID_MAX];
+    uint16_t at;     /* the owner it was placed on */
+    uint32_t routed; /* PLACE + FWD sent there */
+    bool draining;   /* DROP came; `pending` routed messages are coming back */
+    uint32_t pending;
+    struct parked_msg *back, **back_tail;   /* bounced, in order */
+    struct parked_msg *later, **later_tail; /* arrived while draining */
+};
+
+static void parked_list_free(struct parked_msg *pm)
+{
+    while (pm != NULL) {
+        struct parked_msg *next = pm->next;
+        free(pm);
+        pm = next;
+    }
+}
+
+void place_free(struct room_shard *s)
+{
+    if (s->placed == NULL)
+        return;
+    for (uint32_t b = 0; b <= s->placed_mask; b++) {
+        while (s->placed[b] != NULL) {
+            struct placement *p = s->placed[b];
+            s->placed[b] = p->next;
+            parked_list_free(p->back);
+            parked_list_free(p->later);
+            free(p);
+        }
+    }
+}
+
+static struct placement **placement_ref(struct room_shard *s, const uint8_t *id, size_t len,
+                                        uint64_t h)
+{
+    struct placement **pp = &s->placed[(h >> 32) & s->placed_mask];
+    for (; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->id_len == len && memcmp((*pp)->id, id, len) == 0)
+            return pp;
+    return pp;
+}
+
+/* Whether worker w owns more than its share of the relay's participants. */
+static bool owner_over(const struct room_shared *sh, unsigned w)
+{
+    int64_t own = atomic_load_explicit(&sh->owned[w], memory_order_relaxed);
+    int64_t all = atomic_load_explicit(&sh->participants, memory_order_relaxed);
+    return own * 100 > (int64_t)sh->lim.owner_share_max * all;
+}
+
+/* Where a new room hashing here goes: here, unless this worker is over its
+ * share; then the first of the next hashes of the id (the hash key with
+ * the round number mixed in) that names a worker not over; when none of 2N
+ * rounds does, the next worker in id order that is not over; here when
+ * every worker is over. */
+static unsigned place_choose(const struct room_shard *s, const uint8_t *id, size_t len)
+{
+    const struct room_shared *sh = s->sh;
+    if (sh->lim.owner_share_max == 0 || sh->n_workers < 2 || !owner_over(sh, s->id))
+        return s->id;
+    for (unsigned k = 1; k <= 2 * sh->n_workers; k++) {
+        struct hash_key kk = sh->key;
+        kk.bytes[0] ^= (uint8_t)k;
+        kk.bytes[1] ^= (uint8_t)(k >> 8);
+        unsigned c = hash_owner(&kk, id, len, sh->n_workers);
+        if (c != s->id && !owner_over(sh, c))
+            return c;
+    }
+    for (unsigned k = 1; k < sh->n_workers; k++) { /* the hashes kept naming busy ones */
+        unsigned c = (s->id + k) % sh->n_workers;
+        if (!owner_over(sh, c))
+            return c;
+    }
+    return s->id;
+}
+
+/* One routed JOIN or LEAVE, whichever it is. */
+struct rmsg {
+    const struct join_req *jr;
+    const struct leave_req *lr;
+};
+
+static const uint8_t *rmsg_room(const struct rmsg *m, size_t *len)
+{
+    *len = m->jr ? m->jr->room_len : m->lr->room_len;
+    return m->jr ? m->jr->room : m->lr->room;
+}
+
+/* Sends m to `to` with its route set. A bounce or a LEAVE goes in the
+ * message's own buffer (s->in_buf) when m is in it, so that it needs no
+ * allocation, and is never refused for the spill bound (WORKER_MSG_OWED:
+ * the home waits for a bounce; a lost LEAVE leaves a ghost member; their
+ * number follows JOINs admitted already). A JOIN is copied into a new
+ * buffer (the home still needs it if the send fails). Returns 0, or the
+ * error: then nothing went. */
+static int rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, uint8_t route)
+{
+    bool owed = route == ROUTE_BOUNCE || m->lr != NULL;
+    const void *src = m->jr ? (const void *)m->jr : (const void *)m->lr;
+    uint32_t len = m->jr ? (uint32_t)sizeof(*m->jr) : (uint32_t)sizeof(*m->lr);
+    struct buf *b;
+    if (owed && s->in_buf != NULL && (const void *)s->in_buf->data == src) {
+        b = buf_ref(s->in_buf);
+    } else {
+        b = buf_new(len);
+        if (b == NULL)
+            return ROOST_ENOMEM;
+        memcpy(b->data, src, len);
+        b->len = len;
+    }
+    if (m->jr)
+        ((struct join_req *)b->data)->route = route;
+    else
+        ((struct leave_req *)b->data)->route = route;
+    struct worker_msg wm;
+    room_msg_put(&wm, m->jr ? ROOM_MSG_JOIN : ROOM_MSG_LEAVE, &b, sizeof(b));
+    return room_send_cls(s, to, &wm, owed ? WORKER_MSG_OWED : WORKER_MSG_CONTROL);
+}
+
+/* A routed JOIN or LEAVE the home could not send to the placed owner. It
+ * is not counted, so the DROP's count still matches and the placement
+ * still drains. The joiner is told to try again; a LEAVE (OWED, in its
+ * own buffer) fails only when a spill queue cannot grow: it is logged. */
+static void route_lost(struct room_shard *s, const struct rmsg *m, unsigned to, int rc)
+{
+    ROOM_STAT_INC(s, route_lost);
+    if (m->jr) {
+        log_error("event=room_route_lost kind=join pid=%u to=%u err=\"%s\"", m->jr->pid, to,
+                  roost_strerror(rc));
+        owner_reject(s, m->jr, PROTO_ERR_SERVER_FULL, "room owner busy, try again", 1000);
+    } else {
+        log_error("event=room_route_lost kind=leave pid=%u to=%u err=\"%s\"", m->lr->pid, to,
+                  roost_strerror(rc));
+    }
+}
+
+static int rmsg_park(struct parked_msg ***tail, const struct rmsg *m)
+{
+    struct parked_msg *pm = calloc(1, sizeof(*pm));
+    if (pm == NULL)
+        return ROOST_ENOMEM;
+    pm->is_join = m->jr != NULL;
+    if (m->jr) {
+        pm->u.jr = *m->jr;
+        pm->u.jr.route = ROUTE_DIRECT;
+    } else {
+        pm->u.lr = *m->lr;
+        pm->u.lr.route = ROUTE_DIRECT;
+    }
+    **tail = pm;
+    *tail = &pm->next;
+    return 0;
+}
+
+static void route_in(struct room_shard *s, const struct rmsg *m);
+
+/* Every routed message is back: the placement goes, and what waited is
+ * handled in order (bounced first: they are older). */
+static void placement_settle(struct room_shard *s, struct placement **pp)
+{
+    struct placement *p = *pp;
+    *pp = p->next;
+    struct parked_msg *q = p->back;
+    if (q != NULL)
+        *p->back_tail = p->later;
+    else
+        q = p->later;
+    free(p);
+    while (q != NULL) {
+        struct parked_msg *pm = q;
+        q = pm->next;
+        struct rmsg m = {.jr = pm->is_join ? &pm->u.jr : NULL,
+                         .lr = pm->is_join ? NULL : &pm->u.lr};
+        route_in(s, &m);
+        free(pm);
+    }
+}
+
+void owner_on_drop(struct room_shard *s, const struct drop_msg *dm)
+{
+    uint64_t h = hash_siphash24(&s->sh->key, dm->room, dm->room_len);
+    struct placement **pp = placement_ref(s, dm->room, dm->room_len, h);
+    struct placement *p = *pp;
+    if (p == NULL || p->draining || p->at != dm->from || dm->routed > p->routed) {
+        log_error("event=room_drop_unexpected from=%u", dm->from);
+        return;
+    }
+    p->draining = true;
+    p->pending = p->routed - dm->routed;
+    p->back_tail = &p->back;
+    p->later_tail = &p->later;
+    if (p->pending == 0)
+        placement_settle(s, pp);
+}
+
+/* The home's side: routes m to the room's placed owner, parks it while a
+ * placement drains, or places a new room. Returns false when the message
+ * is for this worker to apply. */
+static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route)
+{
+    size_t len;
+    const uint8_t *id = rmsg_room(m, &len);
+    uint64_t h;
+    struct room *r = owner_room_find(s, id, len, &h);
+    struct placement **pp = placement_ref(s, id, len, h);
+    struct placement *p = *pp;
+    if (route == ROUTE_BOUNCE) {
+        if (p == NULL || !p->draining) {
+            log_error("event=room_bounce_unexpected");
+            return false;
+        }
+        if (rmsg_park(&p->back_tail, m) != 0)
+            log_error("event=room_route_lost kind=bounce reason=nomem");
+        if (--p->pending == 0)
+            placement_settle(s, pp);
+        return true;
+    }
+    if (p != NULL) {
+        if (p->draining) {
+            if (rmsg_park(&p->later_tail, m) != 0)
+                log_error("event=room_route_lost kind=park reason=nomem");
+            return true;
+        }
+        int rc = rmsg_send(s, p->at, m, ROUTE_FWD);
+        if (rc != 0) {
+            route_lost(s, m, p->at, rc);
+            return true;
+        }
+        p->routed++; /* only what went: the DROP counts what arrived */
+        ROOM_STAT_INC(s, routed);
+        return true;
+    }
+    if (r != NULL || m->jr == NULL)
+        return false;
+    unsigned at = place_choose(s, id, len);
+    if (at == s->id)
+        return false;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return false; /* created here, as without the bound */
+    int rc = rmsg_send(s, at, m, ROUTE_PLACE);
+    if (rc != 0) {
+        log_error("event=room_place_failed to=%u err=\"%s\"", at, roost_strerror(rc));
+        free(p);
+        return false; /* likewise */
+    }
+    p->hash = h;
+    p->id_len = (uint8_t)len;
+    memcpy(p->id, id, len);
+    p->at = (uint16_t)at;
+    p->routed = 1;
+    *pp = p;
+    ROOM_STAT_INC(s, rooms_placed);
+    return true;
+}
+
+/* A routed message on the placed owner's side: for its room if the room is
+ * here (counted), else back to the home. Returns false when the message is
+ * for this worker to apply. */
+static bool route_placed(struct room_shard *s, const struct rmsg *m, uint8_t route, unsigned home)
+{
+    size_t len;
+    const uint8_t *id = rmsg_room(m, &len);
+    uint64_t h;
+    struct room *r = owner_room_find(s, id, len, &h);
+    if (r != NULL) {
+        r->routed_in++;
+        return false;
+    }
+    if (route == ROUTE_PLACE && m->jr != NULL)
+        return false; /* owner_join makes the room (or sends the DROP) */
+    ROOM_STAT_INC(s, bounced);
+    int rc = rmsg_send(s, home, m, ROUTE_BOUNCE);
+    if (rc != 0)
+        log_error("event=room_bounce_lost home=%u err=\"%s\"", home, roost_strerror(rc));
+    return true;
+}
+
+static void route_in(struct room_shard *s, const struct rmsg *m)
+{
+    size_t len;
+    const uint8_t *id = rmsg_room(m, &len);
+    unsigned home = room_owner_of(s->sh, id, len);
+    uint8_t route = m->jr ? m->jr->route : m->lr->route;
+    bool routed = home == s->id ? route_home(s, m, route)
+                                : route != ROUTE_DIRECT && route_placed(s, m, route, home);
+    if (routed)
+        return;
+    if (m->jr)
+        owner_apply_join(s, m->jr);
+    else
+        owner_apply_leave(s, m->lr);
+}
+
+void owner_on_join(struct room_shard *s, const struct join_req *jr)
+{
+    struct rmsg m = {.jr = jr};
+    route_in(s, &m);
+}
+
+void owner_on_leave(struct room_shard *s, const struct leave_req *lr)
+{
+    struct rmsg m = {.lr = lr};
+    route_in(s, &m);
+}
