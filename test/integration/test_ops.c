@@ -902,6 +902,39 @@ static void test_process_second_signal(void **state)
     unlink(k.key_file);
 }
 
+/* The admin endpoint on an ephemeral port: relayproc reads it from the
+ * start banner and waits for /healthz before it returns; SIGTERM on an
+ * empty relay exits 0 at once. */
+static void test_process_ready_healthz(void **state)
+{
+    (void)state;
+    struct test_relay k;
+    keys_for_child(&k);
+    char cert[600], key[600], port[16];
+    snprintf(cert, sizeof(cert), "%s/server.pem", echo_cert_dir(false));
+    snprintf(key, sizeof(key), "%s/server.key", echo_cert_dir(false));
+    snprintf(port, sizeof(port), "%u", relayproc_free_port(SOCK_DGRAM));
+    const char *const args[] = {"--port", port, "--workers",    "1",        "--cert",       cert,
+                                "--key",  key,  "--token-keys", k.key_file, "--admin-port", "0",
+                                NULL};
+    struct relayproc ch;
+    int rc = relayproc_start(&ch, args);
+    if (rc != 0)
+        fail_msg("roost-relay did not start (%s):\n%s", roost_strerror(rc), ch.log);
+    assert_int_not_equal(ch.admin_port, 0);
+    int status = 0;
+    char *h = http_get(ch.admin_port, "/healthz", &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(h, "ok\n");
+    free(h);
+    assert_int_equal(kill(ch.pid, SIGTERM), 0);
+    int st = child_wait(&ch, NULL, WAIT_MS);
+    assert_true(st != -1);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    unlink(k.key_file);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -917,6 +950,7 @@ int main(void)
         cmocka_unit_test_teardown(test_process_drain_rooms_empty, kill_relays),
         cmocka_unit_test_teardown(test_process_drain_deadline, kill_relays),
         cmocka_unit_test_teardown(test_process_second_signal, kill_relays),
+        cmocka_unit_test_teardown(test_process_ready_healthz, kill_relays),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }
