@@ -25,7 +25,9 @@
 #include <unistd.h>
 
 #include "../common/echo_app.h"
+#include "../common/httpc.h"
 #include "../common/participant.h"
+#include "../common/relayproc.h"
 #include "core/error.h"
 #include "proto/keyfile.h"
 #include "proto/errcode.h"
@@ -162,43 +164,14 @@ static bool rooms_are(void *arg)
 
 /* ------------------------------------------------------------------ HTTP */
 
-/* GET over HTTP/1.0 (the server closes when done). Returns the body
- * (malloc'd, NUL-terminated) and the status. */
+/* GET over HTTP/1.0: the body (malloc'd) and the status; fails the test
+ * when there is no answer. */
 static char *http_get(uint16_t port, const char *path, int *status)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    char req[512];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
-    assert_int_equal(write(fd, req, (size_t)n), n);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        assert_true(poll(&pfd, 1, WAIT_MS) == 1);
-        if (len + 4096 > cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        ssize_t k = read(fd, buf + len, cap - len - 1);
-        assert_true(k >= 0);
-        if (k == 0)
-            break;
-        len += (size_t)k;
-    }
-    close(fd);
-    buf[len] = '\0';
-    assert_int_equal(sscanf(buf, "HTTP/1.%*d %d", status), 1);
-    char *body = strstr(buf, "\r\n\r\n");
-    assert_non_null(body);
-    char *out = strdup(body + 4);
-    free(buf);
-    return out;
+    char *body = httpc_get(port, path, status, WAIT_MS);
+    if (body == NULL)
+        fail_msg("GET %s on port %u: no answer", path, port);
+    return body;
 }
 
 static json_t *get_json(uint16_t port, const char *path, int want_status)
@@ -784,99 +757,40 @@ static void test_reload_certificate(void **state)
 
 /* ------------------------------------------------- the process itself */
 
-struct child {
-    pid_t pid;
-    int err_fd;
-    uint16_t port;
-    char log[16384];
-    size_t log_len;
-};
-
-static void child_read(struct child *ch, int timeout_ms)
+/* Starts roost-relay on a free port with two workers, the test
+ * certificate, keys' token key, no admin endpoint and this drain timeout,
+ * and waits until it listens. */
+static void child_start(struct relayproc *ch, const struct test_relay *keys, const char *drain)
 {
-    struct pollfd pfd = {.fd = ch->err_fd, .events = POLLIN};
-    while (poll(&pfd, 1, timeout_ms) == 1) {
-        ssize_t k = read(ch->err_fd, ch->log + ch->log_len, sizeof(ch->log) - ch->log_len - 1);
-        if (k <= 0)
-            break;
-        ch->log_len += (size_t)k;
-        ch->log[ch->log_len] = '\0';
-        timeout_ms = 0;
-    }
-}
-
-/* A UDP port free right now (the relay must be given a non-zero port). */
-static uint16_t free_udp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static void child_start(struct child *ch, const struct test_relay *keys, const char *drain)
-{
-    memset(ch, 0, sizeof(*ch));
-    const char *b = getenv("ROOST_BUILD");
-    char bin[300], cert[600], key[600];
-    snprintf(bin, sizeof(bin), "%s/roost-relay", b ? b : "build");
+    char cert[600], key[600], port[16];
     snprintf(cert, sizeof(cert), "%s/server.pem", echo_cert_dir(false));
     snprintf(key, sizeof(key), "%s/server.key", echo_cert_dir(false));
-    if (access(bin, X_OK) != 0)
-        fail_msg("%s not built", bin);
-    char port[16];
-    snprintf(port, sizeof(port), "%u", free_udp_port());
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    ch->pid = fork();
-    assert_true(ch->pid >= 0);
-    if (ch->pid == 0) {
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        execl(bin, bin, "--port", port, "--workers", "2", "--cert", cert, "--key", key,
-              "--token-keys", keys->key_file, "--admin=false", "--drain-timeout", drain,
-              "--max-members", "50", (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    ch->err_fd = p[0];
-    uint64_t end = echo_now_ms() + WAIT_MS;
-    char *at = NULL;
-    while (at == NULL && echo_now_ms() < end) {
-        child_read(ch, 100);
-        at = strstr(ch->log, "listen=127.0.0.1:");
-    }
-    if (at == NULL)
-        fail_msg("roost-relay did not start:\n%s", ch->log);
-    ch->port = (uint16_t)atoi(at + strlen("listen=127.0.0.1:"));
-    assert_true(ch->port != 0);
+    snprintf(port, sizeof(port), "%u", relayproc_free_port(SOCK_DGRAM));
+    const char *const args[] = {"--port",
+                                port,
+                                "--workers",
+                                "2",
+                                "--cert",
+                                cert,
+                                "--key",
+                                key,
+                                "--token-keys",
+                                keys->key_file,
+                                "--admin=false",
+                                "--drain-timeout",
+                                drain,
+                                "--max-members",
+                                "50",
+                                NULL};
+    int rc = relayproc_start(ch, args);
+    if (rc != 0)
+        fail_msg("roost-relay did not start (%s):\n%s", roost_strerror(rc), ch->log);
 }
 
 /* Waits up to ms for the child to exit; returns its wait status or -1. */
-static int child_wait(struct child *ch, struct roost_client *cl, int ms)
+static int child_wait(struct relayproc *ch, struct roost_client *cl, int ms)
 {
-    uint64_t end = echo_now_ms() + (uint64_t)ms;
-    while (echo_now_ms() < end) {
-        int st;
-        pid_t w = waitpid(ch->pid, &st, WNOHANG);
-        if (w == ch->pid) {
-            child_read(ch, 0);
-            close(ch->err_fd);
-            return st;
-        }
-        if (cl != NULL)
-            roost_client_step(cl, 20);
-        else
-            usleep(20000);
-        child_read(ch, 0);
-    }
-    return -1;
+    return relayproc_wait(ch, cl, ms);
 }
 
 static void keys_for_child(struct test_relay *k)
@@ -889,13 +803,22 @@ static void keys_for_child(struct test_relay *k)
     assert_int_equal(keyfile_generate(k->key_file, "proc", &k->keys, err, sizeof(err)), 0);
 }
 
+/* After each process test: a relay a failed assertion left running is
+ * killed (by its PID). */
+static int kill_relays(void **state)
+{
+    (void)state;
+    relayproc_kill_all();
+    return 0;
+}
+
 /* SIGTERM with members: GOAWAY, still running; members leave -> exit 0. */
 static void test_process_drain_rooms_empty(void **state)
 {
     (void)state;
     struct test_relay k;
     keys_for_child(&k);
-    struct child ch;
+    struct relayproc ch;
     child_start(&ch, &k, "20s");
     struct roost_client *cl = client_new();
     struct opart v[2];
@@ -929,7 +852,7 @@ static void test_process_drain_deadline(void **state)
     (void)state;
     struct test_relay k;
     keys_for_child(&k);
-    struct child ch;
+    struct relayproc ch;
     char deadline[16];
     snprintf(deadline, sizeof(deadline), "%ds", DRAIN_DEADLINE_S);
     child_start(&ch, &k, deadline);
@@ -960,7 +883,7 @@ static void test_process_second_signal(void **state)
     (void)state;
     struct test_relay k;
     keys_for_child(&k);
-    struct child ch;
+    struct relayproc ch;
     child_start(&ch, &k, "60s");
     struct roost_client *cl = client_new();
     struct opart v[1];
@@ -979,6 +902,39 @@ static void test_process_second_signal(void **state)
     unlink(k.key_file);
 }
 
+/* The admin endpoint on an ephemeral port: relayproc reads it from the
+ * start banner and waits for /healthz before it returns; SIGTERM on an
+ * empty relay exits 0 at once. */
+static void test_process_ready_healthz(void **state)
+{
+    (void)state;
+    struct test_relay k;
+    keys_for_child(&k);
+    char cert[600], key[600], port[16];
+    snprintf(cert, sizeof(cert), "%s/server.pem", echo_cert_dir(false));
+    snprintf(key, sizeof(key), "%s/server.key", echo_cert_dir(false));
+    snprintf(port, sizeof(port), "%u", relayproc_free_port(SOCK_DGRAM));
+    const char *const args[] = {"--port", port, "--workers",    "1",        "--cert",       cert,
+                                "--key",  key,  "--token-keys", k.key_file, "--admin-port", "0",
+                                NULL};
+    struct relayproc ch;
+    int rc = relayproc_start(&ch, args);
+    if (rc != 0)
+        fail_msg("roost-relay did not start (%s):\n%s", roost_strerror(rc), ch.log);
+    assert_int_not_equal(ch.admin_port, 0);
+    int status = 0;
+    char *h = http_get(ch.admin_port, "/healthz", &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(h, "ok\n");
+    free(h);
+    assert_int_equal(kill(ch.pid, SIGTERM), 0);
+    int st = child_wait(&ch, NULL, WAIT_MS);
+    assert_true(st != -1);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    unlink(k.key_file);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -991,9 +947,10 @@ int main(void)
         cmocka_unit_test(test_reload_key_rotation),
         cmocka_unit_test(test_reload_certificate),
         cmocka_unit_test(test_half_open_retry),
-        cmocka_unit_test(test_process_drain_rooms_empty),
-        cmocka_unit_test(test_process_drain_deadline),
-        cmocka_unit_test(test_process_second_signal),
+        cmocka_unit_test_teardown(test_process_drain_rooms_empty, kill_relays),
+        cmocka_unit_test_teardown(test_process_drain_deadline, kill_relays),
+        cmocka_unit_test_teardown(test_process_second_signal, kill_relays),
+        cmocka_unit_test_teardown(test_process_ready_healthz, kill_relays),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

@@ -25,62 +25,30 @@
 
 #include "../common/echo_app.h"
 #include "../common/participant.h"
+#include "../common/relayproc.h"
+#include "core/error.h"
 #include "proto/keyfile.h"
 #include "relay/relay.h"
 
-#define WAIT_MS 10000
+/* Deadline of a condition that must come (never a timing bound). */
+#define WAIT_MS RELAYPROC_WAIT_MS
 
 /* ------------------------------------------------------------- helpers */
 
-/* The relay this test started and has not stopped yet: a failed assertion
- * leaves the test early, the teardown kills it (by this PID only). */
-static pid_t running;
-
+/* After each test: a relay a failed assertion left running is killed (by
+ * its PID only). */
 static int kill_running(void **state)
 {
     (void)state;
-    if (running > 0) {
-        kill(running, SIGKILL);
-        waitpid(running, NULL, 0);
-        running = 0;
-    }
+    relayproc_kill_all();
     return 0;
 }
 
+/* A relay process and its config file. */
 struct child {
-    pid_t pid;
-    int err_fd;
-    uint16_t port;
+    struct relayproc rp;
     char conf[300];
-    char log[32768];
-    size_t log_len;
 };
-
-static void child_read(struct child *ch, int timeout_ms)
-{
-    struct pollfd pfd = {.fd = ch->err_fd, .events = POLLIN};
-    while (ch->log_len < sizeof(ch->log) - 1 && poll(&pfd, 1, timeout_ms) == 1) {
-        ssize_t k = read(ch->err_fd, ch->log + ch->log_len, sizeof(ch->log) - ch->log_len - 1);
-        if (k <= 0)
-            break;
-        ch->log_len += (size_t)k;
-        ch->log[ch->log_len] = '\0';
-        timeout_ms = 0;
-    }
-}
-
-static uint16_t free_udp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static void keys_for_child(struct test_relay *k)
 {
@@ -109,71 +77,32 @@ static void write_conf(const struct child *ch, const struct test_relay *k, uint1
 }
 
 /* Starts build/roost-relay -c ch->conf plus the extra arguments (NULL
- * ended, at most 8). */
+ * ended, at most 8) and waits until it listens. */
 static void child_start(struct child *ch, const struct test_relay *k, unsigned max_conns,
                         const char *const *extra)
 {
     memset(ch, 0, sizeof(*ch));
-    const char *b = getenv("ROOST_BUILD");
-    char bin[300];
-    snprintf(bin, sizeof(bin), "%s/roost-relay", b ? b : "build");
-    if (access(bin, X_OK) != 0)
-        fail_msg("%s not built", bin);
     snprintf(ch->conf, sizeof(ch->conf), "%s/reload-%d.conf", echo_cert_dir(false), (int)getpid());
-    write_conf(ch, k, free_udp_port(), max_conns);
-    const char *argv[12] = {bin, "-c", ch->conf};
-    size_t a = 3;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && a < 11; i++)
+    write_conf(ch, k, relayproc_free_port(SOCK_DGRAM), max_conns);
+    const char *argv[12] = {"-c", ch->conf};
+    size_t a = 2;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && a < 10; i++)
         argv[a++] = extra[i];
     argv[a] = NULL;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    ch->pid = fork();
-    assert_true(ch->pid >= 0);
-    if (ch->pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1); /* not prove's pipe: a stray relay must not hold it */
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
-    ch->err_fd = p[0];
-    running = ch->pid;
-    uint64_t end = echo_now_ms() + WAIT_MS;
-    char *at = NULL;
-    while (at == NULL && echo_now_ms() < end) {
-        child_read(ch, 100);
-        at = strstr(ch->log, "listen=127.0.0.1:");
-    }
-    if (at == NULL)
-        fail_msg("roost-relay did not start:\n%s", ch->log);
-    ch->port = (uint16_t)atoi(at + strlen("listen=127.0.0.1:"));
-    assert_true(ch->port != 0);
+    int rc = relayproc_start(&ch->rp, argv);
+    if (rc != 0)
+        fail_msg("roost-relay did not start (%s):\n%s", roost_strerror(rc), ch->rp.log);
 }
 
 /* SIGTERM (drain_timeout 0: no drain wait), then waits for exit 0
  * (pumping the client so it answers). */
 static void child_stop(struct child *ch, struct roost_client *cl)
 {
-    assert_int_equal(kill(ch->pid, SIGTERM), 0);
-    uint64_t end = echo_now_ms() + WAIT_MS;
-    int st = -1;
-    while (echo_now_ms() < end) {
-        if (waitpid(ch->pid, &st, WNOHANG) == ch->pid)
-            break;
-        roost_client_step(cl, 20);
-        child_read(ch, 0);
-        st = -1;
-    }
-    close(ch->err_fd);
+    assert_int_equal(kill(ch->rp.pid, SIGTERM), 0);
+    int st = relayproc_wait(&ch->rp, cl, WAIT_MS);
     unlink(ch->conf);
-    running = 0;
     if (st == -1) {
-        kill(ch->pid, SIGKILL);
-        waitpid(ch->pid, NULL, 0);
+        relayproc_kill(&ch->rp);
         fail_msg("roost-relay did not exit");
     }
     assert_true(WIFEXITED(st));
@@ -183,18 +112,7 @@ static void child_stop(struct child *ch, struct roost_client *cl)
 /* Waits for the n-th occurrence of what in the child's log. */
 static bool child_log_until(struct child *ch, struct roost_client *cl, const char *what, unsigned n)
 {
-    uint64_t end = echo_now_ms() + WAIT_MS;
-    for (;;) {
-        unsigned seen = 0;
-        for (const char *p = strstr(ch->log, what); p != NULL; p = strstr(p + 1, what))
-            seen++;
-        if (seen >= n)
-            return true;
-        if (echo_now_ms() >= end)
-            return false;
-        roost_client_step(cl, 20);
-        child_read(ch, 0);
-    }
+    return relayproc_log_until(&ch->rp, cl, what, n, WAIT_MS);
 }
 
 static struct roost_client *client_new(void)
@@ -268,33 +186,33 @@ static void test_reload_raises_max_conns(void **state)
         setup_part(&k, &v[i], "M", id);
     }
     /* Full at N: the next one is refused. */
-    connect_all(cl, ch.port, v, N);
+    connect_all(cl, ch.rp.port, v, N);
     for (unsigned i = 0; i < N; i++)
         assert_true(v[i].joined);
-    connect_all(cl, ch.port, &v[N], 1);
+    connect_all(cl, ch.rp.port, &v[N], 1);
     assert_refused(&v[N]);
 
     /* Raise to 2N in the file, SIGHUP: N more get in, the one after not. */
-    write_conf(&ch, &k, ch.port, 2 * N);
-    assert_int_equal(kill(ch.pid, SIGHUP), 0);
+    write_conf(&ch, &k, ch.rp.port, 2 * N);
+    assert_int_equal(kill(ch.rp.pid, SIGHUP), 0);
     assert_true(child_log_until(&ch, cl, "event=reload what=limits", 1));
-    connect_all(cl, ch.port, &v[N + 1], N);
+    connect_all(cl, ch.rp.port, &v[N + 1], N);
     for (unsigned i = N + 1; i < 2 * N + 1; i++)
         assert_true(v[i].joined);
-    assert_non_null(strstr(ch.log, "event=reload what=limits max_conns=6 "));
-    assert_null(strstr(ch.log, "reload_needs_restart key=max_conns"));
-    connect_all(cl, ch.port, &v[2 * N + 1], 1);
+    assert_non_null(strstr(ch.rp.log, "event=reload what=limits max_conns=6 "));
+    assert_null(strstr(ch.rp.log, "reload_needs_restart key=max_conns"));
+    connect_all(cl, ch.rp.port, &v[2 * N + 1], 1);
     assert_refused(&v[2 * N + 1]);
     /* The first ones are still there. */
     for (unsigned i = 0; i < N; i++)
         assert_false(v[i].closed);
 
     /* Lower to N: a new connection is refused, the 2N open ones stay. */
-    write_conf(&ch, &k, ch.port, N);
-    assert_int_equal(kill(ch.pid, SIGHUP), 0);
+    write_conf(&ch, &k, ch.rp.port, N);
+    assert_int_equal(kill(ch.rp.pid, SIGHUP), 0);
     assert_true(child_log_until(&ch, cl, "event=reload what=limits", 2));
-    assert_non_null(strstr(ch.log, "event=reload what=limits max_conns=3 "));
-    connect_all(cl, ch.port, &v[2 * N + 2], 1);
+    assert_non_null(strstr(ch.rp.log, "event=reload what=limits max_conns=3 "));
+    connect_all(cl, ch.rp.port, &v[2 * N + 2], 1);
     assert_refused(&v[2 * N + 2]);
     for (unsigned i = 0; i < 2 * N + 1; i++)
         assert_true(i == N || !v[i].closed);
@@ -344,14 +262,14 @@ static void prefill_run(const char *const *extra, bool want)
     assert_non_null(v);
     setup_part(&k, &v[0], "P", "sender");
     setup_part(&k, &v[1], "P", "late");
-    connect_all(cl, ch.port, v, 1);
+    connect_all(cl, ch.rp.port, v, 1);
     assert_true(v[0].joined);
     for (uint32_t s = 1; s <= 5; s++)
         assert_int_equal(part_send(&v[0], s), 0);
     /* The datagrams leave before the joiner's handshake starts, so the
      * relay has them before it sees the JOIN (loopback, one worker). */
     roost_client_step(cl, 50);
-    connect_all(cl, ch.port, &v[1], 1);
+    connect_all(cl, ch.rp.port, &v[1], 1);
     assert_true(v[1].joined);
     assert_int_equal(part_send(&v[0], 100), 0);
     struct seq_wait w = {&v[1], v[0].pid, 100};

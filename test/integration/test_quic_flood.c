@@ -23,6 +23,12 @@
 #define LIVE 16
 #define FLOOD 100000
 #define WORKERS 2
+/* Deadline of a condition that must come (never a timing bound). */
+#define WAIT_MS 30000
+/* Garbage sent ahead of what the relay has read: kept well under what the
+ * sockets buffer, so a loaded machine (the relay descheduled while the
+ * flood goes on) slows the flood instead of making the kernel drop it. */
+#define FLOOD_WINDOW 256
 
 static struct echo_conn conns[LIVE];
 static uint64_t want_ctl[LIVE], want_dg[LIVE];
@@ -60,7 +66,9 @@ static void exchange(struct roost_client *cl)
         want_dg[i] = conns[i].dgram_in + 1;
         assert_int_equal(roost_conn_send_control(conns[i].c, body, sizeof(body)), 0);
     }
-    for (int r = 0; r < 100 && !all_echoed(NULL); r++) {
+    /* Datagrams are unreliable: resent, paced, until each one's echo came
+     * back; the control echo is reliable. */
+    for (uint64_t end = echo_now_ms() + WAIT_MS; !all_echoed(NULL) && echo_now_ms() < end;) {
         for (unsigned i = 0; i < LIVE; i++)
             if (conns[i].dgram_in < want_dg[i])
                 roost_conn_send_datagram(conns[i].c, dg, sizeof(dg));
@@ -130,19 +138,48 @@ static size_t garbage(uint8_t *p, unsigned k)
     }
 }
 
+static struct echo_server *g_es;
+
+/* The relay has read all but FLOOD_WINDOW of the garbage sent so far
+ * (pkts_in also counts the live connections' packets: it only gets there
+ * sooner), or has read nothing new for 200 ms (it drained its sockets:
+ * what is not there the kernel dropped). Steps the client meanwhile. */
+static void flood_pace(struct roost_client *cl, uint64_t in0, unsigned sent)
+{
+    if (sent <= FLOOD_WINDOW)
+        return;
+    uint64_t last = UINT64_MAX, since = echo_now_ms();
+    for (uint64_t end = echo_now_ms() + WAIT_MS; echo_now_ms() < end;) {
+        struct quic_stats st;
+        echo_server_stats(g_es, &st);
+        if (st.pkts_in - in0 >= sent - FLOOD_WINDOW)
+            return;
+        if (st.pkts_in != last) {
+            last = st.pkts_in;
+            since = echo_now_ms();
+        } else if (echo_now_ms() - since > 200) {
+            return;
+        }
+        roost_client_step(cl, 1);
+    }
+}
+
 static void test_flood(void **state)
 {
     (void)state;
     struct echo_server *es = NULL;
     struct quic_shared_config qc = {.n_workers = WORKERS};
     assert_int_equal(echo_server_start(&es, &qc), 0);
+    g_es = es;
     struct roost_client *cl = NULL;
     assert_int_equal(echo_client_new(&cl, false, NULL), 0);
     for (unsigned i = 0; i < LIVE; i++)
         assert_int_equal(
             roost_client_connect(cl, "127.0.0.1", echo_server_port(es), &conns[i], &conns[i].c), 0);
-    assert_true(echo_client_until(cl, all_open, NULL, 10000));
+    assert_true(echo_client_until(cl, all_open, NULL, WAIT_MS));
     exchange(cl);
+    struct quic_stats st0;
+    echo_server_stats(es, &st0);
 
     int fds[8];
     for (int i = 0; i < 8; i++) {
@@ -157,12 +194,12 @@ static void test_flood(void **state)
         size_t len = garbage(p, i);
         if (send(fds[i % 8], p, len, 0) == (ssize_t)len)
             sent++;
+        if (i % 64 == 63)
+            flood_pace(cl, st0.pkts_in, sent);
         if (i % 250 == 0)
             roost_client_step(cl, 0);
-        if (i % 10000 == 9999) {
+        if (i % 10000 == 9999)
             exchange(cl);
-            usleep(2000); /* let the relay drain its socket a little */
-        }
     }
     exchange(cl);
     for (int i = 0; i < 8; i++)

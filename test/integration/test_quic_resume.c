@@ -15,70 +15,14 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/buf.h"
 #include "core/error.h"
 #include "quic/client.h"
 #include "../common/echo_app.h"
-
-struct tconn {
-    int opened, closed;
-    bool resumed;
-    uint64_t ctl_in;
-};
-
-static int t_open(struct quic_conn *c, void *arg)
-{
-    (void)arg;
-    struct tconn *t = quic_conn_user(c);
-    t->opened++;
-    t->resumed = quic_conn_tls_resumed(c);
-    return 0;
-}
-
-static void t_control(struct quic_conn *c, const uint8_t *body, size_t len, void *arg)
-{
-    (void)body;
-    (void)len;
-    (void)arg;
-    ((struct tconn *)quic_conn_user(c))->ctl_in++;
-}
-
-static void t_close(struct quic_conn *c, uint64_t app_error, void *arg)
-{
-    (void)app_error;
-    (void)arg;
-    ((struct tconn *)quic_conn_user(c))->closed++;
-}
-
-static const struct quic_app_ops ops = {
-    .on_open = t_open, .on_control = t_control, .on_close = t_close};
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-/* Steps the client until *flag != 0 or 10 s passed. */
-static bool until(struct quic_client *cl, const int *flag, const uint64_t *flag64)
-{
-    uint64_t end = mono_ns() + 10000000000ULL;
-    while (!(flag != NULL ? *flag != 0 : *flag64 != 0)) {
-        if (mono_ns() > end)
-            return false;
-        struct pollfd p = {.fd = quic_client_fd(cl), .events = POLLIN};
-        uint64_t to = quic_client_next_timeout(cl, mono_ns());
-        (void)poll(&p, 1, to > 5000000 ? 5 : (int)(to / 1000000));
-        assert_int_equal(quic_client_process(cl, mono_ns()), 0);
-    }
-    return true;
-}
+#include "../common/resumecl.h"
 
 /* Certificates with an Ed25519 key (scripts/dev-cert --type ed25519). */
 static const char *ed25519_dir(void)
@@ -98,34 +42,23 @@ static const char *ca_dir = NULL; /* NULL: echo_cert_dir(false) */
 
 static void new_client(struct quic_client **cl)
 {
-    char ca[600];
-    snprintf(ca, sizeof(ca), "%s/ca.pem", ca_dir != NULL ? ca_dir : echo_cert_dir(false));
-    struct quic_client_config cc = {.ca_file = ca};
-    assert_int_equal(quic_client_new(cl, &cc, &ops, NULL), 0);
+    assert_int_equal(resumecl_new(cl, ca_dir), 0);
 }
 
 /* One connection: opens, echoes a control message, closes. Returns whether
  * it resumed. Waits for the relay's ticket when want_ticket. */
 static bool join(struct quic_client *cl, uint16_t port, bool want_ticket)
 {
-    struct tconn t = {0};
+    struct resumecl_conn t = {0};
     struct quic_conn *c = NULL;
     assert_int_equal(quic_client_connect(cl, "127.0.0.1", port, &t, &c), 0);
-    assert_true(until(cl, &t.opened, NULL));
+    assert_true(resumecl_until_open(cl, &t));
     assert_int_equal(t.closed, 0);
     assert_int_equal(quic_conn_send_control(c, (const uint8_t *)"hi", 2), 0);
-    assert_true(until(cl, NULL, &t.ctl_in));
-    if (want_ticket) {
-        uint64_t end = mono_ns() + 5000000000ULL;
-        while (!quic_client_has_ticket(cl, "127.0.0.1", port) && mono_ns() < end) {
-            usleep(2000);
-            assert_int_equal(quic_client_process(cl, mono_ns()), 0);
-        }
-        assert_true(quic_client_has_ticket(cl, "127.0.0.1", port));
-    }
-    quic_conn_close(c, QUIC_APP_NO_ERROR, NULL);
-    assert_int_equal(quic_client_process(cl, mono_ns()), 0);
-    quic_client_conn_del(c);
+    assert_true(resumecl_until(cl, &t.ctl_in, 1));
+    if (want_ticket)
+        assert_true(resumecl_until_ticket(cl, port));
+    assert_int_equal(resumecl_close(cl, c), 0);
     return t.resumed;
 }
 

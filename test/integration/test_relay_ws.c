@@ -542,18 +542,25 @@ static void test_rejects(void **state)
  * no upgrade in time (TCP closed), no HELLO in time after the upgrade
  * (Close 4014, the session deadline), and a joined participant that sends
  * nothing, not even Pongs (the relay's Pings go unanswered): Close 4014
- * after the idle timeout. Bounds derive from the configured timeouts. */
+ * after the idle timeout. Bounds derive from the configured timeouts.
+ *
+ * Two relays, each with only the timeout under test short: a participant
+ * that must get through TLS, the upgrade, HELLO and JOIN first would be
+ * cut off by a short handshake timeout whenever a loaded machine stalls
+ * the test that long (400 ms for both steps failed under load). The short
+ * ones are 2 s: an upgrade or a TLS handshake slower than that is a stall
+ * of seconds. */
 static void test_timeouts(void **state)
 {
     (void)state;
     struct test_relay tr;
     struct relay_config cfg;
     relay_cfg(&cfg, false);
-    cfg.handshake_timeout_ns = 400ull * 1000000ull;
-    cfg.idle_timeout_ns = 900ull * 1000000ull;
+    cfg.handshake_timeout_ns = 2000ull * 1000000ull;
+    cfg.idle_timeout_ns = (uint64_t)WAIT_MS * 1000000ull;
     assert_int_equal(test_relay_start(&tr, &cfg), 0);
     uint16_t port = relay_ws_port(tr.r);
-    int slack_ms = 20 * (int)(cfg.idle_timeout_ns / 1000000u); /* loaded machine */
+    int slack_ms = 20 * (int)(cfg.handshake_timeout_ns / 1000000u); /* loaded machine */
 
     /* No upgrade request: closed without an answer. */
     struct wsc *c;
@@ -581,8 +588,20 @@ static void test_timeouts(void **state)
     }
     assert_int_equal(code, 4000 + PROTO_ERR_IDLE_TIMEOUT);
     wsc_free(c);
+    struct relay_worker_stats a, b;
+    relay_worker_stats(tr.r, 0, &a);
+    relay_worker_stats(tr.r, 1, &b);
+    assert_int_equal(a.ws.handshake_timeouts + b.ws.handshake_timeouts, 1);
+    assert_int_equal(a.ws.idle_timeouts + b.ws.idle_timeouts, 0);
+    test_relay_stop(&tr);
 
     /* Joined, then silent: the relay pings, nobody answers, IDLE_TIMEOUT. */
+    relay_cfg(&cfg, false);
+    cfg.handshake_timeout_ns = (uint64_t)WAIT_MS * 1000000ull;
+    cfg.idle_timeout_ns = 2000ull * 1000000ull;
+    assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    port = relay_ws_port(tr.r);
+    slack_ms = 20 * (int)(cfg.idle_timeout_ns / 1000000u);
     struct wsp *w = calloc(1, sizeof(*w));
     assert_non_null(w);
     snprintf(w->room, sizeof(w->room), "idle");
@@ -609,12 +628,11 @@ static void test_timeouts(void **state)
         (void)wsp_poll(w, 10);
     assert_true(w->closed);
     assert_int_equal(w->close_code, 4000 + PROTO_ERR_IDLE_TIMEOUT);
-    struct relay_worker_stats a, b;
     relay_worker_stats(tr.r, 0, &a);
     relay_worker_stats(tr.r, 1, &b);
     assert_true(a.ws.pings_sent + b.ws.pings_sent >= 1);
     assert_int_equal(a.ws.idle_timeouts + b.ws.idle_timeouts, 1);
-    assert_int_equal(a.ws.handshake_timeouts + b.ws.handshake_timeouts, 1);
+    assert_int_equal(a.ws.handshake_timeouts + b.ws.handshake_timeouts, 0);
     wsp_free(w);
     free(w);
     test_relay_stop(&tr);
@@ -751,12 +769,19 @@ static void test_slow_reader(void **state)
         (void)wsp_poll(slow, 10);
     assert_true(slow->closed);
     assert_true(slow->close_code == 0 || slow->close_code == 4000 + PROTO_ERR_TOO_SLOW);
-    /* The fast reader is still in the room and still served. */
+    /* The fast reader is still in the room and still served. A datagram is
+     * unreliable (a loaded machine may hold one past its age limit): one
+     * every 50 ms, each with the next sequence number, until one arrives. */
     uint32_t before = fast->n_media;
-    assert_int_equal(q_send(q, SLOW_N + 1), 0);
-    for (uint64_t end = wsc_now_ms() + WAIT_MS; fast->n_media == before && wsc_now_ms() < end;)
-        settle(&wd, 2);
-    assert_int_equal(fast->n_media, before + 1);
+    uint32_t seq = SLOW_N + 1;
+    for (uint64_t end = wsc_now_ms() + WAIT_MS; fast->n_media == before && wsc_now_ms() < end;) {
+        assert_int_equal(q_send(q, seq++), 0);
+        for (int i = 0; i < 25 && fast->n_media == before; i++)
+            settle(&wd, 2);
+    }
+    assert_true(fast->n_media > before);
+    assert_true(fast->media[before].intact);
+    assert_true(fast->media[before].seq > SLOW_N);
 
     for (int i = 0; i < 2; i++) {
         wsp_free(ws[i]);
