@@ -474,6 +474,17 @@ int cluster_room_retry(struct cluster *c, struct relay_worker *rw, const char *r
     return rc;
 }
 
+struct dir_lease *cluster_room_lease(struct cluster *c, struct relay_worker *rw, const char *room,
+                                     size_t room_len, uint64_t gen)
+{
+    if (c == NULL)
+        return NULL;
+    struct centry *e = find(worker_of(c, rw), room, room_len);
+    if (e == NULL || !e->self || e->lease == NULL || dir_lease_gen(e->lease) != gen)
+        return NULL;
+    return e->lease;
+}
+
 /* Claims again the live rooms whose home is unknown, while Redis is up. */
 /* A claim whose answer never came (its message lost to an allocation or a
  * post failure on the cluster thread: REVIEW18 finding 9) is answered as

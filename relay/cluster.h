@@ -61,6 +61,13 @@ void cluster_set_home_ops(struct cluster *c, const struct cluster_home_ops *ops,
 int cluster_room_retry(struct cluster *c, struct relay_worker *rw, const char *room,
                        size_t room_len);
 
+/* From the room's owner worker: the lease this relay holds for the room
+ * at generation gen (borrowed: take a reference with dir_lease_get to keep
+ * it), or NULL (not held, another generation, c NULL). The trunks check
+ * it before accepting a SUBSCRIBE (docs/CLUSTER.md §2.5, split brain). */
+struct dir_lease *cluster_room_lease(struct cluster *c, struct relay_worker *rw, const char *room,
+                                     size_t room_len, uint64_t gen);
+
 /* ------------------------------------------------------------ lifecycle */
 
 /* trunk_listen must name the relay's QUIC port: trunks ride it (ALPN

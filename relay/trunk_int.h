@@ -54,6 +54,11 @@ struct home_ent {
     uint8_t len;
     char room[TRUNKMSG_ROOM_MAX];
     uint64_t gen;
+    /* The directory's lease of gen (a reference), NULL in static_home mode
+     * or from the test hook: while it is set, SUBSCRIBEs are accepted only
+     * while it is valid by this relay's clock (the lease-lost event may
+     * still be on its way to the owner worker). */
+    struct dir_lease *lease;
 };
 
 struct trunk_shared {
@@ -233,7 +238,9 @@ uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t l
 bool trunk_home_held(struct trunk_shared *sh, const char *room, size_t len);
 uint64_t trunk_ka_period(const struct trunk_set *set);
 void trunk_ka_cb(struct timer *tm, uint64_t now, void *arg);
-void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen);
+/* lease (on only, may be NULL): the lease of gen, referenced while kept. */
+void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen,
+                    struct dir_lease *lease);
 struct trunk *trunk_out_get(struct trunk_set *set, const char *id, const char *addr);
 
 /* trunkroom.c: messages, rooms on a trunk, members, the home ops */

@@ -84,6 +84,7 @@ void trunk_shared_del(struct trunk_shared *sh)
     while (sh->homes != NULL) {
         struct home_ent *e = sh->homes;
         sh->homes = e->next;
+        dir_lease_put(e->lease);
         free(e);
     }
     pthread_mutex_destroy(&sh->mu);

@@ -17,6 +17,10 @@ uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t l
             code = gen == e->gen  ? TRUNK_OK
                    : gen < e->gen ? TRUNK_ERR_STALE_GEN
                                   : TRUNK_ERR_NOT_HOME;
+            /* The lease ran out by our clock: not home any more, even
+             * before the lease-lost event reaches the owner worker. */
+            if (code == TRUNK_OK && e->lease != NULL && !dir_lease_valid(e->lease, dir_now()))
+                code = TRUNK_ERR_NOT_HOME;
             break;
         }
     }
@@ -34,7 +38,8 @@ bool trunk_home_held(struct trunk_shared *sh, const char *room, size_t len)
     return held;
 }
 
-void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen)
+void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen,
+                    struct dir_lease *lease)
 {
     pthread_mutex_lock(&sh->mu);
     struct home_ent **pp = &sh->homes;
@@ -46,11 +51,21 @@ void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool 
             (*pp)->len = (uint8_t)len;
             memcpy((*pp)->room, room, len);
         }
-        if (*pp != NULL && gen > (*pp)->gen)
-            (*pp)->gen = gen;
+        struct home_ent *e = *pp;
+        if (e != NULL && gen >= e->gen && lease != NULL && lease != e->lease) {
+            dir_lease_get(lease);
+            dir_lease_put(e->lease);
+            e->lease = lease;
+        } else if (e != NULL && gen > e->gen && lease == NULL) {
+            dir_lease_put(e->lease); /* an older generation's */
+            e->lease = NULL;
+        }
+        if (e != NULL && gen > e->gen)
+            e->gen = gen;
     } else if (*pp != NULL && (gen == 0 || (*pp)->gen <= gen)) {
         struct home_ent *e = *pp;
         *pp = e->next;
+        dir_lease_put(e->lease);
         free(e);
     }
     pthread_mutex_unlock(&sh->mu);
@@ -606,7 +621,8 @@ static void op_home(struct relay_worker *rw, const char *room, size_t room_len, 
     if (set == NULL || !set->live || room_len == 0 || room_len > TRUNKMSG_ROOM_MAX)
         return;
     if (self) {
-        trunk_home_set(set->sh, room, room_len, true, gen);
+        trunk_home_set(set->sh, room, room_len, true, gen,
+                       cluster_room_lease(set->sh->cluster, rw, room, room_len, gen));
         if (gen > 0)
             trunk_revoke_post(rw, room, room_len, gen - 1); /* fenced: older subscriptions */
         /* Subscriptions to another home for this room end here; that
@@ -627,7 +643,7 @@ static void op_home(struct relay_worker *rw, const char *room, size_t room_len, 
      * generation, it stops acting as its home on every worker (REVIEW18
      * finding 4). */
     if (gen > 0 && trunk_home_held(set->sh, room, room_len)) {
-        trunk_home_set(set->sh, room, room_len, false, gen - 1);
+        trunk_home_set(set->sh, room, room_len, false, gen - 1, NULL);
         trunk_revoke_post(rw, room, room_len, gen - 1);
     }
     struct trunk *t = trunk_out_get(set, home_id, home_addr);
@@ -666,7 +682,7 @@ static void op_gone(struct relay_worker *rw, const char *room, size_t room_len, 
     struct trunk_set *set = rw->ts;
     if (set == NULL || !set->live)
         return;
-    trunk_home_set(set->sh, room, room_len, false, gen);
+    trunk_home_set(set->sh, room, room_len, false, gen, NULL);
     trunk_revoke_post(rw, room, room_len, gen);
     for (struct trunk *t = set->trunks; t != NULL; t = t->next) {
         struct troom *tr = t->outbound ? trunk_troom_by_room(t, room, room_len) : NULL;

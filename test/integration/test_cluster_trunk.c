@@ -88,8 +88,68 @@ static struct xrec *xrec_of(struct part *p)
     return NULL;
 }
 
+/* Member flags (MSG_MEMBER_PUBLISHER) each watched participant was told,
+ * by JOINED or a JOIN event: what presence says of a member's permissions. */
+#define NF 4
+static struct frec {
+    struct part *p;
+    uint32_t n;
+    uint32_t pid[16];
+    uint8_t flags[16];
+} fr[NF];
+
+static void frec_note(struct part *p, uint32_t pid, uint8_t flags)
+{
+    for (unsigned i = 0; i < NF; i++) {
+        if (fr[i].p != p)
+            continue;
+        for (uint32_t k = 0; k < fr[i].n; k++) {
+            if (fr[i].pid[k] == pid) {
+                fr[i].flags[k] = flags;
+                return;
+            }
+        }
+        if (fr[i].n < 16) {
+            fr[i].pid[fr[i].n] = pid;
+            fr[i].flags[fr[i].n++] = flags;
+        }
+        return;
+    }
+}
+
+/* The flags p was told for pid, or -1 when it heard of no JOIN. */
+static int frec_flags(const struct part *p, uint32_t pid)
+{
+    for (unsigned i = 0; i < NF; i++)
+        for (uint32_t k = 0; fr[i].p == p && k < fr[i].n; k++)
+            if (fr[i].pid[k] == pid)
+                return fr[i].flags[k];
+    return -1;
+}
+
+static void frec_control(struct part *p, const uint8_t *body, size_t len)
+{
+    bool watched = false;
+    for (unsigned i = 0; i < NF; i++)
+        watched |= p != NULL && fr[i].p == p;
+    if (!watched || len == 0 || (body[0] != MSG_JOINED && body[0] != MSG_PARTICIPANT_EVENTS))
+        return;
+    struct msg *m = malloc(sizeof(*m));
+    if (m != NULL && msg_decode(body, len, m) == 0) {
+        if (m->type == MSG_JOINED)
+            for (uint32_t i = 0; i < m->u.joined.n_members; i++)
+                frec_note(p, m->u.joined.members[i].participant_id, m->u.joined.members[i].flags);
+        else
+            for (uint32_t i = 0; i < m->u.events.n_events; i++)
+                if (m->u.events.events[i].kind == MSG_EV_JOIN)
+                    frec_note(p, m->u.events.events[i].participant_id, m->u.events.events[i].flags);
+    }
+    free(m);
+}
+
 static void x_control(struct roost_conn *c, const uint8_t *body, size_t len, void *arg)
 {
+    frec_control(roost_conn_user(c), body, len);
     struct xrec *x = xrec_of(roost_conn_user(c));
     if (x != NULL && len > 0 && body[0] == MSG_QUALITY) {
         struct msg_quality q;
@@ -159,13 +219,19 @@ static bool all_media(void *arg)
     return true;
 }
 
-static void setup_part(struct part *p, unsigned relay, const char *room, const char *id)
+static void setup_perm(struct part *p, unsigned relay, const char *room, const char *id,
+                       unsigned perms)
 {
     memset(p, 0, sizeof(*p));
     snprintf(p->room, sizeof(p->room), "%s", room);
     snprintf(p->name, sizeof(p->name), "%s", id);
-    test_token(&tr[relay], room, id, TOKEN_PERM_ALL, 0, 600, p->token, sizeof(p->token));
+    test_token(&tr[relay], room, id, perms, 0, 600, p->token, sizeof(p->token));
     assert_int_equal(part_connect(cl, tr[relay].port, p), 0);
+}
+
+static void setup_part(struct part *p, unsigned relay, const char *room, const char *id)
+{
+    setup_perm(p, relay, room, id, TOKEN_PERM_ALL);
 }
 
 static int group_setup(void **state)
@@ -523,6 +589,106 @@ static void test_quality_kfreq(void **state)
     part_leave(&r0rx);
     part_leave(&pub);
     xr[0].p = NULL;
+}
+
+/* Permissions across relays (issue 18). Room "perm": a subscribe-only
+ * participant on r1 (a subscriber relay), a publish-only one on r1 too, a
+ * full one on r2 and one on r0 (the home). Presence mirrors permissions:
+ * everyone, on every relay, sees the subscribe-only member's JOIN without
+ * the publisher flag and the others' with it. The subscribe-only member's
+ * datagrams are dropped at r1 (counted there, ERROR NOT_PERMITTED) and
+ * never cross a trunk; publishers on r0 and r2 reach it through two and
+ * one trunk hops; the publish-only member reaches the others and receives
+ * nothing. */
+static bool sub_only_got(void *arg)
+{
+    struct part **p = arg; /* sub-only, publish-only, r2, r0 */
+    return p[0]->n_media >= 3 * K && p[2]->n_media >= 2 * K && p[3]->n_media >= 2 * K &&
+           p[0]->n_errors > 0;
+}
+
+static void test_permissions(void **state)
+{
+    (void)state;
+    static struct part so, po, p2, p0;
+    struct part *all[4] = {&so, &po, &p2, &p0};
+    for (unsigned i = 0; i < 4; i++)
+        fr[i] = (struct frec){.p = all[i]};
+    setup_perm(&so, 1, "perm", "sub-only", TOKEN_PERM_JOIN | TOKEN_PERM_SUBSCRIBE);
+    setup_perm(&po, 1, "perm", "pub-only", TOKEN_PERM_JOIN | TOKEN_PERM_PUBLISH);
+    setup_part(&p2, 2, "perm", "pub-r2");
+    setup_part(&p0, 0, "perm", "pub-home");
+    for (unsigned i = 0; i < 4; i++) {
+        struct grp g = {all[i], 1, 3};
+        assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        for (unsigned j = 0; j < 4; j++) {
+            if (i == j)
+                continue;
+            int want = j == 0 ? 0 : MSG_MEMBER_PUBLISHER;
+            int got = frec_flags(all[i], all[j]->pid);
+            if (got != want)
+                fprintf(stderr, "# %s sees %s with flags %d, want %d\n", all[i]->name, all[j]->name,
+                        got, want);
+            assert_int_equal(got, want);
+        }
+    }
+    struct relay_stats b[NR];
+    struct trunk_stats t[NR];
+    for (unsigned i = 0; i < NR; i++) {
+        relay_stats(tr[i].r, &b[i]);
+        t[i] = tstats(i);
+    }
+    /* each sender's k-th frame: seq 5000000 + sender * 1000 + k */
+    for (unsigned k = 0; k < K; k++) {
+        for (unsigned i = 0; i < 4; i++)
+            assert_int_equal(part_send(all[i], 5000000 + i * 1000 + k), 0);
+        roost_client_step(cl, 1);
+    }
+    bool ok = echo_client_until(cl, sub_only_got, all, WAIT_MS);
+    if (!ok)
+        for (unsigned i = 0; i < 4; i++)
+            fprintf(stderr, "# %s media %u errors %u\n", all[i]->name, all[i]->n_media,
+                    all[i]->n_errors);
+    assert_true(ok);
+    for (int i = 0; i < 20; i++) /* anything extra would arrive now */
+        roost_client_step(cl, 5);
+    assert_int_equal(so.last_error, PROTO_ERR_NOT_PERMITTED);
+    assert_int_equal(so.n_media, 3 * K);
+    assert_int_equal(po.n_media, 0);
+    assert_int_equal(p2.n_media, 2 * K);
+    assert_int_equal(p0.n_media, 2 * K);
+    for (unsigned i = 0; i < 4; i++) {
+        unsigned from[4] = {0};
+        for (uint32_t k = 0; k < all[i]->n_media; k++) {
+            uint32_t s = all[i]->media[k].seq - 5000000, idx = s / 1000;
+            assert_true(idx < 4 && idx != i && idx != 0);
+            assert_int_equal(all[i]->media[k].sender, all[idx]->pid);
+            from[idx]++;
+        }
+        for (unsigned j = 1; j < 4; j++)
+            if (j != i && i != 1)
+                assert_int_equal(from[j], K);
+    }
+    /* dropped at r1 and counted there; only the publish-only member's
+     * frames went up r1's trunk, and the home sent r1 only r0's and r2's */
+    struct relay_stats a[NR];
+    for (unsigned i = 0; i < NR; i++)
+        relay_stats(tr[i].r, &a[i]);
+    assert_int_equal(a[1].media_dropped - b[1].media_dropped, K);
+    assert_int_equal(a[0].media_dropped, b[0].media_dropped);
+    assert_int_equal(a[2].media_dropped, b[2].media_dropped);
+    assert_int_equal(tstats(1).frames_out - t[1].frames_out, K);
+    assert_int_equal(tstats(1).frames_in - t[1].frames_in, 2 * K);
+    assert_int_equal(tstats(0).frames_in - t[0].frames_in, 2 * K); /* K from r1, K from r2 */
+    assert_int_equal(tstats(2).frames_in - t[2].frames_in, 2 * K); /* r0's and r1's */
+    for (unsigned i = 0; i < NR; i++)
+        assert_int_equal(tstats(i).unknown_drops, t[i].unknown_drops);
+    for (unsigned i = 0; i < 4; i++) {
+        part_leave(all[i]);
+        fr[i].p = NULL;
+    }
 }
 
 /* A relay with another secret: its trunk to the home is refused on both
@@ -891,6 +1057,7 @@ int main(void)
         cmocka_unit_test(test_late_joiner_keyframe),
         cmocka_unit_test(test_presence_join_leave),
         cmocka_unit_test(test_quality_kfreq),
+        cmocka_unit_test(test_permissions),
         cmocka_unit_test(test_trunk_lost),
         cmocka_unit_test(test_replay_once),
         cmocka_unit_test(test_wrong_secret),
