@@ -692,6 +692,17 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
     uint64_t joined = 0;
     for (unsigned i = 0; i < cfg->threads; i++)
         joined += L.t[i]->joins_ok;
+    /* Across relays, wait (bounded by the join timeout) until every joined
+     * participant has been told of its whole room; a room with a failed
+     * join never gets there, and the window then opens at the bound. */
+    for (uint64_t p0 = mono_ns(); cfg->n_relays > 1 && mono_ns() - p0 < cfg->join_timeout_ns;) {
+        uint64_t seen = 0;
+        for (unsigned i = 0; i < cfg->threads; i++)
+            seen += atomic_load_explicit(&L.t[i]->presence_ok, memory_order_acquire);
+        if (seen >= joined)
+            break;
+        usleep(2000);
+    }
     if (cfg->relay_pid > 0)
         res->rss_joined_kb = load_proc_rss_kb(cfg->relay_pid);
     /* The window. */

@@ -70,6 +70,11 @@ struct bp {
     uint64_t next; /* the slot the timer fires for */
     uint32_t seq, pos;
     uint64_t target, sent, skipped, failed;
+    /* Presence: the other members this participant has been told of
+     * (JOINED's list, then JOIN/LEAVE events); peers_done once it saw the
+     * whole room (--relays waits for it, see load_run). */
+    int32_t peers;
+    bool peers_done;
     /* Receiver: one entry per speaker of the room. */
     struct rxs *rx;
     uint64_t dup, reordered, foreign;
@@ -91,6 +96,9 @@ struct lthread {
     uint32_t n_base, n_storm;
     uint32_t next_base, next_storm; /* next to connect */
     uint32_t answered_base;
+    /* Base participants that saw every other member of their room
+     * (bp.peers_done); read by load_run. */
+    _Atomic uint32_t presence_ok;
     uint64_t join_t0;
     bool ready, measuring, finished;
     uint64_t cpu0, wall0;

@@ -238,8 +238,24 @@ static void on_open(struct bp *p)
     send_msg(p, &m);
 }
 
+/* Counts a base participant that has been told of every other member of
+ * its room. Across relays a member's JOIN reaches the other relays a trunk
+ * hop or two after its own JOINED, and a frame that arrives before its
+ * sender's JOIN is dropped there (docs/CLUSTER.md 2.8): --relays opens the
+ * window only once everyone sees the whole room. */
+static void participant_presence(struct bp *p)
+{
+    const struct load_config *cfg = p->t->L->cfg;
+    if (p->storm || p->peers_done || p->st != BP_JOINED || cfg->size == 0 ||
+        p->peers < (int32_t)cfg->size - 1)
+        return;
+    p->peers_done = true;
+    /* Pairs with the acquire load in load_run. */
+    atomic_fetch_add_explicit(&p->t->presence_ok, 1, memory_order_release);
+}
+
 /* One control message body: JOIN after WELCOME, then JOINED or
- * JOIN_REJECTED. */
+ * JOIN_REJECTED; PARTICIPANT_EVENTS for presence. */
 static void on_control(struct bp *p, const uint8_t *body, size_t len)
 {
     struct lthread *t = p->t;
@@ -287,7 +303,14 @@ static void on_control(struct bp *p, const uint8_t *body, size_t len)
         break;
     }
     case MSG_JOINED:
+        p->peers = (int32_t)m->u.joined.n_members;
         participant_joined(p, mono_ns(), true);
+        participant_presence(p);
+        break;
+    case MSG_PARTICIPANT_EVENTS:
+        for (uint32_t i = 0; i < m->u.events.n_events; i++)
+            p->peers += m->u.events.events[i].kind == MSG_EV_JOIN ? 1 : -1;
+        participant_presence(p);
         break;
     case MSG_JOIN_REJECTED:
         participant_ended(p, mono_ns(), LOAD_END_REJECTED, m->u.join_rejected.code);
