@@ -132,6 +132,18 @@ static void dq_release(struct quic_conn *c, uint64_t now)
     }
 }
 
+/* Whether the next packet may be the last the congestion window lets go:
+ * ngtcp2's window left (read once per write, at the first datagram packet)
+ * minus what this write sent since is at most one packet. */
+static inline bool near_full(struct quic_conn *c, uint64_t *left, size_t *at, size_t sent)
+{
+    if (*left == UINT64_MAX) {
+        *left = ngtcp2_conn_get_cwnd_left(c->conn);
+        *at = sent;
+    }
+    return (uint64_t)(sent - *at) + UDP_TX_MAX >= *left;
+}
+
 static bool stream_refused(ngtcp2_ssize n)
 {
     return n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
@@ -182,6 +194,9 @@ bool quic_conn_write(struct quic_conn *c)
     ngtcp2_path_storage_zero(&ps);
     ngtcp2_pkt_info pi;
     bool stream_blocked = false, dgram_blocked = false, open_pkt = false, elicit = false;
+    bool guarded = false;            /* the PTO guard was tried in this write */
+    uint64_t cwnd_left = UINT64_MAX; /* read once per write, when datagrams go */
+    size_t sent_at_left = 0;         /* sent when cwnd_left was read */
     bool open = c->state == CS_OPEN;
     for (;;) {
         if (sent >= quantum && !open_pkt)
@@ -234,6 +249,32 @@ bool quic_conn_write(struct quic_conn *c)
                 stream_blocked = true;
                 continue;
             }
+        } else if (more_dgrams && !open_pkt && !guarded && c->ctl_stream >= 0 && !stream_blocked &&
+                   near_full(c, &cwnd_left, &sent_at_left, sent)) {
+            /* This packet may be the last the congestion window lets go.
+             * ngtcp2 0.12 counts no DATAGRAM-only packet as PTO-eliciting
+             * (made so upstream in 0.14): were every packet of a full
+             * window such and all lost, no loss detection timer would run
+             * and nothing would ever go again. A zero-length STREAM frame
+             * on the control stream (no byte for the peer's app) opens the
+             * packet and makes it PTO-eliciting. Once per write, only near
+             * a full window. */
+            guarded = true;
+            stat_inc(ep->st, QS(write_calls));
+            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, NULL,
+                                          NGTCP2_WRITE_STREAM_FLAG_MORE, c->ctl_stream, NULL, 0,
+                                          now);
+            if (n == NGTCP2_ERR_WRITE_MORE) {
+                open_pkt = true;
+                continue;
+            }
+            if (stream_refused(n)) {
+                stream_blocked = true;
+                continue;
+            }
+            if (n == 0)
+                continue; /* window or pacer shut: the datagram write finds it so */
+            /* n > 0: a packet of other frames (an ACK) went; n < 0: error. */
         } else if (more_dgrams) {
             struct dgram_item *d = &c->dq[c->dq_head];
             ngtcp2_vec v = {.base = d->b->data + d->off, .len = d->len};

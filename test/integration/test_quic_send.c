@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -204,6 +205,59 @@ static void test_cwnd_blocked_queue_kept_then_drained(void **state)
     teardown(cl);
 }
 
+static bool echoed(void *arg)
+{
+    (void)arg;
+    return ec.dgram_in >= 1;
+}
+
+static bool sent_more(void *arg)
+{
+    return stats().dgram_out > *(const uint64_t *)arg;
+}
+
+/* The window filled with packets that carry only DATAGRAM frames, and all
+ * of them were lost. ngtcp2 0.12 counts no such packet as PTO-eliciting:
+ * without the zero-length STREAM frame the write adds near a full window
+ * no loss detection timer ran, the window stayed full and the server never
+ * wrote again. Echo round trips first, so that PMTUD is over and no probe
+ * of its own (PTO-eliciting) is in flight with the burst. (The whole window
+ * goes in one write, before blocked() can hold; were it paced over two
+ * writes this test could pass without the guard, never fail with it.) */
+static void test_cwnd_full_all_lost_recovers(void **state)
+{
+    (void)state;
+    struct roost_client *cl = setup(60ULL * 1000000000ULL);
+    const uint8_t d[] = {7, 8, 9};
+    for (int i = 0; i < 10; i++) {
+        ec.dgram_in = 0;
+        assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
+        assert_true(echo_client_until(cl, echoed, NULL, WAIT_MS));
+    }
+    ec.dgram_in = 0;
+    struct quic_stats a = stats();
+    roost_client_set_rx_drop(cl, 1.0);
+    burst(200, 500);
+    assert_true(echo_client_until(cl, blocked, &a, WAIT_MS));
+    /* The window is full and the client still drops everything, so no
+     * ACK opens it: a datagram goes only as a PTO probe. (Without one the
+     * server never wrote again: this wait failed.) */
+    uint64_t m = stats().dgram_out;
+    assert_true(echo_client_until(cl, sent_more, &m, WAIT_MS));
+    roost_client_set_rx_drop(cl, 0.0);
+    bool ok = echo_client_until(cl, accounted, &a, WAIT_MS);
+    struct quic_stats b = stats();
+    print_message("sent %llu, written %llu, client in %llu\n",
+                  (unsigned long long)(b.dgram_out - a.dgram_out),
+                  (unsigned long long)(b.pkts_written - a.pkts_written),
+                  (unsigned long long)ec.dgram_in);
+    assert_true(ok);
+    assert_int_equal(b.dgram_out - a.dgram_out, 200);
+    assert_int_equal(b.dgram_drop_cwnd - a.dgram_drop_cwnd, 0);
+    assert_true(ec.dgram_in > 0);
+    teardown(cl);
+}
+
 /* The client never acknowledges again: the held-back datagrams age out
  * at the limit (20 ms here), counted as cwnd_aged, not as a full queue. */
 static void test_cwnd_blocked_queue_aged_out(void **state)
@@ -260,8 +314,14 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_coalesced_in_one_turn),
         cmocka_unit_test(test_cwnd_blocked_queue_kept_then_drained),
+        cmocka_unit_test(test_cwnd_full_all_lost_recovers),
         cmocka_unit_test(test_cwnd_blocked_queue_aged_out),
         cmocka_unit_test(test_dgram_queue_lazy_and_released),
     };
+    /* CMOCKA_TEST_FILTER=test_cwnd_* runs only the matching tests (a loop
+     * over one test). */
+    const char *filter = getenv("CMOCKA_TEST_FILTER");
+    if (filter != NULL)
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests_name("quic_send", tests, NULL, NULL);
 }
