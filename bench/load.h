@@ -117,6 +117,7 @@ struct load_config {
     uint64_t duration_ns;
     uint64_t frame_ns;         /* frame duration (audio table) */
     uint64_t send_interval_ns; /* time between a speaker's frame slots (normally frame_ns) */
+    bool phase_packed;         /* speakers' first slots: bench/phase.h */
     uint64_t drain_ns;
     uint64_t join_timeout_ns;
     unsigned threads;

@@ -3,6 +3,7 @@
  * QUIC client, the path emulation and the floor sockets, and freezes its
  * counters after the drain. */
 #include "bench/load_int.h"
+#include "bench/phase.h"
 #include "bench/participant.h"
 #include "bench/wsclient.h"
 
@@ -99,16 +100,16 @@ static void start_window(struct lthread *t, uint64_t now)
     t->cpu0 = thread_cpu_ns();
     t->runq0 = thread_runq_ns();
     t->wall0 = now;
-    uint32_t ns = 0, k = 0;
-    for (uint32_t i = 0; i < t->n_base; i++)
-        ns += t->p[i].speaker;
+    /* The thread's base participants are its rooms, member by member
+     * (load.c make_thread); speakers are each room's first members. */
+    uint32_t rooms_here = cfg->size ? t->n_base / cfg->size : 0;
+    uint32_t speakers = cfg->speakers < cfg->size ? cfg->speakers : cfg->size;
     for (uint32_t i = 0; i < t->n_base; i++) {
         struct bp *p = &t->p[i];
         if (!p->speaker)
             continue;
-        /* Spread the speakers over one interval, as independent clients
-         * would be, instead of sending in bursts. */
-        p->next = t->L->start_ns + cfg->send_interval_ns * k++ / (ns ? ns : 1);
+        p->next = t->L->start_ns + phase_offset(cfg->send_interval_ns, rooms_here, speakers,
+                                                i / cfg->size, p->member, cfg->phase_packed);
         (void)timer_arm(t->timers, &p->tm, p->next);
     }
 }

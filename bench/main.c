@@ -159,6 +159,7 @@ int main(int argc, char **argv)
         .frame_ns = frame_ns,
         .send_interval_ns =
             o.send_interval_us > 0 ? (uint64_t)(o.send_interval_us * 1000) : frame_ns,
+        .phase_packed = o.phase_packed,
         .drain_ns = (uint64_t)(o.drain_ms * 1e6),
         .join_timeout_ns = (uint64_t)(o.join_timeout_s * 1e9),
         .threads = o.threads,
@@ -338,6 +339,7 @@ int main(int argc, char **argv)
         jw_dbl(&w, "duration_s", o.duration_s);
         jw_dbl(&w, "frame_ms", o.frame_ms);
         jw_dbl(&w, "send_interval_us", (double)base.send_interval_ns / 1000);
+        jw_str(&w, "phase", o.phase_packed ? "packed" : "spread");
         jw_u64(&w, "bitrate", o.bitrate);
         jw_u64(&w, "threads", o.threads);
         jw_dbl(&w, "join_rate", o.join_rate);

@@ -46,6 +46,8 @@ static void usage(FILE *f)
             "  --audio FILE.wav         16-bit PCM mono 48 kHz source (default: synthetic)\n"
             "  --talk                   talk-spurt model: on/off speech with DTX frames\n"
             "  --send-interval-us N     send slots this far apart instead of one per frame\n"
+            "  --phase spread|packed    a room's speakers send interval/speakers apart (spread,\n"
+            "                           default) or one after another in a burst (packed)\n"
             "  --threads T              bench threads (default: online CPUs)\n"
             "  --cpus LIST              pin bench threads to these CPUs, e.g. 0,2-3\n"
             "  --no-pin                 do not pin bench threads\n"
@@ -289,6 +291,7 @@ enum {
     O_FLOOR,
     O_FLOOR_WORKERS,
     O_SEND_INTERVAL,
+    O_PHASE,
     O_DRAIN,
     O_JOIN_TIMEOUT,
     O_CPUS,
@@ -334,6 +337,7 @@ static const struct option long_opts[] = {
     {"floor", no_argument, NULL, O_FLOOR},
     {"floor-workers", required_argument, NULL, O_FLOOR_WORKERS},
     {"send-interval-us", required_argument, NULL, O_SEND_INTERVAL},
+    {"phase", required_argument, NULL, O_PHASE},
     {"drain-ms", required_argument, NULL, O_DRAIN},
     {"join-timeout", required_argument, NULL, O_JOIN_TIMEOUT},
     {"cpus", required_argument, NULL, O_CPUS},
@@ -465,6 +469,10 @@ int options_parse(int argc, char **argv, struct opts *o)
             break;
         case O_SEND_INTERVAL:
             bad = parse_num(optarg, 1, 1e7, &o->send_interval_us);
+            break;
+        case O_PHASE:
+            bad = strcmp(optarg, "spread") != 0 && strcmp(optarg, "packed") != 0;
+            o->phase_packed = strcmp(optarg, "packed") == 0;
             break;
         case O_DRAIN:
             bad = parse_num(optarg, 0, 60000, &o->drain_ms);

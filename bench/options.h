@@ -33,6 +33,7 @@ struct opts {
     double slo_p99_ms, slo_loss_pct;
     unsigned floor_workers;
     double send_interval_us;
+    bool phase_packed; /* --phase packed */
     int cpus[MAX_CPUS];
     unsigned n_cpus;
     double rtt_s, jitter_s, loss_pct;

@@ -363,6 +363,8 @@ int quic_client_connect(struct quic_client *cl, const char *host, uint16_t port,
     params.initial_max_data = CONN_WINDOW;
     params.max_idle_timeout = cl->idle_timeout_ns;
     params.max_datagram_frame_size = cl->no_datagrams ? 0 : 1500;
+    if (cl->ep.ack_thresh > QUIC_DEFAULT_ACK_THRESH)
+        params.max_ack_delay = QUIC_CLIENT_MEDIA_MAX_ACK_DELAY_NS;
     ngtcp2_path path;
     quic_path_init(&path, &c->local, &c->remote);
     rc = ROOST_EQUIC;

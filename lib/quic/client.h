@@ -63,6 +63,15 @@ struct quic_client_config {
  * sender's initial congestion window. */
 #define QUIC_CLIENT_ACK_THRESH_MEDIA 10u
 
+/* The max_ack_delay a client with a raised ack_thresh advertises (ngtcp2's
+ * default is 25 ms). Its delayed ACK goes alone about max_ack_delay - 10 ms
+ * after the packet (conn.c ack_can_wait): 15 ms with 25 ms, shorter than a
+ * talking client's 20 ms frame interval, so every talking receiver sent an
+ * ACK-only packet just before its own frame. With 40 ms the ACK rides on
+ * that frame; the relay's PTO grows by the same 15 ms (docs/PROTOCOL.md
+ * §13). */
+#define QUIC_CLIENT_MEDIA_MAX_ACK_DELAY_NS (40ULL * 1000000ULL)
+
 /* cfg strings are read during the call; ops and arg are borrowed for the
  * client's life. Returns 0, ROOST_EINVAL, ROOST_ECRYPTO (CA or pinned
  * certificate unreadable), ROOST_ESYS, ROOST_ENOMEM. */

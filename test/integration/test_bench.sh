@@ -107,7 +107,7 @@ start_relay() {
     wait_http $_pid $_a /healthz
 }
 
-echo "1..40"
+echo "1..42"
 scripts/dev-cert "$T/state" >/dev/null
 $CLI keygen --out "$T/state/token.keys" >/dev/null 2>&1
 
@@ -307,6 +307,12 @@ if [ -r "$WAV" ]; then
 else
     ok "# SKIP no speech recording at $WAV"
 fi
+$BENCH --phase bogus >/dev/null 2>&1
+rc=$?
+if [ $rc -eq 64 ]; then ok "--phase takes spread or packed (usage error otherwise)"; else nok "--phase bogus exits 64 (exit $rc)"; fi
+$BENCH --floor --floor-workers 1 --rooms 2 --size 3 --duration 1 --threads 1 --no-pin \
+    --phase packed --json "$T/phase.json" >"$T/phase.out" 2>&1
+check_json "--phase packed is recorded in the JSON, and delivers" "$T/phase.json" 'd["config"]["phase"] == "packed" and r["delivery"]["lost"] == 0 and r["delivery"]["delivered"] > 0'
 $BENCH --bogus >/dev/null 2>&1
 rc=$?
 if [ $rc -eq 64 ]; then ok "unknown option exits 64 (usage; 2 is INCONCLUSIVE)"; else nok "unknown option exits 64 (exit $rc)"; fi
