@@ -477,9 +477,11 @@ static bool op_vanish(struct prop *t)
     return true;
 }
 
-/* After WELCOME: a path change before the handshake is confirmed is not
- * allowed (RFC 9000 §9; ngtcp2 drops the packets), so the connection
- * would die there, hand-off or not. */
+/* After WELCOME only. A rebind right after on_open (handshake complete
+ * at the client, maybe not yet at the relay) ends the connection: it
+ * idles out without WELCOME, with affinity off too (seen with the hash,
+ * 2 workers). RFC 9000 §9 lets an endpoint refuse a path change before
+ * the handshake is confirmed; not a hand-off matter. */
 static bool can_rebind(const struct cli *k)
 {
     return usable(k) && k->p.welcomed;
