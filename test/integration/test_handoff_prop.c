@@ -83,11 +83,11 @@
 #define DELIVER_MS IDLE_MS
 
 #define AMAX 3u     /* affinity_max_members */
-#define N_ROOMS 6u  /* room ids in play */
+#define N_ROOMS 8u  /* room ids in play */
 #define MAX_W 4u    /* workers */
-#define MAX_CLI 128 /* clients per run (never reused) */
+#define MAX_CLI 512 /* clients per run (never reused) */
 #define MAX_LIVE 20 /* live clients at once */
-#define MAX_FRAMES 4096
+#define MAX_FRAMES 8192
 
 #ifdef ROOST_SANITIZE
 #define ROUNDS 8u
@@ -993,6 +993,9 @@ static void run(unsigned test_no, unsigned n_workers, bool hash)
     unsigned done = 0;
     for (t->round = 0; t->round < rounds; t->round++) {
         if (budget && t->round >= 2 && echo_now_ms() - t0 > BUDGET_MS)
+            break;
+        /* Room for a round's frames (sends, two reachability passes). */
+        if (t->n_frames + STEPS + 2u * MAX_LIVE > MAX_FRAMES)
             break;
         trace(t, "-- round %u", t->round);
         for (unsigned s = 0; s < STEPS; s++) {
