@@ -50,6 +50,7 @@ struct relay_config {
     unsigned n_cpus;
     bool no_pin;                   /* tests */
     uint32_t turn_batch_us;        /* turn cadence (worker_config); 0: off */
+    uint32_t timer_slack_us;       /* worker_config.timer_slack_us; 0: exact */
     const char *cert_file;         /* PEM chain */
     const char *key_file;          /* PEM key */
     const char *state_dir;         /* reset/retry secrets; NULL: random per run */
