@@ -247,6 +247,9 @@ $(BUILD)/roost-cli: $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIBROOST)
 $(BUILD)/test/unit/test_jbuf: $(BUILD)/test/unit/test_jbuf.o $(BUILD)/relay/cli/jbuf.o $(TESTLIB) \
 		$(RELAYLIB) $(LIBROOST)
 	$(LINK) $(CMOCKA_LIBS)
+$(BUILD)/test/unit/test_bench_metrics: $(BUILD)/test/unit/test_bench_metrics.o $(BUILD)/bench/metrics.o \
+		$(TESTLIB) $(RELAYLIB) $(LIBROOST)
+	$(LINK) $(CMOCKA_LIBS)
 $(BUILD)/test/integration/prog_wavcorr: $(BUILD)/test/integration/prog_wavcorr.o \
 		$(BUILD)/relay/cli/wav.o $(LIBROOST)
 	$(LINK) $(SNDFILE_LIBS)

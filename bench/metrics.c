@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -58,6 +59,51 @@ static int family_of(const char *name, size_t n)
     return -1;
 }
 
+#define LAT_BUCKET "roost_fanout_latency_seconds_bucket"
+
+/* Adds a roost_fanout_latency_seconds_bucket line's count to its bound's
+ * slot (workers summed), keeping the bounds ascending. */
+static void lat_add(struct metrics_lat *m, const char *l, size_t ll, double v)
+{
+    const char *p = NULL;
+    for (size_t i = 0; i + 4 <= ll; i++)
+        if (memcmp(l + i, "le=\"", 4) == 0) {
+            p = l + i + 4;
+            break;
+        }
+    if (p == NULL)
+        return;
+    const char *q = memchr(p, '"', ll - (size_t)(p - l));
+    if (q == NULL || q == p || (size_t)(q - p) >= 32)
+        return;
+    char num[32];
+    memcpy(num, p, (size_t)(q - p));
+    num[q - p] = '\0';
+    double le;
+    if (strcmp(num, "+Inf") == 0) {
+        le = INFINITY;
+    } else {
+        char *end;
+        le = strtod(num, &end);
+        if (*end != '\0' || !(le >= 0))
+            return;
+    }
+    unsigned k = 0;
+    while (k < m->n && m->le[k] < le)
+        k++;
+    if (k < m->n && m->le[k] == le) {
+        m->cum[k] += v;
+        return;
+    }
+    if (m->n == METRICS_LAT_MAX)
+        return;
+    memmove(&m->le[k + 1], &m->le[k], (m->n - k) * sizeof(m->le[0]));
+    memmove(&m->cum[k + 1], &m->cum[k], (m->n - k) * sizeof(m->cum[0]));
+    m->le[k] = le;
+    m->cum[k] = v;
+    m->n++;
+}
+
 int metrics_parse(const char *text, size_t len, struct metrics_sample *out)
 {
     memset(out, 0, sizeof(*out));
@@ -76,6 +122,20 @@ int metrics_parse(const char *text, size_t len, struct metrics_sample *out)
         size_t n = 0;
         while (n < ll && l[n] != '{' && l[n] != ' ')
             n++;
+        if (n == sizeof(LAT_BUCKET) - 1 && memcmp(l, LAT_BUCKET, n) == 0) {
+            size_t s = ll;
+            while (s > n && l[s - 1] != ' ')
+                s--;
+            char num[64];
+            size_t k = ll - s < sizeof(num) - 1 ? ll - s : sizeof(num) - 1;
+            memcpy(num, l + s, k);
+            num[k] = '\0';
+            char *end;
+            double v = strtod(num, &end);
+            if (end != num)
+                lat_add(&out->lat, l, ll, v);
+            continue;
+        }
         int f = family_of(l, n);
         if (f < 0 || n >= sizeof(partname[0]))
             continue;
@@ -248,4 +308,37 @@ void metrics_diff(const struct metrics_sample *before, const struct metrics_samp
         if (out->have[f] && after->v[f] > before->v[f])
             out->v[f] = (uint64_t)(after->v[f] - before->v[f] + 0.5);
     }
+    /* The bounds of the later scrape; a bound the earlier one lacked
+     * counts from 0 (the relay is the same process: it does not happen). */
+    out->lat.n = after->lat.n;
+    for (unsigned k = 0; k < after->lat.n; k++) {
+        double b = 0;
+        for (unsigned j = 0; j < before->lat.n; j++)
+            if (before->lat.le[j] == after->lat.le[k])
+                b = before->lat.cum[j];
+        out->lat.le[k] = after->lat.le[k];
+        out->lat.cum[k] = after->lat.cum[k] > b ? after->lat.cum[k] - b : 0;
+    }
+}
+
+double metrics_latency_quantile(const struct metrics_delta *d, double q, uint64_t *n)
+{
+    const struct metrics_lat *m = &d->lat;
+    double total = m->n > 0 ? m->cum[m->n - 1] : 0;
+    if (n != NULL)
+        *n = (uint64_t)(total + 0.5);
+    if (!d->ok || total <= 0 || !(q > 0 && q <= 1))
+        return -1;
+    double want = q * total, lo = 0, prev = 0;
+    for (unsigned k = 0; k < m->n; k++) {
+        if (m->cum[k] >= want) {
+            if (isinf(m->le[k]))
+                return INFINITY;
+            double in = m->cum[k] - prev;
+            return lo + (m->le[k] - lo) * (in > 0 ? (want - prev) / in : 1.0);
+        }
+        lo = m->le[k];
+        prev = m->cum[k];
+    }
+    return INFINITY;
 }

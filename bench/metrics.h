@@ -27,10 +27,23 @@ enum metrics_family {
     METRICS_N,
 };
 
+/* The relay-added latency histogram (roost_fanout_latency_seconds, from
+ * a datagram's kernel receive timestamp to its queueing on the egress
+ * worker), summed over workers: cumulative counts by upper bound `le` in
+ * seconds (the last is +Inf), ascending. Any set of bounds is read, so a
+ * relay with finer or coarser buckets parses the same. */
+#define METRICS_LAT_MAX 64
+struct metrics_lat {
+    unsigned n;
+    double le[METRICS_LAT_MAX];
+    double cum[METRICS_LAT_MAX];
+};
+
 struct metrics_sample {
     bool ok;
     bool have[METRICS_N];
     double v[METRICS_N];
+    struct metrics_lat lat;
 };
 
 /* The window's differences. A family is known when both samples had it. */
@@ -38,6 +51,7 @@ struct metrics_delta {
     bool ok; /* both scrapes succeeded */
     bool have[METRICS_N];
     uint64_t v[METRICS_N];
+    struct metrics_lat lat; /* the window's samples by bound (after - before) */
 };
 
 /* Parses Prometheus text (len bytes, need not be NUL-terminated) into
@@ -52,5 +66,10 @@ void metrics_diff(const struct metrics_sample *before, const struct metrics_samp
                   struct metrics_delta *out);
 /* The family's name as printed in reports. */
 const char *metrics_name(enum metrics_family f);
+/* The q-quantile (0 < q <= 1) of the window's relay-added latency in
+ * seconds, interpolated linearly inside its bucket (the first bucket from
+ * 0); INFINITY when it falls in +Inf; -1 when the window has no samples.
+ * *n (optional) gets the number of samples. */
+double metrics_latency_quantile(const struct metrics_delta *d, double q, uint64_t *n);
 
 #endif

@@ -373,6 +373,14 @@ void report_summary(FILE *f, const struct load_config *cfg, const struct load_re
                 fig(c, sizeof(c), report_per_frame(r, METRICS_ACK_ONLY_IN)),
                 fig(d, sizeof(d), report_per_frame(r, METRICS_TURNS)),
                 fig(e, sizeof(e), report_frames_per_packet(r)));
+        uint64_t ln = 0;
+        double l50 = metrics_latency_quantile(&r->server_counters, 0.5, &ln);
+        double l99 = metrics_latency_quantile(&r->server_counters, 0.99, NULL);
+        if (ln > 0)
+            fprintf(f,
+                    "  relay-added    p50 %.1f us, p99 %.1f us (the relay's fan-out histogram, "
+                    "n=%" PRIu64 ")\n",
+                    l50 * 1e6, l99 * 1e6, ln);
     } else if (cfg->mode == LOAD_QUIC) {
         fprintf(f, "  per frame      unknown (give --metrics ADMIN-HOST:PORT)\n");
     }
@@ -656,6 +664,17 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
                report_per_frame(r, pf[i].family) >= 0 ? report_per_frame(r, pf[i].family) : NAN);
     double fpp = report_frames_per_packet(r);
     jw_dbl(w, "frames_per_packet_out", fpp >= 0 ? fpp : NAN);
+    jw_obj_end(w);
+    /* The relay's own fan-out latency histogram over the window (ingress
+     * timestamp to queueing on the egress worker), interpolated inside
+     * its buckets; null where unknown. */
+    jw_obj(w, "relay_added_latency_us");
+    uint64_t lat_n = 0;
+    double lat50 = metrics_latency_quantile(&r->server_counters, 0.5, &lat_n);
+    double lat99 = metrics_latency_quantile(&r->server_counters, 0.99, NULL);
+    jw_u64(w, "n", lat_n);
+    jw_dbl(w, "p50", lat50 >= 0 ? lat50 * 1e6 : NAN);
+    jw_dbl(w, "p99", lat99 >= 0 ? lat99 * 1e6 : NAN);
     jw_obj_end(w);
     jw_obj(w, "counters");
     for (int k = 0; k < METRICS_N; k++) {

@@ -62,7 +62,8 @@ enum key_id {
     K_WS_LISTEN,
     K_WS_PLAIN,
     K_WEB_ROOT,
-    K_TURN_BATCH, /* issue 13: turn cadence */
+    K_TURN_BATCH,  /* issue 13: turn cadence */
+    K_TIMER_SLACK, /* session 6: timers may fire this late rather than cut a hold */
     /* receive budgets (issue 16) */
     K_CONN_PKT_RATE,
     K_CONN_BYTE_RATE,
@@ -161,6 +162,9 @@ static const struct config_key keys[K_COUNT] = {
                       100000, false,
                       "turn cadence: a worker with little work waits up to this many us "
                       "between turns; 0: off"},
+    [K_TIMER_SLACK] = {"server", "timer_slack_us", CONFIG_UINT, "0", 0, 100000, false,
+                       "turn cadence: a timer may fire up to this many us late rather than "
+                       "end a wait early; 0: timers end waits at their expiry"},
     /* receive budgets (issue 16): far above media rates (a 5 Mbit/s
      * publisher sends ~500 packets/s); 0: unlimited */
     [K_CONN_PKT_RATE] = {"limits", "conn_packet_rate", CONFIG_UINT, "10000", 0, UINT32_MAX, false,
@@ -359,6 +363,9 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_TURN_BATCH:
         r->turn_batch_us = (uint32_t)v;
+        break;
+    case K_TIMER_SLACK:
+        r->timer_slack_us = (uint32_t)v;
         break;
     case K_STATE_DIR:
         rc = store_str(c, id, value, &r->state_dir);

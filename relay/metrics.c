@@ -457,6 +457,23 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     PER_WORKER(&b, "roost_worker_batch_holds_cut_total", "counter",
                "Turn cadence waits cut short by a control message, a post or stop.",
                s->worker.hold_ctl);
+    PER_WORKER(&b, "roost_worker_batch_holds_timer_total", "counter",
+               "Turn cadence waits ended early by a timer's deadline (plus timer slack).",
+               s->worker.hold_timer);
+    PER_WORKER(&b, "roost_worker_empty_turns_total", "counter",
+               "Loop turns that found no fd event, message or due timer.", s->worker.empty_turns);
+    PER_WORKER(&b, "roost_worker_blocking_waits_total", "counter",
+               "epoll_wait calls that could sleep (no work pending; holds not included).",
+               s->worker.blocks);
+    PER_WORKER(&b, "roost_worker_polls_total", "counter",
+               "epoll_wait calls that could not sleep (work pending, or after a hold).",
+               s->worker.polls);
+    PER_WORKER(&b, "roost_worker_wakeups_total", "counter",
+               "eventfd wake-ups this worker received (ring, post, stop).", s->worker.wakeups);
+    PER_WORKER(&b, "roost_worker_wakeups_sent_total", "counter",
+               "eventfd writes this worker made to wake a sleeping worker.", s->worker.wakes_sent);
+    PER_WORKER(&b, "roost_worker_messages_in_total", "counter",
+               "Worker messages delivered (rings, posts, messages to self).", s->worker.msgs_in);
     trunk_metrics(&b, r);
 
     char cl[4096];

@@ -313,6 +313,7 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .n_cpus = cfg->n_cpus,
         .no_pin = cfg->no_pin,
         .turn_batch_us = cfg->turn_batch_us,
+        .timer_slack_us = cfg->timer_slack_us,
         .ring_capacity = cfg->ring_capacity,
         .spill_max = cfg->spill_max,
     };
@@ -507,6 +508,7 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"port", cfg->port != r->cfg.port},
         {"workers", cfg->n_workers != r->cfg.n_workers},
         {"turn_batch_us", cfg->turn_batch_us != r->cfg.turn_batch_us},
+        {"timer_slack_us", cfg->timer_slack_us != r->cfg.timer_slack_us},
         {"state_dir", str_differs(cfg->state_dir, r->cfg.state_dir)},
         {"insecure_no_auth", cfg->insecure_no_auth != r->cfg.insecure_no_auth},
         {"max_rooms", cfg->max_rooms != r->cfg.max_rooms},

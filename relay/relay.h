@@ -50,6 +50,7 @@ struct relay_config {
     unsigned n_cpus;
     bool no_pin;                   /* tests */
     uint32_t turn_batch_us;        /* turn cadence (worker_config); 0: off */
+    uint32_t timer_slack_us;       /* worker_config.timer_slack_us; 0: exact */
     const char *cert_file;         /* PEM chain */
     const char *key_file;          /* PEM key */
     const char *state_dir;         /* reset/retry secrets; NULL: random per run */
@@ -140,13 +141,18 @@ void relay_stats(struct relay *r, struct relay_stats *out);
 /* ---------------------------------------------------------- operations
  * (relay/admin.c, relay/main.c; docs/OPERATIONS.md) */
 
-/* Latency histogram: bucket i counts samples <= RELAY_HIST_BOUND_NS(i),
- * not cumulative; bucket RELAY_HIST_N - 1 is +Inf, and overflow counts the
- * samples in it (above 4.29 s, or too old for the stamp to tell: they are
- * never folded into a lower bucket). A worker keeps it as core/stat.h slots
- * (only it writes); relay_worker_stats copies them out. */
-#define RELAY_HIST_N 13
-#define RELAY_HIST_BOUND_NS(i) (1024ull << (2 * (i))) /* 1.02 us .. 4.29 s */
+/* Latency histogram: bucket i counts samples <= RELAY_HIST_BOUND_NS(i)
+ * (and above the bound before it), not cumulative; bucket RELAY_HIST_N - 1
+ * is +Inf, and overflow counts the samples in it (above 4.29 s, or too old
+ * for the stamp to tell: they are never folded into a lower bucket). A
+ * worker keeps it as core/stat.h slots (only it writes); relay_worker_stats
+ * copies them out. The bounds are the powers of 4 from 1.02 us to 4.29 s
+ * (the first histogram's; dashboards may use them) and, between 65.5 us
+ * and 4.19 ms, finer ones (100, 150, 200, 350, 500 and 750 us, 1, 1.5, 2
+ * and 3 ms) so that a p99 can be told against a 1 ms target. */
+#define RELAY_HIST_N 23
+extern const uint64_t relay_hist_bound_ns[RELAY_HIST_N - 1];
+#define RELAY_HIST_BOUND_NS(i) (relay_hist_bound_ns[(i)]) /* 1.02 us .. 4.29 s */
 struct relay_hist {
     uint64_t bucket[RELAY_HIST_N];
     uint64_t count, sum_ns;

@@ -16,18 +16,30 @@
 _Static_assert(sizeof(struct relay_wcounters) % sizeof(uint64_t) == 0, "only uint64_t fields");
 _Static_assert(sizeof(struct relay_hist) % sizeof(uint64_t) == 0, "only uint64_t fields");
 
+const uint64_t relay_hist_bound_ns[RELAY_HIST_N - 1] = {
+    1024,    4096,     16384,    65536,     100000,     150000,        200000,  262144,
+    350000,  500000,   750000,   1000000,   1048576,    1500000,       2000000, 3000000,
+    4194304, 16777216, 67108864, 268435456, 1073741824, 4294967296ull,
+};
+
 void relay_hist_add(_Atomic uint64_t *h, uint64_t ns)
 {
-    /* Bounds are powers of two (4^i KiB-ns): the bucket is a bit count. */
-    unsigned i = 0;
+    /* The first bound >= ns (binary search over the 22 finite bounds);
+     * none: +Inf. */
+    unsigned i;
     if (ns == BUF_STAMP_UNKNOWN) {
         i = RELAY_HIST_N - 1;
         ns = RELAY_HIST_BOUND_NS(RELAY_HIST_N - 2); /* a lower bound for the sum */
-    } else if (ns > 1024) {
-        unsigned bits = 64u - (unsigned)__builtin_clzll(ns - 1);
-        i = (bits - 10 + 1) / 2;
-        if (i > RELAY_HIST_N - 1)
-            i = RELAY_HIST_N - 1;
+    } else {
+        unsigned lo = 0, hi = RELAY_HIST_N - 1;
+        while (lo < hi) {
+            unsigned mid = (lo + hi) / 2;
+            if (relay_hist_bound_ns[mid] >= ns)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        i = lo;
     }
     stat_inc(h, STAT_IDX(struct relay_hist, bucket) + i);
     stat_inc(h, STAT_IDX(struct relay_hist, count));

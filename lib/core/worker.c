@@ -44,18 +44,20 @@ void worker_evfd_signal(int fd)
 }
 
 /* Called by a producer after its publish and a seq_cst fence. */
-void worker_wake_if_sleeping(struct worker *dst, bool ctl)
+bool worker_wake_if_sleeping(struct worker *dst, bool ctl)
 {
     /* relaxed load first: the common case (consumer awake) costs no RMW. The
      * ordering against our publish comes from the caller's seq_cst fence. */
     int s = atomic_load_explicit(&dst->sleeping, memory_order_relaxed);
     if (s == SLEEP_AWAKE || (s == SLEEP_HOLD && !ctl))
-        return;
+        return false;
     /* Compare-exchange: of several producers racing here, one writes the
      * eventfd; a media producer never ends a hold. */
-    if (atomic_compare_exchange_strong_explicit(&dst->sleeping, &s, SLEEP_AWAKE,
-                                                memory_order_relaxed, memory_order_relaxed))
-        worker_evfd_signal(dst->evfd);
+    if (!atomic_compare_exchange_strong_explicit(&dst->sleeping, &s, SLEEP_AWAKE,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return false;
+    worker_evfd_signal(dst->evfd);
+    return true;
 }
 
 /* Publishes every ring with staged writes, then wakes sleeping consumers
@@ -83,10 +85,13 @@ void worker_publish_all(struct worker *w)
      * `sleeping` below; pairs with the fence in sleep_prepare (see the file
      * comment: Dekker-style, one of the two sides sees the other's store). */
     atomic_thread_fence(memory_order_seq_cst);
+    uint64_t sent = 0;
     for (unsigned to = 0; to < w->n; to++) {
-        if (woke & (1ull << to))
-            worker_wake_if_sleeping(w->pool->w[to], (ctl >> to) & 1);
+        if ((woke & (1ull << to)) && worker_wake_if_sleeping(w->pool->w[to], (ctl >> to) & 1))
+            sent++;
     }
+    if (sent != 0)
+        stat_add(w->st, WSTAT(wakes_sent), sent);
 }
 
 /* ------------------------------------------------------------ sending */
@@ -331,10 +336,15 @@ static bool sleep_prepare(struct worker *w)
 /* The batch hold (turn cadence, worker_config.turn_batch_us). Called when
  * the last turn found work (fd events or ring messages) but nothing is
  * pending for an immediate turn. Waits, on the eventfd alone, until
- * turn_start + batch_ns or the next timer's expiry, whichever is first,
- * so that what arrives on the fds and in the rings meanwhile is taken in
- * one turn. What never waits:
- *   - timers: the wait ends at the earliest expiry (ns timeout);
+ * turn_start + batch_ns or the next timer's expiry plus the timer slack
+ * (worker_config.timer_slack_us), whichever is first, so that what arrives
+ * on the fds and in the rings meanwhile is taken in one turn. What never
+ * waits:
+ *   - timers: the wait ends at the earliest expiry plus the slack (ns
+ *     timeout), so a timer fires at most slack_ns late; with a slack of a
+ *     window or more, a timer falling due in a hold fires with the hold's
+ *     turn instead of cutting the hold short and costing a turn of its
+ *     own;
  *   - control: a producer that published a control message (worker_send
  *     with WORKER_MSG_CONTROL, a spilled message), a post (inbox) and stop
  *     write the eventfd when they see SLEEP_HOLD, and the check below after
@@ -346,8 +356,11 @@ static bool batch_hold(struct worker *w)
     uint64_t t0 = worker_clock_ns();
     uint64_t until = w->turn_start + w->batch_ns;
     uint64_t next = timers_next(w->timers);
-    if (next < until)
-        until = next;
+    bool by_timer = false;
+    if (next != TIMER_NEVER && next < until && until - next > w->slack_ns) {
+        until = next + w->slack_ns;
+        by_timer = true;
+    }
     if (until <= t0)
         return false; /* the turn took the whole window: back to back */
     atomic_store_explicit(&w->sleeping, SLEEP_HOLD, memory_order_relaxed);
@@ -375,6 +388,8 @@ static bool batch_hold(struct worker *w)
     stat_add(w->st, WSTAT(holds), 1);
     if (r > 0)
         stat_add(w->st, WSTAT(hold_ctl), 1);
+    else if (by_timer)
+        stat_add(w->st, WSTAT(hold_timer), 1);
     w->now = worker_clock_ns();
     return true;
 }
@@ -406,10 +421,13 @@ void worker_run_loop(struct worker *w)
     w->turn_start = w->now;
     for (;;) {
         int timeout = turn_timeout(w);
-        /* After a hold, look at the fds without blocking: if nothing came,
-         * this turn is empty and the next one (no traffic) blocks. */
+        /* After a hold, the wait below may block: epoll_wait returns at
+         * once with what came during the hold, and when nothing came the
+         * worker goes to sleep in the same call, without an empty turn and
+         * a second epoll_wait. The hold moved the clock: the timeout is
+         * taken again (a timer that fell due makes it 0). */
         if (timeout != 0 && w->batch_ns != 0 && w->traffic && batch_hold(w))
-            timeout = 0;
+            timeout = turn_timeout(w);
         w->more = false;
         w->wake_self = false;
         w->traffic = false;
@@ -418,12 +436,14 @@ void worker_run_loop(struct worker *w)
             uint64_t t0 = worker_clock_ns();
             stat_add(w->st, WSTAT(busy_ns), t0 - w->now);
             /* Offline while blocked: synchronize_rcu need not wait for us. */
+            stat_add(w->st, WSTAT(blocks), 1);
             rcu_thread_offline();
             n = epoll_wait(w->epfd, w->events, MAX_EVENTS, timeout);
             rcu_thread_online();
             atomic_store_explicit(&w->sleeping, SLEEP_AWAKE, memory_order_relaxed);
             w->now = worker_clock_ns();
         } else {
+            stat_add(w->st, WSTAT(polls), 1);
             n = epoll_wait(w->epfd, w->events, MAX_EVENTS, 0);
             uint64_t t = worker_clock_ns();
             stat_add(w->st, WSTAT(busy_ns), t - w->now);
@@ -442,14 +462,18 @@ void worker_run_loop(struct worker *w)
         if (atomic_load_explicit(&w->pool->stop, memory_order_relaxed))
             break;
 
-        timers_run(w->timers, w->now);
+        unsigned fired = timers_run(w->timers, w->now);
         for (unsigned to = 0; w->n_spilling > 0 && to < w->n; to++) {
             if (w->out[to] != NULL)
                 spill_drain(w, to);
         }
+        uint64_t msgs = atomic_load_explicit(&w->st[WSTAT(msgs_in)], memory_order_relaxed);
         deliver_rings(w);
         deliver_inbox(w);
         deliver_self(w);
+        if (n == 0 && fired == 0 &&
+            atomic_load_explicit(&w->st[WSTAT(msgs_in)], memory_order_relaxed) == msgs)
+            stat_add(w->st, WSTAT(empty_turns), 1);
         dispatch_events(w, n);
         if (ops->on_turn_end)
             ops->on_turn_end(w, arg);

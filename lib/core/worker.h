@@ -84,6 +84,14 @@ struct worker_config {
      * once on the first event. 0: off (every event wakes a turn).
      * At most WORKER_TURN_BATCH_MAX_US. */
     uint32_t turn_batch_us;
+    /* How late a timer may fire so as not to cut a batch hold short: a
+     * hold ends at min(window end, earliest timer expiry + slack), so a
+     * timer that falls due during a hold fires with the hold's next turn,
+     * at most timer_slack_us after its expiry, instead of costing a turn of
+     * its own. 0: a hold ends at the earliest expiry. The blocking wait
+     * (no traffic) is unchanged: timers end it at their expiry, rounded up
+     * to epoll_wait's millisecond. At most WORKER_TURN_BATCH_MAX_US. */
+    uint32_t timer_slack_us;
 };
 
 #define WORKER_TURN_BATCH_MAX_US 1000000u /* 1 s (tests); the relay allows 100 ms */
@@ -133,6 +141,17 @@ struct worker_stats {
     uint64_t busy_ns;     /* time not spent blocked in epoll_wait or a hold */
     uint64_t holds;       /* batch holds waited (turn_batch_us) */
     uint64_t hold_ctl;    /* holds cut short by control, a post or stop */
+    /* Where a worker's kernel time goes (docs/BENCHMARKS.md, "2 workers vs
+     * 1"): epoll_wait calls that could block and that could not (a hold's
+     * wait is counted in holds), eventfd writes this worker made to wake
+     * other workers, holds whose end was a timer's deadline rather than the
+     * window's, and turns that found nothing (no fd event, message or
+     * timer). */
+    uint64_t blocks;      /* blocking epoll_wait calls */
+    uint64_t polls;       /* non-blocking epoll_wait calls */
+    uint64_t wakes_sent;  /* eventfd writes to wake another worker */
+    uint64_t hold_timer;  /* holds ended by a timer's deadline (plus slack) */
+    uint64_t empty_turns; /* turns with no fd event, message or timer */
 };
 
 /* Creates (does not start) a pool. ops and arg are borrowed for the pool's

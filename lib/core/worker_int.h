@@ -58,6 +58,7 @@ struct worker {
     bool more; /* a ring hit its turn budget or epoll returned a full batch */
     /* Turn cadence (worker.c, "batch hold"): 0 = off. */
     uint64_t batch_ns;   /* turn_batch_us in ns */
+    uint64_t slack_ns;   /* timer_slack_us in ns */
     uint64_t turn_start; /* worker_now of the current turn */
     uint64_t ingress_ns; /* worker_set_ingress */
     bool traffic;        /* the last turn had fd events or ring messages */
@@ -107,6 +108,7 @@ struct worker_pool {
     unsigned n_cpus;
     bool no_pin;
     uint64_t batch_ns;  /* worker_config.turn_batch_us in ns */
+    uint64_t slack_ns;  /* worker_config.timer_slack_us in ns */
     uint32_t spill_max; /* worker_config.spill_max or DEFAULT_SPILL_MAX */
     enum pool_state state;
     _Atomic int stop;
@@ -136,8 +138,9 @@ static inline uint64_t worker_clock_ns(void)
 void worker_evfd_signal(int fd);
 /* Wakes dst if it announced it sleeps (after the caller's seq_cst fence):
  * blocked, or holding a batch window when ctl (control was published to it;
- * the caller stored dst->ctl_pending = 1 before its fence). */
-void worker_wake_if_sleeping(struct worker *dst, bool ctl);
+ * the caller stored dst->ctl_pending = 1 before its fence). Returns true
+ * when it wrote dst's eventfd. */
+bool worker_wake_if_sleeping(struct worker *dst, bool ctl);
 /* Publishes every ring with staged writes and wakes sleeping consumers. */
 void worker_publish_all(struct worker *w);
 /* The loop, until the pool's stop flag. */

@@ -205,6 +205,7 @@ static int worker_alloc(struct worker_pool *p, unsigned id, struct worker **out)
     w->evfd = -1;
     w->hold_epfd = -1;
     w->batch_ns = p->batch_ns;
+    w->slack_ns = p->slack_ns;
     w->cpu = p->no_pin ? -1 : p->cpus[id % p->n_cpus];
     pthread_mutex_init(&w->inbox_lock, NULL);
 
@@ -295,7 +296,8 @@ int worker_pool_new(struct worker_pool **out, const struct worker_config *cfg,
     uint32_t cap = cfg->ring_capacity ? cfg->ring_capacity : DEFAULT_RING_CAPACITY;
     if (cap < 2 || (cap & (cap - 1)) != 0 || cap > (1u << 24))
         return ROOST_EINVAL;
-    if (cfg->turn_batch_us > WORKER_TURN_BATCH_MAX_US)
+    if (cfg->turn_batch_us > WORKER_TURN_BATCH_MAX_US ||
+        cfg->timer_slack_us > WORKER_TURN_BATCH_MAX_US)
         return ROOST_EINVAL;
 
     struct worker_pool *p = calloc(1, sizeof(*p));
@@ -307,6 +309,7 @@ int worker_pool_new(struct worker_pool **out, const struct worker_config *cfg,
     p->arg = arg;
     p->no_pin = cfg->no_pin;
     p->batch_ns = (uint64_t)cfg->turn_batch_us * 1000u;
+    p->slack_ns = (uint64_t)cfg->timer_slack_us * 1000u;
     p->spill_max = cfg->spill_max ? cfg->spill_max : DEFAULT_SPILL_MAX;
     p->state = POOL_NEW;
     atomic_init(&p->stop, 0);

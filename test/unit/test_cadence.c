@@ -8,7 +8,14 @@
  *   - a control message from another worker and a post from a non-worker
  *     thread are delivered within the margin: they cut the hold; media
  *     messages do not (they are what the hold batches);
- *   - turn_batch_us = 0 never holds (today's loop).
+ *   - turn_batch_us = 0 never holds (today's loop);
+ *   - with a timer slack (timer_slack_us) a timer that falls due in a hold
+ *     fires at most its slack late and no longer cuts the hold short: the
+ *     hold's turn runs it (fewer turns), never later than the slack;
+ *   - a hold that brought nothing is followed by a blocking wait, not by an
+ *     empty turn and a second epoll_wait;
+ *   - a message to an awake worker does not write its eventfd; one to a
+ *     blocked worker does (counted on the sender: wakes_sent).
  * The bounds derive from the configured window, never from tight wall-clock
  * assumptions: the machine may be loaded.
  *
@@ -162,7 +169,8 @@ enum { PROBE = 1, SEND = 2, MEDIA = 4, POSTS = 8 };
  * with SEND worker 0 sends it a control (MEDIA: media) message every 5 ms,
  * with POSTS the main thread posts to it every 5 ms. Each source alone:
  * any one of them would cut the holds and hide the others' bound. */
-static void run(unsigned n, uint32_t batch_us, int what, struct worker_stats *st)
+static void run_slack(unsigned n, uint32_t batch_us, uint32_t slack_us, int what,
+                      struct worker_stats *st)
 {
     memset(&C, 0, sizeof(C));
     C.probe = what & PROBE;
@@ -174,7 +182,8 @@ static void run(unsigned n, uint32_t batch_us, int what, struct worker_stats *st
     C.pipe_wr = p[1];
     C.fed = n - 1;
     C.send_media = what & MEDIA;
-    struct worker_config cfg = {.n_workers = n, .no_pin = true, .turn_batch_us = batch_us};
+    struct worker_config cfg = {
+        .n_workers = n, .no_pin = true, .turn_batch_us = batch_us, .timer_slack_us = slack_us};
     struct worker_pool *pool;
     assert_int_equal(worker_pool_new(&pool, &cfg, &ops, NULL), 0);
     assert_int_equal(worker_pool_start(pool), 0);
@@ -206,6 +215,11 @@ static void run(unsigned n, uint32_t batch_us, int what, struct worker_stats *st
     close(p[0]);
     close(p[1]);
     assert_int_equal(atomic_load(&C.errors), 0);
+}
+
+static void run(unsigned n, uint32_t batch_us, int what, struct worker_stats *st)
+{
+    run_slack(n, batch_us, 0, what, st);
 }
 
 /* Timers are never held past their deadline by the cadence, and the loop
@@ -281,14 +295,184 @@ static void test_bad_window(void **state)
         .n_workers = 1, .no_pin = true, .turn_batch_us = WORKER_TURN_BATCH_MAX_US + 1};
     struct worker_pool *pool;
     assert_int_equal(worker_pool_new(&pool, &cfg, &ops, NULL), ROOST_EINVAL);
+    cfg.turn_batch_us = 1000;
+    cfg.timer_slack_us = WORKER_TURN_BATCH_MAX_US + 1;
+    assert_int_equal(worker_pool_new(&pool, &cfg, &ops, NULL), ROOST_EINVAL);
+}
+
+/* A slack shorter than the window: the 3 ms timer ends holds (counted in
+ * hold_timer) at most its slack late, far sooner than the 400 ms window
+ * would (the margin is below the window minus the slack, so a hold that
+ * ignored the timer would fail this). */
+#define SHORT_SLACK_US (WINDOW_US / 4)
+static void test_timer_slack_bound(void **state)
+{
+    (void)state;
+    struct worker_stats st;
+    run_slack(1, WINDOW_US, SHORT_SLACK_US, PROBE, &st);
+    assert_true(st.holds > 0);
+    assert_true(st.hold_timer > 0);
+    assert_true(atomic_load(&C.timer_fires) > 0);
+    uint64_t bound = SHORT_SLACK_US * 1000ull + SLACK_NS + (uint64_t)WINDOW_US * 1000ull * 3 / 8;
+    assert_true(atomic_load(&C.timer_max_late) <= bound);
+}
+
+/* A slack of a whole window: a timer falling due in a hold fires with the
+ * hold's turn, so the 3 ms timer no longer adds turns: about one fd turn
+ * per 400 ms window (without the slack, one per timer: ~400), and never
+ * later than the slack plus the margin. */
+static void test_timer_slack_no_extra_turns(void **state)
+{
+    (void)state;
+    struct worker_stats st;
+    run_slack(1, WINDOW_US, WINDOW_US, PROBE, &st);
+    assert_true(st.holds > 0);
+    assert_int_equal(st.hold_timer, 0);
+    assert_true(atomic_load(&C.timer_fires) > 0);
+    assert_true(atomic_load(&C.fd_turns) <= 2 * RUN_NS / (WINDOW_US * 1000ull) + 3);
+    assert_true(atomic_load(&C.timer_max_late) <= WINDOW_US * 1000ull + SLACK_NS + MARGIN_NS);
+}
+
+/* Bytes far apart (four windows): each wakes a blocked worker, its turn
+ * holds, and after the hold the worker blocks again in one epoll_wait: no
+ * empty turn per byte (the previous loop polled after every hold: one
+ * empty turn per byte, twice the turns). */
+#define SPARSE_WINDOW_US 20000u
+#define SPARSE_GAP_NS (4ull * SPARSE_WINDOW_US * 1000u)
+#define SPARSE_BYTES 12u
+static void test_hold_then_block(void **state)
+{
+    (void)state;
+    memset(&C, 0, sizeof(C));
+    int p[2];
+    assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    C.pipe_rd = p[0];
+    C.pipe_wr = p[1];
+    C.fed = 0;
+    struct worker_config cfg = {.n_workers = 1, .no_pin = true, .turn_batch_us = SPARSE_WINDOW_US};
+    struct worker_pool *pool;
+    assert_int_equal(worker_pool_new(&pool, &cfg, &ops, NULL), 0);
+    assert_int_equal(worker_pool_start(pool), 0);
+    for (unsigned i = 0; i < SPARSE_BYTES; i++) {
+        struct timespec ts = {0, (long)SPARSE_GAP_NS};
+        nanosleep(&ts, NULL);
+        ssize_t r = write(C.pipe_wr, "x", 1);
+        (void)r;
+    }
+    struct timespec ts = {0, (long)SPARSE_GAP_NS};
+    nanosleep(&ts, NULL);
+    worker_pool_stop(pool);
+    struct worker_stats st;
+    worker_pool_stats(pool, 0, &st);
+    worker_pool_del(pool);
+    close(p[0]);
+    close(p[1]);
+    print_message(
+        "bytes %u fd_turns %llu turns %llu holds %llu empty %llu blocks %llu polls %llu\n",
+        SPARSE_BYTES, (unsigned long long)atomic_load(&C.fd_turns), (unsigned long long)st.turns,
+        (unsigned long long)st.holds, (unsigned long long)st.empty_turns,
+        (unsigned long long)st.blocks, (unsigned long long)st.polls);
+    assert_true(atomic_load(&C.fd_turns) > 0);
+    assert_true(st.holds > 0);
+    assert_true(st.empty_turns <= SPARSE_BYTES / 4);
+    assert_true(st.turns <= SPARSE_BYTES + SPARSE_BYTES / 2 + 1);
+    assert_int_equal(atomic_load(&C.errors), 0);
+}
+
+/* Wake-ups are written only to a worker that sleeps. Worker 1 spins (it
+ * asks for another turn every turn, so it never announces sleep): worker
+ * 0's control messages reach it without one eventfd write. Then worker 1
+ * blocks (no cadence, nothing to do): each message written to it while it
+ * sleeps costs worker 0 one write, counted in wakes_sent. */
+static _Atomic int spin_on;
+static _Atomic uint64_t spin_rx;
+static void spin_msg(struct worker *w, const struct worker_msg *m, void *arg)
+{
+    (void)w, (void)m, (void)arg;
+    atomic_fetch_add(&spin_rx, 1);
+}
+static void spin_turn_end(struct worker *w, void *arg)
+{
+    (void)arg;
+    if (worker_id(w) == 1 && atomic_load(&spin_on))
+        worker_wake_self(w);
+}
+static void spin_send(struct timer *t, uint64_t now, void *arg)
+{
+    struct worker *w = arg;
+    struct worker_msg m = {.type = T_CTL};
+    if (worker_send(w, 1, &m, WORKER_MSG_CONTROL) != 0)
+        atomic_fetch_add(&C.errors, 1);
+    if (timer_arm(worker_timers(w), t, now + 1000000) != 0)
+        atomic_fetch_add(&C.errors, 1);
+}
+static struct timer spin_tm;
+static int spin_start(struct worker *w, void *arg)
+{
+    (void)arg;
+    if (worker_id(w) != 0)
+        return 0;
+    timer_init(&spin_tm, spin_send, w);
+    return timer_arm(worker_timers(w), &spin_tm, worker_now(w) + 1000000);
+}
+static void spin_stop(struct worker *w, void *arg)
+{
+    (void)arg;
+    if (worker_id(w) == 0)
+        timer_cancel(worker_timers(w), &spin_tm);
+}
+static const struct worker_ops spin_ops = {
+    .start = spin_start, .stop = spin_stop, .on_msg = spin_msg, .on_turn_end = spin_turn_end};
+
+static void spin_run(bool spin, struct worker_stats *st0, struct worker_stats *st1)
+{
+    memset(&C, 0, sizeof(C));
+    atomic_store(&spin_on, spin);
+    atomic_store(&spin_rx, 0);
+    struct worker_config cfg = {.n_workers = 2, .no_pin = true};
+    struct worker_pool *pool;
+    assert_int_equal(worker_pool_new(&pool, &cfg, &spin_ops, NULL), 0);
+    assert_int_equal(worker_pool_start(pool), 0);
+    /* Until worker 1 got 20 messages (1 ms apart), bounded by 10 s. */
+    uint64_t end = mono_ns() + 10000000000ull;
+    while (atomic_load(&spin_rx) < 20 && mono_ns() < end) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_store(&spin_on, 0); /* the stop request must be able to end it */
+    worker_pool_stop(pool);
+    worker_pool_stats(pool, 0, st0);
+    worker_pool_stats(pool, 1, st1);
+    worker_pool_del(pool);
+    assert_true(atomic_load(&spin_rx) >= 20);
+    assert_int_equal(atomic_load(&C.errors), 0);
+}
+
+static void test_no_wake_when_awake(void **state)
+{
+    (void)state;
+    struct worker_stats s0, s1;
+    spin_run(true, &s0, &s1);
+    /* Worker 1 may have slept between its start and its first turn's
+     * wake_self, and after spin_on went off: at most a couple of writes. */
+    print_message("spinning: wakes_sent %llu (msgs %llu)\n", (unsigned long long)s0.wakes_sent,
+                  (unsigned long long)s1.msgs_in);
+    assert_true(s0.wakes_sent <= 2);
+    spin_run(false, &s0, &s1);
+    print_message("blocked: wakes_sent %llu (msgs %llu)\n", (unsigned long long)s0.wakes_sent,
+                  (unsigned long long)s1.msgs_in);
+    assert_true(s0.wakes_sent >= 10);
+    assert_true(s0.wakes_sent <= s1.msgs_in);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_timer_not_late), cmocka_unit_test(test_control_not_held),
-        cmocka_unit_test(test_post_not_held),  cmocka_unit_test(test_media_batched),
-        cmocka_unit_test(test_zero_is_off),    cmocka_unit_test(test_bad_window),
+        cmocka_unit_test(test_timer_not_late),    cmocka_unit_test(test_control_not_held),
+        cmocka_unit_test(test_post_not_held),     cmocka_unit_test(test_media_batched),
+        cmocka_unit_test(test_zero_is_off),       cmocka_unit_test(test_bad_window),
+        cmocka_unit_test(test_timer_slack_bound), cmocka_unit_test(test_timer_slack_no_extra_turns),
+        cmocka_unit_test(test_hold_then_block),   cmocka_unit_test(test_no_wake_when_awake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

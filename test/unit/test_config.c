@@ -278,6 +278,26 @@ static void test_key_table(void **state)
     config_free(&c);
 }
 
+/* Timer slack of the turn cadence (session 6): default 0, file, range. */
+static void test_timer_slack_key(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[128];
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(c.relay.timer_slack_us, 0);
+    static const char ini[] = "[server]\ntimer_slack_us = 250\n";
+    struct errs e = {0};
+    assert_int_equal(config_load_mem(&c, "m.conf", ini, sizeof(ini) - 1, collect, &e), 0);
+    assert_int_equal(c.relay.timer_slack_us, 250);
+    assert_int_equal(config_set(&c, "timer_slack_us", "500", "command line", 0, err, sizeof(err)),
+                     0);
+    assert_int_equal(c.relay.timer_slack_us, 500);
+    assert_int_not_equal(
+        config_set(&c, "timer_slack_us", "100001", "command line", 0, err, sizeof(err)), 0);
+    config_free(&c);
+}
+
 /* Turn cadence (issue 13): default, file, range. */
 static void test_turn_batch_key(void **state)
 {
@@ -349,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_key_table),
         cmocka_unit_test(test_room_and_admin_keys),
         cmocka_unit_test(test_turn_batch_key),
+        cmocka_unit_test(test_timer_slack_key),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
  * the +Inf bucket and is counted as overflow, never into a low bucket). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -248,6 +249,50 @@ static void test_relay_hist_buckets(void **state)
     assert_int_equal(r.overflow, 0);
 }
 
+/* The bounds: strictly increasing, every power of 4 from 1 KiB-ns to 4 GiB-ns
+ * still one (dashboards that used the first histogram's `le` keep working),
+ * and the finer ones a 1 ms target needs: a sample just under or at 1 ms is
+ * counted at or below le=0.001, one just over it is not. */
+static void test_relay_hist_fine_bounds(void **state)
+{
+    (void)state;
+    for (unsigned i = 1; i + 1 < RELAY_HIST_N; i++)
+        assert_true(RELAY_HIST_BOUND_NS(i) > RELAY_HIST_BOUND_NS(i - 1));
+    for (unsigned k = 0; k < 12; k++) {
+        uint64_t p4 = 1024ull << (2 * k);
+        bool found = false;
+        for (unsigned i = 0; i + 1 < RELAY_HIST_N; i++)
+            found = found || RELAY_HIST_BOUND_NS(i) == p4;
+        assert_true(found);
+    }
+    static const uint64_t fine[] = {500000, 750000, 1000000, 1500000, 2000000};
+    for (size_t k = 0; k < sizeof(fine) / sizeof(fine[0]); k++) {
+        unsigned i = 0;
+        while (i + 1 < RELAY_HIST_N && RELAY_HIST_BOUND_NS(i) != fine[k])
+            i++;
+        assert_true(i + 1 < RELAY_HIST_N);
+        _Atomic uint64_t h[STAT_N(struct relay_hist)] = {0};
+        struct relay_hist r;
+        relay_hist_add(h, fine[k] - 1);
+        relay_hist_add(h, fine[k]);
+        relay_hist_add(h, fine[k] + 1);
+        relay_hist_read(h, &r);
+        assert_int_equal(r.bucket[i], 2);
+        assert_int_equal(r.bucket[i + 1], 1);
+    }
+    /* 1.2 ms: above 1.049 ms, at or below 1.5 ms. */
+    _Atomic uint64_t h[STAT_N(struct relay_hist)] = {0};
+    struct relay_hist r;
+    relay_hist_add(h, 1200000);
+    relay_hist_read(h, &r);
+    unsigned j = 0;
+    while (RELAY_HIST_BOUND_NS(j) != 1500000)
+        j++;
+    assert_int_equal(r.bucket[j], 1);
+    assert_int_equal(r.bucket[j - 1], 0);
+    assert_int_equal(r.count, 1);
+}
+
 /* Above the top finite bound (4.29 s): the +Inf bucket and overflow, with
  * the true value in the sum; never bucket 0. */
 static void test_relay_hist_overflow(void **state)
@@ -255,7 +300,7 @@ static void test_relay_hist_overflow(void **state)
     (void)state;
     _Atomic uint64_t h[STAT_N(struct relay_hist)] = {0};
     struct relay_hist r;
-    relay_hist_add(h, 2200000000ull); /* 2.2 s: >= 2^31 ns, finite bucket 11 */
+    relay_hist_add(h, 2200000000ull); /* 2.2 s: >= 2^31 ns, the last finite bucket */
     relay_hist_add(h, 5000000000ull); /* 5 s */
     relay_hist_add(h, UINT64_MAX - 1);
     relay_hist_add(h, BUF_STAMP_UNKNOWN);
@@ -318,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_huge_latencies),
         cmocka_unit_test(test_relay_hist_buckets),
         cmocka_unit_test(test_relay_hist_overflow),
+        cmocka_unit_test(test_relay_hist_fine_bounds),
         cmocka_unit_test(test_relay_hist_stamp),
     };
     return cmocka_run_group_tests_name("hist", tests, NULL, NULL);
