@@ -121,12 +121,13 @@ static json_t *capacity_json(struct admin *a)
         retry_rate += ws.quic.retry_rate;
         refused_drain += ws.quic.refused_draining + ws.relay.rejects_draining;
         json_array_append_new(
-            workers,
-            json_pack("{s:i, s:i, s:f, s:I, s:I, s:I, s:I, s:b}", "worker", (int)i, "cpu", ws.cpu,
-                      "busy", sh, "connections", (json_int_t)ws.quic.conns_open, "half_open",
-                      (json_int_t)ws.quic.conns_half_open, "max_connections",
-                      (json_int_t)lim.max_conns_per_worker, "rooms",
-                      (json_int_t)(ws.room.rooms_created - ws.room.rooms_destroyed), "full", full));
+            workers, json_pack("{s:i, s:i, s:f, s:I, s:I, s:I, s:I, s:b}", "worker", (int)i, "cpu",
+                               ws.cpu, "busy", sh, "connections", (json_int_t)ws.quic.conns_open,
+                               "half_open", (json_int_t)ws.quic.conns_half_open, "max_connections",
+                               (json_int_t)lim.max_conns_per_worker, "rooms",
+                               (json_int_t)(ws.room.rooms_created - ws.room.rooms_destroyed +
+                                            ws.room.rooms_moved_in - ws.room.rooms_moved_out),
+                               "full", full));
     }
     if (fresh)
         a->last_ns = now;
@@ -294,6 +295,88 @@ static json_t *cluster_home_json(struct admin *a, const char *room)
                      (json_int_t)an.lease_ttl_ms);
 }
 
+/* ------------------------------------------------------------ room move */
+
+/* POST /rooms/{id}/move?worker=N (docs/OPERATIONS.md, "Moving a live
+ * room"): 202 started, 200 already there, 400 bad worker, 404 no such
+ * room, 409 moved or placed already / cluster, 503 draining. */
+static enum MHD_Result room_move(struct admin *a, struct MHD_Connection *conn, const char *room,
+                                 size_t len)
+{
+    struct relay *r = a->r;
+    const char *ws = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "worker");
+    char *end = NULL;
+    unsigned long to = ws != NULL && *ws != '\0' ? strtoul(ws, &end, 10) : 0;
+    enum relay_move_result res;
+    unsigned status;
+    json_t *j;
+    if (relay_draining(r)) {
+        res = RELAY_MOVE_DRAINING;
+        status = 503;
+        j = json_pack("{s:s}", "error", "draining");
+    } else if (ws == NULL || end == NULL || *end != '\0' || *ws == '-' || to >= relay_workers(r)) {
+        res = RELAY_MOVE_BAD_WORKER;
+        status = 400;
+        j = json_pack("{s:s, s:I}", "error", "worker must be 0..workers-1", "workers",
+                      (json_int_t)relay_workers(r));
+    } else {
+        unsigned from;
+        uint32_t members;
+        int rc = relay_room_move(r, room, len, (unsigned)to, &from, &members);
+        switch (rc) {
+        case 0:
+            res = RELAY_MOVE_STARTED;
+            status = 202;
+            j = json_pack("{s:s#, s:I, s:I, s:I, s:s}", "room", room, (int)len, "from",
+                          (json_int_t)from, "to", (json_int_t)to, "members", (json_int_t)members,
+                          "state", "moving");
+            break;
+        case ROOST_EEXIST:
+            res = RELAY_MOVE_NOOP;
+            status = 200;
+            j = json_pack("{s:s#, s:I, s:I, s:s}", "room", room, (int)len, "to", (json_int_t)to,
+                          "members", (json_int_t)members, "state", "already there");
+            break;
+        case ROOST_ENOENT:
+            res = RELAY_MOVE_NOT_FOUND;
+            status = 404;
+            j = json_pack("{s:s}", "error", "no such room");
+            break;
+        case ROOST_EINVAL:
+            res = RELAY_MOVE_BAD_WORKER;
+            status = 400;
+            j = json_pack("{s:s}", "error", "no such worker");
+            break;
+        case ROOST_EACCES:
+            res = RELAY_MOVE_CONFLICT;
+            status = 409;
+            j = json_pack("{s:s}", "error",
+                          "rooms do not move in a cluster: trunks and the directory find a room "
+                          "at its hash owner");
+            break;
+        case ROOST_EAGAIN:
+            res = RELAY_MOVE_CONFLICT;
+            status = 409;
+            j = json_pack("{s:s}", "error",
+                          "the room lives off its home worker already (moved, or placed by "
+                          "owner_share_max): it cannot move again until it ends");
+            break;
+        case ROOST_ECLOSED:
+            res = RELAY_MOVE_DRAINING;
+            status = 503;
+            j = json_pack("{s:s}", "error", "shutting down");
+            break;
+        default:
+            res = RELAY_MOVE_ERROR;
+            status = 500;
+            j = json_pack("{s:s}", "error", roost_strerror(rc));
+            break;
+        }
+    }
+    relay_room_move_count(r, res);
+    return reply_json(conn, status, j);
+}
+
 /* -------------------------------------------------------------- dispatch */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -302,11 +385,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     (void)version;
     (void)upload;
-    (void)upload_size;
-    (void)req_cls;
     struct admin *a = cls;
+    if (strcmp(method, "POST") == 0) {
+        /* The first call only announces the request (MHD); a body is
+         * ignored; the answer goes when it has all arrived. */
+        static int started;
+        if (*req_cls == NULL) {
+            *req_cls = &started;
+            return MHD_YES;
+        }
+        if (*upload_size != 0) {
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        size_t ul = strlen(url);
+        if (strncmp(url, "/rooms/", 7) == 0 && ul > 12 && strcmp(url + ul - 5, "/move") == 0)
+            return room_move(a, conn, url + 7, ul - 12);
+        return reply_text(conn, 404, "not found: POST /rooms/{id}/move?worker=N\n");
+    }
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return reply_text(conn, 405, "only GET\n");
+        return reply_text(conn, 405, "only GET and POST /rooms/{id}/move\n");
     if (strcmp(url, "/metrics") == 0) {
         char *text;
         size_t len;

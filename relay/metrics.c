@@ -244,10 +244,12 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     PER_WORKER(&b, "roost_connections_half_open", "gauge", "Handshakes in progress.",
                s->quic.conns_half_open);
     PER_WORKER(&b, "roost_rooms", "gauge", "Rooms owned by this worker.",
-               s->room.rooms_created - s->room.rooms_destroyed);
+               s->room.rooms_created - s->room.rooms_destroyed + s->room.rooms_moved_in -
+                   s->room.rooms_moved_out);
     PER_WORKER(&b, "roost_participants", "gauge",
                "Members of rooms owned by this worker (trunk members included).",
-               s->room.joins - s->room.leaves);
+               s->room.joins - s->room.leaves + s->room.members_moved_in -
+                   s->room.members_moved_out);
     PER_WORKER(&b, "roost_sessions_opened_total", "counter", "Protocol sessions opened.",
                s->relay.sessions_opened);
     PER_WORKER(&b, "roost_sessions_closed_total", "counter", "Protocol sessions closed.",
@@ -310,6 +312,11 @@ int metrics_render(struct relay *r, char **out, size_t *len)
                "New rooms hashing to this worker made on another one: it owned more than "
                "[limits] owner_share_max of the participants.",
                s->room.rooms_placed);
+    head(&b, "roost_room_moves_total", "counter",
+         "POST /rooms/{id}/move answers by result (docs/OPERATIONS.md).");
+    for (unsigned k = 0; k < RELAY_MOVE_N; k++)
+        put(&b, "roost_room_moves_total{result=\"%s\"} %llu\n", relay_move_result_names[k],
+            (unsigned long long)relay_room_moves(r, (enum relay_move_result)k));
     PER_WORKER(&b, "roost_handoff_forward_cids", "gauge",
                "CIDs of connections that left this worker, still forwarded to their new worker.",
                s->quic.handoff_fwd_cids);

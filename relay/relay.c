@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -37,6 +38,92 @@ static void relay_quality_tick(struct timer *t, uint64_t now, void *arg)
     timer_arm(worker_timers(rw->w), t, now + room_shared_quality_interval(rw->r->rsh));
 }
 
+/* ------------------------------------------------ live room migration */
+
+/* A POST /rooms/{id}/move: the room's home worker answers, the admin
+ * thread waits (control path: a mutex is fine). */
+struct room_move_req {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int rc;
+    unsigned to, from;
+    uint32_t members;
+    size_t len;
+    uint8_t room[ROOM_ID_MAX];
+};
+
+static void room_move_done(struct room_move_req *q, int rc)
+{
+    pthread_mutex_lock(&q->mu);
+    q->rc = rc;
+    q->done = true;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void room_move_run(struct relay_worker *rw, struct room_move_req *q)
+{
+    uint32_t members = 0;
+    int rc = room_shard_move(relay_worker_shard(rw), q->room, q->len, q->to, &members);
+    q->members = members;
+    q->from = worker_id(rw->w);
+    room_move_done(q, rc);
+}
+
+const char *const relay_move_result_names[RELAY_MOVE_N] = {
+    "started", "noop", "not_found", "bad_worker", "conflict", "draining", "error"};
+
+void relay_room_move_count(struct relay *r, enum relay_move_result res)
+{
+    atomic_fetch_add_explicit(&r->room_moves[res], 1, memory_order_relaxed);
+}
+
+uint64_t relay_room_moves(const struct relay *r, enum relay_move_result res)
+{
+    return atomic_load_explicit(&r->room_moves[res], memory_order_relaxed);
+}
+
+int relay_room_move(struct relay *r, const char *room, size_t len, unsigned to, unsigned *from,
+                    uint32_t *members)
+{
+    *members = 0;
+    *from = 0;
+    if (to >= r->n_workers)
+        return ROOST_EINVAL;
+    if (len == 0 || len > ROOM_ID_MAX)
+        return ROOST_ENOENT;
+    if (r->cluster != NULL || r->trunk != NULL)
+        return ROOST_EACCES; /* the gate and the trunks find a room at its hash owner */
+    struct room_move_req *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return ROOST_ENOMEM;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    memcpy(q->room, room, len);
+    q->len = len;
+    q->to = to;
+    unsigned home = room_shared_owner(r->rsh, q->room, len);
+    struct worker_msg m = {.type = RELAY_MSG_ROOM_MOVE};
+    m.u.ptr[0] = q;
+    int rc = worker_pool_post(r->pool, home, &m);
+    if (rc == 0) {
+        pthread_mutex_lock(&q->mu);
+        while (!q->done)
+            pthread_cond_wait(&q->cv, &q->mu);
+        pthread_mutex_unlock(&q->mu);
+        rc = q->rc;
+        *from = q->from;
+        *members = q->members;
+    } else {
+        rc = ROOST_ECLOSED;
+    }
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+    return rc;
+}
+
 /* RELAY_MSG_FIRST..RELAY_MSG_LAST, registered with the runtime in w_start
  * (the room shard and the QUIC server register their own ranges). */
 static void relay_on_msg(struct worker *w, const struct worker_msg *msg, void *arg)
@@ -50,6 +137,9 @@ static void relay_on_msg(struct worker *w, const struct worker_msg *msg, void *a
     case RELAY_MSG_MEMBERS:
         session_members_collect(rw, msg->u.ptr[0]);
         session_members_done(msg->u.ptr[0]);
+        break;
+    case RELAY_MSG_ROOM_MOVE:
+        room_move_run(rw, msg->u.ptr[0]);
         break;
     default:
         if (msg->type >= CLUSTER_MSG_FIRST && msg->type <= CLUSTER_MSG_LAST) {
@@ -66,6 +156,8 @@ static void relay_msg_discard(const struct worker_msg *msg)
 {
     if (msg->type == RELAY_MSG_MEMBERS)
         session_members_done(msg->u.ptr[0]); /* the waiter must not hang at shutdown */
+    if (msg->type == RELAY_MSG_ROOM_MOVE)
+        room_move_done(msg->u.ptr[0], ROOST_ECLOSED);
     if (msg->type >= CLUSTER_MSG_FIRST && msg->type <= CLUSTER_MSG_LAST)
         cluster_msg_discard(msg);
 }

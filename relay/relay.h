@@ -237,6 +237,30 @@ struct relay_member_info {
 int relay_members(struct relay *r, struct relay_member_info **out, size_t *n);
 /* The worker owning a room id. Any thread. */
 unsigned relay_room_owner(struct relay *r, const char *room, size_t len);
+/* Live room migration (POST /rooms/{id}/move?worker=N; docs/OPERATIONS.md):
+ * asks the room's home worker to hand the room to worker `to`
+ * (room_shard_move) and waits for its answer. *from: the worker that
+ * answered; *members: the room's member count. Returns 0 (started),
+ * ROOST_EINVAL (no such worker), ROOST_ENOENT (no such room),
+ * ROOST_EEXIST (on `to` already), ROOST_EAGAIN (moved or placed off its
+ * home already), ROOST_EACCES (a cluster relay: rooms never move),
+ * ROOST_ECLOSED (shutting down) or ROOST_ENOMEM. Admin thread or main. */
+int relay_room_move(struct relay *r, const char *room, size_t len, unsigned to, unsigned *from,
+                    uint32_t *members);
+/* roost_room_moves_total by result (admin.c counts, metrics.c prints). */
+enum relay_move_result {
+    RELAY_MOVE_STARTED = 0,
+    RELAY_MOVE_NOOP,
+    RELAY_MOVE_NOT_FOUND,
+    RELAY_MOVE_BAD_WORKER,
+    RELAY_MOVE_CONFLICT,
+    RELAY_MOVE_DRAINING,
+    RELAY_MOVE_ERROR,
+    RELAY_MOVE_N
+};
+extern const char *const relay_move_result_names[RELAY_MOVE_N];
+void relay_room_move_count(struct relay *r, enum relay_move_result res);
+uint64_t relay_room_moves(const struct relay *r, enum relay_move_result res);
 /* The cluster directory (relay/cluster.h), NULL without [cluster] redis.
  * Any thread. */
 struct cluster *relay_cluster(struct relay *r);

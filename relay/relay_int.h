@@ -36,8 +36,9 @@
 /* Ring messages of this module (posted by main/admin), beside lib/quic's
  * QUIC_MSG_* (0x01xx) and lib/room's ROOM_MSG_* (0x02xx). */
 #define RELAY_MSG_FIRST 0x0300
-#define RELAY_MSG_DRAIN 0x0300   /* send GOAWAY to every session */
-#define RELAY_MSG_MEMBERS 0x0301 /* u.ptr[0]: struct members_req * */
+#define RELAY_MSG_DRAIN 0x0300     /* send GOAWAY to every session */
+#define RELAY_MSG_MEMBERS 0x0301   /* u.ptr[0]: struct members_req * */
+#define RELAY_MSG_ROOM_MOVE 0x0302 /* u.ptr[0]: struct room_move_req * (relay.c) */
 #define RELAY_MSG_LAST 0x03ff
 
 /* What the session knows and the room does not. Whether the session is in
@@ -118,6 +119,11 @@ struct session {
     size_t join_len;
     bool in_transit;
     uint32_t moved_pid;
+    /* Live room migration (lib/room/move.c): the connection moves with its
+     * room while joined (room_cb_move); keep holds the member's room state
+     * between on_detach and on_adopt. */
+    bool rebind;
+    struct room_keep keep;
 };
 
 struct relay_worker {
@@ -163,6 +169,8 @@ struct relay {
     /* Trunks (relay/trunk.h); NULL without [cluster] relay_id. */
     struct trunk_shared *trunk;
     struct trunk_set *tsets; /* n_workers */
+    /* POST /rooms/{id}/move answers by result (admin thread, relaxed). */
+    _Atomic uint64_t room_moves[RELAY_MOVE_N];
 };
 
 /* One event in a counter of struct relay_wcounters; rw's worker only. */

@@ -198,6 +198,9 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
     if (code == 0) {
         assert(room_member_joined(ss->m));
         ss->was_joined = true;
+        /* A member that came here by a hand-off can move again, with its
+         * room (room_cb_move; a JOIN is never answered MOVE twice). */
+        room_member_set_movable(ss->m, ss->eo->handoff != NULL);
         timer_cancel(worker_timers(ss->rw->w), &ss->deadline);
         WSTAT_INC(ss->rw, joins_ok);
         ss->joined_ns = worker_now(ss->rw->w);
@@ -208,6 +211,20 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
     WSTAT_INC(ss->rw, join_rejects);
     if (++ss->rejects >= RELAY_MAX_REJECTS)
         session_close_after_control(ss, code, "too many rejected joins");
+}
+
+/* Live room migration (lib/room/move.c): the member's room moved to
+ * worker `to`; a joined QUIC connection follows it at this turn's end and
+ * stays joined (session_detach / session_adopt, with ss->rebind). */
+static void room_cb_move(void *ep, unsigned to, void *arg)
+{
+    (void)arg;
+    struct session *ss = ep;
+    if (ss->c == NULL || ss->eo->handoff == NULL || ss->state != SESSION_WELCOMED || ss->rebind ||
+        !room_member_joined(ss->m))
+        return;
+    if (ss->eo->handoff(ss->c, to) == 0)
+        ss->rebind = true;
 }
 
 static void room_cb_replaced(void *ep, void *arg)
@@ -258,6 +275,7 @@ static void room_cb_room_closed(const uint8_t *room, size_t len, void *arg)
 const struct room_ops session_room_ops = {
     .media = room_cb_media,
     .control = room_cb_control,
+    .move = room_cb_move,
     .joined = room_cb_joined,
     .replaced = room_cb_replaced,
     .link_stats = room_cb_link_stats,
@@ -535,9 +553,16 @@ void session_detach(struct session *ss)
     timer_cancel(worker_timers(rw->w), &ss->deadline);
     timer_cancel(worker_timers(rw->w), &ss->linger);
     session_unlink(ss);
-    /* Idle (the owner answered ROOM_JOIN_MOVE): no LEAVE to send. */
-    ss->moved_pid = room_member_pid(ss->m);
-    room_member_del(ss->m);
+    if (ss->rebind) {
+        /* Joined, moving with its room: it stays in the room (no LEAVE);
+         * keep.valid is false if it left meanwhile. */
+        room_member_detach(ss->m, &ss->keep);
+        ss->moved_pid = ss->keep.pid;
+    } else {
+        /* Idle (the owner answered ROOM_JOIN_MOVE): no LEAVE to send. */
+        ss->moved_pid = room_member_pid(ss->m);
+        room_member_del(ss->m);
+    }
     ss->m = NULL;
     ss->in_transit = true;
 }
@@ -552,6 +577,28 @@ void session_adopt(struct relay_worker *rw, struct session *ss)
     if (rw->live != NULL)
         rw->live->prev = ss;
     rw->live = ss;
+    if (ss->rebind && ss->keep.valid) {
+        ss->rebind = false;
+        int rc = room_member_rebind(relay_worker_shard(rw), ss, &ss->keep, &ss->m);
+        WSTAT_INC(rw, sessions_adopted);
+        if (rc != 0) {
+            log_error("event=room_rebind_failed err=\"%s\"", roost_strerror(rc));
+            session_close(ss, PROTO_ERR_INTERNAL, "moving with the room failed");
+        }
+        return;
+    }
+    if (ss->rebind) {
+        /* It left its room before the move: an idle member again. */
+        ss->rebind = false;
+        if (room_member_new_pid(relay_worker_shard(rw), ss, ss->moved_pid, &ss->m) != 0) {
+            ss->m = NULL;
+            session_close(ss, PROTO_ERR_SERVER_FULL, "no member slot");
+            return;
+        }
+        room_member_set_movable(ss->m, ss->eo->handoff != NULL);
+        WSTAT_INC(rw, sessions_adopted);
+        return;
+    }
     if (room_member_new_pid(relay_worker_shard(rw), ss, ss->moved_pid, &ss->m) != 0) {
         ss->m = NULL;
         session_close(ss, PROTO_ERR_SERVER_FULL, "no member slot");

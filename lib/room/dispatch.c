@@ -78,10 +78,27 @@ static void dispatch_msg(struct worker *w, const struct worker_msg *wm, void *ar
         owner_on_drop(s, (const struct drop_msg *)b->data);
         buf_unref(b);
         return;
+    case ROOM_MSG_MOVE: {
+        struct room *r;
+        memcpy(&r, wm->u.bytes, sizeof(r));
+        move_on_arrive(s, r);
+        return;
+    }
+    case ROOM_MSG_REHOME: {
+        struct rehome_msg rm;
+        memcpy(&rm, wm->u.bytes, sizeof(rm));
+        move_on_rehome(s, &rm);
+        return;
+    }
     default:
         log_warn("event=unknown_room_msg type=0x%x", wm->type);
         return;
     }
+}
+
+void room_dispatch_one(struct room_shard *s, const struct worker_msg *wm)
+{
+    dispatch_msg(s->w, wm, s);
 }
 
 static void dispatch_discard(const struct worker_msg *wm)

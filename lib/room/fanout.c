@@ -15,8 +15,10 @@
 #include "room/snapshot.h"
 
 /* Delivers b to this worker's members in `e[0..n)` except the sender. */
+/* version: the snapshot the sender fanned out by (FANOUT), or UINT64_MAX
+ * for the sender's own worker (the snapshot read here, now). */
 static void deliver_slice(struct room_shard *s, const struct snapshot_member *e, uint32_t n,
-                          uint32_t sender, struct buf *b)
+                          uint32_t sender, struct buf *b, uint64_t version)
 {
     for (uint32_t i = 0; i < n; i++) {
         if (e[i].participant_id == sender || !(e[i].flags & PERM_SUBSCRIBE))
@@ -28,6 +30,13 @@ static void deliver_slice(struct room_shard *s, const struct snapshot_member *e,
         }
         if (mm->state != MEMBER_JOINED) /* media starts after JOINED */
             continue;
+        /* A member that moved here with its room (move.c): a FANOUT sent
+         * by a snapshot that still had it on its old worker went there
+         * too (delivered, or skipped as stale): never twice. */
+        if (version != UINT64_MAX && (mm->rebinding || mm->moved_version > version)) {
+            ROOM_STAT_INC(s, media_skipped_moving);
+            continue;
+        }
         if (s->ops->media(mm->ep, b, 0, b->len, s->arg) == 0)
             ROOM_STAT_INC(s, media_out);
         else
@@ -100,7 +109,7 @@ int fanout_publish_buf(struct room_shard *s, struct room_member *m, struct buf *
         uint32_t cnt;
         const struct snapshot_member *e = snapshot_group(snap, g, &wid, &cnt);
         if (wid == s->id) {
-            deliver_slice(s, e, cnt, m->pid, b);
+            deliver_slice(s, e, cnt, m->pid, b, UINT64_MAX);
             continue;
         }
         /* A worker whose only member is the sender gets nothing. */
@@ -111,6 +120,7 @@ int fanout_publish_buf(struct room_shard *s, struct room_member *m, struct buf *
             .room_slot = m->room_slot,
             .room_gen = m->room_gen,
             .sender = m->pid,
+            .version = snapshot_version(snap),
             .b = buf_ref(b),
         };
         struct worker_msg wm;
@@ -135,7 +145,7 @@ void fanout_on_msg(struct room_shard *s, const struct fanout_msg *fm)
         uint32_t n;
         const struct snapshot_member *e =
             snapshot_worker_members(rcu_dereference(r->snap), s->id, &n);
-        deliver_slice(s, e, n, fm->sender, fm->b);
+        deliver_slice(s, e, n, fm->sender, fm->b, fm->version);
     }
     rcu_read_unlock();
     buf_unref(fm->b);

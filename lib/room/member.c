@@ -321,7 +321,7 @@ void room_member_set_movable(struct room_member *m, bool on)
 
 unsigned room_member_owner(const struct room_member *m)
 {
-    return m->owner;
+    return m->at;
 }
 
 void room_member_del(struct room_member *m)
@@ -380,6 +380,8 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
     if (rc != 0)
         return rc; /* the member stays IDLE */
     m->state = MEMBER_JOINING;
+    m->rebinding = false;
+    m->moved_version = 0;
     m->perms = (uint8_t)perms;
     m->room_len = (uint8_t)room_len;
     memcpy(m->room_id, room_id, room_len);
@@ -405,20 +407,42 @@ void member_on_ack(struct room_shard *s, struct buf *b)
 {
     const struct ack_hdr *a = (const struct ack_hdr *)b->data;
     struct room_member *m = room_member_resolve(s, a->slot, a->gen);
+    if (a->code == ROOM_REBIND_OK || a->code == ROOM_REBIND_GONE) {
+        /* A moved member's quiet re-bind (move.c): joined already. */
+        if (m == NULL || !m->rebinding || m->join_seq != a->join_seq)
+            return;
+        m->rebinding = false;
+        if (a->code == ROOM_REBIND_OK) {
+            m->at = a->at;
+            m->moved_version = a->version;
+            /* The presence changes it missed while its connection moved
+             * (the owner's history); newer ones come as EVENTS. */
+            deliver_frames(s, m, b->data + sizeof(*a), a->frames_len);
+            m->events_seen = a->version;
+        } else if (m->state != MEMBER_IDLE) {
+            m->state = MEMBER_IDLE; /* not in the room (replaced meanwhile) */
+            member_cache_stop(s, m);
+            if (s->ops->replaced)
+                s->ops->replaced(m->ep, s->arg);
+        }
+        return;
+    }
     /* A member that left or re-joined since: its LEAVE already went to the
      * owner (after the JOIN, same ring), so just drop the answer. */
     if (m == NULL || m->state != MEMBER_JOINING || m->join_seq != a->join_seq)
         return;
     if (a->code == 0) {
         m->owner = a->owner;
+        m->at = a->at;
         m->room_slot = a->room_slot;
         m->room_gen = a->room_gen;
         m->joined_version = a->version;
+        m->events_seen = a->version;
         member_cache_stop(s, m); /* a new room: room_member_cache starts afresh */
     } else {
         m->state = MEMBER_IDLE;
         if (a->code == ROOM_JOIN_MOVE)
-            m->owner = a->owner;
+            m->owner = m->at = a->at;
     }
     deliver_frames(s, m, b->data + sizeof(*a), a->frames_len);
     if (a->code == 0) {
@@ -441,10 +465,13 @@ void member_on_events(struct room_shard *s, const struct events_msg *em)
             snapshot_worker_members(rcu_dereference(r->snap), s->id, &n);
         for (uint32_t i = 0; i < n; i++) {
             struct room_member *m = room_member_resolve(s, e[i].slot, e[i].gen);
-            /* Joiners of this version (or later) got the state in JOINED. */
-            if (m == NULL || m->state != MEMBER_JOINED || m->joined_version >= em->version)
+            /* Joiners of this version (or later) got the state in JOINED;
+             * a member that moved here had older events on its old worker. */
+            if (m == NULL || m->state != MEMBER_JOINED || m->joined_version >= em->version ||
+                m->rebinding || m->moved_version > em->version)
                 continue;
             deliver_frames(s, m, em->b->data, em->b->len);
+            m->events_seen = em->version;
             ROOM_STAT_INC(s, events_sent);
         }
     }

@@ -21,9 +21,9 @@
 /* ------------------------------------------------------------ room table */
 
 static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
-                      uint32_t routed, struct buf *b);
+                      uint32_t routed, struct buf *b, struct room *moved);
 
-static void room_free(struct room *r)
+void owner_room_free(struct room *r)
 {
     snapshot_free(r->snap);
     free(r->infos);
@@ -33,6 +33,8 @@ static void room_free(struct room *r)
     for (unsigned w = 0; w < WORKER_MAX; w++)
         buf_unref(r->qrep[w]);
     buf_unref(r->drop);
+    for (unsigned i = 0; i < MOVE_EVHIST; i++)
+        buf_unref(r->evhist[i]);
     free(r);
 }
 
@@ -46,9 +48,9 @@ static void member_count(struct room_shard *s, uint16_t perms, int64_t d)
     atomic_fetch_add_explicit(g, d, memory_order_relaxed);
 }
 
-static void room_free_rcu(struct rcu_head *head)
+void owner_room_free_rcu(struct rcu_head *head)
 {
-    room_free(caa_container_of(head, struct room, rcu));
+    owner_room_free(caa_container_of(head, struct room, rcu));
 }
 
 void owner_free_rooms(struct room_shard *s)
@@ -59,13 +61,13 @@ void owner_free_rooms(struct room_shard *s)
         struct room *r = s->buckets[b];
         while (r != NULL) {
             struct room *next = r->hnext;
-            struct room_table *t = &s->sh->tables[s->id];
+            struct room_table *t = &s->sh->tables[r->tab]; /* a moved room: its home's */
             rcu_assign_pointer(t->slots[r->slot], NULL);
             atomic_fetch_sub_explicit(&s->sh->rooms, 1, memory_order_relaxed);
             for (uint32_t i = 0; i < r->n_infos; i++)
                 member_count(s, r->infos[i].perms, -1);
             atomic_fetch_sub_explicit(&s->sh->owned[s->id], r->n_infos, memory_order_relaxed);
-            room_free(r);
+            owner_room_free(r);
             r = next;
         }
         s->buckets[b] = NULL;
@@ -111,6 +113,8 @@ static int room_create(struct room_shard *s, const uint8_t *id, size_t len, uint
     memcpy(r->id, id, len);
     r->hash = h;
     r->home = (uint16_t)s->id;
+    r->tab = (uint16_t)s->id;
+    r->own = (uint16_t)s->id;
     uint32_t b = (uint32_t)(h >> 32) & s->bucket_mask;
     r->hnext = s->buckets[b];
     s->buckets[b] = r;
@@ -143,19 +147,26 @@ static void room_destroy(struct room_shard *s, struct room *r)
         s->owned = r->onext;
     if (r->onext != NULL)
         r->onext->oprev = r->oprev;
-    rcu_assign_pointer(t->slots[r->slot], NULL);
-    t->free_slots[t->n_free++] = r->slot;
+    bool moved = r->tab != s->id;
+    if (!moved) {
+        rcu_assign_pointer(t->slots[r->slot], NULL);
+        t->free_slots[t->n_free++] = r->slot;
+    }
     atomic_fetch_sub_explicit(&s->sh->rooms, 1, memory_order_relaxed);
     ROOM_STAT_INC(s, rooms_destroyed);
     if (s->ops->room_closed != NULL)
         s->ops->room_closed(r->id, r->id_len, s->arg);
     if (r->home != s->id) {
-        send_drop(s, r->home, r->id, r->id_len, r->routed_in, r->drop);
+        /* A moved room goes with its DROP: its home (tab) unpublishes it
+         * from its table and frees it (owner_room_unalias). */
+        send_drop(s, r->home, r->id, r->id_len, r->routed_in, r->drop, moved ? r : NULL);
         r->drop = NULL;
+        if (moved)
+            return;
     }
     /* Readers that resolved the room before it was unpublished may still
      * use it and its snapshot until their next quiescent state. */
-    call_rcu(&r->rcu, room_free_rcu);
+    call_rcu(&r->rcu, owner_room_free_rcu);
 }
 
 static void room_mark_dirty(struct room_shard *s, struct room *r)
@@ -165,6 +176,11 @@ static void room_mark_dirty(struct room_shard *s, struct room *r)
     r->dirty = true;
     r->dirty_next = s->dirty_head;
     s->dirty_head = r;
+}
+
+void owner_mark_dirty(struct room_shard *s, struct room *r)
+{
+    room_mark_dirty(s, r);
 }
 
 static int room_add_change(struct room *r, enum snapshot_op op, const struct room_info *in)
@@ -182,6 +198,11 @@ static int room_add_change(struct room *r, enum snapshot_op op, const struct roo
     c->member.slot = in->slot;
     c->member.gen = in->gen;
     return 0;
+}
+
+int owner_add_change_add(struct room *r, const struct room_info *in)
+{
+    return room_add_change(r, SNAPSHOT_ADD, in);
 }
 
 static int room_add_event(struct room *r, uint8_t kind, uint32_t pid)
@@ -276,7 +297,8 @@ static void send_ack(struct room_shard *s, const struct join_req *jr, uint32_t c
         a->room_slot = r->slot;
         a->room_gen = r->gen;
     }
-    a->owner = (uint16_t)s->id;
+    a->owner = (uint16_t)(r != NULL ? r->tab : s->id);
+    a->at = (uint16_t)s->id;
     a->version = version;
     a->frames_len = flen;
     if (flen)
@@ -306,6 +328,12 @@ static void send_reject(struct room_shard *s, const struct join_req *jr, uint32_
     send_ack(s, jr, code, NULL, 0, frames);
 }
 
+void owner_send_ack(struct room_shard *s, const struct join_req *jr, uint32_t code,
+                    const struct room *r, uint64_t version, struct buf *frames)
+{
+    send_ack(s, jr, code, r, version, frames);
+}
+
 /* ------------------------------------- placement: the placed owner's side */
 
 void owner_reject(struct room_shard *s, const struct join_req *jr, uint32_t code,
@@ -324,7 +352,7 @@ struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr)
 /* The end of a placed room (or a PLACE that made none), to its home
  * (place.c owner_on_drop), in b (place_drop_buf; NULL: allocated here). */
 static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
-                      uint32_t routed, struct buf *b)
+                      uint32_t routed, struct buf *b, struct room *moved)
 {
     if (b == NULL)
         b = buf_new(sizeof(struct drop_msg));
@@ -338,10 +366,19 @@ static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, si
     dm->room_len = (uint8_t)len;
     dm->routed = routed;
     memcpy(dm->room, id, len);
+    dm->moved = moved;
     b->len = sizeof(*dm);
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_DROP, &b, sizeof(b));
-    room_send_cls(s, home, &wm, WORKER_MSG_OWED); /* the home waits for it: no spill bound */
+    /* The home waits for it: no spill bound. */
+    int rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, home, &wm)
+                                  : worker_send(s->w, home, &wm, WORKER_MSG_OWED);
+    if (rc != 0) {
+        /* A moved room stays in the home's table, where readers may still
+         * find it: leaked rather than freed under them. */
+        log_error("event=room_drop_lost home=%u err=\"%s\"", home, roost_strerror(rc));
+        buf_unref(b);
+    }
 }
 
 /* A PLACE join that made no room here: the home's placement goes. The
@@ -353,7 +390,7 @@ static void place_unused(struct room_shard *s, const struct join_req *jr)
     struct drop_msg dm = {.from = (uint16_t)s->id, .room_len = jr->room_len, .routed = 1};
     memcpy(dm.room, jr->room, jr->room_len);
     send_drop(s, room_owner_of(s->sh, dm.room, dm.room_len), dm.room, dm.room_len, 1,
-              place_drop_buf(s, jr));
+              place_drop_buf(s, jr), NULL);
 }
 
 /* ------------------------------------------------- gate (cluster, issue 18) */
@@ -452,6 +489,10 @@ void owner_apply_join(struct room_shard *s, const struct join_req *jr)
 
 static void owner_join(struct room_shard *s, const struct join_req *jr, bool gated)
 {
+    if (jr->rebind) {
+        owner_rebind(s, jr); /* move.c */
+        return;
+    }
     uint64_t h;
     struct room *r = owner_room_find(s, jr->room, jr->room_len, &h);
     /* Room-affine placement: a small room's joiner from another worker is
@@ -749,6 +790,10 @@ static void room_flush_one(struct room_shard *s, struct room *r)
             .join_seq = j->join_seq,
             .worker = j->worker,
         };
+        if (j->quiet) { /* a re-bind (move.c): no JOINED, the events it missed */
+            send_ack(s, &jr, ROOM_REBIND_OK, r, version, move_events_since(r, j->seen));
+            continue;
+        }
         struct buf *frames = NULL;
         if (build_joined(s, r, j, &frames) != 0) {
             buf_unref(frames);
@@ -770,7 +815,7 @@ static void room_flush_one(struct room_shard *s, struct room *r)
                 uint32_t cnt;
                 snapshot_group(next, g, &wid, &cnt);
                 struct events_msg em = {
-                    .owner = s->id,
+                    .owner = r->tab,
                     .room_slot = r->slot,
                     .room_gen = r->gen,
                     .version = version,
@@ -780,6 +825,8 @@ static void room_flush_one(struct room_shard *s, struct room *r)
                 room_msg_put(&wm, ROOM_MSG_EVENTS, &em, sizeof(em));
                 room_send(s, wid, &wm);
             }
+            if (r->tab != s->id) /* for members re-bound later (move.c) */
+                move_events_keep(r, version, frames);
         }
         buf_unref(frames);
     }

@@ -20,7 +20,12 @@
  * then the placement goes and the bounced ones, then the waiting ones, are
  * handled in order as if they had just arrived (a new room may be placed).
  * So a member's JOIN and LEAVE reach the room's one owner in their order,
- * and two owners never hold the same room. */
+ * and two owners never hold the same room.
+ *
+ * A live room moved off its home (move.c, room_shard_move) gets the same
+ * kind of placement, made when the room leaves (routed 0): its DROP
+ * carries the room itself, which the home unpublishes from its slot table
+ * (the room kept its handle there) before the drain goes on as above. */
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -48,9 +53,10 @@ struct placement {
     uint64_t hash;
     uint8_t id_len;
     uint8_t id[ROOM_ID_MAX];
-    uint16_t at;     /* the owner it was placed on */
-    uint32_t routed; /* PLACE + FWD sent there */
-    bool draining;   /* DROP came; `pending` routed messages are coming back */
+    uint16_t at;        /* the owner it was placed on */
+    uint32_t routed;    /* PLACE + FWD sent there */
+    struct room *moved; /* a room moved from here (move.c), in this worker's table */
+    bool draining;      /* DROP came; `pending` routed messages are coming back */
     uint32_t pending;
     struct parked_msg *back, **back_tail;   /* bounced, in order */
     struct parked_msg *later, **later_tail; /* arrived while draining */
@@ -231,10 +237,14 @@ void owner_on_drop(struct room_shard *s, const struct drop_msg *dm)
     uint64_t h = hash_siphash24(&s->sh->key, dm->room, dm->room_len);
     struct placement **pp = placement_ref(s, dm->room, dm->room_len, h);
     struct placement *p = *pp;
-    if (p == NULL || p->draining || p->at != dm->from || dm->routed > p->routed) {
+    if (p == NULL || p->draining || p->at != dm->from || dm->routed > p->routed ||
+        dm->moved != p->moved) {
         log_error("event=room_drop_unexpected from=%u", dm->from);
         return;
     }
+    if (p->moved != NULL)
+        owner_room_unalias(s, p->moved); /* its handle goes; readers keep it a grace period */
+    p->moved = NULL;
     p->draining = true;
     p->pending = p->routed - dm->routed;
     p->back_tail = &p->back;
@@ -280,8 +290,8 @@ static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route
         ROOM_STAT_INC(s, routed);
         return true;
     }
-    if (r != NULL || m->jr == NULL)
-        return false;
+    if (r != NULL || m->jr == NULL || m->jr->rebind)
+        return false; /* a re-bind (move.c) makes no room: answered here */
     unsigned at = place_choose(s, id, len);
     if (at == s->id)
         return false;
@@ -340,6 +350,40 @@ static void route_in(struct room_shard *s, const struct rmsg *m)
         owner_apply_join(s, m->jr);
     else
         owner_apply_leave(s, m->lr);
+}
+
+int place_add_moved(struct room_shard *s, struct room *r, unsigned to)
+{
+    struct placement **pp = placement_ref(s, r->id, r->id_len, r->hash);
+    if (*pp != NULL)
+        return ROOST_EEXIST;
+    struct placement *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return ROOST_ENOMEM;
+    p->hash = r->hash;
+    p->id_len = r->id_len;
+    memcpy(p->id, r->id, r->id_len);
+    p->at = (uint16_t)to;
+    p->moved = r;
+    *pp = p;
+    return 0;
+}
+
+bool place_exists(struct room_shard *s, const uint8_t *id, size_t len)
+{
+    uint64_t h = hash_siphash24(&s->sh->key, id, len);
+    return *placement_ref(s, id, len, h) != NULL;
+}
+
+/* Takes back a placement place_add_moved made (the MOVE could not go). */
+void place_remove_moved(struct room_shard *s, struct room *r)
+{
+    struct placement **pp = placement_ref(s, r->id, r->id_len, r->hash);
+    struct placement *p = *pp;
+    if (p == NULL || p->moved != r)
+        return;
+    *pp = p->next;
+    free(p);
 }
 
 void owner_on_join(struct room_shard *s, const struct join_req *jr)

@@ -121,6 +121,7 @@ static void send_reports(struct room_shard *s, struct qrow *rows, uint32_t n)
             memset(h, 0, sizeof(*h));
             h->room_slot = rows[i].room_slot;
             h->room_gen = rows[i].room_gen;
+            h->tab = (uint16_t)rows[i].owner;
             h->worker = (uint16_t)s->id;
             for (uint32_t k = i; k < j; k++)
                 if (rows[k].subscriber)
@@ -137,15 +138,28 @@ static void send_reports(struct room_shard *s, struct qrow *rows, uint32_t n)
 void room_quality_on_report(struct room_shard *s, struct buf *b)
 {
     const struct qreport_hdr *h = (const struct qreport_hdr *)b->data;
-    struct room_table *t = &s->sh->tables[s->id];
-    if (h->room_slot >= t->cap || h->worker >= WORKER_MAX)
+    if (h->worker >= WORKER_MAX)
         return;
-    struct room *r = t->slots[h->room_slot]; /* owner: no read section needed */
-    if (r == NULL || r->gen != h->room_gen)
-        return;
-    buf_unref(r->qrep[h->worker]);
-    r->qrep[h->worker] = buf_ref(b);
-    r->qrep_t[h->worker] = worker_now(s->w);
+    rcu_read_lock();
+    struct room *r = room_resolve(s->sh, h->tab, h->room_slot, h->room_gen);
+    /* r->own: written by the room's old owner (this worker, when it is the
+     * table's) before the MOVE; a worker that got r by a MOVE or a
+     * forwarded report read it after that (ring order). */
+    unsigned own = r != NULL ? r->own : s->id;
+    if (r != NULL && own == s->id) {
+        buf_unref(r->qrep[h->worker]);
+        r->qrep[h->worker] = buf_ref(b);
+        r->qrep_t[h->worker] = worker_now(s->w);
+    }
+    rcu_read_unlock();
+    if (r != NULL && own != s->id && h->tab == s->id) {
+        /* A moved room (move.c): its owner is elsewhere now; the report
+         * follows it, behind the MOVE in the same ring. */
+        struct buf *fb = buf_ref(b);
+        struct worker_msg wm;
+        room_msg_put(&wm, ROOM_MSG_QREPORT, &fb, sizeof(fb));
+        room_send(s, own, &wm);
+    }
 }
 
 static int u32_cmp(const void *a, const void *b)

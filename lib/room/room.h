@@ -132,6 +132,12 @@ struct room_ops {
     uint32_t (*gate)(const uint8_t *room, size_t len, const char **reason, uint32_t *retry_ms,
                      void *arg);
     void (*room_closed)(const uint8_t *room, size_t len, void *arg);
+    /* Live room migration (room_shard_move), optional: the member's room
+     * moved to worker `to`; the endpoint may hand its connection there
+     * (then, on the old worker, room_member_detach; on `to`,
+     * room_member_rebind). Called on the member's worker, for joined
+     * members whose endpoint is movable (room_member_set_movable). */
+    void (*move)(void *ep, unsigned to, void *arg);
 };
 
 #define ROOM_GATE_OPEN 0u
@@ -151,26 +157,34 @@ struct room_stats {
     uint64_t media_dropped_no_publish;
     uint64_t media_dropped_malformed;
     uint64_t media_dropped_nomem;
-    uint64_t media_out;         /* deliveries handed to ops->media */
-    uint64_t media_out_failed;  /* ops->media returned an error */
-    uint64_t fanout_sent;       /* FANOUT messages pushed */
-    uint64_t fanout_ring_drops; /* FANOUT dropped on a full ring */
-    uint64_t stale_handles;     /* snapshot entries skipped: member gone */
-    uint64_t events_sent;       /* PARTICIPANT_EVENTS messages delivered */
-    uint64_t kf_cached;         /* keyframes promoted into a sender's cache */
-    uint64_t kf_discarded;      /* partial keyframes flushed */
-    uint64_t kf_over_cap;       /* keyframes larger than the cap, not cached */
-    uint64_t kf_replayed;       /* cached packets delivered to joiners */
-    uint64_t kfreq_relayed;     /* KEYFRAME_REQUEST delivered to senders */
-    uint64_t kfreq_suppressed;  /* duplicates inside the window */
-    uint64_t kfreq_unknown;     /* target not in the room */
-    uint64_t quality_sent;      /* QUALITY messages delivered */
-    uint64_t kf_caches;         /* gauge: live keyframe caches (made at a first frame) */
-    uint64_t join_moves;        /* joins answered ROOM_JOIN_MOVE (affinity), on the owner */
-    uint64_t rooms_placed;      /* new rooms sent to another worker (owner load bound), home */
-    uint64_t routed;            /* JOIN/LEAVE routed by a home to a placed room's owner */
-    uint64_t bounced;           /* routed messages that found the room gone, sent back */
-    uint64_t route_lost;        /* JOIN/LEAVE a home could not send to a placed owner */
+    uint64_t media_out;            /* deliveries handed to ops->media */
+    uint64_t media_out_failed;     /* ops->media returned an error */
+    uint64_t fanout_sent;          /* FANOUT messages pushed */
+    uint64_t fanout_ring_drops;    /* FANOUT dropped on a full ring */
+    uint64_t stale_handles;        /* snapshot entries skipped: member gone */
+    uint64_t media_skipped_moving; /* FANOUT deliveries skipped: member moved (move.c) */
+    uint64_t events_sent;          /* PARTICIPANT_EVENTS messages delivered */
+    uint64_t kf_cached;            /* keyframes promoted into a sender's cache */
+    uint64_t kf_discarded;         /* partial keyframes flushed */
+    uint64_t kf_over_cap;          /* keyframes larger than the cap, not cached */
+    uint64_t kf_replayed;          /* cached packets delivered to joiners */
+    uint64_t kfreq_relayed;        /* KEYFRAME_REQUEST delivered to senders */
+    uint64_t kfreq_suppressed;     /* duplicates inside the window */
+    uint64_t kfreq_unknown;        /* target not in the room */
+    uint64_t quality_sent;         /* QUALITY messages delivered */
+    uint64_t kf_caches;            /* gauge: live keyframe caches (made at a first frame) */
+    uint64_t join_moves;           /* joins answered ROOM_JOIN_MOVE (affinity), on the owner */
+    uint64_t rooms_placed;         /* new rooms sent to another worker (owner load bound), home */
+    uint64_t routed;               /* JOIN/LEAVE routed by a home to a placed room's owner */
+    uint64_t bounced;              /* routed messages that found the room gone, sent back */
+    uint64_t route_lost;           /* JOIN/LEAVE a home could not send to a placed owner */
+    uint64_t rooms_moved_out;      /* live rooms this worker handed to another (move.c) */
+    uint64_t rooms_moved_in;       /* live rooms that arrived here */
+    uint64_t members_moved_out;    /* their members (joins - leaves + in - out: owned members) */
+    uint64_t members_moved_in;
+    uint64_t member_moves; /* joined members asked to move with their room */
+    uint64_t rebinds;      /* moved members re-bound quietly, on the owner */
+    uint64_t rebinds_gone; /* re-binds that found the member gone (replaced) */
 };
 
 /* Process-wide state: the hash key, limits and the per-owner room slot
@@ -218,6 +232,48 @@ bool room_shard_gate_open(struct room_shard *s, const uint8_t *room, size_t len,
  * the member count, 0 when the room is not live here. */
 uint32_t room_shard_census(struct room_shard *s, const uint8_t *room, size_t len,
                            uint32_t by_prefix[256], uint32_t *hidden);
+
+/* Live room migration (issue 14; docs/HACKING.md "Moving a live room"),
+ * on the worker that owns the room (its home: room_shared_owner): hands
+ * the room's state (members, permissions, pending batch, quality reports)
+ * to worker `to` at once, through the ring; the room keeps its handle, so
+ * fan-out never pauses. Every JOIN and LEAVE for it is routed there from
+ * here afterwards (as for a placed room) until it ends. The members of
+ * worker `from` (this one), or of every worker when the room has at most
+ * affinity_max_members members, are asked to move (ops->move). *members:
+ * its member count. Returns 0 (started), ROOST_EINVAL (`to` is no
+ * worker), ROOST_ENOENT (no such room here), ROOST_EEXIST (already on
+ * `to`: nothing done), ROOST_EAGAIN (the room lives on another worker
+ * already: placed, or moved and not yet ended; or it waits for the
+ * cluster gate) or ROOST_ENOMEM. */
+int room_shard_move(struct room_shard *s, const uint8_t *room, size_t len, unsigned to,
+                    uint32_t *members);
+
+/* What a joined member's room state is while its connection changes
+ * workers (room_member_detach -> room_member_rebind). */
+struct room_keep {
+    bool valid; /* the member was joined */
+    uint8_t perms;
+    uint8_t room_len;
+    uint16_t tab, at, old_worker;
+    uint32_t pid, room_slot, room_gen, old_slot, old_gen;
+    uint64_t joined_version, events_seen;
+    uint8_t room_id[64]; /* ROOM_ID_MAX */
+};
+
+/* A moving member, on its old worker: keeps its room state in *keep and
+ * frees it WITHOUT a LEAVE (it stays in the room; deliveries to it are
+ * skipped until it is re-bound). A member not joined is deleted as by
+ * room_member_del (keep->valid false). Accepts NULL (keep->valid false). */
+void room_member_detach(struct room_member *m, struct room_keep *keep);
+/* On the new worker: a member for ep with keep's participant id, joined
+ * at once (it publishes from now on), and a quiet re-bind JOIN to the
+ * room's owner that replaces its old handle in the room (no JOINED, no
+ * presence). Returns 0, ROOST_EINVAL (keep not valid) or ROOST_ENOMEM (no
+ * member made) or the send's error (the member exists but is idle: the
+ * caller should close the endpoint). */
+int room_member_rebind(struct room_shard *s, void *ep, const struct room_keep *keep,
+                       struct room_member **out);
 
 /* A participant on this worker; `ep` is its endpoint (borrowed until
  * room_member_del). Allocates its participant id: never 0, unique

@@ -11,6 +11,9 @@
  *                                                   fanout.c, quality.c
  *   place.c    (owner load bound: routing JOIN/LEAVE home <-> placed
  *               owner, DROP)                      -> owner.c
+ *   move.c     (live room migration: MOVE, REHOME, a joined member's
+ *               quiet re-bind after its connection moved) -> owner.c,
+ *                                                   place.c, member.c
  *   owner.c    (room table, joins/leaves, snapshots, JOINED/EVENTS)
  *   member.c   (members, join/leave requests, answers, events, replaced,
  *               keyframe requests, keyframe cache views and replay)
@@ -59,6 +62,8 @@ enum {
     ROOM_MSG_QSUM,    /* owner -> publisher worker: struct qsum_entry[] in a buf */
     ROOM_MSG_QFAR,    /* owner -> hidden member's worker: struct qfar_hdr + entries in a buf */
     ROOM_MSG_DROP,    /* placed owner -> home: struct drop_msg in a buf (place.c) */
+    ROOM_MSG_MOVE,    /* old owner -> new owner: the struct room * itself (move.c) */
+    ROOM_MSG_REHOME,  /* new owner -> member worker: struct rehome_msg (move.c) */
 };
 
 /* How a JOIN or LEAVE reached an owner (place.c): straight
@@ -79,6 +84,9 @@ enum {
 #define KFDIR_CHUNK (1u << KFDIR_CHUNK_BITS)
 #define KFDIR_CHUNKS 256 /* 1M member slots per worker */
 #define STREAMS 256
+/* Presence events a moved room keeps for members re-bound later (move.c):
+ * the last this many turns that had any. */
+#define MOVE_EVHIST 16
 
 /* ------------------------------------------------------------------ types */
 
@@ -121,6 +129,8 @@ struct room_info {
     uint32_t join_seq;
     uint8_t ident_len;
     uint8_t name_len;
+    bool quiet;    /* in acks: a re-bind (move.c), answered ROOM_REBIND_OK */
+    uint64_t seen; /* ... with the events after this version */
     uint8_t identity[IDENTITY_MAX];
     uint8_t name[DISPLAY_NAME_MAX];
 };
@@ -152,6 +162,20 @@ struct room {
     /* A placed room's DROP, allocated when the room was made (the PLACE
      * JOIN's own buffer): the room's end never fails to allocate it. */
     struct buf *drop;
+    /* Live room migration (move.c): `tab` is the worker whose slot table
+     * holds the room (its handle: tab, slot, gen), set at creation and
+     * never changed, so members' handles stay valid when the room moves;
+     * `own` is the worker that owns it now (== tab until a move; written
+     * by the old owner before the MOVE, read by the table worker to
+     * forward quality reports). */
+    uint16_t tab;
+    uint16_t own;
+    /* A moved room's latest PARTICIPANT_EVENTS (framed) by snapshot
+     * version, a ring (move_events_keep): a member re-bound after moving
+     * gets those it missed in transit (move_events_since). */
+    struct buf *evhist[MOVE_EVHIST];
+    uint64_t evhist_v[MOVE_EVHIST];
+    uint32_t evhist_next;
 
     struct room_info *infos; /* current members (pending changes applied) */
     uint32_t n_infos, cap_infos;
@@ -182,7 +206,16 @@ struct room_member {
     enum member_state state;
     uint8_t perms; /* PERM_* */
     bool movable;  /* room_member_set_movable */
-    uint16_t owner;
+    /* A re-bound member (move.c, room_member_rebind) whose quiet JOIN is
+     * not answered yet: JOINED already, with the room handle it had. */
+    bool rebinding;
+    /* The snapshot version that put a re-bound member on this worker:
+     * FANOUT and EVENTS made from an older one are skipped (its old
+     * worker had them). 0: never moved. */
+    uint64_t moved_version;
+    uint64_t events_seen; /* version of the last presence it got (JOINED or EVENTS) */
+    uint16_t owner;       /* the room handle's table worker (room.tab) */
+    uint16_t at;          /* the worker that owns the room (room_member_owner) */
     uint32_t room_slot;
     uint32_t room_gen;
     uint64_t joined_version; /* snapshot version that added us */
@@ -281,6 +314,12 @@ struct join_req {
     uint8_t perms, room_len, ident_len, name_len;
     uint8_t movable; /* the joiner's endpoint can change workers (affinity) */
     uint8_t route;   /* ROUTE_* */
+    /* A re-bind (move.c): the member is in the room already as (old_worker,
+     * old_slot, old_gen); replace its handle with this one, quietly. */
+    uint8_t rebind;
+    uint16_t old_worker;
+    uint32_t old_slot, old_gen;
+    uint64_t seen_version; /* the last presence it got */
     uint8_t room[ROOM_ID_MAX];
     uint8_t identity[IDENTITY_MAX];
     uint8_t name[DISPLAY_NAME_MAX];
@@ -290,7 +329,8 @@ struct ack_hdr {
     uint32_t pid, slot, gen, join_seq;
     uint32_t code; /* 0 or proto errcode */
     uint32_t room_slot, room_gen;
-    uint16_t owner;
+    uint16_t owner; /* the room handle's table worker */
+    uint16_t at;    /* the worker that answered (the room's owner) */
     uint64_t version;
     uint32_t frames_len; /* framed messages follow */
 };
@@ -312,10 +352,25 @@ struct drop_msg {
     uint8_t room_len;
     uint32_t routed;
     uint8_t room[ROOM_ID_MAX];
+    /* A moved room (move.c): the room itself, still published in the
+     * home's slot table; the home unpublishes and frees it (and the
+     * runtime's discard frees it at shutdown). NULL otherwise. */
+    struct room *moved;
 };
+
+/* The new owner of a moved room to a worker with members in it: the room
+ * is owned by `at` now; members whose connection can move and that are on
+ * worker `from` (ROOM_MOVE_ANY: on any worker) are handed to `at`. */
+struct rehome_msg {
+    uint32_t tab, room_slot, room_gen;
+    uint16_t at;
+    uint16_t from;
+};
+#define ROOM_MOVE_ANY 0xffffu
 
 struct fanout_msg {
     uint32_t owner, room_slot, room_gen, sender;
+    uint64_t version; /* of the snapshot the sender read (move.c) */
     struct buf *b;
 };
 
@@ -337,6 +392,7 @@ struct kfreq_msg {
 
 struct qreport_hdr {
     uint32_t room_slot, room_gen;
+    uint16_t tab; /* the room handle's table worker (a moved room: forwarded) */
     uint16_t worker;
     uint32_t n;
 };
@@ -361,6 +417,17 @@ struct qsum_entry {
 _Static_assert(sizeof(struct fanout_msg) <= 56, "fits a ring message");
 _Static_assert(sizeof(struct events_msg) <= 56, "fits a ring message");
 _Static_assert(sizeof(struct kfreq_msg) <= 56, "fits a ring message");
+_Static_assert(sizeof(struct rehome_msg) <= 56, "fits a ring message");
+
+/* move.c: frees the room a discarded MOVE or DROP still owns (shutdown:
+ * no reader is left). Accepts NULL. */
+void move_discard_room(struct room *r);
+
+/* Answers to a re-bind JOIN (move.c), never on the wire: done (quietly:
+ * no JOINED, no presence), or the member was not in the room any more
+ * (replaced meanwhile): the endpoint is told ops->replaced. */
+#define ROOM_REBIND_OK 0xffff0002u
+#define ROOM_REBIND_GONE 0xffff0003u
 
 /* --------------------------------------------------------------- plumbing */
 
@@ -400,10 +467,20 @@ static inline bool room_msg_release(const struct worker_msg *wm)
     case ROOM_MSG_QREPORT:
     case ROOM_MSG_QSUM:
     case ROOM_MSG_QFAR:
-    case ROOM_MSG_DROP:
         memcpy(&b, wm->u.bytes, sizeof(b));
         buf_unref(b);
         return true;
+    case ROOM_MSG_DROP:
+        memcpy(&b, wm->u.bytes, sizeof(b));
+        move_discard_room(((struct drop_msg *)b->data)->moved);
+        buf_unref(b);
+        return true;
+    case ROOM_MSG_MOVE: {
+        struct room *r;
+        memcpy(&r, wm->u.bytes, sizeof(r));
+        move_discard_room(r);
+        return true;
+    }
     case ROOM_MSG_FANOUT: {
         struct fanout_msg fm;
         memcpy(&fm, wm->u.bytes, sizeof(fm));
@@ -418,6 +495,7 @@ static inline bool room_msg_release(const struct worker_msg *wm)
     }
     case ROOM_MSG_REPLACED:
     case ROOM_MSG_KFREQ:
+    case ROOM_MSG_REHOME:
         return true;
     default:
         return false;
@@ -499,6 +577,9 @@ static inline struct room_member *room_member_resolve(struct room_shard *s, uint
 
 /* dispatch.c: registers the shard's handler for ROOM_MSG_FIRST..LAST. */
 int room_dispatch_register(struct room_shard *s);
+/* Handles one message as the runtime would (it takes the message's
+ * references): the hand-driven routers of the unit tests. */
+void room_dispatch_one(struct room_shard *s, const struct worker_msg *wm);
 
 /* place.c: the owner side's entry points. A JOIN or LEAVE is routed
  * (home -> placed owner, or back) or applied here (owner_apply_*). */
@@ -523,6 +604,41 @@ struct room *owner_room_find(struct room_shard *s, const uint8_t *id, size_t len
                              uint64_t *hash_out);
 /* Frees every room this shard owns (room_shard_del: no reader is left). */
 void owner_free_rooms(struct room_shard *s);
+/* Live room migration (move.c): the owner.c pieces it needs. */
+/* Takes r off this shard's hash, owned and dirty lists (and its members
+ * off owned[]); *was_dirty: it had a batch pending. */
+void owner_room_unlink(struct room_shard *s, struct room *r, bool *was_dirty);
+/* Puts a room that arrived (MOVE) on this shard's lists. */
+void owner_room_link(struct room_shard *s, struct room *r, bool dirty);
+/* The home of a moved room, on its DROP: unpublishes r from this worker's
+ * slot table and frees it after a grace period. */
+void owner_room_unalias(struct room_shard *s, struct room *r);
+/* owner.c: frees a room now / after a grace period (call_rcu). */
+void owner_room_free(struct room *r);
+void owner_room_free_rcu(struct rcu_head *head);
+/* move.c: a moved room's events of one turn (frames: one more reference
+ * taken); the framed events after version `seen` in one new buffer, or
+ * NULL (none, or no memory: logged). */
+void move_events_keep(struct room *r, uint64_t version, struct buf *frames);
+struct buf *move_events_since(const struct room *r, uint64_t seen);
+/* A re-bind JOIN (jr->rebind) on the room's owner. */
+void owner_rebind(struct room_shard *s, const struct join_req *jr);
+/* owner.c helpers shared with move.c. */
+int owner_add_change_add(struct room *r, const struct room_info *in);
+void owner_mark_dirty(struct room_shard *s, struct room *r);
+void owner_send_ack(struct room_shard *s, const struct join_req *jr, uint32_t code,
+                    const struct room *r, uint64_t version, struct buf *frames);
+/* move.c, the owner side: a MOVE arrived. */
+void move_on_arrive(struct room_shard *s, struct room *r);
+/* move.c, the member side. */
+void move_on_rehome(struct room_shard *s, const struct rehome_msg *rm);
+/* place.c: the home remembers that its room r moved to worker `to`
+ * (a placement, routed 0, drained by the DROP as for a placed room).
+ * Returns 0 or ROOST_ENOMEM. Whether id has a placement here. */
+int place_add_moved(struct room_shard *s, struct room *r, unsigned to);
+bool place_exists(struct room_shard *s, const uint8_t *id, size_t len);
+void place_remove_moved(struct room_shard *s, struct room *r);
+
 /* A join waiting for ops->gate to open its room (owner side). */
 struct parked_join {
     struct parked_join *next;

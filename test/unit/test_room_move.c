@@ -1,0 +1,742 @@
+/* Live room migration (lib/room/move.c), driven by hand: two shards on a
+ * pool that is never started, real members on them (fake endpoints), and a
+ * router that delivers the control messages each shard sends (the shards'
+ * send hook), one queue per destination worker, so the rings' order per
+ * pair is kept, through the module's own dispatcher (room_dispatch_one).
+ * Three workers: the room's home, where it moves, and a third.
+ *
+ * Each state transition of a move has a test that fails without it: the
+ * room leaving its owner and arriving (MOVE), the members' workers learning
+ * the new owner and the old owner's members being asked to move (REHOME),
+ * the home routing later JOINs and LEAVEs to the new owner, an unflushed
+ * batch travelling with the room, quality reports following it, the end of
+ * a moved room (DROP carrying it back to its table), a moved member's quiet
+ * re-bind (and its leave, vanish or replacement meanwhile), and a shutdown
+ * with a MOVE or a moved room's DROP still in a ring. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <urcu-qsbr.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/worker.h"
+#include "proto/media.h"
+#include "proto/msg.h"
+#include "proto/perm.h"
+#include "room/room.h"
+#include "room/room_int.h"
+
+#define NW 3
+#define QMAX 256
+
+struct ep {
+    unsigned w;
+    struct room_member *m;
+    uint32_t pid;
+    unsigned media, events, joined_msgs, controls, joined_cb, replaced;
+    uint32_t last_code;
+    int moved_to;
+};
+
+static struct {
+    struct worker_pool *pool;
+    struct room_shared *sh;
+    struct room_shard *s[NW];
+    struct worker_msg q[NW][QMAX];
+    unsigned head[NW], tail[NW];
+    int64_t buf_base;
+} R;
+
+static struct msg dec; /* large: lists of 200 */
+
+static int hook(void *arg, unsigned to, struct worker_msg *wm)
+{
+    (void)arg;
+    assert_true(to < NW);
+    assert_true(R.tail[to] - R.head[to] < QMAX);
+    R.q[to][R.tail[to]++ % QMAX] = *wm;
+    return 0;
+}
+
+static int ep_media(void *e, struct buf *b, uint32_t off, uint32_t len, void *arg)
+{
+    (void)b, (void)off, (void)len, (void)arg;
+    ((struct ep *)e)->media++;
+    return 0;
+}
+
+static void ep_control(void *e, const uint8_t *body, size_t len, void *arg)
+{
+    (void)arg;
+    struct ep *ep = e;
+    ep->controls++;
+    if (msg_decode(body, len, &dec) != 0)
+        return;
+    if (dec.type == MSG_PARTICIPANT_EVENTS)
+        ep->events += dec.u.events.n_events;
+    if (dec.type == MSG_JOINED)
+        ep->joined_msgs++;
+}
+
+static void ep_joined(void *e, uint32_t code, void *arg)
+{
+    (void)arg;
+    struct ep *ep = e;
+    ep->joined_cb++;
+    ep->last_code = code;
+}
+
+static void ep_replaced(void *e, void *arg)
+{
+    (void)arg;
+    ((struct ep *)e)->replaced++;
+}
+
+static void ep_move(void *e, unsigned to, void *arg)
+{
+    (void)arg;
+    ((struct ep *)e)->moved_to = (int)to;
+}
+
+static const struct room_ops ops = {.media = ep_media,
+                                    .control = ep_control,
+                                    .joined = ep_joined,
+                                    .replaced = ep_replaced,
+                                    .move = ep_move};
+
+static void r_start(uint32_t amax)
+{
+    memset(&R, 0, sizeof(R));
+    R.buf_base = buf_live();
+    rcu_register_thread();
+    struct room_limits lim = {.affinity_max_members = amax};
+    assert_int_equal(room_shared_new(&R.sh, NW, &lim), 0);
+    static const struct worker_ops wops = {0};
+    struct worker_config cfg = {.n_workers = NW, .no_pin = true};
+    assert_int_equal(worker_pool_new(&R.pool, &cfg, &wops, NULL), 0);
+    for (unsigned w = 0; w < NW; w++) {
+        assert_int_equal(room_shard_new(&R.s[w], R.sh, worker_pool_get(R.pool, w), &ops, NULL), 0);
+        R.s[w]->send_hook = hook;
+    }
+}
+
+static bool r_step(unsigned w)
+{
+    if (R.head[w] == R.tail[w])
+        return false;
+    struct worker_msg wm = R.q[w][R.head[w]++ % QMAX];
+    rcu_quiescent_state();
+    room_dispatch_one(R.s[w], &wm);
+    return true;
+}
+
+/* Delivers and flushes (each worker's turn end) until nothing is left. */
+static void r_pump(void)
+{
+    bool any = true;
+    while (any) {
+        any = false;
+        for (unsigned w = 0; w < NW; w++) {
+            while (r_step(w))
+                any = true;
+            room_shard_flush(R.s[w]);
+            any |= R.head[w] != R.tail[w];
+        }
+    }
+}
+
+/* Shutdown: what is still queued is discarded (the runtime's discard). */
+static void r_stop_discard(void)
+{
+    for (unsigned w = 0; w < NW; w++)
+        while (R.head[w] != R.tail[w])
+            assert_true(room_msg_release(&R.q[w][R.head[w]++ % QMAX]));
+    for (unsigned w = 0; w < NW; w++)
+        room_shard_del(R.s[w]);
+    worker_pool_del(R.pool);
+    rcu_thread_offline();
+    rcu_barrier();
+    rcu_thread_online();
+    rcu_unregister_thread();
+    room_shared_del(R.sh);
+    assert_int_equal(buf_live(), R.buf_base);
+}
+
+static void r_stop(void)
+{
+    r_pump();
+    r_stop_discard();
+}
+
+/* The n-th room id whose home is worker w. */
+static const char *home_room(unsigned w, unsigned n)
+{
+    static char ids[4][16];
+    for (unsigned i = 0, found = 0;; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "room-%u", i);
+        if (room_shared_owner(R.sh, (const uint8_t *)id, strlen(id)) != w)
+            continue;
+        if (found++ == n) {
+            memcpy(ids[n], id, sizeof(id));
+            return ids[n];
+        }
+    }
+}
+
+static void ep_new(struct ep *e, unsigned w)
+{
+    memset(e, 0, sizeof(*e));
+    e->w = w;
+    e->moved_to = -1;
+    assert_int_equal(room_member_new(R.s[w], e, &e->m), 0);
+    room_member_set_movable(e->m, true);
+    e->pid = room_member_pid(e->m);
+}
+
+static void ep_join(struct ep *e, const char *room, const char *ident)
+{
+    assert_int_equal(room_join(e->m, (const uint8_t *)room, strlen(room), (const uint8_t *)ident,
+                               strlen(ident), (const uint8_t *)"n", 1, PERM_ALL),
+                     0);
+}
+
+static void ep_send(struct ep *e)
+{
+    uint8_t d[64];
+    struct media_hdr h = {.stream_id = 1, .seq = 1};
+    assert_int_equal(media_c2r_encode(&h, d, sizeof(d)), MEDIA_C2R_HDR_LEN);
+    memset(d + MEDIA_C2R_HDR_LEN, 0xab, 8);
+    assert_int_equal(room_publish(e->m, d, MEDIA_C2R_HDR_LEN + 8), 0);
+}
+
+/* The connection hand-off of a moved member, as relay/session.c does it:
+ * detached on its worker, re-bound on `to`. */
+static void ep_hand_off(struct ep *e, unsigned to)
+{
+    struct room_keep keep;
+    room_member_detach(e->m, &keep);
+    assert_true(keep.valid);
+    e->m = NULL;
+    e->w = to;
+    assert_int_equal(room_member_rebind(R.s[to], e, &keep, &e->m), 0);
+    assert_int_equal(room_member_pid(e->m), e->pid);
+    assert_true(room_member_joined(e->m));
+}
+
+static struct room_stats st(unsigned w)
+{
+    struct room_stats s;
+    room_shard_stats(R.s[w], &s);
+    return s;
+}
+
+static bool no_placements(void)
+{
+    for (unsigned w = 0; w < NW; w++)
+        for (uint32_t b = 0; b <= R.s[w]->placed_mask; b++)
+            if (R.s[w]->placed[b] != NULL)
+                return false;
+    return true;
+}
+
+static struct room *find(unsigned w, const char *id)
+{
+    uint64_t h;
+    return owner_room_find(R.s[w], (const uint8_t *)id, strlen(id), &h);
+}
+
+/* A room moves from its home (0) to 1: its members stay joined, keep their
+ * handle and hear of no presence change; they learn the new owner
+ * (REHOME) and those on the old owner's worker are asked to move; later
+ * joins and leaves go through the home to the new owner; the room's end
+ * returns it to the home's table (DROP), after which the id starts afresh
+ * on its home. */
+static void test_move_basic(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b, c, d;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_new(&d, 2);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    ep_join(&d, id, "d");
+    r_pump();
+    assert_int_equal(a.last_code, 0);
+    assert_int_equal(b.last_code, 0);
+    assert_int_equal(room_member_owner(a.m), 0);
+    struct room *r = find(0, id);
+    assert_non_null(r);
+    uint32_t slot = r->slot, gen = r->gen;
+    unsigned ev_a = a.events, ev_b = b.events, ctl_a = a.controls;
+
+    uint32_t n = 0;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    assert_int_equal(n, 3);
+    assert_null(find(0, id)); /* gone from the old owner at once */
+    assert_int_equal(room_shared_rooms(R.sh), 1);
+    assert_int_equal(st(0).rooms_moved_out, 1);
+    /* A second move while it travels: refused. */
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), ROOST_EAGAIN);
+    r_pump();
+    assert_ptr_equal(find(1, id), r); /* the same room object, same handle */
+    assert_int_equal(r->tab, 0);
+    assert_int_equal(r->slot, slot);
+    assert_int_equal(r->gen, gen);
+    assert_int_equal(st(1).rooms_moved_in, 1);
+    assert_int_equal(atomic_load(&R.sh->owned[0]), 0);
+    assert_int_equal(atomic_load(&R.sh->owned[1]), 3);
+    /* REHOME: all know the new owner; a (on the old owner's worker) is
+     * asked to move, b (on the new owner's) and d (elsewhere) are not. */
+    assert_int_equal(room_member_owner(a.m), 1);
+    assert_int_equal(room_member_owner(b.m), 1);
+    assert_int_equal(room_member_owner(d.m), 1);
+    assert_int_equal(a.moved_to, 1);
+    assert_int_equal(b.moved_to, -1);
+    assert_int_equal(d.moved_to, -1);
+    assert_int_equal(a.events, ev_a);
+    assert_int_equal(b.events, ev_b);
+    assert_int_equal(a.controls, ctl_a);
+    assert_true(room_member_joined(a.m) && room_member_joined(b.m));
+    /* Moved already: refused from either side; other refusals. */
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), ROOST_EAGAIN);
+    assert_int_equal(room_shard_move(R.s[1], (const uint8_t *)id, strlen(id), 0, &n), ROOST_EAGAIN);
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), NW, &n),
+                     ROOST_EINVAL);
+    assert_int_equal(room_shard_move(R.s[2], (const uint8_t *)id, strlen(id), 1, &n),
+                     ROOST_ENOENT); /* not its owner */
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)"nope", 4, 1, &n), ROOST_ENOENT);
+
+    /* A later joiner: through the home, answered by the new owner. */
+    ep_new(&c, 0);
+    ep_join(&c, id, "c");
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    assert_int_equal(room_member_owner(c.m), 1);
+    assert_int_equal(st(0).routed, 1);
+    assert_int_equal(a.events, ev_a + 1); /* c's JOIN, as always */
+    assert_int_equal(room_shared_participants(R.sh), 4);
+
+    /* Everyone leaves: the room ends on 1, its DROP takes it back to 0. */
+    room_member_del(a.m);
+    room_member_del(b.m);
+    room_member_del(c.m);
+    room_member_del(d.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_int_equal(room_shared_participants(R.sh), 0);
+    assert_true(no_placements());
+    assert_null(find(1, id));
+    /* The id starts afresh on its home. */
+    ep_new(&a, 1);
+    ep_join(&a, id, "a");
+    r_pump();
+    assert_int_equal(a.last_code, 0);
+    assert_int_equal(room_member_owner(a.m), 0);
+    assert_non_null(find(0, id));
+    room_member_del(a.m);
+    r_stop();
+}
+
+/* Moving to the worker that owns it already does nothing. */
+static void test_move_noop(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a;
+    ep_new(&a, 1);
+    ep_join(&a, id, "a");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 0, &n), ROOST_EEXIST);
+    assert_int_equal(n, 1);
+    assert_non_null(find(0, id));
+    assert_int_equal(a.moved_to, -1);
+    room_member_del(a.m);
+    r_stop();
+}
+
+/* A join applied on the old owner but not yet flushed (no JOINED sent)
+ * travels with the room: the new owner answers it. */
+static void test_move_pending_batch(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 1);
+    ep_join(&a, id, "a");
+    r_pump();
+    ep_new(&b, 1);
+    ep_join(&b, id, "b");
+    assert_true(r_step(0)); /* applied, not flushed */
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    assert_int_equal(n, 2);
+    r_pump();
+    assert_int_equal(b.joined_cb, 1);
+    assert_int_equal(b.last_code, 0);
+    assert_int_equal(b.joined_msgs, 1);
+    assert_int_equal(room_member_owner(b.m), 1);
+    assert_int_equal(a.events, 1); /* b's JOIN */
+    room_member_del(a.m);
+    room_member_del(b.m);
+    r_stop();
+}
+
+/* Within affinity_max_members every worker's movable members follow;
+ * without it only the old owner's worker's (test_move_basic). */
+static void test_move_affinity_all(void **state)
+{
+    (void)state;
+    r_start(2);
+    const char *id = home_room(0, 0);
+    struct ep a, b, x, c;
+    ep_new(&a, 0);
+    ep_new(&b, 0);
+    ep_new(&x, 0);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    ep_join(&x, id, "x");
+    r_pump();
+    /* Over the limit: a joiner on worker 2 stays there. */
+    ep_new(&c, 2);
+    ep_join(&c, id, "c");
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    room_member_del(b.m);
+    room_member_del(x.m);
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    assert_int_equal(n, 2);
+    r_pump();
+    assert_int_equal(a.moved_to, 1);
+    assert_int_equal(c.moved_to, 1);
+    assert_int_equal(st(2).member_moves, 1);
+    room_member_del(a.m);
+    room_member_del(c.m);
+    r_stop();
+}
+
+/* A moved member's quiet re-bind: after its connection moved it is joined
+ * at once with the same participant id; deliveries to it resume when the
+ * owner has replaced its handle (one snapshot change), and nobody hears of
+ * a LEAVE or JOIN; it gets no second JOINED. */
+static void test_rebind_quiet(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump();
+    assert_int_equal(a.moved_to, 1);
+    unsigned ev_a = a.events, ev_b = b.events, jm = a.joined_msgs, jc = a.joined_cb;
+    ep_hand_off(&a, 1);
+    r_pump();
+    assert_int_equal(st(1).rebinds, 1);
+    assert_false(a.m->rebinding);
+    assert_int_equal(room_shared_participants(R.sh), 2);
+    assert_int_equal(a.events, ev_a);
+    assert_int_equal(b.events, ev_b);
+    assert_int_equal(a.joined_msgs, jm);
+    assert_int_equal(a.joined_cb, jc);
+    /* Both on worker 1 now: local deliveries both ways. */
+    ep_send(&b);
+    assert_int_equal(a.media, 1);
+    ep_send(&a);
+    assert_int_equal(b.media, 1);
+    assert_int_equal(room_member_owner(a.m), 1);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_int_equal(room_shared_participants(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
+/* A presence change while a member's connection is between workers: the
+ * EVENTS went to its old worker (gone) and are skipped on the new one
+ * until the re-bind; the re-bind's answer carries them from the moved
+ * room's history: the member hears of it once, and of later ones as
+ * always. */
+static void test_rebind_events_in_transit(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b, c, d;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump();
+    unsigned ev_a = a.events, ev_b = b.events;
+    struct room_keep keep;
+    room_member_detach(a.m, &keep);
+    a.m = NULL;
+    ep_new(&c, 2);
+    ep_join(&c, id, "c");
+    r_pump();
+    assert_int_equal(b.events, ev_b + 1);
+    assert_int_equal(a.events, ev_a);
+    assert_int_equal(room_member_rebind(R.s[1], &a, &keep, &a.m), 0);
+    r_pump();
+    assert_int_equal(a.events, ev_a + 1); /* c's JOIN, from the history */
+    ep_new(&d, 1);
+    ep_join(&d, id, "d");
+    r_pump();
+    assert_int_equal(a.events, ev_a + 2);
+    assert_int_equal(b.events, ev_b + 2);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    room_member_del(c.m);
+    room_member_del(d.m);
+    r_stop();
+}
+
+/* The member leaves (or its connection vanishes) right after it was
+ * re-bound, before the re-bind reached the owner: the LEAVE follows the
+ * re-bind JOIN on the same path, so it is applied after it: no ghost. */
+static void run_rebind_then_gone(bool vanish)
+{
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump();
+    unsigned ev_b = b.events;
+    ep_hand_off(&a, 1);
+    if (vanish) {
+        room_member_del(a.m);
+        a.m = NULL;
+    } else {
+        assert_int_equal(room_leave(a.m), 0);
+    }
+    r_pump();
+    assert_int_equal(room_shared_participants(R.sh), 1);
+    assert_int_equal(b.events, ev_b + 1); /* one LEAVE */
+    room_member_del(a.m);
+    room_member_del(b.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
+static void test_rebind_then_leave(void **state)
+{
+    (void)state;
+    run_rebind_then_gone(false);
+}
+
+static void test_rebind_then_vanish(void **state)
+{
+    (void)state;
+    run_rebind_then_gone(true);
+}
+
+/* The member left its room while its connection was moving (detached
+ * while not joined): nothing to re-bind. */
+static void test_detach_not_joined(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a;
+    ep_new(&a, 0);
+    ep_join(&a, id, "a");
+    r_pump();
+    assert_int_equal(room_leave(a.m), 0);
+    struct room_keep keep;
+    room_member_detach(a.m, &keep);
+    assert_false(keep.valid);
+    assert_int_equal(keep.pid, a.pid);
+    struct room_member *m = NULL;
+    assert_int_equal(room_member_rebind(R.s[1], &a, &keep, &m), ROOST_EINVAL);
+    assert_null(m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    r_stop();
+}
+
+/* The same identity joined again while the member's connection moved: the
+ * REPLACED went to its old handle (gone); the re-bind finds it replaced
+ * and the endpoint is told now. */
+static void test_rebind_replaced_meanwhile(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b, a2;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump();
+    struct room_keep keep;
+    room_member_detach(a.m, &keep);
+    a.m = NULL;
+    ep_new(&a2, 1);
+    ep_join(&a2, id, "a"); /* same identity */
+    r_pump();
+    assert_int_equal(a2.last_code, 0);
+    assert_int_equal(room_member_rebind(R.s[1], &a, &keep, &a.m), 0);
+    r_pump();
+    assert_int_equal(st(1).rebinds_gone, 1);
+    assert_int_equal(a.replaced, 1);
+    assert_false(room_member_joined(a.m));
+    assert_int_equal(room_shared_participants(R.sh), 2);
+    room_member_del(a.m);
+    room_member_del(a2.m);
+    room_member_del(b.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
+/* A quality report sent to the room's table worker (its handle) after the
+ * room moved is forwarded to the new owner, which keeps it. */
+static void test_move_quality_follows(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a;
+    ep_new(&a, 1);
+    ep_join(&a, id, "a");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump();
+    struct room *r = find(1, id);
+    assert_non_null(r);
+    struct buf *b = buf_new(sizeof(struct qreport_hdr));
+    assert_non_null(b);
+    struct qreport_hdr *h = (struct qreport_hdr *)b->data;
+    memset(h, 0, sizeof(*h));
+    h->room_slot = r->slot;
+    h->room_gen = r->gen;
+    h->tab = 0;
+    h->worker = 1;
+    b->len = sizeof(*h);
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_QREPORT, &b, sizeof(b));
+    hook(NULL, 0, &wm);
+    r_pump();
+    assert_non_null(r->qrep[1]);
+    room_member_del(a.m);
+    r_stop();
+}
+
+/* Shutdown with the MOVE still in a ring: the discard frees the room. */
+static void test_shutdown_move_in_ring(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a;
+    ep_new(&a, 1);
+    ep_join(&a, id, "a");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    room_member_del(a.m); /* its LEAVE queued too */
+    r_stop_discard();
+}
+
+/* Shutdown with a moved room's DROP in a ring: the discard frees it. */
+static void test_shutdown_drop_in_ring(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a;
+    ep_new(&a, 1);
+    ep_join(&a, id, "a");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump();
+    room_member_del(a.m);
+    while (r_step(0)) /* the LEAVE, routed on */
+        ;
+    assert_true(r_step(1));
+    room_shard_flush(R.s[1]); /* the room ends: DROP queued to 0 */
+    assert_null(find(1, id));
+    assert_true(R.head[0] != R.tail[0]);
+    r_stop_discard();
+}
+
+/* Shutdown with the moved room live on its new owner (the home still
+ * holds its placement and table slot). */
+static void test_shutdown_moved_room_live(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a;
+    ep_new(&a, 1);
+    ep_join(&a, id, "a");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump();
+    struct room_keep keep;
+    room_member_detach(a.m, &keep); /* a connection that ends in a ring */
+    r_stop();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_move_basic),
+        cmocka_unit_test(test_move_noop),
+        cmocka_unit_test(test_move_pending_batch),
+        cmocka_unit_test(test_move_affinity_all),
+        cmocka_unit_test(test_rebind_quiet),
+        cmocka_unit_test(test_rebind_events_in_transit),
+        cmocka_unit_test(test_rebind_then_leave),
+        cmocka_unit_test(test_rebind_then_vanish),
+        cmocka_unit_test(test_detach_not_joined),
+        cmocka_unit_test(test_rebind_replaced_meanwhile),
+        cmocka_unit_test(test_move_quality_follows),
+        cmocka_unit_test(test_shutdown_move_in_ring),
+        cmocka_unit_test(test_shutdown_drop_in_ring),
+        cmocka_unit_test(test_shutdown_moved_room_live),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
