@@ -68,13 +68,65 @@ static void arm_at(struct quic_conn *c, uint64_t exp)
         quic_conn_close_liberr(c, NGTCP2_ERR_NOMEM);
 }
 
+/* ngtcp2 0.12 times the ACK of a packet read at t for t + min(max_ack_delay,
+ * srtt / 8) (microseconds on a short path), and only handle_expiry clears
+ * that timer: one loop wake-up per packet read, for a timer that
+ * ack_can_wait (conn.c) then turns into a deadline. When e, ngtcp2's next
+ * expiry, is that timer for the last packet read that the ACK may wait
+ * for (c->ack_rx_ts, noted by after_read: no older one is owed then) and
+ * the ACK may wait by ack_can_wait's rules, it is settled here as its
+ * firing would settle it:
+ * handle_expiry at e (e is the earliest expiry, so nothing else expires by
+ * then) and the deadline, the same as on_timer's, in ack_due. The ACK then
+ * rides with the next packet written from e on, when ngtcp2 counts it due
+ * (c->ack_at: before then a packet does not carry it), or goes alone at
+ * ack_due. Returns the expiry to arm for. */
+static uint64_t settle_ack(struct quic_conn *c, uint64_t now, uint64_t e)
+{
+    if (c->ack_rx_ts == 0 || c->ack_at != 0 || e <= now || e == UINT64_MAX || c->state != CS_OPEN ||
+        !c->confirmed)
+        return e;
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    uint64_t max = ngtcp2_conn_get_local_transport_params(c->conn)->max_ack_delay;
+    if (e != c->ack_rx_ts + quic_conn_ack_delay(c, &cs) ||
+        max <= cs.smoothed_rtt / 8 + QUIC_ACK_MARGIN_NS)
+        return e;
+    /* An error (none is expected by e) is left to the timer: on_timer
+     * calls handle_expiry again and closes as it should. */
+    if (ngtcp2_conn_handle_expiry(c->conn, e) != 0)
+        return e;
+    c->ack_at = e;
+    uint64_t due = c->ack_rx_ts + (max - QUIC_ACK_MARGIN_NS);
+    if (c->ack_due == 0 || due < c->ack_due)
+        c->ack_due = due;
+    stat_inc(c->ep->st, QS(acks_settled));
+    return ngtcp2_conn_get_expiry(c->conn);
+}
+
 void quic_conn_arm_timer(struct quic_conn *c)
 {
-    arm_at(c, ngtcp2_conn_get_expiry(c->conn));
+    arm_at(c, settle_ack(c, quic_ep_now(c->ep), ngtcp2_conn_get_expiry(c->conn)));
+}
+
+/* A packet was written at now: a settled ACK went with it if ngtcp2
+ * counted it due by then (else ngtcp2's own timer stands for any ACK
+ * owed, and a deadline on_timer set was for one due then, which went). */
+static void ack_sent(struct quic_conn *c, uint64_t now)
+{
+    if (c->ack_at != 0) {
+        if (now < c->ack_at)
+            return; /* not due yet: it did not go, the deadline stays */
+        c->ack_at = 0;
+        c->ack_rx_ts = 0;
+    } else if (now > c->ack_rx_ts) {
+        c->ack_rx_ts = 0; /* a read of an earlier turn: settle_ack looks no more */
+    }
+    c->ack_due = 0;
 }
 
 /* Queues the packet ngtcp2 wrote into pkt (n bytes) on the send batch. */
-static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n)
+static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n, uint64_t now)
 {
     struct quic_ep *ep = c->ep;
     struct udp_addr r, l;
@@ -83,7 +135,7 @@ static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n)
     memcpy(&l.u, path->local.addr, path->local.addrlen);
     l.len = path->local.addrlen;
     udp_tx_commit(ep->tx, n, &r, quic_conn_tx_local(c, &l));
-    c->ack_due = 0; /* a delayed ACK went with this packet */
+    ack_sent(c, now);
     quic_conn_amp_sent(c, n);
     stat_inc(ep->st, QS(pkts_out));
     stat_inc(ep->st, QS(pkts_written));
@@ -332,7 +384,7 @@ bool quic_conn_write(struct quic_conn *c)
             stat_inc(ep->st, QS(write_empty));
             break;
         }
-        commit_pkt(c, &ps.path, (size_t)n);
+        commit_pkt(c, &ps.path, (size_t)n, now);
         sent += (size_t)n;
     }
     /* What is left (the pacer's next send time, a held-back queue) waits
@@ -340,6 +392,7 @@ bool quic_conn_write(struct quic_conn *c)
      * held back ages out: one merely late (the process was busy) goes. */
     c->dq_held = dgram_blocked && c->dq_n > 0;
     dq_release(c, now);
-    arm_at(c, sent > 0 ? pace(c, now, elicit) : ngtcp2_conn_get_expiry(c->conn));
+    arm_at(c,
+           settle_ack(c, now, sent > 0 ? pace(c, now, elicit) : ngtcp2_conn_get_expiry(c->conn)));
     return true;
 }
