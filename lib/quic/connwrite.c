@@ -125,16 +125,15 @@ static void ack_sent(struct quic_conn *c, uint64_t now)
     c->ack_due = 0;
 }
 
-/* Queues the packet ngtcp2 wrote into pkt (n bytes) on the send batch. */
-static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n, uint64_t now)
+/* Queues the packet ngtcp2 wrote into pkt (n bytes, to the path it wrote
+ * into pkt's addresses) on the send batch. */
+static void commit_pkt(struct quic_conn *c, struct udp_txpkt *pkt, const ngtcp2_path *path,
+                       size_t n, uint64_t now)
 {
     struct quic_ep *ep = c->ep;
-    struct udp_addr r, l;
-    memcpy(&r.u, path->remote.addr, path->remote.addrlen);
-    r.len = path->remote.addrlen;
-    memcpy(&l.u, path->local.addr, path->local.addrlen);
-    l.len = path->local.addrlen;
-    udp_tx_commit(ep->tx, n, &r, quic_conn_tx_local(c, &l));
+    pkt->remote.len = path->remote.addrlen;
+    pkt->local.len = c->fd >= 0 ? 0 : path->local.addrlen; /* quic_conn_tx_local */
+    udp_tx_commit_slot(ep->tx, n);
     ack_sent(c, now);
     quic_conn_amp_sent(c, n);
     stat_inc(ep->st, QS(pkts_out));
@@ -242,8 +241,9 @@ bool quic_conn_write(struct quic_conn *c)
     if (quantum < UDP_TX_MAX)
         quantum = UDP_TX_MAX; /* at least one packet per write */
     size_t sent = 0;
-    ngtcp2_path_storage ps;
-    ngtcp2_path_storage_zero(&ps);
+    /* ngtcp2 copies the path of each packet it writes into the batch
+     * slot's own addresses: no copy of them per packet. */
+    ngtcp2_path path = {.local.addrlen = 0};
     ngtcp2_pkt_info pi;
     bool stream_blocked = false, dgram_blocked = false, open_pkt = false, elicit = false;
     bool guarded = false;            /* the PTO guard was tried in this write */
@@ -261,6 +261,8 @@ bool quic_conn_write(struct quic_conn *c)
             quic_conn_arm_timer(c);
             return false;
         }
+        path.local.addr = &pkt->local.u.sa;
+        path.remote.addr = &pkt->remote.u.sa;
         bool more_dgrams = open && !dgram_blocked && c->dq_n > 0;
         const uint8_t *sdata = NULL;
         size_t slen = 0;
@@ -272,7 +274,7 @@ bool quic_conn_write(struct quic_conn *c)
             /* Test knob (client): a FIN after the queued bytes. */
             ngtcp2_ssize taken = -1;
             stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken,
+            n = ngtcp2_conn_writev_stream(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &taken,
                                           NGTCP2_WRITE_STREAM_FLAG_FIN, c->ctl_stream, NULL, 0,
                                           now);
             if (taken >= 0)
@@ -287,7 +289,7 @@ bool quic_conn_write(struct quic_conn *c)
             ngtcp2_ssize taken = -1;
             uint32_t fl = more_dgrams ? NGTCP2_WRITE_STREAM_FLAG_MORE : 0;
             stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken, fl,
+            n = ngtcp2_conn_writev_stream(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &taken, fl,
                                           c->ctl_stream, &v, 1, now);
             if (taken > 0) {
                 ctl_tx_sent(&c->tx, (size_t)taken);
@@ -313,7 +315,7 @@ bool quic_conn_write(struct quic_conn *c)
              * a full window. */
             guarded = true;
             stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, NULL,
+            n = ngtcp2_conn_writev_stream(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, NULL,
                                           NGTCP2_WRITE_STREAM_FLAG_MORE, c->ctl_stream, NULL, 0,
                                           now);
             if (n == NGTCP2_ERR_WRITE_MORE) {
@@ -333,8 +335,8 @@ bool quic_conn_write(struct quic_conn *c)
             int accepted = 0;
             uint32_t fl = c->dq_n > 1 ? NGTCP2_WRITE_DATAGRAM_FLAG_MORE : 0;
             stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_datagram(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX,
-                                            &accepted, fl, c->dgram_seq, &v, 1, now);
+            n = ngtcp2_conn_writev_datagram(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &accepted,
+                                            fl, c->dgram_seq, &v, 1, now);
             if (accepted) {
                 elicit = true;
                 c->dgram_seq++;
@@ -365,7 +367,7 @@ bool quic_conn_write(struct quic_conn *c)
              * the datagram goes in the next one. */
         } else if (need || open_pkt) {
             stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_write_pkt(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, now);
+            n = ngtcp2_conn_write_pkt(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, now);
             /* ngtcp2 fills a packet with all it has that fits: one with
              * room to spare (an ACK, mostly) was the last, no round to
              * find nothing. The handshake may coalesce packets: loop. */
@@ -384,7 +386,7 @@ bool quic_conn_write(struct quic_conn *c)
             stat_inc(ep->st, QS(write_empty));
             break;
         }
-        commit_pkt(c, &ps.path, (size_t)n, now);
+        commit_pkt(c, pkt, &path, (size_t)n, now);
         sent += (size_t)n;
     }
     /* What is left (the pacer's next send time, a held-back queue) waits
