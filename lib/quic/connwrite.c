@@ -81,6 +81,15 @@ static void arm_at(struct quic_conn *c, uint64_t exp)
  * rides with the next packet written from e on, when ngtcp2 counts it due
  * (c->ack_at: before then a packet does not carry it), or goes alone at
  * ack_due. Returns the expiry to arm for. */
+static void settled(struct quic_conn *c, uint64_t at, uint64_t max_ack_delay)
+{
+    c->ack_at = at;
+    uint64_t due = c->ack_rx_ts + (max_ack_delay - QUIC_ACK_MARGIN_NS);
+    if (c->ack_due == 0 || due < c->ack_due)
+        c->ack_due = due;
+    stat_inc(c->ep->st, QS(acks_settled));
+}
+
 static uint64_t settle_ack(struct quic_conn *c, uint64_t now, uint64_t e)
 {
     if (c->ack_rx_ts == 0 || c->ack_at != 0 || e <= now || e == UINT64_MAX || c->state != CS_OPEN ||
@@ -96,12 +105,38 @@ static uint64_t settle_ack(struct quic_conn *c, uint64_t now, uint64_t e)
      * calls handle_expiry again and closes as it should. */
     if (ngtcp2_conn_handle_expiry(c->conn, e) != 0)
         return e;
-    c->ack_at = e;
-    uint64_t due = c->ack_rx_ts + (max - QUIC_ACK_MARGIN_NS);
-    if (c->ack_due == 0 || due < c->ack_due)
-        c->ack_due = due;
-    stat_inc(c->ep->st, QS(acks_settled));
+    settled(c, e, max);
     return ngtcp2_conn_get_expiry(c->conn);
+}
+
+/* The timer's re-arm for a connection that only read since its last one
+ * (quic_conn_write's fast path). Reads leave only two of ngtcp2's expiries
+ * before the one the timer was armed for (c->armed_exp, the earliest of
+ * them all then): the delayed-ACK timer and the loss detection timer.
+ * Whatever else a read sets is a PTO or more away (retired connection IDs,
+ * lost packets' records, the idle timer), and nothing moves earlier (but
+ * by a smaller PTO after an RTT sample). So when the delayed-ACK time of
+ * c->ack_rx_ts's packet comes before the loss detection timer and 1 ms
+ * (the pacer's slack) before armed_exp, handle_expiry at that time settles
+ * that timer and nothing else: settle_ack without reading the expiry
+ * first (one ngtcp2_conn_get_expiry per packet read less). */
+static void arm_after_reads(struct quic_conn *c, uint64_t now)
+{
+    if (c->ack_rx_ts != 0 && c->ack_at == 0 && c->state == CS_OPEN && c->confirmed &&
+        c->armed_exp != UINT64_MAX) {
+        ngtcp2_conn_stat cs;
+        ngtcp2_conn_get_conn_stat(c->conn, &cs);
+        uint64_t max = ngtcp2_conn_get_local_transport_params(c->conn)->max_ack_delay;
+        uint64_t at = c->ack_rx_ts + quic_conn_ack_delay(c, &cs);
+        if (at > now && max > cs.smoothed_rtt / 8 + QUIC_ACK_MARGIN_NS &&
+            at < cs.loss_detection_timer && at + NGTCP2_MILLISECONDS < c->armed_exp &&
+            ngtcp2_conn_handle_expiry(c->conn, at) == 0) {
+            settled(c, at, max);
+            arm_at(c, ngtcp2_conn_get_expiry(c->conn));
+            return;
+        }
+    }
+    quic_conn_arm_timer(c);
 }
 
 void quic_conn_arm_timer(struct quic_conn *c)
@@ -228,7 +263,7 @@ bool quic_conn_write(struct quic_conn *c)
          * expiry per connection per turn, however many packets came. */
         quic_dgram_lost_expire(c, now);
         dq_release(c, now);
-        quic_conn_arm_timer(c);
+        arm_after_reads(c, now);
         return true;
     }
     quic_dgram_lost_expire(c, now);
