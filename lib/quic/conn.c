@@ -198,6 +198,13 @@ void quic_conn_close(struct quic_conn *c, uint64_t app_error, const char *reason
         quic_conn_notify(c, app_error);
 }
 
+uint64_t quic_conn_ack_delay(const struct quic_conn *c, const ngtcp2_conn_stat *cs)
+{
+    uint64_t max = ngtcp2_conn_get_local_transport_params(c->conn)->max_ack_delay;
+    uint64_t d = cs->smoothed_rtt / 8;
+    return d < max ? d : max;
+}
+
 /* Whether the write a timer asks for may wait for the next packet that
  * goes anyway (ACKs ride along in any packet). ngtcp2 0.12 times its
  * delayed ACK at min(max_ack_delay, srtt / 8): microseconds on a short
@@ -213,6 +220,7 @@ static bool ack_can_wait(struct quic_conn *c, uint64_t now, bool loss_due)
 {
     if (c->ack_due != 0 && now >= c->ack_due) {
         c->ack_due = 0; /* the deadline: write it now */
+        c->ack_at = 0;  /* a settled ACK goes with that write */
         return false;
     }
     if (c->state != CS_OPEN || !c->confirmed || loss_due)
@@ -245,6 +253,7 @@ static void on_timer(struct timer *t, uint64_t now, void *arg)
     ngtcp2_conn_stat cs;
     ngtcp2_conn_get_conn_stat(c->conn, &cs);
     bool loss_due = cs.loss_detection_timer <= now;
+    stat_inc(c->ep->st, QS(timer_fires));
     int rv = ngtcp2_conn_handle_expiry(c->conn, now);
     if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
         /* Silent close: the peer is gone or never finished. */
@@ -559,8 +568,17 @@ void quic_conn_fini(struct quic_conn *c)
  * ngtcp2 acks every ep->ack_thresh-th ack-eliciting packet at once (the
  * second by default), the others when the ACK delay expires (the timer) or
  * with our next packet. */
-static void after_read(struct quic_conn *c, bool moved)
+static void after_read(struct quic_conn *c, bool moved, uint64_t now)
 {
+    if (c->ack_at != 0) {
+        /* A settled ACK is still owed: an RTT sample in this packet may
+         * have moved when ngtcp2 counts it due (srtt / 8). */
+        ngtcp2_conn_stat cs;
+        ngtcp2_conn_get_conn_stat(c->conn, &cs);
+        c->ack_at = c->ack_rx_ts + quic_conn_ack_delay(c, &cs);
+        if (c->ack_due < c->ack_at)
+            c->ack_due = c->ack_at; /* its timer was settled: the deadline stands for it */
+    }
     if (c->rx_cb)
         c->rx_elicit++;
     else if (c->state == CS_OPEN)
@@ -574,7 +592,11 @@ static void after_read(struct quic_conn *c, bool moved)
     }
     /* Queued datagrams may go now (the window opened); else only the
      * timer moved: re-armed once per turn (quic_conn_write at turn end),
-     * not after every packet. */
+     * not after every packet. An ACK owed for data may wait: the turn-end
+     * write settles ngtcp2's delayed-ACK timer for it (settle_ack) when
+     * it is the next expiry, instead of waking the loop for it. */
+    if (c->rx_cb && c->ack_at == 0)
+        c->ack_rx_ts = now;
     quic_conn_mark_data(c);
 }
 
@@ -600,7 +622,8 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
     quic_path_init(&path, local, remote);
     ngtcp2_pkt_info pi = {0};
     c->rx_cb = false;
-    int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, quic_ep_now(c->ep));
+    uint64_t now = quic_ep_now(c->ep);
+    int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now);
     if (rv == NGTCP2_ERR_DRAINING) {
         /* The peer closed (CONNECTION_CLOSE, or a stateless reset the
          * client recognised). */
@@ -647,7 +670,7 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
     memcpy(&c->local.u, p->local.addr, p->local.addrlen);
     c->local.len = p->local.addrlen;
     if (quic_conn_live(c))
-        after_read(c, moved);
+        after_read(c, moved, now);
     else
         quic_conn_mark_dirty(c); /* a callback closed it: the close goes at turn end */
     return true;

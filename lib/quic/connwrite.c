@@ -68,22 +68,116 @@ static void arm_at(struct quic_conn *c, uint64_t exp)
         quic_conn_close_liberr(c, NGTCP2_ERR_NOMEM);
 }
 
-void quic_conn_arm_timer(struct quic_conn *c)
+/* The delayed ACK's timer was settled at: ack_at and the deadline. */
+static void settled(struct quic_conn *c, uint64_t at, uint64_t max_ack_delay)
 {
-    arm_at(c, ngtcp2_conn_get_expiry(c->conn));
+    c->ack_at = at;
+    uint64_t due = c->ack_rx_ts + (max_ack_delay - QUIC_ACK_MARGIN_NS);
+    if (c->ack_due == 0 || due < c->ack_due)
+        c->ack_due = due;
+    stat_inc(c->ep->st, QS(acks_settled));
 }
 
-/* Queues the packet ngtcp2 wrote into pkt (n bytes) on the send batch. */
-static void commit_pkt(struct quic_conn *c, const ngtcp2_path *path, size_t n)
+/* ngtcp2 0.12 times the ACK of a packet read at t for t + min(max_ack_delay,
+ * srtt / 8) (microseconds on a short path), and only handle_expiry clears
+ * that timer: one loop wake-up per packet read, for a timer that
+ * ack_can_wait (conn.c) then turns into a deadline. When e, ngtcp2's next
+ * expiry, is that timer for the last packet read that the ACK may wait
+ * for (c->ack_rx_ts, noted by after_read: no older one is owed then) and
+ * the ACK may wait by ack_can_wait's rules, it is settled here as its
+ * firing would settle it:
+ * handle_expiry at e (e is the earliest expiry, so nothing else expires by
+ * then) and the deadline, the same as on_timer's, in ack_due. The ACK then
+ * rides with the next packet written from e on, when ngtcp2 counts it due
+ * (c->ack_at: before then a packet does not carry it), or goes alone at
+ * ack_due. Returns the expiry to arm for.
+ *
+ * Servers only. With it the bench's clients sent more ACK-only packets at
+ * --rtt 30ms (0.43 per frame the relay received, 0.33 before, one pair),
+ * which cost the relay more than it saved; the likely cause: the deadline
+ * is then exactly max_ack_delay - margin after the packet, on_timer's
+ * that much after the timer ran, so later by however late it ran (a
+ * loaded client's loop). A client keeps on_timer's. */
+static uint64_t settle_ack(struct quic_conn *c, uint64_t now, uint64_t e)
+{
+    if (c->ack_rx_ts == 0 || c->ack_at != 0 || e <= now || e == UINT64_MAX || c->state != CS_OPEN ||
+        !c->confirmed || !quic_conn_is_server(c))
+        return e;
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    uint64_t max = ngtcp2_conn_get_local_transport_params(c->conn)->max_ack_delay;
+    if (e != c->ack_rx_ts + quic_conn_ack_delay(c, &cs) ||
+        max <= cs.smoothed_rtt / 8 + QUIC_ACK_MARGIN_NS)
+        return e;
+    /* An error (none is expected by e) is left to the timer: on_timer
+     * calls handle_expiry again and closes as it should. */
+    if (ngtcp2_conn_handle_expiry(c->conn, e) != 0)
+        return e;
+    settled(c, e, max);
+    return ngtcp2_conn_get_expiry(c->conn);
+}
+
+/* The timer's re-arm for a connection that only read since its last one
+ * (quic_conn_write's fast path). Reads leave only two of ngtcp2's expiries
+ * before the one the timer was armed for (c->armed_exp, the earliest of
+ * them all then): the delayed-ACK timer and the loss detection timer.
+ * Whatever else a read sets is a PTO or more away (retired connection IDs,
+ * lost packets' records, the idle timer), and nothing moves earlier (but
+ * by a smaller PTO after an RTT sample). So when the delayed-ACK time of
+ * c->ack_rx_ts's packet comes before the loss detection timer and 1 ms
+ * (the pacer's slack) before armed_exp, handle_expiry at that time settles
+ * that timer and nothing else: settle_ack without reading the expiry
+ * first (one ngtcp2_conn_get_expiry per packet read less). */
+static void arm_after_reads(struct quic_conn *c, uint64_t now)
+{
+    if (c->ack_rx_ts != 0 && c->ack_at == 0 && c->state == CS_OPEN && c->confirmed &&
+        c->armed_exp != UINT64_MAX && quic_conn_is_server(c)) {
+        ngtcp2_conn_stat cs;
+        ngtcp2_conn_get_conn_stat(c->conn, &cs);
+        uint64_t max = ngtcp2_conn_get_local_transport_params(c->conn)->max_ack_delay;
+        uint64_t at = c->ack_rx_ts + quic_conn_ack_delay(c, &cs);
+        if (at > now && max > cs.smoothed_rtt / 8 + QUIC_ACK_MARGIN_NS &&
+            at < cs.loss_detection_timer && at + NGTCP2_MILLISECONDS < c->armed_exp &&
+            ngtcp2_conn_handle_expiry(c->conn, at) == 0) {
+            settled(c, at, max);
+            arm_at(c, ngtcp2_conn_get_expiry(c->conn));
+            return;
+        }
+    }
+    quic_conn_arm_timer(c);
+}
+
+void quic_conn_arm_timer(struct quic_conn *c)
+{
+    arm_at(c, settle_ack(c, quic_ep_now(c->ep), ngtcp2_conn_get_expiry(c->conn)));
+}
+
+/* A packet was written at now: a settled ACK went with it if ngtcp2
+ * counted it due by then (else ngtcp2's own timer stands for any ACK
+ * owed, and a deadline on_timer set was for one due then, which went). */
+static void ack_sent(struct quic_conn *c, uint64_t now)
+{
+    if (c->ack_at != 0) {
+        if (now < c->ack_at)
+            return; /* not due yet: it did not go, the deadline stays */
+        c->ack_at = 0;
+        c->ack_rx_ts = 0;
+    } else if (now > c->ack_rx_ts) {
+        c->ack_rx_ts = 0; /* a read of an earlier turn: settle_ack looks no more */
+    }
+    c->ack_due = 0;
+}
+
+/* Queues the packet ngtcp2 wrote into pkt (n bytes, to the path it wrote
+ * into pkt's addresses) on the send batch. */
+static void commit_pkt(struct quic_conn *c, struct udp_txpkt *pkt, const ngtcp2_path *path,
+                       size_t n, uint64_t now)
 {
     struct quic_ep *ep = c->ep;
-    struct udp_addr r, l;
-    memcpy(&r.u, path->remote.addr, path->remote.addrlen);
-    r.len = path->remote.addrlen;
-    memcpy(&l.u, path->local.addr, path->local.addrlen);
-    l.len = path->local.addrlen;
-    udp_tx_commit(ep->tx, n, &r, quic_conn_tx_local(c, &l));
-    c->ack_due = 0; /* a delayed ACK went with this packet */
+    pkt->remote.len = path->remote.addrlen;
+    pkt->local.len = c->fd >= 0 ? 0 : path->local.addrlen; /* quic_conn_tx_local */
+    udp_tx_commit_slot(ep->tx, n);
+    ack_sent(c, now);
     quic_conn_amp_sent(c, n);
     stat_inc(ep->st, QS(pkts_out));
     stat_inc(ep->st, QS(pkts_written));
@@ -177,7 +271,7 @@ bool quic_conn_write(struct quic_conn *c)
          * expiry per connection per turn, however many packets came. */
         quic_dgram_lost_expire(c, now);
         dq_release(c, now);
-        quic_conn_arm_timer(c);
+        arm_after_reads(c, now);
         return true;
     }
     quic_dgram_lost_expire(c, now);
@@ -190,8 +284,9 @@ bool quic_conn_write(struct quic_conn *c)
     if (quantum < UDP_TX_MAX)
         quantum = UDP_TX_MAX; /* at least one packet per write */
     size_t sent = 0;
-    ngtcp2_path_storage ps;
-    ngtcp2_path_storage_zero(&ps);
+    /* ngtcp2 copies the path of each packet it writes into the batch
+     * slot's own addresses: no copy of them per packet. */
+    ngtcp2_path path = {.local.addrlen = 0};
     ngtcp2_pkt_info pi;
     bool stream_blocked = false, dgram_blocked = false, open_pkt = false, elicit = false;
     bool guarded = false;            /* the PTO guard was tried in this write */
@@ -209,6 +304,8 @@ bool quic_conn_write(struct quic_conn *c)
             quic_conn_arm_timer(c);
             return false;
         }
+        path.local.addr = &pkt->local.u.sa;
+        path.remote.addr = &pkt->remote.u.sa;
         bool more_dgrams = open && !dgram_blocked && c->dq_n > 0;
         const uint8_t *sdata = NULL;
         size_t slen = 0;
@@ -220,7 +317,7 @@ bool quic_conn_write(struct quic_conn *c)
             /* Test knob (client): a FIN after the queued bytes. */
             ngtcp2_ssize taken = -1;
             stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken,
+            n = ngtcp2_conn_writev_stream(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &taken,
                                           NGTCP2_WRITE_STREAM_FLAG_FIN, c->ctl_stream, NULL, 0,
                                           now);
             if (taken >= 0)
@@ -235,7 +332,7 @@ bool quic_conn_write(struct quic_conn *c)
             ngtcp2_ssize taken = -1;
             uint32_t fl = more_dgrams ? NGTCP2_WRITE_STREAM_FLAG_MORE : 0;
             stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, &taken, fl,
+            n = ngtcp2_conn_writev_stream(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &taken, fl,
                                           c->ctl_stream, &v, 1, now);
             if (taken > 0) {
                 ctl_tx_sent(&c->tx, (size_t)taken);
@@ -261,7 +358,7 @@ bool quic_conn_write(struct quic_conn *c)
              * a full window. */
             guarded = true;
             stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, NULL,
+            n = ngtcp2_conn_writev_stream(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, NULL,
                                           NGTCP2_WRITE_STREAM_FLAG_MORE, c->ctl_stream, NULL, 0,
                                           now);
             if (n == NGTCP2_ERR_WRITE_MORE) {
@@ -281,8 +378,8 @@ bool quic_conn_write(struct quic_conn *c)
             int accepted = 0;
             uint32_t fl = c->dq_n > 1 ? NGTCP2_WRITE_DATAGRAM_FLAG_MORE : 0;
             stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_writev_datagram(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX,
-                                            &accepted, fl, c->dgram_seq, &v, 1, now);
+            n = ngtcp2_conn_writev_datagram(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &accepted,
+                                            fl, c->dgram_seq, &v, 1, now);
             if (accepted) {
                 elicit = true;
                 c->dgram_seq++;
@@ -313,7 +410,7 @@ bool quic_conn_write(struct quic_conn *c)
              * the datagram goes in the next one. */
         } else if (need || open_pkt) {
             stat_inc(ep->st, QS(write_calls));
-            n = ngtcp2_conn_write_pkt(c->conn, &ps.path, &pi, pkt->data, UDP_TX_MAX, now);
+            n = ngtcp2_conn_write_pkt(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, now);
             /* ngtcp2 fills a packet with all it has that fits: one with
              * room to spare (an ACK, mostly) was the last, no round to
              * find nothing. The handshake may coalesce packets: loop. */
@@ -332,7 +429,7 @@ bool quic_conn_write(struct quic_conn *c)
             stat_inc(ep->st, QS(write_empty));
             break;
         }
-        commit_pkt(c, &ps.path, (size_t)n);
+        commit_pkt(c, pkt, &path, (size_t)n, now);
         sent += (size_t)n;
     }
     /* What is left (the pacer's next send time, a held-back queue) waits
@@ -340,6 +437,7 @@ bool quic_conn_write(struct quic_conn *c)
      * held back ages out: one merely late (the process was busy) goes. */
     c->dq_held = dgram_blocked && c->dq_n > 0;
     dq_release(c, now);
-    arm_at(c, sent > 0 ? pace(c, now, elicit) : ngtcp2_conn_get_expiry(c->conn));
+    arm_at(c,
+           settle_ack(c, now, sent > 0 ? pace(c, now, elicit) : ngtcp2_conn_get_expiry(c->conn)));
     return true;
 }

@@ -204,6 +204,13 @@ struct quic_conn {
     /* A delayed ACK's deadline (0: none): it rides with the next packet,
      * or goes alone then (conn.c ack_can_wait). */
     uint64_t ack_due;
+    /* The delayed ACK settled without a wake-up (connwrite.c settle_ack):
+     * ack_rx_ts, when the last ack-eliciting packet the ACK may wait for
+     * was read (0: none), then, once settled, the first one the ACK is
+     * owed for; ack_at, when ngtcp2 counts that ACK due, once its timer
+     * was settled early (0: not settled): a packet written before then
+     * does not carry it, so ack_due stays. */
+    uint64_t ack_rx_ts, ack_at;
     bool confirmed; /* handshake confirmed (ngtcp2's callback) */
     unsigned rx_elicit;
     uint64_t armed_exp;
@@ -424,6 +431,8 @@ void quic_conn_end_now(struct quic_conn *c, uint64_t app_error);
 void quic_conn_linger(struct quic_conn *c, enum conn_state st, uint64_t app_error);
 uint64_t quic_conn_close_code(const struct quic_conn *c);
 void quic_conn_close_liberr(struct quic_conn *c, int liberr);
+/* ngtcp2 0.12's delayed-ACK time: min(max_ack_delay, srtt / 8). */
+uint64_t quic_conn_ack_delay(const struct quic_conn *c, const ngtcp2_conn_stat *cs);
 int quic_conn_timer_set(struct quic_conn *c, uint64_t exp);
 void quic_conn_arm_timer(struct quic_conn *c);
 /* Puts the connection on its end's dirty list, for a full write (queued

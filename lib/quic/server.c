@@ -528,6 +528,11 @@ static void on_socket(struct worker *w, int fd, uint32_t events, void *arg)
                           &s->rx->local[i], 0);
         }
         worker_set_ingress(w, 0);
+        /* A batch short of full emptied the socket: no second receive call
+         * to learn so (EPOLLIN is level-triggered: what came meanwhile is
+         * read next turn). */
+        if (n < UDP_BATCH)
+            break;
         /* Under a flood, keep live connections moving between batches. */
         if (++batches % RX_BATCHES_PER_FLUSH == 0)
             process_dirty(s);

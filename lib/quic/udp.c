@@ -118,17 +118,33 @@ static void rx_setup(struct udp_rx *rx)
         h->msg_flags = 0;
     }
     rx->used = 0;
+    rx->off_at = 0;
     rx->self = rx;
 }
 
-/* Kernel timestamps are CLOCK_REALTIME: the offset to CLOCK_MONOTONIC,
- * read once per batch. */
+/* Kernel timestamps are CLOCK_REALTIME: the offset to CLOCK_MONOTONIC. */
 static int64_t real_to_mono_ns(void)
 {
     struct timespec r, m;
     clock_gettime(CLOCK_REALTIME, &r);
     clock_gettime(CLOCK_MONOTONIC, &m);
     return ((int64_t)r.tv_sec - (int64_t)m.tv_sec) * 1000000000 + (r.tv_nsec - m.tv_nsec);
+}
+
+/* The offset is read again at most every UDP_RX_OFF_NS of received
+ * timestamps (it was read per batch: two clock reads per packet at light
+ * load). Between reads it moves only by NTP's slew (at most 500 ppm: 25 us
+ * in 50 ms), or by a step of the realtime clock, which a timestamp before
+ * off_at or far after it shows. */
+#define UDP_RX_OFF_NS (50LL * 1000000LL)
+
+static int64_t rx_off(struct udp_rx *rx, int64_t real)
+{
+    if (rx->off_at == 0 || real < rx->off_at || real - rx->off_at > UDP_RX_OFF_NS) {
+        rx->off = real_to_mono_ns();
+        rx->off_at = real;
+    }
+    return rx->off;
 }
 
 int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound)
@@ -152,7 +168,6 @@ int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound)
     if (n == -1)
         return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : ROOST_ESYS;
     rx->used = (unsigned)n;
-    int64_t off = real_to_mono_ns();
     for (int i = 0; i < n; i++) {
         struct msghdr *h = &rx->msgs[i].msg_hdr;
         rx->remote[i].len = h->msg_namelen;
@@ -165,7 +180,8 @@ int udp_rx_recv(int fd, struct udp_rx *rx, const struct udp_addr *bound)
             if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
                 struct timespec ts;
                 memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-                int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - off;
+                int64_t real = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+                int64_t ns = real - rx_off(rx, real);
                 rx->rx_ns[i] = ns > 0 ? (uint64_t)ns : 0;
             } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
                 struct in_pktinfo pi;
@@ -219,13 +235,15 @@ void udp_tx_commit(struct udp_tx *tx, size_t len, const struct udp_addr *remote,
         p->local.len = 0;
 }
 
-static void set_pktinfo(struct msghdr *h, uint8_t *ctl, size_t cap, const struct udp_addr *local)
+static void set_pktinfo(struct msghdr *h, uint8_t *ctl, const struct udp_addr *local)
 {
     h->msg_control = NULL;
     h->msg_controllen = 0;
     if (local->len == 0)
         return;
-    memset(ctl, 0, cap);
+    /* Only the message's own bytes are written (with its padding, which
+     * the kernel does not read): no memset of the whole buffer per
+     * packet. */
     h->msg_control = ctl;
     struct cmsghdr *c;
     if (local->u.sa.sa_family == AF_INET) {
@@ -236,6 +254,7 @@ static void set_pktinfo(struct msghdr *h, uint8_t *ctl, size_t cap, const struct
         c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
         struct in_pktinfo pi = {.ipi_spec_dst = local->u.in.sin_addr};
         memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+        memset(ctl + CMSG_LEN(sizeof(pi)), 0, CMSG_SPACE(sizeof(pi)) - CMSG_LEN(sizeof(pi)));
     } else {
         h->msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
         c = CMSG_FIRSTHDR(h);
@@ -244,6 +263,7 @@ static void set_pktinfo(struct msghdr *h, uint8_t *ctl, size_t cap, const struct
         c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
         struct in6_pktinfo pi = {.ipi6_addr = local->u.in6.sin6_addr};
         memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+        memset(ctl + CMSG_LEN(sizeof(pi)), 0, CMSG_SPACE(sizeof(pi)) - CMSG_LEN(sizeof(pi)));
     }
 }
 
@@ -267,7 +287,7 @@ int udp_tx_flush(struct udp_tx *tx)
             h->msg_iov = &tx->iov[k];
             h->msg_iovlen = 1;
             h->msg_flags = 0;
-            set_pktinfo(h, tx->ctl[k], sizeof(tx->ctl[k]), &p->local);
+            set_pktinfo(h, tx->ctl[k], &p->local);
         }
         tx->calls++;
         int r = sendmmsg(tx->fd, tx->msgs, cnt, 0);

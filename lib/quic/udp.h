@@ -56,6 +56,10 @@ struct udp_rx {
      * filled. */
     const struct udp_rx *self;
     unsigned used;
+    /* CLOCK_REALTIME - CLOCK_MONOTONIC (kernel timestamps are realtime),
+     * read at the realtime off_at (ns; 0: not yet) and read again once a
+     * timestamp is UDP_RX_OFF_NS past it (or before it). */
+    int64_t off, off_at;
     _Alignas(struct cmsghdr) uint8_t ctl[UDP_BATCH][96]; /* pktinfo (v6: 40) + timestamp (32) */
     uint8_t data[UDP_BATCH][UDP_RX_MAX];
 };
@@ -103,6 +107,12 @@ struct udp_txpkt *udp_tx_slot(struct udp_tx *tx);
 /* Queues the slot returned by udp_tx_slot with len bytes. */
 void udp_tx_commit(struct udp_tx *tx, size_t len, const struct udp_addr *remote,
                    const struct udp_addr *local);
+/* The same, for a slot whose remote and local (len 0: the kernel chooses)
+ * addresses the caller wrote in place. */
+static inline void udp_tx_commit_slot(struct udp_tx *tx, size_t len)
+{
+    tx->pkts[tx->n++].len = len;
+}
 /* Sends every queued packet. Returns 0 when the batch is empty afterwards,
  * ROOST_EAGAIN when the socket is full (packets stay queued; wait for
  * EPOLLOUT). Packets the kernel rejects otherwise are dropped and counted. */
