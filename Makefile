@@ -212,6 +212,10 @@ FLAGS_NOW := $(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(LIBS)
 $(FLAGS_FILE): FORCE
 	@mkdir -p $(@D)
 	@if [ "$$(cat $@ 2>/dev/null)" != '$(FLAGS_NOW)' ]; then echo '$(FLAGS_NOW)' > $@; fi
+# Phony: with .SECONDARY below (every target secondary) a plain FORCE: is a
+# missing intermediate make never needs to make, so the rules above were
+# skipped once their file existed (changed flags did not rebuild).
+.PHONY: FORCE
 FORCE:
 
 # Keep objects: they are not throwaway intermediates.
@@ -222,17 +226,31 @@ $(BUILD)/%.o: %.c $(FLAGS_FILE)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -MMD -MP -c $< -o $@
 
-$(LIBROOST): $(LIB_OBJS)
+# An archive is also rebuilt when its member list changes (a source file
+# added or removed): a member newer than the archive is not enough, since
+# an object built earlier (another branch, another target) or a removed
+# one would leave the archive stale. $(BUILD)/.members-NAME holds the
+# list, rewritten only when it differs (like $(FLAGS_FILE)).
+MEMBERS_libroost := $(LIB_OBJS)
+MEMBERS_librelay := $(RELAYLIB_SRCS:%.c=$(BUILD)/%.o)
+MEMBERS_libroosttest := $(TESTLIB_OBJS)
+MEMBER_FILES := $(BUILD)/.members-libroost $(BUILD)/.members-librelay \
+	$(BUILD)/.members-libroosttest
+$(MEMBER_FILES): $(BUILD)/.members-%: FORCE
 	@mkdir -p $(@D)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(MEMBERS_$*)' ]; then echo '$(MEMBERS_$*)' > $@; fi
 
-$(RELAYLIB): $(RELAYLIB_SRCS:%.c=$(BUILD)/%.o)
+$(LIBROOST): $(LIB_OBJS) $(BUILD)/.members-libroost
 	@mkdir -p $(@D)
-	$(Q)rm -f $@ && ar rcs $@ $^ $(if $(RELAYLIB_SRCS),,&& ar rcs $@)
+	$(Q)rm -f $@ && ar rcs $@ $(filter %.o,$^)
 
-$(TESTLIB): $(TESTLIB_OBJS)
+$(RELAYLIB): $(RELAYLIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/.members-librelay
 	@mkdir -p $(@D)
-	$(Q)rm -f $@ && ar rcs $@ $^ $(if $(TESTLIB_OBJS),,&& ar rcs $@)
+	$(Q)rm -f $@ && ar rcs $@ $(filter %.o,$^) $(if $(RELAYLIB_SRCS),,&& ar rcs $@)
+
+$(TESTLIB): $(TESTLIB_OBJS) $(BUILD)/.members-libroosttest
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $(filter %.o,$^) $(if $(TESTLIB_OBJS),,&& ar rcs $@)
 
 LINK = @$(if $(Q),echo "  LD      $@"); mkdir -p $(@D); \
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LIBS)

@@ -261,6 +261,16 @@ static const char *relays_check(const struct opts *o, bool metrics)
         return "--admins must list one admin address per relay of --relays, in the same order";
     if (o->n_relay_pids > 0 && o->n_relay_pids != o->n_relays)
         return "--relay-pids must list one pid per relay of --relays, in the same order";
+    /* A pid or an admin twice would count that relay's CPU or counters
+     * twice. */
+    for (unsigned i = 0; i < o->n_relay_pids; i++)
+        for (unsigned j = 0; j < i; j++)
+            if (o->relay_pids[i] == o->relay_pids[j])
+                return "--relay-pids lists one pid twice";
+    for (unsigned i = 0; i < o->n_admins; i++)
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(o->admins[i], o->admins[j]) == 0)
+                return "--admins lists one admin address twice";
     return NULL;
 }
 

@@ -605,6 +605,8 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"insecure_no_auth", cfg->insecure_no_auth != r->cfg.insecure_no_auth},
         {"max_rooms", cfg->max_rooms != r->cfg.max_rooms},
         {"max_members", cfg->max_members != r->cfg.max_members},
+        {"affinity_max_members", cfg->affinity_max_members != r->cfg.affinity_max_members},
+        {"owner_share_max", cfg->owner_share_max != r->cfg.owner_share_max},
         {"idle_timeout", cfg->idle_timeout_ns != r->cfg.idle_timeout_ns},
         {"handshake_timeout", cfg->handshake_timeout_ns != r->cfg.handshake_timeout_ns},
         {"handshake_rate", cfg->handshake_rate != r->cfg.handshake_rate},

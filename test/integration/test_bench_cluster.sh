@@ -10,9 +10,10 @@
 # over the window = frames sent x (relays of the room - 1)), per-relay CPU
 # adding up to the total, and rooms smaller than the cluster; a second,
 # 2-relay cluster in static_home mode (no Redis) delivers exactly too. Bad
-# combinations of --relays are refused with exit 64 and a message; the
-# cluster is stopped by PID and must be gone afterwards, also when its relay
-# binary was replaced while it ran (a rebuild). No fixed sleeps:
+# combinations of --relays (a pid or an admin listed twice too) are refused
+# with exit 64 and a message; the cluster is stopped by PID and must be
+# gone afterwards, also when its relay binary was replaced while it ran
+# (a rebuild). No fixed sleeps:
 # cluster-local waits for readiness within ROOST_READY_S (default 20 s).
 set -u
 B=${ROOST_BUILD:-build}
@@ -57,7 +58,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "1..0 # SKIP redis-server not installed (scripts/install-deps)"
     exit 0
 fi
-echo "1..20"
+echo "1..22"
 
 if scripts/cluster-local start "$C" --relays 3 --build "$B" --ready-s "$READY_S" >"$T/start.out" 2>&1; then
     started=1
@@ -145,6 +146,10 @@ K=(--token-key "$TOKEN_KEY" --ca "$CA")
 refuse "--relay with --relays" "not both" --relay "${RELAYS%%,*}" --relays "$RELAYS" "${K[@]}"
 refuse "an --admins list of another length" "one admin address per relay" --relays "$RELAYS" --admins "${ADMINS%%,*}" "${K[@]}"
 refuse "--relays with --floor, --ws, --metrics, or one relay twice" "relays" --relays "$RELAYS" --floor
+refuse "a pid twice in --relay-pids" "one pid twice" --relays "$RELAYS" \
+    --relay-pids "${PIDA[0]},${PIDA[0]},${PIDA[1]}" "${K[@]}"
+refuse "an admin twice in --admins" "one admin address twice" --relays "$RELAYS" \
+    --admins "${ADMINS%%,*},${ADMINS%%,*},${ADMINS##*,}" "${K[@]}"
 {
     rcs=
     for args in "--ws 1 --ws-relay 127.0.0.1:1" "--metrics ${ADMINS%%,*}" "--relay-pid 1"; do

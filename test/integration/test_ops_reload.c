@@ -4,7 +4,9 @@
  *    grows its connection table), refuses the one after; lowering it again
  *    refuses new connections while the open ones stay;
  *  - [rooms] settings given as flags reach lib/room: with --prefill a late
- *    joiner gets the audio sent before it joined. */
+ *    joiner gets the audio sent before it joined;
+ *  - keys fixed at start (owner_share_max, affinity_max_members) changed in
+ *    the file: the reload logs reload_needs_restart for each. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,6 +62,9 @@ static void keys_for_child(struct test_relay *k)
     assert_int_equal(keyfile_generate(k->key_file, "reload", &k->keys, err, sizeof(err)), 0);
 }
 
+/* More [limits] lines for the next write_conf ("" for none). */
+static const char *conf_limits = "";
+
 /* (Re)writes the child's config file with this max_conns. */
 static void write_conf(const struct child *ch, const struct test_relay *k, uint16_t port,
                        unsigned max_conns)
@@ -70,9 +75,9 @@ static void write_conf(const struct child *ch, const struct test_relay *k, uint1
             "[server]\nlisten = 127.0.0.1\nport = %u\nworkers = 1\n"
             "[tls]\ncert = %s/server.pem\nkey = %s/server.key\n"
             "[auth]\ntoken_keys = %s\n"
-            "[limits]\nmax_conns = %u\n"
+            "[limits]\nmax_conns = %u\n%s"
             "[admin]\nadmin = false\n[drain]\ndrain_timeout = 0\n",
-            port, echo_cert_dir(false), echo_cert_dir(false), k->key_file, max_conns);
+            port, echo_cert_dir(false), echo_cert_dir(false), k->key_file, max_conns, conf_limits);
     assert_int_equal(fclose(f), 0);
 }
 
@@ -224,6 +229,44 @@ static void test_reload_raises_max_conns(void **state)
     token_keyring_wipe(&k.keys);
 }
 
+/* ------------------------------------------------ keys fixed at start */
+
+/* owner_share_max and affinity_max_members are read once, when lib/room is
+ * made: a reload that changes them says that they need a restart (like
+ * max_members) instead of ignoring them silently; one that keeps them says
+ * nothing. */
+static void test_reload_fixed_room_keys(void **state)
+{
+    (void)state;
+    struct test_relay k;
+    keys_for_child(&k);
+    struct child ch;
+    conf_limits = "owner_share_max = 60\naffinity_max_members = 4\n";
+    child_start(&ch, &k, N, NULL);
+    struct roost_client *cl = client_new();
+    /* Unchanged: a reload, no warning. */
+    assert_int_equal(kill(ch.rp.pid, SIGHUP), 0);
+    assert_true(child_log_until(&ch, cl, "event=reload what=limits", 1));
+    /* Changed: one warning per key, the relay keeps running. */
+    conf_limits = "owner_share_max = 30\naffinity_max_members = 8\n";
+    write_conf(&ch, &k, ch.rp.port, N);
+    assert_int_equal(kill(ch.rp.pid, SIGHUP), 0);
+    assert_true(child_log_until(&ch, cl, "reload_needs_restart key=owner_share_max", 1));
+    assert_true(child_log_until(&ch, cl, "reload_needs_restart key=affinity_max_members", 1));
+    /* The first reload (logged before the second's lines) warned of neither. */
+    const char *second = strstr(ch.rp.log, "event=reload what=limits");
+    assert_non_null(second);
+    second = strstr(second + 1, "event=reload what=limits");
+    assert_non_null(second);
+    assert_true(strstr(ch.rp.log, "key=owner_share_max") > second);
+    assert_true(strstr(ch.rp.log, "key=affinity_max_members") > second);
+    conf_limits = "";
+    child_stop(&ch, cl);
+    roost_client_del(cl);
+    unlink(k.key_file);
+    token_keyring_wipe(&k.keys);
+}
+
 /* ------------------------------------------------------ [rooms] flags */
 
 struct seq_wait {
@@ -312,6 +355,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_reload_raises_max_conns, kill_running),
+        cmocka_unit_test_teardown(test_reload_fixed_room_keys, kill_running),
         cmocka_unit_test_teardown(test_prefill_flag, kill_running),
         cmocka_unit_test_teardown(test_prefill_default_off, kill_running),
     };
