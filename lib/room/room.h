@@ -185,6 +185,7 @@ struct room_stats {
     uint64_t member_moves; /* joined members asked to move with their room */
     uint64_t rebinds;      /* moved members re-bound quietly, on the owner */
     uint64_t rebinds_gone; /* re-binds that found the member gone (replaced) */
+    uint64_t rebinds_failed; /* re-binds not sent (no slot, memory, ring): a LEAVE instead */
 };
 
 /* Process-wide state: the hash key, limits and the per-owner room slot

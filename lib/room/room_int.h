@@ -625,6 +625,8 @@ struct buf *move_events_since(const struct room *r, uint64_t seen);
 void owner_rebind(struct room_shard *s, const struct join_req *jr);
 /* owner.c helpers shared with move.c. */
 int owner_add_change_add(struct room *r, const struct room_info *in);
+/* Removes r->infos[i] (a LEAVE to the others, as for a vanished member). */
+void owner_remove_info(struct room_shard *s, struct room *r, uint32_t i);
 void owner_mark_dirty(struct room_shard *s, struct room *r);
 void owner_send_ack(struct room_shard *s, const struct join_req *jr, uint32_t code,
                     const struct room *r, uint64_t version, struct buf *frames);

@@ -53,6 +53,7 @@ static struct {
     struct worker_msg q[NW][QMAX];
     unsigned head[NW], tail[NW];
     int64_t buf_base;
+    int fail_type; /* the next message of this type is refused (0: none) */
 } R;
 
 static struct msg dec; /* large: lists of 200 */
@@ -61,6 +62,10 @@ static int hook(void *arg, unsigned to, struct worker_msg *wm)
 {
     (void)arg;
     assert_true(to < NW);
+    if (R.fail_type != 0 && (int)wm->type == R.fail_type) {
+        R.fail_type = 0;
+        return ROOST_ENOMEM;
+    }
     assert_true(R.tail[to] - R.head[to] < QMAX);
     R.q[to][R.tail[to]++ % QMAX] = *wm;
     return 0;
@@ -553,6 +558,45 @@ static void run_rebind_then_gone(bool vanish)
     r_stop();
 }
 
+/* The re-bind cannot be sent (here: the ring refuses the re-bind JOIN;
+ * also no member slot or no memory on the new worker): the connection is
+ * closed there, and its entry leaves the room at once, with a LEAVE to
+ * the others, as a vanished member's would. */
+static void test_rebind_send_fails(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump();
+    unsigned ev_b = b.events;
+    struct room_keep keep;
+    room_member_detach(a.m, &keep);
+    a.m = NULL;
+    R.fail_type = ROOM_MSG_JOIN;
+    assert_int_not_equal(room_member_rebind(R.s[1], &a, &keep, &a.m), 0);
+    assert_int_equal(R.fail_type, 0);
+    room_member_del(a.m); /* the session closes it */
+    a.m = NULL;
+    r_pump();
+    assert_int_equal(st(1).rebinds_failed, 1);
+    assert_int_equal(room_shared_participants(R.sh), 1);
+    assert_int_equal(b.events, ev_b + 1); /* one LEAVE */
+    assert_int_equal(find(1, id)->n_infos, 1);
+    room_member_del(b.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
 static void test_rebind_then_leave(void **state)
 {
     (void)state;
@@ -729,6 +773,7 @@ int main(void)
         cmocka_unit_test(test_move_affinity_all),
         cmocka_unit_test(test_rebind_quiet),
         cmocka_unit_test(test_rebind_events_in_transit),
+        cmocka_unit_test(test_rebind_send_fails),
         cmocka_unit_test(test_rebind_then_leave),
         cmocka_unit_test(test_rebind_then_vanish),
         cmocka_unit_test(test_detach_not_joined),
