@@ -182,9 +182,9 @@ struct room_stats {
     uint64_t rooms_moved_in;       /* live rooms that arrived here */
     uint64_t members_moved_out;    /* their members (joins - leaves + in - out: owned members) */
     uint64_t members_moved_in;
-    uint64_t member_moves; /* joined members asked to move with their room */
-    uint64_t rebinds;      /* moved members re-bound quietly, on the owner */
-    uint64_t rebinds_gone; /* re-binds that found the member gone (replaced) */
+    uint64_t member_moves;   /* joined members asked to move with their room */
+    uint64_t rebinds;        /* moved members re-bound quietly, on the owner */
+    uint64_t rebinds_gone;   /* re-binds that found the member gone (replaced) */
     uint64_t rebinds_failed; /* re-binds not sent (no slot, memory, ring): a LEAVE instead */
 };
 
