@@ -225,9 +225,51 @@ void owner_rebind(struct room_shard *s, const struct join_req *jr)
     struct room_info *a = &r->acks[r->n_acks++];
     *a = *in;
     a->quiet = true;
+    a->from = jr->old_worker;
     a->seen = jr->seen_version;
     ROOM_STAT_INC(s, rebinds);
     owner_mark_dirty(s, r);
+}
+
+void move_rebound_log(struct room *r, uint64_t version)
+{
+    for (uint32_t k = 0; k < r->n_acks; k++) {
+        const struct room_info *a = &r->acks[k];
+        if (!a->quiet)
+            continue;
+        uint32_t i = r->rb_next++ % MOVE_REBOUND;
+        uint64_t who = (uint64_t)a->pid << 32 | (uint64_t)a->from << 1 |
+                       ((a->perms & PERM_SUBSCRIBE) ? 1u : 0u);
+        /* Ordered before the snapshot's publication by its
+         * rcu_assign_pointer (a release). */
+        atomic_store_explicit(&r->rb_v[i], 0, memory_order_relaxed);
+        atomic_store_explicit(&r->rb_who[i], who, memory_order_relaxed);
+        atomic_store_explicit(&r->rb_v[i], version, memory_order_relaxed);
+    }
+}
+
+uint64_t move_rebound_version(const struct room *r, uint32_t pid)
+{
+    for (uint32_t i = 0; i < MOVE_REBOUND; i++) {
+        uint64_t v = atomic_load_explicit(&r->rb_v[i], memory_order_relaxed);
+        uint64_t who = atomic_load_explicit(&r->rb_who[i], memory_order_relaxed);
+        if (v != 0 && (uint32_t)(who >> 32) == pid)
+            return v;
+    }
+    return 0;
+}
+
+void move_count_lost(struct room_shard *s, const struct room *r, uint32_t sender, uint64_t sent,
+                     uint64_t now)
+{
+    for (uint32_t i = 0; i < MOVE_REBOUND; i++) {
+        uint64_t v = atomic_load_explicit(&r->rb_v[i], memory_order_relaxed);
+        uint64_t who = atomic_load_explicit(&r->rb_who[i], memory_order_relaxed);
+        /* On this worker in `sent` (before its re-bind), gone in `now`. */
+        if (v > sent && v <= now && (uint16_t)((who >> 1) & 0xffffu) == s->id && (who & 1u) &&
+            (uint32_t)(who >> 32) != sender)
+            ROOM_STAT_INC(s, media_lost_moved);
+    }
 }
 
 void owner_room_unalias(struct room_shard *s, struct room *r)

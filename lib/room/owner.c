@@ -772,6 +772,8 @@ static void room_flush_one(struct room_shard *s, struct room *r)
         room_mark_dirty(s, r);
         return;
     }
+    if (r->tab != s->id)
+        move_rebound_log(r, snapshot_version(next)); /* before it is published */
     /* Pairs with rcu_dereference(r->snap) on the fan-out path. */
     rcu_assign_pointer(r->snap, next);
     if (prev != NULL)

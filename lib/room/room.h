@@ -163,6 +163,7 @@ struct room_stats {
     uint64_t fanout_ring_drops;    /* FANOUT dropped on a full ring */
     uint64_t stale_handles;        /* snapshot entries skipped: member gone */
     uint64_t media_skipped_moving; /* FANOUT deliveries skipped: member moved (move.c) */
+    uint64_t media_lost_moved;     /* FANOUT deliveries lost: member moved away (move.c) */
     uint64_t events_sent;          /* PARTICIPANT_EVENTS messages delivered */
     uint64_t kf_cached;            /* keyframes promoted into a sender's cache */
     uint64_t kf_discarded;         /* partial keyframes flushed */
