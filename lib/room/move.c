@@ -376,6 +376,13 @@ void room_member_detach(struct room_member *m, struct room_keep *keep)
 static void rebind_failed_leave(struct room_shard *s, const struct room_keep *keep)
 {
     ROOM_STAT_INC(s, rebinds_failed);
+    room_keep_leave(s, keep);
+}
+
+void room_keep_leave(struct room_shard *s, const struct room_keep *keep)
+{
+    if (!keep->valid || keep->room_len == 0 || keep->room_len > ROOM_ID_MAX)
+        return;
     struct buf *b = buf_new(sizeof(struct leave_req));
     if (b == NULL) {
         log_error("event=room_leave_lost pid=%u reason=nomem", keep->pid);

@@ -263,6 +263,11 @@ struct room_keep {
     uint8_t room_id[64]; /* ROOM_ID_MAX */
 };
 
+/* A moved member whose connection ended between workers (no slot on the
+ * new one): its entry, named by keep (room_member_detach), leaves the
+ * room with a LEAVE to the others, as a vanished member's would. Sent
+ * from s, the shard of the calling worker; nothing when !keep->valid. */
+void room_keep_leave(struct room_shard *s, const struct room_keep *keep);
 /* A moving member, on its old worker: keeps its room state in *keep and
  * frees it WITHOUT a LEAVE (it stays in the room; deliveries to it are
  * skipped until it is re-bound). A member not joined is deleted as by
