@@ -86,9 +86,9 @@ static void q_on_datagram(struct quic_conn *c, const uint8_t *data, size_t len, 
 
 static void q_on_close(struct quic_conn *c, uint64_t app_error, void *arg)
 {
-    (void)arg;
     struct session *ss = quic_conn_user(c);
     quic_conn_set_user(c, NULL);
+    session_transit_closed(arg, ss);
     session_closed(ss, app_error);
 }
 

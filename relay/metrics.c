@@ -362,6 +362,8 @@ int metrics_render(struct relay *r, char **out, size_t *len)
         {"nomem", OFF(room.media_dropped_nomem)},
         {"delivery_failed", OFF(room.media_out_failed)},
         {"fanout_ring_full", OFF(room.fanout_ring_drops)},
+        {"stale", OFF(room.stale_handles)},
+        {"moved", OFF(room.media_lost_moved)},
     };
     per_worker_labelled(&b, ws, n, "roost_datagrams_dropped_total", "Datagrams dropped, by reason.",
                         "reason", drops, sizeof(drops) / sizeof(drops[0]));

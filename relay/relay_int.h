@@ -216,6 +216,10 @@ void session_closed(struct session *ss, uint64_t app_error);
  * on_detach) / arrives on rw (on_adopt; the JOIN is repeated there). */
 void session_detach(struct session *ss);
 void session_adopt(struct relay_worker *rw, struct session *ss);
+/* A connection moving with its room ended on rw, the worker it was handed
+ * to, before it was adopted (no slot there): its member's entry leaves the
+ * room (room_keep_leave). Before session_closed. */
+void session_transit_closed(struct relay_worker *rw, struct session *ss);
 
 /* Test hook: while set, a JOIN that passed the token check is not sent to
  * the room's owner, so the session stays JOINING (its deadline test). */

@@ -616,6 +616,18 @@ void session_adopt(struct relay_worker *rw, struct session *ss)
     free(body);
 }
 
+void session_transit_closed(struct relay_worker *rw, struct session *ss)
+{
+    /* rw == ss->rw: ended at shutdown, off every worker (the old worker's
+     * limbo end point): no message may be sent. */
+    if (ss == NULL || !ss->in_transit || rw == NULL || rw == ss->rw || !ss->rebind ||
+        !ss->keep.valid)
+        return;
+    log_warn("event=room_rebind_failed pid=%u reason=conn_lost_in_transit", ss->keep.pid);
+    room_keep_leave(relay_worker_shard(rw), &ss->keep);
+    ss->keep.valid = false;
+}
+
 /* The one leave path: every end of a connection comes here. */
 void session_closed(struct session *ss, uint64_t app_error)
 {

@@ -17,8 +17,9 @@
 /* Delivers b to this worker's members in `e[0..n)` except the sender. */
 /* version: the snapshot the sender fanned out by (FANOUT), or UINT64_MAX
  * for the sender's own worker (the snapshot read here, now). */
-static void deliver_slice(struct room_shard *s, const struct snapshot_member *e, uint32_t n,
-                          uint32_t sender, struct buf *b, uint64_t version)
+static void deliver_slice(struct room_shard *s, const struct room *r,
+                          const struct snapshot_member *e, uint32_t n, uint32_t sender,
+                          struct buf *b, uint64_t version)
 {
     for (uint32_t i = 0; i < n; i++) {
         if (e[i].participant_id == sender || !(e[i].flags & PERM_SUBSCRIBE))
@@ -34,8 +35,13 @@ static void deliver_slice(struct room_shard *s, const struct snapshot_member *e,
          * by a snapshot that still had it on its old worker went there
          * too (delivered, or skipped as stale): never twice. */
         if (version != UINT64_MAX && (mm->rebinding || mm->moved_version > version)) {
-            ROOM_STAT_INC(s, media_skipped_moving);
-            continue;
+            /* Its re-bind's answer may still be on the way: the room's
+             * log of re-binds says whether `version` had it here. */
+            uint64_t v = mm->rebinding ? move_rebound_version(r, mm->pid) : mm->moved_version;
+            if (v == 0 || v > version) {
+                ROOM_STAT_INC(s, media_skipped_moving);
+                continue;
+            }
         }
         if (s->ops->media(mm->ep, b, 0, b->len, s->arg) == 0)
             ROOM_STAT_INC(s, media_out);
@@ -109,7 +115,7 @@ int fanout_publish_buf(struct room_shard *s, struct room_member *m, struct buf *
         uint32_t cnt;
         const struct snapshot_member *e = snapshot_group(snap, g, &wid, &cnt);
         if (wid == s->id) {
-            deliver_slice(s, e, cnt, m->pid, b, UINT64_MAX);
+            deliver_slice(s, r, e, cnt, m->pid, b, UINT64_MAX);
             continue;
         }
         /* A worker whose only member is the sender gets nothing. */
@@ -143,9 +149,14 @@ void fanout_on_msg(struct room_shard *s, const struct fanout_msg *fm)
     struct room *r = room_resolve(s->sh, fm->owner, fm->room_slot, fm->room_gen);
     if (r != NULL) {
         uint32_t n;
-        const struct snapshot_member *e =
-            snapshot_worker_members(rcu_dereference(r->snap), s->id, &n);
-        deliver_slice(s, e, n, fm->sender, fm->b, fm->version);
+        const struct snapshot *snap = rcu_dereference(r->snap);
+        const struct snapshot_member *e = snapshot_worker_members(snap, s->id, &n);
+        deliver_slice(s, r, e, n, fm->sender, fm->b, fm->version);
+        /* Newer than the sender's: members of ours in its snapshot may
+         * have moved away meanwhile (move.c); their copy is lost, counted. */
+        uint64_t now = snapshot_version(snap);
+        if (fm->version < now)
+            move_count_lost(s, r, fm->sender, fm->version, now);
     }
     rcu_read_unlock();
     buf_unref(fm->b);

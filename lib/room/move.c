@@ -199,9 +199,12 @@ void owner_rebind(struct room_shard *s, const struct join_req *jr)
     if (in == NULL ||
         room_grow((void **)&r->acks, &r->cap_acks, r->n_acks + 1, sizeof(*r->acks)) != 0) {
         /* Replaced (same identity) or removed while its connection moved:
-         * the REPLACED went to its old handle; say it again. */
-        if (in != NULL)
+         * the REPLACED went to its old handle; say it again. Out of
+         * memory: it goes (GONE closes it), with a LEAVE to the others. */
+        if (in != NULL) {
             log_error("event=room_rebind_failed pid=%u reason=nomem", jr->pid);
+            owner_remove_info(s, r, (uint32_t)(in - r->infos));
+        }
         ROOM_STAT_INC(s, rebinds_gone);
         owner_send_ack(s, jr, ROOM_REBIND_GONE, NULL, 0, NULL);
         return;
@@ -214,6 +217,7 @@ void owner_rebind(struct room_shard *s, const struct join_req *jr)
     if (owner_add_change_add(r, in) != 0) {
         *in = old;
         log_error("event=room_rebind_failed pid=%u reason=nomem", jr->pid);
+        owner_remove_info(s, r, (uint32_t)(in - r->infos));
         ROOM_STAT_INC(s, rebinds_gone);
         owner_send_ack(s, jr, ROOM_REBIND_GONE, NULL, 0, NULL);
         return;
@@ -221,9 +225,51 @@ void owner_rebind(struct room_shard *s, const struct join_req *jr)
     struct room_info *a = &r->acks[r->n_acks++];
     *a = *in;
     a->quiet = true;
+    a->from = jr->old_worker;
     a->seen = jr->seen_version;
     ROOM_STAT_INC(s, rebinds);
     owner_mark_dirty(s, r);
+}
+
+void move_rebound_log(struct room *r, uint64_t version)
+{
+    for (uint32_t k = 0; k < r->n_acks; k++) {
+        const struct room_info *a = &r->acks[k];
+        if (!a->quiet)
+            continue;
+        uint32_t i = r->rb_next++ % MOVE_REBOUND;
+        uint64_t who = (uint64_t)a->pid << 32 | (uint64_t)a->from << 1 |
+                       ((a->perms & PERM_SUBSCRIBE) ? 1u : 0u);
+        /* Ordered before the snapshot's publication by its
+         * rcu_assign_pointer (a release). */
+        atomic_store_explicit(&r->rb_v[i], 0, memory_order_relaxed);
+        atomic_store_explicit(&r->rb_who[i], who, memory_order_relaxed);
+        atomic_store_explicit(&r->rb_v[i], version, memory_order_relaxed);
+    }
+}
+
+uint64_t move_rebound_version(const struct room *r, uint32_t pid)
+{
+    for (uint32_t i = 0; i < MOVE_REBOUND; i++) {
+        uint64_t v = atomic_load_explicit(&r->rb_v[i], memory_order_relaxed);
+        uint64_t who = atomic_load_explicit(&r->rb_who[i], memory_order_relaxed);
+        if (v != 0 && (uint32_t)(who >> 32) == pid)
+            return v;
+    }
+    return 0;
+}
+
+void move_count_lost(struct room_shard *s, const struct room *r, uint32_t sender, uint64_t sent,
+                     uint64_t now)
+{
+    for (uint32_t i = 0; i < MOVE_REBOUND; i++) {
+        uint64_t v = atomic_load_explicit(&r->rb_v[i], memory_order_relaxed);
+        uint64_t who = atomic_load_explicit(&r->rb_who[i], memory_order_relaxed);
+        /* On this worker in `sent` (before its re-bind), gone in `now`. */
+        if (v > sent && v <= now && (uint16_t)((who >> 1) & 0xffffu) == s->id && (who & 1u) &&
+            (uint32_t)(who >> 32) != sender)
+            ROOM_STAT_INC(s, media_lost_moved);
+    }
 }
 
 void owner_room_unalias(struct room_shard *s, struct room *r)
@@ -323,6 +369,39 @@ void room_member_detach(struct room_member *m, struct room_keep *keep)
     room_member_del(m);
 }
 
+/* A re-bind that could not be sent: the member's entry (its old handle,
+ * stale now) leaves the room as a vanished member's would, by the same
+ * path (the home, then the owner). Best effort: a LEAVE that cannot be
+ * sent is logged (the entry goes with the room, as before). */
+static void rebind_failed_leave(struct room_shard *s, const struct room_keep *keep)
+{
+    ROOM_STAT_INC(s, rebinds_failed);
+    room_keep_leave(s, keep);
+}
+
+void room_keep_leave(struct room_shard *s, const struct room_keep *keep)
+{
+    if (!keep->valid || keep->room_len == 0 || keep->room_len > ROOM_ID_MAX)
+        return;
+    struct buf *b = buf_new(sizeof(struct leave_req));
+    if (b == NULL) {
+        log_error("event=room_leave_lost pid=%u reason=nomem", keep->pid);
+        return;
+    }
+    struct leave_req *lr = (struct leave_req *)b->data;
+    memset(lr, 0, sizeof(*lr));
+    lr->pid = keep->pid;
+    lr->slot = keep->old_slot;
+    lr->gen = keep->old_gen;
+    lr->worker = keep->old_worker;
+    lr->room_len = keep->room_len;
+    memcpy(lr->room, keep->room_id, keep->room_len);
+    b->len = sizeof(*lr);
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_LEAVE, &b, sizeof(b));
+    room_send_cls(s, room_owner_of(s->sh, keep->room_id, keep->room_len), &wm, WORKER_MSG_OWED);
+}
+
 int room_member_rebind(struct room_shard *s, void *ep, const struct room_keep *keep,
                        struct room_member **out)
 {
@@ -331,13 +410,17 @@ int room_member_rebind(struct room_shard *s, void *ep, const struct room_keep *k
         return ROOST_EINVAL;
     struct room_member *m;
     int rc = room_member_new_pid(s, ep, keep->pid, &m);
-    if (rc != 0)
+    if (rc != 0) {
+        rebind_failed_leave(s, keep);
         return rc;
+    }
     *out = m;
     m->movable = true;
     struct buf *b = buf_new(sizeof(struct join_req));
-    if (b == NULL)
+    if (b == NULL) {
+        rebind_failed_leave(s, keep);
         return ROOST_ENOMEM;
+    }
     struct join_req *jr = (struct join_req *)b->data;
     memset(jr, 0, sizeof(*jr));
     jr->pid = m->pid;
@@ -361,8 +444,10 @@ int room_member_rebind(struct room_shard *s, void *ep, const struct room_keep *k
      * room already, this only fixes its handle. */
     rc =
         room_send_cls(s, room_owner_of(s->sh, keep->room_id, keep->room_len), &wm, WORKER_MSG_OWED);
-    if (rc != 0)
+    if (rc != 0) {
+        rebind_failed_leave(s, keep);
         return rc;
+    }
     m->state = MEMBER_JOINED; /* it publishes at once; deliveries follow the re-bind */
     m->rebinding = true;
     m->perms = keep->perms;

@@ -223,7 +223,7 @@ static void send_replaced(struct room_shard *s, const struct room_info *old)
 }
 
 /* Removes member i from the room's current list and queues the change. */
-static void room_remove_info(struct room_shard *s, struct room *r, uint32_t i)
+void owner_remove_info(struct room_shard *s, struct room *r, uint32_t i)
 {
     struct room_info old = r->infos[i];
     r->infos[i] = r->infos[--r->n_infos];
@@ -557,7 +557,7 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
      * (LEAVE, then JOIN); the old LEAVE then matches nothing. */
     for (uint32_t i = 0; i < r->n_infos && (jr->perms & ROOM_PERM_REMOTE); i++) {
         if (r->infos[i].pid == jr->pid && (r->infos[i].perms & ROOM_PERM_REMOTE)) {
-            room_remove_info(s, r, i);
+            owner_remove_info(s, r, i);
             break;
         }
     }
@@ -568,7 +568,7 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
             memcmp(o->identity, jr->identity, jr->ident_len) == 0) {
             send_replaced(s, o);
             ROOM_STAT_INC(s, replaced);
-            room_remove_info(s, r, i);
+            owner_remove_info(s, r, i);
             break;
         }
     }
@@ -617,7 +617,7 @@ void owner_apply_leave(struct room_shard *s, const struct leave_req *lr)
         if ((in->perms & ROOM_PERM_REMOTE) &&
             (in->worker != lr->worker || in->slot != lr->slot || in->gen != lr->gen))
             continue; /* an older remote member's LEAVE: it was replaced */
-        room_remove_info(s, r, i);
+        owner_remove_info(s, r, i);
         return;
     }
 }
@@ -772,6 +772,8 @@ static void room_flush_one(struct room_shard *s, struct room *r)
         room_mark_dirty(s, r);
         return;
     }
+    if (r->tab != s->id)
+        move_rebound_log(r, snapshot_version(next)); /* before it is published */
     /* Pairs with rcu_dereference(r->snap) on the fan-out path. */
     rcu_assign_pointer(r->snap, next);
     if (prev != NULL)

@@ -163,6 +163,7 @@ struct room_stats {
     uint64_t fanout_ring_drops;    /* FANOUT dropped on a full ring */
     uint64_t stale_handles;        /* snapshot entries skipped: member gone */
     uint64_t media_skipped_moving; /* FANOUT deliveries skipped: member moved (move.c) */
+    uint64_t media_lost_moved;     /* FANOUT deliveries lost: member moved away (move.c) */
     uint64_t events_sent;          /* PARTICIPANT_EVENTS messages delivered */
     uint64_t kf_cached;            /* keyframes promoted into a sender's cache */
     uint64_t kf_discarded;         /* partial keyframes flushed */
@@ -182,9 +183,10 @@ struct room_stats {
     uint64_t rooms_moved_in;       /* live rooms that arrived here */
     uint64_t members_moved_out;    /* their members (joins - leaves + in - out: owned members) */
     uint64_t members_moved_in;
-    uint64_t member_moves; /* joined members asked to move with their room */
-    uint64_t rebinds;      /* moved members re-bound quietly, on the owner */
-    uint64_t rebinds_gone; /* re-binds that found the member gone (replaced) */
+    uint64_t member_moves;   /* joined members asked to move with their room */
+    uint64_t rebinds;        /* moved members re-bound quietly, on the owner */
+    uint64_t rebinds_gone;   /* re-binds that found the member gone (replaced) */
+    uint64_t rebinds_failed; /* re-binds not sent (no slot, memory, ring): a LEAVE instead */
 };
 
 /* Process-wide state: the hash key, limits and the per-owner room slot
@@ -261,6 +263,11 @@ struct room_keep {
     uint8_t room_id[64]; /* ROOM_ID_MAX */
 };
 
+/* A moved member whose connection ended between workers (no slot on the
+ * new one): its entry, named by keep (room_member_detach), leaves the
+ * room with a LEAVE to the others, as a vanished member's would. Sent
+ * from s, the shard of the calling worker; nothing when !keep->valid. */
+void room_keep_leave(struct room_shard *s, const struct room_keep *keep);
 /* A moving member, on its old worker: keeps its room state in *keep and
  * frees it WITHOUT a LEAVE (it stays in the room; deliveries to it are
  * skipped until it is re-bound). A member not joined is deleted as by

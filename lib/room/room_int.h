@@ -87,6 +87,7 @@ enum {
 /* Presence events a moved room keeps for members re-bound later (move.c):
  * the last this many turns that had any. */
 #define MOVE_EVHIST 16
+#define MOVE_REBOUND 16
 
 /* ------------------------------------------------------------------ types */
 
@@ -130,6 +131,7 @@ struct room_info {
     uint8_t ident_len;
     uint8_t name_len;
     bool quiet;    /* in acks: a re-bind (move.c), answered ROOM_REBIND_OK */
+    uint16_t from; /* ... of a member that moved from this worker */
     uint64_t seen; /* ... with the events after this version */
     uint8_t identity[IDENTITY_MAX];
     uint8_t name[DISPLAY_NAME_MAX];
@@ -176,6 +178,14 @@ struct room {
     struct buf *evhist[MOVE_EVHIST];
     uint64_t evhist_v[MOVE_EVHIST];
     uint32_t evhist_next;
+    /* Its latest re-binds (move.c, move_rebound_log), a ring read by any
+     * worker inside a read-side section: the snapshot version from which
+     * each moved member is on its new worker (0: empty), and who (pid <<
+     * 32 | old worker << 1 | subscribes). Written by the owner before
+     * that snapshot is published: a reader of it sees the entry. */
+    _Atomic uint64_t rb_v[MOVE_REBOUND];
+    _Atomic uint64_t rb_who[MOVE_REBOUND];
+    uint32_t rb_next;
 
     struct room_info *infos; /* current members (pending changes applied) */
     uint32_t n_infos, cap_infos;
@@ -625,6 +635,19 @@ struct buf *move_events_since(const struct room *r, uint64_t seen);
 void owner_rebind(struct room_shard *s, const struct join_req *jr);
 /* owner.c helpers shared with move.c. */
 int owner_add_change_add(struct room *r, const struct room_info *in);
+/* Removes r->infos[i] (a LEAVE to the others, as for a vanished member). */
+void owner_remove_info(struct room_shard *s, struct room *r, uint32_t i);
+/* Owner, before publishing snapshot `version`: records this batch's
+ * re-binds (quiet acks) in r's ring (rb_v, rb_who). */
+void move_rebound_log(struct room *r, uint64_t version);
+/* Read side (any worker, inside the section that resolved r): the
+ * version from which member pid is on its new worker, 0 if unknown. */
+uint64_t move_rebound_version(const struct room *r, uint32_t pid);
+/* A FANOUT of snapshot `sent` handled here by the newer snapshot `now`:
+ * counts (media_lost_moved) the deliveries owed to members that were on
+ * this worker in `sent` and had moved away by `now`. */
+void move_count_lost(struct room_shard *s, const struct room *r, uint32_t sender, uint64_t sent,
+                     uint64_t now);
 void owner_mark_dirty(struct room_shard *s, struct room *r);
 void owner_send_ack(struct room_shard *s, const struct join_req *jr, uint32_t code,
                     const struct room *r, uint64_t version, struct buf *frames);

@@ -33,6 +33,7 @@
 #include "proto/perm.h"
 #include "room/room.h"
 #include "room/room_int.h"
+#include "room/snapshot.h"
 
 #define NW 3
 #define QMAX 256
@@ -53,6 +54,7 @@ static struct {
     struct worker_msg q[NW][QMAX];
     unsigned head[NW], tail[NW];
     int64_t buf_base;
+    int fail_type; /* the next message of this type is refused (0: none) */
 } R;
 
 static struct msg dec; /* large: lists of 200 */
@@ -61,6 +63,10 @@ static int hook(void *arg, unsigned to, struct worker_msg *wm)
 {
     (void)arg;
     assert_true(to < NW);
+    if (R.fail_type != 0 && (int)wm->type == R.fail_type) {
+        R.fail_type = 0;
+        return ROOST_ENOMEM;
+    }
     assert_true(R.tail[to] - R.head[to] < QMAX);
     R.q[to][R.tail[to]++ % QMAX] = *wm;
     return 0;
@@ -553,6 +559,178 @@ static void run_rebind_then_gone(bool vanish)
     r_stop();
 }
 
+/* The re-bind cannot be sent (here: the ring refuses the re-bind JOIN;
+ * also no member slot or no memory on the new worker): the connection is
+ * closed there, and its entry leaves the room at once, with a LEAVE to
+ * the others, as a vanished member's would. */
+static void test_rebind_send_fails(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump();
+    unsigned ev_b = b.events;
+    struct room_keep keep;
+    room_member_detach(a.m, &keep);
+    a.m = NULL;
+    R.fail_type = ROOM_MSG_JOIN;
+    assert_int_not_equal(room_member_rebind(R.s[1], &a, &keep, &a.m), 0);
+    assert_int_equal(R.fail_type, 0);
+    room_member_del(a.m); /* the session closes it */
+    a.m = NULL;
+    r_pump();
+    assert_int_equal(st(1).rebinds_failed, 1);
+    assert_int_equal(room_shared_participants(R.sh), 1);
+    assert_int_equal(b.events, ev_b + 1); /* one LEAVE */
+    assert_int_equal(find(1, id)->n_infos, 1);
+    room_member_del(b.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
+/* A FANOUT of one frame from `from`, as its worker sends it when it read
+ * the room's snapshot `version`, handled by worker w now (rings between
+ * different pairs of workers keep no order between them). */
+static void fanout_at(unsigned w, const char *id, const struct ep *from, uint64_t version)
+{
+    struct room *r = find(1, id);
+    assert_non_null(r);
+    struct buf *b = buf_new(64);
+    assert_non_null(b);
+    memset(b->data, 0, 64);
+    b->len = 64;
+    struct fanout_msg fm = {.owner = r->tab,
+                            .room_slot = r->slot,
+                            .room_gen = r->gen,
+                            .sender = from->pid,
+                            .version = version,
+                            .b = b};
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_FANOUT, &fm, sizeof(fm));
+    rcu_quiescent_state();
+    room_dispatch_one(R.s[w], &wm);
+}
+
+static uint64_t version_of(const char *id)
+{
+    return snapshot_version(find(1, id)->snap);
+}
+
+/* Three members on three workers; the room moved from 0 to 1, and a (on
+ * 0) asked to move to 1. */
+static const char *three_moved(struct ep *a, struct ep *b, struct ep *c)
+{
+    r_start(0);
+    const char *id = home_room(0, 0);
+    ep_new(a, 0);
+    ep_new(b, 1);
+    ep_new(c, 2);
+    ep_join(a, id, "a");
+    ep_join(b, id, "b");
+    ep_join(c, id, "c");
+    r_pump();
+    uint32_t n;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump();
+    assert_int_equal(a->moved_to, 1);
+    return id;
+}
+
+/* A FANOUT sent by a snapshot that still had a moved member on its old
+ * worker, handled there once the re-bind's snapshot is out (the member's
+ * entry is on its new worker now): that copy is lost, and counted
+ * (media_lost_moved, roost_datagrams_dropped_total{reason="moved"}); the
+ * new worker skips the member in that FANOUT (never twice). Handled
+ * there before the re-bind's snapshot, the stale entry is counted as
+ * such (stale_handles). */
+static void test_fanout_lost_counted(void **state)
+{
+    (void)state;
+    struct ep a, b, c;
+    const char *id = three_moved(&a, &b, &c);
+    uint64_t v_old = version_of(id);
+    struct room_keep keep;
+    room_member_detach(a.m, &keep);
+    a.m = NULL;
+    struct room_stats s0 = st(0);
+    fanout_at(0, id, &c, v_old); /* before the re-bind */
+    assert_int_equal(st(0).stale_handles, s0.stale_handles + 1);
+    assert_int_equal(room_member_rebind(R.s[1], &a, &keep, &a.m), 0);
+    r_pump();
+    assert_false(a.m->rebinding);
+    assert_true(version_of(id) > v_old);
+    fanout_at(0, id, &c, v_old); /* after it */
+    assert_int_equal(st(0).media_lost_moved, s0.media_lost_moved + 1);
+    assert_int_equal(st(0).stale_handles, s0.stale_handles + 1);
+    struct room_stats s1 = st(1);
+    fanout_at(1, id, &c, v_old);
+    assert_int_equal(b.media, 1);
+    assert_int_equal(a.media, 0);
+    assert_int_equal(st(1).media_skipped_moving, s1.media_skipped_moving + 1);
+    fanout_at(1, id, &c, version_of(id));
+    assert_int_equal(a.media, 1);
+    assert_int_equal(b.media, 2);
+    assert_int_equal(st(0).media_lost_moved + st(1).media_lost_moved, 1);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    room_member_del(c.m);
+    r_stop();
+}
+
+/* A FANOUT sent by the re-bind's snapshot (the member on its new worker)
+ * that arrives there before the re-bind's answer: delivered (the room's
+ * log of re-binds says the sender's snapshot had it there), once; one sent
+ * by an older snapshot is still skipped there (its old worker had it). */
+static void test_fanout_before_rebind_ack(void **state)
+{
+    (void)state;
+    struct ep a, b, c;
+    const char *id = three_moved(&a, &b, &c);
+    uint64_t v_old = version_of(id);
+    ep_hand_off(&a, 1);
+    /* The re-bind JOIN through the home (0) to the owner (1), flushed;
+     * its answer to 1 is held back. */
+    while (r_step(0))
+        ;
+    while (r_step(1))
+        ;
+    room_shard_flush(R.s[1]);
+    assert_int_equal(R.tail[1] - R.head[1], 1);
+    struct worker_msg ack = R.q[1][R.head[1]++ % QMAX];
+    assert_int_equal((int)ack.type, ROOM_MSG_ACK);
+    assert_true(a.m->rebinding);
+    uint64_t v_new = version_of(id);
+    assert_true(v_new > v_old);
+    fanout_at(1, id, &c, v_new);
+    assert_int_equal(a.media, 1);
+    assert_int_equal(b.media, 1);
+    fanout_at(1, id, &c, v_old); /* a's copy went to 0 */
+    assert_int_equal(a.media, 1);
+    assert_int_equal(b.media, 2);
+    rcu_quiescent_state();
+    room_dispatch_one(R.s[1], &ack);
+    r_pump();
+    assert_false(a.m->rebinding);
+    fanout_at(1, id, &c, v_new);
+    fanout_at(1, id, &c, v_old);
+    assert_int_equal(a.media, 2);
+    assert_int_equal(b.media, 4);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    room_member_del(c.m);
+    r_stop();
+}
+
 static void test_rebind_then_leave(void **state)
 {
     (void)state;
@@ -729,6 +907,9 @@ int main(void)
         cmocka_unit_test(test_move_affinity_all),
         cmocka_unit_test(test_rebind_quiet),
         cmocka_unit_test(test_rebind_events_in_transit),
+        cmocka_unit_test(test_rebind_send_fails),
+        cmocka_unit_test(test_fanout_lost_counted),
+        cmocka_unit_test(test_fanout_before_rebind_ack),
         cmocka_unit_test(test_rebind_then_leave),
         cmocka_unit_test(test_rebind_then_vanish),
         cmocka_unit_test(test_detach_not_joined),
