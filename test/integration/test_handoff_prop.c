@@ -567,6 +567,56 @@ static bool move_answer_ok(const struct room_model *rm, unsigned home, unsigned 
     return rc == 0 && (to != cur || (may_be_home && to != home));
 }
 
+/* A random client of room r but not x satisfying ok, or NULL. */
+static struct cli *pick_in(struct prop *t, unsigned r, const struct cli *x,
+                           bool (*ok)(const struct cli *))
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < t->n_cli; i++)
+        n += t->cli[i]->room == r && t->cli[i] != x && ok(t->cli[i]);
+    unsigned want = rnd_n(t, n);
+    for (unsigned i = 0; i < t->n_cli; i++)
+        if (t->cli[i]->room == r && t->cli[i] != x && ok(t->cli[i]) && want-- == 0)
+            return t->cli[i];
+    return NULL;
+}
+
+/* Just before or just after a move is asked for, most of the time: a
+ * member of the room other than x (which keeps it alive) leaves, closes or
+ * changes its path. The random ops do that too, but rarely inside the
+ * move's few milliseconds, where the presence changes a moving member
+ * misses must reach it from the moved room's history, once. */
+static void move_churn(struct prop *t, unsigned r, const struct cli *x)
+{
+    struct cli *c = NULL;
+    switch (rnd_n(t, 4)) {
+    case 0:
+        if ((c = pick_in(t, r, x, is_joined)) != NULL) {
+            assert_int_equal(part_leave(&c->p), 0);
+            c->st = K_CLOSING;
+            c->gone_by_ms = echo_now_ms() + GONE_MS;
+            trace(t, "p%u leave (moving)", c->idx);
+        }
+        break;
+    case 1:
+        if ((c = pick_in(t, r, x, is_live)) != NULL) {
+            roost_conn_close(c->p.c, 0);
+            c->st = K_CLOSING;
+            c->gone_by_ms = echo_now_ms() + GONE_MS;
+            trace(t, "p%u close (moving, joined=%d)", c->idx, c->p.joined);
+        }
+        break;
+    case 2:
+        if ((c = pick_in(t, r, x, can_rebind)) != NULL) {
+            rebind(c);
+            trace(t, "p%u rebind (moving, joined=%d)", c->idx, c->p.joined);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
 /* Move a random room with a joined member to a random worker (its owner
  * too, sometimes: 200 "already there"), in process (relay_room_move, what
  * POST /rooms/{id}/move?worker=N calls). The model: the room's owner is
@@ -582,8 +632,15 @@ static bool op_move(struct prop *t)
     struct room_model *rm = &t->rooms[k->room];
     room_unsure_update(t, k->room);
     unsigned home = relay_room_owner(t->tr.r, rm->id, strlen(rm->id));
+    /* Mostly elsewhere than the model's owner; sometimes anywhere. */
     unsigned to = rnd_n(t, t->n_workers), from = UINT32_MAX;
+    unsigned now_at = rm->owner >= 0 ? (unsigned)rm->owner : home;
+    if (rnd_n(t, 4) != 0 && to == now_at)
+        to = (now_at + 1 + rnd_n(t, t->n_workers - 1)) % t->n_workers;
     uint32_t members = 0;
+    bool churn_first = rnd_n(t, 2) == 0;
+    if (churn_first)
+        move_churn(t, k->room, k);
     int rc = relay_room_move(t->tr.r, rm->id, strlen(rm->id), to, &from, &members);
     trace(t, "move %s (home %u, model owner %d%s%s) to %u: rc=%d from=%u members=%u", rm->id, home,
           rm->owner, rm->moved ? " moved" : "", rm->unsure ? " unsure" : "", to, rc, from, members);
@@ -602,6 +659,8 @@ static bool op_move(struct prop *t)
     if (rc != 0)
         return true;
     t->n_move[0]++;
+    if (!churn_first)
+        move_churn(t, k->room, k);
     unsigned cur = rm->owner >= 0 && !rm->unsure ? (unsigned)rm->owner : home;
     if (from != cur || members == 0)
         PFAIL(t, "round %u: moving %s to %u: answered by worker %u (owner %u), %u members",
@@ -945,8 +1004,9 @@ static int check_view(struct prop *t, const struct view *v, bool final, unsigned
     }
     /* Presence: nobody saw a JOIN or LEAVE twice (HARD, in presence());
      * every joined member sees every other live one of its room listed
-     * joined (a move showing as LEAVE + JOIN would lose one; SOFT: events
-     * may still be on their way). */
+     * joined (a move showing as LEAVE + JOIN would lose one) and none known
+     * gone (a LEAVE missed while moving); SOFT: events may still be on
+     * their way. */
     for (unsigned i = 0; i < t->n_cli; i++) {
         const struct cli *k = t->cli[i];
         if (k->st != K_LIVE || !k->p.joined)
@@ -955,6 +1015,11 @@ static int check_view(struct prop *t, const struct view *v, bool final, unsigned
         unsigned n_pres = 0;
         if (!presence(k, pres, &n_pres, MAX_CLI, why, cap))
             return CHECK_HARD;
+        for (unsigned x = 0; x < n_pres; x++)
+            for (unsigned j = 0; j < t->n_cli; j++)
+                if (t->cli[j]->st == K_GONE && t->cli[j]->p.pid == pres[x])
+                    SOFT("p%u still sees p%u (pid %u), gone from %s", i, j, pres[x],
+                         t->rooms[k->room].id);
         for (size_t j = 0; j < v->n; j++) {
             const struct relay_member_info *mi = &v->mi[j];
             unsigned idx;
