@@ -148,6 +148,7 @@ struct room_model {
      * list), small (surely at most AMAX members when REHOME went: every
      * QUIC member follows), peak (most members assigned since the move). */
     bool moved, pending, unsure, small;
+    bool emptied; /* moved, and every member was gone at a check since */
     unsigned peak;
 };
 
@@ -172,7 +173,7 @@ struct prop {
     unsigned n_trace;
     /* Tallies for the summary line. */
     unsigned n_ops[16], n_expect_owner, n_checked_frames;
-    unsigned n_move[4]; /* started, already there, conflict, followers */
+    unsigned n_move[6]; /* started, already there, conflict, followers, unsure: home, moved */
 };
 
 static uint64_t rnd(struct prop *t)
@@ -667,7 +668,7 @@ static bool op_move(struct prop *t)
               t->round, rm->id, to, from, cur, members);
     rm->owner = (int)to;
     rm->moved = rm->pending = true;
-    rm->unsure = false;
+    rm->unsure = rm->emptied = false;
     rm->peak = rm->cur;
     /* REHOME counts the members when the room arrives: surely small only
      * if it was small now and no more could have joined since. Checked at
@@ -1155,6 +1156,14 @@ static void check_state(struct prop *t, bool final)
                 rm->owner = -1;
                 rm->moved = false;
             }
+            t->n_move[rm->moved ? 5 : 4]++;
+            trace(t, "%s: owner %u (%s%s)", rm->id, v.mi[i].owner,
+                  rm->moved ? "still moved" : "began again at home",
+                  rm->emptied ? ", emptied before" : "");
+            if (rm->moved && rm->emptied)
+                printf("# NOTE round %u: %s emptied, then a new member found it moved (owner %u)\n",
+                       t->round, rm->id, v.mi[i].owner);
+            rm->emptied = false;
             rm->unsure = false;
             for (unsigned j = 0; j < t->n_cli; j++)
                 if (t->cli[j]->room == r)
@@ -1174,8 +1183,11 @@ static void check_state(struct prop *t, bool final)
             t->rooms[k->room].cur--;
         }
     }
-    for (unsigned r = 0; r < N_ROOMS; r++)
+    for (unsigned r = 0; r < N_ROOMS; r++) {
         room_unsure_update(t, r);
+        if (t->rooms[r].moved && t->rooms[r].cur == 0)
+            t->rooms[r].emptied = true;
+    }
     free(v.mi);
     free(seen);
 }
@@ -1360,8 +1372,8 @@ static void run(unsigned test_no, unsigned n_workers, bool hash)
            (unsigned long long)st.joins_ok, (unsigned long long)(echo_now_ms() - t0));
     for (unsigned i = 0; i < N_OPS; i++)
         printf(" %s=%u", ops[i].name, t->n_ops[i]);
-    printf(" moves: started=%u there=%u conflict=%u followers=%u\n", t->n_move[0], t->n_move[1],
-           t->n_move[2], t->n_move[3]);
+    printf(" moves: started=%u there=%u conflict=%u followers=%u unsure_home=%u unsure_moved=%u\n",
+           t->n_move[0], t->n_move[1], t->n_move[2], t->n_move[3], t->n_move[4], t->n_move[5]);
     /* Joins expected on the owner that landed elsewhere must have moved:
      * with 16 of them, all landing on the owner by chance has probability
      * at most 2^-16. */
