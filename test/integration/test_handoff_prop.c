@@ -1141,13 +1141,12 @@ static void check_state(struct prop *t, bool final)
             }
         }
     }
-    /* Moves settled: an unsure room's owner is what its members say. */
+    /* Moves settled: an unsure room's owner is what its members say. A
+     * moved room's live members listed now keep it alive (anchors). */
     for (unsigned r = 0; r < N_ROOMS; r++) {
         struct room_model *rm = &t->rooms[r];
         rm->pending = false;
-        if (!rm->unsure)
-            continue;
-        for (size_t i = 0; i < v.n; i++) {
+        for (size_t i = 0; i < v.n && rm->unsure; i++) {
             unsigned idx;
             if (sscanf(v.mi[i].display, "p%u", &idx) != 1 || idx >= t->n_cli ||
                 t->cli[idx]->room != r || !v.mi[i].joined)
@@ -1165,11 +1164,11 @@ static void check_state(struct prop *t, bool final)
                        t->round, rm->id, v.mi[i].owner);
             rm->emptied = false;
             rm->unsure = false;
-            for (unsigned j = 0; j < t->n_cli; j++)
-                if (t->cli[j]->room == r)
-                    t->cli[j]->anchor = t->cli[j]->st == K_LIVE && seen[j] > 0;
-            break;
         }
+        if (rm->moved && !rm->unsure)
+            for (unsigned j = 0; j < t->n_cli; j++)
+                if (t->cli[j]->room == r && t->cli[j]->st == K_LIVE && seen[j] > 0)
+                    t->cli[j]->anchor = true;
     }
     for (unsigned i = 0; i < t->n_cli; i++) {
         struct cli *k = t->cli[i];
