@@ -22,6 +22,15 @@
  *               within the idle timeout, nobody else receives it (any frame
  *               received by its sender, outside the sender's room, with the
  *               wrong sender id, or twice fails the test at once);
+ *   moves:      once a room's move settled, its members report the target
+ *               as owner (the room's owner_worker); its members seen on the
+ *               old owner's worker (all of them when it surely had at most
+ *               AMAX) are on the target, the others where they were; pids
+ *               unchanged (placement); relay_room_move's answers fit the
+ *               model (ROOM_MOVES_ONCE, move_answer_ok);
+ *   presence:   replaying each member's JOINED list and JOIN/LEAVE events,
+ *               nobody joins twice or leaves while absent; every live
+ *               joined member of its room is present, none known gone;
  *   end:        after everyone left: no member, no room, no participant, no
  *               session, no connection, no forwarding CID, every buffer
  *               returned.
@@ -34,7 +43,10 @@
  * CLOSE without LEAVE, often while joining or moving), vanish (the socket
  * dropped silently; the relay's idle timer or JOIN deadline must end it),
  * rebind (NAT rebinding: new source port, path validation on the relay),
- * send (a frame mid-round: at most once, only inside its room).
+ * send (a frame mid-round: at most once, only inside its room), move (live
+ * room migration, relay_room_move as POST /rooms/{id}/move?worker=N: a
+ * random room with a joined member to a random worker, mostly not its
+ * owner; a leave, close or rebind in the room just before or after it).
  *
  * Steering: ROOST_STEERING (ebpf|cbpf|hash) forces one mode for the
  * "steered" tests and skips the "hash" ones; without it the steered tests
