@@ -22,6 +22,15 @@
  *               within the idle timeout, nobody else receives it (any frame
  *               received by its sender, outside the sender's room, with the
  *               wrong sender id, or twice fails the test at once);
+ *   moves:      once a room's move settled, its members report the target
+ *               as owner (the room's owner_worker); its members seen on the
+ *               old owner's worker (all of them when it surely had at most
+ *               AMAX) are on the target, the others where they were; pids
+ *               unchanged (placement); relay_room_move's answers fit the
+ *               model (ROOM_MOVES_ONCE, move_answer_ok);
+ *   presence:   replaying each member's JOINED list and JOIN/LEAVE events,
+ *               nobody joins twice or leaves while absent; every live
+ *               joined member of its room is present, none known gone;
  *   end:        after everyone left: no member, no room, no participant, no
  *               session, no connection, no forwarding CID, every buffer
  *               returned.
@@ -34,7 +43,10 @@
  * CLOSE without LEAVE, often while joining or moving), vanish (the socket
  * dropped silently; the relay's idle timer or JOIN deadline must end it),
  * rebind (NAT rebinding: new source port, path validation on the relay),
- * send (a frame mid-round: at most once, only inside its room).
+ * send (a frame mid-round: at most once, only inside its room), move (live
+ * room migration, relay_room_move as POST /rooms/{id}/move?worker=N: a
+ * random room with a joined member to a random worker, mostly not its
+ * owner; a leave, close or rebind in the room just before or after it).
  *
  * Steering: ROOST_STEERING (ebpf|cbpf|hash) forces one mode for the
  * "steered" tests and skips the "hash" ones; without it the steered tests
@@ -62,7 +74,9 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/error.h"
 #include "proto/media.h"
+#include "proto/msg.h"
 #include "../common/echo_app.h"
 #include "../common/participant.h"
 
@@ -118,7 +132,13 @@ struct cli {
     bool rebound;           /* rebound since the last reachability check */
     bool listed_ever;       /* seen in the relay's member list */
     int worker;             /* worker it was first seen joined on, -1 none */
-    uint64_t gone_by_ms;    /* K_CLOSING / K_ZOMBIE: deadline */
+    /* Room moves ("move"): the worker it must land on once its room's move
+     * settles (-1: none pending), and the one it may stay on instead (-1:
+     * none; a member off the old owner's worker when the room may have had
+     * more than AMAX members: REHOME then leaves it where it is). */
+    int move_to, move_alt;
+    bool anchor;         /* joined before its room's last move: keeps the room alive */
+    uint64_t gone_by_ms; /* K_CLOSING / K_ZOMBIE: deadline */
     uint64_t last_tx_ms;
     uint8_t got[MAX_FRAMES]; /* copies received of each frame */
 };
@@ -132,6 +152,16 @@ struct room_model {
     char id[16];
     unsigned cur; /* clients assigned to it and not known gone */
     int owner;    /* worker owning it; -1: the hash owner (relay_room_owner) */
+    /* Room moves: moved (off its home; a move started and the room is not
+     * known to have ended since), pending (the move may still be under
+     * way: members' owner may lag), unsure (every member that was joined
+     * at the move is gone: the room may have ended and started again on
+     * its home; owner is then home or the target, learnt from the member
+     * list), small (surely at most AMAX members when REHOME went: every
+     * QUIC member follows), peak (most members assigned since the move). */
+    bool moved, pending, unsure, small;
+    bool emptied; /* moved, and every member was gone at a check since */
+    unsigned peak;
 };
 
 #define TRACE_N 48
@@ -155,6 +185,7 @@ struct prop {
     unsigned n_trace;
     /* Tallies for the summary line. */
     unsigned n_ops[16], n_expect_owner, n_checked_frames;
+    unsigned n_move[6]; /* started, already there, conflict, followers, unsure: home, moved */
 };
 
 static uint64_t rnd(struct prop *t)
@@ -403,11 +434,14 @@ static bool start_join(struct prop *t, bool migrate)
     k->idx = t->n_cli;
     k->room = r;
     k->worker = -1;
+    k->move_to = k->move_alt = -1;
     k->st = K_LIVE;
     k->last_tx_ms = echo_now_ms();
     k->rebind_at_welcome = migrate;
     k->join_round = t->round;
     t->rooms[r].cur++; /* expect_owner: set_expect_owner */
+    if (t->rooms[r].cur > t->rooms[r].peak)
+        t->rooms[r].peak = t->rooms[r].cur;
     snprintf(k->p.room, sizeof(k->p.room), "%s", t->rooms[r].id);
     snprintf(k->p.name, sizeof(k->p.name), "p%u", k->idx);
     test_token(&t->tr, k->p.room, k->p.name, TOKEN_PERM_ALL, 0, 600, k->p.token,
@@ -507,6 +541,166 @@ static bool op_send(struct prop *t)
     return true;
 }
 
+/* A room moves at most once in its life: its home keeps a placement naming
+ * the new owner and refuses any further move (lib/room/move.c,
+ * room_shard_move: ROOST_EAGAIN, 409). Once repeat moves exist, set this
+ * to 0: a moved room then answers as a room on its current owner would
+ * (the only place the test depends on it). */
+#define ROOM_MOVES_ONCE 1
+
+/* A moved room whose members joined at the move are all gone may have ended
+ * (its last member left) and begun again on its home. */
+static void room_unsure_update(struct prop *t, unsigned r)
+{
+    struct room_model *rm = &t->rooms[r];
+    if (!rm->moved || rm->unsure)
+        return;
+    for (unsigned i = 0; i < t->n_cli; i++) {
+        const struct cli *c = t->cli[i];
+        if (c->room == r && c->st == K_LIVE && c->anchor)
+            return;
+    }
+    rm->unsure = true;
+}
+
+/* Whether relay_room_move's answer rc fits the model of room r (moving it
+ * to worker `to`; home is its hash owner). */
+static bool move_answer_ok(const struct room_model *rm, unsigned home, unsigned to, int rc)
+{
+    unsigned cur = rm->owner >= 0 ? (unsigned)rm->owner : home;
+    bool may_be_home = !rm->moved || rm->unsure; /* ended and started again */
+    bool may_be_moved = rm->moved;
+    if (ROOM_MOVES_ONCE) {
+        if (rc == 0 || rc == ROOST_EEXIST)
+            return may_be_home && (rc == 0) == (to != home);
+        return rc == ROOST_EAGAIN && may_be_moved;
+    }
+    if (rc == ROOST_EEXIST)
+        return to == cur || (may_be_home && to == home);
+    return rc == 0 && (to != cur || (may_be_home && to != home));
+}
+
+/* A random client of room r but not x satisfying ok, or NULL. */
+static struct cli *pick_in(struct prop *t, unsigned r, const struct cli *x,
+                           bool (*ok)(const struct cli *))
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < t->n_cli; i++)
+        n += t->cli[i]->room == r && t->cli[i] != x && ok(t->cli[i]);
+    unsigned want = rnd_n(t, n);
+    for (unsigned i = 0; i < t->n_cli; i++)
+        if (t->cli[i]->room == r && t->cli[i] != x && ok(t->cli[i]) && want-- == 0)
+            return t->cli[i];
+    return NULL;
+}
+
+/* Just before or just after a move is asked for, most of the time: a
+ * member of the room other than x (which keeps it alive) leaves, closes or
+ * changes its path. The random ops do that too, but rarely inside the
+ * move's few milliseconds, where the presence changes a moving member
+ * misses must reach it from the moved room's history, once. */
+static void move_churn(struct prop *t, unsigned r, const struct cli *x)
+{
+    struct cli *c = NULL;
+    switch (rnd_n(t, 4)) {
+    case 0:
+        if ((c = pick_in(t, r, x, is_joined)) != NULL) {
+            assert_int_equal(part_leave(&c->p), 0);
+            c->st = K_CLOSING;
+            c->gone_by_ms = echo_now_ms() + GONE_MS;
+            trace(t, "p%u leave (moving)", c->idx);
+        }
+        break;
+    case 1:
+        if ((c = pick_in(t, r, x, is_live)) != NULL) {
+            roost_conn_close(c->p.c, 0);
+            c->st = K_CLOSING;
+            c->gone_by_ms = echo_now_ms() + GONE_MS;
+            trace(t, "p%u close (moving, joined=%d)", c->idx, c->p.joined);
+        }
+        break;
+    case 2:
+        if ((c = pick_in(t, r, x, can_rebind)) != NULL) {
+            rebind(c);
+            trace(t, "p%u rebind (moving, joined=%d)", c->idx, c->p.joined);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Move a random room with a joined member to a random worker (its owner
+ * too, sometimes: 200 "already there"), in process (relay_room_move, what
+ * POST /rooms/{id}/move?worker=N calls). The model: the room's owner is
+ * the target at once; members seen on a worker at the last check must
+ * land on the target (those on the old owner's worker always; the others
+ * when the room was surely small) or stay where they were; their worker
+ * is unknown (-1) until the next check records it. */
+static bool op_move(struct prop *t)
+{
+    struct cli *k = pick(t, is_joined);
+    if (k == NULL)
+        return false;
+    struct room_model *rm = &t->rooms[k->room];
+    room_unsure_update(t, k->room);
+    unsigned home = relay_room_owner(t->tr.r, rm->id, strlen(rm->id));
+    /* Mostly elsewhere than the model's owner; sometimes anywhere. */
+    unsigned to = rnd_n(t, t->n_workers), from = UINT32_MAX;
+    unsigned now_at = rm->owner >= 0 ? (unsigned)rm->owner : home;
+    if (rnd_n(t, 4) != 0 && to == now_at)
+        to = (now_at + 1 + rnd_n(t, t->n_workers - 1)) % t->n_workers;
+    uint32_t members = 0;
+    bool churn_first = rnd_n(t, 2) == 0;
+    if (churn_first)
+        move_churn(t, k->room, k);
+    int rc = relay_room_move(t->tr.r, rm->id, strlen(rm->id), to, &from, &members);
+    trace(t, "move %s (home %u, model owner %d%s%s) to %u: rc=%d from=%u members=%u", rm->id, home,
+          rm->owner, rm->moved ? " moved" : "", rm->unsure ? " unsure" : "", to, rc, from, members);
+    if (!move_answer_ok(rm, home, to, rc))
+        PFAIL(t, "round %u: moving %s (home %u, model owner %d, moved=%d unsure=%d) to %u: %s",
+              t->round, rm->id, home, rm->owner, rm->moved, rm->unsure, to, roost_strerror(rc));
+    if (rc == ROOST_EEXIST && rm->unsure && to == home) {
+        /* Only the room's owner answers that: it ended and began again. */
+        rm->owner = -1;
+        rm->moved = rm->unsure = rm->pending = false;
+    }
+    if (rc == ROOST_EEXIST)
+        t->n_move[1]++;
+    if (rc == ROOST_EAGAIN)
+        t->n_move[2]++;
+    if (rc != 0)
+        return true;
+    t->n_move[0]++;
+    if (!churn_first)
+        move_churn(t, k->room, k);
+    unsigned cur = rm->owner >= 0 && !rm->unsure ? (unsigned)rm->owner : home;
+    if (from != cur || members == 0)
+        PFAIL(t, "round %u: moving %s to %u: answered by worker %u (owner %u), %u members",
+              t->round, rm->id, to, from, cur, members);
+    rm->owner = (int)to;
+    rm->moved = rm->pending = true;
+    rm->unsure = rm->emptied = false;
+    rm->peak = rm->cur;
+    /* REHOME counts the members when the room arrives: surely small only
+     * if it was small now and no more could have joined since. Checked at
+     * the end of the round (set_expect_owner). */
+    rm->small = members <= AMAX;
+    for (unsigned i = 0; i < t->n_cli; i++) {
+        struct cli *c = t->cli[i];
+        if (c->room != k->room || c->st != K_LIVE)
+            continue;
+        c->anchor = is_joined(c);
+        if (c->worker < 0)
+            continue; /* not settled yet: the next check records it */
+        c->move_to = (int)to;
+        c->move_alt = c->worker == (int)from ? -1 : c->worker;
+        c->worker = -1;
+        t->n_move[3]++;
+    }
+    return true;
+}
+
 struct op {
     const char *name;
     unsigned weight;
@@ -521,14 +715,7 @@ static const struct op ops[] = {
     {.name = "vanish", .weight = 4, .run = op_vanish},
     {.name = "rebind", .weight = 10, .run = op_rebind},
     {.name = "send", .weight = 12, .run = op_send},
-    /* MOVE ROOM goes here (integrator, once POST /rooms/{id}/move?worker=N
-     * exists): {.name = "move", .weight = W, .run = op_move}. op_move picks
-     * a room with joined members and a worker N other than its owner,
-     * POSTs the move on the admin endpoint (or calls its in-process
-     * equivalent), and updates the model: room_model.owner = N, and each
-     * live member's cli.worker = N (-1 while the move may be under way: the
-     * next check_state then records where it landed). expected_owner() and
-     * the "never changes worker" check read exactly those two fields. */
+    {.name = "move", .weight = 6, .run = op_move},
 };
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
 
@@ -596,6 +783,11 @@ static void set_expect_owner(struct prop *t)
         k->expect_owner = t->rooms[k->room].cur <= AMAX;
         t->n_expect_owner += k->expect_owner;
     }
+    /* A room that may have grown past AMAX since its move may count more
+     * when it arrives: its members off the old owner may stay. */
+    for (unsigned r = 0; r < N_ROOMS; r++)
+        if (t->rooms[r].pending && t->rooms[r].peak > AMAX)
+            t->rooms[r].small = false;
 }
 
 static void wait_quiet(struct prop *t)
@@ -681,6 +873,53 @@ enum { CHECK_OK = 0, CHECK_SOFT = 1, CHECK_HARD = 2 };
         return CHECK_HARD;                                                                         \
     } while (0)
 
+/* Presence as member k saw it: its JOINED list, then its JOIN and LEAVE
+ * events in order, into pres (its own id left out). A JOIN of someone
+ * present or a LEAVE of someone absent (a move's re-bind showing, an event
+ * delivered twice) fails at once: returns false with why filled. */
+static bool presence(const struct cli *k, uint32_t *pres, unsigned *n_pres, unsigned cap, char *why,
+                     size_t why_cap)
+{
+    unsigned n = 0;
+    const struct part *p = &k->p;
+    for (uint32_t i = 0; i < p->joined_n && i < 256; i++) {
+        uint32_t pid = p->joined_pids[i];
+        if (pid == p->pid)
+            continue;
+        for (unsigned j = 0; j < n; j++)
+            if (pres[j] == pid) {
+                snprintf(why, why_cap, "p%u: pid %u twice in its JOINED", k->idx, pid);
+                return false;
+            }
+        if (n < cap)
+            pres[n++] = pid;
+    }
+    for (uint32_t i = 0; i < p->n_events; i++) {
+        uint32_t pid = p->events[i].pid;
+        uint8_t kind = p->events[i].kind;
+        if (pid == p->pid || (kind != MSG_EV_JOIN && kind != MSG_EV_LEAVE))
+            continue;
+        unsigned j = 0;
+        while (j < n && pres[j] != pid)
+            j++;
+        if (kind == MSG_EV_JOIN && j < n) {
+            snprintf(why, why_cap, "p%u: JOIN of pid %u, present already (event %u)", k->idx, pid,
+                     i);
+            return false;
+        }
+        if (kind == MSG_EV_LEAVE && j == n) {
+            snprintf(why, why_cap, "p%u: LEAVE of pid %u, not present (event %u)", k->idx, pid, i);
+            return false;
+        }
+        if (kind == MSG_EV_JOIN && n < cap)
+            pres[n++] = pid;
+        else if (kind == MSG_EV_LEAVE)
+            pres[j] = pres[--n];
+    }
+    *n_pres = n;
+    return true;
+}
+
 /* The invariants of the file comment on one view. SOFT: may still settle
  * (counters lag, connections drain); HARD: wrong whenever seen. seen[i]
  * is filled with how often client i is listed. */
@@ -689,6 +928,9 @@ static int check_view(struct prop *t, const struct view *v, bool final, unsigned
 {
     uint64_t now = echo_now_ms();
     unsigned members_w[MAX_W] = {0}, joined_listed = 0;
+    int owner_seen[N_ROOMS];
+    for (unsigned r = 0; r < N_ROOMS; r++)
+        owner_seen[r] = -1;
     memset(seen, 0, t->n_cli * sizeof(*seen));
     uint64_t moving_after = 0;
     for (unsigned w = 0; w < t->n_workers; w++)
@@ -709,16 +951,41 @@ static int check_view(struct prop *t, const struct view *v, bool final, unsigned
             HARD("p%u listed in room %s, joined %s", idx, mi->room, t->rooms[k->room].id);
         if (mi->pid != k->p.pid)
             HARD("p%u listed with pid %u, its WELCOME said %u", idx, mi->pid, k->p.pid);
+        const struct room_model *rm = &t->rooms[k->room];
         unsigned owner = expected_owner(t, k->room);
-        if (mi->joined && mi->owner != owner)
+        if (mi->joined && rm->unsure) {
+            /* Ended and begun again on its home, or not: one owner. */
+            unsigned home = relay_room_owner(t->tr.r, rm->id, strlen(rm->id));
+            if (mi->owner != home && mi->owner != owner)
+                HARD("p%u: room %s answered by worker %u, its home is %u, moved to %u", idx,
+                     mi->room, mi->owner, home, owner);
+            if (owner_seen[k->room] >= 0 && (unsigned)owner_seen[k->room] != mi->owner)
+                SOFT("room %s answered by workers %d and %u", mi->room, owner_seen[k->room],
+                     mi->owner);
+            owner_seen[k->room] = (int)mi->owner;
+        } else if (mi->joined && mi->owner != owner) {
+            /* A member learns the new owner when REHOME reaches its worker. */
+            if (rm->pending)
+                SOFT("p%u: room %s answered by worker %u, moved to %u", idx, mi->room, mi->owner,
+                     owner);
             HARD("p%u: room %s answered by worker %u, its owner is %u", idx, mi->room, mi->owner,
                  owner);
+        }
         if (k->st == K_LIVE) {
             if (!mi->joined)
                 SOFT("p%u saw JOINED but is listed joining", idx);
             if (k->worker >= 0 && (unsigned)k->worker != mi->worker)
                 HARD("p%u joined on worker %d, now listed on worker %u", idx, k->worker,
                      mi->worker);
+            /* Moved with its room: the old owner's members always, all of
+             * them when the room was surely small. */
+            if (k->move_to >= 0 && mi->worker != (unsigned)k->move_to &&
+                (k->move_alt < 0 || rm->small || mi->worker != (unsigned)k->move_alt))
+                SOFT("p%u: room %s moved to worker %d, the member is on worker %u", idx, mi->room,
+                     k->move_to, mi->worker);
+            if (k->expect_owner && mi->worker != mi->owner && rm->pending)
+                SOFT("p%u joined %s at size <= %u, is on worker %u, the owner is %u (moving)", idx,
+                     mi->room, AMAX, mi->worker, mi->owner);
             if (k->expect_owner && mi->worker != mi->owner)
                 HARD("p%u joined %s at size <= %u but is on worker %u, the owner is %u", idx,
                      mi->room, AMAX, mi->worker, mi->owner);
@@ -748,6 +1015,41 @@ static int check_view(struct prop *t, const struct view *v, bool final, unsigned
                 HARD("p%u (%s) listed %u times", i, st_name(k->st), seen[i]);
         }
     }
+    /* Presence: nobody saw a JOIN or LEAVE twice (HARD, in presence());
+     * every joined member sees every other live one of its room listed
+     * joined (a move showing as LEAVE + JOIN would lose one) and none known
+     * gone (a LEAVE missed while moving); SOFT: events may still be on
+     * their way. */
+    for (unsigned i = 0; i < t->n_cli; i++) {
+        const struct cli *k = t->cli[i];
+        if (k->st != K_LIVE || !k->p.joined)
+            continue;
+        uint32_t pres[MAX_CLI];
+        unsigned n_pres = 0;
+        if (!presence(k, pres, &n_pres, MAX_CLI, why, cap))
+            return CHECK_HARD;
+        for (unsigned x = 0; x < n_pres; x++)
+            for (unsigned j = 0; j < t->n_cli; j++)
+                if (t->cli[j]->st == K_GONE && t->cli[j]->p.pid == pres[x])
+                    SOFT("p%u still sees p%u (pid %u), gone from %s", i, j, pres[x],
+                         t->rooms[k->room].id);
+        for (size_t j = 0; j < v->n; j++) {
+            const struct relay_member_info *mi = &v->mi[j];
+            unsigned idx;
+            if (sscanf(mi->display, "p%u", &idx) != 1 || idx == i || !mi->joined)
+                continue;
+            const struct cli *s = t->cli[idx];
+            if (s->st != K_LIVE || s->room != k->room || !s->p.joined)
+                continue;
+            unsigned x = 0;
+            while (x < n_pres && pres[x] != s->p.pid)
+                x++;
+            if (x == n_pres)
+                SOFT("p%u does not see p%u (pid %u) in %s: %u JOIN and %u LEAVE events of it", i,
+                     idx, s->p.pid, t->rooms[k->room].id, part_events(&k->p, MSG_EV_JOIN, s->p.pid),
+                     part_events(&k->p, MSG_EV_LEAVE, s->p.pid));
+        }
+    }
     uint64_t conns = 0, in = 0, out = 0, failed = 0, adopted = 0, moves = 0, fwd_cids = 0;
     for (unsigned w = 0; w < t->n_workers; w++) {
         const struct relay_worker_stats *ws = &v->ws[w];
@@ -756,7 +1058,7 @@ static int check_view(struct prop *t, const struct view *v, bool final, unsigned
         out += ws->quic.handoffs_out;
         failed += ws->quic.handoffs_failed;
         adopted += ws->relay.sessions_adopted;
-        moves += ws->room.join_moves;
+        moves += ws->room.join_moves + ws->room.member_moves;
         fwd_cids += ws->quic.handoff_fwd_cids;
         if (members_w[w] > ws->quic.conns_open)
             SOFT("worker %u lists %u members but has %llu connections", w, members_w[w],
@@ -783,7 +1085,7 @@ static int check_view(struct prop *t, const struct view *v, bool final, unsigned
         SOFT("%llu sessions adopted, %llu connections handed in", (unsigned long long)adopted,
              (unsigned long long)in);
     if (out > moves)
-        SOFT("%llu hand-offs out for %llu join moves", (unsigned long long)out,
+        SOFT("%llu hand-offs out for %llu join and room moves", (unsigned long long)out,
              (unsigned long long)moves);
     if (final) {
         if (n_live > 0 || v->n > 0)
@@ -806,6 +1108,8 @@ static void check_state(struct prop *t, bool final)
     unsigned *seen = calloc(t->n_cli ? t->n_cli : 1, sizeof(*seen));
     assert_non_null(seen);
     char why[200] = "";
+    for (unsigned r = 0; r < N_ROOMS; r++)
+        room_unsure_update(t, r);
     uint64_t latest = echo_now_ms();
     for (unsigned i = 0; i < t->n_cli; i++)
         if (t->cli[i]->st == K_CLOSING || t->cli[i]->st == K_ZOMBIE)
@@ -843,9 +1147,40 @@ static void check_state(struct prop *t, bool final)
         if (sscanf(v.mi[i].display, "p%u", &idx) == 1 && idx < t->n_cli) {
             struct cli *k = t->cli[idx];
             k->listed_ever = true;
-            if (k->st == K_LIVE && k->worker < 0)
+            if (k->st == K_LIVE && k->worker < 0) {
                 k->worker = (int)v.mi[i].worker;
+                k->move_to = k->move_alt = -1;
+            }
         }
+    }
+    /* Moves settled: an unsure room's owner is what its members say. A
+     * moved room's live members listed now keep it alive (anchors). */
+    for (unsigned r = 0; r < N_ROOMS; r++) {
+        struct room_model *rm = &t->rooms[r];
+        rm->pending = false;
+        for (size_t i = 0; i < v.n && rm->unsure; i++) {
+            unsigned idx;
+            if (sscanf(v.mi[i].display, "p%u", &idx) != 1 || idx >= t->n_cli ||
+                t->cli[idx]->room != r || !v.mi[i].joined)
+                continue;
+            if (v.mi[i].owner == relay_room_owner(t->tr.r, rm->id, strlen(rm->id))) {
+                rm->owner = -1;
+                rm->moved = false;
+            }
+            t->n_move[rm->moved ? 5 : 4]++;
+            trace(t, "%s: owner %u (%s%s)", rm->id, v.mi[i].owner,
+                  rm->moved ? "still moved" : "began again at home",
+                  rm->emptied ? ", emptied before" : "");
+            if (rm->moved && rm->emptied)
+                printf("# NOTE round %u: %s emptied, then a new member found it moved (owner %u)\n",
+                       t->round, rm->id, v.mi[i].owner);
+            rm->emptied = false;
+            rm->unsure = false;
+        }
+        if (rm->moved && !rm->unsure)
+            for (unsigned j = 0; j < t->n_cli; j++)
+                if (t->cli[j]->room == r && t->cli[j]->st == K_LIVE && seen[j] > 0)
+                    t->cli[j]->anchor = true;
     }
     for (unsigned i = 0; i < t->n_cli; i++) {
         struct cli *k = t->cli[i];
@@ -858,6 +1193,11 @@ static void check_state(struct prop *t, bool final)
             k->st = K_GONE;
             t->rooms[k->room].cur--;
         }
+    }
+    for (unsigned r = 0; r < N_ROOMS; r++) {
+        room_unsure_update(t, r);
+        if (t->rooms[r].moved && t->rooms[r].cur == 0)
+            t->rooms[r].emptied = true;
     }
     free(v.mi);
     free(seen);
@@ -1043,7 +1383,8 @@ static void run(unsigned test_no, unsigned n_workers, bool hash)
            (unsigned long long)st.joins_ok, (unsigned long long)(echo_now_ms() - t0));
     for (unsigned i = 0; i < N_OPS; i++)
         printf(" %s=%u", ops[i].name, t->n_ops[i]);
-    printf("\n");
+    printf(" moves: started=%u there=%u conflict=%u followers=%u unsure_home=%u unsure_moved=%u\n",
+           t->n_move[0], t->n_move[1], t->n_move[2], t->n_move[3], t->n_move[4], t->n_move[5]);
     /* Joins expected on the owner that landed elsewhere must have moved:
      * with 16 of them, all landing on the owner by chance has probability
      * at most 2^-16. */
