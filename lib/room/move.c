@@ -44,7 +44,7 @@ _Static_assert(sizeof(((struct room_keep *)0)->room_id) == ROOM_ID_MAX, "keep ho
 
 /* ------------------------------------------------------------ owner side */
 
-void owner_room_unlink(struct room_shard *s, struct room *r, bool *was_dirty)
+void owner_room_unlist(struct room_shard *s, struct room *r)
 {
     uint32_t b = (uint32_t)(r->hash >> 32) & s->bucket_mask;
     for (struct room **pp = &s->buckets[b]; *pp; pp = &(*pp)->hnext) {
@@ -59,6 +59,11 @@ void owner_room_unlink(struct room_shard *s, struct room *r, bool *was_dirty)
         s->owned = r->onext;
     if (r->onext != NULL)
         r->onext->oprev = r->oprev;
+}
+
+void owner_room_unlink(struct room_shard *s, struct room *r, bool *was_dirty)
+{
+    owner_room_unlist(s, r);
     r->hnext = r->onext = r->oprev = NULL;
     *was_dirty = r->dirty;
     if (r->dirty) {

@@ -134,19 +134,7 @@ static int room_create(struct room_shard *s, const uint8_t *id, size_t len, uint
 static void room_destroy(struct room_shard *s, struct room *r)
 {
     struct room_table *t = &s->sh->tables[s->id];
-    uint32_t b = (uint32_t)(r->hash >> 32) & s->bucket_mask;
-    for (struct room **pp = &s->buckets[b]; *pp; pp = &(*pp)->hnext) {
-        if (*pp == r) {
-            *pp = r->hnext;
-            break;
-        }
-    }
-    if (r->oprev != NULL)
-        r->oprev->onext = r->onext;
-    else
-        s->owned = r->onext;
-    if (r->onext != NULL)
-        r->onext->oprev = r->oprev;
+    owner_room_unlist(s, r);
     bool moved = r->tab != s->id;
     if (!moved) {
         rcu_assign_pointer(t->slots[r->slot], NULL);

@@ -617,6 +617,9 @@ void owner_free_rooms(struct room_shard *s);
 /* Live room migration (move.c): the owner.c pieces it needs. */
 /* Takes r off this shard's hash, owned and dirty lists (and its members
  * off owned[]); *was_dirty: it had a batch pending. */
+/* Takes r out of its shard's hash bucket and owned list (no dirty list,
+ * no counts): what destroying and moving a room share. */
+void owner_room_unlist(struct room_shard *s, struct room *r);
 void owner_room_unlink(struct room_shard *s, struct room *r, bool *was_dirty);
 /* Puts a room that arrived (MOVE) on this shard's lists. */
 void owner_room_link(struct room_shard *s, struct room *r, bool dirty);
