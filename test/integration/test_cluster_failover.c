@@ -1,7 +1,7 @@
 /* Cluster failures that need a relay process to die or freeze (issue 18,
  * docs/CLUSTER.md §2.5): a private redis-server, two in-process relays
  * (rt1, rt2) and the home relay as a separate roost-relay process
- * (test/common/relay_proc), so that it can be SIGKILLed or SIGSTOPped
+ * (test/common/relayproc), so that it can be SIGKILLed or SIGSTOPped
  * while the test and the other relays keep running. Participants of one
  * room on all three relays; the first one joins at the process, so the
  * process is the home.
@@ -30,13 +30,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common/echo_app.h"
 #include "../common/participant.h"
 #include "../common/redis_server.h"
-#include "../common/relay_proc.h"
+#include "../common/httpc.h"
+#include "../common/relayproc.h"
 #include "proto/keyfile.h"
 #include "proto/msg.h"
 #include "relay/trunk.h"
@@ -51,7 +53,7 @@
 
 static struct redis_server rs = {.pid = -1};
 static struct test_relay tr[NR]; /* tr[0] unused: relay 0 is the process */
-static struct relay_proc home;
+static struct relayproc home;
 static struct roost_client *cl;
 static char secret_file[64] = "/tmp/roost-fo-secret-XXXXXX";
 
@@ -74,7 +76,7 @@ static int start_relay(unsigned i)
                                     .backoff_max_ms = 200};
     snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "rt%u", i);
     snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret_file);
-    cfg.port = test_free_udp_port();
+    cfg.port = relayproc_free_port(SOCK_DGRAM);
     snprintf(cfg.cluster_trunk_listen, sizeof(cfg.cluster_trunk_listen), "127.0.0.1:%u",
              (unsigned)cfg.port);
     static char cert[600], key[600];
@@ -104,7 +106,7 @@ static int start_relay(unsigned i)
 
 static void start_home(const char *id, unsigned prefix)
 {
-    struct relay_proc_config pc = {.relay_id = id,
+    struct relayproc_cluster pc = {.relay_id = id,
                                    .pid_prefix = prefix,
                                    .redis_port = rs.port,
                                    .key_prefix = "fo",
@@ -112,8 +114,8 @@ static void start_home(const char *id, unsigned prefix)
                                    .lease = "1s",
                                    .join_wait = "600ms",
                                    .redis_time = "200ms"};
-    relay_proc_cleanup(&home); /* a previous test that failed half-way */
-    assert_int_equal(relay_proc_start(&home, &pc, WAIT_MS), 0);
+    relayproc_cleanup(&home); /* a previous test that failed half-way */
+    assert_int_equal(relayproc_start_cluster(&home, &pc), 0);
 }
 
 static void redis_get(const char *key, char *out, size_t cap)
@@ -302,14 +304,22 @@ static void no_duplicates(struct part *f, unsigned n)
 /* GET path on the process's admin endpoint, parsed. */
 static json_t *proc_json(const char *path)
 {
-    static char body[65536];
-    int st = test_http_get(home.admin_port, path, body, sizeof(body), 3000);
-    if (st != 200) {
-        fprintf(stderr, "# GET %s: %d %s\n", path, st, body);
-        return NULL;
-    }
+    int st = 0;
+    char *body = httpc_get(home.admin_port, path, &st, 3000);
+    json_t *j = NULL;
     json_error_t e;
-    return json_loads(body, 0, &e);
+    if (body != NULL && st == 200)
+        j = json_loads(body, 0, &e);
+    else
+        fprintf(stderr, "# GET %s: %d %s\n", path, st, body != NULL ? body : "");
+    free(body);
+    return j;
+}
+
+/* An unlabelled sample of the process's /metrics, or -1. */
+static long long proc_metric(const char *name)
+{
+    return relayproc_metric(&home, name);
 }
 
 static const char *jstr(json_t *j, const char *a, const char *b)
@@ -319,8 +329,6 @@ static const char *jstr(json_t *j, const char *a, const char *b)
         o = json_object_get(o, b);
     return json_is_string(o) ? json_string_value(o) : "";
 }
-
-static long long proc_metric(const char *name);
 
 /* /rooms/{id} "cluster": the room's relays by pid_prefix (PER members
  * each: own_prefix is this relay, 2 and 3 the in-process ones) and the
@@ -389,7 +397,7 @@ static void test_home_killed(void **state)
     assert_true(media_until(&f[PER], &f[2 * PER], &seq, WAIT_MS) >= 0);
 
     uint64_t t0 = redis_test_now_ms();
-    relay_proc_kill(&home);
+    relayproc_kill(&home);
     /* media across the two survivors again: rt1 -> rt2 and back */
     long long ms = media_until(&f[PER], &f[2 * PER], &seq, WAIT_MS);
     uint64_t gap = redis_test_now_ms() - t0;
@@ -427,16 +435,8 @@ static void test_home_killed(void **state)
     no_duplicates(&f[PER], NP - PER);
     for (unsigned i = PER; i < NP; i++)
         part_leave(&f[i]);
-    assert_true(relay_proc_log_clean(&home)); /* until the kill */
-    relay_proc_cleanup(&home);
-}
-
-static long long proc_metric(const char *name)
-{
-    static char body[65536];
-    if (test_http_get(home.admin_port, "/metrics", body, sizeof(body), 2000) != 200)
-        return -1;
-    return test_metric(body, name);
+    assert_true(relayproc_log_clean(&home)); /* until the kill */
+    relayproc_cleanup(&home);
 }
 
 static void test_home_paused(void **state)
@@ -457,7 +457,7 @@ static void test_home_paused(void **state)
 
     /* frozen past its lease: a survivor claims and serves the others */
     uint64_t t0 = redis_test_now_ms();
-    assert_int_equal(relay_proc_pause(&home), 0);
+    assert_int_equal(relayproc_pause(&home), 0);
     char val[128];
     uint64_t until = t0 + WAIT_MS;
     do {
@@ -478,7 +478,7 @@ static void test_home_paused(void **state)
 
     /* resumed: it must stop acting as home within a lease */
     uint64_t t1 = redis_test_now_ms();
-    assert_int_equal(relay_proc_resume(&home), 0);
+    assert_int_equal(relayproc_resume(&home), 0);
     long long held = -1;
     until = t1 + WAIT_MS;
     while (redis_test_now_ms() < until && (held = proc_metric("roost_cluster_leases_held")) != 0)
@@ -496,7 +496,7 @@ static void test_home_paused(void **state)
         fprintf(stderr, "# part %u pid %08x knows %u closed %d\n", i, f[i].pid, known(&f[i]),
                 f[i].closed);
     if (!ok)
-        relay_proc_dump_log(&home);
+        relayproc_dump_log(&home);
     assert_true(ok);
     assert_true(media_until(&f[0], &f[PER], &seq, WAIT_MS) >= 0);
     assert_true(media_until(&f[2 * PER], &f[1], &seq, WAIT_MS) >= 0);
@@ -508,9 +508,7 @@ static void test_home_paused(void **state)
         assert_ptr_equal(f[i].c, conns[i]);
     }
     /* the old home is a subscriber now: one trunk, dialed to the new home */
-    static char body[65536];
-    assert_int_equal(test_http_get(home.admin_port, "/metrics", body, sizeof(body), 2000), 200);
-    assert_int_equal(test_metric(body, "roost_cluster_leases_held"), 0);
+    assert_int_equal(proc_metric("roost_cluster_leases_held"), 0);
     json_t *j = proc_json("/rooms/pause");
     assert_non_null(j);
     assert_string_equal(jstr(j, "cluster", "role"), "subscriber");
@@ -532,23 +530,22 @@ static void test_home_paused(void **state)
      * (rooms_empty): in 1 run of about 12 (ASan) it waited for the drain
      * timeout instead, not understood yet; the log is printed then, the
      * test does not fail on it (the integrator's report lists it). */
-    int st = relay_proc_term(&home, 2 * WAIT_MS); /* drain_timeout is 30 s */
-    bool clean = relay_proc_log_clean(&home);
-    bool empty = relay_proc_log_has(&home, "event=drain_done reason=rooms_empty");
+    int st = relayproc_term(&home, 2 * WAIT_MS); /* drain_timeout is 30 s */
+    bool clean = relayproc_log_clean(&home);
+    bool empty = relayproc_log_has(&home, "event=drain_done reason=rooms_empty");
     if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || !clean || !empty)
-        relay_proc_dump_log(&home);
+        relayproc_dump_log(&home);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_true(clean);
     if (!empty)
         fprintf(stderr, "# NOTE: old home drained by timeout, not rooms_empty (log above)\n");
-    relay_proc_cleanup(&home);
+    relayproc_cleanup(&home);
 }
 
 static int group_setup(void **state)
 {
     (void)state;
-    home.pid = -1;
     int rc = redis_server_start(&rs, 0);
     if (rc != 0) {
         fprintf(stderr, "# cannot start redis-server: %d (scripts/install-deps installs it)\n", rc);
@@ -573,7 +570,7 @@ static int group_teardown(void **state)
     (void)state;
     if (cl != NULL)
         roost_client_del(cl);
-    relay_proc_cleanup(&home);
+    relayproc_cleanup(&home);
     for (unsigned i = 1; i < NR; i++)
         if (tr[i].r != NULL)
             test_relay_stop(&tr[i]);

@@ -39,7 +39,7 @@
 #include "../common/echo_app.h"
 #include "../common/participant.h"
 #include "../common/redis_server.h"
-#include "../common/relay_proc.h"
+#include "../common/relayproc.h"
 #include "core/error.h"
 #include "proto/errcode.h"
 #include "proto/keyfile.h"
@@ -494,7 +494,7 @@ static void test_trunk_listen_port(void **state)
     cfg.token_key_file = keys;
     cfg.addr = "127.0.0.1";
     cfg.no_pin = true;
-    cfg.port = test_free_udp_port();
+    cfg.port = relayproc_free_port(SOCK_DGRAM);
     snprintf(cfg.cluster_trunk_listen, sizeof(cfg.cluster_trunk_listen), "127.0.0.1:%u",
              cfg.port == 65535 ? 1u : cfg.port + 1u);
     struct relay *r = NULL;
