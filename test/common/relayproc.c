@@ -17,7 +17,6 @@
 #include "core/error.h"
 #include "echo_app.h"
 #include "httpc.h"
-#include "proto/keyfile.h"
 
 /* A GET of the admin endpoint (each read). */
 #define HTTP_MS 2000
@@ -206,50 +205,6 @@ int relayproc_start(struct relayproc *rp, const char *const *args)
     memset(rp, 0, sizeof(*rp));
     int rc = spawn(rp, args);
     return rc != 0 ? rc : ready(rp);
-}
-
-int relayproc_start_cluster(struct relayproc *rp, const struct relayproc_cluster *cfg)
-{
-    memset(rp, 0, sizeof(*rp));
-    const char *d = echo_cert_dir(false);
-    char cert[600], key[600];
-    snprintf(cert, sizeof(cert), "%s/server.pem", d);
-    snprintf(key, sizeof(key), "%s/server.key", d);
-    snprintf(rp->keys.key_file, sizeof(rp->keys.key_file), "%s/tokenkeys-%d-%s", d, (int)getpid(),
-             cfg->relay_id);
-    unlink(rp->keys.key_file);
-    char err[256];
-    if (keyfile_generate(rp->keys.key_file, "proc", &rp->keys.keys, err, sizeof(err)) != 0) {
-        fprintf(stderr, "# relay %s: token key: %s\n", cfg->relay_id, err);
-        return ROOST_EIO;
-    }
-    uint16_t quic = relayproc_free_port(SOCK_DGRAM);
-    char port[16], redis[64], trunk[64], prefix[16];
-    snprintf(port, sizeof(port), "%u", quic);
-    snprintf(redis, sizeof(redis), "127.0.0.1:%u", cfg->redis_port);
-    snprintf(trunk, sizeof(trunk), "127.0.0.1:%u", quic);
-    snprintf(prefix, sizeof(prefix), "%u", cfg->pid_prefix);
-    /* The options with their values, grouped. */
-    /* clang-format off */
-    const char *const args[] = {
-        "--listen", "127.0.0.1", "--port", port, "--workers", "2",
-        "--cert", cert, "--key", key, "--token-keys", rp->keys.key_file,
-        "--admin-listen", "127.0.0.1", "--admin-port", "0",
-        "--redis", redis, "--relay-id", cfg->relay_id, "--pid-prefix", prefix,
-        "--trunk-listen", trunk, "--cluster-secret-file", cfg->secret_file,
-        "--key-prefix", cfg->key_prefix, "--lease", cfg->lease,
-        "--join-wait", cfg->join_wait, "--redis-timeout", cfg->redis_time,
-        NULL};
-    /* clang-format on */
-    int rc = spawn(rp, args);
-    if (rc == 0)
-        rc = ready(rp);
-    if (rc != 0) {
-        fprintf(stderr, "# relay %s did not get ready: %s\n", cfg->relay_id, roost_strerror(rc));
-        relayproc_dump_log(rp);
-    }
-    rp->keys.port = rp->port;
-    return rc;
 }
 
 int relayproc_wait(struct relayproc *rp, struct roost_client *cl, int ms)

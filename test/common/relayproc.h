@@ -4,8 +4,8 @@
  * other relays keep running.
  *
  * relayproc_start runs $ROOST_BUILD/roost-relay (default build/) with the
- * given arguments; relayproc_start_cluster with those of a relay with a
- * [cluster] section. stdout goes to /dev/null (a stray relay must not hold
+ * given arguments (a relay with a [cluster] section: clusterfx_proc_start,
+ * clusterfx.h). stdout goes to /dev/null (a stray relay must not hold
  * prove's pipe), stderr (the log) to a file: never a pipe that could fill
  * while the test does not read it. relayproc_read copies what is new into
  * rp->log. Ready when the start banner names the QUIC port and, when it
@@ -36,24 +36,13 @@ struct relayproc {
     pid_t pid;           /* 0: not running (never started, or reaped) */
     uint16_t port;       /* QUIC, from the banner's listen=127.0.0.1:N */
     uint16_t admin_port; /* from the banner's admin=ADDR:N; 0: admin off */
-    /* relayproc_start_cluster: the relay's token key, for test_token
-     * (.r stays NULL; .port = port). */
+    /* The relay's token key when a helper made one (clusterfx_proc_start),
+     * for test_token (.r stays NULL; .port = port); relayproc_cleanup
+     * removes its file. */
     struct test_relay keys;
     char log_path[64]; /* its stderr; "" before the first start */
     char log[32768];   /* the log's first bytes as read so far, NUL-ended */
     size_t log_len;
-};
-
-/* The [cluster] settings of relayproc_start_cluster. */
-struct relayproc_cluster {
-    const char *relay_id;
-    unsigned pid_prefix;
-    uint16_t redis_port; /* on 127.0.0.1 */
-    const char *key_prefix;
-    const char *secret_file;
-    const char *lease;      /* e.g. "1s" */
-    const char *join_wait;  /* e.g. "600ms" */
-    const char *redis_time; /* redis_timeout, e.g. "200ms" */
 };
 
 /* $ROOST_BUILD/roost-relay. */
@@ -63,15 +52,10 @@ const char *relayproc_bin(void);
 uint16_t relayproc_free_port(int type);
 
 /* Starts the relay with args (after argv[0], NULL ended, at most 30) and
- * waits until it is ready. Returns 0; ROOST_ENOENT when the binary is not
+ * waits until it is ready (rp zeroed first). Returns 0; ROOST_ENOENT when the binary is not
  * built, ROOST_ETIMEDOUT when it did not get ready (killed and reaped; its
  * log is in rp->log), ROOST_EIO when it could not be started. */
 int relayproc_start(struct relayproc *rp, const char *const *args);
-/* Starts a relay with cfg's [cluster] section on 127.0.0.1: a fresh token
- * key (rp->keys), a free UDP port (also its trunk_listen), two workers,
- * the admin endpoint on a kernel-chosen port. Same returns as
- * relayproc_start; on failure the log is printed (relayproc_dump_log). */
-int relayproc_start_cluster(struct relayproc *rp, const struct relayproc_cluster *cfg);
 
 /* Reads what the relay logged since the last read into rp->log, waiting
  * at most timeout_ms for something new. */

@@ -25,22 +25,19 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/clusterfx.h"
 #include "../common/echo_app.h"
 #include "../common/participant.h"
-#include "../common/redis_server.h"
 #include "../common/httpc.h"
+#include "../common/redis_server.h"
 #include "../common/relayproc.h"
-#include "proto/keyfile.h"
-#include "proto/msg.h"
 #include "relay/trunk.h"
 
 #define WAIT_MS 20000
@@ -57,115 +54,42 @@ static struct relayproc home;
 static struct roost_client *cl;
 static char secret_file[64] = "/tmp/roost-fo-secret-XXXXXX";
 
-static int start_relay(unsigned i)
+/* The [cluster] settings of every relay: the process (start_home) and the
+ * in-process ones (group_setup: "rt" + i, pid_prefix i + 1). */
+static struct clusterfx_relay settings(const char *id, unsigned prefix)
 {
-    struct test_relay *t = &tr[i];
-    struct relay_config cfg = {.n_workers = 2};
-    struct relay_cluster_config *k = &cfg.cluster;
-    snprintf(k->redis_host, sizeof(k->redis_host), "127.0.0.1");
-    k->redis_port = rs.port;
-    snprintf(k->key_prefix, sizeof(k->key_prefix), "fo");
-    k->pid_prefix = (uint8_t)(i + 1);
-    k->timing = (struct dir_timing){.refresh_ms = 200,
-                                    .relay_ttl_ms = 600,
-                                    .lease_ms = LEASE_MS,
-                                    .wait_ms = 600,
-                                    .connect_timeout_ms = 200,
-                                    .cmd_timeout_ms = 200,
-                                    .backoff_min_ms = 20,
-                                    .backoff_max_ms = 200};
-    snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "rt%u", i);
-    snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret_file);
-    cfg.port = relayproc_free_port(SOCK_DGRAM);
-    snprintf(cfg.cluster_trunk_listen, sizeof(cfg.cluster_trunk_listen), "127.0.0.1:%u",
-             (unsigned)cfg.port);
-    static char cert[600], key[600];
-    const char *d = echo_cert_dir(false);
-    snprintf(cert, sizeof(cert), "%s/server.pem", d);
-    snprintf(key, sizeof(key), "%s/server.key", d);
-    snprintf(t->key_file, sizeof(t->key_file), "%s/tokenkeys-%d-fo%u", d, (int)getpid(), i);
-    unlink(t->key_file);
-    char err[256];
-    if (keyfile_generate(t->key_file, "test", &t->keys, err, sizeof(err)) != 0)
-        return -1;
-    cfg.cert_file = cert;
-    cfg.key_file = key;
-    cfg.token_key_file = t->key_file;
-    cfg.addr = "127.0.0.1";
-    cfg.no_pin = true;
-    if (relay_new(&t->r, &cfg) != 0)
-        return -1;
-    if (relay_start(t->r) != 0) {
-        relay_del(t->r);
-        t->r = NULL;
-        return -1;
-    }
-    t->port = relay_port(t->r);
-    return t->port == cfg.port ? 0 : -1;
+    return (struct clusterfx_relay){.relay_id = id,
+                                    .pid_prefix = (uint8_t)prefix,
+                                    .redis_port = rs.port,
+                                    .key_prefix = "fo",
+                                    .secret_file = secret_file,
+                                    .timing = {.refresh_ms = 200,
+                                               .relay_ttl_ms = 600,
+                                               .lease_ms = LEASE_MS,
+                                               .wait_ms = 600,
+                                               .connect_timeout_ms = 200,
+                                               .cmd_timeout_ms = 200,
+                                               .backoff_min_ms = 20,
+                                               .backoff_max_ms = 200}};
 }
 
 static void start_home(const char *id, unsigned prefix)
 {
-    struct relayproc_cluster pc = {.relay_id = id,
-                                   .pid_prefix = prefix,
-                                   .redis_port = rs.port,
-                                   .key_prefix = "fo",
-                                   .secret_file = secret_file,
-                                   .lease = "1s",
-                                   .join_wait = "600ms",
-                                   .redis_time = "200ms"};
+    struct clusterfx_relay c = settings(id, prefix);
     relayproc_cleanup(&home); /* a previous test that failed half-way */
-    assert_int_equal(relayproc_start_cluster(&home, &pc), 0);
+    assert_int_equal(clusterfx_proc_start(&home, &c), 0);
 }
 
 static void redis_get(const char *key, char *out, size_t cap)
 {
-    redisContext *rc = redis_server_connect(&rs);
-    assert_non_null(rc);
-    redisReply *r = redisCommand(rc, "GET %s", key);
-    assert_non_null(r);
-    snprintf(out, cap, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
-    freeReplyObject(r);
-    redisFree(rc);
-}
-
-static unsigned known(const struct part *p)
-{
-    unsigned n = p->joined_n;
-    for (uint32_t i = 0; i < p->n_events; i++)
-        n += p->events[i].kind == MSG_EV_JOIN ? 1 : -1;
-    return n;
-}
-
-struct grp {
-    struct part *p;
-    unsigned n, want;
-};
-
-static bool all_know(void *arg)
-{
-    struct grp *g = arg;
-    for (unsigned i = 0; i < g->n; i++)
-        if (!g->p[i].joined || known(&g->p[i]) != g->want)
-            return false;
-    return true;
-}
-
-static bool joined_one(void *arg)
-{
-    struct part *p = arg;
-    return p->joined || p->closed;
+    assert_int_equal(clusterfx_redis_get(&rs, key, out, cap), 0);
 }
 
 /* relay 0 is the process, 1 and 2 in-process */
 static void setup_part(struct part *p, unsigned relay, const char *room, const char *id)
 {
-    memset(p, 0, sizeof(*p));
-    snprintf(p->room, sizeof(p->room), "%s", room);
-    snprintf(p->name, sizeof(p->name), "%s", id);
     const struct test_relay *t = relay == 0 ? &home.keys : &tr[relay];
-    test_token(t, room, id, TOKEN_PERM_ALL, 0, 600, p->token, sizeof(p->token));
-    assert_int_equal(part_connect(cl, relay == 0 ? home.port : tr[relay].port, p), 0);
+    assert_int_equal(clusterfx_join(cl, p, t, room, id, TOKEN_PERM_ALL), 0);
 }
 
 /* Every member of room on all three relays; the first at the process
@@ -173,33 +97,19 @@ static void setup_part(struct part *p, unsigned relay, const char *room, const c
 static void join_all(struct part *f, const char *room, const char *home_id)
 {
     setup_part(&f[0], 0, room, "m-0");
-    assert_true(echo_client_until(cl, joined_one, &f[0], WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_joined, &f[0], WAIT_MS));
     assert_true(f[0].joined);
     for (unsigned i = 1; i < NP; i++) {
         char id[16];
         snprintf(id, sizeof(id), "m-%u", i);
         setup_part(&f[i], i / PER, room, id);
     }
-    struct grp g = {f, NP, NP - 1};
-    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    struct clusterfx_grp g = {f, NP, NP - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS));
     char key[96], val[128];
     snprintf(key, sizeof(key), "fo:room:%s", room);
     redis_get(key, val, sizeof(val));
     assert_true(strncmp(val, home_id, strlen(home_id)) == 0 && val[strlen(home_id)] == ':');
-}
-
-struct frame_wait {
-    struct part *p;
-    uint32_t sender, seq;
-};
-
-static bool got_seq(void *arg)
-{
-    struct frame_wait *w = arg;
-    for (uint32_t k = 0; k < w->p->n_media; k++)
-        if (w->p->media[k].sender == w->sender && w->p->media[k].seq == w->seq)
-            return true;
-    return false;
 }
 
 /* Frames from `from` (fresh seqs from *seq) until `to` receives one.
@@ -209,10 +119,10 @@ static long long media_until(struct part *from, struct part *to, uint32_t *seq, 
     uint64_t t0 = redis_test_now_ms(), until = t0 + ms;
     while (redis_test_now_ms() < until) {
         assert_int_equal(part_send(from, ++*seq), 0);
-        struct frame_wait w = {to, from->pid, *seq};
+        struct clusterfx_frame w = {to, from->pid, *seq};
         for (int i = 0; i < 5; i++) {
             roost_client_step(cl, 5);
-            if (got_seq(&w))
+            if (clusterfx_got_frame(&w))
                 return (long long)(redis_test_now_ms() - t0);
         }
     }
@@ -413,8 +323,8 @@ static void test_home_killed(void **state)
     assert_true(gap <= GAP_BOUND_MS);
     assert_true(strncmp(val, "rt1:", 4) == 0 || strncmp(val, "rt2:", 4) == 0);
     /* the survivors see each other only, on the same connections */
-    struct grp gs = {&f[PER], NP - PER, NP - PER - 1};
-    assert_true(echo_client_until(cl, all_know, &gs, WAIT_MS));
+    struct clusterfx_grp gs = {&f[PER], NP - PER, NP - PER - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &gs, WAIT_MS));
     for (unsigned i = PER; i < NP; i++) {
         assert_false(f[i].closed);
         assert_ptr_equal(f[i].c, conns[i]);
@@ -490,11 +400,11 @@ static void test_home_paused(void **state)
     assert_true(both < LEASE_MS);
     /* nobody switched home back, and the old home's members are served
      * through the new home: everybody sees everybody, media both ways */
-    struct grp g = {f, NP, NP - 1};
-    bool ok = echo_client_until(cl, all_know, &g, WAIT_MS);
+    struct clusterfx_grp g = {f, NP, NP - 1};
+    bool ok = echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS);
     for (unsigned i = 0; i < NP && !ok; i++)
-        fprintf(stderr, "# part %u pid %08x knows %u closed %d\n", i, f[i].pid, known(&f[i]),
-                f[i].closed);
+        fprintf(stderr, "# part %u pid %08x knows %u closed %d\n", i, f[i].pid,
+                clusterfx_known(&f[i]), f[i].closed);
     if (!ok)
         relayproc_dump_log(&home);
     assert_true(ok);
@@ -546,22 +456,12 @@ static void test_home_paused(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    int rc = redis_server_start(&rs, 0);
-    if (rc != 0) {
-        fprintf(stderr, "# cannot start redis-server: %d (scripts/install-deps installs it)\n", rc);
+    if (clusterfx_redis_start(&rs) != 0 ||
+        clusterfx_secret_file(secret_file, CLUSTERFX_SECRET) != 0)
         return -1;
-    }
-    int fd = mkstemp(secret_file);
-    if (fd == -1)
+    struct clusterfx_relay c = settings("rt", 0);
+    if (clusterfx_relays_start(tr, 1, NR, &c) != 0)
         return -1;
-    const char *s = "0123456789abcdef-cluster-secret\n";
-    ssize_t n = write(fd, s, strlen(s));
-    close(fd);
-    if (n != (ssize_t)strlen(s))
-        return -1;
-    for (unsigned i = 1; i < NR; i++)
-        if (start_relay(i) != 0)
-            return -1;
     return test_client_new(&cl);
 }
 
@@ -581,10 +481,8 @@ static int group_teardown(void **state)
 
 int main(void)
 {
-    if (!redis_server_available()) {
-        printf("1..0 # SKIP redis-server not installed (scripts/install-deps installs it)\n");
+    if (clusterfx_skip_without_redis())
         return 0;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_home_killed),
         cmocka_unit_test(test_home_paused),
