@@ -332,11 +332,11 @@ int relayproc_resume(struct relayproc *rp)
     return rp->pid > 0 ? kill(rp->pid, SIGCONT) : -1;
 }
 
-int relayproc_term(struct relayproc *rp, int wait_ms)
+int relayproc_term(struct relayproc *rp, struct roost_client *cl, int wait_ms)
 {
     if (rp->pid <= 0 || kill(rp->pid, SIGTERM) != 0)
         return -1;
-    int st = relayproc_wait(rp, NULL, wait_ms);
+    int st = relayproc_wait(rp, cl, wait_ms);
     if (st == -1)
         relayproc_kill(rp);
     return st;

@@ -84,9 +84,10 @@ void relayproc_kill(struct relayproc *rp);
 int relayproc_pause(struct relayproc *rp);
 int relayproc_resume(struct relayproc *rp);
 /* SIGTERM (drain; exits once its rooms are empty) and reap, at most
- * wait_ms (then SIGKILL). Returns the wait status, or -1 when it had to be
- * killed. */
-int relayproc_term(struct relayproc *rp, int wait_ms);
+ * wait_ms (then SIGKILL), stepping cl (when not NULL) meanwhile so that
+ * its connections send what they have queued (a LEAVE) and answer.
+ * Returns the wait status, or -1 when it had to be killed. */
+int relayproc_term(struct relayproc *rp, struct roost_client *cl, int wait_ms);
 /* Kills if running, removes the log and the token key file: the struct
  * may be started again. A zeroed struct is fine. */
 void relayproc_cleanup(struct relayproc *rp);
