@@ -1,8 +1,10 @@
 /* Trunks, private to relay/trunk*.c: the structures they share.
  * trunk.c: process level, connections (dial, accept, HELLO, re-dial),
  * trunk messages in, the QUIC ops, worker level and counters.
- * trunkroom.c: rooms on a trunk (hidden and remote members, presence
- * mirror), the room ops, the home ops and static_home.
+ * trunkroom.c: keep-alive, sending, rooms on a trunk (hidden and remote
+ * members, presence mirror) and the room ops.
+ * trunksub.c: subscriptions and fencing: the homes held, the home ops,
+ * revocations, empty subscriptions ending, static_home, test hooks.
  * trunkmedia.c: media in from a trunk, keyframe-cache replays.
  * Everything of a trunk_set runs on its worker. */
 #ifndef ROOST_RELAY_TRUNK_INT_H
@@ -234,16 +236,11 @@ void trunk_close_auth(struct trunk *t, const char *why);
 void trunk_on_hello(struct trunk *t, const struct trunkmsg *m);
 /* Counts and logs a pid_prefix conflict; close: closes with TRUNK_ERR_PREFIX. */
 void trunk_close_prefix(struct trunk *t, bool close);
-uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t len, uint64_t gen);
-bool trunk_home_held(struct trunk_shared *sh, const char *room, size_t len);
-uint64_t trunk_ka_period(const struct trunk_set *set);
-void trunk_ka_cb(struct timer *tm, uint64_t now, void *arg);
-/* lease (on only, may be NULL): the lease of gen, referenced while kept. */
-void trunk_home_set(struct trunk_shared *sh, const char *room, size_t len, bool on, uint64_t gen,
-                    struct dir_lease *lease);
 struct trunk *trunk_out_get(struct trunk_set *set, const char *id, const char *addr);
 
-/* trunkroom.c: messages, rooms on a trunk, members, the home ops */
+/* trunkroom.c: keep-alive, messages, rooms on a trunk, members */
+uint64_t trunk_ka_period(const struct trunk_set *set);
+void trunk_ka_cb(struct timer *tm, uint64_t now, void *arg);
 int trunk_send_msg(struct trunk *t, const struct trunkmsg *m);
 void trunk_send_presence(struct troom *tr, uint8_t kind, const struct mirror *mi);
 void trunk_send_subscribe(struct troom *tr);
@@ -273,8 +270,13 @@ void trunk_mirror_join(struct troom *tr, uint32_t pid, uint8_t flags, struct msg
 void trunk_mirror_leave(struct troom *tr, uint32_t pid);
 void trunk_troom_activate(struct troom *tr);
 void trunk_troom_resub_later(struct troom *tr);
+
+/* trunksub.c: subscriptions and fencing */
+uint32_t trunk_home_check(struct trunk_shared *sh, const uint8_t *room, size_t len, uint64_t gen);
 void trunk_empty_rooms(struct trunk_set *set);
-void trunk_homed_forget(struct trunk_set *set, const char *room, size_t len);
+/* The room closed: no more an empty subscription's room to learn the home
+ * of again (set->dropped). */
+void trunk_dropped_forget(struct trunk_set *set, const char *room, size_t len);
 void trunk_post_local_join(struct relay_worker *rw, const char *room, size_t len);
 void trunk_on_local_join(struct trunk_set *set, struct buf *b);
 
@@ -296,7 +298,6 @@ struct test_home {
     uint64_t gen;
 };
 
-void trunk_revoke_post(struct relay_worker *rw, const char *room, size_t len, uint64_t upto);
 void trunk_on_revoke(struct trunk_set *set, const struct trunk_revoke *rv);
 
 #endif

@@ -22,20 +22,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include "../common/clusterfx.h"
 #include "../common/echo_app.h"
 #include "../common/participant.h"
 #include "../common/redis_server.h"
-#include "proto/keyfile.h"
-#include "proto/msg.h"
 #include "relay/cluster.h"
 #include "relay/cluster_int.h" /* the directory, to stall its thread */
 #include "relay/trunk.h"
@@ -63,60 +59,6 @@ static struct test_relay tr[NR];
 static struct roost_client *cl;
 static struct part v[NP];
 static char secret_file[64] = "/tmp/roost-rt-secret-XXXXXX";
-
-/* A free loopback UDP port: the relay listens there and advertises it as
- * its trunk address (trunks ride on the QUIC port). */
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int start_relay(unsigned i)
-{
-    struct test_relay *t = &tr[i];
-    struct relay_config cfg = {.n_workers = 2};
-    struct relay_cluster_config *k = &cfg.cluster;
-    snprintf(k->redis_host, sizeof(k->redis_host), "127.0.0.1");
-    k->redis_port = rs.port;
-    snprintf(k->key_prefix, sizeof(k->key_prefix), "rt");
-    k->pid_prefix = (uint8_t)(i + 1);
-    k->timing = timing;
-    snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "rt%u", i);
-    snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret_file);
-    cfg.port = free_port();
-    snprintf(cfg.cluster_trunk_listen, sizeof(cfg.cluster_trunk_listen), "127.0.0.1:%u",
-             (unsigned)cfg.port);
-    static char cert[600], key[600];
-    const char *d = echo_cert_dir(false);
-    snprintf(cert, sizeof(cert), "%s/server.pem", d);
-    snprintf(key, sizeof(key), "%s/server.key", d);
-    snprintf(t->key_file, sizeof(t->key_file), "%s/tokenkeys-%d-rt%u", d, (int)getpid(), i);
-    unlink(t->key_file);
-    char err[256];
-    if (keyfile_generate(t->key_file, "test", &t->keys, err, sizeof(err)) != 0)
-        return -1;
-    cfg.cert_file = cert;
-    cfg.key_file = key;
-    cfg.token_key_file = t->key_file;
-    cfg.addr = "127.0.0.1";
-    cfg.no_pin = true;
-    if (relay_new(&t->r, &cfg) != 0)
-        return -1;
-    if (relay_start(t->r) != 0) {
-        relay_del(t->r);
-        t->r = NULL;
-        return -1;
-    }
-    t->port = relay_port(t->r);
-    return t->port == cfg.port ? 0 : -1;
-}
 
 /* The test's own Redis commands: the relays' command timeout, retried
  * until WAIT_MS (before: one try with 200 ms, which failed once under load
@@ -147,51 +89,9 @@ static void redis_get(const char *key, char *out, size_t cap)
     freeReplyObject(r);
 }
 
-/* Participants the member knows: JOINED's list plus joins minus leaves. */
-static unsigned known(const struct part *p)
-{
-    unsigned n = p->joined_n;
-    for (uint32_t i = 0; i < p->n_events; i++)
-        n += p->events[i].kind == MSG_EV_JOIN ? 1 : -1;
-    return n;
-}
-
-struct grp {
-    struct part *p;
-    unsigned n, want;
-};
-
-static bool all_know(void *arg)
-{
-    struct grp *g = arg;
-    for (unsigned i = 0; i < g->n; i++)
-        if (!g->p[i].joined || known(&g->p[i]) != g->want)
-            return false;
-    return true;
-}
-
-static bool all_media(void *arg)
-{
-    struct grp *g = arg;
-    for (unsigned i = 0; i < g->n; i++)
-        if (g->p[i].n_media < g->want)
-            return false;
-    return true;
-}
-
-static bool joined_one(void *arg)
-{
-    struct part *p = arg;
-    return p->joined || p->closed;
-}
-
 static void setup_part(struct part *p, unsigned relay, const char *room, const char *id)
 {
-    memset(p, 0, sizeof(*p));
-    snprintf(p->room, sizeof(p->room), "%s", room);
-    snprintf(p->name, sizeof(p->name), "%s", id);
-    test_token(&tr[relay], room, id, TOKEN_PERM_ALL, 0, 600, p->token, sizeof(p->token));
-    assert_int_equal(part_connect(cl, tr[relay].port, p), 0);
+    assert_int_equal(clusterfx_join(cl, p, &tr[relay], room, id, TOKEN_PERM_ALL), 0);
 }
 
 /* LEAVE for a member that connected and is still open: after a failed
@@ -255,7 +155,7 @@ static void test_room_across_relays(void **state)
     (void)state;
     /* the first member at rt0: rt0 claims the room */
     setup_part(&v[0], 0, "span", "user-0");
-    assert_true(echo_client_until(cl, joined_one, &v[0], WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_joined, &v[0], WAIT_MS));
     assert_true(v[0].joined);
     char val[128];
     redis_get("rt:room:span", val, sizeof(val));
@@ -265,11 +165,11 @@ static void test_room_across_relays(void **state)
         snprintf(id, sizeof(id), "user-%u", i);
         setup_part(&v[i], i / PER, "span", id);
     }
-    struct grp g = {v, NP, NP - 1};
-    bool ok = echo_client_until(cl, all_know, &g, WAIT_MS);
+    struct clusterfx_grp g = {v, NP, NP - 1};
+    bool ok = echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS);
     for (unsigned i = 0; i < NP && !ok; i++)
         fprintf(stderr, "# part %u pid %u joined %d knows %u\n", i, v[i].pid, v[i].joined,
-                known(&v[i]));
+                clusterfx_known(&v[i]));
     assert_true(ok);
     for (unsigned i = 0; i < NP; i++) {
         assert_int_equal(v[i].pid >> 24, i / PER + 1); /* the relay's prefix */
@@ -300,8 +200,8 @@ static void test_room_across_relays(void **state)
             assert_int_equal(part_send(&v[i], base + i * 1000 + k), 0);
         roost_client_step(cl, 1);
     }
-    struct grp gm = {v, NP, (NP - 1) * K};
-    bool all = echo_client_until(cl, all_media, &gm, WAIT_MS);
+    struct clusterfx_grp gm = {v, NP, (NP - 1) * K};
+    bool all = echo_client_until(cl, clusterfx_all_media, &gm, WAIT_MS);
     if (!all)
         dump(v, NP);
     assert_true(all);
@@ -373,11 +273,11 @@ static void test_lease_fence(void **state)
     (void)state;
     static struct part a, b;
     setup_part(&a, 0, "fence", "fence-home");
-    assert_true(echo_client_until(cl, joined_one, &a, WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_joined, &a, WAIT_MS));
     setup_part(&b, 1, "fence", "fence-sub");
-    struct grp ga = {&a, 1, 1}, gb = {&b, 1, 1};
-    assert_true(echo_client_until(cl, all_know, &ga, WAIT_MS));
-    assert_true(echo_client_until(cl, all_know, &gb, WAIT_MS));
+    struct clusterfx_grp ga = {&a, 1, 1}, gb = {&b, 1, 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &ga, WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_all_know, &gb, WAIT_MS));
     char val[128];
     redis_get("rt:room:fence", val, sizeof(val));
     assert_true(strncmp(val, "rt0:", 4) == 0);
@@ -398,8 +298,8 @@ static void test_lease_fence(void **state)
     struct trunk_stats a0;
     trunk_stats_total(tr[0].r, &a0);
     /* refused: rt1's member no longer sees rt0's */
-    struct grp gb0 = {&b, 1, 0};
-    bool apart = ok && echo_client_until(cl, all_know, &gb0, WAIT_MS);
+    struct clusterfx_grp gb0 = {&b, 1, 0};
+    bool apart = ok && echo_client_until(cl, clusterfx_all_know, &gb0, WAIT_MS);
     if (!ok || a0.subs_accepted != s0.subs_accepted)
         fprintf(stderr, "# rt0 accepted %llu -> %llu, rt1 rejected %llu\n",
                 (unsigned long long)s0.subs_accepted, (unsigned long long)a0.subs_accepted,
@@ -412,25 +312,11 @@ static void test_lease_fence(void **state)
     assert_true(apart);
     /* rt0's cluster thread sees the lease lost, the room is claimed again
      * (by either relay) and the two members see each other again */
-    assert_true(echo_client_until(cl, all_know, &ga, WAIT_MS));
-    assert_true(echo_client_until(cl, all_know, &gb, WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_all_know, &ga, WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_all_know, &gb, WAIT_MS));
     leave(&a);
     leave(&b);
     assert_true(echo_client_until(cl, no_rooms, NULL, WAIT_MS));
-}
-
-struct frame_wait {
-    struct part *p;
-    uint32_t sender, seq;
-};
-
-static bool got_seq(void *arg)
-{
-    struct frame_wait *w = arg;
-    for (uint32_t k = 0; k < w->p->n_media; k++)
-        if (w->p->media[k].sender == w->sender && w->p->media[k].seq == w->seq)
-            return true;
-    return false;
 }
 
 /* The home relay stops: its lease ends, a relay that still has members
@@ -442,14 +328,14 @@ static void test_home_stops(void **state)
     (void)state;
     static struct part f[NP];
     setup_part(&f[0], 0, "failover", "f-0");
-    assert_true(echo_client_until(cl, joined_one, &f[0], WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_joined, &f[0], WAIT_MS));
     for (unsigned i = 1; i < NP; i++) {
         char id[16];
         snprintf(id, sizeof(id), "f-%u", i);
         setup_part(&f[i], i / PER, "failover", id);
     }
-    struct grp g = {f, NP, NP - 1};
-    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    struct clusterfx_grp g = {f, NP, NP - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS));
     char val[128];
     redis_get("rt:room:failover", val, sizeof(val));
     assert_true(strncmp(val, "rt0:", 4) == 0);
@@ -457,18 +343,18 @@ static void test_home_stops(void **state)
     test_relay_stop(&tr[0]);
     tr[0].r = NULL;
     /* the survivors see only each other */
-    struct grp gs = {&f[PER], NP - PER, NP - PER - 1};
-    assert_true(echo_client_until(cl, all_know, &gs, WAIT_MS));
+    struct clusterfx_grp gs = {&f[PER], NP - PER, NP - PER - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &gs, WAIT_MS));
     /* media across the surviving relays again: frames sent until one arrives */
     uint32_t seq = 900000;
     bool ok = false;
     uint64_t until = redis_test_now_ms() + WAIT_MS;
     while (!ok && redis_test_now_ms() < until) {
         assert_int_equal(part_send(&f[PER], ++seq), 0);
-        struct frame_wait w = {&f[2 * PER], f[PER].pid, seq};
+        struct clusterfx_frame w = {&f[2 * PER], f[PER].pid, seq};
         for (int i = 0; i < 10 && !ok; i++) {
             roost_client_step(cl, 5);
-            ok = got_seq(&w);
+            ok = clusterfx_got_frame(&w);
         }
     }
     uint64_t gap = redis_test_now_ms() - t0;
@@ -489,22 +375,16 @@ static void test_home_stops(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    int rc = redis_server_start(&rs, 0);
-    if (rc != 0) {
-        fprintf(stderr, "# cannot start redis-server: %d (scripts/install-deps installs it)\n", rc);
+    if (clusterfx_redis_start(&rs) != 0 ||
+        clusterfx_secret_file(secret_file, CLUSTERFX_SECRET) != 0)
         return -1;
-    }
-    int fd = mkstemp(secret_file);
-    if (fd == -1)
+    struct clusterfx_relay c = {.relay_id = "rt",
+                                .redis_port = rs.port,
+                                .key_prefix = "rt",
+                                .secret_file = secret_file,
+                                .timing = timing};
+    if (clusterfx_relays_start(tr, 0, NR, &c) != 0)
         return -1;
-    const char *s = "0123456789abcdef-cluster-secret\n";
-    ssize_t n = write(fd, s, strlen(s));
-    close(fd);
-    if (n != (ssize_t)strlen(s))
-        return -1;
-    for (unsigned i = 0; i < NR; i++)
-        if (start_relay(i) != 0)
-            return -1;
     return test_client_new(&cl);
 }
 
@@ -523,10 +403,8 @@ static int group_teardown(void **state)
 
 int main(void)
 {
-    if (!redis_server_available()) {
-        printf("1..0 # SKIP redis-server not installed (scripts/install-deps installs it)\n");
+    if (clusterfx_skip_without_redis())
         return 0;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_room_across_relays),
         cmocka_unit_test(test_last_members_release),

@@ -36,10 +36,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clusterfx.h"
 #include "../common/echo_app.h"
 #include "../common/participant.h"
 #include "../common/redis_server.h"
-#include "../common/relay_proc.h"
+#include "../common/relayproc.h"
 #include "core/error.h"
 #include "proto/errcode.h"
 #include "proto/keyfile.h"
@@ -51,6 +52,8 @@
 #define JOIN_WAIT_MS 600
 
 static struct redis_server rs = {.pid = -1};
+/* [cluster] relay_id turns trunks on: they need the cluster secret. */
+static char secret_file[64] = "/tmp/roost-cr-secret-XXXXXX";
 
 /* ------------------------------------------------------- recorded ops */
 
@@ -101,64 +104,36 @@ static struct rec rec_get(struct rec *r)
 
 /* --------------------------------------------------------------- relays */
 
-/* As test_relay_start, with the cluster and the recording ops registered
- * between relay_new and relay_start (before workers run). */
+/* The recording ops, registered before the workers run. */
+static void use_rec(struct relay *r, void *arg)
+{
+    struct rec *rec = arg;
+    assert_non_null(relay_cluster(r));
+    pthread_mutex_init(&rec->mu, NULL);
+    cluster_set_home_ops(relay_cluster(r), &rec_ops, rec);
+}
+
+/* A relay with the cluster (trunk_listen as given) and the recording ops. */
 static void start_relay(struct test_relay *tr, const char *id, uint8_t prefix, const char *keys,
                         const char *trunk, struct rec *rec)
 {
-    struct relay_config cfg = {.n_workers = 2};
-    struct relay_cluster_config *k = &cfg.cluster;
-    snprintf(k->redis_host, sizeof(k->redis_host), "127.0.0.1");
-    k->redis_port = rs.port;
-    snprintf(k->key_prefix, sizeof(k->key_prefix), "%s", keys);
-    k->pid_prefix = prefix;
-    k->timing = (struct dir_timing){.refresh_ms = 200,
-                                    .relay_ttl_ms = 600,
-                                    .lease_ms = LEASE_MS,
-                                    .wait_ms = JOIN_WAIT_MS,
-                                    .connect_timeout_ms = 200,
-                                    .cmd_timeout_ms = 200,
-                                    .backoff_min_ms = 20,
-                                    .backoff_max_ms = 200};
-    snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "%s", id);
-    snprintf(cfg.cluster_trunk_listen, sizeof(cfg.cluster_trunk_listen), "%s", trunk);
-
-    static char cert[600], key[600];
-    const char *d = echo_cert_dir(false);
-    snprintf(cert, sizeof(cert), "%s/server.pem", d);
-    snprintf(key, sizeof(key), "%s/server.key", d);
-    snprintf(tr->key_file, sizeof(tr->key_file), "%s/tokenkeys-%d-%s", d, (int)getpid(), id);
-    unlink(tr->key_file);
-    char err[256];
-    assert_int_equal(keyfile_generate(tr->key_file, "test", &tr->keys, err, sizeof(err)), 0);
-    /* [cluster] relay_id turns trunks on: they need the cluster secret. */
-    if (snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s/secret-%d-%s", d,
-                 (int)getpid(), id) >= (int)sizeof(cfg.cluster_secret_file))
-        fail();
-    FILE *sf = fopen(cfg.cluster_secret_file, "w");
-    assert_non_null(sf);
-    fputs("0123456789abcdef-cluster-secret\n", sf);
-    fclose(sf);
-    cfg.cert_file = cert;
-    cfg.key_file = key;
-    cfg.token_key_file = tr->key_file;
-    cfg.addr = "127.0.0.1";
-    cfg.no_pin = true;
-    assert_int_equal(relay_new(&tr->r, &cfg), 0);
-    unlink(cfg.cluster_secret_file); /* read by relay_new */
-    assert_non_null(relay_cluster(tr->r));
-    pthread_mutex_init(&rec->mu, NULL);
-    cluster_set_home_ops(relay_cluster(tr->r), &rec_ops, rec);
-    assert_int_equal(relay_start(tr->r), 0);
-    tr->port = relay_port(tr->r);
-}
-
-static void setup_part(struct test_relay *tr, struct part *p, const char *room, const char *who)
-{
-    memset(p, 0, sizeof(*p));
-    snprintf(p->room, sizeof(p->room), "%s", room);
-    snprintf(p->name, sizeof(p->name), "%s", who);
-    test_token(tr, room, who, TOKEN_PERM_ALL, 0, 600, p->token, sizeof(p->token));
+    struct clusterfx_relay c = {.relay_id = id,
+                                .pid_prefix = prefix,
+                                .redis_port = rs.port,
+                                .key_prefix = keys,
+                                .secret_file = secret_file,
+                                .trunk_listen = trunk,
+                                .timing = {.refresh_ms = 200,
+                                           .relay_ttl_ms = 600,
+                                           .lease_ms = LEASE_MS,
+                                           .wait_ms = JOIN_WAIT_MS,
+                                           .connect_timeout_ms = 200,
+                                           .cmd_timeout_ms = 200,
+                                           .backoff_min_ms = 20,
+                                           .backoff_max_ms = 200},
+                                .before_start = use_rec,
+                                .arg = rec};
+    assert_int_equal(clusterfx_relay_start(tr, &c), 0);
 }
 
 static bool answered(void *arg)
@@ -176,8 +151,7 @@ static bool closed(void *arg)
 static void join_one(struct roost_client *cl, struct test_relay *tr, struct part *p,
                      const char *room, const char *who)
 {
-    setup_part(tr, p, room, who);
-    assert_int_equal(part_connect(cl, tr->port, p), 0);
+    assert_int_equal(clusterfx_join(cl, p, tr, room, who, TOKEN_PERM_ALL), 0);
     assert_true(echo_client_until(cl, answered, p, WAIT_MS));
 }
 
@@ -203,13 +177,7 @@ static void leave_one(struct roost_client *cl, struct part *p)
 /* GET key into out ("" when absent). */
 static void redis_get(const char *key, char *out, size_t cap)
 {
-    redisContext *rc = redis_server_connect(&rs);
-    assert_non_null(rc);
-    redisReply *r = redisCommand(rc, "GET %s", key);
-    assert_non_null(r);
-    snprintf(out, cap, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
-    freeReplyObject(r);
-    redisFree(rc);
+    assert_int_equal(clusterfx_redis_get(&rs, key, out, cap), 0);
 }
 
 static long long redis_pttl(const char *key)
@@ -448,15 +416,15 @@ static void test_redis_down_and_back(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    int rc = redis_server_start(&rs, 0);
-    if (rc != 0)
-        fprintf(stderr, "# cannot start redis-server: %d (scripts/install-deps installs it)\n", rc);
-    return rc == 0 ? 0 : -1;
+    if (clusterfx_redis_start(&rs) != 0)
+        return -1;
+    return clusterfx_secret_file(secret_file, CLUSTERFX_SECRET);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
+    unlink(secret_file);
     redis_server_stop(&rs);
     return 0;
 }
@@ -472,29 +440,22 @@ static void test_trunk_listen_port(void **state)
     k->redis_port = rs.port;
     k->pid_prefix = 9;
     snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "tl");
-    static char cert[600], key[600], secret[600], keys[600];
+    static char cert[600], key[600], keys[600];
     const char *d = echo_cert_dir(false);
     snprintf(cert, sizeof(cert), "%s/server.pem", d);
     snprintf(key, sizeof(key), "%s/server.key", d);
-    if (snprintf(secret, sizeof(cfg.cluster_secret_file), "%s/secret-%d-tl", d, (int)getpid()) >=
-        (int)sizeof(cfg.cluster_secret_file))
-        fail();
     snprintf(keys, sizeof(keys), "%s/tokenkeys-%d-tl", d, (int)getpid());
-    FILE *sf = fopen(secret, "w");
-    assert_non_null(sf);
-    fputs("0123456789abcdef-cluster-secret\n", sf);
-    fclose(sf);
     struct token_keyring kr;
     char err[256];
     unlink(keys);
     assert_int_equal(keyfile_generate(keys, "test", &kr, err, sizeof(err)), 0);
-    memcpy(cfg.cluster_secret_file, secret, sizeof(cfg.cluster_secret_file));
+    snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret_file);
     cfg.cert_file = cert;
     cfg.key_file = key;
     cfg.token_key_file = keys;
     cfg.addr = "127.0.0.1";
     cfg.no_pin = true;
-    cfg.port = test_free_udp_port();
+    cfg.port = relayproc_free_port(SOCK_DGRAM);
     snprintf(cfg.cluster_trunk_listen, sizeof(cfg.cluster_trunk_listen), "127.0.0.1:%u",
              cfg.port == 65535 ? 1u : cfg.port + 1u);
     struct relay *r = NULL;
@@ -507,16 +468,13 @@ static void test_trunk_listen_port(void **state)
     snprintf(cfg.cluster_trunk_listen, sizeof(cfg.cluster_trunk_listen), "127.0.0.1:%u", cfg.port);
     assert_int_equal(relay_new(&r, &cfg), 0);
     relay_del(r);
-    unlink(secret);
     unlink(keys);
 }
 
 int main(void)
 {
-    if (!redis_server_available()) {
-        printf("1..0 # SKIP redis-server not installed (scripts/install-deps installs it)\n");
+    if (clusterfx_skip_without_redis())
         return 0;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claim_peer_release),
         cmocka_unit_test(test_redis_down_and_back),

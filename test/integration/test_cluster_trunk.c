@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "../common/clusterfx.h"
 #include "../common/echo_app.h"
 #include "../common/participant.h"
 #include "proto/errcode.h"
@@ -38,16 +39,6 @@ static struct roost_client *cl;
 static struct part v[NP];
 static char secret_file[64] = "/tmp/roost-trunk-secret-XXXXXX";
 static char bad_secret_file[64] = "/tmp/roost-trunk-bad-XXXXXX";
-
-static int write_secret(char *tmpl, const char *s)
-{
-    int fd = mkstemp(tmpl);
-    if (fd == -1)
-        return -1;
-    ssize_t n = write(fd, s, strlen(s));
-    close(fd);
-    return n == (ssize_t)strlen(s) ? 0 : -1;
-}
 
 /* prefix 0: the relay's own, i + 1 (distinct per relay). */
 static int start_p(unsigned i, unsigned workers, const char *secret, uint16_t home_port,
@@ -176,15 +167,6 @@ static struct trunk_stats tstats(unsigned i)
     return st;
 }
 
-/* Participants the member knows: JOINED's list plus joins minus leaves. */
-static unsigned known(const struct part *p)
-{
-    unsigned n = p->joined_n;
-    for (uint32_t i = 0; i < p->n_events; i++)
-        n += p->events[i].kind == MSG_EV_JOIN ? 1 : -1;
-    return n;
-}
-
 static bool knows(const struct part *p, uint32_t pid)
 {
     int n = 0;
@@ -196,37 +178,10 @@ static bool knows(const struct part *p, uint32_t pid)
     return n == 1;
 }
 
-struct grp {
-    struct part *p;
-    unsigned n, want;
-};
-
-static bool all_know(void *arg)
-{
-    struct grp *g = arg;
-    for (unsigned i = 0; i < g->n; i++)
-        if (!g->p[i].joined || known(&g->p[i]) != g->want)
-            return false;
-    return true;
-}
-
-static bool all_media(void *arg)
-{
-    struct grp *g = arg;
-    for (unsigned i = 0; i < g->n; i++)
-        if (g->p[i].n_media < g->want)
-            return false;
-    return true;
-}
-
 static void setup_perm(struct part *p, unsigned relay, const char *room, const char *id,
                        unsigned perms)
 {
-    memset(p, 0, sizeof(*p));
-    snprintf(p->room, sizeof(p->room), "%s", room);
-    snprintf(p->name, sizeof(p->name), "%s", id);
-    test_token(&tr[relay], room, id, perms, 0, 600, p->token, sizeof(p->token));
-    assert_int_equal(part_connect(cl, tr[relay].port, p), 0);
+    assert_int_equal(clusterfx_join(cl, p, &tr[relay], room, id, perms), 0);
 }
 
 static void setup_part(struct part *p, unsigned relay, const char *room, const char *id)
@@ -237,8 +192,8 @@ static void setup_part(struct part *p, unsigned relay, const char *room, const c
 static int group_setup(void **state)
 {
     (void)state;
-    if (write_secret(secret_file, "0123456789abcdef-cluster-secret\n") != 0 ||
-        write_secret(bad_secret_file, "not-the-cluster-secret-at-all\n") != 0)
+    if (clusterfx_secret_file(secret_file, CLUSTERFX_SECRET) != 0 ||
+        clusterfx_secret_file(bad_secret_file, "not-the-cluster-secret-at-all\n") != 0)
         return -1;
     if (start(0, 2, secret_file, 0) != 0)
         return -1;
@@ -274,8 +229,8 @@ static void test_presence(void **state)
         snprintf(id, sizeof(id), "user-%u", i);
         setup_part(&v[i], i / PER, "demo", id);
     }
-    struct grp g = {v, NP, NP - 1};
-    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    struct clusterfx_grp g = {v, NP, NP - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS));
     for (unsigned i = 0; i < NP; i++) {
         /* cluster-unique ids: the relay's prefix in the top byte */
         for (unsigned j = 0; j < NP; j++) {
@@ -363,8 +318,8 @@ static void test_exact_delivery(void **state)
     for (unsigned i = 0; i < NP; i++)
         had[i] = v[i].n_media;
     send_round(0);
-    struct grp g = {v, NP, (NP - 1) * K};
-    bool ok = echo_client_until(cl, all_media, &g, WAIT_MS);
+    struct clusterfx_grp g = {v, NP, (NP - 1) * K};
+    bool ok = echo_client_until(cl, clusterfx_all_media, &g, WAIT_MS);
     if (!ok)
         dump();
     assert_true(ok);
@@ -427,11 +382,11 @@ static void test_late_joiner_keyframe(void **state)
     setup_part(&late, 1, "demo", "late-joiner");
     struct kfw lw = {&late, pub->pid, 777777};
     assert_true(echo_client_until(cl, got_frame, &lw, WAIT_MS));
-    struct grp g = {&late, 1, NP};
-    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    struct clusterfx_grp g = {&late, 1, NP};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS));
     part_leave(&late);
-    struct grp back = {v, NP, NP - 1};
-    assert_true(echo_client_until(cl, all_know, &back, WAIT_MS));
+    struct clusterfx_grp back = {v, NP, NP - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &back, WAIT_MS));
 }
 
 /* Presence ordering (issue 18): participants that join r1 and leave as
@@ -518,8 +473,8 @@ static void test_presence_join_leave(void **state)
     }
     part_leave(&marker[0]);
     part_leave(&marker[1]);
-    struct grp back = {v, NP, NP - 1};
-    assert_true(echo_client_until(cl, all_know, &back, WAIT_MS));
+    struct clusterfx_grp back = {v, NP, NP - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &back, WAIT_MS));
 }
 
 /* QUALITY and KEYFRAME_REQUEST cross the trunks to the publisher (issue
@@ -557,8 +512,8 @@ static void test_quality_kfreq(void **state)
     xr[0] = (struct xrec){.p = &pub};
     struct part *all3[3] = {&pub, &r0rx, &r1rx};
     for (unsigned i = 0; i < 3; i++) {
-        struct grp g = {all3[i], 1, 2};
-        assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+        struct clusterfx_grp g = {all3[i], 1, 2};
+        assert_true(echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS));
     }
     struct trunk_stats q1 = tstats(1), q2 = tstats(2);
     struct qw w = {&xr[0], 2, r0rx.pid, r1rx.pid};
@@ -619,8 +574,8 @@ static void test_permissions(void **state)
     setup_part(&p2, 2, "perm", "pub-r2");
     setup_part(&p0, 0, "perm", "pub-home");
     for (unsigned i = 0; i < 4; i++) {
-        struct grp g = {all[i], 1, 3};
-        assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+        struct clusterfx_grp g = {all[i], 1, 3};
+        assert_true(echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS));
     }
     for (unsigned i = 0; i < 4; i++) {
         for (unsigned j = 0; j < 4; j++) {
@@ -700,15 +655,15 @@ static void test_wrong_secret(void **state)
     assert_int_equal(start(NR, 1, bad_secret_file, tr[0].port), 0);
     static struct part lone;
     setup_part(&lone, NR, "demo", "intruder");
-    struct grp g = {&lone, 1, 0};
-    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    struct clusterfx_grp g = {&lone, 1, 0};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS));
     for (int i = 0;
          i < 600 && (tstats(0).auth_failures == home_fail || tstats(NR).auth_failures == 0); i++)
         roost_client_step(cl, 10);
     assert_true(tstats(0).auth_failures > home_fail);
     assert_true(tstats(NR).auth_failures > 0);
     assert_int_equal(tstats(NR).trunks_up, 0);
-    assert_int_equal(known(&lone), 0);
+    assert_int_equal(clusterfx_known(&lone), 0);
     /* nobody in demo saw it */
     for (unsigned i = 0; i < NP; i++)
         assert_false(knows(&v[i], lone.pid));
@@ -740,8 +695,8 @@ static void test_prefix_conflict(void **state)
     assert_int_equal(start_p(NR, 1, secret_file, tr[0].port, 1), 0);
     static struct part twin;
     setup_part(&twin, NR, "demo", "twin");
-    struct grp g = {&twin, 1, 0};
-    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    struct clusterfx_grp g = {&twin, 1, 0};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS));
     for (int i = 0;
          i < 600 && (tstats(0).prefix_conflicts == home_conf || tstats(NR).prefix_conflicts == 0);
          i++)
@@ -755,7 +710,7 @@ static void test_prefix_conflict(void **state)
              (unsigned long long)tstats(NR).prefix_conflicts);
     assert_true(has_metric(tr[NR].r, line));
     assert_true(has_metric(tr[0].r, "roost_trunk_prefix_conflicts "));
-    assert_int_equal(known(&twin), 0);
+    assert_int_equal(clusterfx_known(&twin), 0);
     /* nobody in demo saw it (its id may well equal one of r0's) */
     for (unsigned i = 0; i < NP; i++)
         assert_int_equal(v[i].n_events, had[i]);
@@ -798,11 +753,11 @@ static void test_trunk_lost(void **state)
     assert_non_null(strstr(text, line));
     assert_non_null(strstr(text, "roost_trunk_gap_seconds_total "));
     free(text);
-    struct grp g = {v, NP, NP - 1};
-    bool ok = echo_client_until(cl, all_know, &g, WAIT_MS);
+    struct clusterfx_grp g = {v, NP, NP - 1};
+    bool ok = echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS);
     for (unsigned i = 0; i < NP && !ok; i++) {
-        fprintf(stderr, "# part %u pid %u knows %u (joined %d):", i, v[i].pid, known(&v[i]),
-                v[i].joined);
+        fprintf(stderr, "# part %u pid %u knows %u (joined %d):", i, v[i].pid,
+                clusterfx_known(&v[i]), v[i].joined);
         for (uint32_t k = 0; k < v[i].n_events; k++)
             fprintf(stderr, " %c%u", v[i].events[k].kind == MSG_EV_JOIN ? '+' : '-',
                     v[i].events[k].pid);
@@ -814,8 +769,8 @@ static void test_trunk_lost(void **state)
         had[i] = v[i].n_media;
     send_round(1000000);
     for (unsigned i = 0; i < NP; i++) {
-        struct grp one = {&v[i], 1, had[i] + (NP - 1) * K};
-        assert_true(echo_client_until(cl, all_media, &one, WAIT_MS));
+        struct clusterfx_grp one = {&v[i], 1, had[i] + (NP - 1) * K};
+        assert_true(echo_client_until(cl, clusterfx_all_media, &one, WAIT_MS));
     }
     for (int i = 0; i < 20; i++)
         roost_client_step(cl, 5);
@@ -872,8 +827,8 @@ static void test_replay_once(void **state)
     struct dupw dw = {1, b1.replay_dups};
     assert_true(echo_client_until(cl, replay_seen, &dw, WAIT_MS));
     assert_true(tstats(1).replay_in > b1.replay_in);
-    struct grp g = {v, NP, NP - 1};
-    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    struct clusterfx_grp g = {v, NP, NP - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS));
     for (int i = 0; i < 20; i++)
         roost_client_step(cl, 5);
     for (unsigned i = PER; i < 2 * PER; i++)
@@ -884,7 +839,7 @@ static void test_replay_once(void **state)
     assert_true(echo_client_until(cl, got_frame, &lw, WAIT_MS));
     assert_int_equal(copies(&late, pub->pid, 888888), 1);
     part_leave(&late);
-    assert_true(echo_client_until(cl, all_know, &g, WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g, WAIT_MS));
 }
 
 /* Fencing: the directory tells r1 that demo's home generation is now 2
@@ -915,10 +870,10 @@ static void test_fencing(void **state)
     assert_true(echo_client_until(cl, rejected, &w0, WAIT_MS));
     assert_true(tstats(0).stale_gen_drops > b0.stale_gen_drops);
     /* r1's members see only each other now; r2's see r0's and their own */
-    struct grp g1 = {&v[PER], PER, PER - 1};
-    assert_true(echo_client_until(cl, all_know, &g1, WAIT_MS));
-    struct grp g2 = {&v[2 * PER], PER, 2 * PER - 1};
-    assert_true(echo_client_until(cl, all_know, &g2, WAIT_MS));
+    struct clusterfx_grp g1 = {&v[PER], PER, PER - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g1, WAIT_MS));
+    struct clusterfx_grp g2 = {&v[2 * PER], PER, 2 * PER - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g2, WAIT_MS));
     uint32_t had1 = v[PER].n_media;
     assert_int_equal(part_send(&v[0], 3000000), 0);
     struct kfw w = {&v[2 * PER], v[0].pid, 3000000};
@@ -934,7 +889,7 @@ static void test_fencing(void **state)
         roost_client_step(cl, 5);
     assert_int_equal(tstats(0).subs_accepted, acc0);
     assert_int_equal(tstats(1).subs_rejected, b1.subs_rejected + 1);
-    assert_int_equal(known(&v[PER]), PER - 1);
+    assert_int_equal(clusterfx_known(&v[PER]), PER - 1);
     /* r0 loses the home (gone with generation 1): the subscription it had
      * accepted from r2 ends (SUB_ACK NOT_HOME), so r0's and r2's members
      * see only their own relay's. */
@@ -942,9 +897,9 @@ static void test_fencing(void **state)
     assert_int_equal(trunk_test_gone(tr[0].r, "demo", 1), 0);
     struct rejw w2 = {2, rej2 + 1};
     assert_true(echo_client_until(cl, rejected, &w2, WAIT_MS));
-    struct grp g0 = {&v[0], PER, PER - 1}, g2b = {&v[2 * PER], PER, PER - 1};
-    assert_true(echo_client_until(cl, all_know, &g0, WAIT_MS));
-    assert_true(echo_client_until(cl, all_know, &g2b, WAIT_MS));
+    struct clusterfx_grp g0 = {&v[0], PER, PER - 1}, g2b = {&v[2 * PER], PER, PER - 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g0, WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_all_know, &g2b, WAIT_MS));
 }
 
 /* Keep-alive: a trunk with no room traffic stays up past the idle
@@ -977,11 +932,7 @@ static void test_keepalive(void **state)
         assert_int_equal(test_relay_start(&ka[i], &cfg), 0);
     }
     static struct part p;
-    memset(&p, 0, sizeof(p));
-    snprintf(p.room, sizeof(p.room), "quiet");
-    snprintf(p.name, sizeof(p.name), "once");
-    test_token(&ka[1], "quiet", "once", TOKEN_PERM_ALL, 0, 600, p.token, sizeof(p.token));
-    assert_int_equal(part_connect(cl, ka[1].port, &p), 0);
+    assert_int_equal(clusterfx_join(cl, &p, &ka[1], "quiet", "once", TOKEN_PERM_ALL), 0);
     struct upn u = {ka[1].r};
     assert_true(echo_client_until(cl, trunk_up_pred, &u, WAIT_MS));
     roost_conn_close(p.c, PROTO_ERR_NO_ERROR);
@@ -1021,9 +972,9 @@ static void test_rooms_close(void **state)
     static struct part a, b;
     setup_part(&a, 1, "closing", "sub-member");
     setup_part(&b, 0, "closing", "home-member");
-    struct grp ga = {&a, 1, 1}, gb = {&b, 1, 1};
-    assert_true(echo_client_until(cl, all_know, &ga, WAIT_MS));
-    assert_true(echo_client_until(cl, all_know, &gb, WAIT_MS));
+    struct clusterfx_grp ga = {&a, 1, 1}, gb = {&b, 1, 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &ga, WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_all_know, &gb, WAIT_MS));
     struct roomsw w1 = {tr[1].r, s1.rooms + 1}, w0 = {tr[0].r, s0.rooms + 1};
     assert_true(rooms_are(&w1));
     assert_true(rooms_are(&w0));
@@ -1032,7 +983,7 @@ static void test_rooms_close(void **state)
     w1.want = s1.rooms;
     assert_true(echo_client_until(cl, rooms_are, &w1, WAIT_MS));
     gb.want = 0;
-    assert_true(echo_client_until(cl, all_know, &gb, WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_all_know, &gb, WAIT_MS));
     assert_true(rooms_are(&w0));
     /* and the home's when its last member leaves */
     assert_int_equal(part_leave(&b), 0);
@@ -1042,9 +993,9 @@ static void test_rooms_close(void **state)
     static struct part c, d;
     setup_part(&d, 0, "closing", "home-again");
     setup_part(&c, 1, "closing", "sub-again");
-    struct grp gc = {&c, 1, 1}, gd = {&d, 1, 1};
-    assert_true(echo_client_until(cl, all_know, &gc, WAIT_MS));
-    assert_true(echo_client_until(cl, all_know, &gd, WAIT_MS));
+    struct clusterfx_grp gc = {&c, 1, 1}, gd = {&d, 1, 1};
+    assert_true(echo_client_until(cl, clusterfx_all_know, &gc, WAIT_MS));
+    assert_true(echo_client_until(cl, clusterfx_all_know, &gd, WAIT_MS));
     part_leave(&c);
     part_leave(&d);
 }
