@@ -15,6 +15,9 @@
  *               quiet re-bind after its connection moved) -> owner.c,
  *                                                   place.c, member.c
  *   owner.c    (room table, joins/leaves, snapshots, JOINED/EVENTS)
+ *                                                -> placed.c, move.c
+ *   placed.c   (the placed owner's side of placement: DROP, an unused
+ *               PLACE; the census of a room owned here)
  *   member.c   (members, join/leave requests, answers, events, replaced,
  *               keyframe requests, keyframe cache views and replay)
  *   fanout.c   (the media hot path)
@@ -571,6 +574,20 @@ static inline struct room *room_resolve(struct room_shared *sh, unsigned owner, 
     return r;
 }
 
+/* The room with this id owned here, or NULL; *hash_out: its siphash.
+ * Owner side (the shard's own worker). */
+static inline struct room *owner_room_find(struct room_shard *s, const uint8_t *id, size_t len,
+                                           uint64_t *hash_out)
+{
+    uint64_t h = hash_siphash24(&s->sh->key, id, len);
+    *hash_out = h;
+    /* High bits: the low bits chose the owner (mod N). */
+    for (struct room *r = s->buckets[(h >> 32) & s->bucket_mask]; r; r = r->hnext)
+        if (r->hash == h && r->id_len == len && memcmp(r->id, id, len) == 0)
+            return r;
+    return NULL;
+}
+
 /* A member of this shard by handle; NULL when the slot was reused. */
 /* The member's keyframe cache, made at its first frame (member.c). */
 struct kfcache *room_member_cache(struct room_shard *s, struct room_member *m);
@@ -599,7 +616,7 @@ void owner_on_drop(struct room_shard *s, const struct drop_msg *dm);
 /* Frees the home's placements and what waits in them (room_shard_del). */
 void place_free(struct room_shard *s);
 
-/* owner.c */
+/* owner.c (the placed owner's side: placed.c) */
 void owner_apply_join(struct room_shard *s, const struct join_req *jr);
 void owner_apply_leave(struct room_shard *s, const struct leave_req *lr);
 /* Answers jr with JOIN_REJECTED (code, reason, retry after retry_ms). */
@@ -609,9 +626,15 @@ void owner_reject(struct room_shard *s, const struct join_req *jr, uint32_t code
  * JOIN's own (s->in_buf, one more reference) when jr is in it, else a new
  * one; NULL when none could be had. */
 struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr);
-/* The room with this id owned here, or NULL; *hash_out: its siphash. */
-struct room *owner_room_find(struct room_shard *s, const uint8_t *id, size_t len,
-                             uint64_t *hash_out);
+/* placed.c: the end of a placed (or moved) room, or of a PLACE that made
+ * none, to its home (place.c owner_on_drop): routed PLACE/FWD messages
+ * reached it; in b (place_drop_buf; NULL: allocated here); moved: the
+ * room itself when it lives in the home's table (move.c), else NULL. */
+void place_send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
+                     uint32_t routed, struct buf *b, struct room *moved);
+/* A PLACE join (jr->route) that made no room here: its DROP (in jr's own
+ * buffer when it can: jr is not used after this). Other joins: nothing. */
+void place_unused(struct room_shard *s, const struct join_req *jr);
 /* Frees every room this shard owns (room_shard_del: no reader is left). */
 void owner_free_rooms(struct room_shard *s);
 /* Live room migration (move.c): the owner.c pieces it needs. */
