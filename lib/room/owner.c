@@ -99,7 +99,8 @@ static int room_create(struct room_shard *s, const uint8_t *id, size_t len, uint
     r->hash = h;
     r->home = (uint16_t)s->id;
     r->tab = (uint16_t)s->id;
-    r->own = (uint16_t)s->id;
+    atomic_init(&r->own, (uint16_t)s->id);
+    r->from = (uint16_t)s->id;
     uint32_t b = (uint32_t)(h >> 32) & s->bucket_mask;
     r->hnext = s->buckets[b];
     s->buckets[b] = r;
@@ -694,7 +695,7 @@ static void room_flush_one(struct room_shard *s, struct room *r)
         room_mark_dirty(s, r);
         return;
     }
-    if (r->tab != s->id)
+    if (r->moves > 0)
         move_rebound_log(r, snapshot_version(next)); /* before it is published */
     /* Pairs with rcu_dereference(r->snap) on the fan-out path. */
     rcu_assign_pointer(r->snap, next);
@@ -715,7 +716,11 @@ static void room_flush_one(struct room_shard *s, struct room *r)
             .worker = j->worker,
         };
         if (j->quiet) { /* a re-bind (move.c): no JOINED, the events it missed */
-            send_ack(s, &jr, ROOM_REBIND_OK, r, version, move_events_since(r, j->seen));
+            /* Re-bound on the worker the room left since: it follows. */
+            uint32_t code = j->worker != s->id && j->worker == r->from && r->from != r->own
+                                ? ROOM_REBIND_FOLLOW
+                                : ROOM_REBIND_OK;
+            send_ack(s, &jr, code, r, version, move_events_since(r, j->seen));
             continue;
         }
         struct buf *frames = NULL;
@@ -749,7 +754,7 @@ static void room_flush_one(struct room_shard *s, struct room *r)
                 room_msg_put(&wm, ROOM_MSG_EVENTS, &em, sizeof(em));
                 room_send(s, wid, &wm);
             }
-            if (r->tab != s->id) /* for members re-bound later (move.c) */
+            if (r->moves > 0) /* for members re-bound later (move.c) */
                 move_events_keep(r, version, frames);
         }
         buf_unref(frames);
