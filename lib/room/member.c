@@ -432,18 +432,20 @@ void member_on_ack(struct room_shard *s, struct buf *b)
         if (m == NULL || !m->rebinding || m->join_seq != a->join_seq)
             return;
         m->rebinding = false;
-        unsigned follow = m->follow_to; /* a REHOME meanwhile: newer than a->at */
-        m->follow_to = 0;
+        /* A REHOME meanwhile is newer than the answer: it decides. */
+        bool follow = m->rehomed ? m->follow : a->code == ROOM_REBIND_FOLLOW;
+        if (!m->rehomed)
+            m->at = a->at;
+        m->rehomed = m->follow = false;
         if (a->code != ROOM_REBIND_GONE) {
-            m->at = follow ? follow - 1u : a->at;
             m->moved_version = a->version;
             /* The presence changes it missed while its connection moved
              * (the owner's history); newer ones come as EVENTS. */
             deliver_frames(s, m, b->data + sizeof(*a), a->frames_len);
             m->events_seen = a->version;
             /* The room moved on while it moved: it follows again. */
-            if ((follow || a->code == ROOM_REBIND_FOLLOW) && m->at != s->id &&
-                m->state == MEMBER_JOINED && m->movable && s->ops->move != NULL) {
+            if (follow && m->at != s->id && m->state == MEMBER_JOINED && m->movable &&
+                s->ops->move != NULL) {
                 ROOM_STAT_INC(s, member_moves);
                 s->ops->move(m->ep, m->at, s->arg);
             }

@@ -422,8 +422,9 @@ void move_on_rehome(struct room_shard *s, const struct rehome_msg *rm)
             m->room_slot != rm->room_slot || m->room_gen != rm->room_gen)
             continue;
         m->at = rm->at;
-        if (follow && m->movable && m->rebinding) {
-            m->follow_to = (uint16_t)(rm->at + 1); /* once its re-bind is answered */
+        if (m->rebinding) {
+            m->rehomed = true;
+            m->follow = follow && m->movable; /* once its re-bind is answered */
         } else if (follow && m->movable && s->ops->move != NULL) {
             ROOM_STAT_INC(s, member_moves);
             s->ops->move(m->ep, rm->at, s->arg); /* records the wish: turn end */

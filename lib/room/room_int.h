@@ -229,9 +229,10 @@ struct room_member {
     /* A re-bound member (move.c, room_member_rebind) whose quiet JOIN is
      * not answered yet: JOINED already, with the room handle it had. */
     bool rebinding;
-    /* A REHOME asked it to follow its room while it was re-binding: the
-     * worker to follow to once the answer is in (+1; 0: none). */
-    uint16_t follow_to;
+    /* A REHOME reached it while it was re-binding (newer than the
+     * re-bind's answer: m->at is its), and whether it asked it to follow
+     * its room: done once the answer is in. */
+    bool rehomed, follow;
     /* The snapshot version that put a re-bound member on this worker:
      * FANOUT and EVENTS made from an older one are skipped (its old
      * worker had them). 0: never moved. */

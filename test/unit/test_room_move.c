@@ -1418,6 +1418,49 @@ static void test_rebound_twice_latest(void **state)
     r_stop();
 }
 
+/* Two more moves while a moved member's re-bind answer is on its way: the
+ * first REHOME asks it to follow (it was on the worker the room left),
+ * the second, newer one does not (the room left another worker, and the
+ * member's room is large): the newest decides, and the member learns the
+ * room's newest owner, not the answer's. */
+static void test_rebind_rehomed_twice(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 0);
+    ep_new(&b, 2);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    ep_hand_off(&a, 1);
+    while (r_step(0))
+        ;
+    while (r_step(1))
+        ;
+    room_shard_flush(R.s[1]);
+    assert_int_equal(R.tail[1] - R.head[1], 1);
+    struct worker_msg ack = R.q[1][R.head[1]++ % QMAX];
+    a.moved_to = -1;
+    assert_int_equal(move(0, id, 2), 0); /* REHOME to 1: follow */
+    r_pump();
+    assert_int_equal(move(0, id, 0), 0); /* REHOME to 1: stay (it left 2) */
+    r_pump();
+    assert_non_null(find(0, id));
+    assert_true(a.m->rebinding);
+    rcu_quiescent_state();
+    room_dispatch_one(R.s[1], &ack);
+    assert_false(a.m->rebinding);
+    assert_int_equal(a.moved_to, -1);
+    assert_int_equal(room_member_owner(a.m), 0);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    r_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1448,6 +1491,7 @@ int main(void)
         cmocka_unit_test(test_rebind_seen_no_repeat),
         cmocka_unit_test(test_rebind_follow_after_answer),
         cmocka_unit_test(test_rebound_twice_latest),
+        cmocka_unit_test(test_rebind_rehomed_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
