@@ -299,7 +299,7 @@ static json_t *cluster_home_json(struct admin *a, const char *room)
 
 /* POST /rooms/{id}/move?worker=N (docs/OPERATIONS.md, "Moving a live
  * room"): 202 started, 200 already there, 400 bad worker, 404 no such
- * room, 409 moved or placed already / cluster, 503 draining. */
+ * room, 409 a move in flight / placed / cluster, 503 draining. */
 static enum MHD_Result room_move(struct admin *a, struct MHD_Connection *conn, const char *room,
                                  size_t len)
 {
@@ -358,8 +358,8 @@ static enum MHD_Result room_move(struct admin *a, struct MHD_Connection *conn, c
             res = RELAY_MOVE_CONFLICT;
             status = 409;
             j = json_pack("{s:s}", "error",
-                          "the room lives off its home worker already (moved, or placed by "
-                          "owner_share_max): it cannot move again until it ends");
+                          "a move of this room is in flight (one at a time: try again), or "
+                          "it was placed by owner_share_max or is ending");
             break;
         case ROOST_ECLOSED:
             res = RELAY_MOVE_DRAINING;

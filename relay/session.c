@@ -635,7 +635,8 @@ void session_closed(struct session *ss, uint64_t app_error)
         return;
     if (ss->in_transit) {
         /* Ended between workers (shutdown, no slot there): no member, no
-         * timer, on no list. */
+         * timer, on no list; a moving member's keyframe cache goes. */
+        room_keep_release(&ss->keep);
         free(ss->join_body);
         free(ss);
         return;

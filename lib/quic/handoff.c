@@ -176,7 +176,9 @@ static void adopt(struct quic_server *s, struct quic_conn *c, bool count)
     c->armed_exp = UINT64_MAX;
     if (c->dq != NULL)
         stat_inc(s->ep.st, QS(dgram_queues));
-    if (quic_server_slot_take(s, c) != 0) {
+    int knob = 3;
+    if (atomic_compare_exchange_strong(&quic_handoff_test_hold, &knob, 0) ||
+        quic_server_slot_take(s, c) != 0) {
         log_error("event=handoff_no_slot");
         abandon(s, c);
         return;

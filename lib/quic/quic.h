@@ -312,7 +312,9 @@ int quic_conn_handoff(struct quic_conn *c, unsigned to);
 unsigned quic_conn_worker(const struct quic_conn *c);
 /* Test knob: 1 holds adopted connections until quic_server_del (adopted
  * then: shutdown during a hand-off), 2 bounces QUIC_MSG_ADOPT to self so
- * that it is still queued at shutdown (the discard path). 0: off. */
+ * that it is still queued at shutdown (the discard path), 3 ends the next
+ * connection adopted as if the worker had no slot for it (a connection
+ * that ends between workers), then resets to 0. 0: off. */
 extern _Atomic int quic_handoff_test_hold;
 void quic_conn_set_user(struct quic_conn *c, void *u);
 void *quic_conn_user(const struct quic_conn *c);

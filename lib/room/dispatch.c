@@ -90,6 +90,18 @@ static void dispatch_msg(struct worker *w, const struct worker_msg *wm, void *ar
         move_on_rehome(s, &rm);
         return;
     }
+    case ROOM_MSG_MOVE_REQ: {
+        struct move_req_msg mr;
+        memcpy(&mr, wm->u.bytes, sizeof(mr));
+        move_on_request(s, &mr);
+        return;
+    }
+    case ROOM_MSG_ARRIVED: {
+        struct arrived_msg am;
+        memcpy(&am, wm->u.bytes, sizeof(am));
+        place_on_arrived(s, &am);
+        return;
+    }
     default:
         log_warn("event=unknown_room_msg type=0x%x", wm->type);
         return;

@@ -307,6 +307,25 @@ void kfcache_set_tag(struct kfcache *c, const struct kfcache_tag *tag)
     c->tag = *tag;
 }
 
+void kfcache_detach(struct kfcache *c)
+{
+    if (c->cur != NULL)
+        publish(c, NULL, NULL, true); /* the streams keep their own references */
+    c->slot = NULL;
+}
+
+int kfcache_attach(struct kfcache *c, struct kfcache_view *_Atomic *slot,
+                   const struct kfcache_tag *tag)
+{
+    c->slot = slot;
+    c->tag = *tag;
+    int rc = 0;
+    for (unsigned s = 0; s < STREAMS && rc == 0; s++)
+        if (c->st[s] != NULL)
+            rc = republish(c, s); /* one stream at a time: the others shared */
+    return rc;
+}
+
 static void build_reset(struct kfcache *c, struct stream *st)
 {
     pkts_release(c, &st->build);

@@ -97,6 +97,17 @@ void kfcache_clear(struct kfcache *c);
 /* Sets the tag of the views published from now on (call after clear, when
  * the sender joins a room). Owner worker. */
 void kfcache_set_tag(struct kfcache *c, const struct kfcache_tag *tag);
+/* The sender's connection moves to another worker (lib/room/move.c):
+ * unpublishes the view from the slot (readers keep it a grace period) and
+ * forgets the slot; what is cached stays. Only kfcache_attach or
+ * kfcache_del may follow. Old owner worker. */
+void kfcache_detach(struct kfcache *c);
+/* On the new worker: the cache publishes into *slot (as kfcache_new's)
+ * with `tag`, at once, everything it holds. The new worker owns it from
+ * now on (the hand-off through the ring orders the two). Returns 0 or
+ * ROOST_ENOMEM (nothing is published then; the cache still works). */
+int kfcache_attach(struct kfcache *c, struct kfcache_view *_Atomic *slot,
+                   const struct kfcache_tag *tag);
 /* Feeds one relay->client media datagram: b->data[0, b->len) holds the
  * 16-byte relay header (sender id, then the client header) and the payload;
  * its header must have been checked (media_relay_datagram). now: the

@@ -227,6 +227,26 @@ struct kfcache *room_member_cache(struct room_shard *s, struct room_member *m)
     return m->kc;
 }
 
+void member_cache_adopt(struct room_shard *s, struct room_member *m, struct kfcache *kc)
+{
+    if (kc == NULL)
+        return;
+    struct kfcache_view *_Atomic *slot = cache_slot(s, m->slot);
+    struct kfcache_tag tag = {.pid = m->pid,
+                              .gen = m->gen,
+                              .owner = m->owner,
+                              .room_slot = m->room_slot,
+                              .room_gen = m->room_gen};
+    if (slot == NULL || !(m->perms & PERM_PUBLISH) || m->kc != NULL) {
+        kfcache_del(kc); /* the next keyframe starts it again */
+        return;
+    }
+    if (kfcache_attach(kc, slot, &tag) != 0)
+        log_error("event=kfcache_failed pid=%u reason=nomem", m->pid); /* it still caches */
+    m->kc = kc;
+    ROOM_STAT_INC(s, kf_caches);
+}
+
 struct replay {
     struct room_shard *s;
     struct room_member *m;
@@ -407,18 +427,28 @@ void member_on_ack(struct room_shard *s, struct buf *b)
 {
     const struct ack_hdr *a = (const struct ack_hdr *)b->data;
     struct room_member *m = room_member_resolve(s, a->slot, a->gen);
-    if (a->code == ROOM_REBIND_OK || a->code == ROOM_REBIND_GONE) {
+    if (a->code == ROOM_REBIND_OK || a->code == ROOM_REBIND_FOLLOW || a->code == ROOM_REBIND_GONE) {
         /* A moved member's quiet re-bind (move.c): joined already. */
         if (m == NULL || !m->rebinding || m->join_seq != a->join_seq)
             return;
         m->rebinding = false;
-        if (a->code == ROOM_REBIND_OK) {
+        /* A REHOME meanwhile is newer than the answer: it decides. */
+        bool follow = m->rehomed ? m->follow : a->code == ROOM_REBIND_FOLLOW;
+        if (!m->rehomed)
             m->at = a->at;
+        m->rehomed = m->follow = false;
+        if (a->code != ROOM_REBIND_GONE) {
             m->moved_version = a->version;
             /* The presence changes it missed while its connection moved
              * (the owner's history); newer ones come as EVENTS. */
             deliver_frames(s, m, b->data + sizeof(*a), a->frames_len);
             m->events_seen = a->version;
+            /* The room moved on while it moved: it follows again. */
+            if (follow && m->at != s->id && m->state == MEMBER_JOINED && m->movable &&
+                s->ops->move != NULL) {
+                ROOM_STAT_INC(s, member_moves);
+                s->ops->move(m->ep, m->at, s->arg);
+            }
         } else if (m->state != MEMBER_IDLE) {
             m->state = MEMBER_IDLE; /* not in the room (replaced meanwhile) */
             member_cache_stop(s, m);

@@ -10,11 +10,17 @@
  * cache tag stay valid: fan-out never pauses and no frame is delivered
  * twice (there is one snapshot). Only the room's owner-only state changes
  * hands: its members, their permissions and identities, the batch of this
- * turn, the quality reports. The old owner (which must be the room's home)
- * keeps a placement (place.c) naming the new owner, so every later JOIN
- * and LEAVE is routed there in arrival order, and the room's DROP at its
- * end carries the room back to the home's table to be unpublished and
+ * turn, the quality reports. The room's home (the first move starts
+ * there) keeps a placement (place.c) naming the owner, so every later
+ * JOIN and LEAVE is routed there in arrival order, and the room's DROP at
+ * its end carries the room back to the home's table to be unpublished and
  * freed after a grace period.
+ *
+ * Moving again, or back home: the home asks the room's owner (MOVE_REQ,
+ * move_on_request) and holds what it would route there until the room
+ * ARRIVED on its new owner or came home (place.c). One move at a time per
+ * room; each move the room makes is counted (room.moves) and moves its
+ * members as the first did.
  *
  * Members: the new owner tells each worker with members (REHOME) that the
  * room is owned there now; a worker whose members should follow (the old
@@ -37,6 +43,7 @@
 #include "core/log.h"
 #include "core/stat.h"
 #include "core/worker.h"
+#include "room/kfcache.h"
 #include "room/room_int.h"
 #include "room/snapshot.h"
 
@@ -94,6 +101,44 @@ void owner_room_link(struct room_shard *s, struct room *r, bool dirty)
         owner_mark_dirty(s, r);
 }
 
+/* Hands r (owned here, off every list but still named in them) to `to`:
+ * MOVE carries the room itself. Returns 0 (r is `to`'s now: not touched
+ * here again) or the send's error (r is still this worker's, unlinked). */
+static int move_send(struct room_shard *s, struct room *r, unsigned to)
+{
+    r->from = (uint16_t)s->id;
+    r->moves++;
+    r->routed_in = 0; /* the home routes nothing here meanwhile, or counts anew */
+    /* Before the MOVE: a report the table worker forwards by it reaches
+     * `to` after r was this worker's last (quality.c reads it with
+     * acquire; nothing here writes r after it). */
+    atomic_store_explicit(&r->own, (uint16_t)to, memory_order_release);
+    struct worker_msg wm;
+    struct room *rp = r;
+    memset(&wm, 0, sizeof(wm));
+    wm.type = ROOM_MSG_MOVE;
+    memcpy(wm.u.bytes, &rp, sizeof(rp));
+    /* Control, never dropped: a full ring spills (OWED: not refused for
+     * the spill bound either; only a failed allocation refuses it). */
+    int rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, to, &wm)
+                                  : worker_send(s->w, to, &wm, WORKER_MSG_OWED);
+    if (rc != 0) {
+        r->moves--;
+        atomic_store_explicit(&r->own, (uint16_t)s->id, memory_order_relaxed);
+    }
+    return rc;
+}
+
+static void move_log(struct room_shard *s, uint64_t hash, unsigned to, uint32_t n)
+{
+    uint32_t amax = s->sh->lim.affinity_max_members;
+    ROOM_STAT_INC(s, rooms_moved_out);
+    stat_add(s->st, STAT_IDX(struct room_stats, members_moved_out), n);
+    log_info("event=room_move room_hash=%016llx from=%u to=%u members=%u conns=%s",
+             (unsigned long long)hash, s->id, to, n,
+             amax > 0 && n <= amax ? "all" : "owner_worker");
+}
+
 int room_shard_move(struct room_shard *s, const uint8_t *room, size_t len, unsigned to,
                     uint32_t *members)
 {
@@ -104,17 +149,19 @@ int room_shard_move(struct room_shard *s, const uint8_t *room, size_t len, unsig
         return ROOST_ENOENT;
     uint64_t h;
     struct room *r = owner_room_find(s, room, len, &h);
-    if (r == NULL)
-        return place_exists(s, room, len) ? ROOST_EAGAIN : ROOST_ENOENT;
+    if (r == NULL) /* moved away before (or none): its owner is asked */
+        return place_move_on(s, room, len, to, members);
     *members = r->n_infos;
     if (to == s->id)
         return ROOST_EEXIST;
-    /* Placed here from its home, or moved here: its JOIN and LEAVE pass
-     * another worker's placement, which only that home may change. */
+    /* Placed here from its home by the owner load bound: its JOIN and
+     * LEAVE pass another worker's placement, which only that home may
+     * change (and its DROP names no table room). */
     if (r->home != s->id || r->tab != s->id)
         return ROOST_EAGAIN;
-    struct buf *drop = buf_new(sizeof(struct drop_msg));
-    if (drop == NULL)
+    /* Its DROP, made now: its end never fails to allocate it. */
+    struct buf *drop = r->drop != NULL ? NULL : buf_new(sizeof(struct drop_msg));
+    if (r->drop == NULL && drop == NULL)
         return ROOST_ENOMEM;
     int rc = place_add_moved(s, r, to);
     if (rc != 0) {
@@ -124,34 +171,51 @@ int room_shard_move(struct room_shard *s, const uint8_t *room, size_t len, unsig
     bool dirty;
     owner_room_unlink(s, r, &dirty);
     uint32_t n = r->n_infos; /* r is the new owner's once the MOVE went */
-    uint64_t hash = r->hash;
-    r->own = (uint16_t)to; /* before the MOVE: read by this worker later (quality) */
-    r->routed_in = 0;
-    r->drop = drop;
-    struct worker_msg wm;
-    struct room *rp = r;
-    memset(&wm, 0, sizeof(wm));
-    wm.type = ROOM_MSG_MOVE;
-    memcpy(wm.u.bytes, &rp, sizeof(rp));
-    /* Control, never dropped: a full ring spills (OWED: not refused for
-     * the spill bound either; only a failed allocation refuses it). */
-    rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, to, &wm)
-                              : worker_send(s->w, to, &wm, WORKER_MSG_OWED);
+    if (drop != NULL)
+        r->drop = drop;
+    rc = move_send(s, r, to);
     if (rc != 0) {
-        r->own = (uint16_t)s->id;
-        r->drop = NULL;
-        buf_unref(drop);
+        if (drop != NULL) {
+            r->drop = NULL;
+            buf_unref(drop);
+        }
         place_remove_moved(s, r);
         owner_room_link(s, r, dirty);
         return rc;
     }
-    ROOM_STAT_INC(s, rooms_moved_out);
-    stat_add(s->st, STAT_IDX(struct room_stats, members_moved_out), n);
-    uint32_t amax = s->sh->lim.affinity_max_members;
-    log_info("event=room_move room_hash=%016llx from=%u to=%u members=%u conns=%s",
-             (unsigned long long)hash, s->id, to, n,
-             amax > 0 && n <= amax ? "all" : "owner_worker");
+    move_log(s, h, to, n);
     return 0;
+}
+
+void move_on_request(struct room_shard *s, const struct move_req_msg *mr)
+{
+    /* By its handle: the room may have ended here (its DROP is on its way
+     * to the home, which unpauses) and the handle been reused. */
+    struct room *r = s->buckets[(uint32_t)(mr->hash >> 32) & s->bucket_mask];
+    while (r != NULL &&
+           !(r->hash == mr->hash && r->tab == mr->tab && r->slot == mr->slot && r->gen == mr->gen))
+        r = r->hnext;
+    if (r == NULL) {
+        log_info("event=room_move_req_gone room_hash=%016llx", (unsigned long long)mr->hash);
+        return;
+    }
+    bool dirty;
+    owner_room_unlink(s, r, &dirty);
+    uint32_t n = r->n_infos;
+    uint64_t hash = r->hash;
+    int rc = move_send(s, r, mr->to);
+    if (rc == 0) {
+        move_log(s, hash, mr->to, n);
+        return;
+    }
+    /* Stays here: the home is told (ARRIVED at this worker) and unpauses. */
+    log_error("event=room_move_failed room_hash=%016llx to=%u err=\"%s\"", (unsigned long long)hash,
+              mr->to, roost_strerror(rc));
+    owner_room_link(s, r, dirty);
+    struct arrived_msg am = {.slot = r->slot, .gen = r->gen, .at = (uint16_t)s->id};
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_ARRIVED, &am, sizeof(am));
+    room_send_cls(s, r->home, &wm, WORKER_MSG_OWED);
 }
 
 /* The members' workers learn the new owner; those whose members follow
@@ -164,7 +228,7 @@ static void send_rehome(struct room_shard *s, struct room *r)
         .room_slot = r->slot,
         .room_gen = r->gen,
         .at = (uint16_t)s->id,
-        .from = amax > 0 && r->n_infos <= amax ? ROOM_MOVE_ANY : r->tab,
+        .from = amax > 0 && r->n_infos <= amax ? ROOM_MOVE_ANY : r->from,
     };
     /* The owner reads its own room's snapshot: no read section needed. */
     const struct snapshot *snap = r->snap;
@@ -188,6 +252,20 @@ void move_on_arrive(struct room_shard *s, struct room *r)
     ROOM_STAT_INC(s, rooms_moved_in);
     stat_add(s->st, STAT_IDX(struct room_stats, members_moved_in), r->n_infos);
     send_rehome(s, r);
+    if (r->home == s->id) {
+        /* Back home: no DROP will be owed; what waited for the move is
+         * applied here now, behind the room's own batch. */
+        buf_unref(r->drop);
+        r->drop = NULL;
+        place_home_again(s, r);
+        return;
+    }
+    /* The home routes here from now on, behind this (ring order): the room
+     * is linked before anything it routes arrives. */
+    struct arrived_msg am = {.slot = r->slot, .gen = r->gen, .at = (uint16_t)s->id};
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_ARRIVED, &am, sizeof(am));
+    room_send_cls(s, r->home, &wm, WORKER_MSG_OWED);
 }
 
 void owner_rebind(struct room_shard *s, const struct join_req *jr)
@@ -255,13 +333,16 @@ void move_rebound_log(struct room *r, uint64_t version)
 
 uint64_t move_rebound_version(const struct room *r, uint32_t pid)
 {
+    /* A member that moved more than once has an entry per re-bind: its
+     * latest (versions only grow) says where it is. */
+    uint64_t best = 0;
     for (uint32_t i = 0; i < MOVE_REBOUND; i++) {
         uint64_t v = atomic_load_explicit(&r->rb_v[i], memory_order_relaxed);
         uint64_t who = atomic_load_explicit(&r->rb_who[i], memory_order_relaxed);
-        if (v != 0 && (uint32_t)(who >> 32) == pid)
-            return v;
+        if (v > best && (uint32_t)(who >> 32) == pid)
+            best = v;
     }
-    return 0;
+    return best;
 }
 
 void move_count_lost(struct room_shard *s, const struct room *r, uint32_t sender, uint64_t sent,
@@ -341,7 +422,10 @@ void move_on_rehome(struct room_shard *s, const struct rehome_msg *rm)
             m->room_slot != rm->room_slot || m->room_gen != rm->room_gen)
             continue;
         m->at = rm->at;
-        if (follow && m->movable && !m->rebinding && s->ops->move != NULL) {
+        if (m->rebinding) {
+            m->rehomed = true;
+            m->follow = follow && m->movable; /* once its re-bind is answered */
+        } else if (follow && m->movable && s->ops->move != NULL) {
             ROOM_STAT_INC(s, member_moves);
             s->ops->move(m->ep, rm->at, s->arg); /* records the wish: turn end */
         }
@@ -370,6 +454,14 @@ void room_member_detach(struct room_member *m, struct room_keep *keep)
         keep->joined_version = m->joined_version;
         keep->events_seen = m->events_seen;
         m->state = MEMBER_IDLE; /* it stays in the room: no LEAVE */
+        if (m->kc != NULL) {
+            /* Its keyframes go with it (member_cache_adopt on the new
+             * worker): a joiner after the move need not wait for one. */
+            kfcache_detach(m->kc);
+            keep->kc = m->kc;
+            m->kc = NULL;
+            stat_dec(m->s->st, STAT_IDX(struct room_stats, kf_caches));
+        }
     }
     room_member_del(m);
 }
@@ -378,14 +470,21 @@ void room_member_detach(struct room_member *m, struct room_keep *keep)
  * stale now) leaves the room as a vanished member's would, by the same
  * path (the home, then the owner). Best effort: a LEAVE that cannot be
  * sent is logged (the entry goes with the room, as before). */
-static void rebind_failed_leave(struct room_shard *s, const struct room_keep *keep)
+static void rebind_failed_leave(struct room_shard *s, struct room_keep *keep)
 {
     ROOM_STAT_INC(s, rebinds_failed);
     room_keep_leave(s, keep);
 }
 
-void room_keep_leave(struct room_shard *s, const struct room_keep *keep)
+void room_keep_release(struct room_keep *keep)
 {
+    kfcache_del(keep->kc);
+    keep->kc = NULL;
+}
+
+void room_keep_leave(struct room_shard *s, struct room_keep *keep)
+{
+    room_keep_release(keep);
     if (!keep->valid || keep->room_len == 0 || keep->room_len > ROOM_ID_MAX)
         return;
     struct buf *b = buf_new(sizeof(struct leave_req));
@@ -407,12 +506,14 @@ void room_keep_leave(struct room_shard *s, const struct room_keep *keep)
     room_send_cls(s, room_owner_of(s->sh, keep->room_id, keep->room_len), &wm, WORKER_MSG_OWED);
 }
 
-int room_member_rebind(struct room_shard *s, void *ep, const struct room_keep *keep,
+int room_member_rebind(struct room_shard *s, void *ep, struct room_keep *keep,
                        struct room_member **out)
 {
     *out = NULL;
-    if (!keep->valid || keep->room_len == 0 || keep->room_len > ROOM_ID_MAX)
+    if (!keep->valid || keep->room_len == 0 || keep->room_len > ROOM_ID_MAX) {
+        room_keep_release(keep);
         return ROOST_EINVAL;
+    }
     struct room_member *m;
     int rc = room_member_new_pid(s, ep, keep->pid, &m);
     if (rc != 0) {
@@ -464,5 +565,7 @@ int room_member_rebind(struct room_shard *s, void *ep, const struct room_keep *k
     m->events_seen = keep->events_seen;
     m->room_len = keep->room_len;
     memcpy(m->room_id, keep->room_id, keep->room_len);
+    member_cache_adopt(s, m, keep->kc); /* with m's handle and room in its tag */
+    keep->kc = NULL;
     return 0;
 }

@@ -20,9 +20,6 @@
 
 /* ------------------------------------------------------------ room table */
 
-static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
-                      uint32_t routed, struct buf *b, struct room *moved);
-
 void owner_room_free(struct room *r)
 {
     snapshot_free(r->snap);
@@ -81,18 +78,6 @@ void owner_free_rooms(struct room_shard *s)
     s->parked_tail = &s->parked;
 }
 
-struct room *owner_room_find(struct room_shard *s, const uint8_t *id, size_t len,
-                             uint64_t *hash_out)
-{
-    uint64_t h = hash_siphash24(&s->sh->key, id, len);
-    *hash_out = h;
-    /* High bits: the low bits chose the owner (mod N). */
-    for (struct room *r = s->buckets[(h >> 32) & s->bucket_mask]; r; r = r->hnext)
-        if (r->hash == h && r->id_len == len && memcmp(r->id, id, len) == 0)
-            return r;
-    return NULL;
-}
-
 static int room_create(struct room_shard *s, const uint8_t *id, size_t len, uint64_t h,
                        struct room **out)
 {
@@ -114,7 +99,8 @@ static int room_create(struct room_shard *s, const uint8_t *id, size_t len, uint
     r->hash = h;
     r->home = (uint16_t)s->id;
     r->tab = (uint16_t)s->id;
-    r->own = (uint16_t)s->id;
+    atomic_init(&r->own, (uint16_t)s->id);
+    r->from = (uint16_t)s->id;
     uint32_t b = (uint32_t)(h >> 32) & s->bucket_mask;
     r->hnext = s->buckets[b];
     s->buckets[b] = r;
@@ -147,7 +133,7 @@ static void room_destroy(struct room_shard *s, struct room *r)
     if (r->home != s->id) {
         /* A moved room goes with its DROP: its home (tab) unpublishes it
          * from its table and frees it (owner_room_unalias). */
-        send_drop(s, r->home, r->id, r->id_len, r->routed_in, r->drop, moved ? r : NULL);
+        place_send_drop(s, r->home, r->id, r->id_len, r->routed_in, r->drop, moved ? r : NULL);
         r->drop = NULL;
         if (moved)
             return;
@@ -322,63 +308,12 @@ void owner_send_ack(struct room_shard *s, const struct join_req *jr, uint32_t co
     send_ack(s, jr, code, r, version, frames);
 }
 
-/* ------------------------------------- placement: the placed owner's side */
+/* Placement, the placed owner's side (DROP, an unused PLACE): placed.c. */
 
 void owner_reject(struct room_shard *s, const struct join_req *jr, uint32_t code,
                   const char *reason, uint32_t retry_ms)
 {
     send_reject(s, jr, code, reason, retry_ms);
-}
-
-struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr)
-{
-    if (s->in_buf != NULL && (const void *)s->in_buf->data == (const void *)jr)
-        return buf_ref(s->in_buf); /* sizeof(struct join_req) > sizeof(struct drop_msg) */
-    return buf_new(sizeof(struct drop_msg));
-}
-
-/* The end of a placed room (or a PLACE that made none), to its home
- * (place.c owner_on_drop), in b (place_drop_buf; NULL: allocated here). */
-static void send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
-                      uint32_t routed, struct buf *b, struct room *moved)
-{
-    if (b == NULL)
-        b = buf_new(sizeof(struct drop_msg));
-    if (b == NULL) {
-        log_error("event=room_drop_lost home=%u reason=nomem", home);
-        return;
-    }
-    struct drop_msg *dm = (struct drop_msg *)b->data;
-    memset(dm, 0, sizeof(*dm));
-    dm->from = (uint16_t)s->id;
-    dm->room_len = (uint8_t)len;
-    dm->routed = routed;
-    memcpy(dm->room, id, len);
-    dm->moved = moved;
-    b->len = sizeof(*dm);
-    struct worker_msg wm;
-    room_msg_put(&wm, ROOM_MSG_DROP, &b, sizeof(b));
-    /* The home waits for it: no spill bound. */
-    int rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, home, &wm)
-                                  : worker_send(s->w, home, &wm, WORKER_MSG_OWED);
-    if (rc != 0) {
-        /* A moved room stays in the home's table, where readers may still
-         * find it: leaked rather than freed under them. */
-        log_error("event=room_drop_lost home=%u err=\"%s\"", home, roost_strerror(rc));
-        buf_unref(b);
-    }
-}
-
-/* A PLACE join that made no room here: the home's placement goes. The
- * DROP may go in jr's own buffer: jr is not used after this. */
-static void place_unused(struct room_shard *s, const struct join_req *jr)
-{
-    if (jr->route != ROUTE_PLACE)
-        return;
-    struct drop_msg dm = {.from = (uint16_t)s->id, .room_len = jr->room_len, .routed = 1};
-    memcpy(dm.room, jr->room, jr->room_len);
-    send_drop(s, room_owner_of(s->sh, dm.room, dm.room_len), dm.room, dm.room_len, 1,
-              place_drop_buf(s, jr), NULL);
 }
 
 /* ------------------------------------------------- gate (cluster, issue 18) */
@@ -760,7 +695,7 @@ static void room_flush_one(struct room_shard *s, struct room *r)
         room_mark_dirty(s, r);
         return;
     }
-    if (r->tab != s->id)
+    if (r->moves > 0)
         move_rebound_log(r, snapshot_version(next)); /* before it is published */
     /* Pairs with rcu_dereference(r->snap) on the fan-out path. */
     rcu_assign_pointer(r->snap, next);
@@ -781,7 +716,11 @@ static void room_flush_one(struct room_shard *s, struct room *r)
             .worker = j->worker,
         };
         if (j->quiet) { /* a re-bind (move.c): no JOINED, the events it missed */
-            send_ack(s, &jr, ROOM_REBIND_OK, r, version, move_events_since(r, j->seen));
+            /* Re-bound on the worker the room left since: it follows. */
+            uint32_t code = j->worker != s->id && j->worker == r->from && r->from != r->own
+                                ? ROOM_REBIND_FOLLOW
+                                : ROOM_REBIND_OK;
+            send_ack(s, &jr, code, r, version, move_events_since(r, j->seen));
             continue;
         }
         struct buf *frames = NULL;
@@ -815,7 +754,7 @@ static void room_flush_one(struct room_shard *s, struct room *r)
                 room_msg_put(&wm, ROOM_MSG_EVENTS, &em, sizeof(em));
                 room_send(s, wid, &wm);
             }
-            if (r->tab != s->id) /* for members re-bound later (move.c) */
+            if (r->moves > 0) /* for members re-bound later (move.c) */
                 move_events_keep(r, version, frames);
         }
         buf_unref(frames);
@@ -837,22 +776,4 @@ void room_shard_flush(struct room_shard *s)
         room_flush_one(s, r);
         r = next;
     }
-}
-
-uint32_t room_shard_census(struct room_shard *s, const uint8_t *room, size_t len,
-                           uint32_t by_prefix[256], uint32_t *hidden)
-{
-    memset(by_prefix, 0, 256 * sizeof(*by_prefix));
-    *hidden = 0;
-    uint64_t h;
-    struct room *r = owner_room_find(s, room, len, &h);
-    if (r == NULL)
-        return 0;
-    for (uint32_t i = 0; i < r->n_infos; i++) {
-        if (r->infos[i].perms & ROOM_PERM_HIDDEN)
-            (*hidden)++;
-        else
-            by_prefix[r->infos[i].pid >> 24]++;
-    }
-    return r->n_infos;
 }

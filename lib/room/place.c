@@ -25,7 +25,22 @@
  * A live room moved off its home (move.c, room_shard_move) gets the same
  * kind of placement, made when the room leaves (routed 0): its DROP
  * carries the room itself, which the home unpublishes from its slot table
- * (the room kept its handle there) before the drain goes on as above. */
+ * (the room kept its handle there) before the drain goes on as above.
+ *
+ * A moved room may move again, or back home, any number of times, one
+ * move at a time; the home orders every move (place_move_on): it asks
+ * the room's owner for it (MOVE_REQ, behind every JOIN and LEAVE it routed
+ * there) and pauses the placement: JOINs and LEAVEs arriving meanwhile
+ * wait, in order. The owner applies what it was routed, then hands the
+ * room on (MOVE). The new owner tells the home (ARRIVED) once the room is
+ * linked there, so everything the home routes after that reaches the
+ * room behind its arrival; or the room comes home (place_home_again):
+ * the placement goes and what waited is applied here. A room that ends
+ * before the MOVE_REQ reaches its owner drains as above (its DROP unpauses
+ * the placement). A move from the home itself needs no pause: the MOVE
+ * and what the home routes after it share one ring; it is in flight (no
+ * further move) until the ARRIVED. So a member's JOIN and LEAVE reach the
+ * room's one owner in their order however often the room moves. */
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -38,6 +53,7 @@
 #include "core/worker.h"
 #include "proto/errcode.h"
 #include "room/room_int.h"
+#include "room/snapshot.h"
 
 struct parked_msg {
     struct parked_msg *next;
@@ -56,6 +72,8 @@ struct placement {
     uint16_t at;        /* the owner it was placed on */
     uint32_t routed;    /* PLACE + FWD sent there */
     struct room *moved; /* a room moved from here (move.c), in this worker's table */
+    bool moving;        /* a move in flight: until ARRIVED (or the room ends) */
+    bool paused;        /* ... asked of the owner: what arrives waits in `later` */
     bool draining;      /* DROP came; `pending` routed messages are coming back */
     uint32_t pending;
     struct parked_msg *back, **back_tail;   /* bounced, in order */
@@ -210,6 +228,20 @@ static int rmsg_park(struct parked_msg ***tail, const struct rmsg *m)
 
 static void route_in(struct room_shard *s, const struct rmsg *m);
 
+/* Messages that waited, in order, as if they had just arrived (their
+ * placement routes to the room's owner again, or is gone: applied here). */
+static void place_replay(struct room_shard *s, struct parked_msg *q)
+{
+    while (q != NULL) {
+        struct parked_msg *pm = q;
+        q = pm->next;
+        struct rmsg m = {.jr = pm->is_join ? &pm->u.jr : NULL,
+                         .lr = pm->is_join ? NULL : &pm->u.lr};
+        route_in(s, &m);
+        free(pm);
+    }
+}
+
 /* Every routed message is back: the placement goes, and what waited is
  * handled in order (bounced first: they are older). */
 static void placement_settle(struct room_shard *s, struct placement **pp)
@@ -222,14 +254,7 @@ static void placement_settle(struct room_shard *s, struct placement **pp)
     else
         q = p->later;
     free(p);
-    while (q != NULL) {
-        struct parked_msg *pm = q;
-        q = pm->next;
-        struct rmsg m = {.jr = pm->is_join ? &pm->u.jr : NULL,
-                         .lr = pm->is_join ? NULL : &pm->u.lr};
-        route_in(s, &m);
-        free(pm);
-    }
+    place_replay(s, q);
 }
 
 void owner_on_drop(struct room_shard *s, const struct drop_msg *dm)
@@ -245,10 +270,11 @@ void owner_on_drop(struct room_shard *s, const struct drop_msg *dm)
     if (p->moved != NULL)
         owner_room_unalias(s, p->moved); /* its handle goes; readers keep it a grace period */
     p->moved = NULL;
+    /* Ended before a move asked of its owner (which finds nothing): what
+     * waited for the move waits for the drain (`later`, as a drain's). */
+    p->moving = p->paused = false;
     p->draining = true;
     p->pending = p->routed - dm->routed;
-    p->back_tail = &p->back;
-    p->later_tail = &p->later;
     if (p->pending == 0)
         placement_settle(s, pp);
 }
@@ -276,7 +302,7 @@ static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route
         return true;
     }
     if (p != NULL) {
-        if (p->draining) {
+        if (p->draining || p->paused) {
             if (rmsg_park(&p->later_tail, m) != 0)
                 log_error("event=room_route_lost kind=park reason=nomem");
             return true;
@@ -309,6 +335,8 @@ static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route
     memcpy(p->id, id, len);
     p->at = (uint16_t)at;
     p->routed = 1;
+    p->back_tail = &p->back;
+    p->later_tail = &p->later;
     *pp = p;
     ROOM_STAT_INC(s, rooms_placed);
     return true;
@@ -365,14 +393,88 @@ int place_add_moved(struct room_shard *s, struct room *r, unsigned to)
     memcpy(p->id, r->id, r->id_len);
     p->at = (uint16_t)to;
     p->moved = r;
+    p->moving = true;
+    p->back_tail = &p->back;
+    p->later_tail = &p->later;
     *pp = p;
     return 0;
 }
 
-bool place_exists(struct room_shard *s, const uint8_t *id, size_t len)
+int place_move_on(struct room_shard *s, const uint8_t *id, size_t len, unsigned to,
+                  uint32_t *members)
 {
     uint64_t h = hash_siphash24(&s->sh->key, id, len);
-    return *placement_ref(s, id, len, h) != NULL;
+    struct placement *p = *placement_ref(s, id, len, h);
+    if (p == NULL)
+        return ROOST_ENOENT;
+    struct room *r = p->moved;
+    if (r == NULL || p->draining)
+        return ROOST_EAGAIN; /* placed by the owner load bound, or ending */
+    /* Owned elsewhere: its snapshot (RCU-published) has the count. */
+    rcu_read_lock();
+    *members = snapshot_count(rcu_dereference(r->snap));
+    rcu_read_unlock();
+    if (p->moving)
+        return ROOST_EAGAIN; /* one move at a time */
+    if (p->at == to)
+        return ROOST_EEXIST;
+    /* Immutable fields of a room still in this worker's table. */
+    struct move_req_msg mr = {.hash = r->hash,
+                              .slot = r->slot,
+                              .gen = r->gen,
+                              .tab = (uint16_t)s->id,
+                              .to = (uint16_t)to};
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_MOVE_REQ, &mr, sizeof(mr));
+    /* The home waits for its answer (ARRIVED or DROP): no spill bound. */
+    int rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, p->at, &wm)
+                                  : worker_send(s->w, p->at, &wm, WORKER_MSG_OWED);
+    if (rc != 0)
+        return rc;
+    p->moving = p->paused = true;
+    ROOM_STAT_INC(s, move_requests);
+    log_info("event=room_move room_hash=%016llx from=%u to=%u members=%u via=home",
+             (unsigned long long)h, p->at, to, *members);
+    return 0;
+}
+
+void place_on_arrived(struct room_shard *s, const struct arrived_msg *am)
+{
+    struct room_table *t = &s->sh->tables[s->id];
+    struct room *r = am->slot < t->cap ? t->slots[am->slot] : NULL; /* this worker's own */
+    struct placement *p =
+        r != NULL && r->gen == am->gen ? *placement_ref(s, r->id, r->id_len, r->hash) : NULL;
+    if (p == NULL || p->moved != r || !p->moving || am->at >= s->sh->n_workers) {
+        log_error("event=room_arrived_unexpected at=%u", am->at);
+        return;
+    }
+    if (p->paused)
+        p->routed = 0; /* all it routed to the old owner was applied there */
+    p->at = am->at;
+    p->moving = false;
+    if (!p->paused)
+        return;
+    p->paused = false;
+    struct parked_msg *q = p->later;
+    p->later = NULL;
+    p->later_tail = &p->later;
+    place_replay(s, q);
+}
+
+void place_home_again(struct room_shard *s, struct room *r)
+{
+    struct placement **pp = placement_ref(s, r->id, r->id_len, r->hash);
+    struct placement *p = *pp;
+    if (p == NULL || p->moved != r || !p->paused) {
+        log_error("event=room_home_unexpected");
+        return;
+    }
+    *pp = p->next;
+    struct parked_msg *q = p->later;
+    parked_list_free(p->back); /* empty: nothing was routed that could bounce */
+    free(p);
+    ROOM_STAT_INC(s, rooms_home);
+    place_replay(s, q);
 }
 
 /* Takes back a placement place_add_moved made (the MOVE could not go). */

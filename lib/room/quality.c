@@ -142,19 +142,26 @@ void room_quality_on_report(struct room_shard *s, struct buf *b)
         return;
     rcu_read_lock();
     struct room *r = room_resolve(s->sh, h->tab, h->room_slot, h->room_gen);
-    /* r->own: written by the room's old owner (this worker, when it is the
-     * table's) before the MOVE; a worker that got r by a MOVE or a
-     * forwarded report read it after that (ring order). */
-    unsigned own = r != NULL ? r->own : s->id;
-    if (r != NULL && own == s->id) {
+    /* Kept only where the room is linked (its owner's buckets): a room
+     * that moves may be on its way here or away. r->own: stored by the
+     * room's last owner (release) before its MOVE; the table worker
+     * forwards by it. */
+    bool here = false;
+    for (const struct room *x = r != NULL ? s->buckets[(uint32_t)(r->hash >> 32) & s->bucket_mask]
+                                          : NULL;
+         x != NULL && !here; x = x->hnext)
+        here = x == r;
+    unsigned own = r != NULL ? atomic_load_explicit(&r->own, memory_order_acquire) : s->id;
+    if (here) {
         buf_unref(r->qrep[h->worker]);
         r->qrep[h->worker] = buf_ref(b);
         r->qrep_t[h->worker] = worker_now(s->w);
     }
     rcu_read_unlock();
-    if (r != NULL && own != s->id && h->tab == s->id) {
+    if (r != NULL && !here && own != s->id && h->tab == s->id) {
         /* A moved room (move.c): its owner is elsewhere now; the report
-         * follows it, behind the MOVE in the same ring. */
+         * follows it (one that gets there before the room, or after it
+         * moved on, is dropped there: the next interval's is kept). */
         struct buf *fb = buf_ref(b);
         struct worker_msg wm;
         room_msg_put(&wm, ROOM_MSG_QREPORT, &fb, sizeof(fb));

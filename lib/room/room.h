@@ -42,6 +42,7 @@ struct worker_msg;
 struct room_shared;
 struct room_shard;
 struct room_member;
+struct kfcache;
 
 /* Ring message types used by this module: 0x0200..0x02ff. */
 #define ROOM_MSG_FIRST 0x0200
@@ -187,6 +188,8 @@ struct room_stats {
     uint64_t rebinds;        /* moved members re-bound quietly, on the owner */
     uint64_t rebinds_gone;   /* re-binds that found the member gone (replaced) */
     uint64_t rebinds_failed; /* re-binds not sent (no slot, memory, ring): a LEAVE instead */
+    uint64_t move_requests;  /* moves of a moved room asked of its owner, on the home */
+    uint64_t rooms_home;     /* moved rooms back on their home, on the home */
 };
 
 /* Process-wide state: the hash key, limits and the per-owner room slot
@@ -236,17 +239,19 @@ uint32_t room_shard_census(struct room_shard *s, const uint8_t *room, size_t len
                            uint32_t by_prefix[256], uint32_t *hidden);
 
 /* Live room migration (issue 14; docs/HACKING.md "Moving a live room"),
- * on the worker that owns the room (its home: room_shared_owner): hands
- * the room's state (members, permissions, pending batch, quality reports)
- * to worker `to` at once, through the ring; the room keeps its handle, so
- * fan-out never pauses. Every JOIN and LEAVE for it is routed there from
- * here afterwards (as for a placed room) until it ends. The members of
- * worker `from` (this one), or of every worker when the room has at most
- * affinity_max_members members, are asked to move (ops->move). *members:
- * its member count. Returns 0 (started), ROOST_EINVAL (`to` is no
- * worker), ROOST_ENOENT (no such room here), ROOST_EEXIST (already on
- * `to`: nothing done), ROOST_EAGAIN (the room lives on another worker
- * already: placed, or moved and not yet ended; or it waits for the
+ * on the room's home worker (room_shared_owner): hands the room's state
+ * (members, permissions, pending batch, quality reports) to worker `to`
+ * through the ring; the room keeps its handle, so fan-out never pauses.
+ * Every JOIN and LEAVE for it is routed from the home to its owner in
+ * order until it ends. A room may move again, or back home, any number of
+ * times, one move at a time: when it lives elsewhere the home asks its
+ * owner (lib/room/place.c). The members of the worker it leaves, or of
+ * every worker when the room has at most affinity_max_members members,
+ * are asked to move (ops->move). *members: its member count. Returns 0
+ * (started), ROOST_EINVAL (`to` is no worker), ROOST_ENOENT (no such room
+ * with this home), ROOST_EEXIST (on `to` already: nothing done),
+ * ROOST_EAGAIN (a move of it is in flight; or it was placed on another
+ * worker by the owner load bound, or is ending; or it waits for the
  * cluster gate) or ROOST_ENOMEM. */
 int room_shard_move(struct room_shard *s, const uint8_t *room, size_t len, unsigned to,
                     uint32_t *members);
@@ -261,13 +266,22 @@ struct room_keep {
     uint32_t pid, room_slot, room_gen, old_slot, old_gen;
     uint64_t joined_version, events_seen;
     uint8_t room_id[64]; /* ROOM_ID_MAX */
+    /* A publishing member's keyframe cache, unpublished, travelling with
+     * it (owned by the keep: room_member_rebind takes it, room_keep_leave
+     * and room_keep_release free it). NULL: none. */
+    struct kfcache *kc;
 };
 
 /* A moved member whose connection ended between workers (no slot on the
  * new one): its entry, named by keep (room_member_detach), leaves the
  * room with a LEAVE to the others, as a vanished member's would. Sent
- * from s, the shard of the calling worker; nothing when !keep->valid. */
-void room_keep_leave(struct room_shard *s, const struct room_keep *keep);
+ * from s, the shard of the calling worker; nothing when !keep->valid.
+ * Releases what keep holds (room_keep_release). */
+void room_keep_leave(struct room_shard *s, struct room_keep *keep);
+/* Frees what a keep holds (its keyframe cache) without sending anything
+ * (a connection that ended between workers at shutdown). Any worker;
+ * buffers are counted. Accepts a keep holding nothing. */
+void room_keep_release(struct room_keep *keep);
 /* A moving member, on its old worker: keeps its room state in *keep and
  * frees it WITHOUT a LEAVE (it stays in the room; deliveries to it are
  * skipped until it is re-bound). A member not joined is deleted as by
@@ -279,7 +293,7 @@ void room_member_detach(struct room_member *m, struct room_keep *keep);
  * presence). Returns 0, ROOST_EINVAL (keep not valid) or ROOST_ENOMEM (no
  * member made) or the send's error (the member exists but is idle: the
  * caller should close the endpoint). */
-int room_member_rebind(struct room_shard *s, void *ep, const struct room_keep *keep,
+int room_member_rebind(struct room_shard *s, void *ep, struct room_keep *keep,
                        struct room_member **out);
 
 /* A participant on this worker; `ep` is its endpoint (borrowed until

@@ -15,6 +15,9 @@
  *               quiet re-bind after its connection moved) -> owner.c,
  *                                                   place.c, member.c
  *   owner.c    (room table, joins/leaves, snapshots, JOINED/EVENTS)
+ *                                                -> placed.c, move.c
+ *   placed.c   (the placed owner's side of placement: DROP, an unused
+ *               PLACE; the census of a room owned here)
  *   member.c   (members, join/leave requests, answers, events, replaced,
  *               keyframe requests, keyframe cache views and replay)
  *   fanout.c   (the media hot path)
@@ -58,12 +61,14 @@ enum {
     ROOM_MSG_EVENTS,                /* owner -> member worker: struct events_msg */
     ROOM_MSG_REPLACED,              /* owner -> member worker: struct replaced_msg */
     ROOM_MSG_KFREQ,                 /* requester worker -> sender worker: struct kfreq_msg */
-    ROOM_MSG_QREPORT, /* member worker -> owner: struct qreport_hdr + entries in a buf */
-    ROOM_MSG_QSUM,    /* owner -> publisher worker: struct qsum_entry[] in a buf */
-    ROOM_MSG_QFAR,    /* owner -> hidden member's worker: struct qfar_hdr + entries in a buf */
-    ROOM_MSG_DROP,    /* placed owner -> home: struct drop_msg in a buf (place.c) */
-    ROOM_MSG_MOVE,    /* old owner -> new owner: the struct room * itself (move.c) */
-    ROOM_MSG_REHOME,  /* new owner -> member worker: struct rehome_msg (move.c) */
+    ROOM_MSG_QREPORT,  /* member worker -> owner: struct qreport_hdr + entries in a buf */
+    ROOM_MSG_QSUM,     /* owner -> publisher worker: struct qsum_entry[] in a buf */
+    ROOM_MSG_QFAR,     /* owner -> hidden member's worker: struct qfar_hdr + entries in a buf */
+    ROOM_MSG_DROP,     /* placed owner -> home: struct drop_msg in a buf (place.c) */
+    ROOM_MSG_MOVE,     /* old owner -> new owner: the struct room * itself (move.c) */
+    ROOM_MSG_REHOME,   /* new owner -> member worker: struct rehome_msg (move.c) */
+    ROOM_MSG_MOVE_REQ, /* home -> a moved room's owner: struct move_req_msg (move.c) */
+    ROOM_MSG_ARRIVED,  /* a moved room's new owner -> home: struct arrived_msg (place.c) */
 };
 
 /* How a JOIN or LEAVE reached an owner (place.c): straight
@@ -166,12 +171,17 @@ struct room {
     struct buf *drop;
     /* Live room migration (move.c): `tab` is the worker whose slot table
      * holds the room (its handle: tab, slot, gen), set at creation and
-     * never changed, so members' handles stay valid when the room moves;
-     * `own` is the worker that owns it now (== tab until a move; written
-     * by the old owner before the MOVE, read by the table worker to
-     * forward quality reports). */
+     * never changed, so members' handles stay valid when the room moves
+     * (any number of times); `own` is the worker that owns it now (== tab
+     * until a move; stored by the old owner before the MOVE, with release,
+     * read with acquire by the table worker to forward quality reports);
+     * `from` the worker it came from by its last move (REHOME: whose
+     * members follow), `moves` how many moves it made (0: never moved, no
+     * re-bind log or presence history is kept). */
     uint16_t tab;
-    uint16_t own;
+    _Atomic uint16_t own;
+    uint16_t from;
+    uint32_t moves;
     /* A moved room's latest PARTICIPANT_EVENTS (framed) by snapshot
      * version, a ring (move_events_keep): a member re-bound after moving
      * gets those it missed in transit (move_events_since). */
@@ -219,6 +229,10 @@ struct room_member {
     /* A re-bound member (move.c, room_member_rebind) whose quiet JOIN is
      * not answered yet: JOINED already, with the room handle it had. */
     bool rebinding;
+    /* A REHOME reached it while it was re-binding (newer than the
+     * re-bind's answer: m->at is its), and whether it asked it to follow
+     * its room: done once the answer is in. */
+    bool rehomed, follow;
     /* The snapshot version that put a re-bound member on this worker:
      * FANOUT and EVENTS made from an older one are skipped (its old
      * worker had them). 0: never moved. */
@@ -378,6 +392,27 @@ struct rehome_msg {
 };
 #define ROOM_MOVE_ANY 0xffffu
 
+/* The home of a moved room to its owner (move.c, move_on_request): hand
+ * the room named by its handle (tab = the home, slot, gen; hash: where it
+ * is in the owner's buckets) to worker `to`. The home routes nothing to
+ * that owner meanwhile (its placement is paused, place.c), so every JOIN
+ * and LEAVE it routed there before is applied first. */
+struct move_req_msg {
+    uint64_t hash;
+    uint32_t slot, gen;
+    uint16_t tab, to;
+};
+
+/* A moved room's owner to its home: the room (slot, gen in the home's
+ * table) is owned by `at` now, with every JOIN and LEAVE the home routed
+ * before applied (place_on_arrived: the placement routes to `at` from
+ * now on). From the new owner on the room's arrival, or from the old one
+ * when the MOVE could not be sent (at: itself). */
+struct arrived_msg {
+    uint32_t slot, gen;
+    uint16_t at;
+};
+
 struct fanout_msg {
     uint32_t owner, room_slot, room_gen, sender;
     uint64_t version; /* of the snapshot the sender read (move.c) */
@@ -428,6 +463,8 @@ _Static_assert(sizeof(struct fanout_msg) <= 56, "fits a ring message");
 _Static_assert(sizeof(struct events_msg) <= 56, "fits a ring message");
 _Static_assert(sizeof(struct kfreq_msg) <= 56, "fits a ring message");
 _Static_assert(sizeof(struct rehome_msg) <= 56, "fits a ring message");
+_Static_assert(sizeof(struct move_req_msg) <= 56, "fits a ring message");
+_Static_assert(sizeof(struct arrived_msg) <= 56, "fits a ring message");
 
 /* move.c: frees the room a discarded MOVE or DROP still owns (shutdown:
  * no reader is left). Accepts NULL. */
@@ -438,6 +475,10 @@ void move_discard_room(struct room *r);
  * (replaced meanwhile): the endpoint is told ops->replaced. */
 #define ROOM_REBIND_OK 0xffff0002u
 #define ROOM_REBIND_GONE 0xffff0003u
+/* ROOM_REBIND_OK, and the member should follow the room on to its owner
+ * (ack.at): it re-bound on the worker the room left since (its REHOME
+ * found it between workers). */
+#define ROOM_REBIND_FOLLOW 0xffff0004u
 
 /* --------------------------------------------------------------- plumbing */
 
@@ -506,6 +547,8 @@ static inline bool room_msg_release(const struct worker_msg *wm)
     case ROOM_MSG_REPLACED:
     case ROOM_MSG_KFREQ:
     case ROOM_MSG_REHOME:
+    case ROOM_MSG_MOVE_REQ:
+    case ROOM_MSG_ARRIVED:
         return true;
     default:
         return false;
@@ -571,6 +614,20 @@ static inline struct room *room_resolve(struct room_shared *sh, unsigned owner, 
     return r;
 }
 
+/* The room with this id owned here, or NULL; *hash_out: its siphash.
+ * Owner side (the shard's own worker). */
+static inline struct room *owner_room_find(struct room_shard *s, const uint8_t *id, size_t len,
+                                           uint64_t *hash_out)
+{
+    uint64_t h = hash_siphash24(&s->sh->key, id, len);
+    *hash_out = h;
+    /* High bits: the low bits chose the owner (mod N). */
+    for (struct room *r = s->buckets[(h >> 32) & s->bucket_mask]; r; r = r->hnext)
+        if (r->hash == h && r->id_len == len && memcmp(r->id, id, len) == 0)
+            return r;
+    return NULL;
+}
+
 /* A member of this shard by handle; NULL when the slot was reused. */
 /* The member's keyframe cache, made at its first frame (member.c). */
 struct kfcache *room_member_cache(struct room_shard *s, struct room_member *m);
@@ -599,7 +656,7 @@ void owner_on_drop(struct room_shard *s, const struct drop_msg *dm);
 /* Frees the home's placements and what waits in them (room_shard_del). */
 void place_free(struct room_shard *s);
 
-/* owner.c */
+/* owner.c (the placed owner's side: placed.c) */
 void owner_apply_join(struct room_shard *s, const struct join_req *jr);
 void owner_apply_leave(struct room_shard *s, const struct leave_req *lr);
 /* Answers jr with JOIN_REJECTED (code, reason, retry after retry_ms). */
@@ -609,9 +666,15 @@ void owner_reject(struct room_shard *s, const struct join_req *jr, uint32_t code
  * JOIN's own (s->in_buf, one more reference) when jr is in it, else a new
  * one; NULL when none could be had. */
 struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr);
-/* The room with this id owned here, or NULL; *hash_out: its siphash. */
-struct room *owner_room_find(struct room_shard *s, const uint8_t *id, size_t len,
-                             uint64_t *hash_out);
+/* placed.c: the end of a placed (or moved) room, or of a PLACE that made
+ * none, to its home (place.c owner_on_drop): routed PLACE/FWD messages
+ * reached it; in b (place_drop_buf; NULL: allocated here); moved: the
+ * room itself when it lives in the home's table (move.c), else NULL. */
+void place_send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
+                     uint32_t routed, struct buf *b, struct room *moved);
+/* A PLACE join (jr->route) that made no room here: its DROP (in jr's own
+ * buffer when it can: jr is not used after this). Other joins: nothing. */
+void place_unused(struct room_shard *s, const struct join_req *jr);
 /* Frees every room this shard owns (room_shard_del: no reader is left). */
 void owner_free_rooms(struct room_shard *s);
 /* Live room migration (move.c): the owner.c pieces it needs. */
@@ -654,16 +717,32 @@ void move_count_lost(struct room_shard *s, const struct room *r, uint32_t sender
 void owner_mark_dirty(struct room_shard *s, struct room *r);
 void owner_send_ack(struct room_shard *s, const struct join_req *jr, uint32_t code,
                     const struct room *r, uint64_t version, struct buf *frames);
-/* move.c, the owner side: a MOVE arrived. */
+/* move.c, the owner side: a MOVE arrived; the home asks for a move. */
 void move_on_arrive(struct room_shard *s, struct room *r);
+void move_on_request(struct room_shard *s, const struct move_req_msg *mr);
 /* move.c, the member side. */
 void move_on_rehome(struct room_shard *s, const struct rehome_msg *rm);
 /* place.c: the home remembers that its room r moved to worker `to`
- * (a placement, routed 0, drained by the DROP as for a placed room).
- * Returns 0 or ROOST_ENOMEM. Whether id has a placement here. */
+ * (a placement, routed 0, drained by the DROP as for a placed room; a
+ * move in flight until `to` says the room ARRIVED). Returns 0,
+ * ROOST_EEXIST (a placement is there) or ROOST_ENOMEM. */
 int place_add_moved(struct room_shard *s, struct room *r, unsigned to);
-bool place_exists(struct room_shard *s, const uint8_t *id, size_t len);
 void place_remove_moved(struct room_shard *s, struct room *r);
+/* The home, for a room id that is not here (room_shard_move): moves the
+ * room it moved away before on to `to` (or back here): asks its owner
+ * (MOVE_REQ) and pauses the placement until the room ARRIVED (or ended).
+ * *members: its member count (its snapshot's). Returns 0, ROOST_ENOENT
+ * (no such room), ROOST_EEXIST (on `to` already), ROOST_EAGAIN (placed by
+ * the owner load bound, ending, or a move in flight) or the send's
+ * error. */
+int place_move_on(struct room_shard *s, const uint8_t *id, size_t len, unsigned to,
+                  uint32_t *members);
+/* The home: a moved room ARRIVED on its new owner (or stayed: am->at is
+ * the old owner): its placement routes there, and what waited goes. */
+void place_on_arrived(struct room_shard *s, const struct arrived_msg *am);
+/* The home: its moved room r came back (MOVE, linked here already): the
+ * placement goes, and what waited in it is applied here, in order. */
+void place_home_again(struct room_shard *s, struct room *r);
 
 /* A join waiting for ops->gate to open its room (owner side). */
 struct parked_join {
@@ -672,6 +751,11 @@ struct parked_join {
 };
 
 /* member.c */
+/* A re-bound member (move.c) takes the keyframe cache its connection
+ * brought (room_keep.kc, from room_member_detach; NULL: none): published
+ * in m's slot with m's tag, so a later joiner gets its cached keyframes at
+ * once. Freed instead when it cannot be (no memory, no publish right). */
+void member_cache_adopt(struct room_shard *s, struct room_member *m, struct kfcache *kc);
 void member_on_ack(struct room_shard *s, struct buf *b);
 void member_on_events(struct room_shard *s, const struct events_msg *em);
 void member_on_replaced(struct room_shard *s, const struct replaced_msg *rm);

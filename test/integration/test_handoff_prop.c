@@ -27,10 +27,14 @@
  *               old owner's worker (all of them when it surely had at most
  *               AMAX) are on the target, the others where they were; pids
  *               unchanged (placement); relay_room_move's answers fit the
- *               model (ROOM_MOVES_ONCE, move_answer_ok);
+ *               model (move_answer_ok): a room moves any number of times,
+ *               away and back home, one move at a time;
  *   presence:   replaying each member's JOINED list and JOIN/LEAVE events,
  *               nobody joins twice or leaves while absent; every live
- *               joined member of its room is present, none known gone;
+ *               joined member of its room is present, none known gone
+ *               (with rooms moving several times, a re-bind that replayed
+ *               presence the member had seen, e.g. owner_rebind answering
+ *               from version 0, fails here within a run);
  *   end:        after everyone left: no member, no room, no participant, no
  *               session, no connection, no forwarding CID, every buffer
  *               returned.
@@ -162,6 +166,7 @@ struct room_model {
     bool moved, pending, unsure, small;
     bool emptied; /* moved, and every member was gone at a check since */
     unsigned peak;
+    unsigned moves; /* moves started (any number: away, on, back home) */
 };
 
 #define TRACE_N 48
@@ -185,7 +190,8 @@ struct prop {
     unsigned n_trace;
     /* Tallies for the summary line. */
     unsigned n_ops[16], n_expect_owner, n_checked_frames;
-    unsigned n_move[6]; /* started, already there, conflict, followers, unsure: home, moved */
+    unsigned n_move[8]; /* started, already there, conflict, followers, unsure: home, moved;
+                         * moves of a room that had moved already, back home */
 };
 
 static uint64_t rnd(struct prop *t)
@@ -541,13 +547,6 @@ static bool op_send(struct prop *t)
     return true;
 }
 
-/* A room moves at most once in its life: its home keeps a placement naming
- * the new owner and refuses any further move (lib/room/move.c,
- * room_shard_move: ROOST_EAGAIN, 409). Once repeat moves exist, set this
- * to 0: a moved room then answers as a room on its current owner would
- * (the only place the test depends on it). */
-#define ROOM_MOVES_ONCE 1
-
 /* A moved room whose members joined at the move are all gone may have ended
  * (its last member left) and begun again on its home. */
 static void room_unsure_update(struct prop *t, unsigned r)
@@ -564,17 +563,16 @@ static void room_unsure_update(struct prop *t, unsigned r)
 }
 
 /* Whether relay_room_move's answer rc fits the model of room r (moving it
- * to worker `to`; home is its hash owner). */
+ * to worker `to`; home is its hash owner). A room moves any number of
+ * times, one move at a time (lib/room/place.c): while the last one may be
+ * under way (pending) it may answer EAGAIN; so may a moved room that may
+ * have ended (its home drains its placement). */
 static bool move_answer_ok(const struct room_model *rm, unsigned home, unsigned to, int rc)
 {
     unsigned cur = rm->owner >= 0 ? (unsigned)rm->owner : home;
     bool may_be_home = !rm->moved || rm->unsure; /* ended and started again */
-    bool may_be_moved = rm->moved;
-    if (ROOM_MOVES_ONCE) {
-        if (rc == 0 || rc == ROOST_EEXIST)
-            return may_be_home && (rc == 0) == (to != home);
-        return rc == ROOST_EAGAIN && may_be_moved;
-    }
+    if (rc == ROOST_EAGAIN)
+        return rm->pending || rm->unsure;
     if (rc == ROOST_EEXIST)
         return to == cur || (may_be_home && to == home);
     return rc == 0 && (to != cur || (may_be_home && to != home));
@@ -672,14 +670,23 @@ static bool op_move(struct prop *t)
     if (rc != 0)
         return true;
     t->n_move[0]++;
+    if (rm->moves++ > 0)
+        t->n_move[6]++;
+    if (to == home)
+        t->n_move[7]++;
     if (!churn_first)
         move_churn(t, k->room, k);
-    unsigned cur = rm->owner >= 0 && !rm->unsure ? (unsigned)rm->owner : home;
-    if (from != cur || members == 0)
-        PFAIL(t, "round %u: moving %s to %u: answered by worker %u (owner %u), %u members",
-              t->round, rm->id, to, from, cur, members);
-    rm->owner = (int)to;
-    rm->moved = rm->pending = true;
+    /* The home answers (and orders every move); the room's owner before
+     * it is the model's, unless the room may have begun again at home. */
+    bool sure = !rm->unsure;
+    unsigned cur = rm->owner >= 0 ? (unsigned)rm->owner : home;
+    if (from != home || members == 0)
+        PFAIL(t, "round %u: moving %s to %u: answered by worker %u (home %u), %u members", t->round,
+              rm->id, to, from, home, members);
+    /* k is joined and live: the room exists, so it goes to `to`. */
+    rm->owner = to == home ? -1 : (int)to;
+    rm->moved = to != home;
+    rm->pending = true;
     rm->unsure = rm->emptied = false;
     rm->peak = rm->cur;
     /* REHOME counts the members when the room arrives: surely small only
@@ -691,10 +698,16 @@ static bool op_move(struct prop *t)
         if (c->room != k->room || c->st != K_LIVE)
             continue;
         c->anchor = is_joined(c);
-        if (c->worker < 0)
-            continue; /* not settled yet: the next check records it */
+        if (c->worker < 0) {
+            /* Not settled since the last move (or its join): where that
+             * move put it (its owner then), it follows on; where it may
+             * stay, it still may. Not joined yet: the next check. */
+            if (c->move_to >= 0)
+                c->move_to = (int)to;
+            continue;
+        }
         c->move_to = (int)to;
-        c->move_alt = c->worker == (int)from ? -1 : c->worker;
+        c->move_alt = sure && c->worker == (int)cur ? -1 : c->worker;
         c->worker = -1;
         t->n_move[3]++;
     }
@@ -1383,8 +1396,13 @@ static void run(unsigned test_no, unsigned n_workers, bool hash)
            (unsigned long long)st.joins_ok, (unsigned long long)(echo_now_ms() - t0));
     for (unsigned i = 0; i < N_OPS; i++)
         printf(" %s=%u", ops[i].name, t->n_ops[i]);
-    printf(" moves: started=%u there=%u conflict=%u followers=%u unsure_home=%u unsure_moved=%u\n",
-           t->n_move[0], t->n_move[1], t->n_move[2], t->n_move[3], t->n_move[4], t->n_move[5]);
+    unsigned most = 0;
+    for (unsigned r = 0; r < N_ROOMS; r++)
+        most = t->rooms[r].moves > most ? t->rooms[r].moves : most;
+    printf(" moves: started=%u there=%u conflict=%u followers=%u unsure_home=%u unsure_moved=%u "
+           "again=%u home=%u most_per_room=%u\n",
+           t->n_move[0], t->n_move[1], t->n_move[2], t->n_move[3], t->n_move[4], t->n_move[5],
+           t->n_move[6], t->n_move[7], most);
     /* Joins expected on the owner that landed elsewhere must have moved:
      * with 16 of them, all landing on the owner by chance has probability
      * at most 2^-16. */

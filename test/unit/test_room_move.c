@@ -12,7 +12,10 @@
  * batch travelling with the room, quality reports following it, the end of
  * a moved room (DROP carrying it back to its table), a moved member's quiet
  * re-bind (and its leave, vanish or replacement meanwhile), and a shutdown
- * with a MOVE or a moved room's DROP still in a ring. */
+ * with a MOVE or a moved room's DROP still in a ring. Session 7: a moved
+ * room moves again and back home (MOVE_REQ, ARRIVED), one move at a time,
+ * with JOINs and LEAVEs in the rings meanwhile; a publisher's keyframe
+ * cache moves with its connection. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -315,8 +318,9 @@ static void test_move_basic(void **state)
     assert_int_equal(b.events, ev_b);
     assert_int_equal(a.controls, ctl_a);
     assert_true(room_member_joined(a.m) && room_member_joined(b.m));
-    /* Moved already: refused from either side; other refusals. */
-    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), ROOST_EAGAIN);
+    /* Asked of its home where it is already: nothing; asked of its owner
+     * (not its home): refused; other refusals. */
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), ROOST_EEXIST);
     assert_int_equal(room_shard_move(R.s[1], (const uint8_t *)id, strlen(id), 0, &n), ROOST_EAGAIN);
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), NW, &n),
                      ROOST_EINVAL);
@@ -601,9 +605,17 @@ static void test_rebind_send_fails(void **state)
 /* A FANOUT of one frame from `from`, as its worker sends it when it read
  * the room's snapshot `version`, handled by worker w now (rings between
  * different pairs of workers keep no order between them). */
+static struct room *find_any(const char *id)
+{
+    for (unsigned w = 0; w < NW; w++)
+        if (find(w, id) != NULL)
+            return find(w, id);
+    return NULL;
+}
+
 static void fanout_at(unsigned w, const char *id, const struct ep *from, uint64_t version)
 {
-    struct room *r = find(1, id);
+    struct room *r = find_any(id);
     assert_non_null(r);
     struct buf *b = buf_new(64);
     assert_non_null(b);
@@ -623,7 +635,7 @@ static void fanout_at(unsigned w, const char *id, const struct ep *from, uint64_
 
 static uint64_t version_of(const char *id)
 {
-    return snapshot_version(find(1, id)->snap);
+    return snapshot_version(find_any(id)->snap);
 }
 
 /* Three members on three workers; the room moved from 0 to 1, and a (on
@@ -898,6 +910,557 @@ static void test_shutdown_moved_room_live(void **state)
     r_stop();
 }
 
+/* ------------------------------------------- moving again (session 7) */
+
+static int move(unsigned home, const char *id, unsigned to)
+{
+    uint32_t n;
+    return room_shard_move(R.s[home], (const uint8_t *)id, strlen(id), to, &n);
+}
+
+/* Whether anything is queued to worker w. */
+static bool parked_anything(unsigned w)
+{
+    return R.head[w] != R.tail[w];
+}
+
+/* A moved room moves again (1 -> 2), asked of its home (0): the home asks
+ * the owner (MOVE_REQ), which hands the room on; the new owner tells the
+ * home (ARRIVED), and from then on the home routes there. One move at a
+ * time: asked again while it is in flight, the answer is EAGAIN; asked to
+ * where it is, EEXIST. The members of the worker it left follow. */
+static void test_move_second(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b, d, c;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_new(&d, 2);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    ep_join(&d, id, "d");
+    r_pump();
+    struct room *r = find(0, id);
+    assert_int_equal(move(0, id, 1), 0);
+    assert_int_equal(move(0, id, 2), ROOST_EAGAIN); /* the first is in flight */
+    r_pump();
+    assert_ptr_equal(find(1, id), r);
+    assert_int_equal(move(0, id, 1), ROOST_EEXIST);
+    assert_int_equal(move(1, id, 2), ROOST_EAGAIN); /* only its home moves it */
+    unsigned ev[3] = {a.events, b.events, d.events};
+    assert_int_equal(move(0, id, 2), 0);
+    assert_int_equal(move(0, id, 0), ROOST_EAGAIN); /* in flight */
+    assert_int_equal(move(0, id, 1), ROOST_EAGAIN);
+    r_pump();
+    assert_null(find(1, id));
+    assert_ptr_equal(find(2, id), r); /* the same room, the same handle */
+    assert_int_equal(r->tab, 0);
+    assert_int_equal(r->moves, 2);
+    assert_int_equal(st(0).move_requests, 1);
+    assert_int_equal(st(1).rooms_moved_out, 1);
+    assert_int_equal(st(2).rooms_moved_in, 1);
+    assert_int_equal(atomic_load(&R.sh->owned[1]), 0);
+    assert_int_equal(atomic_load(&R.sh->owned[2]), 3);
+    assert_int_equal(room_member_owner(a.m), 2);
+    assert_int_equal(room_member_owner(b.m), 2);
+    assert_int_equal(room_member_owner(d.m), 2);
+    assert_int_equal(b.moved_to, 2); /* on the worker it left */
+    assert_int_equal(d.moved_to, -1);
+    assert_int_equal(a.events, ev[0]);
+    assert_int_equal(b.events, ev[1]);
+    assert_int_equal(d.events, ev[2]);
+    assert_int_equal(move(0, id, 2), ROOST_EEXIST);
+    /* A later joiner: through the home, answered by the new owner. */
+    ep_new(&c, 1);
+    ep_join(&c, id, "c");
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    assert_int_equal(room_member_owner(c.m), 2);
+    assert_int_equal(a.events, ev[0] + 1);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    room_member_del(c.m);
+    room_member_del(d.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_int_equal(room_shared_participants(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
+/* Back home (1 -> 0): the placement goes, the room is linked on its home
+ * again, later JOINs and LEAVEs are applied there without routing; it can
+ * move away again after that, and ends on its home normally. */
+static void test_move_back_home(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b, c;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    struct room *r = find(0, id);
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    unsigned ev_a = a.events, ev_b = b.events;
+    assert_int_equal(move(0, id, 0), 0);
+    r_pump();
+    assert_ptr_equal(find(0, id), r);
+    assert_null(find(1, id));
+    assert_true(no_placements());
+    assert_int_equal(st(0).rooms_home, 1);
+    assert_int_equal(atomic_load(&R.sh->owned[0]), 2);
+    assert_int_equal(atomic_load(&R.sh->owned[1]), 0);
+    assert_int_equal(room_member_owner(a.m), 0);
+    assert_int_equal(room_member_owner(b.m), 0);
+    assert_int_equal(b.moved_to, 0); /* on the worker it left */
+    assert_int_equal(a.events, ev_a);
+    assert_int_equal(b.events, ev_b);
+    uint64_t routed = st(0).routed;
+    ep_new(&c, 2);
+    ep_join(&c, id, "c");
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    assert_int_equal(room_member_owner(c.m), 0);
+    assert_int_equal(st(0).routed, routed); /* applied at home */
+    assert_int_equal(a.events, ev_a + 1);
+    /* And away again, from home: a third move. */
+    assert_int_equal(move(0, id, 2), 0);
+    r_pump();
+    assert_ptr_equal(find(2, id), r);
+    assert_int_equal(r->moves, 3);
+    room_member_del(c.m);
+    r_pump();
+    assert_int_equal(a.events, ev_a + 2); /* c's LEAVE, routed to 2 */
+    assert_int_equal(move(0, id, 0), 0);
+    r_pump();
+    assert_ptr_equal(find(0, id), r);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_int_equal(room_shared_participants(R.sh), 0);
+    assert_true(no_placements());
+    assert_null(find(0, id));
+    r_stop();
+}
+
+/* JOINs and LEAVEs in the rings while the room moves on: those the home
+ * routed before it asked for the move reach the old owner first (same
+ * ring) and travel with the room's batch; those arriving at the home
+ * meanwhile wait there (nothing routed) and follow the room to its new
+ * owner once it ARRIVED, in order: a member that joins and leaves across
+ * the move leaves no ghost, nobody is lost. */
+static void test_move_routed_in_ring(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b, c, d;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    uint64_t routed = st(0).routed;
+    unsigned ev_a = a.events;
+    /* c's JOIN and b's LEAVE: routed to 1 before the move is asked. */
+    ep_new(&c, 2);
+    ep_join(&c, id, "c");
+    assert_int_equal(room_leave(b.m), 0);
+    while (r_step(0))
+        ;
+    assert_int_equal(st(0).routed, routed + 2);
+    assert_int_equal(move(0, id, 2), 0); /* MOVE_REQ behind them */
+    /* d's JOIN and c's LEAVE reach the home while the move is asked: they
+     * wait there. */
+    ep_new(&d, 1);
+    ep_join(&d, id, "d");
+    assert_int_equal(room_leave(c.m), 0);
+    while (r_step(0))
+        ;
+    assert_int_equal(st(0).routed, routed + 2);
+    assert_false(parked_anything(2));
+    r_pump();
+    assert_non_null(find(2, id));
+    assert_int_equal(st(0).routed, routed + 4); /* sent on to 2 */
+    assert_int_equal(c.joined_cb, 0);           /* it left before its answer came */
+    assert_int_equal(d.joined_cb, 1);
+    assert_int_equal(d.last_code, 0);
+    assert_int_equal(a.events, ev_a + 4); /* c and d in, b and c out */
+    assert_int_equal(room_member_owner(d.m), 2);
+    assert_int_equal(find(2, id)->n_infos, 2); /* a and d: no ghost of b or c */
+    assert_int_equal(room_shared_participants(R.sh), 2);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    room_member_del(c.m);
+    room_member_del(d.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
+/* The room ends on its owner before the home's MOVE_REQ gets there: the
+ * owner finds nothing (and ignores it), the DROP unpauses the home's
+ * placement, which drains; a JOIN that waited for the move makes the room
+ * afresh on its home. */
+static void test_move_req_after_end(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, e;
+    ep_new(&a, 1);
+    ep_join(&a, id, "a");
+    r_pump();
+    struct room *r = find(0, id);
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    assert_ptr_equal(find(1, id), r);
+    room_member_del(a.m);
+    while (r_step(0)) /* the LEAVE, routed on */
+        ;
+    while (r_step(1))
+        ;
+    room_shard_flush(R.s[1]); /* the room ends: DROP queued to 0 */
+    assert_null(find(1, id));
+    assert_int_equal(move(0, id, 2), 0); /* the home does not know yet */
+    ep_new(&e, 2);
+    ep_join(&e, id, "e");
+    r_pump();
+    assert_int_equal(e.last_code, 0);
+    assert_int_equal(room_member_owner(e.m), 0);
+    assert_non_null(find(0, id));
+    assert_null(find(2, id));
+    assert_int_equal(room_shared_rooms(R.sh), 1);
+    assert_true(no_placements());
+    room_member_del(e.m);
+    r_stop();
+}
+
+/* Members move with their room twice and back home: each time quietly
+ * re-bound (same id, no JOINED, no presence), a re-bind still in a ring
+ * when the next move starts waits at the home and follows the room; media
+ * is delivered once after each move. */
+static void test_move_twice_members_follow(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    unsigned ev_a = a.events, ev_b = b.events, jm = a.joined_msgs + b.joined_msgs;
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    assert_int_equal(a.moved_to, 1);
+    ep_hand_off(&a, 1); /* its re-bind JOIN is queued to the home */
+    a.moved_to = -1;
+    assert_int_equal(move(0, id, 2), 0);
+    r_pump();
+    assert_non_null(find(2, id));
+    assert_false(a.m->rebinding); /* re-bound on 2, where the room went */
+    assert_int_equal(st(2).rebinds, 1);
+    assert_int_equal(b.moved_to, 2);
+    /* a re-bound on 1, the worker the room left meanwhile: its answer
+     * (ROOM_REBIND_FOLLOW) sends it on after the room. */
+    assert_int_equal(a.moved_to, 2);
+    assert_int_equal(room_member_owner(a.m), 2);
+    ep_hand_off(&b, 2);
+    ep_hand_off(&a, 2);
+    r_pump();
+    assert_false(a.m->rebinding);
+    assert_false(b.m->rebinding);
+    assert_int_equal(st(2).rebinds, 3);
+    ep_send(&a); /* both on 2: delivered there, once */
+    ep_send(&b);
+    assert_int_equal(a.media, 1);
+    assert_int_equal(b.media, 1);
+    /* Back home: members on 2 (the worker it left) follow. */
+    a.moved_to = b.moved_to = -1;
+    assert_int_equal(move(0, id, 0), 0);
+    r_pump();
+    assert_int_equal(a.moved_to, 0);
+    assert_int_equal(b.moved_to, 0);
+    ep_hand_off(&a, 0);
+    ep_hand_off(&b, 0);
+    r_pump();
+    assert_false(a.m->rebinding);
+    assert_false(b.m->rebinding);
+    assert_int_equal(st(0).rebinds, 2);
+    ep_send(&a);
+    ep_send(&b);
+    assert_int_equal(a.media, 2);
+    assert_int_equal(b.media, 2);
+    assert_int_equal(a.events, ev_a);
+    assert_int_equal(b.events, ev_b);
+    assert_int_equal(a.joined_msgs + b.joined_msgs, jm);
+    assert_int_equal(room_shared_participants(R.sh), 2);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
+/* One keyframe packet (start and end) on stream 2. */
+static void ep_send_kf(struct ep *e)
+{
+    uint8_t d[64];
+    struct media_hdr h = {.stream_id = 2,
+                          .seq = 7,
+                          .flags = MEDIA_F_KEYFRAME | MEDIA_F_VIDEO | MEDIA_F_START | MEDIA_F_END};
+    assert_int_equal(media_c2r_encode(&h, d, sizeof(d)), MEDIA_C2R_HDR_LEN);
+    memset(d + MEDIA_C2R_HDR_LEN, 0xcd, 8);
+    assert_int_equal(room_publish(e->m, d, MEDIA_C2R_HDR_LEN + 8), 0);
+}
+
+/* A publisher's keyframe cache moves with its connection: a member that
+ * joins after the move gets the cached keyframe at once, from the cache
+ * published on the publisher's new worker. */
+static void test_move_kfcache_follows(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b, c;
+    ep_new(&a, 0);
+    ep_new(&b, 0);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    ep_send_kf(&a); /* (media here stays on one worker: this harness
+                     * drives only the control messages) */
+    assert_int_equal(b.media, 1);
+    assert_int_equal(st(0).kf_cached, 1);
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    ep_hand_off(&a, 1);
+    ep_hand_off(&b, 1);
+    r_pump();
+    assert_false(a.m->rebinding);
+    assert_int_equal(st(0).kf_caches, 0); /* it left worker 0 ... */
+    assert_int_equal(st(1).kf_caches, 1); /* ... for worker 1 */
+    ep_new(&c, 1);
+    ep_join(&c, id, "c");
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    assert_int_equal(st(1).kf_replayed, 1);
+    assert_int_equal(c.media, 1);
+    /* It goes on caching there: a newer keyframe replaces it. */
+    ep_send_kf(&a);
+    assert_int_equal(c.media, 2);
+    assert_int_equal(st(1).kf_cached, 1);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    room_member_del(c.m);
+    r_stop();
+}
+
+/* A moving publisher whose connection ends between workers: its keyframe
+ * cache goes with the keep (room_keep_leave), its entry leaves the room
+ * with a LEAVE to the others, and nothing leaks (r_stop counts buffers). */
+static void test_move_kfcache_transit_closed(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 0);
+    ep_new(&b, 0);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    ep_send_kf(&a);
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    unsigned ev_b = b.events;
+    struct room_keep keep;
+    room_member_detach(a.m, &keep);
+    a.m = NULL;
+    assert_non_null(keep.kc);
+    room_keep_leave(R.s[1], &keep); /* as session_transit_closed does */
+    assert_null(keep.kc);
+    r_pump();
+    assert_int_equal(b.events, ev_b + 1);
+    assert_int_equal(find(1, id)->n_infos, 1);
+    room_keep_release(&keep); /* then session_closed: nothing left */
+    room_member_del(b.m);
+    r_stop();
+}
+
+/* A moved member is told only the presence changes it has not seen: one
+ * it got on its old worker before its connection moved is not repeated by
+ * the re-bind's answer (the history after the version it had seen). */
+static void test_rebind_seen_no_repeat(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b, c;
+    ep_new(&a, 0);
+    ep_new(&b, 1);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    assert_int_equal(a.moved_to, 1);
+    unsigned ev_a = a.events;
+    ep_new(&c, 2);
+    ep_join(&c, id, "c"); /* kept in the moved room's history */
+    r_pump();
+    assert_int_equal(a.events, ev_a + 1); /* on its old worker still */
+    ep_hand_off(&a, 1);
+    r_pump();
+    assert_false(a.m->rebinding);
+    assert_int_equal(a.events, ev_a + 1); /* not again */
+    room_member_del(a.m);
+    room_member_del(b.m);
+    room_member_del(c.m);
+    r_stop();
+}
+
+/* The room moves on while a moved member's re-bind answer is on its way
+ * (the re-bind was applied on the old owner): the REHOME finds the member
+ * re-binding and it follows once the answer is in. */
+static void test_rebind_follow_after_answer(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 0);
+    ep_new(&b, 2);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    ep_hand_off(&a, 1);
+    while (r_step(0)) /* the re-bind, routed on */
+        ;
+    while (r_step(1))
+        ;
+    room_shard_flush(R.s[1]); /* applied on 1: its answer is queued to 1 */
+    assert_int_equal(R.tail[1] - R.head[1], 1);
+    struct worker_msg ack = R.q[1][R.head[1]++ % QMAX];
+    assert_int_equal((int)ack.type, ROOM_MSG_ACK);
+    a.moved_to = -1;
+    assert_int_equal(move(0, id, 2), 0);
+    r_pump();
+    assert_non_null(find(2, id));
+    assert_true(a.m->rebinding);
+    assert_int_equal(a.moved_to, -1); /* not while re-binding */
+    rcu_quiescent_state();
+    room_dispatch_one(R.s[1], &ack);
+    assert_false(a.m->rebinding);
+    assert_int_equal(a.moved_to, 2);
+    assert_int_equal(room_member_owner(a.m), 2);
+    ep_hand_off(&a, 2);
+    r_pump();
+    assert_false(a.m->rebinding);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    r_stop();
+}
+
+/* A member that moved twice has two entries in the room's re-bind log: a
+ * FANOUT of a snapshot between them (the member on its previous worker,
+ * which had that copy) is skipped on its newest worker while its second
+ * re-bind's answer is on the way: the latest entry counts, not the
+ * first. */
+static void test_rebound_twice_latest(void **state)
+{
+    (void)state;
+    struct ep a, b, c;
+    const char *id = three_moved(&a, &b, &c);
+    ep_hand_off(&a, 1);
+    r_pump();
+    assert_int_equal(move(0, id, 2), 0);
+    r_pump();
+    assert_int_equal(a.moved_to, 2);
+    ep_hand_off(&a, 2);
+    while (r_step(0)) /* the re-bind, routed to 2 */
+        ;
+    while (r_step(2))
+        ;
+    room_shard_flush(R.s[2]); /* applied, published; its answer held */
+    assert_int_equal(R.tail[2] - R.head[2], 1);
+    struct worker_msg ack = R.q[2][R.head[2]++ % QMAX];
+    assert_int_equal((int)ack.type, ROOM_MSG_ACK);
+    assert_true(a.m->rebinding);
+    uint64_t v2 = version_of(id);
+    struct room_stats s2 = st(2);
+    fanout_at(2, id, &c, v2 - 1); /* a was on 1 in that one */
+    assert_int_equal(a.media, 0);
+    assert_int_equal(st(2).media_skipped_moving, s2.media_skipped_moving + 1);
+    fanout_at(2, id, &c, v2);
+    assert_int_equal(a.media, 1);
+    rcu_quiescent_state();
+    room_dispatch_one(R.s[2], &ack);
+    r_pump();
+    room_member_del(a.m);
+    room_member_del(b.m);
+    room_member_del(c.m);
+    r_stop();
+}
+
+/* Two more moves while a moved member's re-bind answer is on its way: the
+ * first REHOME asks it to follow (it was on the worker the room left),
+ * the second, newer one does not (the room left another worker, and the
+ * member's room is large): the newest decides, and the member learns the
+ * room's newest owner, not the answer's. */
+static void test_rebind_rehomed_twice(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 0);
+    ep_new(&b, 2);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    ep_hand_off(&a, 1);
+    while (r_step(0))
+        ;
+    while (r_step(1))
+        ;
+    room_shard_flush(R.s[1]);
+    assert_int_equal(R.tail[1] - R.head[1], 1);
+    struct worker_msg ack = R.q[1][R.head[1]++ % QMAX];
+    a.moved_to = -1;
+    assert_int_equal(move(0, id, 2), 0); /* REHOME to 1: follow */
+    r_pump();
+    assert_int_equal(move(0, id, 0), 0); /* REHOME to 1: stay (it left 2) */
+    r_pump();
+    assert_non_null(find(0, id));
+    assert_true(a.m->rebinding);
+    rcu_quiescent_state();
+    room_dispatch_one(R.s[1], &ack);
+    assert_false(a.m->rebinding);
+    assert_int_equal(a.moved_to, -1);
+    assert_int_equal(room_member_owner(a.m), 0);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    r_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -918,6 +1481,17 @@ int main(void)
         cmocka_unit_test(test_shutdown_move_in_ring),
         cmocka_unit_test(test_shutdown_drop_in_ring),
         cmocka_unit_test(test_shutdown_moved_room_live),
+        cmocka_unit_test(test_move_second),
+        cmocka_unit_test(test_move_back_home),
+        cmocka_unit_test(test_move_routed_in_ring),
+        cmocka_unit_test(test_move_req_after_end),
+        cmocka_unit_test(test_move_twice_members_follow),
+        cmocka_unit_test(test_move_kfcache_follows),
+        cmocka_unit_test(test_move_kfcache_transit_closed),
+        cmocka_unit_test(test_rebind_seen_no_repeat),
+        cmocka_unit_test(test_rebind_follow_after_answer),
+        cmocka_unit_test(test_rebound_twice_latest),
+        cmocka_unit_test(test_rebind_rehomed_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
