@@ -52,13 +52,15 @@ static void write_close(struct quic_conn *c)
     quic_conn_linger(c, CS_CLOSING, quic_conn_close_code(c));
 }
 
-/* Arms the timer for exp (ngtcp2's next expiry, which includes the pacer's
- * next send time), or for the oldest held-back datagram's age limit if
- * sooner; untouched when unchanged. */
+/* Arms the timer for exp (ngtcp2's next expiry), or sooner for the pacer's
+ * send time when something waits for it, or for the oldest held-back
+ * datagram's age limit; untouched when unchanged. */
 static void arm_at(struct quic_conn *c, uint64_t exp)
 {
     if (c->ack_due != 0 && c->ack_due < exp)
         exp = c->ack_due; /* a delayed ACK's deadline (conn.c ack_can_wait) */
+    if (c->pace_ts != 0 && c->pace_ts < exp && (c->dq_n > 0 || ctl_tx_has_unsent(&c->tx)))
+        exp = c->pace_ts;
     if (c->dq_held && c->dq_n > 0) {
         uint64_t old = c->dq[c->dq_head].t + c->ep->dgram_max_age_ns + 1;
         if (old < exp)
@@ -184,31 +186,46 @@ static void commit_pkt(struct quic_conn *c, struct udp_txpkt *pkt, const ngtcp2_
     stat_add(ep->st, QS(bytes_out), (uint64_t)n);
 }
 
-/* Sets the pacer's next send time after a write and returns ngtcp2's next
- * expiry. ngtcp2 0.12 lets a packet go up to 1 ms before that time and
- * clears it in handle_expiry only; when nothing waits to be sent and the
- * time is that close (small writes: the usual case), clear it now, or the
- * timer would wake for it to write nothing.
- *
- * elicit: the write sent ack-eliciting frames (a datagram, control bytes).
- * Then, on the server, nothing but the pacer can have expired at now: the
- * turn's timers ran at now before any read or write (worker.c), a read at
- * now sets no timer at or before now (an ACK's loss time is after it), and
- * the loss detection timer restarted from this send. (A client may read at
- * an earlier time than it writes: quic_client_deliver.) So handle_expiry goes first and the expiry
- * is read once (it was read twice). Otherwise (an ACK-only write) the expiry is read first and
- * handle_expiry runs only when the pacer is the earliest. */
-static uint64_t pace(struct quic_conn *c, uint64_t now, bool elicit)
+/* Roost's pacer, for open connections: after a write of sent bytes at now
+ * (not itself held by the pacer), the next send time is now + sent / rate,
+ * the rate ngtcp2 0.12 paces with (the congestion controller's pacing
+ * rate, else cwnd / srtt x 1.25, RFC 9002 §7.7); a write may go up to
+ * QUIC_PACE_SLACK_NS before it, so a time closer than that is none (0).
+ * The same rule as ngtcp2_conn_update_pkt_tx_time, but ngtcp2 0.12 clears
+ * its next send time in ngtcp2_conn_handle_expiry only: even a small
+ * write's (the usual case) cost a handle_expiry round after it, or a
+ * timer wake-up to write nothing. This one costs nothing when it is near,
+ * and the timer wakes for it only when something waits (arm_at). While it
+ * holds, datagrams and control bytes wait (the datagram queue is held:
+ * aged out past its limit, counted); a write ngtcp2 was asked for (an ACK
+ * due, a timer, a retransmission) goes. */
+static void pace_set(struct quic_conn *c, uint64_t now, size_t sent)
 {
-    ngtcp2_conn_update_pkt_tx_time(c->conn, now);
-    const uint8_t *p;
-    bool idle = c->dq_n == 0 && ctl_tx_peek(&c->tx, &p) == 0;
-    if (idle && elicit && c->state == CS_OPEN && quic_conn_is_server(c)) {
-        (void)ngtcp2_conn_handle_expiry(c->conn, now);
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    double rate =
+        cs.pacing_rate > 0 ? cs.pacing_rate : (double)cs.cwnd / (double)cs.smoothed_rtt * 1.25;
+    double iv = rate > 0 ? (double)sent / rate : 0; /* ns */
+    c->pace_ts = iv > (double)QUIC_PACE_SLACK_NS ? now + (uint64_t)iv : 0;
+}
+
+/* After a write of sent bytes (> 0) at now: sets the pacer's send time and
+ * returns ngtcp2's next expiry. paced: the write was held by roost's pacer
+ * (its send time stands). During the handshake ngtcp2 paces its own
+ * packets: its next send time is set, and cleared at once when nothing
+ * waits and it is within its 1 ms slack (else the timer would wake for it
+ * to write nothing). */
+static uint64_t pace(struct quic_conn *c, uint64_t now, size_t sent, bool paced)
+{
+    if (c->state == CS_OPEN) {
+        if (!paced)
+            pace_set(c, now, sent);
         return ngtcp2_conn_get_expiry(c->conn);
     }
+    ngtcp2_conn_update_pkt_tx_time(c->conn, now);
     uint64_t e = ngtcp2_conn_get_expiry(c->conn);
-    if (idle && e > now && e <= now + NGTCP2_MILLISECONDS) {
+    const uint8_t *p;
+    if (c->dq_n == 0 && ctl_tx_peek(&c->tx, &p) == 0 && e > now && e <= now + NGTCP2_MILLISECONDS) {
         (void)ngtcp2_conn_handle_expiry(c->conn, now);
         e = ngtcp2_conn_get_expiry(c->conn);
     }
@@ -251,8 +268,9 @@ static bool stream_refused(ngtcp2_ssize n)
  * - ngtcp2_conn_write_pkt only when something asked for it (need_pkt: a
  *   timer, the handshake, an ACK due now, a possible retransmission) or
  *   to close a packet left open;
- * - at most the send quantum per call, then ngtcp2_conn_update_pkt_tx_time
- *   (pacing: the timer fires at the next send time);
+ * - at most the send quantum per call, then the pacer's next send time
+ *   (pace_set: datagrams and control bytes wait for it; the timer fires
+ *   then if something does);
  * - when the congestion window (or the pacer) says no, the queue is kept,
  *   bounded by the age limit and its length. */
 bool quic_conn_write(struct quic_conn *c)
@@ -284,11 +302,17 @@ bool quic_conn_write(struct quic_conn *c)
     if (quantum < UDP_TX_MAX)
         quantum = UDP_TX_MAX; /* at least one packet per write */
     size_t sent = 0;
+    /* Roost's pacer holds the datagrams and control bytes of an open
+     * connection until its send time (less the slack); what ngtcp2 was
+     * asked for (need) goes. */
+    bool paced = c->pace_ts != 0 && c->pace_ts > now + QUIC_PACE_SLACK_NS;
+    if (!paced)
+        c->pace_ts = 0;
     /* ngtcp2 copies the path of each packet it writes into the batch
      * slot's own addresses: no copy of them per packet. */
     ngtcp2_path path = {.local.addrlen = 0};
     ngtcp2_pkt_info pi;
-    bool stream_blocked = false, dgram_blocked = false, open_pkt = false, elicit = false;
+    bool stream_blocked = paced, dgram_blocked = paced, open_pkt = false;
     bool guarded = false;            /* the PTO guard was tried in this write */
     uint64_t cwnd_left = UINT64_MAX; /* read once per write, when datagrams go */
     size_t sent_at_left = 0;         /* sent when cwnd_left was read */
@@ -300,7 +324,7 @@ bool quic_conn_write(struct quic_conn *c)
         if (pkt == NULL) {
             c->need_pkt = need || open_pkt;
             if (sent > 0)
-                ngtcp2_conn_update_pkt_tx_time(c->conn, now);
+                (void)pace(c, now, sent, paced);
             quic_conn_arm_timer(c);
             return false;
         }
@@ -334,10 +358,8 @@ bool quic_conn_write(struct quic_conn *c)
             stat_inc(ep->st, QS(write_calls));
             n = ngtcp2_conn_writev_stream(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &taken, fl,
                                           c->ctl_stream, &v, 1, now);
-            if (taken > 0) {
+            if (taken > 0)
                 ctl_tx_sent(&c->tx, (size_t)taken);
-                elicit = true;
-            }
             if (n == NGTCP2_ERR_WRITE_MORE) {
                 open_pkt = true;
                 continue;
@@ -381,7 +403,6 @@ bool quic_conn_write(struct quic_conn *c)
             n = ngtcp2_conn_writev_datagram(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &accepted,
                                             fl, c->dgram_seq, &v, 1, now);
             if (accepted) {
-                elicit = true;
                 c->dgram_seq++;
                 c->cs.dgram_out++;
                 c->cs.bytes_out += d->len;
@@ -436,8 +457,10 @@ bool quic_conn_write(struct quic_conn *c)
      * for the timer. Only a queue the congestion controller or the pacer
      * held back ages out: one merely late (the process was busy) goes. */
     c->dq_held = dgram_blocked && c->dq_n > 0;
+    if (paced && (c->dq_n > 0 || ctl_tx_has_unsent(&c->tx)))
+        stat_inc(ep->st, QS(pace_holds));
     dq_release(c, now);
-    arm_at(c,
-           settle_ack(c, now, sent > 0 ? pace(c, now, elicit) : ngtcp2_conn_get_expiry(c->conn)));
+    arm_at(c, settle_ack(c, now,
+                         sent > 0 ? pace(c, now, sent, paced) : ngtcp2_conn_get_expiry(c->conn)));
     return true;
 }
