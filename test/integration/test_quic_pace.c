@@ -6,7 +6,8 @@
  * armed it: a wake-up to write nothing, or a handle_expiry round after
  * every write to clear it); a datagram queued before it waits (counted in
  * pace_holds), the timer is armed for it, and it goes at its send time,
- * never before it less the slack. */
+ * never before it less the slack. Writes of datagrams only keep the
+ * expiry last read from ngtcp2 (connwrite.c expiry_after_dgrams). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -127,9 +128,16 @@ static uint64_t pace_holds(const struct quic_conn *c)
     return atomic_load_explicit(&c->ep->st[QS(pace_holds)], memory_order_relaxed);
 }
 
-static void test_paced_write(void **state)
+static uint64_t expiry_kept(const struct quic_conn *c)
 {
-    (void)state;
+    return atomic_load_explicit(&c->ep->st[QS(expiry_kept)], memory_order_relaxed);
+}
+
+/* An echo server and a client connected to it on the delayed path, warmed
+ * up: the RTT estimate is about DELAY_NS. Returns the client; path.c is its
+ * connection. */
+static struct roost_client *connect_delayed(void)
+{
     struct quic_shared_config qc = {.n_workers = 1};
     assert_int_equal(echo_server_start(&g_es, &qc), 0);
     char ca[600];
@@ -158,6 +166,16 @@ static void test_paced_write(void **state)
     }
     uint64_t t = echo_now_ms() + 200;
     (void)pump(cl, until_ms, &t, 1000);
+    return cl;
+}
+
+static void test_paced_write(void **state)
+{
+    (void)state;
+    struct roost_client *cl = connect_delayed();
+    struct quic_conn *c = path.c;
+    uint8_t d[DGRAM_SIZE];
+    memset(d, 7, sizeof(d));
     ngtcp2_conn_stat cs;
     ngtcp2_conn_get_conn_stat(c->conn, &cs);
     assert_true(cs.smoothed_rtt >= DELAY_NS / 2);
@@ -210,10 +228,68 @@ static void test_paced_write(void **state)
     assert_int_equal(buf_live(), 0);
 }
 
+/* Writes of datagrams only with no read between them: each keeps the
+ * expiry last read from ngtcp2 (the idle timeout, 30 s off) and does not
+ * re-arm the timer, which is never later than ngtcp2's expiry; after a
+ * read the next write reads it again. */
+static void test_expiry_kept(void **state)
+{
+    (void)state;
+    struct roost_client *cl = connect_delayed();
+    struct quic_conn *c = path.c;
+    const uint8_t d[] = {1, 2, 3}; /* small: the pacer never holds them */
+    /* Until ngtcp2's next expiry is the idle timeout (PMTUD probing, a
+     * delayed ACK or a loss timer are sooner): a write, then 100 ms. */
+    uint64_t end = echo_now_ms() + WAIT_MS;
+    for (;;) {
+        assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
+        assert_int_equal(roost_client_process(cl, roost_client_now()), 0);
+        if (c->ng_exp_ok && c->ng_exp >= roost_client_now() + QUIC_EXP_LAZY_NS)
+            break;
+        assert_true(echo_now_ms() < end);
+        uint64_t t = echo_now_ms() + 100;
+        (void)pump(cl, until_ms, &t, 1000);
+    }
+    uint64_t armed = c->armed_exp, k0 = expiry_kept(c);
+    print_message("ngtcp2's expiry %.1f ms on, the timer %.1f ms on\n",
+                  (double)(c->ng_exp - roost_client_now()) / 1e6,
+                  (double)(armed - roost_client_now()) / 1e6);
+    /* What the client reads now waits DELAY_NS on the path: these writes
+     * follow no read. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
+        assert_int_equal(roost_client_process(cl, roost_client_now()), 0);
+        assert_int_equal(expiry_kept(c), k0 + 1 + (uint64_t)i);
+        assert_int_equal(c->armed_exp, armed);
+        assert_true(c->armed_exp <= ngtcp2_conn_get_expiry(c->conn));
+    }
+    /* A read (one packet the path held), then a write: the expiry is read
+     * again. */
+    end = echo_now_ms() + WAIT_MS;
+    while (path.n == 0 && echo_now_ms() < end)
+        roost_client_step(cl, 1); /* reads into the held queue only */
+    assert_true(path.n > 0);
+    unsigned i = path.head;
+    path.head = (path.head + 1) % HELD_MAX;
+    path.n--;
+    (void)quic_client_deliver(path.c, path.data[i], path.len[i], roost_client_now());
+    assert_false(c->ng_exp_ok);
+    uint64_t k1 = expiry_kept(c);
+    assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
+    assert_int_equal(roost_client_process(cl, roost_client_now()), 0);
+    assert_int_equal(expiry_kept(c), k1);
+    assert_true(c->ng_exp_ok);
+    assert_true(c->armed_exp <= ngtcp2_conn_get_expiry(c->conn));
+    roost_client_del(cl);
+    echo_server_stop(g_es);
+    assert_int_equal(buf_live(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paced_write),
+        cmocka_unit_test(test_expiry_kept),
     };
     return cmocka_run_group_tests_name("quic_pace", tests, NULL, NULL);
 }
