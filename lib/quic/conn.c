@@ -244,6 +244,7 @@ static void on_timer(struct timer *t, uint64_t now, void *arg)
     (void)t;
     struct quic_conn *c = arg;
     c->armed_exp = UINT64_MAX; /* it fired: disarmed */
+    c->ng_exp_ok = false;
     if (c->state == CS_CLOSING || c->state == CS_DRAINING) {
         set_dead(c); /* the 3 PTO wait is over */
         return;
@@ -622,6 +623,7 @@ bool quic_conn_read(struct quic_conn *c, const uint8_t *data, size_t len,
     quic_path_init(&path, local, remote);
     ngtcp2_pkt_info pi = {0};
     c->rx_cb = false;
+    c->ng_exp_ok = false; /* a read may move any of ngtcp2's expiries */
     uint64_t now = quic_ep_now(c->ep);
     int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now);
     if (rv == NGTCP2_ERR_DRAINING) {

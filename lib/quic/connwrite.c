@@ -52,13 +52,15 @@ static void write_close(struct quic_conn *c)
     quic_conn_linger(c, CS_CLOSING, quic_conn_close_code(c));
 }
 
-/* Arms the timer for exp (ngtcp2's next expiry, which includes the pacer's
- * next send time), or for the oldest held-back datagram's age limit if
- * sooner; untouched when unchanged. */
+/* Arms the timer for exp (ngtcp2's next expiry), or sooner for the pacer's
+ * send time when something waits for it, or for the oldest held-back
+ * datagram's age limit; untouched when unchanged. */
 static void arm_at(struct quic_conn *c, uint64_t exp)
 {
     if (c->ack_due != 0 && c->ack_due < exp)
         exp = c->ack_due; /* a delayed ACK's deadline (conn.c ack_can_wait) */
+    if (c->pace_ts != 0 && c->pace_ts < exp && (c->dq_n > 0 || ctl_tx_has_unsent(&c->tx)))
+        exp = c->pace_ts;
     if (c->dq_held && c->dq_n > 0) {
         uint64_t old = c->dq[c->dq_head].t + c->ep->dgram_max_age_ns + 1;
         if (old < exp)
@@ -66,6 +68,14 @@ static void arm_at(struct quic_conn *c, uint64_t exp)
     }
     if (quic_conn_timer_set(c, exp) < 0)
         quic_conn_close_liberr(c, NGTCP2_ERR_NOMEM);
+}
+
+/* ngtcp2's next expiry, read (and kept for expiry_after_dgrams). */
+static uint64_t expiry(struct quic_conn *c)
+{
+    c->ng_exp = ngtcp2_conn_get_expiry(c->conn);
+    c->ng_exp_ok = true;
+    return c->ng_exp;
 }
 
 /* The delayed ACK's timer was settled at: ack_at and the deadline. */
@@ -111,10 +121,11 @@ static uint64_t settle_ack(struct quic_conn *c, uint64_t now, uint64_t e)
         return e;
     /* An error (none is expected by e) is left to the timer: on_timer
      * calls handle_expiry again and closes as it should. */
+    c->ng_exp_ok = false;
     if (ngtcp2_conn_handle_expiry(c->conn, e) != 0)
         return e;
     settled(c, e, max);
-    return ngtcp2_conn_get_expiry(c->conn);
+    return expiry(c);
 }
 
 /* The timer's re-arm for a connection that only read since its last one
@@ -140,7 +151,7 @@ static void arm_after_reads(struct quic_conn *c, uint64_t now)
             at < cs.loss_detection_timer && at + NGTCP2_MILLISECONDS < c->armed_exp &&
             ngtcp2_conn_handle_expiry(c->conn, at) == 0) {
             settled(c, at, max);
-            arm_at(c, ngtcp2_conn_get_expiry(c->conn));
+            arm_at(c, expiry(c));
             return;
         }
     }
@@ -149,7 +160,7 @@ static void arm_after_reads(struct quic_conn *c, uint64_t now)
 
 void quic_conn_arm_timer(struct quic_conn *c)
 {
-    arm_at(c, settle_ack(c, quic_ep_now(c->ep), ngtcp2_conn_get_expiry(c->conn)));
+    arm_at(c, settle_ack(c, quic_ep_now(c->ep), expiry(c)));
 }
 
 /* A packet was written at now: a settled ACK went with it if ngtcp2
@@ -184,33 +195,82 @@ static void commit_pkt(struct quic_conn *c, struct udp_txpkt *pkt, const ngtcp2_
     stat_add(ep->st, QS(bytes_out), (uint64_t)n);
 }
 
-/* Sets the pacer's next send time after a write and returns ngtcp2's next
- * expiry. ngtcp2 0.12 lets a packet go up to 1 ms before that time and
- * clears it in handle_expiry only; when nothing waits to be sent and the
- * time is that close (small writes: the usual case), clear it now, or the
- * timer would wake for it to write nothing.
- *
- * elicit: the write sent ack-eliciting frames (a datagram, control bytes).
- * Then, on the server, nothing but the pacer can have expired at now: the
- * turn's timers ran at now before any read or write (worker.c), a read at
- * now sets no timer at or before now (an ACK's loss time is after it), and
- * the loss detection timer restarted from this send. (A client may read at
- * an earlier time than it writes: quic_client_deliver.) So handle_expiry goes first and the expiry
- * is read once (it was read twice). Otherwise (an ACK-only write) the expiry is read first and
- * handle_expiry runs only when the pacer is the earliest. */
-static uint64_t pace(struct quic_conn *c, uint64_t now, bool elicit)
+/* Roost's pacer, for open connections: after a write of sent bytes at now
+ * (not itself held by the pacer), the next send time is now + sent / rate,
+ * the rate ngtcp2 0.12 paces with (the congestion controller's pacing
+ * rate, else cwnd / srtt x 1.25, RFC 9002 §7.7); a write may go up to
+ * QUIC_PACE_SLACK_NS before it, so a time closer than that is none (0).
+ * The same rule as ngtcp2_conn_update_pkt_tx_time, but ngtcp2 0.12 clears
+ * its next send time in ngtcp2_conn_handle_expiry only: even a small
+ * write's (the usual case) cost a handle_expiry round after it, or a
+ * timer wake-up to write nothing. This one costs nothing when it is near,
+ * and the timer wakes for it only when something waits (arm_at). While it
+ * holds, datagrams and control bytes wait (the datagram queue is held:
+ * aged out past its limit, counted); a write ngtcp2 was asked for (an ACK
+ * due, a timer, a retransmission) goes. */
+static void pace_set(struct quic_conn *c, uint64_t now, size_t sent, const ngtcp2_conn_stat *cs)
 {
-    ngtcp2_conn_update_pkt_tx_time(c->conn, now);
-    const uint8_t *p;
-    bool idle = c->dq_n == 0 && ctl_tx_peek(&c->tx, &p) == 0;
-    if (idle && elicit && c->state == CS_OPEN && quic_conn_is_server(c)) {
-        (void)ngtcp2_conn_handle_expiry(c->conn, now);
-        return ngtcp2_conn_get_expiry(c->conn);
+    double rate =
+        cs->pacing_rate > 0 ? cs->pacing_rate : (double)cs->cwnd / (double)cs->smoothed_rtt * 1.25;
+    double iv = rate > 0 ? (double)sent / rate : 0; /* ns */
+    c->pace_ts = iv > (double)QUIC_PACE_SLACK_NS ? now + (uint64_t)iv : 0;
+}
+
+/* ngtcp2's next expiry after a write of an open connection that wrote
+ * packets of datagrams only (each writev_datagram call took its datagram
+ * or wrote nothing; no other ngtcp2 call), given its loss detection timer
+ * after it. Such a write moves none of ngtcp2's expiries earlier but that
+ * timer (a packet may carry a frame ngtcp2 queued, e.g. MAX_STREAM_DATA,
+ * and start it): the idle timer and keep-alive (unused) only move later,
+ * an ACK sent ends the delayed-ACK timer, lost packets are kept as long,
+ * the pacer's (the handshake's) is not set again, and PMTUD probes and
+ * path challenges go in packets of their own (a writev_datagram call that
+ * wrote a packet without its datagram: not this case). So when nothing but
+ * such writes happened since ngtcp2's expiry was last read (ng_exp_ok;
+ * reads, timers and other writes clear it) the minimum of that and the
+ * loss detection timer is never later than the expiry: it may be earlier
+ * (an expiry that moved later: an early timer fire, harmless), so only
+ * when the kept one is at least QUIC_EXP_LAZY_NS off (the idle timeout,
+ * mostly; a delayed ACK or a loss timer is sooner). Saves reading the
+ * expiry (ngtcp2 0.12 computes the PTO twice for it) and re-arming the
+ * timer for an idle timeout that moved on by a frame interval. Returns
+ * UINT64_MAX when the expiry must be read. */
+static uint64_t expiry_after_dgrams(struct quic_conn *c, uint64_t now, uint64_t loss_timer)
+{
+    if (!c->ng_exp_ok || c->ng_exp < now + QUIC_EXP_LAZY_NS)
+        return UINT64_MAX;
+    stat_inc(c->ep->st, QS(expiry_kept));
+    return loss_timer < c->ng_exp ? loss_timer : c->ng_exp;
+}
+
+/* After a write of sent bytes (> 0) at now: sets the pacer's send time and
+ * returns ngtcp2's next expiry. paced: the write was held by roost's pacer
+ * (its send time stands); dgrams_only: the write was one for
+ * expiry_after_dgrams. During the handshake ngtcp2 paces its own packets:
+ * its next send time is set, and cleared at once when nothing waits and it
+ * is within its 1 ms slack (else the timer would wake for it to write
+ * nothing). */
+static uint64_t pace(struct quic_conn *c, uint64_t now, size_t sent, bool paced, bool dgrams_only)
+{
+    if (c->state == CS_OPEN) {
+        ngtcp2_conn_stat cs;
+        ngtcp2_conn_get_conn_stat(c->conn, &cs);
+        if (!paced)
+            pace_set(c, now, sent, &cs);
+        if (dgrams_only) {
+            uint64_t e = expiry_after_dgrams(c, now, cs.loss_detection_timer);
+            if (e != UINT64_MAX)
+                return e;
+        }
+        return expiry(c);
     }
-    uint64_t e = ngtcp2_conn_get_expiry(c->conn);
-    if (idle && e > now && e <= now + NGTCP2_MILLISECONDS) {
+    ngtcp2_conn_update_pkt_tx_time(c->conn, now);
+    uint64_t e = expiry(c);
+    const uint8_t *p;
+    if (c->dq_n == 0 && ctl_tx_peek(&c->tx, &p) == 0 && e > now && e <= now + NGTCP2_MILLISECONDS) {
+        c->ng_exp_ok = false;
         (void)ngtcp2_conn_handle_expiry(c->conn, now);
-        e = ngtcp2_conn_get_expiry(c->conn);
+        e = expiry(c);
     }
     return e;
 }
@@ -251,8 +311,9 @@ static bool stream_refused(ngtcp2_ssize n)
  * - ngtcp2_conn_write_pkt only when something asked for it (need_pkt: a
  *   timer, the handshake, an ACK due now, a possible retransmission) or
  *   to close a packet left open;
- * - at most the send quantum per call, then ngtcp2_conn_update_pkt_tx_time
- *   (pacing: the timer fires at the next send time);
+ * - at most the send quantum per call, then the pacer's next send time
+ *   (pace_set: datagrams and control bytes wait for it; the timer fires
+ *   then if something does);
  * - when the congestion window (or the pacer) says no, the queue is kept,
  *   bounded by the age limit and its length. */
 bool quic_conn_write(struct quic_conn *c)
@@ -278,17 +339,24 @@ bool quic_conn_write(struct quic_conn *c)
     if (c->dq_held)
         quic_dgram_age_out(c, now);
     bool need = c->need_pkt || c->state != CS_OPEN;
+    bool dgrams_only = !need; /* for expiry_after_dgrams: so far */
     c->need_pkt = false;
     c->rx_elicit = 0; /* any packet carries an ACK if one is owed */
     size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
     if (quantum < UDP_TX_MAX)
         quantum = UDP_TX_MAX; /* at least one packet per write */
     size_t sent = 0;
+    /* Roost's pacer holds the datagrams and control bytes of an open
+     * connection until its send time (less the slack); what ngtcp2 was
+     * asked for (need) goes. */
+    bool paced = c->pace_ts != 0 && c->pace_ts > now + QUIC_PACE_SLACK_NS;
+    if (!paced)
+        c->pace_ts = 0;
     /* ngtcp2 copies the path of each packet it writes into the batch
      * slot's own addresses: no copy of them per packet. */
     ngtcp2_path path = {.local.addrlen = 0};
     ngtcp2_pkt_info pi;
-    bool stream_blocked = false, dgram_blocked = false, open_pkt = false, elicit = false;
+    bool stream_blocked = paced, dgram_blocked = paced, open_pkt = false;
     bool guarded = false;            /* the PTO guard was tried in this write */
     uint64_t cwnd_left = UINT64_MAX; /* read once per write, when datagrams go */
     size_t sent_at_left = 0;         /* sent when cwnd_left was read */
@@ -300,7 +368,7 @@ bool quic_conn_write(struct quic_conn *c)
         if (pkt == NULL) {
             c->need_pkt = need || open_pkt;
             if (sent > 0)
-                ngtcp2_conn_update_pkt_tx_time(c->conn, now);
+                (void)pace(c, now, sent, paced, false);
             quic_conn_arm_timer(c);
             return false;
         }
@@ -316,6 +384,7 @@ bool quic_conn_write(struct quic_conn *c)
         if (slen == 0 && stream_ok && c->ctl_fin && !c->ctl_fin_sent) {
             /* Test knob (client): a FIN after the queued bytes. */
             ngtcp2_ssize taken = -1;
+            dgrams_only = false;
             stat_inc(ep->st, QS(write_calls));
             n = ngtcp2_conn_writev_stream(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &taken,
                                           NGTCP2_WRITE_STREAM_FLAG_FIN, c->ctl_stream, NULL, 0,
@@ -331,13 +400,12 @@ bool quic_conn_write(struct quic_conn *c)
             ngtcp2_vec v = {.base = (uint8_t *)sdata, .len = slen};
             ngtcp2_ssize taken = -1;
             uint32_t fl = more_dgrams ? NGTCP2_WRITE_STREAM_FLAG_MORE : 0;
+            dgrams_only = false;
             stat_inc(ep->st, QS(write_calls));
             n = ngtcp2_conn_writev_stream(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &taken, fl,
                                           c->ctl_stream, &v, 1, now);
-            if (taken > 0) {
+            if (taken > 0)
                 ctl_tx_sent(&c->tx, (size_t)taken);
-                elicit = true;
-            }
             if (n == NGTCP2_ERR_WRITE_MORE) {
                 open_pkt = true;
                 continue;
@@ -357,6 +425,7 @@ bool quic_conn_write(struct quic_conn *c)
              * packet and makes it PTO-eliciting. Once per write, only near
              * a full window. */
             guarded = true;
+            dgrams_only = false;
             stat_inc(ep->st, QS(write_calls));
             n = ngtcp2_conn_writev_stream(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, NULL,
                                           NGTCP2_WRITE_STREAM_FLAG_MORE, c->ctl_stream, NULL, 0,
@@ -381,7 +450,6 @@ bool quic_conn_write(struct quic_conn *c)
             n = ngtcp2_conn_writev_datagram(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, &accepted,
                                             fl, c->dgram_seq, &v, 1, now);
             if (accepted) {
-                elicit = true;
                 c->dgram_seq++;
                 c->cs.dgram_out++;
                 c->cs.bytes_out += d->len;
@@ -406,9 +474,12 @@ bool quic_conn_write(struct quic_conn *c)
                 quic_dgram_pop(c, DG_STATE);
                 continue;
             }
-            /* n > 0 and not accepted: the packet filled with other frames;
-             * the datagram goes in the next one. */
+            /* n > 0 and not accepted: the packet filled with other frames
+             * (or was a PMTUD probe); the datagram goes in the next one. */
+            if (!accepted)
+                dgrams_only = false;
         } else if (need || open_pkt) {
+            dgrams_only = false;
             stat_inc(ep->st, QS(write_calls));
             n = ngtcp2_conn_write_pkt(c->conn, &path, &pi, pkt->data, UDP_TX_MAX, now);
             /* ngtcp2 fills a packet with all it has that fits: one with
@@ -436,8 +507,9 @@ bool quic_conn_write(struct quic_conn *c)
      * for the timer. Only a queue the congestion controller or the pacer
      * held back ages out: one merely late (the process was busy) goes. */
     c->dq_held = dgram_blocked && c->dq_n > 0;
+    if (paced && (c->dq_n > 0 || ctl_tx_has_unsent(&c->tx)))
+        stat_inc(ep->st, QS(pace_holds));
     dq_release(c, now);
-    arm_at(c,
-           settle_ack(c, now, sent > 0 ? pace(c, now, elicit) : ngtcp2_conn_get_expiry(c->conn)));
+    arm_at(c, settle_ack(c, now, sent > 0 ? pace(c, now, sent, paced, dgrams_only) : expiry(c)));
     return true;
 }

@@ -159,8 +159,12 @@ struct quic_stats {
      * or datagram reached the application (ACK-only, mostly). */
     uint64_t pkts_written, write_calls, write_empty, sendmmsg_calls, ack_only_in;
     /* Connection timers that fired, and delayed-ACK timers settled at a
-     * write instead (no wake-up for them; connwrite.c settle_ack). */
-    uint64_t timer_fires, acks_settled;
+     * write instead (no wake-up for them; connwrite.c settle_ack); writes
+     * the pacer made wait (datagrams or control bytes left for its send
+     * time; connwrite.c pace_set); writes of datagrams only that re-armed
+     * the timer without reading ngtcp2's expiry (connwrite.c
+     * expiry_after_dgrams). */
+    uint64_t timer_fires, acks_settled, pace_holds, expiry_kept;
     uint64_t sock_eagain, sock_errors;
     /* Admission: Initials answered with Retry (half-open limit / handshake
      * rate) or refused with a stateless CONNECTION_CLOSE (full / draining). */

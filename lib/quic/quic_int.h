@@ -150,6 +150,13 @@ static inline uint64_t quic_ep_now(const struct quic_ep *ep)
 /* ngtcp2's and RFC 9000 §13.2.2's: an ACK after every second ack-eliciting
  * packet (a client may raise it: quic_client_config.ack_thresh). */
 #define QUIC_DEFAULT_ACK_THRESH 2u
+/* A paced write may go this long before its send time (ngtcp2 0.12's
+ * NGTCP2_PKT_PACING_OVERHEAD: a user-space loop cannot wake finer). */
+#define QUIC_PACE_SLACK_NS 1000000ULL
+/* After a write of datagrams only, ngtcp2's last expiry stands (not read
+ * again) when it is at least this far off (connwrite.c): an early timer
+ * fire is harmless, so one this far off may be one. */
+#define QUIC_EXP_LAZY_NS 1000000000ULL
 
 /* Datagram queue entry: a counted buffer reference, the bytes to send and
  * when it was queued (the age limit while the congestion controller holds
@@ -214,6 +221,16 @@ struct quic_conn {
     bool confirmed; /* handshake confirmed (ngtcp2's callback) */
     unsigned rx_elicit;
     uint64_t armed_exp;
+    /* Roost's pacer (connwrite.c pace_set; open connections): the time
+     * before which datagrams and control bytes wait, 0 when nothing does.
+     * ngtcp2 0.12's own is used for the handshake only: only
+     * ngtcp2_conn_handle_expiry clears its next send time. */
+    uint64_t pace_ts;
+    /* ngtcp2's next expiry as last read (ng_exp_ok: and nothing since but
+     * writes of datagrams only): a lower bound of all its expiries but the
+     * loss detection timer (connwrite.c expiry_after_dgrams). */
+    uint64_t ng_exp;
+    bool ng_exp_ok;
     struct lost_dgram lost[QUIC_LOST_RING];
     unsigned lost_head, lost_n;
     ngtcp2_connection_close_error ccerr; /* reason points into reason[] */
