@@ -1146,6 +1146,105 @@ static void test_move_req_after_end(void **state)
     r_stop();
 }
 
+/* Shutdown while the home waits for a move it asked for: the MOVE_REQ in
+ * a ring, a JOIN and a LEAVE held at the home (the placement's `later`):
+ * the discard and place_free free them all (ASan: no leak). */
+static void test_shutdown_move_req_held(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b, c;
+    ep_new(&a, 1);
+    ep_new(&b, 2);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    assert_int_equal(move(0, id, 2), 0); /* MOVE_REQ queued to 1 */
+    ep_new(&c, 2);
+    ep_join(&c, id, "c");
+    assert_int_equal(room_leave(b.m), 0);
+    while (r_step(0)) /* both held at the home */
+        ;
+    assert_int_equal(move(0, id, 0), ROOST_EAGAIN);
+    assert_true(parked_anything(1));
+    room_member_del(a.m); /* the members' LEAVEs: queued, discarded */
+    room_member_del(b.m);
+    room_member_del(c.m);
+    r_stop_discard();
+}
+
+/* Shutdown with a moved room's MOVE (1 -> 2, asked by the home) and then
+ * its ARRIVED in the rings: the discard frees the room once. */
+static void test_shutdown_arrived_in_ring(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, c;
+    ep_new(&a, 1);
+    ep_join(&a, id, "a");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    assert_int_equal(move(0, id, 2), 0);
+    ep_new(&c, 0);
+    ep_join(&c, id, "c");
+    while (r_step(0)) /* held */
+        ;
+    while (r_step(1)) /* MOVE_REQ: the MOVE to 2 */
+        ;
+    while (r_step(2)) /* arrived: ARRIVED queued to 0 */
+        ;
+    assert_non_null(find(2, id));
+    assert_true(parked_anything(0));
+    room_member_del(a.m);
+    room_member_del(c.m);
+    r_stop_discard();
+}
+
+/* The last member's LEAVE and then a JOIN wait at the home while the room
+ * moves on (1 -> 2): the ARRIVED releases both to the new owner in order,
+ * where the room empties and ends (its DROP follows the ARRIVED) and the
+ * JOIN either finds it or bounces and makes it afresh on its home: the
+ * joiner is answered once, one room and one participant, and nothing is
+ * left once it leaves. */
+static void test_move_ends_on_arrival(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, e;
+    ep_new(&a, 1);
+    ep_join(&a, id, "a");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    assert_int_equal(move(0, id, 2), 0); /* MOVE_REQ queued to 1 */
+    room_member_del(a.m);                /* its LEAVE: to the home */
+    a.m = NULL;
+    ep_new(&e, 0);
+    ep_join(&e, id, "e");
+    while (r_step(0)) /* both held */
+        ;
+    r_pump();
+    assert_int_equal(e.joined_cb, 1);
+    assert_int_equal(e.last_code, 0);
+    unsigned at = room_member_owner(e.m);
+    assert_non_null(find(at, id));
+    assert_int_equal(room_shared_rooms(R.sh), 1);
+    assert_int_equal(room_shared_participants(R.sh), 1);
+    assert_int_equal(find(at, id)->n_infos, 1);
+    room_member_del(e.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_int_equal(room_shared_participants(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
 /* Members move with their room twice and back home: each time quietly
  * re-bound (same id, no JOINED, no presence), a re-bind still in a ring
  * when the next move starts waits at the home and follows the room; media
@@ -1485,6 +1584,9 @@ int main(void)
         cmocka_unit_test(test_move_back_home),
         cmocka_unit_test(test_move_routed_in_ring),
         cmocka_unit_test(test_move_req_after_end),
+        cmocka_unit_test(test_shutdown_move_req_held),
+        cmocka_unit_test(test_shutdown_arrived_in_ring),
+        cmocka_unit_test(test_move_ends_on_arrival),
         cmocka_unit_test(test_move_twice_members_follow),
         cmocka_unit_test(test_move_kfcache_follows),
         cmocka_unit_test(test_move_kfcache_transit_closed),
