@@ -3,6 +3,8 @@
  * owner (lib/quic/handoff.h) and joins from there, so the room's fan-out
  * never crosses a ring.
  *
+ *   default:     affinity_max_members = auto (8 under ebpf steering, off
+ *                under cbpf or hash): as small rooms when it is on;
  *   small rooms: 4 rooms of 5 on 2 workers, every frame delivered exactly
  *                once, to the right participant id (the one WELCOME gave
  *                before the move), no FANOUT message, connections moved;
@@ -72,7 +74,8 @@ static uint64_t handoffs_in(struct relay *r, unsigned n_workers)
     return n;
 }
 
-/* R rooms of S, K frames each; affinity limit amax. */
+/* R rooms of S, K frames each; affinity limit amax (RELAY_AFFINITY_AUTO:
+ * the default, whose resolved value decides want_no_fanout). */
 static void run(unsigned R, unsigned S, unsigned amax, bool want_no_fanout)
 {
     enum { K = 20 };
@@ -80,6 +83,11 @@ static void run(unsigned R, unsigned S, unsigned amax, bool want_no_fanout)
     struct test_relay tr;
     struct relay_config cfg = {.n_workers = 2, .affinity_max_members = amax};
     assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    if (amax == RELAY_AFFINITY_AUTO) {
+        amax = relay_affinity_max_members(tr.r);
+        want_no_fanout = amax >= S;
+        printf("# affinity auto under %s steering: %u\n", relay_steering_mode(tr.r), amax);
+    }
     struct roost_client *cl;
     assert_int_equal(test_client_new(&cl), 0);
     unsigned N = R * S;
@@ -158,6 +166,14 @@ static void test_affinity_small_rooms(void **state)
 {
     (void)state;
     run(4, 5, 8, true);
+}
+
+/* The default (auto): 8 under ebpf steering (CI runs as root), so rooms
+ * of 5 stay on their owner; off under the fallbacks. */
+static void test_affinity_default(void **state)
+{
+    (void)state;
+    run(4, 5, RELAY_AFFINITY_AUTO, false);
 }
 
 static void test_affinity_large_room(void **state)
@@ -273,7 +289,8 @@ static void run_bound(unsigned amax)
     relay_worker_stats(tr.r, 0, &w0);
     /* With affinity, a first joiner on worker 0 is answered MOVE by worker
      * 1 (the placement goes) and is placed again from worker 1. */
-    assert_true(w0.room.rooms_placed >= 1 && w0.room.rooms_placed <= (amax ? 2u : 1u));
+    assert_true(w0.room.rooms_placed >= 1 &&
+                w0.room.rooms_placed <= (relay_affinity_max_members(tr.r) ? 2u : 1u));
     for (unsigned k = 0; k < K; k++) {
         for (unsigned i = 0; i < N; i++)
             assert_int_equal(part_send(&v[i], i * 1000 + k), 0);
@@ -300,7 +317,7 @@ static void run_bound(unsigned amax)
     }
     struct relay_stats st;
     relay_stats(tr.r, &st);
-    printf("# bound amax=%u moved=%llu fanout_sent=%llu\n", amax,
+    printf("# bound amax=%u moved=%llu fanout_sent=%llu\n", relay_affinity_max_members(tr.r),
            (unsigned long long)handoffs_in(tr.r, 2), (unsigned long long)st.fanout_sent);
     assert_int_equal(st.joins_ok, N);
     assert_int_equal(st.participants, N);
@@ -313,10 +330,12 @@ static void run_bound(unsigned amax)
     assert_int_equal(buf_live(), base);
 }
 
+/* Affinity pinned off (relay_config's 0 is the default, auto): the bound
+ * without it. */
 static void test_owner_bound(void **state)
 {
     (void)state;
-    run_bound(0);
+    run_bound(RELAY_OFF);
 }
 
 static void test_owner_bound_affinity(void **state)
@@ -330,7 +349,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_affinity_small_rooms), cmocka_unit_test(test_affinity_large_room),
         cmocka_unit_test(test_affinity_churn),       cmocka_unit_test(test_owner_bound),
-        cmocka_unit_test(test_owner_bound_affinity),
+        cmocka_unit_test(test_owner_bound_affinity), cmocka_unit_test(test_affinity_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
