@@ -412,10 +412,11 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
     r->affinity_setting = cfg->affinity_max_members;
     r->cfg.affinity_max_members =
         relay_affinity_resolve(cfg->affinity_max_members, quic_shared_steering_mode(r->qsh));
-    log_info("event=affinity affinity_max_members=%u setting=%s steering=%s", r->cfg.affinity_max_members,
+    log_info("event=affinity affinity_max_members=%u setting=%s steering=%s",
+             r->cfg.affinity_max_members,
              cfg->affinity_max_members == RELAY_AFFINITY_AUTO ? "auto"
-             : cfg->affinity_max_members == RELAY_OFF       ? "off"
-                                                            : "explicit",
+             : cfg->affinity_max_members == RELAY_OFF         ? "off"
+                                                              : "explicit",
              quic_shared_steering_mode(r->qsh));
     struct room_limits lim = {.max_rooms = cfg->max_rooms,
                               .max_members = cfg->max_members,

@@ -59,11 +59,8 @@ struct relay_config {
     const int *cpus;    /* optional CPU list */
     unsigned n_cpus;
     bool no_pin;                   /* tests */
-    /* Turn cadence (worker_config.turn_batch_us, .timer_slack_us); 0:
-     * RELAY_DEFAULT_TURN_BATCH_US / RELAY_DEFAULT_TIMER_SLACK_US; RELAY_OFF:
-     * no cadence / timers end holds at their expiry. */
-    uint32_t turn_batch_us;
-    uint32_t timer_slack_us;
+    uint32_t turn_batch_us;        /* worker_config's; 0: default, RELAY_OFF: off (0 us) */
+    uint32_t timer_slack_us;       /* worker_config's; 0: default, RELAY_OFF: exact (0 us) */
     const char *cert_file;         /* PEM chain */
     const char *key_file;          /* PEM key */
     const char *state_dir;         /* reset/retry secrets; NULL: random per run */
@@ -79,10 +76,7 @@ struct relay_config {
     bool no_steering;              /* hash by 4-tuple only (quic.h) */
     uint32_t max_rooms;            /* 0: 10000 */
     uint32_t max_members;          /* per room; 0: 500 */
-    /* Room-affine placement up to this size: RELAY_AFFINITY_AUTO (0):
-     * relay_affinity_resolve by the steering program that loaded;
-     * RELAY_OFF: off; else this many members. */
-    uint32_t affinity_max_members;
+    uint32_t affinity_max_members; /* 0: auto, RELAY_OFF: off (relay_affinity_resolve) */
     uint32_t owner_share_max;      /* owner load bound, percent of participants; 0: off */
     unsigned max_conns_per_worker; /* 0: 100000 */
     unsigned max_half_open;        /* per worker, handshakes in flight before Retry; 0: 256 */

@@ -295,8 +295,7 @@ static void test_timer_slack_key(void **state)
     assert_int_equal(config_load_mem(&c, "m.conf", ini, sizeof(ini) - 1, collect, &e), 0);
     assert_int_equal(c.relay.timer_slack_us, 250);
     assert_int_equal(relay_timer_slack_us(&c.relay), 250);
-    assert_int_equal(config_set(&c, "timer_slack_us", "0", "command line", 0, err, sizeof(err)),
-                     0);
+    assert_int_equal(config_set(&c, "timer_slack_us", "0", "command line", 0, err, sizeof(err)), 0);
     assert_int_equal(relay_timer_slack_us(&c.relay), 0);
     assert_int_equal(config_set(&c, "timer_slack_us", "500", "command line", 0, err, sizeof(err)),
                      0);

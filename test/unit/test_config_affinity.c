@@ -70,8 +70,7 @@ static void test_parse(void **state)
     assert_int_equal(c.relay.affinity_max_members, 4294967294u);
     /* Bad values: refused with a message naming both forms; the value
      * before stays. */
-    static const char *const bad[] = {"", "eight", "-1", "8x", "auto8", "autox", " 8", "8 ",
-                                      "0x8"};
+    static const char *const bad[] = {"", "eight", "-1", "8x", "auto8", "autox", " 8", "8 ", "0x8"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(set(&c, bad[i], err, sizeof(err)), ROOST_EINVAL);
         assert_non_null(strstr(err, "expected a decimal number or auto"));
