@@ -3,6 +3,8 @@
  * owner (lib/quic/handoff.h) and joins from there, so the room's fan-out
  * never crosses a ring.
  *
+ *   cluster:     small rooms on a cluster relay (trunks on), whose QUIC
+ *                ops must pass the hand-off on to the sessions;
  *   default:     affinity_max_members = auto (8 under ebpf steering, off
  *                under cbpf or hash): as small rooms when it is on;
  *   small rooms: 4 rooms of 5 on 2 workers, every frame delivered exactly
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "../common/echo_app.h"
@@ -75,13 +78,27 @@ static uint64_t handoffs_in(struct relay *r, unsigned n_workers)
 }
 
 /* R rooms of S, K frames each; affinity limit amax (RELAY_AFFINITY_AUTO:
- * the default, whose resolved value decides want_no_fanout). */
-static void run(unsigned R, unsigned S, unsigned amax, bool want_no_fanout)
+ * the default, whose resolved value decides want_no_fanout); trunked: a
+ * cluster relay (trunks on: [cluster] relay_id, every room homed here by a
+ * static home naming this relay). */
+static void run_on(unsigned R, unsigned S, unsigned amax, bool want_no_fanout, bool trunked)
 {
     enum { K = 20 };
     int64_t base = buf_live();
     struct test_relay tr;
     struct relay_config cfg = {.n_workers = 2, .affinity_max_members = amax};
+    char secret[64] = "/tmp/roost-aff-secret-XXXXXX";
+    if (trunked) {
+        int fd = mkstemp(secret);
+        assert_true(fd >= 0);
+        static const char sec[] = "0123456789abcdef-affinity-secret\n";
+        assert_int_equal(write(fd, sec, sizeof(sec) - 1), (ssize_t)(sizeof(sec) - 1));
+        close(fd);
+        snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "r0");
+        cfg.cluster.pid_prefix = 1;
+        snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret);
+        snprintf(cfg.cluster_static_home, sizeof(cfg.cluster_static_home), "r0@127.0.0.1:1");
+    }
     assert_int_equal(test_relay_start(&tr, &cfg), 0);
     if (amax == RELAY_AFFINITY_AUTO) {
         amax = relay_affinity_max_members(tr.r);
@@ -159,7 +176,23 @@ static void run(unsigned R, unsigned S, unsigned amax, bool want_no_fanout)
     roost_client_del(cl);
     free(v);
     test_relay_stop(&tr);
+    if (trunked)
+        unlink(secret);
     assert_int_equal(buf_live(), base);
+}
+
+static void run(unsigned R, unsigned S, unsigned amax, bool want_no_fanout)
+{
+    run_on(R, S, amax, want_no_fanout, false);
+}
+
+/* A cluster relay (trunks on) hands its client sessions off as a lone one
+ * does (session 7: its QUIC ops did not pass on_detach/on_adopt to the
+ * sessions, so a moved JOIN hung until its deadline). */
+static void test_affinity_cluster_relay(void **state)
+{
+    (void)state;
+    run_on(4, 5, 8, true, true);
 }
 
 static void test_affinity_small_rooms(void **state)
@@ -347,9 +380,10 @@ static void test_owner_bound_affinity(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_affinity_small_rooms), cmocka_unit_test(test_affinity_large_room),
-        cmocka_unit_test(test_affinity_churn),       cmocka_unit_test(test_owner_bound),
-        cmocka_unit_test(test_owner_bound_affinity), cmocka_unit_test(test_affinity_default),
+        cmocka_unit_test(test_affinity_small_rooms),   cmocka_unit_test(test_affinity_large_room),
+        cmocka_unit_test(test_affinity_churn),         cmocka_unit_test(test_owner_bound),
+        cmocka_unit_test(test_owner_bound_affinity),   cmocka_unit_test(test_affinity_default),
+        cmocka_unit_test(test_affinity_cluster_relay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
