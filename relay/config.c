@@ -111,10 +111,12 @@ static const struct config_key keys[K_COUNT] = {
                      false, "rooms on this server"},
     [K_MAX_MEMBERS] = {"limits", "max_members", CONFIG_UINT, STR(ROOM_DEFAULT_MAX_MEMBERS), 1,
                        UINT32_MAX, false, "participants per room"},
-    [K_AFFINITY_MAX_MEMBERS] = {"limits", "affinity_max_members", CONFIG_UINT, "0", 0, UINT32_MAX,
-                                false,
+    [K_AFFINITY_MAX_MEMBERS] = {"limits", "affinity_max_members", CONFIG_UINT_AUTO, "auto", 0,
+                                UINT32_MAX - 1, false,
                                 "rooms up to this size keep their members on the owner "
-                                "worker (connection hand-off); 0: off"},
+                                "worker (connection hand-off); 0: off; auto: " STR(
+                                    RELAY_AFFINITY_AUTO_MEMBERS) " under ebpf steering, "
+                                                                 "else off"},
     [K_OWNER_SHARE_MAX] = {"limits", "owner_share_max", CONFIG_UINT, "0", 0, 100, false,
                            "percent of the relay's participants one worker may own before "
                            "new rooms hashing to it go to the next hash's worker; 0: off"},
@@ -162,7 +164,8 @@ static const struct config_key keys[K_COUNT] = {
                       100000, false,
                       "turn cadence: a worker with little work waits up to this many us "
                       "between turns; 0: off"},
-    [K_TIMER_SLACK] = {"server", "timer_slack_us", CONFIG_UINT, "0", 0, 100000, false,
+    [K_TIMER_SLACK] = {"server", "timer_slack_us", CONFIG_UINT, STR(RELAY_DEFAULT_TIMER_SLACK_US),
+                       0, 100000, false,
                        "turn cadence: a timer may fire up to this many us late rather than "
                        "end a wait early; 0: timers end waits at their expiry"},
     /* receive budgets (issue 16): far above media rates (a 5 Mbit/s
@@ -281,14 +284,19 @@ int config_set(struct config *c, const char *name, const char *value, const char
     const struct config_key *k = key_at(id);
     struct relay_config *r = &c->relay;
     uint64_t v = 0;
-    bool b = false;
+    bool b = false, is_auto = false;
     unsigned n_cpus = 0;
     int rc = 0;
     switch (k->type) {
     case CONFIG_UINT:
+    case CONFIG_UINT_AUTO:
     case CONFIG_DURATION:
     case CONFIG_SIZE:
-        if (k->type == CONFIG_UINT) {
+        if (k->type == CONFIG_UINT_AUTO && strcasecmp(value, "auto") == 0) {
+            is_auto = true;
+            break;
+        }
+        if (k->type == CONFIG_UINT || k->type == CONFIG_UINT_AUTO) {
             const char *end;
             rc = config_parse_u64(value, &v, &end);
             if (rc == 0 && *end != '\0')
@@ -300,18 +308,20 @@ int config_set(struct config *c, const char *name, const char *value, const char
         }
         if (rc == ROOST_EINVAL) {
             ferr(err, err_len, "%s",
-                 k->type == CONFIG_UINT       ? "expected a decimal number"
-                 : k->type == CONFIG_DURATION ? "expected a duration such as 250ms, 30s, 2m, 1h"
-                                              : "expected a size such as 65536, 64k, 4m, 1g");
+                 k->type == CONFIG_UINT        ? "expected a decimal number"
+                 : k->type == CONFIG_UINT_AUTO ? "expected a decimal number or auto"
+                 : k->type == CONFIG_DURATION  ? "expected a duration such as 250ms, 30s, 2m, 1h"
+                                               : "expected a size such as 65536, 64k, 4m, 1g");
             return rc;
         }
         if (rc != 0 || v < k->min || (k->max != 0 && v > k->max)) {
             if (err != NULL)
                 snprintf(err, err_len, "out of range (%llu..%llu%s)", (unsigned long long)k->min,
                          (unsigned long long)k->max,
-                         k->type == CONFIG_DURATION ? " ns"
-                         : k->type == CONFIG_SIZE   ? " bytes"
-                                                    : "");
+                         k->type == CONFIG_DURATION    ? " ns"
+                         : k->type == CONFIG_SIZE      ? " bytes"
+                         : k->type == CONFIG_UINT_AUTO ? ", or auto"
+                                                       : "");
             return ROOST_ERANGE;
         }
         break;
@@ -361,11 +371,12 @@ int config_set(struct config *c, const char *name, const char *value, const char
     case K_WORKERS:
         r->n_workers = (unsigned)v;
         break;
+    /* relay_config: 0 is "the default", RELAY_OFF is off (relay.h). */
     case K_TURN_BATCH:
-        r->turn_batch_us = (uint32_t)v;
+        r->turn_batch_us = v == 0 ? RELAY_OFF : (uint32_t)v;
         break;
     case K_TIMER_SLACK:
-        r->timer_slack_us = (uint32_t)v;
+        r->timer_slack_us = v == 0 ? RELAY_OFF : (uint32_t)v;
         break;
     case K_STATE_DIR:
         rc = store_str(c, id, value, &r->state_dir);
@@ -403,8 +414,8 @@ int config_set(struct config *c, const char *name, const char *value, const char
     case K_MAX_MEMBERS:
         r->max_members = (uint32_t)v;
         break;
-    case K_AFFINITY_MAX_MEMBERS:
-        r->affinity_max_members = (uint32_t)v;
+    case K_AFFINITY_MAX_MEMBERS: /* resolved by relay_new (relay_affinity_resolve) */
+        r->affinity_max_members = is_auto ? RELAY_AFFINITY_AUTO : v == 0 ? RELAY_OFF : (uint32_t)v;
         break;
     case K_OWNER_SHARE_MAX:
         r->owner_share_max = (uint32_t)v;

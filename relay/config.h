@@ -20,14 +20,15 @@
 #include "relay/relay.h"
 
 enum config_type {
-    CONFIG_STR,      /* free text (an address) */
-    CONFIG_PATH,     /* a file or directory */
-    CONFIG_UINT,     /* decimal, within [min, max] */
-    CONFIG_BOOL,     /* true/false, yes/no, on/off, 1/0 */
-    CONFIG_DURATION, /* ms, s, m, h; bare number: seconds */
-    CONFIG_SIZE,     /* k, m, g (powers of 1024); bare number: bytes */
-    CONFIG_CPUS,     /* "0,2-5" */
-    CONFIG_LEVEL,    /* error|warn|info|debug */
+    CONFIG_STR,       /* free text (an address) */
+    CONFIG_PATH,      /* a file or directory */
+    CONFIG_UINT,      /* decimal, within [min, max] */
+    CONFIG_UINT_AUTO, /* CONFIG_UINT, or the word auto (the key's setter says what it means) */
+    CONFIG_BOOL,      /* true/false, yes/no, on/off, 1/0 */
+    CONFIG_DURATION,  /* ms, s, m, h; bare number: seconds */
+    CONFIG_SIZE,      /* k, m, g (powers of 1024); bare number: bytes */
+    CONFIG_CPUS,      /* "0,2-5" */
+    CONFIG_LEVEL,     /* error|warn|info|debug */
 };
 
 struct config_key {

@@ -400,11 +400,12 @@ static void banner(struct relay *r, const struct config *c, const struct admin *
     alloc_settings(alloc, sizeof(alloc));
     log_info("event=start version=%s listen=%s:%u workers=%u cpus=%s online_cpus=%ld "
              "max_rooms=%u max_members=%u max_conns_per_worker=%u max_half_open=%u "
-             "handshake_rate=%u drain_timeout_ms=%llu admin=%s auth=%s state_dir=%s %s "
-             "config=%s",
+             "handshake_rate=%u steering=%s affinity_max_members=%u drain_timeout_ms=%llu "
+             "admin=%s auth=%s state_dir=%s %s config=%s",
              RELAY_VERSION, c->relay.addr, relay_port(r), n, cpus, sysconf(_SC_NPROCESSORS_ONLN),
              lim.max_rooms, lim.max_members, lim.max_conns_per_worker, lim.max_half_open,
-             lim.handshake_rate, (unsigned long long)(c->drain_timeout_ns / 1000000u), admin,
+             lim.handshake_rate, relay_steering_mode(r), relay_affinity_max_members(r),
+             (unsigned long long)(c->drain_timeout_ns / 1000000u), admin,
              c->relay.insecure_no_auth ? "DISABLED" : "token",
              c->relay.state_dir ? c->relay.state_dir : "none", alloc, c->file ? c->file : "none");
     if (relay_ws_port(r) != 0)

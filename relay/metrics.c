@@ -215,6 +215,10 @@ int metrics_render(struct relay *r, char **out, size_t *len)
     head(&b, "roost_steering_mode", "gauge",
          "1 for the steering in force: ebpf (CID and moved-CID map), cbpf (CID byte) or hash.");
     put(&b, "roost_steering_mode{mode=\"%s\"} 1\n", relay_steering_mode(r));
+    head(&b, "roost_affinity_max_members", "gauge",
+         "Room-affine placement in force: rooms up to this many members keep them on the "
+         "owner worker; 0: off ([limits] affinity_max_members, auto resolved at start).");
+    put(&b, "roost_affinity_max_members %u\n", relay_affinity_max_members(r));
     head(&b, "roost_server_rooms", "gauge", "Live rooms, server-wide.");
     put(&b, "roost_server_rooms %lld\n", (long long)tot.rooms);
     head(&b, "roost_server_participants", "gauge",

@@ -264,6 +264,36 @@ static unsigned default_workers(const struct relay_config *cfg)
     return 1;
 }
 
+/* A relay_config cadence field: 0 is the default, RELAY_OFF is 0. */
+static uint32_t setting_us(uint32_t v, uint32_t def)
+{
+    return v == 0 ? def : v == RELAY_OFF ? 0 : v;
+}
+
+uint32_t relay_turn_batch_us(const struct relay_config *cfg)
+{
+    return setting_us(cfg->turn_batch_us, RELAY_DEFAULT_TURN_BATCH_US);
+}
+
+uint32_t relay_timer_slack_us(const struct relay_config *cfg)
+{
+    return setting_us(cfg->timer_slack_us, RELAY_DEFAULT_TIMER_SLACK_US);
+}
+
+uint32_t relay_affinity_resolve(uint32_t setting, const char *steering_mode)
+{
+    if (setting == RELAY_AFFINITY_AUTO)
+        return steering_mode != NULL && strcmp(steering_mode, "ebpf") == 0
+                   ? RELAY_AFFINITY_AUTO_MEMBERS
+                   : 0;
+    return setting == RELAY_OFF ? 0 : setting;
+}
+
+uint32_t relay_affinity_max_members(const struct relay *r)
+{
+    return r->cfg.affinity_max_members;
+}
+
 int relay_new(struct relay **out, const struct relay_config *cfg)
 {
     if (out == NULL || cfg == NULL || cfg->cert_file == NULL || cfg->key_file == NULL)
@@ -377,9 +407,20 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
             goto fail;
         }
     }
+    /* Affinity: after the sockets, so that `auto` follows the steering
+     * program that actually loaded (quic_shared_new tried them). */
+    r->affinity_setting = cfg->affinity_max_members;
+    r->cfg.affinity_max_members =
+        relay_affinity_resolve(cfg->affinity_max_members, quic_shared_steering_mode(r->qsh));
+    log_info("event=affinity affinity_max_members=%u setting=%s steering=%s",
+             r->cfg.affinity_max_members,
+             cfg->affinity_max_members == RELAY_AFFINITY_AUTO ? "auto"
+             : cfg->affinity_max_members == RELAY_OFF         ? "off"
+                                                              : "explicit",
+             quic_shared_steering_mode(r->qsh));
     struct room_limits lim = {.max_rooms = cfg->max_rooms,
                               .max_members = cfg->max_members,
-                              .affinity_max_members = cfg->affinity_max_members,
+                              .affinity_max_members = r->cfg.affinity_max_members,
                               /* A cluster's gate and trunks find a room at
                                * its hash owner: no placement there. */
                               .owner_share_max =
@@ -404,8 +445,8 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         .cpus = cfg->cpus,
         .n_cpus = cfg->n_cpus,
         .no_pin = cfg->no_pin,
-        .turn_batch_us = cfg->turn_batch_us,
-        .timer_slack_us = cfg->timer_slack_us,
+        .turn_batch_us = relay_turn_batch_us(cfg),
+        .timer_slack_us = relay_timer_slack_us(cfg),
         .ring_capacity = cfg->ring_capacity,
         .spill_max = cfg->spill_max,
     };
@@ -605,7 +646,7 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"insecure_no_auth", cfg->insecure_no_auth != r->cfg.insecure_no_auth},
         {"max_rooms", cfg->max_rooms != r->cfg.max_rooms},
         {"max_members", cfg->max_members != r->cfg.max_members},
-        {"affinity_max_members", cfg->affinity_max_members != r->cfg.affinity_max_members},
+        {"affinity_max_members", cfg->affinity_max_members != r->affinity_setting},
         {"owner_share_max", cfg->owner_share_max != r->cfg.owner_share_max},
         {"idle_timeout", cfg->idle_timeout_ns != r->cfg.idle_timeout_ns},
         {"handshake_timeout", cfg->handshake_timeout_ns != r->cfg.handshake_timeout_ns},

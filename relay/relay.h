@@ -23,9 +23,19 @@
 
 struct relay;
 
-/* The config file's default turn cadence (docs/BENCHMARKS.md, "turn
- * cadence"); a zeroed relay_config (tests) runs without it. */
-#define RELAY_DEFAULT_TURN_BATCH_US 250
+/* The defaults of the turn cadence and of room-affine placement, chosen
+ * from measurement (docs/OPERATIONS.md, "Turn cadence" and "Room-affine
+ * placement"; docs/BENCHMARKS.md). They are what the config file's
+ * defaults give AND what a zeroed relay_config (tests) gets: in the three
+ * fields below 0 means "the default" and RELAY_OFF means off. */
+#define RELAY_DEFAULT_TURN_BATCH_US 500  /* [server] turn_batch_us */
+#define RELAY_DEFAULT_TIMER_SLACK_US 500 /* [server] timer_slack_us */
+/* [limits] affinity_max_members = auto: this many under eBPF steering; off
+ * under cbpf or hash, where every packet of a handed-off connection would
+ * be forwarded through a ring (worse than no affinity). */
+#define RELAY_AFFINITY_AUTO_MEMBERS 8
+#define RELAY_AFFINITY_AUTO 0u /* relay_config.affinity_max_members: auto */
+#define RELAY_OFF UINT32_MAX   /* relay_config: the setting is off (0 is its default) */
 
 /* The Redis directory of a cluster relay ([cluster] in docs/CONFIG.md). */
 struct relay_cluster_config {
@@ -49,8 +59,8 @@ struct relay_config {
     const int *cpus;    /* optional CPU list */
     unsigned n_cpus;
     bool no_pin;                   /* tests */
-    uint32_t turn_batch_us;        /* turn cadence (worker_config); 0: off */
-    uint32_t timer_slack_us;       /* worker_config.timer_slack_us; 0: exact */
+    uint32_t turn_batch_us;        /* worker_config's; 0: default, RELAY_OFF: off (0 us) */
+    uint32_t timer_slack_us;       /* worker_config's; 0: default, RELAY_OFF: exact (0 us) */
     const char *cert_file;         /* PEM chain */
     const char *key_file;          /* PEM key */
     const char *state_dir;         /* reset/retry secrets; NULL: random per run */
@@ -66,7 +76,7 @@ struct relay_config {
     bool no_steering;              /* hash by 4-tuple only (quic.h) */
     uint32_t max_rooms;            /* 0: 10000 */
     uint32_t max_members;          /* per room; 0: 500 */
-    uint32_t affinity_max_members; /* room-affine placement up to this size; 0: off */
+    uint32_t affinity_max_members; /* 0: auto, RELAY_OFF: off (relay_affinity_resolve) */
     uint32_t owner_share_max;      /* owner load bound, percent of participants; 0: off */
     unsigned max_conns_per_worker; /* 0: 100000 */
     unsigned max_half_open;        /* per worker, handshakes in flight before Retry; 0: 256 */
@@ -211,6 +221,17 @@ bool relay_draining(const struct relay *r);
 bool relay_steering(const struct relay *r);
 /* "ebpf", "cbpf" or "hash" (quic_shared_steering_mode). */
 const char *relay_steering_mode(const struct relay *r);
+/* relay_config.affinity_max_members as set, resolved against the steering
+ * program in force (mode as relay_steering_mode): RELAY_AFFINITY_AUTO gives
+ * RELAY_AFFINITY_AUTO_MEMBERS under "ebpf" and 0 (off) otherwise;
+ * RELAY_OFF gives 0; any other value is kept. Pure. */
+uint32_t relay_affinity_resolve(uint32_t setting, const char *steering_mode);
+/* The affinity limit in force (resolved at relay_new; 0: off). Any thread. */
+uint32_t relay_affinity_max_members(const struct relay *r);
+/* The turn cadence cfg gives the workers (worker_config.turn_batch_us and
+ * .timer_slack_us): its field, the default for 0, 0 for RELAY_OFF. Pure. */
+uint32_t relay_turn_batch_us(const struct relay_config *cfg);
+uint32_t relay_timer_slack_us(const struct relay_config *cfg);
 
 /* Reload (SIGHUP) from cfg: token keys (new sessions verify with the new
  * keyring; joined members stay), max_conns_per_worker (raised or lowered) and

@@ -151,7 +151,10 @@ struct relay_worker {
 } __attribute__((aligned(64)));
 
 struct relay {
+    /* As given, except cfg.affinity_max_members: the limit in force
+     * (relay_affinity_resolve; 0: off); affinity_setting is as given. */
     struct relay_config cfg;
+    uint32_t affinity_setting;
     struct quic_shared *qsh;
     struct ws_shared *wsh; /* NULL without a WebSocket listener */
     struct room_shared *rsh;

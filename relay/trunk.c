@@ -538,11 +538,29 @@ static void sq_on_close(struct quic_conn *c, uint64_t app_error, void *arg)
     on_close(t, app_error);
 }
 
+/* Room-affine hand-off (session 7: on by default under ebpf) moves client
+ * sessions between workers; without these their session never learnt it
+ * had left, nor the new worker that it had arrived, and the JOIN hung
+ * until its deadline. Trunks are never handed off. */
+static void sq_on_detach(struct quic_conn *c, void *arg)
+{
+    if (trunk_of(c) == NULL)
+        session_quic_ops.on_detach(c, arg);
+}
+
+static void sq_on_adopt(struct quic_conn *c, void *arg)
+{
+    if (trunk_of(c) == NULL)
+        session_quic_ops.on_adopt(c, arg);
+}
+
 const struct quic_app_ops trunk_quic_ops = {
     .on_open = sq_on_open,
     .on_control = sq_on_control,
     .on_datagram = sq_on_datagram,
     .on_close = sq_on_close,
+    .on_detach = sq_on_detach,
+    .on_adopt = sq_on_adopt,
 };
 
 static void test_drop(struct trunk_set *set)

@@ -96,12 +96,14 @@ static bool delivered(void *arg)
     return true;
 }
 
-static void exact_delivery(unsigned n_workers)
+/* affinity: relay_config.affinity_max_members (RELAY_AFFINITY_AUTO: the
+ * default, RELAY_OFF: off). */
+static void exact_delivery(unsigned n_workers, uint32_t affinity)
 {
     enum { R = 4, S = 3, K = 20 };
     int64_t base = buf_live();
     struct test_relay tr;
-    struct relay_config cfg = {.n_workers = n_workers};
+    struct relay_config cfg = {.n_workers = n_workers, .affinity_max_members = affinity};
     assert_int_equal(test_relay_start(&tr, &cfg), 0);
     struct roost_client *cl;
     assert_int_equal(test_client_new(&cl), 0);
@@ -151,9 +153,14 @@ static void exact_delivery(unsigned n_workers)
     assert_int_equal(st.joins_ok, R * S);
     assert_int_equal(st.fanout_ring_drops, 0);
     /* With two workers the kernel spreads 12 connections over both (all
-     * on one: p = 2^-11), so frames crossed the rings. */
-    if (n_workers > 1)
+     * on one: p = 2^-11), so without room affinity frames crossed the
+     * rings; with it (rooms of 3 within the limit) every member was moved
+     * to its room's owner before it joined, so none did. */
+    uint32_t amax = relay_affinity_max_members(tr.r);
+    if (n_workers > 1 && amax == 0)
         assert_true(st.fanout_sent > 0);
+    if (n_workers > 1 && amax >= S)
+        assert_int_equal(st.fanout_sent, 0);
     roost_client_del(cl);
     free(v);
     /* Abrupt client exit: the relay notices at shutdown at the latest. */
@@ -164,13 +171,23 @@ static void exact_delivery(unsigned n_workers)
 static void test_exact_delivery_1w(void **state)
 {
     (void)state;
-    exact_delivery(1);
+    exact_delivery(1, RELAY_AFFINITY_AUTO);
 }
 
+/* Affinity pinned off: this one is about frames that cross the rings
+ * (FANOUT to the other worker), which room affinity avoids for rooms this
+ * small. */
 static void test_exact_delivery_2w(void **state)
 {
     (void)state;
-    exact_delivery(2);
+    exact_delivery(2, RELAY_OFF);
+}
+
+/* The defaults (affinity auto: on under ebpf steering). */
+static void test_exact_delivery_2w_defaults(void **state)
+{
+    (void)state;
+    exact_delivery(2, RELAY_AFFINITY_AUTO);
 }
 
 /* ------------------------------------------------------------- presence */
@@ -464,6 +481,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_delivery_1w),
         cmocka_unit_test(test_exact_delivery_2w),
+        cmocka_unit_test(test_exact_delivery_2w_defaults),
         cmocka_unit_test(test_presence),
         cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_permissions_and_replace),

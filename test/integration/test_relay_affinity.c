@@ -3,6 +3,10 @@
  * owner (lib/quic/handoff.h) and joins from there, so the room's fan-out
  * never crosses a ring.
  *
+ *   cluster:     small rooms on a cluster relay (trunks on), whose QUIC
+ *                ops must pass the hand-off on to the sessions;
+ *   default:     affinity_max_members = auto (8 under ebpf steering, off
+ *                under cbpf or hash): as small rooms when it is on;
  *   small rooms: 4 rooms of 5 on 2 workers, every frame delivered exactly
  *                once, to the right participant id (the one WELCOME gave
  *                before the move), no FANOUT message, connections moved;
@@ -25,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "../common/echo_app.h"
@@ -72,14 +77,34 @@ static uint64_t handoffs_in(struct relay *r, unsigned n_workers)
     return n;
 }
 
-/* R rooms of S, K frames each; affinity limit amax. */
-static void run(unsigned R, unsigned S, unsigned amax, bool want_no_fanout)
+/* R rooms of S, K frames each; affinity limit amax (RELAY_AFFINITY_AUTO:
+ * the default, whose resolved value decides want_no_fanout); trunked: a
+ * cluster relay (trunks on: [cluster] relay_id, every room homed here by a
+ * static home naming this relay). */
+static void run_on(unsigned R, unsigned S, unsigned amax, bool want_no_fanout, bool trunked)
 {
     enum { K = 20 };
     int64_t base = buf_live();
     struct test_relay tr;
     struct relay_config cfg = {.n_workers = 2, .affinity_max_members = amax};
+    char secret[64] = "/tmp/roost-aff-secret-XXXXXX";
+    if (trunked) {
+        int fd = mkstemp(secret);
+        assert_true(fd >= 0);
+        static const char sec[] = "0123456789abcdef-affinity-secret\n";
+        assert_int_equal(write(fd, sec, sizeof(sec) - 1), (ssize_t)(sizeof(sec) - 1));
+        close(fd);
+        snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "r0");
+        cfg.cluster.pid_prefix = 1;
+        snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret);
+        snprintf(cfg.cluster_static_home, sizeof(cfg.cluster_static_home), "r0@127.0.0.1:1");
+    }
     assert_int_equal(test_relay_start(&tr, &cfg), 0);
+    if (amax == RELAY_AFFINITY_AUTO) {
+        amax = relay_affinity_max_members(tr.r);
+        want_no_fanout = amax >= S;
+        printf("# affinity auto under %s steering: %u\n", relay_steering_mode(tr.r), amax);
+    }
     struct roost_client *cl;
     assert_int_equal(test_client_new(&cl), 0);
     unsigned N = R * S;
@@ -151,13 +176,37 @@ static void run(unsigned R, unsigned S, unsigned amax, bool want_no_fanout)
     roost_client_del(cl);
     free(v);
     test_relay_stop(&tr);
+    if (trunked)
+        unlink(secret);
     assert_int_equal(buf_live(), base);
+}
+
+static void run(unsigned R, unsigned S, unsigned amax, bool want_no_fanout)
+{
+    run_on(R, S, amax, want_no_fanout, false);
+}
+
+/* A cluster relay (trunks on) hands its client sessions off as a lone one
+ * does (session 7: its QUIC ops did not pass on_detach/on_adopt to the
+ * sessions, so a moved JOIN hung until its deadline). */
+static void test_affinity_cluster_relay(void **state)
+{
+    (void)state;
+    run_on(4, 5, 8, true, true);
 }
 
 static void test_affinity_small_rooms(void **state)
 {
     (void)state;
     run(4, 5, 8, true);
+}
+
+/* The default (auto): 8 under ebpf steering (CI runs as root), so rooms
+ * of 5 stay on their owner; off under the fallbacks. */
+static void test_affinity_default(void **state)
+{
+    (void)state;
+    run(4, 5, RELAY_AFFINITY_AUTO, false);
 }
 
 static void test_affinity_large_room(void **state)
@@ -273,7 +322,8 @@ static void run_bound(unsigned amax)
     relay_worker_stats(tr.r, 0, &w0);
     /* With affinity, a first joiner on worker 0 is answered MOVE by worker
      * 1 (the placement goes) and is placed again from worker 1. */
-    assert_true(w0.room.rooms_placed >= 1 && w0.room.rooms_placed <= (amax ? 2u : 1u));
+    assert_true(w0.room.rooms_placed >= 1 &&
+                w0.room.rooms_placed <= (relay_affinity_max_members(tr.r) ? 2u : 1u));
     for (unsigned k = 0; k < K; k++) {
         for (unsigned i = 0; i < N; i++)
             assert_int_equal(part_send(&v[i], i * 1000 + k), 0);
@@ -300,7 +350,7 @@ static void run_bound(unsigned amax)
     }
     struct relay_stats st;
     relay_stats(tr.r, &st);
-    printf("# bound amax=%u moved=%llu fanout_sent=%llu\n", amax,
+    printf("# bound amax=%u moved=%llu fanout_sent=%llu\n", relay_affinity_max_members(tr.r),
            (unsigned long long)handoffs_in(tr.r, 2), (unsigned long long)st.fanout_sent);
     assert_int_equal(st.joins_ok, N);
     assert_int_equal(st.participants, N);
@@ -313,10 +363,12 @@ static void run_bound(unsigned amax)
     assert_int_equal(buf_live(), base);
 }
 
+/* Affinity pinned off (relay_config's 0 is the default, auto): the bound
+ * without it. */
 static void test_owner_bound(void **state)
 {
     (void)state;
-    run_bound(0);
+    run_bound(RELAY_OFF);
 }
 
 static void test_owner_bound_affinity(void **state)
@@ -328,9 +380,10 @@ static void test_owner_bound_affinity(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_affinity_small_rooms), cmocka_unit_test(test_affinity_large_room),
-        cmocka_unit_test(test_affinity_churn),       cmocka_unit_test(test_owner_bound),
-        cmocka_unit_test(test_owner_bound_affinity),
+        cmocka_unit_test(test_affinity_small_rooms),   cmocka_unit_test(test_affinity_large_room),
+        cmocka_unit_test(test_affinity_churn),         cmocka_unit_test(test_owner_bound),
+        cmocka_unit_test(test_owner_bound_affinity),   cmocka_unit_test(test_affinity_default),
+        cmocka_unit_test(test_affinity_cluster_relay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 nok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
 check() { if eval "$2"; then ok "$1"; else nok "$1"; fi; }
 
-echo "1..20"
+echo "1..23"
 scripts/dev-cert "$T/state" >/dev/null
 $CLI keygen --out "$T/state/token.keys" >/dev/null 2>&1
 
@@ -23,6 +23,8 @@ $R --cert x >/dev/null 2>"$T/err"; rc=$?
 check "missing --key is refused" '[ $rc -eq 2 ] && grep -q -- "--cert and --key are required" "$T/err"'
 $R --cert "$T/state/server.pem" --key "$T/state/server.key" --port 0 >/dev/null 2>"$T/err"; rc=$?
 check "port 0 is an invalid value" '[ $rc -eq 2 ] && grep -q "invalid value for --port" "$T/err"'
+$R --cert "$T/state/server.pem" --key "$T/state/server.key" --affinity-max-members some >/dev/null 2>"$T/err"; rc=$?
+check "--affinity-max-members takes a number or auto" '[ $rc -eq 2 ] && grep -q "invalid value for --affinity-max-members: expected a decimal number or auto" "$T/err"'
 $R --cert "$T/state/server.pem" --key "$T/state/server.key" --port 24433 2>"$T/err" >/dev/null; rc=$?
 check "no token keys and no dev flag: refuses to start" '[ $rc -eq 1 ] && grep -q "token key file is required" "$T/err"'
 
@@ -46,6 +48,12 @@ for sig in TERM INT; do
     # Two workers: the kernel steers by connection ID, said once at start.
     check "steering on, logged once (SIG$sig run)" \
         '[ "$(grep -c "event=steering mode=cid workers=2" "$T/log.$sig")" -eq 1 ]'
+    # Room affinity auto (session 7): 8 when the program that loaded is
+    # ebpf (root), off under cbpf or hash; said at start and in the banner.
+    if grep -q "event=steering .*program=ebpf" "$T/log.$sig"; then want=8; mode=ebpf; else want=0; mode='[a-z]*'; fi
+    check "affinity auto resolved by the steering program (SIG$sig run)" \
+        'grep -q "event=affinity affinity_max_members=$want setting=auto steering=$mode" "$T/log.$sig" &&
+         grep -q "event=start .*affinity_max_members=$want " "$T/log.$sig"'
     kill -$sig $pid
     wait $pid; rc=$?
     check "exits 0 on SIG$sig" '[ $rc -eq 0 ] && grep -q "event=exit" "$T/log.$sig"'

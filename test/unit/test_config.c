@@ -278,18 +278,25 @@ static void test_key_table(void **state)
     config_free(&c);
 }
 
-/* Timer slack of the turn cadence (session 6): default 0, file, range. */
+/* Timer slack of the turn cadence (session 6): default (session 7:
+ * RELAY_DEFAULT_TIMER_SLACK_US, the same as a zeroed relay_config), file,
+ * 0 is off, range. */
 static void test_timer_slack_key(void **state)
 {
     (void)state;
     struct config c;
     char err[128];
     assert_int_equal(config_init(&c), 0);
-    assert_int_equal(c.relay.timer_slack_us, 0);
+    assert_int_equal(relay_timer_slack_us(&c.relay), RELAY_DEFAULT_TIMER_SLACK_US);
+    struct relay_config zero = {0};
+    assert_int_equal(relay_timer_slack_us(&zero), RELAY_DEFAULT_TIMER_SLACK_US);
     static const char ini[] = "[server]\ntimer_slack_us = 250\n";
     struct errs e = {0};
     assert_int_equal(config_load_mem(&c, "m.conf", ini, sizeof(ini) - 1, collect, &e), 0);
     assert_int_equal(c.relay.timer_slack_us, 250);
+    assert_int_equal(relay_timer_slack_us(&c.relay), 250);
+    assert_int_equal(config_set(&c, "timer_slack_us", "0", "command line", 0, err, sizeof(err)), 0);
+    assert_int_equal(relay_timer_slack_us(&c.relay), 0);
     assert_int_equal(config_set(&c, "timer_slack_us", "500", "command line", 0, err, sizeof(err)),
                      0);
     assert_int_equal(c.relay.timer_slack_us, 500);
@@ -298,21 +305,26 @@ static void test_timer_slack_key(void **state)
     config_free(&c);
 }
 
-/* Turn cadence (issue 13): default, file, range. */
+/* Turn cadence (issue 13): default (the same as a zeroed relay_config),
+ * file, 0 is off (RELAY_OFF in relay_config), range. */
 static void test_turn_batch_key(void **state)
 {
     (void)state;
     struct config c;
     char err[128];
     assert_int_equal(config_init(&c), 0);
-    assert_int_equal(c.relay.turn_batch_us, RELAY_DEFAULT_TURN_BATCH_US);
+    assert_int_equal(relay_turn_batch_us(&c.relay), RELAY_DEFAULT_TURN_BATCH_US);
+    struct relay_config zero = {0};
+    assert_int_equal(relay_turn_batch_us(&zero), RELAY_DEFAULT_TURN_BATCH_US);
     static const char ini[] = "[server]\nturn_batch_us = 0\n";
     struct errs e = {0};
     assert_int_equal(config_load_mem(&c, "m.conf", ini, sizeof(ini) - 1, collect, &e), 0);
-    assert_int_equal(c.relay.turn_batch_us, 0);
-    assert_int_equal(config_set(&c, "turn_batch_us", "500", "command line", 0, err, sizeof(err)),
+    assert_int_equal(c.relay.turn_batch_us, RELAY_OFF);
+    assert_int_equal(relay_turn_batch_us(&c.relay), 0);
+    assert_int_equal(config_set(&c, "turn_batch_us", "700", "command line", 0, err, sizeof(err)),
                      0);
-    assert_int_equal(c.relay.turn_batch_us, 500);
+    assert_int_equal(c.relay.turn_batch_us, 700);
+    assert_int_equal(relay_turn_batch_us(&c.relay), 700);
     assert_int_not_equal(
         config_set(&c, "turn_batch_us", "100001", "command line", 0, err, sizeof(err)), 0);
     config_free(&c);
