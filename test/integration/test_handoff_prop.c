@@ -1303,6 +1303,17 @@ static uint64_t base_seed(void)
     return seed;
 }
 
+/* ROOST_PROP_AMAX=N overrides AMAX; 0 means off (relay_config's 0 is the
+ * default, `auto`). */
+static uint32_t prop_amax(void)
+{
+    const char *e = getenv("ROOST_PROP_AMAX");
+    if (e == NULL)
+        return AMAX;
+    uint32_t v = (uint32_t)atoi(e);
+    return v == 0 ? RELAY_OFF : v;
+}
+
 static void run(unsigned test_no, unsigned n_workers, bool hash)
 {
     const char *forced = getenv("ROOST_STEERING");
@@ -1319,8 +1330,7 @@ static void run(unsigned test_no, unsigned n_workers, bool hash)
     t->n_workers = n_workers;
     struct relay_config cfg = {
         .n_workers = n_workers,
-        .affinity_max_members =
-            getenv("ROOST_PROP_AMAX") ? (uint32_t)atoi(getenv("ROOST_PROP_AMAX")) : AMAX,
+        .affinity_max_members = prop_amax(),
         .idle_timeout_ns = (uint64_t)IDLE_MS * 1000000u,
         .handshake_timeout_ns = (uint64_t)HS_MS * 1000000u,
         .no_steering = hash,
