@@ -263,9 +263,9 @@ unsigned relay_room_owner(struct relay *r, const char *room, size_t len);
  * (room_shard_move) and waits for its answer. *from: the worker that
  * answered; *members: the room's member count. Returns 0 (started),
  * ROOST_EINVAL (no such worker), ROOST_ENOENT (no such room),
- * ROOST_EEXIST (on `to` already), ROOST_EAGAIN (moved or placed off its
- * home already), ROOST_EACCES (a cluster relay: rooms never move),
- * ROOST_ECLOSED (shutting down) or ROOST_ENOMEM. Admin thread or main. */
+ * ROOST_EEXIST (on `to` already), ROOST_EAGAIN (a move in flight, placed
+ * off its home by the owner load bound, or ending), ROOST_EACCES (a cluster relay: rooms never
+ * move), ROOST_ECLOSED (shutting down) or ROOST_ENOMEM. Admin thread or main. */
 int relay_room_move(struct relay *r, const char *room, size_t len, unsigned to, unsigned *from,
                     uint32_t *members);
 /* roost_room_moves_total by result (admin.c counts, metrics.c prints). */
