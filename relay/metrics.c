@@ -350,6 +350,18 @@ int metrics_render(struct relay *r, char **out, size_t *len)
                "ngtcp2 packet write calls that wrote nothing.", s->quic.write_empty);
     PER_WORKER(&b, "roost_quic_sendmmsg_calls_total", "counter", "sendmmsg calls.",
                s->quic.sendmmsg_calls);
+    /* The timer and pacer paths of connwrite.c, so a per-frame profile
+     * (scripts/frame-counters) can be read against them. */
+    PER_WORKER(&b, "roost_quic_timer_fires_total", "counter", "Connection timers that fired.",
+               s->quic.timer_fires);
+    PER_WORKER(&b, "roost_quic_acks_settled_total", "counter",
+               "Delayed-ACK timers settled by a write instead of a wake-up.", s->quic.acks_settled);
+    PER_WORKER(&b, "roost_quic_pace_holds_total", "counter",
+               "Writes the pacer made wait for its send time (datagrams or control bytes held).",
+               s->quic.pace_holds);
+    PER_WORKER(&b, "roost_quic_expiry_kept_total", "counter",
+               "Datagram-only writes that re-armed the timer from the kept expiry.",
+               s->quic.expiry_kept);
     PER_WORKER(&b, "roost_media_in_total", "counter", "Media datagrams accepted for fan-out.",
                s->room.media_in);
     PER_WORKER(&b, "roost_media_out_total", "counter", "Media deliveries to members.",

@@ -448,6 +448,12 @@ static void test_admin_endpoints(void **state)
         assert_true(prom_sum(parsed, "roost_fanout_latency_seconds_bucket", "le=1.07374182") == fo);
         assert_true(prom_sum(parsed, "roost_bytes_received_total", NULL) > 0);
         assert_true(prom_sum(parsed, "roost_worker_busy_seconds_total", NULL) > 0);
+        /* The timer and pacer counters are exported (their values depend
+         * on timing; test_quic_pace and test_quic_ackdelay test them). */
+        assert_non_null(strstr(parsed, "roost_quic_timer_fires_total"));
+        assert_non_null(strstr(parsed, "roost_quic_acks_settled_total"));
+        assert_non_null(strstr(parsed, "roost_quic_pace_holds_total"));
+        assert_non_null(strstr(parsed, "roost_quic_expiry_kept_total"));
         /* No room or identity labels anywhere. */
         assert_null(strstr(parsed, "ops-room"));
         assert_null(strstr(parsed, "alice"));
