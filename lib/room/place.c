@@ -122,7 +122,9 @@ static bool owner_over(const struct room_shared *sh, unsigned w)
     return own * 100 > (int64_t)sh->lim.owner_share_max * all;
 }
 
-/* Where a new room hashing here goes: here, unless this worker is over its
+/* Where a new room hashing here goes. Pack (room_limits.placement): the
+ * lowest-numbered worker that owns fewer than pack_members participants;
+ * when every worker owns that many, as spread. Spread: here, unless this worker is over its
  * share; then the first of the next hashes of the id (the hash key with
  * the round number mixed in) that names a worker not over; when none of 2N
  * rounds does, the next worker in id order that is not over; here when
@@ -130,7 +132,16 @@ static bool owner_over(const struct room_shared *sh, unsigned w)
 static unsigned place_choose(const struct room_shard *s, const uint8_t *id, size_t len)
 {
     const struct room_shared *sh = s->sh;
-    if (sh->lim.owner_share_max == 0 || sh->n_workers < 2 || !owner_over(sh, s->id))
+    if (sh->n_workers < 2)
+        return s->id;
+    /* Pack: the lowest-numbered worker under the bound; by hash (below)
+     * when every worker is at it. */
+    if (sh->lim.placement == ROOM_PLACE_PACK)
+        for (unsigned w = 0; w < sh->n_workers; w++)
+            if (atomic_load_explicit(&sh->owned[w], memory_order_relaxed) <
+                (int64_t)sh->lim.pack_members)
+                return w;
+    if (sh->lim.owner_share_max == 0 || !owner_over(sh, s->id))
         return s->id;
     for (unsigned k = 1; k <= 2 * sh->n_workers; k++) {
         struct hash_key kk = sh->key;

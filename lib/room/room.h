@@ -89,7 +89,19 @@ struct room_limits {
      * "Owner load bound"); rooms already live stay. 0: off. Not for a
      * relay in a cluster (its gate and trunks name rooms by hash owner). */
     uint32_t owner_share_max;
+    /* Placement of new rooms (issue 13/14, docs/OPERATIONS.md "Packing
+     * rooms"): ROOM_PLACE_SPREAD (each room on the worker its id hashes
+     * to, as above) or ROOM_PLACE_PACK: a new room goes to the
+     * lowest-numbered worker that owns fewer than pack_members
+     * participants, so that few workers carry the load while it is light
+     * (an idle worker sleeps); when every worker is at the bound, by hash
+     * (and owner_share_max) as spread. Not for a relay in a cluster. */
+    uint8_t placement;
+    uint32_t pack_members; /* pack's bound per worker; 0: ROOM_DEFAULT_PACK_MEMBERS */
 };
+
+enum { ROOM_PLACE_SPREAD = 0, ROOM_PLACE_PACK = 1 };
+#define ROOM_DEFAULT_PACK_MEMBERS 200
 
 /* ops->joined's code for "join on the owner's worker instead": nothing was
  * sent to the client and the member is idle again; the endpoint should be
