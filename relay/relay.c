@@ -65,9 +65,10 @@ static void room_move_done(struct room_move_req *q, int rc)
 static void room_move_run(struct relay_worker *rw, struct room_move_req *q)
 {
     uint32_t members = 0;
+    /* The room's owner now (the home may have placed or moved it away). */
+    q->from = room_shard_room_at(relay_worker_shard(rw), q->room, q->len);
     int rc = room_shard_move(relay_worker_shard(rw), q->room, q->len, q->to, &members);
     q->members = members;
-    q->from = worker_id(rw->w);
     room_move_done(q, rc);
 }
 

@@ -267,11 +267,11 @@ unsigned relay_room_owner(struct relay *r, const char *room, size_t len);
 /* Live room migration (POST /rooms/{id}/move?worker=N; docs/OPERATIONS.md):
  * asks the room's home worker to hand the room to worker `to`
  * (room_shard_move) and waits for its answer. *from: the worker that
- * answered; *members: the room's member count. Returns 0 (started),
- * ROOST_EINVAL (no such worker), ROOST_ENOENT (no such room),
- * ROOST_EEXIST (on `to` already), ROOST_EAGAIN (a move in flight, placed
- * off its home by the owner load bound, or ending), ROOST_EACCES (a cluster relay: rooms never
- * move), ROOST_ECLOSED (shutting down) or ROOST_ENOMEM. Admin thread or main. */
+ * owned the room when asked (room_shard_room_at); *members: the room's
+ * member count. Returns 0 (started), ROOST_EINVAL (no such worker),
+ * ROOST_ENOENT (no such room), ROOST_EEXIST (on `to` already),
+ * ROOST_EAGAIN (a move in flight, being made, or ending), ROOST_EACCES (a cluster relay: rooms
+ * never move), ROOST_ECLOSED (shutting down) or ROOST_ENOMEM. Admin thread or main. */
 int relay_room_move(struct relay *r, const char *room, size_t len, unsigned to, unsigned *from,
                     uint32_t *members);
 /* roost_room_moves_total by result (admin.c counts, metrics.c prints). */

@@ -262,11 +262,15 @@ uint32_t room_shard_census(struct room_shard *s, const uint8_t *room, size_t len
  * are asked to move (ops->move). *members: its member count. Returns 0
  * (started), ROOST_EINVAL (`to` is no worker), ROOST_ENOENT (no such room
  * with this home), ROOST_EEXIST (on `to` already: nothing done),
- * ROOST_EAGAIN (a move of it is in flight; or it was placed on another
- * worker by the owner load bound, or is ending; or it waits for the
- * cluster gate) or ROOST_ENOMEM. */
+ * ROOST_EAGAIN (a move of it is in flight; or it is being made on the
+ * worker it was placed on, or is ending; or it waits for the cluster
+ * gate; or this worker is not its home) or ROOST_ENOMEM. A room placed on
+ * another worker (owner load bound, pack) moves as a moved one does. */
 int room_shard_move(struct room_shard *s, const uint8_t *room, size_t len, unsigned to,
                     uint32_t *members);
+/* On the room's home: the worker that owns the room now (this one, or the
+ * one its placement routes to; this one when there is no such room). */
+unsigned room_shard_room_at(struct room_shard *s, const uint8_t *room, size_t len);
 
 /* What a joined member's room state is while its connection changes
  * workers (room_member_detach -> room_member_rebind). */
