@@ -40,7 +40,16 @@
  * the placement). A move from the home itself needs no pause: the MOVE
  * and what the home routes after it share one ring; it is in flight (no
  * further move) until the ARRIVED. So a member's JOIN and LEAVE reach the
- * room's one owner in their order however often the room moves. */
+ * room's one owner in their order however often the room moves.
+ *
+ * Session 8: placement = pack (place_choose) places new rooms by the same
+ * machinery, on the lowest-numbered worker under pack_members. A room
+ * placed off its home moves like a moved one: the home finds it in its
+ * table worker's table (place_room_find), asks its owner (MOVE_REQ) and
+ * knows it by its handle from then on (ARRIVED names the handle; the
+ * placement keeps tab, slot, gen). Only a room in the home's own table
+ * travels back with its DROP; one in another worker's table goes back to
+ * that worker at its end (ROOM_MSG_UNALIAS, owner.c). */
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -160,11 +169,11 @@ static bool owner_over(const struct room_shared *sh, unsigned w)
 
 /* Where a new room hashing here goes. Pack (room_limits.placement): the
  * lowest-numbered worker that owns fewer than pack_members participants;
- * when every worker owns that many, as spread. Spread: here, unless this worker is over its
- * share; then the first of the next hashes of the id (the hash key with
- * the round number mixed in) that names a worker not over; when none of 2N
- * rounds does, the next worker in id order that is not over; here when
- * every worker is over. */
+ * when every worker owns that many, as spread. Spread: here, unless this
+ * worker is over its share; then the first of the next hashes of the id
+ * (the hash key with the round number mixed in) that names a worker not
+ * over; when none of 2N rounds does, the next worker in id order that is
+ * not over; here when every worker is over. */
 static unsigned place_choose(const struct room_shard *s, const uint8_t *id, size_t len)
 {
     const struct room_shared *sh = s->sh;
