@@ -15,7 +15,10 @@
  * with a MOVE or a moved room's DROP still in a ring. Session 7: a moved
  * room moves again and back home (MOVE_REQ, ARRIVED), one move at a time,
  * with JOINs and LEAVEs in the rings meanwhile; a publisher's keyframe
- * cache moves with its connection. */
+ * cache moves with its connection. Session 8: a room placed off its home
+ * (placement = pack) moves when asked of its home, comes home and moves
+ * on, and goes back to its table's worker at its end (UNALIAS), also with
+ * the UNALIAS still in a ring at shutdown. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
