@@ -359,7 +359,7 @@ static enum MHD_Result room_move(struct admin *a, struct MHD_Connection *conn, c
             status = 409;
             j = json_pack("{s:s}", "error",
                           "a move of this room is in flight (one at a time: try again), or "
-                          "it was placed by owner_share_max or is ending");
+                          "it is being made or ending");
             break;
         case ROOST_ECLOSED:
             res = RELAY_MOVE_DRAINING;

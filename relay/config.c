@@ -41,6 +41,8 @@ enum key_id {
     K_MAX_MEMBERS,
     K_AFFINITY_MAX_MEMBERS,
     K_OWNER_SHARE_MAX,
+    K_PLACEMENT,
+    K_PACK_MEMBERS,
     K_MAX_CONNS,
     K_MAX_HALF_OPEN,
     K_HANDSHAKE_RATE,
@@ -120,6 +122,14 @@ static const struct config_key keys[K_COUNT] = {
     [K_OWNER_SHARE_MAX] = {"limits", "owner_share_max", CONFIG_UINT, "0", 0, 100, false,
                            "percent of the relay's participants one worker may own before "
                            "new rooms hashing to it go to the next hash's worker; 0: off"},
+    [K_PLACEMENT] = {"limits", "placement", CONFIG_STR, "spread", 0, 0, false,
+                     "where new rooms go: spread (the worker the room id hashes to) or pack "
+                     "(the lowest-numbered worker owning fewer than pack_members participants; "
+                     "idle workers sleep)"},
+    [K_PACK_MEMBERS] = {"limits", "pack_members", CONFIG_UINT, STR(ROOM_DEFAULT_PACK_MEMBERS), 1,
+                        UINT32_MAX, false,
+                        "placement = pack: participants a worker owns before new rooms go to "
+                        "the next worker"},
     [K_MAX_CONNS] = {"limits", "max_conns", CONFIG_UINT, STR(QUIC_DEFAULT_MAX_CONNS), 1, UINT32_MAX,
                      true, "connections per worker (reload may raise or lower it)"},
     [K_MAX_HALF_OPEN] = {"limits", "max_half_open", CONFIG_UINT, STR(QUIC_DEFAULT_RETRY_THRESHOLD),
@@ -419,6 +429,19 @@ int config_set(struct config *c, const char *name, const char *value, const char
         break;
     case K_OWNER_SHARE_MAX:
         r->owner_share_max = (uint32_t)v;
+        break;
+    case K_PLACEMENT:
+        if (strcmp(value, "spread") == 0) {
+            r->placement = ROOM_PLACE_SPREAD;
+        } else if (strcmp(value, "pack") == 0) {
+            r->placement = ROOM_PLACE_PACK;
+        } else {
+            ferr(err, err_len, "%s", "expected spread or pack");
+            return ROOST_EINVAL;
+        }
+        break;
+    case K_PACK_MEMBERS:
+        r->pack_members = (uint32_t)v;
         break;
     case K_MAX_CONNS:
         r->max_conns_per_worker = (unsigned)v;

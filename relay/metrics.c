@@ -219,6 +219,14 @@ int metrics_render(struct relay *r, char **out, size_t *len)
          "Room-affine placement in force: rooms up to this many members keep them on the "
          "owner worker; 0: off ([limits] affinity_max_members, auto resolved at start).");
     put(&b, "roost_affinity_max_members %u\n", relay_affinity_max_members(r));
+    head(&b, "roost_placement", "gauge",
+         "1 for the placement of new rooms in force ([limits] placement): spread (by hash) or "
+         "pack (fill the lowest-numbered worker up to pack_members participants).");
+    put(&b, "roost_placement{mode=\"%s\"} 1\n", relay_placement(r));
+    head(&b, "roost_pack_members", "gauge",
+         "Participants a worker owns before pack places new rooms on the next ([limits] "
+         "pack_members).");
+    put(&b, "roost_pack_members %u\n", relay_pack_members(r));
     head(&b, "roost_server_rooms", "gauge", "Live rooms, server-wide.");
     put(&b, "roost_server_rooms %lld\n", (long long)tot.rooms);
     head(&b, "roost_server_participants", "gauge",

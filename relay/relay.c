@@ -65,9 +65,10 @@ static void room_move_done(struct room_move_req *q, int rc)
 static void room_move_run(struct relay_worker *rw, struct room_move_req *q)
 {
     uint32_t members = 0;
+    /* The room's owner now (the home may have placed or moved it away). */
+    q->from = room_shard_room_at(relay_worker_shard(rw), q->room, q->len);
     int rc = room_shard_move(relay_worker_shard(rw), q->room, q->len, q->to, &members);
     q->members = members;
-    q->from = worker_id(rw->w);
     room_move_done(q, rc);
 }
 
@@ -289,6 +290,16 @@ uint32_t relay_affinity_resolve(uint32_t setting, const char *steering_mode)
     return setting == RELAY_OFF ? 0 : setting;
 }
 
+const char *relay_placement(const struct relay *r)
+{
+    return r->cfg.placement == ROOM_PLACE_PACK ? "pack" : "spread";
+}
+
+uint32_t relay_pack_members(const struct relay *r)
+{
+    return r->cfg.pack_members;
+}
+
 uint32_t relay_affinity_max_members(const struct relay *r)
 {
     return r->cfg.affinity_max_members;
@@ -418,21 +429,28 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
              : cfg->affinity_max_members == RELAY_OFF         ? "off"
                                                               : "explicit",
              quic_shared_steering_mode(r->qsh));
-    struct room_limits lim = {.max_rooms = cfg->max_rooms,
-                              .max_members = cfg->max_members,
-                              .affinity_max_members = r->cfg.affinity_max_members,
-                              /* A cluster's gate and trunks find a room at
-                               * its hash owner: no placement there. */
-                              .owner_share_max =
-                                  cfg->cluster_relay_id[0] ? 0 : cfg->owner_share_max,
-                              .keyframe_cap = cfg->keyframe_cap,
-                              .prefill_ms = cfg->prefill_ms,
-                              .kfreq_window_ns = cfg->kfreq_window_ns,
-                              .quality_interval_ns = cfg->quality_interval_ns,
-                              .pid_prefix = cfg->cluster_relay_id[0] ? cfg->cluster.pid_prefix : 0};
+    struct room_limits lim = {
+        .max_rooms = cfg->max_rooms,
+        .max_members = cfg->max_members,
+        .affinity_max_members = r->cfg.affinity_max_members,
+        /* A cluster's gate and trunks find a room at
+         * its hash owner: no placement there. */
+        .owner_share_max = cfg->cluster_relay_id[0] ? 0 : cfg->owner_share_max,
+        .placement = cfg->cluster_relay_id[0] ? ROOM_PLACE_SPREAD : cfg->placement,
+        .pack_members = cfg->pack_members,
+        .keyframe_cap = cfg->keyframe_cap,
+        .prefill_ms = cfg->prefill_ms,
+        .kfreq_window_ns = cfg->kfreq_window_ns,
+        .quality_interval_ns = cfg->quality_interval_ns,
+        .pid_prefix = cfg->cluster_relay_id[0] ? cfg->cluster.pid_prefix : 0};
     rc = room_shared_new(&r->rsh, r->n_workers, &lim);
     if (rc != 0)
         goto fail;
+    r->cfg.placement = lim.placement;
+    r->cfg.pack_members = lim.pack_members ? lim.pack_members : ROOM_DEFAULT_PACK_MEMBERS;
+    log_info("event=placement placement=%s pack_members=%u setting=%s workers=%u",
+             relay_placement(r), r->cfg.pack_members,
+             cfg->placement == ROOM_PLACE_PACK ? "pack" : "spread", r->n_workers);
     rc = cluster_new(&r->cluster, r, cfg);
     if (rc != 0)
         goto fail;
@@ -648,6 +666,10 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"max_members", cfg->max_members != r->cfg.max_members},
         {"affinity_max_members", cfg->affinity_max_members != r->affinity_setting},
         {"owner_share_max", cfg->owner_share_max != r->cfg.owner_share_max},
+        {"placement",
+         (cfg->cluster_relay_id[0] ? ROOM_PLACE_SPREAD : cfg->placement) != r->cfg.placement},
+        {"pack_members", (cfg->pack_members ? cfg->pack_members : ROOM_DEFAULT_PACK_MEMBERS) !=
+                             r->cfg.pack_members},
         {"idle_timeout", cfg->idle_timeout_ns != r->cfg.idle_timeout_ns},
         {"handshake_timeout", cfg->handshake_timeout_ns != r->cfg.handshake_timeout_ns},
         {"handshake_rate", cfg->handshake_rate != r->cfg.handshake_rate},

@@ -78,6 +78,8 @@ struct relay_config {
     uint32_t max_members;          /* per room; 0: 500 */
     uint32_t affinity_max_members; /* 0: auto, RELAY_OFF: off (relay_affinity_resolve) */
     uint32_t owner_share_max;      /* owner load bound, percent of participants; 0: off */
+    uint8_t placement;             /* ROOM_PLACE_SPREAD (0) or ROOM_PLACE_PACK (room.h) */
+    uint32_t pack_members;         /* pack's bound per worker; 0: ROOM_DEFAULT_PACK_MEMBERS */
     unsigned max_conns_per_worker; /* 0: 100000 */
     unsigned max_half_open;        /* per worker, handshakes in flight before Retry; 0: 256 */
     uint32_t handshake_rate;       /* new handshakes/s server-wide before Retry; 0: unlimited */
@@ -228,6 +230,10 @@ const char *relay_steering_mode(const struct relay *r);
 uint32_t relay_affinity_resolve(uint32_t setting, const char *steering_mode);
 /* The affinity limit in force (resolved at relay_new; 0: off). Any thread. */
 uint32_t relay_affinity_max_members(const struct relay *r);
+/* [limits] placement in force ("spread" or "pack"; spread in a cluster)
+ * and pack's bound per worker (pack_members). */
+const char *relay_placement(const struct relay *r);
+uint32_t relay_pack_members(const struct relay *r);
 /* The turn cadence cfg gives the workers (worker_config.turn_batch_us and
  * .timer_slack_us): its field, the default for 0, 0 for RELAY_OFF. Pure. */
 uint32_t relay_turn_batch_us(const struct relay_config *cfg);
@@ -261,11 +267,11 @@ unsigned relay_room_owner(struct relay *r, const char *room, size_t len);
 /* Live room migration (POST /rooms/{id}/move?worker=N; docs/OPERATIONS.md):
  * asks the room's home worker to hand the room to worker `to`
  * (room_shard_move) and waits for its answer. *from: the worker that
- * answered; *members: the room's member count. Returns 0 (started),
- * ROOST_EINVAL (no such worker), ROOST_ENOENT (no such room),
- * ROOST_EEXIST (on `to` already), ROOST_EAGAIN (a move in flight, placed
- * off its home by the owner load bound, or ending), ROOST_EACCES (a cluster relay: rooms never
- * move), ROOST_ECLOSED (shutting down) or ROOST_ENOMEM. Admin thread or main. */
+ * owned the room when asked (room_shard_room_at); *members: the room's
+ * member count. Returns 0 (started), ROOST_EINVAL (no such worker),
+ * ROOST_ENOENT (no such room), ROOST_EEXIST (on `to` already),
+ * ROOST_EAGAIN (a move in flight, being made, or ending), ROOST_EACCES (a cluster relay: rooms
+ * never move), ROOST_ECLOSED (shutting down) or ROOST_ENOMEM. Admin thread or main. */
 int relay_room_move(struct relay *r, const char *room, size_t len, unsigned to, unsigned *from,
                     uint32_t *members);
 /* roost_room_moves_total by result (admin.c counts, metrics.c prints). */

@@ -102,6 +102,12 @@ static void dispatch_msg(struct worker *w, const struct worker_msg *wm, void *ar
         place_on_arrived(s, &am);
         return;
     }
+    case ROOM_MSG_UNALIAS: {
+        struct room *r;
+        memcpy(&r, wm->u.bytes, sizeof(r));
+        owner_room_unalias(s, r);
+        return;
+    }
     default:
         log_warn("event=unknown_room_msg type=0x%x", wm->type);
         return;

@@ -154,10 +154,10 @@ int room_shard_move(struct room_shard *s, const uint8_t *room, size_t len, unsig
     *members = r->n_infos;
     if (to == s->id)
         return ROOST_EEXIST;
-    /* Placed here from its home by the owner load bound: its JOIN and
-     * LEAVE pass another worker's placement, which only that home may
-     * change (and its DROP names no table room). */
-    if (r->home != s->id || r->tab != s->id)
+    /* Placed here from its home (owner load bound, pack): its JOIN and
+     * LEAVE pass the home's placement, which only the home may change:
+     * the move is asked of the home. */
+    if (r->home != s->id)
         return ROOST_EAGAIN;
     /* Its DROP, made now: its end never fails to allocate it. */
     struct buf *drop = r->drop != NULL ? NULL : buf_new(sizeof(struct drop_msg));
@@ -212,7 +212,8 @@ void move_on_request(struct room_shard *s, const struct move_req_msg *mr)
     log_error("event=room_move_failed room_hash=%016llx to=%u err=\"%s\"", (unsigned long long)hash,
               mr->to, roost_strerror(rc));
     owner_room_link(s, r, dirty);
-    struct arrived_msg am = {.slot = r->slot, .gen = r->gen, .at = (uint16_t)s->id};
+    struct arrived_msg am = {
+        .hash = r->hash, .slot = r->slot, .gen = r->gen, .tab = r->tab, .at = (uint16_t)s->id};
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_ARRIVED, &am, sizeof(am));
     room_send_cls(s, r->home, &wm, WORKER_MSG_OWED);
@@ -262,7 +263,8 @@ void move_on_arrive(struct room_shard *s, struct room *r)
     }
     /* The home routes here from now on, behind this (ring order): the room
      * is linked before anything it routes arrives. */
-    struct arrived_msg am = {.slot = r->slot, .gen = r->gen, .at = (uint16_t)s->id};
+    struct arrived_msg am = {
+        .hash = r->hash, .slot = r->slot, .gen = r->gen, .tab = r->tab, .at = (uint16_t)s->id};
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_ARRIVED, &am, sizeof(am));
     room_send_cls(s, r->home, &wm, WORKER_MSG_OWED);

@@ -130,13 +130,27 @@ static void room_destroy(struct room_shard *s, struct room *r)
     ROOM_STAT_INC(s, rooms_destroyed);
     if (s->ops->room_closed != NULL)
         s->ops->room_closed(r->id, r->id_len, s->arg);
+    /* A moved room published in its home's table goes with its DROP: the
+     * home unpublishes it and frees it (owner_room_unalias); one in
+     * another worker's table (placed there, then moved) goes back there
+     * (UNALIAS) and its DROP names no room. */
+    bool with_drop = moved && r->tab == r->home;
     if (r->home != s->id) {
-        /* A moved room goes with its DROP: its home (tab) unpublishes it
-         * from its table and frees it (owner_room_unalias). */
-        place_send_drop(s, r->home, r->id, r->id_len, r->routed_in, r->drop, moved ? r : NULL);
+        place_send_drop(s, r->home, r->id, r->id_len, r->routed_in, r->drop, with_drop ? r : NULL);
         r->drop = NULL;
-        if (moved)
-            return;
+    }
+    if (with_drop)
+        return;
+    if (moved) {
+        struct worker_msg wm;
+        struct room *rp = r;
+        memset(&wm, 0, sizeof(wm));
+        wm.type = ROOM_MSG_UNALIAS;
+        memcpy(wm.u.bytes, &rp, sizeof(rp));
+        int rc = room_send_cls(s, r->tab, &wm, WORKER_MSG_OWED);
+        if (rc != 0) /* still published there: leaked rather than freed under readers */
+            log_error("event=room_unalias_lost tab=%u err=\"%s\"", r->tab, roost_strerror(rc));
+        return;
     }
     /* Readers that resolved the room before it was unpublished may still
      * use it and its snapshot until their next quiescent state. */

@@ -40,7 +40,16 @@
  * the placement). A move from the home itself needs no pause: the MOVE
  * and what the home routes after it share one ring; it is in flight (no
  * further move) until the ARRIVED. So a member's JOIN and LEAVE reach the
- * room's one owner in their order however often the room moves. */
+ * room's one owner in their order however often the room moves.
+ *
+ * Session 8: placement = pack (place_choose) places new rooms by the same
+ * machinery, on the lowest-numbered worker under pack_members. A room
+ * placed off its home moves like a moved one: the home finds it in its
+ * table worker's table (place_room_find), asks its owner (MOVE_REQ) and
+ * knows it by its handle from then on (ARRIVED names the handle; the
+ * placement keeps tab, slot, gen). Only a room in the home's own table
+ * travels back with its DROP; one in another worker's table goes back to
+ * that worker at its end (ROOM_MSG_UNALIAS, owner.c). */
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -72,9 +81,17 @@ struct placement {
     uint16_t at;        /* the owner it was placed on */
     uint32_t routed;    /* PLACE + FWD sent there */
     struct room *moved; /* a room moved from here (move.c), in this worker's table */
-    bool moving;        /* a move in flight: until ARRIVED (or the room ends) */
-    bool paused;        /* ... asked of the owner: what arrives waits in `later` */
-    bool draining;      /* DROP came; `pending` routed messages are coming back */
+    /* The room's table worker (where its handle is published: the worker
+     * it was placed on, or this one for a room moved from here) and, once
+     * a move was asked (`handle`), its slot and gen there: what ARRIVED
+     * names. A room published in another worker's table is only read
+     * here by a scan of that table in a read section (place_room_find). */
+    uint16_t tab;
+    bool handle;
+    uint32_t slot, gen;
+    bool moving;   /* a move in flight: until ARRIVED (or the room ends) */
+    bool paused;   /* ... asked of the owner: what arrives waits in `later` */
+    bool draining; /* DROP came; `pending` routed messages are coming back */
     uint32_t pending;
     struct parked_msg *back, **back_tail;   /* bounced, in order */
     struct parked_msg *later, **later_tail; /* arrived while draining */
@@ -114,6 +131,34 @@ static struct placement **placement_ref(struct room_shard *s, const uint8_t *id,
     return pp;
 }
 
+/* The placement of the room with this handle (a move asked), or NULL. */
+static struct placement **placement_by_handle(struct room_shard *s, uint64_t h, unsigned tab,
+                                              uint32_t slot, uint32_t gen)
+{
+    struct placement **pp = &s->placed[(h >> 32) & s->placed_mask];
+    for (; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->handle && (*pp)->tab == tab && (*pp)->slot == slot &&
+            (*pp)->gen == gen)
+            return pp;
+    return pp;
+}
+
+/* A placed room, owned elsewhere and published in worker p->tab's table:
+ * found by a scan of that table (admin path only; tables do not grow).
+ * Caller holds a read section; NULL while the PLACE has made no room yet
+ * or after the room was unpublished. */
+static struct room *place_room_find(struct room_shard *s, const struct placement *p)
+{
+    const struct room_table *t = &s->sh->tables[p->tab];
+    for (uint32_t i = 0; i < t->cap; i++) {
+        struct room *r = rcu_dereference(t->slots[i]);
+        if (r != NULL && r->hash == p->hash && r->id_len == p->id_len &&
+            memcmp(r->id, p->id, p->id_len) == 0)
+            return r;
+    }
+    return NULL;
+}
+
 /* Whether worker w owns more than its share of the relay's participants. */
 static bool owner_over(const struct room_shared *sh, unsigned w)
 {
@@ -122,15 +167,26 @@ static bool owner_over(const struct room_shared *sh, unsigned w)
     return own * 100 > (int64_t)sh->lim.owner_share_max * all;
 }
 
-/* Where a new room hashing here goes: here, unless this worker is over its
- * share; then the first of the next hashes of the id (the hash key with
- * the round number mixed in) that names a worker not over; when none of 2N
- * rounds does, the next worker in id order that is not over; here when
- * every worker is over. */
+/* Where a new room hashing here goes. Pack (room_limits.placement): the
+ * lowest-numbered worker that owns fewer than pack_members participants;
+ * when every worker owns that many, as spread. Spread: here, unless this
+ * worker is over its share; then the first of the next hashes of the id
+ * (the hash key with the round number mixed in) that names a worker not
+ * over; when none of 2N rounds does, the next worker in id order that is
+ * not over; here when every worker is over. */
 static unsigned place_choose(const struct room_shard *s, const uint8_t *id, size_t len)
 {
     const struct room_shared *sh = s->sh;
-    if (sh->lim.owner_share_max == 0 || sh->n_workers < 2 || !owner_over(sh, s->id))
+    if (sh->n_workers < 2)
+        return s->id;
+    /* Pack: the lowest-numbered worker under the bound; by hash (below)
+     * when every worker is at it. */
+    if (sh->lim.placement == ROOM_PLACE_PACK)
+        for (unsigned w = 0; w < sh->n_workers; w++)
+            if (atomic_load_explicit(&sh->owned[w], memory_order_relaxed) <
+                (int64_t)sh->lim.pack_members)
+                return w;
+    if (sh->lim.owner_share_max == 0 || !owner_over(sh, s->id))
         return s->id;
     for (unsigned k = 1; k <= 2 * sh->n_workers; k++) {
         struct hash_key kk = sh->key;
@@ -263,13 +319,16 @@ void owner_on_drop(struct room_shard *s, const struct drop_msg *dm)
     struct placement **pp = placement_ref(s, dm->room, dm->room_len, h);
     struct placement *p = *pp;
     if (p == NULL || p->draining || p->at != dm->from || dm->routed > p->routed ||
-        dm->moved != p->moved) {
+        (dm->moved != NULL && dm->moved != p->moved)) {
         log_error("event=room_drop_unexpected from=%u", dm->from);
         return;
     }
-    if (p->moved != NULL)
-        owner_room_unalias(s, p->moved); /* its handle goes; readers keep it a grace period */
+    /* A room in this worker's table comes with its DROP (one in another
+     * worker's table went back there: owner.c room_destroy). */
+    if (dm->moved != NULL)
+        owner_room_unalias(s, dm->moved); /* its handle goes; readers keep it a grace period */
     p->moved = NULL;
+    p->handle = false;
     /* Ended before a move asked of its owner (which finds nothing): what
      * waited for the move waits for the drain (`later`, as a drain's). */
     p->moving = p->paused = false;
@@ -334,6 +393,7 @@ static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route
     p->id_len = (uint8_t)len;
     memcpy(p->id, id, len);
     p->at = (uint16_t)at;
+    p->tab = (uint16_t)at; /* owner_join publishes it there */
     p->routed = 1;
     p->back_tail = &p->back;
     p->later_tail = &p->later;
@@ -392,12 +452,29 @@ int place_add_moved(struct room_shard *s, struct room *r, unsigned to)
     p->id_len = r->id_len;
     memcpy(p->id, r->id, r->id_len);
     p->at = (uint16_t)to;
-    p->moved = r;
+    /* A room placed here from another worker's table (came home, moves
+     * on): not read by the home again, it may end and be freed there. */
+    p->moved = r->tab == s->id ? r : NULL;
+    p->tab = r->tab;
+    p->handle = true;
+    p->slot = r->slot;
+    p->gen = r->gen;
     p->moving = true;
     p->back_tail = &p->back;
     p->later_tail = &p->later;
     *pp = p;
     return 0;
+}
+
+unsigned room_shard_room_at(struct room_shard *s, const uint8_t *id, size_t len)
+{
+    if (len == 0 || len > ROOM_ID_MAX)
+        return s->id;
+    uint64_t h;
+    if (owner_room_find(s, id, len, &h) != NULL)
+        return s->id;
+    const struct placement *p = *placement_ref(s, id, len, h);
+    return p != NULL ? p->at : s->id;
 }
 
 int place_move_on(struct room_shard *s, const uint8_t *id, size_t len, unsigned to,
@@ -407,23 +484,27 @@ int place_move_on(struct room_shard *s, const uint8_t *id, size_t len, unsigned 
     struct placement *p = *placement_ref(s, id, len, h);
     if (p == NULL)
         return ROOST_ENOENT;
-    struct room *r = p->moved;
-    if (r == NULL || p->draining)
-        return ROOST_EAGAIN; /* placed by the owner load bound, or ending */
-    /* Owned elsewhere: its snapshot (RCU-published) has the count. */
+    if (p->draining)
+        return ROOST_EAGAIN; /* ending */
+    /* Owned elsewhere: its snapshot (RCU-published) has the count. A room
+     * moved from here is in this worker's table; a placed one (the owner
+     * load bound, pack, or a room that came home from another table and
+     * moved on) in its table worker's, found there. */
     rcu_read_lock();
+    struct room *r = p->moved != NULL ? p->moved : place_room_find(s, p);
+    if (r == NULL) {
+        rcu_read_unlock();
+        return ROOST_EAGAIN; /* its PLACE made none yet, or it ended */
+    }
     *members = snapshot_count(rcu_dereference(r->snap));
+    /* Immutable fields of the room. */
+    struct move_req_msg mr = {
+        .hash = r->hash, .slot = r->slot, .gen = r->gen, .tab = r->tab, .to = (uint16_t)to};
     rcu_read_unlock();
     if (p->moving)
         return ROOST_EAGAIN; /* one move at a time */
     if (p->at == to)
         return ROOST_EEXIST;
-    /* Immutable fields of a room still in this worker's table. */
-    struct move_req_msg mr = {.hash = r->hash,
-                              .slot = r->slot,
-                              .gen = r->gen,
-                              .tab = (uint16_t)s->id,
-                              .to = (uint16_t)to};
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_MOVE_REQ, &mr, sizeof(mr));
     /* The home waits for its answer (ARRIVED or DROP): no spill bound. */
@@ -431,6 +512,9 @@ int place_move_on(struct room_shard *s, const uint8_t *id, size_t len, unsigned 
                                   : worker_send(s->w, p->at, &wm, WORKER_MSG_OWED);
     if (rc != 0)
         return rc;
+    p->handle = true;
+    p->slot = mr.slot;
+    p->gen = mr.gen;
     p->moving = p->paused = true;
     ROOM_STAT_INC(s, move_requests);
     log_info("event=room_move room_hash=%016llx from=%u to=%u members=%u via=home",
@@ -440,11 +524,11 @@ int place_move_on(struct room_shard *s, const uint8_t *id, size_t len, unsigned 
 
 void place_on_arrived(struct room_shard *s, const struct arrived_msg *am)
 {
-    struct room_table *t = &s->sh->tables[s->id];
-    struct room *r = am->slot < t->cap ? t->slots[am->slot] : NULL; /* this worker's own */
-    struct placement *p =
-        r != NULL && r->gen == am->gen ? *placement_ref(s, r->id, r->id_len, r->hash) : NULL;
-    if (p == NULL || p->moved != r || !p->moving || am->at >= s->sh->n_workers) {
+    /* By the room's handle: it may have ended on its new owner already
+     * (its DROP comes behind this) and, in another worker's table, been
+     * unpublished there. */
+    struct placement *p = *placement_by_handle(s, am->hash, am->tab, am->slot, am->gen);
+    if (p == NULL || !p->moving || am->at >= s->sh->n_workers) {
         log_error("event=room_arrived_unexpected at=%u", am->at);
         return;
     }
@@ -463,9 +547,9 @@ void place_on_arrived(struct room_shard *s, const struct arrived_msg *am)
 
 void place_home_again(struct room_shard *s, struct room *r)
 {
-    struct placement **pp = placement_ref(s, r->id, r->id_len, r->hash);
+    struct placement **pp = placement_by_handle(s, r->hash, r->tab, r->slot, r->gen);
     struct placement *p = *pp;
-    if (p == NULL || p->moved != r || !p->paused) {
+    if (p == NULL || !p->paused) {
         log_error("event=room_home_unexpected");
         return;
     }
@@ -480,9 +564,9 @@ void place_home_again(struct room_shard *s, struct room *r)
 /* Takes back a placement place_add_moved made (the MOVE could not go). */
 void place_remove_moved(struct room_shard *s, struct room *r)
 {
-    struct placement **pp = placement_ref(s, r->id, r->id_len, r->hash);
+    struct placement **pp = placement_by_handle(s, r->hash, r->tab, r->slot, r->gen);
     struct placement *p = *pp;
-    if (p == NULL || p->moved != r)
+    if (p == NULL)
         return;
     *pp = p->next;
     free(p);

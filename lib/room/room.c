@@ -33,6 +33,8 @@ int room_shared_new(struct room_shared **out, unsigned n_workers, const struct r
     sh->lim.pid_prefix = lim ? lim->pid_prefix : 0;
     sh->lim.affinity_max_members = lim ? lim->affinity_max_members : 0;
     sh->lim.owner_share_max = lim ? lim->owner_share_max : 0;
+    sh->lim.placement = lim ? lim->placement : ROOM_PLACE_SPREAD;
+    sh->lim.pack_members = lim && lim->pack_members ? lim->pack_members : ROOM_DEFAULT_PACK_MEMBERS;
     sh->lim.keyframe_sender_bytes = lim && lim->keyframe_sender_bytes
                                         ? lim->keyframe_sender_bytes
                                         : ROOM_DEFAULT_KEYFRAME_SENDER_BYTES;

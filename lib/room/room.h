@@ -89,7 +89,19 @@ struct room_limits {
      * "Owner load bound"); rooms already live stay. 0: off. Not for a
      * relay in a cluster (its gate and trunks name rooms by hash owner). */
     uint32_t owner_share_max;
+    /* Placement of new rooms (issue 13/14, docs/OPERATIONS.md "Packing
+     * rooms"): ROOM_PLACE_SPREAD (each room on the worker its id hashes
+     * to, as above) or ROOM_PLACE_PACK: a new room goes to the
+     * lowest-numbered worker that owns fewer than pack_members
+     * participants, so that few workers carry the load while it is light
+     * (an idle worker sleeps); when every worker is at the bound, by hash
+     * (and owner_share_max) as spread. Not for a relay in a cluster. */
+    uint8_t placement;
+    uint32_t pack_members; /* pack's bound per worker; 0: ROOM_DEFAULT_PACK_MEMBERS */
 };
+
+enum { ROOM_PLACE_SPREAD = 0, ROOM_PLACE_PACK = 1 };
+#define ROOM_DEFAULT_PACK_MEMBERS 200
 
 /* ops->joined's code for "join on the owner's worker instead": nothing was
  * sent to the client and the member is idle again; the endpoint should be
@@ -250,11 +262,15 @@ uint32_t room_shard_census(struct room_shard *s, const uint8_t *room, size_t len
  * are asked to move (ops->move). *members: its member count. Returns 0
  * (started), ROOST_EINVAL (`to` is no worker), ROOST_ENOENT (no such room
  * with this home), ROOST_EEXIST (on `to` already: nothing done),
- * ROOST_EAGAIN (a move of it is in flight; or it was placed on another
- * worker by the owner load bound, or is ending; or it waits for the
- * cluster gate) or ROOST_ENOMEM. */
+ * ROOST_EAGAIN (a move of it is in flight; or it is being made on the
+ * worker it was placed on, or is ending; or it waits for the cluster
+ * gate; or this worker is not its home) or ROOST_ENOMEM. A room placed on
+ * another worker (owner load bound, pack) moves as a moved one does. */
 int room_shard_move(struct room_shard *s, const uint8_t *room, size_t len, unsigned to,
                     uint32_t *members);
+/* On the room's home: the worker that owns the room now (this one, or the
+ * one its placement routes to; this one when there is no such room). */
+unsigned room_shard_room_at(struct room_shard *s, const uint8_t *room, size_t len);
 
 /* What a joined member's room state is while its connection changes
  * workers (room_member_detach -> room_member_rebind). */

@@ -69,6 +69,7 @@ enum {
     ROOM_MSG_REHOME,   /* new owner -> member worker: struct rehome_msg (move.c) */
     ROOM_MSG_MOVE_REQ, /* home -> a moved room's owner: struct move_req_msg (move.c) */
     ROOM_MSG_ARRIVED,  /* a moved room's new owner -> home: struct arrived_msg (place.c) */
+    ROOM_MSG_UNALIAS,  /* a room's last owner -> its table worker: the struct room * (owner.c) */
 };
 
 /* How a JOIN or LEAVE reached an owner (place.c): straight
@@ -403,14 +404,15 @@ struct move_req_msg {
     uint16_t tab, to;
 };
 
-/* A moved room's owner to its home: the room (slot, gen in the home's
- * table) is owned by `at` now, with every JOIN and LEAVE the home routed
- * before applied (place_on_arrived: the placement routes to `at` from
- * now on). From the new owner on the room's arrival, or from the old one
- * when the MOVE could not be sent (at: itself). */
+/* A moved room's owner to its home: the room (its handle: hash, table
+ * worker tab, slot, gen) is owned by `at` now, with every JOIN and LEAVE
+ * the home routed before applied (place_on_arrived: the placement routes
+ * to `at` from now on). From the new owner on the room's arrival, or from
+ * the old one when the MOVE could not be sent (at: itself). */
 struct arrived_msg {
+    uint64_t hash;
     uint32_t slot, gen;
-    uint16_t at;
+    uint16_t tab, at;
 };
 
 struct fanout_msg {
@@ -526,7 +528,8 @@ static inline bool room_msg_release(const struct worker_msg *wm)
         move_discard_room(((struct drop_msg *)b->data)->moved);
         buf_unref(b);
         return true;
-    case ROOM_MSG_MOVE: {
+    case ROOM_MSG_MOVE:
+    case ROOM_MSG_UNALIAS: {
         struct room *r;
         memcpy(&r, wm->u.bytes, sizeof(r));
         move_discard_room(r);

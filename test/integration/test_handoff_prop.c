@@ -684,12 +684,13 @@ static bool op_move(struct prop *t)
     if (!churn_first)
         move_churn(t, k->room, k);
     /* The home answers (and orders every move); the room's owner before
-     * it is the model's, unless the room may have begun again at home. */
+     * it is the model's, unless the room may have begun again at home.
+     * `from` names that owner (session 8; before, the home). */
     bool sure = !rm->unsure;
     unsigned cur = rm->owner >= 0 ? (unsigned)rm->owner : home;
-    if (from != home || members == 0)
-        PFAIL(t, "round %u: moving %s to %u: answered by worker %u (home %u), %u members", t->round,
-              rm->id, to, from, home, members);
+    if ((from != cur && !(rm->unsure && from == home)) || members == 0)
+        PFAIL(t, "round %u: moving %s to %u: from worker %u (model owner %u, home %u), %u members",
+              t->round, rm->id, to, from, cur, home, members);
     /* k is joined and live: the room exists, so it goes to `to`. */
     rm->owner = to == home ? -1 : (int)to;
     rm->moved = to != home;

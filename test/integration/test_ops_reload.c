@@ -5,8 +5,9 @@
  *    refuses new connections while the open ones stay;
  *  - [rooms] settings given as flags reach lib/room: with --prefill a late
  *    joiner gets the audio sent before it joined;
- *  - keys fixed at start (owner_share_max, affinity_max_members) changed in
- *    the file: the reload logs reload_needs_restart for each. */
+ *  - keys fixed at start (owner_share_max, affinity_max_members, placement,
+ *    pack_members) changed in the file: the reload logs reload_needs_restart
+ *    for each. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -241,18 +242,22 @@ static void test_reload_fixed_room_keys(void **state)
     struct test_relay k;
     keys_for_child(&k);
     struct child ch;
-    conf_limits = "owner_share_max = 60\naffinity_max_members = 4\n";
+    conf_limits = "owner_share_max = 60\naffinity_max_members = 4\nplacement = pack\n"
+                  "pack_members = 50\n";
     child_start(&ch, &k, N, NULL);
     struct roost_client *cl = client_new();
     /* Unchanged: a reload, no warning. */
     assert_int_equal(kill(ch.rp.pid, SIGHUP), 0);
     assert_true(child_log_until(&ch, cl, "event=reload what=limits", 1));
     /* Changed: one warning per key, the relay keeps running. */
-    conf_limits = "owner_share_max = 30\naffinity_max_members = 8\n";
+    conf_limits = "owner_share_max = 30\naffinity_max_members = 8\nplacement = spread\n"
+                  "pack_members = 60\n";
     write_conf(&ch, &k, ch.rp.port, N);
     assert_int_equal(kill(ch.rp.pid, SIGHUP), 0);
     assert_true(child_log_until(&ch, cl, "reload_needs_restart key=owner_share_max", 1));
     assert_true(child_log_until(&ch, cl, "reload_needs_restart key=affinity_max_members", 1));
+    assert_true(child_log_until(&ch, cl, "reload_needs_restart key=placement", 1));
+    assert_true(child_log_until(&ch, cl, "reload_needs_restart key=pack_members", 1));
     /* The first reload (logged before the second's lines) warned of neither. */
     const char *second = strstr(ch.rp.log, "event=reload what=limits");
     assert_non_null(second);
@@ -260,6 +265,7 @@ static void test_reload_fixed_room_keys(void **state)
     assert_non_null(second);
     assert_true(strstr(ch.rp.log, "key=owner_share_max") > second);
     assert_true(strstr(ch.rp.log, "key=affinity_max_members") > second);
+    assert_true(strstr(ch.rp.log, "key=placement") > second);
     conf_limits = "";
     child_stop(&ch, cl);
     roost_client_del(cl);

@@ -15,7 +15,10 @@
  * with a MOVE or a moved room's DROP still in a ring. Session 7: a moved
  * room moves again and back home (MOVE_REQ, ARRIVED), one move at a time,
  * with JOINs and LEAVEs in the rings meanwhile; a publisher's keyframe
- * cache moves with its connection. */
+ * cache moves with its connection. Session 8: a room placed off its home
+ * (placement = pack) moves when asked of its home, comes home and moves
+ * on, and goes back to its table's worker at its end (UNALIAS), also with
+ * the UNALIAS still in a ring at shutdown. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -121,13 +124,12 @@ static const struct room_ops ops = {.media = ep_media,
                                     .replaced = ep_replaced,
                                     .move = ep_move};
 
-static void r_start(uint32_t amax)
+static void r_start_lim(const struct room_limits *lim)
 {
     memset(&R, 0, sizeof(R));
     R.buf_base = buf_live();
     rcu_register_thread();
-    struct room_limits lim = {.affinity_max_members = amax};
-    assert_int_equal(room_shared_new(&R.sh, NW, &lim), 0);
+    assert_int_equal(room_shared_new(&R.sh, NW, lim), 0);
     static const struct worker_ops wops = {0};
     struct worker_config cfg = {.n_workers = NW, .no_pin = true};
     assert_int_equal(worker_pool_new(&R.pool, &cfg, &wops, NULL), 0);
@@ -135,6 +137,20 @@ static void r_start(uint32_t amax)
         assert_int_equal(room_shard_new(&R.s[w], R.sh, worker_pool_get(R.pool, w), &ops, NULL), 0);
         R.s[w]->send_hook = hook;
     }
+}
+
+static void r_start(uint32_t amax)
+{
+    struct room_limits lim = {.affinity_max_members = amax};
+    r_start_lim(&lim);
+}
+
+/* placement = pack, bound `pack_members` (no affinity): new rooms are made
+ * on worker 0 whatever their home (place.c). */
+static void r_start_pack(uint32_t pack_members)
+{
+    struct room_limits lim = {.placement = ROOM_PLACE_PACK, .pack_members = pack_members};
+    r_start_lim(&lim);
 }
 
 static bool r_step(unsigned w)
@@ -239,6 +255,21 @@ static void ep_hand_off(struct ep *e, unsigned to)
     assert_int_equal(room_member_rebind(R.s[to], e, &keep, &e->m), 0);
     assert_int_equal(room_member_pid(e->m), e->pid);
     assert_true(room_member_joined(e->m));
+}
+
+/* a, b and d, new members on workers 0, 1 and 2, join room id. */
+static void join3(struct ep *a, struct ep *b, struct ep *d, const char *id)
+{
+    ep_new(a, 0);
+    ep_new(b, 1);
+    ep_new(d, 2);
+    ep_join(a, id, "a");
+    ep_join(b, id, "b");
+    ep_join(d, id, "d");
+    r_pump();
+    assert_int_equal(a->last_code, 0);
+    assert_int_equal(b->last_code, 0);
+    assert_int_equal(d->last_code, 0);
 }
 
 static struct room_stats st(unsigned w)
@@ -935,13 +966,7 @@ static void test_move_second(void **state)
     r_start(0);
     const char *id = home_room(0, 0);
     struct ep a, b, d, c;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_new(&d, 2);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    ep_join(&d, id, "d");
-    r_pump();
+    join3(&a, &b, &d, id);
     struct room *r = find(0, id);
     assert_int_equal(move(0, id, 1), 0);
     assert_int_equal(move(0, id, 2), ROOST_EAGAIN); /* the first is in flight */
@@ -1560,6 +1585,188 @@ static void test_rebind_rehomed_twice(void **state)
     r_stop();
 }
 
+/* ------------------------------------------- placed rooms (session 8) */
+
+static unsigned room_at(unsigned home, const char *id)
+{
+    return room_shard_room_at(R.s[home], (const uint8_t *)id, strlen(id));
+}
+
+static void del3(struct ep *a, struct ep *b, struct ep *d)
+{
+    room_member_del(a->m);
+    room_member_del(b->m);
+    room_member_del(d->m);
+}
+
+/* A room placed off its home (pack: home 1, made on 0, published in 0's
+ * table) moves when asked of its home, as a moved room does: the home
+ * asks its owner (MOVE_REQ), the room arrives on 2 (ARRIVED names it by
+ * its handle in 0's table) and the home routes there from then on. The
+ * owner the admin answer names ("from") is the room's owner, not its home.
+ * It ends on 2: its slot goes back to table 0 (UNALIAS), its DROP drains
+ * the home's placement. */
+static void test_move_placed(void **state)
+{
+    (void)state;
+    r_start_pack(100);
+    const char *id = home_room(1, 0);
+    struct ep a, b, d, c;
+    join3(&a, &b, &d, id);
+    struct room *r = find(0, id);
+    assert_non_null(r);
+    assert_int_equal(r->home, 1);
+    assert_int_equal(r->tab, 0);
+    uint32_t slot = r->slot, free0 = R.sh->tables[0].n_free, free1 = R.sh->tables[1].n_free;
+    assert_int_equal(room_at(1, id), 0);
+    assert_int_equal(move(0, id, 2), ROOST_EAGAIN); /* only its home moves it */
+    assert_int_equal(move(1, id, 0), ROOST_EEXIST);
+    assert_int_equal(move(1, id, 2), 0);
+    assert_int_equal(move(1, id, 1), ROOST_EAGAIN); /* in flight */
+    assert_int_equal(st(1).move_requests, 1);
+    r_pump();
+    assert_null(find(0, id));
+    assert_ptr_equal(find(2, id), r); /* the same room, the same handle */
+    assert_int_equal(r->tab, 0);
+    assert_int_equal(room_at(1, id), 2);
+    assert_int_equal(st(0).rooms_moved_out, 1);
+    assert_int_equal(st(2).rooms_moved_in, 1);
+    assert_int_equal(atomic_load(&R.sh->owned[0]), 0);
+    assert_int_equal(atomic_load(&R.sh->owned[2]), 3);
+    assert_int_equal(room_member_owner(a.m), 2);
+    assert_int_equal(room_member_owner(b.m), 2);
+    assert_int_equal(a.moved_to, 2); /* on the worker it left */
+    assert_int_equal(move(1, id, 2), ROOST_EEXIST);
+    /* A later joiner: through the home, answered by the new owner. */
+    ep_new(&c, 1);
+    ep_join(&c, id, "c");
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    assert_int_equal(room_member_owner(c.m), 2);
+    del3(&a, &b, &d);
+    room_member_del(c.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    assert_null(R.sh->tables[0].slots[slot]);
+    assert_int_equal(R.sh->tables[0].n_free, free0 + 1);
+    assert_int_equal(R.sh->tables[1].n_free, free1);
+    r_stop();
+}
+
+/* A placed room moved to its home: the placement goes and later JOINs are
+ * applied there; moved on from its home (1 -> 2), back to its table's
+ * worker (2 -> 0, asked of the home) and on again (0 -> 2); it ends on 2
+ * and its slot goes back to table 0, not to the home's. */
+static void test_move_placed_home_and_on(void **state)
+{
+    (void)state;
+    r_start_pack(100);
+    const char *id = home_room(1, 0);
+    struct ep a, b, d, c;
+    join3(&a, &b, &d, id);
+    struct room *r = find(0, id);
+    uint32_t slot = r->slot, free0 = R.sh->tables[0].n_free, free1 = R.sh->tables[1].n_free;
+    assert_int_equal(move(1, id, 1), 0);
+    r_pump();
+    assert_ptr_equal(find(1, id), r);
+    assert_true(no_placements());
+    assert_int_equal(st(1).rooms_home, 1);
+    assert_int_equal(room_at(1, id), 1);
+    uint64_t routed = st(1).routed;
+    ep_new(&c, 0);
+    ep_join(&c, id, "c");
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    assert_int_equal(room_member_owner(c.m), 1);
+    assert_int_equal(st(1).routed, routed); /* applied on the home */
+    assert_int_equal(move(1, id, 2), 0);
+    r_pump();
+    assert_ptr_equal(find(2, id), r);
+    assert_int_equal(room_at(1, id), 2);
+    assert_int_equal(move(1, id, 0), 0);
+    r_pump();
+    assert_ptr_equal(find(0, id), r);
+    assert_int_equal(move(1, id, 2), 0);
+    r_pump();
+    assert_ptr_equal(find(2, id), r);
+    assert_int_equal(r->moves, 4);
+    assert_int_equal(r->tab, 0);
+    del3(&a, &b, &d);
+    room_member_del(c.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_int_equal(room_shared_participants(R.sh), 0);
+    assert_true(no_placements());
+    assert_null(R.sh->tables[0].slots[slot]);
+    assert_int_equal(R.sh->tables[0].n_free, free0 + 1);
+    assert_int_equal(R.sh->tables[1].n_free, free1);
+    r_stop();
+}
+
+/* A placed room that ends back on its table's worker frees its slot
+ * there; one asked to move before its PLACE made it is refused (EAGAIN). */
+static void test_move_placed_ends_on_table(void **state)
+{
+    (void)state;
+    r_start_pack(100);
+    const char *id = home_room(1, 0);
+    struct ep a, b, d;
+    ep_new(&a, 0);
+    ep_join(&a, id, "a");
+    assert_true(r_step(1)); /* the home places it: the PLACE is on its way to 0 */
+    assert_int_equal(move(1, id, 2), ROOST_EAGAIN);
+    r_pump();
+    ep_new(&b, 1);
+    ep_new(&d, 2);
+    ep_join(&b, id, "b");
+    ep_join(&d, id, "d");
+    r_pump();
+    struct room *r = find(0, id);
+    assert_non_null(r);
+    uint32_t free0 = R.sh->tables[0].n_free;
+    assert_int_equal(move(1, id, 2), 0);
+    r_pump();
+    assert_int_equal(move(1, id, 0), 0);
+    r_pump();
+    assert_ptr_equal(find(0, id), r);
+    del3(&a, &b, &d);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    assert_int_equal(R.sh->tables[0].n_free, free0 + 1);
+    r_stop();
+}
+
+/* Shutdown while a placed room's UNALIAS is in the ring to its table's
+ * worker: the discard frees the room (ASan: no leak). */
+static void test_shutdown_unalias_in_ring(void **state)
+{
+    (void)state;
+    r_start_pack(100);
+    const char *id = home_room(1, 0);
+    struct ep a, b, d;
+    join3(&a, &b, &d, id);
+    assert_int_equal(move(1, id, 2), 0);
+    r_pump();
+    del3(&a, &b, &d);
+    /* Workers 1 and 2 only: the LEAVEs reach the room, it ends on 2. */
+    for (bool any = true; any;) {
+        any = false;
+        for (unsigned w = 1; w < NW; w++) {
+            while (r_step(w))
+                any = true;
+            room_shard_flush(R.s[w]);
+        }
+    }
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    bool unalias = false;
+    for (unsigned i = R.head[0]; i != R.tail[0]; i++)
+        unalias |= R.q[0][i % QMAX].type == ROOM_MSG_UNALIAS;
+    assert_true(unalias);
+    r_stop_discard();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1594,6 +1801,10 @@ int main(void)
         cmocka_unit_test(test_rebind_follow_after_answer),
         cmocka_unit_test(test_rebound_twice_latest),
         cmocka_unit_test(test_rebind_rehomed_twice),
+        cmocka_unit_test(test_move_placed),
+        cmocka_unit_test(test_move_placed_home_and_on),
+        cmocka_unit_test(test_move_placed_ends_on_table),
+        cmocka_unit_test(test_shutdown_unalias_in_ring),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

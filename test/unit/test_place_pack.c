@@ -1,0 +1,352 @@
+/* Unit tests: placement = pack (lib/room/place.c, place_choose) and
+ * moving a placed room (move.c room_shard_move / move_on_request through
+ * the home's placement).
+ *
+ * Two shards whose messages a router delivers by hand, one queue per
+ * destination worker (the rings' order per pair is kept), as
+ * test_owner_affinity.c's owner load bound tests do: pack fills worker 0
+ * up to pack_members participants, then spills to worker 1; a room that
+ * ends frees its members' share so that new rooms go back to worker 0;
+ * when every worker is at the bound a room goes to its hash owner. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <urcu-qsbr.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/worker.h"
+#include "proto/errcode.h"
+#include "proto/perm.h"
+#include "room/room.h"
+#include "room/room_int.h"
+
+#define N_WORKERS 2
+#define QMAX 256
+
+static int fake_media(void *ep, struct buf *b, uint32_t off, uint32_t len, void *arg)
+{
+    (void)ep, (void)b, (void)off, (void)len, (void)arg;
+    return 0;
+}
+
+static void fake_control(void *ep, const uint8_t *body, size_t len, void *arg)
+{
+    (void)ep, (void)body, (void)len, (void)arg;
+}
+
+static const struct room_ops fake_ops = {.media = fake_media, .control = fake_control};
+
+static struct {
+    struct worker_pool *pool;
+    struct room_shared *sh;
+    struct room_shard *s[N_WORKERS];
+    struct worker_msg q[N_WORKERS][QMAX];
+    unsigned head[N_WORKERS], tail[N_WORKERS];
+    uint32_t ack_code[64];
+    int ack_owner[64];
+    int64_t buf_base;
+} R;
+
+static int route_capture(void *arg, unsigned to, struct worker_msg *wm)
+{
+    (void)arg;
+    assert_true(to < N_WORKERS);
+    assert_true(R.tail[to] - R.head[to] < QMAX);
+    R.q[to][R.tail[to]++ % QMAX] = *wm;
+    return 0;
+}
+
+static void r_start(uint8_t placement, uint32_t pack_members)
+{
+    memset(&R, 0, sizeof(R));
+    R.buf_base = buf_live();
+    for (unsigned i = 0; i < 64; i++)
+        R.ack_owner[i] = -1;
+    rcu_register_thread();
+    struct room_limits lim = {.placement = placement, .pack_members = pack_members};
+    assert_int_equal(room_shared_new(&R.sh, N_WORKERS, &lim), 0);
+    static const struct worker_ops ops = {0};
+    struct worker_config cfg = {.n_workers = N_WORKERS, .no_pin = true};
+    assert_int_equal(worker_pool_new(&R.pool, &cfg, &ops, NULL), 0);
+    for (unsigned w = 0; w < N_WORKERS; w++) {
+        assert_int_equal(room_shard_new(&R.s[w], R.sh, worker_pool_get(R.pool, w), &fake_ops, NULL),
+                         0);
+        R.s[w]->send_hook = route_capture;
+    }
+}
+
+/* Delivers the oldest message queued for worker w; false when none. */
+static bool r_step(unsigned w)
+{
+    if (R.head[w] == R.tail[w])
+        return false;
+    struct worker_msg wm = R.q[w][R.head[w]++ % QMAX];
+    struct buf *b;
+    switch (wm.type) {
+    case ROOM_MSG_JOIN: /* as dispatch.c does */
+        memcpy(&b, wm.u.bytes, sizeof(b));
+        R.s[w]->in_buf = b;
+        owner_on_join(R.s[w], (const struct join_req *)b->data);
+        R.s[w]->in_buf = NULL;
+        break;
+    case ROOM_MSG_LEAVE:
+        memcpy(&b, wm.u.bytes, sizeof(b));
+        R.s[w]->in_buf = b;
+        owner_on_leave(R.s[w], (const struct leave_req *)b->data);
+        R.s[w]->in_buf = NULL;
+        break;
+    case ROOM_MSG_DROP:
+        memcpy(&b, wm.u.bytes, sizeof(b));
+        owner_on_drop(R.s[w], (const struct drop_msg *)b->data);
+        break;
+    case ROOM_MSG_MOVE: {
+        struct room *r;
+        memcpy(&r, wm.u.bytes, sizeof(r));
+        move_on_arrive(R.s[w], r);
+        return true; /* the room is this worker's now: nothing to release */
+    }
+    case ROOM_MSG_MOVE_REQ: {
+        struct move_req_msg mr;
+        memcpy(&mr, wm.u.bytes, sizeof(mr));
+        move_on_request(R.s[w], &mr);
+        break;
+    }
+    case ROOM_MSG_ARRIVED: {
+        struct arrived_msg am;
+        memcpy(&am, wm.u.bytes, sizeof(am));
+        place_on_arrived(R.s[w], &am);
+        break;
+    }
+    case ROOM_MSG_ACK: {
+        memcpy(&b, wm.u.bytes, sizeof(b));
+        const struct ack_hdr *a = (const struct ack_hdr *)b->data;
+        assert_true(a->pid < 64);
+        R.ack_code[a->pid] = a->code;
+        R.ack_owner[a->pid] = a->owner;
+        break;
+    }
+    default:
+        break;
+    }
+    assert_true(room_msg_release(&wm));
+    return true;
+}
+
+/* Delivers and flushes until nothing is left anywhere. */
+static void r_pump(void)
+{
+    bool any = true;
+    while (any) {
+        any = false;
+        for (unsigned w = 0; w < N_WORKERS; w++) {
+            while (r_step(w))
+                any = true;
+            room_shard_flush(R.s[w]);
+            any |= R.head[w] != R.tail[w];
+        }
+    }
+}
+
+static bool r_no_placements(void)
+{
+    for (unsigned w = 0; w < N_WORKERS; w++)
+        for (uint32_t b = 0; b <= R.s[w]->placed_mask; b++)
+            if (R.s[w]->placed[b] != NULL)
+                return false;
+    return true;
+}
+
+static void r_stop(void)
+{
+    r_pump();
+    for (unsigned w = 0; w < N_WORKERS; w++)
+        room_shard_del(R.s[w]);
+    worker_pool_del(R.pool);
+    rcu_thread_offline();
+    rcu_barrier();
+    rcu_thread_online();
+    rcu_unregister_thread();
+    room_shared_del(R.sh);
+    assert_int_equal(buf_live(), R.buf_base);
+}
+
+/* A member's JOIN (or LEAVE), queued for the room's home as member.c does. */
+static void r_join(uint32_t pid, const char *room)
+{
+    struct buf *b = buf_new(sizeof(struct join_req));
+    assert_non_null(b);
+    struct join_req *jr = (struct join_req *)b->data;
+    memset(jr, 0, sizeof(*jr));
+    jr->pid = pid;
+    jr->slot = pid;
+    jr->gen = 1;
+    jr->join_seq = 1;
+    jr->worker = 0;
+    jr->perms = PERM_ALL;
+    jr->room_len = (uint8_t)strlen(room);
+    memcpy(jr->room, room, jr->room_len);
+    jr->ident_len = 1;
+    jr->identity[0] = (uint8_t)pid;
+    b->len = sizeof(*jr);
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
+    route_capture(NULL, room_shared_owner(R.sh, (const uint8_t *)room, strlen(room)), &wm);
+}
+
+static void r_leave(uint32_t pid, const char *room)
+{
+    struct buf *b = buf_new(sizeof(struct leave_req));
+    assert_non_null(b);
+    struct leave_req *lr = (struct leave_req *)b->data;
+    memset(lr, 0, sizeof(*lr));
+    lr->pid = pid;
+    lr->slot = pid;
+    lr->gen = 1;
+    lr->room_len = (uint8_t)strlen(room);
+    memcpy(lr->room, room, lr->room_len);
+    b->len = sizeof(*lr);
+    struct worker_msg wm;
+    room_msg_put(&wm, ROOM_MSG_LEAVE, &b, sizeof(b));
+    route_capture(NULL, room_shared_owner(R.sh, (const uint8_t *)room, strlen(room)), &wm);
+}
+
+/* The n-th room id (from 0, n < 8) whose home is worker `home`. */
+static const char *home_room(unsigned home, unsigned n)
+{
+    static char ids[N_WORKERS][8][16];
+    for (unsigned i = 0, found = 0;; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "room-%u", i);
+        if (room_shared_owner(R.sh, (const uint8_t *)id, strlen(id)) != home)
+            continue;
+        if (found++ == n) {
+            memcpy(ids[home][n], id, sizeof(id));
+            return ids[home][n];
+        }
+    }
+}
+
+static int64_t owned(unsigned w)
+{
+    return atomic_load(&R.sh->owned[w]);
+}
+
+/* The worker that owns room id now (its shard's buckets), or -1. */
+static int owner_of(const char *id)
+{
+    int at = -1;
+    for (unsigned w = 0; w < N_WORKERS; w++) {
+        uint64_t h;
+        if (owner_room_find(R.s[w], (const uint8_t *)id, strlen(id), &h) != NULL) {
+            assert_int_equal(at, -1); /* one owner */
+            at = (int)w;
+        }
+    }
+    return at;
+}
+
+/* Pack, bound 2: worker 0 takes new rooms (whatever their home) until it
+ * owns 2 participants; then worker 1 does; later joins of a room follow it. */
+static void test_pack_fills_then_spills(void **state)
+{
+    (void)state;
+    r_start(ROOM_PLACE_PACK, 2);
+    const char *a = home_room(1, 0), *b = home_room(0, 0), *c = home_room(1, 1);
+    r_join(1, a); /* home 1, packed on 0 */
+    r_pump();
+    assert_int_equal(R.ack_code[1], 0);
+    assert_int_equal(R.ack_owner[1], 0);
+    r_join(2, a);
+    r_pump();
+    assert_int_equal(R.ack_owner[2], 0);
+    assert_int_equal(owned(0), 2);
+    r_join(3, b); /* home 0, but worker 0 is at the bound: on 1 */
+    r_join(4, b);
+    r_pump();
+    assert_int_equal(R.ack_owner[3], 1);
+    assert_int_equal(R.ack_owner[4], 1);
+    assert_int_equal(owner_of(b), 1);
+    assert_int_equal(owned(1), 2);
+    /* Both at the bound: by hash (c's home is 1). */
+    r_join(5, c);
+    r_pump();
+    assert_int_equal(R.ack_owner[5], 1);
+    assert_int_equal(owned(0), 2);
+    assert_int_equal(owned(1), 3);
+    struct room_stats st;
+    room_shard_stats(R.s[1], &st);
+    assert_int_equal(st.rooms_placed, 1); /* a */
+    room_shard_stats(R.s[0], &st);
+    assert_int_equal(st.rooms_placed, 1); /* b */
+    for (uint32_t p = 1; p <= 5; p++)
+        r_leave(p, p <= 2 ? a : p <= 4 ? b : c);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(r_no_placements());
+    r_stop();
+}
+
+/* A room that ends frees its members' share: the next new room goes back
+ * to worker 0 (the fuller one), not to 1. */
+static void test_pack_end_frees_slot(void **state)
+{
+    (void)state;
+    r_start(ROOM_PLACE_PACK, 2);
+    const char *a = home_room(0, 0), *b = home_room(1, 0), *c = home_room(1, 1);
+    r_join(1, a);
+    r_join(2, a);
+    r_pump();
+    r_join(3, b); /* 0 is full: on 1 (its home) */
+    r_pump();
+    assert_int_equal(R.ack_owner[3], 1);
+    r_leave(1, a);
+    r_leave(2, a);
+    r_pump();
+    assert_int_equal(owned(0), 0);
+    assert_int_equal(owner_of(a), -1);
+    r_join(4, c); /* home 1, 1 owns 1 participant: packed on 0 again */
+    r_pump();
+    assert_int_equal(R.ack_owner[4], 0);
+    assert_int_equal(owner_of(c), 0);
+    r_leave(3, b);
+    r_leave(4, c);
+    r_pump();
+    assert_true(r_no_placements());
+    r_stop();
+}
+
+/* Spread (the default): every room on its home. */
+static void test_spread_keeps_hash(void **state)
+{
+    (void)state;
+    r_start(ROOM_PLACE_SPREAD, 2);
+    const char *a = home_room(1, 0), *b = home_room(0, 0);
+    r_join(1, a);
+    r_join(2, b);
+    r_pump();
+    assert_int_equal(R.ack_owner[1], 1);
+    assert_int_equal(R.ack_owner[2], 0);
+    assert_true(r_no_placements());
+    r_leave(1, a);
+    r_leave(2, b);
+    r_stop();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pack_fills_then_spills),
+        cmocka_unit_test(test_pack_end_frees_slot),
+        cmocka_unit_test(test_spread_keeps_hash),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
