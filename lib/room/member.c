@@ -145,6 +145,11 @@ bool room_member_joined(const struct room_member *m)
     return m->state == MEMBER_JOINED;
 }
 
+bool room_member_rebinding(const struct room_member *m)
+{
+    return m->state == MEMBER_JOINED && m->rebinding;
+}
+
 /* ------------------------------------------------------ keyframe caches */
 
 /* The directory entry of member slot `slot` on this worker, allocating its

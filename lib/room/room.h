@@ -319,6 +319,11 @@ void room_member_set_movable(struct room_member *m, bool on);
 unsigned room_member_owner(const struct room_member *m);
 /* True once JOINED was delivered and until it leaves. */
 bool room_member_joined(const struct room_member *m);
+/* True while a member that moved with its room waits for the answer to its
+ * quiet re-bind (move.c): joined, but the room's snapshot still names its
+ * old handle, so frames it sends or is sent may be lost meanwhile (counted:
+ * media_lost_moved, stale_handles). */
+bool room_member_rebinding(const struct room_member *m);
 
 /* Asks the owner of room_id to add this member. Strings are copied; limits
  * (ROOM_ID_MAX, identity and display name 64 bytes) are checked here.
