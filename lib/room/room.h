@@ -264,6 +264,7 @@ struct room_keep {
     uint8_t room_len;
     uint16_t tab, at, old_worker;
     uint32_t pid, room_slot, room_gen, old_slot, old_gen;
+    uint32_t rehome_moves; /* room_member.rehome_moves */
     uint64_t joined_version, events_seen;
     uint8_t room_id[64]; /* ROOM_ID_MAX */
     /* A publishing member's keyframe cache, unpublished, travelling with

@@ -8,6 +8,9 @@
  * relay_members reports that state (relay_member_info.rebinding) and
  * test_handoff_prop waits for it to end before it checks delivery.
  *
+ * REHOMEs of two successive moves come from two workers, on rings with no
+ * order between them: the member keeps the newest (room.moves).
+ *
  * The harness is test_room_move.c's (shards on a pool never started and a
  * router that delivers the control messages each shard sends, in order per
  * pair of workers). */
@@ -301,11 +304,72 @@ static void test_rebinding_not_joined(void **state)
     r_stop();
 }
 
+/* Delivers and flushes on every worker but `skip` until nothing is left
+ * there. */
+static void r_pump_but(unsigned skip)
+{
+    bool any = true;
+    while (any) {
+        any = false;
+        for (unsigned w = 0; w < NW; w++) {
+            if (w == skip)
+                continue;
+            while (r_step(w))
+                any = true;
+            room_shard_flush(R.s[w]);
+            any |= R.head[w] != R.tail[w];
+        }
+    }
+}
+
+/* Two moves in a row (0 -> 1, then back home to 0): each new owner sends
+ * REHOME to the members' workers, from two different workers, on rings
+ * with no order between them. A member that stays where it is (on 2, off
+ * the old owners' workers) gets the second move's first: the first's,
+ * arriving later, is stale and must not name the old owner again. */
+static void test_rehome_reordered(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, b;
+    ep_new(&a, 0);
+    ep_new(&b, 2);
+    ep_join(&a, id, "a");
+    ep_join(&b, id, "b");
+    r_pump();
+    assert_int_equal(room_member_owner(b.m), 0);
+    uint32_t n = 0;
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
+    r_pump_but(2);
+    assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 0, &n), 0);
+    r_pump_but(2);
+    /* Worker 2's queue: the REHOME of the first move, then the second's. */
+    unsigned q = R.tail[2] - R.head[2];
+    assert_int_equal(q, 2);
+    struct worker_msg first = R.q[2][R.head[2] % QMAX];
+    struct worker_msg second = R.q[2][(R.head[2] + 1) % QMAX];
+    assert_int_equal((int)first.type, ROOM_MSG_REHOME);
+    assert_int_equal((int)second.type, ROOM_MSG_REHOME);
+    R.head[2] += 2;
+    rcu_quiescent_state();
+    room_dispatch_one(R.s[2], &second);
+    assert_int_equal(room_member_owner(b.m), 0);
+    room_dispatch_one(R.s[2], &first); /* late */
+    assert_int_equal(room_member_owner(b.m), 0);
+    r_pump();
+    assert_int_equal(room_member_owner(b.m), 0);
+    room_member_del(a.m);
+    room_member_del(b.m);
+    r_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rebinding_until_answered),
         cmocka_unit_test(test_rebinding_not_joined),
+        cmocka_unit_test(test_rehome_reordered),
     };
     return cmocka_run_group_tests_name("move_rebind", tests, NULL, NULL);
 }
