@@ -253,7 +253,8 @@ struct relay_member_info {
     char display[65];
     uint32_t pid;
     unsigned worker, owner;
-    bool joined; /* false while the JOIN is in flight */
+    bool joined;    /* false while the JOIN is in flight */
+    bool rebinding; /* joined, moved with its room, its re-bind not yet answered */
     uint64_t joined_for_ms;
     const char *transport;       /* "quic" or "ws" (static) */
     struct quic_conn_stats link; /* for "ws": TCP RTT, media and byte counters */

@@ -710,8 +710,10 @@ void session_members_collect(struct relay_worker *rw, struct members_req *q)
         bool joined = room_member_joined(ss->m);
         if (ss->c == NULL || (!joined && ss->state != SESSION_JOINING))
             continue;
-        struct relay_member_info mi = {
-            .pid = room_member_pid(ss->m), .worker = worker_id(rw->w), .joined = joined};
+        struct relay_member_info mi = {.pid = room_member_pid(ss->m),
+                                       .worker = worker_id(rw->w),
+                                       .joined = joined,
+                                       .rebinding = joined && room_member_rebinding(ss->m)};
         memcpy(mi.room, ss->room, ss->room_len + 1u);
         mi.room_len = ss->room_len;
         memcpy(mi.display, ss->display, sizeof(mi.display));

@@ -556,6 +556,15 @@ uint64_t worker_now(const struct worker *w)
     return w->now;
 }
 
+void worker_now_refresh(struct worker *w)
+{
+    uint64_t t = worker_clock_ns();
+    if (t > w->now) {
+        stat_add(w->st, WSTAT(busy_ns), t - w->now); /* the sleep adds the rest */
+        w->now = t;
+    }
+}
+
 void worker_set_ingress(struct worker *w, uint64_t ns)
 {
     w->ingress_ns = ns;

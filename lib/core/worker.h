@@ -188,6 +188,10 @@ unsigned worker_count(const struct worker *w);
 int worker_cpu(const struct worker *w); /* -1 when not pinned */
 /* Monotonic ns, read once at the start of the current loop turn. */
 uint64_t worker_now(const struct worker *w);
+/* Reads the clock again mid-turn: worker_now moves forward (never back).
+ * For state handed over from another worker whose clock was read later
+ * than this turn's start (quic/handoff.c). */
+void worker_now_refresh(struct worker *w);
 /* The ingress time (CLOCK_MONOTONIC ns; the kernel's receive timestamp) of
  * the datagram being handled on this worker, set around its handling by
  * the receive path; 0 outside (then stamp "now"). For latency metrics:

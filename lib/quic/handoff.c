@@ -24,6 +24,9 @@ _Atomic int quic_handoff_test_hold;
 #define ADOPT_OPS 1
 #define ADOPT_ARG 2
 #define ADOPT_DQMAX_U32 6
+/* The sending worker's clock when it let go (worker_now, its turn's start):
+ * every timestamp ngtcp2 holds for the connection is at most that. */
+#define ADOPT_NOW_U64 4
 
 static struct quic_server *server_of(const struct quic_conn *c)
 {
@@ -266,6 +269,7 @@ static void detach_send(struct quic_server *s, struct quic_conn *c, unsigned to)
     m.u.ptr[ADOPT_OPS] = (void *)s->ep.ops;
     m.u.ptr[ADOPT_ARG] = s->ep.arg;
     m.u.u32[ADOPT_DQMAX_U32] = s->ep.dgram_queue_max;
+    m.u.u64[ADOPT_NOW_U64] = quic_ep_now(&s->ep);
     if (worker_send(s->w, to, &m, WORKER_MSG_CONTROL) != 0) {
         /* Not sent (spill queue at its bound, no memory): it stays. */
         stat_inc(s->ep.st, QS(handoffs_failed));
@@ -334,6 +338,14 @@ void quic_handoff_on_msg(struct quic_server *s, const struct worker_msg *msg)
     }
     if (knob == 2 && worker_send(s->w, s->id, msg, WORKER_MSG_CONTROL) == 0)
         return;
+    /* Each worker reads the clock once per turn: this turn may have begun
+     * before the sender's last one, when it last used the connection.
+     * ngtcp2's clock must never go back (a packet sent with an older time
+     * than an earlier one fails an assertion in its ACK processing,
+     * ngtcp2_rtb_recv_ack): read again, it is past the sender's (this
+     * message was sent after it). */
+    if (worker_now(s->w) < msg->u.u64[ADOPT_NOW_U64])
+        worker_now_refresh(s->w);
     adopt(s, c, true);
 }
 

@@ -145,6 +145,11 @@ bool room_member_joined(const struct room_member *m)
     return m->state == MEMBER_JOINED;
 }
 
+bool room_member_rebinding(const struct room_member *m)
+{
+    return m->state == MEMBER_JOINED && m->rebinding;
+}
+
 /* ------------------------------------------------------ keyframe caches */
 
 /* The directory entry of member slot `slot` on this worker, allocating its
@@ -402,6 +407,7 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
     m->state = MEMBER_JOINING;
     m->rebinding = false;
     m->moved_version = 0;
+    m->rehome_moves = 0; /* a new room (or the same id begun again) */
     m->perms = (uint8_t)perms;
     m->room_len = (uint8_t)room_len;
     memcpy(m->room_id, room_id, room_len);

@@ -230,6 +230,7 @@ static void send_rehome(struct room_shard *s, struct room *r)
         .room_gen = r->gen,
         .at = (uint16_t)s->id,
         .from = amax > 0 && r->n_infos <= amax ? ROOM_MOVE_ANY : r->from,
+        .moves = r->moves,
     };
     /* The owner reads its own room's snapshot: no read section needed. */
     const struct snapshot *snap = r->snap;
@@ -423,6 +424,11 @@ void move_on_rehome(struct room_shard *s, const struct rehome_msg *rm)
         if (m == NULL || m->state != MEMBER_JOINED || m->owner != rm->tab ||
             m->room_slot != rm->room_slot || m->room_gen != rm->room_gen)
             continue;
+        /* The room moved on since that REHOME was sent (the newer one
+         * came first, from another worker): stale. */
+        if (rm->moves < m->rehome_moves)
+            continue;
+        m->rehome_moves = rm->moves;
         m->at = rm->at;
         if (m->rebinding) {
             m->rehomed = true;
@@ -455,6 +461,7 @@ void room_member_detach(struct room_member *m, struct room_keep *keep)
         keep->old_gen = m->gen;
         keep->joined_version = m->joined_version;
         keep->events_seen = m->events_seen;
+        keep->rehome_moves = m->rehome_moves;
         m->state = MEMBER_IDLE; /* it stays in the room: no LEAVE */
         if (m->kc != NULL) {
             /* Its keyframes go with it (member_cache_adopt on the new
@@ -565,6 +572,7 @@ int room_member_rebind(struct room_shard *s, void *ep, struct room_keep *keep,
     m->room_gen = keep->room_gen;
     m->joined_version = keep->joined_version;
     m->events_seen = keep->events_seen;
+    m->rehome_moves = keep->rehome_moves;
     m->room_len = keep->room_len;
     memcpy(m->room_id, keep->room_id, keep->room_len);
     member_cache_adopt(s, m, keep->kc); /* with m's handle and room in its tag */

@@ -280,6 +280,7 @@ struct room_keep {
     uint8_t room_len;
     uint16_t tab, at, old_worker;
     uint32_t pid, room_slot, room_gen, old_slot, old_gen;
+    uint32_t rehome_moves; /* room_member.rehome_moves */
     uint64_t joined_version, events_seen;
     uint8_t room_id[64]; /* ROOM_ID_MAX */
     /* A publishing member's keyframe cache, unpublished, travelling with
@@ -335,6 +336,11 @@ void room_member_set_movable(struct room_member *m, bool on);
 unsigned room_member_owner(const struct room_member *m);
 /* True once JOINED was delivered and until it leaves. */
 bool room_member_joined(const struct room_member *m);
+/* True while a member that moved with its room waits for the answer to its
+ * quiet re-bind (move.c): joined, but the room's snapshot still names its
+ * old handle, so frames it sends or is sent may be lost meanwhile (counted:
+ * media_lost_moved, stale_handles). */
+bool room_member_rebinding(const struct room_member *m);
 
 /* Asks the owner of room_id to add this member. Strings are copied; limits
  * (ROOM_ID_MAX, identity and display name 64 bytes) are checked here.

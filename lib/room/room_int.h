@@ -234,6 +234,10 @@ struct room_member {
      * re-bind's answer: m->at is its), and whether it asked it to follow
      * its room: done once the answer is in. */
     bool rehomed, follow;
+    /* The room's move count (room.moves) of the last REHOME applied: one
+     * from an earlier move that arrives later (REHOMEs of two moves come
+     * from two workers, on rings with no order between them) is stale. */
+    uint32_t rehome_moves;
     /* The snapshot version that put a re-bound member on this worker:
      * FANOUT and EVENTS made from an older one are skipped (its old
      * worker had them). 0: never moved. */
@@ -390,6 +394,7 @@ struct rehome_msg {
     uint32_t tab, room_slot, room_gen;
     uint16_t at;
     uint16_t from;
+    uint32_t moves; /* room.moves: orders the REHOMEs of successive moves */
 };
 #define ROOM_MOVE_ANY 0xffffu
 
