@@ -11,6 +11,23 @@
 #include <string.h>
 #include <time.h>
 
+#include "clusterfx.h"
+
+struct redis_server dirfx_redis = {.pid = -1};
+
+int dirfx_group_setup(void **state)
+{
+    (void)state;
+    return clusterfx_redis_start(&dirfx_redis);
+}
+
+int dirfx_group_teardown(void **state)
+{
+    (void)state;
+    redis_server_stop(&dirfx_redis);
+    return 0;
+}
+
 void dirfx_nap(unsigned ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -195,6 +212,29 @@ struct dir_lease *dirfx_claim_home(struct dirfx_relay *r, const char *room)
     assert_int_equal(dir_lease_gen(b.res.lease), b.res.gen);
     dirfx_box_fini(&b);
     return b.res.lease;
+}
+
+struct dir_lease *dirfx_claim_when_free(struct dirfx_relay *r, const char *room,
+                                        const char *other_id, uint64_t gen, uint64_t *at)
+{
+    struct dirfx_box c;
+    uint64_t deadline = redis_test_now_ms() + DIRFX_LEASE_MS + DIRFX_ANSWER_MS;
+    for (;;) {
+        dirfx_call(r, DIRFX_CLAIM, room, &c);
+        assert_int_equal(c.res.err, 0);
+        if (c.res.home_is_self || redis_test_now_ms() > deadline)
+            break;
+        assert_string_equal(c.res.home_id, other_id);
+        if (gen != 0)
+            assert_int_equal(c.res.gen, gen);
+        dirfx_box_fini(&c);
+        dirfx_nap(5);
+    }
+    *at = dir_now();
+    assert_true(c.res.home_is_self);
+    struct dir_lease *l = c.res.lease;
+    dirfx_box_fini(&c);
+    return l;
 }
 
 bool dirfx_list_has(struct dirfx_relay *r, const char *id, size_t want_n)

@@ -26,6 +26,13 @@
 #define DIRFX_ANSWER_MS 3000
 #define DIRFX_MS 1000000ull
 
+/* The group's redis-server (on a free port), started by
+ * dirfx_group_setup and stopped by dirfx_group_teardown (cmocka group
+ * fixtures). */
+extern struct redis_server dirfx_redis;
+int dirfx_group_setup(void **state);
+int dirfx_group_teardown(void **state);
+
 void dirfx_nap(unsigned ms);
 /* Short timings: 500 ms leases and relay TTL, 300 ms waits. */
 struct dir_timing dirfx_timing(void);
@@ -91,6 +98,12 @@ enum dirfx_op { DIRFX_CLAIM, DIRFX_LOOKUP, DIRFX_LIST, DIRFX_PLACE };
 void dirfx_call(struct dirfx_relay *r, enum dirfx_op op, const char *room, struct dirfx_box *b);
 /* Claim that must win; returns the lease (caller releases or puts). */
 struct dir_lease *dirfx_claim_home(struct dirfx_relay *r, const char *room);
+/* r claims room again and again (every 5 ms) until it wins, once the
+ * other relay's lease expired in Redis, at most DIRFX_LEASE_MS +
+ * DIRFX_ANSWER_MS; until then the home must be other_id (at generation gen
+ * unless 0). Returns the lease won and in *at (dir_now()) when it was. */
+struct dir_lease *dirfx_claim_when_free(struct dirfx_relay *r, const char *room,
+                                        const char *other_id, uint64_t gen, uint64_t *at);
 /* r's list has id (and want_n relays, unless 0). */
 bool dirfx_list_has(struct dirfx_relay *r, const char *id, size_t want_n);
 /* r's lookup of room names id as home (NULL: no home). */

@@ -31,18 +31,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/clusterfx.h"
 #include "../common/dirfx.h"
 #include "cluster/dir.h"
 #include "core/error.h"
 
-static struct redis_server shared = {.pid = -1};
-
 static void test_register_list(void **state)
 {
     (void)state;
-    struct dirfx_relay *a = dirfx_relay_new("t1", "a", shared.port, dirfx_timing());
-    struct dirfx_relay *b = dirfx_relay_new("t1", "b", shared.port, dirfx_timing());
+    struct dirfx_relay *a = dirfx_relay_new("t1", "a", dirfx_redis.port, dirfx_timing());
+    struct dirfx_relay *b = dirfx_relay_new("t1", "b", dirfx_redis.port, dirfx_timing());
     atomic_store(&b->part, 50);
     DIRFX_POLL_UNTIL(dirfx_up(a) && dirfx_up(b), DIRFX_ANSWER_MS);
     DIRFX_POLL_UNTIL(dirfx_list_has(a, "b", 2) && dirfx_list_has(b, "a", 2), DIRFX_ANSWER_MS);
@@ -69,7 +66,7 @@ static void test_register_list(void **state)
     }
     dirfx_box_fini(&l);
     /* The hash in Redis carries a TTL. */
-    redisReply *t = dirfx_raw(&shared, "PTTL t1:relay:a");
+    redisReply *t = dirfx_raw(&dirfx_redis, "PTTL t1:relay:a");
     assert_int_equal(t->type, REDIS_REPLY_INTEGER);
     assert_true(t->integer > 0 && t->integer <= DIRFX_RELAY_TTL_MS);
     freeReplyObject(t);
@@ -87,8 +84,8 @@ static void test_register_list(void **state)
 static void test_claim_renew_release(void **state)
 {
     (void)state;
-    struct dirfx_relay *a = dirfx_relay_new("t2", "a", shared.port, dirfx_timing());
-    struct dirfx_relay *b = dirfx_relay_new("t2", "b", shared.port, dirfx_timing());
+    struct dirfx_relay *a = dirfx_relay_new("t2", "a", dirfx_redis.port, dirfx_timing());
+    struct dirfx_relay *b = dirfx_relay_new("t2", "b", dirfx_redis.port, dirfx_timing());
     struct dir_lease *la = dirfx_claim_home(a, "demo");
     uint64_t g1 = dir_lease_gen(la);
     assert_true(dir_lease_valid(la, dir_now()));
@@ -121,7 +118,7 @@ static void test_claim_renew_release(void **state)
     DIRFX_POLL_UNTIL((dir_stats(a->d, &st), st.renewals >= 8), 8 * 120 + DIRFX_ANSWER_MS);
     assert_true(redis_test_now_ms() - t0 >= DIRFX_LEASE_MS);
     assert_true(dir_lease_valid(la, dir_now()));
-    redisReply *v = dirfx_raw(&shared, "GET t2:room:demo");
+    redisReply *v = dirfx_raw(&dirfx_redis, "GET t2:room:demo");
     char want[64];
     snprintf(want, sizeof(want), "a:%llu", (unsigned long long)g1);
     assert_int_equal(v->type, REDIS_REPLY_STRING);
@@ -157,8 +154,8 @@ static void test_claim_renew_release(void **state)
 static void test_stalled_home(void **state)
 {
     (void)state;
-    struct dirfx_relay *a = dirfx_relay_new("t3", "a", shared.port, dirfx_timing());
-    struct dirfx_relay *b = dirfx_relay_new("t3", "b", shared.port, dirfx_timing());
+    struct dirfx_relay *a = dirfx_relay_new("t3", "a", dirfx_redis.port, dirfx_timing());
+    struct dirfx_relay *b = dirfx_relay_new("t3", "b", dirfx_redis.port, dirfx_timing());
     struct dir_lease *la = dirfx_claim_home(a, "room");
     uint64_t g1 = dir_lease_gen(la);
     dir_test_stall(a->d, true);
@@ -170,22 +167,8 @@ static void test_stalled_home(void **state)
     assert_true(until_a != 0 && until_a <= stalled_at + DIRFX_LEASE_MS * DIRFX_MS);
 
     /* b polls claims until Redis expires a's key. */
-    struct dirfx_box c;
-    uint64_t deadline = redis_test_now_ms() + DIRFX_LEASE_MS + DIRFX_ANSWER_MS;
-    for (;;) {
-        dirfx_call(b, DIRFX_CLAIM, "room", &c);
-        assert_int_equal(c.res.err, 0);
-        if (c.res.home_is_self || redis_test_now_ms() > deadline)
-            break;
-        assert_string_equal(c.res.home_id, "a");
-        assert_int_equal(c.res.gen, g1);
-        dirfx_box_fini(&c);
-        dirfx_nap(5);
-    }
-    uint64_t b_home_at = dir_now();
-    assert_true(c.res.home_is_self);
-    struct dir_lease *lb = c.res.lease;
-    dirfx_box_fini(&c);
+    uint64_t b_home_at;
+    struct dir_lease *lb = dirfx_claim_when_free(b, "room", "a", g1, &b_home_at);
     assert_true(dir_lease_gen(lb) > g1);
     /* Never both: a stopped believing before b became home. */
     assert_true(until_a <= b_home_at);
@@ -202,6 +185,7 @@ static void test_stalled_home(void **state)
     pthread_mutex_unlock(&a->mu);
     assert_false(dir_lease_valid(la, dir_now()));
     assert_int_equal(dir_lease_until(la), 0);
+    struct dirfx_box c;
     dirfx_call(a, DIRFX_CLAIM, "room", &c);
     assert_false(c.res.home_is_self);
     assert_string_equal(c.res.home_id, "b");
@@ -226,9 +210,9 @@ static void test_stalled_home(void **state)
 static void test_taken(void **state)
 {
     (void)state;
-    struct dirfx_relay *a = dirfx_relay_new("t4", "a", shared.port, dirfx_timing());
+    struct dirfx_relay *a = dirfx_relay_new("t4", "a", dirfx_redis.port, dirfx_timing());
     struct dir_lease *la = dirfx_claim_home(a, "x");
-    freeReplyObject(dirfx_raw(&shared, "SET t4:room:x z:99999999999999999 PX 10000"));
+    freeReplyObject(dirfx_raw(&dirfx_redis, "SET t4:room:x z:99999999999999999 PX 10000"));
     DIRFX_POLL_UNTIL(dirfx_relay_count(a, &a->n_lost) == 1, DIRFX_ANSWER_MS);
     assert_false(dir_lease_valid(la, dir_now()));
     pthread_mutex_lock(&a->mu);
@@ -259,8 +243,8 @@ static bool place_is(struct dirfx_relay *r, const char *room, int err, const cha
 static void test_place(void **state)
 {
     (void)state;
-    struct dirfx_relay *a = dirfx_relay_new("t7", "a", shared.port, dirfx_timing());
-    struct dirfx_relay *b = dirfx_relay_new("t7", "b", shared.port, dirfx_timing());
+    struct dirfx_relay *a = dirfx_relay_new("t7", "a", dirfx_redis.port, dirfx_timing());
+    struct dirfx_relay *b = dirfx_relay_new("t7", "b", dirfx_redis.port, dirfx_timing());
     atomic_store(&b->part, 50);
     DIRFX_POLL_UNTIL(dirfx_list_has(a, "b", 2), DIRFX_ANSWER_MS);
     struct dir_lease *lb = dirfx_claim_home(b, "p");
@@ -327,27 +311,14 @@ static void test_shutdown(void **state)
     dirfx_box_fini(&c2);
 
     /* Shutdown releases: another relay sees no home right after. */
-    struct dirfx_relay *x = dirfx_relay_new("t8", "x", shared.port, dirfx_timing());
-    struct dirfx_relay *y = dirfx_relay_new("t8", "y", shared.port, dirfx_timing());
+    struct dirfx_relay *x = dirfx_relay_new("t8", "x", dirfx_redis.port, dirfx_timing());
+    struct dirfx_relay *y = dirfx_relay_new("t8", "y", dirfx_redis.port, dirfx_timing());
     struct dir_lease *lx = dirfx_claim_home(x, "s");
     dirfx_relay_del(x);
     assert_false(dir_lease_valid(lx, dir_now()));
     assert_true(dirfx_lookup_home_is(y, "s", NULL));
     dir_lease_put(lx);
     dirfx_relay_del(y);
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return clusterfx_redis_start(&shared);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(&shared);
-    return 0;
 }
 
 int main(void)
@@ -357,5 +328,6 @@ int main(void)
         cmocka_unit_test(test_stalled_home),  cmocka_unit_test(test_taken),
         cmocka_unit_test(test_place),         cmocka_unit_test(test_shutdown),
     };
-    return cmocka_run_group_tests_name("cluster_dir", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("cluster_dir", tests, dirfx_group_setup,
+                                       dirfx_group_teardown);
 }

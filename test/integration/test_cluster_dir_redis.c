@@ -30,12 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/clusterfx.h"
 #include "../common/dirfx.h"
 #include "cluster/dir.h"
 #include "core/error.h"
-
-static struct redis_server shared = {.pid = -1};
 
 /* Redis killed and restarted on the same port, with short leases. */
 static void test_redis_down(void **state)
@@ -192,7 +189,7 @@ static bool read_full(int fd, void *buf, size_t n, unsigned ms)
 static void child_main(int wfd, int rfd)
 {
     struct dir_config cfg = {.redis_host = "127.0.0.1",
-                             .redis_port = shared.port,
+                             .redis_port = dirfx_redis.port,
                              .prefix = "t9",
                              .relay_id = "c",
                              .trunk_addr = "127.0.0.1:5002",
@@ -242,22 +239,9 @@ static void test_sigstop_home(void **state)
     assert_int_equal(kill(pid, SIGSTOP), 0);
     uint64_t stopped_at = dir_now();
 
-    struct dirfx_relay *b = dirfx_relay_new("t9", "b", shared.port, dirfx_timing());
-    struct dirfx_box c;
-    uint64_t deadline = redis_test_now_ms() + DIRFX_LEASE_MS + DIRFX_ANSWER_MS;
-    for (;;) {
-        dirfx_call(b, DIRFX_CLAIM, "stop", &c);
-        assert_int_equal(c.res.err, 0);
-        if (c.res.home_is_self || redis_test_now_ms() > deadline)
-            break;
-        assert_string_equal(c.res.home_id, "c");
-        dirfx_box_fini(&c);
-        dirfx_nap(5);
-    }
-    uint64_t b_home_at = dir_now();
-    assert_true(c.res.home_is_self);
-    struct dir_lease *lb = c.res.lease;
-    dirfx_box_fini(&c);
+    struct dirfx_relay *b = dirfx_relay_new("t9", "b", dirfx_redis.port, dirfx_timing());
+    uint64_t b_home_at;
+    struct dir_lease *lb = dirfx_claim_when_free(b, "stop", "c", 0, &b_home_at);
     assert_true(dir_lease_gen(lb) > rep.gen);
     assert_true(b_home_at - stopped_at >= (DIRFX_LEASE_MS - DIRFX_MARGIN_MS) * DIRFX_MS / 2);
 
@@ -281,19 +265,6 @@ static void test_sigstop_home(void **state)
     dirfx_relay_del(b);
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    return clusterfx_redis_start(&shared);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(&shared);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,5 +272,6 @@ int main(void)
         cmocka_unit_test(test_redis_restart_restore),
         cmocka_unit_test(test_sigstop_home),
     };
-    return cmocka_run_group_tests_name("cluster_dir_redis", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("cluster_dir_redis", tests, dirfx_group_setup,
+                                       dirfx_group_teardown);
 }
