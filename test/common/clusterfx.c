@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "caseguard.h"
 #include "echo_app.h"
 #include "proto/keyfile.h"
 #include "proto/msg.h"
@@ -108,6 +109,7 @@ int clusterfx_relay_start(struct test_relay *t, const struct clusterfx_relay *c)
         return -1;
     }
     t->port = relay_port(t->r);
+    caseguard_hold(t->r, test_relay_release, t, sizeof(*t));
     return cfg.port == 0 || t->port == cfg.port ? 0 : -1;
 }
 

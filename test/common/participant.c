@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "caseguard.h"
 #include "core/error.h"
 #include "proto/keyfile.h"
 #include "echo_app.h"
@@ -170,11 +171,18 @@ int test_relay_start(struct test_relay *tr, struct relay_config *cfg)
         return rc;
     }
     tr->port = relay_port(tr->r);
+    caseguard_hold(tr->r, test_relay_release, tr, sizeof(*tr));
     return 0;
+}
+
+void test_relay_release(void *tr)
+{
+    test_relay_stop(tr);
 }
 
 void test_relay_stop(struct test_relay *tr)
 {
+    caseguard_drop(tr->r);
     relay_del(tr->r);
     tr->r = NULL;
     unlink(tr->key_file);

@@ -63,6 +63,8 @@ struct test_relay {
  * key and token key file are filled in. */
 int test_relay_start(struct test_relay *tr, struct relay_config *cfg);
 void test_relay_stop(struct test_relay *tr);
+/* test_relay_stop for caseguard (caseguard.h): tr is a struct test_relay. */
+void test_relay_release(void *tr);
 /* Mints a token for room/identity valid [now+nbf_off, now+exp_off). */
 void test_token(const struct test_relay *tr, const char *room, const char *identity, unsigned perms,
                 int64_t nbf_off, int64_t exp_off, char *out, size_t cap);

@@ -51,7 +51,8 @@ struct qp {
 void qp_start(struct qp *q, struct quic_shared_config *qc, struct qp_path *path,
               unsigned ack_thresh);
 /* Deletes the client, stops the server; with check_bufs, asserts every
- * buffer came back (buf_live() == 0). */
+ * buffer came back (buf_live() == caseguard_buf_base(): 0 outside a
+ * CASEGUARD_TEST case). */
 void qp_stop(struct qp *q, bool check_bufs);
 
 /* Steps the client until pred(arg) holds or timeout_ms passed; on the

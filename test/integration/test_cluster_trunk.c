@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "../common/caseguard.h"
 #include "../common/clusterfx.h"
 #include "../common/echo_app.h"
 #include "../common/participant.h"
@@ -566,15 +567,15 @@ static void test_fencing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_presence),
-        cmocka_unit_test(test_exact_delivery),
-        cmocka_unit_test(test_late_joiner_keyframe),
-        cmocka_unit_test(test_presence_join_leave),
-        cmocka_unit_test(test_trunk_lost),
-        cmocka_unit_test(test_replay_once),
-        cmocka_unit_test(test_wrong_secret),
-        cmocka_unit_test(test_prefix_conflict),
-        cmocka_unit_test(test_fencing),
+        CASEGUARD_TEST(test_presence),
+        CASEGUARD_TEST(test_exact_delivery),
+        CASEGUARD_TEST(test_late_joiner_keyframe),
+        CASEGUARD_TEST(test_presence_join_leave),
+        CASEGUARD_TEST(test_trunk_lost),
+        CASEGUARD_TEST(test_replay_once),
+        CASEGUARD_TEST(test_wrong_secret),
+        CASEGUARD_TEST(test_prefix_conflict),
+        CASEGUARD_TEST(test_fencing),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "../common/caseguard.h"
 #include "../common/clusterfx.h"
 #include "../common/echo_app.h"
 #include "../common/participant.h"
@@ -423,10 +424,10 @@ static void test_rooms_close(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quality_kfreq),
-        cmocka_unit_test(test_permissions),
-        cmocka_unit_test(test_keepalive),
-        cmocka_unit_test(test_rooms_close),
+        CASEGUARD_TEST(test_quality_kfreq),
+        CASEGUARD_TEST(test_permissions),
+        CASEGUARD_TEST(test_keepalive),
+        CASEGUARD_TEST(test_rooms_close),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

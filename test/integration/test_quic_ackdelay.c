@@ -25,6 +25,7 @@
 #include "client/client_int.h"
 #include "quic/client.h"
 #include "quic/quic_int.h"
+#include "../common/caseguard.h"
 #include "../common/quicpath.h"
 
 #define ROUNDS 20
@@ -201,8 +202,8 @@ static void test_ack_thresh(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_acks_ride_along),
-        cmocka_unit_test(test_ack_thresh),
+        CASEGUARD_TEST(test_acks_ride_along),
+        CASEGUARD_TEST(test_ack_thresh),
     };
     return cmocka_run_group_tests_name("quic_ackdelay", tests, NULL, NULL);
 }

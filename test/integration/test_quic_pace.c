@@ -20,6 +20,7 @@
 #include "client/client_int.h"
 #include "quic/client.h"
 #include "quic/quic_int.h"
+#include "../common/caseguard.h"
 #include "../common/quicpath.h"
 
 #define DELAY_NS (50ULL * 1000000ULL)
@@ -192,8 +193,8 @@ static void test_expiry_kept(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_paced_write),
-        cmocka_unit_test(test_expiry_kept),
+        CASEGUARD_TEST(test_paced_write),
+        CASEGUARD_TEST(test_expiry_kept),
     };
     return cmocka_run_group_tests_name("quic_pace", tests, NULL, NULL);
 }

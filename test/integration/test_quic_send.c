@@ -14,6 +14,7 @@
 
 #include "core/buf.h"
 #include "quic/quic_int.h"
+#include "../common/caseguard.h"
 #include "../common/quicpath.h"
 
 static struct qp q;
@@ -272,11 +273,11 @@ static void test_dgram_queue_lazy_and_released(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_coalesced_in_one_turn),
-        cmocka_unit_test(test_cwnd_blocked_queue_kept_then_drained),
-        cmocka_unit_test(test_cwnd_full_all_lost_recovers),
-        cmocka_unit_test(test_cwnd_blocked_queue_aged_out),
-        cmocka_unit_test(test_dgram_queue_lazy_and_released),
+        CASEGUARD_TEST(test_coalesced_in_one_turn),
+        CASEGUARD_TEST(test_cwnd_blocked_queue_kept_then_drained),
+        CASEGUARD_TEST(test_cwnd_full_all_lost_recovers),
+        CASEGUARD_TEST(test_cwnd_blocked_queue_aged_out),
+        CASEGUARD_TEST(test_dgram_queue_lazy_and_released),
     };
     /* CMOCKA_TEST_FILTER=test_cwnd_* runs only the matching tests (a loop
      * over one test). */

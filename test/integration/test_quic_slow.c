@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "core/buf.h"
+#include "../common/caseguard.h"
 #include "../common/quicpath.h"
 
 #define BOUND (ECHO_BLAST_COUNT * (ECHO_BLAST_SIZE + 2) + 20000)
@@ -73,8 +74,8 @@ static void test_stalled_reader_closed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reader_gets_more_than_bound),
-        cmocka_unit_test(test_stalled_reader_closed),
+        CASEGUARD_TEST(test_reader_gets_more_than_bound),
+        CASEGUARD_TEST(test_stalled_reader_closed),
     };
     return cmocka_run_group_tests_name("quic_slow", tests, NULL, NULL);
 }
