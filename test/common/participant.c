@@ -210,3 +210,30 @@ int test_client_new(struct roost_client **out)
     struct roost_client_config cc = {.ca_file = ca};
     return roost_client_new(out, &cc, &part_cbs, NULL);
 }
+
+bool part_all_answered(void *set)
+{
+    const struct part_set *s = set;
+    for (unsigned i = 0; i < s->n; i++)
+        if (!s->v[i].answered && !s->v[i].closed)
+            return false;
+    return true;
+}
+
+bool part_all_closed(void *set)
+{
+    const struct part_set *s = set;
+    for (unsigned i = 0; i < s->n; i++)
+        if (!s->v[i].closed)
+            return false;
+    return true;
+}
+
+bool part_all_media(void *set)
+{
+    const struct part_set *s = set;
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->v[i].n_media < s->want)
+            return false;
+    return true;
+}

@@ -51,6 +51,20 @@ int part_send(struct part *p, uint32_t seq);
 int part_leave(struct part *p);
 uint32_t part_events(const struct part *p, uint8_t kind, uint32_t pid);
 
+/* Participants v[0..n) and the frames each should get: the conditions
+ * below take one (for echo_client_until). */
+struct part_set {
+    struct part *v;
+    unsigned n;
+    uint32_t want;
+};
+/* Each was answered (WELCOME or an error) or its connection closed. */
+bool part_all_answered(void *set);
+/* Each one's connection closed. */
+bool part_all_closed(void *set);
+/* Each got at least want frames. */
+bool part_all_media(void *set);
+
 /* A test relay with its own token key. */
 struct test_relay {
     struct relay *r;
