@@ -1,6 +1,7 @@
 #include "caseguard.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,8 @@ struct item {
     struct item *next;
     const void *key;
     void (*release)(void *copy);
-    unsigned case_no; /* 0: registered outside a case (a group set-up) */
-    unsigned char copy[];
+    unsigned case_no;                           /* 0: registered outside a case (a group set-up) */
+    _Alignas(max_align_t) unsigned char copy[]; /* any object, aligned */
 };
 
 static struct item *items;
