@@ -1,5 +1,11 @@
 #include "clusterfx.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "caseguard.h"
 #include "echo_app.h"
 #include "proto/keyfile.h"
 #include "proto/msg.h"
@@ -102,6 +109,7 @@ int clusterfx_relay_start(struct test_relay *t, const struct clusterfx_relay *c)
         return -1;
     }
     t->port = relay_port(t->r);
+    caseguard_hold(t->r, test_relay_release, t, sizeof(*t));
     return cfg.port == 0 || t->port == cfg.port ? 0 : -1;
 }
 
@@ -183,6 +191,75 @@ int clusterfx_proc_start(struct relayproc *rp, const struct clusterfx_relay *c)
     k.port = rp->port;
     rp->keys = k;
     return 0;
+}
+
+int clusterfx_static_start(struct test_relay *t, unsigned i, unsigned workers,
+                           const char *secret_file, uint16_t home_port, uint8_t prefix)
+{
+    /* QUALITY every 250 ms: reports cross two trunks in a few intervals */
+    struct relay_config cfg = {.n_workers = workers, .quality_interval_ns = 250000000ull};
+    snprintf(cfg.cluster_relay_id, sizeof(cfg.cluster_relay_id), "r%u", i);
+    cfg.cluster.pid_prefix = prefix ? prefix : (uint8_t)(i + 1);
+    snprintf(cfg.cluster_secret_file, sizeof(cfg.cluster_secret_file), "%s", secret_file);
+    snprintf(cfg.cluster_static_home, sizeof(cfg.cluster_static_home), "r0@127.0.0.1:%u",
+             home_port ? home_port : 1u);
+    return test_relay_start(t, &cfg);
+}
+
+int clusterfx_static_setup(struct clusterfx_static *s, const struct roost_client_callbacks *cbs)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->secret_file, sizeof(s->secret_file), "/tmp/roost-trunk-secret-XXXXXX");
+    if (clusterfx_secret_file(s->secret_file, CLUSTERFX_SECRET) != 0)
+        return -1;
+    struct test_relay *t = s->tr;
+    if (clusterfx_static_start(&t[0], 0, 2, s->secret_file, 0, 0) != 0 ||
+        clusterfx_static_start(&t[1], 1, 1, s->secret_file, t[0].port, 0) != 0 ||
+        clusterfx_static_start(&t[2], 2, 2, s->secret_file, t[0].port, 0) != 0)
+        return -1;
+    return clusterfx_client_new(&s->cl, cbs);
+}
+
+void clusterfx_static_teardown(struct clusterfx_static *s)
+{
+    roost_client_del(s->cl);
+    s->cl = NULL;
+    for (unsigned i = 0; i < sizeof(s->tr) / sizeof(s->tr[0]); i++)
+        if (s->tr[i].r != NULL)
+            test_relay_stop(&s->tr[i]);
+    unlink(s->secret_file);
+}
+
+void clusterfx_static_join(struct clusterfx_static *s, struct part *p, unsigned i, const char *room,
+                           const char *id, unsigned perms)
+{
+    assert_int_equal(clusterfx_join(s->cl, p, &s->tr[i], room, id, perms), 0);
+}
+
+int clusterfx_client_new(struct roost_client **out, const struct roost_client_callbacks *cbs)
+{
+    char ca[600];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", echo_cert_dir(false));
+    struct roost_client_config cc = {.ca_file = ca};
+    return roost_client_new(out, &cc, cbs, NULL);
+}
+
+struct trunk_stats clusterfx_trunk_stats(const struct test_relay *t)
+{
+    struct trunk_stats st;
+    trunk_stats_total(t->r, &st);
+    return st;
+}
+
+bool clusterfx_knows(const struct part *p, uint32_t pid)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < p->joined_n; i++)
+        n += p->joined_pids[i] == pid;
+    for (uint32_t i = 0; i < p->n_events; i++)
+        if (p->events[i].pid == pid)
+            n += p->events[i].kind == MSG_EV_JOIN ? 1 : -1;
+    return n == 1;
 }
 
 int clusterfx_join(struct roost_client *cl, struct part *p, const struct test_relay *t,

@@ -16,6 +16,7 @@
 #include "cluster/dirtime.h"
 #include "participant.h"
 #include "redis_server.h"
+#include "relay/trunk.h"
 #include "relayproc.h"
 
 /* The secret every relay of a test shares. */
@@ -66,6 +67,36 @@ int clusterfx_relays_start(struct test_relay *t, unsigned from, unsigned to,
  * in rp->keys (relayproc_cleanup removes it). Returns relayproc_start's
  * codes; on a failure the log is printed. */
 int clusterfx_proc_start(struct relayproc *rp, const struct clusterfx_relay *c);
+
+/* Static-home clusters (test_cluster_trunk*.c): in-process relay t named
+ * "r<i>" with pid_prefix prefix (0: i + 1), QUALITY every 250 ms, the
+ * secret in secret_file, every room's home "r0" at 127.0.0.1:home_port
+ * (0: r0 itself, whose own entry needs no port). 0, or test_relay_start's
+ * error. */
+int clusterfx_static_start(struct test_relay *t, unsigned i, unsigned workers,
+                           const char *secret_file, uint16_t home_port, uint8_t prefix);
+/* A static-home cluster: r0 (the home, two workers), r1 (one), r2 (two),
+ * a secret file of CLUSTERFX_SECRET, one client for the participants. */
+struct clusterfx_static {
+    struct test_relay tr[4]; /* tr[3]: a test's own fourth relay */
+    struct roost_client *cl;
+    char secret_file[64];
+};
+/* Starts s, the client with callbacks cbs (kept: static). 0 or -1 (a
+ * group set-up). */
+int clusterfx_static_setup(struct clusterfx_static *s, const struct roost_client_callbacks *cbs);
+/* Deletes the client, stops every relay started, removes the secret. */
+void clusterfx_static_teardown(struct clusterfx_static *s);
+/* clusterfx_join with s's client to relay i, asserting it connects. */
+void clusterfx_static_join(struct clusterfx_static *s, struct part *p, unsigned i, const char *room,
+                           const char *id, unsigned perms);
+/* A client trusting the test CA with callbacks cbs (kept: static). */
+int clusterfx_client_new(struct roost_client **out, const struct roost_client_callbacks *cbs);
+/* t's trunk counters, summed. */
+struct trunk_stats clusterfx_trunk_stats(const struct test_relay *t);
+/* p knows pid exactly once: in JOINED's list or by JOIN events (less
+ * LEAVEs). */
+bool clusterfx_knows(const struct part *p, uint32_t pid);
 
 /* Zeroes p, mints it a token of t's key for room as id with perms
  * (TOKEN_PERM_*), and connects it to t->port with cl: it joins once

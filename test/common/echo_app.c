@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "caseguard.h"
 #include "core/error.h"
 
 static int on_open(struct quic_conn *c, void *arg)
@@ -153,6 +154,8 @@ const char *echo_cert_dir(bool other)
     return d;
 }
 
+static void echo_server_release(void *copy);
+
 int echo_server_start(struct echo_server **out, struct quic_shared_config *qcfg)
 {
     static char cert[600], key[600];
@@ -179,6 +182,7 @@ int echo_server_start(struct echo_server **out, struct quic_shared_config *qcfg)
     rc = worker_pool_start(es->pool);
     if (rc < 0)
         goto fail;
+    caseguard_hold(es, echo_server_release, &es, sizeof(es));
     *out = es;
     return 0;
 fail:
@@ -188,10 +192,16 @@ fail:
     return rc;
 }
 
+static void echo_server_release(void *copy)
+{
+    echo_server_stop(*(struct echo_server **)copy);
+}
+
 void echo_server_stop(struct echo_server *es)
 {
     if (es == NULL)
         return;
+    caseguard_drop(es);
     worker_pool_stop(es->pool);
     worker_pool_del(es->pool);
     quic_shared_del(es->sh);

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "caseguard.h"
 #include "core/error.h"
 #include "proto/keyfile.h"
 #include "echo_app.h"
@@ -170,11 +171,18 @@ int test_relay_start(struct test_relay *tr, struct relay_config *cfg)
         return rc;
     }
     tr->port = relay_port(tr->r);
+    caseguard_hold(tr->r, test_relay_release, tr, sizeof(*tr));
     return 0;
+}
+
+void test_relay_release(void *tr)
+{
+    test_relay_stop(tr);
 }
 
 void test_relay_stop(struct test_relay *tr)
 {
+    caseguard_drop(tr->r);
     relay_del(tr->r);
     tr->r = NULL;
     unlink(tr->key_file);
@@ -201,4 +209,31 @@ int test_client_new(struct roost_client **out)
     snprintf(ca, sizeof(ca), "%s/ca.pem", echo_cert_dir(false));
     struct roost_client_config cc = {.ca_file = ca};
     return roost_client_new(out, &cc, &part_cbs, NULL);
+}
+
+bool part_all_answered(void *set)
+{
+    const struct part_set *s = set;
+    for (unsigned i = 0; i < s->n; i++)
+        if (!s->v[i].answered && !s->v[i].closed)
+            return false;
+    return true;
+}
+
+bool part_all_closed(void *set)
+{
+    const struct part_set *s = set;
+    for (unsigned i = 0; i < s->n; i++)
+        if (!s->v[i].closed)
+            return false;
+    return true;
+}
+
+bool part_all_media(void *set)
+{
+    const struct part_set *s = set;
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->v[i].n_media < s->want)
+            return false;
+    return true;
 }

@@ -51,6 +51,20 @@ int part_send(struct part *p, uint32_t seq);
 int part_leave(struct part *p);
 uint32_t part_events(const struct part *p, uint8_t kind, uint32_t pid);
 
+/* Participants v[0..n) and the frames each should get: the conditions
+ * below take one (for echo_client_until). */
+struct part_set {
+    struct part *v;
+    unsigned n;
+    uint32_t want;
+};
+/* Each was answered (WELCOME or an error) or its connection closed. */
+bool part_all_answered(void *set);
+/* Each one's connection closed. */
+bool part_all_closed(void *set);
+/* Each got at least want frames. */
+bool part_all_media(void *set);
+
 /* A test relay with its own token key. */
 struct test_relay {
     struct relay *r;
@@ -63,6 +77,8 @@ struct test_relay {
  * key and token key file are filled in. */
 int test_relay_start(struct test_relay *tr, struct relay_config *cfg);
 void test_relay_stop(struct test_relay *tr);
+/* test_relay_stop for caseguard (caseguard.h): tr is a struct test_relay. */
+void test_relay_release(void *tr);
 /* Mints a token for room/identity valid [now+nbf_off, now+exp_off). */
 void test_token(const struct test_relay *tr, const char *room, const char *identity, unsigned perms,
                 int64_t nbf_off, int64_t exp_off, char *out, size_t cap);

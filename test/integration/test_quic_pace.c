@@ -20,12 +20,10 @@
 #include "client/client_int.h"
 #include "quic/client.h"
 #include "quic/quic_int.h"
-#include "../common/echo_app.h"
+#include "../common/caseguard.h"
+#include "../common/quicpath.h"
 
-/* Deadline of a condition that must come (never a timing bound). */
-#define WAIT_MS 30000
 #define DELAY_NS (50ULL * 1000000ULL)
-#define HELD_MAX 256
 /* Datagrams of DGRAM_SIZE bytes: their packets are DGRAM_PKT_MIN..
  * DGRAM_PKT_MAX - 1 bytes (ACK-only packets are smaller, PMTUD probes
  * larger). */
@@ -33,94 +31,17 @@
 #define DGRAM_PKT_MIN 700
 #define DGRAM_PKT_MAX 1200
 
-static struct echo_conn ec;
-static struct echo_server *g_es;
-static uint64_t want;
+static struct qp q;
 
 /* The client's path: what it sends goes out at once (bytes and datagram
  * packets counted, with the client's time of the last one); what it
  * receives waits DELAY_NS. */
-static struct {
-    struct quic_conn *c;
-    uint8_t data[HELD_MAX][1500];
-    size_t len[HELD_MAX];
-    uint64_t due[HELD_MAX];
-    unsigned head, n;
-    uint64_t bytes_out, dgram_pkts, dgram_at;
-} path;
-
-static void path_out(void *arg, struct quic_conn *c, const uint8_t *data, size_t len)
-{
-    (void)arg;
-    path.c = c;
-    path.bytes_out += len;
-    if (len >= DGRAM_PKT_MIN && len < DGRAM_PKT_MAX) {
-        path.dgram_pkts++;
-        path.dgram_at = c->ep->now;
-    }
-    quic_client_emit(c, data, len);
-}
-
-static void path_in(void *arg, struct quic_conn *c, const uint8_t *data, size_t len)
-{
-    (void)arg;
-    path.c = c;
-    if (path.n < HELD_MAX && len <= sizeof(path.data[0])) {
-        unsigned i = (path.head + path.n) % HELD_MAX;
-        memcpy(path.data[i], data, len);
-        path.len[i] = len;
-        path.due[i] = roost_client_now() + DELAY_NS;
-        path.n++;
-    }
-}
-
-static void path_gone(void *arg, struct quic_conn *c)
-{
-    (void)arg;
-    (void)c;
-    path.n = 0;
-}
-
-static const struct quic_client_path delayed_path = {path_out, path_in, path_gone};
-
-/* Steps the client, handing in what has waited DELAY_NS, until pred holds
- * or timeout_ms passed. */
-static bool pump(struct roost_client *cl, bool (*pred)(void *), void *arg, int timeout_ms)
-{
-    uint64_t end = echo_now_ms() + (uint64_t)timeout_ms;
-    while (!pred(arg) && echo_now_ms() < end) {
-        roost_client_step(cl, 1);
-        while (path.n > 0 && path.due[path.head] <= roost_client_now()) {
-            unsigned i = path.head;
-            path.head = (path.head + 1) % HELD_MAX;
-            path.n--;
-            (void)quic_client_deliver(path.c, path.data[i], path.len[i], roost_client_now());
-            (void)roost_client_process(cl, roost_client_now());
-        }
-    }
-    return pred(arg);
-}
-
-static bool opened(void *arg)
-{
-    (void)arg;
-    return ec.opened > 0;
-}
-
-static bool got_dgrams(void *arg)
-{
-    (void)arg;
-    return ec.dgram_in >= want;
-}
-
-static bool until_ms(void *arg)
-{
-    return echo_now_ms() >= *(const uint64_t *)arg;
-}
+static struct qp_path path = {
+    .delay_ns = DELAY_NS, .count_min = DGRAM_PKT_MIN, .count_max = DGRAM_PKT_MAX};
 
 static bool dgram_pkts_over(void *arg)
 {
-    return path.dgram_pkts > *(const uint64_t *)arg;
+    return path.counted > *(const uint64_t *)arg;
 }
 
 static uint64_t pace_holds(const struct quic_conn *c)
@@ -139,17 +60,8 @@ static uint64_t expiry_kept(const struct quic_conn *c)
 static struct roost_client *connect_delayed(void)
 {
     struct quic_shared_config qc = {.n_workers = 1};
-    assert_int_equal(echo_server_start(&g_es, &qc), 0);
-    char ca[600];
-    snprintf(ca, sizeof(ca), "%s/ca.pem", echo_cert_dir(false));
-    struct roost_client_config cc = {.ca_file = ca};
-    struct roost_client *cl = NULL;
-    assert_int_equal(roost_client_new(&cl, &cc, &echo_client_cbs, NULL), 0);
-    memset(&path, 0, sizeof(path));
-    quic_client_set_path(client_quic(cl), &delayed_path, NULL);
-    memset(&ec, 0, sizeof(ec));
-    assert_int_equal(roost_client_connect(cl, "127.0.0.1", echo_server_port(g_es), &ec, &ec.c), 0);
-    assert_true(pump(cl, opened, NULL, WAIT_MS));
+    qp_start(&q, &qc, &path, 0);
+    struct roost_client *cl = q.cl;
     struct quic_conn *c = path.c;
     assert_non_null(c);
     /* The age limit out of the way: a loaded machine may stall this loop
@@ -160,12 +72,12 @@ static struct roost_client *connect_delayed(void)
     uint8_t d[DGRAM_SIZE];
     memset(d, 7, sizeof(d));
     for (int i = 0; i < 5; i++) {
-        want = ec.dgram_in + 1;
-        assert_int_equal(roost_conn_send_datagram(ec.c, d, 3), 0);
-        assert_true(pump(cl, got_dgrams, NULL, WAIT_MS));
+        q.want = q.ec.dgram_in + 1;
+        assert_int_equal(roost_conn_send_datagram(q.ec.c, d, 3), 0);
+        assert_true(qp_until(&q, qp_got_dgrams, &q, QP_WAIT_MS));
     }
     uint64_t t = echo_now_ms() + 200;
-    (void)pump(cl, until_ms, &t, 1000);
+    (void)qp_until(&q, qp_until_ms, &t, 1000);
     return cl;
 }
 
@@ -190,7 +102,7 @@ static void test_paced_write(void **state)
     assert_true(cs.bytes_in_flight + (uint64_t)n * (DGRAM_SIZE + 64) <= cs.cwnd);
     uint64_t now = roost_client_now();
     for (unsigned i = 0; i < n; i++)
-        assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
+        assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
     uint64_t b0 = path.bytes_out;
     assert_int_equal(roost_client_process(cl, now), 0);
     uint64_t sent = path.bytes_out - b0;
@@ -210,22 +122,20 @@ static void test_paced_write(void **state)
     assert_true(c->armed_exp > c->pace_ts);
     /* One more datagram at the same time: it waits, the timer is armed
      * for the send time, the write is counted held. */
-    uint64_t pace_ts = c->pace_ts, h0 = pace_holds(c), p0 = path.dgram_pkts;
-    assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
+    uint64_t pace_ts = c->pace_ts, h0 = pace_holds(c), p0 = path.counted;
+    assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
     assert_int_equal(roost_client_process(cl, now), 0);
-    assert_int_equal(path.dgram_pkts, p0);
+    assert_int_equal(path.counted, p0);
     assert_int_equal(c->dq_n, 1);
     assert_int_equal(c->armed_exp, pace_ts);
     assert_int_equal(pace_holds(c), h0 + 1);
     /* Then it goes, not before its send time less the slack. */
-    assert_true(pump(cl, dgram_pkts_over, &p0, WAIT_MS));
+    assert_true(qp_until(&q, dgram_pkts_over, &p0, QP_WAIT_MS));
     print_message("the held datagram went %.2f ms after the burst (send time %.2f ms)\n",
-                  (double)(path.dgram_at - now) / 1e6, (double)(pace_ts - now) / 1e6);
-    assert_true(path.dgram_at + QUIC_PACE_SLACK_NS >= pace_ts);
+                  (double)(path.counted_at - now) / 1e6, (double)(pace_ts - now) / 1e6);
+    assert_true(path.counted_at + QUIC_PACE_SLACK_NS >= pace_ts);
     assert_int_equal(c->dq_n, 0);
-    roost_client_del(cl);
-    echo_server_stop(g_es);
-    assert_int_equal(buf_live(), 0);
+    qp_stop(&q, true);
 }
 
 /* Writes of datagrams only with no read between them: each keeps the
@@ -240,15 +150,15 @@ static void test_expiry_kept(void **state)
     const uint8_t d[] = {1, 2, 3}; /* small: the pacer never holds them */
     /* Until ngtcp2's next expiry is the idle timeout (PMTUD probing, a
      * delayed ACK or a loss timer are sooner): a write, then 100 ms. */
-    uint64_t end = echo_now_ms() + WAIT_MS;
+    uint64_t end = echo_now_ms() + QP_WAIT_MS;
     for (;;) {
-        assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
+        assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
         assert_int_equal(roost_client_process(cl, roost_client_now()), 0);
         if (c->ng_exp_ok && c->ng_exp >= roost_client_now() + QUIC_EXP_LAZY_NS)
             break;
         assert_true(echo_now_ms() < end);
         uint64_t t = echo_now_ms() + 100;
-        (void)pump(cl, until_ms, &t, 1000);
+        (void)qp_until(&q, qp_until_ms, &t, 1000);
     }
     uint64_t armed = c->armed_exp, k0 = expiry_kept(c);
     print_message("ngtcp2's expiry %.1f ms on, the timer %.1f ms on\n",
@@ -257,7 +167,7 @@ static void test_expiry_kept(void **state)
     /* What the client reads now waits DELAY_NS on the path: these writes
      * follow no read. */
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
+        assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
         assert_int_equal(roost_client_process(cl, roost_client_now()), 0);
         assert_int_equal(expiry_kept(c), k0 + 1 + (uint64_t)i);
         assert_int_equal(c->armed_exp, armed);
@@ -265,31 +175,26 @@ static void test_expiry_kept(void **state)
     }
     /* A read (one packet the path held), then a write: the expiry is read
      * again. */
-    end = echo_now_ms() + WAIT_MS;
+    end = echo_now_ms() + QP_WAIT_MS;
     while (path.n == 0 && echo_now_ms() < end)
         roost_client_step(cl, 1); /* reads into the held queue only */
     assert_true(path.n > 0);
-    unsigned i = path.head;
-    path.head = (path.head + 1) % HELD_MAX;
-    path.n--;
-    (void)quic_client_deliver(path.c, path.data[i], path.len[i], roost_client_now());
+    assert_true(qp_hand_in_one(&q));
     assert_false(c->ng_exp_ok);
     uint64_t k1 = expiry_kept(c);
-    assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
+    assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
     assert_int_equal(roost_client_process(cl, roost_client_now()), 0);
     assert_int_equal(expiry_kept(c), k1);
     assert_true(c->ng_exp_ok);
     assert_true(c->armed_exp <= ngtcp2_conn_get_expiry(c->conn));
-    roost_client_del(cl);
-    echo_server_stop(g_es);
-    assert_int_equal(buf_live(), 0);
+    qp_stop(&q, true);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_paced_write),
-        cmocka_unit_test(test_expiry_kept),
+        CASEGUARD_TEST(test_paced_write),
+        CASEGUARD_TEST(test_expiry_kept),
     };
     return cmocka_run_group_tests_name("quic_pace", tests, NULL, NULL);
 }

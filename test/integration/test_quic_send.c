@@ -14,33 +14,10 @@
 
 #include "core/buf.h"
 #include "quic/quic_int.h"
-#include "../common/echo_app.h"
+#include "../common/caseguard.h"
+#include "../common/quicpath.h"
 
-/* Deadline of a condition that must come (never a timing bound). */
-#define WAIT_MS 30000
-
-static struct echo_conn ec;
-static struct echo_server *g_es;
-static uint64_t want;
-
-static bool opened(void *arg)
-{
-    (void)arg;
-    return ec.opened > 0;
-}
-
-static bool got_dgrams(void *arg)
-{
-    (void)arg;
-    return ec.dgram_in >= want;
-}
-
-static struct quic_stats stats(void)
-{
-    struct quic_stats st;
-    echo_server_stats(g_es, &st);
-    return st;
-}
+static struct qp q;
 
 /* The echo sent in setup came back, or one of the two ends dropped it
  * (held back past its age limit): either way it is accounted for. */
@@ -53,20 +30,16 @@ static bool echo_settled(void *arg)
 {
     const struct echo_try *t = arg;
     struct roost_conn_stats cs;
-    roost_conn_stats(ec.c, &cs);
-    return ec.dgram_in > 0 || stats().dgram_drop_cwnd > t->srv_aged ||
+    roost_conn_stats(q.ec.c, &cs);
+    return q.ec.dgram_in > 0 || qp_stats(&q).dgram_drop_cwnd > t->srv_aged ||
            cs.dgram_dropped > t->cl_dropped;
 }
 
 static struct roost_client *setup(uint64_t max_age_ns)
 {
     struct quic_shared_config qc = {.n_workers = 1, .dgram_max_age_ns = max_age_ns};
-    assert_int_equal(echo_server_start(&g_es, &qc), 0);
-    struct roost_client *cl = NULL;
-    assert_int_equal(echo_client_new(&cl, false, NULL), 0);
-    memset(&ec, 0, sizeof(ec));
-    assert_int_equal(roost_client_connect(cl, "127.0.0.1", echo_server_port(g_es), &ec, &ec.c), 0);
-    assert_true(echo_client_until(cl, opened, NULL, WAIT_MS));
+    qp_start(&q, &qc, NULL, 0);
+    struct roost_client *cl = q.cl;
     /* One echo round trip: the handshake's bytes are acknowledged and the
      * congestion window is the initial one, whole. A datagram is
      * unreliable: on a loaded machine the pacer (RTT estimate still the
@@ -74,38 +47,25 @@ static struct roost_client *setup(uint64_t max_age_ns)
      * the aged-out test), and it is dropped, counted. One at a time, each
      * ends in exactly one of: echoed, aged out on the server, dropped by
      * the client; so once one came back nothing of setup's is left in a
-     * queue to be counted after the test's baseline. Bounded by WAIT_MS. */
+     * queue to be counted after the test's baseline. Bounded by QP_WAIT_MS. */
     const uint8_t d[] = {1, 2, 3};
-    uint64_t end = echo_now_ms() + WAIT_MS;
-    while (ec.dgram_in == 0 && echo_now_ms() < end) {
+    uint64_t end = echo_now_ms() + QP_WAIT_MS;
+    while (q.ec.dgram_in == 0 && echo_now_ms() < end) {
         struct roost_conn_stats cs;
-        roost_conn_stats(ec.c, &cs);
-        struct echo_try t = {cl, stats().dgram_drop_cwnd, cs.dgram_dropped};
-        assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
-        assert_true(echo_client_until(cl, echo_settled, &t, WAIT_MS));
+        roost_conn_stats(q.ec.c, &cs);
+        struct echo_try t = {cl, qp_stats(&q).dgram_drop_cwnd, cs.dgram_dropped};
+        assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
+        assert_true(echo_client_until(cl, echo_settled, &t, QP_WAIT_MS));
     }
-    assert_int_equal(ec.dgram_in, 1);
-    ec.dgram_in = 0;
+    assert_int_equal(q.ec.dgram_in, 1);
+    q.ec.dgram_in = 0;
     return cl;
 }
 
 static void teardown(struct roost_client *cl)
 {
-    roost_client_del(cl);
-    echo_server_stop(g_es);
-    assert_int_equal(buf_live(), 0);
-}
-
-/* Asks the echo app for n datagrams of size bytes, queued in one turn. */
-static void burst(unsigned n, unsigned size)
-{
-    uint8_t b[ECHO_BURST_LEN + 4];
-    memcpy(b, ECHO_BURST_CMD, ECHO_BURST_LEN);
-    b[ECHO_BURST_LEN] = (uint8_t)(n >> 8);
-    b[ECHO_BURST_LEN + 1] = (uint8_t)n;
-    b[ECHO_BURST_LEN + 2] = (uint8_t)(size >> 8);
-    b[ECHO_BURST_LEN + 3] = (uint8_t)size;
-    assert_int_equal(roost_conn_send_control(ec.c, b, sizeof(b)), 0);
+    (void)cl;
+    qp_stop(&q, true);
 }
 
 /* 16 datagrams of 500 bytes: two fit a packet (1200 bytes, or up to 1472
@@ -123,12 +83,12 @@ static void test_coalesced_in_one_turn(void **state)
     /* The age limit out of the way (60 s): a loaded machine may hold the
      * burst back past the default 40 ms, and this test counts packets. */
     struct roost_client *cl = setup(60ULL * 1000000000ULL);
-    struct quic_stats a = stats();
-    burst(16, 500);
-    want = 16;
-    assert_true(echo_client_until(cl, got_dgrams, NULL, WAIT_MS));
-    struct quic_stats b = stats();
-    assert_int_equal(ec.dgram_in, 16);
+    struct quic_stats a = qp_stats(&q);
+    qp_burst(&q, 16, 500);
+    q.want = 16;
+    assert_true(echo_client_until(cl, qp_got_dgrams, &q, QP_WAIT_MS));
+    struct quic_stats b = qp_stats(&q);
+    assert_int_equal(q.ec.dgram_in, 16);
     assert_int_equal(b.dgram_out - a.dgram_out, 16);
     uint64_t pkts = b.pkts_written - a.pkts_written;
     uint64_t calls = b.write_calls - a.write_calls;
@@ -144,7 +104,7 @@ static void test_coalesced_in_one_turn(void **state)
 static bool blocked(void *arg)
 {
     const struct quic_stats *a = arg;
-    struct quic_stats b = stats();
+    struct quic_stats b = qp_stats(&q);
     /* The burst arrived, part of it went, a write found the window shut. */
     return b.control_in > a->control_in && b.dgram_out > a->dgram_out &&
            b.write_empty > a->write_empty;
@@ -153,7 +113,7 @@ static bool blocked(void *arg)
 static bool accounted(void *arg)
 {
     const struct quic_stats *a = arg;
-    struct quic_stats b = stats();
+    struct quic_stats b = qp_stats(&q);
     return (b.dgram_out - a->dgram_out) + (b.dgram_drop_cwnd - a->dgram_drop_cwnd) +
                (b.dgram_drop_queue - a->dgram_drop_queue) >=
            200;
@@ -167,24 +127,24 @@ static void test_cwnd_blocked_queue_kept_then_drained(void **state)
 {
     (void)state;
     struct roost_client *cl = setup(60ULL * 1000000000ULL);
-    struct quic_stats a = stats();
+    struct quic_stats a = qp_stats(&q);
     roost_client_set_rx_drop(cl, 1.0);
-    burst(200, 500);
-    assert_true(echo_client_until(cl, blocked, &a, WAIT_MS));
-    struct quic_stats m = stats();
+    qp_burst(&q, 200, 500);
+    assert_true(echo_client_until(cl, blocked, &a, QP_WAIT_MS));
+    struct quic_stats m = qp_stats(&q);
     assert_true(m.dgram_out - a.dgram_out < 200);
     assert_int_equal(m.dgram_drop_cwnd - a.dgram_drop_cwnd, 0);
     roost_client_set_rx_drop(cl, 0.0);
     bool ok = echo_client_until(cl, accounted, &a, 30000);
     if (!ok) {
-        struct quic_stats x = stats();
+        struct quic_stats x = qp_stats(&q);
         struct roost_conn_stats cs;
-        roost_conn_stats(ec.c, &cs);
+        roost_conn_stats(q.ec.c, &cs);
         print_message("client: srtt %llu us rttvar %llu us cwnd %llu inflight %llu closed %d; "
                       "server: conns %llu idle_timeouts %llu\n",
                       (unsigned long long)cs.srtt_ns / 1000,
                       (unsigned long long)cs.rttvar_ns / 1000, (unsigned long long)cs.cwnd,
-                      (unsigned long long)cs.bytes_in_flight, ec.closed,
+                      (unsigned long long)cs.bytes_in_flight, q.ec.closed,
                       (unsigned long long)x.conns_open, (unsigned long long)x.idle_timeouts);
         print_message("stuck: out %llu aged %llu queue %llu written %llu empty %llu client in %llu "
                       "pkts_in %llu\n",
@@ -193,27 +153,28 @@ static void test_cwnd_blocked_queue_kept_then_drained(void **state)
                       (unsigned long long)(x.dgram_drop_queue - a.dgram_drop_queue),
                       (unsigned long long)(x.pkts_written - a.pkts_written),
                       (unsigned long long)(x.write_empty - a.write_empty),
-                      (unsigned long long)ec.dgram_in, (unsigned long long)(x.pkts_in - a.pkts_in));
+                      (unsigned long long)q.ec.dgram_in,
+                      (unsigned long long)(x.pkts_in - a.pkts_in));
     }
     assert_true(ok);
-    struct quic_stats b = stats();
+    struct quic_stats b = qp_stats(&q);
     assert_int_equal(b.dgram_out - a.dgram_out, 200);
     assert_int_equal(b.dgram_drop_cwnd - a.dgram_drop_cwnd, 0);
     assert_int_equal(b.dgram_drop_queue - a.dgram_drop_queue, 0);
     /* The client read what was kept for it (it dropped all before). */
-    assert_true(ec.dgram_in > 0);
+    assert_true(q.ec.dgram_in > 0);
     teardown(cl);
 }
 
 static bool echoed(void *arg)
 {
     (void)arg;
-    return ec.dgram_in >= 1;
+    return q.ec.dgram_in >= 1;
 }
 
 static bool sent_more(void *arg)
 {
-    return stats().dgram_out > *(const uint64_t *)arg;
+    return qp_stats(&q).dgram_out > *(const uint64_t *)arg;
 }
 
 /* The window filled with packets that carry only DATAGRAM frames, and all
@@ -230,31 +191,31 @@ static void test_cwnd_full_all_lost_recovers(void **state)
     struct roost_client *cl = setup(60ULL * 1000000000ULL);
     const uint8_t d[] = {7, 8, 9};
     for (int i = 0; i < 10; i++) {
-        ec.dgram_in = 0;
-        assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
-        assert_true(echo_client_until(cl, echoed, NULL, WAIT_MS));
+        q.ec.dgram_in = 0;
+        assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
+        assert_true(echo_client_until(cl, echoed, NULL, QP_WAIT_MS));
     }
-    ec.dgram_in = 0;
-    struct quic_stats a = stats();
+    q.ec.dgram_in = 0;
+    struct quic_stats a = qp_stats(&q);
     roost_client_set_rx_drop(cl, 1.0);
-    burst(200, 500);
-    assert_true(echo_client_until(cl, blocked, &a, WAIT_MS));
+    qp_burst(&q, 200, 500);
+    assert_true(echo_client_until(cl, blocked, &a, QP_WAIT_MS));
     /* The window is full and the client still drops everything, so no
      * ACK opens it: a datagram goes only as a PTO probe. (Without one the
      * server never wrote again: this wait failed.) */
-    uint64_t m = stats().dgram_out;
-    assert_true(echo_client_until(cl, sent_more, &m, WAIT_MS));
+    uint64_t m = qp_stats(&q).dgram_out;
+    assert_true(echo_client_until(cl, sent_more, &m, QP_WAIT_MS));
     roost_client_set_rx_drop(cl, 0.0);
-    bool ok = echo_client_until(cl, accounted, &a, WAIT_MS);
-    struct quic_stats b = stats();
+    bool ok = echo_client_until(cl, accounted, &a, QP_WAIT_MS);
+    struct quic_stats b = qp_stats(&q);
     print_message("sent %llu, written %llu, client in %llu\n",
                   (unsigned long long)(b.dgram_out - a.dgram_out),
                   (unsigned long long)(b.pkts_written - a.pkts_written),
-                  (unsigned long long)ec.dgram_in);
+                  (unsigned long long)q.ec.dgram_in);
     assert_true(ok);
     assert_int_equal(b.dgram_out - a.dgram_out, 200);
     assert_int_equal(b.dgram_drop_cwnd - a.dgram_drop_cwnd, 0);
-    assert_true(ec.dgram_in > 0);
+    assert_true(q.ec.dgram_in > 0);
     teardown(cl);
 }
 
@@ -264,11 +225,11 @@ static void test_cwnd_blocked_queue_aged_out(void **state)
 {
     (void)state;
     struct roost_client *cl = setup(20ULL * 1000000ULL);
-    struct quic_stats a = stats();
+    struct quic_stats a = qp_stats(&q);
     roost_client_set_rx_drop(cl, 1.0);
-    burst(200, 500);
+    qp_burst(&q, 200, 500);
     assert_true(echo_client_until(cl, accounted, &a, 30000));
-    struct quic_stats b = stats();
+    struct quic_stats b = qp_stats(&q);
     uint64_t out = b.dgram_out - a.dgram_out, aged = b.dgram_drop_cwnd - a.dgram_drop_cwnd;
     print_message("sent %llu, aged out %llu\n", (unsigned long long)out, (unsigned long long)aged);
     assert_true(aged > 0);
@@ -282,7 +243,7 @@ static void test_cwnd_blocked_queue_aged_out(void **state)
 static bool queues_zero(void *arg)
 {
     (void)arg;
-    return stats().dgram_queues == 0;
+    return qp_stats(&q).dgram_queues == 0;
 }
 
 static void test_dgram_queue_lazy_and_released(void **state)
@@ -290,33 +251,33 @@ static void test_dgram_queue_lazy_and_released(void **state)
     (void)state;
     struct roost_client *cl = setup(60ULL * 1000000000ULL); /* nothing ages out */
     /* setup's echo made the server's queue. */
-    assert_int_equal(stats().dgram_queues, 1);
+    assert_int_equal(qp_stats(&q).dgram_queues, 1);
     /* Control traffic makes the server write; once the queue was empty
      * for the idle time it is freed. Bounded by 20 idle times. */
     const uint8_t ping[] = "ping";
     bool gone = false;
     for (unsigned i = 0; i < 20 * (QUIC_DQ_IDLE_NS / 200000000ULL) && !gone; i++) {
-        assert_int_equal(roost_conn_send_control(ec.c, ping, sizeof(ping)), 0);
+        assert_int_equal(roost_conn_send_control(q.ec.c, ping, sizeof(ping)), 0);
         gone = echo_client_until(cl, queues_zero, NULL, 200);
     }
     assert_true(gone);
     /* The next datagram makes it again, and it works. */
     const uint8_t d[] = {4, 5, 6};
-    want = 1;
-    assert_int_equal(roost_conn_send_datagram(ec.c, d, sizeof(d)), 0);
-    assert_true(echo_client_until(cl, got_dgrams, NULL, WAIT_MS));
-    assert_int_equal(stats().dgram_queues, 1);
+    q.want = 1;
+    assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
+    assert_true(echo_client_until(cl, qp_got_dgrams, &q, QP_WAIT_MS));
+    assert_int_equal(qp_stats(&q).dgram_queues, 1);
     teardown(cl);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_coalesced_in_one_turn),
-        cmocka_unit_test(test_cwnd_blocked_queue_kept_then_drained),
-        cmocka_unit_test(test_cwnd_full_all_lost_recovers),
-        cmocka_unit_test(test_cwnd_blocked_queue_aged_out),
-        cmocka_unit_test(test_dgram_queue_lazy_and_released),
+        CASEGUARD_TEST(test_coalesced_in_one_turn),
+        CASEGUARD_TEST(test_cwnd_blocked_queue_kept_then_drained),
+        CASEGUARD_TEST(test_cwnd_full_all_lost_recovers),
+        CASEGUARD_TEST(test_cwnd_blocked_queue_aged_out),
+        CASEGUARD_TEST(test_dgram_queue_lazy_and_released),
     };
     /* CMOCKA_TEST_FILTER=test_cwnd_* runs only the matching tests (a loop
      * over one test). */

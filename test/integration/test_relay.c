@@ -25,29 +25,6 @@
  * load 17+. */
 #define WAIT_MS 30000
 
-struct parts {
-    struct part *v;
-    unsigned n;
-};
-
-static bool all_answered(void *arg)
-{
-    struct parts *ps = arg;
-    for (unsigned i = 0; i < ps->n; i++)
-        if (!ps->v[i].answered && !ps->v[i].closed)
-            return false;
-    return true;
-}
-
-static bool all_closed(void *arg)
-{
-    struct parts *ps = arg;
-    for (unsigned i = 0; i < ps->n; i++)
-        if (!ps->v[i].closed)
-            return false;
-    return true;
-}
-
 struct relay_wait {
     struct test_relay *tr;
     int64_t rooms;
@@ -66,8 +43,8 @@ static void join_all(struct roost_client *cl, struct test_relay *tr, struct part
 {
     for (unsigned i = 0; i < n; i++)
         assert_int_equal(part_connect(cl, tr->port, &v[i]), 0);
-    struct parts ps = {v, n};
-    assert_true(echo_client_until(cl, all_answered, &ps, WAIT_MS));
+    struct part_set ps = {v, n, 0};
+    assert_true(echo_client_until(cl, part_all_answered, &ps, WAIT_MS));
 }
 
 static void setup_part(struct test_relay *tr, struct part *p, const char *room,
@@ -80,21 +57,6 @@ static void setup_part(struct test_relay *tr, struct part *p, const char *room,
 }
 
 /* ------------------------------------------------------- exact delivery */
-
-struct deliv {
-    struct part *v;
-    unsigned n;
-    uint32_t want;
-};
-
-static bool delivered(void *arg)
-{
-    struct deliv *d = arg;
-    for (unsigned i = 0; i < d->n; i++)
-        if (d->v[i].n_media < d->want)
-            return false;
-    return true;
-}
 
 /* affinity: relay_config.affinity_max_members (RELAY_AFFINITY_AUTO: the
  * default, RELAY_OFF: off). */
@@ -125,8 +87,8 @@ static void exact_delivery(unsigned n_workers, uint32_t affinity)
             assert_int_equal(part_send(&v[i], i * 1000 + k), 0);
         roost_client_step(cl, 1);
     }
-    struct deliv d = {v, R * S, (S - 1) * K};
-    assert_true(echo_client_until(cl, delivered, &d, WAIT_MS));
+    struct part_set d = {v, R * S, (S - 1) * K};
+    assert_true(echo_client_until(cl, part_all_media, &d, WAIT_MS));
     for (int i = 0; i < 20; i++) /* anything extra would arrive now */
         roost_client_step(cl, 5);
     for (unsigned m = 0; m < R * S; m++) {
@@ -237,8 +199,8 @@ static void test_presence(void **state)
     struct evw l1 = {&v[0], MSG_EV_LEAVE, v[2].pid}, l2 = {&v[1], MSG_EV_LEAVE, v[2].pid};
     assert_true(echo_client_until(cl, ev_pred, &l1, WAIT_MS));
     assert_true(echo_client_until(cl, ev_pred, &l2, WAIT_MS));
-    struct parts pc = {&v[2], 1};
-    assert_true(echo_client_until(cl, all_closed, &pc, WAIT_MS));
+    struct part_set pc = {&v[2], 1, 0};
+    assert_true(echo_client_until(cl, part_all_closed, &pc, WAIT_MS));
     assert_true(v[2].ci.remote && v[2].ci.app);
     assert_int_equal(v[2].ci.code, PROTO_ERR_NO_ERROR);
     for (int i = 0; i < 20; i++)
@@ -331,8 +293,8 @@ static void test_permissions_and_replace(void **state)
         part_send(&v[0], i);
         part_send(&v[1], 100 + i); /* may not publish */
     }
-    struct deliv d = {&v[1], 1, 5};
-    assert_true(echo_client_until(cl, delivered, &d, WAIT_MS));
+    struct part_set d = {&v[1], 1, 5};
+    assert_true(echo_client_until(cl, part_all_media, &d, WAIT_MS));
     for (int i = 0; i < 20; i++)
         roost_client_step(cl, 5);
     assert_int_equal(v[1].n_media, 5);
@@ -346,8 +308,8 @@ static void test_permissions_and_replace(void **state)
     setup_part(&tr, &v[3], "perm", "pub", TOKEN_PERM_ALL);
     join_all(cl, &tr, &v[3], 1);
     assert_true(v[3].joined);
-    struct parts pc = {&v[0], 1};
-    assert_true(echo_client_until(cl, all_closed, &pc, WAIT_MS));
+    struct part_set pc = {&v[0], 1, 0};
+    assert_true(echo_client_until(cl, part_all_closed, &pc, WAIT_MS));
     assert_true(v[0].ci.remote && v[0].ci.app);
     assert_int_equal(v[0].ci.code, PROTO_ERR_REPLACED);
     struct evw w = {&v[1], MSG_EV_LEAVE, v[0].pid};

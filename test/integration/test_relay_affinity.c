@@ -37,35 +37,6 @@
 
 #define WAIT_MS 30000
 
-struct parts {
-    struct part *v;
-    unsigned n;
-};
-
-static bool all_answered(void *arg)
-{
-    struct parts *ps = arg;
-    for (unsigned i = 0; i < ps->n; i++)
-        if (!ps->v[i].answered)
-            return false;
-    return true;
-}
-
-struct deliv {
-    struct part *v;
-    unsigned n;
-    uint32_t want;
-};
-
-static bool delivered(void *arg)
-{
-    struct deliv *d = arg;
-    for (unsigned i = 0; i < d->n; i++)
-        if (d->v[i].n_media < d->want)
-            return false;
-    return true;
-}
-
 static uint64_t handoffs_in(struct relay *r, unsigned n_workers)
 {
     uint64_t n = 0;
@@ -120,8 +91,8 @@ static void run_on(unsigned R, unsigned S, unsigned amax, bool want_no_fanout, b
     /* One at a time, so each join sees the room's size before it. */
     for (unsigned i = 0; i < N; i++) {
         assert_int_equal(part_connect(cl, tr.port, &v[i]), 0);
-        struct parts one = {&v[i], 1};
-        assert_true(echo_client_until(cl, all_answered, &one, WAIT_MS));
+        struct part_set one = {&v[i], 1, 0};
+        assert_true(echo_client_until(cl, part_all_answered, &one, WAIT_MS));
         assert_true(v[i].joined);
     }
     for (unsigned k = 0; k < K; k++) {
@@ -129,8 +100,8 @@ static void run_on(unsigned R, unsigned S, unsigned amax, bool want_no_fanout, b
             assert_int_equal(part_send(&v[i], i * 1000 + k), 0);
         roost_client_step(cl, 1);
     }
-    struct deliv d = {v, N, (S - 1) * K};
-    assert_true(echo_client_until(cl, delivered, &d, WAIT_MS));
+    struct part_set d = {v, N, (S - 1) * K};
+    assert_true(echo_client_until(cl, part_all_media, &d, WAIT_MS));
     for (int i = 0; i < 20; i++) /* anything extra would arrive now */
         roost_client_step(cl, 5);
     for (unsigned m = 0; m < N; m++) {
@@ -310,8 +281,8 @@ static void run_bound(unsigned amax)
         snprintf(p->name, sizeof(p->name), "b-%u", i);
         test_token(&tr, p->room, p->name, TOKEN_PERM_ALL, 0, 600, p->token, sizeof(p->token));
         assert_int_equal(part_connect(cl, tr.port, p), 0);
-        struct parts one = {p, 1};
-        assert_true(echo_client_until(cl, all_answered, &one, WAIT_MS));
+        struct part_set one = {p, 1, 0};
+        assert_true(echo_client_until(cl, part_all_answered, &one, WAIT_MS));
         assert_true(p->joined);
     }
     /* The first room is worker 0's; then worker 0 owns every participant
@@ -329,8 +300,8 @@ static void run_bound(unsigned amax)
             assert_int_equal(part_send(&v[i], i * 1000 + k), 0);
         roost_client_step(cl, 1);
     }
-    struct deliv d = {v, N, (S - 1) * K};
-    assert_true(echo_client_until(cl, delivered, &d, WAIT_MS));
+    struct part_set d = {v, N, (S - 1) * K};
+    assert_true(echo_client_until(cl, part_all_media, &d, WAIT_MS));
     for (int i = 0; i < 20; i++) /* anything extra would arrive now */
         roost_client_step(cl, 5);
     for (unsigned m = 0; m < N; m++) {
