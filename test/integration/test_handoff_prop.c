@@ -81,6 +81,7 @@
 #include "core/error.h"
 #include "proto/media.h"
 #include "proto/msg.h"
+#include "../common/caseguard.h"
 #include "../common/echo_app.h"
 #include "../common/participant.h"
 
@@ -1502,10 +1503,10 @@ static void test_prop_hash_4w(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_prop_steered_2w),
-        cmocka_unit_test(test_prop_steered_4w),
-        cmocka_unit_test(test_prop_hash_2w),
-        cmocka_unit_test(test_prop_hash_4w),
+        CASEGUARD_TEST(test_prop_steered_2w),
+        CASEGUARD_TEST(test_prop_steered_4w),
+        CASEGUARD_TEST(test_prop_hash_2w),
+        CASEGUARD_TEST(test_prop_hash_4w),
     };
     const char *filter = getenv("CMOCKA_TEST_FILTER");
     if (filter != NULL)
