@@ -19,6 +19,7 @@
 #ifndef ROOST_QUIC_QCRYPTO_H
 #define ROOST_QUIC_QCRYPTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,10 @@ int qcrypto_hp_ctx_init(ngtcp2_crypto_cipher_ctx *ctx, const ngtcp2_crypto_ciphe
 int qcrypto_derive_pp_key(uint8_t *key, uint8_t *iv, uint8_t *hp_key, uint32_t version,
                           const ngtcp2_crypto_aead *aead, const ngtcp2_crypto_md *md,
                           const uint8_t *secret, size_t secretlen);
+/* AES-128 contexts made from now on use AES-NI and PCLMUL when on and the
+ * CPU has them (the default), nettle otherwise; returns whether they do.
+ * For tests. */
+bool qcrypto_use_ni(bool on);
 /* Whether a context is one of ours. */
 int qcrypto_is_own(const void *native_handle);
 

@@ -45,9 +45,8 @@ static ngtcp2_crypto_cipher hp_of(gnutls_cipher_algorithm_t c)
 }
 
 /* RFC 9001 A.1 and A.2: the client Initial. */
-static void test_rfc9001_client_initial(void **state)
+static void rfc9001_client_initial(void)
 {
-    (void)state;
     ngtcp2_crypto_aead aead = aead_of(GNUTLS_CIPHER_AES_128_GCM);
     ngtcp2_crypto_cipher hp = hp_of(GNUTLS_CIPHER_AES_128_CBC);
     ngtcp2_crypto_md md = {.native_handle = (void *)(intptr_t)GNUTLS_DIG_SHA256};
@@ -78,8 +77,8 @@ static void test_rfc9001_client_initial(void **state)
     unhex(pt, "060040f1010000ed0303ebf8fa56f129");
     memcpy(nonce, iv, 12);
     nonce[11] ^= 2;
-    assert_int_equal(
-        qcrypto_encrypt_cb(out, &aead, &actx, pt, sizeof(pt), nonce, 12, aad, aadlen), 0);
+    assert_int_equal(qcrypto_encrypt_cb(out, &aead, &actx, pt, sizeof(pt), nonce, 12, aad, aadlen),
+                     0);
     unhex(want, "d1b1c98dd7689fb8ec11d242b123dc9b");
     assert_memory_equal(out, want, 16);
 
@@ -104,6 +103,16 @@ static void test_rfc9001_client_initial(void **state)
     qcrypto_delete_cipher_ctx_cb(NULL, &sctx, NULL);
     assert_null(actx.native_handle);
     assert_null(hctx.native_handle);
+}
+
+static void test_rfc9001_client_initial(void **state)
+{
+    (void)state;
+    for (int ni = 1; ni >= 0; ni--) {
+        printf("# %s\n", qcrypto_use_ni(ni) ? "AES-NI and PCLMUL" : "nettle");
+        rfc9001_client_initial();
+    }
+    qcrypto_use_ni(true);
 }
 
 /* ChaCha20 has no nettle context here: the caller keeps gnutls's. */
@@ -162,8 +171,8 @@ static void same_as_gnutls(gnutls_cipher_algorithm_t ac, gnutls_cipher_algorithm
         assert_int_equal(qcrypto_encrypt_cb(c, &aead, &own_e, c, len, nonce, 12, aad, aadlen), 0);
         assert_memory_equal(c, b, len + 16);
         /* Decrypt: ours of gnutls's, in place; gnutls's of ours. */
-        assert_int_equal(
-            qcrypto_decrypt_cb(c, &aead, &own_d, c, len + 16, nonce, 12, aad, aadlen), 0);
+        assert_int_equal(qcrypto_decrypt_cb(c, &aead, &own_d, c, len + 16, nonce, 12, aad, aadlen),
+                         0);
         if (len)
             assert_memory_equal(c, pt, len);
         assert_int_equal(qcrypto_decrypt_cb(c, &aead, &g_d, a, len + 16, nonce, 12, aad, aadlen),
@@ -213,6 +222,15 @@ static void test_same_as_gnutls_aes128(void **state)
     same_as_gnutls(GNUTLS_CIPHER_AES_128_GCM, GNUTLS_CIPHER_AES_128_CBC, 16);
 }
 
+/* The same through nettle's gcm_aes128 (a CPU without AES-NI). */
+static void test_same_as_gnutls_aes128_nettle(void **state)
+{
+    (void)state;
+    qcrypto_use_ni(false);
+    same_as_gnutls(GNUTLS_CIPHER_AES_128_GCM, GNUTLS_CIPHER_AES_128_CBC, 16);
+    qcrypto_use_ni(true);
+}
+
 static void test_same_as_gnutls_aes256(void **state)
 {
     (void)state;
@@ -225,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_rfc9001_client_initial),
         cmocka_unit_test(test_chacha_not_ours),
         cmocka_unit_test(test_same_as_gnutls_aes128),
+        cmocka_unit_test(test_same_as_gnutls_aes128_nettle),
         cmocka_unit_test(test_same_as_gnutls_aes256),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
