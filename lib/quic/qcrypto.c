@@ -1,5 +1,5 @@
-/* Packet protection of 1-RTT keys with nettle, called directly: see
- * qcrypto.h. */
+/* Packet protection of a server's 1-RTT keys on AES-NI/PCLMUL or nettle:
+ * see qcrypto.h. */
 #include "quic/qcrypto.h"
 
 #include <stdbool.h>

@@ -1,14 +1,16 @@
-/* Packet protection of 1-RTT keys with nettle, called directly.
+/* Packet protection of a server's 1-RTT keys, without gnutls's generic
+ * cipher API.
  *
- * ngtcp2_crypto_gnutls protects every packet through gnutls's generic
- * cipher API: a header protection mask is gnutls_cipher_set_iv plus
- * gnutls_cipher_encrypt2 on an AES-CBC handle (~175 instructions for one
- * AES block), and the AEAD goes through gnutls_aead_cipher_encrypt's
- * checks and dispatch. For AES-128-GCM and AES-256-GCM (the suites of
+ * ngtcp2_crypto_gnutls protects every packet through gnutls: a header
+ * protection mask is gnutls_cipher_set_iv plus gnutls_cipher_encrypt2 on
+ * an AES-CBC handle (~175 instructions for one AES block), an AEAD goes
+ * through gnutls_aead_cipher_encrypt's checks and dispatch (~1,150 for a
+ * 120-byte packet). For AES-128-GCM and AES-256-GCM (the suites of
  * QUIC_DEFAULT_PRIORITY but ChaCha20) the 1-RTT keys installed on a
- * server connection are instead nettle contexts kept ready per key
- * (gnutls's own backend: the same AES-NI and PCLMUL code): the mask is one
- * aes128_encrypt, the AEAD one gcm_aes*_set_iv/update/crypt/digest.
+ * server connection are instead contexts kept ready per key: AES-128 on
+ * AES-NI and PCLMUL, inline (the CPU is checked once at run time; ~870
+ * for a 120-byte packet, ~15 for a mask), else and for AES-256 nettle's
+ * gcm_aes128/256 and aes128/256 (gnutls's own backend; ~1,140 and ~50).
  *
  * Such a context is told apart from a gnutls handle by the low bit of the
  * ngtcp2 context's native_handle (set: ours). The callbacks here take
