@@ -2,6 +2,7 @@
  * see qcrypto.h. */
 #include "quic/qcrypto.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,8 @@ struct ni_key {
     __m128i h2, h3, h4; /* its powers, for four blocks at once */
 };
 
-static int ni_state = -1; /* -1 unknown, 0 off, 1 on */
+/* -1 unknown, 0 off, 1 on; read by every worker making a context. */
+static _Atomic int ni_state = -1;
 
 static bool ni_ok(void)
 {
