@@ -510,7 +510,9 @@ void qcrypto_delete_aead_ctx_cb(ngtcp2_conn *conn, ngtcp2_crypto_aead_ctx *aead_
         ngtcp2_crypto_delete_crypto_aead_ctx_cb(conn, aead_ctx, user_data);
         return;
     }
-    free(untag(aead_ctx->native_handle));
+    struct qc_aead *a = untag(aead_ctx->native_handle);
+    explicit_bzero(a, sizeof(*a)); /* as gnutls_aead_cipher_deinit */
+    free(a);
     aead_ctx->native_handle = NULL;
 }
 
@@ -521,7 +523,9 @@ void qcrypto_delete_cipher_ctx_cb(ngtcp2_conn *conn, ngtcp2_crypto_cipher_ctx *c
         ngtcp2_crypto_delete_crypto_cipher_ctx_cb(conn, cipher_ctx, user_data);
         return;
     }
-    free(untag(cipher_ctx->native_handle));
+    struct qc_hp *h = untag(cipher_ctx->native_handle);
+    explicit_bzero(h, sizeof(*h));
+    free(h);
     cipher_ctx->native_handle = NULL;
 }
 
