@@ -7,10 +7,10 @@
  * through gnutls_aead_cipher_encrypt's checks and dispatch (~1,150 for a
  * 120-byte packet). For AES-128-GCM and AES-256-GCM (the suites of
  * QUIC_DEFAULT_PRIORITY but ChaCha20) the 1-RTT keys installed on a
- * server connection are instead contexts kept ready per key: AES-128 on
- * AES-NI and PCLMUL, inline (the CPU is checked once at run time; ~870
- * for a 120-byte packet, ~15 for a mask), else and for AES-256 nettle's
- * gcm_aes128/256 and aes128/256 (gnutls's own backend; ~1,140 and ~50).
+ * server connection are instead nettle contexts kept ready per key:
+ * gcm_aes128/256 and aes128/256 (gnutls's own backend; ~1,140 for a
+ * 120-byte packet and ~50 for a mask). The AES and GHASH code stays in a
+ * maintained library: nothing here implements a cipher.
  *
  * Such a context is told apart from a gnutls handle by the low bit of the
  * ngtcp2 context's native_handle (set: ours). The callbacks here take
@@ -70,10 +70,6 @@ int qcrypto_hp_ctx_init(ngtcp2_crypto_cipher_ctx *ctx, const ngtcp2_crypto_ciphe
 int qcrypto_derive_pp_key(uint8_t *key, uint8_t *iv, uint8_t *hp_key, uint32_t version,
                           const ngtcp2_crypto_aead *aead, const ngtcp2_crypto_md *md,
                           const uint8_t *secret, size_t secretlen);
-/* AES-128 contexts made from now on use AES-NI and PCLMUL when on and the
- * CPU has them (the default), nettle otherwise; returns whether they do.
- * For tests. */
-bool qcrypto_use_ni(bool on);
 /* Whether a context is one of ours. */
 int qcrypto_is_own(const void *native_handle);
 
