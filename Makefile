@@ -26,7 +26,7 @@ else
 Q := @
 endif
 
-PKGS := liburcu-qsbr liburcu-cds libngtcp2 libngtcp2_crypto_gnutls gnutls opus inih \
+PKGS := liburcu-qsbr liburcu-cds libngtcp2 libngtcp2_crypto_gnutls gnutls nettle opus inih \
 	libmicrohttpd jansson hiredis
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
@@ -364,7 +364,7 @@ CLIENT_MAP := lib/client/roost-client.map
 # lib/room is the relay's; the rest of lib/ is what a client links.
 CLIENT_LIB_SRCS := $(sort $(wildcard lib/core/*.c lib/proto/*.c lib/quic/*.c lib/client/*.c))
 CLIENT_PIC_OBJS := $(CLIENT_LIB_SRCS:%.c=$(BUILD)/pic/%.o)
-CLIENT_PKGS := libngtcp2 libngtcp2_crypto_gnutls gnutls liburcu-qsbr
+CLIENT_PKGS := libngtcp2 libngtcp2_crypto_gnutls gnutls nettle liburcu-qsbr
 CLIENT_DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(CLIENT_PKGS) 2>/dev/null)
 PIC_CFLAGS := $(filter-out -DROOST_SANITIZE=1,$(CFLAGS_BASE)) -O2 -fPIC \
 	-ffunction-sections -fdata-sections $(CFLAGS)

@@ -17,6 +17,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "proto/frame.h"
+#include "quic/qcrypto.h"
 #include "quic/quic_int.h"
 
 #define CLOSE_RESENDS 4
@@ -469,18 +470,20 @@ void quic_ep_init(struct quic_ep *ep, enum quic_role role, const struct quic_app
     cb->recv_crypto_data = quic_recv_crypto_data_cb;
     cb->handshake_completed = handshake_completed_cb;
     cb->handshake_confirmed = handshake_confirmed_cb;
-    cb->encrypt = ngtcp2_crypto_encrypt_cb;
-    cb->decrypt = ngtcp2_crypto_decrypt_cb;
-    cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
+    /* Either kind of key context: ngtcp2_crypto_gnutls's or nettle's
+     * (a server's 1-RTT keys, qcrypto.h). */
+    cb->encrypt = qcrypto_encrypt_cb;
+    cb->decrypt = qcrypto_decrypt_cb;
+    cb->hp_mask = qcrypto_hp_mask_cb;
     cb->recv_stream_data = recv_stream_data_cb;
     cb->acked_stream_data_offset = acked_stream_cb;
     cb->stream_reset = stream_reset_cb;
     cb->stream_stop_sending = stream_stop_sending_cb;
     cb->stream_close = stream_close_cb;
     cb->rand = rand_cb;
-    cb->update_key = ngtcp2_crypto_update_key_cb;
-    cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
-    cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+    cb->update_key = qcrypto_update_key_cb;
+    cb->delete_crypto_aead_ctx = qcrypto_delete_aead_ctx_cb;
+    cb->delete_crypto_cipher_ctx = qcrypto_delete_cipher_ctx_cb;
     cb->recv_datagram = recv_datagram_cb;
     cb->ack_datagram = ack_datagram_cb;
     cb->lost_datagram = lost_datagram_cb;
@@ -525,6 +528,8 @@ int quic_conn_tls_init(struct quic_conn *c, gnutls_priority_t prio, struct quic_
     if ((server ? ngtcp2_crypto_gnutls_configure_server_session(c->tls)
                 : ngtcp2_crypto_gnutls_configure_client_session(c->tls)) != 0)
         return ROOST_ECRYPTO;
+    if (server)
+        qcrypto_configure_server_session(c->tls);
     gnutls_session_set_ptr(c->tls, &c->ref);
     if (gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, creds->cred) != 0)
         return ROOST_ECRYPTO;

@@ -9,6 +9,8 @@
  *   server.c  a worker's server: accept, server callbacks (CID table,
  *             reset tokens), forwarding, socket readiness, its dirty list
  *   servertls.c the server end's TLS session: credentials, ALPN, tickets
+ *   qcrypto.c packet protection callbacks; a server's 1-RTT keys on
+ *             nettle instead of gnutls (qcrypto.h)
  *   stateless.c the server's replies without a connection (version
  *             negotiation, reset, Retry, close), rate-limited
  *   client.c  the client end: TLS client sessions and verification, a
