@@ -253,25 +253,30 @@ int qcrypto_update_key_cb(ngtcp2_conn *conn, uint8_t *rx_secret, uint8_t *tx_sec
 {
     const ngtcp2_crypto_ctx *ctx = ngtcp2_conn_get_crypto_ctx(conn);
     const ngtcp2_crypto_aead *aead = &ctx->aead;
-    if (!aead_alg(aead))
+    if (!aead_alg(aead) || !ngtcp2_conn_is_server(conn)) /* the client keeps gnutls's */
         return ngtcp2_crypto_update_key_cb(conn, rx_secret, tx_secret, rx_aead_ctx, rx_iv,
                                            tx_aead_ctx, tx_iv, current_rx_secret, current_tx_secret,
                                            secretlen, user_data);
     const ngtcp2_crypto_md *md = &ctx->md;
     uint32_t version = ngtcp2_conn_get_negotiated_version(conn);
     uint8_t rx_key[64], tx_key[64];
+    int rc = NGTCP2_ERR_CALLBACK_FAILURE;
     if (update_traffic_secret(rx_secret, md, current_rx_secret, secretlen) != 0 ||
         qcrypto_derive_pp_key(rx_key, rx_iv, NULL, version, aead, md, rx_secret, secretlen) != 0 ||
         update_traffic_secret(tx_secret, md, current_tx_secret, secretlen) != 0 ||
         qcrypto_derive_pp_key(tx_key, tx_iv, NULL, version, aead, md, tx_secret, secretlen) != 0)
-        return NGTCP2_ERR_CALLBACK_FAILURE;
+        goto out;
     if (qcrypto_aead_ctx_init(rx_aead_ctx, aead, rx_key) != 0)
-        return NGTCP2_ERR_CALLBACK_FAILURE;
+        goto out;
     if (qcrypto_aead_ctx_init(tx_aead_ctx, aead, tx_key) != 0) {
         qcrypto_delete_aead_ctx_cb(conn, rx_aead_ctx, user_data);
-        return NGTCP2_ERR_CALLBACK_FAILURE;
+        goto out;
     }
-    return 0;
+    rc = 0;
+out:
+    explicit_bzero(rx_key, sizeof(rx_key)); /* no key copies left on the stack */
+    explicit_bzero(tx_key, sizeof(tx_key));
+    return rc;
 }
 
 /* The 1-RTT branch of ngtcp2_crypto_derive_and_install_{rx,tx}_key
@@ -292,11 +297,12 @@ static int install_app_key(ngtcp2_conn *conn, gnutls_session_t tls, bool rx, con
     uint32_t version = ngtcp2_conn_get_negotiated_version(conn);
     size_t ivlen = ngtcp2_crypto_packet_protection_ivlen(&ctx->aead);
     uint8_t key[64], iv[64], hp_key[64];
-    if (qcrypto_derive_pp_key(key, iv, hp_key, version, &ctx->aead, &ctx->md, secret, secretlen) !=
-        0)
-        return -1;
     ngtcp2_crypto_aead_ctx aead_ctx = {0};
     ngtcp2_crypto_cipher_ctx hp_ctx = {0};
+    int rc = -1;
+    if (qcrypto_derive_pp_key(key, iv, hp_key, version, &ctx->aead, &ctx->md, secret, secretlen) !=
+        0)
+        goto out;
     if (qcrypto_aead_ctx_init(&aead_ctx, &ctx->aead, key) != 0)
         goto fail;
     if (qcrypto_hp_ctx_init(&hp_ctx, &ctx->hp, hp_key) != 0)
@@ -306,11 +312,20 @@ static int install_app_key(ngtcp2_conn *conn, gnutls_session_t tls, bool rx, con
            : ngtcp2_conn_install_tx_key(conn, secret, secretlen, &aead_ctx, iv, ivlen, &hp_ctx);
     if (rv != 0)
         goto fail;
-    return 0;
+    rc = 0;
+    goto out;
 fail:
-    free(untag(hp_ctx.native_handle));
-    free(untag(aead_ctx.native_handle));
-    return -1;
+    /* Not installed: ours to free, through the deleters, which wipe the
+     * key schedules. */
+    if (hp_ctx.native_handle != NULL)
+        qcrypto_delete_cipher_ctx_cb(conn, &hp_ctx, NULL);
+    if (aead_ctx.native_handle != NULL)
+        qcrypto_delete_aead_ctx_cb(conn, &aead_ctx, NULL);
+out:
+    explicit_bzero(key, sizeof(key)); /* no key copies left on the stack */
+    explicit_bzero(iv, sizeof(iv));
+    explicit_bzero(hp_key, sizeof(hp_key));
+    return rc;
 }
 
 static int secret_func(gnutls_session_t tls, gnutls_record_encryption_level_t glevel,
