@@ -284,6 +284,10 @@ struct room_shard {
     uint32_t bucket_mask;
     struct room *owned; /* every owned room (onext/oprev): O(rooms) walks */
     struct room *dirty_head;
+    /* Moved rooms that ended here whose UNALIAS could not be sent (owner.c
+     * room_destroy), by hnext: still published in their table worker's
+     * table, sent again at each turn's end, freed at shutdown. */
+    struct room *unalias;
 
     /* Member side: handle table. */
     struct room_member **mslots;
