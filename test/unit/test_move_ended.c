@@ -6,7 +6,11 @@
  *
  * - An UNALIAS the runtime refuses (ROOST_ENOMEM) must not free the room:
  *   it is still published in its table worker's table, where readers may
- *   hold it. It is sent again at the next turn's end, or freed at shutdown. */
+ *   hold it. It is sent again at the next turn's end, or freed at shutdown.
+ * - A placed room that ended on another worker stays published in its
+ *   table until its UNALIAS arrives; a room of the same id placed there
+ *   again meanwhile must be the one a move asked of the home names, or the
+ *   MOVE_REQ finds nothing and the home's placement stays paused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -272,6 +276,24 @@ static void pump_not0(void)
     }
 }
 
+/* Takes the first message of `type` out of worker w's queue (the others
+ * keep their order): held back, as a ring read later than another. */
+static struct worker_msg hold(unsigned w, uint16_t type)
+{
+    for (unsigned i = R.head[w]; i != R.tail[w]; i++) {
+        if (R.q[w][i % QMAX].type != type)
+            continue;
+        struct worker_msg wm = R.q[w][i % QMAX];
+        for (unsigned k = i; k + 1 != R.tail[w]; k++)
+            R.q[w][k % QMAX] = R.q[w][(k + 1) % QMAX];
+        R.tail[w]--;
+        return wm;
+    }
+    fail_msg("no message of type 0x%x for worker %u", type, w);
+    struct worker_msg none = {0};
+    return none;
+}
+
 /* A placed room (pack: home 1, made on 0, in 0's table) moved to 2 ends
  * there; the runtime refuses its UNALIAS to 0. The room stays published in
  * 0's table and valid (without the fix the refused message's release freed
@@ -332,11 +354,75 @@ static void test_unalias_refused_shutdown(void **state)
     r_stop_discard();
 }
 
+/* Pack, home 1: a room placed on 0 (table 0, slot 0) moved to 2 ends
+ * there; its UNALIAS to 0 is read late (another ring), so it is still
+ * published in 0's table when the same id is placed on 0 again (slot 1).
+ * A move asked of the home then must name the live room: the stale one is
+ * owned by 2, not where the placement is (0). Without the fix the home
+ * found the stale room first, its MOVE_REQ found nothing on 0, and the
+ * placement stayed paused: a later JOIN was never answered. */
+static void test_move_placed_again_stale(void **state)
+{
+    (void)state;
+    r_start_pack(100);
+    const char *id = home_room(1, 0);
+    struct ep a, b, d, c, e;
+    join3(&a, &b, &d, id);
+    struct room *old = find(0, id);
+    assert_int_equal(old->slot, 0);
+    assert_int_equal(move(1, id, 2), 0);
+    r_pump();
+    assert_ptr_equal(find(2, id), old);
+    del3(&a, &b, &d);
+    pump_not0(); /* it ends on 2; its DROP settles the home's placement */
+    assert_true(no_placements());
+    struct worker_msg unalias = hold(0, ROOM_MSG_UNALIAS);
+    assert_ptr_equal(R.sh->tables[0].slots[0], old); /* still published */
+    /* The same id again: placed on 0 (pack), a new room in slot 1. */
+    ep_new(&c, 1);
+    ep_join(&c, id, "c");
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    struct room *r = find(0, id);
+    assert_non_null(r);
+    assert_ptr_not_equal(r, old);
+    assert_int_equal(r->slot, 1);
+    assert_int_equal(room_member_owner(c.m), 0);
+    /* The move names the live room; it arrives on 2. */
+    uint32_t n = 0;
+    assert_int_equal(room_shard_move(R.s[1], (const uint8_t *)id, strlen(id), 2, &n), 0);
+    ep_new(&e, 2);
+    ep_join(&e, id, "e"); /* waits while the move is asked, then goes on */
+    r_pump();
+    assert_int_equal(e.joined_cb, 1);
+    assert_int_equal(e.last_code, 0);
+    assert_ptr_equal(find(2, id), r);
+    assert_null(find(0, id));
+    assert_int_equal(room_shard_room_at(R.s[1], (const uint8_t *)id, strlen(id)), 2);
+    assert_int_equal(room_member_owner(c.m), 2);
+    assert_int_equal(room_member_owner(e.m), 2);
+    assert_int_equal(n, 1); /* the live room's members */
+    /* The stale room's UNALIAS arrives at last: its slot goes, not the
+     * live room's. */
+    assert_true(R.tail[0] - R.head[0] < QMAX);
+    R.q[0][R.tail[0]++ % QMAX] = unalias;
+    r_pump();
+    assert_null(R.sh->tables[0].slots[0]);
+    assert_ptr_equal(R.sh->tables[0].slots[1], r);
+    room_member_del(c.m);
+    room_member_del(e.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unalias_refused_kept),
         cmocka_unit_test(test_unalias_refused_shutdown),
+        cmocka_unit_test(test_move_placed_again_stale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
