@@ -329,6 +329,7 @@ static void send_ack(struct room_shard *s, const struct join_req *jr, uint32_t c
     if (r != NULL) {
         a->room_slot = r->slot;
         a->room_gen = r->gen;
+        a->moves = r->moves;
     }
     a->owner = (uint16_t)(r != NULL ? r->tab : s->id);
     a->at = (uint16_t)s->id;
