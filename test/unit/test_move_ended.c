@@ -417,12 +417,63 @@ static void test_move_placed_again_stale(void **state)
     r_stop();
 }
 
+/* Shutdown with placed rooms alive (pack: homes 1 and 2, made on 0) and
+ * messages of every kind of theirs in the queues: media (FANOUT), a JOIN
+ * routed by the home (FWD), a LEAVE, JOIN answers and presence (ACK,
+ * EVENTS), a PLACE not yet applied, and a moved placed room's MOVE. The
+ * discard and the shards' end release every buffer and room (r_stop_discard
+ * checks buf_live; ASan: no leak). */
+static void test_shutdown_placed_alive(void **state)
+{
+    (void)state;
+    r_start_pack(100);
+    const char *id = home_room(1, 0), *id2 = home_room(2, 1), *id3 = home_room(1, 2);
+    struct ep a, b, d, e, f, g, h;
+    join3(&a, &b, &d, id);
+    assert_non_null(find(0, id));
+    ep_new(&g, 2);
+    ep_join(&g, id3, "g");
+    r_pump();
+    assert_non_null(find(0, id3));
+    uint8_t buf[64];
+    struct media_hdr mh = {.stream_id = 1, .seq = 1};
+    assert_int_equal(media_c2r_encode(&mh, buf, sizeof(buf)), MEDIA_C2R_HDR_LEN);
+    memset(buf + MEDIA_C2R_HDR_LEN, 0xab, 8);
+    assert_int_equal(room_publish(a.m, buf, MEDIA_C2R_HDR_LEN + 8), 0); /* FANOUTs to 1, 2 */
+    ep_new(&e, 2);
+    ep_join(&e, id, "e");
+    assert_true(r_step(1)); /* routed: the FWD JOIN waits for 0 */
+    ep_new(&f, 1);
+    ep_join(&f, id, "f");
+    assert_true(r_step(1));
+    assert_true(r_step(0));   /* e applied on 0 */
+    assert_true(r_step(0));   /* f applied */
+    room_shard_flush(R.s[0]); /* ACKs to 1, 2; EVENTS to 0, 1, 2 */
+    room_member_del(d.m);     /* its LEAVE waits for the home */
+    ep_new(&h, 1);
+    ep_join(&h, id2, "h"); /* a new room: its JOIN waits for its home (2) */
+    assert_int_equal(move(2, id2, 1), ROOST_ENOENT);
+    assert_int_equal(move(1, id3, 2), 0); /* a MOVE_REQ to 0 */
+    assert_true(R.tail[0] != R.head[0]);
+    while (r_step(0))
+        ; /* the MOVE_REQ: id3's MOVE waits for 2 */
+    assert_null(find(0, id3));
+    room_member_del(a.m);
+    room_member_del(b.m);
+    room_member_del(e.m);
+    room_member_del(f.m);
+    room_member_del(g.m);
+    room_member_del(h.m);
+    r_stop_discard();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unalias_refused_kept),
         cmocka_unit_test(test_unalias_refused_shutdown),
         cmocka_unit_test(test_move_placed_again_stale),
+        cmocka_unit_test(test_shutdown_placed_alive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
