@@ -7,7 +7,8 @@
  * current owner, and a REHOME of a later move may reach it before the
  * answer of the owner the room has left since. The answer carries the
  * room's move count (ack_hdr.moves) so that the member orders both: the
- * first REHOME is stale, the second names the owner.
+ * first REHOME is stale, the second names the owner (and, when it asks the
+ * room's members to follow, the member follows once joined).
  *
  * Four workers, driven by hand as test_room_move.c does (a router with one
  * queue per destination worker, room_dispatch_one): the room's home (0),
@@ -353,11 +354,59 @@ static void test_rehome_before_join_answer(void **state)
     r_stop();
 }
 
+/* As above, with a REHOME that asks every member to follow the room (a
+ * small room: affinity_max_members 8): c, whose answer comes after it, is
+ * asked to move to the room's owner (2) once it is joined. Members join
+ * while not movable (no ROOM_JOIN_MOVE for a small room); c becomes
+ * movable before the REHOME. */
+static void test_rehome_follow_before_join_answer(void **state)
+{
+    (void)state;
+    r_start(8);
+    const char *id = home_room(0, 0);
+    struct ep a, d, c;
+    ep_new(&a, 0);
+    ep_new(&d, 3);
+    room_member_set_movable(a.m, false);
+    room_member_set_movable(d.m, false);
+    ep_join(&a, id, "a");
+    ep_join(&d, id, "d");
+    r_pump();
+    assert_int_equal(d.last_code, 0);
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    ep_new(&c, 3);
+    room_member_set_movable(c.m, false);
+    ep_join(&c, id, "c");
+    room_member_set_movable(c.m, true);
+    assert_true(r_step(0));
+    assert_true(r_step(1));
+    room_shard_flush(R.s[1]);
+    struct worker_msg ack = hold(3, ROOM_MSG_ACK);
+    assert_int_equal(move(0, id, 2), 0);
+    r_pump();
+    assert_int_equal(c.moved_to, -1);
+    release(3, &ack);
+    r_pump();
+    assert_true(room_member_joined(c.m));
+    assert_int_equal(room_member_owner(c.m), 2);
+    assert_int_equal(c.moved_to, 2);
+    assert_int_equal(d.moved_to, -1); /* not movable */
+    room_member_del(a.m);
+    room_member_del(c.m);
+    room_member_del(d.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stale_rehome_after_join),
         cmocka_unit_test(test_rehome_before_join_answer),
+        cmocka_unit_test(test_rehome_follow_before_join_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
