@@ -363,7 +363,13 @@ void worker_pool_del(struct worker_pool *p)
     worker_pool_stop(p);
     /* Workers whose thread ran have discarded their inbound messages. What
      * is left (a pool never started, or a thread never created) is handed to
-     * on_discard here, on the calling thread: no worker thread exists. */
+     * on_discard here, on the calling thread: no worker thread exists. Ring
+     * writes such a worker staged (worker_send from the calling thread, the
+     * tests' hand-driven shards) are published first, as a worker thread
+     * does before its exit barrier: the discard only sees published ones. */
+    for (unsigned i = 0; i < p->n; i++)
+        if (!p->w[i]->thread_created)
+            worker_publish_all(p->w[i]);
     for (unsigned i = 0; i < p->n; i++) {
         struct worker *w = p->w[i];
         if (!w->thread_created)

@@ -408,6 +408,7 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
     m->rebinding = false;
     m->moved_version = 0;
     m->rehome_moves = 0; /* a new room (or the same id begun again) */
+    m->rehomed = m->follow = false;
     m->perms = (uint8_t)perms;
     m->room_len = (uint8_t)room_len;
     memcpy(m->room_id, room_id, room_len);
@@ -438,10 +439,15 @@ void member_on_ack(struct room_shard *s, struct buf *b)
         if (m == NULL || !m->rebinding || m->join_seq != a->join_seq)
             return;
         m->rebinding = false;
-        /* A REHOME meanwhile is newer than the answer: it decides. */
-        bool follow = m->rehomed ? m->follow : a->code == ROOM_REBIND_FOLLOW;
-        if (!m->rehomed)
+        /* A REHOME meanwhile decides unless it is of an earlier move than
+         * the answer (it came late, from another worker's ring). */
+        bool rehome = m->rehomed && m->rehome_moves >= a->moves;
+        bool follow = rehome ? m->follow : a->code == ROOM_REBIND_FOLLOW;
+        if (!rehome) {
             m->at = a->at;
+            if (a->moves > m->rehome_moves)
+                m->rehome_moves = a->moves;
+        }
         m->rehomed = m->follow = false;
         if (a->code != ROOM_REBIND_GONE) {
             m->moved_version = a->version;
@@ -467,19 +473,31 @@ void member_on_ack(struct room_shard *s, struct buf *b)
      * owner (after the JOIN, same ring), so just drop the answer. */
     if (m == NULL || m->state != MEMBER_JOINING || m->join_seq != a->join_seq)
         return;
+    bool follow = false;
     if (a->code == 0) {
         m->owner = a->owner;
-        m->at = a->at;
         m->room_slot = a->room_slot;
         m->room_gen = a->room_gen;
         m->joined_version = a->version;
         m->events_seen = a->version;
+        /* The room's moves so far: a REHOME of an earlier one is stale. A
+         * REHOME of a later move that came first (move_on_rehome) names
+         * the owner. */
+        if (m->rehomed && m->rh_tab == a->owner && m->rh_slot == a->room_slot &&
+            m->rh_gen == a->room_gen && m->rehome_moves > a->moves) {
+            m->at = m->rh_at;
+            follow = m->follow;
+        } else {
+            m->at = a->at;
+            m->rehome_moves = a->moves;
+        }
         member_cache_stop(s, m); /* a new room: room_member_cache starts afresh */
     } else {
         m->state = MEMBER_IDLE;
         if (a->code == ROOM_JOIN_MOVE)
             m->owner = m->at = a->at;
     }
+    m->rehomed = m->follow = false;
     deliver_frames(s, m, b->data + sizeof(*a), a->frames_len);
     if (a->code == 0) {
         /* JOINED went out; the other senders' caches follow, then live
@@ -489,6 +507,12 @@ void member_on_ack(struct room_shard *s, struct buf *b)
     }
     if (s->ops->joined)
         s->ops->joined(m->ep, a->code, s->arg);
+    /* Asked to follow its room by that REHOME: once it is joined. */
+    if (follow && m->at != s->id && m->state == MEMBER_JOINED && m->movable &&
+        s->ops->move != NULL) {
+        ROOM_STAT_INC(s, member_moves);
+        s->ops->move(m->ep, m->at, s->arg);
+    }
 }
 
 void member_on_events(struct room_shard *s, const struct events_msg *em)

@@ -411,6 +411,30 @@ struct buf *move_events_since(const struct room *r, uint64_t seen)
 
 /* ----------------------------------------------------------- member side */
 
+/* A REHOME for a member whose JOIN is in r's snapshot but not answered
+ * yet: the answer may come from the room's previous owner, behind this
+ * (another worker's ring). Kept for member_on_ack, which applies it when
+ * the answer is of this room and of an earlier move. A member joining
+ * another room id (its entry here is from before a LEAVE) is not
+ * concerned. Reader side: r's id never changes. */
+static void rehome_joining(struct room_member *m, const struct room *r, const struct rehome_msg *rm,
+                           bool follow)
+{
+    if (m->room_len != r->id_len || memcmp(m->room_id, r->id, r->id_len) != 0)
+        return;
+    bool same = m->rehomed && m->rh_tab == rm->tab && m->rh_slot == rm->room_slot &&
+                m->rh_gen == rm->room_gen;
+    if (same && rm->moves < m->rehome_moves)
+        return; /* an earlier move's, after a later one's */
+    m->rehomed = true;
+    m->rh_tab = (uint16_t)rm->tab;
+    m->rh_slot = rm->room_slot;
+    m->rh_gen = rm->room_gen;
+    m->rh_at = rm->at;
+    m->rehome_moves = rm->moves;
+    m->follow = follow && m->movable;
+}
+
 void move_on_rehome(struct room_shard *s, const struct rehome_msg *rm)
 {
     rcu_read_lock();
@@ -421,6 +445,10 @@ void move_on_rehome(struct room_shard *s, const struct rehome_msg *rm)
     bool follow = (rm->from == ROOM_MOVE_ANY || rm->from == s->id) && rm->at != s->id;
     for (uint32_t i = 0; i < n; i++) {
         struct room_member *m = room_member_resolve(s, e[i].slot, e[i].gen);
+        if (m != NULL && m->state == MEMBER_JOINING && !m->rebinding) {
+            rehome_joining(m, r, rm, follow);
+            continue;
+        }
         if (m == NULL || m->state != MEMBER_JOINED || m->owner != rm->tab ||
             m->room_slot != rm->room_slot || m->room_gen != rm->room_gen)
             continue;

@@ -70,6 +70,14 @@ void owner_free_rooms(struct room_shard *s)
         s->buckets[b] = NULL;
     }
     s->owned = NULL;
+    /* Ended here, their UNALIAS never sent: unpublished from their table
+     * and freed now (no reader is left). */
+    while (s->unalias != NULL) {
+        struct room *r = s->unalias;
+        s->unalias = r->hnext;
+        rcu_assign_pointer(s->sh->tables[r->tab].slots[r->slot], NULL);
+        owner_room_free(r);
+    }
     while (s->parked != NULL) {
         struct parked_join *p = s->parked;
         s->parked = p->next;
@@ -117,6 +125,41 @@ static int room_create(struct room_shard *s, const uint8_t *id, size_t len, uint
     return 0;
 }
 
+/* A moved room that ended here goes back to its table's worker, which
+ * unpublishes and frees it (owner_room_unalias). Not room_send: on a
+ * failed send its release would free the room while it is still published
+ * in that table (readers there may hold it); the caller keeps it instead.
+ * Returns 0 (r is the table worker's now) or the send's error. */
+static int unalias_send(struct room_shard *s, struct room *r)
+{
+    struct worker_msg wm;
+    struct room *rp = r;
+    memset(&wm, 0, sizeof(wm));
+    wm.type = ROOM_MSG_UNALIAS;
+    memcpy(wm.u.bytes, &rp, sizeof(rp));
+    /* OWED: refused only when a spill queue cannot grow (ROOST_ENOMEM). */
+    return s->send_hook != NULL ? s->send_hook(s->send_hook_arg, r->tab, &wm)
+                                : worker_send(s->w, r->tab, &wm, WORKER_MSG_OWED);
+}
+
+/* Sends again the UNALIAS messages that could not go (room_destroy); those
+ * that fail again wait for the next turn. */
+static void unalias_retry(struct room_shard *s)
+{
+    struct room *r = s->unalias;
+    s->unalias = NULL;
+    struct room **tail = &s->unalias;
+    while (r != NULL) {
+        struct room *next = r->hnext;
+        r->hnext = NULL;
+        if (unalias_send(s, r) != 0) {
+            *tail = r;
+            tail = &r->hnext;
+        }
+        r = next;
+    }
+}
+
 static void room_destroy(struct room_shard *s, struct room *r)
 {
     struct room_table *t = &s->sh->tables[s->id];
@@ -142,14 +185,16 @@ static void room_destroy(struct room_shard *s, struct room *r)
     if (with_drop)
         return;
     if (moved) {
-        struct worker_msg wm;
-        struct room *rp = r;
-        memset(&wm, 0, sizeof(wm));
-        wm.type = ROOM_MSG_UNALIAS;
-        memcpy(wm.u.bytes, &rp, sizeof(rp));
-        int rc = room_send_cls(s, r->tab, &wm, WORKER_MSG_OWED);
-        if (rc != 0) /* still published there: leaked rather than freed under readers */
-            log_error("event=room_unalias_lost tab=%u err=\"%s\"", r->tab, roost_strerror(rc));
+        r->hnext = NULL;
+        int rc = unalias_send(s, r);
+        if (rc != 0) {
+            /* Still published in r->tab's table: never freed here (readers
+             * there may hold it). Kept and sent again at the next turn's
+             * end (room_shard_flush), so its slot is not lost either. */
+            log_error("event=room_unalias_deferred tab=%u err=\"%s\"", r->tab, roost_strerror(rc));
+            r->hnext = s->unalias;
+            s->unalias = r;
+        }
         return;
     }
     /* Readers that resolved the room before it was unpublished may still
@@ -284,6 +329,7 @@ static void send_ack(struct room_shard *s, const struct join_req *jr, uint32_t c
     if (r != NULL) {
         a->room_slot = r->slot;
         a->room_gen = r->gen;
+        a->moves = r->moves;
     }
     a->owner = (uint16_t)(r != NULL ? r->tab : s->id);
     a->at = (uint16_t)s->id;
@@ -781,6 +827,8 @@ static void room_flush_one(struct room_shard *s, struct room *r)
 
 void room_shard_flush(struct room_shard *s)
 {
+    if (s->unalias != NULL)
+        unalias_retry(s);
     struct room *r = s->dirty_head;
     s->dirty_head = NULL;
     while (r != NULL) {

@@ -146,15 +146,29 @@ static struct placement **placement_by_handle(struct room_shard *s, uint64_t h, 
 /* A placed room, owned elsewhere and published in worker p->tab's table:
  * found by a scan of that table (admin path only; tables do not grow).
  * Caller holds a read section; NULL while the PLACE has made no room yet
- * or after the room was unpublished. */
+ * or after the room was unpublished.
+ *
+ * The table may still publish an ended room of the same id: one that
+ * moved on from there and ended on another worker, whose UNALIAS has not
+ * reached the table worker yet (owner.c room_destroy) while the id was
+ * placed there again. Its MOVE_REQ would find nothing on p->at and get no
+ * answer (the placement would stay paused). So once the placement knows
+ * its room's handle (a move was asked or made) only that handle is taken;
+ * before, only a room owned where the placement says: the room it placed
+ * there has not moved (own == tab == at), an ended one in that table had
+ * moved away from it (own != tab). */
 static struct room *place_room_find(struct room_shard *s, const struct placement *p)
 {
     const struct room_table *t = &s->sh->tables[p->tab];
     for (uint32_t i = 0; i < t->cap; i++) {
         struct room *r = rcu_dereference(t->slots[i]);
-        if (r != NULL && r->hash == p->hash && r->id_len == p->id_len &&
-            memcmp(r->id, p->id, p->id_len) == 0)
-            return r;
+        if (r == NULL || r->hash != p->hash || r->id_len != p->id_len ||
+            memcmp(r->id, p->id, p->id_len) != 0)
+            continue;
+        if (p->handle ? r->slot != p->slot || r->gen != p->gen
+                      : atomic_load_explicit(&r->own, memory_order_acquire) != p->at)
+            continue;
+        return r;
     }
     return NULL;
 }

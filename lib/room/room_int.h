@@ -238,6 +238,14 @@ struct room_member {
      * from an earlier move that arrives later (REHOMEs of two moves come
      * from two workers, on rings with no order between them) is stale. */
     uint32_t rehome_moves;
+    /* A REHOME that reached a JOINING member already in the room's
+     * snapshot (before the JOIN's answer, which may come from the room's
+     * previous owner): the room's handle (rh_tab, rh_slot, rh_gen), its
+     * owner rh_at, its move count in rehome_moves, whether to follow in
+     * `follow`, flagged by `rehomed`. The answer applies it when it is of
+     * that room and older (member_on_ack). */
+    uint16_t rh_tab, rh_at;
+    uint32_t rh_slot, rh_gen;
     /* The snapshot version that put a re-bound member on this worker:
      * FANOUT and EVENTS made from an older one are skipped (its old
      * worker had them). 0: never moved. */
@@ -284,6 +292,10 @@ struct room_shard {
     uint32_t bucket_mask;
     struct room *owned; /* every owned room (onext/oprev): O(rooms) walks */
     struct room *dirty_head;
+    /* Moved rooms that ended here whose UNALIAS could not be sent (owner.c
+     * room_destroy), by hnext: still published in their table worker's
+     * table, sent again at each turn's end, freed at shutdown. */
+    struct room *unalias;
 
     /* Member side: handle table. */
     struct room_member **mslots;
@@ -362,6 +374,10 @@ struct ack_hdr {
     uint16_t at;    /* the worker that answered (the room's owner) */
     uint64_t version;
     uint32_t frames_len; /* framed messages follow */
+    /* The room's move count (room.moves) when it answered: a REHOME of an
+     * earlier move that reaches the member later (rings from different
+     * workers have no order between them) is stale (member.c, move.c). */
+    uint32_t moves;
 };
 
 struct leave_req {
