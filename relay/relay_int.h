@@ -161,6 +161,10 @@ struct relay {
      * (relay_affinity_resolve; 0: off); affinity_setting is as given. */
     struct relay_config cfg;
     uint32_t affinity_setting;
+    /* cfg.placement is the placement in force (relay_placement_resolve);
+     * placement_setting as given, placement_why the rule (static). */
+    uint8_t placement_setting;
+    const char *placement_why;
     struct quic_shared *qsh;
     struct ws_shared *wsh; /* NULL without a WebSocket listener */
     struct room_shared *rsh;
