@@ -107,8 +107,11 @@ static unsigned burst(struct test_relay *tr, struct roost_client *cl, struct par
     assert_true(echo_client_until(cl, part_all_answered, &all, WAIT_MS));
     for (unsigned i = 0; i < NPARTS; i++)
         if (!v[i].joined)
-            fail_msg("%s in %s: not joined (closed %d, reject %u)", v[i].name, v[i].room,
-                     v[i].closed, v[i].reject_code);
+            fail_msg("%s in %s: not joined (closed %d: remote %d app %d opened %d idle %d code "
+                     "0x%llx liberr %d; reject %u)",
+                     v[i].name, v[i].room, v[i].closed, v[i].ci.remote, v[i].ci.app, v[i].ci.opened,
+                     v[i].ci.idle, (unsigned long long)v[i].ci.code, v[i].ci.liberr,
+                     v[i].reject_code);
     /* Joined members do not move on their own (no room move is asked):
      * what is split now stays split; the wait is for re-binds only. */
     struct env e = {.r = tr->r, .v = v};
