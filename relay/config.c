@@ -122,10 +122,11 @@ static const struct config_key keys[K_COUNT] = {
     [K_OWNER_SHARE_MAX] = {"limits", "owner_share_max", CONFIG_UINT, "0", 0, 100, false,
                            "percent of the relay's participants one worker may own before "
                            "new rooms hashing to it go to the next hash's worker; 0: off"},
-    [K_PLACEMENT] = {"limits", "placement", CONFIG_STR, "spread", 0, 0, false,
-                     "where new rooms go: spread (the worker the room id hashes to) or pack "
+    [K_PLACEMENT] = {"limits", "placement", CONFIG_STR, "auto", 0, 0, false,
+                     "where new rooms go: spread (the worker the room id hashes to), pack "
                      "(the lowest-numbered worker owning fewer than pack_members participants; "
-                     "idle workers sleep)"},
+                     "idle workers sleep) or auto: pack when room affinity is in force, else "
+                     "spread"},
     [K_PACK_MEMBERS] = {"limits", "pack_members", CONFIG_UINT, STR(ROOM_DEFAULT_PACK_MEMBERS), 1,
                         UINT32_MAX, false,
                         "placement = pack: participants a worker owns before new rooms go to "
@@ -431,12 +432,14 @@ int config_set(struct config *c, const char *name, const char *value, const char
         r->owner_share_max = (uint32_t)v;
         break;
     case K_PLACEMENT:
-        if (strcmp(value, "spread") == 0) {
+        if (strcmp(value, "auto") == 0) { /* resolved by relay_new (relay_placement_resolve) */
+            r->placement = ROOM_PLACE_AUTO;
+        } else if (strcmp(value, "spread") == 0) {
             r->placement = ROOM_PLACE_SPREAD;
         } else if (strcmp(value, "pack") == 0) {
             r->placement = ROOM_PLACE_PACK;
         } else {
-            ferr(err, err_len, "%s", "expected spread or pack");
+            ferr(err, err_len, "%s", "expected auto, spread or pack");
             return ROOST_EINVAL;
         }
         break;

@@ -223,6 +223,12 @@ int metrics_render(struct relay *r, char **out, size_t *len)
          "1 for the placement of new rooms in force ([limits] placement): spread (by hash) or "
          "pack (fill the lowest-numbered worker up to pack_members participants).");
     put(&b, "roost_placement{mode=\"%s\"} 1\n", relay_placement(r));
+    head(&b, "roost_placement_setting", "gauge",
+         "1 for the placement in force and why: explicit ([limits] placement = spread|pack), "
+         "auto:affinity / auto:no_affinity (auto: pack iff room affinity is in force), "
+         "auto:cluster / cluster (a cluster relay always spreads).");
+    put(&b, "roost_placement_setting{setting=\"%s\",why=\"%s\"} 1\n", relay_placement(r),
+        relay_placement_why(r));
     head(&b, "roost_pack_members", "gauge",
          "Participants a worker owns before pack places new rooms on the next ([limits] "
          "pack_members).");

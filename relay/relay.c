@@ -290,6 +290,26 @@ uint32_t relay_affinity_resolve(uint32_t setting, const char *steering_mode)
     return setting == RELAY_OFF ? 0 : setting;
 }
 
+uint8_t relay_placement_resolve(uint8_t setting, uint32_t affinity, bool cluster, const char **why)
+{
+    bool is_auto = setting != ROOM_PLACE_SPREAD && setting != ROOM_PLACE_PACK;
+    if (cluster) {
+        *why = is_auto ? "auto:cluster" : setting == ROOM_PLACE_PACK ? "cluster" : "explicit";
+        return ROOM_PLACE_SPREAD;
+    }
+    if (!is_auto) {
+        *why = "explicit";
+        return setting;
+    }
+    *why = affinity > 0 ? "auto:affinity" : "auto:no_affinity";
+    return affinity > 0 ? ROOM_PLACE_PACK : ROOM_PLACE_SPREAD;
+}
+
+const char *relay_placement_why(const struct relay *r)
+{
+    return r->placement_why != NULL ? r->placement_why : "explicit";
+}
+
 const char *relay_placement(const struct relay *r)
 {
     return r->cfg.placement == ROOM_PLACE_PACK ? "pack" : "spread";
@@ -436,7 +456,8 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         /* A cluster's gate and trunks find a room at
          * its hash owner: no placement there. */
         .owner_share_max = cfg->cluster_relay_id[0] ? 0 : cfg->owner_share_max,
-        .placement = cfg->cluster_relay_id[0] ? ROOM_PLACE_SPREAD : cfg->placement,
+        .placement = relay_placement_resolve(cfg->placement, r->cfg.affinity_max_members,
+                                             cfg->cluster_relay_id[0] != '\0', &r->placement_why),
         .pack_members = cfg->pack_members,
         .keyframe_cap = cfg->keyframe_cap,
         .prefill_ms = cfg->prefill_ms,
@@ -448,9 +469,14 @@ int relay_new(struct relay **out, const struct relay_config *cfg)
         goto fail;
     r->cfg.placement = lim.placement;
     r->cfg.pack_members = lim.pack_members ? lim.pack_members : ROOM_DEFAULT_PACK_MEMBERS;
-    log_info("event=placement placement=%s pack_members=%u setting=%s workers=%u",
-             relay_placement(r), r->cfg.pack_members,
-             cfg->placement == ROOM_PLACE_PACK ? "pack" : "spread", r->n_workers);
+    r->placement_setting = cfg->placement;
+    log_info("event=placement placement=%s why=%s pack_members=%u setting=%s "
+             "affinity_max_members=%u workers=%u",
+             relay_placement(r), r->placement_why, r->cfg.pack_members,
+             cfg->placement == ROOM_PLACE_PACK     ? "pack"
+             : cfg->placement == ROOM_PLACE_SPREAD ? "spread"
+                                                   : "auto",
+             r->cfg.affinity_max_members, r->n_workers);
     rc = cluster_new(&r->cluster, r, cfg);
     if (rc != 0)
         goto fail;
@@ -666,8 +692,7 @@ int relay_reload(struct relay *r, const struct relay_config *cfg)
         {"max_members", cfg->max_members != r->cfg.max_members},
         {"affinity_max_members", cfg->affinity_max_members != r->affinity_setting},
         {"owner_share_max", cfg->owner_share_max != r->cfg.owner_share_max},
-        {"placement",
-         (cfg->cluster_relay_id[0] ? ROOM_PLACE_SPREAD : cfg->placement) != r->cfg.placement},
+        {"placement", cfg->placement != r->placement_setting},
         {"pack_members", (cfg->pack_members ? cfg->pack_members : ROOM_DEFAULT_PACK_MEMBERS) !=
                              r->cfg.pack_members},
         {"idle_timeout", cfg->idle_timeout_ns != r->cfg.idle_timeout_ns},

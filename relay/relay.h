@@ -78,7 +78,7 @@ struct relay_config {
     uint32_t max_members;          /* per room; 0: 500 */
     uint32_t affinity_max_members; /* 0: auto, RELAY_OFF: off (relay_affinity_resolve) */
     uint32_t owner_share_max;      /* owner load bound, percent of participants; 0: off */
-    uint8_t placement;             /* ROOM_PLACE_SPREAD (0) or ROOM_PLACE_PACK (room.h) */
+    uint8_t placement;             /* ROOM_PLACE_AUTO (0), _SPREAD or _PACK (room.h) */
     uint32_t pack_members;         /* pack's bound per worker; 0: ROOM_DEFAULT_PACK_MEMBERS */
     unsigned max_conns_per_worker; /* 0: 100000 */
     unsigned max_half_open;        /* per worker, handshakes in flight before Retry; 0: 256 */
@@ -230,9 +230,20 @@ const char *relay_steering_mode(const struct relay *r);
 uint32_t relay_affinity_resolve(uint32_t setting, const char *steering_mode);
 /* The affinity limit in force (resolved at relay_new; 0: off). Any thread. */
 uint32_t relay_affinity_max_members(const struct relay *r);
-/* [limits] placement in force ("spread" or "pack"; spread in a cluster)
- * and pack's bound per worker (pack_members). */
+/* relay_config.placement as set, resolved against the affinity limit in
+ * force (relay_affinity_resolve's result) and whether the relay is in a
+ * cluster: ROOM_PLACE_AUTO gives pack when affinity > 0 (a small room's
+ * members then share its worker, and pack keeps rooms off idle workers),
+ * else spread; a cluster always gets spread (its gate and trunks find a
+ * room at its hash owner). *why (static) says which rule: "explicit",
+ * "auto:affinity", "auto:no_affinity", "auto:cluster" or "cluster" (pack
+ * asked for in a cluster). Returns ROOM_PLACE_SPREAD or _PACK. Pure. */
+uint8_t relay_placement_resolve(uint8_t setting, uint32_t affinity, bool cluster, const char **why);
+/* [limits] placement in force ("spread" or "pack"; spread in a cluster),
+ * why (relay_placement_resolve) and pack's bound per worker
+ * (pack_members). */
 const char *relay_placement(const struct relay *r);
+const char *relay_placement_why(const struct relay *r);
 uint32_t relay_pack_members(const struct relay *r);
 /* The turn cadence cfg gives the workers (worker_config.turn_batch_us and
  * .timer_slack_us): its field, the default for 0, 0 for RELAY_OFF. Pure. */

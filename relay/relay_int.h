@@ -33,6 +33,11 @@
 #define RELAY_DEFAULT_HANDSHAKE_NS QUIC_DEFAULT_HANDSHAKE_TIMEOUT_NS
 #define RELAY_DEFAULT_IDLE_NS QUIC_DEFAULT_IDLE_TIMEOUT_NS
 #define RELAY_DEFAULT_DRAIN_MS 30000u
+/* Hand-offs one JOIN may follow (ROOM_JOIN_MOVE): a JOIN repeated on the
+ * worker it was sent to may find its room placed elsewhere again (the
+ * placement ended or pack moved on meanwhile) and follow it; past this
+ * bound it joins where it is and the home places a new room there. */
+#define RELAY_JOIN_MOVES_MAX 3u
 /* Ring messages of this module (posted by main/admin), beside lib/quic's
  * QUIC_MSG_* (0x01xx) and lib/room's ROOM_MSG_* (0x02xx). */
 #define RELAY_MSG_FIRST 0x0300
@@ -119,6 +124,7 @@ struct session {
     size_t join_len;
     bool in_transit;
     uint32_t moved_pid;
+    unsigned join_moves; /* hand-offs of the JOIN in flight (RELAY_JOIN_MOVES_MAX) */
     /* Live room migration (lib/room/move.c): the connection moves with its
      * room while joined (room_cb_move); keep holds the member's room state
      * between on_detach and on_adopt. */
@@ -155,6 +161,10 @@ struct relay {
      * (relay_affinity_resolve; 0: off); affinity_setting is as given. */
     struct relay_config cfg;
     uint32_t affinity_setting;
+    /* cfg.placement is the placement in force (relay_placement_resolve);
+     * placement_setting as given, placement_why the rule (static). */
+    uint8_t placement_setting;
+    const char *placement_why;
     struct quic_shared *qsh;
     struct ws_shared *wsh; /* NULL without a WebSocket listener */
     struct room_shared *rsh;

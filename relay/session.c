@@ -185,8 +185,10 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
         /* A small room owned elsewhere: the connection moves to the owner
          * and joins from there (session_adopt); still JOINING meanwhile. */
         if (ss->eo->handoff != NULL && ss->join_body != NULL &&
-            ss->eo->handoff(ss->c, room_member_owner(ss->m)) == 0)
+            ss->eo->handoff(ss->c, room_member_owner(ss->m)) == 0) {
+            ss->join_moves++;
             return;
+        }
         ss->state = SESSION_WELCOMED;
         session_reject(ss, PROTO_ERR_INTERNAL, "hand-off to the room's worker failed");
         return;
@@ -195,11 +197,12 @@ static void room_cb_joined(void *ep, uint32_t code, void *arg)
      * is in it. on_ack in lib/room marked the member JOINED (or idle, on a
      * reject) before calling ops->joined. */
     ss->state = SESSION_WELCOMED;
+    ss->join_moves = 0;
     if (code == 0) {
         assert(room_member_joined(ss->m));
         ss->was_joined = true;
         /* A member that came here by a hand-off can move again, with its
-         * room (room_cb_move; a JOIN is never answered MOVE twice). */
+         * room (room_cb_move). */
         room_member_set_movable(ss->m, ss->eo->handoff != NULL);
         timer_cancel(worker_timers(ss->rw->w), &ss->deadline);
         WSTAT_INC(ss->rw, joins_ok);
@@ -605,7 +608,12 @@ void session_adopt(struct relay_worker *rw, struct session *ss)
         return;
     }
     WSTAT_INC(rw, sessions_adopted);
-    /* The JOIN again, from here: this worker owns the room now. */
+    /* The JOIN again, from here: this worker owned the room when it was
+     * answered. It stays movable (a few times): the room's home may have
+     * placed the room elsewhere since (its placement ended, pack moved on),
+     * and a member that could not follow would split the room. */
+    room_member_set_movable(ss->m,
+                            ss->eo->handoff != NULL && ss->join_moves < RELAY_JOIN_MOVES_MAX);
     uint8_t *body = ss->join_body;
     size_t len = ss->join_len;
     ss->join_body = NULL;

@@ -182,17 +182,28 @@ static bool owner_over(const struct room_shared *sh, unsigned w)
 }
 
 /* Where a new room hashing here goes. Pack (room_limits.placement): the
- * lowest-numbered worker that owns fewer than pack_members participants;
+ * lowest-numbered worker that owns fewer than pack_members participants
+ * (with affinity, a joiner that cannot move: its own worker);
  * when every worker owns that many, as spread. Spread: here, unless this
  * worker is over its share; then the first of the next hashes of the id
  * (the hash key with the round number mixed in) that names a worker not
  * over; when none of 2N rounds does, the next worker in id order that is
  * not over; here when every worker is over. */
-static unsigned place_choose(const struct room_shard *s, const uint8_t *id, size_t len)
+static unsigned place_choose(const struct room_shard *s, const struct join_req *jr)
 {
     const struct room_shared *sh = s->sh;
+    const uint8_t *id = jr->room;
+    size_t len = jr->room_len;
     if (sh->n_workers < 2)
         return s->id;
+    /* Pack with room affinity: a joiner that cannot change workers (not
+     * movable: WebSocket, or its JOIN followed the room too often) gets the
+     * room on its own worker. On the pack worker it would be the one member
+     * off the room's worker, for the room's whole life (a split room);
+     * movable joiners follow it there. */
+    if (sh->lim.placement == ROOM_PLACE_PACK && sh->lim.affinity_max_members > 0 && !jr->movable &&
+        jr->worker < sh->n_workers)
+        return jr->worker;
     /* Pack: the lowest-numbered worker under the bound; by hash (below)
      * when every worker is at it. */
     if (sh->lim.placement == ROOM_PLACE_PACK)
@@ -391,7 +402,7 @@ static bool route_home(struct room_shard *s, const struct rmsg *m, uint8_t route
     }
     if (r != NULL || m->jr == NULL || m->jr->rebind)
         return false; /* a re-bind (move.c) makes no room: answered here */
-    unsigned at = place_choose(s, id, len);
+    unsigned at = place_choose(s, m->jr);
     if (at == s->id)
         return false;
     p = calloc(1, sizeof(*p));

@@ -90,7 +90,9 @@ struct room_limits {
      * relay in a cluster (its gate and trunks name rooms by hash owner). */
     uint32_t owner_share_max;
     /* Placement of new rooms (issue 13/14, docs/OPERATIONS.md "Packing
-     * rooms"): ROOM_PLACE_SPREAD (each room on the worker its id hashes
+     * rooms"): ROOM_PLACE_AUTO is resolved by the relay before it gets
+     * here (relay_placement_resolve: pack iff room affinity is in force);
+     * left AUTO it means spread. ROOM_PLACE_SPREAD (each room on the worker its id hashes
      * to, as above) or ROOM_PLACE_PACK: a new room goes to the
      * lowest-numbered worker that owns fewer than pack_members
      * participants, so that few workers carry the load while it is light
@@ -100,7 +102,7 @@ struct room_limits {
     uint32_t pack_members; /* pack's bound per worker; 0: ROOM_DEFAULT_PACK_MEMBERS */
 };
 
-enum { ROOM_PLACE_SPREAD = 0, ROOM_PLACE_PACK = 1 };
+enum { ROOM_PLACE_AUTO = 0, ROOM_PLACE_SPREAD = 1, ROOM_PLACE_PACK = 2 };
 #define ROOM_DEFAULT_PACK_MEMBERS 200
 
 /* ops->joined's code for "join on the owner's worker instead": nothing was

@@ -1379,6 +1379,7 @@ static void run(unsigned test_no, unsigned n_workers, bool hash)
     struct relay_config cfg = {
         .n_workers = n_workers,
         .affinity_max_members = prop_amax(),
+        .placement = ROOM_PLACE_SPREAD, /* the model: a room's owner is its hash owner */
         .idle_timeout_ns = (uint64_t)IDLE_MS * 1000000u,
         .handshake_timeout_ns = (uint64_t)HS_MS * 1000000u,
         .no_steering = hash,

@@ -350,7 +350,8 @@ static void test_admin_endpoints(void **state)
 {
     (void)state;
     struct test_relay tr;
-    struct relay_config cfg = {.n_workers = 2};
+    /* spread: /rooms names each room's hash owner as its owner. */
+    struct relay_config cfg = {.n_workers = 2, .placement = ROOM_PLACE_SPREAD};
     assert_int_equal(test_relay_start(&tr, &cfg), 0);
     struct admin *adm;
     uint16_t ap;

@@ -57,7 +57,10 @@ static void run_on(unsigned R, unsigned S, unsigned amax, bool want_no_fanout, b
     enum { K = 20 };
     int64_t base = buf_live();
     struct test_relay tr;
-    struct relay_config cfg = {.n_workers = 2, .affinity_max_members = amax};
+    /* spread: rooms by hash, their joiners moved to them (placement auto
+     * would pack them under steering). */
+    struct relay_config cfg = {
+        .n_workers = 2, .affinity_max_members = amax, .placement = ROOM_PLACE_SPREAD};
     char secret[64] = "/tmp/roost-aff-secret-XXXXXX";
     if (trunked) {
         int fd = mkstemp(secret);
@@ -266,7 +269,10 @@ static void run_bound(unsigned amax)
     enum { S = 3, K = 20, N = 2 * S };
     int64_t base = buf_live();
     struct test_relay tr;
-    struct relay_config cfg = {.n_workers = 2, .owner_share_max = 50, .affinity_max_members = amax};
+    struct relay_config cfg = {.n_workers = 2,
+                               .owner_share_max = 50,
+                               .affinity_max_members = amax,
+                               .placement = ROOM_PLACE_SPREAD}; /* the owner bound, not pack */
     assert_int_equal(test_relay_start(&tr, &cfg), 0);
     struct roost_client *cl;
     assert_int_equal(test_client_new(&cl), 0);

@@ -106,7 +106,10 @@ static void test_join_spill_full_too_slow(void **st)
     struct test_relay tr;
     /* A JOIN waits for the stalled owner: the JOINING deadline
      * (handshake_timeout) must not end it first. */
+    /* spread: the room is made on its hash owner O (placement auto would
+     * pack it under steering). */
     struct relay_config cfg = {.n_workers = 2,
+                               .placement = ROOM_PLACE_SPREAD,
                                .ring_capacity = 2,
                                .spill_max = 1,
                                .handshake_timeout_ns = 2ull * WAIT_MS * 1000000ull};

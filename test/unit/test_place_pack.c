@@ -65,14 +65,15 @@ static int route_capture(void *arg, unsigned to, struct worker_msg *wm)
     return 0;
 }
 
-static void r_start(uint8_t placement, uint32_t pack_members)
+static void r_start_aff(uint8_t placement, uint32_t pack_members, uint32_t affinity)
 {
     memset(&R, 0, sizeof(R));
     R.buf_base = buf_live();
     for (unsigned i = 0; i < 64; i++)
         R.ack_owner[i] = -1;
     rcu_register_thread();
-    struct room_limits lim = {.placement = placement, .pack_members = pack_members};
+    struct room_limits lim = {
+        .placement = placement, .pack_members = pack_members, .affinity_max_members = affinity};
     assert_int_equal(room_shared_new(&R.sh, N_WORKERS, &lim), 0);
     static const struct worker_ops ops = {0};
     struct worker_config cfg = {.n_workers = N_WORKERS, .no_pin = true};
@@ -82,6 +83,11 @@ static void r_start(uint8_t placement, uint32_t pack_members)
                          0);
         R.s[w]->send_hook = route_capture;
     }
+}
+
+static void r_start(uint8_t placement, uint32_t pack_members)
+{
+    r_start_aff(placement, pack_members, 0);
 }
 
 /* Delivers the oldest message queued for worker w; false when none. */
@@ -179,8 +185,9 @@ static void r_stop(void)
     assert_int_equal(buf_live(), R.buf_base);
 }
 
-/* A member's JOIN (or LEAVE), queued for the room's home as member.c does. */
-static void r_join(uint32_t pid, const char *room)
+/* A member's JOIN (or LEAVE), queued for the room's home as member.c does;
+ * the member is on `worker`, its endpoint movable or not (affinity). */
+static void r_join_from(uint32_t pid, const char *room, unsigned worker, bool movable)
 {
     struct buf *b = buf_new(sizeof(struct join_req));
     assert_non_null(b);
@@ -190,7 +197,8 @@ static void r_join(uint32_t pid, const char *room)
     jr->slot = pid;
     jr->gen = 1;
     jr->join_seq = 1;
-    jr->worker = 0;
+    jr->worker = (uint16_t)worker;
+    jr->movable = movable;
     jr->perms = PERM_ALL;
     jr->room_len = (uint8_t)strlen(room);
     memcpy(jr->room, room, jr->room_len);
@@ -200,6 +208,11 @@ static void r_join(uint32_t pid, const char *room)
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
     route_capture(NULL, room_shared_owner(R.sh, (const uint8_t *)room, strlen(room)), &wm);
+}
+
+static void r_join(uint32_t pid, const char *room)
+{
+    r_join_from(pid, room, 0, false);
 }
 
 static void r_leave(uint32_t pid, const char *room)
@@ -324,6 +337,33 @@ static void test_pack_end_frees_slot(void **state)
     r_stop();
 }
 
+/* Pack with affinity (session 10): a new room's first joiner that cannot
+ * move (a WebSocket member, or a JOIN that followed its room too often) gets
+ * the room on its own worker, not on the pack worker where it would be the
+ * one member off the room's worker; a movable one is sent to the pack
+ * worker (ROOM_JOIN_MOVE) as before. */
+static void test_pack_unmovable_joiner_own_worker(void **state)
+{
+    (void)state;
+    r_start_aff(ROOM_PLACE_PACK, 100, 8);
+    const char *a = home_room(0, 0), *b = home_room(0, 1);
+    r_join_from(1, a, 1, false); /* pack would pick 0 */
+    r_pump();
+    assert_int_equal(R.ack_code[1], 0);
+    assert_int_equal(R.ack_owner[1], 1);
+    assert_int_equal(owner_of(a), 1);
+    r_join_from(2, b, 1, true); /* movable: to the pack worker */
+    r_pump();
+    assert_int_equal(R.ack_code[2], ROOM_JOIN_MOVE);
+    assert_int_equal(R.ack_owner[2], 0);
+    assert_int_equal(owner_of(b), -1);
+    r_leave(1, a);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(r_no_placements());
+    r_stop();
+}
+
 /* Spread (the default): every room on its home. */
 static void test_spread_keeps_hash(void **state)
 {
@@ -346,6 +386,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack_fills_then_spills),
         cmocka_unit_test(test_pack_end_frees_slot),
+        cmocka_unit_test(test_pack_unmovable_joiner_own_worker),
         cmocka_unit_test(test_spread_keeps_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
