@@ -107,7 +107,7 @@ start_relay() {
     wait_http $_pid $_a /healthz
 }
 
-echo "1..42"
+echo "1..46"
 scripts/dev-cert "$T/state" >/dev/null
 $CLI keygen --out "$T/state/token.keys" >/dev/null 2>&1
 
@@ -287,6 +287,24 @@ check_json "floor: talk spurts send less than always-on, server CPU known" "$T/f
 $BENCH --floor --floor-workers 1 --rooms 2 --size 3 --duration 2 --threads 1 --no-pin --rtt 30ms \
     --jitter 2ms --json "$T/floor_rtt.json" >"$T/floor_rtt.out" 2>&1
 check_json "floor: --rtt delays joins a round trip, zero loss, exact per-frame counts" "$T/floor_rtt.json" 'r["join_ns"]["min"] >= 26e6 and r["delivery"]["lost"] == 0 and r["delivery"]["delivered"] > 0 and r["path"]["jitter_ms"] == 2 and r["server"]["per_frame"]["udp_packets_out"] >= 1 and r["server"]["per_frame"]["ack_only_packets_in"] == 0 and r["server"]["per_frame"]["frames_per_packet_out"] == 1'
+
+# --floor-cpus pins the floor's workers apart from the bench threads: on
+# the first CPU this process may use, recorded in the JSON with the bench
+# threads' own CPU per delivered frame; a bad list, a CPU the process may
+# not run on, or the option without --floor are usage errors, named.
+C0=$($PY -c 'import os; print(min(os.sched_getaffinity(0)))')
+$BENCH --floor --floor-workers 1 --floor-cpus "$C0" --rooms 2 --size 3 --duration 1 --threads 1 \
+    --no-pin --slo-p99 1000 --json "$T/floor_cpus.json" >"$T/floor_cpus.out" 2>&1
+check_json "floor: --floor-cpus is recorded, delivers, bench CPU per frame known" "$T/floor_cpus.json" 'd["server"]["cpus"] == "'"$C0"'" and r["delivery"]["lost"] == 0 and r["delivery"]["delivered"] > 0 and r["bench_cpu"]["us_per_delivered_frame"] > 0'
+$BENCH --floor --floor-cpus 3-1 >"$T/fcpus1.out" 2>&1
+rc=$?
+if [ $rc -eq 64 ] && grep -q "invalid value for --floor-cpus: '3-1'" "$T/fcpus1.out"; then ok "--floor-cpus 3-1 (reversed range) is a usage error naming it"; else nok "--floor-cpus 3-1 is a usage error naming it (exit $rc)"; sed 's/^/# /' "$T/fcpus1.out"; fi
+$BENCH --floor --floor-cpus 1023 >"$T/fcpus2.out" 2>&1
+rc=$?
+if [ $rc -eq 64 ] && grep -q "CPU 1023 is not one this process may run on" "$T/fcpus2.out"; then ok "--floor-cpus with a CPU the process may not use is a usage error naming it"; else nok "--floor-cpus 1023 is a usage error naming the CPU (exit $rc)"; sed 's/^/# /' "$T/fcpus2.out"; fi
+$BENCH --floor-cpus "$C0" --relay 127.0.0.1:1 --token-key "$T/none" --insecure-pin "$T/none" >"$T/fcpus3.out" 2>&1
+rc=$?
+if [ $rc -eq 64 ] && grep -q -- "--floor-cpus needs --floor" "$T/fcpus3.out"; then ok "--floor-cpus without --floor is a usage error"; else nok "--floor-cpus without --floor is a usage error (exit $rc)"; sed 's/^/# /' "$T/fcpus3.out"; fi
 
 # Audio input.
 $PY - "$T/stereo.wav" <<'PYEOF'
