@@ -373,6 +373,12 @@ void report_summary(FILE *f, const struct load_config *cfg, const struct load_re
     } else {
         fprintf(f, "  %s CPU      unknown (give --relay-pid)\n", who);
     }
+    if (r->server_runq_s >= 0 && r->window_ns > 0)
+        fprintf(
+            f,
+            "  relay runq     %.3f s waiting for a CPU over the window and drain (%.1f%% of the "
+            "window's length)\n",
+            r->server_runq_s, r->server_runq_s * 1e9 * 100 / (double)r->window_ns);
     if (r->server_counters.ok) {
         char a[16], b[16], c[16], d[16], e[16];
         fprintf(f,
@@ -645,6 +651,7 @@ void report_result_json(struct jw *w, const char *key, const struct load_config 
     jw_str(w, "egress_datagrams_source",
            cfg->mode == LOAD_FLOOR ? "floor counters (exact)"
                                    : "media datagrams delivered to the bench (lower bound)");
+    jw_dbl(w, "runq_s", r->server_runq_s >= 0 ? r->server_runq_s : NAN);
     jw_dbl(w, "egress_datagrams_per_cpu_s", report_egress_per_cpu_s(r));
     jw_dbl(w, "delivered_frames_per_cpu_s", report_delivered_per_cpu_s(r));
     jw_dbl(w, "cpu_us_per_delivered_frame",
