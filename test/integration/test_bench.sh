@@ -107,7 +107,7 @@ start_relay() {
     wait_http $_pid $_a /healthz
 }
 
-echo "1..46"
+echo "1..47"
 scripts/dev-cert "$T/state" >/dev/null
 $CLI keygen --out "$T/state/token.keys" >/dev/null 2>&1
 
@@ -148,6 +148,7 @@ check_json "relay: per-sender figures add up" "$T/relay.json" "$SENDERS"
 check_json "relay: verdict OK, every join answered, storm joined" "$T/relay.json" 'r["verdict"] == "OK" and not r["inconclusive"] and r["joins"]["ok"] == 6 and r["join_ns"]["n"] == 6 and r["join_storm"]["ok"] == r["join_storm"]["planned"] == 10'
 check_json "relay: the SLO is evaluated and reported" "$T/relay.json" 'r["slo"]["met"] and r["slo"]["p99_ms"] == 1000 and r["slo"]["loss_pct"] == 0.1 and r["slo"]["measured_p99_ns"] == r["latency_ns"]["p99"] and not r["relay_fault"] and r["ends"] == []'
 if grep -q "SLO            p99 .* met; loss .* met" "$T/relay.out"; then ok "relay: summary shows the SLO"; else nok "relay: summary shows the SLO"; fi
+check_json "relay: --relay-pid gives the relay's CPU and its wait for a CPU, and the bench's CPU per frame" "$T/relay.json" 'r["server"]["cpu_s"] is not None and r["server"]["runq_s"] is not None and r["server"]["runq_s"] >= 0 and r["bench_cpu"]["us_per_delivered_frame"] > 0'
 check_json "relay: command, machine, server recorded" "$T/relay.json" 'd["command"].startswith(d["argv"][0]) and d["machine"]["cores"] >= 1 and d["machine"]["kernel"] and d["server"]["version"].startswith("roost-relay") and "--token-keys" in d["server"]["config"] and r["server"]["cpu_s"] is not None and r["server"]["rss_joined_kb"] > 0'
 
 # The emulated path (--rtt): every datagram waits 15 ms each way in the
