@@ -391,7 +391,7 @@ static const char *floor_cpus_check(const struct opts *o)
     for (unsigned i = 0; i < o->n_floor_cpus; i++) {
         if (!CPU_ISSET(o->floor_cpus[i], &allowed)) {
             snprintf(why, sizeof(why),
-                     "--floor-cpus '%s': CPU %d is not one this process may run on (%d online)",
+                     "--floor-cpus '%s': CPU %d is not one this process may run on (it may use %d)",
                      o->floor_cpus_arg, o->floor_cpus[i], CPU_COUNT(&allowed));
             return why;
         }
