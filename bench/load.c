@@ -4,6 +4,7 @@
 #include "bench/verdict.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -187,6 +188,35 @@ double load_proc_cpu_s(int pid)
         return -1;
     long hz = sysconf(_SC_CLK_TCK);
     return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+}
+
+double load_proc_runq_s(int pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    unsigned long long sum = 0;
+    unsigned n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char p2[300];
+        snprintf(p2, sizeof(p2), "/proc/%d/task/%s/schedstat", pid, e->d_name);
+        FILE *f = fopen(p2, "r");
+        if (f == NULL)
+            continue; /* the thread ended meanwhile */
+        unsigned long long run = 0, wait = 0;
+        if (fscanf(f, "%llu %llu", &run, &wait) == 2) {
+            sum += wait;
+            n++;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n > 0 ? (double)sum / 1e9 : -1;
 }
 
 bool load_proc_alive(int pid)
@@ -558,6 +588,7 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
     struct floor_stats fs0 = {0}, fs1 = {0};
     memset(res, 0, sizeof(*res));
     res->server_cpu_s = -1;
+    res->server_runq_s = -1;
     res->rss_before_kb = res->rss_joined_kb = -1;
     snprintf(err, err_len, "ok");
     if (cfg->threads == 0 || cfg->rooms == 0 || cfg->size < 2 || cfg->speakers > cfg->size ||
@@ -710,6 +741,7 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
     if (cfg->metrics_addr != NULL && metrics_scrape(cfg->metrics_addr, 2000, &ms0) != 0)
         ms0.ok = false;
     double cpu_before = cfg->relay_pid > 0 ? load_proc_cpu_s(cfg->relay_pid) : -1;
+    double runq_before = cfg->relay_pid > 0 ? load_proc_runq_s(cfg->relay_pid) : -1;
     struct metrics_sample rms0[LOAD_RELAYS_MAX], rms1[LOAD_RELAYS_MAX];
     double rcpu0[LOAD_RELAYS_MAX];
     for (unsigned k = 0; k < cfg->n_relays; k++) {
@@ -742,6 +774,9 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         double cpu_after = load_proc_cpu_s(cfg->relay_pid);
         if (cpu_before >= 0 && cpu_after >= 0)
             res->server_cpu_s = cpu_after - cpu_before;
+        double runq_after = load_proc_runq_s(cfg->relay_pid);
+        if (runq_before >= 0 && runq_after >= runq_before)
+            res->server_runq_s = runq_after - runq_before;
     }
     if (cfg->metrics_addr != NULL && metrics_scrape(cfg->metrics_addr, 2000, &ms1) != 0)
         ms1.ok = false;

@@ -227,6 +227,7 @@ struct load_result {
     struct load_thread_stat *threads;
     /* The server side over the window (relay via /proc, or the floor). */
     double server_cpu_s;       /* < 0: unknown */
+    double server_runq_s;      /* --relay-pid: time its threads waited for a CPU; < 0 unknown */
     uint64_t egress_datagrams; /* floor: exact; relay: media datagrams delivered (a lower bound) */
     long rss_before_kb, rss_joined_kb; /* relay VmRSS before joins and once joined; -1 unknown */
     char server_name[72];              /* from WELCOME */
@@ -280,6 +281,9 @@ void load_result_free(struct load_result *res);
  * VmRSS in KiB. Return < 0 when unreadable. load_proc_alive: the process
  * exists and is not a zombie. */
 double load_proc_cpu_s(int pid);
+/* Time all the process's threads spent runnable but waiting for a CPU
+ * (schedstat run_delay), in seconds; < 0 when unreadable. */
+double load_proc_runq_s(int pid);
 long load_proc_rss_kb(int pid);
 bool load_proc_alive(int pid);
 

@@ -67,6 +67,8 @@ static int run_one(const struct opts *o, struct load_config *cfg, uint32_t rooms
             .workers = o->floor_workers,
             .rooms = rooms + storm_rooms,
             .size = o->size,
+            .cpus = o->n_floor_cpus ? o->floor_cpus : NULL,
+            .n_cpus = o->n_floor_cpus,
             .pin = !o->no_pin,
         };
         int rc = floor_new(&fl, &fc);
@@ -91,7 +93,8 @@ static void header(FILE *f, const struct opts *o, const struct load_config *cfg,
 {
     char where[96];
     if (o->floor)
-        snprintf(where, sizeof(where), "floor (in-process, %u workers)", o->floor_workers);
+        snprintf(where, sizeof(where), "floor (in-process, %u workers%s%s)", o->floor_workers,
+                 o->floor_cpus_arg ? ", cpus " : "", o->floor_cpus_arg ? o->floor_cpus_arg : "");
     else if (cfg->n_relays > 0)
         snprintf(where, sizeof(where), "cluster of %u relays", cfg->n_relays);
     else
@@ -299,6 +302,7 @@ int main(int argc, char **argv)
         if (o.floor) {
             jw_str(&w, "version", "roost-bench floor " BENCH_VERSION);
             jw_u64(&w, "workers", o.floor_workers);
+            jw_str(&w, "cpus", o.floor_cpus_arg);
             jw_str(&w, "config", "plain UDP fan-out, SO_REUSEPORT, recvmmsg/sendmmsg");
         } else {
             jw_str(&w, "version", n_steps ? steps[0].res.server_name : "");

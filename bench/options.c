@@ -1,6 +1,7 @@
 #include "bench/options.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,9 @@ static void usage(FILE *f)
             "  --ws-plain               plain ws:// (the relay's ws_plain: loopback only)\n"
             "  --floor                  run against the built-in plain UDP fan-out instead\n"
             "  --floor-workers N        floor threads (default: online CPUs, like the relay)\n"
+            "  --floor-cpus LIST        pin floor thread i to the i-th CPU of LIST, e.g. 1 or\n"
+            "                           2-3, apart from the bench threads (--cpus); default:\n"
+            "                           floor thread i on CPU i (unpinned with --no-pin)\n"
             "workload:\n"
             "  --rooms R                rooms (default 20)\n"
             "  --size S                 participants per room (default 5)\n"
@@ -300,6 +304,7 @@ enum {
     O_STORM,
     O_FLOOR,
     O_FLOOR_WORKERS,
+    O_FLOOR_CPUS,
     O_SEND_INTERVAL,
     O_PHASE,
     O_DRAIN,
@@ -346,6 +351,7 @@ static const struct option long_opts[] = {
     {"join-storm", required_argument, NULL, O_STORM},
     {"floor", no_argument, NULL, O_FLOOR},
     {"floor-workers", required_argument, NULL, O_FLOOR_WORKERS},
+    {"floor-cpus", required_argument, NULL, O_FLOOR_CPUS},
     {"send-interval-us", required_argument, NULL, O_SEND_INTERVAL},
     {"phase", required_argument, NULL, O_PHASE},
     {"drain-ms", required_argument, NULL, O_DRAIN},
@@ -367,6 +373,31 @@ static const struct option long_opts[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* --floor-cpus names CPUs this process may run on, and only with --floor:
+ * pthread_setaffinity_np would fail silently later and leave the floor
+ * where the scheduler puts it, which is what the option is there to stop. */
+static const char *floor_cpus_check(const struct opts *o)
+{
+    static char why[160];
+    if (o->n_floor_cpus == 0)
+        return NULL;
+    if (!o->floor)
+        return "--floor-cpus needs --floor";
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+        return NULL; /* unknown: let the pinning try */
+    for (unsigned i = 0; i < o->n_floor_cpus; i++) {
+        if (!CPU_ISSET(o->floor_cpus[i], &allowed)) {
+            snprintf(why, sizeof(why),
+                     "--floor-cpus '%s': CPU %d is not one this process may run on (it may use %d)",
+                     o->floor_cpus_arg, o->floor_cpus[i], CPU_COUNT(&allowed));
+            return why;
+        }
+    }
+    return NULL;
+}
 
 int options_parse(int argc, char **argv, struct opts *o)
 {
@@ -477,6 +508,10 @@ int options_parse(int argc, char **argv, struct opts *o)
             bad = parse_num(optarg, 1, 1024, &v);
             o->floor_workers = (unsigned)v;
             break;
+        case O_FLOOR_CPUS:
+            bad = cpulist_parse(optarg, o->floor_cpus, MAX_CPUS, &o->n_floor_cpus);
+            o->floor_cpus_arg = optarg;
+            break;
         case O_SEND_INTERVAL:
             bad = parse_num(optarg, 1, 1e7, &o->send_interval_us);
             break;
@@ -570,6 +605,11 @@ int options_parse(int argc, char **argv, struct opts *o)
     const char *rwhy = relays_check(o, o->metrics != NULL);
     if (rwhy != NULL) {
         fprintf(stderr, "roost-bench: %s\n", rwhy);
+        return EXIT_USAGE;
+    }
+    const char *fwhy = floor_cpus_check(o);
+    if (fwhy != NULL) {
+        fprintf(stderr, "roost-bench: %s\n", fwhy);
         return EXIT_USAGE;
     }
     if (o->ws > 0) {

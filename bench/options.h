@@ -36,6 +36,10 @@ struct opts {
     bool phase_packed; /* --phase packed */
     int cpus[MAX_CPUS];
     unsigned n_cpus;
+    /* --floor-cpus: the floor's workers, apart from the bench threads */
+    int floor_cpus[MAX_CPUS];
+    unsigned n_floor_cpus;
+    const char *floor_cpus_arg;
     double rtt_s, jitter_s, loss_pct;
     double path_seed;
     const char *metrics;

@@ -107,7 +107,7 @@ start_relay() {
     wait_http $_pid $_a /healthz
 }
 
-echo "1..42"
+echo "1..47"
 scripts/dev-cert "$T/state" >/dev/null
 $CLI keygen --out "$T/state/token.keys" >/dev/null 2>&1
 
@@ -148,6 +148,7 @@ check_json "relay: per-sender figures add up" "$T/relay.json" "$SENDERS"
 check_json "relay: verdict OK, every join answered, storm joined" "$T/relay.json" 'r["verdict"] == "OK" and not r["inconclusive"] and r["joins"]["ok"] == 6 and r["join_ns"]["n"] == 6 and r["join_storm"]["ok"] == r["join_storm"]["planned"] == 10'
 check_json "relay: the SLO is evaluated and reported" "$T/relay.json" 'r["slo"]["met"] and r["slo"]["p99_ms"] == 1000 and r["slo"]["loss_pct"] == 0.1 and r["slo"]["measured_p99_ns"] == r["latency_ns"]["p99"] and not r["relay_fault"] and r["ends"] == []'
 if grep -q "SLO            p99 .* met; loss .* met" "$T/relay.out"; then ok "relay: summary shows the SLO"; else nok "relay: summary shows the SLO"; fi
+check_json "relay: --relay-pid gives the relay's CPU and its wait for a CPU, and the bench's CPU per frame" "$T/relay.json" 'r["server"]["cpu_s"] is not None and r["server"]["runq_s"] is not None and r["server"]["runq_s"] >= 0 and r["bench_cpu"]["us_per_delivered_frame"] > 0'
 check_json "relay: command, machine, server recorded" "$T/relay.json" 'd["command"].startswith(d["argv"][0]) and d["machine"]["cores"] >= 1 and d["machine"]["kernel"] and d["server"]["version"].startswith("roost-relay") and "--token-keys" in d["server"]["config"] and r["server"]["cpu_s"] is not None and r["server"]["rss_joined_kb"] > 0'
 
 # The emulated path (--rtt): every datagram waits 15 ms each way in the
@@ -287,6 +288,24 @@ check_json "floor: talk spurts send less than always-on, server CPU known" "$T/f
 $BENCH --floor --floor-workers 1 --rooms 2 --size 3 --duration 2 --threads 1 --no-pin --rtt 30ms \
     --jitter 2ms --json "$T/floor_rtt.json" >"$T/floor_rtt.out" 2>&1
 check_json "floor: --rtt delays joins a round trip, zero loss, exact per-frame counts" "$T/floor_rtt.json" 'r["join_ns"]["min"] >= 26e6 and r["delivery"]["lost"] == 0 and r["delivery"]["delivered"] > 0 and r["path"]["jitter_ms"] == 2 and r["server"]["per_frame"]["udp_packets_out"] >= 1 and r["server"]["per_frame"]["ack_only_packets_in"] == 0 and r["server"]["per_frame"]["frames_per_packet_out"] == 1'
+
+# --floor-cpus pins the floor's workers apart from the bench threads: on
+# the first CPU this process may use, recorded in the JSON with the bench
+# threads' own CPU per delivered frame; a bad list, a CPU the process may
+# not run on, or the option without --floor are usage errors, named.
+C0=$($PY -c 'import os; print(min(os.sched_getaffinity(0)))')
+$BENCH --floor --floor-workers 1 --floor-cpus "$C0" --rooms 2 --size 3 --duration 1 --threads 1 \
+    --no-pin --slo-p99 1000 --json "$T/floor_cpus.json" >"$T/floor_cpus.out" 2>&1
+check_json "floor: --floor-cpus is recorded, delivers, bench CPU per frame known" "$T/floor_cpus.json" 'd["server"]["cpus"] == "'"$C0"'" and r["delivery"]["lost"] == 0 and r["delivery"]["delivered"] > 0 and r["bench_cpu"]["us_per_delivered_frame"] > 0'
+$BENCH --floor --floor-cpus 3-1 >"$T/fcpus1.out" 2>&1
+rc=$?
+if [ $rc -eq 64 ] && grep -q "invalid value for --floor-cpus: '3-1'" "$T/fcpus1.out"; then ok "--floor-cpus 3-1 (reversed range) is a usage error naming it"; else nok "--floor-cpus 3-1 is a usage error naming it (exit $rc)"; sed 's/^/# /' "$T/fcpus1.out"; fi
+$BENCH --floor --floor-cpus 1023 >"$T/fcpus2.out" 2>&1
+rc=$?
+if [ $rc -eq 64 ] && grep -q "CPU 1023 is not one this process may run on" "$T/fcpus2.out"; then ok "--floor-cpus with a CPU the process may not use is a usage error naming it"; else nok "--floor-cpus 1023 is a usage error naming the CPU (exit $rc)"; sed 's/^/# /' "$T/fcpus2.out"; fi
+$BENCH --floor-cpus "$C0" --relay 127.0.0.1:1 --token-key "$T/none" --insecure-pin "$T/none" >"$T/fcpus3.out" 2>&1
+rc=$?
+if [ $rc -eq 64 ] && grep -q -- "--floor-cpus needs --floor" "$T/fcpus3.out"; then ok "--floor-cpus without --floor is a usage error"; else nok "--floor-cpus without --floor is a usage error (exit $rc)"; sed 's/^/# /' "$T/fcpus3.out"; fi
 
 # Audio input.
 $PY - "$T/stereo.wav" <<'PYEOF'
