@@ -482,9 +482,10 @@ void member_on_ack(struct room_shard *s, struct buf *b)
         m->events_seen = a->version;
         /* The room's moves so far: a REHOME of an earlier one is stale. A
          * REHOME of a later move that came first (move_on_rehome) names
-         * the owner. */
+         * the owner; one of the same move came from the same owner (rh_at
+         * == a->at) and its follow stands. */
         if (m->rehomed && m->rh_tab == a->owner && m->rh_slot == a->room_slot &&
-            m->rh_gen == a->room_gen && m->rehome_moves > a->moves) {
+            m->rh_gen == a->room_gen && m->rehome_moves >= a->moves) {
             m->at = m->rh_at;
             follow = m->follow;
         } else {
