@@ -455,6 +455,38 @@ static void test_carried_join_follows(void **state)
     carried_join_follows(true);
 }
 
+static void test_carried_join_follows_no_rehome(void **state)
+{
+    (void)state;
+    carried_join_follows(false);
+}
+
+/* The carried join is the room's first: c (worker 1, the room's home)
+ * makes the room, and the move to 2 (the relay's ROOM_MOVE on the home,
+ * same message phase) takes it before any snapshot was published: no
+ * REHOME goes anywhere. c's answer from 2 asks it to follow. */
+static void test_carried_first_join_follows(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(1, 0);
+    struct ep c;
+    ep_new(&c, 1);
+    ep_join(&c, id, "c");
+    assert_true(r_step(1)); /* the JOIN makes the room on 1 */
+    assert_int_equal(move(1, id, 2), 0);
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    assert_true(room_member_joined(c.m));
+    assert_int_equal(room_member_owner(c.m), 2);
+    assert_int_equal(c.moved_to, 2);
+    room_member_del(c.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
 /* c (worker 1, movable) joins while the home moves the room 1 -> 2: its
  * JOIN waits at the home and is applied on 2 after the room arrived (not
  * carried). 2's REHOME (move 1: members on 1 follow) is read on 1 only
@@ -512,6 +544,8 @@ int main(void)
         cmocka_unit_test(test_rehome_before_join_answer),
         cmocka_unit_test(test_rehome_follow_before_join_answer),
         cmocka_unit_test(test_carried_join_follows),
+        cmocka_unit_test(test_carried_join_follows_no_rehome),
+        cmocka_unit_test(test_carried_first_join_follows),
         cmocka_unit_test(test_rehome_follow_same_move_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
