@@ -484,11 +484,12 @@ void member_on_ack(struct room_shard *s, struct buf *b)
          * REHOME of a later move that came first (move_on_rehome) names
          * the owner; one of the same move came from the same owner (rh_at
          * == a->at) and its follow stands. An answer carried on a move
-         * (a->follow) follows too. */
+         * (a->follow: on the worker the room left) follows too, to the
+         * room's owner now. */
         if (m->rehomed && m->rh_tab == a->owner && m->rh_slot == a->room_slot &&
             m->rh_gen == a->room_gen && m->rehome_moves >= a->moves) {
             m->at = m->rh_at;
-            follow = m->follow || (m->rehome_moves == a->moves && a->follow);
+            follow = m->follow || a->follow;
         } else {
             m->at = a->at;
             m->rehome_moves = a->moves;

@@ -537,6 +537,54 @@ static void test_rehome_follow_same_move_answer(void **state)
     r_stop();
 }
 
+/* As test_carried_join_follows, but c's answer (carried on move 1, to 2)
+ * is read on 1 only after the REHOME of move 2 (2 -> 3, members on 2
+ * follow): that REHOME names the owner (3) and does not ask 1's members
+ * to follow, yet c was on the worker the room left at move 1, as the
+ * members that followed it to 2 and on to 3 were: c follows to 3. */
+static void test_carried_join_follows_later_move(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, d, c;
+    ep_new(&a, 0);
+    ep_new(&d, 1);
+    room_member_set_movable(a.m, false);
+    room_member_set_movable(d.m, false);
+    ep_join(&a, id, "a");
+    ep_join(&d, id, "d");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    ep_new(&c, 1);
+    ep_join(&c, id, "c");
+    assert_true(r_step(0));
+    assert_int_equal(move(0, id, 2), 0);
+    assert_true(r_step(1)); /* the JOIN */
+    assert_true(r_step(1)); /* the MOVE_REQ */
+    assert_true(r_step(2)); /* the MOVE */
+    room_shard_flush(R.s[2]);
+    struct worker_msg ack = hold(1, ROOM_MSG_ACK);
+    r_pump(); /* move 1's REHOME reaches 1 */
+    assert_int_equal(move(0, id, 3), 0);
+    r_pump(); /* move 2's REHOME reaches 1 */
+    assert_false(room_member_joined(c.m));
+    assert_int_equal(c.moved_to, -1);
+    release(1, &ack);
+    r_pump();
+    assert_true(room_member_joined(c.m));
+    assert_int_equal(room_member_owner(c.m), 3);
+    assert_int_equal(c.moved_to, 3);
+    room_member_del(a.m);
+    room_member_del(c.m);
+    room_member_del(d.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -547,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_carried_join_follows_no_rehome),
         cmocka_unit_test(test_carried_first_join_follows),
         cmocka_unit_test(test_rehome_follow_same_move_answer),
+        cmocka_unit_test(test_carried_join_follows_later_move),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
