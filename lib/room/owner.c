@@ -790,7 +790,7 @@ static void room_flush_one(struct room_shard *s, struct room *r)
             frames = NULL;
             log_error("event=joined_encode_failed pid=%u", j->pid);
         }
-        /* Carried here by a move from the worker it is on: it follows. */
+        /* Carried here by a move that hands its member over: it follows. */
         send_ack(s, &jr, 0, r, version, frames, j->follow && j->worker != s->id);
     }
     r->n_acks = 0;
