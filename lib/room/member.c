@@ -482,14 +482,18 @@ void member_on_ack(struct room_shard *s, struct buf *b)
         m->events_seen = a->version;
         /* The room's moves so far: a REHOME of an earlier one is stale. A
          * REHOME of a later move that came first (move_on_rehome) names
-         * the owner. */
+         * the owner; one of the same move came from the same owner (rh_at
+         * == a->at) and its follow stands. An answer carried on a move
+         * (a->follow: on the worker the room left) follows too, to the
+         * room's owner now. */
         if (m->rehomed && m->rh_tab == a->owner && m->rh_slot == a->room_slot &&
-            m->rh_gen == a->room_gen && m->rehome_moves > a->moves) {
+            m->rh_gen == a->room_gen && m->rehome_moves >= a->moves) {
             m->at = m->rh_at;
-            follow = m->follow;
+            follow = m->follow || a->follow;
         } else {
             m->at = a->at;
             m->rehome_moves = a->moves;
+            follow = a->follow;
         }
         member_cache_stop(s, m); /* a new room: room_member_cache starts afresh */
     } else {

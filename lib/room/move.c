@@ -219,17 +219,24 @@ void move_on_request(struct room_shard *s, const struct move_req_msg *mr)
     room_send_cls(s, r->home, &wm, WORKER_MSG_OWED);
 }
 
+/* Whose members follow r to this worker, its new owner: those on the
+ * worker it left, or on any worker (ROOM_MOVE_ANY) for a small room. */
+static uint16_t rehome_from(const struct room_shard *s, const struct room *r)
+{
+    uint32_t amax = s->sh->lim.affinity_max_members;
+    return amax > 0 && r->n_infos <= amax ? ROOM_MOVE_ANY : r->from;
+}
+
 /* The members' workers learn the new owner; those whose members follow
  * the room move them (move_on_rehome). */
 static void send_rehome(struct room_shard *s, struct room *r)
 {
-    uint32_t amax = s->sh->lim.affinity_max_members;
     struct rehome_msg rm = {
         .tab = r->tab,
         .room_slot = r->slot,
         .room_gen = r->gen,
         .at = (uint16_t)s->id,
-        .from = amax > 0 && r->n_infos <= amax ? ROOM_MOVE_ANY : r->from,
+        .from = rehome_from(s, r),
         .moves = r->moves,
     };
     /* The owner reads its own room's snapshot: no read section needed. */
@@ -250,6 +257,15 @@ void move_on_arrive(struct room_shard *s, struct room *r)
     /* The batch the old owner had not flushed (joins, leaves, answers,
      * events) is flushed here at this turn's end. */
     bool dirty = r->n_changes > 0 || r->n_acks > 0 || r->n_events > 0;
+    /* Joiners in that batch are in no published snapshot: the REHOME
+     * below may not reach their worker or find them there. Their answer
+     * asks them to follow as the REHOME would (owner.c room_flush_one). */
+    uint16_t from = rehome_from(s, r);
+    for (uint32_t k = 0; k < r->n_acks; k++) {
+        struct room_info *a = &r->acks[k];
+        if (!a->quiet && (from == ROOM_MOVE_ANY || a->worker == from))
+            a->follow = true;
+    }
     owner_room_link(s, r, dirty);
     ROOM_STAT_INC(s, rooms_moved_in);
     stat_add(s->st, STAT_IDX(struct room_stats, members_moved_in), r->n_infos);

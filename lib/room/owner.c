@@ -310,7 +310,7 @@ static int frame_into(struct buf **bp, const struct msg *m)
 }
 
 static void send_ack(struct room_shard *s, const struct join_req *jr, uint32_t code,
-                     const struct room *r, uint64_t version, struct buf *frames)
+                     const struct room *r, uint64_t version, struct buf *frames, bool follow)
 {
     uint32_t flen = frames ? frames->len : 0;
     struct buf *b = buf_new((uint32_t)sizeof(struct ack_hdr) + flen);
@@ -335,6 +335,7 @@ static void send_ack(struct room_shard *s, const struct join_req *jr, uint32_t c
     a->at = (uint16_t)s->id;
     a->version = version;
     a->frames_len = flen;
+    a->follow = follow;
     if (flen)
         memcpy(b->data + sizeof(*a), frames->data, flen);
     b->len = (uint32_t)sizeof(*a) + flen;
@@ -359,13 +360,13 @@ static void send_reject(struct room_shard *s, const struct join_req *jr, uint32_
         buf_unref(frames);
         frames = NULL;
     }
-    send_ack(s, jr, code, NULL, 0, frames);
+    send_ack(s, jr, code, NULL, 0, frames, false);
 }
 
 void owner_send_ack(struct room_shard *s, const struct join_req *jr, uint32_t code,
                     const struct room *r, uint64_t version, struct buf *frames)
 {
-    send_ack(s, jr, code, r, version, frames);
+    send_ack(s, jr, code, r, version, frames, false);
 }
 
 /* Placement, the placed owner's side (DROP, an unused PLACE): placed.c. */
@@ -485,7 +486,7 @@ static void owner_join(struct room_shard *s, const struct join_req *jr, bool gat
     if (amax > 0 && jr->movable && jr->worker != s->id &&
         (r != NULL ? r->n_infos : 0) + 1 <= amax) {
         ROOM_STAT_INC(s, join_moves);
-        send_ack(s, jr, ROOM_JOIN_MOVE, NULL, 0, NULL);
+        send_ack(s, jr, ROOM_JOIN_MOVE, NULL, 0, NULL, false);
         if (r == NULL)
             place_unused(s, jr);
         return;
@@ -780,7 +781,7 @@ static void room_flush_one(struct room_shard *s, struct room *r)
             uint32_t code = j->worker != s->id && j->worker == r->from && r->from != r->own
                                 ? ROOM_REBIND_FOLLOW
                                 : ROOM_REBIND_OK;
-            send_ack(s, &jr, code, r, version, move_events_since(r, j->seen));
+            send_ack(s, &jr, code, r, version, move_events_since(r, j->seen), false);
             continue;
         }
         struct buf *frames = NULL;
@@ -789,7 +790,8 @@ static void room_flush_one(struct room_shard *s, struct room *r)
             frames = NULL;
             log_error("event=joined_encode_failed pid=%u", j->pid);
         }
-        send_ack(s, &jr, 0, r, version, frames);
+        /* Carried here by a move that hands its member over: it follows. */
+        send_ack(s, &jr, 0, r, version, frames, j->follow && j->worker != s->id);
     }
     r->n_acks = 0;
 

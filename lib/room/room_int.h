@@ -139,6 +139,10 @@ struct room_info {
     bool quiet;    /* in acks: a re-bind (move.c), answered ROOM_REBIND_OK */
     uint16_t from; /* ... of a member that moved from this worker */
     uint64_t seen; /* ... with the events after this version */
+    /* In acks: a join the room carried on a move (its old owner accepted
+     * it, the new one answers): its member follows the room as the
+     * move's REHOME would have asked (move.c move_on_arrive). */
+    bool follow;
     uint8_t identity[IDENTITY_MAX];
     uint8_t name[DISPLAY_NAME_MAX];
 };
@@ -378,6 +382,9 @@ struct ack_hdr {
      * earlier move that reaches the member later (rings from different
      * workers have no order between them) is stale (member.c, move.c). */
     uint32_t moves;
+    /* A JOINED answer carried on a move (room_info.follow): the member
+     * follows the room to `at` once joined (member.c member_on_ack). */
+    uint8_t follow;
 };
 
 struct leave_req {

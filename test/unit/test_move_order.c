@@ -401,12 +401,201 @@ static void test_rehome_follow_before_join_answer(void **state)
     r_stop();
 }
 
+/* c (worker 1, movable) joins the room while it is owned by 1, and the
+ * home's MOVE_REQ (to 2) is handled on 1 in the same message phase: the
+ * room leaves with c's answer still in its batch. 2 sends its REHOME
+ * (move 1, members on 1 follow) first, then, after its flush, c's answer
+ * (move 1, at 2), on the same ring. c follows the room once joined. With
+ * `others_on_1` d is on 1 too, so the REHOME reaches 1 (it found c in the
+ * snapshot and asked it to follow, but the answer of the same move
+ * dropped that); without, 1 had no member of the room in its published
+ * snapshot and no REHOME reaches it: only the answer can say follow. */
+static void carried_join_follows(bool others_on_1)
+{
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, d, c;
+    ep_new(&a, 0);
+    ep_new(&d, others_on_1 ? 1 : 3);
+    room_member_set_movable(a.m, false);
+    room_member_set_movable(d.m, false);
+    ep_join(&a, id, "a");
+    ep_join(&d, id, "d");
+    r_pump();
+    assert_int_equal(d.last_code, 0);
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    assert_int_equal(room_member_owner(d.m), 1);
+    ep_new(&c, 1);
+    ep_join(&c, id, "c");
+    assert_true(r_step(0));              /* the home routes it to 1 */
+    assert_int_equal(move(0, id, 2), 0); /* MOVE_REQ to 1, behind the JOIN */
+    assert_true(r_step(1));              /* the JOIN: applied, answer pending */
+    assert_true(r_step(1));              /* the MOVE_REQ: the room goes, batch and all */
+    assert_true(r_step(2));              /* the MOVE: REHOMEs, ARRIVED */
+    room_shard_flush(R.s[2]);            /* c is in the snapshot; its answer */
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    assert_true(room_member_joined(c.m));
+    assert_int_equal(room_member_owner(c.m), 2);
+    assert_int_equal(c.moved_to, 2);
+    assert_int_equal(d.moved_to, -1); /* not movable */
+    room_member_del(a.m);
+    room_member_del(c.m);
+    room_member_del(d.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
+static void test_carried_join_follows(void **state)
+{
+    (void)state;
+    carried_join_follows(true);
+}
+
+static void test_carried_join_follows_no_rehome(void **state)
+{
+    (void)state;
+    carried_join_follows(false);
+}
+
+/* The carried join is the room's first: c (worker 1, the room's home)
+ * makes the room, and the move to 2 (the relay's ROOM_MOVE on the home,
+ * same message phase) takes it before any snapshot was published: no
+ * REHOME goes anywhere. c's answer from 2 asks it to follow. */
+static void test_carried_first_join_follows(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(1, 0);
+    struct ep c;
+    ep_new(&c, 1);
+    ep_join(&c, id, "c");
+    assert_true(r_step(1)); /* the JOIN makes the room on 1 */
+    assert_int_equal(move(1, id, 2), 0);
+    r_pump();
+    assert_int_equal(c.last_code, 0);
+    assert_true(room_member_joined(c.m));
+    assert_int_equal(room_member_owner(c.m), 2);
+    assert_int_equal(c.moved_to, 2);
+    room_member_del(c.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
+/* c (worker 1, movable) joins while the home moves the room 1 -> 2: its
+ * JOIN waits at the home and is applied on 2 after the room arrived (not
+ * carried). 2's REHOME (move 1: members on 1 follow) is read on 1 only
+ * after 2 published a snapshot with c in it, then c's answer (move 1,
+ * same owner). The REHOME's follow stands: c follows. Without the fix an
+ * answer of the same move as the REHOME dropped it (`>` in member_on_ack). */
+static void test_rehome_follow_same_move_answer(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, d, c;
+    ep_new(&a, 0);
+    ep_new(&d, 1);
+    room_member_set_movable(a.m, false);
+    room_member_set_movable(d.m, false);
+    ep_join(&a, id, "a");
+    ep_join(&d, id, "d");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    assert_int_equal(room_member_owner(d.m), 1);
+    ep_new(&c, 1);
+    ep_join(&c, id, "c");
+    assert_int_equal(move(0, id, 2), 0); /* MOVE_REQ to 1, placement paused */
+    assert_true(r_step(0));              /* c's JOIN waits for the move */
+    assert_true(r_step(1));              /* the MOVE_REQ: MOVE to 2 */
+    assert_true(r_step(2));              /* the MOVE: REHOMEs, ARRIVED */
+    struct worker_msg rh = hold(1, ROOM_MSG_REHOME);
+    while (r_step(0)) /* REHOME, ARRIVED: c's JOIN goes to 2 */
+        ;
+    assert_true(r_step(2));
+    room_shard_flush(R.s[2]); /* c is in the snapshot; its answer */
+    struct worker_msg ack = hold(1, ROOM_MSG_ACK);
+    release(1, &rh);
+    release(1, &ack);
+    r_pump();
+    assert_true(room_member_joined(c.m));
+    assert_int_equal(room_member_owner(c.m), 2);
+    assert_int_equal(c.moved_to, 2);
+    assert_int_equal(d.moved_to, -1); /* not movable */
+    room_member_del(a.m);
+    room_member_del(c.m);
+    room_member_del(d.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
+/* As test_carried_join_follows, but c's answer (carried on move 1, to 2)
+ * is read on 1 only after the REHOME of move 2 (2 -> 3, members on 2
+ * follow): that REHOME names the owner (3) and does not ask 1's members
+ * to follow, yet c was on the worker the room left at move 1, as the
+ * members that followed it to 2 and on to 3 were: c follows to 3. */
+static void test_carried_join_follows_later_move(void **state)
+{
+    (void)state;
+    r_start(0);
+    const char *id = home_room(0, 0);
+    struct ep a, d, c;
+    ep_new(&a, 0);
+    ep_new(&d, 1);
+    room_member_set_movable(a.m, false);
+    room_member_set_movable(d.m, false);
+    ep_join(&a, id, "a");
+    ep_join(&d, id, "d");
+    r_pump();
+    assert_int_equal(move(0, id, 1), 0);
+    r_pump();
+    ep_new(&c, 1);
+    ep_join(&c, id, "c");
+    assert_true(r_step(0));
+    assert_int_equal(move(0, id, 2), 0);
+    assert_true(r_step(1)); /* the JOIN */
+    assert_true(r_step(1)); /* the MOVE_REQ */
+    assert_true(r_step(2)); /* the MOVE */
+    room_shard_flush(R.s[2]);
+    struct worker_msg ack = hold(1, ROOM_MSG_ACK);
+    r_pump(); /* move 1's REHOME reaches 1 */
+    assert_int_equal(move(0, id, 3), 0);
+    r_pump(); /* move 2's REHOME reaches 1 */
+    assert_false(room_member_joined(c.m));
+    assert_int_equal(c.moved_to, -1);
+    release(1, &ack);
+    r_pump();
+    assert_true(room_member_joined(c.m));
+    assert_int_equal(room_member_owner(c.m), 3);
+    assert_int_equal(c.moved_to, 3);
+    room_member_del(a.m);
+    room_member_del(c.m);
+    room_member_del(d.m);
+    r_pump();
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(no_placements());
+    r_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stale_rehome_after_join),
         cmocka_unit_test(test_rehome_before_join_answer),
         cmocka_unit_test(test_rehome_follow_before_join_answer),
+        cmocka_unit_test(test_carried_join_follows),
+        cmocka_unit_test(test_carried_join_follows_no_rehome),
+        cmocka_unit_test(test_carried_first_join_follows),
+        cmocka_unit_test(test_rehome_follow_same_move_answer),
+        cmocka_unit_test(test_carried_join_follows_later_move),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
