@@ -259,7 +259,7 @@ void move_on_arrive(struct room_shard *s, struct room *r)
     bool dirty = r->n_changes > 0 || r->n_acks > 0 || r->n_events > 0;
     /* Joiners in that batch are in no published snapshot: the REHOME
      * below may not reach their worker or find them there. Their answer
-     * asks them to follow as the REHOME would (owner.c room_flush_one). */
+     * asks them to follow as the REHOME would (flush.c room_flush_one). */
     uint16_t from = rehome_from(s, r);
     for (uint32_t k = 0; k < r->n_acks; k++) {
         struct room_info *a = &r->acks[k];
@@ -308,7 +308,7 @@ void owner_rebind(struct room_shard *s, const struct join_req *jr)
             owner_remove_info(s, r, (uint32_t)(in - r->infos));
         }
         ROOM_STAT_INC(s, rebinds_gone);
-        owner_send_ack(s, jr, ROOM_REBIND_GONE, NULL, 0, NULL);
+        owner_send_ack(s, jr, ROOM_REBIND_GONE, NULL, 0, NULL, false);
         return;
     }
     struct room_info old = *in;
@@ -321,7 +321,7 @@ void owner_rebind(struct room_shard *s, const struct join_req *jr)
         log_error("event=room_rebind_failed pid=%u reason=nomem", jr->pid);
         owner_remove_info(s, r, (uint32_t)(in - r->infos));
         ROOM_STAT_INC(s, rebinds_gone);
-        owner_send_ack(s, jr, ROOM_REBIND_GONE, NULL, 0, NULL);
+        owner_send_ack(s, jr, ROOM_REBIND_GONE, NULL, 0, NULL, false);
         return;
     }
     struct room_info *a = &r->acks[r->n_acks++];

@@ -746,8 +746,17 @@ uint64_t move_rebound_version(const struct room *r, uint32_t pid);
 void move_count_lost(struct room_shard *s, const struct room *r, uint32_t sender, uint64_t sent,
                      uint64_t now);
 void owner_mark_dirty(struct room_shard *s, struct room *r);
+/* Answers jr (ROOM_MSG_ACK to its worker) with code, r's handle and move
+ * count when r is set, and frames (consumed); follow: the member follows
+ * the room once joined (an answer carried on a move). */
 void owner_send_ack(struct room_shard *s, const struct join_req *jr, uint32_t code,
-                    const struct room *r, uint64_t version, struct buf *frames);
+                    const struct room *r, uint64_t version, struct buf *frames, bool follow);
+/* Appends m, encoded, to *bp (grown or made as needed); bytes or error. */
+int owner_frame_into(struct buf **bp, const struct msg *m);
+/* Ends an emptied room (unpublished, freed after a grace period). */
+void owner_room_destroy(struct room_shard *s, struct room *r);
+/* Sends again the UNALIAS messages that could not go (s->unalias). */
+void owner_unalias_retry(struct room_shard *s);
 /* move.c, the owner side: a MOVE arrived; the home asks for a move. */
 void move_on_arrive(struct room_shard *s, struct room *r);
 void move_on_request(struct room_shard *s, const struct move_req_msg *mr);
