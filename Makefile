@@ -285,7 +285,7 @@ $(BUILD)/test/integration/%: $(BUILD)/test/integration/%.o $(TESTLIB) $(RELAYLIB
 
 # Replay builds: each fuzz target linked with a main that runs its corpus.
 # A target may need sources outside lib/: FUZZ_EXTRA_<name> lists them.
-FUZZ_EXTRA_config := relay/config.c relay/config_parse.c relay/config_cluster.c
+FUZZ_EXTRA_config := relay/config.c relay/config_ini.c relay/config_parse.c relay/config_cluster.c
 $(BUILD)/test/fuzz/replay_%: $(BUILD)/test/fuzz/fuzz_%.o $(BUILD)/test/fuzz/replay/main.o $(LIBROOST)
 	$(LINK)
 $(BUILD)/test/fuzz/replay_config: $(BUILD)/test/fuzz/fuzz_config.o $(BUILD)/test/fuzz/replay/main.o \

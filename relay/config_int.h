@@ -1,6 +1,7 @@
 /* Private to relay/config*.c: the value parsers (config_parse.c) and the
  * [cluster] section (config_cluster.c), which config.c's key table, setter
- * and validator call. Main thread only, as relay/config.h. */
+ * and validator call, and the key table for the INI reader (config_ini.c). Main thread only, as
+ * relay/config.h. */
 #ifndef ROOST_RELAY_CONFIG_INT_H
 #define ROOST_RELAY_CONFIG_INT_H
 
@@ -9,6 +10,11 @@
 #include <stdint.h>
 
 #include "relay/config.h"
+
+/* config.c's key table, [cluster] keys included: key id's entry; the id
+ * of the key called name, or -1. */
+const struct config_key *config_key_at(int id);
+int config_key_find(const char *name);
 
 /* Decimal u64 at s; *end after the digits. 0, ROOST_EINVAL or ERANGE. */
 int config_parse_u64(const char *s, uint64_t *v, const char **end);
