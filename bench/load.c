@@ -1,10 +1,10 @@
 #include "bench/load.h"
 #include "bench/load_int.h"
 #include "bench/participant.h"
+#include "bench/procstat.h"
 #include "bench/verdict.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -164,89 +164,6 @@ static void path_release(void *arg, unsigned dir, void *ctx, const uint8_t *d, s
         (void)send(p->fd, d, len, MSG_DONTWAIT);
     else
         f_handle(p, d, len, now);
-}
-
-/* ------------------------------------------------------------ /proc */
-
-double load_proc_cpu_s(int pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* Fields after the command name, which may hold spaces: skip to ')'. */
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return -1;
-    unsigned long long ut = 0, st = 0;
-    /* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
-}
-
-double load_proc_runq_s(int pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", pid);
-    DIR *d = opendir(path);
-    if (d == NULL)
-        return -1;
-    unsigned long long sum = 0;
-    unsigned n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p2[300];
-        snprintf(p2, sizeof(p2), "/proc/%d/task/%s/schedstat", pid, e->d_name);
-        FILE *f = fopen(p2, "r");
-        if (f == NULL)
-            continue; /* the thread ended meanwhile */
-        unsigned long long run = 0, wait = 0;
-        if (fscanf(f, "%llu %llu", &run, &wait) == 2) {
-            sum += wait;
-            n++;
-        }
-        fclose(f);
-    }
-    closedir(d);
-    return n > 0 ? (double)sum / 1e9 : -1;
-}
-
-bool load_proc_alive(int pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    /* State Z (zombie) or X (dead): it exited, its parent has not reaped it. */
-    return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
-
-long load_proc_rss_kb(int pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
 }
 
 /* ------------------------------------------------------------ run */
@@ -548,13 +465,13 @@ static void relays_after(const struct load_config *cfg, const struct metrics_sam
     for (unsigned k = 0; k < cfg->n_relays; k++) {
         const struct load_relay *x = &cfg->relays[k];
         struct load_relay_stat *rs = &res->relays[k];
-        if (x->pid > 0 && !load_proc_alive(x->pid)) {
+        if (x->pid > 0 && !procstat_alive(x->pid)) {
             rs->gone = true;
             if (!res->relay_gone)
                 res->gone_pid = x->pid;
             res->relay_gone = true;
         }
-        double after = x->pid > 0 ? load_proc_cpu_s(x->pid) : -1;
+        double after = x->pid > 0 ? procstat_cpu_s(x->pid) : -1;
         if (cpu0[k] >= 0 && after >= 0)
             rs->cpu_s = after - cpu0[k];
         if (rs->cpu_s < 0)
@@ -680,7 +597,7 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         }
     }
     if (cfg->relay_pid > 0)
-        res->rss_before_kb = load_proc_rss_kb(cfg->relay_pid);
+        res->rss_before_kb = procstat_rss_kb(cfg->relay_pid);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     for (unsigned i = 0; i < cfg->threads; i++) {
         struct lthread *t = L.t[i];
@@ -735,13 +652,13 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         usleep(2000);
     }
     if (cfg->relay_pid > 0)
-        res->rss_joined_kb = load_proc_rss_kb(cfg->relay_pid);
+        res->rss_joined_kb = procstat_rss_kb(cfg->relay_pid);
     /* The window. */
     struct metrics_sample ms0 = {0}, ms1 = {0};
     if (cfg->metrics_addr != NULL && metrics_scrape(cfg->metrics_addr, 2000, &ms0) != 0)
         ms0.ok = false;
-    double cpu_before = cfg->relay_pid > 0 ? load_proc_cpu_s(cfg->relay_pid) : -1;
-    double runq_before = cfg->relay_pid > 0 ? load_proc_runq_s(cfg->relay_pid) : -1;
+    double cpu_before = cfg->relay_pid > 0 ? procstat_cpu_s(cfg->relay_pid) : -1;
+    double runq_before = cfg->relay_pid > 0 ? procstat_runq_s(cfg->relay_pid) : -1;
     struct metrics_sample rms0[LOAD_RELAYS_MAX], rms1[LOAD_RELAYS_MAX];
     double rcpu0[LOAD_RELAYS_MAX];
     for (unsigned k = 0; k < cfg->n_relays; k++) {
@@ -749,7 +666,7 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         memset(&rms0[k], 0, sizeof(rms0[k]));
         if (x->admin != NULL && metrics_scrape(x->admin, 2000, &rms0[k]) != 0)
             rms0[k].ok = false;
-        rcpu0[k] = x->pid > 0 ? load_proc_cpu_s(x->pid) : -1;
+        rcpu0[k] = x->pid > 0 ? procstat_cpu_s(x->pid) : -1;
     }
     if (cfg->floor != NULL)
         floor_stats(cfg->floor, &fs0);
@@ -768,13 +685,13 @@ int load_run(const struct load_config *cfg, struct load_result *res, char *err, 
         }
         usleep(2000);
     }
-    if (cfg->relay_pid > 0 && !load_proc_alive(cfg->relay_pid))
+    if (cfg->relay_pid > 0 && !procstat_alive(cfg->relay_pid))
         res->relay_gone = true;
     if (cfg->relay_pid > 0) {
-        double cpu_after = load_proc_cpu_s(cfg->relay_pid);
+        double cpu_after = procstat_cpu_s(cfg->relay_pid);
         if (cpu_before >= 0 && cpu_after >= 0)
             res->server_cpu_s = cpu_after - cpu_before;
-        double runq_after = load_proc_runq_s(cfg->relay_pid);
+        double runq_after = procstat_runq_s(cfg->relay_pid);
         if (runq_before >= 0 && runq_after >= runq_before)
             res->server_runq_s = runq_after - runq_before;
     }

@@ -277,14 +277,4 @@ struct load_result {
 int load_run(const struct load_config *cfg, struct load_result *res, char *err, size_t err_len);
 void load_result_free(struct load_result *res);
 
-/* /proc helpers: CPU time (utime + stime) of a process in seconds, and its
- * VmRSS in KiB. Return < 0 when unreadable. load_proc_alive: the process
- * exists and is not a zombie. */
-double load_proc_cpu_s(int pid);
-/* Time all the process's threads spent runnable but waiting for a CPU
- * (schedstat run_delay), in seconds; < 0 when unreadable. */
-double load_proc_runq_s(int pid);
-long load_proc_rss_kb(int pid);
-bool load_proc_alive(int pid);
-
 #endif
