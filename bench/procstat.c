@@ -7,18 +7,25 @@
 #include <string.h>
 #include <unistd.h>
 
-double procstat_cpu_s(int pid)
+/* /proc/PID/stat, past the command name (which may hold spaces): the
+ * text after its closing ')' in buf, or NULL when unreadable. */
+static const char *stat_fields(int pid, char *buf, size_t len)
 {
-    char path[64], buf[2048];
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        return NULL;
+    size_t n = fread(buf, 1, len - 1, f);
     fclose(f);
     buf[n] = '\0';
-    /* Fields after the command name, which may hold spaces: skip to ')'. */
-    char *p = strrchr(buf, ')');
+    return strrchr(buf, ')');
+}
+
+double procstat_cpu_s(int pid)
+{
+    char buf[2048];
+    const char *p = stat_fields(pid, buf, sizeof(buf));
     if (p == NULL)
         return -1;
     unsigned long long ut = 0, st = 0;
@@ -60,15 +67,8 @@ double procstat_runq_s(int pid)
 
 bool procstat_alive(int pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
+    char buf[512];
+    const char *p = stat_fields(pid, buf, sizeof(buf));
     /* State Z (zombie) or X (dead): it exited, its parent has not reaped it. */
     return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
