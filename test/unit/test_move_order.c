@@ -53,6 +53,39 @@ static void join2(struct roomfx_ep *a, struct roomfx_ep *d, const char *id)
     assert_int_equal(d->last_code, 0);
 }
 
+/* As join2 with d on worker dw, a and d not movable (no ROOM_JOIN_MOVE). */
+static void join2_fixed(struct roomfx_ep *a, struct roomfx_ep *d, const char *id, unsigned dw)
+{
+    roomfx_ep_new(&R, a, 0);
+    roomfx_ep_new(&R, d, dw);
+    room_member_set_movable(a->m, false);
+    room_member_set_movable(d->m, false);
+    roomfx_ep_join(a, id, "a");
+    roomfx_ep_join(d, id, "d");
+    roomfx_pump(&R);
+}
+
+/* c joined and followed the room to `to`; d, not movable, was not asked. */
+static void followed(const struct roomfx_ep *c, const struct roomfx_ep *d, unsigned to)
+{
+    assert_true(room_member_joined(c->m));
+    assert_int_equal(room_member_owner(c->m), to);
+    assert_int_equal(c->moved_to, to);
+    assert_int_equal(d->moved_to, -1); /* not movable */
+}
+
+/* The members leave: the room ends, nothing stays placed; the fixture stops. */
+static void end3(struct roomfx_ep *a, struct roomfx_ep *c, struct roomfx_ep *d)
+{
+    room_member_del(a->m);
+    room_member_del(c->m);
+    room_member_del(d->m);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
+}
+
 /* The room moves 0 -> 1 -> 2; the REHOME of the first move (from 1) is read
  * on worker 3 only after c joined there and was answered by the room's
  * owner (2). That REHOME is stale for c as for d: c's owner stays 2.
@@ -82,13 +115,7 @@ static void test_stale_rehome_after_join(void **state)
     assert_int_equal(room_member_owner(d.m), 2);
     assert_int_equal(room_member_owner(c.m), 2);
     assert_int_equal(c.moved_to, -1);
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    roomfx_pump(&R);
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(roomfx_no_placements(&R));
-    roomfx_stop(&R);
+    end3(&a, &c, &d);
 }
 
 /* c (worker 3) joins the room while it is on 1: 1 answers (its owner then)
@@ -126,13 +153,7 @@ static void test_rehome_before_join_answer(void **state)
     roomfx_pump(&R);
     assert_int_equal(room_member_owner(c.m), 1);
     assert_int_equal(room_member_owner(d.m), 1);
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    roomfx_pump(&R);
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(roomfx_no_placements(&R));
-    roomfx_stop(&R);
+    end3(&a, &c, &d);
 }
 
 /* As above, with a REHOME that asks every member to follow the room (a
@@ -146,13 +167,7 @@ static void test_rehome_follow_before_join_answer(void **state)
     roomfx_start(&R, NW, 8);
     const char *id = roomfx_home_room(&R, 0, 0);
     struct roomfx_ep a, d, c;
-    roomfx_ep_new(&R, &a, 0);
-    roomfx_ep_new(&R, &d, 3);
-    room_member_set_movable(a.m, false);
-    room_member_set_movable(d.m, false);
-    roomfx_ep_join(&a, id, "a");
-    roomfx_ep_join(&d, id, "d");
-    roomfx_pump(&R);
+    join2_fixed(&a, &d, id, 3);
     assert_int_equal(d.last_code, 0);
     assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
     roomfx_pump(&R);
@@ -169,17 +184,8 @@ static void test_rehome_follow_before_join_answer(void **state)
     assert_int_equal(c.moved_to, -1);
     roomfx_push(&R, 3, &ack);
     roomfx_pump(&R);
-    assert_true(room_member_joined(c.m));
-    assert_int_equal(room_member_owner(c.m), 2);
-    assert_int_equal(c.moved_to, 2);
-    assert_int_equal(d.moved_to, -1); /* not movable */
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    roomfx_pump(&R);
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(roomfx_no_placements(&R));
-    roomfx_stop(&R);
+    followed(&c, &d, 2);
+    end3(&a, &c, &d);
 }
 
 /* c (worker 1, movable) joins the room while it is owned by 1, and the
@@ -196,13 +202,7 @@ static void carried_join_follows(bool others_on_1)
     roomfx_start(&R, NW, 0);
     const char *id = roomfx_home_room(&R, 0, 0);
     struct roomfx_ep a, d, c;
-    roomfx_ep_new(&R, &a, 0);
-    roomfx_ep_new(&R, &d, others_on_1 ? 1 : 3);
-    room_member_set_movable(a.m, false);
-    room_member_set_movable(d.m, false);
-    roomfx_ep_join(&a, id, "a");
-    roomfx_ep_join(&d, id, "d");
-    roomfx_pump(&R);
+    join2_fixed(&a, &d, id, others_on_1 ? 1 : 3);
     assert_int_equal(d.last_code, 0);
     assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
     roomfx_pump(&R);
@@ -217,17 +217,8 @@ static void carried_join_follows(bool others_on_1)
     room_shard_flush(R.s[2]);                       /* c is in the snapshot; its answer */
     roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
-    assert_true(room_member_joined(c.m));
-    assert_int_equal(room_member_owner(c.m), 2);
-    assert_int_equal(c.moved_to, 2);
-    assert_int_equal(d.moved_to, -1); /* not movable */
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    roomfx_pump(&R);
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(roomfx_no_placements(&R));
-    roomfx_stop(&R);
+    followed(&c, &d, 2);
+    end3(&a, &c, &d);
 }
 
 static void test_carried_join_follows(void **state)
@@ -280,13 +271,7 @@ static void test_rehome_follow_same_move_answer(void **state)
     roomfx_start(&R, NW, 0);
     const char *id = roomfx_home_room(&R, 0, 0);
     struct roomfx_ep a, d, c;
-    roomfx_ep_new(&R, &a, 0);
-    roomfx_ep_new(&R, &d, 1);
-    room_member_set_movable(a.m, false);
-    room_member_set_movable(d.m, false);
-    roomfx_ep_join(&a, id, "a");
-    roomfx_ep_join(&d, id, "d");
-    roomfx_pump(&R);
+    join2_fixed(&a, &d, id, 1);
     assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
     roomfx_pump(&R);
     assert_int_equal(room_member_owner(d.m), 1);
@@ -305,17 +290,8 @@ static void test_rehome_follow_same_move_answer(void **state)
     roomfx_push(&R, 1, &rh);
     roomfx_push(&R, 1, &ack);
     roomfx_pump(&R);
-    assert_true(room_member_joined(c.m));
-    assert_int_equal(room_member_owner(c.m), 2);
-    assert_int_equal(c.moved_to, 2);
-    assert_int_equal(d.moved_to, -1); /* not movable */
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    roomfx_pump(&R);
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(roomfx_no_placements(&R));
-    roomfx_stop(&R);
+    followed(&c, &d, 2);
+    end3(&a, &c, &d);
 }
 
 /* As test_carried_join_follows, but c's answer (carried on move 1, to 2)
@@ -329,13 +305,7 @@ static void test_carried_join_follows_later_move(void **state)
     roomfx_start(&R, NW, 0);
     const char *id = roomfx_home_room(&R, 0, 0);
     struct roomfx_ep a, d, c;
-    roomfx_ep_new(&R, &a, 0);
-    roomfx_ep_new(&R, &d, 1);
-    room_member_set_movable(a.m, false);
-    room_member_set_movable(d.m, false);
-    roomfx_ep_join(&a, id, "a");
-    roomfx_ep_join(&d, id, "d");
-    roomfx_pump(&R);
+    join2_fixed(&a, &d, id, 1);
     assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
     roomfx_pump(&R);
     roomfx_ep_new(&R, &c, 1);
@@ -357,13 +327,7 @@ static void test_carried_join_follows_later_move(void **state)
     assert_true(room_member_joined(c.m));
     assert_int_equal(room_member_owner(c.m), 3);
     assert_int_equal(c.moved_to, 3);
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    roomfx_pump(&R);
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(roomfx_no_placements(&R));
-    roomfx_stop(&R);
+    end3(&a, &c, &d);
 }
 
 int main(void)
