@@ -20,18 +20,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <urcu-qsbr.h>
 
-#include "core/buf.h"
-#include "core/error.h"
 #include "core/worker.h"
-#include "proto/media.h"
-#include "proto/msg.h"
-#include "proto/perm.h"
 #include "room/room.h"
 #include "room/room_int.h"
 #include "room/snapshot.h"
