@@ -20,256 +20,61 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <urcu-qsbr.h>
 
-#include "core/buf.h"
-#include "core/error.h"
 #include "core/worker.h"
-#include "proto/media.h"
-#include "proto/msg.h"
-#include "proto/perm.h"
 #include "room/room.h"
 #include "room/room_int.h"
 #include "room/snapshot.h"
+#include "../common/roomfx.h"
 
 #define NW 4
-#define QMAX 256
 
-struct ep {
-    unsigned w;
-    struct room_member *m;
-    uint32_t pid;
-    unsigned media, events, joined_msgs, controls, joined_cb, replaced;
-    uint32_t last_code;
-    int moved_to;
-};
-
-static struct {
-    struct worker_pool *pool;
-    struct room_shared *sh;
-    struct room_shard *s[NW];
-    struct worker_msg q[NW][QMAX];
-    unsigned head[NW], tail[NW];
-    int64_t buf_base;
-    int fail_type; /* the next message of this type is refused (0: none) */
-} R;
-
-static struct msg dec; /* large: lists of 200 */
-
-static int hook(void *arg, unsigned to, struct worker_msg *wm)
-{
-    (void)arg;
-    assert_true(to < NW);
-    if (R.fail_type != 0 && (int)wm->type == R.fail_type) {
-        R.fail_type = 0;
-        return ROOST_ENOMEM;
-    }
-    assert_true(R.tail[to] - R.head[to] < QMAX);
-    R.q[to][R.tail[to]++ % QMAX] = *wm;
-    return 0;
-}
-
-static int ep_media(void *e, struct buf *b, uint32_t off, uint32_t len, void *arg)
-{
-    (void)b, (void)off, (void)len, (void)arg;
-    ((struct ep *)e)->media++;
-    return 0;
-}
-
-static void ep_control(void *e, const uint8_t *body, size_t len, void *arg)
-{
-    (void)arg;
-    struct ep *ep = e;
-    ep->controls++;
-    if (msg_decode(body, len, &dec) != 0)
-        return;
-    if (dec.type == MSG_PARTICIPANT_EVENTS)
-        ep->events += dec.u.events.n_events;
-    if (dec.type == MSG_JOINED)
-        ep->joined_msgs++;
-}
-
-static void ep_joined(void *e, uint32_t code, void *arg)
-{
-    (void)arg;
-    struct ep *ep = e;
-    ep->joined_cb++;
-    ep->last_code = code;
-}
-
-static void ep_replaced(void *e, void *arg)
-{
-    (void)arg;
-    ((struct ep *)e)->replaced++;
-}
-
-static void ep_move(void *e, unsigned to, void *arg)
-{
-    (void)arg;
-    ((struct ep *)e)->moved_to = (int)to;
-}
-
-static const struct room_ops ops = {.media = ep_media,
-                                    .control = ep_control,
-                                    .joined = ep_joined,
-                                    .replaced = ep_replaced,
-                                    .move = ep_move};
-
-static void r_start_lim(const struct room_limits *lim)
-{
-    memset(&R, 0, sizeof(R));
-    R.buf_base = buf_live();
-    rcu_register_thread();
-    assert_int_equal(room_shared_new(&R.sh, NW, lim), 0);
-    static const struct worker_ops wops = {0};
-    struct worker_config cfg = {.n_workers = NW, .no_pin = true};
-    assert_int_equal(worker_pool_new(&R.pool, &cfg, &wops, NULL), 0);
-    for (unsigned w = 0; w < NW; w++) {
-        assert_int_equal(room_shard_new(&R.s[w], R.sh, worker_pool_get(R.pool, w), &ops, NULL), 0);
-        R.s[w]->send_hook = hook;
-    }
-}
-
-static void r_start(uint32_t amax)
-{
-    struct room_limits lim = {.affinity_max_members = amax};
-    r_start_lim(&lim);
-}
-
-static bool r_step(unsigned w)
-{
-    if (R.head[w] == R.tail[w])
-        return false;
-    struct worker_msg wm = R.q[w][R.head[w]++ % QMAX];
-    rcu_quiescent_state();
-    room_dispatch_one(R.s[w], &wm);
-    return true;
-}
-
-/* Delivers and flushes (each worker's turn end) until nothing is left. */
-static void r_pump(void)
-{
-    bool any = true;
-    while (any) {
-        any = false;
-        for (unsigned w = 0; w < NW; w++) {
-            while (r_step(w))
-                any = true;
-            room_shard_flush(R.s[w]);
-            any |= R.head[w] != R.tail[w];
-        }
-    }
-}
-
-/* Shutdown: what is still queued is discarded (the runtime's discard). */
-static void r_stop_discard(void)
-{
-    for (unsigned w = 0; w < NW; w++)
-        while (R.head[w] != R.tail[w])
-            assert_true(room_msg_release(&R.q[w][R.head[w]++ % QMAX]));
-    for (unsigned w = 0; w < NW; w++)
-        room_shard_del(R.s[w]);
-    worker_pool_del(R.pool);
-    rcu_thread_offline();
-    rcu_barrier();
-    rcu_thread_online();
-    rcu_unregister_thread();
-    room_shared_del(R.sh);
-    assert_int_equal(buf_live(), R.buf_base);
-}
-
-static void r_stop(void)
-{
-    r_pump();
-    r_stop_discard();
-}
-
-/* The n-th room id whose home is worker w. */
-static const char *home_room(unsigned w, unsigned n)
-{
-    static char ids[4][16];
-    for (unsigned i = 0, found = 0;; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "room-%u", i);
-        if (room_shared_owner(R.sh, (const uint8_t *)id, strlen(id)) != w)
-            continue;
-        if (found++ == n) {
-            memcpy(ids[n], id, sizeof(id));
-            return ids[n];
-        }
-    }
-}
-
-static void ep_new(struct ep *e, unsigned w)
-{
-    memset(e, 0, sizeof(*e));
-    e->w = w;
-    e->moved_to = -1;
-    assert_int_equal(room_member_new(R.s[w], e, &e->m), 0);
-    room_member_set_movable(e->m, true);
-    e->pid = room_member_pid(e->m);
-}
-
-static void ep_join(struct ep *e, const char *room, const char *ident)
-{
-    assert_int_equal(room_join(e->m, (const uint8_t *)room, strlen(room), (const uint8_t *)ident,
-                               strlen(ident), (const uint8_t *)"n", 1, PERM_ALL),
-                     0);
-}
-
-static bool no_placements(void)
-{
-    for (unsigned w = 0; w < NW; w++)
-        for (uint32_t b = 0; b <= R.s[w]->placed_mask; b++)
-            if (R.s[w]->placed[b] != NULL)
-                return false;
-    return true;
-}
-
-static int move(unsigned home, const char *id, unsigned to)
-{
-    uint32_t n;
-    return room_shard_move(R.s[home], (const uint8_t *)id, strlen(id), to, &n);
-}
-
-/* Takes the first message of `type` out of worker w's queue (the others
- * keep their order): held back, as a ring read later than another. */
-static struct worker_msg hold(unsigned w, uint16_t type)
-{
-    for (unsigned i = R.head[w]; i != R.tail[w]; i++) {
-        if (R.q[w][i % QMAX].type != type)
-            continue;
-        struct worker_msg wm = R.q[w][i % QMAX];
-        for (unsigned k = i; k + 1 != R.tail[w]; k++)
-            R.q[w][k % QMAX] = R.q[w][(k + 1) % QMAX];
-        R.tail[w]--;
-        return wm;
-    }
-    fail_msg("no message of type 0x%x for worker %u", type, w);
-    struct worker_msg none = {0};
-    return none;
-}
-
-static void release(unsigned w, const struct worker_msg *wm)
-{
-    assert_true(R.tail[w] - R.head[w] < QMAX);
-    R.q[w][R.tail[w]++ % QMAX] = *wm;
-}
+static struct roomfx R;
 
 /* A room (home 0) with a on worker 0 and d on worker 3. */
-static void join2(struct ep *a, struct ep *d, const char *id)
+static void join2(struct roomfx_ep *a, struct roomfx_ep *d, const char *id)
 {
-    ep_new(a, 0);
-    ep_new(d, 3);
-    ep_join(a, id, "a");
-    ep_join(d, id, "d");
-    r_pump();
+    roomfx_ep_new(&R, a, 0);
+    roomfx_ep_new(&R, d, 3);
+    roomfx_ep_join(a, id, "a");
+    roomfx_ep_join(d, id, "d");
+    roomfx_pump(&R);
     assert_int_equal(a->last_code, 0);
     assert_int_equal(d->last_code, 0);
+}
+
+/* As join2 with d on worker dw, a and d not movable (no ROOM_JOIN_MOVE). */
+static void join2_fixed(struct roomfx_ep *a, struct roomfx_ep *d, const char *id, unsigned dw)
+{
+    roomfx_ep_new(&R, a, 0);
+    roomfx_ep_new(&R, d, dw);
+    room_member_set_movable(a->m, false);
+    room_member_set_movable(d->m, false);
+    roomfx_ep_join(a, id, "a");
+    roomfx_ep_join(d, id, "d");
+    roomfx_pump(&R);
+}
+
+/* c joined and followed the room to `to`; d, not movable, was not asked. */
+static void followed(const struct roomfx_ep *c, const struct roomfx_ep *d, unsigned to)
+{
+    assert_true(room_member_joined(c->m));
+    assert_int_equal(room_member_owner(c->m), to);
+    assert_int_equal(c->moved_to, to);
+    assert_int_equal(d->moved_to, -1); /* not movable */
+}
+
+/* The members leave: the room ends, nothing stays placed; the fixture stops. */
+static void end3(struct roomfx_ep *a, struct roomfx_ep *c, struct roomfx_ep *d)
+{
+    room_member_del(a->m);
+    room_member_del(c->m);
+    room_member_del(d->m);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* The room moves 0 -> 1 -> 2; the REHOME of the first move (from 1) is read
@@ -280,34 +85,28 @@ static void join2(struct ep *a, struct ep *d, const char *id)
 static void test_stale_rehome_after_join(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, d, c;
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, d, c;
     join2(&a, &d, id);
-    assert_int_equal(move(0, id, 1), 0);
-    assert_true(r_step(1)); /* the MOVE: REHOMEs to 0 and 3, ARRIVED to 0 */
-    struct worker_msg rh1 = hold(3, ROOM_MSG_REHOME);
-    r_pump();
-    assert_int_equal(move(0, id, 2), 0);
-    r_pump();
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    assert_true(roomfx_step(&R, 1)); /* the MOVE: REHOMEs to 0 and 3, ARRIVED to 0 */
+    struct worker_msg rh1 = roomfx_hold(&R, 3, ROOM_MSG_REHOME);
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0);
+    roomfx_pump(&R);
     assert_int_equal(room_member_owner(d.m), 2);
-    ep_new(&c, 3);
-    ep_join(&c, id, "c"); /* through the home to 2, answered there */
-    r_pump();
+    roomfx_ep_new(&R, &c, 3);
+    roomfx_ep_join(&c, id, "c"); /* through the home to 2, answered there */
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
     assert_int_equal(room_member_owner(c.m), 2);
-    release(3, &rh1); /* move 1's REHOME, late */
-    r_pump();
+    roomfx_push(&R, 3, &rh1); /* move 1's REHOME, late */
+    roomfx_pump(&R);
     assert_int_equal(room_member_owner(d.m), 2);
     assert_int_equal(room_member_owner(c.m), 2);
     assert_int_equal(c.moved_to, -1);
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    r_pump();
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    end3(&a, &c, &d);
 }
 
 /* c (worker 3) joins the room while it is on 1: 1 answers (its owner then)
@@ -318,40 +117,34 @@ static void test_stale_rehome_after_join(void **state)
 static void test_rehome_before_join_answer(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, d, c;
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, d, c;
     join2(&a, &d, id);
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
     assert_int_equal(room_member_owner(d.m), 1);
-    ep_new(&c, 3);
-    ep_join(&c, id, "c");
-    assert_true(r_step(0)); /* the home routes it to 1 */
-    assert_true(r_step(1));
+    roomfx_ep_new(&R, &c, 3);
+    roomfx_ep_join(&c, id, "c");
+    assert_true(roomfx_step(&R, 0)); /* the home routes it to 1 */
+    assert_true(roomfx_step(&R, 1));
     room_shard_flush(R.s[1]); /* applied, answered */
-    struct worker_msg ack = hold(3, ROOM_MSG_ACK);
-    assert_int_equal(move(0, id, 2), 0);
-    r_pump(); /* the move; 2's REHOME reaches 3 */
+    struct worker_msg ack = roomfx_hold(&R, 3, ROOM_MSG_ACK);
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0);
+    roomfx_pump(&R); /* the move; 2's REHOME reaches 3 */
     assert_int_equal(room_member_owner(d.m), 2);
     assert_false(room_member_joined(c.m));
-    release(3, &ack);
-    r_pump();
+    roomfx_push(&R, 3, &ack);
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
     assert_true(room_member_joined(c.m));
     assert_int_equal(room_member_owner(c.m), 2);
     /* A later move's REHOME still reaches it. */
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
     assert_int_equal(room_member_owner(c.m), 1);
     assert_int_equal(room_member_owner(d.m), 1);
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    r_pump();
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    end3(&a, &c, &d);
 }
 
 /* As above, with a REHOME that asks every member to follow the room (a
@@ -362,43 +155,28 @@ static void test_rehome_before_join_answer(void **state)
 static void test_rehome_follow_before_join_answer(void **state)
 {
     (void)state;
-    r_start(8);
-    const char *id = home_room(0, 0);
-    struct ep a, d, c;
-    ep_new(&a, 0);
-    ep_new(&d, 3);
-    room_member_set_movable(a.m, false);
-    room_member_set_movable(d.m, false);
-    ep_join(&a, id, "a");
-    ep_join(&d, id, "d");
-    r_pump();
+    roomfx_start(&R, NW, 8);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, d, c;
+    join2_fixed(&a, &d, id, 3);
     assert_int_equal(d.last_code, 0);
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
-    ep_new(&c, 3);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
+    roomfx_ep_new(&R, &c, 3);
     room_member_set_movable(c.m, false);
-    ep_join(&c, id, "c");
+    roomfx_ep_join(&c, id, "c");
     room_member_set_movable(c.m, true);
-    assert_true(r_step(0));
-    assert_true(r_step(1));
+    assert_true(roomfx_step(&R, 0));
+    assert_true(roomfx_step(&R, 1));
     room_shard_flush(R.s[1]);
-    struct worker_msg ack = hold(3, ROOM_MSG_ACK);
-    assert_int_equal(move(0, id, 2), 0);
-    r_pump();
+    struct worker_msg ack = roomfx_hold(&R, 3, ROOM_MSG_ACK);
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0);
+    roomfx_pump(&R);
     assert_int_equal(c.moved_to, -1);
-    release(3, &ack);
-    r_pump();
-    assert_true(room_member_joined(c.m));
-    assert_int_equal(room_member_owner(c.m), 2);
-    assert_int_equal(c.moved_to, 2);
-    assert_int_equal(d.moved_to, -1); /* not movable */
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    r_pump();
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    roomfx_push(&R, 3, &ack);
+    roomfx_pump(&R);
+    followed(&c, &d, 2);
+    end3(&a, &c, &d);
 }
 
 /* c (worker 1, movable) joins the room while it is owned by 1, and the
@@ -412,41 +190,26 @@ static void test_rehome_follow_before_join_answer(void **state)
  * snapshot and no REHOME reaches it: only the answer can say follow. */
 static void carried_join_follows(bool others_on_1)
 {
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, d, c;
-    ep_new(&a, 0);
-    ep_new(&d, others_on_1 ? 1 : 3);
-    room_member_set_movable(a.m, false);
-    room_member_set_movable(d.m, false);
-    ep_join(&a, id, "a");
-    ep_join(&d, id, "d");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, d, c;
+    join2_fixed(&a, &d, id, others_on_1 ? 1 : 3);
     assert_int_equal(d.last_code, 0);
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
     assert_int_equal(room_member_owner(d.m), 1);
-    ep_new(&c, 1);
-    ep_join(&c, id, "c");
-    assert_true(r_step(0));              /* the home routes it to 1 */
-    assert_int_equal(move(0, id, 2), 0); /* MOVE_REQ to 1, behind the JOIN */
-    assert_true(r_step(1));              /* the JOIN: applied, answer pending */
-    assert_true(r_step(1));              /* the MOVE_REQ: the room goes, batch and all */
-    assert_true(r_step(2));              /* the MOVE: REHOMEs, ARRIVED */
-    room_shard_flush(R.s[2]);            /* c is in the snapshot; its answer */
-    r_pump();
+    roomfx_ep_new(&R, &c, 1);
+    roomfx_ep_join(&c, id, "c");
+    assert_true(roomfx_step(&R, 0));                /* the home routes it to 1 */
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0); /* MOVE_REQ to 1, behind the JOIN */
+    assert_true(roomfx_step(&R, 1));                /* the JOIN: applied, answer pending */
+    assert_true(roomfx_step(&R, 1));                /* the MOVE_REQ: the room goes, batch and all */
+    assert_true(roomfx_step(&R, 2));                /* the MOVE: REHOMEs, ARRIVED */
+    room_shard_flush(R.s[2]);                       /* c is in the snapshot; its answer */
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
-    assert_true(room_member_joined(c.m));
-    assert_int_equal(room_member_owner(c.m), 2);
-    assert_int_equal(c.moved_to, 2);
-    assert_int_equal(d.moved_to, -1); /* not movable */
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    r_pump();
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    followed(&c, &d, 2);
+    end3(&a, &c, &d);
 }
 
 static void test_carried_join_follows(void **state)
@@ -468,23 +231,23 @@ static void test_carried_join_follows_no_rehome(void **state)
 static void test_carried_first_join_follows(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(1, 0);
-    struct ep c;
-    ep_new(&c, 1);
-    ep_join(&c, id, "c");
-    assert_true(r_step(1)); /* the JOIN makes the room on 1 */
-    assert_int_equal(move(1, id, 2), 0);
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep c;
+    roomfx_ep_new(&R, &c, 1);
+    roomfx_ep_join(&c, id, "c");
+    assert_true(roomfx_step(&R, 1)); /* the JOIN makes the room on 1 */
+    assert_int_equal(roomfx_move(&R, 1, id, 2), 0);
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
     assert_true(room_member_joined(c.m));
     assert_int_equal(room_member_owner(c.m), 2);
     assert_int_equal(c.moved_to, 2);
     room_member_del(c.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* c (worker 1, movable) joins while the home moves the room 1 -> 2: its
@@ -496,45 +259,30 @@ static void test_carried_first_join_follows(void **state)
 static void test_rehome_follow_same_move_answer(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, d, c;
-    ep_new(&a, 0);
-    ep_new(&d, 1);
-    room_member_set_movable(a.m, false);
-    room_member_set_movable(d.m, false);
-    ep_join(&a, id, "a");
-    ep_join(&d, id, "d");
-    r_pump();
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, d, c;
+    join2_fixed(&a, &d, id, 1);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
     assert_int_equal(room_member_owner(d.m), 1);
-    ep_new(&c, 1);
-    ep_join(&c, id, "c");
-    assert_int_equal(move(0, id, 2), 0); /* MOVE_REQ to 1, placement paused */
-    assert_true(r_step(0));              /* c's JOIN waits for the move */
-    assert_true(r_step(1));              /* the MOVE_REQ: MOVE to 2 */
-    assert_true(r_step(2));              /* the MOVE: REHOMEs, ARRIVED */
-    struct worker_msg rh = hold(1, ROOM_MSG_REHOME);
-    while (r_step(0)) /* REHOME, ARRIVED: c's JOIN goes to 2 */
+    roomfx_ep_new(&R, &c, 1);
+    roomfx_ep_join(&c, id, "c");
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0); /* MOVE_REQ to 1, placement paused */
+    assert_true(roomfx_step(&R, 0));                /* c's JOIN waits for the move */
+    assert_true(roomfx_step(&R, 1));                /* the MOVE_REQ: MOVE to 2 */
+    assert_true(roomfx_step(&R, 2));                /* the MOVE: REHOMEs, ARRIVED */
+    struct worker_msg rh = roomfx_hold(&R, 1, ROOM_MSG_REHOME);
+    while (roomfx_step(&R, 0)) /* REHOME, ARRIVED: c's JOIN goes to 2 */
         ;
-    assert_true(r_step(2));
+    assert_true(roomfx_step(&R, 2));
     room_shard_flush(R.s[2]); /* c is in the snapshot; its answer */
-    struct worker_msg ack = hold(1, ROOM_MSG_ACK);
-    release(1, &rh);
-    release(1, &ack);
-    r_pump();
-    assert_true(room_member_joined(c.m));
-    assert_int_equal(room_member_owner(c.m), 2);
-    assert_int_equal(c.moved_to, 2);
-    assert_int_equal(d.moved_to, -1); /* not movable */
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    r_pump();
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    struct worker_msg ack = roomfx_hold(&R, 1, ROOM_MSG_ACK);
+    roomfx_push(&R, 1, &rh);
+    roomfx_push(&R, 1, &ack);
+    roomfx_pump(&R);
+    followed(&c, &d, 2);
+    end3(&a, &c, &d);
 }
 
 /* As test_carried_join_follows, but c's answer (carried on move 1, to 2)
@@ -545,44 +293,32 @@ static void test_rehome_follow_same_move_answer(void **state)
 static void test_carried_join_follows_later_move(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, d, c;
-    ep_new(&a, 0);
-    ep_new(&d, 1);
-    room_member_set_movable(a.m, false);
-    room_member_set_movable(d.m, false);
-    ep_join(&a, id, "a");
-    ep_join(&d, id, "d");
-    r_pump();
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
-    ep_new(&c, 1);
-    ep_join(&c, id, "c");
-    assert_true(r_step(0));
-    assert_int_equal(move(0, id, 2), 0);
-    assert_true(r_step(1)); /* the JOIN */
-    assert_true(r_step(1)); /* the MOVE_REQ */
-    assert_true(r_step(2)); /* the MOVE */
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, d, c;
+    join2_fixed(&a, &d, id, 1);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
+    roomfx_ep_new(&R, &c, 1);
+    roomfx_ep_join(&c, id, "c");
+    assert_true(roomfx_step(&R, 0));
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0);
+    assert_true(roomfx_step(&R, 1)); /* the JOIN */
+    assert_true(roomfx_step(&R, 1)); /* the MOVE_REQ */
+    assert_true(roomfx_step(&R, 2)); /* the MOVE */
     room_shard_flush(R.s[2]);
-    struct worker_msg ack = hold(1, ROOM_MSG_ACK);
-    r_pump(); /* move 1's REHOME reaches 1 */
-    assert_int_equal(move(0, id, 3), 0);
-    r_pump(); /* move 2's REHOME reaches 1 */
+    struct worker_msg ack = roomfx_hold(&R, 1, ROOM_MSG_ACK);
+    roomfx_pump(&R); /* move 1's REHOME reaches 1 */
+    assert_int_equal(roomfx_move(&R, 0, id, 3), 0);
+    roomfx_pump(&R); /* move 2's REHOME reaches 1 */
     assert_false(room_member_joined(c.m));
     assert_int_equal(c.moved_to, -1);
-    release(1, &ack);
-    r_pump();
+    roomfx_push(&R, 1, &ack);
+    roomfx_pump(&R);
     assert_true(room_member_joined(c.m));
     assert_int_equal(room_member_owner(c.m), 3);
     assert_int_equal(c.moved_to, 3);
-    room_member_del(a.m);
-    room_member_del(c.m);
-    room_member_del(d.m);
-    r_pump();
-    assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    end3(&a, &c, &d);
 }
 
 int main(void)

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <urcu-qsbr.h>
 
 #include "core/buf.h"
 #include "core/error.h"
@@ -28,9 +27,9 @@
 #include "proto/perm.h"
 #include "room/room.h"
 #include "room/room_int.h"
+#include "../common/roomfx.h"
 
 #define N_WORKERS 2
-#define QMAX 256
 
 static int fake_media(void *ep, struct buf *b, uint32_t off, uint32_t len, void *arg)
 {
@@ -45,44 +44,22 @@ static void fake_control(void *ep, const uint8_t *body, size_t len, void *arg)
 
 static const struct room_ops fake_ops = {.media = fake_media, .control = fake_control};
 
-static struct {
-    struct worker_pool *pool;
-    struct room_shared *sh;
-    struct room_shard *s[N_WORKERS];
-    struct worker_msg q[N_WORKERS][QMAX];
-    unsigned head[N_WORKERS], tail[N_WORKERS];
-    uint32_t ack_code[64];
-    int ack_owner[64];
-    int64_t buf_base;
-} R;
+static struct roomfx R;
+/* What ROOM_MSG_ACKs told each pid. */
+static uint32_t ack_code[64];
+static int ack_owner[64];
 
-static int route_capture(void *arg, unsigned to, struct worker_msg *wm)
-{
-    (void)arg;
-    assert_true(to < N_WORKERS);
-    assert_true(R.tail[to] - R.head[to] < QMAX);
-    R.q[to][R.tail[to]++ % QMAX] = *wm;
-    return 0;
-}
+static bool r_step(struct roomfx *fx, unsigned w);
 
 static void r_start_aff(uint8_t placement, uint32_t pack_members, uint32_t affinity)
 {
-    memset(&R, 0, sizeof(R));
-    R.buf_base = buf_live();
+    memset(ack_code, 0, sizeof(ack_code));
     for (unsigned i = 0; i < 64; i++)
-        R.ack_owner[i] = -1;
-    rcu_register_thread();
+        ack_owner[i] = -1;
     struct room_limits lim = {
         .placement = placement, .pack_members = pack_members, .affinity_max_members = affinity};
-    assert_int_equal(room_shared_new(&R.sh, N_WORKERS, &lim), 0);
-    static const struct worker_ops ops = {0};
-    struct worker_config cfg = {.n_workers = N_WORKERS, .no_pin = true};
-    assert_int_equal(worker_pool_new(&R.pool, &cfg, &ops, NULL), 0);
-    for (unsigned w = 0; w < N_WORKERS; w++) {
-        assert_int_equal(room_shard_new(&R.s[w], R.sh, worker_pool_get(R.pool, w), &fake_ops, NULL),
-                         0);
-        R.s[w]->send_hook = route_capture;
-    }
+    roomfx_start_ops(&R, N_WORKERS, &lim, &fake_ops);
+    R.step = r_step; /* this test's own dispatch */
 }
 
 static void r_start(uint8_t placement, uint32_t pack_members)
@@ -91,53 +68,53 @@ static void r_start(uint8_t placement, uint32_t pack_members)
 }
 
 /* Delivers the oldest message queued for worker w; false when none. */
-static bool r_step(unsigned w)
+static bool r_step(struct roomfx *fx, unsigned w)
 {
-    if (R.head[w] == R.tail[w])
+    if (fx->head[w] == fx->tail[w])
         return false;
-    struct worker_msg wm = R.q[w][R.head[w]++ % QMAX];
+    struct worker_msg wm = fx->q[w][fx->head[w]++ % ROOMFX_QMAX];
     struct buf *b;
     switch (wm.type) {
     case ROOM_MSG_JOIN: /* as dispatch.c does */
         memcpy(&b, wm.u.bytes, sizeof(b));
-        R.s[w]->in_buf = b;
-        owner_on_join(R.s[w], (const struct join_req *)b->data);
-        R.s[w]->in_buf = NULL;
+        fx->s[w]->in_buf = b;
+        owner_on_join(fx->s[w], (const struct join_req *)b->data);
+        fx->s[w]->in_buf = NULL;
         break;
     case ROOM_MSG_LEAVE:
         memcpy(&b, wm.u.bytes, sizeof(b));
-        R.s[w]->in_buf = b;
-        owner_on_leave(R.s[w], (const struct leave_req *)b->data);
-        R.s[w]->in_buf = NULL;
+        fx->s[w]->in_buf = b;
+        owner_on_leave(fx->s[w], (const struct leave_req *)b->data);
+        fx->s[w]->in_buf = NULL;
         break;
     case ROOM_MSG_DROP:
         memcpy(&b, wm.u.bytes, sizeof(b));
-        owner_on_drop(R.s[w], (const struct drop_msg *)b->data);
+        owner_on_drop(fx->s[w], (const struct drop_msg *)b->data);
         break;
     case ROOM_MSG_MOVE: {
         struct room *r;
         memcpy(&r, wm.u.bytes, sizeof(r));
-        move_on_arrive(R.s[w], r);
+        move_on_arrive(fx->s[w], r);
         return true; /* the room is this worker's now: nothing to release */
     }
     case ROOM_MSG_MOVE_REQ: {
         struct move_req_msg mr;
         memcpy(&mr, wm.u.bytes, sizeof(mr));
-        move_on_request(R.s[w], &mr);
+        move_on_request(fx->s[w], &mr);
         break;
     }
     case ROOM_MSG_ARRIVED: {
         struct arrived_msg am;
         memcpy(&am, wm.u.bytes, sizeof(am));
-        place_on_arrived(R.s[w], &am);
+        place_on_arrived(fx->s[w], &am);
         break;
     }
     case ROOM_MSG_ACK: {
         memcpy(&b, wm.u.bytes, sizeof(b));
         const struct ack_hdr *a = (const struct ack_hdr *)b->data;
         assert_true(a->pid < 64);
-        R.ack_code[a->pid] = a->code;
-        R.ack_owner[a->pid] = a->owner;
+        ack_code[a->pid] = a->code;
+        ack_owner[a->pid] = a->owner;
         break;
     }
     default:
@@ -145,44 +122,6 @@ static bool r_step(unsigned w)
     }
     assert_true(room_msg_release(&wm));
     return true;
-}
-
-/* Delivers and flushes until nothing is left anywhere. */
-static void r_pump(void)
-{
-    bool any = true;
-    while (any) {
-        any = false;
-        for (unsigned w = 0; w < N_WORKERS; w++) {
-            while (r_step(w))
-                any = true;
-            room_shard_flush(R.s[w]);
-            any |= R.head[w] != R.tail[w];
-        }
-    }
-}
-
-static bool r_no_placements(void)
-{
-    for (unsigned w = 0; w < N_WORKERS; w++)
-        for (uint32_t b = 0; b <= R.s[w]->placed_mask; b++)
-            if (R.s[w]->placed[b] != NULL)
-                return false;
-    return true;
-}
-
-static void r_stop(void)
-{
-    r_pump();
-    for (unsigned w = 0; w < N_WORKERS; w++)
-        room_shard_del(R.s[w]);
-    worker_pool_del(R.pool);
-    rcu_thread_offline();
-    rcu_barrier();
-    rcu_thread_online();
-    rcu_unregister_thread();
-    room_shared_del(R.sh);
-    assert_int_equal(buf_live(), R.buf_base);
 }
 
 /* A member's JOIN (or LEAVE), queued for the room's home as member.c does;
@@ -207,7 +146,7 @@ static void r_join_from(uint32_t pid, const char *room, unsigned worker, bool mo
     b->len = sizeof(*jr);
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
-    route_capture(NULL, room_shared_owner(R.sh, (const uint8_t *)room, strlen(room)), &wm);
+    roomfx_send(&R, room_shared_owner(R.sh, (const uint8_t *)room, strlen(room)), &wm);
 }
 
 static void r_join(uint32_t pid, const char *room)
@@ -229,7 +168,7 @@ static void r_leave(uint32_t pid, const char *room)
     b->len = sizeof(*lr);
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_LEAVE, &b, sizeof(b));
-    route_capture(NULL, room_shared_owner(R.sh, (const uint8_t *)room, strlen(room)), &wm);
+    roomfx_send(&R, room_shared_owner(R.sh, (const uint8_t *)room, strlen(room)), &wm);
 }
 
 /* The n-th room id (from 0, n < 8) whose home is worker `home`. */
@@ -275,24 +214,24 @@ static void test_pack_fills_then_spills(void **state)
     r_start(ROOM_PLACE_PACK, 2);
     const char *a = home_room(1, 0), *b = home_room(0, 0), *c = home_room(1, 1);
     r_join(1, a); /* home 1, packed on 0 */
-    r_pump();
-    assert_int_equal(R.ack_code[1], 0);
-    assert_int_equal(R.ack_owner[1], 0);
+    roomfx_pump(&R);
+    assert_int_equal(ack_code[1], 0);
+    assert_int_equal(ack_owner[1], 0);
     r_join(2, a);
-    r_pump();
-    assert_int_equal(R.ack_owner[2], 0);
+    roomfx_pump(&R);
+    assert_int_equal(ack_owner[2], 0);
     assert_int_equal(owned(0), 2);
     r_join(3, b); /* home 0, but worker 0 is at the bound: on 1 */
     r_join(4, b);
-    r_pump();
-    assert_int_equal(R.ack_owner[3], 1);
-    assert_int_equal(R.ack_owner[4], 1);
+    roomfx_pump(&R);
+    assert_int_equal(ack_owner[3], 1);
+    assert_int_equal(ack_owner[4], 1);
     assert_int_equal(owner_of(b), 1);
     assert_int_equal(owned(1), 2);
     /* Both at the bound: by hash (c's home is 1). */
     r_join(5, c);
-    r_pump();
-    assert_int_equal(R.ack_owner[5], 1);
+    roomfx_pump(&R);
+    assert_int_equal(ack_owner[5], 1);
     assert_int_equal(owned(0), 2);
     assert_int_equal(owned(1), 3);
     struct room_stats st;
@@ -302,10 +241,10 @@ static void test_pack_fills_then_spills(void **state)
     assert_int_equal(st.rooms_placed, 1); /* b */
     for (uint32_t p = 1; p <= 5; p++)
         r_leave(p, p <= 2 ? a : p <= 4 ? b : c);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(r_no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* A room that ends frees its members' share: the next new room goes back
@@ -317,24 +256,24 @@ static void test_pack_end_frees_slot(void **state)
     const char *a = home_room(0, 0), *b = home_room(1, 0), *c = home_room(1, 1);
     r_join(1, a);
     r_join(2, a);
-    r_pump();
+    roomfx_pump(&R);
     r_join(3, b); /* 0 is full: on 1 (its home) */
-    r_pump();
-    assert_int_equal(R.ack_owner[3], 1);
+    roomfx_pump(&R);
+    assert_int_equal(ack_owner[3], 1);
     r_leave(1, a);
     r_leave(2, a);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(owned(0), 0);
     assert_int_equal(owner_of(a), -1);
     r_join(4, c); /* home 1, 1 owns 1 participant: packed on 0 again */
-    r_pump();
-    assert_int_equal(R.ack_owner[4], 0);
+    roomfx_pump(&R);
+    assert_int_equal(ack_owner[4], 0);
     assert_int_equal(owner_of(c), 0);
     r_leave(3, b);
     r_leave(4, c);
-    r_pump();
-    assert_true(r_no_placements());
-    r_stop();
+    roomfx_pump(&R);
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* Pack with affinity (session 10): a new room's first joiner that cannot
@@ -348,20 +287,20 @@ static void test_pack_unmovable_joiner_own_worker(void **state)
     r_start_aff(ROOM_PLACE_PACK, 100, 8);
     const char *a = home_room(0, 0), *b = home_room(0, 1);
     r_join_from(1, a, 1, false); /* pack would pick 0 */
-    r_pump();
-    assert_int_equal(R.ack_code[1], 0);
-    assert_int_equal(R.ack_owner[1], 1);
+    roomfx_pump(&R);
+    assert_int_equal(ack_code[1], 0);
+    assert_int_equal(ack_owner[1], 1);
     assert_int_equal(owner_of(a), 1);
     r_join_from(2, b, 1, true); /* movable: to the pack worker */
-    r_pump();
-    assert_int_equal(R.ack_code[2], ROOM_JOIN_MOVE);
-    assert_int_equal(R.ack_owner[2], 0);
+    roomfx_pump(&R);
+    assert_int_equal(ack_code[2], ROOM_JOIN_MOVE);
+    assert_int_equal(ack_owner[2], 0);
     assert_int_equal(owner_of(b), -1);
     r_leave(1, a);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(r_no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* Spread (the default): every room on its home. */
@@ -372,13 +311,13 @@ static void test_spread_keeps_hash(void **state)
     const char *a = home_room(1, 0), *b = home_room(0, 0);
     r_join(1, a);
     r_join(2, b);
-    r_pump();
-    assert_int_equal(R.ack_owner[1], 1);
-    assert_int_equal(R.ack_owner[2], 0);
-    assert_true(r_no_placements());
+    roomfx_pump(&R);
+    assert_int_equal(ack_owner[1], 1);
+    assert_int_equal(ack_owner[2], 0);
+    assert_true(roomfx_no_placements(&R));
     r_leave(1, a);
     r_leave(2, b);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 int main(void)

@@ -26,8 +26,6 @@
 #include <cmocka.h>
 
 #include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <urcu-qsbr.h>
 
@@ -35,263 +33,20 @@
 #include "core/error.h"
 #include "core/worker.h"
 #include "proto/media.h"
-#include "proto/msg.h"
-#include "proto/perm.h"
 #include "room/room.h"
 #include "room/room_int.h"
 #include "room/snapshot.h"
+#include "../common/roomfx.h"
 
 #define NW 3
-#define QMAX 256
 
-struct ep {
-    unsigned w;
-    struct room_member *m;
-    uint32_t pid;
-    unsigned media, events, joined_msgs, controls, joined_cb, replaced;
-    uint32_t last_code;
-    int moved_to;
-};
-
-static struct {
-    struct worker_pool *pool;
-    struct room_shared *sh;
-    struct room_shard *s[NW];
-    struct worker_msg q[NW][QMAX];
-    unsigned head[NW], tail[NW];
-    int64_t buf_base;
-    int fail_type; /* the next message of this type is refused (0: none) */
-} R;
-
-static struct msg dec; /* large: lists of 200 */
-
-static int hook(void *arg, unsigned to, struct worker_msg *wm)
-{
-    (void)arg;
-    assert_true(to < NW);
-    if (R.fail_type != 0 && (int)wm->type == R.fail_type) {
-        R.fail_type = 0;
-        return ROOST_ENOMEM;
-    }
-    assert_true(R.tail[to] - R.head[to] < QMAX);
-    R.q[to][R.tail[to]++ % QMAX] = *wm;
-    return 0;
-}
-
-static int ep_media(void *e, struct buf *b, uint32_t off, uint32_t len, void *arg)
-{
-    (void)b, (void)off, (void)len, (void)arg;
-    ((struct ep *)e)->media++;
-    return 0;
-}
-
-static void ep_control(void *e, const uint8_t *body, size_t len, void *arg)
-{
-    (void)arg;
-    struct ep *ep = e;
-    ep->controls++;
-    if (msg_decode(body, len, &dec) != 0)
-        return;
-    if (dec.type == MSG_PARTICIPANT_EVENTS)
-        ep->events += dec.u.events.n_events;
-    if (dec.type == MSG_JOINED)
-        ep->joined_msgs++;
-}
-
-static void ep_joined(void *e, uint32_t code, void *arg)
-{
-    (void)arg;
-    struct ep *ep = e;
-    ep->joined_cb++;
-    ep->last_code = code;
-}
-
-static void ep_replaced(void *e, void *arg)
-{
-    (void)arg;
-    ((struct ep *)e)->replaced++;
-}
-
-static void ep_move(void *e, unsigned to, void *arg)
-{
-    (void)arg;
-    ((struct ep *)e)->moved_to = (int)to;
-}
-
-static const struct room_ops ops = {.media = ep_media,
-                                    .control = ep_control,
-                                    .joined = ep_joined,
-                                    .replaced = ep_replaced,
-                                    .move = ep_move};
-
-static void r_start_lim(const struct room_limits *lim)
-{
-    memset(&R, 0, sizeof(R));
-    R.buf_base = buf_live();
-    rcu_register_thread();
-    assert_int_equal(room_shared_new(&R.sh, NW, lim), 0);
-    static const struct worker_ops wops = {0};
-    struct worker_config cfg = {.n_workers = NW, .no_pin = true};
-    assert_int_equal(worker_pool_new(&R.pool, &cfg, &wops, NULL), 0);
-    for (unsigned w = 0; w < NW; w++) {
-        assert_int_equal(room_shard_new(&R.s[w], R.sh, worker_pool_get(R.pool, w), &ops, NULL), 0);
-        R.s[w]->send_hook = hook;
-    }
-}
-
-static void r_start(uint32_t amax)
-{
-    struct room_limits lim = {.affinity_max_members = amax};
-    r_start_lim(&lim);
-}
-
-/* placement = pack, bound `pack_members` (no affinity): new rooms are made
- * on worker 0 whatever their home (place.c). */
-static void r_start_pack(uint32_t pack_members)
-{
-    struct room_limits lim = {.placement = ROOM_PLACE_PACK, .pack_members = pack_members};
-    r_start_lim(&lim);
-}
-
-static bool r_step(unsigned w)
-{
-    if (R.head[w] == R.tail[w])
-        return false;
-    struct worker_msg wm = R.q[w][R.head[w]++ % QMAX];
-    rcu_quiescent_state();
-    room_dispatch_one(R.s[w], &wm);
-    return true;
-}
-
-/* Delivers and flushes (each worker's turn end) until nothing is left. */
-static void r_pump(void)
-{
-    bool any = true;
-    while (any) {
-        any = false;
-        for (unsigned w = 0; w < NW; w++) {
-            while (r_step(w))
-                any = true;
-            room_shard_flush(R.s[w]);
-            any |= R.head[w] != R.tail[w];
-        }
-    }
-}
-
-/* Shutdown: what is still queued is discarded (the runtime's discard). */
-static void r_stop_discard(void)
-{
-    for (unsigned w = 0; w < NW; w++)
-        while (R.head[w] != R.tail[w])
-            assert_true(room_msg_release(&R.q[w][R.head[w]++ % QMAX]));
-    for (unsigned w = 0; w < NW; w++)
-        room_shard_del(R.s[w]);
-    worker_pool_del(R.pool);
-    rcu_thread_offline();
-    rcu_barrier();
-    rcu_thread_online();
-    rcu_unregister_thread();
-    room_shared_del(R.sh);
-    assert_int_equal(buf_live(), R.buf_base);
-}
-
-static void r_stop(void)
-{
-    r_pump();
-    r_stop_discard();
-}
-
-/* The n-th room id whose home is worker w. */
-static const char *home_room(unsigned w, unsigned n)
-{
-    static char ids[4][16];
-    for (unsigned i = 0, found = 0;; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "room-%u", i);
-        if (room_shared_owner(R.sh, (const uint8_t *)id, strlen(id)) != w)
-            continue;
-        if (found++ == n) {
-            memcpy(ids[n], id, sizeof(id));
-            return ids[n];
-        }
-    }
-}
-
-static void ep_new(struct ep *e, unsigned w)
-{
-    memset(e, 0, sizeof(*e));
-    e->w = w;
-    e->moved_to = -1;
-    assert_int_equal(room_member_new(R.s[w], e, &e->m), 0);
-    room_member_set_movable(e->m, true);
-    e->pid = room_member_pid(e->m);
-}
-
-static void ep_join(struct ep *e, const char *room, const char *ident)
-{
-    assert_int_equal(room_join(e->m, (const uint8_t *)room, strlen(room), (const uint8_t *)ident,
-                               strlen(ident), (const uint8_t *)"n", 1, PERM_ALL),
-                     0);
-}
-
-static void ep_send(struct ep *e)
-{
-    uint8_t d[64];
-    struct media_hdr h = {.stream_id = 1, .seq = 1};
-    assert_int_equal(media_c2r_encode(&h, d, sizeof(d)), MEDIA_C2R_HDR_LEN);
-    memset(d + MEDIA_C2R_HDR_LEN, 0xab, 8);
-    assert_int_equal(room_publish(e->m, d, MEDIA_C2R_HDR_LEN + 8), 0);
-}
-
-/* The connection hand-off of a moved member, as relay/session.c does it:
- * detached on its worker, re-bound on `to`. */
-static void ep_hand_off(struct ep *e, unsigned to)
-{
-    struct room_keep keep;
-    room_member_detach(e->m, &keep);
-    assert_true(keep.valid);
-    e->m = NULL;
-    e->w = to;
-    assert_int_equal(room_member_rebind(R.s[to], e, &keep, &e->m), 0);
-    assert_int_equal(room_member_pid(e->m), e->pid);
-    assert_true(room_member_joined(e->m));
-}
-
-/* a, b and d, new members on workers 0, 1 and 2, join room id. */
-static void join3(struct ep *a, struct ep *b, struct ep *d, const char *id)
-{
-    ep_new(a, 0);
-    ep_new(b, 1);
-    ep_new(d, 2);
-    ep_join(a, id, "a");
-    ep_join(b, id, "b");
-    ep_join(d, id, "d");
-    r_pump();
-    assert_int_equal(a->last_code, 0);
-    assert_int_equal(b->last_code, 0);
-    assert_int_equal(d->last_code, 0);
-}
+static struct roomfx R;
 
 static struct room_stats st(unsigned w)
 {
     struct room_stats s;
     room_shard_stats(R.s[w], &s);
     return s;
-}
-
-static bool no_placements(void)
-{
-    for (unsigned w = 0; w < NW; w++)
-        for (uint32_t b = 0; b <= R.s[w]->placed_mask; b++)
-            if (R.s[w]->placed[b] != NULL)
-                return false;
-    return true;
-}
-
-static struct room *find(unsigned w, const char *id)
-{
-    uint64_t h;
-    return owner_room_find(R.s[w], (const uint8_t *)id, strlen(id), &h);
 }
 
 /* A room moves from its home (0) to 1: its members stay joined, keep their
@@ -303,20 +58,20 @@ static struct room *find(unsigned w, const char *id)
 static void test_move_basic(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b, c, d;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_new(&d, 2);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    ep_join(&d, id, "d");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b, c, d;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_new(&R, &d, 2);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_ep_join(&d, id, "d");
+    roomfx_pump(&R);
     assert_int_equal(a.last_code, 0);
     assert_int_equal(b.last_code, 0);
     assert_int_equal(room_member_owner(a.m), 0);
-    struct room *r = find(0, id);
+    struct room *r = roomfx_find(&R, 0, id);
     assert_non_null(r);
     uint32_t slot = r->slot, gen = r->gen;
     unsigned ev_a = a.events, ev_b = b.events, ctl_a = a.controls;
@@ -324,13 +79,13 @@ static void test_move_basic(void **state)
     uint32_t n = 0;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
     assert_int_equal(n, 3);
-    assert_null(find(0, id)); /* gone from the old owner at once */
+    assert_null(roomfx_find(&R, 0, id)); /* gone from the old owner at once */
     assert_int_equal(room_shared_rooms(R.sh), 1);
     assert_int_equal(st(0).rooms_moved_out, 1);
     /* A second move while it travels: refused. */
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), ROOST_EAGAIN);
-    r_pump();
-    assert_ptr_equal(find(1, id), r); /* the same room object, same handle */
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 1, id), r); /* the same room object, same handle */
     assert_int_equal(r->tab, 0);
     assert_int_equal(r->slot, slot);
     assert_int_equal(r->gen, gen);
@@ -360,9 +115,9 @@ static void test_move_basic(void **state)
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)"nope", 4, 1, &n), ROOST_ENOENT);
 
     /* A later joiner: through the home, answered by the new owner. */
-    ep_new(&c, 0);
-    ep_join(&c, id, "c");
-    r_pump();
+    roomfx_ep_new(&R, &c, 0);
+    roomfx_ep_join(&c, id, "c");
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
     assert_int_equal(room_member_owner(c.m), 1);
     assert_int_equal(st(0).routed, 1);
@@ -374,39 +129,39 @@ static void test_move_basic(void **state)
     room_member_del(b.m);
     room_member_del(c.m);
     room_member_del(d.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
     assert_int_equal(room_shared_participants(R.sh), 0);
-    assert_true(no_placements());
-    assert_null(find(1, id));
+    assert_true(roomfx_no_placements(&R));
+    assert_null(roomfx_find(&R, 1, id));
     /* The id starts afresh on its home. */
-    ep_new(&a, 1);
-    ep_join(&a, id, "a");
-    r_pump();
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
     assert_int_equal(a.last_code, 0);
     assert_int_equal(room_member_owner(a.m), 0);
-    assert_non_null(find(0, id));
+    assert_non_null(roomfx_find(&R, 0, id));
     room_member_del(a.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* Moving to the worker that owns it already does nothing. */
 static void test_move_noop(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a;
-    ep_new(&a, 1);
-    ep_join(&a, id, "a");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a;
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 0, &n), ROOST_EEXIST);
     assert_int_equal(n, 1);
-    assert_non_null(find(0, id));
+    assert_non_null(roomfx_find(&R, 0, id));
     assert_int_equal(a.moved_to, -1);
     room_member_del(a.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* A join applied on the old owner but not yet flushed (no JOINED sent)
@@ -414,19 +169,19 @@ static void test_move_noop(void **state)
 static void test_move_pending_batch(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b;
-    ep_new(&a, 1);
-    ep_join(&a, id, "a");
-    r_pump();
-    ep_new(&b, 1);
-    ep_join(&b, id, "b");
-    assert_true(r_step(0)); /* applied, not flushed */
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b;
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_join(&b, id, "b");
+    assert_true(roomfx_step(&R, 0)); /* applied, not flushed */
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
     assert_int_equal(n, 2);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(b.joined_cb, 1);
     assert_int_equal(b.last_code, 0);
     assert_int_equal(b.joined_msgs, 1);
@@ -434,7 +189,7 @@ static void test_move_pending_batch(void **state)
     assert_int_equal(a.events, 1); /* b's JOIN */
     room_member_del(a.m);
     room_member_del(b.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* Within affinity_max_members every worker's movable members follow;
@@ -442,34 +197,34 @@ static void test_move_pending_batch(void **state)
 static void test_move_affinity_all(void **state)
 {
     (void)state;
-    r_start(2);
-    const char *id = home_room(0, 0);
-    struct ep a, b, x, c;
-    ep_new(&a, 0);
-    ep_new(&b, 0);
-    ep_new(&x, 0);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    ep_join(&x, id, "x");
-    r_pump();
+    roomfx_start(&R, NW, 2);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b, x, c;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 0);
+    roomfx_ep_new(&R, &x, 0);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_ep_join(&x, id, "x");
+    roomfx_pump(&R);
     /* Over the limit: a joiner on worker 2 stays there. */
-    ep_new(&c, 2);
-    ep_join(&c, id, "c");
-    r_pump();
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c");
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
     room_member_del(b.m);
     room_member_del(x.m);
-    r_pump();
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
     assert_int_equal(n, 2);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(a.moved_to, 1);
     assert_int_equal(c.moved_to, 1);
     assert_int_equal(st(2).member_moves, 1);
     room_member_del(a.m);
     room_member_del(c.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* A moved member's quiet re-bind: after its connection moved it is joined
@@ -479,21 +234,21 @@ static void test_move_affinity_all(void **state)
 static void test_rebind_quiet(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(a.moved_to, 1);
     unsigned ev_a = a.events, ev_b = b.events, jm = a.joined_msgs, jc = a.joined_cb;
-    ep_hand_off(&a, 1);
-    r_pump();
+    roomfx_ep_hand_off(&R, &a, 1);
+    roomfx_pump(&R);
     assert_int_equal(st(1).rebinds, 1);
     assert_false(a.m->rebinding);
     assert_int_equal(room_shared_participants(R.sh), 2);
@@ -502,18 +257,18 @@ static void test_rebind_quiet(void **state)
     assert_int_equal(a.joined_msgs, jm);
     assert_int_equal(a.joined_cb, jc);
     /* Both on worker 1 now: local deliveries both ways. */
-    ep_send(&b);
+    roomfx_ep_send(&b);
     assert_int_equal(a.media, 1);
-    ep_send(&a);
+    roomfx_ep_send(&a);
     assert_int_equal(b.media, 1);
     assert_int_equal(room_member_owner(a.m), 1);
     room_member_del(a.m);
     room_member_del(b.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
     assert_int_equal(room_shared_participants(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* A presence change while a member's connection is between workers: the
@@ -524,39 +279,39 @@ static void test_rebind_quiet(void **state)
 static void test_rebind_events_in_transit(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b, c, d;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b, c, d;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
-    r_pump();
+    roomfx_pump(&R);
     unsigned ev_a = a.events, ev_b = b.events;
     struct room_keep keep;
     room_member_detach(a.m, &keep);
     a.m = NULL;
-    ep_new(&c, 2);
-    ep_join(&c, id, "c");
-    r_pump();
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c");
+    roomfx_pump(&R);
     assert_int_equal(b.events, ev_b + 1);
     assert_int_equal(a.events, ev_a);
     assert_int_equal(room_member_rebind(R.s[1], &a, &keep, &a.m), 0);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(a.events, ev_a + 1); /* c's JOIN, from the history */
-    ep_new(&d, 1);
-    ep_join(&d, id, "d");
-    r_pump();
+    roomfx_ep_new(&R, &d, 1);
+    roomfx_ep_join(&d, id, "d");
+    roomfx_pump(&R);
     assert_int_equal(a.events, ev_a + 2);
     assert_int_equal(b.events, ev_b + 2);
     room_member_del(a.m);
     room_member_del(b.m);
     room_member_del(c.m);
     room_member_del(d.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* The member leaves (or its connection vanishes) right after it was
@@ -564,34 +319,34 @@ static void test_rebind_events_in_transit(void **state)
  * re-bind JOIN on the same path, so it is applied after it: no ghost. */
 static void run_rebind_then_gone(bool vanish)
 {
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
-    r_pump();
+    roomfx_pump(&R);
     unsigned ev_b = b.events;
-    ep_hand_off(&a, 1);
+    roomfx_ep_hand_off(&R, &a, 1);
     if (vanish) {
         room_member_del(a.m);
         a.m = NULL;
     } else {
         assert_int_equal(room_leave(a.m), 0);
     }
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_participants(R.sh), 1);
     assert_int_equal(b.events, ev_b + 1); /* one LEAVE */
     room_member_del(a.m);
     room_member_del(b.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* The re-bind cannot be sent (here: the ring refuses the re-bind JOIN;
@@ -601,17 +356,17 @@ static void run_rebind_then_gone(bool vanish)
 static void test_rebind_send_fails(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
-    r_pump();
+    roomfx_pump(&R);
     unsigned ev_b = b.events;
     struct room_keep keep;
     room_member_detach(a.m, &keep);
@@ -621,16 +376,16 @@ static void test_rebind_send_fails(void **state)
     assert_int_equal(R.fail_type, 0);
     room_member_del(a.m); /* the session closes it */
     a.m = NULL;
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(st(1).rebinds_failed, 1);
     assert_int_equal(room_shared_participants(R.sh), 1);
     assert_int_equal(b.events, ev_b + 1); /* one LEAVE */
-    assert_int_equal(find(1, id)->n_infos, 1);
+    assert_int_equal(roomfx_find(&R, 1, id)->n_infos, 1);
     room_member_del(b.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* A FANOUT of one frame from `from`, as its worker sends it when it read
@@ -639,12 +394,12 @@ static void test_rebind_send_fails(void **state)
 static struct room *find_any(const char *id)
 {
     for (unsigned w = 0; w < NW; w++)
-        if (find(w, id) != NULL)
-            return find(w, id);
+        if (roomfx_find(&R, w, id) != NULL)
+            return roomfx_find(&R, w, id);
     return NULL;
 }
 
-static void fanout_at(unsigned w, const char *id, const struct ep *from, uint64_t version)
+static void fanout_at(unsigned w, const char *id, const struct roomfx_ep *from, uint64_t version)
 {
     struct room *r = find_any(id);
     assert_non_null(r);
@@ -671,20 +426,20 @@ static uint64_t version_of(const char *id)
 
 /* Three members on three workers; the room moved from 0 to 1, and a (on
  * 0) asked to move to 1. */
-static const char *three_moved(struct ep *a, struct ep *b, struct ep *c)
+static const char *three_moved(struct roomfx_ep *a, struct roomfx_ep *b, struct roomfx_ep *c)
 {
-    r_start(0);
-    const char *id = home_room(0, 0);
-    ep_new(a, 0);
-    ep_new(b, 1);
-    ep_new(c, 2);
-    ep_join(a, id, "a");
-    ep_join(b, id, "b");
-    ep_join(c, id, "c");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    roomfx_ep_new(&R, a, 0);
+    roomfx_ep_new(&R, b, 1);
+    roomfx_ep_new(&R, c, 2);
+    roomfx_ep_join(a, id, "a");
+    roomfx_ep_join(b, id, "b");
+    roomfx_ep_join(c, id, "c");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(a->moved_to, 1);
     return id;
 }
@@ -699,7 +454,7 @@ static const char *three_moved(struct ep *a, struct ep *b, struct ep *c)
 static void test_fanout_lost_counted(void **state)
 {
     (void)state;
-    struct ep a, b, c;
+    struct roomfx_ep a, b, c;
     const char *id = three_moved(&a, &b, &c);
     uint64_t v_old = version_of(id);
     struct room_keep keep;
@@ -709,7 +464,7 @@ static void test_fanout_lost_counted(void **state)
     fanout_at(0, id, &c, v_old); /* before the re-bind */
     assert_int_equal(st(0).stale_handles, s0.stale_handles + 1);
     assert_int_equal(room_member_rebind(R.s[1], &a, &keep, &a.m), 0);
-    r_pump();
+    roomfx_pump(&R);
     assert_false(a.m->rebinding);
     assert_true(version_of(id) > v_old);
     fanout_at(0, id, &c, v_old); /* after it */
@@ -727,7 +482,7 @@ static void test_fanout_lost_counted(void **state)
     room_member_del(a.m);
     room_member_del(b.m);
     room_member_del(c.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* A FANOUT sent by the re-bind's snapshot (the member on its new worker)
@@ -737,19 +492,19 @@ static void test_fanout_lost_counted(void **state)
 static void test_fanout_before_rebind_ack(void **state)
 {
     (void)state;
-    struct ep a, b, c;
+    struct roomfx_ep a, b, c;
     const char *id = three_moved(&a, &b, &c);
     uint64_t v_old = version_of(id);
-    ep_hand_off(&a, 1);
+    roomfx_ep_hand_off(&R, &a, 1);
     /* The re-bind JOIN through the home (0) to the owner (1), flushed;
      * its answer to 1 is held back. */
-    while (r_step(0))
+    while (roomfx_step(&R, 0))
         ;
-    while (r_step(1))
+    while (roomfx_step(&R, 1))
         ;
     room_shard_flush(R.s[1]);
     assert_int_equal(R.tail[1] - R.head[1], 1);
-    struct worker_msg ack = R.q[1][R.head[1]++ % QMAX];
+    struct worker_msg ack = R.q[1][R.head[1]++ % ROOMFX_QMAX];
     assert_int_equal((int)ack.type, ROOM_MSG_ACK);
     assert_true(a.m->rebinding);
     uint64_t v_new = version_of(id);
@@ -762,7 +517,7 @@ static void test_fanout_before_rebind_ack(void **state)
     assert_int_equal(b.media, 2);
     rcu_quiescent_state();
     room_dispatch_one(R.s[1], &ack);
-    r_pump();
+    roomfx_pump(&R);
     assert_false(a.m->rebinding);
     fanout_at(1, id, &c, v_new);
     fanout_at(1, id, &c, v_old);
@@ -771,7 +526,7 @@ static void test_fanout_before_rebind_ack(void **state)
     room_member_del(a.m);
     room_member_del(b.m);
     room_member_del(c.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 static void test_rebind_then_leave(void **state)
@@ -791,12 +546,12 @@ static void test_rebind_then_vanish(void **state)
 static void test_detach_not_joined(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a;
-    ep_new(&a, 0);
-    ep_join(&a, id, "a");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
     assert_int_equal(room_leave(a.m), 0);
     struct room_keep keep;
     room_member_detach(a.m, &keep);
@@ -805,9 +560,9 @@ static void test_detach_not_joined(void **state)
     struct room_member *m = NULL;
     assert_int_equal(room_member_rebind(R.s[1], &a, &keep, &m), ROOST_EINVAL);
     assert_null(m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* The same identity joined again while the member's connection moved: the
@@ -816,26 +571,26 @@ static void test_detach_not_joined(void **state)
 static void test_rebind_replaced_meanwhile(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b, a2;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b, a2;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
-    r_pump();
+    roomfx_pump(&R);
     struct room_keep keep;
     room_member_detach(a.m, &keep);
     a.m = NULL;
-    ep_new(&a2, 1);
-    ep_join(&a2, id, "a"); /* same identity */
-    r_pump();
+    roomfx_ep_new(&R, &a2, 1);
+    roomfx_ep_join(&a2, id, "a"); /* same identity */
+    roomfx_pump(&R);
     assert_int_equal(a2.last_code, 0);
     assert_int_equal(room_member_rebind(R.s[1], &a, &keep, &a.m), 0);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(st(1).rebinds_gone, 1);
     assert_int_equal(a.replaced, 1);
     assert_false(room_member_joined(a.m));
@@ -843,10 +598,10 @@ static void test_rebind_replaced_meanwhile(void **state)
     room_member_del(a.m);
     room_member_del(a2.m);
     room_member_del(b.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* A quality report sent to the room's table worker (its handle) after the
@@ -854,16 +609,16 @@ static void test_rebind_replaced_meanwhile(void **state)
 static void test_move_quality_follows(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a;
-    ep_new(&a, 1);
-    ep_join(&a, id, "a");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a;
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
-    r_pump();
-    struct room *r = find(1, id);
+    roomfx_pump(&R);
+    struct room *r = roomfx_find(&R, 1, id);
     assert_non_null(r);
     struct buf *b = buf_new(sizeof(struct qreport_hdr));
     assert_non_null(b);
@@ -876,50 +631,50 @@ static void test_move_quality_follows(void **state)
     b->len = sizeof(*h);
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_QREPORT, &b, sizeof(b));
-    hook(NULL, 0, &wm);
-    r_pump();
+    roomfx_send(&R, 0, &wm);
+    roomfx_pump(&R);
     assert_non_null(r->qrep[1]);
     room_member_del(a.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* Shutdown with the MOVE still in a ring: the discard frees the room. */
 static void test_shutdown_move_in_ring(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a;
-    ep_new(&a, 1);
-    ep_join(&a, id, "a");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a;
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
     room_member_del(a.m); /* its LEAVE queued too */
-    r_stop_discard();
+    roomfx_stop_discard(&R);
 }
 
 /* Shutdown with a moved room's DROP in a ring: the discard frees it. */
 static void test_shutdown_drop_in_ring(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a;
-    ep_new(&a, 1);
-    ep_join(&a, id, "a");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a;
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
-    r_pump();
+    roomfx_pump(&R);
     room_member_del(a.m);
-    while (r_step(0)) /* the LEAVE, routed on */
+    while (roomfx_step(&R, 0)) /* the LEAVE, routed on */
         ;
-    assert_true(r_step(1));
+    assert_true(roomfx_step(&R, 1));
     room_shard_flush(R.s[1]); /* the room ends: DROP queued to 0 */
-    assert_null(find(1, id));
+    assert_null(roomfx_find(&R, 1, id));
     assert_true(R.head[0] != R.tail[0]);
-    r_stop_discard();
+    roomfx_stop_discard(&R);
 }
 
 /* Shutdown with the moved room live on its new owner (the home still
@@ -927,27 +682,21 @@ static void test_shutdown_drop_in_ring(void **state)
 static void test_shutdown_moved_room_live(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a;
-    ep_new(&a, 1);
-    ep_join(&a, id, "a");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a;
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
     uint32_t n;
     assert_int_equal(room_shard_move(R.s[0], (const uint8_t *)id, strlen(id), 1, &n), 0);
-    r_pump();
+    roomfx_pump(&R);
     struct room_keep keep;
     room_member_detach(a.m, &keep); /* a connection that ends in a ring */
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* ------------------------------------------- moving again (session 7) */
-
-static int move(unsigned home, const char *id, unsigned to)
-{
-    uint32_t n;
-    return room_shard_move(R.s[home], (const uint8_t *)id, strlen(id), to, &n);
-}
 
 /* Whether anything is queued to worker w. */
 static bool parked_anything(unsigned w)
@@ -963,24 +712,24 @@ static bool parked_anything(unsigned w)
 static void test_move_second(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b, d, c;
-    join3(&a, &b, &d, id);
-    struct room *r = find(0, id);
-    assert_int_equal(move(0, id, 1), 0);
-    assert_int_equal(move(0, id, 2), ROOST_EAGAIN); /* the first is in flight */
-    r_pump();
-    assert_ptr_equal(find(1, id), r);
-    assert_int_equal(move(0, id, 1), ROOST_EEXIST);
-    assert_int_equal(move(1, id, 2), ROOST_EAGAIN); /* only its home moves it */
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b, d, c;
+    roomfx_join3(&R, &a, &b, &d, id);
+    struct room *r = roomfx_find(&R, 0, id);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    assert_int_equal(roomfx_move(&R, 0, id, 2), ROOST_EAGAIN); /* the first is in flight */
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 1, id), r);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), ROOST_EEXIST);
+    assert_int_equal(roomfx_move(&R, 1, id, 2), ROOST_EAGAIN); /* only its home moves it */
     unsigned ev[3] = {a.events, b.events, d.events};
-    assert_int_equal(move(0, id, 2), 0);
-    assert_int_equal(move(0, id, 0), ROOST_EAGAIN); /* in flight */
-    assert_int_equal(move(0, id, 1), ROOST_EAGAIN);
-    r_pump();
-    assert_null(find(1, id));
-    assert_ptr_equal(find(2, id), r); /* the same room, the same handle */
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0);
+    assert_int_equal(roomfx_move(&R, 0, id, 0), ROOST_EAGAIN); /* in flight */
+    assert_int_equal(roomfx_move(&R, 0, id, 1), ROOST_EAGAIN);
+    roomfx_pump(&R);
+    assert_null(roomfx_find(&R, 1, id));
+    assert_ptr_equal(roomfx_find(&R, 2, id), r); /* the same room, the same handle */
     assert_int_equal(r->tab, 0);
     assert_int_equal(r->moves, 2);
     assert_int_equal(st(0).move_requests, 1);
@@ -996,11 +745,11 @@ static void test_move_second(void **state)
     assert_int_equal(a.events, ev[0]);
     assert_int_equal(b.events, ev[1]);
     assert_int_equal(d.events, ev[2]);
-    assert_int_equal(move(0, id, 2), ROOST_EEXIST);
+    assert_int_equal(roomfx_move(&R, 0, id, 2), ROOST_EEXIST);
     /* A later joiner: through the home, answered by the new owner. */
-    ep_new(&c, 1);
-    ep_join(&c, id, "c");
-    r_pump();
+    roomfx_ep_new(&R, &c, 1);
+    roomfx_ep_join(&c, id, "c");
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
     assert_int_equal(room_member_owner(c.m), 2);
     assert_int_equal(a.events, ev[0] + 1);
@@ -1008,11 +757,11 @@ static void test_move_second(void **state)
     room_member_del(b.m);
     room_member_del(c.m);
     room_member_del(d.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
     assert_int_equal(room_shared_participants(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* Back home (1 -> 0): the placement goes, the room is linked on its home
@@ -1021,23 +770,23 @@ static void test_move_second(void **state)
 static void test_move_back_home(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b, c;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
-    struct room *r = find(0, id);
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b, c;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
+    struct room *r = roomfx_find(&R, 0, id);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
     unsigned ev_a = a.events, ev_b = b.events;
-    assert_int_equal(move(0, id, 0), 0);
-    r_pump();
-    assert_ptr_equal(find(0, id), r);
-    assert_null(find(1, id));
-    assert_true(no_placements());
+    assert_int_equal(roomfx_move(&R, 0, id, 0), 0);
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 0, id), r);
+    assert_null(roomfx_find(&R, 1, id));
+    assert_true(roomfx_no_placements(&R));
     assert_int_equal(st(0).rooms_home, 1);
     assert_int_equal(atomic_load(&R.sh->owned[0]), 2);
     assert_int_equal(atomic_load(&R.sh->owned[1]), 0);
@@ -1047,32 +796,32 @@ static void test_move_back_home(void **state)
     assert_int_equal(a.events, ev_a);
     assert_int_equal(b.events, ev_b);
     uint64_t routed = st(0).routed;
-    ep_new(&c, 2);
-    ep_join(&c, id, "c");
-    r_pump();
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c");
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
     assert_int_equal(room_member_owner(c.m), 0);
     assert_int_equal(st(0).routed, routed); /* applied at home */
     assert_int_equal(a.events, ev_a + 1);
     /* And away again, from home: a third move. */
-    assert_int_equal(move(0, id, 2), 0);
-    r_pump();
-    assert_ptr_equal(find(2, id), r);
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0);
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 2, id), r);
     assert_int_equal(r->moves, 3);
     room_member_del(c.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(a.events, ev_a + 2); /* c's LEAVE, routed to 2 */
-    assert_int_equal(move(0, id, 0), 0);
-    r_pump();
-    assert_ptr_equal(find(0, id), r);
+    assert_int_equal(roomfx_move(&R, 0, id, 0), 0);
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 0, id), r);
     room_member_del(a.m);
     room_member_del(b.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
     assert_int_equal(room_shared_participants(R.sh), 0);
-    assert_true(no_placements());
-    assert_null(find(0, id));
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    assert_null(roomfx_find(&R, 0, id));
+    roomfx_stop(&R);
 }
 
 /* JOINs and LEAVEs in the rings while the room moves on: those the home
@@ -1084,53 +833,53 @@ static void test_move_back_home(void **state)
 static void test_move_routed_in_ring(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b, c, d;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b, c, d;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
     uint64_t routed = st(0).routed;
     unsigned ev_a = a.events;
     /* c's JOIN and b's LEAVE: routed to 1 before the move is asked. */
-    ep_new(&c, 2);
-    ep_join(&c, id, "c");
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c");
     assert_int_equal(room_leave(b.m), 0);
-    while (r_step(0))
+    while (roomfx_step(&R, 0))
         ;
     assert_int_equal(st(0).routed, routed + 2);
-    assert_int_equal(move(0, id, 2), 0); /* MOVE_REQ behind them */
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0); /* MOVE_REQ behind them */
     /* d's JOIN and c's LEAVE reach the home while the move is asked: they
      * wait there. */
-    ep_new(&d, 1);
-    ep_join(&d, id, "d");
+    roomfx_ep_new(&R, &d, 1);
+    roomfx_ep_join(&d, id, "d");
     assert_int_equal(room_leave(c.m), 0);
-    while (r_step(0))
+    while (roomfx_step(&R, 0))
         ;
     assert_int_equal(st(0).routed, routed + 2);
     assert_false(parked_anything(2));
-    r_pump();
-    assert_non_null(find(2, id));
+    roomfx_pump(&R);
+    assert_non_null(roomfx_find(&R, 2, id));
     assert_int_equal(st(0).routed, routed + 4); /* sent on to 2 */
     assert_int_equal(c.joined_cb, 0);           /* it left before its answer came */
     assert_int_equal(d.joined_cb, 1);
     assert_int_equal(d.last_code, 0);
     assert_int_equal(a.events, ev_a + 4); /* c and d in, b and c out */
     assert_int_equal(room_member_owner(d.m), 2);
-    assert_int_equal(find(2, id)->n_infos, 2); /* a and d: no ghost of b or c */
+    assert_int_equal(roomfx_find(&R, 2, id)->n_infos, 2); /* a and d: no ghost of b or c */
     assert_int_equal(room_shared_participants(R.sh), 2);
     room_member_del(a.m);
     room_member_del(b.m);
     room_member_del(c.m);
     room_member_del(d.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* The room ends on its owner before the home's MOVE_REQ gets there: the
@@ -1140,35 +889,35 @@ static void test_move_routed_in_ring(void **state)
 static void test_move_req_after_end(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, e;
-    ep_new(&a, 1);
-    ep_join(&a, id, "a");
-    r_pump();
-    struct room *r = find(0, id);
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
-    assert_ptr_equal(find(1, id), r);
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, e;
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
+    struct room *r = roomfx_find(&R, 0, id);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 1, id), r);
     room_member_del(a.m);
-    while (r_step(0)) /* the LEAVE, routed on */
+    while (roomfx_step(&R, 0)) /* the LEAVE, routed on */
         ;
-    while (r_step(1))
+    while (roomfx_step(&R, 1))
         ;
     room_shard_flush(R.s[1]); /* the room ends: DROP queued to 0 */
-    assert_null(find(1, id));
-    assert_int_equal(move(0, id, 2), 0); /* the home does not know yet */
-    ep_new(&e, 2);
-    ep_join(&e, id, "e");
-    r_pump();
+    assert_null(roomfx_find(&R, 1, id));
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0); /* the home does not know yet */
+    roomfx_ep_new(&R, &e, 2);
+    roomfx_ep_join(&e, id, "e");
+    roomfx_pump(&R);
     assert_int_equal(e.last_code, 0);
     assert_int_equal(room_member_owner(e.m), 0);
-    assert_non_null(find(0, id));
-    assert_null(find(2, id));
+    assert_non_null(roomfx_find(&R, 0, id));
+    assert_null(roomfx_find(&R, 2, id));
     assert_int_equal(room_shared_rooms(R.sh), 1);
-    assert_true(no_placements());
+    assert_true(roomfx_no_placements(&R));
     room_member_del(e.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* Shutdown while the home waits for a move it asked for: the MOVE_REQ in
@@ -1177,28 +926,28 @@ static void test_move_req_after_end(void **state)
 static void test_shutdown_move_req_held(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b, c;
-    ep_new(&a, 1);
-    ep_new(&b, 2);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
-    assert_int_equal(move(0, id, 2), 0); /* MOVE_REQ queued to 1 */
-    ep_new(&c, 2);
-    ep_join(&c, id, "c");
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b, c;
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_new(&R, &b, 2);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0); /* MOVE_REQ queued to 1 */
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c");
     assert_int_equal(room_leave(b.m), 0);
-    while (r_step(0)) /* both held at the home */
+    while (roomfx_step(&R, 0)) /* both held at the home */
         ;
-    assert_int_equal(move(0, id, 0), ROOST_EAGAIN);
+    assert_int_equal(roomfx_move(&R, 0, id, 0), ROOST_EAGAIN);
     assert_true(parked_anything(1));
     room_member_del(a.m); /* the members' LEAVEs: queued, discarded */
     room_member_del(b.m);
     room_member_del(c.m);
-    r_stop_discard();
+    roomfx_stop_discard(&R);
 }
 
 /* Shutdown with a moved room's MOVE (1 -> 2, asked by the home) and then
@@ -1206,28 +955,28 @@ static void test_shutdown_move_req_held(void **state)
 static void test_shutdown_arrived_in_ring(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, c;
-    ep_new(&a, 1);
-    ep_join(&a, id, "a");
-    r_pump();
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
-    assert_int_equal(move(0, id, 2), 0);
-    ep_new(&c, 0);
-    ep_join(&c, id, "c");
-    while (r_step(0)) /* held */
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, c;
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0);
+    roomfx_ep_new(&R, &c, 0);
+    roomfx_ep_join(&c, id, "c");
+    while (roomfx_step(&R, 0)) /* held */
         ;
-    while (r_step(1)) /* MOVE_REQ: the MOVE to 2 */
+    while (roomfx_step(&R, 1)) /* MOVE_REQ: the MOVE to 2 */
         ;
-    while (r_step(2)) /* arrived: ARRIVED queued to 0 */
+    while (roomfx_step(&R, 2)) /* arrived: ARRIVED queued to 0 */
         ;
-    assert_non_null(find(2, id));
+    assert_non_null(roomfx_find(&R, 2, id));
     assert_true(parked_anything(0));
     room_member_del(a.m);
     room_member_del(c.m);
-    r_stop_discard();
+    roomfx_stop_discard(&R);
 }
 
 /* The last member's LEAVE and then a JOIN wait at the home while the room
@@ -1239,35 +988,35 @@ static void test_shutdown_arrived_in_ring(void **state)
 static void test_move_ends_on_arrival(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, e;
-    ep_new(&a, 1);
-    ep_join(&a, id, "a");
-    r_pump();
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
-    assert_int_equal(move(0, id, 2), 0); /* MOVE_REQ queued to 1 */
-    room_member_del(a.m);                /* its LEAVE: to the home */
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, e;
+    roomfx_ep_new(&R, &a, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0); /* MOVE_REQ queued to 1 */
+    room_member_del(a.m);                           /* its LEAVE: to the home */
     a.m = NULL;
-    ep_new(&e, 0);
-    ep_join(&e, id, "e");
-    while (r_step(0)) /* both held */
+    roomfx_ep_new(&R, &e, 0);
+    roomfx_ep_join(&e, id, "e");
+    while (roomfx_step(&R, 0)) /* both held */
         ;
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(e.joined_cb, 1);
     assert_int_equal(e.last_code, 0);
     unsigned at = room_member_owner(e.m);
-    assert_non_null(find(at, id));
+    assert_non_null(roomfx_find(&R, at, id));
     assert_int_equal(room_shared_rooms(R.sh), 1);
     assert_int_equal(room_shared_participants(R.sh), 1);
-    assert_int_equal(find(at, id)->n_infos, 1);
+    assert_int_equal(roomfx_find(&R, at, id)->n_infos, 1);
     room_member_del(e.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
     assert_int_equal(room_shared_participants(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* Members move with their room twice and back home: each time quietly
@@ -1277,23 +1026,23 @@ static void test_move_ends_on_arrival(void **state)
 static void test_move_twice_members_follow(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
     unsigned ev_a = a.events, ev_b = b.events, jm = a.joined_msgs + b.joined_msgs;
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
     assert_int_equal(a.moved_to, 1);
-    ep_hand_off(&a, 1); /* its re-bind JOIN is queued to the home */
+    roomfx_ep_hand_off(&R, &a, 1); /* its re-bind JOIN is queued to the home */
     a.moved_to = -1;
-    assert_int_equal(move(0, id, 2), 0);
-    r_pump();
-    assert_non_null(find(2, id));
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0);
+    roomfx_pump(&R);
+    assert_non_null(roomfx_find(&R, 2, id));
     assert_false(a.m->rebinding); /* re-bound on 2, where the room went */
     assert_int_equal(st(2).rebinds, 1);
     assert_int_equal(b.moved_to, 2);
@@ -1301,30 +1050,30 @@ static void test_move_twice_members_follow(void **state)
      * (ROOM_REBIND_FOLLOW) sends it on after the room. */
     assert_int_equal(a.moved_to, 2);
     assert_int_equal(room_member_owner(a.m), 2);
-    ep_hand_off(&b, 2);
-    ep_hand_off(&a, 2);
-    r_pump();
+    roomfx_ep_hand_off(&R, &b, 2);
+    roomfx_ep_hand_off(&R, &a, 2);
+    roomfx_pump(&R);
     assert_false(a.m->rebinding);
     assert_false(b.m->rebinding);
     assert_int_equal(st(2).rebinds, 3);
-    ep_send(&a); /* both on 2: delivered there, once */
-    ep_send(&b);
+    roomfx_ep_send(&a); /* both on 2: delivered there, once */
+    roomfx_ep_send(&b);
     assert_int_equal(a.media, 1);
     assert_int_equal(b.media, 1);
     /* Back home: members on 2 (the worker it left) follow. */
     a.moved_to = b.moved_to = -1;
-    assert_int_equal(move(0, id, 0), 0);
-    r_pump();
+    assert_int_equal(roomfx_move(&R, 0, id, 0), 0);
+    roomfx_pump(&R);
     assert_int_equal(a.moved_to, 0);
     assert_int_equal(b.moved_to, 0);
-    ep_hand_off(&a, 0);
-    ep_hand_off(&b, 0);
-    r_pump();
+    roomfx_ep_hand_off(&R, &a, 0);
+    roomfx_ep_hand_off(&R, &b, 0);
+    roomfx_pump(&R);
     assert_false(a.m->rebinding);
     assert_false(b.m->rebinding);
     assert_int_equal(st(0).rebinds, 2);
-    ep_send(&a);
-    ep_send(&b);
+    roomfx_ep_send(&a);
+    roomfx_ep_send(&b);
     assert_int_equal(a.media, 2);
     assert_int_equal(b.media, 2);
     assert_int_equal(a.events, ev_a);
@@ -1333,14 +1082,14 @@ static void test_move_twice_members_follow(void **state)
     assert_int_equal(room_shared_participants(R.sh), 2);
     room_member_del(a.m);
     room_member_del(b.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
-    r_stop();
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
 }
 
 /* One keyframe packet (start and end) on stream 2. */
-static void ep_send_kf(struct ep *e)
+static void ep_send_kf(struct roomfx_ep *e)
 {
     uint8_t d[64];
     struct media_hdr h = {.stream_id = 2,
@@ -1357,29 +1106,29 @@ static void ep_send_kf(struct ep *e)
 static void test_move_kfcache_follows(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b, c;
-    ep_new(&a, 0);
-    ep_new(&b, 0);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b, c;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 0);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
     ep_send_kf(&a); /* (media here stays on one worker: this harness
                      * drives only the control messages) */
     assert_int_equal(b.media, 1);
     assert_int_equal(st(0).kf_cached, 1);
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
-    ep_hand_off(&a, 1);
-    ep_hand_off(&b, 1);
-    r_pump();
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
+    roomfx_ep_hand_off(&R, &a, 1);
+    roomfx_ep_hand_off(&R, &b, 1);
+    roomfx_pump(&R);
     assert_false(a.m->rebinding);
     assert_int_equal(st(0).kf_caches, 0); /* it left worker 0 ... */
     assert_int_equal(st(1).kf_caches, 1); /* ... for worker 1 */
-    ep_new(&c, 1);
-    ep_join(&c, id, "c");
-    r_pump();
+    roomfx_ep_new(&R, &c, 1);
+    roomfx_ep_join(&c, id, "c");
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
     assert_int_equal(st(1).kf_replayed, 1);
     assert_int_equal(c.media, 1);
@@ -1390,7 +1139,7 @@ static void test_move_kfcache_follows(void **state)
     room_member_del(a.m);
     room_member_del(b.m);
     room_member_del(c.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* A moving publisher whose connection ends between workers: its keyframe
@@ -1399,17 +1148,17 @@ static void test_move_kfcache_follows(void **state)
 static void test_move_kfcache_transit_closed(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b;
-    ep_new(&a, 0);
-    ep_new(&b, 0);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 0);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
     ep_send_kf(&a);
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
     unsigned ev_b = b.events;
     struct room_keep keep;
     room_member_detach(a.m, &keep);
@@ -1417,12 +1166,12 @@ static void test_move_kfcache_transit_closed(void **state)
     assert_non_null(keep.kc);
     room_keep_leave(R.s[1], &keep); /* as session_transit_closed does */
     assert_null(keep.kc);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(b.events, ev_b + 1);
-    assert_int_equal(find(1, id)->n_infos, 1);
+    assert_int_equal(roomfx_find(&R, 1, id)->n_infos, 1);
     room_keep_release(&keep); /* then session_closed: nothing left */
     room_member_del(b.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* A moved member is told only the presence changes it has not seen: one
@@ -1431,30 +1180,30 @@ static void test_move_kfcache_transit_closed(void **state)
 static void test_rebind_seen_no_repeat(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b, c;
-    ep_new(&a, 0);
-    ep_new(&b, 1);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b, c;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
     assert_int_equal(a.moved_to, 1);
     unsigned ev_a = a.events;
-    ep_new(&c, 2);
-    ep_join(&c, id, "c"); /* kept in the moved room's history */
-    r_pump();
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c"); /* kept in the moved room's history */
+    roomfx_pump(&R);
     assert_int_equal(a.events, ev_a + 1); /* on its old worker still */
-    ep_hand_off(&a, 1);
-    r_pump();
+    roomfx_ep_hand_off(&R, &a, 1);
+    roomfx_pump(&R);
     assert_false(a.m->rebinding);
     assert_int_equal(a.events, ev_a + 1); /* not again */
     room_member_del(a.m);
     room_member_del(b.m);
     room_member_del(c.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* The room moves on while a moved member's re-bind answer is on its way
@@ -1463,29 +1212,29 @@ static void test_rebind_seen_no_repeat(void **state)
 static void test_rebind_follow_after_answer(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b;
-    ep_new(&a, 0);
-    ep_new(&b, 2);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
-    ep_hand_off(&a, 1);
-    while (r_step(0)) /* the re-bind, routed on */
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 2);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
+    roomfx_ep_hand_off(&R, &a, 1);
+    while (roomfx_step(&R, 0)) /* the re-bind, routed on */
         ;
-    while (r_step(1))
+    while (roomfx_step(&R, 1))
         ;
     room_shard_flush(R.s[1]); /* applied on 1: its answer is queued to 1 */
     assert_int_equal(R.tail[1] - R.head[1], 1);
-    struct worker_msg ack = R.q[1][R.head[1]++ % QMAX];
+    struct worker_msg ack = R.q[1][R.head[1]++ % ROOMFX_QMAX];
     assert_int_equal((int)ack.type, ROOM_MSG_ACK);
     a.moved_to = -1;
-    assert_int_equal(move(0, id, 2), 0);
-    r_pump();
-    assert_non_null(find(2, id));
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0);
+    roomfx_pump(&R);
+    assert_non_null(roomfx_find(&R, 2, id));
     assert_true(a.m->rebinding);
     assert_int_equal(a.moved_to, -1); /* not while re-binding */
     rcu_quiescent_state();
@@ -1493,12 +1242,12 @@ static void test_rebind_follow_after_answer(void **state)
     assert_false(a.m->rebinding);
     assert_int_equal(a.moved_to, 2);
     assert_int_equal(room_member_owner(a.m), 2);
-    ep_hand_off(&a, 2);
-    r_pump();
+    roomfx_ep_hand_off(&R, &a, 2);
+    roomfx_pump(&R);
     assert_false(a.m->rebinding);
     room_member_del(a.m);
     room_member_del(b.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* A member that moved twice has two entries in the room's re-bind log: a
@@ -1509,21 +1258,21 @@ static void test_rebind_follow_after_answer(void **state)
 static void test_rebound_twice_latest(void **state)
 {
     (void)state;
-    struct ep a, b, c;
+    struct roomfx_ep a, b, c;
     const char *id = three_moved(&a, &b, &c);
-    ep_hand_off(&a, 1);
-    r_pump();
-    assert_int_equal(move(0, id, 2), 0);
-    r_pump();
+    roomfx_ep_hand_off(&R, &a, 1);
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0);
+    roomfx_pump(&R);
     assert_int_equal(a.moved_to, 2);
-    ep_hand_off(&a, 2);
-    while (r_step(0)) /* the re-bind, routed to 2 */
+    roomfx_ep_hand_off(&R, &a, 2);
+    while (roomfx_step(&R, 0)) /* the re-bind, routed to 2 */
         ;
-    while (r_step(2))
+    while (roomfx_step(&R, 2))
         ;
     room_shard_flush(R.s[2]); /* applied, published; its answer held */
     assert_int_equal(R.tail[2] - R.head[2], 1);
-    struct worker_msg ack = R.q[2][R.head[2]++ % QMAX];
+    struct worker_msg ack = R.q[2][R.head[2]++ % ROOMFX_QMAX];
     assert_int_equal((int)ack.type, ROOM_MSG_ACK);
     assert_true(a.m->rebinding);
     uint64_t v2 = version_of(id);
@@ -1535,11 +1284,11 @@ static void test_rebound_twice_latest(void **state)
     assert_int_equal(a.media, 1);
     rcu_quiescent_state();
     room_dispatch_one(R.s[2], &ack);
-    r_pump();
+    roomfx_pump(&R);
     room_member_del(a.m);
     room_member_del(b.m);
     room_member_del(c.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* Two more moves while a moved member's re-bind answer is on its way: the
@@ -1550,30 +1299,30 @@ static void test_rebound_twice_latest(void **state)
 static void test_rebind_rehomed_twice(void **state)
 {
     (void)state;
-    r_start(0);
-    const char *id = home_room(0, 0);
-    struct ep a, b;
-    ep_new(&a, 0);
-    ep_new(&b, 2);
-    ep_join(&a, id, "a");
-    ep_join(&b, id, "b");
-    r_pump();
-    assert_int_equal(move(0, id, 1), 0);
-    r_pump();
-    ep_hand_off(&a, 1);
-    while (r_step(0))
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 0, 0);
+    struct roomfx_ep a, b;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_new(&R, &b, 2);
+    roomfx_ep_join(&a, id, "a");
+    roomfx_ep_join(&b, id, "b");
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 1), 0);
+    roomfx_pump(&R);
+    roomfx_ep_hand_off(&R, &a, 1);
+    while (roomfx_step(&R, 0))
         ;
-    while (r_step(1))
+    while (roomfx_step(&R, 1))
         ;
     room_shard_flush(R.s[1]);
     assert_int_equal(R.tail[1] - R.head[1], 1);
-    struct worker_msg ack = R.q[1][R.head[1]++ % QMAX];
+    struct worker_msg ack = R.q[1][R.head[1]++ % ROOMFX_QMAX];
     a.moved_to = -1;
-    assert_int_equal(move(0, id, 2), 0); /* REHOME to 1: follow */
-    r_pump();
-    assert_int_equal(move(0, id, 0), 0); /* REHOME to 1: stay (it left 2) */
-    r_pump();
-    assert_non_null(find(0, id));
+    assert_int_equal(roomfx_move(&R, 0, id, 2), 0); /* REHOME to 1: follow */
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 0, id, 0), 0); /* REHOME to 1: stay (it left 2) */
+    roomfx_pump(&R);
+    assert_non_null(roomfx_find(&R, 0, id));
     assert_true(a.m->rebinding);
     rcu_quiescent_state();
     room_dispatch_one(R.s[1], &ack);
@@ -1582,7 +1331,7 @@ static void test_rebind_rehomed_twice(void **state)
     assert_int_equal(room_member_owner(a.m), 0);
     room_member_del(a.m);
     room_member_del(b.m);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* ------------------------------------------- placed rooms (session 8) */
@@ -1590,13 +1339,6 @@ static void test_rebind_rehomed_twice(void **state)
 static unsigned room_at(unsigned home, const char *id)
 {
     return room_shard_room_at(R.s[home], (const uint8_t *)id, strlen(id));
-}
-
-static void del3(struct ep *a, struct ep *b, struct ep *d)
-{
-    room_member_del(a->m);
-    room_member_del(b->m);
-    room_member_del(d->m);
 }
 
 /* A room placed off its home (pack: home 1, made on 0, published in 0's
@@ -1609,24 +1351,24 @@ static void del3(struct ep *a, struct ep *b, struct ep *d)
 static void test_move_placed(void **state)
 {
     (void)state;
-    r_start_pack(100);
-    const char *id = home_room(1, 0);
-    struct ep a, b, d, c;
-    join3(&a, &b, &d, id);
-    struct room *r = find(0, id);
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d, c;
+    roomfx_join3(&R, &a, &b, &d, id);
+    struct room *r = roomfx_find(&R, 0, id);
     assert_non_null(r);
     assert_int_equal(r->home, 1);
     assert_int_equal(r->tab, 0);
     uint32_t slot = r->slot, free0 = R.sh->tables[0].n_free, free1 = R.sh->tables[1].n_free;
     assert_int_equal(room_at(1, id), 0);
-    assert_int_equal(move(0, id, 2), ROOST_EAGAIN); /* only its home moves it */
-    assert_int_equal(move(1, id, 0), ROOST_EEXIST);
-    assert_int_equal(move(1, id, 2), 0);
-    assert_int_equal(move(1, id, 1), ROOST_EAGAIN); /* in flight */
+    assert_int_equal(roomfx_move(&R, 0, id, 2), ROOST_EAGAIN); /* only its home moves it */
+    assert_int_equal(roomfx_move(&R, 1, id, 0), ROOST_EEXIST);
+    assert_int_equal(roomfx_move(&R, 1, id, 2), 0);
+    assert_int_equal(roomfx_move(&R, 1, id, 1), ROOST_EAGAIN); /* in flight */
     assert_int_equal(st(1).move_requests, 1);
-    r_pump();
-    assert_null(find(0, id));
-    assert_ptr_equal(find(2, id), r); /* the same room, the same handle */
+    roomfx_pump(&R);
+    assert_null(roomfx_find(&R, 0, id));
+    assert_ptr_equal(roomfx_find(&R, 2, id), r); /* the same room, the same handle */
     assert_int_equal(r->tab, 0);
     assert_int_equal(room_at(1, id), 2);
     assert_int_equal(st(0).rooms_moved_out, 1);
@@ -1636,22 +1378,22 @@ static void test_move_placed(void **state)
     assert_int_equal(room_member_owner(a.m), 2);
     assert_int_equal(room_member_owner(b.m), 2);
     assert_int_equal(a.moved_to, 2); /* on the worker it left */
-    assert_int_equal(move(1, id, 2), ROOST_EEXIST);
+    assert_int_equal(roomfx_move(&R, 1, id, 2), ROOST_EEXIST);
     /* A later joiner: through the home, answered by the new owner. */
-    ep_new(&c, 1);
-    ep_join(&c, id, "c");
-    r_pump();
+    roomfx_ep_new(&R, &c, 1);
+    roomfx_ep_join(&c, id, "c");
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
     assert_int_equal(room_member_owner(c.m), 2);
-    del3(&a, &b, &d);
+    roomfx_del3(&a, &b, &d);
     room_member_del(c.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
+    assert_true(roomfx_no_placements(&R));
     assert_null(R.sh->tables[0].slots[slot]);
     assert_int_equal(R.sh->tables[0].n_free, free0 + 1);
     assert_int_equal(R.sh->tables[1].n_free, free1);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* A placed room moved to its home: the placement goes and later JOINs are
@@ -1661,47 +1403,47 @@ static void test_move_placed(void **state)
 static void test_move_placed_home_and_on(void **state)
 {
     (void)state;
-    r_start_pack(100);
-    const char *id = home_room(1, 0);
-    struct ep a, b, d, c;
-    join3(&a, &b, &d, id);
-    struct room *r = find(0, id);
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d, c;
+    roomfx_join3(&R, &a, &b, &d, id);
+    struct room *r = roomfx_find(&R, 0, id);
     uint32_t slot = r->slot, free0 = R.sh->tables[0].n_free, free1 = R.sh->tables[1].n_free;
-    assert_int_equal(move(1, id, 1), 0);
-    r_pump();
-    assert_ptr_equal(find(1, id), r);
-    assert_true(no_placements());
+    assert_int_equal(roomfx_move(&R, 1, id, 1), 0);
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 1, id), r);
+    assert_true(roomfx_no_placements(&R));
     assert_int_equal(st(1).rooms_home, 1);
     assert_int_equal(room_at(1, id), 1);
     uint64_t routed = st(1).routed;
-    ep_new(&c, 0);
-    ep_join(&c, id, "c");
-    r_pump();
+    roomfx_ep_new(&R, &c, 0);
+    roomfx_ep_join(&c, id, "c");
+    roomfx_pump(&R);
     assert_int_equal(c.last_code, 0);
     assert_int_equal(room_member_owner(c.m), 1);
     assert_int_equal(st(1).routed, routed); /* applied on the home */
-    assert_int_equal(move(1, id, 2), 0);
-    r_pump();
-    assert_ptr_equal(find(2, id), r);
+    assert_int_equal(roomfx_move(&R, 1, id, 2), 0);
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 2, id), r);
     assert_int_equal(room_at(1, id), 2);
-    assert_int_equal(move(1, id, 0), 0);
-    r_pump();
-    assert_ptr_equal(find(0, id), r);
-    assert_int_equal(move(1, id, 2), 0);
-    r_pump();
-    assert_ptr_equal(find(2, id), r);
+    assert_int_equal(roomfx_move(&R, 1, id, 0), 0);
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 0, id), r);
+    assert_int_equal(roomfx_move(&R, 1, id, 2), 0);
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 2, id), r);
     assert_int_equal(r->moves, 4);
     assert_int_equal(r->tab, 0);
-    del3(&a, &b, &d);
+    roomfx_del3(&a, &b, &d);
     room_member_del(c.m);
-    r_pump();
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
     assert_int_equal(room_shared_participants(R.sh), 0);
-    assert_true(no_placements());
+    assert_true(roomfx_no_placements(&R));
     assert_null(R.sh->tables[0].slots[slot]);
     assert_int_equal(R.sh->tables[0].n_free, free0 + 1);
     assert_int_equal(R.sh->tables[1].n_free, free1);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* A placed room that ends back on its table's worker frees its slot
@@ -1709,33 +1451,33 @@ static void test_move_placed_home_and_on(void **state)
 static void test_move_placed_ends_on_table(void **state)
 {
     (void)state;
-    r_start_pack(100);
-    const char *id = home_room(1, 0);
-    struct ep a, b, d;
-    ep_new(&a, 0);
-    ep_join(&a, id, "a");
-    assert_true(r_step(1)); /* the home places it: the PLACE is on its way to 0 */
-    assert_int_equal(move(1, id, 2), ROOST_EAGAIN);
-    r_pump();
-    ep_new(&b, 1);
-    ep_new(&d, 2);
-    ep_join(&b, id, "b");
-    ep_join(&d, id, "d");
-    r_pump();
-    struct room *r = find(0, id);
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d;
+    roomfx_ep_new(&R, &a, 0);
+    roomfx_ep_join(&a, id, "a");
+    assert_true(roomfx_step(&R, 1)); /* the home places it: the PLACE is on its way to 0 */
+    assert_int_equal(roomfx_move(&R, 1, id, 2), ROOST_EAGAIN);
+    roomfx_pump(&R);
+    roomfx_ep_new(&R, &b, 1);
+    roomfx_ep_new(&R, &d, 2);
+    roomfx_ep_join(&b, id, "b");
+    roomfx_ep_join(&d, id, "d");
+    roomfx_pump(&R);
+    struct room *r = roomfx_find(&R, 0, id);
     assert_non_null(r);
     uint32_t free0 = R.sh->tables[0].n_free;
-    assert_int_equal(move(1, id, 2), 0);
-    r_pump();
-    assert_int_equal(move(1, id, 0), 0);
-    r_pump();
-    assert_ptr_equal(find(0, id), r);
-    del3(&a, &b, &d);
-    r_pump();
+    assert_int_equal(roomfx_move(&R, 1, id, 2), 0);
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_move(&R, 1, id, 0), 0);
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 0, id), r);
+    roomfx_del3(&a, &b, &d);
+    roomfx_pump(&R);
     assert_int_equal(room_shared_rooms(R.sh), 0);
-    assert_true(no_placements());
+    assert_true(roomfx_no_placements(&R));
     assert_int_equal(R.sh->tables[0].n_free, free0 + 1);
-    r_stop();
+    roomfx_stop(&R);
 }
 
 /* Shutdown while a placed room's UNALIAS is in the ring to its table's
@@ -1743,18 +1485,18 @@ static void test_move_placed_ends_on_table(void **state)
 static void test_shutdown_unalias_in_ring(void **state)
 {
     (void)state;
-    r_start_pack(100);
-    const char *id = home_room(1, 0);
-    struct ep a, b, d;
-    join3(&a, &b, &d, id);
-    assert_int_equal(move(1, id, 2), 0);
-    r_pump();
-    del3(&a, &b, &d);
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d;
+    roomfx_join3(&R, &a, &b, &d, id);
+    assert_int_equal(roomfx_move(&R, 1, id, 2), 0);
+    roomfx_pump(&R);
+    roomfx_del3(&a, &b, &d);
     /* Workers 1 and 2 only: the LEAVEs reach the room, it ends on 2. */
     for (bool any = true; any;) {
         any = false;
         for (unsigned w = 1; w < NW; w++) {
-            while (r_step(w))
+            while (roomfx_step(&R, w))
                 any = true;
             room_shard_flush(R.s[w]);
         }
@@ -1762,9 +1504,9 @@ static void test_shutdown_unalias_in_ring(void **state)
     assert_int_equal(room_shared_rooms(R.sh), 0);
     bool unalias = false;
     for (unsigned i = R.head[0]; i != R.tail[0]; i++)
-        unalias |= R.q[0][i % QMAX].type == ROOM_MSG_UNALIAS;
+        unalias |= R.q[0][i % ROOMFX_QMAX].type == ROOM_MSG_UNALIAS;
     assert_true(unalias);
-    r_stop_discard();
+    roomfx_stop_discard(&R);
 }
 
 int main(void)
