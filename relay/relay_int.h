@@ -246,6 +246,10 @@ extern _Atomic bool session_test_hold_joins;
  * meanwhile (another ROOM_JOIN_MOVE, counted in join_moves); each such
  * bounce takes one off. 0: off. */
 extern _Atomic unsigned session_test_bounce_repeats;
+/* Test hook: while set, a JOIN repeated after a hand-off is refused in the
+ * token check as an expired token (TOKEN_EXPIRED): the repeat of a JOIN
+ * whose token expired on the way. Off by default. */
+extern _Atomic bool session_test_refuse_repeats;
 
 /* Frees the sessions whose connection closed this turn (turn end, stop). */
 void session_bury(struct relay_worker *rw);

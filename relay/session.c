@@ -311,6 +311,7 @@ static void on_hello(struct session *ss, const struct msg_hello *h)
 }
 
 _Atomic bool session_test_hold_joins;
+_Atomic bool session_test_refuse_repeats;
 
 static uint64_t session_hs_timeout(const struct relay *r)
 {
@@ -352,6 +353,9 @@ static void on_join(struct session *ss, const struct msg_join *j)
             token_verify((const char *)j->token.ptr, j->token.len, keys,
                          (const char *)j->room_id.ptr, j->room_id.len, wall_seconds(),
                          r->cfg.token_skew_s ? r->cfg.token_skew_s : TOKEN_DEFAULT_SKEW_S, &cl);
+        if (rc == 0 && ss->repeating &&
+            atomic_load_explicit(&session_test_refuse_repeats, memory_order_relaxed))
+            rc = ROOST_EEXPIRED; /* test hook */
         if (rc != 0) {
             WSTAT_INC(ss->rw, rejects_bad_token);
             /* The token itself is never logged. */

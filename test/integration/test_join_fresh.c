@@ -139,90 +139,165 @@ static void join_one(struct roost_client *cl, struct test_relay *tr, struct part
     assert_true(p->joined);
 }
 
-static void test_next_join_follows_room(void **state)
-{
-    (void)state;
-    int64_t base = buf_live();
+/* One relay, the client c and its worker. */
+struct env {
+    int64_t base;
     struct test_relay tr;
+    struct roost_client *cl;
+    struct fpart c;
+    unsigned w; /* c's worker before its first hand-off */
+    struct part m[3];
+    unsigned n_m;
+};
+
+static void env_start(struct env *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->base = buf_live();
     struct relay_config cfg = {.n_workers = 2,
                                .affinity_max_members = 8,
                                .placement = ROOM_PLACE_SPREAD, /* rooms on their hash owner */
                                .max_members = 2};
-    assert_int_equal(test_relay_start(&tr, &cfg), 0);
-    struct roost_client_callbacks cbs = part_cbs;
+    assert_int_equal(test_relay_start(&e->tr, &cfg), 0);
+    static struct roost_client_callbacks cbs;
+    cbs = part_cbs;
     cbs.on_control = f_control;
-    struct roost_client *cl;
     char ca[600];
     snprintf(ca, sizeof(ca), "%s/ca.pem", echo_cert_dir(false));
     struct roost_client_config cc = {.ca_file = ca};
-    assert_int_equal(roost_client_new(&cl, &cc, &cbs, NULL), 0);
-
-    /* The first JOIN, a bad token, is refused on the connection's worker. */
-    struct fpart c;
-    memset(&c, 0, sizeof(c));
-    snprintf(c.p.room, sizeof(c.p.room), "nowhere");
-    snprintf(c.p.name, sizeof(c.p.name), "c");
-    test_token(&tr, "nowhere", "c", TOKEN_PERM_ALL, 0, 600, c.p.token, sizeof(c.p.token));
-    c.p.token[strlen(c.p.token) - 5] ^= 1; /* tampered: BAD_TOKEN */
-    uint64_t bad0 = bad_tokens(tr.r, 0), bad1 = bad_tokens(tr.r, 1);
-    assert_int_equal(part_connect(cl, tr.port, &c.p), 0);
-    struct rejects q = {&c, 1};
-    assert_true(echo_client_until(cl, rejected, &q, WAIT_MS));
-    assert_false(c.p.closed);
-    assert_int_equal(c.p.reject_code, PROTO_ERR_BAD_TOKEN);
-    bool on0 = bad_tokens(tr.r, 0) == bad0 + 1, on1 = bad_tokens(tr.r, 1) == bad1 + 1;
+    assert_int_equal(roost_client_new(&e->cl, &cc, &cbs, NULL), 0);
+    /* c's first JOIN, a bad token, is refused on the connection's worker. */
+    struct fpart *c = &e->c;
+    snprintf(c->p.room, sizeof(c->p.room), "nowhere");
+    snprintf(c->p.name, sizeof(c->p.name), "c");
+    test_token(&e->tr, "nowhere", "c", TOKEN_PERM_ALL, 0, 600, c->p.token, sizeof(c->p.token));
+    c->p.token[strlen(c->p.token) - 5] ^= 1; /* tampered: BAD_TOKEN */
+    uint64_t bad0 = bad_tokens(e->tr.r, 0), bad1 = bad_tokens(e->tr.r, 1);
+    assert_int_equal(part_connect(e->cl, e->tr.port, &c->p), 0);
+    struct rejects q = {c, 1};
+    assert_true(echo_client_until(e->cl, rejected, &q, WAIT_MS));
+    assert_false(c->p.closed);
+    assert_int_equal(c->p.reject_code, PROTO_ERR_BAD_TOKEN);
+    bool on0 = bad_tokens(e->tr.r, 0) == bad0 + 1, on1 = bad_tokens(e->tr.r, 1) == bad1 + 1;
     assert_true(on0 != on1);
-    unsigned w = on0 ? 0u : 1u;
+    e->w = on0 ? 0u : 1u;
+}
 
-    /* full: the other worker's room, at max_members; open: w's, one member. */
-    char room_full[32], room_open[32];
-    room_on(tr.r, 1u - w, 0, "full", room_full, sizeof(room_full));
-    room_on(tr.r, w, 0, "open", room_open, sizeof(room_open));
-    struct part f1, f2, o1;
-    join_one(cl, &tr, &f1, room_full, "f1");
-    join_one(cl, &tr, &f2, room_full, "f2");
-    join_one(cl, &tr, &o1, room_open, "o1");
+/* Another member of room, joined (and moved to the room's worker). */
+static void env_member(struct env *e, const char *room, const char *name)
+{
+    assert_true(e->n_m < 3);
+    join_one(e->cl, &e->tr, &e->m[e->n_m++], room, name);
+}
 
-    /* The second JOIN: moved to the full room's worker, bounced twice by
-     * the hook, repeated there after its third hand-off: rejected. */
+/* c's JOIN for room (a fresh token), answered after want rejections in
+ * all (or joined: want 0). */
+static void env_join(struct env *e, const char *room, unsigned want)
+{
     char tok[TOKEN_MAX_LEN + 1];
-    test_token(&tr, room_full, "c", TOKEN_PERM_ALL, 0, 600, tok, sizeof(tok));
-    atomic_store(&session_test_bounce_repeats, 2u);
-    send_join(&c, room_full, tok);
-    q.want = 2;
-    assert_true(echo_client_until(cl, rejected, &q, WAIT_MS));
-    assert_false(c.p.closed);
-    assert_int_equal(c.p.reject_code, PROTO_ERR_ROOM_FULL);
-    assert_int_equal(atomic_load(&session_test_bounce_repeats), 0u); /* both bounces made */
+    test_token(&e->tr, room, "c", TOKEN_PERM_ALL, 0, 600, tok, sizeof(tok));
+    send_join(&e->c, room, tok);
+    if (want > 0) {
+        struct rejects q = {&e->c, want};
+        assert_true(echo_client_until(e->cl, rejected, &q, WAIT_MS));
+    } else {
+        assert_true(echo_client_until(e->cl, joined, &e->c, WAIT_MS));
+    }
+    assert_false(e->c.p.closed);
+}
 
-    /* The third JOIN, for w's room: it follows the room to w. */
-    test_token(&tr, room_open, "c", TOKEN_PERM_ALL, 0, 600, tok, sizeof(tok));
-    send_join(&c, room_open, tok);
-    assert_true(echo_client_until(cl, joined, &c, WAIT_MS));
-    assert_false(c.p.closed);
-    struct relay_member_info mc = member(tr.r, room_open, c.p.pid);
-    struct relay_member_info mo = member(tr.r, room_open, o1.pid);
-    printf("# w=%u c: worker %u owner %u; o1: worker %u owner %u\n", w, mc.worker, mc.owner,
+/* c joined room, on the room's owner (worker w), with the room's other
+ * member o: not split. */
+static void env_check_on_owner(struct env *e, const char *room, const struct part *o, unsigned w)
+{
+    struct relay_member_info mc = member(e->tr.r, room, e->c.p.pid);
+    struct relay_member_info mo = member(e->tr.r, room, o->pid);
+    printf("# c: worker %u owner %u; %s: worker %u owner %u\n", mc.worker, mc.owner, o->name,
            mo.worker, mo.owner);
     assert_true(mc.joined);
     assert_int_equal(mc.owner, w);
     assert_int_equal(mc.worker, mc.owner); /* not split: on the room's worker */
     assert_int_equal(mc.worker, mo.worker);
+}
 
-    part_leave(&c.p);
-    part_leave(&f1);
-    part_leave(&f2);
-    part_leave(&o1);
-    assert_true(echo_client_until(cl, none_left, tr.r, WAIT_MS));
-    roost_client_del(cl);
-    test_relay_stop(&tr);
-    assert_int_equal(buf_live(), base);
+static void env_stop(struct env *e)
+{
+    atomic_store(&session_test_bounce_repeats, 0u);
+    atomic_store(&session_test_refuse_repeats, false);
+    part_leave(&e->c.p);
+    for (unsigned i = 0; i < e->n_m; i++)
+        part_leave(&e->m[i]);
+    assert_true(echo_client_until(e->cl, none_left, e->tr.r, WAIT_MS));
+    roost_client_del(e->cl);
+    test_relay_stop(&e->tr);
+    assert_int_equal(buf_live(), e->base);
+}
+
+/* A JOIN rejected by its room after its third hand-off (not movable by
+ * then): the next JOIN may move again. */
+static void test_after_rejected_third_move(void **state)
+{
+    (void)state;
+    struct env *e = calloc(1, sizeof(*e));
+    assert_non_null(e);
+    env_start(e);
+    /* full: the other worker's room, at max_members; open: w's. */
+    char room_full[32], room_open[32];
+    room_on(e->tr.r, 1u - e->w, 0, "full", room_full, sizeof(room_full));
+    room_on(e->tr.r, e->w, 0, "open", room_open, sizeof(room_open));
+    env_member(e, room_full, "f1");
+    env_member(e, room_full, "f2");
+    env_member(e, room_open, "o1");
+    /* Moved to the full room's worker, bounced twice by the hook, repeated
+     * there after its third hand-off: rejected. */
+    atomic_store(&session_test_bounce_repeats, 2u);
+    env_join(e, room_full, 2);
+    assert_int_equal(e->c.p.reject_code, PROTO_ERR_ROOM_FULL);
+    assert_int_equal(atomic_load(&session_test_bounce_repeats), 0u); /* both bounces made */
+    /* For w's room, from the other worker: it follows the room to w. */
+    env_join(e, room_open, 0);
+    env_check_on_owner(e, room_open, &e->m[2], e->w);
+    env_stop(e);
+    free(e);
+}
+
+/* A JOIN whose repeat after one hand-off was refused in the token check:
+ * the next JOIN has all its hand-offs. It is bounced twice on its way (its
+ * room placed elsewhere meanwhile, twice): the repeat after its second
+ * hand-off must still follow the room; before the fix the first JOIN's
+ * hand-off counted too, the repeat could not move and joined from the
+ * other worker. */
+static void test_after_refused_repeat(void **state)
+{
+    (void)state;
+    struct env *e = calloc(1, sizeof(*e));
+    assert_non_null(e);
+    env_start(e);
+    char room_far[32], room_open[32];
+    room_on(e->tr.r, 1u - e->w, 0, "far", room_far, sizeof(room_far));
+    room_on(e->tr.r, e->w, 0, "open", room_open, sizeof(room_open));
+    env_member(e, room_far, "r1");
+    env_member(e, room_open, "o1");
+    /* Moved to the other worker; the repeat is refused there. */
+    atomic_store(&session_test_refuse_repeats, true);
+    env_join(e, room_far, 2);
+    atomic_store(&session_test_refuse_repeats, false);
+    assert_int_equal(e->c.p.reject_code, PROTO_ERR_TOKEN_EXPIRED);
+    /* For w's room: moved there, bounced back and forth by the hook, then
+     * repeated on w: it joins there. */
+    atomic_store(&session_test_bounce_repeats, 2u);
+    env_join(e, room_open, 0);
+    env_check_on_owner(e, room_open, &e->m[1], e->w);
+    assert_int_equal(atomic_load(&session_test_bounce_repeats), 0u);
+    env_stop(e);
+    free(e);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_next_join_follows_room),
+        cmocka_unit_test(test_after_rejected_third_move),
+        cmocka_unit_test(test_after_refused_repeat),
     };
     return cmocka_run_group_tests_name("join_fresh", tests, NULL, NULL);
 }
