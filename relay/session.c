@@ -329,9 +329,9 @@ static void on_join(struct session *ss, const struct msg_join *j)
     if (!ss->repeating) {
         /* The client's own JOIN starts afresh: an earlier JOIN on this
          * connection whose hand-offs ended without an answer (its repeat
-         * refused by the token check, or rejected by the room after the
-         * last hand-off) left its count spent and the member perhaps not
-         * movable; this JOIN must still be able to follow its room. */
+         * refused by the token check, a failed hand-off, a reject after
+         * the last hand-off) left its count spent and the member perhaps
+         * not movable; this JOIN must still be able to follow its room. */
         ss->join_moves = 0;
         room_member_set_movable(ss->m, ss->eo->handoff != NULL);
     }
