@@ -8,7 +8,7 @@
  * worker (a split room). Now the client's own JOIN resets the count and
  * the movable flag; only the repeats count.
  *
- * Staging: 2 workers, affinity on, rooms by hash (spread), max_members 2.
+ * after_rejected_third_move: 2 workers, affinity on, rooms by hash (spread), max_members 2.
  * The client's first JOIN (a bad token) shows which worker its connection
  * is on (w). Its second JOIN is for a full room owned by the other worker:
  * answered "move", and the test hook session_test_bounce_repeats hands the
@@ -16,7 +16,12 @@
  * meanwhile), so the repeat that reaches the room is the one after the
  * third hand-off, not movable, and is rejected ROOM_FULL. Its third JOIN is
  * for a room owned by w: it must follow the room there (its member listed
- * on the room's owner worker, with the room's other member). */
+ * on the room's owner worker, with the room's other member).
+ *
+ * after_refused_repeat: the second JOIN's repeat, after one hand-off, is
+ * refused in the token check (test hook session_test_refuse_repeats),
+ * which left its hand-off counted; the third JOIN, bounced twice on its
+ * way, must still follow its room after its third hand-off. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
