@@ -125,6 +125,9 @@ struct session {
     bool in_transit;
     uint32_t moved_pid;
     unsigned join_moves; /* hand-offs of the JOIN in flight (RELAY_JOIN_MOVES_MAX) */
+    /* Set while session_adopt repeats the kept JOIN: on_join tells the
+     * repeat from the client's own JOIN, which starts afresh. */
+    bool repeating;
     /* Live room migration (lib/room/move.c): the connection moves with its
      * room while joined (room_cb_move); keep holds the member's room state
      * between on_detach and on_adopt. */
@@ -237,6 +240,16 @@ void session_transit_closed(struct relay_worker *rw, struct session *ss);
 /* Test hook: while set, a JOIN that passed the token check is not sent to
  * the room's owner, so the session stays JOINING (its deadline test). */
 extern _Atomic bool session_test_hold_joins;
+/* Test hook: while non-zero, a JOIN about to be repeated after a hand-off
+ * (session_adopt) by a member that may still move is handed on to the next
+ * worker instead, as when the room's home placed the room elsewhere
+ * meanwhile (another ROOM_JOIN_MOVE, counted in join_moves); each such
+ * bounce takes one off. 0: off. */
+extern _Atomic unsigned session_test_bounce_repeats;
+/* Test hook: while set, a JOIN repeated after a hand-off is refused in the
+ * token check as an expired token (TOKEN_EXPIRED): the repeat of a JOIN
+ * whose token expired on the way. Off by default. */
+extern _Atomic bool session_test_refuse_repeats;
 
 /* Frees the sessions whose connection closed this turn (turn end, stop). */
 void session_bury(struct relay_worker *rw);

@@ -311,6 +311,7 @@ static void on_hello(struct session *ss, const struct msg_hello *h)
 }
 
 _Atomic bool session_test_hold_joins;
+_Atomic bool session_test_refuse_repeats;
 
 static uint64_t session_hs_timeout(const struct relay *r)
 {
@@ -325,6 +326,15 @@ static void on_join(struct session *ss, const struct msg_join *j)
     const uint8_t *ident = NULL;
     size_t ident_len = 0;
 
+    if (!ss->repeating) {
+        /* The client's own JOIN starts afresh: an earlier JOIN on this
+         * connection whose hand-offs ended without an answer (its repeat
+         * refused by the token check, a failed hand-off, a reject after
+         * the last hand-off) left its count spent and the member perhaps
+         * not movable; this JOIN must still be able to follow its room. */
+        ss->join_moves = 0;
+        room_member_set_movable(ss->m, ss->eo->handoff != NULL);
+    }
     ss->join_ns = worker_now(ss->rw->w);
     ss->room_len = (uint8_t)(j->room_id.len <= ROOM_ID_MAX ? j->room_id.len : ROOM_ID_MAX);
     memcpy(ss->room, j->room_id.ptr, ss->room_len);
@@ -343,6 +353,9 @@ static void on_join(struct session *ss, const struct msg_join *j)
             token_verify((const char *)j->token.ptr, j->token.len, keys,
                          (const char *)j->room_id.ptr, j->room_id.len, wall_seconds(),
                          r->cfg.token_skew_s ? r->cfg.token_skew_s : TOKEN_DEFAULT_SKEW_S, &cl);
+        if (rc == 0 && ss->repeating &&
+            atomic_load_explicit(&session_test_refuse_repeats, memory_order_relaxed))
+            rc = ROOST_EEXPIRED; /* test hook */
         if (rc != 0) {
             WSTAT_INC(ss->rw, rejects_bad_token);
             /* The token itself is never logged. */
@@ -569,6 +582,26 @@ void session_detach(struct session *ss)
     ss->in_transit = true;
 }
 
+_Atomic unsigned session_test_bounce_repeats;
+
+/* session_test_bounce_repeats: true when the connection was handed on to
+ * the next worker (the JOIN stays kept and in flight). */
+static bool session_test_bounce(struct relay_worker *rw, struct session *ss)
+{
+    unsigned n = atomic_load_explicit(&session_test_bounce_repeats, memory_order_relaxed);
+    while (n > 0 &&
+           !atomic_compare_exchange_weak_explicit(&session_test_bounce_repeats, &n, n - 1,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+    if (n == 0)
+        return false;
+    unsigned to = (worker_id(rw->w) + 1) % rw->r->n_workers;
+    if (ss->eo->handoff(ss->c, to) != 0)
+        return false;
+    ss->join_moves++;
+    return true;
+}
+
 void session_adopt(struct relay_worker *rw, struct session *ss)
 {
     if (ss == NULL)
@@ -611,15 +644,20 @@ void session_adopt(struct relay_worker *rw, struct session *ss)
      * answered. It stays movable (a few times): the room's home may have
      * placed the room elsewhere since (its placement ended, pack moved on),
      * and a member that could not follow would split the room. */
-    room_member_set_movable(ss->m,
-                            ss->eo->handoff != NULL && ss->join_moves < RELAY_JOIN_MOVES_MAX);
+    bool movable = ss->eo->handoff != NULL && ss->join_moves < RELAY_JOIN_MOVES_MAX;
+    room_member_set_movable(ss->m, movable);
+    if (movable && ss->join_body != NULL && session_test_bounce(rw, ss))
+        return;
     uint8_t *body = ss->join_body;
     size_t len = ss->join_len;
     ss->join_body = NULL;
     ss->join_len = 0;
     ss->state = SESSION_WELCOMED;
-    if (body != NULL)
+    if (body != NULL) {
+        ss->repeating = true; /* on_join: not the client's own JOIN */
         session_control(ss, body, len);
+        ss->repeating = false; /* ss stays until turn end, even if closed */
+    }
     free(body);
 }
 
