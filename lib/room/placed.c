@@ -172,23 +172,6 @@ static int owed_try(struct room_shard *s, struct room_owed *o, uint64_t *blocked
     }
 }
 
-/* The workers that have messages owed: what is sent to them now waits. */
-static uint64_t owed_blocked(const struct room_shard *s)
-{
-    uint64_t m = 0;
-    for (const struct room_owed *o = s->owed; o != NULL; o = o->next) {
-        if (o->kind == ROOM_OWED_END) {
-            const struct room *r = caa_container_of(o, struct room, end_owed);
-            m |= (r->owes_drop ? owed_bit(r->home) : 0) | (r->owes_unalias ? owed_bit(r->tab) : 0);
-        } else if (o->kind == ROOM_OWED_DROP) {
-            m |= owed_bit(caa_container_of(o, struct owed_drop, o)->home);
-        } else {
-            m |= owed_bit(caa_container_of(o, struct owed_msg, o)->to);
-        }
-    }
-    return m;
-}
-
 static void owed_arm(struct room_shard *s, uint64_t now)
 {
     int rc = timer_arm(worker_timers(s->w), &s->owed_timer, now + s->owed_ms * 1000000ull);
@@ -228,6 +211,7 @@ void place_owed_retry(struct room_shard *s)
             pp = &o->next;
     }
     s->owed_tail = pp;
+    s->owed_to = blocked; /* the workers of what is still owed */
     if (s->owed == NULL)
         timer_cancel(worker_timers(s->w), &s->owed_timer);
 }
@@ -270,14 +254,16 @@ void place_owed_free(struct room_shard *s)
         }
     }
     s->owed_tail = &s->owed;
+    s->owed_to = 0;
 }
 
 void place_room_end(struct room_shard *s, struct room *r)
 {
-    uint64_t blocked = s->owed != NULL ? owed_blocked(s) : 0;
+    uint64_t blocked = s->owed_to;
     int rc = owed_end_try(s, r, &blocked);
     if (rc == 0)
         return; /* r is not ours any more, or freed after a grace period */
+    s->owed_to = blocked;
     /* Still published in the home's or the table worker's table (readers
      * there may hold it), or holding the DROP the home waits for: kept
      * until it went, never freed here meanwhile. */
@@ -288,8 +274,7 @@ void place_room_end(struct room_shard *s, struct room *r)
 
 int place_send_owed(struct room_shard *s, unsigned to, struct worker_msg *wm)
 {
-    int rc =
-        s->owed != NULL && (owed_blocked(s) & owed_bit(to)) ? ROOST_EAGAIN : owed_send(s, to, wm);
+    int rc = s->owed_to & owed_bit(to) ? ROOST_EAGAIN : owed_send(s, to, wm);
     if (rc == 0)
         return 0;
     struct owed_msg *om = malloc(sizeof(*om));
@@ -297,6 +282,7 @@ int place_send_owed(struct room_shard *s, unsigned to, struct worker_msg *wm)
         room_msg_release(wm); /* the caller logs it */
         return ROOST_ENOMEM;
     }
+    s->owed_to |= owed_bit(to);
     om->o.kind = ROOM_OWED_MSG;
     om->to = (uint16_t)to;
     om->wm = *wm;
@@ -310,9 +296,8 @@ int place_send_owed(struct room_shard *s, unsigned to, struct worker_msg *wm)
 static void place_send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
                             uint32_t routed, struct buf *b)
 {
-    int rc = s->owed != NULL && (owed_blocked(s) & owed_bit(home))
-                 ? ROOST_EAGAIN
-                 : drop_send(s, home, id, len, routed, &b, NULL);
+    int rc =
+        s->owed_to & owed_bit(home) ? ROOST_EAGAIN : drop_send(s, home, id, len, routed, &b, NULL);
     if (rc == 0)
         return;
     buf_unref(b); /* made again when it goes */
@@ -322,6 +307,7 @@ static void place_send_drop(struct room_shard *s, unsigned home, const uint8_t *
         log_error("event=room_drop_lost home=%u err=\"%s\"", home, roost_strerror(rc));
         return;
     }
+    s->owed_to |= owed_bit(home);
     od->o.kind = ROOM_OWED_DROP;
     od->home = (uint16_t)home;
     od->len = (uint8_t)len;

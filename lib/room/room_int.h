@@ -330,6 +330,7 @@ struct room_shard {
      * the last try (doubling up to ROOM_OWED_RETRY_MAX_MS); freed at
      * shutdown. */
     struct room_owed *owed, **owed_tail;
+    uint64_t owed_to; /* the workers they go to (bit w): what follows waits */
     struct timer owed_timer;
     uint32_t owed_ms;
 

@@ -232,6 +232,46 @@ static void test_unalias_timer_idle(void **state)
     roomfx_stop(&R);
 }
 
+/* Pack, home 1: placed on 0 (in 0's table), moved to 2, ended there: it
+ * owes its home a DROP (naming no room) and its table worker an UNALIAS
+ * (which hands the room over: 0 frees it). The DROP is refused: the
+ * UNALIAS waits behind it (the DROP is still read from the room), then
+ * both go by 2's timer and 0 unpublishes the room. Without the fix the
+ * DROP was lost (the home kept its placement) and the UNALIAS went. */
+static void test_end_drop_then_unalias(void **state)
+{
+    (void)state;
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d;
+    roomfx_join3(&R, &a, &b, &d, id);
+    struct room *r = roomfx_find(&R, 0, id);
+    assert_non_null(r);
+    uint32_t slot = r->slot;
+    assert_int_equal(roomfx_move(&R, 1, id, 2), 0);
+    roomfx_pump(&R);
+    assert_ptr_equal(roomfx_find(&R, 2, id), r);
+    roomfx_del3(&a, &b, &d);
+    R.fail_type = ROOM_MSG_DROP;
+    deliver_all();
+    room_shard_flush(R.s[2]); /* it ends on 2; its DROP is refused */
+    assert_int_equal(R.fail_type, 0);
+    assert_true(queue_empty(0)); /* the UNALIAS waits behind the DROP */
+    assert_true(queue_empty(1));
+    assert_ptr_equal(R.sh->tables[0].slots[slot], r);
+    struct timers *ts = timers_of(2);
+    uint64_t t1 = timers_next(ts);
+    assert_true(t1 != TIMER_NEVER);
+    assert_int_equal(timers_run(ts, t1), 1);
+    assert_int_equal(timers_next(ts), TIMER_NEVER);
+    assert_false(queue_empty(1)); /* the DROP */
+    assert_false(queue_empty(0)); /* then the UNALIAS */
+    deliver_all();
+    assert_null(R.sh->tables[0].slots[slot]);
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
+}
+
 /* Pack, home 1, placed on 0: it ends there and its DROP is refused. A
  * JOIN of the id then reaches the home, which routes it to 0 (the
  * placement is still there); 0 has no such room and bounces it. The
@@ -310,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_moved_drop_refused_shutdown),
         cmocka_unit_test(test_owed_timer_idle),
         cmocka_unit_test(test_unalias_timer_idle),
+        cmocka_unit_test(test_end_drop_then_unalias),
         cmocka_unit_test(test_bounce_behind_drop),
         cmocka_unit_test(test_unused_place_drop_refused),
     };
