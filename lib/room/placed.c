@@ -48,13 +48,15 @@ static int owed_send(struct room_shard *s, unsigned to, struct worker_msg *wm)
 
 /* Fills *bp (allocated when NULL) with a DROP and sends it. Returns 0 (the
  * home has it, and `moved` with it: *bp is NULL) or the error (*bp kept,
- * or NULL when it could not be allocated). */
+ * or NULL when it could not be allocated). *bp is cleared before the send:
+ * it may be moved->drop, and moved is the home's once sent. */
 static int drop_send(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
                      uint32_t routed, struct buf **bp, struct room *moved)
 {
-    if (*bp == NULL && (*bp = buf_new(sizeof(struct drop_msg))) == NULL)
+    struct buf *b = *bp != NULL ? *bp : buf_new(sizeof(struct drop_msg));
+    if (b == NULL)
         return ROOST_ENOMEM;
-    struct buf *b = *bp;
+    *bp = NULL;
     struct drop_msg *dm = (struct drop_msg *)b->data;
     memset(dm, 0, sizeof(*dm));
     dm->from = (uint16_t)s->id;
@@ -66,8 +68,8 @@ static int drop_send(struct room_shard *s, unsigned home, const uint8_t *id, siz
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_DROP, &b, sizeof(b));
     int rc = owed_send(s, home, &wm);
-    if (rc == 0)
-        *bp = NULL;
+    if (rc != 0)
+        *bp = b;
     return rc;
 }
 

@@ -2,15 +2,15 @@
  * payloads, and the plumbing (handle resolution, sending) as static inline
  * functions. Not for use outside lib/room.
  *
- * The files of the module and what each calls (no cycle; each arrow is
- * "calls a function defined in"):
+ * The files of the module and what each calls (each arrow is "calls a
+ * function defined in"):
  *
  *   room.c     (shared/shard lifecycle, stats)   -> dispatch.c, owner.c,
- *                                                   place.c
+ *                                                   place.c, placed.c
  *   dispatch.c (the message switch, the handler) -> place.c, member.c,
  *                                                   fanout.c, quality.c
  *   place.c    (owner load bound: routing JOIN/LEAVE home <-> placed
- *               owner, DROP)                      -> owner.c
+ *               owner, DROP)                      -> owner.c, placed.c
  *   move.c     (live room migration: MOVE, REHOME, a joined member's
  *               quiet re-bind after its connection moved) -> owner.c,
  *                                                   place.c, member.c
@@ -19,7 +19,8 @@
  *   placed.c   (the placed owner's side of placement: DROP, an unused
  *               PLACE; the messages owed to another worker that the
  *               runtime refused, kept and sent again; the census of a
- *               room owned here)
+ *               room owned here)             -> owner.c (owner_room_free*:
+ *                                                   a kept room's end)
  *   member.c   (members, join/leave requests, answers, events, replaced,
  *               keyframe requests, keyframe cache views and replay)
  *   fanout.c   (the media hot path)
