@@ -238,8 +238,8 @@ static void room_flush_one(struct room_shard *s, struct room *r)
 
 void room_shard_flush(struct room_shard *s)
 {
-    if (s->unalias != NULL)
-        owner_unalias_retry(s);
+    if (s->owed != NULL) /* the timer too: an idle worker has no turn end */
+        place_owed_retry(s);
     struct room *r = s->dirty_head;
     s->dirty_head = NULL;
     while (r != NULL) {

@@ -71,14 +71,9 @@ void owner_free_rooms(struct room_shard *s)
         s->buckets[b] = NULL;
     }
     s->owned = NULL;
-    /* Ended here, their UNALIAS never sent: unpublished from their table
-     * and freed now (no reader is left). */
-    while (s->unalias != NULL) {
-        struct room *r = s->unalias;
-        s->unalias = r->hnext;
-        rcu_assign_pointer(s->sh->tables[r->tab].slots[r->slot], NULL);
-        owner_room_free(r);
-    }
+    /* Ended here, their DROP or UNALIAS never sent: unpublished from their
+     * table and freed now (no reader is left). */
+    place_owed_free(s);
     while (s->parked != NULL) {
         struct parked_join *p = s->parked;
         s->parked = p->next;
@@ -126,41 +121,6 @@ static int room_create(struct room_shard *s, const uint8_t *id, size_t len, uint
     return 0;
 }
 
-/* A moved room that ended here goes back to its table's worker, which
- * unpublishes and frees it (owner_room_unalias). Not room_send: on a
- * failed send its release would free the room while it is still published
- * in that table (readers there may hold it); the caller keeps it instead.
- * Returns 0 (r is the table worker's now) or the send's error. */
-static int unalias_send(struct room_shard *s, struct room *r)
-{
-    struct worker_msg wm;
-    struct room *rp = r;
-    memset(&wm, 0, sizeof(wm));
-    wm.type = ROOM_MSG_UNALIAS;
-    memcpy(wm.u.bytes, &rp, sizeof(rp));
-    /* OWED: refused only when a spill queue cannot grow (ROOST_ENOMEM). */
-    return s->send_hook != NULL ? s->send_hook(s->send_hook_arg, r->tab, &wm)
-                                : worker_send(s->w, r->tab, &wm, WORKER_MSG_OWED);
-}
-
-/* Sends again the UNALIAS messages that could not go (room_destroy); those
- * that fail again wait for the next turn. */
-void owner_unalias_retry(struct room_shard *s)
-{
-    struct room *r = s->unalias;
-    s->unalias = NULL;
-    struct room **tail = &s->unalias;
-    while (r != NULL) {
-        struct room *next = r->hnext;
-        r->hnext = NULL;
-        if (unalias_send(s, r) != 0) {
-            *tail = r;
-            tail = &r->hnext;
-        }
-        r = next;
-    }
-}
-
 void owner_room_destroy(struct room_shard *s, struct room *r)
 {
     struct room_table *t = &s->sh->tables[s->id];
@@ -174,28 +134,15 @@ void owner_room_destroy(struct room_shard *s, struct room *r)
     ROOM_STAT_INC(s, rooms_destroyed);
     if (s->ops->room_closed != NULL)
         s->ops->room_closed(r->id, r->id_len, s->arg);
-    /* A moved room published in its home's table goes with its DROP: the
-     * home unpublishes it and frees it (owner_room_unalias); one in
-     * another worker's table (placed there, then moved) goes back there
-     * (UNALIAS) and its DROP names no room. */
-    bool with_drop = moved && r->tab == r->home;
-    if (r->home != s->id) {
-        place_send_drop(s, r->home, r->id, r->id_len, r->routed_in, r->drop, with_drop ? r : NULL);
-        r->drop = NULL;
-    }
-    if (with_drop)
-        return;
-    if (moved) {
-        r->hnext = NULL;
-        int rc = unalias_send(s, r);
-        if (rc != 0) {
-            /* Still published in r->tab's table: never freed here (readers
-             * there may hold it). Kept and sent again at the next turn's
-             * end (room_shard_flush), so its slot is not lost either. */
-            log_error("event=room_unalias_deferred tab=%u err=\"%s\"", r->tab, roost_strerror(rc));
-            r->hnext = s->unalias;
-            s->unalias = r;
-        }
+    /* A placed room tells its home (DROP). A moved room published in its
+     * home's table goes with its DROP: the home unpublishes it and frees
+     * it (owner_room_unalias); one in another worker's table (placed
+     * there, then moved) goes back there (UNALIAS) and its DROP names no
+     * room. Owed: what the runtime refuses is kept and sent again. */
+    r->owes_drop = r->home != s->id;
+    r->owes_unalias = moved && r->tab != r->home;
+    if (r->owes_drop || r->owes_unalias) {
+        place_room_end(s, r);
         return;
     }
     /* Readers that resolved the room before it was unpublished may still

@@ -246,7 +246,8 @@ static const uint8_t *rmsg_room(const struct rmsg *m, size_t *len)
  * allocation, and is never refused for the spill bound (WORKER_MSG_OWED:
  * the home waits for a bounce; a lost LEAVE leaves a ghost member; their
  * number follows JOINs admitted already). A JOIN is copied into a new
- * buffer (the home still needs it if the send fails). Returns 0, or the
+ * buffer (the home still needs it if the send fails). Returns 0 (a
+ * bounce the runtime refused is kept and sent again: placed.c), or the
  * error: then nothing went. */
 static int rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, uint8_t route)
 {
@@ -269,6 +270,10 @@ static int rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, ui
         ((struct leave_req *)b->data)->route = route;
     struct worker_msg wm;
     room_msg_put(&wm, m->jr ? ROOM_MSG_JOIN : ROOM_MSG_LEAVE, &b, sizeof(b));
+    /* A bounce goes behind the room's DROP (the home counts it as coming
+     * back after that), which may be owed still: kept in order (placed.c). */
+    if (route == ROUTE_BOUNCE)
+        return place_send_owed(s, to, &wm);
     return room_send_cls(s, to, &wm, owed ? WORKER_MSG_OWED : WORKER_MSG_CONTROL);
 }
 

@@ -124,6 +124,7 @@ int room_shard_new(struct room_shard **out, struct room_shared *sh, struct worke
     struct room_shard *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return ROOST_ENOMEM;
+    place_owed_init(s); /* first: room_shard_del cancels its timer */
     s->sh = sh;
     s->w = w;
     s->id = worker_id(w);

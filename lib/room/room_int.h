@@ -2,22 +2,25 @@
  * payloads, and the plumbing (handle resolution, sending) as static inline
  * functions. Not for use outside lib/room.
  *
- * The files of the module and what each calls (no cycle; each arrow is
- * "calls a function defined in"):
+ * The files of the module and what each calls (each arrow is "calls a
+ * function defined in"):
  *
  *   room.c     (shared/shard lifecycle, stats)   -> dispatch.c, owner.c,
- *                                                   place.c
+ *                                                   place.c, placed.c
  *   dispatch.c (the message switch, the handler) -> place.c, member.c,
  *                                                   fanout.c, quality.c
  *   place.c    (owner load bound: routing JOIN/LEAVE home <-> placed
- *               owner, DROP)                      -> owner.c
+ *               owner, DROP)                      -> owner.c, placed.c
  *   move.c     (live room migration: MOVE, REHOME, a joined member's
  *               quiet re-bind after its connection moved) -> owner.c,
  *                                                   place.c, member.c
  *   owner.c    (room table, joins/leaves, snapshots, JOINED/EVENTS)
  *                                                -> placed.c, move.c
  *   placed.c   (the placed owner's side of placement: DROP, an unused
- *               PLACE; the census of a room owned here)
+ *               PLACE; the messages owed to another worker that the
+ *               runtime refused, kept and sent again; the census of a
+ *               room owned here)             -> owner.c (owner_room_free*:
+ *                                                   a kept room's end)
  *   member.c   (members, join/leave requests, answers, events, replaced,
  *               keyframe requests, keyframe cache views and replay)
  *   fanout.c   (the media hot path)
@@ -42,6 +45,7 @@
 #include "core/log.h"
 #include "core/rcuptr.h"
 #include "core/stat.h"
+#include "core/timer.h"
 #include "core/worker.h"
 #include "proto/msg.h"
 #include "proto/perm.h"
@@ -94,6 +98,10 @@ enum {
  * the last this many turns that had any. */
 #define MOVE_EVHIST 16
 #define MOVE_REBOUND 16
+/* Owed messages the runtime refused (placed.c): first tried again this
+ * long after, then twice as long after each refusal, up to the max. */
+#define ROOM_OWED_RETRY_MS 2u
+#define ROOM_OWED_RETRY_MAX_MS 128u
 
 /* ------------------------------------------------------------------ types */
 
@@ -152,6 +160,22 @@ struct room_event {
     uint32_t pid;
 };
 
+/* A message another worker's state waits for (owed: a DROP, a bounce, an
+ * UNALIAS) that the runtime refused (ROOST_ENOMEM: a spill queue could not
+ * grow), or one to the same worker behind such a one: kept on the shard's
+ * owed list, in order, and sent again (placed.c). The entry heads what it
+ * owes: a room's end (embedded in the room: keeping it never allocates),
+ * a DROP of no room (its id and count) or a whole message. */
+enum {
+    ROOM_OWED_END,  /* struct room (end_owed): its DROP, then its UNALIAS */
+    ROOM_OWED_DROP, /* a PLACE's DROP that made no room (placed.c) */
+    ROOM_OWED_MSG,  /* a message as built (a bounce) */
+};
+struct room_owed {
+    struct room_owed *next;
+    uint8_t kind;
+};
+
 struct room {
     /* Read by any worker inside a read-side section. */
     struct snapshot *snap; /* RCU-published */
@@ -174,6 +198,11 @@ struct room {
     /* A placed room's DROP, allocated when the room was made (the PLACE
      * JOIN's own buffer): the room's end never fails to allocate it. */
     struct buf *drop;
+    /* Its end (owner_room_destroy) when the runtime refused its DROP or
+     * UNALIAS: still owed (placed.c), the DROP first; kept on the shard's
+     * owed list by end_owed meanwhile (then not freed here). */
+    struct room_owed end_owed;
+    bool owes_drop, owes_unalias;
     /* Live room migration (move.c): `tab` is the worker whose slot table
      * holds the room (its handle: tab, slot, gen), set at creation and
      * never changed, so members' handles stay valid when the room moves
@@ -296,10 +325,15 @@ struct room_shard {
     uint32_t bucket_mask;
     struct room *owned; /* every owned room (onext/oprev): O(rooms) walks */
     struct room *dirty_head;
-    /* Moved rooms that ended here whose UNALIAS could not be sent (owner.c
-     * room_destroy), by hnext: still published in their table worker's
-     * table, sent again at each turn's end, freed at shutdown. */
-    struct room *unalias;
+    /* Messages owed to other workers that could not go yet (placed.c), in
+     * order: sent again at each turn's end and by owed_timer (armed while
+     * the list is not empty: an idle worker has no turn end), owed_ms after
+     * the last try (doubling up to ROOM_OWED_RETRY_MAX_MS); freed at
+     * shutdown. */
+    struct room_owed *owed, **owed_tail;
+    uint64_t owed_to; /* the workers they go to (bit w): what follows waits */
+    struct timer owed_timer;
+    uint32_t owed_ms;
 
     /* Member side: handle table. */
     struct room_member **mslots;
@@ -697,12 +731,25 @@ void owner_reject(struct room_shard *s, const struct join_req *jr, uint32_t code
  * JOIN's own (s->in_buf, one more reference) when jr is in it, else a new
  * one; NULL when none could be had. */
 struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr);
-/* placed.c: the end of a placed (or moved) room, or of a PLACE that made
- * none, to its home (place.c owner_on_drop): routed PLACE/FWD messages
- * reached it; in b (place_drop_buf; NULL: allocated here); moved: the
- * room itself when it lives in the home's table (move.c), else NULL. */
-void place_send_drop(struct room_shard *s, unsigned home, const uint8_t *id, size_t len,
-                     uint32_t routed, struct buf *b, struct room *moved);
+/* placed.c: the end of a room that owes messages (r->owes_drop: its DROP
+ * to its home, place.c owner_on_drop, in r->drop, carrying r when it lives
+ * in the home's table; r->owes_unalias: then its UNALIAS to its table
+ * worker). What the runtime refuses is kept and sent again (the owed
+ * list); r is not touched here once the last went. A room published here
+ * only (unpublished already) is freed after a grace period then. */
+void place_room_end(struct room_shard *s, struct room *r);
+/* placed.c: sends an owed message (a bounce) to `to`, behind those still
+ * owed to `to`; kept when the runtime refuses it. Returns 0 (sent or
+ * kept: wm's references are taken) or ROOST_ENOMEM (neither: released,
+ * not logged). */
+int place_send_owed(struct room_shard *s, unsigned to, struct worker_msg *wm);
+/* placed.c: sends again what is owed (room_shard_flush, the timer). */
+void place_owed_retry(struct room_shard *s);
+/* placed.c: the owed list's timer (room_shard_new), and its end with the
+ * shard (owner_free_rooms: no reader is left; a kept room is unpublished
+ * from its table and freed). */
+void place_owed_init(struct room_shard *s);
+void place_owed_free(struct room_shard *s);
 /* A PLACE join (jr->route) that made no room here: its DROP (in jr's own
  * buffer when it can: jr is not used after this). Other joins: nothing. */
 void place_unused(struct room_shard *s, const struct join_req *jr);
@@ -755,8 +802,6 @@ void owner_send_ack(struct room_shard *s, const struct join_req *jr, uint32_t co
 int owner_frame_into(struct buf **bp, const struct msg *m);
 /* Ends an emptied room (unpublished, freed after a grace period). */
 void owner_room_destroy(struct room_shard *s, struct room *r);
-/* Sends again the UNALIAS messages that could not go (s->unalias). */
-void owner_unalias_retry(struct room_shard *s);
 /* move.c, the owner side: a MOVE arrived; the home asks for a move. */
 void move_on_arrive(struct room_shard *s, struct room *r);
 void move_on_request(struct room_shard *s, const struct move_req_msg *mr);
