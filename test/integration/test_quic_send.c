@@ -270,6 +270,63 @@ static void test_dgram_queue_lazy_and_released(void **state)
     teardown(cl);
 }
 
+/* Every datagram queued since a has an outcome: sent, or dropped for one
+ * of the counted reasons. */
+struct outcomes {
+    struct quic_stats a;
+    uint64_t n;
+};
+
+static uint64_t outcomes_since(const struct quic_stats *a, const struct quic_stats *b)
+{
+    return (b->dgram_out - a->dgram_out) + (b->dgram_drop_cwnd - a->dgram_drop_cwnd) +
+           (b->dgram_drop_queue - a->dgram_drop_queue) +
+           (b->dgram_drop_state - a->dgram_drop_state) +
+           (b->dgram_drop_too_large - a->dgram_drop_too_large);
+}
+
+static bool all_out(void *arg)
+{
+    const struct outcomes *o = arg;
+    struct quic_stats b = qp_stats(&q);
+    return outcomes_since(&o->a, &b) >= o->n;
+}
+
+/* The age limit of the oversize test: the small datagrams behind the big
+ * one must leave before it (not aged out, counted as cwnd_aged), which is
+ * what they did not do when the big one held the queue as if the window
+ * were shut. Long enough that a loaded machine does not hold five small
+ * datagrams that long; short enough that the old behaviour fails fast. */
+#define OVERSIZE_AGE_NS (2000ULL * 1000000ULL)
+
+/* A datagram within the client's max_datagram_frame_size (1500) that fits
+ * no packet of the path (1460 bytes: a 1463-byte frame; packets are at
+ * most 1452 bytes): ngtcp2 0.12 writes no packet for it, as when the
+ * window is shut. It is dropped (too_large) for this connection only and
+ * the five behind it go; before, it stayed at the head, the queue was
+ * held as cwnd-blocked and all six aged out. */
+static void test_oversize_dgram_dropped_not_held(void **state)
+{
+    (void)state;
+    struct roost_client *cl = setup(OVERSIZE_AGE_NS);
+    struct outcomes o = {qp_stats(&q), 6};
+    qp_burst(&q, 1, 1460);
+    qp_burst(&q, 5, 100);
+    assert_true(echo_client_until(cl, all_out, &o, QP_WAIT_MS));
+    struct quic_stats b = qp_stats(&q);
+    print_message("out %llu, too_large %llu, cwnd_aged %llu\n",
+                  (unsigned long long)(b.dgram_out - o.a.dgram_out),
+                  (unsigned long long)(b.dgram_drop_too_large - o.a.dgram_drop_too_large),
+                  (unsigned long long)(b.dgram_drop_cwnd - o.a.dgram_drop_cwnd));
+    assert_int_equal(b.dgram_drop_too_large - o.a.dgram_drop_too_large, 1);
+    assert_int_equal(b.dgram_drop_cwnd - o.a.dgram_drop_cwnd, 0);
+    assert_int_equal(b.dgram_out - o.a.dgram_out, 5);
+    q.want = 5;
+    assert_true(echo_client_until(cl, qp_got_dgrams, &q, QP_WAIT_MS));
+    assert_int_equal(q.ec.dgram_in, 5);
+    teardown(cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +335,7 @@ int main(void)
         CASEGUARD_TEST(test_cwnd_full_all_lost_recovers),
         CASEGUARD_TEST(test_cwnd_blocked_queue_aged_out),
         CASEGUARD_TEST(test_dgram_queue_lazy_and_released),
+        CASEGUARD_TEST(test_oversize_dgram_dropped_not_held),
     };
     /* CMOCKA_TEST_FILTER=test_cwnd_* runs only the matching tests (a loop
      * over one test). */
