@@ -327,6 +327,57 @@ static void test_oversize_dgram_dropped_not_held(void **state)
     teardown(cl);
 }
 
+static bool server_closed(void *arg)
+{
+    return qp_stats(&q).conns_closed > ((const struct quic_stats *)arg)->conns_closed;
+}
+
+/* The server closes a connection whose window is shut with datagrams
+ * still queued: they never go, and each is counted (conn_state) when the
+ * close is asked, not released uncounted when the connection is freed. */
+static void test_queued_dgrams_counted_at_close(void **state)
+{
+    (void)state;
+    struct roost_client *cl = setup(60ULL * 1000000000ULL); /* nothing ages out */
+    struct quic_stats a = qp_stats(&q);
+    roost_client_set_rx_drop(cl, 1.0);
+    qp_burst(&q, 200, 500);
+    assert_true(echo_client_until(cl, blocked, &a, QP_WAIT_MS));
+    assert_int_equal(
+        roost_conn_send_control(q.ec.c, (const uint8_t *)ECHO_CLOSE_CMD, ECHO_CLOSE_LEN), 0);
+    assert_true(echo_client_until(cl, server_closed, &a, QP_WAIT_MS));
+    struct quic_stats b = qp_stats(&q);
+    uint64_t out = b.dgram_out - a.dgram_out, state_n = b.dgram_drop_state - a.dgram_drop_state;
+    print_message("out %llu, conn_state %llu, all outcomes %llu\n", (unsigned long long)out,
+                  (unsigned long long)state_n, (unsigned long long)outcomes_since(&a, &b));
+    assert_true(state_n > 0);
+    assert_int_equal(outcomes_since(&a, &b), 200);
+    teardown(cl);
+}
+
+/* The client's end: datagrams queued and not yet written when the
+ * application closes, and one offered after the close, count on the
+ * connection (its stats stay readable until it is deleted) as well as on
+ * the end point. */
+static void test_close_counts_on_conn(void **state)
+{
+    (void)state;
+    struct roost_client *cl = setup(60ULL * 1000000000ULL);
+    struct roost_conn_stats before;
+    roost_conn_stats(q.ec.c, &before);
+    const uint8_t d[] = {1, 2, 3};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
+    /* No step since: all five are still queued. */
+    roost_conn_close(q.ec.c, 0);
+    assert_true(roost_conn_send_datagram(q.ec.c, d, sizeof(d)) < 0);
+    struct roost_conn_stats after;
+    roost_conn_stats(q.ec.c, &after);
+    assert_int_equal(after.dgram_sent, before.dgram_sent);
+    assert_int_equal(after.dgram_dropped - before.dgram_dropped, 6);
+    teardown(cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +387,8 @@ int main(void)
         CASEGUARD_TEST(test_cwnd_blocked_queue_aged_out),
         CASEGUARD_TEST(test_dgram_queue_lazy_and_released),
         CASEGUARD_TEST(test_oversize_dgram_dropped_not_held),
+        CASEGUARD_TEST(test_queued_dgrams_counted_at_close),
+        CASEGUARD_TEST(test_close_counts_on_conn),
     };
     /* CMOCKA_TEST_FILTER=test_cwnd_* runs only the matching tests (a loop
      * over one test). */
