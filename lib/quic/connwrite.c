@@ -315,7 +315,8 @@ static inline bool near_full(struct quic_conn *c, uint64_t *left, size_t *at, si
  * acknowledged, and a datagram that fits once it is 1 byte again waits as
  * for the window. So a datagram ngtcp2 could carry is never dropped. The
  * path's size and DCID change only when a packet is read or a timer fires
- * (PMTUD, migration), never during a write: read once per write. */
+ * (PMTUD, migration), never during a write: read once per write, and only
+ * for a datagram above DGRAM_FITS_ANY (smaller ones fit every path). */
 static size_t dgram_room(struct quic_conn *c)
 {
     size_t pmtu = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->conn);
@@ -324,6 +325,12 @@ static size_t dgram_room(struct quic_conn *c)
     size_t over = 1 + ngtcp2_conn_get_dcid(c->conn)->datalen + 1 + AEAD_TAG_LEN;
     return pmtu > over ? pmtu - over : 0;
 }
+
+/* The largest datagram every 1-RTT packet carries: QUIC's smallest path
+ * (1200 bytes, RFC 9000 §14), the longest DCID (20 bytes), a 4-byte packet
+ * number, the tag and a 3-byte frame header (type, 2-byte length). The
+ * write's one compare per datagram: only a larger one costs dgram_room. */
+#define DGRAM_FITS_ANY (1200 - (1 + NGTCP2_MAX_CIDLEN + 4) - AEAD_TAG_LEN - 3)
 
 /* A DATAGRAM frame's length for len bytes: type, varint length, data
  * (ngtcp2_pkt_datagram_framelen). */
@@ -480,13 +487,15 @@ bool quic_conn_write(struct quic_conn *c)
             /* n > 0: a packet of other frames (an ACK) went; n < 0: error. */
         } else if (more_dgrams) {
             struct dgram_item *d = &c->dq[c->dq_head];
-            if (room == SIZE_MAX)
-                room = dgram_room(c);
-            if (dgram_framelen(d->len) > room) {
-                /* No packet of this path carries it: dropped for this
-                 * peer only, never taken for a shut window. */
-                quic_dgram_pop(c, DG_TOO_LARGE);
-                continue;
+            if (d->len > DGRAM_FITS_ANY) {
+                if (room == SIZE_MAX)
+                    room = dgram_room(c);
+                if (dgram_framelen(d->len) > room) {
+                    /* No packet of this path carries it: dropped for
+                     * this peer only, never taken for a shut window. */
+                    quic_dgram_pop(c, DG_TOO_LARGE);
+                    continue;
+                }
             }
             ngtcp2_vec v = {.base = d->b->data + d->off, .len = d->len};
             int accepted = 0;
