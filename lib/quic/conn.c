@@ -100,6 +100,7 @@ static void set_dead(struct quic_conn *c)
     if (c->state != CS_DEAD)
         c->ep->active--;
     c->state = CS_DEAD;
+    quic_dgram_drop_queued(c);
     timer_off(c);
     quic_conn_mark_dirty(c);
 }
@@ -122,6 +123,7 @@ void quic_conn_linger(struct quic_conn *c, enum conn_state st, uint64_t app_erro
         return;
     }
     c->state = st;
+    quic_dgram_drop_queued(c);
     uint64_t pto = ngtcp2_conn_get_pto(c->conn);
     if (quic_conn_timer_set(c, quic_ep_now(c->ep) + 3 * pto) < 0)
         set_dead(c);
@@ -159,6 +161,9 @@ static void close_with(struct quic_conn *c, const ngtcp2_connection_close_error 
     c->info.app = e->type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
     c->info.code = e->error_code;
     c->state = CS_CLOSE_PENDING;
+    /* No datagram goes after a close: the queued ones are counted now,
+     * before the app hears of the end (its on_close may read the stats). */
+    quic_dgram_drop_queued(c);
     quic_conn_mark_dirty(c);
     if (tell)
         quic_conn_notify(c, app_error);
@@ -557,11 +562,12 @@ void quic_conn_fini(struct quic_conn *c)
     quic_creds_unref(c->creds); /* after the session that used them */
     ctl_tx_free(&c->tx);
     ctl_rx_free(&c->rx);
-    if (c->dq != NULL)
-        for (unsigned i = 0; i < c->dq_n; i++)
-            buf_unref(c->dq[(c->dq_head + i) % c->ep->dgram_queue_max].b);
-    if (c->dq != NULL)
+    /* Freed while still open (a server's shutdown, a hand-off that found
+     * no server): what is queued never goes, counted like a close's. */
+    if (c->dq != NULL) {
+        quic_dgram_drop_queued(c);
         stat_dec(c->ep->st, QS(dgram_queues));
+    }
     free(c->dq);
     free(c->close_pkt);
 }

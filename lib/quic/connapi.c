@@ -36,6 +36,7 @@ int quic_conn_send_control(struct quic_conn *c, const uint8_t *body, size_t len)
 static int dq_check(struct quic_conn *c)
 {
     if (c->state != CS_OPEN) {
+        c->cs.dgram_drop_state++;
         stat_inc(c->ep->st, QS(dgram_drop_state));
         return ROOST_ECLOSED;
     }

@@ -298,6 +298,48 @@ static inline bool near_full(struct quic_conn *c, uint64_t *left, size_t *at, si
     return (uint64_t)(sent - *at) + UDP_TX_MAX >= *left;
 }
 
+/* The AEAD tag of every QUIC v1 packet protection (AES-GCM, ChaCha20-
+ * Poly1305, AES-CCM: RFC 9001 §5.3). */
+#define AEAD_TAG_LEN 16
+
+/* The longest DATAGRAM frame an empty 1-RTT packet on the current path
+ * carries. ngtcp2 0.12 (conn_write_pkt) puts a DATAGRAM frame in a packet
+ * only when it fits the room left and otherwise writes no packet at all:
+ * the same 0, not accepted, as a shut congestion window, so a datagram
+ * larger than any packet (within the peer's max_datagram_frame_size, above
+ * the path's size: 1200 until PMTUD raises it, again after a migration)
+ * would hold the queue for good. The room is the path's UDP payload (the
+ * send buffer's at most) less the short header (first byte, the DCID, the
+ * packet number) and the AEAD tag. The packet number is counted as 1 byte,
+ * the shortest: ngtcp2 takes more only beyond 127 packets past the largest
+ * acknowledged, and a datagram that fits once it is 1 byte again waits as
+ * for the window. So a datagram ngtcp2 could carry is never dropped. The
+ * path's size and DCID change only when a packet is read or a timer fires
+ * (PMTUD, migration), never during a write: read once per write, and only
+ * for a datagram above DGRAM_FITS_ANY (smaller ones fit every path). */
+static size_t dgram_room(struct quic_conn *c)
+{
+    size_t pmtu = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->conn);
+    if (pmtu > UDP_TX_MAX)
+        pmtu = UDP_TX_MAX;
+    size_t over = 1 + ngtcp2_conn_get_dcid(c->conn)->datalen + 1 + AEAD_TAG_LEN;
+    return pmtu > over ? pmtu - over : 0;
+}
+
+/* The largest datagram every 1-RTT packet carries: QUIC's smallest path
+ * (1200 bytes, RFC 9000 §14), the longest DCID (20 bytes), a 4-byte packet
+ * number, the tag and a 3-byte frame header (type, 2-byte length). The
+ * write's one compare per datagram: only a larger one costs dgram_room. */
+#define DGRAM_FITS_ANY (1200 - (1 + NGTCP2_MAX_CIDLEN + 4) - AEAD_TAG_LEN - 3)
+
+/* A DATAGRAM frame's length for len bytes: type, varint length, data
+ * (ngtcp2_pkt_datagram_framelen). */
+static inline size_t dgram_framelen(uint32_t len)
+{
+    size_t v = len < 64 ? 1 : len < 16384 ? 2 : len < (1u << 30) ? 4 : 8;
+    return 1 + v + len;
+}
+
 static bool stream_refused(ngtcp2_ssize n)
 {
     return n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
@@ -315,7 +357,8 @@ static bool stream_refused(ngtcp2_ssize n)
  *   (pace_set: datagrams and control bytes wait for it; the timer fires
  *   then if something does);
  * - when the congestion window (or the pacer) says no, the queue is kept,
- *   bounded by the age limit and its length. */
+ *   bounded by the age limit and its length; a datagram no packet of the
+ *   path can carry is dropped (dgram_room), never held as if it were. */
 bool quic_conn_write(struct quic_conn *c)
 {
     struct quic_ep *ep = c->ep;
@@ -360,6 +403,7 @@ bool quic_conn_write(struct quic_conn *c)
     bool guarded = false;            /* the PTO guard was tried in this write */
     uint64_t cwnd_left = UINT64_MAX; /* read once per write, when datagrams go */
     size_t sent_at_left = 0;         /* sent when cwnd_left was read */
+    size_t room = SIZE_MAX;          /* dgram_room, read at the first datagram */
     bool open = c->state == CS_OPEN;
     for (;;) {
         if (sent >= quantum && !open_pkt)
@@ -443,6 +487,16 @@ bool quic_conn_write(struct quic_conn *c)
             /* n > 0: a packet of other frames (an ACK) went; n < 0: error. */
         } else if (more_dgrams) {
             struct dgram_item *d = &c->dq[c->dq_head];
+            if (d->len > DGRAM_FITS_ANY) {
+                if (room == SIZE_MAX)
+                    room = dgram_room(c);
+                if (dgram_framelen(d->len) > room) {
+                    /* No packet of this path carries it: dropped for
+                     * this peer only, never taken for a shut window. */
+                    quic_dgram_pop(c, DG_TOO_LARGE);
+                    continue;
+                }
+            }
             ngtcp2_vec v = {.base = d->b->data + d->off, .len = d->len};
             int accepted = 0;
             uint32_t fl = c->dq_n > 1 ? NGTCP2_WRITE_DATAGRAM_FLAG_MORE : 0;
@@ -460,8 +514,9 @@ bool quic_conn_write(struct quic_conn *c)
                     continue;
                 }
             } else if (n == 0) {
-                /* Congestion window, pacer or amplification limit: keep
-                 * the queue (bounded by age and length) until it opens. */
+                /* Congestion window, pacer or amplification limit (the
+                 * datagram fits an empty packet: checked above): keep the
+                 * queue (bounded by age and length) until it opens. */
                 dgram_blocked = true;
                 if (!open_pkt)
                     stat_inc(ep->st, QS(write_empty));

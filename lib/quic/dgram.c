@@ -32,6 +32,12 @@ void quic_dgram_pop(struct quic_conn *c, enum dgram_fate why)
     }
 }
 
+void quic_dgram_drop_queued(struct quic_conn *c)
+{
+    while (c->dq_n > 0)
+        quic_dgram_pop(c, DG_STATE);
+}
+
 void quic_dgram_age_out(struct quic_conn *c, uint64_t now)
 {
     uint64_t max = c->ep->dgram_max_age_ns;

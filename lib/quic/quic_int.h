@@ -469,13 +469,16 @@ void quic_path_init(ngtcp2_path *p, const struct udp_addr *local, const struct u
 /* dgram.c */
 enum dgram_fate {
     DG_SENT,
-    DG_AGED, /* held back by cwnd or the pacer past the age limit */
-    DG_TOO_LARGE,
-    DG_STATE,
+    DG_AGED,      /* held back by cwnd or the pacer past the age limit */
+    DG_TOO_LARGE, /* fits no packet of the path (connwrite.c dgram_room) */
+    DG_STATE,     /* the connection is not open: closing, or closed */
 };
 /* Takes the queue's head off (its buffer reference dropped), counted by
  * fate. */
 void quic_dgram_pop(struct quic_conn *c, enum dgram_fate why);
+/* Drops (DG_STATE) every queued datagram: the connection left CS_OPEN
+ * and none of them will go. */
+void quic_dgram_drop_queued(struct quic_conn *c);
 /* Drops (DG_AGED) the queued datagrams older than ep->dgram_max_age_ns:
  * held back by the congestion controller or the pacer, stale media is
  * worth less than the bandwidth it would take. */

@@ -270,6 +270,114 @@ static void test_dgram_queue_lazy_and_released(void **state)
     teardown(cl);
 }
 
+/* Every datagram queued since a has an outcome: sent, or dropped for one
+ * of the counted reasons. */
+struct outcomes {
+    struct quic_stats a;
+    uint64_t n;
+};
+
+static uint64_t outcomes_since(const struct quic_stats *a, const struct quic_stats *b)
+{
+    return (b->dgram_out - a->dgram_out) + (b->dgram_drop_cwnd - a->dgram_drop_cwnd) +
+           (b->dgram_drop_queue - a->dgram_drop_queue) +
+           (b->dgram_drop_state - a->dgram_drop_state) +
+           (b->dgram_drop_too_large - a->dgram_drop_too_large);
+}
+
+static bool all_out(void *arg)
+{
+    const struct outcomes *o = arg;
+    struct quic_stats b = qp_stats(&q);
+    return outcomes_since(&o->a, &b) >= o->n;
+}
+
+/* The age limit of the oversize test: the small datagrams behind the big
+ * one must leave before it (not aged out, counted as cwnd_aged), which is
+ * what they did not do when the big one held the queue as if the window
+ * were shut. Long enough that a loaded machine does not hold five small
+ * datagrams that long; short enough that the old behaviour fails fast. */
+#define OVERSIZE_AGE_NS (2000ULL * 1000000ULL)
+
+/* A datagram within the client's max_datagram_frame_size (1500) that fits
+ * no packet of the path (1460 bytes: a 1463-byte frame; packets are at
+ * most 1452 bytes): ngtcp2 0.12 writes no packet for it, as when the
+ * window is shut. It is dropped (too_large) for this connection only and
+ * the five behind it go; before, it stayed at the head, the queue was
+ * held as cwnd-blocked and all six aged out. */
+static void test_oversize_dgram_dropped_not_held(void **state)
+{
+    (void)state;
+    struct roost_client *cl = setup(OVERSIZE_AGE_NS);
+    struct outcomes o = {qp_stats(&q), 6};
+    qp_burst(&q, 1, 1460);
+    qp_burst(&q, 5, 100);
+    assert_true(echo_client_until(cl, all_out, &o, QP_WAIT_MS));
+    struct quic_stats b = qp_stats(&q);
+    print_message("out %llu, too_large %llu, cwnd_aged %llu\n",
+                  (unsigned long long)(b.dgram_out - o.a.dgram_out),
+                  (unsigned long long)(b.dgram_drop_too_large - o.a.dgram_drop_too_large),
+                  (unsigned long long)(b.dgram_drop_cwnd - o.a.dgram_drop_cwnd));
+    assert_int_equal(b.dgram_drop_too_large - o.a.dgram_drop_too_large, 1);
+    assert_int_equal(b.dgram_drop_cwnd - o.a.dgram_drop_cwnd, 0);
+    assert_int_equal(b.dgram_out - o.a.dgram_out, 5);
+    q.want = 5;
+    assert_true(echo_client_until(cl, qp_got_dgrams, &q, QP_WAIT_MS));
+    assert_int_equal(q.ec.dgram_in, 5);
+    teardown(cl);
+}
+
+static bool server_closed(void *arg)
+{
+    return qp_stats(&q).conns_closed > ((const struct quic_stats *)arg)->conns_closed;
+}
+
+/* The server closes a connection whose window is shut with datagrams
+ * still queued: they never go, and each is counted (conn_state) when the
+ * close is asked, not released uncounted when the connection is freed. */
+static void test_queued_dgrams_counted_at_close(void **state)
+{
+    (void)state;
+    struct roost_client *cl = setup(60ULL * 1000000000ULL); /* nothing ages out */
+    struct quic_stats a = qp_stats(&q);
+    roost_client_set_rx_drop(cl, 1.0);
+    qp_burst(&q, 200, 500);
+    assert_true(echo_client_until(cl, blocked, &a, QP_WAIT_MS));
+    assert_int_equal(
+        roost_conn_send_control(q.ec.c, (const uint8_t *)ECHO_CLOSE_CMD, ECHO_CLOSE_LEN), 0);
+    assert_true(echo_client_until(cl, server_closed, &a, QP_WAIT_MS));
+    struct quic_stats b = qp_stats(&q);
+    uint64_t out = b.dgram_out - a.dgram_out, state_n = b.dgram_drop_state - a.dgram_drop_state;
+    print_message("out %llu, conn_state %llu, all outcomes %llu\n", (unsigned long long)out,
+                  (unsigned long long)state_n, (unsigned long long)outcomes_since(&a, &b));
+    assert_true(state_n > 0);
+    assert_int_equal(outcomes_since(&a, &b), 200);
+    teardown(cl);
+}
+
+/* The client's end: datagrams queued and not yet written when the
+ * application closes, and one offered after the close, count on the
+ * connection (its stats stay readable until it is deleted) as well as on
+ * the end point. */
+static void test_close_counts_on_conn(void **state)
+{
+    (void)state;
+    struct roost_client *cl = setup(60ULL * 1000000000ULL);
+    struct roost_conn_stats before;
+    roost_conn_stats(q.ec.c, &before);
+    const uint8_t d[] = {1, 2, 3};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
+    /* No step since: all five are still queued. */
+    roost_conn_close(q.ec.c, 0);
+    assert_true(roost_conn_send_datagram(q.ec.c, d, sizeof(d)) < 0);
+    struct roost_conn_stats after;
+    roost_conn_stats(q.ec.c, &after);
+    assert_int_equal(after.dgram_sent, before.dgram_sent);
+    assert_int_equal(after.dgram_dropped - before.dgram_dropped, 6);
+    teardown(cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +386,9 @@ int main(void)
         CASEGUARD_TEST(test_cwnd_full_all_lost_recovers),
         CASEGUARD_TEST(test_cwnd_blocked_queue_aged_out),
         CASEGUARD_TEST(test_dgram_queue_lazy_and_released),
+        CASEGUARD_TEST(test_oversize_dgram_dropped_not_held),
+        CASEGUARD_TEST(test_queued_dgrams_counted_at_close),
+        CASEGUARD_TEST(test_close_counts_on_conn),
     };
     /* CMOCKA_TEST_FILTER=test_cwnd_* runs only the matching tests (a loop
      * over one test). */
