@@ -171,20 +171,31 @@ static unsigned burst_acks(unsigned ack_thresh, uint64_t *slack_ms)
          * with ngtcp2's 25 ms it went after 15 ms, before a talking client's
          * next 20 ms frame. */
         uint64_t b = path.counted;
-        uint64_t t_read = roost_client_now(), gap = 0, last = t_read;
+        uint64_t t_read = roost_client_now(), gap = 0, gap2 = 0, last = t_read;
         while (path.counted == b && echo_now_ms() < end) {
             roost_client_step(cl, 1);
             qp_hand_in_all(&q);
             uint64_t tn = roost_client_now();
-            if (tn - last > gap)
+            if (tn - last > gap) {
+                gap2 = gap;
                 gap = tn - last;
+            } else if (tn - last > gap2) {
+                gap2 = tn - last;
+            }
             last = tn;
         }
         assert_true(path.counted > b);
         uint64_t took = last - t_read;
-        print_message("the owed ACK went %llu us after the last read (longest loop gap %llu us)\n",
-                      (unsigned long long)(took / 1000), (unsigned long long)(gap / 1000));
-        assert_true(took <= mad + gap + 1000000ULL);
+        print_message("the owed ACK went %llu us after the last read (longest loop gaps %llu, %llu "
+                      "us)\n",
+                      (unsigned long long)(took / 1000), (unsigned long long)(gap / 1000),
+                      (unsigned long long)(gap2 / 1000));
+        /* A client's deadline is set when its delayed-ACK timer runs
+         * (conn.c on_timer), late by a stall then, and the ACK goes at the
+         * first loop turn after it, late by another: two stalls (84 ms
+         * against a bound of 77 with only the longest one, 36 ms, was seen
+         * under load). */
+        assert_true(took <= mad + gap + gap2 + 1000000ULL);
         /* Measured from the end of the reading; the first packet read,
          * which started the delay, came *slack_ms earlier. */
         assert_true(took + *slack_ms * 1000000ULL + 1000000ULL >= mad - QUIC_ACK_MARGIN_NS);
