@@ -51,6 +51,26 @@ static void start(struct qp_path *path, unsigned ack_thresh)
     c->ep->dgram_max_age_ns = NO_AGE_LIMIT_NS;
 }
 
+/* Waits up to 10 s for q.want echoes; when they do not come, prints
+ * where the datagram went (either end's drop counters) before failing. */
+static void echoed(const char *what)
+{
+    if (qp_until(&q, qp_got_dgrams, &q, 10000))
+        return;
+    struct quic_stats s = qp_stats(&q);
+    struct quic_conn_stats c;
+    quic_conn_stats(quic_client_first(client_quic(q.cl)), &c);
+    print_message("no echo (%s): server in %llu out %llu dropped aged %llu state %llu queue %llu; "
+                  "client out %llu acked %llu lost %llu dropped aged %llu state %llu queue %llu\n",
+                  what, (unsigned long long)s.dgram_in, (unsigned long long)s.dgram_out,
+                  (unsigned long long)s.dgram_drop_cwnd, (unsigned long long)s.dgram_drop_state,
+                  (unsigned long long)s.dgram_drop_queue, (unsigned long long)c.dgram_out,
+                  (unsigned long long)c.dgram_acked, (unsigned long long)c.dgram_lost,
+                  (unsigned long long)c.dgram_drop_cwnd, (unsigned long long)c.dgram_drop_state,
+                  (unsigned long long)c.dgram_drop_queue);
+    fail();
+}
+
 static bool ack_only_more(void *arg)
 {
     return qp_stats(&q).ack_only_in > *(const uint64_t *)arg;
@@ -65,14 +85,14 @@ static void test_acks_ride_along(void **state)
      * (HANDSHAKE_DONE, its ACK, new connection IDs). */
     q.want = 1;
     assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
-    assert_true(qp_until(&q, qp_got_dgrams, &q, 10000));
+    echoed("warm-up");
     uint64_t t = echo_now_ms() + 50;
     (void)qp_until(&q, qp_until_ms, &t, 1000);
     struct quic_stats a = qp_stats(&q);
     for (unsigned i = 0; i < ROUNDS; i++) {
         q.want = q.ec.dgram_in + 1;
         assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
-        assert_true(qp_until(&q, qp_got_dgrams, &q, 10000));
+        echoed("round");
         t = echo_now_ms() + 1;
         (void)qp_until(&q, qp_until_ms, &t, 1000);
     }
@@ -135,7 +155,7 @@ static unsigned burst_acks(unsigned ack_thresh, uint64_t *slack_ms)
     q.want = 1;
     const uint8_t d[] = {1, 2, 3};
     assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
-    assert_true(qp_until(&q, qp_got_dgrams, &q, 10000));
+    echoed("burst warm-up");
     uint64_t t = echo_now_ms() + 100;
     (void)qp_until(&q, qp_until_ms, &t, 1000);
     /* The burst: held until all of it is here, then read one by one. */
