@@ -89,14 +89,32 @@ static void test_acks_ride_along(void **state)
     uint64_t t = echo_now_ms() + 50;
     (void)qp_until(&q, qp_until_ms, &t, 1000);
     struct quic_stats a = qp_stats(&q);
+    /* When each datagram was sent and its echo seen (client's clock). */
+    uint64_t sent_at[ROUNDS], echo_at[ROUNDS];
     for (unsigned i = 0; i < ROUNDS; i++) {
         q.want = q.ec.dgram_in + 1;
+        sent_at[i] = roost_client_now();
         assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
         echoed("round");
+        echo_at[i] = roost_client_now();
         t = echo_now_ms() + 1;
         (void)qp_until(&q, qp_until_ms, &t, 1000);
     }
+    uint64_t end_at = roost_client_now();
     struct quic_stats b = qp_stats(&q);
+    /* A server timer can fire only when the server wrote nothing for
+     * max_ack_delay - margin after a packet it read (the delayed ACK's
+     * deadline, conn.c ack_can_wait; its loss timer is later still): the
+     * server read datagram i after sent_at[i] and wrote the next echo,
+     * which carries the ACK, before echo_at[i + 1]. Timers the stalls of a
+     * loaded machine allowed: one per that much of each such span. */
+    uint64_t ack_wait =
+        ngtcp2_conn_get_remote_transport_params(quic_client_first(client_quic(q.cl))->conn)
+            ->max_ack_delay -
+        QUIC_ACK_MARGIN_NS;
+    uint64_t stall_fires = 0;
+    for (unsigned i = 0; i < ROUNDS; i++)
+        stall_fires += ((i + 1 < ROUNDS ? echo_at[i + 1] : end_at) - sent_at[i]) / ack_wait;
     uint64_t acks = b.ack_only_in - a.ack_only_in;
     uint64_t pkts = b.pkts_written - a.pkts_written;
     print_message("%d echoes: client ACK-only packets %llu, server packets %llu (write calls "
@@ -117,10 +135,12 @@ static void test_acks_ride_along(void **state)
      * deadline pass). */
     uint64_t fires = b.timer_fires - a.timer_fires;
     uint64_t settled = b.acks_settled - a.acks_settled;
-    print_message("server timers fired %llu, delayed ACKs settled at a write %llu\n",
-                  (unsigned long long)fires, (unsigned long long)settled);
+    print_message("server timers fired %llu (stalls allowed %llu), delayed ACKs settled at a "
+                  "write %llu\n",
+                  (unsigned long long)fires, (unsigned long long)stall_fires,
+                  (unsigned long long)settled);
     assert_true(settled >= ROUNDS / 4);
-    assert_true(fires <= ROUNDS / 4);
+    assert_true(fires <= ROUNDS / 4 + stall_fires);
     /* Nothing more to ride on: the client's last ACK goes alone, by its
      * deadline (max_ack_delay, 25 ms). */
     uint64_t before = b.ack_only_in;
