@@ -62,7 +62,7 @@ static void arm_at(struct quic_conn *c, uint64_t exp)
     if (c->pace_ts != 0 && c->pace_ts < exp && (c->dq_n > 0 || ctl_tx_has_unsent(&c->tx)))
         exp = c->pace_ts;
     if (c->dq_held && c->dq_n > 0) {
-        uint64_t old = c->dq[c->dq_head].t + c->ep->dgram_max_age_ns + 1;
+        uint64_t old = quic_dgram_held_from(c) + c->ep->dgram_max_age_ns + 1;
         if (old < exp)
             exp = old;
     }
@@ -560,8 +560,13 @@ bool quic_conn_write(struct quic_conn *c)
     }
     /* What is left (the pacer's next send time, a held-back queue) waits
      * for the timer. Only a queue the congestion controller or the pacer
-     * held back ages out: one merely late (the process was busy) goes. */
-    c->dq_held = dgram_blocked && c->dq_n > 0;
+     * held back ages out: one merely late (the process was busy) goes, and
+     * a held one ages from this write on, not from its queueing (a loop
+     * busy before it, or the endpoint's cached time at the queueing). */
+    bool held = dgram_blocked && c->dq_n > 0;
+    if (held && !c->dq_held)
+        c->dq_held_since = now;
+    c->dq_held = held;
     if (paced && (c->dq_n > 0 || ctl_tx_has_unsent(&c->tx)))
         stat_inc(ep->st, QS(pace_holds));
     dq_release(c, now);

@@ -32,6 +32,12 @@ void quic_dgram_pop(struct quic_conn *c, enum dgram_fate why)
     }
 }
 
+uint64_t quic_dgram_held_from(const struct quic_conn *c)
+{
+    uint64_t t = c->dq[c->dq_head].t;
+    return t > c->dq_held_since ? t : c->dq_held_since;
+}
+
 void quic_dgram_drop_queued(struct quic_conn *c)
 {
     while (c->dq_n > 0)
@@ -41,7 +47,7 @@ void quic_dgram_drop_queued(struct quic_conn *c)
 void quic_dgram_age_out(struct quic_conn *c, uint64_t now)
 {
     uint64_t max = c->ep->dgram_max_age_ns;
-    while (c->dq_n > 0 && now - c->dq[c->dq_head].t > max)
+    while (c->dq_n > 0 && now - quic_dgram_held_from(c) > max)
         quic_dgram_pop(c, DG_AGED);
 }
 

@@ -210,6 +210,9 @@ struct quic_conn {
      * last armed for. */
     bool need_pkt, rx_cb;
     bool dq_held; /* the last write left datagrams the cwnd or pacer refused */
+    /* When the write that set dq_held ran: the hold, not a busy loop or a
+     * stale cached time before it, counts against the age limit. */
+    uint64_t dq_held_since;
     /* A delayed ACK's deadline (0: none): it rides with the next packet,
      * or goes alone then (conn.c ack_can_wait). */
     uint64_t ack_due;
@@ -479,10 +482,14 @@ void quic_dgram_pop(struct quic_conn *c, enum dgram_fate why);
 /* Drops (DG_STATE) every queued datagram: the connection left CS_OPEN
  * and none of them will go. */
 void quic_dgram_drop_queued(struct quic_conn *c);
-/* Drops (DG_AGED) the queued datagrams older than ep->dgram_max_age_ns:
- * held back by the congestion controller or the pacer, stale media is
- * worth less than the bandwidth it would take. */
+/* Drops (DG_AGED) the queued datagrams held back longer than
+ * ep->dgram_max_age_ns: held back by the congestion controller or the
+ * pacer, stale media is worth less than the bandwidth it would take. A
+ * datagram's hold starts when it was queued or, if later, when the write
+ * that first held it ran (dq_held_since). */
 void quic_dgram_age_out(struct quic_conn *c, uint64_t now);
+/* When the oldest queued datagram's hold started (dq_n > 0). */
+uint64_t quic_dgram_held_from(const struct quic_conn *c);
 /* ngtcp2's ack_datagram / lost_datagram: counted acked; declared lost and
  * kept for window ns (the reorder window), a late ACK cancelling the
  * loss. */

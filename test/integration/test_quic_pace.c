@@ -190,11 +190,58 @@ static void test_expiry_kept(void **state)
     qp_stop(&q, true);
 }
 
+/* A datagram queued while the loop is busy (no write until long after
+ * it was queued; the endpoint's cached time at the queueing is that old
+ * by then too) and then held by the pacer ages from the write that held
+ * it, not from its queueing (connwrite.c dq_held_since): with an age limit
+ * of half the pacer's interval, it goes at the send time instead of being
+ * dropped as held back too long. Explicit times: queued right after the
+ * burst, held by a write 2 ms before the send time, written at it. Under
+ * load, the first datagram after a handshake, held a moment by ngtcp2's
+ * handshake pacer, aged out so (test_quic_ackdelay's warm-up echo). */
+static void test_hold_ages_from_write(void **state)
+{
+    (void)state;
+    struct roost_client *cl = connect_delayed();
+    struct quic_conn *c = path.c;
+    uint8_t d[DGRAM_SIZE];
+    memset(d, 7, sizeof(d));
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    /* A burst whose time at the pacing rate is at least 10 ms. */
+    double rate = (double)cs.cwnd / (double)cs.smoothed_rtt * 1.25; /* bytes/ns */
+    unsigned n = (unsigned)(10.0 * QUIC_PACE_SLACK_NS * rate / DGRAM_SIZE) + 1;
+    assert_true(cs.bytes_in_flight + (uint64_t)n * (DGRAM_SIZE + 64) <= cs.cwnd);
+    uint64_t now = roost_client_now();
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
+    assert_int_equal(roost_client_process(cl, now), 0);
+    assert_int_equal(c->dq_n, 0);
+    uint64_t pace_ts = c->pace_ts, iv = pace_ts - now;
+    print_message("pacer interval %.2f ms\n", (double)iv / 1e6);
+    assert_true(pace_ts > now && iv >= 4 * QUIC_PACE_SLACK_NS);
+    c->ep->dgram_max_age_ns = iv / 2;
+    uint64_t out0 = c->cs.dgram_out, aged0 = c->cs.dgram_drop_cwnd;
+    assert_int_equal(roost_conn_send_datagram(q.ec.c, d, sizeof(d)), 0);
+    /* The first write after it: held by the pacer (queued iv - 2 ms ago). */
+    assert_int_equal(roost_client_process(cl, pace_ts - 2 * QUIC_PACE_SLACK_NS), 0);
+    assert_int_equal(c->dq_n, 1);
+    assert_true(c->dq_held);
+    /* At the send time it goes: held 2 ms, under the limit (iv / 2); it
+     * was queued iv ago, over it. */
+    assert_int_equal(roost_client_process(cl, pace_ts), 0);
+    assert_int_equal(c->cs.dgram_drop_cwnd, aged0);
+    assert_int_equal(c->cs.dgram_out, out0 + 1);
+    assert_int_equal(c->dq_n, 0);
+    qp_stop(&q, true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         CASEGUARD_TEST(test_paced_write),
         CASEGUARD_TEST(test_expiry_kept),
+        CASEGUARD_TEST(test_hold_ages_from_write),
     };
     return cmocka_run_group_tests_name("quic_pace", tests, NULL, NULL);
 }
