@@ -67,8 +67,9 @@ struct quic_conn;
 #define QUIC_DEFAULT_CONTROL_QUEUE_MAX (256 * 1024)
 #define QUIC_DEFAULT_DGRAM_QUEUE_MAX 256
 /* A datagram the congestion controller (or the pacer) holds back waits in
- * its connection's queue at most this long, then is dropped and counted
- * (reason cwnd_aged): two 20 ms frame intervals. */
+ * its connection's queue at most this long from the write that first held
+ * it (not from its queueing: a busy loop is no hold), then is dropped and
+ * counted (reason cwnd_aged): two 20 ms frame intervals. */
 #define QUIC_DEFAULT_DGRAM_MAX_AGE_NS (40ULL * 1000000ULL)
 #define QUIC_DEFAULT_SOCK_BUF (4 << 20)
 #define QUIC_DEFAULT_RATE 1000 /* retry, vn, reset and close replies per second */
@@ -149,7 +150,10 @@ struct quic_stats {
     /* dgram_lost: declared lost by ngtcp2 and not acked within the reorder
      * window; dgram_spurious: declared lost, then acked (reordering);
      * dgram_drop_cwnd: held back by the congestion controller or the pacer
-     * longer than dgram_max_age_ns. */
+     * longer than dgram_max_age_ns; dgram_drop_too_large: fits no packet of
+     * the receiver's current path; dgram_drop_queue: over dgram_queue_max;
+     * dgram_drop_state: the connection was not open (closing, closed, or
+     * still queued when it closed). */
     uint64_t dgram_in, dgram_out, dgram_lost, dgram_drop_cwnd, dgram_drop_too_large,
         dgram_drop_queue, dgram_drop_state, dgram_spurious;
     /* The send path: QUIC packets connections wrote (stateless replies
