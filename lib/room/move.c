@@ -187,6 +187,16 @@ int room_shard_move(struct room_shard *s, const uint8_t *room, size_t len, unsig
     return 0;
 }
 
+/* ARRIVED to the room's home, whose placement is paused until it comes
+ * (joins to it wait): kept when the runtime refuses it, and behind what
+ * is owed to the home already (placed.c); a room's DROP goes behind it. */
+static void arrived_send(struct room_shard *s, unsigned home, struct worker_msg *wm)
+{
+    int rc = place_send_owed(s, home, wm);
+    if (rc != 0)
+        log_error("event=room_arrived_lost home=%u err=\"%s\"", home, roost_strerror(rc));
+}
+
 void move_on_request(struct room_shard *s, const struct move_req_msg *mr)
 {
     /* By its handle: the room may have ended here (its DROP is on its way
@@ -216,7 +226,7 @@ void move_on_request(struct room_shard *s, const struct move_req_msg *mr)
         .hash = r->hash, .slot = r->slot, .gen = r->gen, .tab = r->tab, .at = (uint16_t)s->id};
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_ARRIVED, &am, sizeof(am));
-    room_send_cls(s, r->home, &wm, WORKER_MSG_OWED);
+    arrived_send(s, r->home, &wm);
 }
 
 /* Whose members follow r to this worker, its new owner: those on the
@@ -284,7 +294,7 @@ void move_on_arrive(struct room_shard *s, struct room *r)
         .hash = r->hash, .slot = r->slot, .gen = r->gen, .tab = r->tab, .at = (uint16_t)s->id};
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_ARRIVED, &am, sizeof(am));
-    room_send_cls(s, r->home, &wm, WORKER_MSG_OWED);
+    arrived_send(s, r->home, &wm);
 }
 
 void owner_rebind(struct room_shard *s, const struct join_req *jr)
