@@ -299,7 +299,10 @@ static void replay_caches(struct room_shard *s, struct room_member *m)
 static void member_send_leave(struct room_member *m)
 {
     struct room_shard *s = m->s;
-    struct buf *b = buf_new(sizeof(struct leave_req));
+    /* Allocated at room_join; a member joined without it (none left) is
+     * given a new one. */
+    struct buf *b = m->leave != NULL ? m->leave : buf_new(sizeof(struct leave_req));
+    m->leave = NULL;
     if (b == NULL) {
         /* Control is never dropped silently: without memory for the
          * message the owner keeps a ghost entry; the delivery side skips
@@ -356,6 +359,7 @@ void room_member_del(struct room_member *m)
     struct room_shard *s = m->s;
     if (m->state != MEMBER_IDLE)
         member_send_leave(m);
+    buf_unref(m->leave); /* not joined: unused */
     member_cache_stop(s, m);
     free(m->kfreq_last);
     free(m->far); /* hidden members: receivers on other relays (remote.c) */
@@ -377,6 +381,9 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
         display_len > DISPLAY_NAME_MAX)
         return ROOST_EINVAL;
     struct room_shard *s = m->s;
+    /* Its LEAVE's, first: kept (m->leave) until the member leaves. */
+    if (m->leave == NULL && (m->leave = buf_new(sizeof(struct leave_req))) == NULL)
+        return ROOST_ENOMEM;
     struct buf *b = buf_new(sizeof(struct join_req));
     if (b == NULL)
         return ROOST_ENOMEM;

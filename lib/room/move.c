@@ -517,6 +517,8 @@ void room_member_detach(struct room_member *m, struct room_keep *keep)
         keep->events_seen = m->events_seen;
         keep->rehome_moves = m->rehome_moves;
         m->state = MEMBER_IDLE; /* it stays in the room: no LEAVE */
+        keep->leave = m->leave; /* its LEAVE's buffer goes with it */
+        m->leave = NULL;
         if (m->kc != NULL) {
             /* Its keyframes go with it (member_cache_adopt on the new
              * worker): a joiner after the move need not wait for one. */
@@ -543,14 +545,21 @@ void room_keep_release(struct room_keep *keep)
 {
     kfcache_del(keep->kc);
     keep->kc = NULL;
+    buf_unref(keep->leave);
+    keep->leave = NULL;
 }
 
 void room_keep_leave(struct room_shard *s, struct room_keep *keep)
 {
+    struct buf *b = keep->leave; /* allocated at its JOIN (room_join) */
+    keep->leave = NULL;
     room_keep_release(keep);
-    if (!keep->valid || keep->room_len == 0 || keep->room_len > ROOM_ID_MAX)
+    if (!keep->valid || keep->room_len == 0 || keep->room_len > ROOM_ID_MAX) {
+        buf_unref(b);
         return;
-    struct buf *b = buf_new(sizeof(struct leave_req));
+    }
+    if (b == NULL)
+        b = buf_new(sizeof(struct leave_req));
     if (b == NULL) {
         log_error("event=room_leave_lost pid=%u reason=nomem", keep->pid);
         return;
@@ -631,5 +640,7 @@ int room_member_rebind(struct room_shard *s, void *ep, struct room_keep *keep,
     memcpy(m->room_id, keep->room_id, keep->room_len);
     member_cache_adopt(s, m, keep->kc); /* with m's handle and room in its tag */
     keep->kc = NULL;
+    m->leave = keep->leave;
+    keep->leave = NULL;
     return 0;
 }

@@ -253,6 +253,10 @@ enum member_state {
 struct room_member {
     struct room_shard *s;
     void *ep;
+    /* Its LEAVE's buffer, allocated by room_join (the JOIN fails without
+     * it): leaving never fails to allocate it (a lost LEAVE leaves a ghost
+     * entry in the room). Travels in a room_keep; freed with the member. */
+    struct buf *leave;
     uint32_t pid;
     uint32_t slot;
     uint32_t gen;

@@ -28,7 +28,9 @@
  *   before it. A refused MOVE_REQ is kept (the move goes on).
  * - A refused ARRIVED (a moved room's new owner to its home) is kept:
  *   without the fix the home's placement stayed paused, its joins parked
- *   forever. */
+ *   forever.
+ * - A member's LEAVE is allocated with its JOIN: leaving never fails to
+ *   allocate it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -568,6 +570,43 @@ static void test_move_req_behind_join(void **state)
     roomfx_stop(&R);
 }
 
+/* A member's LEAVE needs no allocation when it leaves: its buffer was
+ * allocated with its JOIN (room_join fails without it), so the room never
+ * keeps a ghost entry for want of memory (event=room_leave_lost
+ * reason=nomem). Also after a hand-off (the buffer travels in the keep to
+ * the re-bound member) and for a connection lost in transit
+ * (room_keep_leave). Without the fix each LEAVE allocated its buffer then
+ * (buf_live grew by one). */
+static void test_leave_preallocated(void **state)
+{
+    (void)state;
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d;
+    roomfx_join3(&R, &a, &b, &d, id);
+    int64_t live = buf_live();
+    room_member_del(a.m);
+    assert_int_equal(buf_live(), live);
+    assert_false(queue_empty(1)); /* the LEAVE */
+    roomfx_pump(&R);
+    roomfx_ep_hand_off(&R, &b, 2);
+    roomfx_pump(&R);
+    live = buf_live();
+    room_member_del(b.m);
+    assert_int_equal(buf_live(), live);
+    roomfx_pump(&R);
+    struct room_keep keep;
+    room_member_detach(d.m, &keep);
+    assert_true(keep.valid);
+    live = buf_live();
+    room_keep_leave(R.s[0], &keep);
+    assert_int_equal(buf_live(), live);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_participants(R.sh), 0);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    roomfx_stop(&R);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_arrived_refused),
         cmocka_unit_test(test_move_req_refused),
         cmocka_unit_test(test_move_req_behind_join),
+        cmocka_unit_test(test_leave_preallocated),
     };
     /* One test alone (a failed one leaves the fixture half-way). */
     const char *filter = getenv("CMOCKA_TEST_FILTER");
