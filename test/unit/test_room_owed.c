@@ -607,6 +607,29 @@ static void test_leave_preallocated(void **state)
     roomfx_stop(&R);
 }
 
+/* The refused routed JOIN and the LEAVE behind it are still kept on the
+ * home when the relay stops: freed with its shard (roomfx checks
+ * buf_live; ASan: no leak). */
+static void test_routed_kept_shutdown(void **state)
+{
+    (void)state;
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d, c;
+    roomfx_join3(&R, &a, &b, &d, id);
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c");
+    R.fail_type = ROOM_MSG_JOIN;
+    assert_true(roomfx_step(&R, 1)); /* routed to 0: refused, kept */
+    assert_int_equal(R.fail_type, 0);
+    room_member_del(c.m);
+    assert_true(roomfx_step(&R, 1)); /* the LEAVE: kept behind it */
+    assert_non_null(R.s[1]->owed);
+    assert_true(queue_empty(0));
+    roomfx_del3(&a, &b, &d);
+    roomfx_stop_discard(&R);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_move_req_refused),
         cmocka_unit_test(test_move_req_behind_join),
         cmocka_unit_test(test_leave_preallocated),
+        cmocka_unit_test(test_routed_kept_shutdown),
     };
     /* One test alone (a failed one leaves the fixture half-way). */
     const char *filter = getenv("CMOCKA_TEST_FILTER");
