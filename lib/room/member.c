@@ -321,7 +321,11 @@ static void member_send_leave(struct room_member *m)
     b->len = sizeof(*lr);
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_LEAVE, &b, sizeof(b));
-    room_send(s, room_owner_of(s->sh, m->room_id, m->room_len), &wm);
+    /* Owed (a lost LEAVE leaves a ghost entry; their number follows the
+     * JOINs admitted): kept when the runtime refuses it, and this
+     * worker's later JOINs to that home wait behind it (placed.c). */
+    if (place_send_owed(s, room_owner_of(s->sh, m->room_id, m->room_len), &wm) != 0)
+        log_error("event=room_leave_lost pid=%u reason=nomem", m->pid);
 }
 
 int room_leave(struct room_member *m)
@@ -408,7 +412,11 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
 
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
-    int rc = room_send_req(s, room_owner_of(s->sh, room_id, room_len), &wm);
+    /* A request (refused at the spill bound: the session gives way), but
+     * behind a LEAVE still owed to that home (a member that left and joins
+     * again), and kept when the runtime could not allocate (placed.c). */
+    int rc =
+        place_send_owed_cls(s, room_owner_of(s->sh, room_id, room_len), &wm, WORKER_MSG_REQUEST);
     if (rc != 0)
         return rc; /* the member stays IDLE */
     m->state = MEMBER_JOINING;

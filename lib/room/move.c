@@ -575,7 +575,8 @@ void room_keep_leave(struct room_shard *s, struct room_keep *keep)
     b->len = sizeof(*lr);
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_LEAVE, &b, sizeof(b));
-    room_send_cls(s, room_owner_of(s->sh, keep->room_id, keep->room_len), &wm, WORKER_MSG_OWED);
+    if (place_send_owed(s, room_owner_of(s->sh, keep->room_id, keep->room_len), &wm) != 0)
+        log_error("event=room_leave_lost pid=%u reason=nomem", keep->pid);
 }
 
 int room_member_rebind(struct room_shard *s, void *ep, struct room_keep *keep,
@@ -619,7 +620,9 @@ int room_member_rebind(struct room_shard *s, void *ep, struct room_keep *keep,
     room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
     /* Through the room's home, as every JOIN: a LEAVE of this member sent
      * later takes the same path behind it. OWED: the member is in the
-     * room already, this only fixes its handle. */
+     * room already, this only fixes its handle. Not kept when refused: the
+     * connection is closed and its entry leaves (a LEAVE of this worker,
+     * owed, after it). */
     rc =
         room_send_cls(s, room_owner_of(s->sh, keep->room_id, keep->room_len), &wm, WORKER_MSG_OWED);
     if (rc != 0) {

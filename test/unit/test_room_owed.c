@@ -30,7 +30,8 @@
  *   without the fix the home's placement stayed paused, its joins parked
  *   forever.
  * - A member's LEAVE is allocated with its JOIN: leaving never fails to
- *   allocate it. */
+ *   allocate it. Refused, it is kept (without the fix: lost, a ghost
+ *   entry), and the member's JOIN of that home waits behind it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -630,6 +631,68 @@ static void test_routed_kept_shutdown(void **state)
     roomfx_stop_discard(&R);
 }
 
+/* Home 1 (no bound): a, on 0, leaves; its LEAVE to the home is refused.
+ * Kept on 0, it goes by 0's timer (0 idle) and the room has two members.
+ * Without the fix it was lost (event=room_msg_send_failed): a ghost entry
+ * until the room ended. */
+static void test_member_leave_refused(void **state)
+{
+    (void)state;
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d;
+    roomfx_join3(&R, &a, &b, &d, id);
+    R.fail_type = ROOM_MSG_LEAVE;
+    room_member_del(a.m); /* its LEAVE to 1: refused */
+    assert_int_equal(R.fail_type, 0);
+    assert_true(queue_empty(1));
+    struct timers *ts = timers_of(0);
+    uint64_t t1 = timers_next(ts);
+    assert_true(t1 != TIMER_NEVER);
+    assert_int_equal(timers_run(ts, t1), 1);
+    assert_false(queue_empty(1));
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_find(&R, 1, id)->n_infos, 2);
+    assert_int_equal(room_shared_participants(R.sh), 2);
+    room_member_del(b.m);
+    room_member_del(d.m);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    roomfx_stop(&R);
+}
+
+/* a leaves (its LEAVE refused, kept on 0) and joins the same room again:
+ * the JOIN waits behind the LEAVE, both go at 0's turn end in order, and
+ * a is a member again, answered. A JOIN ahead of its LEAVE would have the
+ * LEAVE take out the new membership. Without the fix the LEAVE was lost
+ * and the JOIN went at once. */
+static void test_member_rejoin_behind_leave(void **state)
+{
+    (void)state;
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d;
+    roomfx_join3(&R, &a, &b, &d, id);
+    R.fail_type = ROOM_MSG_LEAVE;
+    assert_int_equal(room_leave(a.m), 0); /* refused: kept */
+    assert_int_equal(R.fail_type, 0);
+    roomfx_ep_join(&a, id, "a");
+    assert_true(queue_empty(1)); /* the JOIN waits behind the LEAVE */
+    room_shard_flush(R.s[0]);
+    assert_int_equal(R.tail[1] - R.head[1], 2);
+    assert_int_equal(R.q[1][R.head[1] % ROOMFX_QMAX].type, ROOM_MSG_LEAVE);
+    assert_int_equal(R.q[1][(R.head[1] + 1) % ROOMFX_QMAX].type, ROOM_MSG_JOIN);
+    roomfx_pump(&R);
+    assert_int_equal(a.joined_cb, 2);
+    assert_int_equal(a.last_code, 0);
+    assert_int_equal(roomfx_find(&R, 1, id)->n_infos, 3);
+    assert_int_equal(room_shared_participants(R.sh), 3);
+    roomfx_del3(&a, &b, &d);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    roomfx_stop(&R);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -649,6 +712,8 @@ int main(void)
         cmocka_unit_test(test_move_req_behind_join),
         cmocka_unit_test(test_leave_preallocated),
         cmocka_unit_test(test_routed_kept_shutdown),
+        cmocka_unit_test(test_member_leave_refused),
+        cmocka_unit_test(test_member_rejoin_behind_leave),
     };
     /* One test alone (a failed one leaves the fixture half-way). */
     const char *filter = getenv("CMOCKA_TEST_FILTER");
