@@ -1,7 +1,8 @@
 /* Owed room messages the runtime refuses (lib/room/placed.c, the owed
  * list): a placed or moved room's DROP to its home, a PLACE's DROP that
- * made no room, the bounces behind a DROP, and a moved room's UNALIAS to
- * its table worker. Each is one the other worker's state waits for, so a
+ * made no room, the bounces behind a DROP, a moved room's UNALIAS to its
+ * table worker, the JOINs and LEAVEs a home routes to a placed room's
+ * owner, MOVE_REQ and ARRIVED. Each is one the other worker's state waits for, so a
  * refusal (ROOST_ENOMEM: a spill queue could not grow; the fixture's
  * fail_type) keeps it and sends it again: at the worker's next turn end,
  * and by a shard timer armed when it was kept, so that an idle worker
@@ -19,7 +20,18 @@
  *   coming back after the DROP.
  * - The retry needs no other traffic on the worker: the timer is armed
  *   when a message is kept, backs off while it is refused, and is off once
- *   nothing is owed. */
+ *   nothing is owed.
+ * - A JOIN or LEAVE the home routes to a placed room's owner is kept when
+ *   refused (without the fix: a lost LEAVE left a ghost member and the
+ *   room never ended; a lost JOIN was told to try again), in order: a
+ *   LEAVE never overtakes its JOIN, nor a MOVE_REQ what was routed
+ *   before it. A refused MOVE_REQ is kept (the move goes on).
+ * - A refused ARRIVED (a moved room's new owner to its home) is kept:
+ *   without the fix the home's placement stayed paused, its joins parked
+ *   forever.
+ * - A member's LEAVE is allocated with its JOIN: leaving never fails to
+ *   allocate it. Refused, it is kept (without the fix: lost, a ghost
+ *   entry), and the member's JOIN of that home waits behind it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -342,6 +354,345 @@ static void test_unused_place_drop_refused(void **state)
     roomfx_stop(&R);
 }
 
+/* Pack, home 1, placed on 0 with a, b and d; b and d leave. a's LEAVE
+ * reaches the home, which routes it to 0: refused. Kept on 1's owed list,
+ * 1's timer sends it (no other traffic on 1); the room ends on 0 and its
+ * DROP ends the placement. Without the fix the routed LEAVE was lost
+ * (event=room_route_lost kind=leave): a ghost member, the room never
+ * ended. */
+static void test_routed_leave_refused(void **state)
+{
+    (void)state;
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d;
+    roomfx_join3(&R, &a, &b, &d, id);
+    assert_non_null(roomfx_find(&R, 0, id));
+    room_member_del(b.m);
+    room_member_del(d.m);
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_find(&R, 0, id)->n_infos, 1);
+    room_member_del(a.m); /* its LEAVE is queued for the home */
+    R.fail_type = ROOM_MSG_LEAVE;
+    assert_true(roomfx_step(&R, 1)); /* routed to 0: refused */
+    assert_int_equal(R.fail_type, 0);
+    assert_true(queue_empty(0));
+    struct timers *ts = timers_of(1);
+    uint64_t t1 = timers_next(ts);
+    assert_true(t1 != TIMER_NEVER); /* kept: armed */
+    assert_int_equal(timers_run(ts, t1), 1);
+    assert_int_equal(timers_next(ts), TIMER_NEVER);
+    assert_false(queue_empty(0)); /* the LEAVE */
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_int_equal(room_shared_participants(R.sh), 0);
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
+}
+
+/* Pack, home 1, placed on 0: c's JOIN reaches the home, which routes it to
+ * 0: refused. Kept, it goes at 1's next turn end and c is answered by the
+ * room's owner (0). Without the fix it was lost: c was told to try again
+ * (PROTO_ERR_SERVER_FULL), an answer that itself needs memory. */
+static void test_routed_join_refused(void **state)
+{
+    (void)state;
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d, c;
+    roomfx_join3(&R, &a, &b, &d, id);
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c");
+    R.fail_type = ROOM_MSG_JOIN;
+    assert_true(roomfx_step(&R, 1)); /* routed to 0: refused */
+    assert_int_equal(R.fail_type, 0);
+    assert_true(queue_empty(0));
+    room_shard_flush(R.s[1]); /* 1's turn end sends it */
+    assert_false(queue_empty(0));
+    roomfx_pump(&R);
+    assert_int_equal(c.joined_cb, 1);
+    assert_int_equal(c.last_code, 0);
+    assert_int_equal(room_member_owner(c.m), 0);
+    assert_int_equal(roomfx_find(&R, 0, id)->n_infos, 4);
+    room_member_del(c.m);
+    roomfx_del3(&a, &b, &d);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
+}
+
+/* The same refused JOIN, then c leaves before it went: the routed LEAVE
+ * waits behind the JOIN on the home's owed list; 1's timer sends both, in
+ * order, and the room has its three members again (a LEAVE ahead of its
+ * JOIN would leave c a ghost member). Without the fix the JOIN was lost
+ * and the LEAVE went at once. */
+static void test_routed_join_then_leave(void **state)
+{
+    (void)state;
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d, c;
+    roomfx_join3(&R, &a, &b, &d, id);
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c");
+    R.fail_type = ROOM_MSG_JOIN;
+    assert_true(roomfx_step(&R, 1)); /* routed to 0: refused */
+    assert_int_equal(R.fail_type, 0);
+    room_member_del(c.m);
+    assert_true(roomfx_step(&R, 1)); /* the LEAVE: behind the JOIN */
+    assert_true(queue_empty(0));
+    struct timers *ts = timers_of(1);
+    uint64_t t1 = timers_next(ts);
+    assert_true(t1 != TIMER_NEVER);
+    assert_int_equal(timers_run(ts, t1), 1);
+    assert_int_equal(R.tail[0] - R.head[0], 2);
+    assert_int_equal(R.q[0][R.head[0] % ROOMFX_QMAX].type, ROOM_MSG_JOIN);
+    assert_int_equal(R.q[0][(R.head[0] + 1) % ROOMFX_QMAX].type, ROOM_MSG_LEAVE);
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_find(&R, 0, id)->n_infos, 3);
+    assert_int_equal(room_shared_participants(R.sh), 3);
+    roomfx_del3(&a, &b, &d);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
+}
+
+/* Home 1 (no bound) moves its room to 2; 2's ARRIVED to the home is
+ * refused. Meanwhile the home's placement is paused: c's JOIN waits there.
+ * Kept, the ARRIVED goes by 2's timer (2 idle), the placement resumes and
+ * c's JOIN is routed to 2 and answered. Without the fix the ARRIVED was
+ * lost: the placement stayed paused and c's JOIN waited forever. */
+static void test_arrived_refused(void **state)
+{
+    (void)state;
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d, c;
+    roomfx_join3(&R, &a, &b, &d, id);
+    assert_int_equal(roomfx_move(&R, 1, id, 2), 0);
+    R.fail_type = ROOM_MSG_ARRIVED;
+    deliver_all(); /* 2 takes the room; its ARRIVED is refused */
+    assert_int_equal(R.fail_type, 0);
+    assert_non_null(roomfx_find(&R, 2, id));
+    roomfx_ep_new(&R, &c, 0);
+    roomfx_ep_join(&c, id, "c");
+    deliver_all(); /* parked at the home: paused */
+    assert_int_equal(c.joined_cb, 0);
+    struct timers *ts = timers_of(2);
+    uint64_t t1 = timers_next(ts);
+    assert_true(t1 != TIMER_NEVER);
+    assert_int_equal(timers_run(ts, t1), 1);
+    roomfx_pump(&R);
+    assert_int_equal(c.joined_cb, 1);
+    assert_int_equal(c.last_code, 0);
+    assert_int_equal(room_member_owner(c.m), 2);
+    assert_int_equal(roomfx_find(&R, 2, id)->n_infos, 4);
+    room_member_del(c.m);
+    roomfx_del3(&a, &b, &d);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
+}
+
+/* Pack, home 1, placed on 0: a move to 2 asked of the home, whose
+ * MOVE_REQ to 0 is refused. Kept (the move is under way: 0 returned), it
+ * goes by 1's timer; the room moves to 2, and a later JOIN is answered
+ * there. Without the fix the move failed (ROOST_ENOMEM). */
+static void test_move_req_refused(void **state)
+{
+    (void)state;
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d, c;
+    roomfx_join3(&R, &a, &b, &d, id);
+    R.fail_type = ROOM_MSG_MOVE_REQ;
+    assert_int_equal(roomfx_move(&R, 1, id, 2), 0);
+    assert_int_equal(R.fail_type, 0);
+    assert_true(queue_empty(0));
+    struct timers *ts = timers_of(1);
+    uint64_t t1 = timers_next(ts);
+    assert_true(t1 != TIMER_NEVER);
+    assert_int_equal(timers_run(ts, t1), 1);
+    assert_false(queue_empty(0)); /* the MOVE_REQ */
+    roomfx_pump(&R);
+    assert_non_null(roomfx_find(&R, 2, id));
+    roomfx_ep_new(&R, &c, 0);
+    roomfx_ep_join(&c, id, "c");
+    roomfx_pump(&R);
+    assert_int_equal(c.joined_cb, 1);
+    assert_int_equal(c.last_code, 0);
+    assert_int_equal(room_member_owner(c.m), 2);
+    room_member_del(c.m);
+    roomfx_del3(&a, &b, &d);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
+}
+
+/* Pack, home 1, placed on 0: c's routed JOIN is refused and kept; then a
+ * move to 2 is asked of the home. Its MOVE_REQ waits behind the JOIN (the
+ * old owner applies all that was routed to it before the MOVE_REQ), so
+ * c joins the room on 0 and moves to 2 with it. A MOVE_REQ ahead of the
+ * JOIN would have the JOIN bounced by 0 while the placement is not
+ * draining: applied at the home, a second room of that id. */
+static void test_move_req_behind_join(void **state)
+{
+    (void)state;
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d, c;
+    roomfx_join3(&R, &a, &b, &d, id);
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c");
+    R.fail_type = ROOM_MSG_JOIN;
+    assert_true(roomfx_step(&R, 1)); /* routed to 0: refused */
+    assert_int_equal(R.fail_type, 0);
+    assert_int_equal(roomfx_move(&R, 1, id, 2), 0);
+    assert_true(queue_empty(0)); /* the MOVE_REQ waits behind the JOIN */
+    room_shard_flush(R.s[1]);    /* 1's turn end sends both, in order */
+    assert_int_equal(R.tail[0] - R.head[0], 2);
+    assert_int_equal(R.q[0][R.head[0] % ROOMFX_QMAX].type, ROOM_MSG_JOIN);
+    assert_int_equal(R.q[0][(R.head[0] + 1) % ROOMFX_QMAX].type, ROOM_MSG_MOVE_REQ);
+    roomfx_pump(&R);
+    assert_int_equal(c.last_code, 0);
+    assert_null(roomfx_find(&R, 1, id));
+    assert_null(roomfx_find(&R, 0, id));
+    assert_int_equal(roomfx_find(&R, 2, id)->n_infos, 4);
+    assert_int_equal(room_shared_rooms(R.sh), 1);
+    room_member_del(c.m);
+    roomfx_del3(&a, &b, &d);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    assert_true(roomfx_no_placements(&R));
+    roomfx_stop(&R);
+}
+
+/* A member's LEAVE needs no allocation when it leaves: its buffer was
+ * allocated with its JOIN (room_join fails without it), so the room never
+ * keeps a ghost entry for want of memory (event=room_leave_lost
+ * reason=nomem). Also after a hand-off (the buffer travels in the keep to
+ * the re-bound member) and for a connection lost in transit
+ * (room_keep_leave). Without the fix each LEAVE allocated its buffer then
+ * (buf_live grew by one). */
+static void test_leave_preallocated(void **state)
+{
+    (void)state;
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d;
+    roomfx_join3(&R, &a, &b, &d, id);
+    int64_t live = buf_live();
+    room_member_del(a.m);
+    assert_int_equal(buf_live(), live);
+    assert_false(queue_empty(1)); /* the LEAVE */
+    roomfx_pump(&R);
+    roomfx_ep_hand_off(&R, &b, 2);
+    roomfx_pump(&R);
+    live = buf_live();
+    room_member_del(b.m);
+    assert_int_equal(buf_live(), live);
+    roomfx_pump(&R);
+    struct room_keep keep;
+    room_member_detach(d.m, &keep);
+    assert_true(keep.valid);
+    live = buf_live();
+    room_keep_leave(R.s[0], &keep);
+    assert_int_equal(buf_live(), live);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_participants(R.sh), 0);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    roomfx_stop(&R);
+}
+
+/* The refused routed JOIN and the LEAVE behind it are still kept on the
+ * home when the relay stops: freed with its shard (roomfx checks
+ * buf_live; ASan: no leak). */
+static void test_routed_kept_shutdown(void **state)
+{
+    (void)state;
+    roomfx_start_pack(&R, NW, 100);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d, c;
+    roomfx_join3(&R, &a, &b, &d, id);
+    roomfx_ep_new(&R, &c, 2);
+    roomfx_ep_join(&c, id, "c");
+    R.fail_type = ROOM_MSG_JOIN;
+    assert_true(roomfx_step(&R, 1)); /* routed to 0: refused, kept */
+    assert_int_equal(R.fail_type, 0);
+    room_member_del(c.m);
+    assert_true(roomfx_step(&R, 1)); /* the LEAVE: kept behind it */
+    assert_non_null(R.s[1]->owed);
+    assert_true(queue_empty(0));
+    roomfx_del3(&a, &b, &d);
+    roomfx_stop_discard(&R);
+}
+
+/* Home 1 (no bound): a, on 0, leaves; its LEAVE to the home is refused.
+ * Kept on 0, it goes by 0's timer (0 idle) and the room has two members.
+ * Without the fix it was lost (event=room_msg_send_failed): a ghost entry
+ * until the room ended. */
+static void test_member_leave_refused(void **state)
+{
+    (void)state;
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d;
+    roomfx_join3(&R, &a, &b, &d, id);
+    R.fail_type = ROOM_MSG_LEAVE;
+    room_member_del(a.m); /* its LEAVE to 1: refused */
+    assert_int_equal(R.fail_type, 0);
+    assert_true(queue_empty(1));
+    struct timers *ts = timers_of(0);
+    uint64_t t1 = timers_next(ts);
+    assert_true(t1 != TIMER_NEVER);
+    assert_int_equal(timers_run(ts, t1), 1);
+    assert_false(queue_empty(1));
+    roomfx_pump(&R);
+    assert_int_equal(roomfx_find(&R, 1, id)->n_infos, 2);
+    assert_int_equal(room_shared_participants(R.sh), 2);
+    room_member_del(b.m);
+    room_member_del(d.m);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    roomfx_stop(&R);
+}
+
+/* a leaves (its LEAVE refused, kept on 0) and joins the same room again:
+ * the JOIN waits behind the LEAVE, both go at 0's turn end in order, and
+ * a is a member again, answered. A JOIN ahead of its LEAVE would have the
+ * LEAVE take out the new membership. Without the fix the LEAVE was lost
+ * and the JOIN went at once. */
+static void test_member_rejoin_behind_leave(void **state)
+{
+    (void)state;
+    roomfx_start(&R, NW, 0);
+    const char *id = roomfx_home_room(&R, 1, 0);
+    struct roomfx_ep a, b, d;
+    roomfx_join3(&R, &a, &b, &d, id);
+    R.fail_type = ROOM_MSG_LEAVE;
+    assert_int_equal(room_leave(a.m), 0); /* refused: kept */
+    assert_int_equal(R.fail_type, 0);
+    roomfx_ep_join(&a, id, "a");
+    assert_true(queue_empty(1)); /* the JOIN waits behind the LEAVE */
+    room_shard_flush(R.s[0]);
+    assert_int_equal(R.tail[1] - R.head[1], 2);
+    assert_int_equal(R.q[1][R.head[1] % ROOMFX_QMAX].type, ROOM_MSG_LEAVE);
+    assert_int_equal(R.q[1][(R.head[1] + 1) % ROOMFX_QMAX].type, ROOM_MSG_JOIN);
+    roomfx_pump(&R);
+    assert_int_equal(a.joined_cb, 2);
+    assert_int_equal(a.last_code, 0);
+    assert_int_equal(roomfx_find(&R, 1, id)->n_infos, 3);
+    assert_int_equal(room_shared_participants(R.sh), 3);
+    roomfx_del3(&a, &b, &d);
+    roomfx_pump(&R);
+    assert_int_equal(room_shared_rooms(R.sh), 0);
+    roomfx_stop(&R);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +704,16 @@ int main(void)
         cmocka_unit_test(test_end_drop_then_unalias),
         cmocka_unit_test(test_bounce_behind_drop),
         cmocka_unit_test(test_unused_place_drop_refused),
+        cmocka_unit_test(test_routed_leave_refused),
+        cmocka_unit_test(test_routed_join_refused),
+        cmocka_unit_test(test_routed_join_then_leave),
+        cmocka_unit_test(test_arrived_refused),
+        cmocka_unit_test(test_move_req_refused),
+        cmocka_unit_test(test_move_req_behind_join),
+        cmocka_unit_test(test_leave_preallocated),
+        cmocka_unit_test(test_routed_kept_shutdown),
+        cmocka_unit_test(test_member_leave_refused),
+        cmocka_unit_test(test_member_rejoin_behind_leave),
     };
     /* One test alone (a failed one leaves the fixture half-way). */
     const char *filter = getenv("CMOCKA_TEST_FILTER");
