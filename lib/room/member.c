@@ -299,10 +299,7 @@ static void replay_caches(struct room_shard *s, struct room_member *m)
 static void member_send_leave(struct room_member *m)
 {
     struct room_shard *s = m->s;
-    /* Allocated at room_join; a member joined without it (none left) is
-     * given a new one. */
-    struct buf *b = m->leave != NULL ? m->leave : buf_new(sizeof(struct leave_req));
-    m->leave = NULL;
+    struct buf *b = buf_new(sizeof(struct leave_req));
     if (b == NULL) {
         /* Control is never dropped silently: without memory for the
          * message the owner keeps a ghost entry; the delivery side skips
@@ -321,11 +318,7 @@ static void member_send_leave(struct room_member *m)
     b->len = sizeof(*lr);
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_LEAVE, &b, sizeof(b));
-    /* Owed (a lost LEAVE leaves a ghost entry; their number follows the
-     * JOINs admitted): kept when the runtime refuses it, and this
-     * worker's later JOINs to that home wait behind it (placed.c). */
-    if (place_send_owed(s, room_owner_of(s->sh, m->room_id, m->room_len), &wm) != 0)
-        log_error("event=room_leave_lost pid=%u reason=nomem", m->pid);
+    room_send(s, room_owner_of(s->sh, m->room_id, m->room_len), &wm);
 }
 
 int room_leave(struct room_member *m)
@@ -363,7 +356,6 @@ void room_member_del(struct room_member *m)
     struct room_shard *s = m->s;
     if (m->state != MEMBER_IDLE)
         member_send_leave(m);
-    buf_unref(m->leave); /* not joined: unused */
     member_cache_stop(s, m);
     free(m->kfreq_last);
     free(m->far); /* hidden members: receivers on other relays (remote.c) */
@@ -385,9 +377,6 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
         display_len > DISPLAY_NAME_MAX)
         return ROOST_EINVAL;
     struct room_shard *s = m->s;
-    /* Its LEAVE's, first: kept (m->leave) until the member leaves. */
-    if (m->leave == NULL && (m->leave = buf_new(sizeof(struct leave_req))) == NULL)
-        return ROOST_ENOMEM;
     struct buf *b = buf_new(sizeof(struct join_req));
     if (b == NULL)
         return ROOST_ENOMEM;
@@ -412,11 +401,7 @@ int room_join(struct room_member *m, const uint8_t *room_id, size_t room_len,
 
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
-    /* A request (refused at the spill bound: the session gives way), but
-     * behind a LEAVE still owed to that home (a member that left and joins
-     * again), and kept when the runtime could not allocate (placed.c). */
-    int rc =
-        place_send_owed_cls(s, room_owner_of(s->sh, room_id, room_len), &wm, WORKER_MSG_REQUEST);
+    int rc = room_send_req(s, room_owner_of(s->sh, room_id, room_len), &wm);
     if (rc != 0)
         return rc; /* the member stays IDLE */
     m->state = MEMBER_JOINING;

@@ -187,16 +187,6 @@ int room_shard_move(struct room_shard *s, const uint8_t *room, size_t len, unsig
     return 0;
 }
 
-/* ARRIVED to the room's home, whose placement is paused until it comes
- * (joins to it wait): kept when the runtime refuses it, and behind what
- * is owed to the home already (placed.c); a room's DROP goes behind it. */
-static void arrived_send(struct room_shard *s, unsigned home, struct worker_msg *wm)
-{
-    int rc = place_send_owed(s, home, wm);
-    if (rc != 0)
-        log_error("event=room_arrived_lost home=%u err=\"%s\"", home, roost_strerror(rc));
-}
-
 void move_on_request(struct room_shard *s, const struct move_req_msg *mr)
 {
     /* By its handle: the room may have ended here (its DROP is on its way
@@ -226,7 +216,7 @@ void move_on_request(struct room_shard *s, const struct move_req_msg *mr)
         .hash = r->hash, .slot = r->slot, .gen = r->gen, .tab = r->tab, .at = (uint16_t)s->id};
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_ARRIVED, &am, sizeof(am));
-    arrived_send(s, r->home, &wm);
+    room_send_cls(s, r->home, &wm, WORKER_MSG_OWED);
 }
 
 /* Whose members follow r to this worker, its new owner: those on the
@@ -294,7 +284,7 @@ void move_on_arrive(struct room_shard *s, struct room *r)
         .hash = r->hash, .slot = r->slot, .gen = r->gen, .tab = r->tab, .at = (uint16_t)s->id};
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_ARRIVED, &am, sizeof(am));
-    arrived_send(s, r->home, &wm);
+    room_send_cls(s, r->home, &wm, WORKER_MSG_OWED);
 }
 
 void owner_rebind(struct room_shard *s, const struct join_req *jr)
@@ -517,8 +507,6 @@ void room_member_detach(struct room_member *m, struct room_keep *keep)
         keep->events_seen = m->events_seen;
         keep->rehome_moves = m->rehome_moves;
         m->state = MEMBER_IDLE; /* it stays in the room: no LEAVE */
-        keep->leave = m->leave; /* its LEAVE's buffer goes with it */
-        m->leave = NULL;
         if (m->kc != NULL) {
             /* Its keyframes go with it (member_cache_adopt on the new
              * worker): a joiner after the move need not wait for one. */
@@ -545,21 +533,14 @@ void room_keep_release(struct room_keep *keep)
 {
     kfcache_del(keep->kc);
     keep->kc = NULL;
-    buf_unref(keep->leave);
-    keep->leave = NULL;
 }
 
 void room_keep_leave(struct room_shard *s, struct room_keep *keep)
 {
-    struct buf *b = keep->leave; /* allocated at its JOIN (room_join) */
-    keep->leave = NULL;
     room_keep_release(keep);
-    if (!keep->valid || keep->room_len == 0 || keep->room_len > ROOM_ID_MAX) {
-        buf_unref(b);
+    if (!keep->valid || keep->room_len == 0 || keep->room_len > ROOM_ID_MAX)
         return;
-    }
-    if (b == NULL)
-        b = buf_new(sizeof(struct leave_req));
+    struct buf *b = buf_new(sizeof(struct leave_req));
     if (b == NULL) {
         log_error("event=room_leave_lost pid=%u reason=nomem", keep->pid);
         return;
@@ -575,8 +556,7 @@ void room_keep_leave(struct room_shard *s, struct room_keep *keep)
     b->len = sizeof(*lr);
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_LEAVE, &b, sizeof(b));
-    if (place_send_owed(s, room_owner_of(s->sh, keep->room_id, keep->room_len), &wm) != 0)
-        log_error("event=room_leave_lost pid=%u reason=nomem", keep->pid);
+    room_send_cls(s, room_owner_of(s->sh, keep->room_id, keep->room_len), &wm, WORKER_MSG_OWED);
 }
 
 int room_member_rebind(struct room_shard *s, void *ep, struct room_keep *keep,
@@ -620,9 +600,7 @@ int room_member_rebind(struct room_shard *s, void *ep, struct room_keep *keep,
     room_msg_put(&wm, ROOM_MSG_JOIN, &b, sizeof(b));
     /* Through the room's home, as every JOIN: a LEAVE of this member sent
      * later takes the same path behind it. OWED: the member is in the
-     * room already, this only fixes its handle. Not kept when refused: the
-     * connection is closed and its entry leaves (a LEAVE of this worker,
-     * owed, after it). */
+     * room already, this only fixes its handle. */
     rc =
         room_send_cls(s, room_owner_of(s->sh, keep->room_id, keep->room_len), &wm, WORKER_MSG_OWED);
     if (rc != 0) {
@@ -643,7 +621,5 @@ int room_member_rebind(struct room_shard *s, void *ep, struct room_keep *keep,
     memcpy(m->room_id, keep->room_id, keep->room_len);
     member_cache_adopt(s, m, keep->kc); /* with m's handle and room in its tag */
     keep->kc = NULL;
-    m->leave = keep->leave;
-    keep->leave = NULL;
     return 0;
 }

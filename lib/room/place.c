@@ -246,12 +246,9 @@ static const uint8_t *rmsg_room(const struct rmsg *m, size_t *len)
  * allocation, and is never refused for the spill bound (WORKER_MSG_OWED:
  * the home waits for a bounce; a lost LEAVE leaves a ghost member; their
  * number follows JOINs admitted already). A JOIN is copied into a new
- * buffer (the home still needs it if the send fails). A bounce or a
- * routed (FWD) JOIN or LEAVE the runtime refuses (a spill queue could not
- * grow) is kept and sent again (placed.c), in order: a LEAVE never
- * overtakes its JOIN, nor a MOVE_REQ what was routed before it. Returns 0
- * (sent or kept), or the error: then nothing went (a JOIN at the spill
- * bound, ROOST_EFULL: the joiner is told to try again). */
+ * buffer (the home still needs it if the send fails). Returns 0 (a
+ * bounce the runtime refused is kept and sent again: placed.c), or the
+ * error: then nothing went. */
 static int rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, uint8_t route)
 {
     bool owed = route == ROUTE_BOUNCE || m->lr != NULL;
@@ -275,16 +272,15 @@ static int rmsg_send(struct room_shard *s, unsigned to, const struct rmsg *m, ui
     room_msg_put(&wm, m->jr ? ROOM_MSG_JOIN : ROOM_MSG_LEAVE, &b, sizeof(b));
     /* A bounce goes behind the room's DROP (the home counts it as coming
      * back after that), which may be owed still: kept in order (placed.c). */
-    if (route == ROUTE_BOUNCE || route == ROUTE_FWD)
-        return place_send_owed_cls(s, to, &wm, owed ? WORKER_MSG_OWED : WORKER_MSG_CONTROL);
-    return room_send_cls(s, to, &wm, WORKER_MSG_CONTROL); /* a PLACE */
+    if (route == ROUTE_BOUNCE)
+        return place_send_owed(s, to, &wm);
+    return room_send_cls(s, to, &wm, owed ? WORKER_MSG_OWED : WORKER_MSG_CONTROL);
 }
 
-/* A routed JOIN or LEAVE the home could neither send to the placed owner
- * nor keep (rmsg_send). It is not counted, so the DROP's count still
- * matches and the placement still drains. The joiner is told to try
- * again; a LEAVE (OWED, in its own buffer) is lost only when neither the
- * send nor its small owed entry could allocate: it is logged. */
+/* A routed JOIN or LEAVE the home could not send to the placed owner. It
+ * is not counted, so the DROP's count still matches and the placement
+ * still drains. The joiner is told to try again; a LEAVE (OWED, in its
+ * own buffer) fails only when a spill queue cannot grow: it is logged. */
 static void route_lost(struct room_shard *s, const struct rmsg *m, unsigned to, int rc)
 {
     ROOM_STAT_INC(s, route_lost);
@@ -541,10 +537,9 @@ int place_move_on(struct room_shard *s, const uint8_t *id, size_t len, unsigned 
         return ROOST_EEXIST;
     struct worker_msg wm;
     room_msg_put(&wm, ROOM_MSG_MOVE_REQ, &mr, sizeof(mr));
-    /* The home waits for its answer (ARRIVED or DROP): no spill bound.
-     * Behind what it routed there that is still owed (ARRIVED resets the
-     * count: all of it was applied there); kept when refused (placed.c). */
-    int rc = place_send_owed(s, p->at, &wm);
+    /* The home waits for its answer (ARRIVED or DROP): no spill bound. */
+    int rc = s->send_hook != NULL ? s->send_hook(s->send_hook_arg, p->at, &wm)
+                                  : worker_send(s->w, p->at, &wm, WORKER_MSG_OWED);
     if (rc != 0)
         return rc;
     p->handle = true;

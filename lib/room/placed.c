@@ -1,9 +1,9 @@
 /* Rooms, the placed owner's side of placement (place.c has the home's):
  * the DROP that tells a room's home its placed (or moved) room is gone,
  * and the DROP of a PLACE join that made no room here; the messages owed
- * to another worker (those DROPs, bounces, UNALIAS, routed JOIN/LEAVE,
- * MOVE_REQ, ARRIVED) that the runtime refused, kept and sent again; and the census of a room owned
- * here (admin views, relay/cluster.c). Owner worker only. */
+ * to another worker (those DROPs, bounces, UNALIAS) that the runtime
+ * refused, kept and sent again; and the census of a room owned here
+ * (admin views, relay/cluster.c). Owner worker only. */
 #include <stdlib.h>
 #include <string.h>
 #include <urcu-qsbr.h>
@@ -24,17 +24,14 @@ struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr)
 
 /* ---------------------------------------------------------- owed messages
  *
- * A DROP, a bounce, an UNALIAS, a routed JOIN or LEAVE, MOVE_REQ or
- * ARRIVED is owed: the other worker's state waits for it (the home's
- * placement drains or is paused; the table worker's slot is held; a
- * placed room's members), so it is sent as WORKER_MSG_OWED, which the
- * runtime refuses only when a spill queue cannot grow (ROOST_ENOMEM; a
- * routed JOIN is first tried as CONTROL: at the spill bound the joiner is
- * told to try again). A refused one is kept on the shard's owed list and
- * sent again at each turn's end and by the shard's timer (an idle worker
- * has no turn end), and what follows it to the same worker waits behind
- * it, so that the home sees a room's bounces after its DROP, and a placed
- * owner a LEAVE after its JOIN. Logged once when kept. */
+ * A DROP, a bounce or an UNALIAS is owed: the other worker's state waits
+ * for it (the home's placement drains; the table worker's slot is held),
+ * so it is sent as WORKER_MSG_OWED, which the runtime refuses only when a
+ * spill queue cannot grow (ROOST_ENOMEM). A refused one is kept on the
+ * shard's owed list and sent again at each turn's end and by the shard's
+ * timer (an idle worker has no turn end), and what follows it to the same
+ * worker waits behind it, so that the home sees a room's bounces after
+ * its DROP. Logged once when kept. */
 
 static uint64_t owed_bit(unsigned to)
 {
@@ -184,37 +181,12 @@ static void owed_arm(struct room_shard *s, uint64_t now)
         log_error("event=room_owed_timer_failed err=\"%s\"", roost_strerror(rc));
 }
 
-/* The name of a kept message in the log. */
-static const char *owed_name(const struct worker_msg *wm)
-{
-    switch (wm->type) {
-    case ROOM_MSG_DROP:
-        return "drop";
-    case ROOM_MSG_UNALIAS:
-        return "unalias";
-    case ROOM_MSG_ARRIVED:
-        return "arrived";
-    case ROOM_MSG_MOVE_REQ:
-        return "move_req";
-    case ROOM_MSG_JOIN:
-    case ROOM_MSG_LEAVE: {
-        struct buf *b;
-        memcpy(&b, wm->u.bytes, sizeof(b));
-        uint8_t route = wm->type == ROOM_MSG_JOIN ? ((const struct join_req *)b->data)->route
-                                                  : ((const struct leave_req *)b->data)->route;
-        if (route == ROUTE_BOUNCE)
-            return "bounce";
-        return wm->type == ROOM_MSG_JOIN ? "join" : "leave";
-    }
-    default:
-        return "other";
-    }
-}
-
 /* Keeps o last on the owed list; the timer sends it if no turn ends. */
-static void owed_keep(struct room_shard *s, struct room_owed *o, const char *what, unsigned to,
-                      int rc)
+static void owed_keep(struct room_shard *s, struct room_owed *o, uint16_t type, unsigned to, int rc)
 {
+    const char *what = type == ROOM_MSG_DROP      ? "drop"
+                       : type == ROOM_MSG_UNALIAS ? "unalias"
+                                                  : "bounce";
     log_error("event=room_owed_deferred msg=%s to=%u err=\"%s\"", what, to,
               rc == ROOST_EAGAIN ? "behind an owed message" : roost_strerror(rc));
     o->next = NULL;
@@ -298,32 +270,15 @@ void place_room_end(struct room_shard *s, struct room *r)
      * there may hold it), or holding the DROP the home waits for: kept
      * until it went, never freed here meanwhile. */
     r->end_owed.kind = ROOM_OWED_END;
-    owed_keep(s, &r->end_owed, r->owes_drop ? "drop" : "unalias", r->owes_drop ? r->home : r->tab,
-              rc);
+    owed_keep(s, &r->end_owed, r->owes_drop ? ROOM_MSG_DROP : ROOM_MSG_UNALIAS,
+              r->owes_drop ? r->home : r->tab, rc);
 }
 
 int place_send_owed(struct room_shard *s, unsigned to, struct worker_msg *wm)
 {
-    return place_send_owed_cls(s, to, wm, WORKER_MSG_OWED);
-}
-
-int place_send_owed_cls(struct room_shard *s, unsigned to, struct worker_msg *wm,
-                        enum worker_msg_class cls)
-{
-    int rc;
-    if (s->owed_to & owed_bit(to))
-        rc = ROOST_EAGAIN;
-    else if (s->send_hook != NULL)
-        rc = s->send_hook(s->send_hook_arg, to, wm);
-    else
-        rc = worker_send(s->w, to, wm, cls);
+    int rc = s->owed_to & owed_bit(to) ? ROOST_EAGAIN : owed_send(s, to, wm);
     if (rc == 0)
         return 0;
-    if (rc != ROOST_EAGAIN && rc != ROOST_ENOMEM) {
-        /* The spill bound (a CONTROL message): the caller gives way. */
-        room_msg_release(wm);
-        return rc;
-    }
     struct owed_msg *om = malloc(sizeof(*om));
     if (om == NULL) {
         room_msg_release(wm); /* the caller logs it */
@@ -333,7 +288,7 @@ int place_send_owed_cls(struct room_shard *s, unsigned to, struct worker_msg *wm
     om->o.kind = ROOM_OWED_MSG;
     om->to = (uint16_t)to;
     om->wm = *wm;
-    owed_keep(s, &om->o, owed_name(wm), to, rc);
+    owed_keep(s, &om->o, wm->type, to, rc);
     return 0;
 }
 
@@ -360,7 +315,7 @@ static void place_send_drop(struct room_shard *s, unsigned home, const uint8_t *
     od->len = (uint8_t)len;
     od->routed = routed;
     memcpy(od->id, id, len);
-    owed_keep(s, &od->o, "drop", home, rc);
+    owed_keep(s, &od->o, ROOM_MSG_DROP, home, rc);
 }
 
 /* A PLACE join that made no room here: the home's placement goes. The

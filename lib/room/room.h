@@ -289,9 +289,6 @@ struct room_keep {
      * it (owned by the keep: room_member_rebind takes it, room_keep_leave
      * and room_keep_release free it). NULL: none. */
     struct kfcache *kc;
-    /* Its LEAVE's buffer (room_member.leave), owned by the keep likewise:
-     * a re-bound member takes it, room_keep_leave sends it. */
-    struct buf *leave;
 };
 
 /* A moved member whose connection ended between workers (no slot on the

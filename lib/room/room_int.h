@@ -161,15 +161,15 @@ struct room_event {
 };
 
 /* A message another worker's state waits for (owed: a DROP, a bounce, an
- * UNALIAS, a routed JOIN or LEAVE, ARRIVED, MOVE_REQ) that the runtime refused (ROOST_ENOMEM: a
- * spill queue could not grow), or one to the same worker behind such a one: kept on the shard's
+ * UNALIAS) that the runtime refused (ROOST_ENOMEM: a spill queue could not
+ * grow), or one to the same worker behind such a one: kept on the shard's
  * owed list, in order, and sent again (placed.c). The entry heads what it
  * owes: a room's end (embedded in the room: keeping it never allocates),
  * a DROP of no room (its id and count) or a whole message. */
 enum {
     ROOM_OWED_END,  /* struct room (end_owed): its DROP, then its UNALIAS */
     ROOM_OWED_DROP, /* a PLACE's DROP that made no room (placed.c) */
-    ROOM_OWED_MSG,  /* a message as built (a bounce, a routed JOIN...) */
+    ROOM_OWED_MSG,  /* a message as built (a bounce) */
 };
 struct room_owed {
     struct room_owed *next;
@@ -253,10 +253,6 @@ enum member_state {
 struct room_member {
     struct room_shard *s;
     void *ep;
-    /* Its LEAVE's buffer, allocated by room_join (the JOIN fails without
-     * it): leaving never fails to allocate it (a lost LEAVE leaves a ghost
-     * entry in the room). Travels in a room_keep; freed with the member. */
-    struct buf *leave;
     uint32_t pid;
     uint32_t slot;
     uint32_t gen;
@@ -742,19 +738,11 @@ struct buf *place_drop_buf(struct room_shard *s, const struct join_req *jr);
  * list); r is not touched here once the last went. A room published here
  * only (unpublished already) is freed after a grace period then. */
 void place_room_end(struct room_shard *s, struct room *r);
-/* placed.c: sends an owed message (a bounce, a routed LEAVE, ARRIVED,
- * MOVE_REQ) to `to`, behind those still
+/* placed.c: sends an owed message (a bounce) to `to`, behind those still
  * owed to `to`; kept when the runtime refuses it. Returns 0 (sent or
  * kept: wm's references are taken) or ROOST_ENOMEM (neither: released,
  * not logged). */
 int place_send_owed(struct room_shard *s, unsigned to, struct worker_msg *wm);
-/* The same, first tried in class cls: a refusal for the spill bound
- * (ROOST_EFULL, CONTROL) is not kept but returned (wm released: the caller
- * gives way); one the runtime could not allocate for, or a message behind
- * one still owed to `to`, is kept (sent again as OWED). A routed JOIN
- * (place.c): its number follows JOINs the home admitted already. */
-int place_send_owed_cls(struct room_shard *s, unsigned to, struct worker_msg *wm,
-                        enum worker_msg_class cls);
 /* placed.c: sends again what is owed (room_shard_flush, the timer). */
 void place_owed_retry(struct room_shard *s);
 /* placed.c: the owed list's timer (room_shard_new), and its end with the
